@@ -1,0 +1,160 @@
+"""The loaded matrix: rows (one supported stack each) and the platform facts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import Version
+
+from .versions import VendorVersion, in_range, python_version
+
+
+@dataclass(frozen=True)
+class Row:
+    torch_npu: str
+    torch: str
+    torchvision: str
+    cann: str
+    python: tuple[str, ...]
+    packaging: str
+    adapter: dict
+    hdk: dict
+    wheel: dict
+    status: str
+    sources: dict
+    inferred: tuple[str, ...] = ()
+    notes: str = ""
+    file: str = ""
+    line: int = 0
+
+    @cached_property
+    def torch_npu_version(self) -> Version:
+        return Version(self.torch_npu)
+
+    @cached_property
+    def torch_version(self) -> Version:
+        return Version(self.torch)
+
+    @cached_property
+    def cann_version(self) -> VendorVersion:
+        return VendorVersion(self.cann)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    @property
+    def python_sorted(self) -> list[str]:
+        return sorted(self.python, key=python_version)
+
+    def supports_arch(self, arch: str) -> bool:
+        return any(p.endswith("_" + arch) for p in self.wheel["platforms"])
+
+    def torch_requirement(self, arch: str) -> str | None:
+        return (self.wheel.get("torch_requirement") or {}).get(arch)
+
+    def to_dict(self) -> dict:
+        """The row as written in the matrix (no file/line bookkeeping)."""
+        return {
+            "torch_npu": self.torch_npu,
+            "torch": self.torch,
+            "torchvision": self.torchvision,
+            "cann": self.cann,
+            "python": list(self.python),
+            "packaging": self.packaging,
+            "adapter": dict(self.adapter),
+            "hdk": dict(self.hdk),
+            "wheel": dict(self.wheel),
+            "status": self.status,
+            "sources": dict(self.sources),
+            "inferred": list(self.inferred),
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class Platforms:
+    """Archs, chips, OSes, packaging generations and HDK naming (platforms.yaml)."""
+
+    data: dict
+    file: str = ""
+
+    @property
+    def install_root(self) -> str:
+        return self.data["install_root"]
+
+    @property
+    def archs(self) -> dict:
+        return self.data["archs"]
+
+    @property
+    def chips(self) -> dict:
+        return self.data["chips"]
+
+    @property
+    def operating_systems(self) -> dict:
+        return self.data["operating_systems"]
+
+    @property
+    def packaging(self) -> dict:
+        return self.data["packaging"]
+
+    @property
+    def hdk(self) -> dict:
+        return self.data["hdk"]
+
+    @property
+    def torchvision_pairs(self) -> dict:
+        return self.data["torchvision_pairing"]["pairs"]
+
+    def canonical_arch(self, name: str) -> str | None:
+        name = name.strip().lower()
+        for arch, spec in self.archs.items():
+            if name == arch or name in (spec.get("aliases") or []):
+                return arch
+        return None
+
+    def canonical_chip(self, name: str) -> str | None:
+        name = str(name).strip().lower()
+        for chip, spec in self.chips.items():
+            if name == chip.lower() or name == str(spec["package_token"]).lower():
+                return chip
+        return None
+
+    def packaging_for(self, cann: VendorVersion) -> str | None:
+        for name, spec in self.packaging.items():
+            if in_range(cann, spec["cann_min"], spec.get("cann_max")):
+                return name
+        return None
+
+
+@dataclass
+class Matrix:
+    rows: list[Row]
+    platforms: Platforms
+    file: str = ""
+    # PyPI releases deliberately not rows: [{torch_npu, reason, source}]
+    excluded: list[dict] = field(default_factory=list)
+
+    def find(self, torch_npu: str) -> Row | None:
+        for row in self.rows:
+            if row.torch_npu == torch_npu:
+                return row
+        return None
+
+
+def torch_pin(requirement: str) -> Version | None:
+    """The exact torch version a ``torch==X`` requirement pins (local label dropped)."""
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return None
+    for spec in req.specifier:
+        if spec.operator in ("==", "==="):
+            try:
+                v = Version(spec.version.removesuffix(".*"))
+            except ValueError:
+                return None
+            return Version(v.public)
+    return None

@@ -1,0 +1,102 @@
+"""A resolved stack: one matrix row made concrete for a Python, arch, chip and OS.
+
+This is where package file names and install paths are filled in from the
+templates of platforms.yaml; images, playbooks, the simulator and validation all
+read them from here.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+import yaml
+
+from .model import Platforms, Row
+
+
+@dataclass(frozen=True)
+class Stack:
+    row: Row
+    python: str
+    arch: str
+    chip: str
+    os: str
+    platforms: Platforms
+
+    def _fill(self, template: str) -> str:
+        hdk = self.row.hdk["version"]
+        return template.format(cann=self.row.cann, arch=self.arch, root=self.platforms.install_root,
+                               chip=self.chip_info["package_token"], hdk=hdk, hdk_file=hdk.lower())
+
+    @property
+    def packaging(self) -> dict:
+        return self.platforms.packaging[self.row.packaging]
+
+    @property
+    def packages(self) -> dict[str, str]:
+        """Vendor installer file names (the firmware's as a glob): driver, firmware, toolkit, kernels, nnal."""
+        templates = dict(self.platforms.hdk["packages"])
+        templates.update(self.packaging["packages"])
+        for key, template in (self.chip_info.get("package_overrides") or {}).items():
+            generation, _, name = key.rpartition(".")
+            if generation in ("", self.row.packaging):
+                templates[name] = template
+        return {k: self._fill(v) for k, v in templates.items()}
+
+    @property
+    def paths(self) -> dict[str, str]:
+        out = {"install_root": self.platforms.install_root}
+        out.update({k: self._fill(v) for k, v in self.platforms.hdk["paths"].items()})
+        out.update({k: self._fill(v) for k, v in self.packaging["paths"].items()})
+        return out
+
+    @property
+    def chip_info(self) -> dict:
+        return dict(self.platforms.chips[self.chip])
+
+    def to_dict(self) -> dict:
+        row = self.row.to_dict()
+        return {
+            "torch_npu": row.pop("torch_npu"),
+            "torch": row.pop("torch"),
+            "torchvision": row.pop("torchvision"),
+            "cann": row.pop("cann"),
+            "python": self.python,
+            "python_versions": row.pop("python"),
+            "arch": self.arch,
+            "chip": self.chip,
+            "os": self.os,
+            "base_image": self.platforms.operating_systems[self.os]["base_image"],
+            "packages": self.packages,
+            "paths": self.paths,
+            "npus_per_node": self.chip_info["npus_per_node"],
+            "torch_requirement": self.row.torch_requirement(self.arch),
+            **row,
+        }
+
+    def flat(self) -> dict[str, str]:
+        """``{"packages_toolkit": "...", "hdk_min": "...", ...}``: scalars only, lists joined by spaces."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value):
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}_{k}" if prefix else k, v)
+            elif isinstance(value, (list, tuple)):
+                out[prefix] = " ".join(map(str, value))
+            else:
+                out[prefix] = "" if value is None else str(value)
+
+        walk("", self.to_dict())
+        return out
+
+    def export(self, fmt: str) -> str:
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        if fmt == "shell":
+            return "\n".join(f"export NPUENV_{k.upper()}={shlex.quote(v)}" for k, v in self.flat().items())
+        if fmt == "ansible":
+            # Extra-vars for ansible-playbook -e @FILE: the whole stack under one variable.
+            return yaml.safe_dump({"npuenv_stack": self.to_dict()}, sort_keys=False)
+        raise ValueError(f"unknown export format {fmt!r}; use json, shell or ansible")

@@ -1,0 +1,1 @@
+"""npuenv: the command line over the project's libraries."""

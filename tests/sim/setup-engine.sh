@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Make podman/buildah usable on a fresh Debian machine and provide the base image
+# the simulated nodes and the test images build from. Idempotent; needs root.
+# Facts behind each setting: ../shared/DESIGN.md section 5 (crun refuses this
+# kernel's hybrid cgroups; podman's default nofile ulimit is refused; no registry).
+set -euo pipefail
+
+BASE_IMAGE="${BASE_IMAGE:-localhost/debian:bookworm}"
+SUITE="${SUITE:-bookworm}"
+PACKAGES=(podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns iproute2)
+
+log() { printf '[engine] %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-engine: needs root (it installs packages and writes /etc/containers)" >&2
+    exit 2
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+conf=/etc/containers/containers.conf
+want='# written by npuenv tests/sim/setup-engine.sh
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+'
+mkdir -p /etc/containers
+if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "$(printf '%s' "$want")" ]; then
+    log "writing $conf"
+    printf '%s' "$want" > "$conf"
+fi
+
+if ! podman image exists "$BASE_IMAGE"; then
+    log "building $BASE_IMAGE with debootstrap (about 30 s)"
+    mirror="$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)"
+    mirror="${mirror:-http://deb.debian.org/debian}"
+    rootfs="$(mktemp -d)"
+    trap 'rm -rf "$rootfs"' EXIT
+    debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >/dev/null
+    tar -C "$rootfs" -c . | podman import --quiet - "$BASE_IMAGE" >/dev/null
+fi
+log "ready: $(podman --version), base image $BASE_IMAGE"
