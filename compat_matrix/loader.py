@@ -40,13 +40,21 @@ _PLATFORMS_SHAPE = schema.Shape(
             "cann_max": (schema.Optional(inner=schema.VENDOR), True),
             "packages": (schema.MapOf(schema.Choice(("toolkit", "kernels", "nnal")), schema.STR), True),
             "paths": (schema.MapOf(schema.STR, schema.STR), True),
+            "env": (schema.MapOf(schema.STR, schema.STR), True),
+            "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),
             "source": (schema.URL, True),
         }, "packaging generation")), True),
         "hdk": (schema.Shape({
             "packages": (schema.MapOf(schema.Choice(("driver", "firmware")), schema.STR), True),
+            "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),
             "paths": (schema.MapOf(schema.STR, schema.STR), True),
             "source": (schema.URL, True),
         }, "hdk"), True),
+        "nnal_env": (schema.Shape({
+            "env": (schema.MapOf(schema.STR, schema.STR), True),
+            "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),
+            "source": (schema.URL, True),
+        }, "nnal_env"), True),
         "torchvision_pairing": (schema.Shape({
             "source": (schema.URL, True),
             "pairs": (schema.MapOf(schema.STR, schema.STR), True),

@@ -24,10 +24,10 @@ class Stack:
     os: str
     platforms: Platforms
 
-    def _fill(self, template: str) -> str:
+    def _fill(self, template: str, root: str | None = None, **extra) -> str:
         hdk = self.row.hdk["version"]
-        return template.format(cann=self.row.cann, arch=self.arch, root=self.platforms.install_root,
-                               chip=self.chip_info["package_token"], hdk=hdk, hdk_file=hdk.lower())
+        return template.format(cann=self.row.cann, arch=self.arch, root=root or self.platforms.install_root,
+                               chip=self.chip_info["package_token"], hdk=hdk, hdk_file=hdk.lower(), **extra)
 
     @property
     def packaging(self) -> dict:
@@ -46,10 +46,37 @@ class Stack:
 
     @property
     def paths(self) -> dict[str, str]:
-        out = {"install_root": self.platforms.install_root}
-        out.update({k: self._fill(v) for k, v in self.platforms.hdk["paths"].items()})
-        out.update({k: self._fill(v) for k, v in self.packaging["paths"].items()})
+        return self.paths_at()
+
+    def paths_at(self, root: str | None = None) -> dict[str, str]:
+        """Install paths, for the default install root or another (``--install-path``)."""
+        out = {"install_root": root or self.platforms.install_root}
+        out.update({k: self._fill(v, root) for k, v in self.platforms.hdk["paths"].items()})
+        out.update({k: self._fill(v, root) for k, v in self.packaging["paths"].items()})
         return out
+
+    def environment(self, root: str | None = None, parts=("driver", "toolkit", "nnal")):
+        """What the vendor's env scripts export for this stack.
+
+        Returns (scalars, path lists); each path list is what sourcing the
+        scripts in order (driver, toolkit, NNAL) puts in front of the variable.
+        """
+        paths = self.paths_at(root)
+        home = self._fill(self.packaging["env"]["ASCEND_TOOLKIT_HOME"], root, **paths)
+        sections = {
+            "driver": ({}, self.platforms.hdk["env_paths"]),
+            "toolkit": (self.packaging["env"], self.packaging["env_paths"]),
+            "nnal": (self.platforms.data["nnal_env"]["env"], self.platforms.data["nnal_env"]["env_paths"]),
+        }
+        scalars: dict[str, str] = {}
+        lists: dict[str, list[str]] = {}
+        for part in parts:
+            env, env_paths = sections[part]
+            for key, template in env.items():
+                scalars[key] = self._fill(template, root, home=home, **paths)
+            for key, templates in env_paths.items():
+                lists[key] = [self._fill(t, root, home=home, **paths) for t in templates] + lists.get(key, [])
+        return scalars, lists
 
     @property
     def chip_info(self) -> dict:
@@ -100,3 +127,12 @@ class Stack:
             # Extra-vars for ansible-playbook -e @FILE: the whole stack under one variable.
             return yaml.safe_dump({"npuenv_stack": self.to_dict()}, sort_keys=False)
         raise ValueError(f"unknown export format {fmt!r}; use json, shell or ansible")
+
+
+def shell_exports(scalars: dict[str, str], lists: dict[str, list[str]]) -> str:
+    """``export`` lines for an environment: scalars as they are, path lists put
+    in front of any value the variable already has."""
+    lines = [f'export {k}="{v}"' for k, v in scalars.items()]
+    for key, items in lists.items():
+        lines.append(f'export {key}="{":".join(items)}${{{key}:+:${key}}}"')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,78 @@
+"""Simulated nodes as podman containers: build the node image, start N nodes
+each with its own device-state file, inject faults, remove them.
+
+Nodes are reachable by Ansible's ``containers.podman.podman`` connection and
+testinfra's ``podman://NAME`` backend.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from . import state as sim_state
+
+HERE = Path(__file__).resolve().parent
+NODE_IMAGE = "localhost/npu-sim-node:latest"
+PREFIX = "npu-sim"
+LABEL = "npuenv.sim-node"
+
+
+def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], check=check, text=True,
+                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
+
+
+def build_node_image(tag: str = NODE_IMAGE, rebuild: bool = False) -> str:
+    if rebuild or podman("image", "exists", tag, check=False).returncode != 0:
+        podman("build", "--quiet", "-t", tag, "-f", str(HERE / "node" / "Containerfile"), str(HERE / "node"))
+    return tag
+
+
+def node_names(count: int, prefix: str = PREFIX) -> list[str]:
+    return [f"{prefix}-{i}" for i in range(count)]
+
+
+def start_nodes(count: int, state_root: Path, chip: str = "910b", prefix: str = PREFIX,
+                image: str = NODE_IMAGE, npus: int | None = None) -> list[str]:
+    """Start ``count`` fresh nodes; node i's state lives in ``state_root/<name>/state.json``."""
+    build_node_image(image)
+    names = node_names(count, prefix)
+    remove_nodes(names)
+    for i, name in enumerate(names):
+        state_dir = Path(state_root) / name
+        sim_state.save(sim_state.default_state(chip, npus=npus, node_index=i), state_dir / "state.json")
+        podman("run", "-d", "--name", name, "--hostname", name, "--label", LABEL,
+               "--network", "none", "--cap-add", "MKNOD",
+               "-v", f"{state_dir}:{Path(sim_state.STATE_PATH).parent}", image)
+    return names
+
+
+def remove_nodes(names: list[str] | None = None) -> None:
+    if names is None:
+        out = podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").stdout
+        names = out.split()
+    if names:
+        podman("rm", "-f", "-t", "0", *names, check=False)
+
+
+def run_in(name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return podman("exec", name, *cmd, check=check)
+
+
+def state_file(state_root: Path, name: str) -> Path:
+    return Path(state_root) / name / "state.json"
+
+
+def update_state(state_root: Path, name: str, logic_id: int, **fields) -> dict:
+    """Fault injection on the hardware: change one device of one node."""
+    path = state_file(state_root, name)
+    new = sim_state.with_changes(sim_state.load(path), logic_id, **fields)
+    sim_state.save(new, path)
+    return new
+
+
+def inventory(names: list[str]) -> dict:
+    """An Ansible inventory (as JSON-able dict) reaching the nodes through podman."""
+    return {"npu_nodes": {"hosts": {n: {"ansible_connection": "containers.podman.podman",
+                                        "ansible_python_interpreter": "/usr/bin/python3"} for n in names}}}
+

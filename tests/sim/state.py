@@ -1,0 +1,108 @@
+"""The simulated hardware: one JSON file per node describing its NPUs.
+
+Inside a node the file lives at STATE_PATH; npu-smi, hccn_tool and the
+simulated CANN runtime read it, and tests inject faults by rewriting it.
+
+Format::
+
+    {"chip": "910b",              # platforms.yaml chip key
+     "name": "910B3",             # npu-smi's Name column
+     "npus": [                    # one per card (npu-smi's NPU id)
+       {"npu": 0, "chips": [      # one die for 910/910B, two for A3 and 300I Duo
+         {"chip": 0, "phy_id": 0, "logic_id": 0,
+          "health": "OK",         # OK | Warning | Alarm | Critical
+          "error_codes": [],      # hex strings shown by `npu-smi info -t health`
+          "power_w": 94.8, "temp_c": 36, "hugepages": [0, 0],
+          "bus_id": "0000:C1:00.0", "aicore_pct": 0,
+          "memory_mb": [0, 0], "hbm_mb": [3407, 65536],
+          "busy": null,           # null, or a dcmi error code such as -8020 (held elsewhere)
+          "processes": [],        # [{"pid": 1601114, "name": "python", "mem_mb": 18429}]
+          "link": "UP",           # hccn_tool -link -g
+          "net_health": "Success",  # Success | Init | Fault | Detect ip set | ...
+          "ip": null, "netmask": null, "netdetect": null,
+          "lldp": {"chassis_id": "...", "port_id": "...", "system_name": "..."}}]}]}
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+STATE_PATH = "/etc/npu-sim/state.json"
+
+# Per chip: npu-smi name, NPUs per node, dies per NPU, HBM (MB) per die, and the
+# PCI bus ids real 8-NPU boards show (samples in tests/fixtures/vendor_samples).
+_CHIPS = {
+    "910b": {"name": "910B3", "npus": 8, "dies": 1, "hbm_mb": 65536, "power_w": 94.8,
+             "bus": ["0000:C1:00.0", "0000:C2:00.0", "0000:81:00.0", "0000:82:00.0",
+                     "0000:01:00.0", "0000:02:00.0", "0000:41:00.0", "0000:42:00.0"]},
+    "910": {"name": "910A", "npus": 8, "dies": 1, "hbm_mb": 32768, "power_w": 72.1,
+            "bus": ["0000:C1:00.0", "0000:81:00.0", "0000:41:00.0", "0000:01:00.0",
+                    "0000:C2:00.0", "0000:82:00.0", "0000:42:00.0", "0000:02:00.0"]},
+    "a3": {"name": "Ascend910", "npus": 8, "dies": 2, "hbm_mb": 65536, "power_w": 162.0,
+           "bus": ["0000:9D:00.0", "0000:9F:00.0", "0000:99:00.0", "0000:9B:00.0",
+                   "0000:B9:00.0", "0000:BB:00.0", "0000:B5:00.0", "0000:B7:00.0"]},
+    "310p": {"name": "310P3", "npus": 1, "dies": 2, "hbm_mb": 0, "power_w": None,
+             "bus": ["0000:81:00.0"]},
+}
+
+
+def default_state(chip: str = "910b", npus: int | None = None, node_index: int = 0) -> dict:
+    """A healthy node: ``npus`` cards of ``chip`` (8 x 910B3 by default).
+
+    ``node_index`` makes device IPs and LLDP neighbours unique per node.
+    """
+    spec = _CHIPS[chip]
+    count = npus or spec["npus"]
+    cards, logic = [], 0
+    for n in range(count):
+        dies = []
+        for d in range(spec["dies"]):
+            phy = n * spec["dies"] + d
+            dies.append({
+                "chip": d, "phy_id": phy, "logic_id": logic,
+                "health": "OK", "error_codes": [],
+                "power_w": spec["power_w"] if d == 0 else None, "temp_c": 36 + (phy % 5),
+                "hugepages": [0, 0], "bus_id": spec["bus"][n % len(spec["bus"])],
+                "aicore_pct": 0, "memory_mb": [0, 0],
+                "hbm_mb": [3407, spec["hbm_mb"]] if spec["hbm_mb"] else None,
+                "busy": None, "processes": [],
+                "link": "UP", "net_health": "Success",
+                "ip": None, "netmask": None, "netdetect": None,
+                "lldp": {"chassis_id": f"sim-leaf-{node_index // 4}", "port_id": f"200GE1/0/{node_index * 8 + phy + 1}",
+                         "system_name": f"sim-leaf-{node_index // 4}"},
+            })
+            logic += 1
+        cards.append({"npu": n, "chips": dies})
+    return {"chip": chip, "name": spec["name"], "npus": cards}
+
+
+def chips(state: dict):
+    """Every die of the node, in logic-id order."""
+    return [c for card in state["npus"] for c in card["chips"]]
+
+
+def by_logic_id(state: dict, logic_id: int) -> dict:
+    for c in chips(state):
+        if c["logic_id"] == logic_id:
+            return c
+    raise KeyError(f"no device with logic id {logic_id}")
+
+
+def load(path: Path | str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def save(state: dict, path: Path | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1) + "\n")
+    tmp.replace(path)  # readers never see half a file
+
+
+def with_changes(state: dict, logic_id: int, **fields) -> dict:
+    """A copy of ``state`` with one device's fields changed (fault injection)."""
+    new = copy.deepcopy(state)
+    by_logic_id(new, logic_id).update(fields)
+    return new
