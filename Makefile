@@ -26,7 +26,7 @@ ROW_ARGS = $(if $(ROW),--row $(ROW)) $(if $(TORCH),--torch $(TORCH)) $(if $(CANN
            $(if $(CHIP),--chip $(CHIP)) $(if $(OS),--os $(OS))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup engine test test-unit lint resolve matrix-table bench
+.PHONY: help setup engine test test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -63,3 +63,14 @@ matrix-table: $(VENV)/.installed ## regenerate the README's support table from t
 
 bench: $(VENV)/.installed ## run the benchmarks under bench/
 	$(PY) bench/run.py
+
+OUT ?= out/installers
+N ?= 3
+sim-installers: $(VENV)/.installed ## simulated vendor installers: make sim-installers ROW=2.4.0.post2 [CHIP=910b ARCH=x86_64] OUT=DIR
+	$(PY) -m tests.sim installers $(ROW_ARGS) --out $(OUT)
+
+sim-nodes: setup ## start simulated Atlas nodes npu-sim-0..N-1 with podman: make sim-nodes N=3
+	$(PY) -m tests.sim nodes --count $(N) $(if $(CHIP),--chip $(CHIP))
+
+sim-clean: ## remove the simulated nodes
+	$(PY) -m tests.sim clean

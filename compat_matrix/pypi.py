@@ -182,7 +182,7 @@ def check_row(row: Row, record: dict | None) -> list[Disagreement]:
             if pinned is not None and pinned != Version(row.torch):
                 out.append(Disagreement(row.torch_npu, f"torch ({arch} Requires-Dist)", row.torch, req))
             declared = row.torch_requirement(arch)
-            if "torch_requirement" in row.wheel and declared != req:
+            if "torch_requirement" in row.wheel and (declared and str(Requirement(declared))) != req:
                 out.append(Disagreement(row.torch_npu, f"wheel.torch_requirement.{arch}", str(declared), req))
     return out
 

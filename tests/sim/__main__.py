@@ -1,0 +1,53 @@
+"""Command line of the simulator (test-side; the product never calls it).
+
+  python -m tests.sim installers [row constraints] --out DIR [--hdk V]
+  python -m tests.sim nodes --count N [--chip C] [--state-dir DIR]
+  python -m tests.sim clean
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import compat_matrix as cm
+from npuenv.cli import add_constraint_args, constraints_from
+
+from . import installers, nodes
+
+DEFAULT_STATE_DIR = Path("out/sim-state")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sim")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("installers", help="write a row's simulated vendor installers")
+    add_constraint_args(p)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--hdk", help="HDK version to build the driver and firmware for (default: the row's)")
+    p.add_argument("--runtime-libs", type=Path, help="simulated CANN libraries for the toolkit and NNAL")
+    p = sub.add_parser("nodes", help="start simulated nodes npu-sim-0..N-1")
+    p.add_argument("--count", type=int, default=3)
+    p.add_argument("--chip", default="910b")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    sub.add_parser("clean", help="remove every simulated node")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "installers":
+            stack = cm.resolve(cm.load_matrix(), constraints_from(args)).stack
+            written = installers.make_installers(stack, args.out, hdk=args.hdk, runtime_libs=args.runtime_libs)
+            for path in written.values():
+                print(path)
+        elif args.cmd == "nodes":
+            for name in nodes.start_nodes(args.count, args.state_dir.resolve(), chip=args.chip):
+                print(name)
+        else:
+            nodes.remove_nodes()
+    except (cm.MatrixError, cm.NoMatch) as e:
+        print(e, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
