@@ -31,6 +31,8 @@ _PLATFORMS_SHAPE = schema.Shape(
         }, "chip")), True),
         "operating_systems": (schema.MapOf(schema.STR, schema.Shape({
             "family": (schema.Choice(("debian", "redhat")), True),
+            "distribution": (schema.STR, True),
+            "version": (schema.STR, True),
             "base_image": (schema.STR, True),
             "build_local": (schema.Choice((True, False)), False),
         }, "operating system")), True),
@@ -55,6 +57,10 @@ _PLATFORMS_SHAPE = schema.Shape(
             "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),
             "source": (schema.URL, True),
         }, "nnal_env"), True),
+        "cann_python_deps": (schema.Shape({
+            "requirements": (schema.MapOf(schema.STR, schema.STR), True),
+            "source": (schema.URL, True),
+        }, "cann_python_deps"), True),
         "torchvision_pairing": (schema.Shape({
             "source": (schema.URL, True),
             "pairs": (schema.MapOf(schema.STR, schema.STR), True),

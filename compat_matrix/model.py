@@ -105,6 +105,11 @@ class Platforms:
         return self.data["hdk"]
 
     @property
+    def cann_python_deps(self) -> dict[str, str]:
+        """Requirement -> import name of the Python packages CANN needs."""
+        return self.data["cann_python_deps"]["requirements"]
+
+    @property
     def torchvision_pairs(self) -> dict:
         return self.data["torchvision_pairing"]["pairs"]
 
@@ -120,6 +125,14 @@ class Platforms:
         for chip, spec in self.chips.items():
             if name == chip.lower() or name == str(spec["package_token"]).lower():
                 return chip
+        return None
+
+    def os_for(self, distribution: str, version: str) -> str | None:
+        """The OS key for Ansible's ansible_distribution / ansible_distribution_version."""
+        for key, spec in self.operating_systems.items():
+            if spec["distribution"].lower() == distribution.lower() and \
+                    (version == spec["version"] or version.startswith(spec["version"] + ".")):
+                return key
         return None
 
     def packaging_for(self, cann: VendorVersion) -> str | None:

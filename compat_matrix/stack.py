@@ -27,7 +27,8 @@ class Stack:
     def _fill(self, template: str, root: str | None = None, **extra) -> str:
         hdk = self.row.hdk["version"]
         return template.format(cann=self.row.cann, arch=self.arch, root=root or self.platforms.install_root,
-                               chip=self.chip_info["package_token"], hdk=hdk, hdk_file=hdk.lower(), **extra)
+                               chip=self.chip_info["package_token"], kernel_dir=self.chip_info["opp_kernel_dir"],
+                               hdk=hdk, hdk_file=hdk.lower(), **extra)
 
     @property
     def packaging(self) -> dict:

@@ -21,6 +21,29 @@ Format::
           "net_health": "Success",  # Success | Init | Fault | Detect ip set | ...
           "ip": null, "netmask": null, "netdetect": null,
           "lldp": {"chassis_id": "...", "port_id": "...", "system_name": "..."}}]}]}
+
+Optional keys, read by tests/sim/tools (npu_smi.py, hccn_tool.py) when present:
+
+* top level: ``"phy_id_column"`` (bool: npu-smi's ``Chip  Phy-ID`` header; default
+  true on a3 only), ``"mcu"`` (bool: ``npu-smi info -m`` lists an MCU per card;
+  default true on 910b), ``"mapping_name"`` (``-m`` Chip Name, default
+  ``"Ascend <name>"``), ``"topology"`` (``{"links": [[cell, ...], ...]`` by logic
+  id, ``"cpu_affinity": ["144-167", ...]}`` for ``-t topo``), ``"peers"``
+  (device IPs of other nodes that ``hccn_tool -ping`` reaches).
+* per card: ``"board"`` (``-t board`` fields: ``board_id``, ``pcb_id``, ``bom_id``,
+  ``slot_id``, ``class_id``, ``compatibility``, ``subsystem_vendor_id``,
+  ``subsystem_device_id``).
+* per die: ``"error_info"`` (``-t health`` Error Information: the first line,
+  then continuation lines), ``"vdie_id"`` / ``"ndie_id"`` (``-t board -c``),
+  ``"lldp"`` may add ``"system_description"`` and ``"mgmt_ip"``.
+* ``power_w`` may be null (A3 die 1 prints ``-``, 310P prints ``NA``) or a string
+  printed as is.
+
+Other inputs of the simulated tools: driver and firmware versions come from
+``/usr/local/Ascend/{driver,firmware}/version.info`` (``Version=`` line); the
+driver needs ``/dev/davinci_manager`` and shows only dies whose
+``/dev/davinci<phy_id>`` exists; ``NPU_SIM_ROOT`` prefixes those paths and
+``NPU_SIM_STATE`` overrides STATE_PATH. ``hccn_tool -i N`` takes the phy id.
 """
 from __future__ import annotations
 

@@ -1,0 +1,516 @@
+"""The vendor-output parsers read real npu-smi / hccn_tool captures, and the simulated
+tools print the same text for the same device state, faults included."""
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.sim import state as sim_state
+from validation import vendor_tools as vt
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "tests/fixtures/vendor_samples"
+TOOLS = ROOT / "tests/sim/tools"
+
+
+def sample(name: str) -> str:
+    return (SAMPLES / name).read_text()
+
+
+# ------------------------------------------------------------ the simulator
+
+class SimHost:
+    """A simulated host under one folder: state file, version.info files, device nodes."""
+
+    def __init__(self, folder, state, driver="25.2.0", firmware="7.7.0.1.231", nodes=True):
+        self.root = folder / "root"
+        self.state_path = folder / "state.json"
+        sim_state.save(state, self.state_path)
+        for kind, version in (("driver", driver), ("firmware", firmware)):
+            if version:
+                info = self.root / f"usr/local/Ascend/{kind}/version.info"
+                info.parent.mkdir(parents=True, exist_ok=True)
+                info.write_text(f"Version={version}\npackage_version={version}\n")
+        (self.root / "dev").mkdir(parents=True, exist_ok=True)
+        if nodes:
+            (self.root / "dev/davinci_manager").touch()
+            for die in sim_state.chips(state):
+                (self.root / f"dev/davinci{die['phy_id']}").touch()
+
+    def run(self, tool, *args):
+        env = dict(os.environ, NPU_SIM_ROOT=str(self.root), NPU_SIM_STATE=str(self.state_path))
+        return subprocess.run([sys.executable, str(TOOLS / tool), *args], env=env,
+                              capture_output=True, text=True, timeout=30)
+
+    def npu_smi(self, *args):
+        return self.run("npu_smi.py", *args)
+
+    def hccn(self, dev, *args):
+        return self.run("hccn_tool.py", "-i", str(dev), *args)
+
+    def state(self):
+        return sim_state.load(self.state_path)
+
+
+@pytest.fixture
+def host(tmp_path):
+    """Factory of simulated hosts, each in its own folder."""
+    made = []
+
+    def make(state, **kw):
+        made.append(SimHost(tmp_path / f"host{len(made)}", state, **kw))
+        return made[-1]
+    return make
+
+
+def state_from_info(info: vt.NpuSmiInfo, chip: str) -> dict:
+    """The device state equivalent to a parsed ``npu-smi info`` capture."""
+    cards = {}
+    for logic, c in enumerate(info.chips):
+        logic_id = c.device_id if c.device_id is not None else logic
+        die = {"chip": c.chip, "phy_id": c.phy_id if c.phy_id is not None else logic_id,
+               "logic_id": logic_id, "health": c.health, "error_codes": [],
+               "power_w": c.power_w, "temp_c": c.temp_c, "hugepages": list(c.hugepages),
+               "bus_id": c.bus_id, "aicore_pct": c.aicore_pct, "memory_mb": list(c.memory_mb),
+               "hbm_mb": list(c.hbm_mb) if c.hbm_mb else None, "busy": None,
+               "processes": [{"pid": p.pid, "name": p.name, "mem_mb": p.mem_mb}
+                             for p in info.processes_on(c.npu) if p.chip == c.chip],
+               "link": "UP", "net_health": "Success", "ip": None, "netmask": None,
+               "netdetect": None, "lldp": None}
+        cards.setdefault(c.npu, []).append(die)
+    return {"chip": chip, "name": info.chips[0].name,
+            "npus": [{"npu": n, "chips": dies} for n, dies in cards.items()]}
+
+
+def state_910a(cards=8):
+    """8 x 910A like the mind-cluster fixture (board captured on card 0)."""
+    st = sim_state.default_state("910", npus=cards)
+    st["name"] = "910A"
+    card0 = st["npus"][0]
+    card0["board"] = {"board_id": "0x02", "pcb_id": "A", "bom_id": "1", "slot_id": 0}
+    card0["chips"][0].update(bus_id="0000:61:00.0",
+                             vdie_id="42C711D4 20B03704 4A10C8D4 14CC040A D2102003",
+                             ndie_id="27216594 20401010 4E10C8D4 14CC040A A4102003")
+    return st
+
+
+# ------------------------------------------------- real samples: npu-smi info
+
+def test_910b2_23_0_7_table():
+    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B2_23.0.7_8npu_no_process.txt"))
+    assert (info.npu_smi_version, info.version) == ("23.0.7", "23.0.7")
+    assert info.npu_ids() == list(range(8)) and len(info.chips) == 8
+    c0 = info.chip(0)
+    assert (c0.name, c0.health, c0.power_w, c0.temp_c) == ("910B2", "OK", 96.5, 36)
+    assert (c0.bus_id, c0.aicore_pct, c0.memory_mb, c0.hbm_mb) == ("0000:C1:00.0", 0, (0, 0), (29954, 65536))
+    assert c0.hugepages == (0, 0) and c0.phy_id is None and c0.device_id is None
+    assert info.chip(4).hbm_mb == (3347, 65536) and info.chip(5).bus_id == "0000:41:00.0"
+    assert info.has_process_section and info.processes == []
+
+
+def test_910b3_24_1_rc1_table_without_process_section():
+    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B3_24.1.rc1.b030_8npu_no_proc_section.txt"))
+    assert info.version == "24.1.rc1.b030"
+    assert not info.has_process_section
+    assert info.chip(6).power_w == 103.8 and info.chip(6).temp_c == 45
+    assert info.chip(7).hbm_mb == (3315, 65536)
+
+
+def test_910b4_25_0_rc1_table():
+    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B4_25.0.rc1.1_8npu_no_process.txt"))
+    assert info.version == "25.0.rc1.1" and {c.name for c in info.chips} == {"910B4"}
+    assert info.chip(0).hbm_mb == (2654, 32768) and info.chip(7).hbm_mb == (2653, 32768)
+    assert info.chip(3).power_w == 89.1
+
+
+def test_910b3_25_2_0_table_with_a_process():
+    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt"))
+    c4 = info.chip(4)
+    assert (c4.power_w, c4.temp_c, c4.aicore_pct, c4.hbm_mb) == (139.7, 45, 25, (21784, 65536))
+    assert info.processes == [vt.NpuProcess(npu=4, chip=0, pid=1601114, name="python", mem_mb=18429)]
+    assert info.processes_on(0) == []
+
+
+def test_a3_table_two_dies_per_npu():
+    info = vt.parse_npu_smi_info(sample("npu-smi_info_A3_Ascend910_24.1.rc3.7_8npu_16chip.txt"))
+    assert info.version == "24.1.rc3.7" and len(info.chips) == 16 and info.npu_ids() == list(range(8))
+    assert [c.phy_id for c in info.chips] == list(range(16))
+    assert info.chip(0, 0).power_w == 178.5 and info.chip(0, 1).power_w is None  # "-" on die 1
+    last = info.chip(7, 1)
+    assert (last.name, last.phy_id, last.bus_id, last.hbm_mb, last.temp_c) == (
+        "Ascend910", 15, "0000:83:00.0", (3188, 65536), 37)
+
+
+def test_310p_duo_table_with_a_critical_chip():
+    info = vt.parse_npu_smi_info(sample("npu-smi_info_310P3_300IDuo_25.0.rc1.b033_4card_Critical.txt"))
+    assert info.version == "25.0.rc1.b033" and info.npu_ids() == [1, 2, 4, 5] and len(info.chips) == 8
+    bad = info.chip(4, 0)
+    assert (bad.health, bad.device_id, bad.memory_mb, bad.hbm_mb, bad.power_w, bad.temp_c) == (
+        "Critical", 4, (1793, 44280), None, None, 56)
+    assert [c.health for c in info.chips].count("Critical") == 1
+    assert info.chip(1, 1).memory_mb == (1379, 46717) and info.chip(1, 1).bus_id == "0000:01:00.0"
+    assert info.has_process_section and info.processes == []
+
+
+# ------------------------------------------------- real samples: sub-commands
+
+def test_list_mapping_board_health_topo_samples():
+    listed = vt.parse_npu_smi_list(sample("npu-smi_info_-l_910B4_8npu.txt"))
+    assert listed.total_count == 8 and listed.chip_counts == {n: 1 for n in range(8)}
+
+    mcu = vt.parse_mapping(sample("npu-smi_info_-m_910B4_8npu_with_mcu.txt"))
+    assert len(mcu) == 16
+    assert mcu[0] == vt.ChipMapping(0, 0, 0, "Ascend 910B4") and mcu[15] == vt.ChipMapping(7, 1, None, "Mcu")
+    a910 = vt.parse_mapping(sample("npu-smi_info_-m_910A_8npu.txt"))
+    assert [(m.npu, m.logic_id, m.name) for m in a910][7] == (7, 7, "Ascend 910A")
+
+    board = vt.parse_board(sample("npu-smi_info_-t_board_-i_0_910A_23.0.5.txt"))
+    assert board["Software Version"] == "23.0.5" and board["Firmware Version"] == "7.1.0.7.220"
+    assert board["PCI Device ID"] == "0xD801" and board["PCIe Bus Info"] == "0000:61:00.0"
+    assert board["Chip Count"] == "1"
+    chip = vt.parse_board(sample("npu-smi_info_-t_board_-i_0_-c_0_910A.txt"))
+    assert chip["Chip Name"] == "910A" and chip["NDie ID"].startswith("27216594 ")
+
+    ok = vt.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_OK.txt"))
+    assert ok == vt.Health("OK", (), ()) and ok.ok
+    alarm = vt.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt"))
+    assert alarm.status == "Alarm" and not alarm.ok
+    assert alarm.error_codes == ("A4025021", "8C03A000", "8C084E00")
+    assert alarm.error_info[0] == "ascend_monitor adda heart beat lost error" and len(alarm.error_info) == 3
+    assert alarm.error_info[2].startswith("node type=adda, sensor type=Heartbeat Sensor")
+
+    topo = vt.parse_topo(sample("npu-smi_info_-t_topo_910B3_8npu.txt"))
+    assert topo.devices == [f"NPU{i}" for i in range(8)]
+    assert topo.link("NPU3", "NPU3") == "X" and topo.link("NPU0", "NPU7") == "HCCS"
+    assert {topo.link(a, b) for a in topo.devices for b in topo.devices if a != b} == {"HCCS"}
+    assert topo.cpu_affinity["NPU0"] == "144-167" and topo.cpu_affinity["NPU7"] == "48-71"
+
+
+def test_error_samples():
+    e = vt.npu_smi_error(sample("npu-smi_error_-8005_dcmi_init.txt"))
+    assert e.code == -8005 and "driver not loaded" in e.describe()
+    for name in ("npu-smi_error_-8020_device_used.txt", "npu-smi_error_-8020_device_used_ret4.txt"):
+        assert vt.npu_smi_error(sample(name)).code == -8020
+    bad = vt.npu_smi_error(sample("npu-smi_error_invalid_card_id.txt"))
+    assert (bad.message, bad.parameter, bad.code) == ("Invalid card id.", "-i", None)
+    assert vt.npu_smi_error(sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt")) is None
+    with pytest.raises(vt.VendorToolFailure) as exc:
+        vt.parse_npu_smi_info(sample("npu-smi_error_-8020_device_used_ret4.txt"))
+    assert exc.value.error.code == -8020 and "occupied" in str(exc.value)
+    with pytest.raises(vt.VendorToolFailure):
+        vt.parse_board(sample("npu-smi_error_invalid_card_id.txt"))
+
+
+def test_hccn_samples():
+    assert vt.parse_link(sample("hccn_tool_-link_-g_UP.txt")) == "UP"
+    for state in ("Success", "Fault", "Init"):
+        assert vt.parse_net_health(sample(f"hccn_tool_-net_health_-g_{state}.txt")) == state
+    assert vt.parse_net_health(sample("hccn_tool_-net_health_-g_Socket_failed_fixture.txt")) == "Socket failed"
+    assert vt.parse_ip(sample("hccn_tool_-ip_-g_mindcluster_fixture.txt")) == vt.IpConfig(
+        "192.161.200.10", "255.255.255.0")
+    assert vt.parse_ip(sample("hccn_tool_-ip_-g_mindxdl_doc.txt")).address == "10.xx.xx.10"
+    assert vt.parse_ip("Get ipconf failed, because no ip was preset there!\n") is None
+    assert vt.parse_netdetect("netdetect address: 11.12.165.1\n") == "11.12.165.1"
+    assert vt.parse_netdetect("netdetect addr: 11.12.165.1\n") == "11.12.165.1"
+    # Huawei's own lldp reader looks for the TLV title alone on a line, then the value.
+    lldp = vt.parse_lldp("System Name TLV\n\tleaf-3\nPort ID TLV\n\tIfname: 400GE1/1/5:1\n"
+                         "System Description TLV\n\tHuawei Versatile Routing Platform Software\n")
+    assert (lldp.system_name, lldp.port_id) == ("leaf-3", "400GE1/1/5:1") and "Routing" in lldp.system_description
+    assert vt.parse_lldp("") is None
+
+
+def test_unreadable_output_names_the_line():
+    text = sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt").replace(
+        "| 0           0    / 0          3407 / 65536         |",
+        "| 0           0    / 0          3407 / sixty-four    |")
+    with pytest.raises(vt.VendorOutputError) as exc:
+        vt.parse_npu_smi_info(text)
+    assert exc.value.lineno == 8 and "sixty-four" in str(exc.value) and "HBM-Usage" in str(exc.value)
+    with pytest.raises(vt.VendorOutputError, match="not part of an npu-smi table"):
+        vt.parse_npu_smi_info("bash: npu-smi: command not found\n")
+    with pytest.raises(vt.VendorOutputError, match="no npu-smi info table"):
+        vt.parse_npu_smi_info("")
+    with pytest.raises(vt.VendorOutputError, match="link status"):
+        vt.parse_link("link status: MAYBE\n")
+    with pytest.raises(vt.VendorOutputError, match="expected 'key : value'"):
+        vt.parse_health("\tHealth Status                  : OK\nsegmentation fault\n")
+    with pytest.raises(vt.VendorOutputError, match="summary"):
+        vt.parse_ping("device 0 PING 10.0.0.2\n")
+
+
+# ------------------------------------ simulator == real sample, line for line
+
+TABLES = [("npu-smi_info_910B2_23.0.7_8npu_no_process.txt", "910b"),
+          ("npu-smi_info_910B4_25.0.rc1.1_8npu_no_process.txt", "910b"),
+          ("npu-smi_info_910B3_25.2.0_8npu_with_process.txt", "910b"),
+          ("npu-smi_info_A3_Ascend910_24.1.rc3.7_8npu_16chip.txt", "a3"),
+          ("npu-smi_info_310P3_300IDuo_25.0.rc1.b033_4card_Critical.txt", "310p")]
+
+
+@pytest.mark.parametrize("name, chip", TABLES)
+def test_simulated_info_table_equals_the_real_capture(host, name, chip):
+    text = sample(name)
+    info = vt.parse_npu_smi_info(text)
+    out = host(state_from_info(info, chip), driver=info.version).npu_smi("info")
+    assert out.returncode == 0, out.stdout
+    assert out.stdout.splitlines() == text.splitlines()
+    assert vt.parse_npu_smi_info(out.stdout) == info
+
+
+def test_simulated_table_prefix_equals_a_capture_cut_before_the_process_section(host):
+    text = sample("npu-smi_info_910B3_24.1.rc1.b030_8npu_no_proc_section.txt")
+    info = vt.parse_npu_smi_info(text)
+    out = host(state_from_info(info, "910b"), driver="24.1.rc1.b030").npu_smi("info").stdout
+    lines = text.splitlines()
+    assert out.splitlines()[:len(lines)] == lines
+    assert vt.parse_npu_smi_info(out).chips == info.chips
+
+
+def test_simulated_list_and_mapping_equal_the_captures(host):
+    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B4_25.0.rc1.1_8npu_no_process.txt"))
+    b4 = host(state_from_info(info, "910b"), driver="25.0.rc1.1")
+    listed = b4.npu_smi("info", "-l").stdout
+    assert listed.startswith("\tTotal Count")  # a TAB; the blog rendered it as 8 spaces
+    assert listed.expandtabs(8) == sample("npu-smi_info_-l_910B4_8npu.txt")
+    mapping = b4.npu_smi("info", "-m").stdout
+    assert mapping.expandtabs(8) == sample("npu-smi_info_-m_910B4_8npu_with_mcu.txt")
+
+    a910 = host(state_910a(), driver="23.0.5")
+    assert a910.npu_smi("info", "-m").stdout == sample("npu-smi_info_-m_910A_8npu.txt")
+
+
+def test_simulated_board_health_topo_equal_the_captures(host):
+    a910 = host(state_910a(), driver="23.0.5", firmware="7.1.0.7.220")
+    assert a910.npu_smi("info", "-t", "board", "-i", "0").stdout == sample(
+        "npu-smi_info_-t_board_-i_0_910A_23.0.5.txt")
+    assert a910.npu_smi("info", "-t", "board", "-i", "0", "-c", "0").stdout == sample(
+        "npu-smi_info_-t_board_-i_0_-c_0_910A.txt")
+    assert a910.npu_smi("info", "-t", "health", "-i", "0", "-c", "0").stdout.rstrip("\n") == sample(
+        "npu-smi_info_-t_health_-i_0_-c_0_OK.txt")
+
+    alarm = vt.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt"))
+    st = sim_state.with_changes(state_910a(), 0, health="Alarm", error_codes=list(alarm.error_codes),
+                                error_info=list(alarm.error_info))
+    sick = host(st, driver="23.0.7")
+    assert sick.npu_smi("info", "-t", "health", "-i", "0", "-c", "0").stdout == sample(
+        "npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt")
+
+    b3 = host(sim_state.default_state("910b"), driver="24.1.rc1.b030")
+    assert b3.npu_smi("info", "-t", "topo").stdout == sample("npu-smi_info_-t_topo_910B3_8npu.txt")
+
+
+def test_simulated_errors_equal_the_captures(host):
+    st = sim_state.default_state("910b")
+    gone = host(st, driver="25.5.2", nodes=False)  # no /dev/davinci_manager
+    out = gone.npu_smi("info")
+    assert (out.returncode, out.stdout) == (255, sample("npu-smi_error_-8005_dcmi_init.txt"))
+
+    busy = sim_state.with_changes(st, 3, busy=-8020)
+    old = host(busy, driver="23.0.3").npu_smi("info")
+    assert (old.returncode, old.stdout) == (255, sample("npu-smi_error_-8020_device_used.txt"))
+    new = host(busy, driver="24.1.rc3.7").npu_smi("info", "-l")
+    assert new.stdout == sample("npu-smi_error_-8020_device_used_ret4.txt")
+
+    without_card0 = dict(st, npus=st["npus"][1:])
+    out = host(without_card0).npu_smi("info", "-i", "0", "-t", "board")
+    assert (out.returncode, out.stdout) == (1, sample("npu-smi_error_invalid_card_id.txt"))
+
+
+def test_simulated_hccn_outputs_equal_the_captures(host):
+    st = sim_state.default_state("910b")
+    st = sim_state.with_changes(st, 0, ip="192.161.200.10", netmask="255.255.255.0")
+    for i, health in enumerate(["Success", "Fault", "Init"]):
+        st = sim_state.with_changes(st, i + 1, net_health=health)
+    st = sim_state.with_changes(st, 4, net_health="Socket failed")
+    sim = host(st)
+    assert sim.hccn(0, "-link", "-g").stdout == sample("hccn_tool_-link_-g_UP.txt")
+    assert sim.hccn(0, "-ip", "-g").stdout == sample("hccn_tool_-ip_-g_mindcluster_fixture.txt")
+    for i, name in enumerate(["Success", "Fault", "Init"]):
+        assert sim.hccn(i + 1, "-net_health", "-g").stdout == sample(f"hccn_tool_-net_health_-g_{name}.txt")
+    assert sim.hccn(4, "-net_health", "-g").stdout == sample("hccn_tool_-net_health_-g_Socket_failed_fixture.txt")
+
+
+# ----------------------------------------- injected states parse to themselves
+
+@pytest.mark.parametrize("chip", ["910b", "910", "a3", "310p"])
+def test_every_field_of_a_faulty_state_reads_back(host, chip):
+    st = sim_state.default_state(chip, npus=2 if chip == "310p" else None)
+    last = len(sim_state.chips(st)) - 1
+    st = sim_state.with_changes(st, 0, health="Warning", temp_c=71, aicore_pct=97, hugepages=[18047, 18047],
+                                memory_mb=[1793, 44280], processes=[
+                                    {"pid": 4242, "name": "a-very-long-training-process-name", "mem_mb": 30001}])
+    st = sim_state.with_changes(st, 1, health="Alarm", error_codes=["A4025021"], error_info=["heart beat lost"])
+    st = sim_state.with_changes(st, last, health="Critical", hbm_mb=[61234, 65536] if chip != "310p" else None)
+    sim = host(st)
+    out = sim.npu_smi("info")
+    assert out.returncode == 0
+    info = vt.parse_npu_smi_info(out.stdout)
+    assert info.npu_ids() == [card["npu"] for card in st["npus"]]
+    for die, row in zip(sim_state.chips(st), info.chips, strict=True):
+        assert (row.health, row.temp_c, row.aicore_pct, row.bus_id, row.name) == (
+            die["health"], die["temp_c"], die["aicore_pct"], die["bus_id"], st["name"])
+        assert row.power_w == die["power_w"] and list(row.hugepages) == die["hugepages"]
+        assert list(row.memory_mb) == die["memory_mb"]
+        assert row.hbm_mb == (tuple(die["hbm_mb"]) if die["hbm_mb"] else None)
+        assert row.device_id == (die["logic_id"] if chip == "310p" else None)
+        assert row.phy_id == (die["phy_id"] if chip == "a3" else None)
+    proc = info.processes[0]
+    assert (proc.npu, proc.pid, proc.name, proc.mem_mb) == (0, 4242, "a-very-long-training-proc", 30001)
+
+    # Per die, and per card (the worst die of the card, with every die's codes).
+    die1 = sim_state.by_logic_id(st, 1)
+    card_of_1 = next(c["npu"] for c in st["npus"] if die1 in c["chips"])
+    health = vt.parse_health(sim.npu_smi("info", "-t", "health", "-i", str(card_of_1),
+                                         "-c", str(die1["chip"])).stdout)
+    assert health == vt.Health("Alarm", ("A4025021",), ("heart beat lost",))
+    card0 = vt.parse_health(sim.npu_smi("info", "-t", "health", "-i", str(st["npus"][0]["npu"])).stdout)
+    assert card0.status == ("Alarm" if len(st["npus"][0]["chips"]) == 2 else "Warning")
+
+
+def test_simulated_list_mapping_board_follow_the_state(host):
+    st = sim_state.default_state("a3", npus=2)
+    sim = host(st)
+    assert vt.parse_npu_smi_list(sim.npu_smi("info", "-l").stdout) == vt.NpuList(2, {0: 2, 1: 2})
+    mapping = vt.parse_mapping(sim.npu_smi("info", "-m").stdout)
+    assert [(m.npu, m.chip, m.logic_id) for m in mapping] == [(0, 0, 0), (0, 1, 1), (1, 0, 2), (1, 1, 3)]
+    board = vt.parse_board(sim.npu_smi("info", "-t", "board", "-i", "1").stdout)
+    assert (board["PCI Device ID"], board["Chip Count"], board["Software Version"]) == ("0xD803", "2", "25.2.0")
+    assert board["Firmware Version"] == "7.7.0.1.231" and board["PCIe Bus Info"] == st["npus"][1]["chips"][0]["bus_id"]
+    chip = vt.parse_board(sim.npu_smi("info", "-t", "board", "-i", "1", "-c", "1").stdout)
+    assert chip["Chip ID"] == "1" and chip["PCIe Bus Info"] == st["npus"][1]["chips"][1]["bus_id"]
+    topo = vt.parse_topo(sim.npu_smi("info", "-t", "topo").stdout)
+    assert topo.devices == ["NPU0", "NPU1", "NPU2", "NPU3"] and topo.link("NPU0", "NPU3") == "HCCS"
+
+
+def test_npu_smi_failures_parse_to_what_was_injected(host):
+    st = sim_state.default_state("910b")
+    sim = host(sim_state.with_changes(st, 5, busy=-8020))
+    out = sim.npu_smi("info")
+    assert out.returncode == 255 and vt.npu_smi_error(out.stdout).code == -8020
+    with pytest.raises(vt.VendorToolFailure) as exc:
+        vt.parse_npu_smi_info(out.stdout)
+    assert exc.value.error.code == -8020
+
+    bare = host(st, driver=None)  # driver not installed
+    assert vt.npu_smi_error(bare.npu_smi("info").stdout).code == -8005
+
+    healthy = host(st)
+    bad_card = healthy.npu_smi("info", "-t", "health", "-i", "8", "-c", "0")
+    assert bad_card.returncode == 1 and vt.npu_smi_error(bad_card.stdout).parameter == "-i"
+    bad_chip = healthy.npu_smi("info", "-t", "board", "-i", "0", "-c", "1")
+    assert bad_chip.returncode == 1 and vt.npu_smi_error(bad_chip.stdout).parameter == "-c"
+    bad_type = healthy.npu_smi("info", "-t", "bogus", "-i", "0")
+    assert bad_type.returncode == 1 and vt.npu_smi_error(bad_type.stdout).parameter == "-t"
+    assert healthy.npu_smi("watch").returncode == 1
+
+
+def test_only_devices_passed_into_the_container_are_visible(host):
+    st = sim_state.default_state("910b")
+    sim = host(st)
+    for n in range(2, 8):
+        (sim.root / f"dev/davinci{n}").unlink()
+    info = vt.parse_npu_smi_info(sim.npu_smi("info").stdout)
+    assert info.npu_ids() == [0, 1]
+    assert vt.npu_smi_error(sim.npu_smi("info", "-t", "board", "-i", "5").stdout).parameter == "-i"
+    gone = sim.hccn(5, "-link", "-g")
+    assert gone.returncode == 1 and vt.hccn_error(gone.stdout).message == "Get invalid device id."
+    for n in range(2):
+        (sim.root / f"dev/davinci{n}").unlink()
+    assert vt.npu_smi_error(sim.npu_smi("info").stdout).code == -8005
+
+
+# ------------------------------------------------------------------ hccn_tool
+
+def test_hccn_faults_parse_to_what_was_injected(host):
+    st = sim_state.default_state("910b")
+    st = sim_state.with_changes(st, 2, link="DOWN", net_health="Fault", ip="10.0.0.3", netmask="255.255.255.0")
+    st = sim_state.with_changes(st, 3, net_health="Detect ip set")
+    sim = host(st)
+    assert vt.parse_link(sim.hccn(0, "-link", "-g").stdout) == "UP"
+    assert vt.parse_link(sim.hccn(2, "-link", "-g").stdout) == "DOWN"
+    assert vt.parse_net_health(sim.hccn(2, "-net_health", "-g").stdout) == "Fault"
+    assert vt.parse_net_health(sim.hccn(3, "-net_health", "-g").stdout) == "Detect ip set"
+    assert vt.parse_lldp(sim.hccn(2, "-lldp", "-g").stdout) is None  # no neighbour over a down link
+    down = sim.hccn(2, "-ping", "-g", "address", "10.0.0.3")
+    assert down.returncode == 255
+    with pytest.raises(vt.VendorToolFailure, match="Link status is down"):
+        vt.parse_ping(down.stdout)
+    unset = sim.hccn(0, "-ip", "-g")
+    assert unset.returncode == 255 and vt.parse_ip(unset.stdout) is None
+
+    no_driver = host(st, nodes=False)
+    failed = no_driver.hccn(0, "-link", "-g")
+    assert failed.returncode == 255
+    with pytest.raises(vt.VendorToolFailure, match="Command execute failed"):
+        vt.parse_link(failed.stdout)
+
+
+def test_hccn_set_commands_persist_into_the_state(host):
+    sim = host(sim_state.default_state("910b", node_index=1))
+    out = sim.hccn(0, "-ip", "-s", "address", "192.168.1.8", "netmask", "255.255.255.0")
+    assert (out.returncode, out.stdout) == (0, "")
+    assert sim_state.by_logic_id(sim.state(), 0)["ip"] == "192.168.1.8"
+    assert vt.parse_ip(sim.hccn(0, "-ip", "-g").stdout) == vt.IpConfig("192.168.1.8", "255.255.255.0")
+
+    clash = sim.hccn(1, "-ip", "-s", "address", "192.168.1.8", "netmask", "255.255.255.0")
+    assert clash.returncode == 1 and "conflicted" in vt.hccn_error(clash.stdout).message
+    bad = sim.hccn(1, "-ip", "-s", "address", "192.168.1.300", "netmask", "255.255.255.0")
+    assert bad.returncode == 1 and vt.hccn_error(bad.stdout).message == "The ip address you configured is invalid!"
+    assert sim.hccn(1, "-ip", "-s", "address", "192.168.1.9").returncode == 1  # netmask missing
+
+    assert vt.parse_netdetect(sim.hccn(0, "-netdetect", "-g").stdout) is None
+    assert sim.hccn(0, "-netdetect", "-s", "address", "192.168.1.1").stdout == ""
+    assert vt.parse_netdetect(sim.hccn(0, "-netdetect", "-g").stdout) == "192.168.1.1"
+    assert sim_state.by_logic_id(sim.state(), 0)["netdetect"] == "192.168.1.1"
+
+    lldp = vt.parse_lldp(sim.hccn(3, "-lldp", "-g").stdout)
+    assert (lldp.system_name, lldp.port_id, lldp.chassis_id) == ("sim-leaf-0", "200GE1/0/12", "sim-leaf-0")
+    assert "Routing" in lldp.system_description
+
+
+def test_hccn_ping_answers_from_the_state(host):
+    st = sim_state.default_state("910b")
+    for n in range(3):
+        st = sim_state.with_changes(st, n, ip=f"10.0.0.{n + 1}", netmask="255.255.255.0")
+    st = sim_state.with_changes(st, 2, link="DOWN")
+    st["peers"] = ["10.0.1.1"]
+    sim = host(st)
+    ok = vt.parse_ping(sim.hccn(0, "-ping", "-g", "address", "10.0.0.2").stdout)
+    assert ok == vt.PingResult("10.0.0.2", 3, 3, 0.0) and ok.ok
+    assert vt.parse_ping(sim.hccn(1, "-ping", "-g", "address", "10.0.1.1", "pkt", "5").stdout).received == 5
+    for target in ("10.0.0.3", "10.9.9.9"):  # a down peer, an unknown address
+        lost = sim.hccn(0, "-ping", "-g", "address", target)
+        assert lost.returncode == 0 and "100.00% packet loss" in lost.stdout
+        assert not vt.parse_ping(lost.stdout).ok and vt.parse_ping(lost.stdout).received == 0
+    assert "no ip was preset" in sim.hccn(4, "-ping", "-g", "address", "10.0.0.2").stdout
+
+
+def test_hccn_rejects_bad_command_lines(host):
+    sim = host(sim_state.default_state("910b"))
+    assert sim.hccn(0, "-bogus", "-g").returncode == 1
+    assert sim.hccn("x", "-link", "-g").stdout == "Get invalid device id.\n"
+    assert sim.hccn(0, "-link", "-s", "down").returncode == 1
+    assert "invalid major cmd type" in sim.run("hccn_tool.py", "-h").stdout
+
+
+# ---------------------------------------------------------- the tools as files
+
+@pytest.mark.parametrize("tool", ["npu_smi.py", "hccn_tool.py"])
+def test_tools_are_standalone_executables(tool, host):
+    path = TOOLS / tool
+    assert path.read_text().startswith("#!/usr/bin/env python3\n") and os.access(path, os.X_OK)
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported <= set(sys.stdlib_module_names)
+    sim = host(sim_state.default_state("910b"))
+    env = dict(os.environ, NPU_SIM_ROOT=str(sim.root), NPU_SIM_STATE=str(sim.state_path))
+    args = ["info", "-l"] if tool == "npu_smi.py" else ["-i", "0", "-link", "-g"]
+    out = subprocess.run([str(path), *args], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout
