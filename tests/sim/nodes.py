@@ -42,7 +42,9 @@ def start_nodes(count: int, state_root: Path, chip: str = "910b", prefix: str = 
         state_dir = Path(state_root) / name
         sim_state.save(sim_state.default_state(chip, npus=npus, node_index=i), state_dir / "state.json")
         podman("run", "-d", "--name", name, "--hostname", name, "--label", LABEL,
-               "--network", "none", "--cap-add", "MKNOD",
+               # MKNOD: the driver installer creates the device nodes; an unmasked
+               # /proc/sys lets cluster tuning set the node's own (namespaced) sysctls.
+               "--network", "none", "--cap-add", "MKNOD", "--security-opt", "unmask=/proc/sys",
                "-v", f"{state_dir}:{Path(sim_state.STATE_PATH).parent}", image)
     return names
 
