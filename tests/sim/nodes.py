@@ -44,9 +44,17 @@ def start_nodes(count: int, state_root: Path, chip: str = "910b", prefix: str = 
         podman("run", "-d", "--name", name, "--hostname", name, "--label", LABEL,
                # MKNOD: the driver installer creates the device nodes; an unmasked
                # /proc/sys lets cluster tuning set the node's own (namespaced) sysctls.
-               "--network", "none", "--cap-add", "MKNOD", "--security-opt", "unmask=/proc/sys",
-               "-v", f"{state_dir}:{Path(sim_state.STATE_PATH).parent}", image)
+               # Nodes share podman's default bridge network (their "host" network,
+               # for collectives across nodes) and see each other's hardware state
+               # read-only under fleet/ (hccn_tool -ping answers from it).
+               "--cap-add", "MKNOD", "--security-opt", "unmask=/proc/sys",
+               "-v", f"{state_dir}:{Path(sim_state.STATE_PATH).parent}",
+               "-v", f"{Path(state_root)}:{Path(sim_state.STATE_PATH).parent / 'fleet'}:ro", image)
     return names
+
+
+def node_ip(name: str) -> str:
+    return podman("inspect", name, "--format", "{{.NetworkSettings.IPAddress}}").stdout.strip()
 
 
 def remove_nodes(names: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ Format::
 
     {"chip": "910b",              # platforms.yaml chip key
      "name": "910B3",             # npu-smi's Name column
+     "soc_name": "Ascend910_9392",  # optional: the runtime's SoC name when not "Ascend" + name (A3)
      "npus": [                    # one per card (npu-smi's NPU id)
        {"npu": 0, "chips": [      # one die for 910/910B, two for A3 and 300I Duo
          {"chip": 0, "phy_id": 0, "logic_id": 0,
@@ -62,7 +63,8 @@ _CHIPS = {
     "910": {"name": "910A", "npus": 8, "dies": 1, "hbm_mb": 32768, "power_w": 72.1,
             "bus": ["0000:C1:00.0", "0000:81:00.0", "0000:41:00.0", "0000:01:00.0",
                     "0000:C2:00.0", "0000:82:00.0", "0000:42:00.0", "0000:02:00.0"]},
-    "a3": {"name": "Ascend910", "npus": 8, "dies": 2, "hbm_mb": 65536, "power_w": 162.0,
+    # npu-smi shows A3 dies as "Ascend910"; the runtime's SoC name is Ascend910_93xx.
+    "a3": {"name": "Ascend910", "soc_name": "Ascend910_9392", "npus": 8, "dies": 2, "hbm_mb": 65536, "power_w": 162.0,
            "bus": ["0000:9D:00.0", "0000:9F:00.0", "0000:99:00.0", "0000:9B:00.0",
                    "0000:B9:00.0", "0000:BB:00.0", "0000:B5:00.0", "0000:B7:00.0"]},
     "310p": {"name": "310P3", "npus": 1, "dies": 2, "hbm_mb": 0, "power_w": None,
@@ -97,7 +99,10 @@ def default_state(chip: str = "910b", npus: int | None = None, node_index: int =
             })
             logic += 1
         cards.append({"npu": n, "chips": dies})
-    return {"chip": chip, "name": spec["name"], "npus": cards}
+    state = {"chip": chip, "name": spec["name"], "npus": cards}
+    if "soc_name" in spec:
+        state["soc_name"] = spec["soc_name"]
+    return state
 
 
 def chips(state: dict):

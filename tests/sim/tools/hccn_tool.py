@@ -41,6 +41,19 @@ def state_path():
     return os.environ.get("NPU_SIM_STATE") or ROOT + "/etc/npu-sim/state.json"
 
 
+def fleet_states():
+    """The other simulated nodes' states (tests/sim/nodes.py mounts them read-only)."""
+    fleet = os.path.join(os.path.dirname(state_path()), "fleet")
+    out = []
+    for name in sorted(os.listdir(fleet)) if os.path.isdir(fleet) else []:
+        try:
+            with open(os.path.join(fleet, name, "state.json")) as f:
+                out.append(json.load(f))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 def load_state():
     try:
         with open(state_path()) as f:
@@ -155,8 +168,9 @@ def cmd_lldp(state, die, mode, args):
 
 def cmd_ping(state, die, mode, args):
     # Designed: docs only say a good reply contains "3 received" and
-    # "0.00% packet loss". A target answers when it is a device IP of this
-    # node whose link is up, or is listed in the state's "peers".
+    # "0.00% packet loss". A target answers when it is a device IP, with its
+    # link up, of this node or of another node of the simulated fleet (their
+    # states are mounted under fleet/), or is listed in the state's "peers".
     opts = options(args, "-ping")
     if "address" not in opts or set(opts) - {"address", "pkt"}:
         raise invalid_params("-ping")
@@ -168,8 +182,9 @@ def cmd_ping(state, die, mode, args):
         raise Failure("Execute failed: Link status is down.\n", 255)
     if not die.get("ip"):
         raise Failure("Get ipconf failed, because no ip was preset there!\n", 255)
-    local = {d["ip"]: d for card in state["npus"] for d in card["chips"] if d.get("ip")}
-    reached = (target in local and local[target]["link"] == "UP") or target in state.get("peers", [])
+    reached = target in state.get("peers", []) or any(
+        d.get("ip") == target and d["link"] == "UP"
+        for other in [state] + fleet_states() for card in other["npus"] for d in card["chips"])
     out = [f"device {die['logic_id']} PING {target}"]
     if reached:
         out += [f"recv seq={i},time=0.045000ms" for i in range(count)]

@@ -1,0 +1,73 @@
+"""Filters that read the vendor tools' output with the product's parsers
+(validation.vendor_tools), so the playbooks and validation agree."""
+from __future__ import annotations
+
+import dataclasses
+
+from ansible.errors import AnsibleFilterError
+
+
+def _parse(parser, text):
+    from validation import vendor_tools
+
+    try:
+        result = getattr(vendor_tools, parser)(text)
+    except vendor_tools.VendorOutputError as e:
+        raise AnsibleFilterError(f"{parser}: {e}") from None
+    return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
+
+
+def npu_smi_info(text):
+    """`npu-smi info` output -> {version, chips: [{npu, chip, health, ...}], processes}."""
+    return _parse("parse_npu_smi_info", text)
+
+
+def hccn_survey(text):
+    """The hccn role's survey ("@@ip N", "@@netdetect N", "@@link N", "@@health N"
+    sections) -> {N: {ip: {address, netmask} | None, netdetect, link, health}};
+    a value the tool could not give is None."""
+    from validation import vendor_tools
+
+    parsers = {"ip": vendor_tools.parse_ip, "netdetect": vendor_tools.parse_netdetect,
+               "link": vendor_tools.parse_link, "health": vendor_tools.parse_net_health}
+    out: dict[int, dict] = {}
+    for section in text.split("@@")[1:]:
+        header, _, body = section.partition("\n")
+        what, device = header.split()
+        try:
+            value = parsers[what](body)
+        except vendor_tools.VendorOutputError:
+            value = None
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+        out.setdefault(int(device), {})[what] = value
+    return out
+
+
+def hccn_todo(state, device_ips, netmask, netdetect_address):
+    """Devices whose IP (or netdetect address, when one is wanted) differs from the inventory."""
+    ip = [i for i, want in enumerate(device_ips)
+          if (state.get(i, {}).get("ip") or {}) != {"address": want, "netmask": netmask}]
+    netdetect = [i for i in range(len(device_ips))
+                 if netdetect_address and state.get(i, {}).get("netdetect") != netdetect_address]
+    return {"ip": ip, "netdetect": netdetect}
+
+
+def key_values(text):
+    """KEY=VALUE lines (version.info, ascend_install.info) -> dict."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "npuenv_npu_smi_info": npu_smi_info,
+            "npuenv_key_values": key_values,
+            "npuenv_hccn_survey": hccn_survey,
+            "npuenv_hccn_todo": hccn_todo,
+        }

@@ -1,0 +1,69 @@
+"""Resolve a host's matrix row through the project's one matrix loader."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: npuenv_stack
+short_description: Resolve the inventory's matrix row for one host
+description:
+  - Returns the full stack (versions, installer file names, install paths, environment)
+    of the best matrix row for the given constraints and the host's arch and OS.
+options:
+  row:
+    description: Row constraints (torch_npu, torch, cann, python, chip), as npuenv matrix resolve takes them.
+    type: dict
+    required: true
+  arch:
+    description: The host's CPU architecture (ansible_architecture).
+    type: str
+    required: true
+  distribution:
+    description: ansible_distribution of the host.
+    type: str
+    required: true
+  version:
+    description: ansible_distribution_version of the host.
+    type: str
+    required: true
+"""
+
+RETURN = r"""
+_raw:
+  description: One dict, the resolved stack (npuenv matrix resolve --format json, plus environment).
+  type: list
+  elements: dict
+"""
+
+from ansible.errors import AnsibleError  # noqa: E402
+from ansible.plugins.lookup import LookupBase  # noqa: E402
+
+_KEYS = ("torch_npu", "torch", "cann", "python", "chip")
+
+
+class LookupModule(LookupBase):
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        import compat_matrix as cm
+
+        row = self.get_option("row") or {}
+        unknown = sorted(set(row) - set(_KEYS))
+        if unknown:
+            raise AnsibleError(f"npuenv_row: unknown key(s) {', '.join(unknown)}; use {', '.join(_KEYS)}")
+        matrix = cm.load_matrix()
+        distribution, version = self.get_option("distribution"), self.get_option("version")
+        os_key = matrix.platforms.os_for(distribution, version)
+        if os_key is None:
+            supported = ", ".join(f"{s['distribution']} {s['version']}" for s in matrix.platforms.operating_systems.values())
+            raise AnsibleError(f"this host runs {distribution} {version}, which the matrix does not support; "
+                               f"supported: {supported}")
+        constraints = cm.Constraints(arch=self.get_option("arch"), os=os_key,
+                                     **{k: str(row[k]) for k in _KEYS if row.get(k) is not None})
+        try:
+            resolution = cm.resolve(matrix, constraints)
+        except cm.NoMatch as e:
+            raise AnsibleError(f"npuenv_row cannot be resolved for this host: {e}") from None
+        except cm.MatrixError as e:
+            raise AnsibleError(f"npuenv_row is invalid: {e}") from None
+        stack = resolution.stack
+        scalars, paths = stack.environment()
+        return [{**stack.to_dict(), "environment": {"variables": scalars, "paths": paths},
+                 "reason": resolution.reason}]
