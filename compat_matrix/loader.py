@@ -18,6 +18,7 @@ _PLATFORMS_SHAPE = schema.Shape(
     what="platforms file",
     fields={
         "install_root": (schema.STR, True),
+        "install_records": (schema.MapOf(schema.STR, schema.STR), True),
         "archs": (schema.MapOf(schema.STR, schema.Shape({"aliases": (schema.ListOf(schema.STR, nonempty=False), False)}, "arch")), True),
         "chips": (schema.MapOf(schema.STR, schema.Shape({
             "description": (schema.STR, True),

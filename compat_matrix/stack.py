@@ -51,7 +51,7 @@ class Stack:
 
     def paths_at(self, root: str | None = None) -> dict[str, str]:
         """Install paths, for the default install root or another (``--install-path``)."""
-        out = {"install_root": root or self.platforms.install_root}
+        out = {"install_root": root or self.platforms.install_root, **self.platforms.data["install_records"]}
         out.update({k: self._fill(v, root) for k, v in self.platforms.hdk["paths"].items()})
         out.update({k: self._fill(v, root) for k, v in self.packaging["paths"].items()})
         return out
@@ -99,6 +99,7 @@ class Stack:
             "packages": self.packages,
             "paths": self.paths,
             "npus_per_node": self.chip_info["npus_per_node"],
+            "dies_per_npu": self.chip_info["dies_per_npu"],
             "torch_requirement": self.row.torch_requirement(self.arch),
             **row,
         }

@@ -11,7 +11,9 @@ from functools import total_ordering
 
 from packaging.version import InvalidVersion, Version
 
-_VENDOR_RE = re.compile(r"^(\d+)\.(\d+)\.(?:(RC)(\d+)|(\d+)|(X))(?:\.(\d+))?$", re.IGNORECASE)
+# A trailing build tag (24.1.rc1.b030, as npu-smi prints driver versions) is
+# accepted and ignored for ordering.
+_VENDOR_RE = re.compile(r"^(\d+)\.(\d+)\.(?:(RC)(\d+)|(\d+)|(X))(?:\.(\d+))?(?:\.B\d+)?$", re.IGNORECASE)
 _PYTHON_RE = re.compile(r"^3\.(\d+)$")
 
 

@@ -14,27 +14,9 @@ import compat_matrix as cm
 from compat_matrix import pypi, render
 from compat_matrix.errors import UserError
 from compat_matrix.resolver import filter_rows, normalise
+from torch_npu_pkg import cli as wheelhouse_cli
 
-
-def add_constraint_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("row constraints (any subset; resolved through the matrix)")
-    g.add_argument("--row", dest="torch_npu", metavar="TORCH_NPU", help="a torch_npu version (the row's key)")
-    g.add_argument("--torch-npu", dest="torch_npu", help="torch_npu version or prefix")
-    g.add_argument("--torch", help="torch version, prefix (2.4) or specifier (>=2.4)")
-    g.add_argument("--cann", help="CANN version or prefix (8.0, 8.0.RC3)")
-    g.add_argument("--python", help="Python version, e.g. 3.10")
-    g.add_argument("--arch", help="x86_64 or aarch64 (default: this host's)")
-    g.add_argument("--chip", help="910, 910b, a3 or 310p (default: 910b)")
-    g.add_argument("--os", help="base OS, e.g. ubuntu22.04 (default: ubuntu22.04)")
-
-
-def constraints_from(args) -> cm.Constraints:
-    return cm.Constraints(**{k: getattr(args, k, None) for k in
-                             ("torch", "torch_npu", "cann", "python", "arch", "chip", "os")})
-
-
-def load(args) -> cm.Matrix:
-    return cm.load_matrix(args.matrix) if getattr(args, "matrix", None) else cm.load_matrix()
+from .args import add_constraint_args, constraints_from, load
 
 
 def resolve_stack(args) -> cm.Resolution:
@@ -133,6 +115,53 @@ def cmd_matrix_verify(args) -> int:
     return 1 if found else 0
 
 
+# --- deploy -----------------------------------------------------------------
+
+def cmd_deploy(args) -> int:
+    from playbooks import run
+
+    result = run.run_playbook("site.yml", args.inventory, check=args.check, tags=args.tags, limit=args.limit,
+                              extra_vars=args.extra_vars)
+    return run.exit_code(result.returncode)
+
+
+# --- validation -------------------------------------------------------------
+
+def cmd_facts(args) -> int:
+    from validation import facts
+
+    data = facts.collect(facts.LocalProbe(args.root))
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    driver = (data["driver"] or {}).get("version", "none")
+    firmware = (data["firmware"] or {}).get("version", "none")
+    print(f"driver {driver}, firmware {firmware}")
+    for t in data["cann"]:
+        print(f"CANN {t['version']} ({t['generation']}, kernels: {', '.join(t['kernels']) or 'none'})")
+    print("NNAL " + (", ".join(data["nnal"]) or "none"))
+    print(", ".join(f"{k} {v or 'missing'}" for k, v in data["python"].items() if k in ("torch", "torch_npu", "torchvision")))
+    for d in data["devices"]:
+        print(f"NPU {d['npu']} chip {d['chip']}: {d['name']} {d['health']} {d['bus_id']}")
+    if (data["npu_smi"] or {}).get("error"):
+        print(f"npu-smi: {data['npu_smi']['error']}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from validation import run
+
+    options = [f"--npuenv-timeout={args.timeout}", f"--npuenv-max-bytes={args.max_bytes}",
+               f"--npuenv-busbw-floor={args.busbw_floor}"]
+    if args.devices:
+        options.append(f"--npuenv-devices={args.devices}")
+    if args.nproc:
+        options.append(f"--npuenv-nproc={args.nproc}")
+    return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
+                        host_root=args.host_root, run_args=args.run_arg or [], parallel=args.parallel,
+                        suite_options=options)
+
+
 # --- parser -----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +201,38 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--recorded", metavar="DIR", help="replay PyPI answers saved with --record")
     g.add_argument("--record", metavar="DIR", help="save PyPI's answers to DIR")
     p.set_defaults(func=cmd_matrix_verify)
+    p = sub.add_parser("facts", help="what is installed here: devices, driver, firmware, CANN, torch, torch_npu")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--root", default="/", help="read the files under DIR instead (an unpacked image, a mounted disk)")
+    p.set_defaults(func=cmd_facts)
+
+    p = sub.add_parser("validate", help="run the post-install validation suite and write the reports")
+    p.add_argument("--target", action="append", required=True,
+                   help="local | podman://NAME | image:REF | ansible://GROUP?inventory=PATH (repeatable)")
+    p.add_argument("--level", choices=("quick", "standard", "full"), default="quick")
+    add_constraint_args(p)
+    p.add_argument("--backend", choices=("auto", "npu", "cuda", "cpu"), default="auto",
+                   help="device for the workloads (auto: npu with HCCL, else cuda with NCCL, else cpu with gloo)")
+    p.add_argument("--out", default="out/validation", help="directory for report.html, results.json, junit.xml")
+    p.add_argument("--devices", type=int, help="NPU devices each host should show (default: the chip's per node)")
+    p.add_argument("--nproc", type=int, help="processes per host for the collectives (default: one per device)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds after which a collective counts as hung")
+    p.add_argument("--max-bytes", type=int, default=1 << 30, help="largest all_reduce of the full level's sweep")
+    p.add_argument("--busbw-floor", type=float, default=0.0, help="minimum busbw (GB/s) at the largest size")
+    p.add_argument("--host-root", default="/", help="image targets: where the host's driver and /dev live")
+    p.add_argument("--run-arg", action="append", help="image targets: extra podman run argument (repeatable)")
+    p.add_argument("--parallel", type=int, default=4, help="hosts validated at once")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("deploy", help="roll the inventory's matrix row out with Ansible (playbooks/site.yml)")
+    p.add_argument("--inventory", "-i", required=True, help="Ansible inventory (see playbooks/inventory/example)")
+    p.add_argument("--check", action="store_true", help="report what would change, change nothing")
+    p.add_argument("--tags", type=lambda v: v.split(","), help="only these components, e.g. driver,cann")
+    p.add_argument("--limit", help="only these hosts or groups")
+    p.add_argument("-e", "--extra-vars", action="append", dest="extra_vars", help="extra variables, as for ansible-playbook")
+    p.set_defaults(func=cmd_deploy)
+
+    wheelhouse_cli.register(sub)  # npuenv wheelhouse ... / npuenv bundle ...
     return parser
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import compat_matrix as cm
-from npuenv.cli import add_constraint_args, constraints_from
+from npuenv.args import add_constraint_args, constraints_from
 
 from . import installers, nodes
+from .cann_runtime.build import build_runtime_for_wheel
 
 DEFAULT_STATE_DIR = Path("out/sim-state")
 
@@ -25,7 +27,9 @@ def main(argv=None) -> int:
     add_constraint_args(p)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--hdk", help="HDK version to build the driver and firmware for (default: the row's)")
-    p.add_argument("--runtime-libs", type=Path, help="simulated CANN libraries for the toolkit and NNAL")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--runtime-libs", type=Path, help="simulated CANN libraries for the toolkit and NNAL")
+    g.add_argument("--runtime-for-wheel", type=Path, help="build the simulated CANN libraries for this torch_npu wheel")
     p = sub.add_parser("nodes", help="start simulated nodes npu-sim-0..N-1")
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--chip", default="910b")
@@ -35,7 +39,11 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "installers":
             stack = cm.resolve(cm.load_matrix(), constraints_from(args)).stack
-            written = installers.make_installers(stack, args.out, hdk=args.hdk, runtime_libs=args.runtime_libs)
+            runtime = args.runtime_libs
+            if args.runtime_for_wheel:
+                runtime = Path(tempfile.mkdtemp(prefix="npu-sim-runtime-"))
+                build_runtime_for_wheel(runtime, args.runtime_for_wheel)
+            written = installers.make_installers(stack, args.out, hdk=args.hdk, runtime_libs=runtime)
             for path in written.values():
                 print(path)
         elif args.cmd == "nodes":

@@ -43,6 +43,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -304,6 +305,14 @@ def build_runtime(lib_dir: Path, torch_npu_dir: Path) -> list[Path]:
                 built[lib] = out
                 pending.remove(lib)
     return [built[lib] for lib in sorted(built)]
+
+
+def build_runtime_for_wheel(lib_dir: Path, wheel: Path) -> list[Path]:
+    """``build_runtime`` for a torch_npu wheel file (unpacked to a temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="npu-sim-wheel-") as tmp:
+        with zipfile.ZipFile(wheel) as whl:
+            whl.extractall(tmp)
+        return build_runtime(lib_dir, Path(tmp))
 
 
 def make_toolkit_tree(home: Path, cann_version: str, arch: str, torch_npu_dir: Path) -> Path:

@@ -1,0 +1,27 @@
+"""Command-line arguments every subcommand that takes a matrix row shares."""
+from __future__ import annotations
+
+import argparse
+
+import compat_matrix as cm
+
+
+def add_constraint_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("row constraints (any subset; resolved through the matrix)")
+    g.add_argument("--row", dest="torch_npu", metavar="TORCH_NPU", help="a torch_npu version (the row's key)")
+    g.add_argument("--torch-npu", dest="torch_npu", help="torch_npu version or prefix")
+    g.add_argument("--torch", help="torch version, prefix (2.4) or specifier (>=2.4)")
+    g.add_argument("--cann", help="CANN version or prefix (8.0, 8.0.RC3)")
+    g.add_argument("--python", help="Python version, e.g. 3.10")
+    g.add_argument("--arch", help="x86_64 or aarch64 (default: this host's)")
+    g.add_argument("--chip", help="910, 910b, a3 or 310p (default: 910b)")
+    g.add_argument("--os", help="base OS, e.g. ubuntu22.04 (default: ubuntu22.04)")
+
+
+def constraints_from(args) -> cm.Constraints:
+    return cm.Constraints(**{k: getattr(args, k, None) for k in
+                             ("torch", "torch_npu", "cann", "python", "arch", "chip", "os")})
+
+
+def load(args) -> cm.Matrix:
+    return cm.load_matrix(args.matrix) if getattr(args, "matrix", None) else cm.load_matrix()

@@ -1,0 +1,224 @@
+"""``npuenv wheelhouse ...`` and ``npuenv bundle ...``: thin commands over the library.
+
+Exit codes: 0 success, 1 a check failed (verify found problems, or no matrix
+row fits), 2 bad input or environment (a wheel that does not match, a checksum
+mismatch, a missing source, a failed build): the message says which and how to
+fix it, and an existing wheelhouse or bundle is left as it was.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import compat_matrix as cm
+from npuenv.args import add_constraint_args, constraints_from, load
+
+from . import builder, bundle, wheelhouse
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _constraints(args, matrix: cm.Matrix) -> cm.Constraints:
+    """The CLI's constraints; a ROW that names a row exactly means that row (not its later post releases)."""
+    c = constraints_from(args)
+    if c.torch_npu and matrix.find(c.torch_npu) is not None:
+        c = cm.Constraints(**{**c.given(), "torch_npu": "==" + c.torch_npu})
+    return c
+
+
+def _stack(args) -> cm.Stack | None:
+    matrix = load(args)
+    try:
+        res = cm.resolve(matrix, _constraints(args, matrix))
+    except cm.NoMatch as e:
+        print(str(e), file=sys.stderr)
+        return None
+    _log(res.reason)
+    return res.stack
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"
+
+
+# --- wheelhouse -------------------------------------------------------------------
+
+def cmd_wheelhouse_build(args) -> int:
+    stack = _stack(args)
+    if stack is None:
+        return 1
+    opts = wheelhouse.Options(
+        out=args.out, torch_source=args.torch_source or "", sources=args.sources or list(wheelhouse.DEFAULT_SOURCES),
+        index_url=args.index_url, offline=args.offline, torchvision=args.torchvision,
+        find_links=list(args.find_links or ()),
+        build=builder.BuildOptions(runner=args.build_runner, image=args.builder_image, source_tree=args.source_tree,
+                                   repo=args.source_repo, ref=args.source_ref, work_dir=args.work_dir,
+                                   network=args.build_network, install_torch=not args.builder_has_torch))
+    manifest = wheelhouse.build(stack, opts, log=_log)
+    s = manifest["stack"]
+    out = Path(args.out)
+    print(f"wheelhouse {out}: torch_npu {s['torch_npu']}, torch {s['torch']}, Python {s['python']}, {s['arch']}")
+    deps = 0
+    for w in manifest["wheels"]:
+        if w["role"] in ("torch", "torch_npu", "torchvision"):
+            src = w["source"]
+            print(f"  {w['role']:<12} {w['file']:<64} {_mib(w['size']):>8}  {src.get('kind')}: {src.get('location')}")
+        else:
+            deps += 1
+    cann = sum(1 for w in manifest["wheels"] if w["role"] == "cann-python-dep")
+    print(f"  + {deps} more wheels ({cann} CANN Python dependencies and what they all need)")
+    for note in manifest["notes"]:
+        print(f"  note: {note}")
+    print(f"install offline: pip install --no-index --find-links {out} -r {out}/requirements.txt")
+    return 0
+
+
+def cmd_wheelhouse_verify(args) -> int:
+    matrix = load(args)
+    problems = wheelhouse.verify(args.dir, matrix)
+    for p in problems:
+        print(f"{args.dir}: {p}", file=sys.stderr)
+    if problems:
+        print(f"{args.dir}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    m = wheelhouse.load_manifest(args.dir)
+    print(f"{args.dir}: ok ({len(m['wheels'])} wheels, torch_npu {m['stack']['torch_npu']}, "
+          f"Python {m['stack']['python']}, {m['stack']['arch']})")
+    return 0
+
+
+def cmd_wheelhouse_containerfile(args) -> int:
+    stack = _stack(args)
+    if stack is None:
+        return 1
+    text = builder.render_containerfile(stack)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{args.output}: builder for {builder.builder_image_name(stack)}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_wheelhouse_builder_image(args) -> int:
+    stack = _stack(args)
+    if stack is None:
+        return 1
+    print(builder.build_builder_image(stack, engine=args.engine, tag=args.tag, log=_log))
+    return 0
+
+
+# --- bundle -----------------------------------------------------------------------
+
+def cmd_bundle_make(args) -> int:
+    manifest = wheelhouse.load_manifest(args.wheelhouse)
+    s = manifest["stack"]
+    matrix = load(args)
+    try:
+        stack = cm.resolve(matrix, cm.Constraints(torch_npu="==" + s["torch_npu"], python=s["python"],
+                                                  arch=s["arch"], chip=args.chip, os=args.os)).stack
+    except cm.NoMatch as e:
+        raise cm.UserError(f"{args.wheelhouse} was built for torch_npu {s['torch_npu']}, which the matrix "
+                           f"no longer has:\n{e}") from None
+    chosen = {}
+    for item in args.installer or ():
+        kind, sep, name = item.partition("=")
+        if not sep or not name:
+            raise cm.UserError(f"--installer {item!r}: use KIND=FILE, e.g. firmware=Ascend-hdk-910b-npu-firmware_7.8.1.1.200.run")
+        chosen[kind] = name
+    made = bundle.make(args.out, args.wheelhouse, args.installers, stack,
+                       skip_installers=tuple(args.skip_installer or ()), chosen_installers=chosen, log=_log)
+    print(f"bundle {args.out}: {made['top']}")
+    for inst in made["installers"]:
+        print(f"  installer {inst['kind']:<9} {Path(inst['file']).name}")
+    print(f"  wheelhouse: {made['wheelhouse']['wheels']} wheels; playbooks/ and compat_matrix/ included")
+    print(f"  check it at the site: tar -xf {Path(args.out).name} && cd {made['top']} && sha256sum -c SHA256SUMS")
+    return 0
+
+
+def cmd_bundle_verify(args) -> int:
+    problems = bundle.verify(args.path)
+    for p in problems:
+        print(f"{args.path}: {p}", file=sys.stderr)
+    if problems:
+        print(f"{args.path}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{args.path}: ok")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------
+
+def register(sub) -> None:
+    """Add ``wheelhouse`` and ``bundle`` to the ``npuenv`` command's subparsers."""
+    w = sub.add_parser("wheelhouse", help="the offline wheelhouse of a row (CPU torch, torch_npu, torchvision, "
+                                          "CANN Python deps)").add_subparsers(dest="wheelhouse_cmd", required=True)
+    p = w.add_parser("build", help="fetch or build every wheel of a row into an offline wheelhouse",
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Sources of torch_npu are tried in the order given: dir:PATH (a local directory), "
+                                 "pypi (the package index), release (the vendor's release page of older rows), "
+                                 "build (a source build). Default: pypi, then release.")
+    add_constraint_args(p)
+    p.add_argument("--out", required=True, type=Path, help="the wheelhouse directory (replaced only when complete)")
+    p.add_argument("--torch-source", default=os.environ.get("TORCH_SOURCE"),
+                   help="where the CPU torch (and torchvision) come from: a directory of wheels or an index URL "
+                        "such as https://download.pytorch.org/whl/cpu (default: $TORCH_SOURCE)")
+    p.add_argument("--source", action="append", dest="sources", metavar="SOURCE",
+                   help="a torch_npu source: dir:PATH, pypi, release or build; repeat, in the order to try")
+    p.add_argument("--index-url", help="the package index for torch_npu and the dependencies (default: pip's)")
+    p.add_argument("--find-links", action="append", type=Path, metavar="DIR",
+                   help="a local folder of wheels for the dependencies (repeatable; dir: sources count too)")
+    p.add_argument("--offline", action="store_true",
+                   help="ask no package index: only the torch source, dir: sources and --find-links folders")
+    p.add_argument("--torchvision", choices=wheelhouse.TORCHVISION_POLICIES, default="auto",
+                   help="auto: the torch source's CPU build, else the index's if it is a CPU build; torch-source: "
+                        "only the torch source's; index: the index's even if it is a CUDA build; none: leave it out")
+    g = p.add_argument_group("source build (--source build)")
+    g.add_argument("--build-runner", choices=builder.RUNNERS, default="podman",
+                   help="podman: in the builder image; local: with this host's toolchain")
+    g.add_argument("--builder-image", help="builder image (default: the one `wheelhouse builder-image` builds)")
+    g.add_argument("--source-tree", type=Path, help="an existing checkout to build instead of a fresh clone")
+    g.add_argument("--source-repo", help="repository to clone (default: the row's, from the matrix)")
+    g.add_argument("--source-ref", help="tag or branch to build (default: the row's adapter tag)")
+    g.add_argument("--work-dir", type=Path, help="where checkouts and build logs go (default: a temporary folder)")
+    g.add_argument("--build-network", help="podman --network for the build container (e.g. none)")
+    g.add_argument("--builder-has-torch", action="store_true",
+                   help="the builder image already has the row's torch; do not install the torch source's into it")
+    p.set_defaults(func=cmd_wheelhouse_build)
+
+    p = w.add_parser("verify", help="check a wheelhouse: checksums, requirements, index, tags, torch pins")
+    p.add_argument("dir", type=Path)
+    p.set_defaults(func=cmd_wheelhouse_verify)
+
+    p = w.add_parser("containerfile", help="render the torch_npu builder image's Containerfile for a row")
+    add_constraint_args(p)
+    p.add_argument("--output", "-o", help="write it to this file instead of stdout")
+    p.set_defaults(func=cmd_wheelhouse_containerfile)
+
+    p = w.add_parser("builder-image", help="build the torch_npu builder image for a row (needs quay.io)")
+    add_constraint_args(p)
+    p.add_argument("--engine", default="podman")
+    p.add_argument("--tag", help="image tag (default: derived from the toolchain)")
+    p.set_defaults(func=cmd_wheelhouse_builder_image)
+
+    b = sub.add_parser("bundle", help="one archive for an air-gapped site").add_subparsers(dest="bundle_cmd",
+                                                                                           required=True)
+    p = b.add_parser("make", help="installers + wheelhouse + playbooks + matrix in one archive with SHA256SUMS")
+    p.add_argument("--wheelhouse", required=True, type=Path, help="a wheelhouse made by `wheelhouse build`")
+    p.add_argument("--installers", required=True, type=Path, help="the folder holding the vendor's .run packages")
+    p.add_argument("--out", required=True, type=Path, help="the archive: *.tar, *.tar.gz or *.tar.xz")
+    p.add_argument("--chip", help="910, 910b, a3 or 310p (default: 910b): picks the installers")
+    p.add_argument("--os", help="base OS recorded in the bundle (default: ubuntu22.04)")
+    p.add_argument("--skip-installer", action="append", metavar="KIND",
+                   help="leave out one installer kind (driver, firmware, toolkit, kernels, nnal)")
+    p.add_argument("--installer", action="append", metavar="KIND=FILE",
+                   help="the file to bundle for one installer kind, when the folder holds several (firmware)")
+    p.set_defaults(func=cmd_bundle_make)
+
+    p = b.add_parser("verify", help="check a bundle archive or an unpacked bundle folder")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_bundle_verify)

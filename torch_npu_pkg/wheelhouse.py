@@ -1,0 +1,499 @@
+"""The offline wheelhouse for one matrix row, Python and arch.
+
+Layout of a wheelhouse directory::
+
+    *.whl               the CPU build of torch, torch_npu, torchvision, the CANN
+                        Python dependencies and everything they need
+    SHA256SUMS          sha256sum's format: `cd DIR && sha256sum -c SHA256SUMS`
+    requirements.txt    every wheel pinned with --hash (pip's hash-checking mode)
+    simple/             a PEP 503 index: simple/<project>/index.html, #sha256= links
+    manifest.json       the row, the target, each wheel's role, source and provenance
+
+and it installs with no network::
+
+    pip install --no-index --find-links DIR -r DIR/requirements.txt
+    pip install --index-url file://DIR/simple -r DIR/requirements.txt
+
+Everything is written to a temporary directory beside the destination and moved
+into place only when complete: a failed build leaves the old wheelhouse as it was.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+import compat_matrix as cm
+from compat_matrix import Stack, UserError
+
+from . import builder, closure
+from .sources import (PROVENANCE_SUFFIX, NotHere, TorchSource, parse_sources, pip_env, pip_tail, read_sha256sums,
+                      run_pip)
+from .wheels import (Target, WheelError, WheelInfo, check_cpu_torch, check_tags, check_torch_pin, check_version,
+                     cuda_linked_libraries, sha256_file)
+from compat_matrix.model import torch_pin
+
+MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+REQUIREMENTS = "requirements.txt"
+INDEX = "simple"
+FORMAT = 1
+TORCHVISION_POLICIES = ("auto", "torch-source", "index", "none")
+DEFAULT_SOURCES = ("pypi", "release")
+MAX_ROUNDS = 3
+
+Log = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+@dataclass
+class Options:
+    out: Path
+    torch_source: str
+    sources: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))
+    index_url: str | None = None
+    offline: bool = False
+    torchvision: str = "auto"
+    find_links: list[Path] = field(default_factory=list)   # more local wheel folders for the dependencies
+    build: builder.BuildOptions = field(default_factory=builder.BuildOptions)
+
+
+# --- building -------------------------------------------------------------------
+
+def check_destination(out: Path) -> None:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; choose another OUT")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise UserError(f"{out} exists, is not empty and is not a wheelhouse (no {MANIFEST}); "
+                        f"choose an empty or new directory so nothing of yours is replaced")
+
+
+def build(stack: Stack, opts: Options, log: Log = _quiet) -> dict:
+    """Build the wheelhouse for ``stack`` at ``opts.out``; returns its manifest."""
+    if opts.torchvision not in TORCHVISION_POLICIES:
+        raise UserError(f"--torchvision {opts.torchvision!r}: use one of {', '.join(TORCHVISION_POLICIES)}")
+    out = Path(opts.out).resolve()
+    check_destination(out)
+    target = Target.for_stack(stack)
+    for d in opts.find_links:
+        if not Path(d).is_dir():
+            raise UserError(f"--find-links {d} is not a directory")
+    torch_source = TorchSource(opts.torch_source)
+    sources = parse_sources(opts.sources, index_url=opts.index_url, offline=opts.offline,
+                            build_options=opts.build)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        manifest = _build_in(tmp, stack, target, torch_source, sources, opts, log)
+        _move_into_place(tmp / "house", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"wheelhouse ready: {out} ({len(manifest['wheels'])} wheels)")
+    return manifest
+
+
+def _move_into_place(house: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    try:
+        os.replace(house, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fetch_torch_npu(sources, stack: Stack, target: Target, stage: Path, log: Log) -> tuple[WheelInfo, dict]:
+    reasons = []
+    for source in sources:
+        log(f"torch_npu: trying {source.label}")
+        try:
+            fetched = source.fetch(stack, target, stage, log)
+        except NotHere as e:
+            reasons.append(f"  {source.label}: {e}")
+            log(f"torch_npu: {source.label}: {str(e).splitlines()[0]}")
+            continue
+        wheel = WheelInfo.read(fetched.path)
+        check_tags(wheel, target)
+        check_version(wheel, stack.row.torch_npu, "torch_npu")
+        pin = check_torch_pin(wheel, stack, target, required=stack.row.torch_requirement(stack.arch) is not None)
+        fetched.source["requires_torch"] = pin
+        log(f"torch_npu: {wheel.filename} from {source.label}")
+        return wheel, fetched.source
+    raise UserError(f"no source gave torch_npu {stack.row.torch_npu} for {target.describe()}; tried, in order:\n"
+                    + "\n".join(reasons)
+                    + "\nadd a source (--source dir:PATH | pypi | release | build) or fix the one that should have it")
+
+
+def _torchvision_from_source(policy, torch_source, stack, target, stage, log) -> tuple[WheelInfo | None, dict | None]:
+    if policy in ("auto", "torch-source"):
+        fetched = torch_source.fetch("torchvision", stack.row.torchvision, target, stage, log,
+                                     required=policy == "torch-source")
+        if fetched is not None:
+            return WheelInfo.read(fetched.path), fetched.source
+    return None, None
+
+
+def _check_torchvision(wheel: WheelInfo, policy: str, stack: Stack, target: Target, from_torch_source: bool,
+                       notes: list[str]) -> dict:
+    check_tags(wheel, target)
+    check_version(wheel, stack.row.torchvision, "torchvision")
+    pin = check_torch_pin(wheel, stack, target, required=True)
+    cuda = cuda_linked_libraries(wheel)
+    info = {"requires_torch": pin, "cuda_linked": dict(cuda)}
+    if cuda:
+        member, libs = next(iter(cuda.items()))
+        why = (f"{wheel.filename} is a CUDA build ({member} links {', '.join(libs)}): with the CPU torch its "
+               f"operators do not load and `import torchvision` fails")
+        if policy == "index" and not from_torch_source:
+            notes.append(why + "; kept because --torchvision index was given. Put the CPU build "
+                         f"(torchvision=={stack.row.torchvision}+cpu) in the torch source to fix it.")
+        else:
+            raise WheelError(why + f". Put torchvision {stack.row.torchvision}'s CPU build in the torch source "
+                             f"(PyTorch's CPU index has it), or pass --torchvision index to keep this build anyway, "
+                             f"or --torchvision none to leave torchvision out")
+    return info
+
+
+def _download(roots: list[str], target: Target, dest: Path, opts: Options, find_links: list[Path],
+              constraints: Path | None, log: Log) -> None:
+    args = ["download", "--retries", "2", *target.pip_args(), "-d", str(dest)]
+    for d in find_links:
+        args += ["--find-links", str(d)]
+    if opts.offline:
+        args.append("--no-index")
+    elif opts.index_url:
+        args += ["--index-url", opts.index_url]
+    if constraints is not None:
+        args += ["-c", str(constraints)]
+    proc = run_pip(args + roots, pip_env(), log)
+    if proc.returncode != 0:
+        where = "the local directories" if opts.offline else "the package index"
+        raise UserError(f"pip could not gather the wheelhouse's dependencies for {target.describe()} from {where} "
+                        f"(pip download exited {proc.returncode}):\n{pip_tail(proc)}")
+
+
+def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource, sources, opts: Options,
+              log: Log) -> dict:
+    row = stack.row
+    stage, dl, house = tmp / "stage", tmp / "download", tmp / "house"
+    for d in (stage, dl, house):
+        d.mkdir()
+    notes: list[str] = []
+    log(f"wheelhouse for torch_npu {row.torch_npu} (torch {row.torch}, torchvision {row.torchvision}), "
+        f"{target.describe()}")
+
+    torch_f = torch_source.fetch("torch", row.torch, target, stage, log)
+    torch_w = WheelInfo.read(torch_f.path)
+    check_tags(torch_w, target)
+    check_cpu_torch(torch_w, stack, target)
+    if opts.build.torch_wheel is None:
+        opts.build.torch_wheel = torch_w.path
+
+    npu_w, npu_src = _fetch_torch_npu(sources, stack, target, stage, log)
+
+    tv_w, tv_src = (None, None)
+    if opts.torchvision != "none":
+        tv_w, tv_src = _torchvision_from_source(opts.torchvision, torch_source, stack, target, stage, log)
+    else:
+        notes.append("torchvision left out (--torchvision none)")
+
+    direct = {"torch": torch_w, "torch-npu": npu_w}
+    roots = [f"torch @ {torch_w.path.as_uri()}", f"torch-npu @ {npu_w.path.as_uri()}"]
+    if tv_w is not None:
+        direct["torchvision"] = tv_w
+        roots.append(f"torchvision @ {tv_w.path.as_uri()}")
+    elif opts.torchvision in ("auto", "index"):
+        roots.append(f"torchvision=={row.torchvision}")
+    cann = list(stack.platforms.cann_python_deps)
+    roots += cann
+    find_links = [s.dir for s in sources if getattr(s, "kind", "") == "dir" and s.dir.is_dir()]
+    find_links += [Path(d).resolve() for d in opts.find_links]
+
+    log(f"dependencies: resolving {len(roots)} requirements for {target.describe()}")
+    _download(roots, target, dl, opts, find_links, None, log)
+    root_reqs = [Requirement(r.split(" @ ")[0]) if " @ " in r else Requirement(r) for r in roots]
+    env = target.marker_env
+    for round_ in range(MAX_ROUNDS):
+        wheels = [WheelInfo.read(p) for p in sorted(dl.glob("*.whl"))]
+        # pip copied the direct-URL wheels into the download folder; those copies are used.
+        prefer = {n: WheelInfo.read(dl / w.filename) if (dl / w.filename).is_file() else w for n, w in direct.items()}
+        available = closure.index_wheels(wheels, prefer=prefer)
+        result = closure.compute(root_reqs, available, env)
+        if not result.missing:
+            break
+        log(f"dependencies: {len(result.missing)} more for the target's markers: "
+            f"{', '.join(str(r) for r in result.missing)}")
+        pins = tmp / f"constraints-{round_}.txt"
+        pins.write_text("".join(f"{w.metadata_name}=={w.version}\n" for w in result.chosen.values()
+                                if w.name not in direct), encoding="utf-8")
+        # The markers were judged for the target already; pip would judge them for this host.
+        _download([_without_marker(r) for r in result.missing], target, dl, opts, find_links, pins, log)
+    else:
+        raise UserError("dependencies still missing for the target after "
+                        f"{MAX_ROUNDS} rounds: {', '.join(str(r) for r in result.missing)}")
+    if result.conflicts:
+        raise WheelError("the wheelhouse's wheels do not agree: " + "; ".join(result.conflicts))
+
+    # torchvision fetched by pip from the index is checked like the rest.
+    if "torchvision" in result.chosen:
+        tv_info = _check_torchvision(result.chosen["torchvision"], opts.torchvision, stack, target,
+                                     tv_w is not None, notes)
+        tv_src = {**(tv_src or {"kind": "pip", "location": _index_description(opts)}), **tv_info}
+    for wheel in result.chosen.values():
+        check_tags(wheel, target)
+    for wheel in result.unused:
+        log(f"dependencies: leaving out {wheel.filename} (not needed on the target)")
+
+    cann_names = {canonicalize_name(Requirement(r).name) for r in cann}
+    records = []
+    for name, wheel in sorted(result.chosen.items()):
+        if _same_fs(wheel.path, house):
+            os.link(wheel.path, house / wheel.filename)
+        else:
+            shutil.copy2(wheel.path, house / wheel.filename)
+        if name == "torch":
+            role, source = "torch", torch_f.source
+        elif name == "torch-npu":
+            role, source = "torch_npu", npu_src
+        elif name == "torchvision":
+            role, source = "torchvision", tv_src
+        else:
+            role = "cann-python-dep" if name in cann_names else "dependency"
+            source = {"kind": "pip", "location": _index_description(opts)}
+        if isinstance(source, dict) and source.get("provenance"):
+            # beside the wheel, so that this wheelhouse used as a dir: source keeps the wheel's history
+            (house / f"{wheel.filename}{PROVENANCE_SUFFIX}").write_text(
+                json.dumps(source["provenance"], indent=2) + "\n", encoding="utf-8")
+        records.append({"file": wheel.filename, "project": wheel.metadata_name, "name": name,
+                        "version": str(wheel.version), "sha256": wheel.sha256, "size": wheel.size, "role": role,
+                        "requires_python": wheel.requires_python, "required_by": result.required_by.get(name, []),
+                        "source": source})
+    manifest = {
+        "format": FORMAT,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_by": "npuenv wheelhouse build",
+        "stack": {"torch_npu": row.torch_npu, "torch": row.torch, "torchvision": row.torchvision,
+                  "cann": row.cann, "python": stack.python, "arch": stack.arch},
+        "target": target.to_dict(),
+        "row": row.to_dict(),
+        "requested": [str(r) for r in root_reqs],
+        "cann_python_deps": dict(stack.platforms.cann_python_deps),
+        "sources": {"torch": str(torch_source), "torch_npu": [s.label for s in sources],
+                    "dependencies": _index_description(opts), "torchvision": opts.torchvision},
+        "wheels": records,
+        "notes": notes,
+        "install": {"find_links": "pip install --no-index --find-links DIR -r DIR/requirements.txt",
+                    "index": "pip install --index-url file://DIR/simple -r DIR/requirements.txt"},
+    }
+    for note in notes:
+        log(f"note: {note}")
+    write_files(house, manifest)
+    return manifest
+
+
+def _without_marker(req: Requirement) -> str:
+    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+    return f"{req.name}{extras}{req.specifier}"
+
+
+def _index_description(opts: Options) -> str:
+    local = f" and {', '.join(str(d) for d in opts.find_links)}" if opts.find_links else ""
+    if opts.offline:
+        return f"local directories only (--offline){local}"
+    return (opts.index_url or "pip's configured index (PyPI)") + local
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except OSError:
+        return False
+
+
+# --- writing --------------------------------------------------------------------
+
+def write_files(house: Path, manifest: dict) -> None:
+    wheels = sorted(manifest["wheels"], key=lambda w: (w["name"], w["file"]))
+    (house / SUMS).write_text("".join(f"{w['sha256']}  {w['file']}\n" for w in wheels), encoding="utf-8")
+    (house / REQUIREMENTS).write_text(render_requirements(manifest), encoding="utf-8")
+    write_index(house, wheels)
+    (house / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def render_requirements(manifest: dict) -> str:
+    s = manifest["stack"]
+    lines = [f"# Wheelhouse for torch_npu {s['torch_npu']} (torch {s['torch']}), Python {s['python']}, {s['arch']}.",
+             "# Generated by `npuenv wheelhouse build`; every wheel is pinned with its sha256.",
+             "#   pip install --no-index --find-links DIR -r DIR/requirements.txt", ""]
+    for w in sorted(manifest["wheels"], key=lambda w: w["name"]):
+        lines.append(f"{w['project']}=={w['version']} \\")
+        lines.append(f"    --hash=sha256:{w['sha256']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_index(house: Path, wheels: list[dict]) -> None:
+    """A PEP 503 simple index under ``house/simple`` linking to the wheels beside it."""
+    root = house / INDEX
+    root.mkdir()
+    projects: dict[str, list[dict]] = {}
+    for w in wheels:
+        projects.setdefault(w["name"], []).append(w)
+    links = "\n".join(f'    <a href="{html.escape(name)}/">{html.escape(name)}</a><br/>' for name in sorted(projects))
+    (root / "index.html").write_text(_page("Simple index", links), encoding="utf-8")
+    for name, files in projects.items():
+        (root / name).mkdir()
+        rows = []
+        for w in files:
+            rp = f' data-requires-python="{html.escape(w["requires_python"])}"' if w.get("requires_python") else ""
+            rows.append(f'    <a href="../../{html.escape(w["file"])}#sha256={w["sha256"]}"{rp}>'
+                        f'{html.escape(w["file"])}</a><br/>')
+        (root / name / "index.html").write_text(_page(f"Links for {name}", "\n".join(rows)), encoding="utf-8")
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html>\n  <head><meta name="pypi:repository-version" content="1.0">'
+            f"<title>{html.escape(title)}</title></head>\n  <body>\n    <h1>{html.escape(title)}</h1>\n"
+            f"{body}\n  </body>\n</html>\n")
+
+
+# --- verifying ------------------------------------------------------------------
+
+def load_manifest(house: Path) -> dict:
+    path = Path(house) / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{house} is not a wheelhouse: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    if manifest.get("format") != FORMAT or "wheels" not in manifest:
+        raise UserError(f"{path}: not a wheelhouse manifest of format {FORMAT}")
+    return manifest
+
+
+def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
+    """Every problem found in a wheelhouse (empty: it is whole and consistent)."""
+    house = Path(house)
+    manifest = load_manifest(house)
+    problems: list[str] = []
+    listed = {w["file"]: w for w in manifest["wheels"]}
+    try:
+        sums = read_sha256sums(house)
+    except UserError as e:
+        sums, problems = {}, [str(e)]
+    if not (house / SUMS).is_file():
+        problems.append(f"{house / SUMS} is missing")
+    target = Target(python=manifest["target"]["python"], arch=manifest["target"]["arch"],
+                    row_platforms=tuple(manifest["target"]["row_platforms"]))
+    wheels = {}
+    for name, entry in listed.items():
+        path = house / name
+        if not path.is_file():
+            problems.append(f"{name}: listed in {MANIFEST} but missing")
+            continue
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            problems.append(f"{name}: checksum mismatch: {MANIFEST} says sha256 {entry['sha256']}, the file has {actual}")
+        if sums.get(name) != entry["sha256"]:
+            problems.append(f"{name}: {SUMS} says {sums.get(name, 'nothing')}, {MANIFEST} says {entry['sha256']}")
+        try:
+            wheel = WheelInfo.read(path)
+            check_tags(wheel, target)
+            wheels[wheel.name] = wheel
+        except WheelError as e:
+            problems.append(str(e))
+    for extra in sorted(set(p.name for p in house.glob("*.whl")) - set(listed)):
+        problems.append(f"{extra}: a wheel not listed in {MANIFEST}")
+    for extra in sorted(set(sums) - set(listed)):
+        problems.append(f"{SUMS} lists {extra}, which {MANIFEST} does not")
+    problems += _verify_requirements(house, listed)
+    problems += _verify_index(house, listed)
+    torch = manifest["stack"]["torch"]
+    for name in ("torch-npu", "torchvision"):
+        wheel = wheels.get(name)
+        if wheel is None:
+            continue
+        for req in wheel.torch_requirements(target.marker_env):
+            pin = torch_pin(str(req))
+            if pin != Version(torch):
+                problems.append(f"{wheel.filename}: Requires-Dist {req} does not pin the row's torch {torch}")
+    if wheels:
+        roots = [Requirement(r) for r in manifest.get("requested", [])]
+        result = closure.compute(roots, wheels, target.marker_env)
+        for req in result.missing:
+            problems.append(f"incomplete: {req} is needed on the target but has no wheel")
+    if matrix is not None:
+        row = matrix.find(manifest["stack"]["torch_npu"])
+        if row is None:
+            problems.append(f"the matrix has no row torch_npu {manifest['stack']['torch_npu']} any more")
+        elif row.torch != torch or row.torchvision != manifest["stack"]["torchvision"]:
+            problems.append(f"the matrix row torch_npu {row.torch_npu} now says torch {row.torch} / torchvision "
+                            f"{row.torchvision}; the wheelhouse was built for torch {torch} / torchvision "
+                            f"{manifest['stack']['torchvision']}: rebuild it")
+    return problems
+
+
+def _verify_requirements(house: Path, listed: dict) -> list[str]:
+    path = house / REQUIREMENTS
+    if not path.is_file():
+        return [f"{path} is missing"]
+    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
+    pinned = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.match(r"^(\S+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})$", line)
+        if not m:
+            return [f"{path}: cannot read the line {line!r}"]
+        pinned[canonicalize_name(m.group(1))] = (m.group(2), m.group(3))
+    problems = []
+    by_name = {canonicalize_name(w["project"]): w for w in listed.values()}
+    for name, w in by_name.items():
+        got = pinned.get(name)
+        if got is None:
+            problems.append(f"{REQUIREMENTS} does not pin {w['project']}")
+        elif got != (w["version"], w["sha256"]):
+            problems.append(f"{REQUIREMENTS} pins {w['project']}=={got[0]} sha256 {got[1]}, "
+                            f"the wheelhouse has {w['version']} sha256 {w['sha256']}")
+    for name in sorted(set(pinned) - set(by_name)):
+        problems.append(f"{REQUIREMENTS} pins {name}, which the wheelhouse does not hold")
+    return problems
+
+
+def _verify_index(house: Path, listed: dict) -> list[str]:
+    problems = []
+    root = house / INDEX
+    if not (root / "index.html").is_file():
+        return [f"{root / 'index.html'} is missing"]
+    top = (root / "index.html").read_text(encoding="utf-8")
+    for w in listed.values():
+        page = root / w["name"] / "index.html"
+        if f'href="{w["name"]}/"' not in top:
+            problems.append(f"{INDEX}/index.html does not list {w['name']}")
+        if not page.is_file():
+            problems.append(f"{page} is missing")
+            continue
+        if f'href="../../{html.escape(w["file"])}#sha256={w["sha256"]}"' not in page.read_text(encoding="utf-8"):
+            problems.append(f"{page} has no link to {w['file']} with #sha256={w['sha256']}")
+    return problems

@@ -1,0 +1,51 @@
+"""The field's known failures: a symptom seen in a check's output -> the likely
+cause and the fix. Checks call ``explain(text)`` on what they saw."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Known:
+    pattern: str
+    cause: str
+    fix: str
+
+
+KNOWN = (
+    Known(r"lib(hccl|ascendcl|ge_runner|graph|acl_op_compiler)\.so: cannot open shared object file",
+          "the CANN environment is not sourced (or the toolkit is missing): the loader cannot find CANN's libraries",
+          "source the toolkit's set_env.sh (the ascend_env profile script does this for login shells), "
+          "or install the CANN toolkit of the row"),
+    Known(r"undefined symbol",
+          "torch, torch_npu and CANN versions do not match (a library was built against another version)",
+          "install the exact torch / torch_npu / CANN versions of one matrix row (npuenv matrix resolve ...)"),
+    Known(r"507033|driver version is too (old|low)|drv.*version.*(mismatch|not match)",
+          "the NPU driver is older than this CANN needs",
+          "upgrade the driver and firmware to the row's HDK (make deploy TAGS=driver)"),
+    Known(r"-8020|resources are occupied|device.*busy",
+          "the NPU is held by another process or container",
+          "stop the process holding it (npu-smi info lists it) or give this job other devices"),
+    Known(r"-8005|dcmi module initialize failed",
+          "the driver is not loaded, or this user or container cannot reach /dev/davinci*",
+          "check the driver is installed and the device nodes are passed in (--device /dev/davinciN, "
+          "/dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc)"),
+    Known(r"No module named '?(decorator|attr|attrs|psutil|scipy|sympy|cffi|yaml|absl|google\.protobuf)",
+          "a Python package CANN needs at run time is missing",
+          "install the row's wheelhouse (it carries CANN's Python dependencies): make deploy TAGS=python"),
+    Known(r"Failed to load the backend extension: torch_npu",
+          "torch loads torch_npu automatically and torch_npu failed to import (see the error above it)",
+          "fix the torch_npu import error; to build without a driver set TORCH_DEVICE_BACKEND_AUTOLOAD=0"),
+    Known(r"ASCEND_HOME_PATH|ASCEND_OPP_PATH|set_env\.sh",
+          "the CANN environment variables are missing or point to a path that does not exist",
+          "source the toolkit's set_env.sh of the installed CANN version"),
+)
+
+
+def explain(text: str) -> tuple[str, str] | None:
+    """(cause, fix) for the first known failure whose symptom appears in ``text``."""
+    for known in KNOWN:
+        if re.search(known.pattern, text or "", re.I):
+            return known.cause, known.fix
+    return None

@@ -1,0 +1,131 @@
+"""Fixtures of the validation suite: the expected stack, per-host facts,
+workload runner and the `check` helper that records why a check failed."""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+import pytest
+
+from validation import explain, facts as facts_mod, workloads
+from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
+
+LEVELS = ("quick", "standard", "full")
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("npuenv")
+    g.addoption("--npuenv-stack", help="JSON file: the resolved matrix row the hosts must match")
+    g.addoption("--npuenv-backend", default="auto", choices=("auto", "npu", "cuda", "cpu"))
+    g.addoption("--npuenv-devices", type=int, help="NPU devices each host should show (default: the chip's)")
+    g.addoption("--npuenv-max-bytes", type=int, default=1 << 30, help="largest all_reduce of the full sweep")
+    g.addoption("--npuenv-busbw-floor", type=float, default=0.0, help="minimum busbw in GB/s at the largest size")
+    g.addoption("--npuenv-timeout", type=int, default=60, help="seconds before a collective counts as hung")
+    g.addoption("--npuenv-nproc", type=int, help="processes per host for collectives (default: one per device)")
+
+
+def pytest_configure(config):
+    for level in LEVELS:
+        config.addinivalue_line("markers", f"{level}: validation level {level}")
+
+
+def pytest_collection_modifyitems(items):
+    # One xdist group per host: a host's checks run in order on one worker,
+    # different hosts in parallel.
+    for item in items:
+        host = item.callspec.params.get("_testinfra_host") if hasattr(item, "callspec") else None
+        item.add_marker(pytest.mark.xdist_group(name=str(host or "fleet")))
+
+
+@pytest.fixture(scope="session")
+def stack(pytestconfig) -> dict:
+    path = pytestconfig.getoption("--npuenv-stack")
+    if not path:
+        pytest.exit("the suite needs --npuenv-stack (run it through `npuenv validate`)", returncode=4)
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def options(pytestconfig) -> dict:
+    return {k: pytestconfig.getoption(f"--npuenv-{k.replace('_', '-')}")
+            for k in ("backend", "devices", "max_bytes", "busbw_floor", "timeout", "nproc")}
+
+
+_FACTS: dict[str, dict] = {}
+
+
+@pytest.fixture
+def probe(host) -> facts_mod.Probe:
+    return facts_mod.HostProbe(host)
+
+
+@pytest.fixture
+def facts(host, probe) -> dict:
+    """The host's facts, read once per host and worker."""
+    key = host.backend.get_pytest_id()
+    if key not in _FACTS:
+        _FACTS[key] = facts_mod.collect(probe)
+    return _FACTS[key]
+
+
+class CheckFailed(AssertionError):
+    pass
+
+
+@dataclass
+class Checker:
+    request: pytest.FixtureRequest
+
+    def __call__(self, ok: bool, summary: str, *, expected: str, found: str, seen: str = "",
+                 cause: str | None = None, fix: str | None = None) -> None:
+        """Fail the check unless ``ok``: say what was expected, what was found,
+        the likely cause and the fix (from the known failures when not given)."""
+        if ok:
+            return
+        known = explain.explain(seen or found)
+        cause = cause or (known[0] if known else "unknown")
+        fix = fix or (known[1] if known else "see the output above")
+        failure = {"summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}
+        self.request.node.user_properties.append((PROP_FAILURE, json.dumps(failure)))
+        raise CheckFailed(f"{summary}\n  expected: {expected}\n  found:    {found}\n"
+                          f"  likely cause: {cause}\n  fix: {fix}")
+
+    def warn(self, message: str) -> None:
+        self.request.node.user_properties.append((PROP_WARNING, message))
+
+    def record(self, data) -> None:
+        self.request.node.user_properties.append((PROP_DATA, json.dumps(data)))
+
+
+@pytest.fixture
+def check(request) -> Checker:
+    return Checker(request)
+
+
+def run_workload(probe: facts_mod.Probe, name: str, args: str, timeout: int = 600) -> tuple[dict | None, str]:
+    """Run a workload script with the host's python3 in a login shell; (its JSON, its output)."""
+    source = workloads.script(name)
+    marker = "NPUENV_WORKLOAD_EOF"
+    assert marker not in source
+    rc, out, err = probe.run(f"timeout {timeout} python3 - {args} <<'{marker}'\n{source}\n{marker}")
+    text = out + err
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line), text
+            except ValueError:
+                break
+    return None, text
+
+
+@pytest.fixture
+def workload(probe, options):
+    def _run(name: str, args: str = "") -> tuple[dict | None, str]:
+        return run_workload(probe, name, f"--backend {options['backend']} {args}".strip())
+    return _run
+
+
+def quote(s: str) -> str:
+    return shlex.quote(s)

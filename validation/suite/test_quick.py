@@ -1,0 +1,207 @@
+"""Quick level (seconds): the host is the matrix row it should be, its NPUs are
+visible and healthy, and torch_npu imports against the installed CANN."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from compat_matrix.versions import VendorVersion, in_range
+from validation.suite.conftest import quote
+
+pytestmark = pytest.mark.quick
+
+HDK_HINT = "install the row's HDK driver and firmware (make deploy TAGS=driver)"
+FAILING_HEALTH = ("Alarm", "Critical")
+
+
+def expected_devices(stack, options) -> int:
+    return options["devices"] or stack["npus_per_node"] * stack.get("dies_per_npu", 1)
+
+
+def test_driver_version(facts, stack, check):
+    hdk = stack["hdk"]
+    driver = facts["driver"]
+    wanted = f"{hdk['min']} .. {hdk.get('max') or 'newer'} (paired with CANN {stack['cann']}: {hdk['version']})"
+    check(driver is not None, "no NPU driver is installed", expected=f"driver {wanted}",
+          found="no driver/version.info", cause="the HDK driver is not installed (or not mounted into the container)",
+          fix=HDK_HINT)
+    version = driver["version"]
+    try:
+        ok = in_range(VendorVersion(version), hdk["min"], hdk.get("max"))
+    except ValueError:
+        ok = False
+    check(ok, f"driver {version} does not pair with CANN {stack['cann']}", expected=f"driver {wanted}",
+          found=f"driver {version}", cause="the driver is outside the HDK range this CANN supports (error 507033 at run time)",
+          fix=HDK_HINT)
+
+
+def test_firmware_pairs_with_driver(facts, check):
+    fw, driver = facts["firmware"], facts["driver"]
+    check(fw is not None, "no NPU firmware version found", expected="firmware/version.info",
+          found="missing", cause="the firmware package is not installed", fix=HDK_HINT)
+    if driver:
+        check(fw["package_version"] == driver["version"],
+              f"firmware {fw['version']} belongs to HDK {fw['package_version']}, the driver is {driver['version']}",
+              expected=f"firmware from HDK {driver['version']}", found=f"firmware from HDK {fw['package_version']}",
+              cause="driver and firmware come from different HDK releases", fix=HDK_HINT)
+
+
+def test_install_info(facts, check):
+    info = facts["install_info"]
+    check(bool(info.get("Driver_Install_Path_Param")), "/etc/ascend_install.info does not record the driver",
+          expected="Driver_Install_Path_Param=<install root>", found=json.dumps(info) if info else "no such file",
+          cause="the driver was not installed with the vendor's installer, or the file was not mounted",
+          fix="install the driver with its .run package; in containers mount /etc/ascend_install.info")
+
+
+def test_device_nodes(probe, facts, stack, options, check):
+    want = expected_devices(stack, options)
+    rc, out, _ = probe.run("for d in /dev/davinci[0-9]* /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc; "
+                           "do [ -e \"$d\" ] && echo \"$(stat -c %F \"$d\") $d\"; done; true")
+    chars = {line.rsplit(" ", 1)[1] for line in out.splitlines() if line.startswith("character special file")}
+    davinci = sorted(d for d in chars if re.fullmatch(r"/dev/davinci\d+", d))
+    missing = [d for d in ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc") if d not in chars]
+    check(not missing, f"management device node(s) missing: {', '.join(missing)}",
+          expected="/dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc as character devices",
+          found=f"missing {', '.join(missing)}", seen="-8005",
+          fix="load the driver; in containers pass --device for each of them")
+    check(len(davinci) == want, f"{len(davinci)} /dev/davinciN device node(s), {want} expected",
+          expected=f"{want} character devices /dev/davinci0..", found=", ".join(davinci) or "none",
+          cause="an NPU is not visible: not passed into the container, dropped off the bus, or the driver did not load",
+          fix="pass every /dev/davinciN (--device) or check the card with `npu-smi info` / `lspci`")
+
+
+def test_npu_health(facts, stack, options, check):
+    smi = facts["npu_smi"] or {}
+    check("error" not in smi, "npu-smi info failed", expected="the device table",
+          found=smi.get("error", ""), seen=smi.get("error", ""))
+    devices = facts["devices"]
+    check(len(devices) == expected_devices(stack, options),
+          f"npu-smi shows {len(devices)} device(s), {expected_devices(stack, options)} expected",
+          expected=str(expected_devices(stack, options)), found=str(len(devices)),
+          cause="an NPU is missing from the driver's view", fix="check the card (`lspci | grep d80`, `npu-smi info -l`)")
+    bad = [d for d in devices if d["health"] in FAILING_HEALTH]
+    check(not bad, "unhealthy NPU(s): " + ", ".join(f"NPU {d['npu']} chip {d['chip']} {d['health']}" for d in bad),
+          expected="Health OK on every chip", found=", ".join(f"{d['npu']}/{d['chip']}={d['health']}" for d in bad),
+          cause="the device reports a fault (Alarm or Critical)",
+          fix="read `npu-smi info -t health -i <npu>` for the error codes; reset or replace the card")
+    warned = [d for d in devices if d["health"] == "Warning"]
+    if warned:
+        check.warn("NPU health Warning: " + ", ".join(f"NPU {d['npu']} chip {d['chip']}" for d in warned))
+
+
+def test_npu_processes(facts, check):
+    procs = (facts["npu_smi"] or {}).get("processes") or []
+    check(not procs, f"{len(procs)} process(es) already hold NPUs",
+          expected="no process on any NPU before validation",
+          found=", ".join(f"pid {p['pid']} ({p['name']}) on NPU {p['npu']}" for p in procs),
+          seen="-8020")
+
+
+def test_cann_toolkit(facts, stack, check):
+    toolkits = facts["cann"]
+    found = ", ".join(f"{t['version']} ({t['generation']})" for t in toolkits) or "none"
+    match = [t for t in toolkits if t["version"] == stack["cann"] and t["generation"] == stack["packaging"]]
+    check(bool(match), f"CANN toolkit {stack['cann']} is not installed",
+          expected=f"CANN {stack['cann']} ({stack['packaging']} layout, {stack['paths']['toolkit_latest']})",
+          found=found, cause="the toolkit is missing or another version is active",
+          fix="install the row's toolkit (make deploy TAGS=cann)")
+    kernel_dir = stack["paths"]["kernels_dir"].rsplit("/", 1)[1]
+    check(kernel_dir in match[0]["kernels"], f"the {stack['chip']} kernels/ops package is not installed",
+          expected=f"{stack['packages']['kernels']} installed ({kernel_dir} kernels)",
+          found=", ".join(match[0]["kernels"]) or "no kernels",
+          cause="the operator package for this chip was not installed",
+          fix="install the row's kernels (up to CANN 8.3) or ops (from 8.5) package")
+
+
+def test_nnal(facts, stack, check):
+    check(stack["cann"] in facts["nnal"], f"NNAL {stack['cann']} is not installed",
+          expected=f"{stack['paths']['nnal_dir']}", found=", ".join(facts["nnal"]) or "none",
+          cause="the NNAL package was not installed", fix="install the row's NNAL package")
+
+
+def test_login_environment(probe, stack, check):
+    scalars = stack["environment"]["variables"]
+    rc, out, err = probe.run("env")
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    for key in ("ASCEND_HOME_PATH", "ASCEND_OPP_PATH", "ASCEND_TOOLKIT_HOME"):
+        check(env.get(key) == scalars[key], f"{key} is not set as CANN's set_env.sh sets it",
+              expected=scalars[key], found=env.get(key, "unset"), seen="set_env.sh")
+    lib64 = scalars["ASCEND_TOOLKIT_HOME"] + "/lib64"
+    check(lib64 in env.get("LD_LIBRARY_PATH", "").split(":"), "the toolkit's lib64 is not on LD_LIBRARY_PATH",
+          expected=lib64, found=env.get("LD_LIBRARY_PATH", "unset"), seen="libhccl.so: cannot open shared object file")
+    home = env["ASCEND_HOME_PATH"]
+    rc, out, _ = probe.run(f"for d in {home}/runtime {home}/compiler {env['ASCEND_OPP_PATH']}; do [ -d $d ] || echo $d; done")
+    check(not out.strip(), "directories torch_npu checks at import are missing", expected="runtime/, compiler/, opp/",
+          found="missing " + " ".join(out.split()), seen="ASCEND_HOME_PATH")
+
+
+def test_python_versions(facts, probe, stack, check):
+    record = probe.read(stack["paths"]["wheelhouse_manifest"])
+    manifest = json.loads(record) if record else None
+    py = facts["python"]
+    check("error" not in py, "python3 cannot report the installed packages", expected="python3 on PATH",
+          found=py.get("error", ""), seen=py.get("error", ""))
+    notes = (manifest or {}).get("notes", [])
+    for dist in ("torch", "torch_npu", "torchvision"):
+        have = py.get(dist)
+        left_out = [n for n in notes if n.startswith(f"{dist} left out")]
+        if have is None and left_out:
+            # The wheelhouse recorded that it deliberately has no such wheel.
+            check.warn(f"{dist} {stack[dist]} not installed: the wheelhouse says {left_out[0]}")
+            continue
+        public = (have or "").split("+")[0]
+        check(public == stack[dist], f"{dist} {have or 'missing'} installed, the row says {stack[dist]}",
+              expected=f"{dist}=={stack[dist]}", found=have or "not installed",
+              cause="drift: the host's Python stack is not the row's", fix="reinstall the row's wheelhouse (make deploy TAGS=python)")
+
+
+def test_pip_check(probe, check):
+    rc, out, err = probe.run("python3 -m pip check")
+    check(rc == 0, "pip check reports broken requirements", expected="No broken requirements found.",
+          found=(out + err).strip()[-800:], cause="packages were installed outside the wheelhouse",
+          fix="reinstall from the row's wheelhouse")
+
+
+def test_cann_python_deps(probe, stack, check):
+    modules = stack["cann_python_modules"]
+    code = ("import importlib, json\nbad = {}\n"
+            f"for m in {modules!r}:\n    try:\n        importlib.import_module(m)\n"
+            "    except Exception as e:\n        bad[m] = f'{type(e).__name__}: {e}'\nprint(json.dumps(bad))")
+    rc, out, err = probe.run(f"TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c {quote(code)}")
+    bad = json.loads(out.strip().splitlines()[-1]) if rc == 0 and out.strip() else {"python3": err.strip()}
+    check(not bad, "CANN's Python dependencies do not import", expected=", ".join(modules),
+          found="; ".join(f"{k}: {v}" for k, v in bad.items()), seen="No module named 'decorator'")
+
+
+def test_torch_npu_libraries(probe, check):
+    rc, out, err = probe.run(
+        "d=$(TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c 'import importlib.util as u; "
+        "print(u.find_spec(\"torch_npu\").submodule_search_locations[0])') && "
+        "for f in $(find \"$d\" -name '*.so' -path '*lib*'); do ldd \"$f\" | sed \"s|^|$(basename $f): |\"; done")
+    missing = sorted({line.split(":")[0] + ": " + line.split("=>")[0].split(":", 1)[1].strip()
+                      for line in out.splitlines() if "not found" in line})
+    check(rc == 0, "torch_npu's shared libraries could not be listed", expected="torch_npu installed",
+          found=(out + err).strip()[-500:], seen=err)
+    check(not missing, f"{len(missing)} shared library dependency(ies) of torch_npu do not resolve",
+          expected="every NEEDED library found with the CANN environment sourced", found="; ".join(missing[:12]),
+          seen=" ".join(missing) + " cannot open shared object file" if any("libhccl" in m or "libascendcl" in m
+                                                                              for m in missing) else "")
+
+
+def test_torch_npu_import(probe, facts, check):
+    code = ("import json, torch, torch_npu\n"
+            "print(json.dumps({'available': torch.npu.is_available(), 'count': torch.npu.device_count()}))")
+    rc, out, err = probe.run(f"python3 -c {quote(code)}")
+    check(rc == 0, "import torch_npu fails", expected="import torch_npu succeeds",
+          found=(err or out).strip().splitlines()[-1] if (err or out).strip() else f"exit {rc}", seen=err + out)
+    result = json.loads(out.strip().splitlines()[-1])
+    shown = len(facts["devices"])
+    check(result["available"] and result["count"] == shown,
+          f"torch_npu sees {result['count']} device(s), npu-smi shows {shown}",
+          expected=f"torch.npu.is_available() and device_count() == {shown}",
+          found=f"is_available()={result['available']}, device_count()={result['count']}",
+          cause="the devices are not visible to the process (device nodes, ASCEND_RT_VISIBLE_DEVICES) or busy",
+          fix="pass every device into the container and check ASCEND_RT_VISIBLE_DEVICES")

@@ -1,0 +1,754 @@
+from __future__ import annotations
+
+# npuenv workload helpers. validation.workloads.script(name) prepends this text to
+# the workload's own file and wraps the whole in a self-describing runner, so the
+# result runs anywhere as `python3 - ARGS < script` with nothing but stdlib + torch.
+# Nothing here imports torch at module level: TORCH_DEVICE_BACKEND_AUTOLOAD must
+# be set before torch is first imported (see select_backend).
+
+import argparse
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+_NPUENV_COMMON = True
+
+EXIT_OK = 0  # the workload ran; its JSON says whether every property held
+EXIT_CRASH = 1  # an unexpected exception (traceback on stderr, JSON says "error")
+EXIT_USAGE = 2  # bad arguments or an unusable environment (no torch, no NPU, ...)
+EXIT_TIMEOUT = 124  # a watched step did not complete within --timeout
+
+EVENT_PREFIX = "@@npuenv-event "
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit 2 with a JSON that says what to fix."""
+
+
+class EnvironmentProblem(Exception):
+    """The host cannot run the workload as asked (exit 2): names the cause."""
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return "%d %s" % (n // size, unit)
+    return "%d B" % n
+
+
+def parse_bytes(text: str, option: str) -> int:
+    """'4096', '64K', '4M', '1G', '4MiB', '4MB' (binary multiples) -> bytes."""
+    t = str(text).strip().upper()
+    if t.endswith("IB"):
+        t = t[:-2]
+    elif t.endswith("B"):
+        t = t[:-1]
+    mult = 1
+    if t[-1:] in ("K", "M", "G"):
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[t[-1]]
+        t = t[:-1]
+    if not t.isdigit():
+        raise UsageError("%s: %r is not a size; use bytes or a K/M/G suffix, e.g. 4096, 64K, 4M, 1G" % (option, text))
+    return int(t) * mult
+
+
+# -- diagnosis of the common import failures (DESIGN section 3) ---------------------
+
+_HINTS = (
+    ("libhccl.so", "CANN's environment is not loaded: source set_env.sh (ascend-toolkit or cann) first"),
+    ("libascendcl.so", "CANN's environment is not loaded: source set_env.sh (ascend-toolkit or cann) first"),
+    ("cannot open shared object file", "a shared library is missing: is CANN installed and its set_env.sh sourced?"),
+    ("undefined symbol", "torch, torch_npu and CANN versions do not match: install the versions of one matrix row"),
+    ("507033", "the NPU driver is too old for this CANN: upgrade the driver/firmware (HDK) to the row's version"),
+    ("-8005", "the device is busy or held by another process: check npu-smi info for running processes"),
+    ("-8020", "the device is busy or held by another process: check npu-smi info for running processes"),
+    ("No module named 'decorator'", "CANN's Python dependencies are missing: pip install decorator attrs psutil"),
+    ("No module named 'attr'", "CANN's Python dependencies are missing: pip install decorator attrs psutil"),
+    ("No module named 'torch_npu'", "torch_npu is not installed in this Python"),
+    ("No module named 'torch'", "torch is not installed in this Python"),
+)
+
+
+def diagnose(text: str) -> str:
+    for needle, hint in _HINTS:
+        if needle in text:
+            return hint
+    return ""
+
+
+def _exc_text(exc: BaseException) -> str:
+    line = "%s: %s" % (type(exc).__name__, exc)
+    return line.strip().splitlines()[0] if line.strip() else type(exc).__name__
+
+
+# -- backend selection ------------------------------------------------------------------
+
+
+class Backend:
+    """The accelerator a workload runs on: npu (HCCL), cuda (NCCL) or cpu (gloo)."""
+
+    def __init__(self, name, torch, torch_npu, device_count, notes):
+        self.name = name
+        self.torch = torch
+        self.torch_npu = torch_npu
+        self.device_type = name
+        self.device_count = device_count
+        self.dist_backend = {"npu": "hccl", "cuda": "nccl", "cpu": "gloo"}[name]
+        self.notes = notes
+
+    @property
+    def is_accelerator(self) -> bool:
+        return self.name != "cpu"
+
+    def module(self):
+        return getattr(self.torch, self.name) if self.is_accelerator else None
+
+    def device(self, index: int = 0):
+        if not self.is_accelerator:
+            return self.torch.device("cpu")
+        return self.torch.device("%s:%d" % (self.name, index))
+
+    def set_device(self, index: int) -> None:
+        if self.is_accelerator:
+            self.module().set_device(index)
+
+    def synchronize(self) -> None:
+        if self.is_accelerator:
+            self.module().synchronize()
+
+    def stuck_hint(self) -> str:
+        return {
+            "npu": "the NPU stopped responding: check `npu-smi info` and the device log",
+            "cuda": "the GPU stopped responding: check `nvidia-smi` and the kernel log",
+            "cpu": "the host is overloaded or the process is stuck",
+        }[self.name]
+
+    def amp_dtype(self):
+        """float16 + GradScaler on NPU/CUDA (the migration guide's AMP); bfloat16 on CPU."""
+        return self.torch.float16 if self.is_accelerator else self.torch.bfloat16
+
+    def grad_scaler(self, enabled: bool):
+        torch = self.torch
+        try:
+            return torch.amp.GradScaler(self.device_type, enabled=enabled)
+        except (AttributeError, TypeError, RuntimeError):  # torch < 2.3: per-device classes
+            if self.name == "npu":
+                return self.torch_npu.npu.amp.GradScaler(enabled=enabled)
+            return torch.cuda.amp.GradScaler(enabled=enabled)  # disabled on cpu: needs no GPU
+
+    def info(self) -> dict:
+        return {
+            "backend": self.name,
+            "device_type": self.device_type,
+            "device_count": self.device_count,
+            "dist_backend": self.dist_backend,
+            "torch_version": str(self.torch.__version__) if self.torch is not None else None,
+            "torch_npu_version": str(getattr(self.torch_npu, "__version__", "unknown")) if self.torch_npu else None,
+            "backend_notes": list(self.notes),
+        }
+
+
+def select_backend(requested: str) -> Backend:
+    """auto: npu when torch_npu imports and sees an NPU, else cuda when available, else cpu.
+
+    Torch's automatic loading of device extensions is always switched off and
+    torch_npu imported explicitly (only when npu may be chosen), so a broken
+    torch_npu can neither crash a cpu/cuda run nor hide its import error.
+    """
+    os.environ["TORCH_DEVICE_BACKEND_AUTOLOAD"] = "0"
+    notes = []
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        text = _exc_text(exc)
+        hint = diagnose(text)
+        raise EnvironmentProblem("torch could not be imported: %s%s" % (text, "; " + hint if hint else ""))
+    torch_npu = None
+    if requested in ("auto", "npu"):
+        try:
+            import torch_npu  # noqa: F401
+        except Exception as exc:  # noqa: BLE001
+            text = _exc_text(exc)
+            hint = diagnose(text)
+            msg = "torch_npu could not be imported: %s%s" % (text, " (" + hint + ")" if hint else "")
+            if requested == "npu":
+                raise EnvironmentProblem("--backend npu: " + msg)
+            notes.append(msg)
+            torch_npu = None
+    if torch_npu is not None:
+        try:
+            count = int(torch.npu.device_count())
+        except Exception as exc:  # noqa: BLE001
+            count = 0
+            notes.append("torch.npu.device_count() failed: %s" % _exc_text(exc))
+        if count > 0:
+            return Backend("npu", torch, torch_npu, count, notes)
+        msg = ("torch_npu %s imported but no NPU is visible (torch.npu.device_count() == 0): check `npu-smi info`, "
+               "the /dev/davinci* device nodes and ASCEND_RT_VISIBLE_DEVICES" % getattr(torch_npu, "__version__", ""))
+        if requested == "npu":
+            raise EnvironmentProblem("--backend npu: " + msg)
+        notes.append(msg)
+    if requested in ("auto", "cuda"):
+        if torch.cuda.is_available():
+            return Backend("cuda", torch, torch_npu, int(torch.cuda.device_count()), notes)
+        msg = "CUDA is not available (torch %s, built for CUDA %s)" % (torch.__version__, torch.version.cuda)
+        if requested == "cuda":
+            raise EnvironmentProblem("--backend cuda: " + msg)
+        notes.append(msg)
+    return Backend("cpu", torch, torch_npu, 1, notes)
+
+
+# -- output -----------------------------------------------------------------------------
+
+_EMIT_LOCK = threading.Lock()
+
+
+def strict_json(obj):
+    """NaN/inf become null, so the line is strict JSON for any reader."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def print_json(obj: dict) -> None:
+    with _EMIT_LOCK:
+        sys.stdout.write(json.dumps(strict_json(obj), default=str, allow_nan=False) + "\n")
+        sys.stdout.flush()
+
+
+def is_spawned_worker() -> bool:
+    return os.environ.get("NPUENV_WORKER") == "1"
+
+
+def emit_event(kind: str, **data) -> None:
+    """A line for the parent launcher (spawned workers only; no-op otherwise).
+
+    A worker whose parent has gone (broken pipe) exits at once instead of lingering.
+    """
+    if not is_spawned_worker():
+        return
+    data["kind"] = kind
+    try:
+        with _EMIT_LOCK:
+            sys.stdout.write(EVENT_PREFIX + json.dumps(strict_json(data), default=str, allow_nan=False) + "\n")
+            sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        os._exit(EXIT_CRASH)
+
+
+# -- watchdog ---------------------------------------------------------------------------
+
+
+class Watchdog:
+    """Bounds every watched step by `timeout` seconds, from a thread of its own.
+
+    watch(label, hint) starts (or restarts) the clock for a step; done() stops it.
+    When a step overruns, on_expire(label, hint, elapsed) is called and the process
+    exits with EXIT_TIMEOUT: blocked collectives release the GIL, so this fires even
+    while the main thread is stuck in one. In spawned workers the thread also sends
+    a heartbeat each second so the parent can tell a wedged process from a slow one.
+    """
+
+    def __init__(self, timeout: float, on_expire, heartbeat: bool = False):
+        self.timeout = float(timeout)
+        self.on_expire = on_expire
+        self.heartbeat = heartbeat
+        self._cur = None
+        self._label = None
+        self._thread = threading.Thread(target=self._run, name="npuenv-watchdog", daemon=True)
+        self._thread.start()
+
+    def watch(self, label: str, hint: str = "") -> None:
+        if label != self._label:
+            self._label = label
+            emit_event("step", label=label)
+        self._cur = (label, hint, time.monotonic())
+
+    def done(self) -> None:
+        self._cur = None
+
+    def _run(self) -> None:
+        tick = max(0.02, min(0.2, self.timeout / 20.0))
+        last_hb = 0.0
+        while True:
+            time.sleep(tick)
+            now = time.monotonic()
+            cur = self._cur
+            if cur is not None and now - cur[2] > self.timeout:
+                try:
+                    self.on_expire(cur[0], cur[1], now - cur[2])
+                finally:
+                    try:
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                    finally:
+                        os._exit(EXIT_TIMEOUT)
+            if self.heartbeat and now - last_hb >= 1.0:
+                last_hb = now
+                emit_event("hb")
+
+
+# -- the run of one workload --------------------------------------------------------------
+
+
+def _positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number of seconds" % text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds, got %r" % text)
+    return value
+
+
+class Run:
+    """Argument parsing, backend choice, watchdog and the one JSON line, for any role.
+
+    role: "single" (one process), "launcher" (spawns one worker per device and
+    prints the merged JSON), "worker" (spawned by the launcher: talks in events),
+    "torchrun" (a worker started by torchrun: LOCAL_RANK 0 prints the JSON).
+    """
+
+    def __init__(self, name: str, distributed: bool = False):
+        self.name = name
+        self.distributed = distributed
+        self.t0 = time.monotonic()
+        self.backend = None
+        self.partial = {}
+        self.watchdog = None
+        self.args = None
+        if distributed and is_spawned_worker():
+            self.role = "worker"
+        elif distributed and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            self.role = "torchrun"
+        elif distributed:
+            self.role = "launcher"
+        else:
+            self.role = "single"
+
+    @property
+    def prints_json(self) -> bool:
+        if self.role == "worker":
+            return False
+        if self.role == "torchrun":
+            return int(os.environ.get("LOCAL_RANK", "0")) == 0
+        return True
+
+    def parser(self, description: str, timeout: float) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog=self.name, description=description)
+        p.add_argument("--backend", choices=("auto", "npu", "cuda", "cpu"), default="auto",
+                       help="accelerator: auto picks npu (torch_npu + an NPU), else cuda, else cpu")
+        p.add_argument("--timeout", type=_positive_seconds, default=timeout,
+                       help="seconds any one watched step may take before the run fails (default %(default)s)")
+
+        def error(message):
+            raise UsageError("%s: %s (see --help)" % (self.name, message))
+
+        p.error = error
+        return p
+
+    def envelope(self) -> dict:
+        out = {"workload": self.name, "ok": False, "error": None, "timed_out": False}
+        if self.backend is not None:
+            out.update(self.backend.info())
+        else:
+            torch = sys.modules.get("torch")
+            torch_npu = sys.modules.get("torch_npu")
+            out.update({"backend": None, "device_type": None, "device_count": 0, "dist_backend": None,
+                        "torch_version": str(getattr(torch, "__version__", "")) or None,
+                        "torch_npu_version": str(getattr(torch_npu, "__version__", "")) or None,
+                        "backend_notes": []})
+        out["python_version"] = "%d.%d.%d" % sys.version_info[:3]
+        return out
+
+    def start_watchdog(self, timeout: float) -> Watchdog:
+        self.watchdog = Watchdog(timeout, self._expired, heartbeat=(self.role == "worker"))
+        return self.watchdog
+
+    def _expired(self, label, hint, elapsed) -> None:
+        if self.role == "worker":
+            emit_event("timeout", label=label, hint=hint, elapsed_s=round(elapsed, 3),
+                       rank=int(os.environ.get("RANK", "0")))
+            return
+        msg = "%s did not complete within %g s" % (label, self.watchdog.timeout)
+        if self.role == "torchrun":
+            msg += " on %s ranks" % os.environ.get("WORLD_SIZE", "?")
+        if hint:
+            msg += ": " + hint
+        if self.prints_json:
+            out = self.envelope()
+            out.update(self.partial)
+            out.update({"ok": False, "timed_out": True, "error": msg, "duration_s": self.elapsed()})
+            print_json(out)
+        sys.stderr.write("%s: %s\n" % (self.name, msg))
+
+    def adopt_versions(self, worker_result: dict) -> None:
+        """Versions a torch-less launcher learns from its rank 0 worker's hello."""
+        for key in ("torch_version", "torch_npu_version", "backend_notes"):
+            if worker_result.get(key) and not self.backend.info().get(key):
+                self.partial[key] = worker_result[key]
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.t0, 3)
+
+    def main(self, build_parser, body) -> None:
+        """Parse, pick the backend, run body(run) -> dict, print the JSON, exit."""
+        code = EXIT_OK
+        out = None
+        try:
+            self.args = build_parser(self).parse_args(sys.argv[1:])
+            if self.role == "launcher" and self.args.backend == "cpu":
+                # a cpu launcher needs no torch itself: its workers import it (and
+                # report the versions, see adopt_versions); this saves a second import
+                os.environ["TORCH_DEVICE_BACKEND_AUTOLOAD"] = "0"
+                self.backend = Backend("cpu", None, None, 1, [])
+            else:
+                self.backend = select_backend(self.args.backend)
+            if self.role == "worker":
+                emit_event("hello", info=self.backend.info())
+            result = body(self)
+            out = self.envelope()
+            out.update(self.partial)
+            out.update(result)
+            code = int(out.pop("_exit_code", EXIT_OK))
+        except (UsageError, EnvironmentProblem) as exc:
+            out = self.envelope()
+            out.update(self.partial)
+            out["error"] = str(exc)
+            code = EXIT_USAGE
+        except SystemExit:  # --help
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a crash still ends in one JSON line
+            traceback.print_exc()
+            out = self.envelope()
+            out.update(self.partial)
+            text = _exc_text(exc)
+            hint = diagnose(text)
+            out["error"] = "%s crashed: %s%s" % (self.name, text, " (" + hint + ")" if hint else "")
+            out["ok"] = False
+            code = EXIT_CRASH
+        out["duration_s"] = self.elapsed()
+        if self.role == "worker":
+            emit_event("result", result=out, exit_code=code)
+        elif self.prints_json:
+            print_json(out)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if self.role in ("worker", "torchrun"):
+            # skip interpreter teardown: process-group destructors can hang at exit
+            os._exit(code)
+        sys.exit(code)
+
+
+def loss_fell(losses) -> bool:
+    """The mean of the last window of losses is below the mean of the first."""
+    if len(losses) < 2 or not all(x == x and abs(x) != float("inf") for x in losses):
+        return False
+    w = max(1, min(10, len(losses) // 5))
+    return sum(losses[-w:]) / w < sum(losses[:w]) / w
+
+
+# -- distributed: worker side -------------------------------------------------------------
+
+
+def dist_env() -> dict:
+    env = os.environ
+    world = int(env["WORLD_SIZE"])
+    return {
+        "rank": int(env["RANK"]),
+        "world_size": world,
+        "local_rank": int(env.get("LOCAL_RANK", env["RANK"])),
+        "local_world_size": int(env.get("LOCAL_WORLD_SIZE", world)),
+        "master": "%s:%s" % (env.get("MASTER_ADDR", "?"), env.get("MASTER_PORT", "?")),
+    }
+
+
+def init_distributed(run: Run, timeout: float) -> dict:
+    """Join the process group named by the torchrun-style environment, under the watchdog."""
+    import datetime
+
+    torch = run.backend.torch
+    import torch.distributed as dist
+
+    de = dist_env()
+    be = run.backend
+    if be.is_accelerator:
+        if de["local_rank"] >= be.device_count:
+            raise EnvironmentProblem("LOCAL_RANK %d but only %d %s device(s) are visible"
+                                     % (de["local_rank"], be.device_count, be.name))
+        be.set_device(de["local_rank"])
+    else:
+        threads = os.environ.get("OMP_NUM_THREADS")
+        if threads and threads.isdigit():
+            torch.set_num_threads(int(threads))
+    run.watchdog.watch(
+        "init_process_group (%s, %d ranks at %s)" % (be.dist_backend, de["world_size"], de["master"]),
+        "a rank did not start or cannot reach MASTER_ADDR:MASTER_PORT",
+    )
+    # The process group's own timeout is a backstop behind the watchdog, which
+    # fires first and names the step.
+    dist.init_process_group(backend=be.dist_backend, rank=de["rank"], world_size=de["world_size"],
+                            timeout=datetime.timedelta(seconds=timeout + 30))
+    run.watchdog.done()
+    return de
+
+
+def barrier(run: Run, label: str = "barrier") -> None:
+    """A barrier made of a one-element all_reduce: works alike on gloo, NCCL and HCCL."""
+    torch = run.backend.torch
+    import torch.distributed as dist
+
+    de = dist_env()
+    t = torch.ones(1, device=run.backend.device(de["local_rank"]))
+    run.watchdog.watch(label, "a rank is stuck or a link is down")
+    dist.all_reduce(t)
+    run.backend.synchronize()
+    run.watchdog.done()
+
+
+def finish_distributed(run: Run) -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        run.watchdog.watch("destroy_process_group", "a rank did not reach the end")
+        dist.destroy_process_group()
+        run.watchdog.done()
+
+
+# -- distributed: the launcher (one process per device) ---------------------------------------
+
+
+def own_script() -> str:
+    """The runnable text of this very workload, to feed to worker processes' stdin."""
+    g = globals()
+    if "_NPUENV_SOURCE" in g:
+        return npuenv_wrap(g["_NPUENV_NAME"], g["_NPUENV_SOURCE"])
+    if not os.path.isfile(str(g.get("__file__", ""))):  # e.g. plain text piped to stdin
+        raise EnvironmentProblem("cannot find this script's own source to start its workers: feed the text of "
+                                 "validation.workloads.script(name) to python3, or run the workload file itself")
+    # run as a file (development): rebuild from the files next to it
+    main_file = os.path.abspath(g["__file__"])
+    here = os.path.dirname(main_file)
+    with open(os.path.join(here, "_common.py")) as f:
+        common = f.read()
+    with open(main_file) as f:
+        body = f.read()
+    name = os.path.splitext(os.path.basename(main_file))[0]
+    return npuenv_wrap(name, common.rstrip("\n") + "\n\n" + body)
+
+
+def npuenv_wrap(name: str, source: str) -> str:
+    """Same text as validation.workloads.script(): the source carried as a literal."""
+    fname = "<npuenv-workload %s>" % name
+    return (
+        "# npuenv validation workload %r: run as  python3 - [ARGS] < this-file\n"
+        "_NPUENV_NAME = %r\n"
+        "_NPUENV_SOURCE = %r\n"
+        "import linecache as _lc\n"
+        "_lc.cache[%r] = (len(_NPUENV_SOURCE), None, _NPUENV_SOURCE.splitlines(True), %r)\n"
+        "exec(compile(_NPUENV_SOURCE, %r, 'exec', dont_inherit=True))\n"
+    ) % (name, name, source, fname, fname, fname)
+
+
+def resolve_nproc(backend: Backend, requested) -> int:
+    """--nproc: default one process per NPU/GPU, 2 on cpu; never more than the devices."""
+    nproc = requested if requested is not None else (backend.device_count if backend.is_accelerator else 2)
+    if nproc < 1:
+        raise UsageError("--nproc must be at least 1, got %d" % nproc)
+    if backend.is_accelerator and nproc > backend.device_count:
+        raise UsageError("--nproc %d but only %d %s device(s) are visible"
+                         % (nproc, backend.device_count, backend.name))
+    return nproc
+
+
+def launch_exit_code(outcome: dict) -> int:
+    """The launcher's exit code for a failed group: timeout, usage/environment, or crash."""
+    if outcome["timed_out"]:
+        return EXIT_TIMEOUT
+    if outcome["failures"] and outcome["failures"][0]["exit_code"] == EXIT_USAGE:
+        return EXIT_USAGE
+    return EXIT_CRASH
+
+
+def _free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def launch_workers(run: Run, nproc: int, timeout: float, startup_timeout: float) -> dict:
+    """Start nproc copies of this script as torchrun-style workers and supervise them.
+
+    Every worker's step/heartbeat/row/result events are read here. The group is
+    killed when a worker reports a timed-out step, when a worker fails, when a
+    worker stops sending heartbeats for timeout + 10 s (wedged), or when one has
+    not started within startup_timeout. Returns {"results", "events", "error",
+    "timed_out", "exit_codes", "failures", "hello"} (hello: each rank's backend info).
+    """
+    be = run.backend
+    text = own_script()
+    port = _free_port()
+    argv = [a for a in sys.argv[1:]] + ["--backend", be.name]
+    lines = queue.Queue()
+    procs = []
+    base = dict(os.environ)
+    base.update({
+        "NPUENV_WORKER": "1", "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "TORCH_DEVICE_BACKEND_AUTOLOAD": "0",
+        "PYTHONUNBUFFERED": "1",
+    })
+    if not be.is_accelerator:
+        base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+        base.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    for rank in range(nproc):
+        env = dict(base, RANK=str(rank), LOCAL_RANK=str(rank))
+        p = subprocess.Popen([sys.executable, "-"] + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, env=env)
+        procs.append(p)
+
+        def feed(p=p):
+            try:
+                p.stdin.write(text.encode())
+                p.stdin.close()
+            except OSError:
+                pass
+
+        def read(p=p, rank=rank):
+            for raw in iter(p.stdout.readline, b""):
+                lines.put((rank, raw.decode("utf-8", "replace").rstrip("\n")))
+            lines.put((rank, None))
+
+        threading.Thread(target=feed, daemon=True).start()
+        threading.Thread(target=read, daemon=True).start()
+
+    started = time.monotonic()
+    last_seen = [None] * nproc  # monotonic time of the last event (None: not started yet)
+    last_step = ["starting Python and importing torch"] * nproc
+    tails = [[] for _ in range(nproc)]
+    results = {}
+    hello = {}
+    events = []
+    eof = [False] * nproc
+    error = None
+    timed_out = False
+    first_failure_at = None
+    first_failed = None
+
+    kill_deadline = None
+
+    def kill_all(spare=None):
+        for r, p in enumerate(procs):
+            if r != spare and p.poll() is None:
+                try:
+                    p.kill()
+                except OSError:
+                    pass
+
+    while not all(eof):
+        try:
+            rank, line = lines.get(timeout=0.1)
+        except queue.Empty:
+            rank, line = None, None
+        now = time.monotonic()
+        if rank is not None:
+            if line is None:
+                eof[rank] = True
+            elif line.startswith(EVENT_PREFIX):
+                try:
+                    ev = json.loads(line[len(EVENT_PREFIX):])
+                except ValueError:
+                    ev = {"kind": "garbled"}
+                last_seen[rank] = now
+                kind = ev.get("kind")
+                if kind == "step":
+                    last_step[rank] = ev.get("label", "?")
+                elif kind == "result":
+                    results[rank] = ev
+                elif kind == "hello":
+                    hello[rank] = ev.get("info") or {}
+                elif kind == "timeout" and error is None:
+                    label = ev.get("label", "?")
+                    waiting = sorted(r for r in range(nproc) if last_step[r] == label or r == rank)
+                    others = ["rank %d (last step: %s)" % (r, last_step[r]) for r in range(nproc) if r not in waiting]
+                    error = "%s did not complete within %g s on %d ranks" % (label, timeout, nproc)
+                    if ev.get("hint"):
+                        error += ": " + ev["hint"]
+                    error += " [waiting in it: rank %s" % ", ".join(str(r) for r in waiting)
+                    error += "; elsewhere: %s]" % "; ".join(others) if others else "]"
+                    timed_out = True
+                    # the reporting rank exits by itself (exit code 124); stop the rest now
+                    kill_all(spare=rank)
+                    kill_deadline = now + 2.0
+                elif kind not in ("hb",):
+                    events.append(dict(ev, rank=rank))
+            else:
+                tails[rank].append(line)
+                del tails[rank][:-30]
+                try:
+                    sys.stderr.write("[rank %d] %s\n" % (rank, line))
+                except OSError:
+                    pass
+        if error is not None:
+            if kill_deadline is not None and now > kill_deadline:
+                kill_all()
+            continue
+        # a worker exited badly: give the others 2 s to report theirs, then stop the group
+        for r, p in enumerate(procs):
+            rc = p.poll()
+            if rc not in (None, 0) and first_failure_at is None:
+                first_failure_at, first_failed = now, r
+        if first_failure_at is not None and now - first_failure_at > 2.0:
+            error = "worker failure"
+            kill_all()
+            continue
+        for r, p in enumerate(procs):
+            if p.poll() is not None:
+                continue
+            if last_seen[r] is None and now - started > startup_timeout:
+                error = ("rank %d did not start within %g s (importing torch%s): the host is overloaded or "
+                         "the import hangs" % (r, startup_timeout, "/torch_npu" if be.name == "npu" else ""))
+                timed_out = True
+            elif last_seen[r] is not None and now - last_seen[r] > timeout + 10:
+                error = ("rank %d stopped responding for %.0f s during %s: the process is wedged"
+                         % (r, now - last_seen[r], last_step[r]))
+                timed_out = True
+            if error is not None:
+                kill_all()
+                break
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    exit_codes = [p.returncode for p in procs]
+    failures = []
+    for r, rc in enumerate(exit_codes):
+        res = results.get(r, {}).get("result") or {}
+        if rc != 0 and not timed_out:
+            failures.append({"rank": r, "exit_code": rc, "error": res.get("error"),
+                             "last_step": last_step[r], "output_tail": "\n".join(tails[r][-12:])})
+    failures.sort(key=lambda f: f["rank"] != first_failed)  # the first to fail leads
+    if error == "worker failure" or (error is None and (failures or len(results) < nproc)):
+        if failures:
+            f = failures[0]
+            why = f["error"] or (f["output_tail"].splitlines() or ["no output"])[-1]
+            error = "rank %d exited with code %s during %s: %s" % (f["rank"], f["exit_code"], f["last_step"], why)
+        else:
+            missing = [r for r in range(nproc) if r not in results]
+            error = "ranks %s ended without a result" % missing
+    return {"results": results, "events": events, "error": error, "timed_out": timed_out,
+            "exit_codes": exit_codes, "failures": failures, "hello": hello}
