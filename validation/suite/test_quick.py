@@ -177,10 +177,14 @@ def test_cann_python_deps(probe, stack, check):
 
 
 def test_torch_npu_libraries(probe, check):
+    # torch's and torch_npu's own libraries are loaded before these at import,
+    # so they count as found; what must resolve from the environment is CANN.
     rc, out, err = probe.run(
-        "d=$(TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c 'import importlib.util as u; "
-        "print(u.find_spec(\"torch_npu\").submodule_search_locations[0])') && "
-        "for f in $(find \"$d\" -name '*.so' -path '*lib*'); do ldd \"$f\" | sed \"s|^|$(basename $f): |\"; done")
+        "dirs=$(TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c 'import importlib.util as u, os; "
+        "t = os.path.dirname(u.find_spec(\"torch\").origin); "
+        "n = u.find_spec(\"torch_npu\").submodule_search_locations[0]; print(t, n)') && set -- $dirs && "
+        "export LD_LIBRARY_PATH=$1/lib:$2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} && "
+        "for f in $(find \"$2\" -name '*.so' -path '*lib*'); do ldd \"$f\" | sed \"s|^|$(basename $f): |\"; done")
     missing = sorted({line.split(":")[0] + ": " + line.split("=>")[0].split(":", 1)[1].strip()
                       for line in out.splitlines() if "not found" in line})
     check(rc == 0, "torch_npu's shared libraries could not be listed", expected="torch_npu installed",

@@ -1,0 +1,102 @@
+"""Standard level (about two minutes): a tensor on the device, the quick-start
+CNN trains, the GPU script migrates, the NPU network is up, and an all_reduce
+across the local devices is correct and fast, or fails within its timeout."""
+from __future__ import annotations
+
+import pytest
+
+from validation import vendor_tools
+
+pytestmark = pytest.mark.standard
+
+# The standard level's all_reduce sweep: small sizes, a quick answer.
+STANDARD_MAX_BYTES = 4 << 20
+
+
+def _ran(check, result, text, what):
+    check(result is not None, f"the {what} workload did not run", expected="a JSON result line",
+          found=text.strip()[-600:] or "no output", seen=text)
+    check(result.get("error") is None or result.get("ok"), f"the {what} workload failed: {result.get('error')}",
+          expected=f"{what} completes", found=str(result.get("error")), seen=str(result.get("error")) + text)
+
+
+def test_smoke(workload, check):
+    result, text = workload("smoke")
+    _ran(check, result, text, "one-line check")
+    check(result["ok"] and result["mismatches"] == 0, "a tensor added to itself on the device is wrong",
+          expected="x + x == 2x on the device", found=f"{result['mismatches']} mismatching elements",
+          cause="the device computes wrong results", fix="reset the device; check `npu-smi info -t health`")
+    check.record({"backend": result["backend"], "device": result["device"]})
+
+
+def test_train(workload, check):
+    result, text = workload("train_cnn", "--steps 40")
+    _ran(check, result, text, "training")
+    check(result["loss_fell"], "the quick-start CNN's loss did not fall",
+          expected=f"last loss < first loss ({result['first_loss']})", found=f"last loss {result['last_loss']}",
+          cause="training is numerically broken on this device (or mixed precision misbehaves)",
+          fix="run the train_cnn workload with --no-amp to separate AMP from the device")
+    check(result["checkpoint_identical"] and result["optimizer_state_identical"],
+          "a reloaded checkpoint does not reproduce the model's outputs",
+          expected="identical outputs after save and reload", found="outputs differ",
+          cause="saving or loading tensors from this device is broken", fix="check disk space and torch.save on the device")
+    check.record({k: result[k] for k in ("backend", "device", "first_loss", "last_loss", "samples_per_s",
+                                          "amp_dtype", "grad_scaler")})
+
+
+def test_migrate(workload, check):
+    result, text = workload("migrate")
+    _ran(check, result, text, "GPU-script migration")
+    if not result.get("applicable"):
+        pytest.skip(f"not applicable: {result.get('reason')}")
+    check(result["ok"] and result["on_npu"] and result["loss_fell"],
+          "the unmodified GPU script did not train on the NPU through transfer_to_npu",
+          expected="tensors on npu and a falling loss", found=f"device {result.get('tensor_device')}, "
+          f"loss {result.get('first_loss')} -> {result.get('last_loss')}",
+          cause="torch_npu's automatic migration does not cover this script", fix="see torch_npu.contrib.transfer_to_npu")
+
+
+def test_npu_network(probe, facts, stack, check):
+    hccn = stack["paths"]["hccn_tool"]
+    devices = [d["phy_id"] if d["phy_id"] is not None else i for i, d in enumerate(facts["devices"])]
+    check(bool(devices), "no NPU to check the network of", expected="devices", found="none")
+    bad = []
+    for dev in devices:
+        _, link_out, link_err = probe.run(f"{hccn} -i {dev} -link -g")
+        _, health_out, health_err = probe.run(f"{hccn} -i {dev} -net_health -g")
+        try:
+            link = vendor_tools.parse_link(link_out)
+        except vendor_tools.VendorOutputError:
+            link = (link_out + link_err).strip() or "no answer"
+        try:
+            health = vendor_tools.parse_net_health(health_out)
+        except vendor_tools.VendorOutputError:
+            health = (health_out + health_err).strip() or "no answer"
+        if link != "UP" or health != "Success":
+            bad.append(f"device {dev}: link {link}, net health {health}")
+    check(not bad, f"{len(bad)} NPU network interface(s) not ready", expected="link UP and net health Success",
+          found="; ".join(bad), cause="a cable, optical module or switch port is down, or the device IP / netdetect "
+          "address is not configured", fix="hccn_tool -i N -link -g / -net_health -g; make deploy TAGS=hccn")
+
+
+def allreduce(workload, options, max_bytes: int, extra: str = ""):
+    nproc = f"--nproc {options['nproc']}" if options["nproc"] else ""
+    return workload("allreduce", f"{nproc} --min-bytes 1024 --max-bytes {max_bytes} --factor 4 --iters 5 "
+                                 f"--warmup 2 --timeout {options['timeout']} {extra}")
+
+
+def check_allreduce(check, result, text, what):
+    _ran(check, result, text, what)
+    check(not result.get("timed_out"), f"{what} hung", expected=f"completes within {result.get('timeout_s')} s",
+          found=str(result.get("error")), cause="a rank is stuck or a link between devices is down",
+          fix="check every device's link (hccn_tool -link -g) and that no process holds a device")
+    wrong = [r for r in result["rows"] if not r["correct"]]
+    check(not wrong, f"{what} returned wrong sums", expected="every element equals the sum over ranks",
+          found=", ".join(f"{r['bytes']} B: ranks {r['bad_ranks']}" for r in wrong),
+          cause="a device or link corrupts data", fix="isolate the device in bad_ranks and run the smoke check on it")
+    check.record({"backend": result["backend"], "world_size": result["world_size"], "sizes": result["rows"]})
+
+
+def test_allreduce_local(workload, options, check):
+    result, text = allreduce(workload, options, STANDARD_MAX_BYTES)
+    check_allreduce(check, result, text, "the all_reduce across local devices")
