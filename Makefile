@@ -47,7 +47,7 @@ engine: ## set up podman/buildah and the local Debian base image (root; idempote
 	bash tests/sim/setup-engine.sh
 
 test: setup ## run the whole test suite (unit and integration)
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --dist loadgroup tests
 
 test-unit: $(VENV)/.installed ## run the fast unit tests only
 	$(PY) -m pytest -m "not integration" tests
@@ -71,6 +71,9 @@ sim-installers: $(VENV)/.installed ## simulated vendor installers: make sim-inst
 
 sim-nodes: setup ## start simulated Atlas nodes npu-sim-0..N-1 with podman: make sim-nodes N=3
 	$(PY) -m tests.sim nodes --count $(N) $(if $(CHIP),--chip $(CHIP))
+
+demo: setup ## the whole pipeline on simulated Atlas nodes: wheelhouse, rollout, image, validation, a fault caught
+	$(PY) -m tests.sim demo
 
 sim-clean: ## remove the simulated nodes
 	$(PY) -m tests.sim clean

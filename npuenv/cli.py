@@ -159,7 +159,7 @@ def cmd_validate(args) -> int:
         options.append(f"--npuenv-nproc={args.nproc}")
     return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
                         host_root=args.host_root, run_args=args.run_arg or [], parallel=args.parallel,
-                        suite_options=options)
+                        suite_options=options, only=args.only)
 
 
 # --- parser -----------------------------------------------------------------
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-root", default="/", help="image targets: where the host's driver and /dev live")
     p.add_argument("--run-arg", action="append", help="image targets: extra podman run argument (repeatable)")
     p.add_argument("--parallel", type=int, default=4, help="hosts validated at once")
+    p.add_argument("--only", action="append", help="run only this check (repeatable), e.g. npu_health")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("deploy", help="roll the inventory's matrix row out with Ansible (playbooks/site.yml)")

@@ -101,7 +101,7 @@ def html_page(result: dict) -> str:
     out.append(f"<p id='summary'>Level <b>{esc(str(meta.get('level', '?')))}</b>, row torch_npu "
                f"<b>{esc(str(meta.get('torch_npu', '?')))}</b> (torch {esc(str(meta.get('torch', '?')))}, "
                f"CANN {esc(str(meta.get('cann', '?')))}), backend <b>{esc(str(meta.get('backend', '?')))}</b>, "
-               f"{len(hosts)} host(s), {result.get('duration_s', '?')} s.</p>")
+               f"{len([h for h in hosts if h != 'fleet'])} host(s), {result.get('duration_s', '?')} s.</p>")
     out.append("<h2>Hosts and checks</h2><table id='matrix'><tr><th>check</th>" +
                "".join(f"<th class='host'>{esc(h)}</th>" for h in hosts) + "</tr>")
     for c in checks:
@@ -126,6 +126,7 @@ def html_page(result: dict) -> str:
     series = bandwidth_series(result)
     out.append("<h2>all_reduce bandwidth</h2>")
     if series:
+        out.append(_svg_plot(series))
         out.append("<table id='bandwidth'><tr><th>host / check</th><th>bytes</th><th>algbw GB/s</th>"
                    "<th>busbw GB/s</th><th>correct</th></tr>")
         for name, rows in sorted(series.items()):
@@ -133,7 +134,6 @@ def html_page(result: dict) -> str:
                 out.append(f"<tr><td>{esc(name)}</td><td>{row['bytes']}</td><td>{row['algbw_gbps']:.3f}</td>"
                            f"<td>{row['busbw_gbps']:.3f}</td><td>{'yes' if row.get('correct', True) else 'NO'}</td></tr>")
         out.append("</table>")
-        out.append(_svg_plot(series))
     else:
         out.append("<p>No collective ran at this level.</p>")
     out.append("</body></html>")

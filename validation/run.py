@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -99,9 +100,12 @@ def ansible_hosts(target: str) -> tuple[list[str], dict]:
         g = inv.get(group, {})
         return list(g.get("hosts", [])) + [h for child in g.get("children", []) for h in members(child)]
 
-    names = members(spec) or ([spec] if spec in hostvars else [])
-    if not names:
-        raise UserError(f"{target}: no host or group '{spec}' in {inventory}")
+    names = []
+    for part in re.split(r"[:,]", spec):  # a group, a host, or several joined by ':' as in Ansible patterns
+        found = members(part) or ([part] if part in hostvars else [])
+        if not found:
+            raise UserError(f"{target}: no host or group '{part}' in {inventory}")
+        names += [n for n in found if n not in names]
     hosts = []
     for name in names:
         hv = hostvars.get(name, {})
@@ -138,7 +142,8 @@ def plan(targets: list[str], host_root: str, run_args: list[str], stack: ExitSta
 
 def validate(targets: list[str], level: str, constraints: cm.Constraints, out_dir: Path, *,
              backend: str = "auto", host_root: str = "/", run_args: list[str] | None = None,
-             parallel: int = 4, suite_options: list[str] | None = None, quiet: bool = False) -> int:
+             parallel: int = 4, suite_options: list[str] | None = None, only: list[str] | None = None,
+             quiet: bool = False) -> int:
     if level not in LEVELS:
         raise UserError(f"unknown level '{level}'; use quick, standard or full")
     out_dir = Path(out_dir)
@@ -161,6 +166,8 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
                f"--hosts={','.join(the_plan.hosts)}", f"--npuenv-stack={out_dir / 'stack.json'}",
                f"--npuenv-backend={backend}", f"--npuenv-results={results}", f"--junitxml={out_dir / 'junit.xml'}",
                *(suite_options or [])]
+        if only:
+            cmd += ["-k", " or ".join(only)]
         workers = min(len(the_plan.hosts), parallel)
         if workers > 1:
             cmd += ["-n", str(workers), "--dist", "loadgroup"]

@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--chip", default="910b")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     sub.add_parser("clean", help="remove every simulated node")
+    sub.add_parser("demo", help="the whole pipeline on simulated nodes (make demo)")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "installers":
@@ -49,6 +50,9 @@ def main(argv=None) -> int:
         elif args.cmd == "nodes":
             for name in nodes.start_nodes(args.count, args.state_dir.resolve(), chip=args.chip):
                 print(name)
+        elif args.cmd == "demo":
+            from . import demo
+            return demo.main()
         else:
             nodes.remove_nodes()
     except (cm.MatrixError, cm.NoMatch) as e:

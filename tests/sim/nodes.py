@@ -37,7 +37,7 @@ def start_nodes(count: int, state_root: Path, chip: str = "910b", prefix: str = 
     """Start ``count`` fresh nodes; node i's state lives in ``state_root/<name>/state.json``."""
     build_node_image(image)
     names = node_names(count, prefix)
-    remove_nodes(names)
+    remove_nodes(names + node_names(16, prefix))  # also what a larger earlier run left
     for i, name in enumerate(names):
         state_dir = Path(state_root) / name
         sim_state.save(sim_state.default_state(chip, npus=npus, node_index=i), state_dir / "state.json")

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Make podman/buildah usable on a fresh Debian machine and provide the base image
-# the simulated nodes and the test images build from. Idempotent; needs root.
+# the simulated nodes and the test images build from; also installs Chromium,
+# which the HTML report's browser test drives headless. Idempotent; needs root.
 # Facts behind each setting: ../shared/DESIGN.md section 5 (crun refuses this
 # kernel's hybrid cgroups; podman's default nofile ulimit is refused; no registry).
 set -euo pipefail
 
 BASE_IMAGE="${BASE_IMAGE:-localhost/debian:bookworm}"
 SUITE="${SUITE:-bookworm}"
-PACKAGES=(podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns iproute2)
+PACKAGES=(podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns iproute2 chromium)
 
 log() { printf '[engine] %s\n' "$*"; }
 

@@ -1,0 +1,90 @@
+"""Faults the simulated node can be given, each with the validation check that
+must catch it. Tests inject one, validate, and revert it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import nodes
+
+
+@dataclass
+class Node:
+    """What a fault needs to reach one simulated node."""
+    name: str
+    state_root: Path
+    toolkit_home: str            # from the resolved stack
+    profile: str                 # the ascend_env role's profile script
+    old_installers: dict = field(default_factory=dict)   # kind -> path of another HDK's driver/firmware
+    installers: dict = field(default_factory=dict)       # kind -> path of the row's own
+
+
+@dataclass
+class Fault:
+    name: str
+    level: str                   # the validation level whose checks catch it
+    fails: set[str]              # checks that must not pass
+    says: str                    # text the primary failure's explanation contains
+    inject: Callable[[Node], None]
+    revert: Callable[[Node], None]
+    status: str = "failed"       # "warning" for faults that only warn
+    keeps_passing: set[str] = field(default_factory=set)
+
+
+def _state(node: Node, **fields):
+    nodes.update_state(node.state_root, node.name, 0, **fields)
+
+
+def _healthy(node: Node):
+    _state(node, health="OK", error_codes=[], link="UP", net_health="Success", busy=None, processes=[])
+
+
+def _sh(node: Node, command: str):
+    nodes.run_in(node.name, "bash", "-c", command)
+
+
+def _install(node: Node, path: str, flags: str):
+    # The firmware package exits 2 after writing new firmware (reboot pending).
+    _sh(node, f"{path} {flags} >/dev/null; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 2 ]")
+
+
+HARDWARE = {"driver_version", "install_info", "cann_toolkit", "nnal"}
+
+FAULTS = [
+    Fault("npu_warning", "quick", {"npu_health"}, "Warning", lambda n: _state(n, health="Warning"), _healthy,
+          status="warning", keeps_passing=HARDWARE | {"device_nodes", "torch_npu_import"}),
+    Fault("npu_alarm", "quick", {"npu_health"}, "reports a fault",
+          lambda n: _state(n, health="Alarm", error_codes=["0x80E01801"]), _healthy,
+          keeps_passing=HARDWARE | {"device_nodes", "torch_npu_import"}),
+    Fault("npu_critical", "quick", {"npu_health"}, "reports a fault", lambda n: _state(n, health="Critical"),
+          _healthy, keeps_passing=HARDWARE | {"device_nodes", "torch_npu_import"}),
+    Fault("device_node_removed", "quick", {"device_nodes", "npu_health"}, "not visible",
+          lambda n: _sh(n, "rm /dev/davinci3"), lambda n: _sh(n, "mknod -m 660 /dev/davinci3 c 236 3"),
+          keeps_passing=HARDWARE),
+    Fault("device_busy", "quick", {"npu_health"}, "held by another process", lambda n: _state(n, busy=-8020),
+          _healthy, keeps_passing=HARDWARE | {"device_nodes"}),
+    Fault("foreign_process", "quick", {"npu_processes"}, "held by another process",
+          lambda n: _state(n, processes=[{"pid": 4242, "name": "python", "mem_mb": 2048}]), _healthy,
+          keeps_passing=HARDWARE | {"device_nodes", "npu_health"}),
+    Fault("driver_too_old", "quick", {"driver_version", "firmware_pairs_with_driver"}, "outside the HDK range",
+          lambda n: _install(n, n.old_installers["driver"], "--upgrade --install-for-all --quiet"),
+          lambda n: _install(n, n.installers["driver"], "--upgrade --install-for-all --quiet"),
+          keeps_passing={"cann_toolkit", "nnal", "device_nodes", "npu_health"}),
+    Fault("firmware_mismatch", "quick", {"firmware_pairs_with_driver"}, "different HDK releases",
+          lambda n: _install(n, n.old_installers["firmware"], "--full --quiet"),
+          lambda n: _install(n, n.installers["firmware"], "--full --quiet"),
+          keeps_passing=HARDWARE | {"device_nodes", "npu_health"}),
+    Fault("library_dropped", "quick", {"torch_npu_libraries", "torch_npu_import"}, "cannot find CANN's libraries",
+          lambda n: _sh(n, f"mv {n.toolkit_home}/lib64/libhccl.so /root/libhccl.so.away"),
+          lambda n: _sh(n, f"mv /root/libhccl.so.away {n.toolkit_home}/lib64/libhccl.so"),
+          keeps_passing=HARDWARE | {"device_nodes", "npu_health", "login_environment"}),
+    Fault("env_unsourced", "quick", {"login_environment", "torch_npu_import"}, "environment",
+          lambda n: _sh(n, f"mv {n.profile} /root/profile.away"),
+          lambda n: _sh(n, f"mv /root/profile.away {n.profile}"),
+          keeps_passing=HARDWARE | {"device_nodes", "npu_health"}),
+    Fault("link_down", "standard", {"npu_network"}, "down", lambda n: _state(n, link="DOWN"), _healthy,
+          keeps_passing={"smoke"}),
+    Fault("net_health_fault", "standard", {"npu_network"}, "not configured", lambda n: _state(n, net_health="Fault"),
+          _healthy, keeps_passing={"smoke"}),
+]
