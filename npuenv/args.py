@@ -8,7 +8,7 @@ import compat_matrix as cm
 
 def add_constraint_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("row constraints (any subset; resolved through the matrix)")
-    g.add_argument("--row", dest="torch_npu", metavar="TORCH_NPU", help="a torch_npu version (the row's key)")
+    g.add_argument("--row", metavar="TORCH_NPU", help="exactly this row (its torch_npu version, e.g. 2.12.0)")
     g.add_argument("--torch-npu", dest="torch_npu", help="torch_npu version or prefix")
     g.add_argument("--torch", help="torch version, prefix (2.4) or specifier (>=2.4)")
     g.add_argument("--cann", help="CANN version or prefix (8.0, 8.0.RC3)")
@@ -19,8 +19,14 @@ def add_constraint_args(p: argparse.ArgumentParser) -> None:
 
 
 def constraints_from(args) -> cm.Constraints:
-    return cm.Constraints(**{k: getattr(args, k, None) for k in
-                             ("torch", "torch_npu", "cann", "python", "arch", "chip", "os")})
+    """The row constraints of the command line. ``--row V`` means that row
+    exactly; ``--torch-npu V`` is a prefix like the other versions (2.12.0 also
+    matches its post releases)."""
+    given = {k: getattr(args, k, None) for k in ("torch", "torch_npu", "cann", "python", "arch", "chip", "os")}
+    row = getattr(args, "row", None)
+    if row:
+        given["torch_npu"] = "==" + row
+    return cm.Constraints(**given)
 
 
 def load(args) -> cm.Matrix:

@@ -14,6 +14,7 @@ import compat_matrix as cm
 from compat_matrix import pypi, render
 from compat_matrix.errors import UserError
 from compat_matrix.resolver import filter_rows, normalise
+from images import cli as images_cli
 from torch_npu_pkg import cli as wheelhouse_cli
 
 from .args import add_constraint_args, constraints_from, load
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_deploy)
 
     wheelhouse_cli.register(sub)  # npuenv wheelhouse ... / npuenv bundle ...
+    images_cli.register(sub)  # npuenv image render|build|run-cmd|compose
     return parser
 
 

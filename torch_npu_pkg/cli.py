@@ -22,18 +22,12 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _constraints(args, matrix: cm.Matrix) -> cm.Constraints:
-    """The CLI's constraints; a ROW that names a row exactly means that row (not its later post releases)."""
-    c = constraints_from(args)
-    if c.torch_npu and matrix.find(c.torch_npu) is not None:
-        c = cm.Constraints(**{**c.given(), "torch_npu": "==" + c.torch_npu})
-    return c
 
 
 def _stack(args) -> cm.Stack | None:
     matrix = load(args)
     try:
-        res = cm.resolve(matrix, _constraints(args, matrix))
+        res = cm.resolve(matrix, constraints_from(args))
     except cm.NoMatch as e:
         print(str(e), file=sys.stderr)
         return None

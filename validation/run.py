@@ -77,7 +77,7 @@ def start_image(ref: str, host_root: str, run_args: list[str], stack: ExitStack)
     name = f"npuenv-validate-{uuid.uuid4().hex[:8]}"
     _podman("run", "-d", "--name", name, *args, *run_args, "--entrypoint", "sleep", ref, "infinity")
     stack.callback(_podman, "rm", "-f", "-t", "0", name, check=False)
-    hint = {"torch_npu": labels[IMAGE_ROW_LABEL]} if IMAGE_ROW_LABEL in labels else {}
+    hint = {"torch_npu": "==" + labels[IMAGE_ROW_LABEL]} if IMAGE_ROW_LABEL in labels else {}
     return name, hint
 
 

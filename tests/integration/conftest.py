@@ -79,3 +79,12 @@ class FreshNode:
 @pytest.fixture(scope="session")
 def fresh_node(node_image, tmp_path_factory) -> FreshNode:
     return FreshNode(node_image, tmp_path_factory.mktemp("node-state"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many simulated faults the validation suite was shown to catch."""
+    caught = sorted({v for r in terminalreporter.stats.get("passed", []) for k, v in r.user_properties
+                     if k == "fault_caught"})
+    if caught:
+        terminalreporter.write_line(f"validation fault coverage: {len(caught)} simulated faults caught by the right "
+                                    f"check ({', '.join(caught)})")

@@ -1,0 +1,170 @@
+"""``npuenv image ...``: render, build and run the image of a matrix row.
+
+Exit codes: 0 success, 1 no matrix row fits the constraints, 2 bad input or
+environment (an unknown row or OS, a missing or mismatched installer, a wheelhouse
+for another row, no container engine, a failed build); nothing is tagged then.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import compat_matrix as cm
+from compat_matrix.resolver import violations
+from npuenv.args import add_constraint_args, constraints_from, load
+
+from . import build as builder
+from . import engine as engines
+from . import render, run
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _stack(args) -> cm.Stack | None:
+    """The resolved stack (None when no row fits: the reason is printed).
+    Without --python the image gets the newest of the row's Pythons its OS ships."""
+    matrix = load(args)
+    c = constraints_from(args)
+    if c.torch_npu and not any(not violations(r, cm.Constraints(torch_npu=c.torch_npu)) for r in matrix.rows):
+        raise cm.UserError(f"unknown row: no torch_npu {c.torch_npu} in the matrix; `npuenv matrix list` "
+                           f"shows the rows")
+    try:
+        res = cm.resolve(matrix, c)
+    except cm.NoMatch as e:
+        print(str(e), file=sys.stderr)
+        return None
+    stack = render.choose_python(res.stack, python_given=bool(c.python))
+    _log(res.reason)
+    if stack.python != res.stack.python:
+        _log(f"python={stack.python}: the newest of the row's Pythons that {stack.os} ships "
+             f"(pass --python to choose; another is built from source)")
+    return stack
+
+
+def cmd_render(args) -> int:
+    stack = _stack(args)
+    if stack is None:
+        return 1
+    files = render.render(stack, args.cann_only)
+    if args.output:
+        out = render.write_context(files, Path(args.output))
+        _log(f"{out}: build context written ({', '.join(sorted(files))})")
+    else:
+        sys.stdout.write(files[render.DOCKERFILE])
+    return 0
+
+
+def cmd_build(args) -> int:
+    stack = _stack(args)
+    if stack is None:
+        return 1
+    result = builder.build(stack, Path(args.installers), Path(args.wheelhouse) if args.wheelhouse else None,
+                           cann_only=args.cann_only, tag=args.tag, engine=args.engine, date=args.build_date,
+                           base_image=args.base_image, user_ids=args.user_ids, no_cache=args.no_cache, log=_log)
+    print(f"{result.tag} ({result.image_id[:12]}), built with {result.engine} in {result.seconds:.0f} s")
+    print(f"run it on an Atlas host: npuenv image run-cmd --row {stack.row.torch_npu} --os {stack.os} "
+          f"--python {stack.python} --arch {stack.arch} --chip {stack.chip} --image {result.tag}")
+    return 0
+
+
+def _run_inputs(args, stack: cm.Stack) -> tuple[str, list[int]]:
+    image = args.image or render.image_name(stack, args.cann_only)
+    ids, where = run.device_ids(stack, args.npus, Path(args.dev_dir))
+    _log(f"NPU devices: {', '.join(map(str, ids))} ({where})")
+    return image, ids
+
+
+def _command(args) -> list[str]:
+    return args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+
+
+def cmd_run_cmd(args) -> int:
+    stack = _stack(args)
+    if stack is None:
+        return 1
+    engine = args.engine
+    if engine is None:
+        try:
+            engine = engines.find().name
+        except cm.UserError:
+            engine = "docker"
+        engine = engine if engine in run.RUN_ENGINES else "podman"  # buildah runs nothing: podman is its runner
+    image, ids = _run_inputs(args, stack)
+    cmd = run.run_command(stack, image, engine=engine, ids=ids, dev_dir=Path(args.dev_dir), host_root=args.host_root,
+                          host_ipc=args.host_ipc, command=_command(args), name=args.name)
+    sys.stdout.write(run.format_command(cmd, image))
+    return 0
+
+
+def cmd_compose(args) -> int:
+    stack = _stack(args)
+    if stack is None:
+        return 1
+    image, ids = _run_inputs(args, stack)
+    text = run.compose(stack, image, ids=ids, dev_dir=Path(args.dev_dir), host_root=args.host_root,
+                       host_ipc=args.host_ipc, command=_command(args), service=args.service)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        _log(f"{args.output}: compose file written")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", help="image reference (default: the name `npuenv image build` gives the stack)")
+    p.add_argument("--cann-only", action="store_true", help="the CANN-only image's default name")
+    p.add_argument("--npus", help="device numbers (/dev/davinciN), e.g. 0,1 or 0-3; default all: this "
+                                  "host's nodes, else a full node of the chip")
+    p.add_argument("--dev-dir", default="/dev", help="where the host's device nodes are (default /dev)")
+    p.add_argument("--host-root", default="/", help="where the host's filesystem is seen from here, for "
+                                                    "the driver mounts (default /)")
+    p.add_argument("--host-ipc", action="store_true", help="share the host's IPC namespace (multi-process HCCL)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run in the container (after --)")
+
+
+def register(subparsers) -> None:
+    """Add `npuenv image render|build|run-cmd|compose`."""
+    image = subparsers.add_parser("image", help="container images for a matrix row (images/)")
+    sub = image.add_subparsers(dest="image_cmd", required=True)
+
+    p = sub.add_parser("render", help="print the Dockerfile for a row x OS x arch x chip")
+    add_constraint_args(p)
+    p.add_argument("--cann-only", action="store_true", help="the CANN layers only, no Python stack")
+    p.add_argument("--output", metavar="DIR", help="write the whole build context (Dockerfile, entrypoint, "
+                                                   "profile script) to DIR instead")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("build", help="build the image with podman, buildah or docker; tag it on success")
+    add_constraint_args(p)
+    p.add_argument("--installers", required=True, metavar="DIR",
+                   help="the vendor's .run packages and their SHA256SUMS")
+    p.add_argument("--wheelhouse", metavar="DIR", help="the row's wheelhouse (npuenv wheelhouse build)")
+    p.add_argument("--cann-only", action="store_true", help="the CANN layers only: no wheelhouse, no Python stack")
+    p.add_argument("--tag", help="image reference (default: localhost/npuenv-torch-npu:<row>-cann<v>-py<v>-<os>-...)")
+    p.add_argument("--engine", choices=engines.ENGINES, help="default: the first that works of "
+                                                             + ", ".join(engines.ENGINES))
+    p.add_argument("--base-image", help="another base image of the same OS (a mirror), instead of platforms.yaml's")
+    p.add_argument("--user-ids", metavar="UID:GID",
+                   help="HwHiAiUser's ids in the image; match the host's (`id HwHiAiUser`) so that it may open "
+                        "the devices (default 1000:1000)")
+    p.add_argument("--build-date", help="the created label (default: SOURCE_DATE_EPOCH, else now)")
+    p.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("run-cmd", help="print the docker/podman run line for an Atlas host")
+    add_constraint_args(p)
+    _run_options(p)
+    p.add_argument("--engine", choices=run.RUN_ENGINES, help="default: the engine present here, else docker")
+    p.add_argument("--name", help="container name")
+    p.set_defaults(func=cmd_run_cmd)
+
+    p = sub.add_parser("compose", help="print a compose file that runs the image on an Atlas host")
+    add_constraint_args(p)
+    _run_options(p)
+    p.add_argument("--service", default="npu", help="the service's name (default npu)")
+    p.add_argument("--output", metavar="FILE", help="write the compose file to FILE")
+    p.set_defaults(func=cmd_compose)

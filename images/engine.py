@@ -1,0 +1,86 @@
+"""The container engine that builds and runs images: podman, buildah or docker.
+
+An engine counts as present only when it answers ``ENGINE info``: a docker
+client whose daemon is unreachable is not an engine. Without a choice the
+first present one in ``ENGINES`` is used.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from compat_matrix import UserError
+
+# Preference when the user names none: the daemonless engines first (they need
+# no service and build as the invoking user).
+ENGINES = ("podman", "buildah", "docker")
+INFO_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    path: str
+
+    def build_command(self, *, dockerfile: str, context: str, contexts: dict[str, str], build_args: dict[str, str],
+                      platform: str, iidfile: str, no_cache: bool = False) -> list[str]:
+        """The build command (untagged: the image is tagged only once it built)."""
+        if self.name == "docker":
+            # buildx with --load: BuildKit's named contexts and bind mounts, result in the local image store.
+            cmd = [self.path, "buildx", "build", "--load"]
+        else:
+            cmd = [self.path, "build", "--layers"]  # --layers: cache every step (buildah's default is off)
+        cmd += ["-f", dockerfile, "--platform", platform, "--iidfile", iidfile]
+        if no_cache:
+            cmd.append("--no-cache")
+        for name, path in contexts.items():
+            cmd += ["--build-context", f"{name}={path}"]
+        for key, value in build_args.items():
+            cmd += ["--build-arg", f"{key}={value}"]
+        return cmd + [context]
+
+    def command(self, *args: str) -> list[str]:
+        """An image-store command (tag, inspect, rmi); buildah spells some differently."""
+        if self.name == "buildah" and args[:2] == ("image", "inspect"):
+            return [self.path, "inspect", "--type", "image", *args[2:]]
+        if self.name == "buildah" and args[:1] == ("tag",):
+            return [self.path, "tag", *args[1:]]
+        return [self.path, *args]
+
+    @property
+    def runs_containers(self) -> bool:
+        return self.name in ("podman", "docker")
+
+
+def _answers(name: str, path: str) -> tuple[bool, str]:
+    try:
+        info = subprocess.run([path, "info"], capture_output=True, text=True, timeout=INFO_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return False, f"`{name} info` did not answer within {INFO_TIMEOUT_S} s"
+    if info.returncode != 0:
+        why = (info.stderr.strip() or info.stdout.strip()).splitlines()
+        return False, f"`{name} info` failed: {why[-1] if why else f'exit {info.returncode}'}"
+    if name == "docker":
+        buildx = subprocess.run([path, "buildx", "version"], capture_output=True, text=True)
+        if buildx.returncode != 0:
+            return False, "docker has no buildx plugin (BuildKit is needed for RUN --mount and named contexts)"
+    return True, ""
+
+
+def find(choice: str | None = None) -> Engine:
+    """The engine to use: ``choice`` if given (and working), else the first working one."""
+    if choice and choice not in ENGINES:
+        raise UserError(f"unknown container engine '{choice}'; use one of: {', '.join(ENGINES)}")
+    reasons = []
+    for name in [choice] if choice else ENGINES:
+        path = shutil.which(name)
+        if path is None:
+            reasons.append(f"{name}: not installed")
+            continue
+        ok, why = _answers(name, path)
+        if ok:
+            return Engine(name, path)
+        reasons.append(f"{name}: {why}")
+    raise UserError("no usable container engine (" + "; ".join(reasons) + "). Install podman or buildah "
+                    "(`make engine` on Debian), or start the docker daemon; choose one with --engine")

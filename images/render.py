@@ -1,0 +1,285 @@
+"""Render the image family: one Dockerfile (and the two small files it copies)
+for a resolved matrix row x base OS x arch x chip.
+
+The facts come from two places only: the resolved ``Stack`` (versions,
+installer file names, install paths, the CANN environment) and
+``manifest.yaml`` (what is specific to images: package lists and commands per
+OS, stage names, the user, labels). ``templates/`` turns them into text.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from compat_matrix import Stack, UserError
+from compat_matrix.versions import python_version
+
+HERE = Path(__file__).resolve().parent
+MANIFEST = HERE / "manifest.yaml"
+TEMPLATES = HERE / "templates"
+DOCKERFILE = "Dockerfile"
+ENTRYPOINT_FILE = "npuenv-entrypoint.sh"
+PROFILE_FILE = "npuenv-ascend.sh"
+# The CANN installers record their install path here (ascend_cann_install.info);
+# later CANN installs and upgrades read it, so the image keeps it.
+CANN_RECORDS = "/etc/Ascend"
+
+
+@lru_cache(maxsize=1)
+def load_manifest() -> dict:
+    return yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+
+
+# --- choosing the Python --------------------------------------------------------
+
+@dataclass(frozen=True)
+class PythonPlan:
+    """Where the image's interpreter comes from: the OS's package ("system") or a source build."""
+    version: str
+    mode: str                 # "system" | "source"
+    bin: str                  # the interpreter the venv is made from
+    release: str | None = None    # source: the CPython release built
+    file: str | None = None       # source: the tarball expected among the installers
+    prefix: str | None = None     # source: where it is installed
+
+
+def os_spec(os_name: str) -> dict:
+    spec = load_manifest()["operating_systems"].get(os_name)
+    if spec is None:
+        known = ", ".join(load_manifest()["operating_systems"])
+        raise UserError(f"images/manifest.yaml has no entry for OS '{os_name}'; known: {known}")
+    return spec
+
+
+def choose_python(stack: Stack, python_given: bool) -> Stack:
+    """The stack with the Python the image gets. When the user named none, the
+    newest of the row's Pythons that the OS ships wins (no source build);
+    failing that, the newest the row supports (built from source)."""
+    if python_given:
+        return stack
+    native = os_spec(stack.os)["python"]["version"]
+    python = native if native in stack.row.python else stack.row.python_sorted[-1]
+    return dataclasses.replace(stack, python=python)
+
+
+def python_plan(stack: Stack) -> PythonPlan:
+    native = os_spec(stack.os)["python"]
+    if stack.python == native["version"]:
+        return PythonPlan(version=stack.python, mode="system", bin=native["bin"])
+    src = load_manifest()["python_source"]
+    release = src["releases"].get(stack.python)
+    if release is None:
+        raise UserError(f"{stack.os} ships Python {native['version']}, not {stack.python}, and "
+                        f"images/manifest.yaml names no CPython release to build for {stack.python} "
+                        f"(python_source.releases); add one or choose --python {native['version']}")
+    prefix = src["prefix"].format(version=stack.python)
+    return PythonPlan(version=stack.python, mode="source", bin=f"{prefix}/bin/python{stack.python}",
+                      release=release, file=src["file"].format(release=release), prefix=prefix)
+
+
+# --- the inputs the Dockerfile names ------------------------------------------
+
+def build_arg(kind: str) -> str:
+    """The build arg carrying an input's SHA256 (TOOLKIT_SHA256, ...): the
+    check inside the build and the layer cache key (buildah does not hash
+    bind-mounted files into its cache key, so the checksum has to be there)."""
+    return re.sub(r"[^A-Z0-9]", "_", kind.upper()) + "_SHA256"
+
+
+WHEELHOUSE_ARG = "WHEELHOUSE_SHA256"       # sha256 of the wheelhouse's requirements.txt
+PYTHON_DEPS_ARG = "PYTHON_DEPS_SHA256"     # sha256 of the same without torch_npu (python_deps())
+PYTHON_SOURCE_KIND = "python_source"
+
+
+def cann_installers(stack: Stack) -> list[dict]:
+    """The CANN packages installed into the image, in install order."""
+    flags = load_manifest()["installers"][stack.row.packaging]
+    out = []
+    for kind, how in flags.items():
+        out.append({"kind": kind, "file": stack.packages[kind], "arg": build_arg(kind), "flags": how["flags"],
+                    "source_env": stack.paths["env_script"] if how.get("source_env") else None})
+    return out
+
+
+def python_deps(requirements: str) -> str:
+    """requirements.txt without its torch_npu entry (an entry runs over the
+    lines that end in a backslash). The image installs this first, so that a
+    new torch_npu alone reuses the layer with torch and everything else.
+    The Dockerfile's awk filter does the same; both must give the same bytes."""
+    out, skipping = [], False
+    for line in requirements.splitlines():
+        if not skipping and re.match(r"torch[-_.]npu==", line.lower()):
+            skipping = True
+        if skipping:
+            skipping = line.endswith("\\")
+            continue
+        out.append(line)
+    return "".join(line + "\n" for line in out)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- labels --------------------------------------------------------------------
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = ",".join(map(str, value))
+    else:
+        out[prefix] = "" if value is None else " ".join(str(value).split())
+
+
+def stack_fields(stack: Stack) -> dict:
+    return {"torch_npu": stack.row.torch_npu, "cann": stack.row.cann, "python": stack.python, "os": stack.os,
+            "arch": stack.arch, "chip": stack.chip}
+
+
+def labels(stack: Stack, cann_only: bool) -> dict[str, str]:
+    """Static labels: OCI's and, under the namespace, every field of the row
+    (row.*: nested fields dotted, lists comma-joined) and the stack's choices (stack.*)."""
+    m = load_manifest()["labels"]
+    ns = m["namespace"]
+    base = stack.platforms.operating_systems[stack.os]["base_image"]
+    fields = stack_fields(stack)
+    out = {
+        "org.opencontainers.image.title": m["title_cann_only" if cann_only else "title"].format(**fields),
+        "org.opencontainers.image.description": " ".join(m["description"].split()),
+        "org.opencontainers.image.version": stack.row.cann if cann_only else stack.row.torch_npu,
+        "org.opencontainers.image.vendor": m["vendor"],
+    }
+    row = stack.row.to_dict()
+    _flatten(f"{ns}.row", row, out)
+    choices = {"python": stack.python, "arch": stack.arch, "chip": stack.chip, "os": stack.os,
+               "base_image": base, "packaging": stack.row.packaging, "cann_only": str(cann_only).lower()}
+    _flatten(f"{ns}.stack", choices, out)
+    return out
+
+
+def build_labels(stack: Stack, cann_only: bool) -> tuple[list[str], list[str]]:
+    """Labels whose values are build args (the build date, the base image, the
+    inputs' checksums): the args to declare and the label words."""
+    ns = load_manifest()["labels"]["namespace"]
+    args = ["BUILD_DATE", "BASE_IMAGE"]
+    words = ['org.opencontainers.image.created="${BUILD_DATE}"', 'org.opencontainers.image.base.name="${BASE_IMAGE}"']
+    inputs = [(i["kind"], i["file"], i["arg"]) for i in cann_installers(stack)]
+    py = python_plan(stack)
+    if py.mode == "source":
+        inputs.append((PYTHON_SOURCE_KIND, py.file, build_arg(PYTHON_SOURCE_KIND)))
+    for kind, file, arg in inputs:
+        args.append(arg)
+        words += [f"{ns}.installer.{kind}={quote(file)}", f'{ns}.installer.{kind}.sha256="${{{arg}}}"']
+    if not cann_only:
+        args.append(WHEELHOUSE_ARG)
+        words.append(f'{ns}.wheelhouse.requirements.sha256="${{{WHEELHOUSE_ARG}}}"')
+    return args, words
+
+
+def quote(value: str) -> str:
+    """A Dockerfile double-quoted word: backslash, quote and $ escaped (no variable expansion)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+# --- rendering -----------------------------------------------------------------
+
+def environment(stack: Stack, cann_only: bool) -> list[tuple[str, str]]:
+    """The image's ENV: what the vendor's set_env scripts export (driver,
+    toolkit, NNAL), PATH with the venv first, then the system's PATH."""
+    m = load_manifest()
+    scalars, lists = stack.environment()
+    env = list(scalars.items())
+    for key, items in lists.items():
+        if key == "PATH":
+            items = ([] if cann_only else [m["venv"] + "/bin"]) + items + [m["system_path"]]
+        env.append((key, ":".join(items)))
+    return env
+
+
+@lru_cache(maxsize=1)
+def _jinja() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["quote"] = quote
+    env.filters["ere"] = lambda s: re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", s)  # a literal in grep -E
+    # A shell parameter expansion; with a message, the shell stops with it when the variable is unset.
+    env.filters["var"] = lambda name, unset=None: "${" + name + (f":?{unset}" if unset else "") + "}"
+    return env
+
+
+def context(stack: Stack, cann_only: bool = False) -> dict:
+    """Everything the templates use."""
+    m = load_manifest()
+    spec = os_spec(stack.os)
+    family = stack.platforms.operating_systems[stack.os]["family"]
+    py = python_plan(stack)
+    packages = list(spec["packages"])
+    packages += spec["python"]["packages"] if py.mode == "system" else spec["python_source"]["runtime_packages"]
+    paths = stack.paths
+    label_args, label_words = build_labels(stack, cann_only)
+    return {
+        "stack": stack_fields(stack),
+        "base_image": stack.platforms.operating_systems[stack.os]["base_image"],
+        "install": m["package_managers"][family],
+        "stages": m["stages"],
+        "mounts": m["mounts"],
+        "user": m["user"],
+        "venv": m["venv"],
+        "entrypoint": m["entrypoint"],
+        "profile_script": m["profile_script"],
+        "packages": packages,
+        "install_packages": spec["install_packages"],
+        "python": py,
+        "python_source": {**spec["python_source"], "arg": build_arg(PYTHON_SOURCE_KIND)},
+        "installers": cann_installers(stack),
+        "install_root": paths["install_root"],
+        "cann_records": CANN_RECORDS,
+        "env_words": [f"{k}={quote(v)}" for k, v in environment(stack, cann_only)],
+        "env_scripts": [paths["env_script"], paths["nnal_env_script"]],
+        "install_info": paths["install_info"],
+        "cann_only": cann_only,
+        "wheelhouse_arg": WHEELHOUSE_ARG,
+        "python_deps_arg": PYTHON_DEPS_ARG,
+        "wheelhouse_manifest": paths.get("wheelhouse_manifest"),
+        "title": labels(stack, cann_only)["org.opencontainers.image.title"],
+        "label_args": label_args,
+        "label_words": label_words + [f"{k}={quote(v)}" for k, v in labels(stack, cann_only).items()],
+        "files": {"entrypoint": ENTRYPOINT_FILE, "profile": PROFILE_FILE},
+    }
+
+
+def render(stack: Stack, cann_only: bool = False) -> dict[str, str]:
+    """The build context's files: {"Dockerfile": ..., "npuenv-entrypoint.sh": ..., ...}."""
+    python_version(stack.python)  # a malformed Python is a usage error before anything renders
+    ctx = context(stack, cann_only)
+    env = _jinja()
+    return {
+        DOCKERFILE: env.get_template("Dockerfile.j2").render(**ctx),
+        ENTRYPOINT_FILE: env.get_template("entrypoint.sh.j2").render(**ctx),
+        PROFILE_FILE: env.get_template("profile.sh.j2").render(**ctx),
+    }
+
+
+def write_context(files: dict[str, str], directory: Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o755 if name.endswith(".sh") else 0o644)
+    return directory
+
+
+def image_name(stack: Stack, cann_only: bool = False) -> str:
+    template = load_manifest()["image_names"]["cann_only" if cann_only else "full"]
+    return template.format(**stack_fields(stack))
+
