@@ -50,9 +50,15 @@ _PLATFORMS_SHAPE = schema.Shape(
         "hdk": (schema.Shape({
             "packages": (schema.MapOf(schema.Choice(("driver", "firmware")), schema.STR), True),
             "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),
+            "device_nodes": (schema.ListOf(schema.STR), True),
             "paths": (schema.MapOf(schema.STR, schema.STR), True),
             "source": (schema.URL, True),
         }, "hdk"), True),
+        "install_flags": (schema.Shape({
+            **{k: (schema.ListOf(schema.STR), True)
+               for k in ("driver", "driver_upgrade", "firmware", "toolkit", "kernels", "nnal", "needs_toolkit_env")},
+            "source": (schema.URL, True),
+        }, "install_flags"), True),
         "nnal_env": (schema.Shape({
             "env": (schema.MapOf(schema.STR, schema.STR), True),
             "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),

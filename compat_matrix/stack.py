@@ -100,6 +100,10 @@ class Stack:
             "paths": self.paths,
             "npus_per_node": self.chip_info["npus_per_node"],
             "dies_per_npu": self.chip_info["dies_per_npu"],
+            "device_nodes": list(self.platforms.hdk["device_nodes"]),
+            "install_flags": {k: " ".join(v) for k, v in self.platforms.data["install_flags"].items()
+                              if k not in ("source", "needs_toolkit_env")},
+            "needs_toolkit_env": list(self.platforms.data["install_flags"]["needs_toolkit_env"]),
             "torch_requirement": self.row.torch_requirement(self.arch),
             **row,
         }

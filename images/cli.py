@@ -29,7 +29,7 @@ def _stack(args) -> cm.Stack | None:
     matrix = load(args)
     c = constraints_from(args)
     if c.torch_npu and not any(not violations(r, cm.Constraints(torch_npu=c.torch_npu)) for r in matrix.rows):
-        raise cm.UserError(f"unknown row: no torch_npu {c.torch_npu} in the matrix; `npuenv matrix list` "
+        raise cm.UserError(f"unknown row: no torch_npu {c.torch_npu.lstrip('=')} in the matrix; `npuenv matrix list` "
                            f"shows the rows")
     try:
         res = cm.resolve(matrix, c)

@@ -100,12 +100,10 @@ PYTHON_SOURCE_KIND = "python_source"
 
 def cann_installers(stack: Stack) -> list[dict]:
     """The CANN packages installed into the image, in install order."""
-    flags = load_manifest()["installers"][stack.row.packaging]
-    out = []
-    for kind, how in flags.items():
-        out.append({"kind": kind, "file": stack.packages[kind], "arg": build_arg(kind), "flags": how["flags"],
-                    "source_env": stack.paths["env_script"] if how.get("source_env") else None})
-    return out
+    flags = stack.platforms.data["install_flags"]
+    return [{"kind": kind, "file": stack.packages[kind], "arg": build_arg(kind), "flags": flags[kind],
+             "source_env": stack.paths["env_script"] if kind in flags["needs_toolkit_env"] else None}
+            for kind in load_manifest()["installers"]]
 
 
 def python_deps(requirements: str) -> str:

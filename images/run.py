@@ -47,10 +47,9 @@ def device_ids(stack: Stack, npus: str | None = None, dev_dir: Path = Path("/dev
     return list(range(count)), f"a full {stack.chip} node ({count} device nodes; none in {dev_dir})"
 
 
-def devices(ids: list[int], dev_dir: Path = Path("/dev")) -> list[tuple[str, str]]:
+def devices(stack: Stack, ids: list[int], dev_dir: Path = Path("/dev")) -> list[tuple[str, str]]:
     """(host node, container node) pairs: the chosen davinciN and the driver's shared nodes."""
-    spec = _spec()
-    names = [f"{spec['device_prefix']}{i}" for i in ids] + list(spec["device_nodes"])
+    names = [f"{_spec()['device_prefix']}{i}" for i in ids] + list(stack.platforms.hdk["device_nodes"])
     return [(str(Path(dev_dir) / n), f"/dev/{n}") for n in names]
 
 
@@ -74,7 +73,7 @@ def run_command(stack: Stack, image: str, *, engine: str = "docker", ids: list[i
         cmd += ["--name", name]
     if host_ipc:
         cmd.append("--ipc=host")  # HCCL's processes on one node share memory through IPC
-    for host, inside in devices(ids, dev_dir):
+    for host, inside in devices(stack, ids, dev_dir):
         cmd += ["--device", host if host == inside else f"{host}:{inside}"]
     for host, inside in mounts(stack, host_root):
         cmd += ["-v", f"{host}:{inside}:ro"]
@@ -101,7 +100,7 @@ def format_command(cmd: list[str], image: str) -> str:
 def compose(stack: Stack, image: str, *, ids: list[int], dev_dir: Path = Path("/dev"), host_root: str = "/",
             host_ipc: bool = False, command: list[str] | None = None, service: str = "npu") -> str:
     svc: dict = {"image": image,
-                 "devices": [h if h == c else f"{h}:{c}" for h, c in devices(ids, dev_dir)],
+                 "devices": [h if h == c else f"{h}:{c}" for h, c in devices(stack, ids, dev_dir)],
                  "volumes": [f"{h}:{c}:ro" for h, c in mounts(stack, host_root)]}
     if host_ipc:
         svc["ipc"] = "host"

@@ -28,8 +28,6 @@ SUITE = Path(__file__).resolve().parent / "suite"
 LEVELS = {"quick": "quick", "standard": "quick or standard", "full": "quick or standard or full"}
 # The row an image was built for is in its labels (images/ writes them).
 IMAGE_ROW_LABEL = "io.npuenv.row.torch_npu"
-# What a real run passes into a container (DESIGN section 3): devices and the host's driver.
-DEVICE_NODES = ("davinci_manager", "devmm_svm", "hisi_hdc")
 
 
 @dataclass
@@ -62,9 +60,9 @@ def start_image(ref: str, host_root: str, run_args: list[str], stack: ExitStack)
         raise UserError(f"image {ref} does not exist; build it with `make image` or pull it")
     labels = json.loads(inspect.stdout)[0].get("Labels") or {}
     root = Path(host_root)
-    devices = sorted(p for p in (root / "dev").glob("davinci*") if p.name[7:].isdigit())
-    devices += [root / "dev" / n for n in DEVICE_NODES if (root / "dev" / n).exists()]
     platforms = cm.load_platforms()
+    devices = sorted(p for p in (root / "dev").glob("davinci*") if p.name[7:].isdigit())
+    devices += [root / "dev" / n for n in platforms.hdk["device_nodes"] if (root / "dev" / n).exists()]
     hdk = platforms.hdk["paths"]
     mounts = [hdk["driver_home"].format(root=platforms.install_root), hdk["dcmi"], hdk["npu_smi"], hdk["install_info"]]
     args = []

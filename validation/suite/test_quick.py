@@ -58,13 +58,14 @@ def test_install_info(facts, check):
 
 def test_device_nodes(probe, facts, stack, options, check):
     want = expected_devices(stack, options)
-    rc, out, _ = probe.run("for d in /dev/davinci[0-9]* /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc; "
+    shared = [f"/dev/{n}" for n in stack["device_nodes"]]
+    rc, out, _ = probe.run(f"for d in /dev/davinci[0-9]* {' '.join(shared)}; "
                            "do [ -e \"$d\" ] && echo \"$(stat -c %F \"$d\") $d\"; done; true")
     chars = {line.rsplit(" ", 1)[1] for line in out.splitlines() if line.startswith("character special file")}
     davinci = sorted(d for d in chars if re.fullmatch(r"/dev/davinci\d+", d))
-    missing = [d for d in ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc") if d not in chars]
+    missing = [d for d in shared if d not in chars]
     check(not missing, f"management device node(s) missing: {', '.join(missing)}",
-          expected="/dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc as character devices",
+          expected=f"{', '.join(shared)} as character devices",
           found=f"missing {', '.join(missing)}", seen="-8005",
           fix="load the driver; in containers pass --device for each of them")
     check(len(davinci) == want, f"{len(davinci)} /dev/davinciN device node(s), {want} expected",
