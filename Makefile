@@ -47,7 +47,7 @@ engine: ## set up podman/buildah and the local Debian base image (root; idempote
 	bash tests/sim/setup-engine.sh
 
 test: setup ## run the whole test suite (unit and integration)
-	$(PY) -m pytest -n 2 --dist loadgroup tests
+	$(PY) -m pytest -n 2 --dist loadfile tests
 
 test-unit: $(VENV)/.installed ## run the fast unit tests only
 	$(PY) -m pytest -m "not integration" tests

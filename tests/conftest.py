@@ -1,6 +1,16 @@
+import socket
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def reachable(host: str, port: int = 443) -> bool:
+    """Whether a registry answers, for tests that need it (they skip, saying so, when not)."""
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return True
+    except OSError:
+        return False

@@ -64,7 +64,10 @@ def start_image(ref: str, host_root: str, run_args: list[str], stack: ExitStack)
     devices = sorted(p for p in (root / "dev").glob("davinci*") if p.name[7:].isdigit())
     devices += [root / "dev" / n for n in platforms.hdk["device_nodes"] if (root / "dev" / n).exists()]
     hdk = platforms.hdk["paths"]
-    mounts = [hdk["driver_home"].format(root=platforms.install_root), hdk["dcmi"], hdk["npu_smi"], hdk["install_info"]]
+    # A real run's driver mounts, plus the firmware's version file so that the
+    # driver/firmware pairing can be checked from inside.
+    mounts = [hdk[k].format(root=platforms.install_root) for k in ("driver_home", "firmware_home")] + \
+        [hdk["dcmi"], hdk["npu_smi"], hdk["install_info"]]
     args = []
     for dev in devices:
         args += ["--device", f"{dev}:/dev/{dev.name}"]

@@ -24,7 +24,8 @@ from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
 from tests.sim.cann_runtime.build import build_runtime_for_wheel
 
-pytestmark = pytest.mark.xdist_group("fleet")
+# The tests of this module share one fleet and run in order: `make test` keeps
+# each file on one worker (--dist loadfile).
 
 ROW = "2.13.0"
 OLD_HDK = "24.1.0"                # a driver too old for CANN 9.1.0 (its HDK range starts at 25.2)

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -32,7 +31,7 @@ from filelock import FileLock
 import compat_matrix as cm
 from images import build, render, run
 from npuenv.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, reachable
 from tests.sim import installers as sim_installers
 from tests.sim import state as sim_state
 from tests.sim.cann_runtime.build import build_runtime
@@ -62,13 +61,6 @@ def podman(*args: str, check: bool = True, timeout: int = 300) -> subprocess.Com
     return done
 
 
-def _reachable(host: str) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
 
 # --- inputs and builds, once per session ---------------------------------------------
 
@@ -77,7 +69,7 @@ def torch_npu_wheel(stack: cm.Stack) -> Path:
     have = sorted(CACHE.glob(f"torch_npu-{stack.row.torch_npu}-cp311-cp311-manylinux_2_28_{ARCH}.whl"))
     if have:
         return have[0]
-    if not _reachable("pypi.org"):
+    if not reachable("pypi.org"):
         pytest.skip("the real torch_npu wheel comes from PyPI, which cannot be reached")
     CACHE.mkdir(parents=True, exist_ok=True)
     stage = CACHE / f".stage-{os.getpid()}"
@@ -93,7 +85,7 @@ def torch_npu_wheel(stack: cm.Stack) -> Path:
 def make_wheelhouse(stack: cm.Stack, out: Path) -> Path:
     source = os.environ.get("TORCH_SOURCE") or \
         ("/opt/wheels" if list(Path("/opt/wheels").glob(f"torch-{stack.row.torch}+cpu-cp311-*.whl")) else CPU_INDEX)
-    if not _reachable("pypi.org"):
+    if not reachable("pypi.org"):
         pytest.skip("the wheelhouse's dependencies come from PyPI, which cannot be reached")
     torch_npu_wheel(stack)
     # No CPU torchvision here: keep PyPI's build, as the wheelhouse test does (recorded in its notes).
@@ -208,7 +200,7 @@ def atlas_host(tmp_path) -> Path:
     (host / "dev").mkdir(parents=True)
     null = os.stat("/dev/null").st_rdev
     spec = render.load_manifest()["run"]
-    for name in [f"{spec['device_prefix']}{i}" for i in range(8)] + spec["device_nodes"]:
+    for name in [f"{spec['device_prefix']}{i}" for i in range(8)] + M.platforms.hdk["device_nodes"]:
         os.mknod(host / "dev" / name, 0o666 | 0o020000, null)
     stack = stack_for(CURRENT)
     p = {k: host / v.lstrip("/") for k, v in stack.paths.items() if v.startswith("/")}

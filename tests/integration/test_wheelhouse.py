@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -25,7 +24,7 @@ import pytest
 
 import compat_matrix as cm
 from npuenv.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, reachable
 from tests.fixtures.wheelhouse.synth import make_stack_wheels
 from tests.sim import installers as sim_installers
 from torch_npu_pkg import wheelhouse
@@ -39,13 +38,6 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 M = cm.load_matrix()
 STACK = cm.resolve(M, cm.Constraints(torch_npu="==" + ROW, python=PYTHON, arch=ARCH)).stack
 
-
-def _reachable(host: str) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
 
 
 def torch_source() -> str:
@@ -92,11 +84,11 @@ def cached_torch_npu() -> Path:
 
 @pytest.mark.network
 def test_real_wheelhouse_installs_offline_and_imports_torch(tmp_path, capsys):
-    if not _reachable("pypi.org"):
+    if not reachable("pypi.org"):
         pytest.skip("pypi.org:443 cannot be reached from this machine: the real torch_npu wheel and the "
                     "dependencies come from PyPI")
     src = torch_source()
-    if src == CPU_INDEX and not _reachable("download.pytorch.org"):
+    if src == CPU_INDEX and not reachable("download.pytorch.org"):
         pytest.skip("no CPU torch: TORCH_SOURCE is unset, /opt/wheels has no torch wheel and "
                     "download.pytorch.org cannot be reached")
     npu = cached_torch_npu()

@@ -114,7 +114,8 @@ def main() -> int:
     # The image runs as on a real host: the host's driver, npu-smi and devices
     # mounted in (here: the first node's, copied out).
     host_root = out / "host-root"
-    for path in (stack.paths["driver_home"], stack.paths["dcmi"], "/usr/local/sbin/npu-smi", stack.paths["install_info"]):
+    for path in (stack.paths["driver_home"], stack.paths["firmware_home"], stack.paths["dcmi"], "/usr/local/sbin/npu-smi",
+                 stack.paths["install_info"]):
         (host_root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["podman", "cp", f"{names[0]}:{path}", str(host_root / path.lstrip("/"))], check=True)
     (host_root / "usr/local/bin").mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ def main() -> int:
     def validate():
         targets = [a for n in names for a in ("--target", f"podman://{n}")] + ["--target", f"image:{image}"]
         p = npuenv("validate", *targets, "--row", ROW, "--level", "standard", "--backend", "cpu",
-                   "--host-root", str(host_root), "--run-arg", f"-v={state / names[0]}:/etc/npu-sim:ro",
+                   "--host-root", str(host_root), f"--run-arg=-v={state / names[0]}:/etc/npu-sim:ro",
                    "--out", str(out / "validation"), check=False, show=True)
         return p.returncode
     rc = steps.run("validate the nodes and the image (standard level, one fleet report)", validate)

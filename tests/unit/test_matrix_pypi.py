@@ -3,7 +3,6 @@ import copy
 import dataclasses
 import json
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 import compat_matrix as cm
 from compat_matrix import pypi
 from compat_matrix.model import Matrix
-from tests.conftest import ROOT
+from tests.conftest import ROOT, reachable
 
 RECORDED = ROOT / "tests" / "fixtures" / "pypi"
 M = cm.load_matrix()
@@ -67,17 +66,10 @@ def test_cli_verify_recorded_exit_codes():
     assert ok.returncode == 0 and "0 disagreement(s)" in ok.stdout
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
 
 @pytest.mark.network
 def test_live_pypi_release_matches_its_row():
-    if not _pypi_reachable():
+    if not reachable("pypi.org"):
         pytest.skip("pypi.org:443 cannot be reached from this machine (no network)")
     live = pypi.LivePyPI()
     record = live.release("2.13.0")
