@@ -62,7 +62,7 @@ def remove_nodes(names: list[str] | None = None) -> None:
         out = podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").stdout
         names = out.split()
     if names:
-        podman("rm", "-f", "-t", "0", *names, check=False)
+        podman("rm", "--force", "--ignore", "--time", "0", *names, check=False)
 
 
 def run_in(name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
