@@ -108,6 +108,12 @@ class Stack:
             **row,
         }
 
+    def with_environment(self) -> dict:
+        """``to_dict()`` plus what the vendor's env scripts export: the record the
+        playbooks (npuenv_stack) and validation (its expected stack) work from."""
+        scalars, paths = self.environment()
+        return {**self.to_dict(), "environment": {"variables": scalars, "paths": paths}}
+
     def flat(self) -> dict[str, str]:
         """``{"packages_toolkit": "...", "hdk_min": "...", ...}``: scalars only, lists joined by spaces."""
         out: dict[str, str] = {}

@@ -38,8 +38,7 @@ class Plan:
 
 def expected_stack(stack: cm.Stack) -> dict:
     """What the suite compares hosts with: the resolved row plus its environment."""
-    scalars, paths = stack.environment()
-    return {**stack.to_dict(), "environment": {"variables": scalars, "paths": paths},
+    return {**stack.with_environment(),
             "cann_python_modules": sorted(set(stack.platforms.cann_python_deps.values()))}
 
 

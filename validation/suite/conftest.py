@@ -3,7 +3,6 @@ workload runner and the `check` helper that records why a check failed."""
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass
 
 import pytest
@@ -125,7 +124,3 @@ def workload(probe, options):
     def _run(name: str, args: str = "") -> tuple[dict | None, str]:
         return run_workload(probe, name, f"--backend {options['backend']} {args}".strip())
     return _run
-
-
-def quote(s: str) -> str:
-    return shlex.quote(s)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from shlex import quote
 
 import pytest
 
 from compat_matrix.versions import VendorVersion, in_range
-from validation.suite.conftest import quote
 
 pytestmark = pytest.mark.quick
 

@@ -63,7 +63,4 @@ class LookupModule(LookupBase):
             raise AnsibleError(f"npuenv_row cannot be resolved for this host: {e}") from None
         except cm.MatrixError as e:
             raise AnsibleError(f"npuenv_row is invalid: {e}") from None
-        stack = resolution.stack
-        scalars, paths = stack.environment()
-        return [{**stack.to_dict(), "environment": {"variables": scalars, "paths": paths},
-                 "reason": resolution.reason}]
+        return [{**resolution.stack.with_environment(), "reason": resolution.reason}]
