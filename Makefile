@@ -78,9 +78,9 @@ demo: setup ## the whole pipeline on simulated Atlas nodes: wheelhouse, rollout,
 sim-clean: ## remove the simulated nodes
 	$(PY) -m tests.sim clean
 
-INVENTORY ?= playbooks/inventory/example/hosts.yml
+INVENTORY ?=
 deploy: $(VENV)/.installed ## roll a matrix row out with Ansible: make deploy INVENTORY=hosts.yml [CHECK=1] [TAGS=driver,cann]
-	$(NPUENV) deploy --inventory $(INVENTORY) $(if $(CHECK),--check) $(if $(TAGS),--tags $(TAGS))
+	$(NPUENV) deploy $(if $(INVENTORY),--inventory "$(INVENTORY)") $(if $(CHECK),--check) $(if $(TAGS),--tags "$(TAGS)")
 
 # --- the offline wheelhouse and the air-gapped bundle (torch_npu_pkg) ---
 # OUT, when given on the command line, names the target's output; otherwise these.

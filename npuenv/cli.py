@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("deploy", help="roll the inventory's matrix row out with Ansible (playbooks/site.yml)")
-    p.add_argument("--inventory", "-i", required=True, help="Ansible inventory (see playbooks/inventory/example)")
+    p.add_argument("--inventory", "-i", help="Ansible inventory whose npu_nodes group is the fleet "
+                   "(see playbooks/inventory/example)")
     p.add_argument("--check", action="store_true", help="report what would change, change nothing")
     p.add_argument("--tags", type=lambda v: v.split(","), help="only these components, e.g. driver,cann")
     p.add_argument("--limit", help="only these hosts or groups")

@@ -8,7 +8,7 @@ set -euo pipefail
 
 BASE_IMAGE="${BASE_IMAGE:-localhost/debian:bookworm}"
 SUITE="${SUITE:-bookworm}"
-PACKAGES=(podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns iproute2 chromium)
+PACKAGES=(podman buildah runc catatonit debootstrap uidmap fuse-overlayfs slirp4netns iproute2 openssh-client chromium)
 
 log() { printf '[engine] %s\n' "$*"; }
 

@@ -48,6 +48,16 @@ def state_path():
     return os.environ.get("NPU_SIM_STATE") or host("/etc/npu-sim/state.json")
 
 
+def running_firmware():
+    """The firmware the devices run: what the last boot activated (a reboot
+    makes flashed firmware active; tests/sim/node/boot.sh), else the installed one."""
+    try:
+        with open(os.path.join(os.path.dirname(state_path()), "firmware.running")) as f:
+            return f.read().strip()
+    except OSError:
+        return read_version(FIRMWARE_INFO)
+
+
 def read_version(path):
     try:
         with open(host(path)) as f:
@@ -251,7 +261,7 @@ def die_ids(die):
 
 def info_board(state, driver, card, die):
     b = {**BOARD_DEFAULTS, "slot_id": card["npu"], **card.get("board", {})}
-    firmware = read_version(FIRMWARE_INFO) or "NA"
+    firmware = running_firmware() or "NA"
     if die is None:
         rows = [("NPU ID", card["npu"]), ("Software Version", driver), ("Firmware Version", firmware),
                 ("Compatibility", b["compatibility"]), ("Board ID", b["board_id"]), ("PCB ID", b["pcb_id"]),

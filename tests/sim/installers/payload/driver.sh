@@ -41,6 +41,15 @@ make_device_nodes() {
     chgrp "$RUN_GROUP" /dev/davinci* /dev/devmm_svm /dev/hisi_hdc 2>/dev/null || true
 }
 
+# The driver's kernel module creates the device nodes at every boot: the
+# node's boot runs the hooks in BOOT_HOOKS (tests/sim/node/boot.sh).
+BOOT_HOOKS=/usr/local/lib/npu-sim/boot.d
+install_boot_hook() {
+    mkdir -p "$BOOT_HOOKS"
+    { echo "RUN_GROUP='$RUN_GROUP' STATE_PATH='$STATE_PATH'"; declare -f make_device_nodes; echo make_device_nodes; } \
+        > "$BOOT_HOOKS/ascend-driver.sh"
+}
+
 remove_device_nodes() { rm -f /dev/davinci[0-9]* /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc; }
 
 install_files() {
@@ -54,6 +63,7 @@ install_files() {
     install -m 755 uninstall.sh "$DRIVER_DIR/script/uninstall.sh"
     sed -i "s|@ROOT@|$ROOT|" "$DRIVER_DIR/script/uninstall.sh"
     write_version_info
+    install_boot_hook
     info_set "$INSTALL_INFO" UserName "$RUN_USER"
     info_set "$INSTALL_INFO" UserGroup "$RUN_GROUP"
     info_set "$INSTALL_INFO" Driver_Install_Type full

@@ -53,6 +53,8 @@ firmware_version=1.0
 package_version=$VERSION_FILE_TEXT
 compatible_version_drv=[$VERSION_FILE_TEXT,$VERSION_FILE_TEXT.]
 INFO
+# Flashed, not yet running: the node's next boot makes it active (tests/sim/node/boot.sh).
+echo "$FIRMWARE_VERSION" > "$(dirname "$STATE_PATH")/firmware.pending"
 info_set "$INSTALL_INFO" Firmware_Install_Type full
 info_set "$INSTALL_INFO" Firmware_Install_Path_Param "$ROOT"
 chips=$(grep -c '"phy_id"' "$STATE_PATH" 2>/dev/null || echo 0)
