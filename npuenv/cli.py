@@ -16,6 +16,8 @@ from compat_matrix.errors import UserError
 from compat_matrix.resolver import filter_rows, normalise
 from images import cli as images_cli
 from torch_npu_pkg import cli as wheelhouse_cli
+from validation.node import FLEET_PORT
+from validation.report import STRAGGLER_MARGIN
 
 from .args import add_constraint_args, constraints_from, load
 
@@ -159,8 +161,9 @@ def cmd_validate(args) -> int:
     if args.nproc:
         options.append(f"--npuenv-nproc={args.nproc}")
     return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
-                        host_root=args.host_root, run_args=args.run_arg or [], parallel=args.parallel,
-                        suite_options=options, only=args.only)
+                        host_root=args.host_root, run_args=args.run_arg or [], suite_options=options,
+                        only=args.only, straggler_margin=args.straggler_margin, fleet_port=args.fleet_port,
+                        matrix=args.matrix)
 
 
 # --- parser -----------------------------------------------------------------
@@ -209,12 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="run the post-install validation suite and write the reports")
     p.add_argument("--target", action="append", required=True,
-                   help="local | podman://NAME | image:REF | ansible://GROUP?inventory=PATH (repeatable)")
+                   help="local | podman://NAME | image:REF | ssh://USER@HOST[:PORT] | ansible://GROUP?inventory=PATH "
+                   "(repeatable; all are validated at once)")
     p.add_argument("--level", choices=("quick", "standard", "full"), default="quick")
     add_constraint_args(p)
     p.add_argument("--backend", choices=("auto", "npu", "cuda", "cpu"), default="auto",
                    help="device for the workloads (auto: npu with HCCL, else cuda with NCCL, else cpu with gloo)")
-    p.add_argument("--out", default="out/validation", help="directory for report.html, results.json, junit.xml")
+    p.add_argument("--out", default="out/validation",
+                   help="directory for results.json, report.html, junit.xml and metrics.prom (Prometheus text)")
     p.add_argument("--devices", type=int, help="NPU devices each host should show (default: the chip's per node)")
     p.add_argument("--nproc", type=int, help="processes per host for the collectives (default: one per device)")
     p.add_argument("--timeout", type=int, default=60, help="seconds after which a collective counts as hung")
@@ -222,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--busbw-floor", type=float, default=0.0, help="minimum busbw (GB/s) at the largest size")
     p.add_argument("--host-root", default="/", help="image targets: where the host's driver and /dev live")
     p.add_argument("--run-arg", action="append", help="image targets: extra podman run argument (repeatable)")
-    p.add_argument("--parallel", type=int, default=4, help="hosts validated at once")
+    p.add_argument("--straggler-margin", type=float, default=STRAGGLER_MARGIN,
+                   help="flag a host whose training or busbw figure is this fraction below the fleet median")
+    p.add_argument("--fleet-port", type=int, default=FLEET_PORT, help="rendezvous port of the all_reduce across nodes")
     p.add_argument("--only", action="append", help="run only this check (repeatable), e.g. npu_health")
     p.set_defaults(func=cmd_validate)
 

@@ -37,6 +37,25 @@ KNOWN = (
     Known(r"Failed to load the backend extension: torch_npu",
           "torch loads torch_npu automatically and torch_npu failed to import (see the error above it)",
           "fix the torch_npu import error; to build without a driver set TORCH_DEVICE_BACKEND_AUTOLOAD=0"),
+    # Reaching a host (ssh's own messages, as Ansible relays them).
+    Known(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED",
+          "the host's SSH key is not in known_hosts, or differs from the one recorded there",
+          "check the key's fingerprint on the host's console, then add it to known_hosts (ssh-keyscan -p PORT HOST); "
+          "never turn host key checking off"),
+    Known(r"Permission denied \(publickey",
+          "the login user does not accept this SSH key",
+          "add the controller's public key to the user's ~/.ssh/authorized_keys, or set ansible_user / "
+          "ansible_ssh_private_key_file"),
+    Known(r"Connection refused",
+          "nothing listens on the SSH port: sshd is down, the host is rebooting, or the port is wrong",
+          "check the host is up and sshd runs (systemctl status ssh), and ansible_port"),
+    Known(r"No route to host|Connection timed out|Operation timed out|Could not resolve hostname|"
+          r"Network is unreachable",
+          "the host cannot be reached over the network: it is down, the address is wrong, or a firewall drops SSH",
+          "check the address in the inventory (ansible_host), the host's power and network, and port 22"),
+    Known(r"a password is required|sudo: a terminal is required|Missing sudo password",
+          "the login user cannot become root without a password",
+          "allow the user passwordless sudo (NOPASSWD) or pass --ask-become-pass to Ansible"),
     Known(r"ASCEND_HOME_PATH|ASCEND_OPP_PATH|set_env\.sh",
           "the CANN environment variables are missing or point to a path that does not exist",
           "source the toolkit's set_env.sh of the installed CANN version"),

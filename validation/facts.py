@@ -46,6 +46,11 @@ class Probe:
     def can_run(self) -> bool:
         return True
 
+    @property
+    def is_local(self) -> bool:
+        """Whether commands run on the machine this code runs on."""
+        return False
+
 
 @dataclass
 class LocalProbe(Probe):
@@ -58,6 +63,10 @@ class LocalProbe(Probe):
 
     @property
     def can_run(self) -> bool:
+        return self.root == "/"
+
+    @property
+    def is_local(self) -> bool:
         return self.root == "/"
 
     def run(self, command):
@@ -84,6 +93,10 @@ class HostProbe(Probe):
     """A testinfra host (podman://, ansible://, local://, ...)."""
 
     host: object
+
+    @property
+    def is_local(self) -> bool:
+        return self.host.backend.NAME == "local"
 
     def run(self, command):
         r = self.host.run("bash -lc " + shlex.quote(command))

@@ -1,17 +1,108 @@
-"""Reports from the suite's JSON result: a terminal summary and an HTML fleet
-page (hosts x checks, each failure's explanation, the bandwidth table and plot)."""
+"""The fleet report, from the merged check records of every target: a summary
+first (hosts passed, failed, unreachable), then failures grouped by check and
+cause with the hosts they hit, stragglers (a host's figures against the fleet's
+median), then per-host detail. Written as terminal text, JSON, JUnit XML, an
+HTML page and Prometheus text exposition (for node_exporter's textfile
+collector)."""
 from __future__ import annotations
 
 import html
 import json
+import math
+import os
+import statistics
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+# The host name of records about the whole fleet (the checks that need every node).
+FLEET = "fleet"
+
 STATUS_MARK = {"passed": "PASS", "warning": "WARN", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
-COLOURS = {"passed": "#1a7f37", "warning": "#9a6700", "failed": "#cf222e", "error": "#cf222e", "skipped": "#6e7781"}
+# A host's figure this far below the fleet's median flags it as a straggler.
+STRAGGLER_MARGIN = 0.20
+# The figures compared across hosts: name -> (check, how to read it from the check's data, unit).
+FIGURES = {
+    "train_samples_per_s": ("train", lambda d: d.get("samples_per_s"), "samples/s"),
+    "allreduce_busbw_gbps": ("allreduce_local", lambda d: (d.get("sizes") or [{}])[-1].get("busbw_gbps"), "GB/s"),
+}
+HOST_STATES = ("passed", "failed", "unreachable", "error")
 
 
 def load(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def host_status(records: list[dict]) -> str:
+    if any(r["check"] == "reachable" and r["status"] == "failed" for r in records):
+        return "unreachable"
+    if any(r["check"] == "suite" and r["status"] == "error" for r in records):
+        return "error"
+    return "failed" if any(r["status"] in ("failed", "error") for r in records) else "passed"
+
+
+def figures(records: list[dict]) -> dict[str, dict[str, float]]:
+    """figure -> host -> value, from the data the checks recorded."""
+    out: dict[str, dict[str, float]] = {name: {} for name in FIGURES}
+    for r in records:
+        for name, (check, read, _) in FIGURES.items():
+            if r["check"] == check and r["host"] != FLEET and isinstance(r.get("data"), dict):
+                value = read(r["data"])
+                if isinstance(value, (int, float)) and value > 0:
+                    out[name][r["host"]] = float(value)
+    return out
+
+
+def stragglers(figs: dict[str, dict[str, float]], margin: float) -> list[dict]:
+    """Hosts more than ``margin`` below the fleet's median of a figure."""
+    out = []
+    for name, by_host in figs.items():
+        if len(by_host) < 2:
+            continue
+        median = statistics.median(by_host.values())
+        for host, value in sorted(by_host.items()):
+            if value < median * (1 - margin):
+                out.append({"host": host, "figure": name, "value": value, "median": median,
+                            "ratio": round(value / median, 3), "unit": FIGURES[name][2]})
+    return out
+
+
+def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
+                 straggler_margin: float = STRAGGLER_MARGIN) -> dict:
+    """The merged result: records plus per-host status, grouped failures,
+    figures and stragglers (each straggler also a warning record on its host)."""
+    figs = figures(records)
+    slow = stragglers(figs, straggler_margin)
+    records = list(records)
+    for s in slow:
+        records.append({"host": s["host"], "check": "straggler", "level": "standard", "status": "warning",
+                        "duration_s": 0.0, "data": s,
+                        "message": f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the fleet "
+                                   f"median {s['median']:.3g} (more than {straggler_margin:.0%} below)"})
+    records.sort(key=lambda r: (r["host"] == FLEET, hosts.index(r["host"]) if r["host"] in hosts else 0, r["check"]))
+    status = {}
+    for h in hosts:
+        mine = [r for r in records if r["host"] == h]
+        outcome = outcomes.get(h)
+        status[h] = {"status": host_status(mine), "reason": getattr(outcome, "reason", ""),
+                     "python": (getattr(outcome, "document", None) or {}).get("python"),
+                     "duration_s": (getattr(outcome, "document", None) or {}).get("duration_s")}
+    groups: dict[tuple[str, str], dict] = {}
+    for r in records:
+        if r["status"] not in ("failed", "error"):
+            continue
+        cause = (r.get("failure") or {}).get("cause") or r["message"]
+        g = groups.setdefault((r["check"], cause), {"check": r["check"], "cause": cause,
+                                                    "fix": (r.get("failure") or {}).get("fix", ""), "hosts": [],
+                                                    "examples": []})
+        g["hosts"].append(r["host"])
+        if len(g["examples"]) < 3:
+            g["examples"].append(f"{r['host']}: {r['message']}")
+    summary = {s: sum(1 for v in status.values() if v["status"] == s) for s in HOST_STATES}
+    return {"hosts": hosts, "host_status": status, "summary": {"hosts": len(hosts), **summary},
+            "failures": sorted(groups.values(), key=lambda g: (-len(g["hosts"]), g["check"])),
+            "figures": figs, "stragglers": slow, "straggler_margin": straggler_margin,
+            "results": records, "finished": time.time()}
 
 
 def bandwidth_series(result: dict) -> dict[str, list[dict]]:
@@ -24,34 +115,58 @@ def bandwidth_series(result: dict) -> dict[str, list[dict]]:
     return out
 
 
+def _rows_table(lines: list[str], name: str, rows: list[dict]) -> None:
+    lines.append(f"all_reduce {name}:")
+    lines.append(f"  {'bytes':>12} {'algbw GB/s':>11} {'busbw GB/s':>11} ok")
+    for row in rows:
+        lines.append(f"  {row['bytes']:>12} {row['algbw_gbps']:>11.3f} {row['busbw_gbps']:>11.3f} "
+                     f"{'yes' if row.get('correct', True) else 'NO'}")
+
+
 def terminal(result: dict) -> str:
     lines = []
     meta = result.get("meta", {})
     if meta:
         lines.append(f"npuenv validate: level {meta.get('level')}, row torch_npu {meta.get('torch_npu')} "
                      f"(CANN {meta.get('cann')}), backend {meta.get('backend')}")
+    s = result["summary"]
+    lines.append(f"hosts: {s['hosts']}: {s['passed']} passed, {s['failed']} failed, {s['unreachable']} unreachable"
+                 + (f", {s['error']} could not run the suite" if s["error"] else ""))
+    if result["failures"]:
+        lines.append("failures by check and cause:")
+        for g in result["failures"]:
+            hosts = ", ".join(g["hosts"][:8]) + (f" and {len(g['hosts']) - 8} more" if len(g["hosts"]) > 8 else "")
+            lines.append(f"  {g['check']} on {len(g['hosts'])} host(s): {hosts}")
+            lines.append(f"       cause: {g['cause']}")
+            if g["fix"]:
+                lines.append(f"       fix:   {g['fix']}")
+    if result["stragglers"]:
+        lines.append(f"stragglers (more than {result['straggler_margin']:.0%} below the fleet median):")
+        for st in result["stragglers"]:
+            lines.append(f"  {st['host']}: {st['figure']} {st['value']:.3g} {st['unit']}, median {st['median']:.3g} "
+                         f"({st['ratio']:.2f}x)")
+    lines.append("per host:")
     by_host: dict[str, list[dict]] = {}
     for r in result["results"]:
         by_host.setdefault(r["host"], []).append(r)
-    for host, records in sorted(by_host.items()):
-        counts = {s: sum(1 for r in records if r["status"] == s) for s in STATUS_MARK}
-        verdict = "FAILED" if counts["failed"] or counts["error"] else "OK"
-        lines.append(f"{host}: {verdict}  " + "  ".join(f"{v} {k}" for k, v in counts.items() if v))
+    for host in [*result["hosts"], FLEET]:
+        records = by_host.get(host, [])
+        if not records:
+            continue
+        counts = {k: sum(1 for r in records if r["status"] == k) for k in STATUS_MARK}
+        verdict = (result["host_status"].get(host) or {"status": host_status(records)})["status"]
+        lines.append(f"  {host}: {verdict.upper() if verdict != 'passed' else 'OK'}  "
+                     + "  ".join(f"{v} {k}" for k, v in counts.items() if v))
         for r in records:
             if r["status"] in ("failed", "error", "warning"):
-                lines.append(f"  {STATUS_MARK[r['status']]} {r['check']}: {r['message']}")
+                lines.append(f"    {STATUS_MARK[r['status']]} {r['check']}: {r['message']}")
                 f = r.get("failure")
                 if f:
-                    lines.append(f"       expected: {f['expected']}")
-                    lines.append(f"       found:    {f['found']}")
-                    lines.append(f"       cause:    {f['cause']}")
-                    lines.append(f"       fix:      {f['fix']}")
+                    for key in ("expected", "found", "cause", "fix"):
+                        lines.append(f"         {key + ':':<9} {f[key]}")
     for name, rows in bandwidth_series(result).items():
-        lines.append(f"all_reduce {name}:")
-        lines.append(f"  {'bytes':>12} {'algbw GB/s':>11} {'busbw GB/s':>11} ok")
-        for row in rows:
-            lines.append(f"  {row['bytes']:>12} {row['algbw_gbps']:>11.3f} {row['busbw_gbps']:>11.3f} "
-                         f"{'yes' if row.get('correct', True) else 'NO'}")
+        if name.startswith(FLEET) or len(result["hosts"]) <= 4:
+            _rows_table(lines, name, rows)
     return "\n".join(lines) + "\n"
 
 
@@ -60,7 +175,6 @@ def _svg_plot(series: dict[str, list[dict]], width=640, height=300) -> str:
     points = [(row["bytes"], row["busbw_gbps"]) for rows in series.values() for row in rows]
     if not points:
         return ""
-    import math
     xs = [math.log2(max(b, 1)) for b, _ in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y1 = max(bw for _, bw in points) or 1.0
@@ -86,32 +200,47 @@ def _svg_plot(series: dict[str, list[dict]], width=640, height=300) -> str:
 
 
 def html_page(result: dict) -> str:
-    checks = sorted({r["check"] for r in result["results"]})
-    hosts = sorted({r["host"] for r in result["results"]})
-    cell = {(r["host"], r["check"]): r for r in result["results"]}
-    meta = result.get("meta", {})
     esc = html.escape
+    checks = sorted({r["check"] for r in result["results"]})
+    hosts = [*result["hosts"], *([FLEET] if any(r["host"] == FLEET for r in result["results"]) else [])]
+    cell = {(r["host"], r["check"]): r for r in result["results"]}
+    meta, s = result.get("meta", {}), result["summary"]
     out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
            "<title>npuenv validation report</title>",
            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
            "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3}"
-           ".passed{background:#dafbe1}.warning{background:#fff8c5}.failed,.error{background:#ffebe9}"
+           ".passed{background:#dafbe1}.warning{background:#fff8c5}.failed,.error,.unreachable{background:#ffebe9}"
            ".skipped{background:#f6f8fa}.failure{margin:0.6em 0;padding:0.6em;border-left:4px solid #cf222e}</style>",
            "</head><body>", "<h1>npuenv validation report</h1>"]
     out.append(f"<p id='summary'>Level <b>{esc(str(meta.get('level', '?')))}</b>, row torch_npu "
                f"<b>{esc(str(meta.get('torch_npu', '?')))}</b> (torch {esc(str(meta.get('torch', '?')))}, "
-               f"CANN {esc(str(meta.get('cann', '?')))}), backend <b>{esc(str(meta.get('backend', '?')))}</b>, "
-               f"{len([h for h in hosts if h != 'fleet'])} host(s), {result.get('duration_s', '?')} s.</p>")
+               f"CANN {esc(str(meta.get('cann', '?')))}), backend <b>{esc(str(meta.get('backend', '?')))}</b>: "
+               f"<b>{s['hosts']}</b> host(s), <span class='passed'>{s['passed']} passed</span>, "
+               f"<span class='failed'>{s['failed']} failed</span>, "
+               f"<span class='unreachable'>{s['unreachable']} unreachable</span>"
+               + (f", <span class='error'>{s['error']} could not run the suite</span>" if s["error"] else "") + ".</p>")
+    out.append(f"<h2>Failures by check and cause ({len(result['failures'])})</h2><table id='failures'>"
+               "<tr><th>check</th><th>hosts</th><th>cause</th><th>fix</th><th>examples</th></tr>")
+    for g in result["failures"]:
+        out.append(f"<tr class='failed'><td>{esc(g['check'])}</td><td>{len(g['hosts'])}: "
+                   f"{esc(', '.join(g['hosts']))}</td><td>{esc(g['cause'])}</td><td>{esc(g['fix'])}</td>"
+                   f"<td>{'<br>'.join(esc(e) for e in g['examples'])}</td></tr>")
+    out.append("</table>")
+    out.append(f"<h2>Stragglers ({len(result['stragglers'])})</h2><table id='stragglers'><tr><th>host</th>"
+               "<th>figure</th><th>value</th><th>fleet median</th><th>ratio</th></tr>")
+    for st in result["stragglers"]:
+        out.append(f"<tr class='warning'><td>{esc(st['host'])}</td><td>{esc(st['figure'])}</td>"
+                   f"<td>{st['value']:.4g} {esc(st['unit'])}</td><td>{st['median']:.4g}</td><td>{st['ratio']:.2f}</td></tr>")
+    out.append("</table>")
     out.append("<h2>Hosts and checks</h2><table id='matrix'><tr><th>check</th>" +
-               "".join(f"<th class='host'>{esc(h)}</th>" for h in hosts) + "</tr>")
+               "".join(f"<th class='host {esc((result['host_status'].get(h) or {}).get('status', ''))}'>{esc(h)}</th>"
+                       for h in hosts) + "</tr>")
     for c in checks:
         row = [f"<td>{esc(c)}</td>"]
         for h in hosts:
             r = cell.get((h, c))
-            if r is None:
-                row.append("<td></td>")
-            else:
-                row.append(f"<td class='{r['status']}' title='{esc(r['message'])}'>{STATUS_MARK[r['status']]}</td>")
+            row.append("<td></td>" if r is None else
+                       f"<td class='{r['status']}' title='{esc(r['message'])}'>{STATUS_MARK[r['status']]}</td>")
         out.append("<tr>" + "".join(row) + "</tr>")
     out.append("</table>")
     failures = [r for r in result["results"] if r["status"] in ("failed", "error")]
@@ -138,3 +267,81 @@ def html_page(result: dict) -> str:
         out.append("<p>No collective ran at this level.</p>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def junit_xml(result: dict) -> str:
+    """One testsuite per host, one testcase per check (JUnit XML as CI systems read it)."""
+    root = ET.Element("testsuites", name="npuenv-validation")
+    for host in [*result["hosts"], FLEET]:
+        records = [r for r in result["results"] if r["host"] == host]
+        if not records:
+            continue
+        suite = ET.SubElement(root, "testsuite", name=host, tests=str(len(records)),
+                              failures=str(sum(r["status"] == "failed" for r in records)),
+                              errors=str(sum(r["status"] == "error" for r in records)),
+                              skipped=str(sum(r["status"] == "skipped" for r in records)),
+                              time=f"{sum(r['duration_s'] for r in records):.3f}")
+        for r in records:
+            case = ET.SubElement(suite, "testcase", classname=host, name=r["check"], time=f"{r['duration_s']:.3f}")
+            f = r.get("failure") or {}
+            detail = "\n".join(f"{k}: {f[k]}" for k in ("expected", "found", "cause", "fix") if k in f)
+            if r["status"] in ("failed", "error"):
+                ET.SubElement(case, "failure" if r["status"] == "failed" else "error", message=r["message"]).text = detail
+            elif r["status"] == "skipped":
+                ET.SubElement(case, "skipped", message=r["message"])
+            elif r["status"] == "warning":
+                ET.SubElement(case, "system-out").text = "warning: " + r["message"]
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def prometheus_text(result: dict) -> str:
+    """The result in Prometheus text exposition format (node_exporter's textfile collector)."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    labels = {k: str(result.get("meta", {}).get(k, "")) for k in ("level", "torch_npu", "cann")}
+    check = Gauge("npuenv_validation_check_passed", "1 when the check passed (or only warned), 0 when it failed",
+                  ["host", "check", *labels], registry=registry)
+    host_up = Gauge("npuenv_validation_host_reachable", "1 when the host was reached and ran the suite",
+                    ["host"], registry=registry)
+    host_ok = Gauge("npuenv_validation_host_passed", "1 when every check of the host passed", ["host"], registry=registry)
+    fig = {name: Gauge(f"npuenv_validation_{name}", f"{name} measured by the {spec[0]} check ({spec[2]})", ["host"],
+                       registry=registry) for name, spec in FIGURES.items()}
+    slow = Gauge("npuenv_validation_straggler", "1 when the host's figure is below the fleet median by more than the "
+                 "margin", ["host", "figure"], registry=registry)
+    finished = Gauge("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
+                     registry=registry)
+    for r in result["results"]:
+        if r["status"] != "skipped" and r["check"] not in ("reachable", "suite", "straggler"):
+            check.labels(host=r["host"], check=r["check"], **labels).set(r["status"] in ("passed", "warning"))
+    for host, st in result["host_status"].items():
+        host_up.labels(host=host).set(st["status"] not in ("unreachable", "error"))
+        host_ok.labels(host=host).set(st["status"] == "passed")
+    for name, by_host in result["figures"].items():
+        for host, value in by_host.items():
+            fig[name].labels(host=host).set(value)
+    for st in result["stragglers"]:
+        slow.labels(host=st["host"], figure=st["figure"]).set(1)
+    finished.set(result["finished"])
+    return generate_latest(registry).decode()
+
+
+REPORTS = {"results.json": lambda r: json.dumps(r, indent=1) + "\n", "report.html": html_page,
+           "junit.xml": junit_xml, "metrics.prom": prometheus_text}
+
+
+def write_all(result: dict, out_dir: Path) -> list[Path]:
+    """Every report into ``out_dir``, each written whole or not at all."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, render in REPORTS.items():
+        path = out_dir / name
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(render(result))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        written.append(path)
+    return written

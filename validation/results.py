@@ -13,7 +13,7 @@ import pytest
 PROP_FAILURE = "npuenv_failure"
 PROP_WARNING = "npuenv_warning"
 PROP_DATA = "npuenv_data"
-FLEET = "fleet"
+from .report import FLEET
 
 
 def pytest_addoption(parser):

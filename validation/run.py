@@ -1,39 +1,57 @@
-"""`npuenv validate`: run the suite against targets and write the reports.
+"""`npuenv validate`: run the suite on every target, in parallel, and merge
+one fleet report.
 
-Targets: ``local``, ``podman://NAME``, ``image:REF`` (started with the devices
-and driver mounts of a real run, validated inside, removed afterwards) and
-``ansible://GROUP`` (hosts of an inventory group, in parallel).
-Exit codes: 0 all passed, 1 a check failed, 2 the suite could not run.
+The suite runs on each target itself: the validation artefact (artefact.py, a
+zipapp with the suite, the workloads, pytest and testinfra) is copied there and
+run by the target's python3, which prints one JSON document (node.py). How it
+gets there depends on the target:
+
+  local                          this machine
+  podman://NAME                  a running container (podman cp, podman exec)
+  image:REF                      a container started from the image with the host's devices and driver
+                                 mounted, as a real run would, and removed afterwards
+  ssh://USER@HOST[:PORT]         over SSH with Ansible, sudo when USER is not root; options as testinfra's:
+                                 ?ssh_identity_file=KEY&ssh_config=FILE
+  ansible://PATTERN?inventory=F  the inventory's hosts matching PATTERN, each over its own connection
+
+Nodes run their own checks first; at the full level the checks that need every
+node at once (the all_reduce across nodes, netdetect between peers) then run on
+all of them together. Exit codes: 0 every check passed; 1 a check failed or a
+target was unreachable; 2 bad input, or nothing could be checked at all.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import compat_matrix as cm
 from compat_matrix.errors import UserError
 
-from . import report
+from . import artefact as artefact_mod
+from . import explain, report
+from .node import FLEET_PORT, LEVELS
+from .report import FLEET
 
-SUITE = Path(__file__).resolve().parent / "suite"
-LEVELS = {"quick": "quick", "standard": "quick or standard", "full": "quick or standard or full"}
 # The row an image was built for is in its labels (images/ writes them).
 IMAGE_ROW_LABEL = "io.npuenv.row.torch_npu"
-
-
-@dataclass
-class Plan:
-    hosts: list[str] = field(default_factory=list)        # testinfra host specs
-    row_hint: dict = field(default_factory=dict)           # constraints found on the targets
+# The checks of the fleet phase (marked `fleet` in the suite).
+FLEET_CHECKS = ("allreduce_across_nodes", "netdetect_peers")
+# Where the device IPs of a node are recorded in its results, for its peer's netdetect.
+DEVICE_IPS_CHECK = "npu_network"
+# Extra seconds a node may take beyond the suite's own timeouts before the
+# controller gives up on it.
+RUN_GRACE_S = 900
 
 
 def expected_stack(stack: cm.Stack) -> dict:
@@ -42,19 +60,132 @@ def expected_stack(stack: cm.Stack) -> dict:
             "cann_python_modules": sorted(set(stack.platforms.cann_python_deps.values()))}
 
 
-def _podman(*args, check=True) -> subprocess.CompletedProcess:
+@dataclass
+class Outcome:
+    """What came back from one target in one phase."""
+    status: str                 # "ran", "unreachable" or "error"
+    reason: str = ""            # why it is unreachable or in error
+    document: dict = field(default_factory=dict)  # the node's JSON (node.py)
+
+
+def _document(stdout: str) -> dict | None:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+def judge(rc: int, stdout: str, stderr: str) -> Outcome:
+    """A node run's outcome from the artefact's exit code and output."""
+    doc = _document(stdout)
+    if doc is None:
+        tail = (stdout + stderr).strip()[-1500:] or f"exit {rc}, no output"
+        return Outcome("error", f"the validation artefact gave no result (exit {rc}): {tail}")
+    if doc.get("error"):
+        return Outcome("error", doc["error"], doc)
+    return Outcome("ran", document=doc)
+
+
+# --- transports: how the artefact reaches a target ------------------------------
+
+def _podman(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
     if shutil.which("podman") is None:
         raise UserError("podman is not installed; it is needed for podman:// and image: targets")
-    p = subprocess.run(["podman", *args], capture_output=True, text=True)
+    p = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise UserError(f"podman {' '.join(args[:2])} failed: {p.stderr.strip()}")
     return p
 
 
-def start_image(ref: str, host_root: str, run_args: list[str], stack: ExitStack) -> tuple[str, dict]:
+class LocalTransport:
+    """This machine, with npuenv's own Python."""
+    fleet_member = True
+
+    def __init__(self):
+        self.hosts = ["local"]
+
+    def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
+        p = subprocess.run([sys.executable, str(artefact), *args["local"]], capture_output=True, text=True)
+        sys.stderr.write(p.stderr[-4000:] if p.returncode not in (0, 1) else "")
+        return {"local": judge(p.returncode, p.stdout, p.stderr)}
+
+
+class PodmanTransport:
+    """A running container: the artefact copied in and run by its python3."""
+
+    def __init__(self, container: str, display: str, fleet_member: bool = True):
+        self.container, self.hosts, self.fleet_member = container, [display], fleet_member
+
+    def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
+        host = self.hosts[0]
+        state = _podman("container", "inspect", "--format", "{{.State.Running}}", self.container, check=False)
+        if state.returncode != 0 or state.stdout.strip() != "true":
+            why = state.stderr.strip().splitlines()[-1] if state.returncode else "the container is not running"
+            return {host: Outcome("unreachable", f"podman: {why}")}
+        remote = f"/tmp/npuenv-validate-{uuid.uuid4().hex[:8]}.pyz"
+        copied = _podman("cp", str(artefact), f"{self.container}:{remote}", check=False)
+        if copied.returncode != 0:
+            return {host: Outcome("unreachable", f"podman cp: {copied.stderr.strip()}")}
+        try:
+            # A login shell, so python3 is the one the target's profile puts first.
+            p = _podman("exec", self.container, "bash", "-lc", 'exec python3 "$@"', "npuenv-validate", remote,
+                        *args[host], check=False)
+        finally:
+            _podman("exec", self.container, "rm", "-f", remote, check=False)
+        return {host: judge(p.returncode, p.stdout, p.stderr)}
+
+
+class AnsibleTransport:
+    """Hosts of an inventory, reached over their own connections by
+    ansible-playbook (validate.yml), all at once."""
+    fleet_member = True
+
+    def __init__(self, inventory: Path, pattern: str, hosts: list[str], hostvars: dict):
+        self.inventory, self.pattern, self.hosts, self.hostvars = inventory, pattern, hosts, hostvars
+
+    def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
+        from playbooks import run as playbooks_run
+
+        with tempfile.TemporaryDirectory(prefix="npuenv-validate-") as tmp:
+            tree = Path(tmp) / "tree"
+            extra = Path(tmp) / "vars.json"
+            extra.write_text(json.dumps({"validation_artefact": str(artefact),
+                                         "validation_node_args": {h: args[h] for h in self.hosts}}))
+            # The tree callback keeps each host's last result (unreachable ones
+            # too, with SSH's own reason); only failures and the recap are shown.
+            p = playbooks_run.run_playbook(
+                "validate.yml", self.inventory, limit=self.pattern, extra_vars=[f"@{extra}"], capture=True,
+                env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_CALLBACK_TREE_DIR": str(tree),
+                     "ANSIBLE_DISPLAY_OK_HOSTS": "false", "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false"})
+            outcomes = {}
+            for host in self.hosts:
+                path = tree / host
+                if not path.exists():
+                    outcomes[host] = Outcome("error", f"ansible-playbook gave no result for {host} (exit "
+                                                      f"{p.returncode}): {(p.stdout + p.stderr).strip()[-1500:]}")
+                    continue
+                res = json.loads(path.read_text())
+                if res.get("unreachable"):
+                    msg = " ".join(str(res.get("msg", "")).split()).removeprefix("Task failed: ")
+                    outcomes[host] = Outcome("unreachable", msg)
+                elif "rc" in res:
+                    outcomes[host] = judge(res["rc"], res.get("stdout", ""), res.get("stderr", ""))
+                else:
+                    outcomes[host] = Outcome("error", " ".join(str(res.get("msg", res)).split())[:1500])
+            return outcomes
+
+
+# --- targets -----------------------------------------------------------------
+
+def start_image(ref: str, host_root: str, run_args: list[str], cleanup: ExitStack) -> tuple[str, dict]:
     """Start an image as a real run would: every /dev/davinci* of the host and
-    the host's driver mounted read-only. Returns (container name, row label hint)."""
-    inspect = _podman("image", "inspect", ref, check=False)
+    the host's driver mounted read-only. Returns (container name, row hint)."""
+    if ref.startswith("-") or not ref:
+        raise UserError(f"image:{ref} is not an image reference")
+    inspect = _podman("image", "inspect", "--", ref, check=False)
     if inspect.returncode != 0:
         raise UserError(f"image {ref} does not exist; build it with `make image` or pull it")
     labels = json.loads(inspect.stdout)[0].get("Labels") or {}
@@ -75,118 +206,236 @@ def start_image(ref: str, host_root: str, run_args: list[str], stack: ExitStack)
         if src.exists():
             args += ["-v", f"{src}:{path}:ro"]
     name = f"npuenv-validate-{uuid.uuid4().hex[:8]}"
-    _podman("run", "-d", "--name", name, *args, *run_args, "--entrypoint", "sleep", ref, "infinity")
-    stack.callback(_podman, "rm", "-f", "-t", "0", name, check=False)
+    _podman("run", "-d", "--name", name, *args, *run_args, "--entrypoint", "sleep", "--", ref, "infinity")
+    cleanup.callback(_podman, "rm", "-f", "-t", "0", name, check=False)
     hint = {"torch_npu": "==" + labels[IMAGE_ROW_LABEL]} if IMAGE_ROW_LABEL in labels else {}
     return name, hint
 
 
-def ansible_hosts(target: str) -> tuple[list[str], dict]:
-    """ansible://GROUP[?inventory=PATH] -> testinfra specs (podman-connected hosts as podman://)."""
-    spec, _, query = target.removeprefix("ansible://").partition("?")
-    params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+def _query(target: str, query: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise UserError(f"{target}: unknown option(s) {', '.join(unknown)}; known: {', '.join(allowed)}")
+    return params
+
+
+def ssh_inventory(targets: list[str], directory: Path) -> Path:
+    """An inventory for ssh://USER@HOST[:PORT] targets (npu_nodes, one host each)."""
+    hosts = {}
+    for target in targets:
+        parts = urlsplit(target)
+        params = _query(target, parts.query, ("ssh_identity_file", "ssh_config"))
+        if not parts.hostname or not re.fullmatch(r"[A-Za-z0-9_.:\-]+", parts.hostname):
+            raise UserError(f"{target}: use ssh://USER@HOST[:PORT]")
+        try:
+            port = parts.port or 22
+        except ValueError:
+            raise UserError(f"{target}: the port must be a number") from None
+        user = parts.username or os.environ.get("USER") or "root"
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", user):
+            raise UserError(f"{target}: '{user}' is not a user name")
+        name = f"{user}@{parts.hostname}:{port}"
+        hv = {"ansible_host": parts.hostname, "ansible_port": port, "ansible_user": user,
+              "ansible_become": user != "root"}
+        if "ssh_identity_file" in params:
+            hv["ansible_ssh_private_key_file"] = str(Path(params["ssh_identity_file"]).expanduser().resolve())
+        if "ssh_config" in params:
+            hv["ansible_ssh_common_args"] = "-F " + str(Path(params["ssh_config"]).expanduser().resolve())
+        hosts[name] = hv
+    # JSON is YAML: Ansible's yaml inventory plugin reads it.
+    path = directory / "ssh-inventory.yml"
+    path.write_text(json.dumps({"all": {"children": {"npu_nodes": {"hosts": hosts}}}}))
+    return path
+
+
+def ansible_transport(target: str) -> tuple[AnsibleTransport, dict]:
+    """ansible://PATTERN?inventory=F -> the transport and the row of its first host."""
+    from playbooks import run as playbooks_run
+
+    parts = urlsplit(target)
+    pattern = (parts.netloc + parts.path).strip("/") or playbooks_run.FLEET_GROUP
+    params = _query(target, parts.query, ("inventory",))
     inventory = params.get("inventory") or os.environ.get("ANSIBLE_INVENTORY")
     if not inventory:
-        raise UserError(f"{target}: name the inventory: ansible://{spec}?inventory=PATH")
-    exe = Path(sys.executable).parent / "ansible-inventory"
-    p = subprocess.run([str(exe) if exe.exists() else "ansible-inventory", "-i", inventory, "--list"],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        raise UserError(f"cannot read inventory {inventory}: {p.stderr.strip()}")
-    inv = json.loads(p.stdout)
-    hostvars = inv.get("_meta", {}).get("hostvars", {})
-
-    def members(group):
-        g = inv.get(group, {})
-        return list(g.get("hosts", [])) + [h for child in g.get("children", []) for h in members(child)]
-
-    names = []
-    for part in re.split(r"[:,]", spec):  # a group, a host, or several joined by ':' as in Ansible patterns
-        found = members(part) or ([part] if part in hostvars else [])
-        if not found:
-            raise UserError(f"{target}: no host or group '{part}' in {inventory}")
-        names += [n for n in found if n not in names]
-    hosts = []
-    for name in names:
-        hv = hostvars.get(name, {})
-        if hv.get("ansible_connection") in ("containers.podman.podman", "podman"):
-            hosts.append(f"podman://{name}")
-        else:
-            hosts.append(f"ansible://{name}?ansible_inventory={Path(inventory).resolve()}")
-    row = hostvars.get(names[0], {}).get("npuenv_row") or {}
-    return hosts, row
+        raise UserError(f"{target}: name the inventory: ansible://{pattern}?inventory=PATH")
+    listing = playbooks_run.read_inventory(inventory, limit=pattern)
+    hostvars = listing.get("_meta", {}).get("hostvars", {})
+    hosts = playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP)
+    if not hosts:
+        raise UserError(f"{target}: no host of the group '{playbooks_run.FLEET_GROUP}' in {inventory} "
+                        f"matches '{pattern}'")
+    row = hostvars.get(hosts[0], {}).get("npuenv_row") or {}
+    return AnsibleTransport(Path(inventory).resolve(), pattern, hosts, hostvars), row
 
 
-def plan(targets: list[str], host_root: str, run_args: list[str], stack: ExitStack) -> Plan:
-    out = Plan()
+def plan(targets: list[str], host_root: str, run_args: list[str], cleanup: ExitStack,
+         workdir: Path) -> tuple[list, dict]:
+    """The transports for the targets, and the row hint they carry."""
+    transports, hint, ssh = [], {}, []
     for target in targets:
         if target == "local":
-            out.hosts.append("local://")
+            transports.append(LocalTransport())
         elif target.startswith("podman://"):
             name = target.removeprefix("podman://")
-            if _podman("container", "exists", name, check=False).returncode != 0:
-                raise UserError(f"{target}: no such podman container")
-            out.hosts.append(target)
+            if not name or name.startswith("-"):
+                raise UserError(f"{target}: use podman://CONTAINER")
+            transports.append(PodmanTransport(name, target))
         elif target.startswith("image:"):
-            name, hint = start_image(target.removeprefix("image:"), host_root, run_args, stack)
-            out.hosts.append(f"podman://{name}")
-            out.row_hint = out.row_hint or hint
+            name, image_hint = start_image(target.removeprefix("image:"), host_root, run_args, cleanup)
+            transports.append(PodmanTransport(name, target, fleet_member=False))
+            hint = hint or image_hint
+        elif target.startswith("ssh://"):
+            ssh.append(target)
         elif target.startswith("ansible://"):
-            hosts, row = ansible_hosts(target)
-            out.hosts += hosts
-            out.row_hint = out.row_hint or row
+            transport, row = ansible_transport(target)
+            transports.append(transport)
+            hint = hint or row
         else:
-            raise UserError(f"unknown target '{target}'; use local, podman://NAME, image:REF or ansible://GROUP")
+            raise UserError(f"unknown target '{target}'; use local, podman://NAME, image:REF, "
+                            "ssh://USER@HOST[:PORT] or ansible://GROUP?inventory=FILE")
+    if ssh:
+        inventory = ssh_inventory(ssh, workdir)
+        from playbooks import run as playbooks_run
+        listing = playbooks_run.read_inventory(inventory)
+        transports.append(AnsibleTransport(inventory, playbooks_run.FLEET_GROUP,
+                                           playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP),
+                                           listing.get("_meta", {}).get("hostvars", {})))
+    names = [h for t in transports for h in t.hosts]
+    dupes = sorted({h for h in names if names.count(h) > 1})
+    if dupes:
+        raise UserError(f"target(s) given twice: {', '.join(dupes)}")
+    return transports, hint
+
+
+def run_phase(transports: list, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
+    """Run the artefact on every host that has arguments, all transports at once."""
+    busy = [t for t in transports if any(h in args for h in t.hosts)]
+    outcomes: dict[str, Outcome] = {}
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(busy))) as pool:
+        for result in pool.map(lambda t: t.run(artefact, {h: a for h, a in args.items() if h in t.hosts}), busy):
+            outcomes.update(result)
+    return outcomes
+
+
+# --- merging -----------------------------------------------------------------
+
+def _host_record(host: str, check: str, status: str, summary: str, expected: str, found: str) -> dict:
+    known = explain.explain(found)
+    cause, fix = known if known else ("see the reason above", "fix the target's access and run again")
+    return {"host": host, "check": check, "level": "quick", "status": status, "duration_s": 0.0,
+            "message": summary, "data": None,
+            "failure": {"summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}}
+
+
+def records_of(host: str, outcome: Outcome) -> list[dict]:
+    """The check records one target contributed in one phase."""
+    if outcome.status == "unreachable":
+        return [_host_record(host, "reachable", "failed", f"unreachable: {outcome.reason}",
+                             "the host answers over its connection", outcome.reason)]
+    if outcome.status == "error":
+        return [_host_record(host, "suite", "error", f"the suite could not run: {outcome.reason[:300]}",
+                             "the validation artefact runs on the host", outcome.reason)]
+    return [{**r, "host": host} for r in outcome.document.get("results", [])]
+
+
+def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
+    """One fleet-wide record per fleet check, naming the nodes that failed it."""
+    out = []
+    for check in FLEET_CHECKS:
+        bad = []
+        for host in members:
+            outcome = phase[host]
+            if outcome.status != "ran":
+                bad.append(f"{host} ({outcome.status}: {outcome.reason[:200]})")
+                continue
+            for r in outcome.document.get("results", []):
+                if r["check"] == check and r["status"] in ("failed", "error"):
+                    bad.append(f"{host} ({r['message'][:200]})")
+        ran = any(r["check"] == check for h in members if phase[h].status == "ran"
+                  for r in phase[h].document.get("results", []))
+        if not ran and not bad:
+            continue
+        status = "failed" if bad else "passed"
+        rec = {"host": FLEET, "check": check, "level": "full", "status": status, "duration_s": 0.0,
+               "message": (f"{len(bad)} of {len(members)} node(s) failed: " + "; ".join(bad)) if bad else
+               f"all {len(members)} nodes took part", "data": None}
+        if bad:
+            rec["failure"] = {"summary": rec["message"], "expected": f"every one of the {len(members)} nodes passes",
+                              "found": "; ".join(bad), "cause": "the nodes named here failed, hung or could not "
+                              "be reached while the others waited for them",
+                              "fix": "fix or drain the named nodes, then validate the fleet again"}
+        out.append(rec)
     return out
+
+
+def fleet_args(phase1: dict[str, Outcome], members: list[str], base: list[str], port: int) -> dict[str, list[str]]:
+    """Each node's arguments for the fleet phase: its rank, rank 0's address,
+    and the device IPs of the next node (for netdetect)."""
+    master = (phase1[members[0]].document.get("addresses") or ["127.0.0.1"])[0]
+    out = {}
+    for rank, host in enumerate(members):
+        peer = phase1[members[(rank + 1) % len(members)]].document
+        ips = next((r.get("data") or {} for r in peer.get("results", []) if r["check"] == DEVICE_IPS_CHECK), {})
+        peer_ips = ",".join(f"{dev}={ip}" for dev, ip in (ips.get("device_ips") or {}).items() if ip)
+        out[host] = [*base, "--fleet", f"--npuenv-fleet-size={len(members)}", f"--npuenv-fleet-rank={rank}",
+                     f"--npuenv-fleet-master={master}", f"--npuenv-fleet-port={port}", f"--npuenv-peer-ips={peer_ips}"]
+    return out
+
+
+def exit_status(records: list[dict]) -> int:
+    failed = any(r["status"] in ("failed", "error") for r in records)
+    return 1 if failed else 0
+
+
+def checks_ran(records: list[dict]) -> bool:
+    """Whether any real check executed (not a skip, not a stand-in for an unreachable host)."""
+    return any(r["status"] in ("passed", "failed", "warning") and r["check"] not in ("reachable", "suite")
+               for r in records)
 
 
 def validate(targets: list[str], level: str, constraints: cm.Constraints, out_dir: Path, *,
              backend: str = "auto", host_root: str = "/", run_args: list[str] | None = None,
-             parallel: int = 4, suite_options: list[str] | None = None, only: list[str] | None = None,
-             quiet: bool = False) -> int:
+             suite_options: list[str] | None = None, only: list[str] | None = None,
+             straggler_margin: float = report.STRAGGLER_MARGIN, fleet_port: int = FLEET_PORT,
+             matrix: str | None = None, quiet: bool = False) -> int:
     if level not in LEVELS:
         raise UserError(f"unknown level '{level}'; use quick, standard or full")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as cleanup:
-        the_plan = plan(targets, host_root, run_args or [], cleanup)
+        workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
+        transports, hint = plan(targets, host_root, run_args or [], cleanup, workdir)
         given = constraints.given()
-        if not given.get("torch_npu") and the_plan.row_hint:
-            row = {k: str(v) for k, v in the_plan.row_hint.items() if v is not None}
+        if not given.get("torch_npu") and hint:
+            row = {k: str(v) for k, v in hint.items() if v is not None}
             constraints = cm.Constraints(**{**row, **given})
         if not constraints.given():
             raise UserError("which matrix row should the hosts match? pass --row or constraints "
                             "(images carry theirs in a label, inventories in npuenv_row)")
-        resolved = cm.resolve(cm.load_matrix(), constraints).stack
-        (out_dir / "stack.json").write_text(json.dumps(expected_stack(resolved), indent=1))
-        results = out_dir / "results.json"
-        results.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "pytest", str(SUITE), "-p", "validation.results", "-p", "no:cacheprovider",
-               "--rootdir", str(SUITE), "-c", os.devnull, "-m", LEVELS[level], "-q", "-rN",
-               f"--hosts={','.join(the_plan.hosts)}", f"--npuenv-stack={out_dir / 'stack.json'}",
-               f"--npuenv-backend={backend}", f"--npuenv-results={results}", f"--junitxml={out_dir / 'junit.xml'}",
-               *(suite_options or [])]
-        if only:
-            cmd += ["-k", " or ".join(only)]
-        workers = min(len(the_plan.hosts), parallel)
-        if workers > 1:
-            cmd += ["-n", str(workers), "--dist", "loadgroup"]
-        else:
-            cmd += ["-p", "no:xdist"]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SUITE.parent.parent), os.environ.get("PYTHONPATH", "")]))
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if not results.exists():
-        raise UserError(f"the suite did not run (pytest exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
-    data = report.load(results)
+        resolved = cm.resolve(cm.load_matrix(matrix) if matrix else cm.load_matrix(), constraints).stack
+        stack = expected_stack(resolved)
+        artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", stack)
+        base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]
+        for check in only or []:
+            base += ["--only", check]
+        hosts = [h for t in transports for h in t.hosts]
+        phase1 = run_phase(transports, artefact, {h: base for h in hosts})
+        records = [r for h in hosts for r in records_of(h, phase1[h])]
+        members = [h for t in transports if t.fleet_member for h in t.hosts if phase1[h].status == "ran"]
+        wants_fleet = level == "full" and (not only or set(only) & set(FLEET_CHECKS))
+        if wants_fleet and len(members) >= 2:
+            phase2 = run_phase(transports, artefact, fleet_args(phase1, members, base, fleet_port))
+            for h in members:
+                records += records_of(h, phase2[h])
+            records += fleet_records(phase2, members)
+        if not checks_ran(records):
+            reasons = "; ".join(f"{h}: {phase1[h].status} {phase1[h].reason[:300]}".strip() for h in hosts)
+            raise UserError(f"no check ran on any target ({reasons})")
+    data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin)
     data["meta"] = {"level": level, "backend": backend, "targets": targets,
                     **{k: resolved.to_dict()[k] for k in ("torch_npu", "torch", "cann", "python", "chip")}}
-    results.write_text(json.dumps(data, indent=1) + "\n")
-    (out_dir / "report.html").write_text(report.html_page(data))
+    written = report.write_all(data, out_dir)
     if not quiet:
         sys.stdout.write(report.terminal(data))
-        print(f"reports: {out_dir / 'report.html'}, {results}, {out_dir / 'junit.xml'}")
-    failed = any(r["status"] in ("failed", "error") for r in data["results"])
-    if proc.returncode not in (0, 1):
-        print((proc.stdout + proc.stderr)[-3000:], file=sys.stderr)
-        return 2
-    return 1 if failed else 0
+        print("reports: " + ", ".join(str(p) for p in written))
+    return exit_status(records)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from shlex import quote
 
 import pytest
 
 from validation import explain, facts as facts_mod, workloads
+from validation.node import FLEET_PORT
 from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 
 LEVELS = ("quick", "standard", "full")
@@ -22,11 +24,19 @@ def pytest_addoption(parser):
     g.addoption("--npuenv-busbw-floor", type=float, default=0.0, help="minimum busbw in GB/s at the largest size")
     g.addoption("--npuenv-timeout", type=int, default=60, help="seconds before a collective counts as hung")
     g.addoption("--npuenv-nproc", type=int, help="processes per host for collectives (default: one per device)")
+    # The fleet phase (validation/node.py --fleet): every node runs its part at once.
+    g.addoption("--npuenv-fleet-size", type=int, help="nodes taking part in the fleet checks")
+    g.addoption("--npuenv-fleet-rank", type=int, help="this node's rank among them (0 hosts the rendezvous)")
+    g.addoption("--npuenv-fleet-master", help="address of rank 0, as the nodes reach it")
+    g.addoption("--npuenv-fleet-port", type=int, default=FLEET_PORT, help="rendezvous port on rank 0")
+    g.addoption("--npuenv-peer-ips", default="",
+                help="device IPs of the next node, DEVICE=IP,... (netdetect between peers)")
 
 
 def pytest_configure(config):
     for level in LEVELS:
         config.addinivalue_line("markers", f"{level}: validation level {level}")
+    config.addinivalue_line("markers", "fleet: needs every node at once (run in the fleet phase)")
 
 
 def pytest_collection_modifyitems(items):
@@ -49,7 +59,8 @@ def stack(pytestconfig) -> dict:
 @pytest.fixture(scope="session")
 def options(pytestconfig) -> dict:
     return {k: pytestconfig.getoption(f"--npuenv-{k.replace('_', '-')}")
-            for k in ("backend", "devices", "max_bytes", "busbw_floor", "timeout", "nproc")}
+            for k in ("backend", "devices", "max_bytes", "busbw_floor", "timeout", "nproc", "fleet_size",
+                      "fleet_rank", "fleet_master", "fleet_port", "peer_ips")}
 
 
 _FACTS: dict[str, dict] = {}
@@ -103,12 +114,23 @@ def check(request) -> Checker:
     return Checker(request)
 
 
-def run_workload(probe: facts_mod.Probe, name: str, args: str, timeout: int = 600) -> tuple[dict | None, str]:
-    """Run a workload script with the host's python3 in a login shell; (its JSON, its output)."""
+def workload_command(probe: facts_mod.Probe, name: str, args: str) -> str:
+    """The command that runs a workload with the host's python3 (in a login shell).
+
+    On the node itself (the artefact's local:// run) the workload is a file of
+    the unpacked artefact; a remote testinfra host (pytest --hosts=ssh://...)
+    gets its source on stdin."""
+    if probe.is_local:
+        return f"python3 {quote(str(workloads.source_path(name)))} {args}"
     source = workloads.script(name)
     marker = "NPUENV_WORKLOAD_EOF"
     assert marker not in source
-    rc, out, err = probe.run(f"timeout {timeout} python3 - {args} <<'{marker}'\n{source}\n{marker}")
+    return f"python3 - {args} <<'{marker}'\n{source}\n{marker}"
+
+
+def run_workload(probe: facts_mod.Probe, name: str, args: str, timeout: int = 600) -> tuple[dict | None, str]:
+    """Run a workload with the host's python3; (its JSON, its output)."""
+    rc, out, err = probe.run(f"timeout {timeout} {workload_command(probe, name, args)}")
     text = out + err
     for line in reversed(out.strip().splitlines()):
         if line.startswith("{"):

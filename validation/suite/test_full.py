@@ -10,12 +10,9 @@ import pytest
 import testinfra
 
 from validation import facts as facts_mod, vendor_tools, workloads
-from validation.suite.test_standard import _ran, allreduce, check_allreduce
+from validation.suite.test_standard import _device_ids, _ran, allreduce, check_allreduce, device_ips
 
 pytestmark = pytest.mark.full
-
-MASTER_PORT = 29512
-
 
 def test_ddp(workload, options, check):
     nproc = f"--nproc {options['nproc']}" if options["nproc"] else ""
@@ -41,74 +38,108 @@ def test_bandwidth_sweep(workload, options, check):
 
 
 def _fleet(pytestconfig):
+    """The testinfra hosts of a controller-side run (pytest --hosts=a,b,...)."""
     specs = [h for h in (pytestconfig.getoption("hosts") or "").split(",") if h]
     if len(specs) < 2:
         pytest.skip(f"needs two or more hosts, {len(specs)} given")
     return [testinfra.get_host(spec) for spec in specs]
 
 
-def test_allreduce_across_nodes(pytestconfig, options, stack, check):
-    hosts = _fleet(pytestconfig)
-    probes = [facts_mod.HostProbe(h) for h in hosts]
-    _, addr, _ = probes[0].run("hostname -I")
-    master = addr.split()[0]
+def allreduce_rank(probe, options, nnodes: int, rank: int, master: str) -> tuple[int, str, str]:
+    """This node's part of the all_reduce across nodes: torchrun with a static
+    rendezvous on ``master``, one process per device (or --npuenv-nproc)."""
     nproc = options["nproc"] or 1
-    script = workloads.script("allreduce")
+    args = (f"--backend {options['backend']} --min-bytes 1024 --max-bytes 1048576 --factor 4 --iters 5 "
+            f"--warmup 2 --timeout {options['timeout']}")
+    launch = (f"timeout {options['timeout'] + 120} python3 -m torch.distributed.run --nnodes={nnodes} "
+              f"--node-rank={rank} --nproc-per-node={nproc} --master-addr={shlex.quote(master)} "
+              f"--master-port={options['fleet_port']} --max-restarts=0")
+    if probe.is_local:
+        return probe.run(f"{launch} {shlex.quote(str(workloads.source_path('allreduce')))} {args}")
+    # A remote testinfra host: the workload's joined source as a file, for torchrun.
     marker = "NPUENV_WORKLOAD_EOF"
+    return probe.run(f"cat > /tmp/npuenv_allreduce.py <<'{marker}'\n{workloads.script('allreduce')}\n{marker}\n"
+                     f"{launch} /tmp/npuenv_allreduce.py {args}")
 
-    def run(rank):
-        command = (f"cat > /tmp/npuenv_allreduce.py <<'{marker}'\n{script}\n{marker}\n"
-                   f"timeout {options['timeout'] + 120} python3 -m torch.distributed.run --nnodes={len(hosts)} "
-                   f"--node-rank={rank} --nproc-per-node={nproc} --master-addr={master} --master-port={MASTER_PORT} "
-                   f"/tmp/npuenv_allreduce.py --backend {options['backend']} --min-bytes 1024 --max-bytes 1048576 "
-                   f"--factor 4 --iters 5 --warmup 2 --timeout {options['timeout']}")
-        return probes[rank].run(command)
 
-    with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
-        outcomes = list(pool.map(run, range(len(hosts))))
-    rc, out, err = outcomes[0]
-    result = None
+def _last_json(out: str) -> dict | None:
     for line in reversed(out.strip().splitlines()):
         if line.startswith("{"):
-            result = json.loads(line)
-            break
-    check_allreduce(check, result, out + err, f"the all_reduce across {len(hosts)} nodes")
-    check(result["world_size"] == len(hosts) * nproc, "not every node joined the all_reduce",
-          expected=f"world size {len(hosts) * nproc}", found=f"world size {result['world_size']}",
-          cause="a node cannot reach the master", fix=f"check that port {MASTER_PORT} on {master} is reachable")
-
-
-def test_netdetect_peers(pytestconfig, stack, check):
-    hosts = _fleet(pytestconfig)
-    probes = [facts_mod.HostProbe(h) for h in hosts]
-    hccn = stack["paths"]["hccn_tool"]
-    ips = []
-    for p in probes:
-        devices = {}
-        for chip in facts_mod.collect(p)["devices"]:
-            dev = chip["phy_id"] if chip["phy_id"] is not None else chip["npu"]
-            _, out, _ = p.run(f"{hccn} -i {dev} -ip -g")
             try:
-                conf = vendor_tools.parse_ip(out)
-            except vendor_tools.VendorOutputError:
-                conf = None
-            devices[dev] = conf.address if conf else None
-        ips.append(devices)
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+@pytest.mark.fleet
+def test_allreduce_across_nodes(pytestconfig, probe, options, check):
+    nproc = options["nproc"] or 1
+    if options["fleet_size"]:
+        # On a node, in the fleet phase: every node runs its rank at the same time.
+        nnodes, rank, master = options["fleet_size"], options["fleet_rank"], options["fleet_master"]
+        rc, out, err = allreduce_rank(probe, options, nnodes, rank, master)
+    else:
+        hosts = _fleet(pytestconfig)
+        probes = [facts_mod.HostProbe(h) for h in hosts]
+        _, addr, _ = probes[0].run("hostname -I")
+        nnodes, rank, master = len(hosts), 0, addr.split()[0]
+        with concurrent.futures.ThreadPoolExecutor(nnodes) as pool:
+            outcomes = list(pool.map(lambda r: allreduce_rank(probes[r], options, nnodes, r, master), range(nnodes)))
+        rc, out, err = outcomes[0]
+    result = _last_json(out)
+    what = f"the all_reduce across {nnodes} nodes"
+    check(result is not None or rc != 124, f"{what} did not finish within {options['timeout'] + 120} s",
+          expected="every node joins the rendezvous and the sweep completes", found=(out + err).strip()[-600:],
+          cause=f"a node did not join the rendezvous at {master}:{options['fleet_port']}, or a rank hung",
+          fix="see which nodes of the fleet report failed or unreachable for this check")
+    # Every node checks the sums; the bandwidth table is kept once, by rank 0.
+    check_allreduce(check, result, out + err, what, record=rank == 0)
+    check(result["world_size"] == nnodes * nproc, "not every node joined the all_reduce",
+          expected=f"world size {nnodes * nproc}", found=f"world size {result['world_size']}",
+          cause="a node cannot reach the master", fix=f"check that port {options['fleet_port']} on {master} is reachable")
+
+
+def ping_peer(probe, hccn: str, own: dict, peer: dict, name: str) -> list[str]:
+    """Ping the same device of the peer from each device; the paths that fail."""
     failures = []
-    for i, p in enumerate(probes):
-        peer = ips[(i + 1) % len(probes)]
-        for dev, ip in ips[i].items():
-            target = peer.get(dev)
-            if not ip or not target:
-                failures.append(f"{hosts[i].backend.get_pytest_id()} device {dev}: no device IP to ping with")
-                continue
-            _, out, err = p.run(f"{hccn} -i {dev} -ping -g address {shlex.quote(target)}")
-            try:
-                ok = vendor_tools.parse_ping(out).ok
-            except vendor_tools.VendorOutputError:
-                ok = False
-            if not ok:
-                failures.append(f"{hosts[i].backend.get_pytest_id()} device {dev} -> {target}")
+    for dev, ip in own.items():
+        target = peer.get(dev)
+        if not ip or not target:
+            failures.append(f"{name} device {dev}: no device IP to ping with")
+            continue
+        _, out, _ = probe.run(f"{hccn} -i {dev} -ping -g address {shlex.quote(target)}")
+        try:
+            ok = vendor_tools.parse_ping(out).ok
+        except vendor_tools.VendorOutputError:
+            ok = False
+        if not ok:
+            failures.append(f"{name} device {dev} -> {target}")
+    return failures
+
+
+def parse_peer_ips(text: str) -> dict[int, str]:
+    """--npuenv-peer-ips DEVICE=IP,...: the next node's device addresses."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        dev, _, ip = item.partition("=")
+        out[int(dev)] = ip
+    return out
+
+
+@pytest.mark.fleet
+def test_netdetect_peers(pytestconfig, probe, facts, stack, options, check):
+    hccn = stack["paths"]["hccn_tool"]
+    if options["fleet_size"]:
+        own = device_ips(probe, hccn, _device_ids(facts))
+        failures = ping_peer(probe, hccn, own, parse_peer_ips(options["peer_ips"]), "this node")
+    else:
+        hosts = _fleet(pytestconfig)
+        probes = [facts_mod.HostProbe(h) for h in hosts]
+        ips = [device_ips(p, hccn, _device_ids(facts_mod.collect(p))) for p in probes]
+        failures = []
+        for i, p in enumerate(probes):
+            failures += ping_peer(p, hccn, ips[i], ips[(i + 1) % len(probes)], hosts[i].backend.get_pytest_id())
     check(not failures, f"{len(failures)} NPU-to-NPU path(s) between nodes do not answer",
           expected="every device reaches the same device of the next node", found="; ".join(failures[:10]),
           cause="the RoCE network between these nodes is down or misconfigured (device IP, netmask, switch)",

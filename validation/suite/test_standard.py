@@ -56,10 +56,30 @@ def test_migrate(workload, check):
           cause="torch_npu's automatic migration does not cover this script", fix="see torch_npu.contrib.transfer_to_npu")
 
 
+def _device_ids(facts) -> list[int]:
+    """hccn_tool's -i: each chip's physical id (older npu-smi tables lack it: the NPU id)."""
+    return [d["phy_id"] if d["phy_id"] is not None else d["npu"] for d in facts["devices"]]
+
+
+def device_ips(probe, hccn: str, devices: list[int]) -> dict[int, str | None]:
+    """Each device's RoCE address (hccn_tool -i N -ip -g), None where unset."""
+    out = {}
+    for dev in devices:
+        _, text, _ = probe.run(f"{hccn} -i {dev} -ip -g")
+        try:
+            conf = vendor_tools.parse_ip(text)
+        except vendor_tools.VendorOutputError:
+            conf = None
+        out[dev] = conf.address if conf else None
+    return out
+
+
 def test_npu_network(probe, facts, stack, check):
     hccn = stack["paths"]["hccn_tool"]
-    devices = [d["phy_id"] if d["phy_id"] is not None else i for i, d in enumerate(facts["devices"])]
+    devices = _device_ids(facts)
     check(bool(devices), "no NPU to check the network of", expected="devices", found="none")
+    # The fleet phase pings these from the previous node (test_full.test_netdetect_peers).
+    check.record({"device_ips": device_ips(probe, hccn, devices)})
     bad = []
     for dev in devices:
         _, link_out, link_err = probe.run(f"{hccn} -i {dev} -link -g")
@@ -85,7 +105,7 @@ def allreduce(workload, options, max_bytes: int, extra: str = ""):
                                  f"--warmup 2 --timeout {options['timeout']} {extra}")
 
 
-def check_allreduce(check, result, text, what):
+def check_allreduce(check, result, text, what, record: bool = True):
     _ran(check, result, text, what)
     check(not result.get("timed_out"), f"{what} hung", expected=f"completes within {result.get('timeout_s')} s",
           found=str(result.get("error")), cause="a rank is stuck or a link between devices is down",
@@ -94,7 +114,8 @@ def check_allreduce(check, result, text, what):
     check(not wrong, f"{what} returned wrong sums", expected="every element equals the sum over ranks",
           found=", ".join(f"{r['bytes']} B: ranks {r['bad_ranks']}" for r in wrong),
           cause="a device or link corrupts data", fix="isolate the device in bad_ranks and run the smoke check on it")
-    check.record({"backend": result["backend"], "world_size": result["world_size"], "sizes": result["rows"]})
+    if record:
+        check.record({"backend": result["backend"], "world_size": result["world_size"], "sizes": result["rows"]})
 
 
 def test_allreduce_local(workload, options, check):
