@@ -1,8 +1,13 @@
-"""The fleet end to end on three simulated nodes: `npuenv deploy` converges them
-(one node first fails on a corrupt installer while the others converge), a
-re-run changes nothing, check mode and an interrupted run behave, and
-`npuenv validate` passes every level on the healthy nodes and catches every
-fault the simulator can inject with the right check and explanation."""
+"""The fleet end to end on three simulated nodes reached as real servers are:
+over SSH, as a non-root user with sudo, with host keys checked.
+
+`npuenv deploy` converges them with the whole of site.yml, the firmware's
+reboot included (one node first fails on a corrupt installer while the others
+converge), a re-run changes nothing, check mode and an interrupted run behave;
+`npuenv validate` runs on the nodes through the inventory, passes every level on
+the healthy nodes, reports unreachable nodes as failed (never OK), flags a
+slowed node as the straggler, and catches every fault the simulator can inject
+with the right check and explanation."""
 from __future__ import annotations
 
 import json
@@ -23,6 +28,8 @@ from tests.sim import faults as sim_faults
 from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
 from tests.sim.cann_runtime.build import build_runtime_for_wheel
+from validation import vendor_tools
+from validation.run import expected_stack
 
 # The tests of this module share one fleet and run in order: `make test` keeps
 # each file on one worker (--dist loadfile).
@@ -55,22 +62,21 @@ class Fleet:
         self.installers = tmp / "installers"
         self.corrupt = tmp / "installers-corrupt"
         self.old = tmp / "installers-old"
+        self.access = sim_nodes.SshAccess.create(tmp / "ssh")
         self.names = sim_nodes.node_names(3, PREFIX)
 
-    def inventory(self, corrupt_host: str | None = None, hosts: list[str] | None = None) -> Path:
+    def inventory(self, corrupt_host: str | None = None, hosts: list[str] | None = None, **group_vars) -> Path:
         hosts = hosts or self.names
-        entries = {}
+        host_vars = {}
         for i, name in enumerate(hosts):
-            entries[name] = {"hccn_device_ips": [f"10.30.{d}.{i + 1}" for d in range(8)]}
+            host_vars[name] = {"hccn_device_ips": [f"10.30.{d}.{i + 1}" for d in range(8)]}
             if name == corrupt_host:
-                entries[name]["npuenv_installer_cache"] = str(self.corrupt)
-        inv = {"all": {"children": {"npu_nodes": {"hosts": entries, "vars": {
-            "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
-            "ansible_become": False, "npu_driver_reboot": False,
+                host_vars[name]["npuenv_installer_cache"] = str(self.corrupt)
+        inv = sim_nodes.inventory(hosts, self.access, host_vars=host_vars, group_vars={
             "npuenv_row": {"torch_npu": ROW, "python": "3.11", "chip": "910b"},
             "npuenv_installer_cache": str(self.installers), "npuenv_wheelhouse": str(self.wheelhouse),
-            "hccn_netdetect_address": "10.30.0.254"}}}}}
-        path = self.tmp / f"inventory-{corrupt_host or 'good'}-{len(hosts)}.yml"
+            "hccn_netdetect_address": "10.30.0.254", **group_vars})
+        path = self.tmp / f"inventory-{corrupt_host or 'good'}-{len(hosts)}-{len(group_vars)}.yml"
         path.write_text(yaml.safe_dump(inv))
         return path
 
@@ -95,13 +101,18 @@ def fleet(node_image, matrix, tmp_path_factory):
             data[-64] ^= 0xFF  # damaged in the cache; SHA256SUMS still lists the good file
         (f.corrupt / src.name).write_bytes(bytes(data))
         (f.corrupt / src.name).chmod(src.stat().st_mode)
-    sim_nodes.start_nodes(3, f.state_root, prefix=PREFIX)
+    sim_nodes.start_nodes(3, f.state_root, prefix=PREFIX, access=f.access)
     yield f
-    sim_nodes.remove_nodes(f.names + [f"{PREFIX}-x-0"])
+    sim_nodes.remove_nodes(f.names + [f"{PREFIX}-x-0", f"{PREFIX}-bare-0"])
 
 
 def deploy(inventory: Path, *extra) -> subprocess.CompletedProcess:
     return npuenv("deploy", "--inventory", str(inventory), *extra)
+
+
+def podman_host(name: str):
+    """The test's own view into a node (the product only ever reaches it over SSH)."""
+    return testinfra.get_host(f"podman://{name}")
 
 
 def test_one_corrupt_installer_fails_only_its_node(fleet):
@@ -114,7 +125,15 @@ def test_one_corrupt_installer_fails_only_its_node(fleet):
     for good in (fleet.names[0], fleet.names[2]):
         assert r[good]["failed"] == 0 and r[good]["unreachable"] == 0
     # nothing was installed on the failed node: the installers are checked before anything runs
-    assert not testinfra.get_host(f"podman://{bad}").file("/usr/local/Ascend").exists
+    assert not podman_host(bad).file("/usr/local/Ascend").exists
+    # the good nodes were rebooted for their new firmware, and came back with it running
+    assert "NPU driver | Reboot for the new firmware" in run.stdout
+    for good in (fleet.names[0], fleet.names[2]):
+        board = podman_host(good).check_output("npu-smi info -t board -i 0")
+        installed = podman_host(good).file(f"{fleet.stack.paths['firmware_home']}/version.info").content_string
+        running = re.search(r"Firmware Version\s*:\s*(\S+)", board).group(1)
+        assert f"Version={running}\n" in installed
+        assert not podman_host(good).file("/etc/npu-sim/firmware.pending").exists
 
 
 def test_rerun_after_the_fix_converges_it_and_changes_nothing_elsewhere(fleet):
@@ -134,32 +153,38 @@ def test_second_run_changes_nothing(fleet):
 def test_converged_nodes_match_the_row(fleet):
     s = fleet.stack
     for name in fleet.names:
-        host = testinfra.get_host(f"podman://{name}")
+        host = podman_host(name)
         assert host.file(f"{s.paths['driver_home']}/version.info").contains(f"^Version={s.row.hdk['version'].lower()}$")
         assert host.file(f"{s.paths['toolkit_home']}/{s.arch}-linux/ascend_toolkit_install.info").contains(
             f"^version={s.row.cann}$")
         assert host.file(s.paths["kernels_dir"]).is_directory
         assert host.file(s.paths["env_script"]).exists
-        env = host.check_output("bash -lc 'echo $ASCEND_HOME_PATH; python3 -c \"import torch_npu, torch; "
-                                "print(torch_npu.__version__, torch.npu.device_count())\"'")
-        assert env.splitlines()[0] == s.environment()[0]["ASCEND_HOME_PATH"]
-        assert env.splitlines()[-1] == f"{s.row.torch_npu} 8"
-        assert "OK" in host.check_output("npu-smi info") and "Critical" not in host.check_output("npu-smi info")
+        # what the operator's login sees over SSH: the CANN environment and torch_npu on the NPUs
+        env = subprocess.run(["ssh", *fleet.access.ssh_options(), "-p", str(sim_nodes.ssh_port(name)),
+                              f"{sim_nodes.LOGIN_USER}@127.0.0.1",
+                              "bash -lc 'echo $ASCEND_HOME_PATH; python3 -c \"import torch_npu, torch; "
+                              "print(torch_npu.__version__, torch.npu.device_count())\"'"],
+                             capture_output=True, text=True, timeout=120)
+        assert env.returncode == 0, env.stderr
+        assert env.stdout.splitlines()[0] == s.environment()[0]["ASCEND_HOME_PATH"]
+        assert env.stdout.splitlines()[-1] == f"{s.row.torch_npu} 8"
+        info = vendor_tools.parse_npu_smi_info(host.check_output("npu-smi info"))
+        assert len(info.chips) == 8 and {c.health for c in info.chips} == {"OK"}
         assert host.file("/etc/hccn.conf").contains("^address_0=10.30.0.")
 
 
 def test_check_mode_then_an_interrupted_run_converges(fleet):
     name = f"{PREFIX}-x-0"
-    sim_nodes.start_nodes(1, fleet.tmp / "state-x", prefix=f"{PREFIX}-x")
+    sim_nodes.start_nodes(1, fleet.tmp / "state-x", prefix=f"{PREFIX}-x", access=fleet.access)
     inventory = fleet.inventory(hosts=[name])
-    check = deploy(inventory, "--check", "--tags", "preflight,driver,cann,env,hccn,tuning")
+    check = deploy(inventory, "--check", "--tags", "driver,cann,env,hccn,tuning")
     assert check.returncode == 0, check.stdout[-3000:]
     assert recap(check.stdout)[name]["changed"] > 0
-    host = testinfra.get_host(f"podman://{name}")
+    host = podman_host(name)
     assert not host.file("/usr/local/Ascend/driver").exists, "check mode changed the node"
 
     # Kill the play in the middle of the CANN install, then run it again.
-    proc = subprocess.Popen([*NPUENV, "deploy", "--inventory", str(inventory), "--tags", "preflight,driver,cann,env"],
+    proc = subprocess.Popen([*NPUENV, "deploy", "--inventory", str(inventory), "--tags", "driver,cann,env"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     seen = ""
@@ -171,24 +196,38 @@ def test_check_mode_then_an_interrupted_run_converges(fleet):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert "CANN | Install the toolkit" in seen, seen[-2000:]
-    again = deploy(inventory, "--tags", "preflight,driver,cann,env")
+    again = deploy(inventory, "--tags", "driver,cann,env")
     assert again.returncode == 0, again.stdout[-3000:]
     assert host.file(f"{fleet.stack.paths['kernels_dir']}").is_directory
-    final = deploy(inventory, "--tags", "preflight,driver,cann,env")
+    final = deploy(inventory, "--tags", "driver,cann,env")
     assert recap(final.stdout)[name]["changed"] == 0
 
 
-def validate(fleet, targets, *args) -> tuple[int, dict, str]:
+def test_deploy_refuses_a_limit_or_tags_that_match_nothing(fleet):
+    inventory = fleet.inventory()
+    limit = deploy(inventory, "--limit", "no-such-node")
+    assert limit.returncode == 2 and "--limit no-such-node matches no host of 'npu_nodes'" in limit.stderr
+    tags = deploy(inventory, "--tags", "drivers")
+    assert tags.returncode == 2 and "--tags drivers matches nothing in site.yml" in tags.stderr
+    assert "PLAY" not in limit.stdout + tags.stdout  # nothing was started
+
+
+def validate(fleet, targets, *args, inventory: Path | None = None) -> tuple[int, dict | None, str]:
+    """npuenv validate over the fleet's inventory; a target is an Ansible pattern or a full target."""
+    inventory = inventory or fleet.inventory()
     out = fleet.tmp / f"validation-{time.time_ns()}"
-    run = npuenv("validate", *[a for t in targets for a in ("--target", f"podman://{t}")], "--row", ROW,
+    spec = [t if "://" in t else f"ansible://{t}?inventory={inventory}" for t in targets]
+    run = npuenv("validate", *[a for t in spec for a in ("--target", t)], "--row", ROW,
                  "--backend", "cpu", "--out", str(out), *args)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
     return run.returncode, results, run.stdout + run.stderr
 
 
 def test_every_level_passes_on_the_healthy_fleet(fleet):
-    rc, results, text = validate(fleet, fleet.names, "--level", "full", "--max-bytes", str(4 << 20), "--timeout", "60")
+    rc, results, text = validate(fleet, ["npu_nodes"], "--level", "full", "--max-bytes", str(4 << 20),
+                                 "--timeout", "60", "--straggler-margin", "0.9")
     assert rc == 0, text[-4000:]
+    assert results["summary"] == {"hosts": 3, "passed": 3, "failed": 0, "unreachable": 0, "error": 0}
     by_status = {}
     for r in results["results"]:
         by_status.setdefault(r["status"], []).append((r["host"], r["check"]))
@@ -196,12 +235,96 @@ def test_every_level_passes_on_the_healthy_fleet(fleet):
     # not applicable on the CPU backend, and torchvision has no CPU build here (the wheelhouse says so)
     assert {c for _, c in by_status.get("skipped", [])} <= {"migrate"}
     assert {c for _, c in by_status.get("warning", [])} <= {"python_versions"}
-    checks = {r["check"] for r in results["results"]}
-    assert {"driver_version", "npu_health", "torch_npu_import", "train", "allreduce_local", "ddp",
-            "bandwidth_sweep", "allreduce_across_nodes", "netdetect_peers"} <= checks
+    per_host = {"driver_version", "npu_health", "torch_npu_import", "train", "allreduce_local", "ddp",
+                "bandwidth_sweep", "allreduce_across_nodes", "netdetect_peers"}
+    for name in fleet.names:
+        assert per_host <= {c for h, c in by_status["passed"] if h == name}, name
+    fleet_rows = {r["check"]: r for r in results["results"] if r["host"] == "fleet"}
+    assert set(fleet_rows) == {"allreduce_across_nodes", "netdetect_peers"}
+    assert all(r["status"] == "passed" and r["message"] == "all 3 nodes took part" for r in fleet_rows.values())
+    across = next(r for r in results["results"] if r["check"] == "allreduce_across_nodes" and r["data"])
+    assert across["data"]["world_size"] == 3 and all(row["correct"] for row in across["data"]["sizes"])
     assert results["meta"]["backend"] == "cpu"
-    report = (Path(text.split("reports: ")[-1].split(",")[0])).read_text()
+    report = (Path(text.split("reports: ")[-1].split(",")[0]).parent / "report.html").read_text()
     assert "allreduce_across_nodes" in report and "bandwidth-plot" in report
+
+
+def test_a_stopped_node_is_unreachable_and_fails_the_run(fleet):
+    down = fleet.names[2]
+    sim_nodes.stop_node(down)
+    try:
+        rc, results, text = validate(fleet, ["npu_nodes"], "--level", "quick")
+        assert rc == 1, text[-3000:]
+        assert results["summary"] == {"hosts": 3, "passed": 2, "failed": 0, "unreachable": 1, "error": 0}
+        assert results["host_status"][down]["status"] == "unreachable"
+        record = next(r for r in results["results"] if r["host"] == down)
+        assert record["check"] == "reachable" and record["status"] == "failed"
+        assert record["message"].startswith("unreachable: Failed to connect to the host via ssh")
+        assert "Connection refused" in record["message"]
+        assert record["failure"]["cause"].startswith("nothing listens on the SSH port")
+        assert f"reachable on 1 host(s): {down}" in text
+
+        # Every node down: nothing was checked, which is never an OK.
+        for name in fleet.names[:2]:
+            sim_nodes.stop_node(name)
+        rc, results, text = validate(fleet, ["npu_nodes"], "--level", "quick")
+        assert rc == 2 and results is None
+        assert "no check ran on any target" in text and all(f"{n}: unreachable" in text for n in fleet.names)
+    finally:
+        for name in fleet.names:
+            sim_nodes.podman("start", name)
+            sim_nodes.wait_for_sshd(name)
+
+
+def test_a_node_without_the_driver_fails_over_ssh(fleet):
+    name = f"{PREFIX}-bare-0"
+    sim_nodes.start_nodes(1, fleet.tmp / "state-bare", prefix=f"{PREFIX}-bare", access=fleet.access)
+    inventory = fleet.inventory(hosts=[name])
+    rc, results, text = validate(fleet, [name], "--level", "quick", inventory=inventory)
+    assert rc == 1, text[-3000:]
+    status = {r["check"]: r["status"] for r in results["results"]}
+    assert status["driver_version"] == "failed" and status["npu_health"] == "failed"
+    assert results["host_status"][name]["status"] == "failed"
+    sim_nodes.remove_nodes([name])
+
+
+def test_an_ssh_target_and_pytest_testinfra_directly(fleet, tmp_path):
+    """ssh://USER@HOST:PORT as npuenv's target, and the quick suite run the way
+    testinfra users run suites (pytest --hosts=ssh://...) from the controller."""
+    name = fleet.names[0]
+    port = sim_nodes.ssh_port(name)
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host 127.0.0.1\n  IdentityFile {fleet.access.key}\n"
+                      f"  UserKnownHostsFile {fleet.access.known_hosts}\n  StrictHostKeyChecking yes\n")
+    target = f"ssh://{sim_nodes.LOGIN_USER}@127.0.0.1:{port}?ssh_config={config}"
+    rc, results, text = validate(fleet, [target], "--level", "quick")
+    assert rc == 0, text[-3000:]
+    assert results["hosts"] == [f"{sim_nodes.LOGIN_USER}@127.0.0.1:{port}"]
+
+    stack = tmp_path / "stack.json"
+    stack.write_text(json.dumps(expected_stack(fleet.stack)))
+    direct = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "validation" / "suite" / "test_quick.py"), "-p", "no:cacheprovider",
+         "-q", f"--hosts=ssh://{sim_nodes.LOGIN_USER}@127.0.0.1:{port}", f"--ssh-config={config}", "--sudo",
+         f"--npuenv-stack={stack}", "--rootdir", str(ROOT / "validation" / "suite"), "-c", os.devnull],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert direct.returncode == 0, direct.stdout[-3000:]
+    assert re.search(r"^\d+ passed", direct.stdout.strip().splitlines()[-1]), direct.stdout[-500:]
+
+
+def test_the_slowed_node_and_only_it_is_the_straggler(fleet):
+    slow = fleet.names[1]
+    sim_nodes.podman("update", "--cpus", "0.2", slow)
+    try:
+        rc, results, text = validate(fleet, ["npu_nodes"], "--level", "standard", "--only", "train")
+    finally:
+        sim_nodes.podman("update", "--cpus", "0", slow)
+    assert rc == 0, text[-3000:]
+    flagged = [(s["host"], s["figure"]) for s in results["stragglers"]]
+    assert flagged == [(slow, "train_samples_per_s")], (flagged, results["figures"])
+    assert f"{slow}: train_samples_per_s" in text
+    prom = (Path(text.split("reports: ")[-1].split(",")[0]).parent / "metrics.prom").read_text()
+    assert f'npuenv_validation_straggler{{figure="train_samples_per_s",host="{slow}"}} 1.0' in prom
 
 
 @pytest.mark.parametrize("fault", sim_faults.FAULTS, ids=lambda f: f.name)

@@ -126,8 +126,9 @@ def wait_for_sshd(name: str, timeout: float = 60) -> str:
 
 
 def ssh_port(name: str) -> int:
-    out = podman("port", name, "22/tcp").stdout.strip()  # 127.0.0.1:PORT
-    return int(out.rsplit(":", 1)[1])
+    """The node's SSH port on 127.0.0.1 (kept while the node is stopped, for its inventory)."""
+    out = podman("inspect", name, "--format", '{{(index (index .HostConfig.PortBindings "22/tcp") 0).HostPort}}')
+    return int(out.stdout.strip())
 
 
 def node_ip(name: str) -> str:

@@ -1,0 +1,276 @@
+"""The validation runner's merge, exit codes and reports, on hand-written node
+results (what validation/node.py prints), and the artefact run on this machine."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import compat_matrix as cm
+from compat_matrix.errors import UserError
+from validation import artefact, report, run
+from validation.run import Outcome
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rec(host, check, status="passed", message="", data=None, failure=None):
+    r = {"host": host, "check": check, "level": "quick", "status": status, "duration_s": 0.5,
+         "message": message, "data": data}
+    if failure:
+        r["failure"] = failure
+    return r
+
+
+def doc(*records, **extra):
+    return {"hostname": "x", "python": "3.11.2", "results": [dict(r, host="local://") for r in records], **extra}
+
+
+# --- one node's outcome ----------------------------------------------------------
+
+def test_judge_reads_the_last_json_line_and_refuses_silence():
+    ok = run.judge(1, "log line\n" + json.dumps(doc(rec("h", "npu_health", "failed"))) + "\n", "")
+    assert ok.status == "ran" and ok.document["results"][0]["check"] == "npu_health"
+    silent = run.judge(137, "", "Killed")
+    assert silent.status == "error" and silent.reason == "the validation artefact gave no result (exit 137): Killed"
+    broken = run.judge(2, json.dumps({"error": "python3 3.8 on this node is too old"}), "")
+    assert broken.status == "error" and broken.reason == "python3 3.8 on this node is too old"
+
+
+def test_records_of_an_unreachable_host_is_a_failed_reachable_check_with_sshs_reason():
+    reason = "Failed to connect to the host via ssh: ssh: connect to host 10.0.0.9 port 22: Connection refused"
+    [r] = run.records_of("atlas-09", Outcome("unreachable", reason))
+    assert (r["host"], r["check"], r["status"]) == ("atlas-09", "reachable", "failed")
+    assert r["message"] == "unreachable: " + reason
+    assert r["failure"]["cause"] == "nothing listens on the SSH port: sshd is down, the host is rebooting, or the port is wrong"
+    denied = run.records_of("a", Outcome("unreachable", "Failed to connect: Permission denied (publickey)."))[0]
+    assert denied["failure"]["cause"] == "the login user does not accept this SSH key"
+    keys = run.records_of("a", Outcome("unreachable", "Host key verification failed."))[0]
+    assert "known_hosts" in keys["failure"]["cause"] and "never turn host key checking off" in keys["failure"]["fix"]
+
+
+def test_records_of_a_host_that_ran_are_renamed_from_local():
+    out = run.records_of("atlas-01", Outcome("ran", document=doc(rec("x", "driver_version"), rec("x", "nnal"))))
+    assert [(r["host"], r["check"]) for r in out] == [("atlas-01", "driver_version"), ("atlas-01", "nnal")]
+
+
+def test_records_of_a_host_in_error():
+    [r] = run.records_of("atlas-01", Outcome("error", "pytest exit 4: usage"))
+    assert (r["check"], r["status"]) == ("suite", "error")
+
+
+# --- exit codes --------------------------------------------------------------------
+
+@pytest.mark.parametrize("records, ran, code", [
+    ([rec("a", "npu_health"), rec("b", "npu_health", "warning")], True, 0),
+    ([rec("a", "npu_health"), rec("b", "npu_health", "failed")], True, 1),
+    ([rec("a", "npu_health"), rec("b", "suite", "error")], True, 1),
+    ([rec("a", "npu_health"), rec("b", "reachable", "failed")], True, 1),
+    ([rec("a", "reachable", "failed"), rec("b", "reachable", "failed")], False, 1),
+    ([rec("a", "migrate", "skipped"), rec("b", "migrate", "skipped")], False, 0),
+    ([], False, 0),
+])
+def test_checks_ran_and_exit_status(records, ran, code):
+    assert run.checks_ran(records) is ran
+    assert run.exit_status(records) == code
+
+
+def test_validate_says_nothing_ran_with_exit_2_when_every_target_is_unreachable(monkeypatch, tmp_path):
+    class Down:
+        fleet_member = True
+        hosts = ["a", "b"]
+
+        def run(self, artefact_path, args):
+            return {h: Outcome("unreachable", "Connection refused") for h in self.hosts}
+
+    monkeypatch.setattr(run, "plan", lambda *a, **k: ([Down()], {}))
+    with pytest.raises(UserError) as e:
+        run.validate(["ansible://x?inventory=y"], "quick", cm.Constraints(torch_npu="2.13.0"), tmp_path / "out")
+    assert str(e.value) == ("no check ran on any target (a: unreachable Connection refused; "
+                            "b: unreachable Connection refused)")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+# --- the fleet phase ----------------------------------------------------------------
+
+def test_fleet_args_rank_the_members_and_give_each_the_next_nodes_device_ips():
+    phase1 = {
+        "n0": Outcome("ran", document=doc(rec("x", "npu_network", data={"device_ips": {"0": "10.0.0.1", "1": "10.0.1.1"}}),
+                                          addresses=["192.168.1.10", "172.17.0.1"])),
+        "n1": Outcome("ran", document=doc(rec("x", "npu_network", data={"device_ips": {"0": "10.0.0.2", "1": None}}),
+                                          addresses=["192.168.1.11"])),
+    }
+    args = run.fleet_args(phase1, ["n0", "n1"], ["--level", "full"], 29600)
+    assert args["n0"] == ["--level", "full", "--fleet", "--npuenv-fleet-size=2", "--npuenv-fleet-rank=0",
+                          "--npuenv-fleet-master=192.168.1.10", "--npuenv-fleet-port=29600",
+                          "--npuenv-peer-ips=0=10.0.0.2"]
+    assert args["n1"][4] == "--npuenv-fleet-rank=1" and args["n1"][-1] == "--npuenv-peer-ips=0=10.0.0.1,1=10.0.1.1"
+
+
+def test_fleet_records_name_the_nodes_that_failed_hung_or_vanished():
+    phase = {
+        "n0": Outcome("ran", document=doc(rec("x", "allreduce_across_nodes", "failed", "the all_reduce hung"),
+                                          rec("x", "netdetect_peers"))),
+        "n1": Outcome("unreachable", "Connection refused"),
+        "n2": Outcome("ran", document=doc(rec("x", "allreduce_across_nodes"), rec("x", "netdetect_peers"))),
+    }
+    out = {r["check"]: r for r in run.fleet_records(phase, ["n0", "n1", "n2"])}
+    allreduce = out["allreduce_across_nodes"]
+    assert allreduce["host"] == "fleet" and allreduce["status"] == "failed"
+    assert allreduce["message"] == ("2 of 3 node(s) failed: n0 (the all_reduce hung); "
+                                    "n1 (unreachable: Connection refused)")
+    assert out["netdetect_peers"]["message"] == "1 of 3 node(s) failed: n1 (unreachable: Connection refused)"
+    healthy = run.fleet_records({"n0": phase["n2"], "n2": phase["n2"]}, ["n0", "n2"])
+    assert [(r["check"], r["status"], r["message"]) for r in healthy] == [
+        ("allreduce_across_nodes", "passed", "all 2 nodes took part"), ("netdetect_peers", "passed", "all 2 nodes took part")]
+
+
+# --- targets -------------------------------------------------------------------------
+
+def test_ssh_targets_become_an_inventory_with_sudo_for_non_root_users(tmp_path):
+    path = run.ssh_inventory(["ssh://ops@10.0.0.11:2222?ssh_identity_file=/k/id&ssh_config=/k/cfg",
+                              "ssh://root@atlas-02"], tmp_path)
+    hosts = json.loads(path.read_text())["all"]["children"]["npu_nodes"]["hosts"]
+    assert hosts["ops@10.0.0.11:2222"] == {"ansible_host": "10.0.0.11", "ansible_port": 2222, "ansible_user": "ops",
+                                            "ansible_become": True, "ansible_ssh_private_key_file": "/k/id",
+                                            "ansible_ssh_common_args": "-F /k/cfg"}
+    assert hosts["root@atlas-02:22"]["ansible_become"] is False
+
+
+@pytest.mark.parametrize("target, message", [
+    ("ssh://ops@host?password=x", "unknown option(s) password"),
+    ("ssh://ops@host:http", "the port must be a number"),
+    ("ssh://ops@ho;st", "use ssh://USER@HOST[:PORT]"),
+    ("ssh://o$(id)@host", "is not a user name"),
+])
+def test_bad_ssh_targets_are_refused(tmp_path, target, message):
+    with pytest.raises(UserError) as e:
+        run.ssh_inventory([target], tmp_path)
+    assert message in str(e.value)
+
+
+def test_unknown_and_repeated_targets_are_refused(tmp_path):
+    from contextlib import ExitStack
+    with ExitStack() as stack, pytest.raises(UserError) as e:
+        run.plan(["nfs://x"], "/", [], stack, tmp_path)
+    assert "unknown target 'nfs://x'" in str(e.value)
+    with ExitStack() as stack, pytest.raises(UserError) as e:
+        run.plan(["local", "local"], "/", [], stack, tmp_path)
+    assert str(e.value) == "target(s) given twice: local"
+    with ExitStack() as stack, pytest.raises(UserError) as e:
+        run.plan(["podman://--help"], "/", [], stack, tmp_path)
+    assert "use podman://CONTAINER" in str(e.value)
+
+
+# --- the fleet report -------------------------------------------------------------------
+
+def fleet(n_slow=1):
+    records = []
+    for i, rate in enumerate([100.0, 104.0, 97.0, 50.0][: 3 + n_slow]):
+        h = f"n{i}"
+        records += [rec(h, "train", data={"samples_per_s": rate}),
+                    rec(h, "allreduce_local", data={"sizes": [
+                        {"bytes": 1024, "algbw_gbps": 0.1, "busbw_gbps": 0.1, "correct": True},
+                        {"bytes": 4096, "algbw_gbps": 10.0 + i * 0.1, "busbw_gbps": 10.0 + i * 0.1, "correct": True}]})]
+    return records
+
+
+def test_the_straggler_is_the_host_below_the_median_by_more_than_the_margin():
+    result = report.fleet_result(fleet(), ["n0", "n1", "n2", "n3"], {})
+    assert [(s["host"], s["figure"]) for s in result["stragglers"]] == [("n3", "train_samples_per_s")]
+    s = result["stragglers"][0]
+    assert (s["value"], s["median"], s["ratio"]) == (50.0, 98.5, 0.508)
+    warning = next(r for r in result["results"] if r["check"] == "straggler")
+    assert (warning["host"], warning["status"]) == ("n3", "warning")
+    assert result["host_status"]["n3"]["status"] == "passed"  # a finding, not a failure
+    # a wider margin lets it through; a host at exactly 80 % of the median is not flagged
+    assert report.fleet_result(fleet(), ["n0", "n1", "n2", "n3"], {}, straggler_margin=0.5)["stragglers"] == []
+    assert report.stragglers({"train_samples_per_s": {"a": 80.0, "b": 100.0, "c": 100.0}}, 0.2) == []
+    assert [s["host"] for s in report.stragglers({"train_samples_per_s": {"a": 79.9, "b": 100.0, "c": 100.0}}, 0.2)] == ["a"]
+
+
+def test_summary_groups_failures_by_check_and_cause_with_their_hosts():
+    cause = {"summary": "s", "expected": "e", "found": "f", "cause": "the device reports a fault", "fix": "reset"}
+    records = [rec("n0", "npu_health"), rec("n1", "npu_health", "failed", "NPU 3 Critical", failure=cause),
+               rec("n2", "npu_health", "failed", "NPU 1 Alarm", failure=cause),
+               rec("n3", "reachable", "failed", "unreachable: Connection refused",
+                   failure={**cause, "cause": "nothing listens"})]
+    result = report.fleet_result(records, ["n0", "n1", "n2", "n3"], {})
+    assert result["summary"] == {"hosts": 4, "passed": 1, "failed": 2, "unreachable": 1, "error": 0}
+    assert [(g["check"], g["cause"], g["hosts"]) for g in result["failures"]] == [
+        ("npu_health", "the device reports a fault", ["n1", "n2"]), ("reachable", "nothing listens", ["n3"])]
+    text = report.terminal(result)
+    assert text.index("hosts: 4: 1 passed, 2 failed, 1 unreachable") < text.index("failures by check and cause") \
+        < text.index("per host:")
+    assert "  npu_health on 2 host(s): n1, n2\n       cause: the device reports a fault\n       fix:   reset" in text
+    assert "  n3: UNREACHABLE  1 failed" in text
+
+
+def test_junit_has_a_suite_per_host_and_prometheus_text_parses():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cause = {"summary": "s", "expected": "e", "found": "f", "cause": "c", "fix": "x"}
+    records = fleet() + [rec("n2", "npu_health", "failed", "NPU 3 Critical", failure=cause)]
+    result = report.fleet_result(records, ["n0", "n1", "n2", "n3"], {})
+    result["meta"] = {"level": "standard", "torch_npu": "2.13.0", "cann": "9.1.0"}
+    root = ET.fromstring(report.junit_xml(result))
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    assert set(suites) == {"n0", "n1", "n2", "n3"}
+    assert suites["n2"].get("failures") == "1" and suites["n2"].find("testcase[@name='npu_health']/failure") is not None
+    families = {f.name: f for f in text_string_to_metric_families(report.prometheus_text(result))}
+    passed = {(s.labels["host"], s.labels["check"]): s.value for s in families["npuenv_validation_check_passed"].samples}
+    assert passed[("n2", "npu_health")] == 0.0 and passed[("n0", "train")] == 1.0
+    assert {s.labels["host"]: s.value for s in families["npuenv_validation_host_passed"].samples} == \
+        {"n0": 1.0, "n1": 1.0, "n2": 0.0, "n3": 1.0}
+    slow = families["npuenv_validation_straggler"].samples
+    assert [(s.labels["host"], s.labels["figure"], s.value) for s in slow] == [("n3", "train_samples_per_s", 1.0)]
+
+
+def test_write_all_writes_every_report_whole(tmp_path):
+    result = report.fleet_result(fleet(), ["n0", "n1", "n2", "n3"], {})
+    written = report.write_all(result, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["junit.xml", "metrics.prom", "report.html", "results.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written)
+
+
+# --- the artefact ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pyz(tmp_path_factory):
+    stack = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu="2.13.0", python="3.11", arch="x86_64")).stack
+    return artefact.build(tmp_path_factory.mktemp("artefact") / "v.pyz", run.expected_stack(stack))
+
+
+def test_the_artefact_carries_what_the_node_needs_and_no_compiled_code(pyz):
+    names = zipfile.ZipFile(pyz).namelist()
+    for needed in ("__main__.py", "npuenv-stack.json", "pytest/__init__.py", "testinfra/plugin.py",
+                   "validation/suite/test_quick.py", "validation/workloads/allreduce.py", "yaml/__init__.py",
+                   "compat_matrix/data/platforms.yaml"):
+        assert needed in names
+    assert not [n for n in names if n.endswith((".so", ".pyc"))]
+    stack = json.loads(zipfile.ZipFile(pyz).read("npuenv-stack.json"))
+    assert stack["torch_npu"] == "2.13.0"
+
+
+def test_the_artefact_runs_here_and_leaves_nothing_behind(pyz, tmp_path):
+    """This machine has no NPU driver: the quick checks run and fail, as a JSON
+    document on stdout, exit 1, and the unpacked copy is removed."""
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "HOME": str(tmp_path)}
+    p = subprocess.run([sys.executable, str(pyz), "--level", "quick", "--only", "driver_version",
+                        "--only", "nnal"], capture_output=True, text=True, env=env, timeout=300)
+    out = json.loads(p.stdout)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert {r["check"]: r["status"] for r in out["results"]} == {"driver_version": "failed", "nnal": "failed"}
+    driver = next(r for r in out["results"] if r["check"] == "driver_version")
+    assert driver["failure"]["summary"] == "no NPU driver is installed"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_level_is_a_usage_error_of_the_artefact(pyz):
+    p = subprocess.run([sys.executable, str(pyz), "--level", "fast"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "invalid choice: 'fast'" in p.stderr
