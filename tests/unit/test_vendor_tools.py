@@ -191,7 +191,7 @@ def test_list_mapping_board_health_topo_samples():
 
 def test_error_samples():
     e = vt.npu_smi_error(sample("npu-smi_error_-8005_dcmi_init.txt"))
-    assert e.code == -8005 and "driver not loaded" in e.describe()
+    assert e.code == -8005 and "the NPU driver is not loaded" in e.describe() and "without the reboot" in e.describe()
     for name in ("npu-smi_error_-8020_device_used.txt", "npu-smi_error_-8020_device_used_ret4.txt"):
         assert vt.npu_smi_error(sample(name)).code == -8020
     bad = vt.npu_smi_error(sample("npu-smi_error_invalid_card_id.txt"))
@@ -222,15 +222,18 @@ def test_hccn_samples():
     assert vt.parse_lldp("") is None
 
 
-def test_unreadable_output_names_the_line():
+def test_an_unreadable_row_is_named_and_the_other_chips_are_still_read():
     text = sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt").replace(
         "| 0           0    / 0          3407 / 65536         |",
         "| 0           0    / 0          3407 / sixty-four    |")
-    with pytest.raises(vt.VendorOutputError) as exc:
-        vt.parse_npu_smi_info(text)
-    assert exc.value.lineno == 8 and "sixty-four" in str(exc.value) and "HBM-Usage" in str(exc.value)
-    with pytest.raises(vt.VendorOutputError, match="not part of an npu-smi table"):
+    info = vt.parse_npu_smi_info(text)
+    assert info.npu_ids() == [1, 2, 3, 4, 5, 6, 7] and len(info.chips) == 7
+    [bad] = info.unreadable
+    assert bad.lineno == 8 and "sixty-four" in bad.line and "HBM-Usage is not a number" in bad.reason
+    assert info.processes[0].pid == 1601114
+    with pytest.raises(vt.VendorOutputError, match="no npu-smi info table") as exc:
         vt.parse_npu_smi_info("bash: npu-smi: command not found\n")
+    assert exc.value.lineno == 1
     with pytest.raises(vt.VendorOutputError, match="no npu-smi info table"):
         vt.parse_npu_smi_info("")
     with pytest.raises(vt.VendorOutputError, match="link status"):
