@@ -228,3 +228,23 @@ def fault_level(code: str) -> FaultLevel | None:
     key = code.upper().removeprefix("0X")
     level = FAULT_CODE_LEVELS.get(key)
     return FAULT_LEVELS[level] if level else None
+
+
+# ------------------------------------------------ HCCL return codes (hccl_test)
+
+# HcclResult of CANN's hccl_types.h: hccl_test prints it as "retcode: N".
+HCCL_RESULTS = {
+    0: "success", 1: "parameter error", 2: "empty pointer", 3: "memory error", 4: "internal error",
+    5: "feature not supported", 6: "resource not found", 7: "resource unavailable", 8: "system call error",
+    9: "timeout", 10: "open file failure", 11: "TCP connect failure", 12: "RoCE connect failure",
+    13: "TCP transfer failure", 14: "RoCE transfer failure", 15: "runtime API failure", 16: "driver API failure",
+    17: "profiling API failure", 18: "CCE API failure", 19: "network API failure", 20: "try again",
+    21: "remote error", 22: "suspending", 23: "operation retry failed", 24: "out of memory",
+}
+# What the HCCL Test FAQ says of a code, where it says something (CANN docs,
+# "HCCL Test执行时返回retcode: 7错误": an hccl_test left running on a peer node).
+HCCL_RESULT_CAUSES = {
+    7: ("an hccl_test process from an earlier run is still running on this or a peer node",
+        "kill the leftover processes on every node (mpirun -hostfile HOSTS -n N pkill -9 -f all_reduce_test), "
+        "then run again"),
+}
