@@ -198,11 +198,14 @@ def _npu_smi_command(probe: Probe) -> str:
 
 
 def _read(parser, text: str):
-    """A parser's result as plain data, or {"error": why}: a fact that could not be read says so."""
+    """A parser's result as plain (JSON) data, or {"error": why}: a fact that could not be read says so."""
     try:
-        result = parser(text)
+        return json.loads(json.dumps(_plain(parser(text))))
     except vendor_tools.VendorOutputError as e:
         return {"error": str(e)}
+
+
+def _plain(result):
     if isinstance(result, vendor_tools.Topology):
         return {"devices": result.devices, "cpu_affinity": result.cpu_affinity, "legend": result.legend,
                 "links": {a: {b: result.links[(a, b)] for b in result.devices if (a, b) in result.links}

@@ -385,7 +385,9 @@ def test_simulated_list_mapping_board_follow_the_state(host):
     chip = vt.parse_board(sim.npu_smi("info", "-t", "board", "-i", "1", "-c", "1").stdout)
     assert chip["Chip ID"] == "1" and chip["PCIe Bus Info"] == st["npus"][1]["chips"][1]["bus_id"]
     topo = vt.parse_topo(sim.npu_smi("info", "-t", "topo").stdout)
-    assert topo.devices == ["NPU0", "NPU1", "NPU2", "NPU3"] and topo.link("NPU0", "NPU3") == "HCCS"
+    assert topo.devices == ["NPU0", "NPU1", "NPU2", "NPU3"]
+    assert (topo.link("NPU0", "NPU1"), topo.link("NPU0", "NPU3")) == ("SIO", "HCCS_SW")  # dies of a card, cards
+    assert topo.legend["SIO"] == "Path traversing the SIO bus" and "NA" in topo.legend
 
 
 def test_npu_smi_failures_parse_to_what_was_injected(host):

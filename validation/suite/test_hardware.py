@@ -162,13 +162,14 @@ def test_hccl_test(facts, probe, stack, options, check):
     check(not errors, f"hccl_test failed with HCCL error(s): {detail}", expected="no 'hccl interface return err' line",
           found=detail, cause=known[0] if known else "HCCL could not set up or run the collective across the devices",
           fix=known[1] if known else "read the device logs under ~/ascend/log and run `npu-smi info` for held devices")
-    check(rc == 0 and bool(result.rows), f"hccl_test printed no result (exit {rc})",
+    check(bool(result.rows), f"hccl_test printed no result (exit {rc})",
           expected="one row per data size", found=(out + err).strip()[-600:] or "no output", seen=out + err)
     failed = [r for r in result.rows if r.check == "failed"] + ([None] if result.failed_ranks else [])
     check(not failed, "hccl_test's all_reduce returned wrong results",
           expected="check_result success at every size",
           found="; ".join(result.failed_ranks[:4]) or ", ".join(f"{r.bytes} B" for r in failed if r),
           cause="a device or link corrupts data", fix="run the smoke check on each device and the hccs/optical checks")
+    check(rc == 0, f"hccl_test exited {rc}", expected="exit 0", found=(out + err).strip()[-600:], seen=out + err)
     largest = result.rows[-1]
     busbw = result.busbw_gbps(largest, spec["op"], n)
     check.record({"hccl_test": [{"bytes": r.bytes, "time_us": r.time_us, "algbw_gbps": r.algbw_gbps,
