@@ -128,13 +128,15 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None) -> dict:
     firmware = key_values(probe.read(f"{driver_root}/firmware/version.info"))
     facts = {
         "install_info": install_info,
-        "driver": {"version": driver.get("Version")} if driver else None,
+        "driver": {"version": driver.get("Version"), "package_version": driver.get("package_version")}
+        if driver else None,
         "firmware": {"version": firmware.get("Version"), "package_version": firmware.get("package_version")}
         if firmware else None,
         "devices": [],
         "npu_smi": None,
         "cann": _cann(probe, platforms),
-        "nnal": sorted(Path(p).parent.name for p in probe.glob(f"{root}/nnal/atb/*/atb")),
+        "nnal": sorted({n["version"] for n in _nnal(probe, root)}),
+        "nnal_detail": _nnal(probe, root),
         "python": _python(probe),
         "topology": None,
         "network": [],
@@ -285,9 +287,45 @@ def _network(probe: Probe, platforms: cm.Platforms, devices: list[dict]) -> list
     return [{"port": port, **read[port]} for port in ports]
 
 
-def _cann(probe: Probe, platforms: cm.Platforms) -> list[dict]:
-    """Every CANN toolkit reachable through a generation's 'latest' entry point."""
+def colon_values(text: str | None) -> dict[str, str]:
+    """``key : value`` files (NNAL's version.info, indented or not)."""
+    out = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _nnal(probe: Probe, root: str) -> list[dict]:
+    """Each installed NNAL (ATB) version: from its own version.info
+    (``Ascend-cann-atb : 8.2.RC2``), else its directory's name. The ``latest``
+    link is an entry point, not a version."""
     found = []
+    for atb in probe.glob(f"{root}/nnal/atb/*/atb"):
+        folder = Path(atb).parent
+        if folder.name == "latest":
+            continue
+        own = colon_values(probe.read(f"{folder}/version.info")).get("Ascend-cann-atb")
+        found.append({"dir": str(folder), "version": own or folder.name,
+                      "from": "version.info" if own else "directory name"})
+    return sorted(found, key=lambda n: n["dir"])
+
+
+def _nnae(probe: Probe, root: str) -> list[dict]:
+    """NNAE (the runtime-only CANN some hosts carry instead of the toolkit)."""
+    found = []
+    for info_path in probe.glob(f"{root}/nnae/latest/ascend_nnae_install.info") + \
+            probe.glob(f"{root}/nnae/latest/*-linux/ascend_nnae_install.info"):
+        info = key_values(probe.read(info_path))
+        found.append({"generation": "nnae", "version": info.get("version"), "home": f"{root}/nnae/latest",
+                      "arch": info.get("arch"), "kernels": []})
+    return found[:1]
+
+
+def _cann(probe: Probe, platforms: cm.Platforms) -> list[dict]:
+    """Every CANN toolkit reachable through a generation's 'latest' entry point, and NNAE."""
+    found = _nnae(probe, platforms.install_root)
     for generation, spec in platforms.packaging.items():
         latest = spec["paths"]["toolkit_latest"].format(root=platforms.install_root)
         for info_path in probe.glob(f"{latest}/*-linux/ascend_toolkit_install.info"):
