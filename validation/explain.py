@@ -1,9 +1,12 @@
 """The field's known failures: a symptom seen in a check's output -> the likely
-cause and the fix. Checks call ``explain(text)`` on what they saw."""
+cause and the fix. Checks call ``explain(text)`` on what they saw. DCMI return
+codes (-8005, -8020, ...) are explained from the one table in validation.codes."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from . import codes
 
 
 @dataclass(frozen=True)
@@ -24,13 +27,6 @@ KNOWN = (
     Known(r"507033|driver version is too (old|low)|drv.*version.*(mismatch|not match)",
           "the NPU driver is older than this CANN needs",
           "upgrade the driver and firmware to the row's HDK (make deploy TAGS=driver)"),
-    Known(r"-8020|resources are occupied|device.*busy",
-          "the NPU is held by another process or container",
-          "stop the process holding it (npu-smi info lists it) or give this job other devices"),
-    Known(r"-8005|dcmi module initialize failed",
-          "the driver is not loaded, or this user or container cannot reach /dev/davinci*",
-          "check the driver is installed and the device nodes are passed in (--device /dev/davinciN, "
-          "/dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc)"),
     Known(r"No module named '?(decorator|attr|attrs|psutil|scipy|sympy|cffi|yaml|absl|google\.protobuf)",
           "a Python package CANN needs at run time is missing",
           "install the row's wheelhouse (it carries CANN's Python dependencies): make deploy TAGS=python"),
@@ -63,7 +59,10 @@ KNOWN = (
 
 
 def explain(text: str) -> tuple[str, str] | None:
-    """(cause, fix) for the first known failure whose symptom appears in ``text``."""
+    """(cause, fix) for the DCMI codes in ``text``, else the first known failure whose symptom appears."""
+    entry = codes.dcmi_entry(codes.dcmi_codes_in(text))
+    if entry:
+        return entry.cause, entry.fix
     for known in KNOWN:
         if re.search(known.pattern, text or "", re.I):
             return known.cause, known.fix

@@ -7,6 +7,7 @@ devices and their health, driver, firmware, CANN, NNAL, torch and torch_npu.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob as globlib
 import json
 import os
@@ -140,14 +141,18 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None) -> dict:
     firmware = key_values(probe.read(f"{driver_root}/firmware/version.info"))
     facts = {
         "install_info": install_info,
-        "driver": {"version": driver.get("Version")} if driver else None,
+        "driver": {"version": driver.get("Version"), "package_version": driver.get("package_version")}
+        if driver else None,
         "firmware": {"version": firmware.get("Version"), "package_version": firmware.get("package_version")}
         if firmware else None,
         "devices": [],
         "npu_smi": None,
         "cann": _cann(probe, platforms),
-        "nnal": sorted(Path(p).parent.name for p in probe.glob(f"{root}/nnal/atb/*/atb")),
+        "nnal": sorted({n["version"] for n in _nnal(probe, root)}),
+        "nnal_detail": _nnal(probe, root),
         "python": _python(probe),
+        "topology": None,
+        "network": [],
     }
     if probe.can_run:
         rc, text = npu_smi(probe)
@@ -156,19 +161,184 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None) -> dict:
         else:
             try:
                 info = vendor_tools.parse_npu_smi_info(text)
-                facts["npu_smi"] = {"version": info.version}
+                facts["npu_smi"] = {"version": info.version, "unreadable": [dataclasses.asdict(u) for u in info.unreadable]}
+                # A chip's logic id is its place in the table unless the table
+                # prints it (310/310P "Device").
                 facts["devices"] = [{"npu": c.npu, "chip": c.chip, "phy_id": c.phy_id, "name": c.name,
-                                     "health": c.health, "bus_id": c.bus_id} for c in info.chips]
+                                     "logic_id": c.device_id if c.device_id is not None else i,
+                                     "health": c.health, "bus_id": c.bus_id, "temp_c": c.temp_c,
+                                     "power_w": c.power_w, "hbm_mb": c.hbm_mb, "aicore_pct": c.aicore_pct}
+                                    for i, c in enumerate(info.chips)]
                 facts["npu_smi"]["processes"] = [{"npu": p.npu, "chip": p.chip, "pid": p.pid, "name": p.name}
                                                  for p in info.processes]
             except vendor_tools.VendorOutputError as e:
                 facts["npu_smi"] = {"error": str(e)}
+        if facts["devices"]:
+            _device_details(probe, facts)
+            facts["network"] = _network(probe, platforms, facts["devices"])
     return facts
 
 
-def _cann(probe: Probe, platforms: cm.Platforms) -> list[dict]:
-    """Every CANN toolkit reachable through a generation's 'latest' entry point."""
+# ------------------------------------------------ per-device vendor queries
+
+SECTION = "@@npuenv-section"
+SECTION_RC = "@@npuenv-rc"
+
+
+def run_sections(probe: Probe, commands: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """Run several commands in one shell call (one round trip to the host):
+    key -> (exit code, output with stderr)."""
+    script = "".join(f"echo {SECTION} {shlex.quote(key)}; {command} 2>&1; echo {SECTION_RC} $?; "
+                     for key, command in commands.items())
+    rc, out, err = probe.run(script)
+    found: dict[str, tuple[int, str]] = {}
+    key, lines = None, []
+    for line in out.splitlines():
+        if line.startswith(SECTION + " "):
+            key, lines = line[len(SECTION) + 1:], []
+        elif line.startswith(SECTION_RC + " ") and key is not None:
+            found[key] = (int(line.split()[1]), "\n".join(lines) + "\n" if lines else "")
+            key = None
+        elif key is not None:
+            lines.append(line)
+    for missing in set(commands) - set(found):
+        found[missing] = (rc or 1, (err or out).strip()[-300:] or "no output")
+    return found
+
+
+def _npu_smi_command(probe: Probe) -> str:
+    rc, out, _ = probe.run("command -v npu-smi || for p in " + " ".join(NPU_SMI_FALLBACKS) +
+                           "; do [ -x $p ] && echo $p && break; done; true")
+    return shlex.quote(out.strip().splitlines()[0]) if out.strip() else "npu-smi"
+
+
+def _read(parser, text: str):
+    """A parser's result as plain (JSON) data, or {"error": why}: a fact that could not be read says so."""
+    try:
+        return json.loads(json.dumps(_plain(parser(text))))
+    except vendor_tools.VendorOutputError as e:
+        return {"error": str(e)}
+
+
+def _plain(result):
+    if isinstance(result, vendor_tools.Topology):
+        return {"devices": result.devices, "cpu_affinity": result.cpu_affinity, "legend": result.legend,
+                "links": {a: {b: result.links[(a, b)] for b in result.devices if (a, b) in result.links}
+                          for a in result.devices},
+                "unreadable": [dataclasses.asdict(u) for u in result.unreadable]}
+    if dataclasses.is_dataclass(result):
+        return dataclasses.asdict(result)
+    if isinstance(result, list):
+        return [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in result]
+    return result
+
+
+def _chip_values(parser_keys: tuple[str, ...], chip: int):
+    def read(text):
+        return vendor_tools.parse_chip_report(text).number(parser_keys, chip)
+    return read
+
+
+def _ecc(chip: int):
+    def read(text):
+        report = vendor_tools.parse_chip_report(text)
+        return {memory: dataclasses.asdict(counts) for memory in ("HBM", "DDR")
+                if (counts := vendor_tools.ecc_counts(report, memory, chip)) is not None}
+    return read
+
+
+def _device_details(probe: Probe, facts: dict) -> None:
+    """Each chip's health codes, temperatures, power, HBM and ECC, and the
+    topology, from npu-smi's sub-commands (one shell call)."""
+    smi = _npu_smi_command(probe)
+    commands = {"topo": f"{smi} info -t topo"}
+    for d in facts["devices"]:
+        where = f"-i {d['npu']} -c {d['chip']}"
+        for kind in ("health", "temp", "power", "memory", "ecc"):
+            commands[f"{kind} {d['npu']} {d['chip']}"] = f"{smi} info -t {kind} {where}"
+    out = run_sections(probe, commands)
+    facts["topology"] = _read(vendor_tools.parse_topo, out["topo"][1])
+    for d in facts["devices"]:
+        key = f"{d['npu']} {d['chip']}"
+        d["health_detail"] = _read(vendor_tools.parse_health, out[f"health {key}"][1])
+        d["sensors"] = {
+            "temp_c": _read(_chip_values(vendor_tools.TEMPERATURE_KEYS, d["chip"]), out[f"temp {key}"][1]),
+            "power_w": _read(_chip_values(vendor_tools.POWER_KEYS, d["chip"]), out[f"power {key}"][1]),
+            "hbm_temp_c": _read(_chip_values(vendor_tools.HBM_TEMPERATURE_KEYS, d["chip"]), out[f"memory {key}"][1]),
+        }
+        d["ecc"] = _read(_ecc(d["chip"]), out[f"ecc {key}"][1])
+
+
+def network_port(device: dict, index: int) -> int:
+    """hccn_tool -i takes the chip's physical id; tables without a Phy-ID column list chips in that order."""
+    return device["phy_id"] if device.get("phy_id") is not None else index
+
+
+HCCN_QUERIES = {  # what the checks read of each NPU port, and how
+    "link": ("-link -g", vendor_tools.parse_link),
+    "net_health": ("-net_health -g", vendor_tools.parse_net_health),
+    "ip": ("-ip -g", vendor_tools.parse_ip),
+    "optical": ("-optical -g", vendor_tools.parse_optical),
+    "link_stat": ("-link_stat -g", vendor_tools.parse_link_stat),
+    "stat": ("-stat -g", vendor_tools.parse_stat),
+    "gateway": ("-gateway -g", vendor_tools.parse_gateway),
+    "routes": ("-route -g", vendor_tools.parse_route),
+}
+
+
+def read_ports(probe: Probe, hccn: str, ports: list[int], queries: tuple[str, ...] = tuple(HCCN_QUERIES)) -> dict:
+    """port -> {query: value or {"error": ...}} for the given hccn_tool queries (one shell call)."""
+    commands = {f"{q} {port}": f"{shlex.quote(hccn)} -i {port} {HCCN_QUERIES[q][0]}" for port in ports for q in queries}
+    out = run_sections(probe, commands)
+    return {port: {q: _read(HCCN_QUERIES[q][1], out[f"{q} {port}"][1]) for q in queries} for port in ports}
+
+
+def _network(probe: Probe, platforms: cm.Platforms, devices: list[dict]) -> list[dict]:
+    hccn = platforms.hdk["paths"]["hccn_tool"].format(root=platforms.install_root)
+    ports = [network_port(d, i) for i, d in enumerate(devices)]
+    read = read_ports(probe, hccn, ports)
+    return [{"port": port, **read[port]} for port in ports]
+
+
+def colon_values(text: str | None) -> dict[str, str]:
+    """``key : value`` files (NNAL's version.info, indented or not)."""
+    out = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _nnal(probe: Probe, root: str) -> list[dict]:
+    """Each installed NNAL (ATB) version: from its own version.info
+    (``Ascend-cann-atb : 8.2.RC2``), else its directory's name. The ``latest``
+    link is an entry point, not a version."""
     found = []
+    for atb in probe.glob(f"{root}/nnal/atb/*/atb"):
+        folder = Path(atb).parent
+        if folder.name == "latest":
+            continue
+        own = colon_values(probe.read(f"{folder}/version.info")).get("Ascend-cann-atb")
+        found.append({"dir": str(folder), "version": own or folder.name,
+                      "from": "version.info" if own else "directory name"})
+    return sorted(found, key=lambda n: n["dir"])
+
+
+def _nnae(probe: Probe, root: str) -> list[dict]:
+    """NNAE (the runtime-only CANN some hosts carry instead of the toolkit)."""
+    found = []
+    for info_path in probe.glob(f"{root}/nnae/latest/ascend_nnae_install.info") + \
+            probe.glob(f"{root}/nnae/latest/*-linux/ascend_nnae_install.info"):
+        info = key_values(probe.read(info_path))
+        found.append({"generation": "nnae", "version": info.get("version"), "home": f"{root}/nnae/latest",
+                      "arch": info.get("arch"), "kernels": []})
+    return found[:1]
+
+
+def _cann(probe: Probe, platforms: cm.Platforms) -> list[dict]:
+    """Every CANN toolkit reachable through a generation's 'latest' entry point, and NNAE."""
+    found = _nnae(probe, platforms.install_root)
     for generation, spec in platforms.packaging.items():
         latest = spec["paths"]["toolkit_latest"].format(root=platforms.install_root)
         for info_path in probe.glob(f"{latest}/*-linux/ascend_toolkit_install.info"):

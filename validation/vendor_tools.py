@@ -1,32 +1,26 @@
-"""Parsers for the Ascend vendor tools' text output: ``npu-smi`` and ``hccn_tool``.
+"""Parsers for the Ascend vendor tools' text output: ``npu-smi``, ``hccn_tool``
+and ``hccl_test``.
 
 Layouts are documented in tests/fixtures/vendor_samples/FORMAT_NOTES.md and the
 tests hold real captures. Tables are read by their ``|`` cells and usage values by
 their ``/`` (HBM prints ``21784/ 65536``), never by whitespace columns alone.
 
-Text that cannot be read raises :class:`VendorOutputError` naming the offending
+Real output is messy: log lines before a table, rows elided as ``...`` in
+published copies, tables cut at either end, cells older drivers leave blank.
+The table parsers read every row they can and list the lines they could not
+read (``unreadable``) instead of giving up on the whole table. Text that is not
+the tool's output at all raises :class:`VendorOutputError` naming the offending
 line; text that is the tool's own error report (DCMI -8020, ``Invalid card id.``,
-``Get invalid device id.``) raises :class:`VendorToolFailure`, and
-:func:`npu_smi_error` / :func:`hccn_error` say which without raising.
+``Device ID is out of the valid range.``) raises :class:`VendorToolFailure`, and
+:func:`npu_smi_error` / :func:`hccn_error` / :func:`hccl_test_errors` say which
+without raising. What a code means is in validation.codes.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-# DCMI return codes (Ascend mind-cluster devmanager/dcmi) and what they mean here.
-DCMI_CODES = {
-    -8005: "internal error: driver not loaded, no access to /dev/davinci*, or secure-boot mismatch",
-    -8007: "invalid device id",
-    -8008: "the device does not exist",
-    -8012: "not ready yet, try again",
-    -8013: "not supported in containers",
-    -8020: "device resources are occupied (held by another process or container)",
-    -8255: "device id or function not supported",
-    -9005: "board type query failed",
-    -99999: "libdcmi.so failed to load",
-}
-HEALTH_STATES = ("OK", "Warning", "Alarm", "Critical")
+from . import codes
 
 
 class VendorOutputError(ValueError):
@@ -49,13 +43,25 @@ class VendorToolFailure(VendorOutputError):
 
 @dataclass(frozen=True)
 class ToolError:
-    message: str               # the vendor's line, e.g. "dcmi module initialize failed. ret is -8005"
-    code: int | None = None    # DCMI return code (npu-smi)
-    parameter: str | None = None  # "-i" / "-c" / "-t" for a rejected npu-smi parameter
+    message: str                      # the vendor's line(s), e.g. "dcmi module initialize failed. ret is -8005"
+    codes: tuple[int, ...] = ()       # DCMI return codes, in the order printed
+    parameter: str | None = None      # "-i" / "-c" / "-t" for a rejected npu-smi parameter
+
+    @property
+    def code(self) -> int | None:
+        return self.codes[0] if self.codes else None
 
     def describe(self) -> str:
-        meaning = DCMI_CODES.get(self.code) if self.code is not None else None
-        return f"{self.message} ({meaning})" if meaning else self.message
+        entry = codes.dcmi_entry(self.codes) if self.codes else None
+        return f"{self.message} ({entry.meaning}: {entry.cause})" if entry else self.message
+
+
+@dataclass(frozen=True)
+class Unread:
+    """A line a parser could not read, and why; the rest of the output was still read."""
+    lineno: int
+    line: str
+    reason: str
 
 
 def _lines(text: str):
@@ -70,23 +76,37 @@ def _int(value: str, line: str, lineno: int, what: str) -> int:
         raise VendorOutputError(f"{what} is not a number: {value!r}", line, lineno) from None
 
 
+def _na(value: str | None) -> bool:
+    return value is None or value in ("NA", "N/A", "-", "")
+
+
+def _float_or_none(value: str | None) -> float | None:
+    if _na(value):
+        return None
+    m = re.match(r"-?\d+(?:\.\d+)?", value.strip())
+    return float(m.group()) if m else None
+
+
 # ------------------------------------------------------------- npu-smi errors
 
+# Driver log lines npu-smi prints before its own message.
+_NPU_SMI_NOISE = re.compile(r"^(call )?DrvMngGetConsoleLogLevel failed", re.I)
+
+
 def npu_smi_error(text: str) -> ToolError | None:
-    """The error npu-smi reported instead of data, or None if the text is data."""
+    """The error npu-smi (or a DCMI client such as npu-exporter) reported instead of data, or None."""
     lines = [line.strip() for _, line in _lines(text)]
+    coded = [line for line in lines if codes.dcmi_codes_in(line) and not _NPU_SMI_NOISE.match(line)]
+    if coded:
+        found: list[int] = []
+        for line in coded:
+            found += [c for c in codes.dcmi_codes_in(line) if c not in found]
+        return ToolError("; ".join(coded), codes=tuple(found))
     for i, line in enumerate(lines):
-        m = re.match(r"dcmi .*\bret is (-\d+)$", line)
-        if m:
-            return ToolError(line, code=int(m.group(1)))
         m = re.match(r"Error parameter of (-\w+)$", line)
         if m:
             message = lines[i - 1] if i and lines[i - 1].startswith("Invalid") else line
             return ToolError(message, parameter=m.group(1))
-    for line in lines:  # a later failure without the dcmi line (containers)
-        m = re.search(r"\bret is (-\d+)$", line)
-        if m:
-            return ToolError(line, code=int(m.group(1)))
     if lines and lines[0].startswith("Usage: npu-smi"):
         return ToolError(lines[0])
     return None
@@ -109,13 +129,13 @@ class NpuChip:
     health: str
     power_w: float | None         # None where npu-smi prints "-" (A3 die 1) or "NA" (310P)
     temp_c: int | None
-    hugepages: tuple[int, int] | None   # (used, total) pages
+    hugepages: tuple[int, int] | None   # (used, total) pages; None where older drivers print nothing
     bus_id: str
     aicore_pct: int | None
     memory_mb: tuple[int, int] | None   # (used, total)
-    hbm_mb: tuple[int, int] | None      # None on 310P (no HBM column)
+    hbm_mb: tuple[int, int] | None      # None on 310/310P (no HBM column)
     phy_id: int | None = None     # "Chip  Phy-ID" header (A3, some A2)
-    device_id: int | None = None  # "Chip  Device" header (310P): the logical device id
+    device_id: int | None = None  # "Chip  Device" header (310/310P): the logical device id
 
 
 @dataclass(frozen=True)
@@ -125,15 +145,17 @@ class NpuProcess:
     pid: int
     name: str
     mem_mb: int
+    container_pid: str | None = None   # the fifth cell of newer drivers ("Process id in container", NA on the host)
 
 
 @dataclass
 class NpuSmiInfo:
-    npu_smi_version: str
-    version: str                      # the driver version after "Version:"
+    npu_smi_version: str | None        # None when the copy starts below the version banner
+    version: str | None                # the driver version after "Version:"
     chips: list[NpuChip]
     processes: list[NpuProcess] = field(default_factory=list)
     has_process_section: bool = False  # False when the output was cut after the device table
+    unreadable: list[Unread] = field(default_factory=list)
 
     def npu_ids(self) -> list[int]:
         return sorted({c.npu for c in self.chips})
@@ -165,7 +187,7 @@ def _usage_values(cell: str, line: str, lineno: int) -> list:
 
 
 def _number(value, kind, line, lineno, what):
-    if value in ("-", "NA"):
+    if _na(value):
         return None
     try:
         return kind(value)
@@ -175,7 +197,7 @@ def _number(value, kind, line, lineno, what):
 
 def _pair(value, line, lineno, what):
     if not isinstance(value, tuple):
-        if value == "NA":
+        if _na(value):
             return None
         raise VendorOutputError(f"{what} is not 'used / total'", line, lineno)
     return (_int(value[0], line, lineno, what), _int(value[1], line, lineno, what))
@@ -184,88 +206,136 @@ def _pair(value, line, lineno, what):
 def _chip_rows(first, second, second_header: str | None) -> NpuChip:
     (n1, l1, c1), (n2, l2, c2) = first, second
     head = c1[0].split(None, 1)
-    if len(head) != 2:
-        raise VendorOutputError("expected '<NPU> <Name>'", l1, n1)
     top = _usage_values(c1[2], l1, n1)
-    if len(top) != 3:
-        raise VendorOutputError("expected 'Power Temp Hugepages-used / total'", l1, n1)
+    # Older drivers and first-generation 310/910 print Power and Temp and leave
+    # the Hugepages place blank.
+    if len(top) not in (2, 3):
+        raise VendorOutputError("expected 'Power Temp [Hugepages-used / total]'", l1, n1)
     chip_ids = c2[0].split()
     bottom = _usage_values(c2[2], l2, n2)
     if not chip_ids or len(chip_ids) > 2 or len(bottom) not in (2, 3):
         raise VendorOutputError("expected '<Chip> [<id>] | <Bus-Id> | AICore Memory [HBM]'", l2, n2)
+    # Without the column header (a copy cut above it), a row with HBM is an
+    # A2/A3 chip (its id is the Phy-ID) and one without is a 310/310P (Device).
     kind = second_header or ("Device" if len(bottom) == 2 else "Phy-ID")
     extra = _int(chip_ids[1], l2, n2, kind) if len(chip_ids) == 2 else None
     return NpuChip(
         npu=_int(head[0], l1, n1, "NPU"), chip=_int(chip_ids[0], l2, n2, "Chip"), name=head[1].strip(),
         health=c1[1], power_w=_number(top[0], float, l1, n1, "Power(W)"),
-        temp_c=_number(top[1], int, l1, n1, "Temp(C)"), hugepages=_pair(top[2], l1, n1, "Hugepages"),
+        temp_c=_number(top[1], int, l1, n1, "Temp(C)"),
+        hugepages=_pair(top[2], l1, n1, "Hugepages") if len(top) == 3 else None,
         bus_id=c2[1], aicore_pct=_number(bottom[0], int, l2, n2, "AICore(%)"),
         memory_mb=_pair(bottom[1], l2, n2, "Memory-Usage"),
         hbm_mb=_pair(bottom[2], l2, n2, "HBM-Usage") if len(bottom) == 3 else None,
         phy_id=extra if kind == "Phy-ID" else None, device_id=extra if kind == "Device" else None)
 
 
+def _process_row(n, raw, cells) -> NpuProcess:
+    ids = cells[0].split()
+    if len(ids) != 2:
+        raise VendorOutputError("expected '<NPU> <Chip> | pid | name | memory [| pid in container]'", raw, n)
+    container = cells[4] if len(cells) == 5 and not _na(cells[4]) else None
+    return NpuProcess(_int(ids[0], raw, n, "NPU"), _int(ids[1], raw, n, "Chip"),
+                      _int(cells[1], raw, n, "Process id"), cells[2], _int(cells[3], raw, n, "Process memory"),
+                      container)
+
+
+_RULE = re.compile(r"\+[-=+]*")
+# A chip's first row is "<NPU> <Name> | <Health> | ..." and its second
+# "<Chip> [<Phy-ID|Device>] | <Bus-Id or NA> | ...": names can be all digits
+# ("310"), so the second cell tells them apart.
+_BUS_ID = re.compile(r"[0-9A-Fa-f]{4}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]|NA")
+_HEALTH_WORD = re.compile(r"[A-Za-z][A-Za-z ]*")
+_CHIP_SECOND_ROW = re.compile(r"\d+(\s+\d+)?")
+_NO_PROCESSES = re.compile(r"No running processes found in NPU \d+")
+
+
 def parse_npu_smi_info(text: str) -> NpuSmiInfo:
-    """``npu-smi info``: 910/910B (98 columns, any driver), A3 (two dies per NPU), 310P (106 columns)."""
+    """``npu-smi info``: 910/910B (98 columns, 116 from 26.x), A3 (two dies per NPU), 310 and 310P (106).
+
+    Reads every chip it can; lines it cannot read are listed in ``unreadable``.
+    Raises only when no chip or process could be read at all.
+    """
     _raise_if_npu_smi_failed(text)
-    versions = None
+    versions: tuple[str, str] | None = None
     chips: list[NpuChip] = []
     processes: list[NpuProcess] = []
+    unreadable: list[Unread] = []
     section = second_header = pending = None
     has_processes = False
+
+    def drop_pending(reason):
+        nonlocal pending
+        if pending is not None:
+            unreadable.append(Unread(pending[0], pending[1], reason))
+            pending = None
+
     for n, raw in _lines(text):
         line = raw.strip()
-        if line.startswith("+"):  # rules separate rows; only the rows carry data
-            if set(line) - set("+-="):
-                raise VendorOutputError("not an npu-smi table rule", raw, n)
+        if _RULE.fullmatch(line):  # rules separate rows; only the rows carry data
             continue
-        if not (line.startswith("|") and line.endswith("|") and len(line) > 1):
-            raise VendorOutputError("not part of an npu-smi table", raw, n)
+        if not line.startswith("|"):
+            why = "elided in the published copy" if line in ("...", "\u2026") else "not part of the npu-smi table"
+            unreadable.append(Unread(n, raw, why))
+            continue
+        if not line.endswith("|") or len(line) == 1:
+            drop_pending("a chip's first row without its second")
+            unreadable.append(Unread(n, raw, "a row cut short"))
+            continue
         cells = [c.strip() for c in line[1:-1].split("|")]
         head = cells[0].split()
-        if versions is None:
-            m = re.fullmatch(r"npu-smi\s+(\S+)\s+Version:\s*(\S+)", cells[0])
-            if not m:
-                raise VendorOutputError("expected the 'npu-smi <v>  Version: <v>' banner", raw, n)
-            versions = m.groups()
+        banner = re.fullmatch(r"npu-smi\s+(\S+)\s+Version:\s*(\S+)", cells[0]) if len(cells) == 1 else None
+        if banner:
+            versions = banner.groups()
         elif head[:2] == ["NPU", "Name"]:
             section = "devices"
         elif head[:1] == ["Chip"] and cells[1:2] == ["Bus-Id"]:
             second_header = head[1] if len(head) > 1 else None
         elif head[:2] == ["NPU", "Chip"] and cells[1:2] == ["Process id"]:
+            drop_pending("a chip's first row without its second")
             section, has_processes = "processes", True
-        elif section == "devices":
-            if len(cells) != 3:
-                raise VendorOutputError("a chip row has 3 cells", raw, n)
-            if pending is None:
+        elif len(cells) == 1 and _NO_PROCESSES.fullmatch(cells[0]):
+            section, has_processes = "processes", True
+        elif len(cells) == 3 and section != "processes":
+            first_row = (len(cells[0].split()) >= 2 and cells[0].split()[0].isdigit()
+                         and _HEALTH_WORD.fullmatch(cells[1]) and not _BUS_ID.fullmatch(cells[1]))
+            if first_row:
+                drop_pending("a chip's first row without its second")
                 pending = (n, raw, cells)
-            else:
-                chips.append(_chip_rows(pending, (n, raw, cells), second_header))
+            elif _CHIP_SECOND_ROW.fullmatch(cells[0]) and _BUS_ID.fullmatch(cells[1]) and pending is not None:
+                try:
+                    chips.append(_chip_rows(pending, (n, raw, cells), second_header))
+                except VendorOutputError as e:
+                    unreadable.append(Unread(e.lineno or n, e.line or raw, str(e)))
                 pending = None
-        elif section == "processes":
-            if len(cells) == 1 and re.fullmatch(r"No running processes found in NPU \d+", cells[0]):
-                continue
-            ids = head
-            if len(cells) != 4 or len(ids) != 2:
-                raise VendorOutputError("expected '<NPU> <Chip> | pid | name | memory'", raw, n)
-            processes.append(NpuProcess(_int(ids[0], raw, n, "NPU"), _int(ids[1], raw, n, "Chip"),
-                                        _int(cells[1], raw, n, "Process id"), cells[2],
-                                        _int(cells[3], raw, n, "Process memory")))
+            else:
+                unreadable.append(Unread(n, raw, "a chip's second row without its first"
+                                         if _CHIP_SECOND_ROW.fullmatch(cells[0]) else "not a chip row"))
+        elif len(cells) in (4, 5) and section != "devices":
+            try:
+                processes.append(_process_row(n, raw, cells))
+                has_processes = True
+            except VendorOutputError as e:
+                unreadable.append(Unread(n, raw, str(e)))
         else:
-            raise VendorOutputError("a row before the table header", raw, n)
-    if pending is not None:
-        raise VendorOutputError("a chip's first row without its second", pending[1], pending[0])
-    if versions is None or not chips:
-        raise VendorOutputError("no npu-smi info table with chips found", text[:200])
-    return NpuSmiInfo(versions[0], versions[1], chips, processes, has_processes)
+            unreadable.append(Unread(n, raw, f"a row of {len(cells)} cells where the table has none"))
+    drop_pending("a chip's first row without its second")
+    if not chips and not processes:
+        first = unreadable[0] if unreadable else None
+        raise VendorOutputError("no npu-smi info table with chips found",
+                                first.line if first else text[:200], first.lineno if first else None)
+    return NpuSmiInfo(versions[0] if versions else None, versions[1] if versions else None,
+                      chips, processes, has_processes, unreadable)
 
 
 # ------------------------------------------------- npu-smi key/value outputs
 
-def _key_values(text: str):
+def _key_values(text: str, skip_noise: bool = True):
     """(lineno, line, key, value) for `\\tKey<pad>: value` lines; key is '' on continuations."""
     rows = []
     for n, raw in _lines(text):
+        if skip_noise and _NPU_SMI_NOISE.match(raw.strip()):
+            continue
         key, colon, value = raw.strip().partition(":")
         if not colon:
             raise VendorOutputError("expected 'key : value'", raw, n)
@@ -298,7 +368,11 @@ def parse_npu_smi_list(text: str) -> NpuList:
 
 
 def parse_board(text: str) -> dict[str, str]:
-    """``npu-smi info -t board -i N [-c C]``: the vendor's keys and values, in order."""
+    """``npu-smi info -t board -i N [-c C]``: the vendor's keys and values, in order.
+
+    Drivers differ in what they print: 910B with 25.x drivers adds Product
+    Name, Model, Manufacturer and Serial Number (FORMAT_NOTES.md section 3).
+    """
     _raise_if_npu_smi_failed(text)
     board = {}
     for n, raw, key, value in _key_values(text):
@@ -312,7 +386,7 @@ def parse_board(text: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Health:
-    status: str                    # OK | Warning | Alarm | Critical
+    status: str                    # OK | Warning | Alarm | Critical (validation.codes.HEALTH_STATES)
     error_codes: tuple[str, ...]   # hex codes, empty when "NA"
     error_info: tuple[str, ...]    # first line, then the continuation lines
 
@@ -324,23 +398,123 @@ class Health:
 def parse_health(text: str) -> Health:
     """``npu-smi info -t health -i N [-c C]``."""
     _raise_if_npu_smi_failed(text)
-    status, codes, info = None, (), []
+    status, error_codes, info = None, (), []
     for n, raw, key, value in _key_values(text):
         if key == "Health Status":
-            if value not in HEALTH_STATES:
-                raise VendorOutputError("unknown health status", raw, n)
+            if not value or " " in value:
+                raise VendorOutputError("a health status is one word", raw, n)
             status = value
         elif key == "Error Code":
-            codes = () if value == "NA" else tuple(value.split())
+            error_codes = () if _na(value) else tuple(value.split())
         elif key == "Error Information":
-            info = [] if value == "NA" else [value]
+            info = [] if _na(value) else [value]
         elif key == "" and value:
             info.append(value)
         else:
             raise VendorOutputError("unexpected key in health output", raw, n)
     if status is None:
         raise VendorOutputError("no 'Health Status' in health output", text[:200])
-    return Health(status, codes, tuple(info))
+    return Health(status, error_codes, tuple(info))
+
+
+@dataclass
+class ChipReport:
+    """``npu-smi info -t usages|common|temp|power|memory|ecc -i N``: blocks of
+    ``key : value`` lines separated by blank lines. Each chip's block carries its
+    ``Chip ID`` (first or last); the board's MCU block carries ``Chip Name``."""
+    npu: int | None
+    chip_count: int | None
+    chips: dict[int | None, dict[str, str]]    # chip id -> values; None when the output names no chip
+    mcu: dict[str, str] = field(default_factory=dict)
+
+    def values(self, chip: int | None = None) -> dict[str, str]:
+        """One chip's values; with chip None, the only chip printed."""
+        if chip in self.chips:
+            return self.chips[chip]
+        if chip is None and len(self.chips) == 1:
+            return next(iter(self.chips.values()))
+        if None in self.chips and len(self.chips) == 1:
+            return self.chips[None]
+        return {}
+
+    def number(self, keys: tuple[str, ...], chip: int | None = None) -> float | None:
+        """The first of ``keys`` that is printed, as a number; None when absent or NA."""
+        values = self.values(chip)
+        for key in keys:
+            if key in values:
+                return _float_or_none(values[key])
+        return None
+
+
+def parse_chip_report(text: str) -> ChipReport:
+    _raise_if_npu_smi_failed(text)
+    blocks: list[list[tuple[int, str, str, str]]] = [[]]
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            blocks.append([])
+            continue
+        if _NPU_SMI_NOISE.match(raw.strip()):
+            continue
+        key, colon, value = raw.strip().partition(":")
+        if not colon or not key.strip():
+            raise VendorOutputError("expected 'key : value'", raw, n)
+        blocks[-1].append((n, raw, key.strip(), value.strip()))
+    npu = chip_count = None
+    chips: dict[int | None, dict[str, str]] = {}
+    mcu: dict[str, str] = {}
+    for block in filter(None, blocks):
+        values: dict[str, str] = {}
+        chip_id, is_mcu = None, False
+        for n, raw, key, value in block:
+            if key == "NPU ID":
+                npu = _int(value, raw, n, key)
+            elif key == "Chip Count":
+                chip_count = _int(value, raw, n, key)
+            elif key == "Chip ID":
+                chip_id = _int(value, raw, n, key)
+            elif key == "Chip Name" and value.lower() == "mcu":
+                is_mcu = True
+            else:
+                values[key] = value
+        if is_mcu:
+            mcu.update(values)
+        elif values:
+            chips.setdefault(chip_id, {}).update(values)
+    if npu is None:
+        raise VendorOutputError("no 'NPU ID' in the output", text[:200])
+    return ChipReport(npu, chip_count, chips, mcu)
+
+
+# Keys of the sub-commands, as the npu-smi manual and captures print them.
+TEMPERATURE_KEYS = ("NPU Temperature (C)", "Temperature (C)", "Temperature(C)")   # -t temp (server, card), -t common
+POWER_KEYS = ("NPU Real-time Power(W)", "Power Dissipation(W)")                   # -t power (910/310P, 310)
+HBM_TEMPERATURE_KEYS = ("HBM Temperature(C)",)                                     # -t memory
+HBM_CAPACITY_KEYS = ("HBM Capacity(MB)",)
+
+
+@dataclass(frozen=True)
+class EccCounts:
+    """``npu-smi info -t ecc``: error counters of the HBM (and DDR on 910A/310P)."""
+    single_bit: int | None
+    double_bit: int | None
+    single_bit_total: int | None      # "Aggregate Total": over the chip's life
+    double_bit_total: int | None
+    single_bit_isolated_pages: int | None
+    double_bit_isolated_pages: int | None
+
+
+def ecc_counts(report: ChipReport, memory: str = "HBM", chip: int | None = None) -> EccCounts | None:
+    """The ECC counters of ``memory`` ("HBM" or "DDR"); None when that memory is not reported."""
+    values = report.values(chip)
+
+    def count(name):
+        value = values.get(f"{memory} {name}")
+        return None if _na(value) else int(value) if value.isdigit() else None
+
+    found = EccCounts(count("Single Bit Error Count"), count("Double Bit Error Count"),
+                      count("Single Bit Aggregate Total Err Cnt"), count("Double Bit Aggregate Total Err Cnt"),
+                      count("Single Bit Isolated Pages Count"), count("Double Bit Isolated Pages Count"))
+    return found if any(v is not None for v in vars(found).values()) else None
 
 
 @dataclass(frozen=True)
@@ -369,61 +543,103 @@ def parse_mapping(text: str) -> list[ChipMapping]:
     return rows
 
 
-@dataclass(frozen=True)
+@dataclass
 class Topology:
-    devices: list[str]                       # ["NPU0", "NPU1", ...]
-    links: dict[tuple[str, str], str]        # (a, b) -> "HCCS" | "PIX" | "SYS" | ... ; (a, a) -> "X"
-    cpu_affinity: dict[str, str]
+    devices: list[str]                       # ["NPU0", ...] (A3 collect_env copies say "Phy-ID12")
+    links: dict[tuple[str, str], str]        # (a, b) -> "HCCS" | "PIX" | "SIO" | "SYS" | ... ; (a, a) -> "X"
+    cpu_affinity: dict[str, str]             # empty when the header has no "CPU Affinity" (A3 on Arm)
+    legend: dict[str, str] = field(default_factory=dict)
+    unreadable: list[Unread] = field(default_factory=list)
 
     def link(self, a: str, b: str) -> str:
         return self.links[(a, b)]
 
 
+_TOPO_DEVICE = re.compile(r"(NPU|Phy-ID)\d+")
+
+
 def parse_topo(text: str) -> Topology:
-    """``npu-smi info -t topo``: the device matrix (the Legend is skipped)."""
+    """``npu-smi info -t topo``: the device matrix and its Legend.
+
+    The Legend differs between drivers (a blank line after ``Legend:`` or not,
+    an ``NA`` line or not, ``SIO`` and ``HCCS_SW`` on A3) and is read as it comes.
+    Lines before the header (a wrapper's label) are listed as unreadable.
+    """
     _raise_if_npu_smi_failed(text)
-    lines = _lines(text)
-    if not lines or "CPU Affinity" not in lines[0][1]:
-        raise VendorOutputError("expected the topology header with 'CPU Affinity'",
-                                lines[0][1] if lines else text, lines[0][0] if lines else None)
-    devices = lines[0][1].replace("CPU Affinity", "").split()
-    links, affinity = {}, {}
-    for n, raw in lines[1:]:
-        if raw.strip() == "Legend:":
-            break
+    devices: list[str] = []
+    links, affinity, legend = {}, {}, {}
+    unreadable: list[Unread] = []
+    has_affinity = in_legend = False
+    for n, raw in _lines(text):
         tokens = raw.split()
-        if not tokens or tokens[0] not in devices or len(tokens) not in (len(devices) + 1, len(devices) + 2):
-            raise VendorOutputError(f"expected a device and {len(devices)} link cells", raw, n)
-        for other, cell in zip(devices, tokens[1:1 + len(devices)]):
-            links[(tokens[0], other)] = cell
-        affinity[tokens[0]] = tokens[len(devices) + 1] if len(tokens) > len(devices) + 1 else ""
-    if len(affinity) != len(devices):
-        raise VendorOutputError(f"expected {len(devices)} device rows, found {len(affinity)}", text[:200])
-    return Topology(devices, links, affinity)
+        if in_legend:
+            symbol, eq, meaning = raw.strip().partition("=")
+            if eq:
+                legend[symbol.strip()] = meaning.strip()
+            else:
+                unreadable.append(Unread(n, raw, "not a Legend line"))
+        elif raw.strip() == "Legend:":
+            in_legend = True
+        elif not devices:
+            has_affinity = raw.rstrip().endswith("CPU Affinity")
+            names = raw.replace("CPU Affinity", "").split()
+            if names and all(_TOPO_DEVICE.fullmatch(t) for t in names):
+                devices = names
+            else:
+                unreadable.append(Unread(n, raw, "before the topology header"))
+        elif tokens[0] in devices and len(tokens) in (len(devices) + 1, len(devices) + 1 + has_affinity):
+            for other, cell in zip(devices, tokens[1:1 + len(devices)]):
+                links[(tokens[0], other)] = cell
+            if has_affinity and len(tokens) == len(devices) + 2:
+                affinity[tokens[0]] = tokens[-1]
+        else:
+            unreadable.append(Unread(n, raw, f"expected a device and {len(devices)} link cells"))
+    if not devices:
+        first = unreadable[0] if unreadable else None
+        raise VendorOutputError("no topology header with NPU columns found",
+                                first.line if first else text[:200], first.lineno if first else None)
+    return Topology(devices, links, affinity, legend, unreadable)
 
 
 # ---------------------------------------------------------------- hccn_tool
 
-# Error reports of hccn_tool (its source's message table); text starting with
-# one of these is a failure, not data.
-HCCN_ERRORS = ("Get invalid", "Command execute failed", "Cmd execute failed", "Execute failed:",
-               "The device is not exist", "Get device health status failed", "The ip address",
-               "Inconsistent address and mask", "permission denied", "hccn_tool is busy")
+# hccn_tool's error reports (its source's message table). A failure may print
+# driver noise first, then the specific cause, then a generic trailer:
+#   call drvMngGetConsoleLogLevel failed , g_conLogLevel = 3
+#   Device ID is out of the valid range.
+#   Cmd execute failed!
+HCCN_TRAILERS = ("Cmd execute failed!", "Command execute failed!")
+HCCN_ERRORS = ("Get invalid", "Execute failed:", "The device is not exist", "Device ID is out of the valid range",
+               "Get device health status failed", "The ip address", "Inconsistent address and mask",
+               "permission denied", "hccn_tool is busy", "Get ipconf failed", "Get gateway failed")
+_HCCN_NOISE = re.compile(r"^(call )?drvMngGetConsoleLogLevel failed", re.I)
+
+
+def _hccn_data_lines(text: str):
+    return [(n, line) for n, line in _lines(text) if not _HCCN_NOISE.match(line.strip())]
 
 
 def hccn_error(text: str) -> ToolError | None:
-    """The error hccn_tool reported instead of data, or None."""
-    for _, raw in _lines(text):
-        if raw.strip().startswith(HCCN_ERRORS):
-            return ToolError(raw.strip())
+    """The error hccn_tool reported instead of data (its specific cause kept), or None."""
+    lines = [line.strip() for _, line in _hccn_data_lines(text)]
+    for i, line in enumerate(lines):
+        if line in HCCN_TRAILERS:
+            causes = [c for c in lines[:i] if c not in HCCN_TRAILERS]
+            return ToolError(causes[-1] if causes else line)
+        if line.startswith(HCCN_ERRORS):
+            return ToolError(line)
     return None
 
 
-def _hccn_line(text: str, pattern: str, what: str) -> re.Match:
+def _hccn_check(text: str) -> list[tuple[int, str]]:
     error = hccn_error(text)
     if error:
         raise VendorToolFailure(error)
-    lines = _lines(text)
+    return _hccn_data_lines(text)
+
+
+def _hccn_line(text: str, pattern: str, what: str) -> re.Match:
+    lines = _hccn_check(text)
     if not lines:
         raise VendorOutputError(f"no {what} output")
     m = re.fullmatch(pattern, lines[0][1].strip())
@@ -453,11 +669,8 @@ def parse_ip(text: str) -> IpConfig | None:
     """``hccn_tool -i N -ip -g``; None when no IP was preset."""
     if "because no ip was preset there" in text:
         return None
-    error = hccn_error(text)
-    if error:
-        raise VendorToolFailure(error)
     found = {}
-    for n, raw in _lines(text):
+    for n, raw in _hccn_check(text):
         m = re.fullmatch(r"(ipaddr|netmask):\s*(\S+)", raw.strip())
         if not m:
             raise VendorOutputError("expected 'ipaddr:<ip>' or 'netmask:<mask>'", raw, n)
@@ -474,29 +687,71 @@ def parse_netdetect(text: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Gateway:
+    address: str | None   # None when unset (0.0.0.0)
+    iface: str | None
+
+
+def parse_gateway(text: str) -> Gateway:
+    """``hccn_tool -i N -gateway -g`` -> ``default gateway:<ip>, Iface:<eth>``."""
+    m = _hccn_line(text, r"default gateway:\s*(\S*?),?\s*(?:Iface:\s*(\S+))?",
+                   "'default gateway:<ip>, Iface:<eth>'")
+    address = m.group(1) if m.group(1) not in ("", "0.0.0.0") else None
+    return Gateway(address, m.group(2))
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: str
+    gateway: str | None    # None for '*' / 0.0.0.0 (on-link)
+    genmask: str
+    flags: str
+    iface: str
+
+
+def parse_route(text: str) -> list[Route]:
+    """``hccn_tool -i N -route -g``: ``Routing table:``, the route(8) header, one line per route."""
+    lines = _hccn_check(text)
+    routes = []
+    header_seen = False
+    for n, raw in lines:
+        tokens = raw.split()
+        if raw.strip() == "Routing table:":
+            continue
+        if tokens[:3] == ["Destination", "Gateway", "Genmask"]:
+            header_seen = True
+            continue
+        if not header_seen or len(tokens) != 8:
+            raise VendorOutputError("expected 'Destination Gateway Genmask Flags Metric Ref Use Iface' rows", raw, n)
+        gateway = None if tokens[1] in ("*", "0.0.0.0") else tokens[1]
+        routes.append(Route(tokens[0], gateway, tokens[2], tokens[3], tokens[7]))
+    if not header_seen:
+        raise VendorOutputError("no routing table header", text[:200])
+    return routes
+
+
+@dataclass(frozen=True)
 class LldpNeighbor:
     chassis_id: str
     port_id: str          # the switch port, e.g. "400GE1/1/5:1"
     system_name: str
     system_description: str
     mgmt_ipv4: str | None
-    tlvs: dict[str, list[str]]   # every TLV title -> its value lines
+    tlvs: dict[str, list[str]]   # every TLV title -> its value lines (known or not)
 
 
 def parse_lldp(text: str) -> LldpNeighbor | None:
-    """``hccn_tool -i N -lldp -g``: TLV titles alone on a line, values indented below.
+    """``hccn_tool -i N -lldp -g``: TLV titles alone on a line, values below.
 
-    None when there is no neighbour (empty output, e.g. link down or LLDP off on the switch).
+    Only a column-0 line ending in " TLV" starts a TLV; every other line, at any
+    indent (a switch's System Description continues at column 0, with blank
+    lines inside), belongs to the TLV above it. None when there is no neighbour
+    (empty output, e.g. link down or LLDP off on the switch).
     """
-    error = hccn_error(text)
-    if error:
-        raise VendorToolFailure(error)
     tlvs: dict[str, list[str]] = {}
     title = None
-    for n, raw in _lines(text):
-        if not raw[0].isspace():
-            if not raw.strip().endswith("TLV"):
-                raise VendorOutputError("expected an LLDP TLV title", raw, n)
+    for n, raw in _hccn_check(text):
+        if not raw[0].isspace() and raw.rstrip().endswith(" TLV"):
             title = raw.strip()
             tlvs[title] = []
         elif title is None:
@@ -514,7 +769,7 @@ def parse_lldp(text: str) -> LldpNeighbor | None:
 
     chassis = value("Chassis ID TLV")
     return LldpNeighbor(chassis.split(": ", 1)[-1], value("Port ID TLV").split(": ", 1)[-1],
-                        value("System Name TLV"), value("System Description TLV"),
+                        value("System Name TLV"), "\n".join(tlvs.get("System Description TLV", [])),
                         value("Management Address TLV", "IPv4:") or None, tlvs)
 
 
@@ -532,11 +787,10 @@ class PingResult:
 
 def parse_ping(text: str) -> PingResult:
     """``hccn_tool -i N -ping -g address A``: the target and the packet summary."""
-    error = hccn_error(text)
-    if error or "because no ip was preset there" in text:
-        raise VendorToolFailure(error or ToolError(text.strip()))
+    if "because no ip was preset there" in text:
+        raise VendorToolFailure(ToolError(text.strip()))
     target = summary = None
-    for n, raw in _lines(text):
+    for n, raw in _hccn_check(text):
         m = re.search(r"\bPING\s+(?:\S+\s+to\s+)?(\S+)", raw)
         if m and target is None:
             target = m.group(1)
@@ -546,3 +800,208 @@ def parse_ping(text: str) -> PingResult:
     if summary is None:
         raise VendorOutputError("no 'packets transmitted, received, packet loss' summary", text[:200])
     return PingResult(target or "", int(summary.group(1)), int(summary.group(2)), float(summary.group(3)))
+
+
+@dataclass(frozen=True)
+class Optical:
+    """``hccn_tool -i N -optical -g``: the optical module of the port."""
+    present: bool
+    temperature_c: float | None
+    tx_power_mw: tuple[float, ...]          # per lane (Tx Power0..3)
+    rx_power_mw: tuple[float, ...]
+    rx_power_low_mw: float | None           # the module's own alarm thresholds
+    rx_power_high_mw: float | None
+    tx_power_low_mw: float | None
+    tx_power_high_mw: float | None
+    values: dict[str, str]                  # every line as printed
+
+
+def parse_optical(text: str) -> Optical:
+    values: dict[str, str] = {}
+    for n, raw in _hccn_check(text):
+        if raw.strip() == "optical info:":
+            continue
+        key, colon, value = raw.partition(":")
+        if not colon or not key.strip():
+            raise VendorOutputError("expected 'key : value'", raw, n)
+        values[key.strip()] = value.strip()
+    if "present" not in values:
+        raise VendorOutputError("no 'present' line in the optical info", text[:200])
+
+    def lanes(prefix):
+        found = []
+        for lane in range(8):
+            if f"{prefix}{lane}" not in values:
+                break
+            found.append(_float_or_none(values[f"{prefix}{lane}"]))
+        return tuple(v for v in found if v is not None)
+
+    return Optical(values["present"].lower() == "present", _float_or_none(values.get("temperature")),
+                   lanes("Tx Power"), lanes("Rx Power"),
+                   _float_or_none(values.get("RxPower Low Thres")), _float_or_none(values.get("RxPower High Thres")),
+                   _float_or_none(values.get("TxPower Low Thres")), _float_or_none(values.get("TxPower High Thres")),
+                   values)
+
+
+@dataclass(frozen=True)
+class LinkStat:
+    """``hccn_tool -i N -link_stat -g``: link up count and the link change records (newest first)."""
+    device: int
+    current_time: str
+    up_count: int
+    records: tuple[tuple[str, str], ...]    # (time, "LINK UP" | "LINK DOWN")
+
+    @property
+    def down_count(self) -> int:
+        return sum(1 for _, state in self.records if state == "LINK DOWN")
+
+
+def parse_link_stat(text: str) -> LinkStat:
+    device = current = up = None
+    records = []
+    for n, raw in _hccn_check(text):
+        m = re.match(r"\[(?:devid|device) (\d+)\]\s*(.*)$", raw.strip())
+        if not m:
+            raise VendorOutputError("expected '[devid N]...'", raw, n)
+        device, rest = int(m.group(1)), m.group(2)
+        key, colon, value = rest.partition(":")
+        if re.fullmatch(r"\s*(.+?)\s+(LINK UP|LINK DOWN)\s*", rest):
+            when, state = re.fullmatch(r"\s*(.+?)\s+(LINK UP|LINK DOWN)\s*", rest).groups()
+            records.append((when, state))
+        elif key.strip() == "current time":
+            current = value.strip()
+        elif key.strip() == "link up count":
+            up = _int(value.strip(), raw, n, "link up count")
+        elif key.strip() == "link change records":
+            continue
+        else:
+            raise VendorOutputError("not a link statistics line", raw, n)
+    if device is None or up is None:
+        raise VendorOutputError("no '[devid N]link up count' line", text[:200])
+    return LinkStat(device, current or "", up, tuple(records))
+
+
+def parse_stat(text: str) -> dict[str, int]:
+    """``hccn_tool -i N -stat -g``: ``packet statistics:`` then ``counter:value`` lines."""
+    counters: dict[str, int] = {}
+    for n, raw in _hccn_check(text):
+        if raw.strip() == "packet statistics:":
+            continue
+        key, colon, value = raw.partition(":")
+        if not colon or not value.strip().isdigit():
+            raise VendorOutputError("expected 'counter:<number>'", raw, n)
+        counters[key.strip()] = int(value.strip())
+    if not counters:
+        raise VendorOutputError("no packet statistics", text[:200])
+    return counters
+
+
+# Counters of -stat -g that count bad frames; any growth is a failing link.
+ERROR_COUNTER = re.compile(r"(fcs_err|crc|bad_pkt|bad_oct|err_pkt|err_ack|err_psn|verification_err)")
+
+
+def error_counters(counters: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counters.items() if ERROR_COUNTER.search(k)}
+
+
+# ---------------------------------------------------------------- hccl_test
+
+# busbw = algbw x factor, the nccl-tests factors (nccl-tests doc/PERFORMANCE.md)
+# for n ranks. hccl_test prints algbw only ("alg_bandwidth").
+BUSBW_FACTORS = {
+    "all_reduce": lambda n: 2 * (n - 1) / n,
+    "all_gather": lambda n: (n - 1) / n,
+    "reduce_scatter": lambda n: (n - 1) / n,
+    "alltoall": lambda n: (n - 1) / n,
+    "alltoallv": lambda n: (n - 1) / n,
+    "broadcast": lambda n: 1.0,
+    "reduce": lambda n: 1.0,
+}
+
+
+@dataclass(frozen=True)
+class HcclRow:
+    bytes: int
+    time_us: float
+    algbw_gbps: float
+    check: str          # success | failed | NULL (check disabled or the result would overflow)
+
+
+@dataclass(frozen=True)
+class HcclError:
+    location: str       # "./common/src/hccl_test_common.cc:538"
+    retcode: int
+    stage: str | None   # from "This is an error in init_hcclComm."
+    line: str
+
+
+@dataclass
+class HcclTestResult:
+    rows: list[HcclRow]
+    min_bytes: int | None = None
+    max_bytes: int | None = None
+    iters: int | None = None
+    warmup_iters: int | None = None
+    errors: list[HcclError] = field(default_factory=list)
+    failed_ranks: list[str] = field(default_factory=list)   # "local rank_id N, check result failed, ..." lines
+    notes: list[str] = field(default_factory=list)          # warnings the tool printed
+    unreadable: list[Unread] = field(default_factory=list)
+
+    def busbw_gbps(self, row: HcclRow, op: str, ranks: int) -> float:
+        return row.algbw_gbps * BUSBW_FACTORS[op](ranks)
+
+
+_HCCL_HEADER = re.compile(r"data_size\(Bytes\):")
+
+
+def hccl_test_errors(text: str) -> list[HcclError]:
+    return parse_hccl_test(text).errors
+
+
+def parse_hccl_test(text: str) -> HcclTestResult:
+    """The table an ``hccl_test`` binary (all_reduce_test, ...) prints on rank 0.
+
+    The binaries spell the header ``aveg_time(us):``, the docs ``avg_time(us):``;
+    numbers are left-aligned (binaries) or right-aligned (docs) between ``|``.
+    A ``the minbytes is ...`` preamble may come first; an MPI or HCCL error
+    prints ``hccl interface return err <file>:<line>, retcode: N`` followed by
+    ``This is an error in <stage>.``. Columns are taken by their header names.
+    """
+    result = HcclTestResult(rows=[])
+    columns: list[str] | None = None
+    for n, raw in _lines(text):
+        line = raw.strip()
+        m = re.search(r"the minbytes is (\d+), maxbytes is (\d+), iters is (\d+), warmup_iters is (\d+)", line)
+        if m:
+            result.min_bytes, result.max_bytes, result.iters, result.warmup_iters = map(int, m.groups())
+            continue
+        m = re.search(r"hccl interface return err\w*\s+(\S+), retcode: (-?\d+)", line)
+        if m:
+            result.errors.append(HcclError(m.group(1), int(m.group(2)), None, line))
+            continue
+        m = re.match(r"This is an error in (\w+)\.?", line)
+        if m and result.errors and result.errors[-1].stage is None:
+            last = result.errors[-1]
+            result.errors[-1] = HcclError(last.location, last.retcode, m.group(1), last.line)
+            continue
+        if re.match(r"(local )?rank.?id \d+, check result failed", line):
+            result.failed_ranks.append(line)
+            continue
+        if _HCCL_HEADER.match(line):
+            columns = [c.strip().rstrip(":") for c in line.split("|")]
+            continue
+        cells = [c.strip() for c in line.split("|")]
+        if columns and len(cells) == len(columns) and cells[0].isdigit():
+            row = dict(zip(columns, cells))
+            time_key = next((c for c in columns if c.endswith("_time(us)")), None)
+            try:
+                result.rows.append(HcclRow(int(row["data_size(Bytes)"]), float(row[time_key]),
+                                           float(row["alg_bandwidth(GB/s)"]), row["check_result"]))
+            except (KeyError, TypeError, ValueError):
+                result.unreadable.append(Unread(n, raw, "a result row whose cells are not numbers"))
+            continue
+        if line.startswith("Warning:"):
+            result.notes.append(line)
+            continue
+        result.unreadable.append(Unread(n, raw, "not part of the hccl_test table"))
+    return result

@@ -37,7 +37,8 @@ def _state(node: Node, **fields):
 
 
 def _healthy(node: Node):
-    _state(node, health="OK", error_codes=[], link="UP", net_health="Success", busy=None, processes=[])
+    _state(node, health="OK", error_codes=[], link="UP", net_health="Success", busy=None, processes=[],
+           temp_c=36, hbm_temp_c=None, ecc=None, optical=None, link_events=None, stat=None, stat_growth=None)
 
 
 def _sh(node: Node, command: str):
@@ -50,21 +51,31 @@ def _install(node: Node, path: str, flags: str):
 
 
 HARDWARE = {"driver_version", "install_info", "cann_toolkit", "nnal"}
+# The hardware checks of validation/suite/test_hardware.py that run on every
+# simulated node (npu_routes needs device IPs and hccl_test an installed
+# hccl_test, so they are left out here).
+SENSORS = {"npu_temperature", "hbm_ecc", "npu_topology"}
+PORTS = {"optical_modules", "link_flaps", "packet_errors"}
+HELD = "another process or container holds the device"
+FLAPS = [["Mon Jan  6 10:04:00 2025", "LINK UP"], ["Mon Jan  6 10:03:58 2025", "LINK DOWN"],
+         ["Mon Jan  6 10:01:00 2025", "LINK UP"], ["Mon Jan  6 10:00:57 2025", "LINK DOWN"],
+         ["Mon Jan  6 09:40:00 2025", "LINK UP"], ["Mon Jan  6 09:39:55 2025", "LINK DOWN"],
+         ["Mon Jan  6 08:00:00 2025", "LINK UP"]]
 
 FAULTS = [
     Fault("npu_warning", "quick", {"npu_health"}, "Warning", lambda n: _state(n, health="Warning"), _healthy,
           status="warning", keeps_passing=HARDWARE | {"device_nodes", "torch_npu_import"}),
-    Fault("npu_alarm", "quick", {"npu_health"}, "reports a fault",
-          lambda n: _state(n, health="Alarm", error_codes=["0x80E01801"]), _healthy,
+    Fault("npu_alarm", "quick", {"npu_health"}, "80E01801 (RestartBusiness",
+          lambda n: _state(n, health="Alarm", error_codes=["80E01801"]), _healthy,
           keeps_passing=HARDWARE | {"device_nodes", "torch_npu_import"}),
     Fault("npu_critical", "quick", {"npu_health"}, "reports a fault", lambda n: _state(n, health="Critical"),
           _healthy, keeps_passing=HARDWARE | {"device_nodes", "torch_npu_import"}),
     Fault("device_node_removed", "quick", {"device_nodes", "npu_health"}, "not visible",
           lambda n: _sh(n, "rm /dev/davinci3"), lambda n: _sh(n, "mknod -m 660 /dev/davinci3 c 236 3"),
           keeps_passing=HARDWARE),
-    Fault("device_busy", "quick", {"npu_health"}, "held by another process", lambda n: _state(n, busy=-8020),
+    Fault("device_busy", "quick", {"npu_health"}, HELD, lambda n: _state(n, busy=-8020),
           _healthy, keeps_passing=HARDWARE | {"device_nodes"}),
-    Fault("foreign_process", "quick", {"npu_processes"}, "held by another process",
+    Fault("foreign_process", "quick", {"npu_processes"}, HELD,
           lambda n: _state(n, processes=[{"pid": 4242, "name": "python", "mem_mb": 2048}]), _healthy,
           keeps_passing=HARDWARE | {"device_nodes", "npu_health"}),
     Fault("driver_too_old", "quick", {"driver_version", "firmware_pairs_with_driver"}, "outside the HDK range",
@@ -87,4 +98,22 @@ FAULTS = [
           keeps_passing={"smoke"}),
     Fault("net_health_fault", "standard", {"npu_network"}, "not configured", lambda n: _state(n, net_health="Fault"),
           _healthy, keeps_passing={"smoke"}),
+    # Hardware faults (issue #15): each caught by its own check and by no other.
+    # A port without its module has its link down, as on a real server; the
+    # network check leaves that port to the optical check, which names the cause.
+    Fault("optical_absent", "standard", {"optical_modules"}, "no optical module present",
+          lambda n: _state(n, optical={"present": False}, link="DOWN", net_health="Fault"), _healthy,
+          keeps_passing=SENSORS | (PORTS - {"optical_modules"}) | {"npu_network", "npu_health"}),
+    Fault("link_flapping", "standard", {"link_flaps"}, "3 link downs since the driver started",
+          lambda n: _state(n, link_events=FLAPS), _healthy,
+          keeps_passing=SENSORS | (PORTS - {"link_flaps"}) | {"npu_network", "npu_health"}),
+    Fault("crc_errors_growing", "standard", {"packet_errors"}, "frames arrive corrupted",
+          lambda n: _state(n, stat={"mac_rx_fcs_err_pkt_num": 120}, stat_growth={"mac_rx_fcs_err_pkt_num": 37}),
+          _healthy, keeps_passing=SENSORS | (PORTS - {"packet_errors"}) | {"npu_network", "npu_health"}),
+    Fault("hbm_ecc_errors", "quick", {"hbm_ecc"}, "uncorrectable (double-bit) HBM ECC error",
+          lambda n: _state(n, ecc={"single_bit": 5, "double_bit": 2, "double_bit_total": 2}), _healthy,
+          keeps_passing=(SENSORS - {"hbm_ecc"}) | {"npu_health", "device_nodes"}),
+    Fault("overheating_chip", "quick", {"npu_temperature"}, "the chip overheats",
+          lambda n: _state(n, temp_c=97, hbm_temp_c=91), _healthy,
+          keeps_passing=(SENSORS - {"npu_temperature"}) | {"npu_health", "device_nodes"}),
 ]

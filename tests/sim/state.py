@@ -39,6 +39,17 @@ Optional keys, read by tests/sim/tools (npu_smi.py, hccn_tool.py) when present:
   ``"lldp"`` may add ``"system_description"`` and ``"mgmt_ip"``.
 * ``power_w`` may be null (A3 die 1 prints ``-``, 310P prints ``NA``) or a string
   printed as is.
+* per die, read by ``npu-smi info -t memory|ecc``: ``"hbm_temp_c"`` (default: the
+  die's ``temp_c``), ``"ecc"`` (HBM counters by name: ``single_bit``,
+  ``double_bit``, ``single_bit_total``, ``double_bit_total``,
+  ``single_bit_isolated_pages``, ``double_bit_isolated_pages``; default all 0).
+* per die, read by ``hccn_tool``: ``"optical"`` (``present``, ``temperature_c``,
+  ``tx_power_mw`` / ``rx_power_mw`` per lane; default a healthy 4-lane module),
+  ``"link_events"`` (``[[time, "LINK UP"|"LINK DOWN"], ...]`` newest first;
+  default one LINK UP), ``"stat"`` (``-stat -g`` counters, default 0) and
+  ``"stat_growth"`` (added to those counters on every read), ``"gateway"``.
+* ``hccl_test`` (tests/sim/tools/hccl_test.py) reads ``"hccl_busbw_gbps"`` at the
+  top level (the bus bandwidth its all_reduce reaches; default 150).
 
 Other inputs of the simulated tools: driver and firmware versions come from
 ``/usr/local/Ascend/{driver,firmware}/version.info`` (``Version=`` line); the

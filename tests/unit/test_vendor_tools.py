@@ -191,7 +191,7 @@ def test_list_mapping_board_health_topo_samples():
 
 def test_error_samples():
     e = vt.npu_smi_error(sample("npu-smi_error_-8005_dcmi_init.txt"))
-    assert e.code == -8005 and "driver not loaded" in e.describe()
+    assert e.code == -8005 and "the NPU driver is not loaded" in e.describe() and "without the reboot" in e.describe()
     for name in ("npu-smi_error_-8020_device_used.txt", "npu-smi_error_-8020_device_used_ret4.txt"):
         assert vt.npu_smi_error(sample(name)).code == -8020
     bad = vt.npu_smi_error(sample("npu-smi_error_invalid_card_id.txt"))
@@ -222,15 +222,18 @@ def test_hccn_samples():
     assert vt.parse_lldp("") is None
 
 
-def test_unreadable_output_names_the_line():
+def test_an_unreadable_row_is_named_and_the_other_chips_are_still_read():
     text = sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt").replace(
         "| 0           0    / 0          3407 / 65536         |",
         "| 0           0    / 0          3407 / sixty-four    |")
-    with pytest.raises(vt.VendorOutputError) as exc:
-        vt.parse_npu_smi_info(text)
-    assert exc.value.lineno == 8 and "sixty-four" in str(exc.value) and "HBM-Usage" in str(exc.value)
-    with pytest.raises(vt.VendorOutputError, match="not part of an npu-smi table"):
+    info = vt.parse_npu_smi_info(text)
+    assert info.npu_ids() == [1, 2, 3, 4, 5, 6, 7] and len(info.chips) == 7
+    [bad] = info.unreadable
+    assert bad.lineno == 8 and "sixty-four" in bad.line and "HBM-Usage is not a number" in bad.reason
+    assert info.processes[0].pid == 1601114
+    with pytest.raises(vt.VendorOutputError, match="no npu-smi info table") as exc:
         vt.parse_npu_smi_info("bash: npu-smi: command not found\n")
+    assert exc.value.lineno == 1
     with pytest.raises(vt.VendorOutputError, match="no npu-smi info table"):
         vt.parse_npu_smi_info("")
     with pytest.raises(vt.VendorOutputError, match="link status"):
@@ -382,7 +385,9 @@ def test_simulated_list_mapping_board_follow_the_state(host):
     chip = vt.parse_board(sim.npu_smi("info", "-t", "board", "-i", "1", "-c", "1").stdout)
     assert chip["Chip ID"] == "1" and chip["PCIe Bus Info"] == st["npus"][1]["chips"][1]["bus_id"]
     topo = vt.parse_topo(sim.npu_smi("info", "-t", "topo").stdout)
-    assert topo.devices == ["NPU0", "NPU1", "NPU2", "NPU3"] and topo.link("NPU0", "NPU3") == "HCCS"
+    assert topo.devices == ["NPU0", "NPU1", "NPU2", "NPU3"]
+    assert (topo.link("NPU0", "NPU1"), topo.link("NPU0", "NPU3")) == ("SIO", "HCCS_SW")  # dies of a card, cards
+    assert topo.legend["SIO"] == "Path traversing the SIO bus" and "NA" in topo.legend
 
 
 def test_npu_smi_failures_parse_to_what_was_injected(host):
@@ -498,7 +503,7 @@ def test_hccn_rejects_bad_command_lines(host):
 
 # ---------------------------------------------------------- the tools as files
 
-@pytest.mark.parametrize("tool", ["npu_smi.py", "hccn_tool.py"])
+@pytest.mark.parametrize("tool", ["npu_smi.py", "hccn_tool.py", "hccl_test.py", "mpirun.py"])
 def test_tools_are_standalone_executables(tool, host):
     path = TOOLS / tool
     assert path.read_text().startswith("#!/usr/bin/env python3\n") and os.access(path, os.X_OK)
@@ -511,6 +516,96 @@ def test_tools_are_standalone_executables(tool, host):
     assert imported <= set(sys.stdlib_module_names)
     sim = host(sim_state.default_state("910b"))
     env = dict(os.environ, NPU_SIM_ROOT=str(sim.root), NPU_SIM_STATE=str(sim.state_path))
-    args = ["info", "-l"] if tool == "npu_smi.py" else ["-i", "0", "-link", "-g"]
+    args = {"npu_smi.py": ["info", "-l"], "hccn_tool.py": ["-i", "0", "-link", "-g"], "hccl_test.py": ["-b", "1K", "-e", "1K"],
+            "mpirun.py": ["-n", "1", "true"]}[tool]
     out = subprocess.run([str(path), *args], env=env, capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0 and out.stdout
+    assert out.returncode == 0 and (out.stdout or tool == "mpirun.py")
+
+
+# ------------------------------------ sub-commands added for issue #15
+
+HELDOUT = SAMPLES / "heldout"
+
+
+def blog(text):
+    """Published copies of key/value output show npu-smi's leading TAB as 8 spaces."""
+    return text.expandtabs(8)
+
+
+def test_simulated_sub_commands_equal_the_published_captures(host):
+    b3 = sim_state.default_state("910b")
+    b3 = sim_state.with_changes(b3, 0, temp_c=39, power_w=103.5, hbm_mb=[2800, 65536])
+    new = host(b3, driver="25.5.1", firmware="7.8.0.6.201")
+    assert new.npu_smi("info", "-t", "board", "-i", "0").stdout.rstrip("\n") == (
+        HELDOUT / "npu-smi_info_-t_board_-i_0_910B_25.5.1_telegraf.txt").read_text().rstrip("\n")
+    assert blog(new.npu_smi("info", "-t", "temp", "-i", "0").stdout) == (
+        HELDOUT / "npu-smi_info_-t_temp_-i_0_910B_telegraf.txt").read_text()
+    assert blog(new.npu_smi("info", "-t", "power", "-i", "0").stdout) == (
+        HELDOUT / "npu-smi_info_-t_power_-i_0_910B_telegraf.txt").read_text()
+    old = host(b3, driver="23.0.rc2")  # usages before 25.5 print no NPU Utilization / Aicube lines
+    assert blog(old.npu_smi("info", "-t", "usages", "-i", "0").stdout) == (
+        HELDOUT / "npu-smi_info_-t_usages_910B_23.0.rc2.txt").read_text()
+    b4 = sim_state.with_changes(sim_state.default_state("910b"), 1, hbm_mb=[2600, 32768], temp_c=35)
+    assert blog(host(b4).npu_smi("info", "-t", "memory", "-i", "1").stdout) == (
+        HELDOUT / "npu-smi_info_-t_memory_-i_1_blog.txt").read_text()
+    assert blog(host(b4).npu_smi("info", "-t", "ecc", "-i", "1").stdout) == (
+        HELDOUT / "npu-smi_info_-t_ecc_-i_1_mindcluster_doc.txt").read_text()
+    # 23.x Legend: no blank line after "Legend:", no NA line (the capture's header has lost its TAB)
+    topo = old.npu_smi("info", "-t", "topo").stdout.splitlines()
+    capture = (HELDOUT / "npu-smi_info_-t_topo_910B1_23.0.rc2_old_legend.txt").read_text().splitlines()
+    assert topo[topo.index("Legend:"):] == capture[capture.index("Legend:"):]
+
+
+def test_simulated_sub_commands_read_back_what_was_injected(host):
+    st = sim_state.default_state("a3", npus=2)
+    st = sim_state.with_changes(st, 3, temp_c=91, hbm_temp_c=88, ecc={"double_bit": 2, "single_bit_isolated_pages": 1})
+    sim = host(st)
+    temp = vt.parse_chip_report(sim.npu_smi("info", "-t", "temp", "-i", "1", "-c", "1").stdout)
+    assert temp.number(vt.TEMPERATURE_KEYS, 1) == 91 and temp.mcu == {}        # A3: no MCU block
+    both = vt.parse_chip_report(sim.npu_smi("info", "-t", "power", "-i", "1").stdout)
+    assert (both.chip_count, both.number(vt.POWER_KEYS, 0), both.number(vt.POWER_KEYS, 1)) == (2, 162.0, None)
+    memory = vt.parse_chip_report(sim.npu_smi("info", "-t", "memory", "-i", "1", "-c", "1").stdout)
+    assert memory.number(vt.HBM_TEMPERATURE_KEYS, 1) == 88
+    ecc = vt.parse_chip_report(sim.npu_smi("info", "-t", "ecc", "-i", "1", "-c", "1").stdout)
+    assert vt.ecc_counts(ecc, "HBM", 1) == vt.EccCounts(0, 2, 0, 0, 1, 0)
+    common = vt.parse_chip_report(sim.npu_smi("info", "-t", "common", "-i", "0").stdout)
+    assert common.number(vt.TEMPERATURE_KEYS, 1) == st["npus"][0]["chips"][1]["temp_c"]
+    usages = vt.parse_chip_report(sim.npu_smi("info", "-t", "usages", "-i", "0", "-c", "0").stdout)
+    assert usages.values(0)["HBM Capacity(MB)"] == "65536"
+
+
+def test_simulated_dcmi_failure_of_a_container_without_its_mounts(host):
+    sim = host(sim_state.default_state("910b"))
+    (sim.root / "usr/local/Ascend/driver/lib64").mkdir(parents=True)   # driver libraries, no /usr/local/dcmi
+    out = sim.npu_smi("info")
+    assert out.returncode == 255 and vt.npu_smi_error(out.stdout).codes == (-8020, -9005)
+    assert out.stdout.splitlines()[1:] == (HELDOUT / "npu-smi_error_-8020_-9005_container_easyr1.txt").read_text().splitlines()
+    (sim.root / "usr/local/dcmi").mkdir(parents=True)
+    (sim.root / "etc").mkdir()
+    (sim.root / "etc/ascend_install.info").write_text("Driver_Install_Path_Param=/usr/local/Ascend\n")
+    assert sim.npu_smi("info").returncode == 0
+
+
+def test_simulated_hccn_port_queries(host):
+    st = sim_state.default_state("910b")
+    st = sim_state.with_changes(st, 2, optical={"present": False}, link_events=[["t1", "LINK UP"], ["t0", "LINK DOWN"]],
+                                stat={"mac_rx_fcs_err_pkt_num": 5}, stat_growth={"mac_rx_fcs_err_pkt_num": 3},
+                                ip="10.0.2.5", netmask="255.255.255.0")
+    sim = host(st)
+    healthy = vt.parse_optical(sim.hccn(0, "-optical", "-g").stdout)
+    assert healthy.present and len(healthy.rx_power_mw) == 4 and healthy.rx_power_low_mw == 0.1445
+    assert not vt.parse_optical(sim.hccn(2, "-optical", "-g").stdout).present
+    stat = vt.parse_link_stat(sim.hccn(2, "-link_stat", "-g").stdout)
+    assert (stat.device, stat.up_count, stat.down_count) == (2, 1, 1)
+    first = vt.parse_stat(sim.hccn(2, "-stat", "-g").stdout)["mac_rx_fcs_err_pkt_num"]
+    assert vt.parse_stat(sim.hccn(2, "-stat", "-g").stdout)["mac_rx_fcs_err_pkt_num"] == first + 3 == 11
+    assert vt.parse_gateway(sim.hccn(2, "-gateway", "-g").stdout) == vt.Gateway(None, "eth2")
+    assert sim.hccn(2, "-gateway", "-s", "gateway", "10.0.2.1").stdout == ""
+    routes = vt.parse_route(sim.hccn(2, "-route", "-g").stdout)
+    assert [(r.destination, r.gateway, r.iface) for r in routes] == [
+        ("default", "10.0.2.1", "eth2"), ("10.0.2.0", None, "eth2"), ("127.0.0.1", None, "lo")]
+    lldp = vt.parse_lldp(sim.hccn(0, "-lldp", "-g").stdout)
+    assert lldp.system_description.splitlines()[-1] == "Huawei switch" and "Maximum Frame Size TLV" in lldp.tlvs
+    # the route table's layout is the captured one
+    capture = (HELDOUT / "hccn_tool_-route_-g_blog.txt").read_text().splitlines()
+    assert sim.hccn(2, "-route", "-g").stdout.splitlines()[:2] == capture[:2]

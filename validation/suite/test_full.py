@@ -10,7 +10,7 @@ import pytest
 import testinfra
 
 from validation import facts as facts_mod, vendor_tools, workloads
-from validation.suite.test_standard import _device_ids, _ran, allreduce, check_allreduce, device_ips
+from validation.suite.test_standard import _ran, allreduce, check_allreduce, device_ips
 
 pytestmark = pytest.mark.full
 
@@ -131,12 +131,12 @@ def parse_peer_ips(text: str) -> dict[int, str]:
 def test_netdetect_peers(pytestconfig, probe, facts, stack, options, check):
     hccn = stack["paths"]["hccn_tool"]
     if options["fleet_size"]:
-        own = device_ips(probe, hccn, _device_ids(facts))
+        own = device_ips(facts)
         failures = ping_peer(probe, hccn, own, parse_peer_ips(options["peer_ips"]), "this node")
     else:
         hosts = _fleet(pytestconfig)
         probes = [facts_mod.HostProbe(h) for h in hosts]
-        ips = [device_ips(p, hccn, _device_ids(facts_mod.collect(p))) for p in probes]
+        ips = [device_ips(facts_mod.collect(p)) for p in probes]
         failures = []
         for i, p in enumerate(probes):
             failures += ping_peer(p, hccn, ips[i], ips[(i + 1) % len(probes)], hosts[i].backend.get_pytest_id())

@@ -9,11 +9,11 @@ from shlex import quote
 import pytest
 
 from compat_matrix.versions import VendorVersion, in_range
+from validation import codes, hardware
 
 pytestmark = pytest.mark.quick
 
 HDK_HINT = "install the row's HDK driver and firmware (make deploy TAGS=driver)"
-FAILING_HEALTH = ("Alarm", "Critical")
 
 
 def expected_devices(stack, options) -> int:
@@ -83,12 +83,12 @@ def test_npu_health(facts, stack, options, check):
           f"npu-smi shows {len(devices)} device(s), {expected_devices(stack, options)} expected",
           expected=str(expected_devices(stack, options)), found=str(len(devices)),
           cause="an NPU is missing from the driver's view", fix="check the card (`lspci | grep d80`, `npu-smi info -l`)")
-    bad = [d for d in devices if d["health"] in FAILING_HEALTH]
+    bad = [d for d in devices if codes.health_verdict(d["health"]) == "fail"]
     check(not bad, "unhealthy NPU(s): " + ", ".join(f"NPU {d['npu']} chip {d['chip']} {d['health']}" for d in bad),
-          expected="Health OK on every chip", found=", ".join(f"{d['npu']}/{d['chip']}={d['health']}" for d in bad),
-          cause="the device reports a fault (Alarm or Critical)",
-          fix="read `npu-smi info -t health -i <npu>` for the error codes; reset or replace the card")
-    warned = [d for d in devices if d["health"] == "Warning"]
+          expected="Health OK on every chip", found=hardware.listing(hardware.health_findings(bad)),
+          cause="the device reports a fault (Alarm or Critical): " + hardware.listing(hardware.health_findings(bad)),
+          fix=hardware.health_fix(bad))
+    warned = [d for d in devices if codes.health_verdict(d["health"]) == "warn"]
     if warned:
         check.warn("NPU health Warning: " + ", ".join(f"NPU {d['npu']} chip {d['chip']}" for d in warned))
 

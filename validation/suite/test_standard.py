@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from validation import vendor_tools
+from validation import facts as facts_mod, vendor_tools
 
 pytestmark = pytest.mark.standard
 
@@ -56,32 +56,21 @@ def test_migrate(workload, check):
           cause="torch_npu's automatic migration does not cover this script", fix="see torch_npu.contrib.transfer_to_npu")
 
 
-def _device_ids(facts) -> list[int]:
-    """hccn_tool's -i: each chip's physical id (older npu-smi tables lack it: the NPU id)."""
-    return [d["phy_id"] if d["phy_id"] is not None else d["npu"] for d in facts["devices"]]
-
-
-def device_ips(probe, hccn: str, devices: list[int]) -> dict[int, str | None]:
-    """Each device's RoCE address (hccn_tool -i N -ip -g), None where unset."""
-    out = {}
-    for dev in devices:
-        _, text, _ = probe.run(f"{hccn} -i {dev} -ip -g")
-        try:
-            conf = vendor_tools.parse_ip(text)
-        except vendor_tools.VendorOutputError:
-            conf = None
-        out[dev] = conf.address if conf else None
-    return out
+def device_ips(facts) -> dict[int, str | None]:
+    """Each NPU port's RoCE address as the facts read it (hccn_tool -ip -g), None where unset."""
+    return {p["port"]: (p.get("ip") or {}).get("address") for p in facts.get("network") or []}
 
 
 def test_npu_network(probe, facts, stack, check):
     hccn = stack["paths"]["hccn_tool"]
-    devices = _device_ids(facts)
+    devices = [facts_mod.network_port(d, i) for i, d in enumerate(facts["devices"])]
     check(bool(devices), "no NPU to check the network of", expected="devices", found="none")
     # The fleet phase pings these from the previous node (test_full.test_netdetect_peers).
-    check.record({"device_ips": device_ips(probe, hccn, devices)})
+    check.record({"device_ips": device_ips(facts)})
+    # A port without its optical module is down for that reason: optical_modules reports it.
+    no_module = {p["port"] for p in facts.get("network") or [] if (p.get("optical") or {}).get("present") is False}
     bad = []
-    for dev in devices:
+    for dev in (d for d in devices if d not in no_module):
         _, link_out, link_err = probe.run(f"{hccn} -i {dev} -link -g")
         _, health_out, health_err = probe.run(f"{hccn} -i {dev} -net_health -g")
         try:

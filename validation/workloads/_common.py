@@ -59,6 +59,8 @@ def parse_bytes(text: str, option: str) -> int:
 
 
 # -- diagnosis of the common import failures (DESIGN section 3) ---------------------
+# DCMI codes (-8005, -8020, ...) are not explained here: the suite explains the
+# workload's output from the one table in validation/codes.py.
 
 _HINTS = (
     ("libhccl.so", "CANN's environment is not loaded: source set_env.sh (ascend-toolkit or cann) first"),
@@ -66,8 +68,6 @@ _HINTS = (
     ("cannot open shared object file", "a shared library is missing: is CANN installed and its set_env.sh sourced?"),
     ("undefined symbol", "torch, torch_npu and CANN versions do not match: install the versions of one matrix row"),
     ("507033", "the NPU driver is too old for this CANN: upgrade the driver/firmware (HDK) to the row's version"),
-    ("-8005", "the device is busy or held by another process: check npu-smi info for running processes"),
-    ("-8020", "the device is busy or held by another process: check npu-smi info for running processes"),
     ("No module named 'decorator'", "CANN's Python dependencies are missing: pip install decorator attrs psutil"),
     ("No module named 'attr'", "CANN's Python dependencies are missing: pip install decorator attrs psutil"),
     ("No module named 'torch_npu'", "torch_npu is not installed in this Python"),

@@ -10,13 +10,16 @@ in tests/sim/state.py) and NPU_SIM_ROOT (prefix for /dev/davinci_manager and
 does (it maps phy id to logic id through DSMI).
 
 Supported: -link -g, -net_health -g, -ip -g, -ip -s address A netmask M,
--netdetect -g, -netdetect -s address A, -lldp -g, -ping -g address A [pkt N].
-`-s` commands write the state file back, so later calls see the change.
+-netdetect -g, -netdetect -s address A, -lldp -g, -ping -g address A [pkt N],
+-optical -g, -link_stat -g, -stat -g, -gateway -g, -gateway -s gateway A,
+-route -g. `-s` commands write the state file back, so later calls see the
+change; so does -stat -g when the state makes a counter grow ("stat_growth").
 
-Formats: link/net_health/ip outputs and the error texts are Huawei's. No real
-capture exists of -lldp -g, -ping -g, -netdetect -g when unset, or of the
-silent -s commands: those are designed from the vendor's format strings and
-docs (FORMAT_NOTES.md section 5) and marked "designed" below.
+Formats: link/net_health/ip/optical/link_stat/stat/gateway/route/lldp/ping
+outputs and the error texts are Huawei's (captures in FORMAT_NOTES.md section
+5). No real capture exists of -netdetect -g or -gateway -g when unset, of an
+absent optical module, or of the silent -s commands: those are designed from
+the vendor's format strings and docs and marked "designed" below.
 
 Exit codes (chosen here; the vendor does not document them): 0 success,
 including a ping that got no reply (the summary says 100% loss); 1 a bad
@@ -27,6 +30,7 @@ import ipaddress
 import json
 import os
 import sys
+import time
 
 ROOT = os.environ.get("NPU_SIM_ROOT", "")
 
@@ -154,15 +158,20 @@ def cmd_lldp(state, die, mode, args):
         return ""
     chassis = n.get("chassis_id", "")
     subtype = "MAC" if chassis.count(":") == 5 else "Local"
+    # A switch's System Description continues at column 0, blank lines inside
+    # (captured on a Huawei DX511 neighbour); Capabilities and Maximum Frame Size
+    # follow (captured).
+    description = n.get("system_description", "Versatile Routing Platform Software\n"
+                        "VRP (R) software, Version 8.211\n\nHuawei switch\n").split("\n")
     out = ["Chassis ID TLV", f"\t{subtype}: {chassis}",
            "Port ID TLV", f"\tIfname: {n.get('port_id', '')}",
            "Time to Live TLV", "\t121",
            "System Name TLV", f"\t{n.get('system_name', '')}",
-           "System Description TLV",
-           f"\t{n.get('system_description', 'Huawei Versatile Routing Platform Software')}"]
+           "System Description TLV", f"\t{description[0]}", *description[1:],
+           "System Capabilities TLV", "\tEnabled capabilities: Bridge, Router"]
     if n.get("mgmt_ip"):
         out += ["Management Address TLV", f"\tIPv4: {n['mgmt_ip']}", "\tIfindex: 1"]
-    out.append("End of LLDPDU TLV")
+    out += ["Maximum Frame Size TLV", "\t9216", "End of LLDPDU TLV"]
     return "\n".join(out) + "\n"
 
 
@@ -193,9 +202,99 @@ def cmd_ping(state, die, mode, args):
     return "\n".join(out) + "\n"
 
 
+# The optical module as the mind-cluster fixture prints it (a 4-lane QSFP);
+# the thresholds are the module's own. A die's "optical" state overrides
+# present / temperature_c / tx_power_mw / rx_power_mw.
+OPTICAL_DEFAULT = {"present": True, "temperature_c": 47, "tx_power_mw": [1.4035, 1.3968, 1.4140, 1.4988],
+                   "rx_power_mw": [1.0189, 0.9854, 0.9907, 1.0213]}
+
+
+def cmd_optical(state, die, mode, args):
+    o = {**OPTICAL_DEFAULT, **(die.get("optical") or {})}
+    if not o["present"]:
+        return "optical info:\npresent              : not present\n"  # designed: nothing to read without a module
+    rows = [("present", "present"), ("temperature", f"{o['temperature_c']} C"), ("high power enable reg", "enabled"),
+            ("vendor name", "Hisense"), ("vendor part number", "LMQ8611-PC+"), ("xsfp identifier", "QSFP+ or later"),
+            ("xsfp wave length", "850 nm"), ("Vcc", "3262.90 mV")]
+    for lane, (tx, rx) in enumerate(zip(o["tx_power_mw"], o["rx_power_mw"])):
+        rows += [(f"Tx Power{lane}", f"{tx:.4f} mW"), (f"Rx Power{lane}", f"{rx:.4f} mW")]
+    rows += [("Vcc High Thres", "3465.00 mV"), ("Vcc Low Thres", "3135.00 mV"), ("Temp High Thres", "70 C"),
+             ("Temp Low Thres", "0 C"), ("TxPower High Thres", "3.5481 mW"), ("TxPower Low Thres", "0.2818 mW"),
+             ("RxPower High Thres", "3.5481 mW"), ("RxPower Low Thres", "0.1445 mW"),
+             ("Tx Los Flag", "0x0"), ("Rx Los Flag", "0x0")]
+    return "optical info:\n" + "".join(f"{k:<21}: {v}\n" for k, v in rows)
+
+
+def cmd_link_stat(state, die, mode, args):
+    # As captured: "[devid N]" prefix, keys padded to 20, newest record first.
+    # A die's "link_events" state: [[time, "LINK UP"|"LINK DOWN"], ...] newest
+    # first; by default the one LINK UP of the driver's start.
+    events = die.get("link_events") or [["Mon Jan  6 08:00:00 2025", "LINK UP"]]
+    dev = f"[devid {die['phy_id']}]"
+    out = [f"{dev}{'current time':<20}: {time.ctime()}",
+           f"{dev}{'link up count':<20}: {sum(1 for _, e in events if e == 'LINK UP')}",
+           f"{dev}link change records :"]
+    out += [f"{dev}    {when}    {event}" for when, event in events]
+    return "\n".join(out) + "\n"
+
+
+# The counters of DCMI's dcmi_network_pkt_stats_info (dcmi_interface_api.h), in
+# its order; the captured output prints "packet statistics:" then name:value.
+STAT_COUNTERS = ("mac_tx_total_pkt_num", "mac_tx_total_oct_num", "mac_tx_bad_pkt_num", "mac_tx_bad_oct_num",
+                 "mac_rx_total_pkt_num", "mac_rx_total_oct_num", "mac_rx_bad_pkt_num", "mac_rx_bad_oct_num",
+                 "mac_rx_fcs_err_pkt_num", "roce_rx_rc_pkt_num", "roce_rx_all_pkt_num", "roce_rx_err_pkt_num",
+                 "roce_tx_rc_pkt_num", "roce_tx_all_pkt_num", "roce_tx_err_pkt_num", "roce_cqe_num",
+                 "roce_rx_cnp_pkt_num", "roce_tx_cnp_pkt_num", "roce_err_ack_num", "roce_err_psn_num",
+                 "roce_verification_err_num", "roce_err_qp_status_num", "roce_new_pkt_rty_num", "roce_ecn_db_num",
+                 "nic_tx_all_pkg_num", "nic_tx_all_oct_num", "nic_rx_all_pkg_num", "nic_rx_all_oct_num")
+
+
+def cmd_stat(state, die, mode, args):
+    counters = {name: 0 for name in STAT_COUNTERS}
+    counters.update(die.get("stat") or {})
+    growth = die.get("stat_growth") or {}
+    if growth:  # a link corrupting frames: every read finds more of them
+        for name, step in growth.items():
+            counters[name] = counters.get(name, 0) + step
+        die["stat"] = counters
+        save_state(state)
+    return "packet statistics:\n" + "".join(f"{k}:{v}\n" for k, v in counters.items())
+
+
+def cmd_gateway(state, die, mode, args):
+    iface = f"eth{die['phy_id']}"
+    if mode == "-g":
+        # Captured as "default gateway:11.12.165.1, Iface:eth0"; unset prints
+        # 0.0.0.0 (designed, as netdetect does).
+        return f"default gateway:{die.get('gateway') or '0.0.0.0'}, Iface:{iface}\n"
+    opts = options(args, "-gateway")
+    if set(opts) != {"gateway"}:
+        raise invalid_params("-gateway")
+    die["gateway"] = ipv4(opts["gateway"])
+    save_state(state)
+    return ""
+
+
+def cmd_route(state, die, mode, args):
+    # As captured: route(8)'s table for the port's eth interface and lo.
+    iface = f"eth{die['phy_id']}"
+    rows = []
+    if die.get("ip") and die.get("gateway"):
+        rows.append(("default", die["gateway"], "0.0.0.0", "UG", iface))
+    if die.get("ip"):
+        net = ipaddress.IPv4Network(f"{die['ip']}/{die['netmask']}", strict=False)
+        rows.append((str(net.network_address), "*", die["netmask"], "U", iface))
+    rows.append(("127.0.0.1", "*", "255.255.255.255", "UH", "lo"))
+    out = ["Routing table:", "Destination     Gateway         Genmask         Flags Metric Ref    Use Iface"]
+    out += [f"{d:<16}{g:<16}{m:<16}{f:<6}{0:<7}{0:<7}{0:>3} {i}" for d, g, m, f, i in rows]
+    return "\n".join(out) + "\n"
+
+
 COMMANDS = {"-link": (cmd_link, {"-g"}), "-net_health": (cmd_net_health, {"-g"}),
             "-ip": (cmd_ip, {"-g", "-s"}), "-netdetect": (cmd_netdetect, {"-g", "-s"}),
-            "-lldp": (cmd_lldp, {"-g"}), "-ping": (cmd_ping, {"-g"})}
+            "-lldp": (cmd_lldp, {"-g"}), "-ping": (cmd_ping, {"-g"}),
+            "-optical": (cmd_optical, {"-g"}), "-link_stat": (cmd_link_stat, {"-g"}), "-stat": (cmd_stat, {"-g"}),
+            "-gateway": (cmd_gateway, {"-g", "-s"}), "-route": (cmd_route, {"-g"})}
 
 
 def run(argv):

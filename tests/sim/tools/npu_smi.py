@@ -11,11 +11,13 @@ Inputs, read on every call:
                  version.info, /dev/davinci_manager, /dev/davinciN
 
 Formats follow tests/fixtures/vendor_samples (FORMAT_NOTES.md has the columns).
-Formats with no real capture are marked "designed" below.
+Formats with no real capture are marked "designed" below. Sub-commands:
+-l, -m, -t board|health|topo|usages|common|temp|power|memory|ecc.
 
 Exit codes (not documented by the vendor, chosen here): 0 success; 1 a bad
 parameter (invalid card/chip id, unknown -t type, usage); 255 a DCMI failure
-(-8005 driver or device nodes missing, -8020 device held elsewhere).
+(-8005 driver or device nodes missing, -8020 device held elsewhere, -8020 then
+-9005 in a container that has the driver's libraries but not the DCMI mounts).
 """
 import json
 import os
@@ -27,10 +29,14 @@ FIRMWARE_INFO = "/usr/local/Ascend/firmware/version.info"
 USAGE = "Usage: npu-smi info <watch|proc|-h|-m|-l|-t type> [Options...]"
 HEALTH_ORDER = ["OK", "Warning", "Alarm", "Critical"]
 PCI_DEVICE_ID = {"910": "0xD801", "910b": "0xD802", "a3": "0xD803", "310p": "0xD500"}
-# Designed defaults for `-t board` (only a 910A capture exists); a card's
-# "board" object in the state overrides any of them.
+# `-t board` ids per chip: 910A from the mind-cluster capture, 910B from a 25.5.1
+# capture (telegraf's npu_smi fixture); A3 and 310P are designed (no capture).
+# A card's "board" object in the state overrides any of them.
 BOARD_DEFAULTS = {"compatibility": "OK", "board_id": "0x02", "pcb_id": "A", "bom_id": "1",
                   "class_id": "NA", "subsystem_vendor_id": "0x0200", "subsystem_device_id": "0x0100"}
+BOARD_BY_CHIP = {"910b": {"board_id": "0x60", "subsystem_vendor_id": "0x19E5", "subsystem_device_id": "0x3003",
+                          "product_name": "IT21HMDC_Bin5", "model": "NA", "manufacturer": "Huawei"}}
+KEY_WIDTH_ECC = 41  # `-t ecc` pads its keys wider (npu-smi prints them with %-40s)
 KEY_WIDTH = 31  # key/value sub-commands: TAB, key padded to 31, ": value"
 
 
@@ -75,9 +81,19 @@ def dcmi_failure(code, driver):
     level = "(g_conLogLevel=3)" if major.isdigit() and int(major) < 24 else "(ret=4)"
     if code == -8020:
         msg = "dcmi model initialized failed, because the device is used. ret is -8020"
+    elif code == -9005:  # -8020 first, then the board query (container without the DCMI mounts)
+        msg = ("dcmi model initialized failed, because the device is used. ret is -8020\n"
+               "npu get board type failed. ret is -9005")
     else:
         msg = f"dcmi module initialize failed. ret is {code}"
     return Failure(f"DrvMngGetConsoleLogLevel failed. {level}\n{msg}\n", 255)
+
+
+def lacks_dcmi_mounts():
+    """A container given the driver's libraries but not /usr/local/dcmi or
+    /etc/ascend_install.info: its DCMI start-up collides with the host's."""
+    return os.path.isdir(host("/usr/local/Ascend/driver/lib64")) and not (
+        os.path.isdir(host("/usr/local/dcmi")) and os.path.exists(host("/etc/ascend_install.info")))
 
 
 def bad_param(flag):
@@ -106,6 +122,8 @@ def load_node():
             cards.append(dict(card, chips=dies))
     if not cards:
         raise dcmi_failure(-8005, driver)
+    if lacks_dcmi_mounts():
+        raise dcmi_failure(-9005, driver)
     for card in cards:
         for c in card["chips"]:
             if c.get("busy"):
@@ -259,11 +277,27 @@ def die_ids(die):
     return die.get("vdie_id") or serial, die.get("ndie_id") or serial
 
 
+def driver_major(driver):
+    major = (driver or "").split(".")[0]
+    return int(major) if major.isdigit() else 0
+
+
+def driver_at_least(driver, major, minor):
+    parts = (driver or "").split(".")
+    minor_of = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0  # "rc1" counts as .0
+    return (driver_major(driver), minor_of) >= (major, minor)
+
+
 def info_board(state, driver, card, die):
-    b = {**BOARD_DEFAULTS, "slot_id": card["npu"], **card.get("board", {})}
+    b = {**BOARD_DEFAULTS, **BOARD_BY_CHIP.get(state["chip"], {}), "slot_id": card["npu"], **card.get("board", {})}
     firmware = running_firmware() or "NA"
     if die is None:
-        rows = [("NPU ID", card["npu"]), ("Software Version", driver), ("Firmware Version", firmware),
+        rows = [("NPU ID", card["npu"])]
+        if state["chip"] == "910b" and driver_major(driver) >= 25:  # 25.x adds the product lines (capture)
+            serial = b.get("serial_number") or f"1025C90{card['npu'] + 48791:05d}"
+            rows += [("Product Name", b["product_name"]), ("Model", b["model"]),
+                     ("Manufacturer", b["manufacturer"]), ("Serial Number", serial)]
+        rows += [("Software Version", driver), ("Firmware Version", firmware),
                 ("Compatibility", b["compatibility"]), ("Board ID", b["board_id"]), ("PCB ID", b["pcb_id"]),
                 ("BOM ID", b["bom_id"]), ("PCIe Bus Info", card["chips"][0]["bus_id"]),
                 ("Slot ID", b["slot_id"]), ("Class ID", b["class_id"]), ("PCI Vendor ID", "0x19E5"),
@@ -292,19 +326,42 @@ def info_health(card, die):
     return "\n".join(out) + "\n"
 
 
-def default_links(state, a, b):
+def default_links(state, a, b, card_of):
     if a is b:
         return "X"
-    if state["chip"] in ("910b", "a3"):
-        return "HCCS"  # A2/A3 boards: every pair over HCCS (as captured on 910B3)
+    if state["chip"] == "910b":
+        return "HCCS"  # A2 boards: every pair over HCCS (as captured on 910B3)
+    if state["chip"] == "a3":
+        # The dies of one card over SIO (captured); across cards through the HCCS
+        # switch (the A3 Legend's HCCS_SW; designed: no capture of a full board).
+        return "SIO" if card_of[id(a)] == card_of[id(b)] else "HCCS_SW"
     if state["chip"] == "910":
         return "HCCS" if a["logic_id"] // 4 == b["logic_id"] // 4 else "SYS"  # designed
     return "PIX" if a["bus_id"] == b["bus_id"] else "SYS"  # designed (310P)
 
 
-def info_topo(state):
+def topo_legend(state, driver):
+    # 23.x drivers print no blank line after "Legend:" and no NA line (23.0.rc2
+    # capture); later ones do (24.1.rc1 capture). PIX/PXB for 910B and A3, SIO and
+    # HCCS_SW for A3 (captured), as npu-smi's source lists them. "multipul" is
+    # the vendor's spelling.
+    new = driver_major(driver) >= 24
+    lines = ["Legend:"] + ([""] if new else []) + [
+        "  X    = Self",
+        "  SYS  = Path traversing PCIe and NUMA nodes. Nodes are connected through SMP, such as QPI, UPI.",
+        "  PHB  = Path traversing PCIe and the PCIe host bridge of a CPU."]
+    if state["chip"] in ("910b", "a3"):
+        lines += ["  PIX  = Path traversing a single PCIe switch", "  PXB  = Path traversing multipul PCIe switches"]
+    lines.append("  HCCS = Connection traversing HCCS.")
+    if state["chip"] == "a3":
+        lines += ["  SIO  = Path traversing the SIO bus", "  HCCS_SW = Connection traversing HCCS through a switch"]
+    return lines + (["  NA   = Unknown relationship."] if new else [])
+
+
+def info_topo(state, driver):
     topo = state.get("topology", {})
     dies = [d for card in state["npus"] for d in card["chips"]]
+    card_of = {id(d): card["npu"] for card in state["npus"] for d in card["chips"]}
     links = topo.get("links")
     affinity = topo.get("cpu_affinity")
     if affinity is None and state["chip"] == "910b" and len(dies) == 8:
@@ -312,18 +369,120 @@ def info_topo(state):
     names = [f"NPU{d['logic_id']}" for d in dies]
     out = ["\t   " + "".join(f"{n:<11}" for n in names) + "CPU Affinity"]
     for i, a in enumerate(dies):
-        cells = [links[i][j] if links else default_links(state, a, b) for j, b in enumerate(dies)]
+        cells = [links[i][j] if links else default_links(state, a, b, card_of) for j, b in enumerate(dies)]
         out.append(f"{names[i]:<11}" + "".join(f"{c:<11}" for c in cells)
                    + (affinity[i] if affinity else "NA"))
-    out += ["", "Legend:", "",
-            "  X    = Self",
-            "  SYS  = Path traversing PCIe and NUMA nodes. Nodes are connected through SMP, such as QPI, UPI.",
-            "  PHB  = Path traversing PCIe and the PCIe host bridge of a CPU.",
-            "  PIX  = Path traversing a single PCIe switch",
-            "  PXB  = Path traversing multiple PCIe switches",
-            "  HCCS = Connection traversing HCCS.",
-            "  NA   = Unknown relationship."]
+    out += [""] + topo_legend(state, driver)
     return "\n".join(out) + "\n"
+
+
+# ------------------------------------------- per-chip key/value sub-commands
+
+def kv_ecc(key, value):
+    return f"\t{key:<{KEY_WIDTH_ECC}}: {value}"
+
+
+def card_report(card, die, block):
+    """NPU ID and Chip Count, then one block per die (or the one asked for with -c)."""
+    out = [kv("NPU ID", card["npu"]), kv("Chip Count", len(card["chips"]))]
+    for d in ([die] if die else card["chips"]):
+        out += [""] + block(d)
+    return out
+
+
+def info_usages(state, driver, card, die):
+    # 910B/A3 as captured on 23.0.rc2, plus the two lines 25.5.x adds (capture);
+    # 910A as in the mind-cluster capture. 310P is designed on the 910A layout.
+    hbm_chip = state["chip"] in ("910b", "a3")
+
+    def block(d):
+        hbm_used, hbm_total = d.get("hbm_mb") or (0, 0)
+        rate = round(100 * hbm_used / hbm_total) if hbm_total else 0
+        mem_used, mem_total = d.get("memory_mb") or (0, 0)
+        rows = [kv("DDR Capacity(MB)", mem_total), kv("DDR Usage Rate(%)", round(100 * mem_used / mem_total) if mem_total else 0),
+                kv("DDR Hugepages Total(page)", d["hugepages"][1]), kv("DDR Hugepages Usage Rate(%)", 0)]
+        if state["chip"] != "310p":
+            rows += [kv("HBM Capacity(MB)", hbm_total), kv("HBM Usage Rate(%)", rate)]
+        rows.append(kv("Aicore Usage Rate(%)", d["aicore_pct"]))
+        if hbm_chip:
+            rows.append(kv("Aivector Usage Rate(%)", 0))
+        rows += [kv("Aicpu Usage Rate(%)", 0), kv("Ctrlcpu Usage Rate(%)", 0),
+                 kv("DDR Bandwidth Usage Rate(%)", 0)]
+        if state["chip"] != "310p":
+            rows.append(kv("HBM Bandwidth Usage Rate(%)", 0))
+        if hbm_chip and driver_at_least(driver, 25, 5):
+            rows += [kv("NPU Utilization(%)", d["aicore_pct"]), kv("Aicube Usage Rate(%)", 0)]
+        return rows + [kv("Chip ID", d["chip"])]
+    return card_report(card, die, block)
+
+
+def mcu_block(state, lines):
+    """Boards with an MCU (A2, as -m lists it) end some reports with its block."""
+    return ([""] + lines) if state.get("mcu", state["chip"] == "910b") else []
+
+
+def info_temp(state, card, die):
+    # Captured on 910B (telegraf fixture): the chip, then the MCU's board sensors.
+    out = card_report(card, die, lambda d: [kv("NPU Temperature (C)", d["temp_c"]), kv("Chip ID", d["chip"])])
+    return out + mcu_block(state, [kv("LM75A_TE (C)", 36), kv("LM75B_TE (C)", 36), kv("Chip Name", "MCU")])
+
+
+def info_power(state, card, die):
+    # Captured on 910B; A3's second die and 310P have no reading (designed: NA).
+    def block(d):
+        p = d.get("power_w")
+        return [kv("NPU Real-time Power(W)", f"{p:.1f}" if isinstance(p, (int, float)) else "NA"), kv("Chip ID", d["chip"])]
+    return card_report(card, die, block)
+
+
+def info_memory(state, card, die):
+    # Captured (blog, 910B): no Chip Count line, no blank line, Chip ID last.
+    out = [kv("NPU ID", card["npu"])]
+    for d in ([die] if die else card["chips"]):
+        mem_used, mem_total = d.get("memory_mb") or (0, 0)
+        out += [kv("DDR Capacity(MB)", mem_total), kv("DDR Clock Speed(MHz)", 0)]
+        if state["chip"] != "310p":
+            out += [kv("HBM Capacity(MB)", (d.get("hbm_mb") or (0, 0))[1]), kv("HBM Clock Speed(MHz)", 1600),
+                    kv("HBM Temperature(C)", d["temp_c"] if d.get("hbm_temp_c") is None else d["hbm_temp_c"])]
+            if state["chip"] in ("910b", "a3"):
+                out.append(kv("HBM Manufacturer ID", "0x57"))
+        out.append(kv("Chip ID", d["chip"]))
+    return out
+
+
+ECC_FIELDS = (("Single Bit Error Count", "single_bit"), ("Double Bit Error Count", "double_bit"),
+              ("Single Bit Aggregate Total Err Cnt", "single_bit_total"),
+              ("Double Bit Aggregate Total Err Cnt", "double_bit_total"),
+              ("Single Bit Isolated Pages Count", "single_bit_isolated_pages"),
+              ("Double Bit Isolated Pages Count", "double_bit_isolated_pages"))
+
+
+def info_ecc(state, card, die):
+    # As the MindCluster fault-diagnosis guide prints it: the DDR lines, then the
+    # HBM lines of HBM chips; a die's "ecc" state holds HBM counters by field name.
+    def block(d):
+        hbm = d.get("ecc") or {}
+        rows = [kv_ecc(f"DDR {label}", 0) for label, _ in ECC_FIELDS]
+        if state["chip"] != "310p":
+            rows += [kv_ecc(f"HBM {label}", hbm.get(name, 0)) for label, name in ECC_FIELDS]
+        return rows + [kv_ecc("Chip ID", d["chip"])]
+    out = [kv_ecc("NPU ID", card["npu"]), kv_ecc("Chip Count", len(card["chips"]))]
+    for d in ([die] if die else card["chips"]):
+        out += [""] + block(d)
+    return out
+
+
+def info_common(state, card, die):
+    # Captured on 910B (blog): Chip ID first, then usage, clocks and sensors, then the MCU.
+    def block(d):
+        hbm_used, hbm_total = d.get("hbm_mb") or (0, 0)
+        p = d.get("power_w")
+        return [kv("Chip ID", d["chip"]), kv("Memory Usage Rate(%)", 0),
+                kv("HBM Usage Rate(%)", round(100 * hbm_used / hbm_total) if hbm_total else 0),
+                kv("Aicore Usage Rate(%)", d["aicore_pct"]), kv("Aicore Freq(MHZ)", 1800),
+                kv("Aicore curFreq(MHZ)", 800), kv("Aicore Count", 24), kv("Temperature(C)", d["temp_c"]),
+                kv("NPU Real-time Power(W)", f"{p:.1f}" if isinstance(p, (int, float)) else "NA")]
+    return card_report(card, die, block) + mcu_block(state, [kv("Chip Name", "mcu"), kv("Temperature(C)", 38)])
 
 
 # ------------------------------------------------------------------- driver
@@ -356,15 +515,23 @@ def run(argv):
     if kind is None:
         return info_table(state, driver)
     if kind == "topo":
-        return info_topo(state)
-    if kind not in ("board", "health"):
+        return info_topo(state, driver)
+    if kind not in PER_CARD:
         raise Failure(f"Error parameter of -t\n{USAGE}\n", 1)  # designed
     if "-i" not in opts:
         raise bad_param("-i")
     card, die = find_card(state, opts["-i"], opts.get("-c"))
     if kind == "board":
         return info_board(state, driver, card, die)
-    return info_health(card, die)
+    if kind == "health":
+        return info_health(card, die)
+    if kind == "usages":
+        return "\n".join(info_usages(state, driver, card, die)) + "\n"
+    return "\n".join(PER_CARD[kind](state, card, die)) + "\n"
+
+
+PER_CARD = {"board": None, "health": None, "usages": None, "temp": info_temp, "power": info_power,
+            "memory": info_memory, "ecc": info_ecc, "common": info_common}
 
 
 def main(argv):

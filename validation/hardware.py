@@ -1,0 +1,316 @@
+"""What the hardware checks compare the facts with: thresholds and expected
+topologies as data, each with its source, and the judgements that turn a
+host's facts into findings. The checks (validation/suite/test_hardware.py and
+the npu_health check) stay thin: they read facts, call these, and report.
+
+A finding is (verdict, where, what): verdict "fail" or "warn". A fact that could
+not be read is a "fail" of its own ("not read: ..."), never a silent pass.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from . import codes
+
+# ------------------------------------------------------------------ thresholds
+
+
+@dataclass(frozen=True)
+class Limits:
+    warn_at: float
+    fail_at: float
+    source: str
+
+
+# npu-smi prints no temperature thresholds of the chip; these are the suite's
+# policy (below the thermal throttling the HDK applies), adjustable here.
+NPU_TEMPERATURE_C = Limits(85, 95, "project policy: npu-smi does not print the chip's own thresholds")
+HBM_TEMPERATURE_C = Limits(85, 95, "project policy: npu-smi -t memory prints HBM temperature without limits")
+# dcmi_get_device_ecc_info (CANN DCMI API reference): single-bit errors are
+# corrected; "if multi-bit errors are found, locate and handle the problem".
+ECC = {"double_bit_fail_at": 1, "single_bit_warn_at": 1, "isolated_pages_warn_at": 1,
+       "source": "CANN DCMI API reference, dcmi_get_device_ecc_info"}
+# Link change records of hccn_tool -link_stat -g since the driver started.
+LINK_DOWNS = Limits(1, 3, "project policy: one down is a reseated cable, three a flapping link")
+# Two reads of hccn_tool -stat -g this far apart; any growth of an error counter fails.
+PACKET_ERRORS = {"interval_s": 2.0, "growth_fail_at": 1, "history_warn_at": 1,
+                 "source": "project policy: bad frames on a healthy RoCE link do not grow"}
+# NPUs with RoCE ports that hccn_tool manages (310P cards have none).
+ROCE_CHIPS = ("910", "910b", "a3")
+
+
+@dataclass(frozen=True)
+class TopologyRule:
+    same_card: frozenset[str] | None     # dies of one card (A3, 310P Duo); None when one die per card
+    group_size: int | None               # NPUs per HCCS group (910A: two groups of four)
+    within: frozenset[str]               # allowed between NPUs of one group (or of the whole board)
+    across: frozenset[str]               # allowed between groups
+    source: str
+
+
+PCIE_PATHS = frozenset({"PIX", "PXB", "PHB", "SYS"})
+TOPOLOGY = {
+    # Atlas 800T/I A2: every pair of the 8 NPUs over HCCS (captures of -t topo:
+    # ms-swift NPU-support doc, 24.1.rc1; arthurchiao.art 910B notes, 23.0.rc2).
+    "910b": TopologyRule(None, None, frozenset({"HCCS"}), frozenset({"HCCS"}),
+                         "npu-smi info -t topo captures on 8 x 910B (FORMAT_NOTES.md section 3)"),
+    # Atlas A3: the two dies of a card over SIO (collect_env capture of an A3
+    # card: Phy-ID12/13 SIO); NPUs of different cards through the HCCS switch
+    # (Legend: HCCS_SW).
+    "a3": TopologyRule(frozenset({"SIO"}), None, frozenset({"HCCS", "HCCS_SW"}), frozenset({"HCCS", "HCCS_SW"}),
+                       "A3 -t topo capture (SIO between the dies of a card) and the A3 Legend (HCCS_SW)"),
+    # Atlas 800 9000 (910A): two HCCS meshes of four NPUs, PCIe between them
+    # (Ascend HPCA 2021 paper, cited by the 910B notes above).
+    "910": TopologyRule(None, 4, frozenset({"HCCS"}), PCIE_PATHS,
+                        "Ascend: a Scalable and Unified Architecture (HPCA 2021): 4-chip HCCS meshes"),
+    # 310P cards: PCIe only.
+    "310p": TopologyRule(PCIE_PATHS, None, PCIE_PATHS, PCIE_PATHS, "310P cards have no HCCS (PCIe only)"),
+}
+
+HCCL_TEST = {
+    "binary": "tools/hccl_test/bin/{op}_test",      # under the toolkit's latest (CANN HCCL Test docs)
+    "op": "all_reduce",
+    "args": "-b 8K -e 64M -f 2 -d fp32 -o sum -w 3 -n 5 -c 1",
+    "source": "CANN HCCL Test user guide (mpirun -n 8 ./bin/all_reduce_test -b 8K -e 64M -f 2 -d fp32 -o sum -p 8)",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    verdict: str      # "fail" | "warn"
+    where: str        # "NPU 3 chip 0", "port 5"
+    what: str
+
+
+def fails(findings) -> list[Finding]:
+    return [f for f in findings if f.verdict == "fail"]
+
+
+def warns(findings) -> list[Finding]:
+    return [f for f in findings if f.verdict == "warn"]
+
+
+def listing(findings, limit: int = 12) -> str:
+    shown = "; ".join(f"{f.where}: {f.what}" for f in findings[:limit])
+    return shown + (f"; and {len(findings) - limit} more" if len(findings) > limit else "")
+
+
+def _chip(d: dict) -> str:
+    return f"NPU {d['npu']} chip {d['chip']}"
+
+
+def _unread(value) -> str | None:
+    return value["error"] if isinstance(value, dict) and "error" in value else None
+
+
+# ---------------------------------------------------------------- health codes
+
+def health_findings(devices: list[dict]) -> list[Finding]:
+    """Each chip whose health is not OK, with its error codes and what they ask for."""
+    found = []
+    for d in devices:
+        verdict = codes.health_verdict(d["health"])
+        if verdict == "pass":
+            continue
+        detail = d.get("health_detail") or {}
+        if _unread(detail):
+            what = f"{d['health']} (the error codes could not be read: {detail['error']})"
+        else:
+            described = []
+            for code in detail.get("error_codes", []):
+                level = codes.fault_level(code)
+                described.append(f"{code} ({level.name}: {level.meaning})" if level else f"{code} (not in the fault-code table)")
+            what = d["health"] + (": " + ", ".join(described) if described else " with no error code")
+            if detail.get("error_info"):
+                what += f" [{detail['error_info'][0]}]"
+        known = codes.HEALTH_STATES.get(d["health"])
+        found.append(Finding(verdict, _chip(d), what if known else f"{what} (a state the npu-smi manual does not list)"))
+    return found
+
+
+def health_fix(devices: list[dict]) -> str:
+    """The fix the worst error code asks for (MindCluster's fault levels), else a generic one."""
+    order = list(codes.FAULT_LEVELS)
+    worst = None
+    for d in devices:
+        for code in (d.get("health_detail") or {}).get("error_codes", []) if codes.health_verdict(d["health"]) != "pass" else []:
+            level = codes.fault_level(code)
+            if level and (worst is None or order.index(level.name) < order.index(worst.name)):
+                worst = level
+    if worst:
+        return f"{worst.fix} (fault level {worst.name}, {codes.FAULT_CODE_SOURCE})"
+    return "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
+
+
+# ----------------------------------------------------------------- sensors
+
+def temperature_findings(devices: list[dict]) -> list[Finding]:
+    found = []
+    for d in devices:
+        sensors = d.get("sensors") or {}
+        npu_temp = sensors.get("temp_c")
+        if _unread(npu_temp) or npu_temp is None:
+            npu_temp = d.get("temp_c")     # the table's Temp(C) when -t temp is not readable
+        readings = [("NPU", npu_temp, NPU_TEMPERATURE_C)]
+        hbm = sensors.get("hbm_temp_c")
+        if hbm is not None and not _unread(hbm):
+            readings.append(("HBM", hbm, HBM_TEMPERATURE_C))
+        for what, value, limits in readings:
+            if value is None:
+                found.append(Finding("fail", _chip(d), f"{what} temperature not read"))
+            elif value >= limits.fail_at:
+                found.append(Finding("fail", _chip(d), f"{what} {value:g} C (>= {limits.fail_at:g} C)"))
+            elif value >= limits.warn_at:
+                found.append(Finding("warn", _chip(d), f"{what} {value:g} C (>= {limits.warn_at:g} C)"))
+    return found
+
+
+def ecc_findings(devices: list[dict]) -> list[Finding]:
+    found = []
+    for d in devices:
+        ecc = d.get("ecc")
+        if ecc is None or _unread(ecc):
+            found.append(Finding("fail", _chip(d), f"ECC counters not read: {_unread(ecc) or 'not queried'}"))
+            continue
+        memory = "HBM" if "HBM" in ecc else "DDR" if "DDR" in ecc else None
+        if memory is None:
+            found.append(Finding("fail", _chip(d), "npu-smi -t ecc printed no HBM or DDR counters"))
+            continue
+        c = ecc[memory]
+        if (c.get("double_bit") or 0) >= ECC["double_bit_fail_at"]:
+            found.append(Finding("fail", _chip(d), f"{c['double_bit']} uncorrectable (double-bit) {memory} ECC error(s)"))
+        if (c.get("single_bit") or 0) >= ECC["single_bit_warn_at"]:
+            found.append(Finding("warn", _chip(d), f"{c['single_bit']} corrected single-bit {memory} ECC error(s)"))
+        isolated = (c.get("single_bit_isolated_pages") or 0) + (c.get("double_bit_isolated_pages") or 0)
+        if isolated >= ECC["isolated_pages_warn_at"]:
+            found.append(Finding("warn", _chip(d), f"{isolated} {memory} page(s) isolated after ECC errors"))
+    return found
+
+
+# ----------------------------------------------------------------- topology
+
+def topology_findings(topology: dict | None, devices: list[dict], chip: str) -> list[Finding]:
+    """The link type of every pair against what the chip's server should have."""
+    if topology is None or _unread(topology):
+        return [Finding("fail", "npu-smi info -t topo", f"not read: {_unread(topology) or 'not queried'}")]
+    rule = TOPOLOGY.get(chip)
+    if rule is None:
+        return [Finding("fail", "topology", f"no expected topology for chip {chip!r} in validation/hardware.py")]
+    names = topology["devices"]
+    found = []
+    if len(names) != len(devices):
+        found.append(Finding("fail", "topology", f"{len(names)} devices in the matrix, {len(devices)} in npu-smi info"))
+    # A matrix column is NPU<logic id>; a device's logic id is its place in npu-smi info's list.
+    card = {f"NPU{d.get('logic_id', i)}": d["npu"] for i, d in enumerate(devices)}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            link = topology["links"].get(a, {}).get(b)
+            if link is None:
+                found.append(Finding("fail", f"{a}-{b}", "no link cell"))
+                continue
+            if a in card and b in card and rule.same_card is not None and card[a] == card[b]:
+                allowed = rule.same_card
+            elif rule.group_size:
+                same_group = int(a[3:]) // rule.group_size == int(b[3:]) // rule.group_size if \
+                    a[3:].isdigit() and b[3:].isdigit() else False
+                allowed = rule.within if same_group else rule.across
+            else:
+                allowed = rule.within
+            if link not in allowed:
+                found.append(Finding("fail", f"{a}-{b}", f"{link} where {'/'.join(sorted(allowed))} belongs"))
+        if topology["links"].get(a, {}).get(a, "X") != "X":
+            found.append(Finding("fail", a, f"{topology['links'][a][a]} on the diagonal"))
+    return found
+
+
+# -------------------------------------------------------------- NPU ports
+
+def optical_findings(ports: list[dict]) -> list[Finding]:
+    found = []
+    for p in ports:
+        where = f"port {p['port']}"
+        o = p.get("optical")
+        if o is None or _unread(o):
+            found.append(Finding("fail", where, f"optical module not read: {_unread(o) or 'not queried'}"))
+            continue
+        if not o["present"]:
+            found.append(Finding("fail", where, "no optical module present"))
+            continue
+        for direction, powers, low, high in (("Rx", o["rx_power_mw"], o["rx_power_low_mw"], o["rx_power_high_mw"]),
+                                             ("Tx", o["tx_power_mw"], o["tx_power_low_mw"], o["tx_power_high_mw"])):
+            for lane, mw in enumerate(powers):
+                if low is not None and mw < low:
+                    found.append(Finding("fail", where, f"{direction} power lane {lane} {mw:g} mW below the module's "
+                                                        f"low threshold {low:g} mW"))
+                elif high is not None and mw > high:
+                    found.append(Finding("fail", where, f"{direction} power lane {lane} {mw:g} mW above the module's "
+                                                        f"high threshold {high:g} mW"))
+    return found
+
+
+def link_flap_findings(ports: list[dict]) -> list[Finding]:
+    found = []
+    for p in ports:
+        stat = p.get("link_stat")
+        where = f"port {p['port']}"
+        if stat is None or _unread(stat):
+            found.append(Finding("fail", where, f"link statistics not read: {_unread(stat) or 'not queried'}"))
+            continue
+        downs = sum(1 for _, state in stat["records"] if state == "LINK DOWN")
+        last = next((when for when, state in stat["records"] if state == "LINK DOWN"), None)
+        if downs >= LINK_DOWNS.fail_at:
+            found.append(Finding("fail", where, f"{downs} link downs since the driver started (last {last})"))
+        elif downs >= LINK_DOWNS.warn_at:
+            found.append(Finding("warn", where, f"{downs} link down(s) since the driver started (last {last})"))
+    return found
+
+
+def packet_error_findings(before: dict, after: dict) -> list[Finding]:
+    """before/after: port -> {"stat": counters or {"error"}}; growth of any error counter fails."""
+    from .vendor_tools import error_counters
+
+    found = []
+    for port, first in before.items():
+        where = f"port {port}"
+        a, b = first.get("stat"), (after.get(port) or {}).get("stat")
+        if a is None or b is None or _unread(a) or _unread(b):
+            found.append(Finding("fail", where, f"packet statistics not read: {_unread(a) or _unread(b) or 'not queried'}"))
+            continue
+        errors_a, errors_b = error_counters(a), error_counters(b)
+        grown = {k: errors_b[k] - errors_a.get(k, 0) for k in errors_b
+                 if errors_b[k] - errors_a.get(k, 0) >= PACKET_ERRORS["growth_fail_at"]}
+        if grown:
+            found.append(Finding("fail", where, ", ".join(f"{k} +{v} in {PACKET_ERRORS['interval_s']:g} s"
+                                                          for k, v in sorted(grown.items()))))
+        elif sum(errors_b.values()) >= PACKET_ERRORS["history_warn_at"]:
+            found.append(Finding("warn", where, ", ".join(f"{k}={v}" for k, v in sorted(errors_b.items()) if v)
+                                 + " (not growing)"))
+    return found
+
+
+def gateway_findings(ports: list[dict]) -> list[Finding]:
+    """Each port with an IP: its gateway in its own subnet and its default route through it."""
+    found = []
+    for p in ports:
+        where = f"port {p['port']}"
+        ip, gateway, routes = p.get("ip"), p.get("gateway"), p.get("routes")
+        if ip is None or _unread(ip):
+            continue   # no device IP: nothing routes through this port (the network check reports IPs)
+        if gateway is None or _unread(gateway) or routes is None or _unread(routes):
+            found.append(Finding("fail", where, f"gateway or routes not read: "
+                                                f"{_unread(gateway) or _unread(routes) or 'not queried'}"))
+            continue
+        if gateway["address"] is None:
+            found.append(Finding("warn", where, f"no default gateway (device IP {ip['address']}/{ip['netmask']}): "
+                                                "only its own subnet is reachable"))
+            continue
+        subnet = ipaddress.IPv4Network(f"{ip['address']}/{ip['netmask']}", strict=False)
+        if ipaddress.IPv4Address(gateway["address"]) not in subnet:
+            found.append(Finding("fail", where, f"gateway {gateway['address']} is outside the port's subnet {subnet}"))
+        defaults = [r for r in routes if r["destination"] in ("default", "0.0.0.0")]
+        if not any(r["gateway"] == gateway["address"] and (gateway["iface"] in (None, r["iface"])) for r in defaults):
+            shown = ", ".join(f"via {r['gateway']} dev {r['iface']}" for r in defaults) or "none"
+            found.append(Finding("fail", where, f"default route {shown}, gateway {gateway['address']} "
+                                                f"dev {gateway['iface']} configured"))
+    return found

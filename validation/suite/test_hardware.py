@@ -1,0 +1,182 @@
+"""Hardware checks real fleets run beside the stack checks: temperatures, HBM
+ECC and the HCCS topology (quick); the NPU ports' optical modules, link flaps,
+growing packet errors and gateway/routes (standard); HCCL's own hccl_test
+(full, where the toolkit ships it). Thresholds and expected topologies are data
+in validation/hardware.py; the facts are read once per host (validation/facts.py)."""
+from __future__ import annotations
+
+import shlex
+import time
+
+import pytest
+
+from validation import codes, facts as facts_mod, hardware, vendor_tools
+
+
+def _devices(facts, check):
+    devices = facts["devices"]
+    smi = facts["npu_smi"] or {}
+    check(bool(devices), "no NPU to check", expected="the chips of npu-smi info",
+          found=smi.get("error", "none listed"), seen=smi.get("error", ""),
+          cause="npu-smi lists no chip (see the npu_health check)", fix="fix what npu_health reports first")
+    return devices
+
+
+def _ports(facts, stack, check):
+    if stack["chip"] not in hardware.ROCE_CHIPS:
+        pytest.skip(f"not applicable: {stack['chip']} NPUs have no RoCE ports")
+    _devices(facts, check)
+    return facts["network"]
+
+
+def _report(check, findings, summary, *, expected, cause, fix, data=None):
+    """Warn on warnings, fail on failures (with every failing place listed)."""
+    if data is not None:
+        check.record(data)
+    failing, warning = hardware.fails(findings), hardware.warns(findings)
+    check(not failing, summary.format(n=len(failing)), expected=expected, found=hardware.listing(failing),
+          cause=cause, fix=fix)
+    if warning:
+        check.warn(hardware.listing(warning))
+
+
+@pytest.mark.quick
+def test_npu_temperature(facts, check):
+    devices = _devices(facts, check)
+    t, h = hardware.NPU_TEMPERATURE_C, hardware.HBM_TEMPERATURE_C
+    _report(check, hardware.temperature_findings(devices), "{n} NPU or HBM temperature(s) too high or not read",
+            expected=f"NPU below {t.fail_at:g} C and HBM below {h.fail_at:g} C (warning from {t.warn_at:g} C)",
+            cause="the chip overheats: blocked airflow or a failed fan, a failing cold plate or coolant loop, "
+                  "or a chip drawing too much power",
+            fix="check the server's fans and air or liquid cooling (iBMC sensors), then the chip's power "
+                "(npu-smi info -t power -i <npu>); move jobs off the card until it cools",
+            data={"temperatures": [{"npu": d["npu"], "chip": d["chip"], **(d.get("sensors") or {})} for d in devices]})
+
+
+@pytest.mark.quick
+def test_hbm_ecc(facts, check):
+    devices = _devices(facts, check)
+    _report(check, hardware.ecc_findings(devices), "{n} chip(s) with uncorrectable memory errors (or unread counters)",
+            expected="no double-bit ECC error (npu-smi info -t ecc)",
+            cause="the chip's HBM has uncorrectable errors: data on it can be wrong and jobs crash",
+            fix="stop jobs on the card, reset it (npu-smi set -t reset -i <npu> -c <chip>); if double-bit errors "
+                "return, have the card replaced",
+            data={"ecc": [{"npu": d["npu"], "chip": d["chip"], "ecc": d.get("ecc")} for d in devices]})
+
+
+@pytest.mark.quick
+def test_npu_topology(facts, stack, check):
+    devices = _devices(facts, check)
+    if len(devices) < 2:
+        pytest.skip("not applicable: one chip has no links")
+    rule = hardware.TOPOLOGY.get(stack["chip"])
+    _report(check, hardware.topology_findings(facts["topology"], devices, stack["chip"]),
+            "{n} NPU pair(s) linked otherwise than a " + stack["chip"] + " server is built",
+            expected=f"npu-smi info -t topo as {rule.source if rule else stack['chip']}",
+            cause="an HCCS link is down or a card sits in the wrong slot: collectives fall back to PCIe "
+                  "or fail (a NA cell is a path the driver cannot see)",
+            fix="check `npu-smi info -t hccs -i <npu>` for the lanes, reseat or replace the card, "
+                "and compare with a healthy node's `npu-smi info -t topo`",
+            data={"topology": facts["topology"]})
+
+
+@pytest.mark.standard
+def test_optical_modules(facts, stack, check):
+    ports = _ports(facts, stack, check)
+    _report(check, hardware.optical_findings(ports), "{n} NPU port(s) with a missing or failing optical module",
+            expected="an optical module present on every NPU port, Tx/Rx power within the module's own thresholds",
+            cause="the optical module is missing or not seated, or its fiber is dirty or bent, or its laser is "
+                  "failing (power outside the thresholds the module reports)",
+            fix="seat or replace the module and clean the fiber ends; `hccn_tool -i <port> -optical -g` shows "
+                "presence, power per lane and the thresholds",
+            data={"optical": [{"port": p["port"], "optical": p.get("optical")} for p in ports]})
+
+
+@pytest.mark.standard
+def test_link_flaps(facts, stack, check):
+    ports = _ports(facts, stack, check)
+    limits = hardware.LINK_DOWNS
+    _report(check, hardware.link_flap_findings(ports), "{n} NPU port(s) flapping",
+            expected=f"fewer than {limits.fail_at:g} link downs per port since the driver started "
+                     f"(a warning from {limits.warn_at:g})",
+            cause="the port's link goes down and up: a loose or damaged cable or module, or a failing switch port; "
+                  "each flap aborts the collectives running over it",
+            fix="`hccn_tool -i <port> -link_stat -g` lists the changes; reseat or replace the cable and module, "
+                "and check the switch port's log",
+            data={"link_stat": [{"port": p["port"], "link_stat": p.get("link_stat")} for p in ports]})
+
+
+@pytest.mark.standard
+def test_packet_errors(facts, probe, stack, check):
+    ports = _ports(facts, stack, check)
+    numbers = [p["port"] for p in ports]
+    hccn = stack["paths"]["hccn_tool"]
+    before = facts_mod.read_ports(probe, hccn, numbers, ("stat",))
+    time.sleep(hardware.PACKET_ERRORS["interval_s"])
+    after = facts_mod.read_ports(probe, hccn, numbers, ("stat",))
+    _report(check, hardware.packet_error_findings(before, after), "{n} NPU port(s) with growing packet errors",
+            expected="no error counter of `hccn_tool -stat -g` (FCS/CRC, bad packets, RoCE errors) growing "
+                     f"over {hardware.PACKET_ERRORS['interval_s']:g} s",
+            cause="frames arrive corrupted (CRC/FCS errors): a dirty or damaged fiber, a failing optical module, "
+                  "or a bad switch port",
+            fix="clean or replace the fiber and module of the port, then the switch port; "
+                "`hccn_tool -i <port> -stat -g` shows the counters",
+            data={"stat": {str(p): after[p].get("stat") for p in numbers}})
+
+
+@pytest.mark.standard
+def test_npu_routes(facts, stack, check):
+    ports = _ports(facts, stack, check)
+    with_ip = [p for p in ports if p.get("ip") and "error" not in p["ip"]]
+    if not with_ip:
+        pytest.skip("not applicable: no NPU port has a device IP (the npu_network check reports that)")
+    _report(check, hardware.gateway_findings(ports), "{n} NPU port(s) whose gateway or routes disagree",
+            expected="each port's gateway inside its own subnet and its default route through that gateway",
+            cause="the port's gateway (hccn.conf gateway_N / hccn_tool -gateway -s) is wrong or its route table "
+                  "was changed by hand: traffic to other subnets of the fabric goes nowhere",
+            fix="set the gateway of the port's subnet: hccn_tool -i <port> -gateway -s gateway <ip> "
+                "(make deploy TAGS=hccn), then check `hccn_tool -i <port> -route -g`",
+            data={"routes": [{k: p.get(k) for k in ("port", "ip", "gateway", "routes")} for p in ports]})
+
+
+@pytest.mark.full
+def test_hccl_test(facts, probe, stack, options, check):
+    devices = _devices(facts, check)
+    spec = hardware.HCCL_TEST
+    binary = f"{stack['paths']['toolkit_latest']}/{spec['binary'].format(op=spec['op'])}"
+    if probe.read(binary) is None and probe.run(f"test -x {shlex.quote(binary)}")[0] != 0:
+        pytest.skip(f"not applicable: hccl_test is not installed ({binary})")
+    rc, out, err = probe.run("command -v mpirun")
+    check(rc == 0, "hccl_test is installed but mpirun is not", expected="mpirun on PATH (MPICH or Open MPI)",
+          found=(out + err).strip() or "no mpirun", cause="hccl_test is launched by MPI, which CANN does not ship",
+          fix="install MPICH or Open MPI (the HCCL Test guide names both) and put its bin on PATH")
+    n = options["nproc"] or len(devices)
+    command = (f"OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout {options['timeout'] + 120} "
+               f"mpirun -n {n} {shlex.quote(binary)} {spec['args']} -p {n}")
+    rc, out, err = probe.run(command)
+    result = vendor_tools.parse_hccl_test(out + err)
+    errors = result.errors
+    detail = "; ".join(f"{e.location} retcode {e.retcode} ({codes.HCCL_RESULTS.get(e.retcode, 'unknown')})"
+                       + (f" in {e.stage}" if e.stage else "") for e in errors[:4])
+    known = codes.HCCL_RESULT_CAUSES.get(errors[0].retcode) if errors else None
+    check(not errors, f"hccl_test failed with HCCL error(s): {detail}", expected="no 'hccl interface return err' line",
+          found=detail, cause=known[0] if known else "HCCL could not set up or run the collective across the devices",
+          fix=known[1] if known else "read the device logs under ~/ascend/log and run `npu-smi info` for held devices")
+    check(bool(result.rows), f"hccl_test printed no result (exit {rc})",
+          expected="one row per data size", found=(out + err).strip()[-600:] or "no output", seen=out + err)
+    failed = [r for r in result.rows if r.check == "failed"] + ([None] if result.failed_ranks else [])
+    check(not failed, "hccl_test's all_reduce returned wrong results",
+          expected="check_result success at every size",
+          found="; ".join(result.failed_ranks[:4]) or ", ".join(f"{r.bytes} B" for r in failed if r),
+          cause="a device or link corrupts data", fix="run the smoke check on each device and the hccs/optical checks")
+    check(rc == 0, f"hccl_test exited {rc}", expected="exit 0", found=(out + err).strip()[-600:], seen=out + err)
+    largest = result.rows[-1]
+    busbw = result.busbw_gbps(largest, spec["op"], n)
+    check.record({"hccl_test": [{"bytes": r.bytes, "time_us": r.time_us, "algbw_gbps": r.algbw_gbps,
+                                 "busbw_gbps": result.busbw_gbps(r, spec["op"], n), "check": r.check}
+                                for r in result.rows], "ranks": n})
+    floor = options["busbw_floor"]
+    check(busbw >= floor, f"hccl_test busbw {busbw:.3f} GB/s at {largest.bytes} B is below the floor {floor} GB/s",
+          expected=f">= {floor} GB/s", found=f"{busbw:.3f} GB/s",
+          cause="a slow or degraded link (or another job using the devices)",
+          fix="compare with the other nodes; check the topology and link checks")
