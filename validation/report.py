@@ -330,6 +330,12 @@ REPORTS = {"results.json": lambda r: json.dumps(r, indent=1) + "\n", "report.htm
            "junit.xml": junit_xml, "metrics.prom": prometheus_text}
 
 
+def remove_all(out_dir: Path) -> None:
+    """Remove the reports of an earlier run from ``out_dir``."""
+    for name in REPORTS:
+        (Path(out_dir) / name).unlink(missing_ok=True)
+
+
 def write_all(result: dict, out_dir: Path) -> list[Path]:
     """Every report into ``out_dir``, each written whole or not at all."""
     out_dir = Path(out_dir)

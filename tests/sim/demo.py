@@ -81,16 +81,17 @@ def main() -> int:
             print(f"      {path.name}")
     steps.run("the vendor's installers (simulated, with a simulated CANN runtime)", make_installers)
 
-    names = steps.run(f"{NODES} simulated Atlas nodes under podman",
-                      lambda: sim_nodes.start_nodes(NODES, state, prefix=PREFIX))
+    access = sim_nodes.SshAccess.create(out / "ssh")
+    names = steps.run(f"{NODES} simulated Atlas nodes under podman, reached over SSH as {sim_nodes.LOGIN_USER} with sudo",
+                      lambda: sim_nodes.start_nodes(NODES, state, prefix=PREFIX, access=access))
     inventory = out / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"npu_nodes": {
-        "hosts": {n: {"hccn_device_ips": [f"10.40.{d}.{i + 1}" for d in range(8)]} for i, n in enumerate(names)},
-        "vars": {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
-                 "ansible_become": False, "npu_driver_reboot": False,
-                 "npuenv_row": {"torch_npu": ROW, "python": PYTHON, "chip": "910b"},
-                 "npuenv_installer_cache": str(installers), "npuenv_wheelhouse": str(wheelhouse),
-                 "hccn_netdetect_address": "10.40.0.254"}}}}}))
+    inventory.write_text(yaml.safe_dump(sim_nodes.inventory(
+        names, access, host_vars={n: {"hccn_device_ips": [f"10.40.{d}.{i + 1}" for d in range(8)]}
+                                  for i, n in enumerate(names)},
+        group_vars={"npuenv_row": {"torch_npu": ROW, "python": PYTHON, "chip": "910b"},
+                    "npuenv_installer_cache": str(installers), "npuenv_wheelhouse": str(wheelhouse),
+                    "hccn_netdetect_address": "10.40.0.254"})))
+    print(f"      inventory: {inventory} (known_hosts: {access.known_hosts})")
 
     def deploy():
         p = npuenv("deploy", "--inventory", str(inventory), check=False)
@@ -98,7 +99,7 @@ def main() -> int:
         print("      " + recap.replace("\n", "\n      "))
         if p.returncode != 0:
             raise SystemExit("demo: the rollout failed:\n" + p.stdout[-3000:])
-    steps.run("roll the row out with Ansible (npuenv deploy)", deploy)
+    steps.run("roll the row out with Ansible over SSH, the firmware's reboot included (npuenv deploy)", deploy)
 
     image = f"localhost/npuenv-demo:{ROW}"
     steps.run("the row's container image (npuenv image build)", lambda: npuenv(
@@ -127,18 +128,19 @@ def main() -> int:
         os.mknod(host_root / "dev" / dev, 0o660 | 0o020000, os.makedev(major, minor))
 
     def validate():
-        targets = [a for n in names for a in ("--target", f"podman://{n}")] + ["--target", f"image:{image}"]
+        targets = ["--target", f"ansible://npu_nodes?inventory={inventory}", "--target", f"image:{image}"]
         p = npuenv("validate", *targets, "--row", ROW, "--level", "standard", "--backend", "cpu",
                    "--host-root", str(host_root), f"--run-arg=-v={state / names[0]}:/etc/npu-sim:ro",
                    "--out", str(out / "validation"), check=False, show=True)
         return p.returncode
-    rc = steps.run("validate the nodes and the image (standard level, one fleet report)", validate)
+    rc = steps.run("validate the nodes (each on itself, over SSH) and the image (standard level, one fleet report)",
+                   validate)
 
     results = json.loads((out / "validation" / "results.json").read_text())
     failed = {(r["host"], r["check"]) for r in results["results"] if r["status"] in ("failed", "error")}
-    caught = failed == {(f"podman://{faulty}", "npu_health")}
+    caught = failed == {(faulty, "npu_health")}
     print()
-    print(f"healthy targets: {', '.join(h for h in results['hosts'] if h != f'podman://{faulty}')} passed"
+    print(f"healthy targets: {', '.join(h for h in results['hosts'] if h != faulty)} passed"
           if caught else f"unexpected failures: {sorted(failed)}")
     print(f"injected fault caught: {faulty} npu_health (NPU {FAULT['npu']} {FAULT['health']})" if caught else
           "the injected fault was not caught as expected")

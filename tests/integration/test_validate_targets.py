@@ -1,0 +1,69 @@
+"""Every kind of validation target keeps the exit codes: 1 when a check fails
+(here: hosts without an NPU driver), 2 when nothing could be checked, never 0
+for a host that was not checked. (SSH and inventory targets, and healthy
+hosts passing with 0, are in test_fleet.py.)"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.sim import nodes as sim_nodes
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "npu-sim-v"
+
+
+def validate(tmp_path, *targets, only=("driver_version", "npu_health")):
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "npuenv", "validate", *[a for t in targets for a in ("--target", t)],
+                        "--row", "2.13.0", "--level", "quick", *[a for c in only for a in ("--only", c)],
+                        "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
+    return p.returncode, results, p.stdout + p.stderr
+
+
+@pytest.fixture(scope="module")
+def bare_node(node_image, tmp_path_factory):
+    [name] = sim_nodes.start_nodes(1, tmp_path_factory.mktemp("bare"), prefix=PREFIX)
+    yield name
+    sim_nodes.remove_nodes([name])
+
+
+def test_local_without_a_driver_fails(tmp_path):
+    rc, results, text = validate(tmp_path, "local")
+    assert rc == 1, text[-2000:]
+    assert results["hosts"] == ["local"] and results["host_status"]["local"]["status"] == "failed"
+    assert {r["check"]: r["status"] for r in results["results"]} == {"driver_version": "failed", "npu_health": "failed"}
+
+
+def test_a_podman_node_without_a_driver_fails_and_a_missing_one_is_not_an_ok(bare_node, tmp_path):
+    rc, results, text = validate(tmp_path, f"podman://{bare_node}")
+    assert rc == 1, text[-2000:]
+    assert results["host_status"][f"podman://{bare_node}"]["status"] == "failed"
+    # one reachable and one missing container: the missing one is FAILED unreachable
+    rc, results, text = validate(tmp_path, f"podman://{bare_node}", f"podman://{PREFIX}-missing")
+    assert rc == 1 and results["host_status"][f"podman://{PREFIX}-missing"]["status"] == "unreachable"
+    # only the missing one: nothing was checked
+    rc, results, text = validate(tmp_path, f"podman://{PREFIX}-missing")
+    assert rc == 2 and "no check ran on any target" in text
+    assert results is None  # and the earlier run's reports are gone from --out
+
+
+def test_an_image_without_the_hosts_driver_fails_and_a_missing_image_is_bad_input(node_image, tmp_path):
+    rc, results, text = validate(tmp_path, f"image:{node_image}")
+    assert rc == 1, text[-2000:]
+    assert results["hosts"] == [f"image:{node_image}"]
+    driver = next(r for r in results["results"] if r["check"] == "driver_version")
+    assert driver["failure"]["summary"] == "no NPU driver is installed"
+    rc, results, text = validate(tmp_path, "image:localhost/npuenv-no-such-image:1")
+    assert rc == 2 and "image localhost/npuenv-no-such-image:1 does not exist" in text
+    rc, results, text = validate(tmp_path, "image:--help")
+    assert rc == 2 and "image:--help is not an image reference" in text
+    # no container was left behind
+    left = subprocess.run(["podman", "ps", "-a", "--filter", "name=npuenv-validate-", "--format", "{{.Names}}"],
+                          capture_output=True, text=True).stdout.split()
+    assert left == []
