@@ -69,7 +69,7 @@ N ?= 3
 sim-installers: $(VENV)/.installed ## simulated vendor installers: make sim-installers ROW=2.4.0.post2 [CHIP=910b ARCH=x86_64] OUT=DIR
 	$(PY) -m tests.sim installers $(ROW_ARGS) --out $(OUT)
 
-sim-nodes: setup ## start simulated Atlas nodes npu-sim-0..N-1 with podman: make sim-nodes N=3
+sim-nodes: setup ## start simulated Atlas nodes npu-sim-0..N-1 reached over SSH, and their inventory: make sim-nodes N=3
 	$(PY) -m tests.sim nodes --count $(N) $(if $(CHIP),--chip $(CHIP))
 
 demo: setup ## the whole pipeline on simulated Atlas nodes: wheelhouse, rollout, image, validation, a fault caught

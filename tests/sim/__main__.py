@@ -1,7 +1,7 @@
 """Command line of the simulator (test-side; the product never calls it).
 
   python -m tests.sim installers [row constraints] --out DIR [--hdk V]
-  python -m tests.sim nodes --count N [--chip C] [--state-dir DIR]
+  python -m tests.sim nodes --count N [--chip C] [--state-dir DIR] [--podman]
   python -m tests.sim clean
 """
 from __future__ import annotations
@@ -10,6 +10,8 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+
+import yaml
 
 import compat_matrix as cm
 from npuenv.args import add_constraint_args, constraints_from
@@ -34,6 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--chip", default="910b")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--podman", action="store_true",
+                   help="reach the nodes with podman's exec connection instead of SSH")
     sub.add_parser("clean", help="remove every simulated node")
     sub.add_parser("demo", help="the whole pipeline on simulated nodes (make demo)")
     args = parser.parse_args(argv)
@@ -48,8 +52,14 @@ def main(argv=None) -> int:
             for path in written.values():
                 print(path)
         elif args.cmd == "nodes":
-            for name in nodes.start_nodes(args.count, args.state_dir.resolve(), chip=args.chip):
+            state_dir = args.state_dir.resolve()
+            access = None if args.podman else nodes.SshAccess.create(state_dir / "ssh")
+            names = nodes.start_nodes(args.count, state_dir, chip=args.chip, access=access)
+            inventory = state_dir / "inventory.yml"
+            inventory.write_text(yaml.safe_dump(nodes.inventory(names, access)))
+            for name in names:
                 print(name)
+            print(f"inventory: {inventory} (add npuenv_row, npuenv_installer_cache and npuenv_wheelhouse to deploy)")
         elif args.cmd == "demo":
             from . import demo
             return demo.main()
