@@ -98,7 +98,7 @@ sim-nodes: setup ## start simulated Atlas nodes npu-sim-0..N-1 with podman: make
 demo: setup ## the whole pipeline on simulated Atlas nodes: wheelhouse, rollout, image, validation, a fault caught
 	$(PY) -m tests.sim demo
 
-sim-clean: ## remove the simulated nodes
+sim-clean: ## remove the simulated nodes this checkout made
 	$(PY) -m tests.sim clean
 
 INVENTORY ?= playbooks/inventory/example/hosts.yml

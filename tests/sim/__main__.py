@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--chip", default="910b")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    sub.add_parser("clean", help="remove every simulated node")
+    sub.add_parser("clean", help="remove the simulated nodes this checkout made")
     sub.add_parser("demo", help="the whole pipeline on simulated nodes (make demo)")
     args = parser.parse_args(argv)
     try:

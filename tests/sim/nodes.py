@@ -14,7 +14,10 @@ from . import state as sim_state
 HERE = Path(__file__).resolve().parent
 NODE_IMAGE = "localhost/npu-sim-node:latest"
 PREFIX = "npu-sim"
-LABEL = "npuenv.sim-node"
+# Each node carries the checkout that made it, so that `make sim-clean` in one
+# checkout removes its own nodes and never another checkout's.
+CHECKOUT = HERE.parent.parent
+LABEL = f"npuenv.sim-node={CHECKOUT}"
 
 
 def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
@@ -58,6 +61,7 @@ def node_ip(name: str) -> str:
 
 
 def remove_nodes(names: list[str] | None = None) -> None:
+    """Remove the named nodes; without names, every node this checkout made (by its label)."""
     if names is None:
         out = podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").stdout
         names = out.split()
