@@ -131,8 +131,12 @@ class RecordedPyPI:
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
+        self._versions = self._read_versions()  # a bad recording is refused before any row is checked
 
     def versions(self) -> list[str]:
+        return self._versions
+
+    def _read_versions(self) -> list[str]:
         data = self._load(self.dir / "_project.json")
         releases = data.get("releases") if isinstance(data, dict) else None
         if not isinstance(releases, list) or not all(isinstance(v, str) for v in releases):

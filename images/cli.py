@@ -60,6 +60,8 @@ def cmd_build(args) -> int:
     for option, ref in (("--tag", args.tag), ("--base-image", args.base_image)):
         if ref is not None:
             engines.check_image_ref(ref, option)
+    if args.user_ids is not None:
+        builder.parse_user_ids(args.user_ids)
     stack = _stack(args)
     if stack is None:
         return 1
@@ -73,7 +75,8 @@ def cmd_build(args) -> int:
 
 
 def _run_inputs(args, stack: cm.Stack) -> tuple[str, list[int]]:
-    image = engines.check_image_ref(args.image, "--image") if args.image else render.image_name(stack, args.cann_only)
+    image = engines.check_image_ref(args.image, "--image") if args.image is not None else \
+        render.image_name(stack, args.cann_only)
     ids, where = run.device_ids(stack, args.npus, Path(args.dev_dir))
     _log(f"NPU devices: {', '.join(map(str, ids))} ({where})")
     return image, ids

@@ -40,7 +40,7 @@ def device_ids(stack: Stack, npus: str | None = None, dev_dir: Path = Path("/dev
     is printed for another host), every die of a full node of the stack's chip."""
     chip = stack.chip_info
     count = chip["npus_per_node"] * chip.get("dies_per_npu", 1)
-    if npus and npus != "all":
+    if npus is not None and npus != "all":
         return parse_npus(npus, count, f"a {stack.chip} node ({count} device nodes)"), "--npus"
     prefix = _spec()["device_prefix"]
     found = sorted(int(p.name[len(prefix):]) for p in Path(dev_dir).glob(f"{prefix}*")

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
             return demo.main()
         else:
             nodes.remove_nodes()
-    except (cm.MatrixError, cm.NoMatch) as e:
+    except (cm.UserError, cm.NoMatch) as e:
         print(e, file=sys.stderr)
         return 2
     return 0
