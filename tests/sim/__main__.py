@@ -55,6 +55,10 @@ def main(argv=None) -> int:
             return demo.main()
         else:
             nodes.remove_nodes()
+    except cm.MatrixError as e:
+        for problem in e.problems:
+            print(problem if problem.line else problem.message, file=sys.stderr)
+        return 2
     except (cm.UserError, cm.NoMatch) as e:
         print(e, file=sys.stderr)
         return 2
