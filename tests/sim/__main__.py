@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import compat_matrix as cm
+from compat_matrix import outputs
 from npuenv.args import add_constraint_args, constraints_from
 
 from . import installers, nodes
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "installers":
+            outputs.check_dir_output(args.out, "--out")
             stack = cm.resolve(cm.load_matrix(), constraints_from(args)).stack
             runtime = args.runtime_libs
             if args.runtime_for_wheel:

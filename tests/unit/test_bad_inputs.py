@@ -215,8 +215,9 @@ def run_make(case, work: Path, tools: Path):
     (venv / "bin").mkdir(parents=True)
     log = tools / "argv.log"
     if spec.get("real"):
-        wrapper = f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(ROOT))} exec {shlex.quote(sys.executable)} -m npuenv \"$@\"\n"
-        (venv / "bin" / "npuenv").write_text(wrapper)
+        run = f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(ROOT))} exec {shlex.quote(sys.executable)}"
+        (venv / "bin" / "npuenv").write_text(run + ' -m npuenv "$@"\n')
+        (venv / "bin" / "python").write_text(run + ' "$@"\n')
     else:
         for tool in ("npuenv", "python"):
             (venv / "bin" / tool).write_text(ARGV_RECORDER.format(python=sys.executable, log=str(log)))
