@@ -3,15 +3,39 @@
 # in the Python packages.
 
 SHELL := /bin/bash
+
+# --- how a value reaches the shell ---
+# Every value a user gives (a variable on the command line or in the
+# environment) reaches a recipe as one single-quoted shell word, taken as
+# written ($(value ...): make expands no '$' in it), so that '>=2.4', ';',
+# '$(...)' or a backquote in it are text, never shell or make syntax. Recipes
+# never write $(VAR) for these variables; they use:
+#   $(call opt,--flag,VAR)   --flag 'VALUE' when VAR is set, else nothing
+#   $(call each,--flag,VAR)  --flag 'WORD' for each space-separated word of VAR
+#   $(call arg,VAR)         'VALUE'
+#   $(call args,VAR)        'WORD' 'WORD' ... (extra argument lists)
+define newline
+
+
+endef
+quote = '$(subst $(newline),'$$'\n'',$(subst ','\'',$(1)))'
+opt = $(if $(value $(2)),$(1) $(call quote,$(value $(2))))
+each = $(foreach w,$(value $(2)),$(1) $(call quote,$(w)))
+arg = $(call quote,$(value $(1)))
+args = $(foreach w,$(value $(1)),$(call quote,$(w)))
+
 BOOTSTRAP_PYTHON ?= python3.11
 VENV := .venv
-NPUENV := $(VENV)/bin/npuenv
-PY := $(VENV)/bin/python
+NPUENV = $(call quote,$(value VENV)/bin/npuenv)
+PY = $(call quote,$(value VENV)/bin/python)
+INSTALLED = $(value VENV)/.installed
 # Where the CPU build of torch comes from: a local wheel directory or a package
 # index URL. Never the default PyPI index, which would pull the CUDA build.
 # Default: /opt/wheels when it holds a torch wheel, else PyTorch's CPU index.
 TORCH_WHEEL_DIR := /opt/wheels
-TORCH_SOURCE ?= $(if $(wildcard $(TORCH_WHEEL_DIR)/torch-*.whl),$(TORCH_WHEEL_DIR),https://download.pytorch.org/whl/cpu)
+ifeq ($(value TORCH_SOURCE),)
+TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEEL_DIR)/torch-*.whl),$(TORCH_WHEEL_DIR),https://download.pytorch.org/whl/cpu)
+endif
 
 # Row constraints understood by every target that takes a row (any subset).
 ROW ?=
@@ -21,27 +45,26 @@ PYTHON ?=
 ARCH ?=
 CHIP ?=
 OS ?=
-ROW_ARGS = $(if $(ROW),--row $(ROW)) $(if $(TORCH),--torch $(TORCH)) $(if $(CANN),--cann $(CANN)) \
-           $(if $(PYTHON),--python $(PYTHON)) $(if $(ARCH),--arch $(ARCH)) \
-           $(if $(CHIP),--chip $(CHIP)) $(if $(OS),--os $(OS))
+ROW_ARGS = $(call opt,--row,ROW) $(call opt,--torch,TORCH) $(call opt,--cann,CANN) $(call opt,--python,PYTHON) \
+           $(call opt,--arch,ARCH) $(call opt,--chip,CHIP) $(call opt,--os,OS)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup engine test test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo deploy validate
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(foreach f,$(MAKEFILE_LIST),$(call quote,$(f))) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml requirements.lock
-	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
+$(INSTALLED): pyproject.toml requirements.lock
+	$(call arg,BOOTSTRAP_PYTHON) -m venv $(call arg,VENV)
+	$(call quote,$(value VENV)/bin/pip) install --quiet --upgrade pip
 	@# requirements.lock pins torch to its +cpu build, which only TORCH_SOURCE has:
 	@# the CUDA build on PyPI cannot satisfy the pin.
-	$(VENV)/bin/pip install --quiet -c requirements.lock \
-	  $(if $(wildcard $(TORCH_SOURCE)),--find-links "$(TORCH_SOURCE)",--extra-index-url "$(TORCH_SOURCE)") \
+	$(call quote,$(value VENV)/bin/pip) install --quiet -c requirements.lock \
+	  $(if $(wildcard $(value TORCH_SOURCE)),--find-links,--extra-index-url) $(call arg,TORCH_SOURCE) \
 	  -e '.[dev]'
-	touch $@
+	touch $(call quote,$@)
 
-setup: $(VENV)/.installed engine ## create .venv (npuenv, ansible, pytest, CPU torch) and the container engine
+setup: $(INSTALLED) engine ## create .venv (npuenv, ansible, pytest, CPU torch) and the container engine
 
 engine: ## set up podman/buildah and the local Debian base image (root; idempotent)
 	bash tests/sim/setup-engine.sh
@@ -49,38 +72,38 @@ engine: ## set up podman/buildah and the local Debian base image (root; idempote
 test: setup ## run the whole test suite (unit and integration)
 	$(PY) -m pytest -n 2 --dist loadfile tests
 
-test-unit: $(VENV)/.installed ## run the fast unit tests only
+test-unit: $(INSTALLED) ## run the fast unit tests only
 	$(PY) -m pytest -m "not integration" tests
 
-lint: $(VENV)/.installed ## lint the matrix
+lint: $(INSTALLED) ## lint the matrix
 	$(NPUENV) matrix lint
 
-resolve: $(VENV)/.installed ## resolve a row: make resolve TORCH=2.4 PYTHON=3.10 ARCH=aarch64
+resolve: $(INSTALLED) ## resolve a row: make resolve TORCH=2.4 PYTHON=3.10 ARCH=aarch64
 	$(NPUENV) matrix resolve $(ROW_ARGS) --format text
 
-matrix-table: $(VENV)/.installed ## regenerate the README's support table from the matrix
+matrix-table: $(INSTALLED) ## regenerate the README's support table from the matrix
 	$(NPUENV) matrix table --update README.md
 
-bench: $(VENV)/.installed ## run the benchmarks under bench/
+bench: $(INSTALLED) ## run the benchmarks under bench/
 	$(PY) bench/run.py
 
 OUT ?= out/installers
 N ?= 3
-sim-installers: $(VENV)/.installed ## simulated vendor installers: make sim-installers ROW=2.4.0.post2 [CHIP=910b ARCH=x86_64] OUT=DIR
-	$(PY) -m tests.sim installers $(ROW_ARGS) --out $(OUT)
+sim-installers: $(INSTALLED) ## simulated vendor installers: make sim-installers ROW=2.4.0.post2 [CHIP=910b ARCH=x86_64] OUT=DIR
+	$(PY) -m tests.sim installers $(ROW_ARGS) $(call opt,--out,OUT)
 
 sim-nodes: setup ## start simulated Atlas nodes npu-sim-0..N-1 reached over SSH, and their inventory: make sim-nodes N=3
-	$(PY) -m tests.sim nodes --count $(N) $(if $(CHIP),--chip $(CHIP))
+	$(PY) -m tests.sim nodes $(call opt,--count,N) $(call opt,--chip,CHIP)
 
 demo: setup ## the whole pipeline on simulated Atlas nodes: wheelhouse, rollout, image, validation, a fault caught
 	$(PY) -m tests.sim demo
 
-sim-clean: ## remove the simulated nodes
+sim-clean: ## remove the simulated nodes this checkout made
 	$(PY) -m tests.sim clean
 
 INVENTORY ?=
-deploy: $(VENV)/.installed ## roll a matrix row out with Ansible: make deploy INVENTORY=hosts.yml [CHECK=1] [TAGS=driver,cann]
-	$(NPUENV) deploy $(if $(INVENTORY),--inventory "$(INVENTORY)") $(if $(CHECK),--check) $(if $(TAGS),--tags "$(TAGS)")
+deploy: $(INSTALLED) ## roll a matrix row out with Ansible: make deploy INVENTORY=hosts.yml [CHECK=1] [TAGS=driver,cann]
+	$(NPUENV) deploy $(call opt,--inventory,INVENTORY) $(if $(value CHECK),--check) $(call opt,--tags,TAGS)
 
 # --- the offline wheelhouse and the air-gapped bundle (torch_npu_pkg) ---
 # OUT, when given on the command line, names the target's output; otherwise these.
@@ -93,19 +116,19 @@ WHEELHOUSE_ARGS ?=
 BUNDLE_ARGS ?=
 OUT_GIVEN = $(filter command line environment,$(origin OUT))
 .PHONY: wheelhouse bundle
-wheelhouse: $(VENV)/.installed ## offline wheelhouse: make wheelhouse ROW=2.13.0 PYTHON=3.11 ARCH=x86_64 [OUT=DIR] [SOURCES="dir:PATH pypi"]
-	$(NPUENV) wheelhouse build $(ROW_ARGS) --out "$(if $(OUT_GIVEN),$(OUT),$(WHEELHOUSE))" \
-	  --torch-source "$(TORCH_SOURCE)" $(foreach s,$(SOURCES),--source $(s)) $(WHEELHOUSE_ARGS)
+wheelhouse: $(INSTALLED) ## offline wheelhouse: make wheelhouse ROW=2.13.0 PYTHON=3.11 ARCH=x86_64 [OUT=DIR] [SOURCES="dir:PATH pypi"]
+	$(NPUENV) wheelhouse build $(ROW_ARGS) $(call opt,--out,$(if $(OUT_GIVEN),OUT,WHEELHOUSE)) \
+	  $(call opt,--torch-source,TORCH_SOURCE) $(call each,--source,SOURCES) $(call args,WHEELHOUSE_ARGS)
 
-bundle: $(VENV)/.installed ## air-gapped archive: make bundle INSTALLERS=DIR [WHEELHOUSE=out/wheelhouse] [OUT=out/bundle.tar]
-	@test -n "$(INSTALLERS)" || { echo "make bundle: set INSTALLERS=DIR, the folder holding the vendor's .run packages" >&2; exit 2; }
-	$(NPUENV) bundle make --wheelhouse "$(WHEELHOUSE)" --installers "$(INSTALLERS)" \
-	  --out "$(if $(OUT_GIVEN),$(OUT),$(BUNDLE))" $(if $(CHIP),--chip $(CHIP)) $(if $(OS),--os $(OS)) $(BUNDLE_ARGS)
+bundle: $(INSTALLED) ## air-gapped archive: make bundle INSTALLERS=DIR [WHEELHOUSE=out/wheelhouse] [OUT=out/bundle.tar]
+	@test -n $(call arg,INSTALLERS) || { echo "make bundle: set INSTALLERS=DIR, the folder holding the vendor's .run packages" >&2; exit 2; }
+	$(NPUENV) bundle make $(call opt,--wheelhouse,WHEELHOUSE) $(call opt,--installers,INSTALLERS) \
+	  $(call opt,--out,$(if $(OUT_GIVEN),OUT,BUNDLE)) $(call opt,--chip,CHIP) $(call opt,--os,OS) $(call args,BUNDLE_ARGS)
 
 TARGET ?= local
 LEVEL ?= quick
-validate: $(VENV)/.installed ## validate hosts: make validate TARGET=podman://npu-sim-0|image:REF|ansible://npu_nodes?inventory=F LEVEL=quick|standard|full
-	$(NPUENV) validate $(foreach t,$(TARGET),--target '$(t)') --level $(LEVEL) $(ROW_ARGS) $(if $(BACKEND),--backend $(BACKEND))
+validate: $(INSTALLED) ## validate hosts: make validate TARGET=podman://npu-sim-0|image:REF|ansible://npu_nodes?inventory=F LEVEL=quick|standard|full
+	$(NPUENV) validate $(call each,--target,TARGET) $(call opt,--level,LEVEL) $(ROW_ARGS) $(call opt,--backend,BACKEND)
 
 # --- container images (images/) ---
 # make image ROW=2.13.0 OS=debian12 PYTHON=3.11 INSTALLERS=DIR [WHEELHOUSE=DIR] [TAG=ref] [ENGINE=podman|buildah|docker]
@@ -117,18 +140,27 @@ NPUS ?=
 IMAGE ?=
 IMAGE_ARGS ?=
 .PHONY: image dockerfile run-cmd compose
-image: $(VENV)/.installed ## build a row's image: make image ROW=2.13.0 OS=debian12 INSTALLERS=DIR [WHEELHOUSE=DIR] [TAG=..] [CANN_ONLY=1]
-	@test -n "$(INSTALLERS)" || { echo "make image: set INSTALLERS=DIR, the folder holding the vendor's .run packages and their SHA256SUMS" >&2; exit 2; }
-	$(NPUENV) image build $(ROW_ARGS) --installers "$(INSTALLERS)" $(if $(CANN_ONLY),--cann-only,--wheelhouse "$(WHEELHOUSE)") \
-	  $(if $(TAG),--tag $(TAG)) $(if $(ENGINE),--engine $(ENGINE)) $(IMAGE_ARGS)
+image: $(INSTALLED) ## build a row's image: make image ROW=2.13.0 OS=debian12 INSTALLERS=DIR [WHEELHOUSE=DIR] [TAG=..] [CANN_ONLY=1]
+	@test -n $(call arg,INSTALLERS) || { echo "make image: set INSTALLERS=DIR, the folder holding the vendor's .run packages and their SHA256SUMS" >&2; exit 2; }
+	$(NPUENV) image build $(ROW_ARGS) $(call opt,--installers,INSTALLERS) \
+	  $(if $(value CANN_ONLY),--cann-only,$(call opt,--wheelhouse,WHEELHOUSE)) \
+	  $(call opt,--tag,TAG) $(call opt,--engine,ENGINE) $(call args,IMAGE_ARGS)
 
-dockerfile: $(VENV)/.installed ## render a row's Dockerfile only: make dockerfile ROW=2.13.0 OS=ubuntu22.04 ARCH=aarch64 [OUT=DIR: whole build context]
-	$(NPUENV) image render $(ROW_ARGS) $(if $(CANN_ONLY),--cann-only) $(if $(OUT_GIVEN),--output "$(OUT)")
+dockerfile: $(INSTALLED) ## render a row's Dockerfile only: make dockerfile ROW=2.13.0 OS=ubuntu22.04 ARCH=aarch64 [OUT=DIR: whole build context]
+	$(NPUENV) image render $(ROW_ARGS) $(if $(value CANN_ONLY),--cann-only) $(if $(OUT_GIVEN),$(call opt,--output,OUT))
 
-run-cmd: $(VENV)/.installed ## print the docker/podman run line for this host: make run-cmd ROW=2.13.0 OS=debian12 [NPUS=0,1] [IMAGE=ref]
-	$(NPUENV) image run-cmd $(ROW_ARGS) $(if $(CANN_ONLY),--cann-only) $(if $(NPUS),--npus $(NPUS)) \
-	  $(if $(filter docker podman,$(ENGINE)),--engine $(ENGINE)) $(if $(IMAGE),--image $(IMAGE))
+run-cmd: $(INSTALLED) ## print the docker/podman run line for this host: make run-cmd ROW=2.13.0 OS=debian12 [NPUS=0,1] [IMAGE=ref]
+	$(NPUENV) image run-cmd $(ROW_ARGS) $(if $(value CANN_ONLY),--cann-only) $(call opt,--npus,NPUS) \
+	  $(if $(filter docker podman,$(value ENGINE)),$(call opt,--engine,ENGINE)) $(call opt,--image,IMAGE)
 
-compose: $(VENV)/.installed ## print a compose file for the image: make compose ROW=2.13.0 OS=debian12 [NPUS=0-3] [IMAGE=ref] [OUT=FILE]
-	$(NPUENV) image compose $(ROW_ARGS) $(if $(CANN_ONLY),--cann-only) $(if $(NPUS),--npus $(NPUS)) \
-	  $(if $(IMAGE),--image $(IMAGE)) $(if $(OUT_GIVEN),--output "$(OUT)")
+compose: $(INSTALLED) ## print a compose file for the image: make compose ROW=2.13.0 OS=debian12 [NPUS=0-3] [IMAGE=ref] [OUT=FILE]
+	$(NPUENV) image compose $(ROW_ARGS) $(if $(value CANN_ONLY),--cann-only) $(call opt,--npus,NPUS) \
+	  $(call opt,--image,IMAGE) $(if $(OUT_GIVEN),$(call opt,--output,OUT))
+
+# The user's variables are not exported to the recipes' environment either: make
+# would expand them to export them. (After every definition: `unexport` defines
+# a variable, and a later `?=` would then keep it empty.)
+USER_VARS := BOOTSTRAP_PYTHON VENV TORCH_SOURCE ROW TORCH CANN PYTHON ARCH CHIP OS OUT N INVENTORY CHECK TAGS \
+             WHEELHOUSE BUNDLE SOURCES INSTALLERS WHEELHOUSE_ARGS BUNDLE_ARGS TARGET LEVEL BACKEND TAG ENGINE \
+             CANN_ONLY NPUS IMAGE IMAGE_ARGS
+unexport $(USER_VARS)

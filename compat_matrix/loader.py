@@ -13,6 +13,8 @@ from .yamlsrc import Located, MatrixError, Problem, load_located
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_MATRIX = DATA_DIR / "matrix.yaml"
 DEFAULT_PLATFORMS = DATA_DIR / "platforms.yaml"
+# Where a row's wheel.url must point for each wheel.index: the address starts the URL.
+WHEEL_URL_PREFIXES = {"pypi": "https://pypi.org/", "release_page": "https://github.com/"}
 
 _PLATFORMS_SHAPE = schema.Shape(
     what="platforms file",
@@ -76,7 +78,7 @@ _PLATFORMS_SHAPE = schema.Shape(
 )
 
 
-_EXCLUDED_SHAPE = schema.Shape({"torch_npu": (schema.VERSION, True), "reason": (schema.STR, True),
+_EXCLUDED_SHAPE = schema.Shape({"torch_npu": (schema.VERSION, True), "reason": (schema.PROSE, True),
                                 "source": (schema.URL, True)}, "excluded release")
 
 
@@ -181,10 +183,10 @@ def _row_problems(row: Row, raw: dict, platforms: Platforms):
     if not any(row.supports_arch(a) for a in platforms.archs):
         yield ("wheel", "platforms"), (f"wheel.platforms: none of {row.wheel['platforms']} is for a known arch "
                                        f"({', '.join(platforms.archs)}); use wheel platform tags such as manylinux_2_17_aarch64")
-    host = "pypi.org" if row.wheel["index"] == "pypi" else "github.com"
-    if f"://{host}/" not in row.wheel["url"]:
-        yield ("wheel", "url"), (f"wheel.url: a wheel with index '{row.wheel['index']}' must point at {host}; "
-                                 f"got {row.wheel['url']}")
+    prefix = WHEEL_URL_PREFIXES[row.wheel["index"]]
+    if not row.wheel["url"].startswith(prefix):
+        yield ("wheel", "url"), (f"wheel.url: a wheel with index '{row.wheel['index']}' must have a URL that starts "
+                                 f"with {prefix}; got {row.wheel['url']}")
 
     for arch, req in (row.wheel.get("torch_requirement") or {}).items():
         if req is None:

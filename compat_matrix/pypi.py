@@ -22,6 +22,8 @@ from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
+from . import outputs
+from .errors import UserError
 from .model import Matrix, Row, torch_pin
 
 PROJECT_URL = "https://pypi.org/pypi/torch-npu/json"
@@ -120,8 +122,8 @@ class LivePyPI:
 
     def _save(self, name: str, obj) -> None:
         if self.record_dir:
-            self.record_dir.mkdir(parents=True, exist_ok=True)
-            (self.record_dir / name).write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+            self.record_dir.mkdir(exist_ok=True)
+            outputs.write_text(self.record_dir / name, json.dumps(obj, indent=1, sort_keys=True) + "\n", "--record")
 
 
 class RecordedPyPI:
@@ -129,15 +131,56 @@ class RecordedPyPI:
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
+        self._versions = self._read_versions()  # a bad recording is refused before any row is checked
 
     def versions(self) -> list[str]:
-        return json.loads((self.dir / "_project.json").read_text())["releases"]
+        return self._versions
+
+    def _read_versions(self) -> list[str]:
+        data = self._load(self.dir / "_project.json")
+        releases = data.get("releases") if isinstance(data, dict) else None
+        if not isinstance(releases, list) or not all(isinstance(v, str) for v in releases):
+            raise UserError(f"{self.dir / '_project.json'}: not a recorded PyPI project (no list of releases); "
+                            f"record it again with --record")
+        for v in releases:
+            try:
+                Version(v)
+            except ValueError:
+                raise UserError(f"{self.dir / '_project.json'}: {v!r} is not a version; record it again") from None
+        return releases
 
     def release(self, version: str) -> dict | None:
         path = self.dir / f"{version}.json"
         if not path.exists():
             raise PyPIUnavailable(f"no recorded PyPI answer for torch-npu {version} in {self.dir}")
-        return json.loads(path.read_text())
+        record = self._load(path)
+        if record is not None and not _is_release_record(record):
+            raise UserError(f"{path}: not a recorded PyPI release (files with filename and requires_dist); "
+                            f"record it again with --record")
+        return record
+
+    @staticmethod
+    def _load(path: Path):
+        try:
+            return json.loads(outputs.read_text(path, "a recorded PyPI answer"))
+        except ValueError as e:
+            raise UserError(f"{path}: not valid JSON ({e}); record it again with --record") from None
+
+
+def _is_release_record(record) -> bool:
+    if not isinstance(record, dict) or not isinstance(record.get("files"), list):
+        return False
+    for f in record["files"]:
+        if not (isinstance(f, dict) and isinstance(f.get("filename"), str) and isinstance(f.get("requires_dist"), list)
+                and all(isinstance(r, str) for r in f["requires_dist"])):
+            return False
+        try:
+            parse_wheel_filename(f["filename"])
+            for r in f["requires_dist"]:
+                Requirement(r)
+        except ValueError:
+            return False
+    return True
 
 
 def _requires_dist(metadata: str) -> list[str]:

@@ -10,10 +10,11 @@ When nothing fits, the nearest rows are those that break the fewest constraints.
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import dataclass, fields
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from .model import Matrix, Row
 from .stack import Stack
@@ -28,6 +29,8 @@ RANKING_RULES = (
 )
 DEFAULT_CHIP = "910b"
 DEFAULT_OS = "ubuntu22.04"
+# A CANN version or its prefix: 8, 8.0, 8.0.RC3, 8.5.0, 25.0.RC1.1
+_CANN_PREFIX_RE = re.compile(r"\d+(\.(\d+|RC\d+|X))*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,29 @@ def rank_key(row: Row):
     return (row.active, row.cann_version, row.torch_version, row.torch_npu_version)
 
 
-def _version_matches(wanted: str, actual: str) -> bool:
+def version_constraint_problem(name: str, wanted: str) -> str | None:
+    """Why ``wanted`` is not a version, a version prefix or a specifier (None when it is one)."""
+    text = wanted.strip()
+    try:
+        if text != wanted or not text:
+            raise InvalidVersion(wanted)
+        if text[:1] in "<>=!~":
+            SpecifierSet(text)
+        else:
+            Version(text)
+    except (InvalidVersion, InvalidSpecifier):
+        return (f"{name} {wanted!r} is not a version (2.4.0), a version prefix (2.4) or a specifier "
+                f"('>=2.4', '==2.4.0.post2'); quote a specifier in the shell")
+    return None
+
+
+def unknown_row_message(torch_npu: str) -> str:
+    """The one message every command gives for a row the matrix does not have."""
+    shown = torch_npu[2:] if torch_npu.startswith("==") and not torch_npu.startswith("===") else torch_npu
+    return f"unknown row: no torch_npu {shown} in the matrix; `npuenv matrix list` shows the rows"
+
+
+def version_matches(wanted: str, actual: str) -> bool:
     wanted = wanted.strip()
     if wanted[:1] in "<>=!~":
         try:
@@ -84,9 +109,9 @@ def _version_matches(wanted: str, actual: str) -> bool:
 
 def violations(row: Row, c: Constraints) -> list[str]:
     out = []
-    if c.torch and not _version_matches(c.torch, row.torch):
+    if c.torch and not version_matches(c.torch, row.torch):
         out.append(f"torch is {row.torch}, not {c.torch}")
-    if c.torch_npu and not _version_matches(c.torch_npu, row.torch_npu):
+    if c.torch_npu and not version_matches(c.torch_npu, row.torch_npu):
         out.append(f"torch_npu is {row.torch_npu}, not {c.torch_npu}")
     if c.cann and not vendor_prefix_matches(c.cann, row.cann_version):
         out.append(f"CANN is {row.cann}, not {c.cann}")
@@ -119,8 +144,17 @@ def normalise(matrix: Matrix, c: Constraints) -> Constraints:
             python_version(c.python)
         except ValueError as e:
             problems.append(f"--python: {e}")
+    for name, wanted in (("torch", c.torch), ("torch_npu", c.torch_npu)):
+        if wanted:
+            why = version_constraint_problem(name, wanted)
+            if why:
+                problems.append(why)
+    if c.cann and not _CANN_PREFIX_RE.fullmatch(c.cann):
+        problems.append(f"cann {c.cann!r} is not a CANN version or prefix (8.0, 8.0.RC3, 8.5.0)")
     if problems:
         raise MatrixError([Problem("<constraints>", 0, m) for m in problems])
+    if c.torch_npu and all(violations(r, Constraints(torch_npu=c.torch_npu)) for r in matrix.rows):
+        raise MatrixError([Problem("<constraints>", 0, unknown_row_message(c.torch_npu))])
     return Constraints(torch=c.torch, torch_npu=c.torch_npu, cann=c.cann, python=c.python,
                        arch=arch, chip=chip, os=os_name)
 

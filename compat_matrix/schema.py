@@ -11,8 +11,8 @@ from typing import Callable
 from .versions import VendorVersion, pep440, python_version
 from .yamlsrc import Located, Problem
 
-_URL_RE = re.compile(r"^https://[^\s]+$")
-_PYTAG_RE = re.compile(r"^cp3\d+$")
+_URL_RE = re.compile(r"https://\S+")
+_PYTAG_RE = re.compile(r"cp3\d+")
 
 
 class Field:
@@ -29,8 +29,13 @@ class Field:
 
 @dataclass
 class Text(Field):
+    """A string. With ``parse`` it is a token (a version, a URL, a tag): no
+    whitespace anywhere. Without, one line without surrounding blanks, unless
+    ``prose`` (notes may span lines)."""
+
     parse: Callable[[str], object] | None = None
     hint: str = "a quoted string"
+    prose: bool = False
 
     def check(self, value):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -38,6 +43,10 @@ class Text(Field):
                     f"write \"{value}\"")
         if not isinstance(value, str) or not value.strip():
             return f"must be {self.hint}, got {value!r}"
+        if self.parse and any(c.isspace() for c in value):
+            return f"{value!r} holds whitespace or a line break; write {self.hint} without them"
+        if not self.prose and ("\n" in value or "\r" in value or value != value.strip()):
+            return f"{value!r} must be one line without leading or trailing blanks; remove them"
         if self.parse:
             try:
                 self.parse(value)
@@ -68,12 +77,12 @@ class Optional(Field):
 
 
 def url(value: str):
-    if not _URL_RE.match(value):
+    if not _URL_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not an https:// URL")
 
 
 def python_tag_text(value: str):
-    if not _PYTAG_RE.match(value):
+    if not _PYTAG_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a CPython wheel tag (e.g. cp310)")
 
 
@@ -82,6 +91,8 @@ VENDOR = Text(VendorVersion, "a CANN/HDK version string")
 PYTHON = Text(python_version, "a Python version string like \"3.10\"")
 URL = Text(url, "an https:// URL")
 STR = Text()
+WORD = Text(lambda value: None, "a word (a tag, a branch name)")
+PROSE = Text(hint="text", prose=True)
 
 
 @dataclass
@@ -184,18 +195,18 @@ def row_shape(packaging_names, archs) -> Shape:
             "python": (ListOf(PYTHON), True),
             "packaging": (Choice(tuple(packaging_names)), True),
             # null where no branch or tag of the vendor carries the release (see the row's notes)
-            "adapter": (Shape({k: (Optional(inner=STR), True) for k in ("release", "branch", "tag")}, "adapter"), True),
+            "adapter": (Shape({k: (Optional(inner=WORD), True) for k in ("release", "branch", "tag")}, "adapter"), True),
             "hdk": (Shape({"version": (VENDOR, True), "min": (VENDOR, True), "max": (Optional(inner=VENDOR), False)}, "hdk"), True),
             "wheel": (Shape({
                 "index": (Choice(("pypi", "release_page")), True),
                 "url": (URL, True),
                 "python_tags": (ListOf(Text(python_tag_text, "a wheel tag like cp310")), True),
-                "platforms": (ListOf(STR), True),
+                "platforms": (ListOf(WORD), True),
                 "torch_requirement": (MapOf(Choice(tuple(archs)), Optional(inner=STR)), False),
             }, "wheel"), True),
             "status": (Choice(("active", "eol")), True),
             "sources": (Shape({k: (URL, True) for k in SOURCE_KEYS}, "sources"), True),
             "inferred": (ListOf(STR, nonempty=False), False),
-            "notes": (STR, False),
+            "notes": (PROSE, False),
         },
     )

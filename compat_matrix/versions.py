@@ -13,8 +13,8 @@ from packaging.version import InvalidVersion, Version
 
 # A trailing build tag (24.1.rc1.b030, as npu-smi prints driver versions) is
 # accepted and ignored for ordering.
-_VENDOR_RE = re.compile(r"^(\d+)\.(\d+)\.(?:(RC)(\d+)|(\d+)|(X))(?:\.(\d+))?(?:\.B\d+)?$", re.IGNORECASE)
-_PYTHON_RE = re.compile(r"^3\.(\d+)$")
+_VENDOR_RE = re.compile(r"(\d+)\.(\d+)\.(?:(RC)(\d+)|(\d+)|(X))(?:\.(\d+))?(?:\.B\d+)?", re.IGNORECASE)
+_PYTHON_RE = re.compile(r"3\.(\d+)")
 
 
 @total_ordering
@@ -28,7 +28,7 @@ class VendorVersion:
     __slots__ = ("text", "key", "wildcard")
 
     def __init__(self, text: str):
-        m = _VENDOR_RE.match(str(text))
+        m = _VENDOR_RE.fullmatch(str(text))
         if not m:
             raise ValueError(
                 f"{text!r} is not a CANN/HDK version (expected MAJOR.MINOR.PATCH or MAJOR.MINOR.RCn, e.g. 8.0.0 or 8.0.RC3)"
@@ -79,13 +79,15 @@ def in_range(version: VendorVersion, low: str | None, high: str | None) -> bool:
 def pep440(text: str) -> Version:
     """Parse a PEP 440 version, raising ValueError with a readable message."""
     try:
+        if str(text) != str(text).strip():  # Version() would strip the blanks and accept it
+            raise InvalidVersion(text)
         return Version(str(text))
     except InvalidVersion:
         raise ValueError(f"{text!r} is not a PEP 440 version (e.g. 2.4.0 or 2.1.0.post8)") from None
 
 
 def python_version(text: str) -> tuple[int, int]:
-    m = _PYTHON_RE.match(str(text))
+    m = _PYTHON_RE.fullmatch(str(text))
     if not m:
         raise ValueError(f"{text!r} is not a Python version (expected 3.N, e.g. 3.10)")
     return 3, int(m.group(1))

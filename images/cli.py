@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import compat_matrix as cm
-from compat_matrix.resolver import violations
+from compat_matrix import outputs
 from npuenv.args import add_constraint_args, constraints_from, load
 
 from . import build as builder
@@ -28,9 +28,6 @@ def _stack(args) -> cm.Stack | None:
     Without --python the image gets the newest of the row's Pythons its OS ships."""
     matrix = load(args)
     c = constraints_from(args)
-    if c.torch_npu and not any(not violations(r, cm.Constraints(torch_npu=c.torch_npu)) for r in matrix.rows):
-        raise cm.UserError(f"unknown row: no torch_npu {c.torch_npu.lstrip('=')} in the matrix; `npuenv matrix list` "
-                           f"shows the rows")
     try:
         res = cm.resolve(matrix, c)
     except cm.NoMatch as e:
@@ -45,12 +42,14 @@ def _stack(args) -> cm.Stack | None:
 
 
 def cmd_render(args) -> int:
+    if args.output:
+        outputs.check_dir_output(args.output, "--output")
     stack = _stack(args)
     if stack is None:
         return 1
     files = render.render(stack, args.cann_only)
     if args.output:
-        out = render.write_context(files, Path(args.output))
+        out = render.write_context(files, Path(args.output), "--output")
         _log(f"{out}: build context written ({', '.join(sorted(files))})")
     else:
         sys.stdout.write(files[render.DOCKERFILE])
@@ -58,6 +57,11 @@ def cmd_render(args) -> int:
 
 
 def cmd_build(args) -> int:
+    for option, ref in (("--tag", args.tag), ("--base-image", args.base_image)):
+        if ref is not None:
+            engines.check_image_ref(ref, option)
+    if args.user_ids is not None:
+        builder.parse_user_ids(args.user_ids)
     stack = _stack(args)
     if stack is None:
         return 1
@@ -71,7 +75,8 @@ def cmd_build(args) -> int:
 
 
 def _run_inputs(args, stack: cm.Stack) -> tuple[str, list[int]]:
-    image = args.image or render.image_name(stack, args.cann_only)
+    image = engines.check_image_ref(args.image, "--image") if args.image is not None else \
+        render.image_name(stack, args.cann_only)
     ids, where = run.device_ids(stack, args.npus, Path(args.dev_dir))
     _log(f"NPU devices: {', '.join(map(str, ids))} ({where})")
     return image, ids
@@ -82,6 +87,8 @@ def _command(args) -> list[str]:
 
 
 def cmd_run_cmd(args) -> int:
+    if args.name is not None:
+        engines.check_container_name(args.name, "--name")
     stack = _stack(args)
     if stack is None:
         return 1
@@ -100,6 +107,8 @@ def cmd_run_cmd(args) -> int:
 
 
 def cmd_compose(args) -> int:
+    if args.output:
+        outputs.check_file_output(args.output, "--output")
     stack = _stack(args)
     if stack is None:
         return 1
@@ -107,7 +116,7 @@ def cmd_compose(args) -> int:
     text = run.compose(stack, image, ids=ids, dev_dir=Path(args.dev_dir), host_root=args.host_root,
                        host_ipc=args.host_ipc, command=_command(args), service=args.service)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        outputs.write_text(args.output, text, "--output")
         _log(f"{args.output}: compose file written")
     else:
         sys.stdout.write(text)

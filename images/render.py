@@ -20,6 +20,7 @@ import yaml
 
 from compat_matrix import Stack, UserError
 from compat_matrix.versions import python_version
+from compat_matrix import outputs
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "manifest.yaml"
@@ -267,14 +268,10 @@ def render(stack: Stack, cann_only: bool = False) -> dict[str, str]:
     }
 
 
-def write_context(files: dict[str, str], directory: Path) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        path = directory / name
-        path.write_text(text, encoding="utf-8")
-        path.chmod(0o755 if name.endswith(".sh") else 0o644)
-    return directory
+def write_context(files: dict[str, str], directory: Path, option: str | None = None) -> Path:
+    """The build context's files in ``directory`` (all of them or, on an error, none)."""
+    return outputs.write_files(directory, {name: (text, 0o755 if name.endswith(".sh") else 0o644)
+                                           for name, text in files.items()}, option)
 
 
 def image_name(stack: Stack, cann_only: bool = False) -> str:

@@ -20,14 +20,17 @@ def _spec() -> dict:
     return render.load_manifest()["run"]
 
 
-def parse_npus(text: str) -> list[int]:
-    """'0,1,4-7' -> [0, 1, 4, 5, 6, 7]."""
+def parse_npus(text: str, count: int, node: str = "a node") -> list[int]:
+    """'0,1,4-7' -> [0, 1, 4, 5, 6, 7]; every number below ``count`` (the device nodes of ``node``)."""
     ids: set[int] = set()
     for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        m = re.fullmatch(r"\s*([0-9]{1,9})\s*(?:-\s*([0-9]{1,9})\s*)?", part)
         if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
             raise UserError(f"--npus {text!r}: use device numbers and ranges, e.g. 0,1 or 0-7, or 'all'")
-        ids.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+        low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+        if high >= count:
+            raise UserError(f"--npus {text!r}: {node} has the device numbers 0-{count - 1}; {high} is not one of them")
+        ids.update(range(low, high + 1))
     return sorted(ids)
 
 
@@ -35,15 +38,15 @@ def device_ids(stack: Stack, npus: str | None = None, dev_dir: Path = Path("/dev
     """The /dev/davinciN numbers to pass, and where they came from. 'all' (the
     default) means the host's own nodes, or, where there are none (the command
     is printed for another host), every die of a full node of the stack's chip."""
-    if npus and npus != "all":
-        return parse_npus(npus), "--npus"
+    chip = stack.chip_info
+    count = chip["npus_per_node"] * chip.get("dies_per_npu", 1)
+    if npus is not None and npus != "all":
+        return parse_npus(npus, count, f"a {stack.chip} node ({count} device nodes)"), "--npus"
     prefix = _spec()["device_prefix"]
     found = sorted(int(p.name[len(prefix):]) for p in Path(dev_dir).glob(f"{prefix}*")
                    if p.name[len(prefix):].isdigit())
     if found:
         return found, f"the {prefix}* nodes in {dev_dir}"
-    chip = stack.chip_info
-    count = chip["npus_per_node"] * chip.get("dies_per_npu", 1)
     return list(range(count)), f"a full {stack.chip} node ({count} device nodes; none in {dev_dir})"
 
 

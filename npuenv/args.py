@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 import compat_matrix as cm
+from compat_matrix.resolver import version_constraint_problem, version_matches
 
 
 def add_constraint_args(p: argparse.ArgumentParser) -> None:
@@ -25,6 +26,16 @@ def constraints_from(args) -> cm.Constraints:
     given = {k: getattr(args, k, None) for k in ("torch", "torch_npu", "cann", "python", "arch", "chip", "os")}
     row = getattr(args, "row", None)
     if row:
+        why = version_constraint_problem("--row", row)
+        if why or row[:1] in "<>=!~":
+            raise cm.UserError(f"--row {row!r} is not a torch_npu version such as 2.12.0 or 2.4.0.post2; "
+                               f"`npuenv matrix list` shows the rows")
+        wanted = given["torch_npu"]
+        if wanted and version_constraint_problem("--torch-npu", wanted):
+            raise cm.UserError(version_constraint_problem("--torch-npu", wanted))
+        if wanted and not version_matches(wanted, row):
+            raise cm.UserError(f"--row {row} and --torch-npu {wanted} contradict each other (row {row} is not "
+                               f"torch_npu {wanted}); give only --row")
         given["torch_npu"] = "==" + row
     return cm.Constraints(**given)
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import compat_matrix as cm
-from compat_matrix import pypi, render
+from compat_matrix import outputs, pypi, render
 from compat_matrix.errors import UserError
-from compat_matrix.resolver import filter_rows, normalise
+from compat_matrix.resolver import filter_rows, normalise, unknown_row_message
 from images import cli as images_cli
 from torch_npu_pkg import cli as wheelhouse_cli
 from validation.node import FLEET_PORT
@@ -47,8 +47,7 @@ def cmd_matrix_show(args) -> int:
     matrix = load(args)
     row = matrix.find(args.torch_npu_version)
     if row is None:
-        known = ", ".join(r.torch_npu for r in matrix.rows)
-        raise UserError(f"no matrix row for torch_npu {args.torch_npu_version}; known rows: {known}")
+        raise cm.MatrixError([cm.Problem("<constraints>", 0, unknown_row_message(args.torch_npu_version))])
     print(json.dumps(row.to_dict(), indent=2))
     return 0
 
@@ -84,11 +83,14 @@ def cmd_matrix_table(args) -> int:
     table = render.markdown_table(matrix)
     if args.update or args.check:
         path = Path(args.update or args.check)
+        option = "--update" if args.update else "--check"
+        if args.update:
+            outputs.check_file_output(path, option)
+        text = outputs.read_text(path, "the file holding the support table")
         try:
-            text = path.read_text(encoding="utf-8")
             new = render.splice(text, table)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{path}: {e}") from None
+        except ValueError as e:
+            raise UserError(f"{option} {path}: {e}") from None
         if args.check:
             if new != text:
                 print(f"{path}: the support table is out of date; run `npuenv matrix table --update {path}`",
@@ -96,7 +98,7 @@ def cmd_matrix_table(args) -> int:
                 return 1
             print(f"{path}: support table is current")
             return 0
-        path.write_text(new, encoding="utf-8")
+        outputs.write_text(path, new, option, mode=path.stat().st_mode & 0o7777)
         print(f"{path}: support table updated")
         return 0
     sys.stdout.write(table)
@@ -105,6 +107,10 @@ def cmd_matrix_table(args) -> int:
 
 def cmd_matrix_verify(args) -> int:
     matrix = load(args)
+    if args.record:
+        outputs.check_dir_output(args.record, "--record")
+    if args.recorded and not Path(args.recorded).is_dir():
+        raise UserError(f"--recorded {args.recorded}: no such folder; record one with --record DIR")
     source = pypi.RecordedPyPI(Path(args.recorded)) if args.recorded else \
         pypi.LivePyPI(Path(args.record) if args.record else None)
     try:
@@ -133,6 +139,9 @@ def cmd_deploy(args) -> int:
 def cmd_facts(args) -> int:
     from validation import facts
 
+    if not Path(args.root).is_dir():
+        raise UserError(f"--root {args.root}: no such folder; give the folder an image or disk is unpacked or "
+                        f"mounted at (default /)")
     data = facts.collect(facts.LocalProbe(args.root))
     if args.format == "json":
         print(json.dumps(data, indent=2))
@@ -248,10 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return args.func(args)
+    except KeyboardInterrupt:
+        print("npuenv: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     except cm.MatrixError as e:
         for problem in e.problems:
             print(problem if problem.line else problem.message, file=sys.stderr)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import compat_matrix as cm
+from compat_matrix import outputs
+from images.engine import check_image_ref
 from npuenv.args import add_constraint_args, constraints_from, load
 
 from . import builder, bundle, wheelhouse
@@ -42,6 +44,11 @@ def _mib(n: int) -> str:
 # --- wheelhouse -------------------------------------------------------------------
 
 def cmd_wheelhouse_build(args) -> int:
+    outputs.check_dir_output(args.out, "--out")
+    if args.builder_image:
+        check_image_ref(args.builder_image, "--builder-image")
+    if args.source_repo and args.source_repo.startswith("-"):
+        raise cm.UserError(f"--source-repo {args.source_repo!r}: give a repository URL (https://...) or a folder")
     stack = _stack(args)
     if stack is None:
         return 1
@@ -86,12 +93,14 @@ def cmd_wheelhouse_verify(args) -> int:
 
 
 def cmd_wheelhouse_containerfile(args) -> int:
+    if args.output:
+        outputs.check_file_output(args.output, "--output")
     stack = _stack(args)
     if stack is None:
         return 1
     text = builder.render_containerfile(stack)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        outputs.write_text(args.output, text, "--output")
         print(f"{args.output}: builder for {builder.builder_image_name(stack)}")
     else:
         sys.stdout.write(text)
@@ -99,6 +108,8 @@ def cmd_wheelhouse_containerfile(args) -> int:
 
 
 def cmd_wheelhouse_builder_image(args) -> int:
+    if args.tag:
+        check_image_ref(args.tag, "--tag")
     stack = _stack(args)
     if stack is None:
         return 1
@@ -109,6 +120,7 @@ def cmd_wheelhouse_builder_image(args) -> int:
 # --- bundle -----------------------------------------------------------------------
 
 def cmd_bundle_make(args) -> int:
+    outputs.check_file_output(args.out, "--out")
     manifest = wheelhouse.load_manifest(args.wheelhouse)
     s = manifest["stack"]
     matrix = load(args)
@@ -195,7 +207,7 @@ def register(sub) -> None:
 
     p = w.add_parser("builder-image", help="build the torch_npu builder image for a row (needs quay.io)")
     add_constraint_args(p)
-    p.add_argument("--engine", default="podman")
+    p.add_argument("--engine", choices=("podman", "docker"), default="podman")
     p.add_argument("--tag", help="image tag (default: derived from the toolchain)")
     p.set_defaults(func=cmd_wheelhouse_builder_image)
 

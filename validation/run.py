@@ -280,6 +280,8 @@ def plan(targets: list[str], host_root: str, run_args: list[str], cleanup: ExitS
             name = target.removeprefix("podman://")
             if not name or name.startswith("-"):
                 raise UserError(f"{target}: use podman://CONTAINER")
+            if _podman("container", "exists", "--", name, check=False).returncode != 0:
+                raise UserError(f"{target}: no such podman container")
             transports.append(PodmanTransport(name, target))
         elif target.startswith("image:"):
             name, image_hint = start_image(target.removeprefix("image:"), host_root, run_args, cleanup)
@@ -394,6 +396,16 @@ def checks_ran(records: list[dict]) -> bool:
                for r in records)
 
 
+def check_out_dir(out_dir: Path) -> Path:
+    """--out: a folder, or a path where one can be made; checked before any work."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: is a file, not a folder; give the path of a folder")
+    existing = next(p for p in [out_dir, *out_dir.absolute().parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out_dir}: cannot write in {existing}; choose another folder")
+    return out_dir
+
+
 def validate(targets: list[str], level: str, constraints: cm.Constraints, out_dir: Path, *,
              backend: str = "auto", host_root: str = "/", run_args: list[str] | None = None,
              suite_options: list[str] | None = None, only: list[str] | None = None,
@@ -401,7 +413,8 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
              matrix: str | None = None, quiet: bool = False) -> int:
     if level not in LEVELS:
         raise UserError(f"unknown level '{level}'; use quick, standard or full")
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(Path(out_dir))
+    the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
     with ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
         transports, hint = plan(targets, host_root, run_args or [], cleanup, workdir)
@@ -412,7 +425,7 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         if not constraints.given():
             raise UserError("which matrix row should the hosts match? pass --row or constraints "
                             "(images carry theirs in a label, inventories in npuenv_row)")
-        resolved = cm.resolve(cm.load_matrix(matrix) if matrix else cm.load_matrix(), constraints).stack
+        resolved = cm.resolve(the_matrix, constraints).stack
         stack = expected_stack(resolved)
         artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", stack)
         base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]

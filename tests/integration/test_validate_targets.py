@@ -18,6 +18,7 @@ PREFIX = "npu-sim-v"
 
 
 def validate(tmp_path, *targets, only=("driver_version", "npu_health")):
+    tmp_path.mkdir(exist_ok=True)
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "-m", "npuenv", "validate", *[a for t in targets for a in ("--target", t)],
                         "--row", "2.13.0", "--level", "quick", *[a for c in only for a in ("--only", c)],
@@ -40,17 +41,19 @@ def test_local_without_a_driver_fails(tmp_path):
     assert {r["check"]: r["status"] for r in results["results"]} == {"driver_version": "failed", "npu_health": "failed"}
 
 
-def test_a_podman_node_without_a_driver_fails_and_a_missing_one_is_not_an_ok(bare_node, tmp_path):
+def test_a_podman_node_without_a_driver_fails_and_a_stopped_one_is_not_an_ok(bare_node, tmp_path):
     rc, results, text = validate(tmp_path, f"podman://{bare_node}")
     assert rc == 1, text[-2000:]
     assert results["host_status"][f"podman://{bare_node}"]["status"] == "failed"
-    # one reachable and one missing container: the missing one is FAILED unreachable
-    rc, results, text = validate(tmp_path, f"podman://{bare_node}", f"podman://{PREFIX}-missing")
-    assert rc == 1 and results["host_status"][f"podman://{PREFIX}-missing"]["status"] == "unreachable"
-    # only the missing one: nothing was checked
-    rc, results, text = validate(tmp_path, f"podman://{PREFIX}-missing")
+    # a container name that does not exist is a mistake in the command: nothing runs
+    rc, results, text = validate(tmp_path / "missing", f"podman://{bare_node}", f"podman://{PREFIX}-missing")
+    assert rc == 2 and f"podman://{PREFIX}-missing: no such podman container" in text and results is None
+    # a stopped node: nothing was checked, and the earlier run's reports are gone from --out
+    sim_nodes.stop_node(bare_node)
+    rc, results, text = validate(tmp_path, f"podman://{bare_node}")
     assert rc == 2 and "no check ran on any target" in text
-    assert results is None  # and the earlier run's reports are gone from --out
+    assert f"podman://{bare_node}: unreachable podman: the container is not running" in text
+    assert results is None
 
 
 def test_an_image_without_the_hosts_driver_fails_and_a_missing_image_is_bad_input(node_image, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 import compat_matrix as cm
+from compat_matrix import outputs
 from npuenv.args import add_constraint_args, constraints_from
 
 from . import installers, nodes
@@ -38,11 +39,12 @@ def main(argv=None) -> int:
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--podman", action="store_true",
                    help="reach the nodes with podman's exec connection instead of SSH")
-    sub.add_parser("clean", help="remove every simulated node")
+    sub.add_parser("clean", help="remove the simulated nodes this checkout made")
     sub.add_parser("demo", help="the whole pipeline on simulated nodes (make demo)")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "installers":
+            outputs.check_dir_output(args.out, "--out")
             stack = cm.resolve(cm.load_matrix(), constraints_from(args)).stack
             runtime = args.runtime_libs
             if args.runtime_for_wheel:
@@ -65,7 +67,11 @@ def main(argv=None) -> int:
             return demo.main()
         else:
             nodes.remove_nodes()
-    except (cm.MatrixError, cm.NoMatch) as e:
+    except cm.MatrixError as e:
+        for problem in e.problems:
+            print(problem if problem.line else problem.message, file=sys.stderr)
+        return 2
+    except (cm.UserError, cm.NoMatch) as e:
         print(e, file=sys.stderr)
         return 2
     return 0

@@ -19,7 +19,10 @@ from . import state as sim_state
 HERE = Path(__file__).resolve().parent
 NODE_IMAGE = "localhost/npu-sim-node:latest"
 PREFIX = "npu-sim"
-LABEL = "npuenv.sim-node"
+# Each node carries the checkout that made it, so that `make sim-clean` in one
+# checkout removes its own nodes and never another checkout's.
+CHECKOUT = HERE.parent.parent
+LABEL = f"npuenv.sim-node={CHECKOUT}"
 # The operator's login on every node (sudo without a password); the node image
 # creates it (tests/sim/node/Containerfile, LOGIN_USER).
 LOGIN_USER = "npuadmin"
@@ -136,6 +139,7 @@ def node_ip(name: str) -> str:
 
 
 def remove_nodes(names: list[str] | None = None) -> None:
+    """Remove the named nodes; without names, every node this checkout made (by its label)."""
     if names is None:
         out = podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").stdout
         names = out.split()

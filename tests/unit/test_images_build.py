@@ -273,7 +273,7 @@ def test_device_choice():
     assert ids == list(range(16)) and "full a3 node" in why        # 8 NPUs x 2 dies
     assert run.device_ids(a3, "0,2-4", Path("/dev"))[0] == [0, 2, 3, 4]
     with pytest.raises(cm.UserError, match="--npus '3-1'"):
-        run.parse_npus("3-1")
+        run.parse_npus("3-1", 8)
     cmd = run.run_command(a3, "img", engine="docker", ids=[0], host_root="/host", host_ipc=True)
     assert cmd[:4] == ["docker", "run", "--rm", "-it"] and "--ipc=host" in cmd
     assert "/host/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro" in cmd

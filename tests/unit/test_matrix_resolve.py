@@ -135,4 +135,4 @@ def test_list_filters_and_show():
     run = npuenv("matrix", "show", "2.9.0")
     assert json.loads(run.stdout)["cann"] == "8.5.0"
     run = npuenv("matrix", "show", "9.9.9")
-    assert run.returncode == 2 and "no matrix row for torch_npu 9.9.9" in run.stderr
+    assert run.returncode == 2 and "unknown row: no torch_npu 9.9.9 in the matrix" in run.stderr

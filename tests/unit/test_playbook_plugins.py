@@ -45,7 +45,9 @@ def test_row_resolves_for_the_hosts_arch_and_os():
 
 @pytest.mark.parametrize("kw,message", [
     ({"row": {"torch_npu": "9.9.9"}, "arch": "x86_64", "distribution": "Ubuntu", "version": "22.04"},
-     "npuenv_row cannot be resolved for this host: no matrix row fits torch_npu=9.9.9"),
+     "npuenv_row is invalid: unknown row: no torch_npu 9.9.9 in the matrix"),
+    ({"row": {"torch_npu": "2.13.0", "python": "3.8"}, "arch": "x86_64", "distribution": "Ubuntu", "version": "22.04"},
+     "npuenv_row cannot be resolved for this host: no matrix row fits torch_npu=2.13.0, python=3.8"),
     ({"row": {"torch_npu": "2.13.0"}, "arch": "x86_64", "distribution": "CentOS", "version": "7.9"},
      "this host runs CentOS 7.9, which the matrix does not support; supported: Ubuntu 22.04"),
     ({"row": {"torch_npu": "2.13.0"}, "arch": "ppc64le", "distribution": "Ubuntu", "version": "22.04"},

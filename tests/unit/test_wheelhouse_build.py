@@ -232,10 +232,13 @@ def test_rebuilding_replaces_the_wheelhouse_whole(built, sources):
     assert wheelhouse.verify(out, M) == []
 
 
-def test_no_matching_row_exits_1(tmp_path, sources, capsys):
+def test_no_matching_row_exits_1_and_an_unknown_row_2(tmp_path, sources, capsys):
     torch_dir, deps, _ = sources
-    assert main(build_args(tmp_path / "h", torch_dir, deps, row="9.9.9")) == 1
+    assert main(build_args(tmp_path / "h", torch_dir, deps, python="3.8")) == 1
     assert "no matrix row fits" in capsys.readouterr().err
+    assert main(build_args(tmp_path / "h", torch_dir, deps, row="9.9.9")) == 2
+    assert "unknown row: no torch_npu 9.9.9 in the matrix" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
 
 
 def test_unknown_source_is_a_usage_error(tmp_path, sources, capsys):

@@ -62,5 +62,5 @@ class LookupModule(LookupBase):
         except cm.NoMatch as e:
             raise AnsibleError(f"npuenv_row cannot be resolved for this host: {e}") from None
         except cm.MatrixError as e:
-            raise AnsibleError(f"npuenv_row is invalid: {e}") from None
+            raise AnsibleError(f"npuenv_row is invalid: {'; '.join(p.message for p in e.problems)}") from None
         return [{**resolution.stack.with_environment(), "reason": resolution.reason}]

@@ -1,0 +1,112 @@
+"""Files a command reads from or writes for the user, with exit-2 errors.
+
+Every option that writes (``--out``, ``--output``, ``--record``, ``--update``)
+checks its path before the work starts and writes atomically: the text goes to
+a temporary file beside the target, which then replaces it, so an error or an
+interrupt leaves the old file (or none), never half of a new one. Inputs the
+user names are read as UTF-8 text or refused with the file's name.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _where(option: str | None, path: Path) -> str:
+    return f"{option} {path}" if option else str(path)
+
+
+def _check_parent(path: Path, option: str | None) -> None:
+    parent = path.parent
+    if not parent.exists():
+        raise UserError(f"{_where(option, path)}: the folder {parent} does not exist; create it or choose another path")
+    if not parent.is_dir():
+        raise UserError(f"{_where(option, path)}: {parent} is not a folder; choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".npuenv-probe-")
+    except OSError as e:
+        raise UserError(f"{_where(option, path)}: cannot write in {parent}: {e.strerror}; choose another path") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_file_output(path: Path | str, option: str | None = None) -> Path:
+    """A file the command will write: its folder exists and takes files; it is not a folder itself."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{_where(option, path)}: is a folder; give the path of a file")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{_where(option, path)}: is not a regular file; give the path of a file")
+    _check_parent(path, option)
+    return path
+
+
+def check_dir_output(path: Path | str, option: str | None = None) -> Path:
+    """A folder the command will write into (or create): it is a folder if it exists, and
+    the folder holding it exists."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{_where(option, path)}: is a file, not a folder; give the path of a folder")
+    _check_parent(path / "x" if path.is_dir() else path, option)
+    return path
+
+
+def write_text(path: Path | str, text: str, option: str | None = None, mode: int = 0o644) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename)."""
+    path = check_file_output(path, option)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise UserError(f"{_where(option, path)}: cannot write it: {e.strerror}") from None
+        raise
+    return path
+
+
+def write_files(directory: Path | str, files: dict[str, tuple[str, int]], option: str | None = None) -> Path:
+    """Write ``{name: (text, mode)}`` into ``directory`` (created if missing): all are written to a
+    temporary folder beside it first, then moved in, so that a failure leaves none of them."""
+    directory = check_dir_output(directory, option)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        for name, (text, mode) in files.items():
+            (staging / name).write_text(text, encoding="utf-8")
+            (staging / name).chmod(mode)
+        directory.mkdir(exist_ok=True)
+        for name in files:
+            os.replace(staging / name, directory / name)
+    except OSError as e:
+        raise UserError(f"{_where(option, directory)}: cannot write it: {e.strerror}") from None
+    finally:
+        for leftover in staging.iterdir():
+            leftover.unlink()
+        staging.rmdir()
+    return directory
+
+
+def read_text(path: Path | str, what: str = "the file") -> str:
+    """A UTF-8 text file the user named; a missing, binary or non-UTF-8 file is a UserError."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder; {what} must be a text file")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file ({what})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read {what}: {e.strerror}") from None
+    if b"\0" in data:
+        raise UserError(f"{path}: is a binary file; {what} must be UTF-8 text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text ({what}); save it as UTF-8") from None

@@ -1,0 +1,101 @@
+"""Security: an inventory value with a shell character is refused before
+anything runs on the node, by site.yml (every role's inputs first) and by each
+role on its own. Ansible runs for real, against this machine with the local
+connection in check mode; the payload would create a marker file if any shell
+ran it."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import yaml
+
+from playbooks import run as playbook_run
+
+# What a role does first when it has been handed a bad value: its own checks.
+ROLE_FIRST_TASK = {
+    "preflight": "Preflight | Resolve the matrix row for this host's arch and OS",
+    "cann": "CANN | Read what of this CANN version is installed",
+    "hccn": "HCCN | Look for the driver's hccn_tool",
+    "python_stack": "Python stack | Check the wheelhouse on the controller",
+    "ascend_env": "Ascend env | Write the login profile script",
+    "cluster_tuning": "Cluster tuning | Persist the kernel network settings",
+}
+
+
+def inventory(tmp_path, host_vars: dict) -> str:
+    host = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable,
+            **host_vars}
+    data = {"all": {"children": {"npu_nodes": {"hosts": {"localhost": host}}},
+                    "vars": {"npuenv_row": {"torch_npu": "2.13.0"}, "npuenv_installer_cache": str(tmp_path / "none"),
+                             "npuenv_wheelhouse": str(tmp_path / "none")}}}
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def run(playbook: str, inv: str):
+    result = playbook_run.run_playbook(playbook, inv, check=True, capture=True)
+    return result.returncode, result.stdout + result.stderr
+
+
+def marker_payload(tmp_path) -> tuple[str, object]:
+    marker = tmp_path / "PWNED"
+    return f"; touch {marker}", marker
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("hccn_device_ips", ["192.168.100.101", "192.168.101.101{payload}"],
+     "hccn_device_ips[1]: '192.168.101.101; touch {marker}' is not an IPv4 address"),
+    ("preflight_install_root", "/usr/local{payload}",
+     "preflight_install_root: '/usr/local; touch {marker}' is not an absolute path"),
+    ("cann_stage_dir", "/var/cache/npuenv{payload}",
+     "cann_stage_dir: '/var/cache/npuenv; touch {marker}' is not an absolute path"),
+])
+def test_site_refuses_a_shell_character_before_any_role_runs(tmp_path, variable, value, message):
+    payload, marker = marker_payload(tmp_path)
+    value = json.loads(json.dumps(value).replace("{payload}", payload))
+    rc, out = run("site.yml", inventory(tmp_path, {variable: value}))
+    assert rc == playbook_run.HOST_FAILED, out[-3000:]
+    assert message.format(marker=marker) in out
+    assert "TASK [preflight : Preflight | Resolve" not in out  # no role started
+    assert not marker.exists()
+
+
+def test_site_with_good_inputs_gets_past_the_checks(tmp_path):
+    """The control: the same run with sound values reaches the first role."""
+    rc, out = run("site.yml", inventory(tmp_path, {"hccn_device_ips": ["192.168.100.101", "192.168.101.101"]}))
+    assert "TASK [preflight : Preflight | Resolve the matrix row" in out, out[-3000:]
+    assert "Check the role's inputs" in out and "is not an" not in out
+
+
+def role_playbook(tmp_path, role: str) -> str:
+    path = tmp_path / f"only-{role}.yml"
+    path.write_text(yaml.safe_dump([{"hosts": "npu_nodes", "gather_facts": False,
+                                     "vars": {"npuenv_stack": {}, "npuenv_installers": {}},
+                                     "roles": [role]}]))
+    return str(path)
+
+
+@pytest.mark.parametrize("role,variable,value,message", [
+    ("preflight", "preflight_required_tools", ["lspci", "ifconfig{payload}"],
+     "preflight_required_tools[1]: 'ifconfig; touch {marker}' is not a command name"),
+    ("cann", "cann_stage_dir", "/var/cache/npuenv{payload}", "cann_stage_dir: '/var/cache/npuenv; touch {marker}'"),
+    ("hccn", "hccn_netmask", "255.255.0.255", "hccn_netmask: '255.255.0.255' is not a netmask"),
+    ("hccn", "hccn_netdetect_address", "$(touch {marker})", "hccn_netdetect_address: '$(touch {marker})' is not an "
+                                                             "IPv4 address"),
+    ("python_stack", "python_stack_venv", "opt/venv", "python_stack_venv: 'opt/venv' is not an absolute path"),
+    ("ascend_env", "ascend_env_variables", {"HCCL_CONNECT_TIMEOUT": "120\nreboot"},
+     "ascend_env_variables.HCCL_CONNECT_TIMEOUT: '120\\nreboot' must be one line"),
+    ("cluster_tuning", "cluster_tuning_sysctl", {"net.core.somaxconn": "1{payload}"},
+     "cluster_tuning_sysctl.net.core.somaxconn: '1; touch {marker}' is not a sysctl value"),
+])
+def test_each_role_refuses_a_bad_value_before_its_first_task(tmp_path, role, variable, value, message):
+    payload, marker = marker_payload(tmp_path)
+    value = json.loads(json.dumps(value).replace("{payload}", payload).replace("{marker}", str(marker)))
+    rc, out = run(role_playbook(tmp_path, role), inventory(tmp_path, {variable: value}))
+    assert rc == playbook_run.HOST_FAILED, out[-3000:]
+    assert message.format(marker=marker) in out, out[-3000:]
+    assert ROLE_FIRST_TASK[role] not in out
+    assert not marker.exists()
