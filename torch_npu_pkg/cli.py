@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import compat_matrix as cm
+from compat_matrix.interrupts import interruptible
 from npuenv.args import add_constraint_args, constraints_from, load
 
 from . import builder, bundle, wheelhouse
@@ -52,7 +53,8 @@ def cmd_wheelhouse_build(args) -> int:
         build=builder.BuildOptions(runner=args.build_runner, image=args.builder_image, source_tree=args.source_tree,
                                    repo=args.source_repo, ref=args.source_ref, work_dir=args.work_dir,
                                    network=args.build_network, install_torch=not args.builder_has_torch))
-    manifest = wheelhouse.build(stack, opts, log=_log)
+    with interruptible(f"wheelhouse build {args.out}"):
+        manifest = wheelhouse.build(stack, opts, log=_log)
     s = manifest["stack"]
     out = Path(args.out)
     print(f"wheelhouse {out}: torch_npu {s['torch_npu']}, torch {s['torch']}, Python {s['python']}, {s['arch']}")
@@ -124,12 +126,19 @@ def cmd_bundle_make(args) -> int:
         if not sep or not name:
             raise cm.UserError(f"--installer {item!r}: use KIND=FILE, e.g. firmware=Ascend-hdk-910b-npu-firmware_7.8.1.1.200.run")
         chosen[kind] = name
-    made = bundle.make(args.out, args.wheelhouse, args.installers, stack,
-                       skip_installers=tuple(args.skip_installer or ()), chosen_installers=chosen, log=_log)
+    controller = bundle.ControllerOptions(include=not args.no_controller, find_links=list(args.controller_wheels or ()),
+                                          offline=args.offline, index_url=args.index_url)
+    with interruptible(f"bundle make {args.out}"):
+        made = bundle.make(args.out, args.wheelhouse, args.installers, stack,
+                           skip_installers=tuple(args.skip_installer or ()), chosen_installers=chosen,
+                           controller=controller, log=_log)
     print(f"bundle {args.out}: {made['top']}")
     for inst in made["installers"]:
         print(f"  installer {inst['kind']:<9} {Path(inst['file']).name}")
-    print(f"  wheelhouse: {made['wheelhouse']['wheels']} wheels; playbooks/ and compat_matrix/ included")
+    print(f"  wheelhouse: {made['wheelhouse']['wheels']} wheels; playbooks/, compat_matrix/ and validation/ included")
+    if made["controller"]:
+        c = made["controller"]
+        print(f"  controller: {len(c['wheels'])} wheels (npuenv, Ansible, pytest-testinfra) for Python {c['python']}")
     print(f"  check it at the site: tar -xf {Path(args.out).name} && cd {made['top']} && sha256sum -c SHA256SUMS")
     return 0
 
@@ -211,6 +220,13 @@ def register(sub) -> None:
                    help="leave out one installer kind (driver, firmware, toolkit, kernels, nnal)")
     p.add_argument("--installer", action="append", metavar="KIND=FILE",
                    help="the file to bundle for one installer kind, when the folder holds several (firmware)")
+    g = p.add_argument_group("the controller's packages (npuenv, Ansible, pytest-testinfra, for this Python)")
+    g.add_argument("--controller-wheels", action="append", type=Path, metavar="DIR",
+                   help="a local folder of wheels to take them from (repeatable)")
+    g.add_argument("--offline", action="store_true", help="ask no package index: only --controller-wheels")
+    g.add_argument("--index-url", help="the package index to ask (default: pip's)")
+    g.add_argument("--no-controller", action="store_true",
+                   help="leave them out: the site installs npuenv on its controller some other way")
     p.set_defaults(func=cmd_bundle_make)
 
     p = b.add_parser("verify", help="check a bundle archive or an unpacked bundle folder")

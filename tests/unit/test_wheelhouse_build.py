@@ -150,7 +150,13 @@ def test_checksum_mismatch_is_refused(built, capsys):
     (deps / "SHA256SUMS").write_text(f"{'0' * 64}  {wheels['torch_npu'].name}\n")
     assert main(build_args(out, wheels["torch"].parent, deps)) == 2
     err = capsys.readouterr().err
-    assert f"{wheels['torch_npu']}: checksum mismatch: {deps / 'SHA256SUMS'} says sha256 {'0' * 64}" in err
+    assert f"{wheels['torch_npu'].name}: checksum mismatch: {deps / 'SHA256SUMS'} says sha256 {'0' * 64}" in err
+    assert snapshot(out) == before
+    # a folder with a SHA256SUMS vouches only for what it lists (compat_matrix.checksums' one policy)
+    (deps / "SHA256SUMS").write_text(f"{'0' * 64}  some-other.whl\n")
+    assert main(build_args(out, wheels["torch"].parent, deps)) == 2
+    err = capsys.readouterr().err
+    assert f"{wheels['torch_npu'].name} is not listed in {deps / 'SHA256SUMS'}" in err
     assert snapshot(out) == before
 
 
