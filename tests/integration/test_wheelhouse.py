@@ -303,10 +303,10 @@ def test_bundle_round_trip(tmp_path, capsys):
     capsys.readouterr()
     # two firmware packages match the stack's pattern (the matrix does not track the firmware's version)
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers),
-                 "--out", str(archive)]) == 2
+                 "--out", str(archive), "--no-controller"]) == 2
     assert "holds several packages of one kind" in capsys.readouterr().err and not archive.exists()
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers),
-                 "--out", str(archive), "--installer", f"firmware={made['firmware'].name}"]) == 0
+                 "--out", str(archive), "--installer", f"firmware={made['firmware'].name}", "--no-controller"]) == 0
     assert "sha256sum -c SHA256SUMS" in capsys.readouterr().out
     assert main(["bundle", "verify", str(archive)]) == 0
 
@@ -366,21 +366,22 @@ def test_bundle_refuses_missing_or_corrupt_installers(tmp_path, capsys):
     made["nnal"].unlink()
     capsys.readouterr()
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers),
-                 "--out", str(archive)]) == 2
+                 "--out", str(archive), "--no-controller"]) == 2
     err = capsys.readouterr().err
     assert "lacks installers of the stack" in err and f"nnal: {STACK.packages['nnal']}" in err
     assert archive.read_bytes() == b"an older bundle"
     made = sim_installers.make_installers(STACK, installers)
     made["driver"].write_bytes(made["driver"].read_bytes() + b"x")
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers),
-                 "--out", str(archive)]) == 2
-    assert f"{made['driver']}: checksum mismatch" in capsys.readouterr().err
+                 "--out", str(archive), "--no-controller"]) == 2
+    assert f"driver: {made['driver'].name}: checksum mismatch" in capsys.readouterr().err
     assert archive.read_bytes() == b"an older bundle"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".bundle")] == []
     # an image-only bundle may leave the host-side packages out
     made = sim_installers.make_installers(STACK, installers)
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers), "--out",
-                 str(tmp_path / "image.tar.gz"), "--skip-installer", "driver", "--skip-installer", "firmware"]) == 0
+                 str(tmp_path / "image.tar.gz"), "--skip-installer", "driver", "--skip-installer", "firmware",
+                 "--no-controller"]) == 0
     with tarfile.open(tmp_path / "image.tar.gz") as tar:
         names = [n for n in tar.getnames() if "/installers/" in n]
     assert len(names) == 3 and not any("driver" in n or "firmware" in n for n in names)
