@@ -532,20 +532,19 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
 
 
 def _unexpected(house: Path, expected: dict, listed: dict) -> list[str]:
-    """Files, folders and links in the wheelhouse that its manifest does not imply."""
+    """Files, empty folders and links in the wheelhouse that its manifest does not imply."""
     problems = []
     folders = {str(PurePosixPath(rel).parent) for rel in expected} - {"."}
     for dirpath, dirnames, filenames in os.walk(house):
         base = Path(dirpath)
+        rel_dir = base.relative_to(house).as_posix()
+        if rel_dir != "." and rel_dir not in folders and not dirnames and not filenames:
+            problems.append(f"{rel_dir}/: a folder the wheelhouse does not have: remove it")
         for name in sorted(dirnames):
-            rel = (base / name).relative_to(house).as_posix()
             if (base / name).is_symlink():
-                problems.append(f"{rel}: a symbolic link; a wheelhouse holds plain files only")
-            elif rel not in folders:
-                problems.append(f"{rel}/: a folder the wheelhouse does not have; pip could be pointed at what "
-                                f"it holds: remove it")
-        dirnames[:] = sorted(d for d in dirnames if (base / d).relative_to(house).as_posix() in folders
-                             and not (base / d).is_symlink())
+                problems.append(f"{(base / name).relative_to(house).as_posix()}: a symbolic link; a wheelhouse "
+                                f"holds plain files only")
+        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
         for name in sorted(filenames):
             path = base / name
             rel = path.relative_to(house).as_posix()
@@ -582,7 +581,13 @@ def _verify_requirements(house: Path, want: bytes, listed: dict) -> list[str]:
     got = path.read_bytes()
     if got == want:
         return []
-    text = got.decode("utf-8", "replace")
+    try:
+        if b"\0" in got:
+            raise UnicodeError("a NUL byte")
+        text = got.decode("utf-8")
+    except UnicodeError as e:
+        raise UserError(f"{path} is not text ({e}); pip cannot read it. Rebuild the wheelhouse "
+                        f"(make wheelhouse)") from None
     problems, seen = [], {}
     for n, line in enumerate(text.replace("\\\r\n", " ").replace("\\\n", " ").splitlines(), 1):
         stripped = line.split("#", 1)[0].strip()
@@ -594,7 +599,7 @@ def _verify_requirements(house: Path, want: bytes, listed: dict) -> list[str]:
             continue
         m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", stripped)
         if m:
-            seen.setdefault(canonicalize_name(m.group(0)), []).append(stripped)
+            seen.setdefault(canonicalize_name(m.group(0)), []).append(" ".join(stripped.split()))
     for name, lines in sorted(seen.items()):
         if len(lines) > 1:
             problems.append(f"{REQUIREMENTS} pins {name} {len(lines)} times ({'; '.join(lines)}); pip enforces "
