@@ -49,7 +49,7 @@ def cmd_wheelhouse_build(args) -> int:
     opts = wheelhouse.Options(
         out=args.out, torch_source=args.torch_source or "", sources=args.sources or list(wheelhouse.DEFAULT_SOURCES),
         index_url=args.index_url, offline=args.offline, torchvision=args.torchvision,
-        find_links=list(args.find_links or ()),
+        find_links=list(args.find_links or ()), pre=args.pre,
         build=builder.BuildOptions(runner=args.build_runner, image=args.builder_image, source_tree=args.source_tree,
                                    repo=args.source_repo, ref=args.source_ref, work_dir=args.work_dir,
                                    network=args.build_network, install_torch=not args.builder_has_torch))
@@ -177,6 +177,9 @@ def register(sub) -> None:
                    help="a local folder of wheels for the dependencies (repeatable; dir: sources count too)")
     p.add_argument("--offline", action="store_true",
                    help="ask no package index: only the torch source, dir: sources and --find-links folders")
+    p.add_argument("--pre", action="store_true",
+                   help="accept pre-release dependencies (refused by default: pip takes one only when no final "
+                        "release fits the target)")
     p.add_argument("--torchvision", choices=wheelhouse.TORCHVISION_POLICIES, default="auto",
                    help="auto: the torch source's CPU build, else the index's if it is a CPU build; torch-source: "
                         "only the torch source's; index: the index's even if it is a CUDA build; none: leave it out")

@@ -70,6 +70,7 @@ class Options:
     offline: bool = False
     torchvision: str = "auto"
     find_links: list[Path] = field(default_factory=list)   # more local wheel folders for the dependencies
+    pre: bool = False                                      # accept pre-release dependencies
     build: builder.BuildOptions = field(default_factory=builder.BuildOptions)
 
 
@@ -190,6 +191,8 @@ def _download(roots: list[str], target: Target, dest: Path, opts: Options, find_
         args += ["--index-url", opts.index_url]
     if constraints is not None:
         args += ["-c", str(constraints)]
+    if opts.pre:
+        args.append("--pre")
     proc = run_pip(args + roots, pip_env(), log)
     if proc.returncode != 0:
         where = "the local directories" if opts.offline else "the package index"
@@ -258,6 +261,7 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
                         f"{MAX_ROUNDS} rounds: {', '.join(str(r) for r in result.missing)}")
     if result.conflicts:
         raise WheelError("the wheelhouse's wheels do not agree: " + "; ".join(result.conflicts))
+    _check_prereleases(result.chosen, direct, opts.pre, notes)
 
     # torchvision fetched by pip from the index is checked like the rest.
     if "torchvision" in result.chosen:
@@ -310,6 +314,19 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
         log(f"note: {note}")
     write_files(house, manifest)
     return manifest
+
+
+def _check_prereleases(chosen: dict[str, WheelInfo], direct: dict[str, WheelInfo], allowed: bool,
+                       notes: list[str]) -> None:
+    """pip takes a pre-release when no final release fits (PEP 440); the wheelhouse does not,
+    unless asked. The row's own torch, torch_npu and torchvision are what the matrix names."""
+    pre = sorted(w.filename for name, w in chosen.items() if w.version.is_prerelease and name not in direct)
+    if pre and not allowed:
+        raise WheelError(f"pip chose pre-release wheels, because no final release of them fits the target: "
+                         f"{', '.join(pre)}. Pin a final release the target can use (--find-links DIR with that "
+                         f"wheel), or pass --pre to accept pre-releases")
+    if pre:
+        notes.append(f"pre-release dependencies accepted (--pre): {', '.join(pre)}")
 
 
 def _without_marker(req: Requirement) -> str:

@@ -179,8 +179,10 @@ class Target:
 
     @property
     def pip_platforms(self) -> list[str]:
-        """``pip download --platform`` values: pip widens a manylinux tag to the older levels itself."""
-        return [f"manylinux_{self.glibc[0]}_{self.glibc[1]}_{self.arch}", f"linux_{self.arch}"]
+        """``pip download --platform`` values: every tag the target's glibc accepts. pip widens only the
+        legacy manylinux2014/2010 names by itself, not manylinux_2_28: given that one alone, it skips a
+        final release tagged for an older glibc and falls back to another version (a pre-release)."""
+        return list(self.platforms)
 
     @cached_property
     def tags(self) -> frozenset:

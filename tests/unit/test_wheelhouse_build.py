@@ -128,6 +128,32 @@ def test_cross_arch_and_target_markers(tmp_path):
     assert wheelhouse.verify(out, M) == []
 
 
+def test_dependencies_resolve_with_every_manylinux_tag_and_no_prereleases(tmp_path, capsys):
+    """The final release tagged for an older glibc (manylinux_2_17) fits a manylinux_2_28 target: pip is
+    given every tag the target accepts, so it does not fall back to a pre-release tagged 2_28."""
+    torch_dir, deps = tmp_path / "torch-source", tmp_path / "wheels"
+    wheels = make_stack_wheels(torch_dir, deps, stack())
+    wheels["cffi"].unlink()
+    final = make_wheel(deps, "cffi", "2.0.0", "cp311-cp311-manylinux_2_17_x86_64")
+    make_wheel(deps, "cffi", "2.0.0b1", "cp311-cp311-manylinux_2_28_x86_64")
+    out = tmp_path / "house"
+    assert main(build_args(out, torch_dir, deps)) == 0
+    cffi = next(w for w in json.loads((out / "manifest.json").read_text())["wheels"] if w["name"] == "cffi")
+    assert cffi["file"] == final.name
+    # only the pre-release fits: refused, unless asked for
+    final.unlink()
+    capsys.readouterr()
+    assert main(build_args(tmp_path / "pre", torch_dir, deps)) == 2
+    err = capsys.readouterr().err
+    assert "pip chose pre-release wheels, because no final release of them fits the target: " \
+           "cffi-2.0.0b1-cp311-cp311-manylinux_2_28_x86_64.whl" in err and "or pass --pre" in err
+    assert not (tmp_path / "pre").exists() and not list(tmp_path.glob(".pre.tmp-*"))
+    assert main(build_args(tmp_path / "pre", torch_dir, deps, "--pre")) == 0
+    manifest = json.loads((tmp_path / "pre" / "manifest.json").read_text())
+    assert "pre-release dependencies accepted (--pre): cffi-2.0.0b1-cp311-cp311-manylinux_2_28_x86_64.whl" \
+           in manifest["notes"]
+
+
 def test_bad_torch_pin_is_refused_and_the_old_wheelhouse_stays(built, tmp_path, capsys):
     out, wheels = built
     before = snapshot(out)
