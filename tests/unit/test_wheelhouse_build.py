@@ -6,14 +6,18 @@ naming both sides, the existing wheelhouse left as it was.
 """
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import compat_matrix as cm
 from npuenv.cli import main
+from tests.conftest import ROOT
 from tests.fixtures.wheelhouse.synth import make_elf, make_stack_wheels, make_wheel
 from torch_npu_pkg import wheelhouse
 
@@ -291,3 +295,68 @@ def test_torch_source_can_be_an_index_url(tmp_path):
                                           "checksum_source": "index (#sha256 verified by pip)"}
     assert records["torchvision"]["version"] == "0.28.0+cpu"
     assert records["torchvision"]["source"]["location"] == url
+
+
+class _BlockingIndex:
+    """A package index on loopback that answers nothing until released: pip, asked for the
+    dependencies, waits there mid-build with the wheelhouse's temporary folder in place."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.asked, self.release = threading.Event(), threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.asked.set()
+                outer.release.wait(60)
+                self.send_error(404)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_build_leaves_nothing_behind(tmp_path, sources, sig):
+    torch_dir, deps, _ = sources
+    out = tmp_path / "house"
+    index = _BlockingIndex()
+    try:
+        args = [a for a in build_args(out, torch_dir, deps) if a != "--offline"] + ["--index-url", index.url]
+        proc = subprocess.Popen([sys.executable, "-m", "npuenv", *args], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PYTHONPATH": str(ROOT)})
+        assert index.asked.wait(120), "pip never asked the index"
+        (work,) = list(tmp_path.glob(".house.tmp-*"))   # mid-build: pip is downloading into it
+        assert (work / "download").is_dir()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        index.close()
+    assert proc.returncode == 128 + sig.value, err
+    assert f"npuenv: wheelhouse build {out}: interrupted by {sig.name}; its temporary files are removed and " \
+           f"nothing was written" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["torch-source", "wheels"]
+    assert _processes_mentioning(str(work)) == [], "pip was left running"
