@@ -60,8 +60,10 @@ class LookupModule(LookupBase):
                                    f"and add its SHA256 to SHA256SUMS")
             name = matches[-1]
             path = cache / name
-            try:
-                found[kind] = {"name": name, "path": str(path), "sha256": checksums.check_file(path, sums, sums_file)}
-            except checksums.ChecksumError as e:
-                raise AnsibleError(f"installer cache {cache}: {e}; download it again") from None
+            why = checksums.problem(path, name, sums, sums_file)
+            if why is not None and path.is_file():
+                raise AnsibleError(f"{path} is corrupt or not the vendor's file: {why}; download it again")
+            if why is not None:
+                raise AnsibleError(f"installer cache {cache}: {why}; download it again")
+            found[kind] = {"name": name, "path": str(path), "sha256": sums[name]}
         return [found]
