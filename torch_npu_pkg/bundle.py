@@ -5,13 +5,16 @@ A bundle holds, under one top folder::
     MANIFEST.json     the stack, and every file with its sha256
     SHA256SUMS        every other file: `sha256sum -c SHA256SUMS` needs nothing else
     USAGE.txt         how to use it offline
-    installers/       the vendor's .run packages of the stack (from the user's cache)
+    installers/       the vendor's .run packages of the stack (from the user's cache) and
+                      their SHA256SUMS: the site's installer cache
     wheelhouse/       the nodes' offline wheelhouse (see wheelhouse.py)
     controller/       npuenv's wheel and what it needs on the controller (Ansible,
                       pytest-testinfra), with a hash-pinned requirements.txt
-    playbooks/ compat_matrix/ validation/
-                      the playbooks and the packages their plugins import, to read
-                      or to run with ansible-playbook (PYTHONPATH=the top folder)
+    source/           playbooks/, compat_matrix/ and validation/: the playbooks and the
+                      packages their plugins import, to read or to run with
+                      ansible-playbook (PYTHONPATH=source). In a folder of their own, so
+                      that a command run in the top folder imports the installed
+                      packages, not these
 
 The archive is written in a temporary folder beside the destination and renamed
 into place when complete; an interrupted or failed run leaves nothing behind.
@@ -48,7 +51,7 @@ from .wheels import WheelInfo
 BUNDLE_MANIFEST = "MANIFEST.json"
 SUMS = checksums.SUMS_FILE
 USAGE = "USAGE.txt"
-INSTALLERS, WHEELHOUSE, CONTROLLER = "installers", "wheelhouse", "controller"
+INSTALLERS, WHEELHOUSE, CONTROLLER, SOURCE = "installers", "wheelhouse", "controller", "source"
 CONTROLLER_EXTRA = "controller"   # pyproject.toml's optional dependencies the controller needs
 CREATED_BY = "npuenv bundle make"
 FORMAT = 1
@@ -187,9 +190,15 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
         with deferred():  # a signal cannot fall between making the folder and knowing its name
             work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         entries: list[tuple[str, Path]] = [(r["file"], r["_src"]) for r in inst_records]
+        if inst_records:
+            # installers/ is the site's installer cache (playbooks, image builds): its own SHA256SUMS
+            inst_sums = work / f"{INSTALLERS}-{SUMS}"
+            inst_sums.write_text(checksums.format_sums({Path(r["file"]).name: r["sha256"] for r in inst_records}),
+                                 encoding="utf-8")
+            entries.append((f"{INSTALLERS}/{SUMS}", inst_sums))
         entries += [(f"{WHEELHOUSE}/{p.relative_to(wheelhouse_dir).as_posix()}", p) for p in _tree(wheelhouse_dir)]
         for name, folder in SOURCE_TREES.items():
-            entries += [(f"{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
+            entries += [(f"{SOURCE}/{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
         controller_info = None
         if controller.include:
             controller_info = gather_controller(work / CONTROLLER, controller, log)
@@ -209,9 +218,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
             "installers": [{k: v for k, v in r.items() if k != "_src"} for r in inst_records],
             "skipped_installers": list(skip_installers),
             "wheelhouse": {"path": WHEELHOUSE, "wheels": len(house["wheels"]), "notes": house.get("notes", [])},
-            "playbooks": "playbooks",
-            "compat_matrix": "compat_matrix",
-            "validation": "validation",
+            "source": {name: f"{SOURCE}/{name}" for name in SOURCE_TREES},
             "controller": controller_info,
             "files": {arc: {"sha256": h} for arc, h in sorted(hashes.items())},
         }
@@ -326,7 +333,7 @@ def render_usage(stack: Stack, top: str, controller: dict | None = None) -> str:
                         venv/bin/pip install --no-index --find-links {CONTROLLER} -r {CONTROLLER}/requirements.txt
 4. Roll out:            venv/bin/npuenv deploy -i INVENTORY -e npuenv_installer_cache=$PWD/{INSTALLERS} \\
                             -e npuenv_wheelhouse=$PWD/{WHEELHOUSE}
-                        (INVENTORY: copy playbooks/inventory/example; its npuenv_row names torch_npu {stack.row.torch_npu},
+                        (INVENTORY: copy {SOURCE}/playbooks/inventory/example; its npuenv_row names torch_npu {stack.row.torch_npu},
                         Python {stack.python}, chip {stack.chip})
 5. Validate:            venv/bin/npuenv validate --target 'ansible://npu_nodes?inventory=INVENTORY' \\
                             --row {stack.row.torch_npu} --python {stack.python} --chip {stack.chip}
@@ -345,14 +352,16 @@ Python {stack.python}, {stack.arch}, chip {stack.chip}. Nothing here needs a net
 2. Python packages:     the nodes' wheelhouse is {WHEELHOUSE}/ (the playbooks push it); by hand:
                         pip install --no-index --find-links {WHEELHOUSE} -r {WHEELHOUSE}/requirements.txt
 {venv}
-{INSTALLERS}/ holds the stack's .run packages; compat_matrix/ is the matrix this bundle was made from.
+{INSTALLERS}/ holds the stack's .run packages and their SHA256SUMS; {SOURCE}/ holds the playbooks and the
+matrix this bundle was made from (also inside npuenv's wheel in {CONTROLLER}/).
 """
 
 
 # --- verifying ------------------------------------------------------------------
 # Required members of every bundle, besides what its manifest lists.
 REQUIRED = (USAGE, f"{WHEELHOUSE}/{wheelhouse.MANIFEST}", f"{WHEELHOUSE}/{wheelhouse.SUMS}",
-            f"{WHEELHOUSE}/{wheelhouse.REQUIREMENTS}", "playbooks/site.yml", "compat_matrix/data/matrix.yaml")
+            f"{WHEELHOUSE}/{wheelhouse.REQUIREMENTS}", f"{SOURCE}/playbooks/site.yml",
+            f"{SOURCE}/compat_matrix/data/matrix.yaml", f"{SOURCE}/validation/vendor_tools.py")
 
 
 def verify(path: Path) -> list[str]:
@@ -482,6 +491,8 @@ def _manifest_problems(data: bytes, sums: dict[str, str], top: str | None) -> li
     if not isinstance(installers, list):
         problems.append(f"{BUNDLE_MANIFEST}: 'installers' is not a list")
         installers = []
+    if installers and f"{INSTALLERS}/{SUMS}" not in files:
+        problems.append(f"{INSTALLERS}/{SUMS}: missing; the site's installer cache needs it")
     for inst in installers:
         rel = inst.get("file") if isinstance(inst, dict) else None
         if not isinstance(rel, str) or checksums.safe_relative(rel) != rel or not rel.startswith(f"{INSTALLERS}/"):

@@ -135,7 +135,7 @@ def cmd_bundle_make(args) -> int:
     print(f"bundle {args.out}: {made['top']}")
     for inst in made["installers"]:
         print(f"  installer {inst['kind']:<9} {Path(inst['file']).name}")
-    print(f"  wheelhouse: {made['wheelhouse']['wheels']} wheels; playbooks/, compat_matrix/ and validation/ included")
+    print(f"  wheelhouse: {made['wheelhouse']['wheels']} wheels; source/ holds playbooks/, compat_matrix/ and validation/")
     if made["controller"]:
         c = made["controller"]
         print(f"  controller: {len(c['wheels'])} wheels (npuenv, Ansible, pytest-testinfra) for Python {c['python']}")

@@ -132,9 +132,9 @@ def inputs(matrix, tmp_path_factory):
 
 
 def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: str, installers: Path,
-                              wheelhouse: Path) -> None:
-    """Run from ``bin_dir`` in ``site``: deploy --check reaches the node and changes nothing; the Python
-    stack's push leaves nothing in the controller's TMPDIR; validate runs and finds the node's driver missing."""
+                              wheelhouse: Path, push: bool) -> None:
+    """Run from ``bin_dir`` in ``site``: deploy --check reaches the node and changes nothing; (``push``) the
+    Python stack's push leaves nothing in the controller's TMPDIR; validate runs and finds no driver."""
     inventory = write_inventory(site / "inventory.yml", [node], installers=installers, wheelhouse=wheelhouse)
     controller_tmp = site / "controller-tmp"
     controller_tmp.mkdir()
@@ -146,12 +146,13 @@ def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: str, i
     bare = subprocess.run(["podman", "exec", node, "test", "-e", "/usr/local/Ascend/driver"])
     assert bare.returncode == 1, "check mode changed the node"
 
-    push = run([bin_dir / "npuenv", "deploy", "-i", inventory, "--tags", "python"], site, env)
-    assert push.returncode == 0, push.stdout[-4000:] + push.stderr[-2000:]
-    staged = subprocess.run(["podman", "exec", node, "cat", "/var/cache/npuenv/wheelhouse/SHA256SUMS"],
-                            capture_output=True, text=True)
-    assert staged.stdout == (wheelhouse / "SHA256SUMS").read_text()
-    assert [p.name for p in controller_tmp.iterdir() if p.name.startswith("npuenv-wheelhouse")] == []
+    if push:
+        pushed = run([bin_dir / "npuenv", "deploy", "-i", inventory, "--tags", "python"], site, env)
+        assert pushed.returncode == 0, pushed.stdout[-4000:] + pushed.stderr[-2000:]
+        staged = subprocess.run(["podman", "exec", node, "cat", "/var/cache/npuenv/wheelhouse/SHA256SUMS"],
+                                capture_output=True, text=True)
+        assert staged.stdout == (wheelhouse / "SHA256SUMS").read_text()
+        assert [p.name for p in controller_tmp.iterdir() if p.name.startswith("npuenv-wheelhouse")] == []
 
     out = site / "validation"
     validate = run([bin_dir / "npuenv", "validate", "--target", f"podman://{node}", "--row", ROW, "--python", PYTHON,
@@ -195,7 +196,7 @@ def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_p
 
     site = tmp_path / "site"
     site.mkdir()
-    check_deploy_and_validate(bin_dir, site, env, node, inputs["installers"], inputs["wheelhouse"])
+    check_deploy_and_validate(bin_dir, site, env, node, inputs["installers"], inputs["wheelhouse"], push=True)
 
 
 def test_an_unpacked_bundle_runs_offline_from_its_own_wheels(node, inputs, tmp_path):
@@ -219,4 +220,4 @@ def test_an_unpacked_bundle_runs_offline_from_its_own_wheels(node, inputs, tmp_p
                    "controller/requirements.txt"], top, env)
     assert install.returncode == 0, install.stderr[-3000:]
     assert run([bin_dir / "npuenv", "bundle", "verify", archive], top, env).returncode == 0
-    check_deploy_and_validate(bin_dir, top, env, node, top / "installers", top / "wheelhouse")
+    check_deploy_and_validate(bin_dir, top, env, node, top / "installers", top / "wheelhouse", push=False)

@@ -320,7 +320,7 @@ def test_bundle_round_trip(tmp_path, capsys):
     assert sorted(p.name for p in (top / "installers").iterdir()) == sorted(p.name for p in made.values())
     for f in (ROOT / "playbooks").rglob("*"):
         if f.is_file() and "__pycache__" not in f.parts:
-            assert (top / "playbooks" / f.relative_to(ROOT / "playbooks")).is_file()
+            assert (top / "source" / "playbooks" / f.relative_to(ROOT / "playbooks")).is_file()
     manifest = json.loads((top / "MANIFEST.json").read_text())
     assert manifest["stack"]["torch_npu"] == ROW and manifest["stack"]["chip"] == "910b"
     assert {i["kind"] for i in manifest["installers"]} == {"driver", "firmware", "toolkit", "kernels", "nnal"}
@@ -329,7 +329,7 @@ def test_bundle_round_trip(tmp_path, capsys):
     # The unpacked bundle is usable with no network: the matrix loads from it, the wheelhouse installs.
     load = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                            "import compat_matrix as cm; print(cm.load_matrix().find(sys.argv[2]).torch)",
-                           str(top), ROW], capture_output=True, text=True, cwd=site)
+                           str(top / "source"), ROW], capture_output=True, text=True, cwd=site)
     assert load.returncode == 0 and load.stdout.strip() == STACK.row.torch, load.stderr
     python = fresh_venv(tmp_path / "venv")
     env = offline_env(tmp_path / "home")

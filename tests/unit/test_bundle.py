@@ -81,8 +81,14 @@ def rewrite_sums(top: Path) -> None:
 def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages(archive, unpacked, capsys):
     assert main(["bundle", "verify", str(archive)]) == 0
     assert main(["bundle", "verify", str(unpacked)]) == 0
-    assert (unpacked / "validation" / "vendor_tools.py").is_file()   # the filter plugin's import
-    assert (unpacked / "compat_matrix" / "checksums.py").is_file()   # the installers lookup's
+    assert (unpacked / "source" / "validation" / "vendor_tools.py").is_file()   # the filter plugin's import
+    # installers/ serves as the site's installer cache: sha256sum -c there passes
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=unpacked / "installers").returncode == 0
+    assert len((unpacked / "installers" / "SHA256SUMS").read_text().splitlines()) == 5
+    assert (unpacked / "source" / "compat_matrix" / "checksums.py").is_file()   # the installers lookup's
+    # nothing at the top that a command run there would import instead of the installed packages
+    assert sorted(p.name for p in unpacked.iterdir()) == ["MANIFEST.json", "SHA256SUMS", "USAGE.txt", "controller",
+                                                           "installers", "source", "wheelhouse"]
     manifest = json.loads((unpacked / "MANIFEST.json").read_text())
     names = sorted(p.name for p in (unpacked / "controller").glob("*.whl"))
     assert sorted(parse_wheel_filename(n)[0] for n in names) == ["ansible-core", "jinja2", "npuenv", "packaging",
