@@ -33,7 +33,6 @@ import shutil
 import sys
 import sysconfig
 import tarfile
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,11 +183,10 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
     top = f"npuenv-bundle-{stack.row.torch_npu}-py{stack.python}-{stack.arch}-{stack.chip}"
     if out.is_dir():
         raise UserError(f"{out} is a directory; --out names the archive to write")
-    out.parent.mkdir(parents=True, exist_ok=True)
     work = None
     try:
         with deferred():  # a signal cannot fall between making the folder and knowing its name
-            work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            work = wheelhouse.make_work_dir(out)
         entries: list[tuple[str, Path]] = [(r["file"], r["_src"]) for r in inst_records]
         if inst_records:
             # installers/ is the site's installer cache (playbooks, image builds): its own SHA256SUMS

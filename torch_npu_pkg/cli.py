@@ -3,11 +3,13 @@
 Exit codes: 0 success, 1 a check failed (verify found problems, or no matrix
 row fits), 2 bad input or environment (a wheel that does not match, a checksum
 mismatch, a missing source, a failed build): the message says which and how to
-fix it, and an existing wheelhouse or bundle is left as it was.
+fix it, and an existing wheelhouse or bundle is left as it was; 128 + the
+signal's number when SIGINT or SIGTERM stopped it (nothing left behind).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -23,6 +25,16 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _interruptible(what):
+    """Run the command with SIGINT and SIGTERM turned into a clean stop (compat_matrix.interrupts):
+    temporary files removed, a message and exit code 128 + the signal, no traceback."""
+    def wrap(cmd):
+        @functools.wraps(cmd)
+        def run(args):
+            with interruptible(what(args)):
+                return cmd(args)
+        return run
+    return wrap
 
 
 def _stack(args) -> cm.Stack | None:
@@ -42,6 +54,7 @@ def _mib(n: int) -> str:
 
 # --- wheelhouse -------------------------------------------------------------------
 
+@_interruptible(lambda args: f"wheelhouse build {args.out}")
 def cmd_wheelhouse_build(args) -> int:
     stack = _stack(args)
     if stack is None:
@@ -53,8 +66,7 @@ def cmd_wheelhouse_build(args) -> int:
         build=builder.BuildOptions(runner=args.build_runner, image=args.builder_image, source_tree=args.source_tree,
                                    repo=args.source_repo, ref=args.source_ref, work_dir=args.work_dir,
                                    network=args.build_network, install_torch=not args.builder_has_torch))
-    with interruptible(f"wheelhouse build {args.out}"):
-        manifest = wheelhouse.build(stack, opts, log=_log)
+    manifest = wheelhouse.build(stack, opts, log=_log)
     s = manifest["stack"]
     out = Path(args.out)
     print(f"wheelhouse {out}: torch_npu {s['torch_npu']}, torch {s['torch']}, Python {s['python']}, {s['arch']}")
@@ -73,6 +85,7 @@ def cmd_wheelhouse_build(args) -> int:
     return 0
 
 
+@_interruptible(lambda args: f"wheelhouse verify {args.dir}")
 def cmd_wheelhouse_verify(args) -> int:
     matrix = load(args)
     problems = wheelhouse.verify(args.dir, matrix)
@@ -110,6 +123,7 @@ def cmd_wheelhouse_builder_image(args) -> int:
 
 # --- bundle -----------------------------------------------------------------------
 
+@_interruptible(lambda args: f"bundle make {args.out}")
 def cmd_bundle_make(args) -> int:
     manifest = wheelhouse.load_manifest(args.wheelhouse)
     s = manifest["stack"]
@@ -128,10 +142,9 @@ def cmd_bundle_make(args) -> int:
         chosen[kind] = name
     controller = bundle.ControllerOptions(include=not args.no_controller, find_links=list(args.controller_wheels or ()),
                                           offline=args.offline, index_url=args.index_url)
-    with interruptible(f"bundle make {args.out}"):
-        made = bundle.make(args.out, args.wheelhouse, args.installers, stack,
-                           skip_installers=tuple(args.skip_installer or ()), chosen_installers=chosen,
-                           controller=controller, log=_log)
+    made = bundle.make(args.out, args.wheelhouse, args.installers, stack,
+                       skip_installers=tuple(args.skip_installer or ()), chosen_installers=chosen,
+                       controller=controller, log=_log)
     print(f"bundle {args.out}: {made['top']}")
     for inst in made["installers"]:
         print(f"  installer {inst['kind']:<9} {Path(inst['file']).name}")
@@ -143,6 +156,7 @@ def cmd_bundle_make(args) -> int:
     return 0
 
 
+@_interruptible(lambda args: f"bundle verify {args.path}")
 def cmd_bundle_verify(args) -> int:
     problems = bundle.verify(args.path)
     for p in problems:

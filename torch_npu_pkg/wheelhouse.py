@@ -98,11 +98,10 @@ def build(stack: Stack, opts: Options, log: Log = _quiet) -> dict:
     torch_source = TorchSource(opts.torch_source)
     sources = parse_sources(opts.sources, index_url=opts.index_url, offline=opts.offline,
                             build_options=opts.build)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
         with deferred():  # a signal cannot fall between making the folder and knowing its name
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            tmp = make_work_dir(out)
         manifest = _build_in(tmp, stack, target, torch_source, sources, opts, log)
         with deferred():  # the old wheelhouse is never left renamed away
             _move_into_place(tmp / "house", out)
@@ -111,6 +110,16 @@ def build(stack: Stack, opts: Options, log: Log = _quiet) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
     log(f"wheelhouse ready: {out} ({len(manifest['wheels'])} wheels)")
     return manifest
+
+
+def make_work_dir(out: Path) -> Path:
+    """A temporary folder beside ``out`` (the same file system: the result is renamed into place)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise UserError(f"cannot write beside {out}: {e.strerror} ({e.filename or out.parent}); choose an output "
+                        f"in a folder you can write to") from None
 
 
 def _move_into_place(house: Path, out: Path) -> None:
