@@ -366,11 +366,17 @@ def write_files(house: Path, manifest: dict) -> None:
         prov = _provenance_text(w)
         if prov is not None:
             # beside the wheel, so that this wheelhouse used as a dir: source keeps the wheel's history
-            (house / f"{w['file']}{PROVENANCE_SUFFIX}").write_text(prov, encoding="utf-8")
-    (house / SUMS).write_text(render_sums(manifest), encoding="utf-8")
-    (house / REQUIREMENTS).write_text(render_requirements(manifest), encoding="utf-8")
+            _write(house / f"{w['file']}{PROVENANCE_SUFFIX}", prov)
+    _write(house / SUMS, render_sums(manifest))
+    _write(house / REQUIREMENTS, render_requirements(manifest))
     write_index(house, manifest["wheels"])
-    (house / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _write(house / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def _write(path: Path, text: str) -> None:
+    """A new file (a hard link to another wheelhouse's file is replaced, not written through)."""
+    path.unlink(missing_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def render_sums(manifest: dict) -> str:
@@ -410,7 +416,7 @@ def write_index(house: Path, wheels: list[dict]) -> None:
     root = house / INDEX
     for rel, page in index_pages(wheels).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(page, encoding="utf-8")
+        _write(root / rel, page)
 
 
 def _page(title: str, body: str) -> str:
