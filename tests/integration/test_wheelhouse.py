@@ -317,7 +317,8 @@ def test_bundle_round_trip(tmp_path, capsys):
     check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=top, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert main(["bundle", "verify", str(top)]) == 0
-    assert sorted(p.name for p in (top / "installers").iterdir()) == sorted(p.name for p in made.values())
+    assert sorted(p.name for p in (top / "installers").iterdir()) == sorted([p.name for p in made.values()]
+                                                                            + ["SHA256SUMS"])
     for f in (ROOT / "playbooks").rglob("*"):
         if f.is_file() and "__pycache__" not in f.parts:
             assert (top / "source" / "playbooks" / f.relative_to(ROOT / "playbooks")).is_file()
@@ -383,5 +384,5 @@ def test_bundle_refuses_missing_or_corrupt_installers(tmp_path, capsys):
                  str(tmp_path / "image.tar.gz"), "--skip-installer", "driver", "--skip-installer", "firmware",
                  "--no-controller"]) == 0
     with tarfile.open(tmp_path / "image.tar.gz") as tar:
-        names = [n for n in tar.getnames() if "/installers/" in n]
+        names = [n for n in tar.getnames() if "/installers/" in n and not n.endswith("/SHA256SUMS")]
     assert len(names) == 3 and not any("driver" in n or "firmware" in n for n in names)
