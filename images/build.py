@@ -9,7 +9,6 @@ inside the build (the same SHA256s, passed as build args).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import platform as host_platform
 import re
@@ -20,15 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat_matrix import Stack, UserError
+from compat_matrix import Stack, UserError, checksums
 from torch_npu_pkg import wheelhouse as wh
-from torch_npu_pkg.sources import read_sha256sums
 
 from . import engine as engines
 from . import render
 
 Log = Callable[[str], None]
-SUMS = "SHA256SUMS"
+SUMS = checksums.SUMS_FILE
 # A reference as docker and podman accept it: [registry[:port]/]path[:tag], lower case path.
 _TAG_RE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
                      r"(?::[\w][\w.-]{0,127})?$")
@@ -36,14 +34,6 @@ _TAG_RE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+
 
 def _quiet(_msg: str) -> None:
     pass
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- inputs ------------------------------------------------------------------------
@@ -64,28 +54,18 @@ def check_installers(stack: Stack, directory: Path) -> dict[str, str]:
     if not directory.is_dir():
         raise UserError(f"--installers {directory}: no such directory; it should hold the vendor's .run "
                         f"packages and their {SUMS}")
-    if not (directory / SUMS).is_file():
-        raise UserError(f"{directory} has no {SUMS}; every installer is checked against it before it runs. "
-                        f"Write it from the checksums the vendor publishes, or `cd {directory} && "
-                        f"sha256sum *.run > {SUMS}` once you have checked the files")
-    sums = read_sha256sums(directory)
+    sums = checksums.read_sums(directory)
     problems, args = [], {}
     for kind, name, arg in needed_installers(stack):
-        path = directory / name
-        expected = sums.get(name)
-        if not path.is_file():
+        why = checksums.problem(directory / name, name, sums, directory / SUMS)
+        if why is None:
+            args[arg] = sums[name]
+        elif not (directory / name).is_file():
+            expected = sums.get(name)
             listed = f"{SUMS} expects sha256 {expected}" if expected else f"not listed in {SUMS} either"
             problems.append(f"{kind}: {name} is missing from {directory} ({listed})")
-            continue
-        if expected is None:
-            problems.append(f"{kind}: {name} is not listed in {directory / SUMS}; add its sha256 line")
-            continue
-        actual = sha256_file(path)
-        if actual != expected:
-            problems.append(f"{kind}: {name}: checksum mismatch: {SUMS} says sha256 {expected}, "
-                            f"the file has {actual}; the file is corrupt or not the one published")
-            continue
-        args[arg] = actual
+        else:
+            problems.append(f"{kind}: {why}")
     if problems:
         what = f"CANN {stack.row.cann} ({stack.row.packaging} packaging), {stack.chip}, {stack.arch}"
         raise UserError(f"the installer directory does not hold what the image needs for {what}:\n  "

@@ -9,7 +9,6 @@ OS, stage names, the user, labels). ``templates/`` turns them into text.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +18,7 @@ import jinja2
 import yaml
 
 from compat_matrix import Stack, UserError
+from compat_matrix.checksums import sha256_bytes
 from compat_matrix.versions import python_version
 from compat_matrix import outputs
 
@@ -123,8 +123,26 @@ def python_deps(requirements: str) -> str:
     return "".join(line + "\n" for line in out)
 
 
+# The Dockerfile's check of an installer against SHA256SUMS, in POSIX awk (mawk, gawk, busybox):
+# compat_matrix.checksums' policy. Lines as sha256sum writes them ("HASH  NAME", "HASH *NAME",
+# --tag's "SHA256 (NAME) = HASH", CRLF or LF, hex in either case, "./" before the name); exit 0
+# only when NAME is listed with WANT and with no other checksum, and every line is such a line
+# naming a path inside the folder.
+SUMS_AWK = (
+    'BEGIN { want = tolower(want) } '
+    r'{ sub(/\r$/, ""); h = ""; n = ""; line = $0; if (substr(line, 1, 1) == "\\") line = substr(line, 2) } '
+    'substr(line, 1, 8) == "SHA256 (" && substr(line, length(line) - 67, 4) == ") = " '
+    '{ h = substr(line, length(line) - 63); n = substr(line, 9, length(line) - 76) } '
+    'h == "" && substr(line, 65, 1) == " " && (substr(line, 66, 1) == " " || substr(line, 66, 1) == "*") '
+    '{ h = substr(line, 1, 64); n = substr(line, 67) } '
+    r'h == "" && line !~ /^[ \t]*$/ { bad = 1 } '
+    r'h != "" && (length(h) != 64 || h ~ /[^0-9a-fA-F]/ || n == "" || n ~ /^\// || n ~ /(^|\/)\.\.(\/|$)/) { bad = 1 } '
+    r'n != "" { sub(/^\.\//, "", n); if (n == name) { if (tolower(h) == want) ok = 1; else other = 1 } } '
+    'END { exit !(ok && !other && !bad) }')
+
+
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_bytes(text.encode())
 
 
 # --- labels --------------------------------------------------------------------
@@ -247,6 +265,7 @@ def context(stack: Stack, cann_only: bool = False) -> dict:
         "install_info": paths["install_info"],
         "cann_only": cann_only,
         "wheelhouse_arg": WHEELHOUSE_ARG,
+        "sums_awk": SUMS_AWK,
         "python_deps_arg": PYTHON_DEPS_ARG,
         "wheelhouse_manifest": paths.get("wheelhouse_manifest"),
         "title": labels(stack, cann_only)["org.opencontainers.image.title"],

@@ -27,9 +27,10 @@ from packaging.version import Version
 
 from compat_matrix import Stack, UserError
 from compat_matrix.model import Row
+from compat_matrix.checksums import sha256_file
 from compat_matrix.versions import python_tag
 
-from .wheels import Target, WheelError, WheelInfo, check_tags, sha256_file
+from .wheels import Target, WheelError, WheelInfo, check_tags
 
 DATA = Path(__file__).resolve().parent / "data" / "builder.yaml"
 RUNNERS = ("podman", "local")

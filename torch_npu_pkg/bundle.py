@@ -2,42 +2,62 @@
 
 A bundle holds, under one top folder::
 
-    MANIFEST.json     the stack, and every file with its role, size and sha256
+    MANIFEST.json     the stack, and every file with its sha256
     SHA256SUMS        every other file: `sha256sum -c SHA256SUMS` needs nothing else
     USAGE.txt         how to use it offline
-    installers/       the vendor's .run packages of the stack (from the user's cache)
-    wheelhouse/       the offline wheelhouse (see wheelhouse.py)
-    playbooks/        the Ansible playbooks
-    compat_matrix/    the matrix and its loader
+    installers/       the vendor's .run packages of the stack (from the user's cache) and
+                      their SHA256SUMS: the site's installer cache
+    wheelhouse/       the nodes' offline wheelhouse (see wheelhouse.py)
+    controller/       npuenv's wheel and what it needs on the controller (Ansible,
+                      pytest-testinfra), with a hash-pinned requirements.txt
+    source/           playbooks/, compat_matrix/ and validation/: the playbooks and the
+                      packages their plugins import, to read or to run with
+                      ansible-playbook (PYTHONPATH=source). In a folder of their own, so
+                      that a command run in the top folder imports the installed
+                      packages, not these
 
-The archive is written to a temporary file beside the destination and renamed
-into place when complete.
+The archive is written in a temporary folder beside the destination and renamed
+into place when complete; an interrupted or failed run leaves nothing behind.
+Verifying never follows a path out of the bundle: names in SHA256SUMS and
+MANIFEST.json are relative and stay inside it, and links are refused.
 """
 from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import hashlib
+import importlib.util
 import io
 import json
 import os
+import shutil
+import sys
+import sysconfig
 import tarfile
-import tempfile
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import compat_matrix as cm
-from compat_matrix import Stack, UserError
+from compat_matrix import Stack, UserError, checksums
+from compat_matrix.checksums import sha256_file
+from compat_matrix.interrupts import deferred
 
 from . import wheelhouse
-from .sources import read_sha256sums
-from .wheels import sha256_file
+from .sources import pip_env, pip_tail, run_pip
+from .wheels import WheelInfo
 
 BUNDLE_MANIFEST = "MANIFEST.json"
-SUMS = "SHA256SUMS"
+SUMS = checksums.SUMS_FILE
 USAGE = "USAGE.txt"
+INSTALLERS, WHEELHOUSE, CONTROLLER, SOURCE = "installers", "wheelhouse", "controller", "source"
+CONTROLLER_EXTRA = "controller"   # pyproject.toml's optional dependencies the controller needs
+CREATED_BY = "npuenv bundle make"
 FORMAT = 1
 PROJECT_ROOT = Path(cm.__file__).resolve().parent.parent
+# The source trees a bundle carries: the playbooks and the packages their plugins import.
+SOURCE_TREES = {"playbooks": PROJECT_ROOT / "playbooks", "compat_matrix": PROJECT_ROOT / "compat_matrix",
+                "validation": PROJECT_ROOT / "validation"}
 COMPRESSION = {".tar": "w", ".tar.gz": "w:gz", ".tgz": "w:gz", ".tar.xz": "w:xz"}
 SKIP_NAMES = {"__pycache__", ".pytest_cache", ".git"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".retry")
@@ -108,11 +128,47 @@ def installer_files(stack: Stack, installers: Path, skip: tuple[str, ...] = (),
     return found, missing
 
 
+@dataclass
+class ControllerOptions:
+    """Where the controller's packages come from (npuenv's own wheel is built from this project).
+
+    ``include=False`` leaves them out: the site then needs npuenv installed some other way."""
+    include: bool = True
+    find_links: list[Path] = field(default_factory=list)   # local folders of wheels
+    offline: bool = False                                  # ask no index, only find_links
+    index_url: str | None = None
+
+
+def check_installers(stack: Stack, installers: Path, skip: tuple[str, ...], chosen: dict[str, str] | None) -> dict:
+    """The stack's installers in the folder, each listed in its SHA256SUMS with its checksum
+    (compat_matrix.checksums' policy, as the image build and the playbooks apply it): kind -> record."""
+    found, missing = installer_files(stack, installers, skip, chosen)
+    if missing:
+        raise UserError(f"{installers} lacks installers of the stack (torch_npu {stack.row.torch_npu}, CANN "
+                        f"{stack.row.cann}, {stack.chip}, {stack.arch}):\n  " + "\n  ".join(missing)
+                        + "\ndownload them into that folder, or leave a kind out with --skip-installer KIND")
+    sums = checksums.read_sums(installers)
+    records, problems = {}, []
+    for kind, path in found.items():
+        why = checksums.problem(path, path.name, sums, Path(installers) / SUMS)
+        if why:
+            problems.append(f"{kind}: {why}")
+            continue
+        records[kind] = {"kind": kind, "file": f"{INSTALLERS}/{path.name}", "sha256": sums[path.name],
+                         "size": path.stat().st_size, "checked_against": SUMS, "_src": path}
+    if problems:
+        raise UserError(f"the installers in {installers} are not vouched for by its {SUMS}; nothing was bundled:\n  "
+                        + "\n  ".join(problems) + "\ncheck each file against the vendor's published checksum, "
+                        "then list it in SHA256SUMS")
+    return records
+
+
 def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, skip_installers: tuple[str, ...] = (),
-         chosen_installers: dict[str, str] | None = None, playbooks: Path | None = None,
-         matrix_dir: Path | None = None, log: Log = _quiet) -> dict:
+         chosen_installers: dict[str, str] | None = None, controller: ControllerOptions | None = None,
+         log: Log = _quiet) -> dict:
     out = Path(out).resolve()
     mode = _mode(out)
+    controller = controller or ControllerOptions()
     wheelhouse_dir = Path(wheelhouse_dir)
     house = wheelhouse.load_manifest(wheelhouse_dir)
     for key in ("torch_npu", "python", "arch"):
@@ -123,73 +179,135 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
     if problems:
         raise UserError(f"{wheelhouse_dir} fails verification; rebuild it (make wheelhouse):\n  "
                         + "\n  ".join(problems))
-    found, missing = installer_files(stack, installers, skip_installers, chosen_installers)
-    if missing:
-        raise UserError(f"{installers} lacks installers of the stack (torch_npu {stack.row.torch_npu}, CANN "
-                        f"{stack.row.cann}, {stack.chip}, {stack.arch}):\n  " + "\n  ".join(missing)
-                        + "\ndownload them into that folder, or leave a kind out with --skip-installer KIND")
-    sums = read_sha256sums(installers)
-    inst_records = []
-    for kind, path in found.items():
-        digest = sha256_file(path)
-        if path.name in sums and sums[path.name] != digest:
-            raise UserError(f"{path}: checksum mismatch: {installers / 'SHA256SUMS'} says sha256 "
-                            f"{sums[path.name]}, the file has {digest}; download it again")
-        inst_records.append({"kind": kind, "file": f"installers/{path.name}", "sha256": digest,
-                             "size": path.stat().st_size, "checked_against": "SHA256SUMS" if path.name in sums
-                             else None, "_src": path})
-    playbooks = Path(playbooks) if playbooks else PROJECT_ROOT / "playbooks"
-    matrix_dir = Path(matrix_dir) if matrix_dir else Path(cm.__file__).resolve().parent
+    inst_records = list(check_installers(stack, installers, skip_installers, chosen_installers).values())
     top = f"npuenv-bundle-{stack.row.torch_npu}-py{stack.python}-{stack.arch}-{stack.chip}"
-
-    entries: list[tuple[str, Path]] = [(r["file"], r["_src"]) for r in inst_records]
-    entries += [(f"wheelhouse/{p.relative_to(wheelhouse_dir).as_posix()}", p) for p in _tree(wheelhouse_dir)]
-    if playbooks.is_dir():
-        entries += [(f"playbooks/{p.relative_to(playbooks).as_posix()}", p) for p in _tree(playbooks)]
-    entries += [(f"compat_matrix/{p.relative_to(matrix_dir).as_posix()}", p) for p in _tree(matrix_dir)]
-    log(f"bundle: hashing {len(entries)} files")
-    hashes = {arc: sha256_file(src) for arc, src in entries}
-    usage = render_usage(stack, top).encode("utf-8")
-    hashes[USAGE] = _sha(usage)
-    manifest = {
-        "format": FORMAT,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "created_by": "npuenv bundle make",
-        "top": top,
-        "stack": {"torch_npu": stack.row.torch_npu, "torch": stack.row.torch, "torchvision": stack.row.torchvision,
-                  "cann": stack.row.cann, "python": stack.python, "arch": stack.arch, "chip": stack.chip,
-                  "os": stack.os, "hdk": stack.row.hdk["version"]},
-        "installers": [{k: v for k, v in r.items() if k != "_src"} for r in inst_records],
-        "skipped_installers": list(skip_installers),
-        "wheelhouse": {"path": "wheelhouse", "wheels": len(house["wheels"]), "notes": house.get("notes", [])},
-        "playbooks": "playbooks" if playbooks.is_dir() else None,
-        "compat_matrix": "compat_matrix",
-        "files": {arc: {"sha256": h} for arc, h in sorted(hashes.items())},
-    }
-    manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
-    hashes[BUNDLE_MANIFEST] = _sha(manifest_bytes)
-    sums_bytes = "".join(f"{h}  {arc}\n" for arc, h in sorted(hashes.items())).encode("utf-8")
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-    os.close(fd)
+    if out.is_dir():
+        raise UserError(f"{out} is a directory; --out names the archive to write")
+    work = None
     try:
-        with tarfile.open(tmp_name, mode) as tar:
+        with deferred():  # a signal cannot fall between making the folder and knowing its name
+            work = wheelhouse.make_work_dir(out)
+        entries: list[tuple[str, Path]] = [(r["file"], r["_src"]) for r in inst_records]
+        if inst_records:
+            # installers/ is the site's installer cache (playbooks, image builds): its own SHA256SUMS
+            inst_sums = work / f"{INSTALLERS}-{SUMS}"
+            inst_sums.write_text(checksums.format_sums({Path(r["file"]).name: r["sha256"] for r in inst_records}),
+                                 encoding="utf-8")
+            entries.append((f"{INSTALLERS}/{SUMS}", inst_sums))
+        entries += [(f"{WHEELHOUSE}/{p.relative_to(wheelhouse_dir).as_posix()}", p) for p in _tree(wheelhouse_dir)]
+        for name, folder in SOURCE_TREES.items():
+            entries += [(f"{SOURCE}/{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
+        controller_info = None
+        if controller.include:
+            controller_info = gather_controller(work / CONTROLLER, controller, log)
+            entries += [(f"{CONTROLLER}/{p.name}", p) for p in sorted((work / CONTROLLER).iterdir())]
+        log(f"bundle: hashing {len(entries)} files")
+        hashes = {arc: sha256_file(src) for arc, src in entries}
+        usage = render_usage(stack, top, controller_info).encode("utf-8")
+        hashes[USAGE] = checksums.sha256_bytes(usage)
+        manifest = {
+            "format": FORMAT,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_by": CREATED_BY,
+            "top": top,
+            "stack": {"torch_npu": stack.row.torch_npu, "torch": stack.row.torch,
+                      "torchvision": stack.row.torchvision, "cann": stack.row.cann, "python": stack.python,
+                      "arch": stack.arch, "chip": stack.chip, "os": stack.os, "hdk": stack.row.hdk["version"]},
+            "installers": [{k: v for k, v in r.items() if k != "_src"} for r in inst_records],
+            "skipped_installers": list(skip_installers),
+            "wheelhouse": {"path": WHEELHOUSE, "wheels": len(house["wheels"]), "notes": house.get("notes", [])},
+            "source": {name: f"{SOURCE}/{name}" for name in SOURCE_TREES},
+            "controller": controller_info,
+            "files": {arc: {"sha256": h} for arc, h in sorted(hashes.items())},
+        }
+        manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+        hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(manifest_bytes)
+        sums_bytes = checksums.format_sums(hashes).encode("utf-8")
+        archive = work / "bundle.partial"
+        log(f"bundle: writing {len(entries) + 3} files")
+        with tarfile.open(archive, mode, dereference=True) as tar:
             _add_bytes(tar, f"{top}/{BUNDLE_MANIFEST}", manifest_bytes)
             _add_bytes(tar, f"{top}/{SUMS}", sums_bytes)
             _add_bytes(tar, f"{top}/{USAGE}", usage)
             for arc, src in entries:
                 tar.add(src, arcname=f"{top}/{arc}", recursive=False, filter=_normalise)
-        os.replace(tmp_name, out)
+        with deferred():
+            os.replace(archive, out)
     finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     log(f"bundle ready: {out} ({len(entries) + 3} files, {out.stat().st_size // (1 << 20)} MiB)")
     return manifest
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+# --- the controller's packages -------------------------------------------------------
+
+def project_wheel(dest: Path, log: Log = _quiet) -> Path:
+    """npuenv's own wheel, built into ``dest`` from a copy of this project's source tree (setuptools
+    writes build/ and *.egg-info where it builds: the checkout is left as it was)."""
+    pyproject = PROJECT_ROOT / "pyproject.toml"
+    if not pyproject.is_file():
+        raise UserError(f"npuenv runs from an installed copy ({PROJECT_ROOT}), not from its source tree, so its "
+                        f"wheel cannot be built here; make the bundle from the npuenv checkout, or pass "
+                        f"--no-controller (the site then installs npuenv itself)")
+    packages = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]["include"]
+    src = dest.parent / "npuenv-source"
+    src.mkdir(parents=True)
+    for entry in sorted(PROJECT_ROOT.iterdir()):
+        if entry.name in ("pyproject.toml", "README.md"):
+            shutil.copy2(entry, src / entry.name)
+        elif entry.is_dir() and any(fnmatch.fnmatchcase(entry.name, p.split(".")[0]) for p in packages):
+            shutil.copytree(entry, src / entry.name, ignore=shutil.ignore_patterns(*SKIP_NAMES, "*.pyc"))
+    dest.mkdir(parents=True, exist_ok=True)
+    args = ["wheel", "--no-deps", "-w", str(dest)]
+    if importlib.util.find_spec("setuptools") is not None:
+        args.append("--no-build-isolation")  # the build backend is here: no index needed for it
+    proc = run_pip(args + [str(src)], pip_env(), log)
+    built = sorted(dest.glob("npuenv-*.whl"))
+    if proc.returncode != 0 or len(built) != 1:
+        raise UserError(f"building npuenv's wheel from {PROJECT_ROOT} failed (pip wheel exited "
+                        f"{proc.returncode}):\n{pip_tail(proc)}")
+    return built[0]
+
+
+def gather_controller(dest: Path, opts: ControllerOptions, log: Log = _quiet) -> dict:
+    """npuenv's wheel and every wheel it needs on the controller (its ``controller`` extra:
+    Ansible, pytest-testinfra), for this Python and platform, with a hash-pinned requirements.txt."""
+    build_dir = dest.parent / "npuenv-wheel"
+    own = project_wheel(build_dir, log)
+    dest.mkdir(parents=True, exist_ok=True)
+    args = ["download", "--only-binary=:all:", "-d", str(dest)]
+    for d in opts.find_links:
+        if not Path(d).is_dir():
+            raise UserError(f"--controller-wheels {d} is not a directory")
+        args += ["--find-links", str(Path(d).resolve())]
+    if opts.offline:
+        args.append("--no-index")
+    elif opts.index_url:
+        args += ["--index-url", opts.index_url]
+    lock = PROJECT_ROOT / "requirements.lock"
+    if lock.is_file():
+        args += ["-c", str(lock)]  # the versions this project is tested with
+    log("bundle: gathering the controller's packages (npuenv, Ansible, pytest-testinfra)")
+    proc = run_pip(args + [f"npuenv[{CONTROLLER_EXTRA}] @ {own.as_uri()}"], pip_env(), log)
+    if proc.returncode != 0:
+        where = "the --controller-wheels folders" if opts.offline else "the package index"
+        raise UserError(f"pip could not gather the controller's packages from {where} (pip download exited "
+                        f"{proc.returncode}):\n{pip_tail(proc)}\npass --controller-wheels DIR (a folder with "
+                        f"those wheels) with --offline, or --no-controller to leave them out")
+    wheels = [WheelInfo.read(p) for p in sorted(dest.glob("*.whl"))]
+    lines = [f"# The controller's packages: npuenv and what it needs (Python {_python()}).",
+             f"#   python3 -m venv venv && venv/bin/pip install --no-index --find-links {CONTROLLER} "
+             f"-r {CONTROLLER}/requirements.txt", ""]
+    for w in sorted(wheels, key=lambda w: w.name):
+        lines += [f"{w.metadata_name}=={w.version} \\", f"    --hash=sha256:{w.sha256}"]
+    (dest / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"path": CONTROLLER, "python": _python(), "platform": sysconfig.get_platform(),
+            "wheels": sorted(w.filename for w in wheels)}
+
+
+def _python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -206,29 +324,50 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def render_usage(stack: Stack, top: str) -> str:
+def render_usage(stack: Stack, top: str, controller: dict | None = None) -> str:
+    if controller:
+        venv = f"""\
+3. The controller:      python{controller['python']} -m venv venv   (the packages are for Python {controller['python']}, {controller['platform']})
+                        venv/bin/pip install --no-index --find-links {CONTROLLER} -r {CONTROLLER}/requirements.txt
+4. Roll out:            venv/bin/npuenv deploy -i INVENTORY -e npuenv_installer_cache=$PWD/{INSTALLERS} \\
+                            -e npuenv_wheelhouse=$PWD/{WHEELHOUSE}
+                        (INVENTORY: copy {SOURCE}/playbooks/inventory/example; its npuenv_row names torch_npu {stack.row.torch_npu},
+                        Python {stack.python}, chip {stack.chip})
+5. Validate:            venv/bin/npuenv validate --target 'ansible://npu_nodes?inventory=INVENTORY' \\
+                            --row {stack.row.torch_npu} --python {stack.python} --chip {stack.chip}
+"""
+    else:
+        venv = f"""\
+3. The controller:      this bundle carries no controller packages (made with --no-controller): install
+                        npuenv on the controller, then point its playbooks at {INSTALLERS}/ and {WHEELHOUSE}/.
+"""
     return f"""\
 npuenv offline bundle: torch_npu {stack.row.torch_npu}, torch {stack.row.torch}, CANN {stack.row.cann},
 Python {stack.python}, {stack.arch}, chip {stack.chip}. Nothing here needs a network.
 
 1. Check it:            cd {top} && sha256sum -c SHA256SUMS
                         (or, with npuenv installed: npuenv bundle verify {top})
-2. Python packages:     pip install --no-index --find-links wheelhouse -r wheelhouse/requirements.txt
-                        (or --index-url file://$PWD/wheelhouse/simple)
-3. Vendor installers:   installers/ holds the stack's .run packages; point the playbooks
-                        (or `make image`) at this folder's installers/ and wheelhouse/.
-4. The matrix:          compat_matrix/ is the matrix this bundle was made from.
+2. Python packages:     the nodes' wheelhouse is {WHEELHOUSE}/ (the playbooks push it); by hand:
+                        pip install --no-index --find-links {WHEELHOUSE} -r {WHEELHOUSE}/requirements.txt
+{venv}
+{INSTALLERS}/ holds the stack's .run packages and their SHA256SUMS; {SOURCE}/ holds the playbooks and the
+matrix this bundle was made from (also inside npuenv's wheel in {CONTROLLER}/).
 """
 
 
 # --- verifying ------------------------------------------------------------------
+# Required members of every bundle, besides what its manifest lists.
+REQUIRED = (USAGE, f"{WHEELHOUSE}/{wheelhouse.MANIFEST}", f"{WHEELHOUSE}/{wheelhouse.SUMS}",
+            f"{WHEELHOUSE}/{wheelhouse.REQUIREMENTS}", f"{SOURCE}/playbooks/site.yml",
+            f"{SOURCE}/compat_matrix/data/matrix.yaml", f"{SOURCE}/validation/vendor_tools.py")
+
 
 def verify(path: Path) -> list[str]:
     """Every problem of a bundle archive or an unpacked bundle folder (empty: it is whole).
 
     An archive is checked as it is read (no unpacking): one top folder, nothing but
-    plain files and folders, every file's sha256 as SHA256SUMS says. An unpacked
-    folder is checked completely, its wheelhouse included."""
+    plain files and folders, every file's sha256 as SHA256SUMS says, the manifest
+    whole. An unpacked folder is checked completely, its wheelhouse included."""
     path = Path(path)
     if path.is_dir():
         return verify_dir(path)
@@ -236,47 +375,78 @@ def verify(path: Path) -> list[str]:
         raise UserError(f"{path} does not exist")
     try:
         tar = tarfile.open(path, "r:*")
-    except tarfile.TarError as e:
+    except (tarfile.TarError, OSError) as e:
         raise UserError(f"{path} is not a tar archive: {e}") from None
-    problems, hashes, tops = [], {}, set()
-    sums_text = manifest_text = None
-    with tar:
-        for member in tar:
-            name = member.name
-            parts = Path(name).parts
-            if name.startswith("/") or ".." in parts or not parts:
-                problems.append(f"{name}: an unsafe path in the archive")
-                continue
-            tops.add(parts[0])
-            if member.isdir():
-                continue
-            if not member.isfile():
-                problems.append(f"{name}: not a plain file (links and devices do not belong in a bundle)")
-                continue
-            rel = "/".join(parts[1:])
-            data = tar.extractfile(member)
-            h = hashlib.sha256()
-            chunks = []
-            for chunk in iter(lambda: data.read(1 << 20), b""):
-                h.update(chunk)
-                if rel in (SUMS, BUNDLE_MANIFEST):
-                    chunks.append(chunk)
-            hashes[rel] = h.hexdigest()
-            if rel == SUMS:
-                sums_text = b"".join(chunks).decode("utf-8", "replace")
-            elif rel == BUNDLE_MANIFEST:
-                manifest_text = b"".join(chunks).decode("utf-8", "replace")
+    problems, hashes, tops, kept = [], {}, set(), {}
+    try:
+        with tar:
+            for member in tar:
+                name = member.name
+                rel = checksums.safe_relative(name)
+                if rel is None:
+                    problems.append(f"{name}: an unsafe path in the archive (absolute or with '..'); not followed")
+                    continue
+                parts = rel.split("/")
+                tops.add(parts[0])
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    problems.append(f"{name}: not a plain file (links and devices do not belong in a bundle)")
+                    continue
+                inner = "/".join(parts[1:])
+                data = tar.extractfile(member)
+                if inner in hashes:
+                    problems.append(f"{name}: in the archive twice")
+                if inner in (SUMS, BUNDLE_MANIFEST):
+                    kept[inner] = data.read()
+                    hashes[inner] = checksums.sha256_bytes(kept[inner])
+                else:
+                    hashes[inner] = checksums.sha256_fileobj(data)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise UserError(f"{path}: the archive is damaged ({e})") from None
     if len(tops) != 1:
         problems.append(f"expected one top folder, found {', '.join(sorted(tops)) or 'nothing'}")
-    if manifest_text is None:
-        problems.append(f"{BUNDLE_MANIFEST} is missing; this is not an npuenv bundle")
-    if sums_text is None:
-        return problems + [f"{SUMS} is missing"]
-    sums = {}
-    for line in sums_text.splitlines():
-        if line.strip():
-            digest, _, rel = line.partition("  ")
-            sums[rel] = digest
+    return problems + _check(hashes, kept.get(SUMS), kept.get(BUNDLE_MANIFEST), str(path),
+                             top=next(iter(tops)) if len(tops) == 1 else None)
+
+
+def verify_dir(root: Path) -> list[str]:
+    root = Path(root)
+    problems, hashes = [], {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            p = base / name
+            if p.is_symlink():
+                problems.append(f"{p.relative_to(root).as_posix()}: a symbolic link; a bundle holds plain files "
+                                f"only (not followed)")
+        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
+        for name in filenames:
+            p = base / name
+            if p.is_file() and not p.is_symlink():
+                hashes[p.relative_to(root).as_posix()] = sha256_file(p)
+    sums_path, manifest_path = root / SUMS, root / BUNDLE_MANIFEST
+    sums_data = sums_path.read_bytes() if sums_path.is_file() and not sums_path.is_symlink() else None
+    manifest_data = manifest_path.read_bytes() if manifest_path.is_file() and not manifest_path.is_symlink() else None
+    problems += _check(hashes, sums_data, manifest_data, str(root))
+    house = root / WHEELHOUSE   # always this folder: the manifest's word is not followed
+    if house.is_dir() and not house.is_symlink() and (house / wheelhouse.MANIFEST).is_file():
+        try:
+            problems += [f"{WHEELHOUSE}: {p}" for p in wheelhouse.verify(house)]
+        except UserError as e:
+            problems.append(f"{WHEELHOUSE}: {e}")
+    return problems
+
+
+def _check(hashes: dict[str, str], sums_data: bytes | None, manifest_data: bytes | None, where: str,
+           top: str | None = None) -> list[str]:
+    """The files found (relative name -> sha256) against SHA256SUMS and MANIFEST.json."""
+    if manifest_data is None:
+        return [f"{BUNDLE_MANIFEST} is missing; this is not an npuenv bundle"]
+    if sums_data is None:
+        return [f"{SUMS} is missing"]
+    sums = checksums.parse_sums(sums_data, f"{where}: {SUMS}")
+    problems = []
     for rel, expected in sorted(sums.items()):
         if rel not in hashes:
             problems.append(f"{rel}: listed in {SUMS} but missing")
@@ -284,45 +454,58 @@ def verify(path: Path) -> list[str]:
             problems.append(f"{rel}: checksum mismatch: {SUMS} says sha256 {expected}, the file has {hashes[rel]}")
     for extra in sorted(set(hashes) - set(sums) - {SUMS}):
         problems.append(f"{extra}: not listed in {SUMS}")
-    return problems
+    return problems + _manifest_problems(manifest_data, sums, top)
 
 
-def verify_dir(root: Path) -> list[str]:
-    root = Path(root)
-    problems = []
-    if not (root / BUNDLE_MANIFEST).is_file():
-        return [f"{root}: {BUNDLE_MANIFEST} is missing; this is not an npuenv bundle"]
+def _manifest_problems(data: bytes, sums: dict[str, str], top: str | None) -> list[str]:
     try:
-        manifest = json.loads((root / BUNDLE_MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads(data.decode("utf-8"))
     except ValueError as e:
-        return [f"{root / BUNDLE_MANIFEST}: not valid JSON ({e})"]
-    try:
-        sums = read_sha256sums(root)
-    except UserError as e:
-        return [str(e)]
-    if not sums:
-        return [f"{root / SUMS} is missing or empty"]
-    for arc, expected in sorted(sums.items()):
-        file = root / arc
-        if not file.is_file():
-            problems.append(f"{arc}: listed in {SUMS} but missing")
-        elif sha256_file(file) != expected:
-            problems.append(f"{arc}: checksum mismatch: {SUMS} says sha256 {expected}, the file has {sha256_file(file)}")
-    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    for extra in sorted(on_disk - set(sums) - {SUMS}):
-        problems.append(f"{extra}: not listed in {SUMS}")
-    for arc, meta in manifest.get("files", {}).items():
-        if sums.get(arc) != meta.get("sha256"):
-            problems.append(f"{arc}: {BUNDLE_MANIFEST} and {SUMS} disagree")
-    for inst in manifest.get("installers", []):
-        if inst["file"] not in sums:
-            problems.append(f"{inst['file']}: an installer of the manifest is not in {SUMS}")
-    house = root / manifest.get("wheelhouse", {}).get("path", "wheelhouse")
-    if house.is_dir():
-        try:
-            problems += [f"wheelhouse: {p}" for p in wheelhouse.verify(house)]
-        except UserError as e:
-            problems.append(f"wheelhouse: {e}")
-    else:
-        problems.append("wheelhouse/ is missing")
+        return [f"{BUNDLE_MANIFEST}: not valid JSON text ({e})"]
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
+            manifest.get("created_by") != CREATED_BY:
+        return [f"{BUNDLE_MANIFEST} is not a bundle manifest of format {FORMAT} made by `{CREATED_BY}`"]
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return [f"{BUNDLE_MANIFEST} lists no files; an empty bundle is not a bundle"]
+    problems = []
+    if top is not None and manifest.get("top") != top:
+        problems.append(f"{BUNDLE_MANIFEST} says the top folder is {manifest.get('top')!r}, the archive's is {top!r}")
+    for rel, meta in sorted(files.items()):
+        if checksums.safe_relative(rel) != rel:
+            problems.append(f"{BUNDLE_MANIFEST} names {rel!r}, a path that leaves the bundle; not followed")
+        elif not isinstance(meta, dict) or sums.get(rel) != meta.get("sha256"):
+            problems.append(f"{rel}: {BUNDLE_MANIFEST} and {SUMS} disagree")
+    for rel in sorted(set(sums) - set(files) - {BUNDLE_MANIFEST}):
+        problems.append(f"{rel}: in {SUMS} but not in {BUNDLE_MANIFEST}")
+    if BUNDLE_MANIFEST not in sums:
+        problems.append(f"{SUMS} does not list {BUNDLE_MANIFEST}")
+    for rel in REQUIRED:
+        if rel not in files:
+            problems.append(f"{rel}: missing from the bundle (every bundle has it)")
+    if not any(rel.startswith(f"{WHEELHOUSE}/") and rel.endswith(".whl") for rel in files):
+        problems.append(f"{WHEELHOUSE}/ holds no wheel")
+    installers = manifest.get("installers")
+    if not isinstance(installers, list):
+        problems.append(f"{BUNDLE_MANIFEST}: 'installers' is not a list")
+        installers = []
+    if installers and f"{INSTALLERS}/{SUMS}" not in files:
+        problems.append(f"{INSTALLERS}/{SUMS}: missing; the site's installer cache needs it")
+    for inst in installers:
+        rel = inst.get("file") if isinstance(inst, dict) else None
+        if not isinstance(rel, str) or checksums.safe_relative(rel) != rel or not rel.startswith(f"{INSTALLERS}/"):
+            problems.append(f"{BUNDLE_MANIFEST}: installer {rel!r} is not a file under {INSTALLERS}/; not followed")
+        elif rel not in sums or sums[rel] != inst.get("sha256"):
+            problems.append(f"{rel}: an installer of the manifest that {SUMS} does not vouch for")
+    if isinstance(manifest.get("wheelhouse"), dict) and manifest["wheelhouse"].get("path") != WHEELHOUSE:
+        problems.append(f"{BUNDLE_MANIFEST}: the wheelhouse is always {WHEELHOUSE}/, not "
+                        f"{manifest['wheelhouse'].get('path')!r}; not followed")
+    controller = manifest.get("controller")
+    if controller is not None:
+        if not isinstance(controller, dict) or controller.get("path") != CONTROLLER:
+            problems.append(f"{BUNDLE_MANIFEST}: the controller's packages are always under {CONTROLLER}/")
+        else:
+            for rel in [f"{CONTROLLER}/requirements.txt"] + [f"{CONTROLLER}/{w}" for w in controller.get("wheels", [])]:
+                if checksums.safe_relative(rel) != rel or rel not in files:
+                    problems.append(f"{rel}: a controller file of the manifest that the bundle does not hold")
     return problems

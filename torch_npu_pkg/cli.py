@@ -3,11 +3,13 @@
 Exit codes: 0 success, 1 a check failed (verify found problems, or no matrix
 row fits), 2 bad input or environment (a wheel that does not match, a checksum
 mismatch, a missing source, a failed build): the message says which and how to
-fix it, and an existing wheelhouse or bundle is left as it was.
+fix it, and an existing wheelhouse or bundle is left as it was; 128 + the
+signal's number when SIGINT or SIGTERM stopped it (nothing left behind).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import compat_matrix as cm
 from compat_matrix import outputs
 from images.engine import check_image_ref
+from compat_matrix.interrupts import interruptible
 from npuenv.args import add_constraint_args, constraints_from, load
 
 from . import builder, bundle, wheelhouse
@@ -24,6 +27,16 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _interruptible(what):
+    """Run the command with SIGINT and SIGTERM turned into a clean stop (compat_matrix.interrupts):
+    temporary files removed, a message and exit code 128 + the signal, no traceback."""
+    def wrap(cmd):
+        @functools.wraps(cmd)
+        def run(args):
+            with interruptible(what(args)):
+                return cmd(args)
+        return run
+    return wrap
 
 
 def _stack(args) -> cm.Stack | None:
@@ -43,6 +56,7 @@ def _mib(n: int) -> str:
 
 # --- wheelhouse -------------------------------------------------------------------
 
+@_interruptible(lambda args: f"wheelhouse build {args.out}")
 def cmd_wheelhouse_build(args) -> int:
     outputs.check_dir_output(args.out, "--out")
     if args.builder_image:
@@ -55,7 +69,7 @@ def cmd_wheelhouse_build(args) -> int:
     opts = wheelhouse.Options(
         out=args.out, torch_source=args.torch_source or "", sources=args.sources or list(wheelhouse.DEFAULT_SOURCES),
         index_url=args.index_url, offline=args.offline, torchvision=args.torchvision,
-        find_links=list(args.find_links or ()),
+        find_links=list(args.find_links or ()), pre=args.pre,
         build=builder.BuildOptions(runner=args.build_runner, image=args.builder_image, source_tree=args.source_tree,
                                    repo=args.source_repo, ref=args.source_ref, work_dir=args.work_dir,
                                    network=args.build_network, install_torch=not args.builder_has_torch))
@@ -78,6 +92,7 @@ def cmd_wheelhouse_build(args) -> int:
     return 0
 
 
+@_interruptible(lambda args: f"wheelhouse verify {args.dir}")
 def cmd_wheelhouse_verify(args) -> int:
     matrix = load(args)
     problems = wheelhouse.verify(args.dir, matrix)
@@ -119,6 +134,7 @@ def cmd_wheelhouse_builder_image(args) -> int:
 
 # --- bundle -----------------------------------------------------------------------
 
+@_interruptible(lambda args: f"bundle make {args.out}")
 def cmd_bundle_make(args) -> int:
     outputs.check_file_output(args.out, "--out")
     manifest = wheelhouse.load_manifest(args.wheelhouse)
@@ -136,16 +152,23 @@ def cmd_bundle_make(args) -> int:
         if not sep or not name:
             raise cm.UserError(f"--installer {item!r}: use KIND=FILE, e.g. firmware=Ascend-hdk-910b-npu-firmware_7.8.1.1.200.run")
         chosen[kind] = name
+    controller = bundle.ControllerOptions(include=not args.no_controller, find_links=list(args.controller_wheels or ()),
+                                          offline=args.offline, index_url=args.index_url)
     made = bundle.make(args.out, args.wheelhouse, args.installers, stack,
-                       skip_installers=tuple(args.skip_installer or ()), chosen_installers=chosen, log=_log)
+                       skip_installers=tuple(args.skip_installer or ()), chosen_installers=chosen,
+                       controller=controller, log=_log)
     print(f"bundle {args.out}: {made['top']}")
     for inst in made["installers"]:
         print(f"  installer {inst['kind']:<9} {Path(inst['file']).name}")
-    print(f"  wheelhouse: {made['wheelhouse']['wheels']} wheels; playbooks/ and compat_matrix/ included")
+    print(f"  wheelhouse: {made['wheelhouse']['wheels']} wheels; source/ holds playbooks/, compat_matrix/ and validation/")
+    if made["controller"]:
+        c = made["controller"]
+        print(f"  controller: {len(c['wheels'])} wheels (npuenv, Ansible, pytest-testinfra) for Python {c['python']}")
     print(f"  check it at the site: tar -xf {Path(args.out).name} && cd {made['top']} && sha256sum -c SHA256SUMS")
     return 0
 
 
+@_interruptible(lambda args: f"bundle verify {args.path}")
 def cmd_bundle_verify(args) -> int:
     problems = bundle.verify(args.path)
     for p in problems:
@@ -180,6 +203,9 @@ def register(sub) -> None:
                    help="a local folder of wheels for the dependencies (repeatable; dir: sources count too)")
     p.add_argument("--offline", action="store_true",
                    help="ask no package index: only the torch source, dir: sources and --find-links folders")
+    p.add_argument("--pre", action="store_true",
+                   help="accept pre-release dependencies (refused by default: pip takes one only when no final "
+                        "release fits the target)")
     p.add_argument("--torchvision", choices=wheelhouse.TORCHVISION_POLICIES, default="auto",
                    help="auto: the torch source's CPU build, else the index's if it is a CPU build; torch-source: "
                         "only the torch source's; index: the index's even if it is a CUDA build; none: leave it out")
@@ -223,6 +249,13 @@ def register(sub) -> None:
                    help="leave out one installer kind (driver, firmware, toolkit, kernels, nnal)")
     p.add_argument("--installer", action="append", metavar="KIND=FILE",
                    help="the file to bundle for one installer kind, when the folder holds several (firmware)")
+    g = p.add_argument_group("the controller's packages (npuenv, Ansible, pytest-testinfra, for this Python)")
+    g.add_argument("--controller-wheels", action="append", type=Path, metavar="DIR",
+                   help="a local folder of wheels to take them from (repeatable)")
+    g.add_argument("--offline", action="store_true", help="ask no package index: only --controller-wheels")
+    g.add_argument("--index-url", help="the package index to ask (default: pip's)")
+    g.add_argument("--no-controller", action="store_true",
+                   help="leave them out: the site installs npuenv on its controller some other way")
     p.set_defaults(func=cmd_bundle_make)
 
     p = b.add_parser("verify", help="check a bundle archive or an unpacked bundle folder")

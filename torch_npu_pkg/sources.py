@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,11 +30,11 @@ from packaging import tags as ptags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from compat_matrix import Stack, UserError
+from compat_matrix import Stack, UserError, checksums
 from compat_matrix.versions import python_version
 
 from . import builder
-from .wheels import CHUNK, Target, WheelError, WheelInfo, check_tags, sha256_file
+from .wheels import CHUNK, Target, WheelError, WheelInfo, check_tags
 
 Log = Callable[[str], None]
 GITHUB_API = "https://api.github.com"
@@ -133,32 +132,14 @@ def _wheels_in(directory: Path, project: str) -> list[Path]:
     return out
 
 
-def read_sha256sums(directory: Path) -> dict[str, str]:
-    """``SHA256SUMS`` of a directory (sha256sum's format), file name -> hash; empty when absent."""
-    path = Path(directory) / "SHA256SUMS"
-    if not path.is_file():
-        return {}
-    sums = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        m = re.match(r"^([0-9a-fA-F]{64}) [ *](.+)$", line)
-        if not m:
-            raise UserError(f"{path}:{n}: not a sha256sum line: {line!r}")
-        sums[m.group(2)] = m.group(1).lower()
-    return sums
-
-
-def verify_against_sums(path: Path, sums: dict[str, str], where: Path) -> str | None:
-    """Check a file against its directory's SHA256SUMS; returns the hash (None when not listed)."""
-    expected = sums.get(path.name)
-    if expected is None:
+def vouched_by_sums(path: Path, directory: Path) -> str | None:
+    """A wheel taken from a folder of the user's: when the folder has a SHA256SUMS, the wheel must be
+    listed there with its checksum (compat_matrix.checksums' policy). Returns what vouched for it."""
+    sums = checksums.read_sums(directory, required=False)
+    if not (Path(directory) / checksums.SUMS_FILE).is_file():
         return None
-    actual = sha256_file(path)
-    if actual != expected:
-        raise WheelError(f"{path}: checksum mismatch: {where / 'SHA256SUMS'} says sha256 {expected}, "
-                         f"the file has {actual}; the file is corrupt or was replaced")
-    return actual
+    checksums.check_file(path, sums, Path(directory) / checksums.SUMS_FILE)
+    return checksums.SUMS_FILE
 
 
 def _pick(candidates: list[WheelInfo], target: Target) -> WheelInfo | None:
@@ -234,11 +215,9 @@ class TorchSource:
             raise UserError(f"torch source {self.dir} has no {project} {version} wheel for "
                             f"{target.describe()}{have}; put the CPU build there or use PyTorch's CPU index URL")
         wheel = _pick(fit, target)
-        sums = read_sha256sums(self.dir)
-        verify_against_sums(wheel.path, sums, self.dir)
+        checked = vouched_by_sums(wheel.path, self.dir)
         log(f"{project}: {wheel.path} (torch source)")
-        return Fetched(wheel.path, {"kind": "torch-source", "location": str(self.dir),
-                                    "checksum_source": "SHA256SUMS" if wheel.path.name in sums else None})
+        return Fetched(wheel.path, {"kind": "torch-source", "location": str(self.dir), "checksum_source": checked})
 
     def _fetch_index(self, project, version, target, stage, log, required) -> Fetched | None:
         dest = stage / f"torch-source-{canonicalize_name(project)}"
@@ -277,10 +256,7 @@ class DirSource:
             have = f"; it holds {'; '.join(other)}" if other else ""
             raise NotHere(f"no torch_npu {stack.row.torch_npu} wheel for {target.describe()} in {self.dir}{have}")
         wheel = _pick(fit, target)
-        sums = read_sha256sums(self.dir)
-        verify_against_sums(wheel.path, sums, self.dir)
-        source = {"kind": "dir", "location": str(self.dir),
-                  "checksum_source": "SHA256SUMS" if wheel.path.name in sums else None}
+        source = {"kind": "dir", "location": str(self.dir), "checksum_source": vouched_by_sums(wheel.path, self.dir)}
         prov = wheel.path.with_name(wheel.path.name + PROVENANCE_SUFFIX)
         if prov.is_file():
             source["provenance"] = json.loads(prov.read_text(encoding="utf-8"))
@@ -381,16 +357,14 @@ class ReleaseSource:
         path = dest / asset["name"]
         url = asset.get("browser_download_url")
         log(f"torch_npu: downloading {url}")
-        h = hashlib.sha256()
         try:
             req = urllib.request.Request(url, headers={"User-Agent": "npuenv"})
             with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp, open(path, "wb") as out:
                 for chunk in iter(lambda: resp.read(CHUNK), b""):
                     out.write(chunk)
-                    h.update(chunk)
         except (urllib.error.URLError, OSError) as e:
             raise NotHere(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
-        actual = h.hexdigest()
+        actual = checksums.sha256_file(path)
         if asset.get("size") is not None and path.stat().st_size != asset["size"]:
             raise WheelError(f"{url}: size mismatch: the release says {asset['size']} bytes, "
                              f"{path.stat().st_size} arrived; the download is incomplete")

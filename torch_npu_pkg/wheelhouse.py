@@ -27,7 +27,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from packaging.requirements import Requirement
@@ -35,17 +35,18 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import compat_matrix as cm
-from compat_matrix import Stack, UserError
+from compat_matrix import Stack, UserError, checksums
+from compat_matrix.checksums import sha256_file
+from compat_matrix.interrupts import deferred
 
 from . import builder, closure
-from .sources import (PROVENANCE_SUFFIX, NotHere, TorchSource, parse_sources, pip_env, pip_tail, read_sha256sums,
-                      run_pip)
+from .sources import PROVENANCE_SUFFIX, NotHere, TorchSource, parse_sources, pip_env, pip_tail, run_pip
 from .wheels import (Target, WheelError, WheelInfo, check_cpu_torch, check_tags, check_torch_pin, check_version,
-                     cuda_linked_libraries, sha256_file)
+                     cuda_linked_libraries)
 from compat_matrix.model import torch_pin
 
 MANIFEST = "manifest.json"
-SUMS = "SHA256SUMS"
+SUMS = checksums.SUMS_FILE
 REQUIREMENTS = "requirements.txt"
 INDEX = "simple"
 FORMAT = 1
@@ -69,6 +70,7 @@ class Options:
     offline: bool = False
     torchvision: str = "auto"
     find_links: list[Path] = field(default_factory=list)   # more local wheel folders for the dependencies
+    pre: bool = False                                      # accept pre-release dependencies
     build: builder.BuildOptions = field(default_factory=builder.BuildOptions)
 
 
@@ -96,15 +98,28 @@ def build(stack: Stack, opts: Options, log: Log = _quiet) -> dict:
     torch_source = TorchSource(opts.torch_source)
     sources = parse_sources(opts.sources, index_url=opts.index_url, offline=opts.offline,
                             build_options=opts.build)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = None
     try:
+        with deferred():  # a signal cannot fall between making the folder and knowing its name
+            tmp = make_work_dir(out)
         manifest = _build_in(tmp, stack, target, torch_source, sources, opts, log)
-        _move_into_place(tmp / "house", out)
+        with deferred():  # the old wheelhouse is never left renamed away
+            _move_into_place(tmp / "house", out)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     log(f"wheelhouse ready: {out} ({len(manifest['wheels'])} wheels)")
     return manifest
+
+
+def make_work_dir(out: Path) -> Path:
+    """A temporary folder beside ``out`` (the same file system: the result is renamed into place)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise UserError(f"cannot write beside {out}: {e.strerror} ({e.filename or out.parent}); choose an output "
+                        f"in a folder you can write to") from None
 
 
 def _move_into_place(house: Path, out: Path) -> None:
@@ -185,6 +200,8 @@ def _download(roots: list[str], target: Target, dest: Path, opts: Options, find_
         args += ["--index-url", opts.index_url]
     if constraints is not None:
         args += ["-c", str(constraints)]
+    if opts.pre:
+        args.append("--pre")
     proc = run_pip(args + roots, pip_env(), log)
     if proc.returncode != 0:
         where = "the local directories" if opts.offline else "the package index"
@@ -253,6 +270,7 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
                         f"{MAX_ROUNDS} rounds: {', '.join(str(r) for r in result.missing)}")
     if result.conflicts:
         raise WheelError("the wheelhouse's wheels do not agree: " + "; ".join(result.conflicts))
+    _check_prereleases(result.chosen, direct, opts.pre, notes)
 
     # torchvision fetched by pip from the index is checked like the rest.
     if "torchvision" in result.chosen:
@@ -280,10 +298,6 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
         else:
             role = "cann-python-dep" if name in cann_names else "dependency"
             source = {"kind": "pip", "location": _index_description(opts)}
-        if isinstance(source, dict) and source.get("provenance"):
-            # beside the wheel, so that this wheelhouse used as a dir: source keeps the wheel's history
-            (house / f"{wheel.filename}{PROVENANCE_SUFFIX}").write_text(
-                json.dumps(source["provenance"], indent=2) + "\n", encoding="utf-8")
         records.append({"file": wheel.filename, "project": wheel.metadata_name, "name": name,
                         "version": str(wheel.version), "sha256": wheel.sha256, "size": wheel.size, "role": role,
                         "requires_python": wheel.requires_python, "required_by": result.required_by.get(name, []),
@@ -311,6 +325,19 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
     return manifest
 
 
+def _check_prereleases(chosen: dict[str, WheelInfo], direct: dict[str, WheelInfo], allowed: bool,
+                       notes: list[str]) -> None:
+    """pip takes a pre-release when no final release fits (PEP 440); the wheelhouse does not,
+    unless asked. The row's own torch, torch_npu and torchvision are what the matrix names."""
+    pre = sorted(w.filename for name, w in chosen.items() if w.version.is_prerelease and name not in direct)
+    if pre and not allowed:
+        raise WheelError(f"pip chose pre-release wheels, because no final release of them fits the target: "
+                         f"{', '.join(pre)}. Pin a final release the target can use (--find-links DIR with that "
+                         f"wheel), or pass --pre to accept pre-releases")
+    if pre:
+        notes.append(f"pre-release dependencies accepted (--pre): {', '.join(pre)}")
+
+
 def _without_marker(req: Requirement) -> str:
     extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
     return f"{req.name}{extras}{req.specifier}"
@@ -331,13 +358,29 @@ def _same_fs(a: Path, b: Path) -> bool:
 
 
 # --- writing --------------------------------------------------------------------
+# Every file but the wheels is derived from the manifest by the functions below;
+# verify() derives them again and compares, so nothing pip reads can differ.
 
 def write_files(house: Path, manifest: dict) -> None:
-    wheels = sorted(manifest["wheels"], key=lambda w: (w["name"], w["file"]))
-    (house / SUMS).write_text("".join(f"{w['sha256']}  {w['file']}\n" for w in wheels), encoding="utf-8")
-    (house / REQUIREMENTS).write_text(render_requirements(manifest), encoding="utf-8")
-    write_index(house, wheels)
-    (house / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    for w in manifest["wheels"]:
+        prov = _provenance_text(w)
+        if prov is not None:
+            # beside the wheel, so that this wheelhouse used as a dir: source keeps the wheel's history
+            _write(house / f"{w['file']}{PROVENANCE_SUFFIX}", prov)
+    _write(house / SUMS, render_sums(manifest))
+    _write(house / REQUIREMENTS, render_requirements(manifest))
+    write_index(house, manifest["wheels"])
+    _write(house / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def _write(path: Path, text: str) -> None:
+    """A new file (a hard link to another wheelhouse's file is replaced, not written through)."""
+    path.unlink(missing_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def render_sums(manifest: dict) -> str:
+    return checksums.format_sums({w["file"]: w["sha256"] for w in manifest["wheels"]})
 
 
 def render_requirements(manifest: dict) -> str:
@@ -351,23 +394,29 @@ def render_requirements(manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_index(house: Path, wheels: list[dict]) -> None:
-    """A PEP 503 simple index under ``house/simple`` linking to the wheels beside it."""
-    root = house / INDEX
-    root.mkdir()
+def index_pages(wheels: list[dict]) -> dict[str, str]:
+    """The PEP 503 index of ``wheels``: {path under simple/: page}, linking to the wheels beside simple/."""
     projects: dict[str, list[dict]] = {}
-    for w in wheels:
+    for w in sorted(wheels, key=lambda w: (w["name"], w["file"])):
         projects.setdefault(w["name"], []).append(w)
     links = "\n".join(f'    <a href="{html.escape(name)}/">{html.escape(name)}</a><br/>' for name in sorted(projects))
-    (root / "index.html").write_text(_page("Simple index", links), encoding="utf-8")
+    pages = {"index.html": _page("Simple index", links)}
     for name, files in projects.items():
-        (root / name).mkdir()
         rows = []
         for w in files:
             rp = f' data-requires-python="{html.escape(w["requires_python"])}"' if w.get("requires_python") else ""
             rows.append(f'    <a href="../../{html.escape(w["file"])}#sha256={w["sha256"]}"{rp}>'
                         f'{html.escape(w["file"])}</a><br/>')
-        (root / name / "index.html").write_text(_page(f"Links for {name}", "\n".join(rows)), encoding="utf-8")
+        pages[f"{name}/index.html"] = _page(f"Links for {name}", "\n".join(rows))
+    return pages
+
+
+def write_index(house: Path, wheels: list[dict]) -> None:
+    """A PEP 503 simple index under ``house/simple`` linking to the wheels beside it."""
+    root = house / INDEX
+    for rel, page in index_pages(wheels).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        _write(root / rel, page)
 
 
 def _page(title: str, body: str) -> str:
@@ -376,31 +425,88 @@ def _page(title: str, body: str) -> str:
             f"{body}\n  </body>\n</html>\n")
 
 
+def _provenance_text(record: dict) -> str | None:
+    source = record.get("source")
+    if isinstance(source, dict) and source.get("provenance"):
+        return json.dumps(source["provenance"], indent=2) + "\n"
+    return None
+
+
 # --- verifying ------------------------------------------------------------------
 
+_WHEEL_FIELDS = {"file": str, "project": str, "name": str, "version": str, "sha256": str, "role": str}
+_SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".egg")
+
+
 def load_manifest(house: Path) -> dict:
+    """The wheelhouse's manifest.json, its shape checked: every field verify() reads is there,
+    and every wheel is a plain file name in the wheelhouse (no path is followed out of it)."""
     path = Path(house) / MANIFEST
     if not path.is_file():
         raise UserError(f"{house} is not a wheelhouse: {MANIFEST} is missing")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
     except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-    if manifest.get("format") != FORMAT or "wheels" not in manifest:
-        raise UserError(f"{path}: not a wheelhouse manifest of format {FORMAT}")
+        raise UserError(f"{path}: not valid JSON text ({e}); rebuild the wheelhouse (make wheelhouse)") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path}: not a wheelhouse manifest of format {FORMAT}; rebuild the wheelhouse")
+    problems = []
+    stack, target, wheels = manifest.get("stack"), manifest.get("target"), manifest.get("wheels")
+    if not isinstance(stack, dict) or not all(isinstance(stack.get(k), str) for k in
+                                              ("torch_npu", "torch", "torchvision", "python", "arch")):
+        problems.append("'stack' must give torch_npu, torch, torchvision, python and arch as strings")
+    if not isinstance(target, dict) or not isinstance(target.get("python"), str) or \
+            not isinstance(target.get("arch"), str) or not isinstance(target.get("row_platforms"), list):
+        problems.append("'target' must give python, arch and row_platforms")
+    if not isinstance(manifest.get("requested", []), list):
+        problems.append("'requested' must be a list of requirements")
+    if not isinstance(wheels, list) or not wheels:
+        problems.append("'wheels' must be a non-empty list")
+        wheels = []
+    for i, w in enumerate(wheels):
+        if not isinstance(w, dict) or any(not isinstance(w.get(k), t) for k, t in _WHEEL_FIELDS.items()):
+            problems.append(f"wheels[{i}] must give {', '.join(_WHEEL_FIELDS)} as strings")
+            continue
+        if "/" in w["file"] or "\\" in w["file"] or w["file"] in (".", "..") or not w["file"].endswith(".whl"):
+            problems.append(f"wheels[{i}]: {w['file']!r} is not a wheel file name inside the wheelhouse")
+        if not re.fullmatch(r"[0-9a-f]{64}", w["sha256"]):
+            problems.append(f"wheels[{i}]: sha256 {w['sha256']!r} is not 64 lower-case hex digits")
+        if w["name"] != canonicalize_name(w["name"]) or "/" in w["name"]:
+            problems.append(f"wheels[{i}]: name {w['name']!r} is not a normalised project name")
+    if problems:
+        raise UserError(f"{path} is malformed:\n  " + "\n  ".join(problems)
+                        + "\nrebuild the wheelhouse (make wheelhouse)")
     return manifest
 
 
+def expected_files(manifest: dict) -> dict[str, bytes | None]:
+    """Every file a wheelhouse holds, by path: the bytes the manifest implies (None: a wheel,
+    checked by its sha256)."""
+    out: dict[str, bytes | None] = {w["file"]: None for w in manifest["wheels"]}
+    for w in manifest["wheels"]:
+        prov = _provenance_text(w)
+        if prov is not None:
+            out[f"{w['file']}{PROVENANCE_SUFFIX}"] = prov.encode("utf-8")
+    out[SUMS] = render_sums(manifest).encode("utf-8")
+    out[REQUIREMENTS] = render_requirements(manifest).encode("utf-8")
+    out.update({f"{INDEX}/{rel}": page.encode("utf-8") for rel, page in index_pages(manifest["wheels"]).items()})
+    out[MANIFEST] = None
+    return out
+
+
 def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
-    """Every problem found in a wheelhouse (empty: it is whole and consistent)."""
+    """Every problem found in a wheelhouse (empty: it is whole and consistent).
+
+    The wheelhouse must hold exactly the files its manifest implies: each wheel
+    with its sha256, and SHA256SUMS, requirements.txt, the simple/ index and the
+    provenance files as the build writes them. Anything else (a second pin, an
+    extra link, a wheel in a subfolder, an sdist) is a problem: pip would read it."""
     house = Path(house)
     manifest = load_manifest(house)
-    problems: list[str] = []
     listed = {w["file"]: w for w in manifest["wheels"]}
-    try:
-        sums = read_sha256sums(house)
-    except UserError as e:
-        sums, problems = {}, [str(e)]
+    expected = expected_files(manifest)
+    problems = _unexpected(house, expected, listed)
+    sums = checksums.read_sums(house, required=False)
     if not (house / SUMS).is_file():
         problems.append(f"{house / SUMS} is missing")
     target = Target(python=manifest["target"]["python"], arch=manifest["target"]["arch"],
@@ -408,7 +514,7 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
     wheels = {}
     for name, entry in listed.items():
         path = house / name
-        if not path.is_file():
+        if not path.is_file() or path.is_symlink():
             problems.append(f"{name}: listed in {MANIFEST} but missing")
             continue
         actual = sha256_file(path)
@@ -422,12 +528,13 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
             wheels[wheel.name] = wheel
         except WheelError as e:
             problems.append(str(e))
-    for extra in sorted(set(p.name for p in house.glob("*.whl")) - set(listed)):
-        problems.append(f"{extra}: a wheel not listed in {MANIFEST}")
     for extra in sorted(set(sums) - set(listed)):
         problems.append(f"{SUMS} lists {extra}, which {MANIFEST} does not")
-    problems += _verify_requirements(house, listed)
-    problems += _verify_index(house, listed)
+    problems += _verify_requirements(house, expected[REQUIREMENTS], listed)
+    problems += _verify_index(house, expected)
+    for rel, want in sorted(expected.items()):
+        if rel.endswith(PROVENANCE_SUFFIX) and (house / rel).is_file() and (house / rel).read_bytes() != want:
+            problems.append(f"{rel}: differs from the provenance {MANIFEST} records")
     torch = manifest["stack"]["torch"]
     for name in ("torch-npu", "torchvision"):
         wheel = wheels.get(name)
@@ -438,7 +545,10 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
             if pin != Version(torch):
                 problems.append(f"{wheel.filename}: Requires-Dist {req} does not pin the row's torch {torch}")
     if wheels:
-        roots = [Requirement(r) for r in manifest.get("requested", [])]
+        try:
+            roots = [Requirement(r) for r in manifest.get("requested", [])]
+        except ValueError as e:
+            raise UserError(f"{house / MANIFEST}: 'requested' holds an unreadable requirement ({e})") from None
         result = closure.compute(roots, wheels, target.marker_env)
         for req in result.missing:
             problems.append(f"incomplete: {req} is needed on the target but has no wheel")
@@ -453,47 +563,105 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
     return problems
 
 
-def _verify_requirements(house: Path, listed: dict) -> list[str]:
-    path = house / REQUIREMENTS
-    if not path.is_file():
-        return [f"{path} is missing"]
-    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
-    pinned = {}
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        m = re.match(r"^(\S+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})$", line)
-        if not m:
-            return [f"{path}: cannot read the line {line!r}"]
-        pinned[canonicalize_name(m.group(1))] = (m.group(2), m.group(3))
+def _unexpected(house: Path, expected: dict, listed: dict) -> list[str]:
+    """Files, empty folders and links in the wheelhouse that its manifest does not imply."""
     problems = []
-    by_name = {canonicalize_name(w["project"]): w for w in listed.values()}
-    for name, w in by_name.items():
-        got = pinned.get(name)
-        if got is None:
-            problems.append(f"{REQUIREMENTS} does not pin {w['project']}")
-        elif got != (w["version"], w["sha256"]):
-            problems.append(f"{REQUIREMENTS} pins {w['project']}=={got[0]} sha256 {got[1]}, "
-                            f"the wheelhouse has {w['version']} sha256 {w['sha256']}")
-    for name in sorted(set(pinned) - set(by_name)):
-        problems.append(f"{REQUIREMENTS} pins {name}, which the wheelhouse does not hold")
+    folders = {str(PurePosixPath(rel).parent) for rel in expected} - {"."}
+    for dirpath, dirnames, filenames in os.walk(house):
+        base = Path(dirpath)
+        rel_dir = base.relative_to(house).as_posix()
+        if rel_dir != "." and rel_dir not in folders and not dirnames and not filenames:
+            problems.append(f"{rel_dir}/: a folder the wheelhouse does not have: remove it")
+        for name in sorted(dirnames):
+            if (base / name).is_symlink():
+                problems.append(f"{(base / name).relative_to(house).as_posix()}: a symbolic link; a wheelhouse "
+                                f"holds plain files only")
+        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
+        for name in sorted(filenames):
+            path = base / name
+            rel = path.relative_to(house).as_posix()
+            if path.is_symlink():
+                problems.append(f"{rel}: a symbolic link; a wheelhouse holds plain files only")
+            elif rel in expected:
+                continue
+            elif name.endswith(".whl") and "/" in rel:
+                problems.append(f"{rel}: a wheel in a subfolder; the wheelhouse's wheels lie at its top, "
+                                f"listed in {MANIFEST}: remove it")
+            elif name.endswith(".whl"):
+                problems.append(f"{rel}: a wheel not listed in {MANIFEST}; pip --find-links would consider it")
+            elif name.endswith(_SDIST_SUFFIXES):
+                problems.append(f"{rel}: a source archive (sdist) beside the wheels; pip --find-links would "
+                                f"build and install it: remove it")
+            else:
+                problems.append(f"{rel}: a file the wheelhouse does not have (not in {MANIFEST}): remove it")
     return problems
 
 
-def _verify_index(house: Path, listed: dict) -> list[str]:
-    problems = []
-    root = house / INDEX
-    if not (root / "index.html").is_file():
-        return [f"{root / 'index.html'} is missing"]
-    top = (root / "index.html").read_text(encoding="utf-8")
-    for w in listed.values():
-        page = root / w["name"] / "index.html"
-        if f'href="{w["name"]}/"' not in top:
-            problems.append(f"{INDEX}/index.html does not list {w['name']}")
-        if not page.is_file():
-            problems.append(f"{page} is missing")
+def _first_difference(got: list[str], want: list[str]) -> str:
+    for n, (a, b) in enumerate(zip(got, want), 1):
+        if a != b:
+            return f"line {n} is {a!r}, expected {b!r}"
+    n = min(len(got), len(want)) + 1
+    return f"line {n} is {got[n - 1]!r}, expected the end" if len(got) > len(want) else \
+        f"it ends at line {n - 1}, expected {want[n - 1]!r}"
+
+
+def _verify_requirements(house: Path, want: bytes, listed: dict) -> list[str]:
+    path = house / REQUIREMENTS
+    if not path.is_file():
+        return [f"{path} is missing"]
+    got = path.read_bytes()
+    if got == want:
+        return []
+    try:
+        if b"\0" in got:
+            raise UnicodeError("a NUL byte")
+        text = got.decode("utf-8")
+    except UnicodeError as e:
+        raise UserError(f"{path} is not text ({e}); pip cannot read it. Rebuild the wheelhouse "
+                        f"(make wheelhouse)") from None
+    problems, seen = [], {}
+    for n, line in enumerate(text.replace("\\\r\n", " ").replace("\\\n", " ").splitlines(), 1):
+        stripped = line.split("#", 1)[0].strip()
+        if not stripped:
             continue
-        if f'href="../../{html.escape(w["file"])}#sha256={w["sha256"]}"' not in page.read_text(encoding="utf-8"):
-            problems.append(f"{page} has no link to {w['file']} with #sha256={w['sha256']}")
+        if stripped.startswith("-"):
+            problems.append(f"{REQUIREMENTS}: pip option {stripped.split()[0]!r}; the wheelhouse's "
+                            f"requirements carry no options (an option changes what pip installs)")
+            continue
+        m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", stripped)
+        if m:
+            seen.setdefault(canonicalize_name(m.group(0)), []).append(" ".join(stripped.split()))
+    for name, lines in sorted(seen.items()):
+        if len(lines) > 1:
+            problems.append(f"{REQUIREMENTS} pins {name} {len(lines)} times ({'; '.join(lines)}); pip enforces "
+                            f"the first: remove the extra pin")
+    by_name = {canonicalize_name(w["project"]) for w in listed.values()}
+    for name in sorted(set(seen) - by_name):
+        problems.append(f"{REQUIREMENTS} pins {name}, which the wheelhouse does not hold")
+    if not problems:
+        problems.append(f"{REQUIREMENTS} is not what {MANIFEST} pins: "
+                        f"{_first_difference(text.splitlines(), want.decode('utf-8').splitlines())}")
+    return problems
+
+
+def _verify_index(house: Path, expected: dict) -> list[str]:
+    problems = []
+    for rel, want in sorted(expected.items()):
+        if not rel.startswith(INDEX + "/"):
+            continue
+        page = house / rel
+        if not page.is_file():
+            problems.append(f"{rel} is missing")
+            continue
+        got = page.read_bytes()
+        if got == want:
+            continue
+        have = set(re.findall(r'href="([^"]*)"', got.decode("utf-8", "replace")))
+        extra = sorted(have - set(re.findall(r'href="([^"]*)"', want.decode("utf-8"))))
+        if extra:
+            problems.append(f"{rel} links to {', '.join(html.unescape(x) for x in extra)}, which {MANIFEST} "
+                            f"does not list; pip --index-url would consider it")
+        else:
+            problems.append(f"{rel} is not the page {MANIFEST} implies (a link is missing or changed)")
     return problems

@@ -8,7 +8,6 @@ torch); each refusal names the wheel and both sides of the mismatch.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
 import zipfile
@@ -24,6 +23,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from compat_matrix import Stack, UserError
+from compat_matrix.checksums import sha256_file
 from compat_matrix.model import torch_pin
 from compat_matrix.versions import python_tag, python_version
 
@@ -33,14 +33,6 @@ CUDA_LIBRARIES = ("libc10_cuda.so", "libtorch_cuda.so", "libcudart.so")
 # Native extensions larger than this are not opened for the CUDA-linkage check
 # (the check is meant for extension modules such as torchvision/_C.so).
 ELF_SCAN_LIMIT = 64 << 20
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class WheelError(UserError):
@@ -187,8 +179,10 @@ class Target:
 
     @property
     def pip_platforms(self) -> list[str]:
-        """``pip download --platform`` values: pip widens a manylinux tag to the older levels itself."""
-        return [f"manylinux_{self.glibc[0]}_{self.glibc[1]}_{self.arch}", f"linux_{self.arch}"]
+        """``pip download --platform`` values: every tag the target's glibc accepts. pip widens only the
+        legacy manylinux2014/2010 names by itself, not manylinux_2_28: given that one alone, it skips a
+        final release tagged for an older glibc and falls back to another version (a pre-release)."""
+        return list(self.platforms)
 
     @cached_property
     def tags(self) -> frozenset:

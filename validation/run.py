@@ -418,10 +418,11 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
     with ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
         transports, hint = plan(targets, host_root, run_args or [], cleanup, workdir)
+        # What the targets carry (an inventory's npuenv_row: chip, python, ...;
+        # an image's label) fills in what the command line does not say.
         given = constraints.given()
-        if not given.get("torch_npu") and hint:
-            row = {k: str(v) for k, v in hint.items() if v is not None}
-            constraints = cm.Constraints(**{**row, **given})
+        row = {k: str(v) for k, v in hint.items() if v is not None}
+        constraints = cm.Constraints(**{**row, **given})
         if not constraints.given():
             raise UserError("which matrix row should the hosts match? pass --row or constraints "
                             "(images carry theirs in a label, inventories in npuenv_row)")

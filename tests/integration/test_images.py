@@ -29,6 +29,7 @@ import pytest
 from filelock import FileLock
 
 import compat_matrix as cm
+from compat_matrix.checksums import sha256_file
 from images import build, render, run
 from npuenv.cli import main
 from tests.conftest import ROOT, reachable
@@ -307,7 +308,7 @@ def _rebuilt_torch_npu(house: Path, out: Path) -> Path:
     wheel.write_bytes(data)
     with zipfile.ZipFile(wheel, "a") as z:
         z.comment = f"npuenv test rebuild {uuid.uuid4()}".encode()
-    record.update(sha256=build.sha256_file(wheel), size=wheel.stat().st_size)
+    record.update(sha256=sha256_file(wheel), size=wheel.stat().st_size)
     shutil.rmtree(out / wh.INDEX)
     for name in (wh.SUMS, wh.REQUIREMENTS, wh.MANIFEST):
         (out / name).unlink()  # hard links to the original: replace, do not write through
@@ -345,7 +346,7 @@ def test_a_torch_npu_change_rebuilds_only_the_python_layer(images, tmp_path):
         ran = [s for s in _uncached_steps(again.output) if re.search(r"STEP \d+/\d+: (RUN|COPY)", s)]
         assert len(ran) == 1 and "/wheelhouse/requirements.txt" in ran[0], ran
         labels = json.loads(podman("image", "inspect", again.tag).stdout)[0]["Labels"]
-        assert labels["io.npuenv.wheelhouse.requirements.sha256"] == build.sha256_file(house / wh.REQUIREMENTS)
+        assert labels["io.npuenv.wheelhouse.requirements.sha256"] == sha256_file(house / wh.REQUIREMENTS)
     finally:
         podman("rmi", "-f", again.tag, check=False)
 

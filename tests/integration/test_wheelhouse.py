@@ -303,10 +303,10 @@ def test_bundle_round_trip(tmp_path, capsys):
     capsys.readouterr()
     # two firmware packages match the stack's pattern (the matrix does not track the firmware's version)
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers),
-                 "--out", str(archive)]) == 2
+                 "--out", str(archive), "--no-controller"]) == 2
     assert "holds several packages of one kind" in capsys.readouterr().err and not archive.exists()
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers),
-                 "--out", str(archive), "--installer", f"firmware={made['firmware'].name}"]) == 0
+                 "--out", str(archive), "--installer", f"firmware={made['firmware'].name}", "--no-controller"]) == 0
     assert "sha256sum -c SHA256SUMS" in capsys.readouterr().out
     assert main(["bundle", "verify", str(archive)]) == 0
 
@@ -317,10 +317,11 @@ def test_bundle_round_trip(tmp_path, capsys):
     check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=top, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert main(["bundle", "verify", str(top)]) == 0
-    assert sorted(p.name for p in (top / "installers").iterdir()) == sorted(p.name for p in made.values())
+    assert sorted(p.name for p in (top / "installers").iterdir()) == sorted([p.name for p in made.values()]
+                                                                            + ["SHA256SUMS"])
     for f in (ROOT / "playbooks").rglob("*"):
         if f.is_file() and "__pycache__" not in f.parts:
-            assert (top / "playbooks" / f.relative_to(ROOT / "playbooks")).is_file()
+            assert (top / "source" / "playbooks" / f.relative_to(ROOT / "playbooks")).is_file()
     manifest = json.loads((top / "MANIFEST.json").read_text())
     assert manifest["stack"]["torch_npu"] == ROW and manifest["stack"]["chip"] == "910b"
     assert {i["kind"] for i in manifest["installers"]} == {"driver", "firmware", "toolkit", "kernels", "nnal"}
@@ -329,7 +330,7 @@ def test_bundle_round_trip(tmp_path, capsys):
     # The unpacked bundle is usable with no network: the matrix loads from it, the wheelhouse installs.
     load = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                            "import compat_matrix as cm; print(cm.load_matrix().find(sys.argv[2]).torch)",
-                           str(top), ROW], capture_output=True, text=True, cwd=site)
+                           str(top / "source"), ROW], capture_output=True, text=True, cwd=site)
     assert load.returncode == 0 and load.stdout.strip() == STACK.row.torch, load.stderr
     python = fresh_venv(tmp_path / "venv")
     env = offline_env(tmp_path / "home")
@@ -366,21 +367,22 @@ def test_bundle_refuses_missing_or_corrupt_installers(tmp_path, capsys):
     made["nnal"].unlink()
     capsys.readouterr()
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers),
-                 "--out", str(archive)]) == 2
+                 "--out", str(archive), "--no-controller"]) == 2
     err = capsys.readouterr().err
     assert "lacks installers of the stack" in err and f"nnal: {STACK.packages['nnal']}" in err
     assert archive.read_bytes() == b"an older bundle"
     made = sim_installers.make_installers(STACK, installers)
     made["driver"].write_bytes(made["driver"].read_bytes() + b"x")
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers),
-                 "--out", str(archive)]) == 2
-    assert f"{made['driver']}: checksum mismatch" in capsys.readouterr().err
+                 "--out", str(archive), "--no-controller"]) == 2
+    assert f"driver: {made['driver'].name}: checksum mismatch" in capsys.readouterr().err
     assert archive.read_bytes() == b"an older bundle"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".bundle")] == []
     # an image-only bundle may leave the host-side packages out
     made = sim_installers.make_installers(STACK, installers)
     assert main(["bundle", "make", "--wheelhouse", str(house), "--installers", str(installers), "--out",
-                 str(tmp_path / "image.tar.gz"), "--skip-installer", "driver", "--skip-installer", "firmware"]) == 0
+                 str(tmp_path / "image.tar.gz"), "--skip-installer", "driver", "--skip-installer", "firmware",
+                 "--no-controller"]) == 0
     with tarfile.open(tmp_path / "image.tar.gz") as tar:
-        names = [n for n in tar.getnames() if "/installers/" in n]
+        names = [n for n in tar.getnames() if "/installers/" in n and not n.endswith("/SHA256SUMS")]
     assert len(names) == 3 and not any("driver" in n or "firmware" in n for n in names)

@@ -2,6 +2,7 @@
 # Make podman/buildah usable on a fresh Debian machine and provide the base image
 # the simulated nodes and the test images build from; also installs Chromium,
 # which the HTML report's browser test drives headless. Idempotent; needs root.
+# What it changes on the machine is listed in README.md ("What `make setup` changes").
 # Facts behind each setting: ../shared/DESIGN.md section 5 (crun refuses this
 # kernel's hybrid cgroups; podman's default nofile ulimit is refused; no registry).
 set -euo pipefail
@@ -27,21 +28,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-conf=/etc/containers/containers.conf
-want='# written by npuenv tests/sim/setup-engine.sh
-[containers]
-default_ulimits = []
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-'
-mkdir -p /etc/containers
-if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "$(printf '%s' "$want")" ]; then
-    log "writing $conf"
-    printf '%s' "$want" > "$conf"
-fi
+# The few keys podman and buildah need here are merged into containers.conf;
+# the rest of an existing file is kept and the original is backed up first
+# (engine_conf.py says what it changed).
+python3 "$(dirname "$0")/engine_conf.py" /etc/containers/containers.conf
 
 if ! podman image exists "$BASE_IMAGE"; then
     log "building $BASE_IMAGE with debootstrap (about 30 s)"

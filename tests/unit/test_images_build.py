@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import compat_matrix as cm
+from compat_matrix.checksums import sha256_file
 from images import build, engine, render, run
 from npuenv.cli import main
 from tests.sim import installers as sim_installers
@@ -61,7 +62,7 @@ def test_installers_pass_and_give_the_build_args(installers):
 
 def test_missing_installer_names_the_file_and_its_checksum(installers):
     stack, directory, made = installers
-    expected = build.sha256_file(made["kernels"])
+    expected = sha256_file(made["kernels"])
     made["kernels"].unlink()
     with pytest.raises(cm.UserError) as e:
         build.check_installers(stack, directory)
@@ -72,13 +73,13 @@ def test_missing_installer_names_the_file_and_its_checksum(installers):
 
 def test_mismatched_installer_gives_both_checksums(installers):
     stack, directory, made = installers
-    listed = build.sha256_file(made["toolkit"])
+    listed = sha256_file(made["toolkit"])
     made["toolkit"].write_bytes(made["toolkit"].read_bytes() + b"tampered")
     with pytest.raises(cm.UserError) as e:
         build.check_installers(stack, directory)
     msg = str(e.value)
-    assert f"{made['toolkit'].name}: checksum mismatch: SHA256SUMS says sha256 {listed}" in msg
-    assert f"the file has {build.sha256_file(made['toolkit'])}" in msg
+    assert f"{made['toolkit'].name}: checksum mismatch: {directory / 'SHA256SUMS'} says sha256 {listed}" in msg
+    assert f"the file has {sha256_file(made['toolkit'])}" in msg
 
 
 def test_unlisted_installer_and_missing_sums_are_refused(installers):
@@ -103,7 +104,7 @@ def test_source_python_needs_its_tarball_among_the_installers(tmp_path):
     (tmp_path / plan.file).write_bytes(b"not really a tarball")
     sim_installers.write_sha256sums(tmp_path)  # lists *.run only
     with (tmp_path / "SHA256SUMS").open("a") as f:
-        f.write(f"{build.sha256_file(tmp_path / plan.file)}  {plan.file}\n")
+        f.write(f"{sha256_file(tmp_path / plan.file)}  {plan.file}\n")
     assert "PYTHON_SOURCE_SHA256" in build.check_installers(stack, tmp_path)
 
 
@@ -121,7 +122,7 @@ def synthetic_wheelhouse(tmp_path_factory) -> Path:
 def test_wheelhouse_gives_the_layer_keys(synthetic_wheelhouse):
     args = build.check_wheelhouse(stack_for(), synthetic_wheelhouse)
     requirements = (synthetic_wheelhouse / wh.REQUIREMENTS).read_text()
-    assert args[render.WHEELHOUSE_ARG] == build.sha256_file(synthetic_wheelhouse / wh.REQUIREMENTS)
+    assert args[render.WHEELHOUSE_ARG] == sha256_file(synthetic_wheelhouse / wh.REQUIREMENTS)
     assert args[render.PYTHON_DEPS_ARG] == render.sha256_text(render.python_deps(requirements))
     assert "torch-npu==" not in render.python_deps(requirements).lower().replace("_", "-")
     assert "numpy==" in render.python_deps(requirements)

@@ -6,14 +6,18 @@ naming both sides, the existing wheelhouse left as it was.
 """
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import compat_matrix as cm
 from npuenv.cli import main
+from tests.conftest import ROOT
 from tests.fixtures.wheelhouse.synth import make_elf, make_stack_wheels, make_wheel
 from torch_npu_pkg import wheelhouse
 
@@ -128,6 +132,32 @@ def test_cross_arch_and_target_markers(tmp_path):
     assert wheelhouse.verify(out, M) == []
 
 
+def test_dependencies_resolve_with_every_manylinux_tag_and_no_prereleases(tmp_path, capsys):
+    """The final release tagged for an older glibc (manylinux_2_17) fits a manylinux_2_28 target: pip is
+    given every tag the target accepts, so it does not fall back to a pre-release tagged 2_28."""
+    torch_dir, deps = tmp_path / "torch-source", tmp_path / "wheels"
+    wheels = make_stack_wheels(torch_dir, deps, stack())
+    wheels["cffi"].unlink()
+    final = make_wheel(deps, "cffi", "2.0.0", "cp311-cp311-manylinux_2_17_x86_64")
+    make_wheel(deps, "cffi", "2.0.0b1", "cp311-cp311-manylinux_2_28_x86_64")
+    out = tmp_path / "house"
+    assert main(build_args(out, torch_dir, deps)) == 0
+    cffi = next(w for w in json.loads((out / "manifest.json").read_text())["wheels"] if w["name"] == "cffi")
+    assert cffi["file"] == final.name
+    # only the pre-release fits: refused, unless asked for
+    final.unlink()
+    capsys.readouterr()
+    assert main(build_args(tmp_path / "pre", torch_dir, deps)) == 2
+    err = capsys.readouterr().err
+    assert "pip chose pre-release wheels, because no final release of them fits the target: " \
+           "cffi-2.0.0b1-cp311-cp311-manylinux_2_28_x86_64.whl" in err and "or pass --pre" in err
+    assert not (tmp_path / "pre").exists() and not list(tmp_path.glob(".pre.tmp-*"))
+    assert main(build_args(tmp_path / "pre", torch_dir, deps, "--pre")) == 0
+    manifest = json.loads((tmp_path / "pre" / "manifest.json").read_text())
+    assert "pre-release dependencies accepted (--pre): cffi-2.0.0b1-cp311-cp311-manylinux_2_28_x86_64.whl" \
+           in manifest["notes"]
+
+
 def test_bad_torch_pin_is_refused_and_the_old_wheelhouse_stays(built, tmp_path, capsys):
     out, wheels = built
     before = snapshot(out)
@@ -150,7 +180,13 @@ def test_checksum_mismatch_is_refused(built, capsys):
     (deps / "SHA256SUMS").write_text(f"{'0' * 64}  {wheels['torch_npu'].name}\n")
     assert main(build_args(out, wheels["torch"].parent, deps)) == 2
     err = capsys.readouterr().err
-    assert f"{wheels['torch_npu']}: checksum mismatch: {deps / 'SHA256SUMS'} says sha256 {'0' * 64}" in err
+    assert f"{wheels['torch_npu'].name}: checksum mismatch: {deps / 'SHA256SUMS'} says sha256 {'0' * 64}" in err
+    assert snapshot(out) == before
+    # a folder with a SHA256SUMS vouches only for what it lists (compat_matrix.checksums' one policy)
+    (deps / "SHA256SUMS").write_text(f"{'0' * 64}  some-other.whl\n")
+    assert main(build_args(out, wheels["torch"].parent, deps)) == 2
+    err = capsys.readouterr().err
+    assert f"{wheels['torch_npu'].name} is not listed in {deps / 'SHA256SUMS'}" in err
     assert snapshot(out) == before
 
 
@@ -262,3 +298,68 @@ def test_torch_source_can_be_an_index_url(tmp_path):
                                           "checksum_source": "index (#sha256 verified by pip)"}
     assert records["torchvision"]["version"] == "0.28.0+cpu"
     assert records["torchvision"]["source"]["location"] == url
+
+
+class _BlockingIndex:
+    """A package index on loopback that answers nothing until released: pip, asked for the
+    dependencies, waits there mid-build with the wheelhouse's temporary folder in place."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.asked, self.release = threading.Event(), threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.asked.set()
+                outer.release.wait(60)
+                self.send_error(404)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_build_leaves_nothing_behind(tmp_path, sources, sig):
+    torch_dir, deps, _ = sources
+    out = tmp_path / "house"
+    index = _BlockingIndex()
+    try:
+        args = [a for a in build_args(out, torch_dir, deps) if a != "--offline"] + ["--index-url", index.url]
+        proc = subprocess.Popen([sys.executable, "-m", "npuenv", *args], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PYTHONPATH": str(ROOT)})
+        assert index.asked.wait(120), "pip never asked the index"
+        (work,) = list(tmp_path.glob(".house.tmp-*"))   # mid-build: pip is downloading into it
+        assert (work / "download").is_dir()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        index.close()
+    assert proc.returncode == 128 + sig.value, err
+    assert f"npuenv: wheelhouse build {out}: interrupted by {sig.name}; its temporary files are removed and " \
+           f"nothing was written" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["torch-source", "wheels"]
+    assert _processes_mentioning(str(work)) == [], "pip was left running"

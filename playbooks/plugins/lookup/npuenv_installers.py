@@ -32,34 +32,24 @@ _raw:
 """
 
 import fnmatch  # noqa: E402
-import hashlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ansible.errors import AnsibleError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        # The project's one SHA256SUMS policy (compat_matrix.checksums): listed and matching, or refused.
+        from compat_matrix import checksums
+
         self.set_options(var_options=variables, direct=kwargs)
         cache = Path(self.get_option("cache"))
-        sums_file = cache / "SHA256SUMS"
-        if not sums_file.is_file():
-            raise AnsibleError(f"installer cache {cache} has no SHA256SUMS; put the vendor's .run files there and "
-                               f"record them with: (cd {cache} && sha256sum *.run > SHA256SUMS)")
-        sums = {}
-        for line in sums_file.read_text().splitlines():
-            if line.strip():
-                digest, name = line.split(None, 1)
-                sums[name.lstrip("*")] = digest
+        sums_file = cache / checksums.SUMS_FILE
+        try:
+            sums = checksums.read_sums(cache)
+        except checksums.ChecksumError as e:
+            raise AnsibleError(f"installer cache: {e}") from None
         packages = self.get_option("packages")
         found = {}
         for kind in self.get_option("kinds"):
@@ -70,11 +60,10 @@ class LookupModule(LookupBase):
                                    f"and add its SHA256 to SHA256SUMS")
             name = matches[-1]
             path = cache / name
-            if not path.is_file():
-                raise AnsibleError(f"{name} is listed in {sums_file} but missing from {cache}; download it again")
-            actual = _sha256(path)
-            if actual != sums[name]:
-                raise AnsibleError(f"{path} is corrupt or not the vendor's file: its SHA256 is {actual}, "
-                                   f"SHA256SUMS says {sums[name]}; download it again")
-            found[kind] = {"name": name, "path": str(path), "sha256": actual}
+            why = checksums.problem(path, name, sums, sums_file)
+            if why is not None and path.is_file():
+                raise AnsibleError(f"{path} is corrupt or not the vendor's file: {why}; download it again")
+            if why is not None:
+                raise AnsibleError(f"installer cache {cache}: {why}; download it again")
+            found[kind] = {"name": name, "path": str(path), "sha256": sums[name]}
         return [found]

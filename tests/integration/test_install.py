@@ -1,0 +1,223 @@
+"""npuenv as users install it, away from this checkout:
+
+* `pip install .` (not editable) into a fresh virtual environment outside the
+  checkout: `npuenv image render`, `npuenv deploy --check` against a simulated
+  node and `npuenv validate` work from the installed copy alone;
+* an air-gapped site: a bundle unpacked in a clean folder, a fresh virtual
+  environment made only from the bundle's own wheels with pip's index turned
+  off, and `deploy --check` and `validate` run from there.
+
+The controller's wheels (npuenv's dependencies and its `controller` extra:
+ansible-core, pytest-testinfra) are fetched once from PyPI into
+.cache/wheels/controller; every install below is offline (--no-index).
+The nodes are reached with the containers.podman connection, which the
+simulated nodes need and ansible-core does not ship: it is lent from this
+environment's Ansible through ANSIBLE_COLLECTIONS_PATH (sites reach their
+servers over SSH, which needs no collection).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+import ansible_collections.containers.podman as podman_collection
+from tests.conftest import ROOT, reachable
+from tests.fixtures.wheelhouse.synth import make_stack_wheels
+from tests.integration.conftest import stack_for
+from tests.sim import installers as sim_installers
+from tests.sim import nodes as sim_nodes
+
+ROW, PYTHON, ARCH, CHIP = "2.13.0", "3.11", "x86_64", "910b"
+PREFIX = "npu-sim-h14a"
+CONTROLLER_CACHE = ROOT / ".cache" / "wheels" / "controller"
+
+
+def write_inventory(path: Path, names: list[str], *, installers: Path, wheelhouse: Path) -> Path:
+    """The test fleet's inventory (one place: how the nodes are reached changes here only)."""
+    hosts = {name: {"hccn_device_ips": [f"10.40.{d}.{i + 1}" for d in range(8)]} for i, name in enumerate(names)}
+    inventory = {"all": {"children": {"npu_nodes": {"hosts": hosts, "vars": {
+        "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_become": False, "npu_driver_reboot": False,
+        "npuenv_row": {"torch_npu": ROW, "python": PYTHON, "chip": CHIP},
+        "npuenv_installer_cache": str(installers), "npuenv_wheelhouse": str(wheelhouse),
+        "hccn_netdetect_address": "10.40.0.254"}}}}}
+    path.write_text(yaml.safe_dump(inventory))
+    return path
+
+
+def controller_wheels() -> Path:
+    """npuenv's dependencies, its controller extra and its build backend, as wheels at the versions of
+    requirements.lock: fetched once (the lists are read from pyproject.toml)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = (project["project"]["dependencies"] + project["project"]["optional-dependencies"]["controller"]
+              + project["build-system"]["requires"])
+    lock = ROOT / "requirements.lock"
+    key = hashlib.sha256((json.dumps(wanted) + lock.read_text()).encode()).hexdigest()[:16]
+    done = CONTROLLER_CACHE / f".complete-{key}"
+    if done.exists():
+        return CONTROLLER_CACHE
+    if not reachable("pypi.org"):
+        pytest.skip("pypi.org cannot be reached to fetch the controller's wheels (ansible-core, pytest-testinfra) "
+                    "once into .cache/wheels/controller")
+    CONTROLLER_CACHE.mkdir(parents=True, exist_ok=True)
+    got = subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-d", str(CONTROLLER_CACHE),
+                          "-c", str(lock), *wanted], capture_output=True, text=True)
+    assert got.returncode == 0, got.stderr[-3000:]
+    done.touch()
+    return CONTROLLER_CACHE
+
+
+def offline_env(tmp: Path) -> dict:
+    """No index, no pip configuration, no PYTHONPATH, no checkout on any path; the podman connection lent."""
+    collections = tmp / "collections" / "ansible_collections"
+    collections.mkdir(parents=True, exist_ok=True)
+    link = collections / "containers"
+    if not link.exists():
+        link.symlink_to(Path(list(podman_collection.__path__)[0]).resolve().parent)
+    (tmp / "home").mkdir(exist_ok=True)
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp / "home"), "LANG": "C.UTF-8",
+            "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_INDEX_URL": "http://127.0.0.1:9/",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1", "NO_PROXY": "*",
+            "ANSIBLE_COLLECTIONS_PATH": str(tmp / "collections"), "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp")}
+
+
+def fresh_venv(path: Path, env: dict) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, capture_output=True, env=env)
+    return path / "bin"
+
+
+def run(cmd: list, cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def recap(output: str) -> dict[str, dict]:
+    import re
+
+    out = {}
+    for m in re.finditer(r"^(\S+)\s+: (.*)$", output.split("PLAY RECAP")[-1], re.M):
+        out[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return out
+
+
+@pytest.fixture(scope="module")
+def node(node_image, tmp_path_factory):
+    (name,) = sim_nodes.start_nodes(1, tmp_path_factory.mktemp("h14a-state"), prefix=PREFIX)
+    yield name
+    sim_nodes.remove_nodes([name])
+
+
+@pytest.fixture(scope="module")
+def inputs(matrix, tmp_path_factory):
+    """A small wheelhouse (synthetic wheels: check mode installs nothing) and the row's installers."""
+    root = tmp_path_factory.mktemp("h14a-inputs")
+    stack = stack_for(matrix, ROW, python=PYTHON)
+    make_stack_wheels(root / "torch-source", root / "deps", stack)
+    house = root / "wheelhouse"
+    built = subprocess.run([sys.executable, "-m", "npuenv", "wheelhouse", "build", "--row", ROW, "--python", PYTHON,
+                            "--arch", ARCH, "--out", str(house), "--torch-source", str(root / "torch-source"),
+                            "--source", f"dir:{root / 'deps'}", "--offline"], capture_output=True, text=True,
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert built.returncode == 0, built.stderr[-2000:]
+    installers = root / "installers"
+    sim_installers.make_installers(stack, installers)
+    return {"wheelhouse": house, "installers": installers}
+
+
+def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: str, installers: Path,
+                              wheelhouse: Path, push: bool) -> None:
+    """Run from ``bin_dir`` in ``site``: deploy --check reaches the node and changes nothing; (``push``) the
+    Python stack's push leaves nothing in the controller's TMPDIR; validate runs and finds no driver."""
+    inventory = write_inventory(site / "inventory.yml", [node], installers=installers, wheelhouse=wheelhouse)
+    controller_tmp = site / "controller-tmp"
+    controller_tmp.mkdir()
+    env = {**env, "TMPDIR": str(controller_tmp)}
+    deploy = run([bin_dir / "npuenv", "deploy", "-i", inventory, "--check"], site, env)
+    assert deploy.returncode == 0, deploy.stdout[-4000:] + deploy.stderr[-2000:]
+    r = recap(deploy.stdout)[node]
+    assert r["failed"] == 0 and r["unreachable"] == 0 and r["changed"] > 0
+    bare = subprocess.run(["podman", "exec", node, "test", "-e", "/usr/local/Ascend/driver"])
+    assert bare.returncode == 1, "check mode changed the node"
+
+    if push:
+        pushed = run([bin_dir / "npuenv", "deploy", "-i", inventory, "--tags", "python"], site, env)
+        assert pushed.returncode == 0, pushed.stdout[-4000:] + pushed.stderr[-2000:]
+        staged = subprocess.run(["podman", "exec", node, "cat", "/var/cache/npuenv/wheelhouse/SHA256SUMS"],
+                                capture_output=True, text=True)
+        assert staged.stdout == (wheelhouse / "SHA256SUMS").read_text()
+        assert [p.name for p in controller_tmp.iterdir() if p.name.startswith("npuenv-wheelhouse")] == []
+
+    out = site / "validation"
+    validate = run([bin_dir / "npuenv", "validate", "--target", f"podman://{node}", "--row", ROW, "--python", PYTHON,
+                    "--chip", CHIP, "--level", "quick", "--backend", "cpu", "--out", out], site, env)
+    assert validate.returncode == 1, validate.stdout[-3000:] + validate.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    status = {r["check"]: r["status"] for r in results["results"]}
+    assert status["driver_version"] == "failed", status   # nothing of the driver is installed: the check says so
+    assert "error" not in status.values(), status         # no check broke for want of a file in the install
+    assert (out / "report.html").is_file()
+
+
+def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_path):
+    wheels = controller_wheels()
+    env = offline_env(tmp_path)
+    # the project as a fresh clone has it: tracked files and new ones git does not ignore
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    src = tmp_path / "npuenv-src"
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_bytes((ROOT / rel).read_bytes())
+    bin_dir = fresh_venv(tmp_path / "venv", env)
+    install = run([bin_dir / "python", "-m", "pip", "install", "--no-index", "--find-links", wheels,
+                   f"{src}[controller]"], tmp_path, env)
+    assert install.returncode == 0, install.stderr[-3000:]
+    site_packages = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
+    assert (site_packages / "playbooks" / "roles" / "python_stack" / "tasks" / "main.yml").is_file()
+    assert not (site_packages / "npuenv").joinpath("__editable__").exists()
+    where = run([bin_dir / "python", "-c", "import playbooks.run, compat_matrix; "
+                 "print(playbooks.run.PLAYBOOK_DIR, compat_matrix.__file__)"], tmp_path, env)
+    assert where.stdout.split() == [str(site_packages / "playbooks"), str(site_packages / "compat_matrix" /
+                                                                       "__init__.py")], where.stderr
+
+    rendered = run([bin_dir / "npuenv", "image", "render", "--row", ROW, "--python", PYTHON, "--arch", ARCH,
+                    "--output", tmp_path / "context"], tmp_path, env)
+    assert rendered.returncode == 0, rendered.stderr
+    dockerfile = (tmp_path / "context" / "Dockerfile").read_text()
+    assert "Ascend-cann-toolkit_9.1.0_linux-x86_64.run" in dockerfile and "SHA256SUMS" in dockerfile
+
+    site = tmp_path / "site"
+    site.mkdir()
+    check_deploy_and_validate(bin_dir, site, env, node, inputs["installers"], inputs["wheelhouse"], push=True)
+
+
+def test_an_unpacked_bundle_runs_offline_from_its_own_wheels(node, inputs, tmp_path):
+    wheels = controller_wheels()
+    archive = tmp_path / "made" / "bundle.tar"
+    made = subprocess.run([sys.executable, "-m", "npuenv", "bundle", "make", "--wheelhouse", str(inputs["wheelhouse"]),
+                           "--installers", str(inputs["installers"]), "--out", str(archive),
+                           "--controller-wheels", str(wheels), "--offline"], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert made.returncode == 0, made.stderr[-3000:]
+
+    env = offline_env(tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(site)], check=True)
+    (top,) = list(site.iterdir())
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=top).returncode == 0
+    # USAGE.txt's steps, as written there
+    bin_dir = fresh_venv(top / "venv", env)
+    install = run([bin_dir / "pip", "install", "--no-index", "--find-links", "controller", "-r",
+                   "controller/requirements.txt"], top, env)
+    assert install.returncode == 0, install.stderr[-3000:]
+    assert run([bin_dir / "npuenv", "bundle", "verify", archive], top, env).returncode == 0
+    check_deploy_and_validate(bin_dir, top, env, node, top / "installers", top / "wheelhouse", push=False)

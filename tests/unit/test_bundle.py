@@ -1,0 +1,240 @@
+"""The air-gapped bundle, made offline from synthetic wheels and simulated installers: what
+`bundle make` refuses, what `bundle verify` refuses (paths out of the bundle, links, an
+empty manifest), and interrupts that leave nothing behind."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+from packaging.utils import parse_wheel_filename
+
+import compat_matrix as cm
+from compat_matrix import checksums
+from npuenv.cli import main
+from tests.conftest import ROOT
+from tests.fixtures.wheelhouse.synth import make_controller_wheels, make_stack_wheels
+from tests.sim import installers as sim_installers
+
+ROW, PYTHON, ARCH = "2.13.0", "3.11", "x86_64"
+STACK = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu="==" + ROW, python=PYTHON, arch=ARCH)).stack
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A wheelhouse, an installer cache with its SHA256SUMS and the controller's wheels."""
+    root = tmp_path_factory.mktemp("bundle-inputs")
+    torch_dir, deps = root / "torch-source", root / "deps"
+    make_stack_wheels(torch_dir, deps, STACK)
+    house = root / "wheelhouse"
+    assert main(["wheelhouse", "build", "--row", ROW, "--python", PYTHON, "--arch", ARCH, "--out", str(house),
+                 "--torch-source", str(torch_dir), "--source", f"dir:{deps}", "--offline"]) == 0
+    installers = root / "installers"
+    made = sim_installers.make_installers(STACK, installers)
+    controller = root / "controller-wheels"
+    make_controller_wheels(controller, ROOT / "requirements.lock")
+    return {"house": house, "installers": installers, "made": made, "controller": controller}
+
+
+def make_args(inputs, out, *extra, installers=None):
+    return ["bundle", "make", "--wheelhouse", str(inputs["house"]), "--installers",
+            str(installers or inputs["installers"]), "--out", str(out), "--controller-wheels",
+            str(inputs["controller"]), "--offline", *extra]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def archive(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "bundle.tar"
+    before = checkout_build_state()
+    assert main(make_args(inputs, out)) == 0
+    # the checkout the wheel was built from is left as it was (an editable install's egg-info stays)
+    assert checkout_build_state() == before
+    return out
+
+
+def checkout_build_state():
+    return (ROOT / "build").exists(), sorted((p.name, p.stat().st_mtime) for p in ROOT.glob("*.egg-info"))
+
+
+@pytest.fixture
+def unpacked(archive, tmp_path):
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(tmp_path)], check=True)
+    (top,) = list(tmp_path.iterdir())
+    return top
+
+
+def rewrite_sums(top: Path) -> None:
+    """SHA256SUMS (and MANIFEST.json's files) as they would be for the tree as it now is."""
+    manifest = json.loads((top / "MANIFEST.json").read_text())
+    files = {p.relative_to(top).as_posix(): checksums.sha256_file(p) for p in top.rglob("*")
+             if p.is_file() and p.name not in ("SHA256SUMS", "MANIFEST.json")}
+    manifest["files"] = {k: {"sha256": v} for k, v in files.items()}
+    (top / "MANIFEST.json").write_text(json.dumps(manifest))
+    files["MANIFEST.json"] = checksums.sha256_file(top / "MANIFEST.json")
+    (top / "SHA256SUMS").write_text(checksums.format_sums(files))
+
+
+def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages(archive, unpacked, capsys):
+    assert main(["bundle", "verify", str(archive)]) == 0
+    assert main(["bundle", "verify", str(unpacked)]) == 0
+    assert (unpacked / "source" / "validation" / "vendor_tools.py").is_file()   # the filter plugin's import
+    # installers/ serves as the site's installer cache: sha256sum -c there passes
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=unpacked / "installers").returncode == 0
+    assert len((unpacked / "installers" / "SHA256SUMS").read_text().splitlines()) == 5
+    assert (unpacked / "source" / "compat_matrix" / "checksums.py").is_file()   # the installers lookup's
+    # nothing at the top that a command run there would import instead of the installed packages
+    assert sorted(p.name for p in unpacked.iterdir()) == ["MANIFEST.json", "SHA256SUMS", "USAGE.txt", "controller",
+                                                           "installers", "source", "wheelhouse"]
+    manifest = json.loads((unpacked / "MANIFEST.json").read_text())
+    names = sorted(p.name for p in (unpacked / "controller").glob("*.whl"))
+    assert sorted(parse_wheel_filename(n)[0] for n in names) == ["ansible-core", "jinja2", "npuenv", "packaging",
+                                                                  "pytest", "pytest-testinfra", "pyyaml"]
+    assert manifest["controller"]["wheels"] == names and manifest["controller"]["python"] == PYTHON
+    reqs = (unpacked / "controller" / "requirements.txt").read_text()
+    npuenv_wheel = next((unpacked / "controller").glob("npuenv-*.whl"))
+    assert f"npuenv==0.1.0 \\\n    --hash=sha256:{checksums.sha256_file(npuenv_wheel)}" in reqs
+    usage = (unpacked / "USAGE.txt").read_text()
+    assert "venv/bin/pip install --no-index --find-links controller -r controller/requirements.txt" in usage
+    assert f"--row {ROW} --python {PYTHON} --chip 910b" in usage
+
+
+def test_installers_without_sums_or_unlisted_are_not_bundled(inputs, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    made = sim_installers.make_installers(STACK, cache)
+    out = tmp_path / "out" / "bundle.tar"
+    out.parent.mkdir()
+    (cache / "SHA256SUMS").unlink()
+    assert main(make_args(inputs, out, installers=cache)) == 2
+    err = capsys.readouterr().err
+    assert f"npuenv: {cache} has no SHA256SUMS; every file taken from it is checked against it" in err
+    assert list(out.parent.iterdir()) == []
+    sim_installers.write_sha256sums(cache)
+    sums = cache / "SHA256SUMS"
+    sums.write_text("".join(line + "\n" for line in sums.read_text().splitlines() if made["nnal"].name not in line))
+    assert main(make_args(inputs, out, installers=cache)) == 2
+    err = capsys.readouterr().err
+    assert f"nnal: {made['nnal'].name} is not listed in {sums}; a file nobody vouched for is not used" in err
+    assert "Traceback" not in err and not out.exists()
+    made["toolkit"].write_bytes(made["toolkit"].read_bytes() + b"x")
+    sim_installers.write_sha256sums(cache)
+    made["toolkit"].write_bytes(made["toolkit"].read_bytes() + b"y")
+    assert main(make_args(inputs, out, installers=cache)) == 2
+    assert f"toolkit: {made['toolkit'].name}: checksum mismatch: {sums} says sha256" in capsys.readouterr().err
+    assert not out.exists() and leftovers(out.parent) == []
+
+
+def test_an_archive_holding_only_an_empty_manifest_is_refused(tmp_path, capsys):
+    fake = tmp_path / "fake.tar"
+    empty = b"{}"
+    sums = f"{checksums.sha256_bytes(empty)}  MANIFEST.json\n".encode()
+    with tarfile.open(fake, "w") as tar:
+        for name, data in (("top/MANIFEST.json", empty), ("top/SHA256SUMS", sums)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert main(["bundle", "verify", str(fake)]) == 1
+    assert "MANIFEST.json is not a bundle manifest of format 1 made by `npuenv bundle make`" in capsys.readouterr().err
+    # a manifest of the right kind that lists nothing is no better
+    listless = json.dumps({"format": 1, "created_by": "npuenv bundle make", "top": "top", "files": {}}).encode()
+    with tarfile.open(fake, "w") as tar:
+        for name, data in (("top/MANIFEST.json", listless),
+                           ("top/SHA256SUMS", f"{checksums.sha256_bytes(listless)}  MANIFEST.json\n".encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert main(["bundle", "verify", str(fake)]) == 1
+    assert "MANIFEST.json lists no files; an empty bundle is not a bundle" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "../outside.txt", "installers/../../outside.txt"])
+def test_sums_naming_a_path_out_of_the_bundle_is_not_followed(unpacked, name, capsys):
+    outside = unpacked.parent / "outside.txt"
+    outside.write_text("not part of the bundle\n")
+    target = Path(name) if name.startswith("/") else outside
+    with (unpacked / "SHA256SUMS").open("a") as f:
+        f.write(f"{checksums.sha256_file(target)}  {name}\n")
+    assert main(["bundle", "verify", str(unpacked)]) == 2
+    err = capsys.readouterr().err
+    assert f"SHA256SUMS:" in err and f"{name!r} is not a path inside the checked directory" in err
+    assert "refusing to follow it" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("files", {"../outside.txt": {"sha256": "0" * 64}}, "MANIFEST.json names '../outside.txt', a path that leaves"),
+    ("installers", [{"file": "/etc/hostname", "sha256": "0" * 64}],
+     "MANIFEST.json: installer '/etc/hostname' is not a file under installers/; not followed"),
+    ("wheelhouse", {"path": "../elsewhere"}, "the wheelhouse is always wheelhouse/, not '../elsewhere'; not followed"),
+])
+def test_manifest_naming_a_path_out_of_the_bundle_is_not_followed(unpacked, field, value, message, capsys):
+    manifest = json.loads((unpacked / "MANIFEST.json").read_text())
+    if field == "files":
+        manifest["files"].update(value)
+    else:
+        manifest[field] = value
+    (unpacked / "MANIFEST.json").write_text(json.dumps(manifest))
+    assert main(["bundle", "verify", str(unpacked)]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_a_link_in_an_unpacked_bundle_is_refused(unpacked, capsys):
+    toolkit = next((unpacked / "installers").glob("*toolkit*"))
+    data = toolkit.read_bytes()
+    elsewhere = unpacked.parent / "elsewhere.run"
+    elsewhere.write_bytes(data)
+    toolkit.unlink()
+    toolkit.symlink_to(elsewhere)   # same bytes, but outside the bundle
+    assert main(["bundle", "verify", str(unpacked)]) == 1
+    assert f"installers/{toolkit.name}: a symbolic link; a bundle holds plain files only" in capsys.readouterr().err
+
+
+def test_an_extra_file_is_refused_even_with_sums_rewritten(unpacked, capsys):
+    (unpacked / "wheelhouse" / "evil-1.0.tar.gz").write_bytes(b"sdist")
+    rewrite_sums(unpacked)
+    assert main(["bundle", "verify", str(unpacked)]) == 1
+    assert "wheelhouse: evil-1.0.tar.gz: a source archive (sdist) beside the wheels" in capsys.readouterr().err
+
+
+# --- interrupts -----------------------------------------------------------------------
+
+DRIVER = textwrap.dedent("""\
+    import os, signal, sys, tarfile
+    sys.path.insert(0, {root!r})
+    from npuenv.cli import main
+    added = []
+    real_add = tarfile.TarFile.add
+    def add(self, *a, **kw):
+        # mid-archive: the temporary archive is half written
+        added.append(1)
+        if len(added) == 5:
+            os.kill(os.getpid(), signal.{sig})
+        return real_add(self, *a, **kw)
+    tarfile.TarFile.add = add
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_an_interrupted_bundle_make_leaves_nothing_behind(inputs, tmp_path, sig):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "bundle.tar").write_bytes(b"the previous bundle")
+    proc = subprocess.run([sys.executable, "-c", DRIVER.format(root=str(ROOT), sig=sig),
+                           *make_args(inputs, out_dir / "bundle.tar")], capture_output=True, text=True, cwd=tmp_path)
+    number = getattr(signal, sig).value
+    assert proc.returncode == 128 + number, proc.stderr
+    assert f"npuenv: bundle make {out_dir / 'bundle.tar'}: interrupted by {sig}; its temporary files are removed " \
+           f"and nothing was written" in proc.stderr
+    assert "Traceback" not in proc.stderr and "bundle: writing" in proc.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["bundle.tar"]
+    assert (out_dir / "bundle.tar").read_bytes() == b"the previous bundle"
