@@ -20,9 +20,10 @@ def _where(option: str | None, path: Path) -> str:
 
 
 def _check_parent(path: Path, option: str | None) -> None:
-    parent = path.parent
-    if not parent.exists():
-        raise UserError(f"{_where(option, path)}: the folder {parent} does not exist; create it or choose another path")
+    """The folder ``path`` goes into takes files. Folders missing on the way are
+    made when the output is written (as `mkdir -p` would): the nearest one that
+    exists must be a folder this user can write in."""
+    parent = next(p for p in (path.parent, *path.parent.absolute().parents) if p.exists() or p.is_symlink())
     if not parent.is_dir():
         raise UserError(f"{_where(option, path)}: {parent} is not a folder; choose another path")
     try:
@@ -57,6 +58,7 @@ def check_dir_output(path: Path | str, option: str | None = None) -> Path:
 def write_text(path: Path | str, text: str, option: str | None = None, mode: int = 0o644) -> Path:
     """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename)."""
     path = check_file_output(path, option)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -75,6 +77,7 @@ def write_files(directory: Path | str, files: dict[str, tuple[str, int]], option
     """Write ``{name: (text, mode)}`` into ``directory`` (created if missing): all are written to a
     temporary folder beside it first, then moved in, so that a failure leaves none of them."""
     directory = check_dir_output(directory, option)
+    directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         for name, (text, mode) in files.items():

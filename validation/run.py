@@ -36,6 +36,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import compat_matrix as cm
+from compat_matrix import outputs
 from compat_matrix.errors import UserError
 
 from . import artefact as artefact_mod
@@ -396,16 +397,6 @@ def checks_ran(records: list[dict]) -> bool:
                for r in records)
 
 
-def check_out_dir(out_dir: Path) -> Path:
-    """--out: a folder, or a path where one can be made; checked before any work."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: is a file, not a folder; give the path of a folder")
-    existing = next(p for p in [out_dir, *out_dir.absolute().parents] if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out_dir}: cannot write in {existing}; choose another folder")
-    return out_dir
-
-
 def validate(targets: list[str], level: str, constraints: cm.Constraints, out_dir: Path, *,
              backend: str = "auto", host_root: str = "/", run_args: list[str] | None = None,
              suite_options: list[str] | None = None, only: list[str] | None = None,
@@ -413,7 +404,7 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
              matrix: str | None = None, quiet: bool = False) -> int:
     if level not in LEVELS:
         raise UserError(f"unknown level '{level}'; use quick, standard or full")
-    out_dir = check_out_dir(Path(out_dir))
+    out_dir = outputs.check_dir_output(Path(out_dir), "--out")
     the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
     with ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))

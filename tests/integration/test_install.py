@@ -10,10 +10,8 @@
 The controller's wheels (npuenv's dependencies and its `controller` extra:
 ansible-core, pytest-testinfra) are fetched once from PyPI into
 .cache/wheels/controller; every install below is offline (--no-index).
-The nodes are reached with the containers.podman connection, which the
-simulated nodes need and ansible-core does not ship: it is lent from this
-environment's Ansible through ANSIBLE_COLLECTIONS_PATH (sites reach their
-servers over SSH, which needs no collection).
+The node is reached as sites reach their servers: over SSH as a non-root user
+with sudo and strict host key checking (ansible-core needs no collection).
 """
 from __future__ import annotations
 
@@ -22,13 +20,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-import ansible_collections.containers.podman as podman_collection
 from tests.conftest import ROOT, reachable
 from tests.fixtures.wheelhouse.synth import make_stack_wheels
 from tests.integration.conftest import stack_for
@@ -36,19 +34,19 @@ from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
 
 ROW, PYTHON, ARCH, CHIP = "2.13.0", "3.11", "x86_64", "910b"
-PREFIX = "npu-sim-h14a"
+PREFIX = "npu-sim-i"
 CONTROLLER_CACHE = ROOT / ".cache" / "wheels" / "controller"
 
 
-def write_inventory(path: Path, names: list[str], *, installers: Path, wheelhouse: Path) -> Path:
-    """The test fleet's inventory (one place: how the nodes are reached changes here only)."""
-    hosts = {name: {"hccn_device_ips": [f"10.40.{d}.{i + 1}" for d in range(8)]} for i, name in enumerate(names)}
-    inventory = {"all": {"children": {"npu_nodes": {"hosts": hosts, "vars": {
-        "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
-        "ansible_become": False, "npu_driver_reboot": False,
-        "npuenv_row": {"torch_npu": ROW, "python": PYTHON, "chip": CHIP},
-        "npuenv_installer_cache": str(installers), "npuenv_wheelhouse": str(wheelhouse),
-        "hccn_netdetect_address": "10.40.0.254"}}}}}
+def write_inventory(path: Path, names: list[str], access: sim_nodes.SshAccess, *, installers: Path,
+                    wheelhouse: Path) -> Path:
+    """The test fleet's inventory: the nodes over SSH, as sim_nodes.inventory reaches them."""
+    inventory = sim_nodes.inventory(
+        names, access, host_vars={name: {"hccn_device_ips": [f"10.40.{d}.{i + 1}" for d in range(8)]}
+                                  for i, name in enumerate(names)},
+        group_vars={"npuenv_row": {"torch_npu": ROW, "python": PYTHON, "chip": CHIP},
+                    "npuenv_installer_cache": str(installers), "npuenv_wheelhouse": str(wheelhouse),
+                    "hccn_netdetect_address": "10.40.0.254"})
     path.write_text(yaml.safe_dump(inventory))
     return path
 
@@ -76,17 +74,14 @@ def controller_wheels() -> Path:
 
 
 def offline_env(tmp: Path) -> dict:
-    """No index, no pip configuration, no PYTHONPATH, no checkout on any path; the podman connection lent."""
-    collections = tmp / "collections" / "ansible_collections"
-    collections.mkdir(parents=True, exist_ok=True)
-    link = collections / "containers"
-    if not link.exists():
-        link.symlink_to(Path(list(podman_collection.__path__)[0]).resolve().parent)
+    """No index, no pip configuration, no PYTHONPATH, no checkout on any path, no Ansible collection."""
     (tmp / "home").mkdir(exist_ok=True)
     return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp / "home"), "LANG": "C.UTF-8",
             "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_INDEX_URL": "http://127.0.0.1:9/",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1", "NO_PROXY": "*",
-            "ANSIBLE_COLLECTIONS_PATH": str(tmp / "collections"), "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp")}
+            "ANSIBLE_COLLECTIONS_PATH": str(tmp / "collections"), "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
+            # ssh's ControlPersist socket path must fit a Unix socket name (108 bytes): not under pytest's tmp
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": tempfile.mkdtemp(prefix="cp-", dir="/tmp")}
 
 
 def fresh_venv(path: Path, env: dict) -> Path:
@@ -109,15 +104,17 @@ def recap(output: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def node(node_image, tmp_path_factory):
-    (name,) = sim_nodes.start_nodes(1, tmp_path_factory.mktemp("h14a-state"), prefix=PREFIX)
-    yield name
+    state = tmp_path_factory.mktemp("install-state")
+    access = sim_nodes.SshAccess.create(state / "ssh")
+    (name,) = sim_nodes.start_nodes(1, state, prefix=PREFIX, access=access)
+    yield name, access
     sim_nodes.remove_nodes([name])
 
 
 @pytest.fixture(scope="module")
 def inputs(matrix, tmp_path_factory):
     """A small wheelhouse (synthetic wheels: check mode installs nothing) and the row's installers."""
-    root = tmp_path_factory.mktemp("h14a-inputs")
+    root = tmp_path_factory.mktemp("install-inputs")
     stack = stack_for(matrix, ROW, python=PYTHON)
     make_stack_wheels(root / "torch-source", root / "deps", stack)
     house = root / "wheelhouse"
@@ -131,11 +128,12 @@ def inputs(matrix, tmp_path_factory):
     return {"wheelhouse": house, "installers": installers}
 
 
-def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: str, installers: Path,
+def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: tuple, installers: Path,
                               wheelhouse: Path, push: bool) -> None:
     """Run from ``bin_dir`` in ``site``: deploy --check reaches the node and changes nothing; (``push``) the
     Python stack's push leaves nothing in the controller's TMPDIR; validate runs and finds no driver."""
-    inventory = write_inventory(site / "inventory.yml", [node], installers=installers, wheelhouse=wheelhouse)
+    node, access = node
+    inventory = write_inventory(site / "inventory.yml", [node], access, installers=installers, wheelhouse=wheelhouse)
     controller_tmp = site / "controller-tmp"
     controller_tmp.mkdir()
     env = {**env, "TMPDIR": str(controller_tmp)}
@@ -155,8 +153,8 @@ def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: str, i
         assert [p.name for p in controller_tmp.iterdir() if p.name.startswith("npuenv-wheelhouse")] == []
 
     out = site / "validation"
-    validate = run([bin_dir / "npuenv", "validate", "--target", f"podman://{node}", "--row", ROW, "--python", PYTHON,
-                    "--chip", CHIP, "--level", "quick", "--backend", "cpu", "--out", out], site, env)
+    validate = run([bin_dir / "npuenv", "validate", "--target", f"ansible://{node}?inventory={inventory}",
+                    "--level", "quick", "--backend", "cpu", "--out", out], site, env)
     assert validate.returncode == 1, validate.stdout[-3000:] + validate.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     status = {r["check"]: r["status"] for r in results["results"]}
