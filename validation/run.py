@@ -343,12 +343,19 @@ def records_of(host: str, outcome: Outcome) -> list[dict]:
 
 
 def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
-    """One fleet-wide record per fleet check, naming the nodes that failed it."""
+    """One fleet-wide record per fleet check, naming the nodes that failed it;
+    first those the others waited for (a collective's stuck_nodes, by rank)."""
     out = []
     for check in FLEET_CHECKS:
-        bad = []
+        stuck = sorted({members[n] for h in members if phase[h].status == "ran"
+                        for r in phase[h].document.get("results", [])
+                        if r["check"] == check and isinstance(r.get("data"), dict)
+                        for n in r["data"].get("stuck_nodes", []) if 0 <= n < len(members)})
+        bad = [f"{h} (the other nodes waited for it: it never reached the collective)" for h in stuck]
         for host in members:
             outcome = phase[host]
+            if host in stuck:
+                continue
             if outcome.status != "ran":
                 bad.append(f"{host} ({outcome.status}: {outcome.reason[:200]})")
                 continue

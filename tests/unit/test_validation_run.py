@@ -125,6 +125,14 @@ def test_fleet_records_name_the_nodes_that_failed_hung_or_vanished():
     assert allreduce["message"] == ("2 of 3 node(s) failed: n0 (the all_reduce hung); "
                                     "n1 (unreachable: Connection refused)")
     assert out["netdetect_peers"]["message"] == "1 of 3 node(s) failed: n1 (unreachable: Connection refused)"
+    # the nodes that waited name the one that never reached the collective (node rank 1)
+    waited = rec("x", "allreduce_across_nodes", "failed", "all_reduce of 1 KiB did not complete",
+                 data={"stuck_nodes": [1]})
+    hung = {"n0": Outcome("ran", document=doc(waited)), "n1": Outcome("ran", document=doc(
+            rec("x", "allreduce_across_nodes", "failed", "did not finish"))), "n2": Outcome("ran", document=doc(waited))}
+    [named] = [r for r in run.fleet_records(hung, ["n0", "n1", "n2"]) if r["check"] == "allreduce_across_nodes"]
+    assert named["message"].startswith("3 of 3 node(s) failed: n1 (the other nodes waited for it: it never reached "
+                                       "the collective); n0 (all_reduce of 1 KiB did not complete)")
     healthy = run.fleet_records({"n0": phase["n2"], "n2": phase["n2"]}, ["n0", "n2"])
     assert [(r["check"], r["status"], r["message"]) for r in healthy] == [
         ("allreduce_across_nodes", "passed", "all 2 nodes took part"), ("netdetect_peers", "passed", "all 2 nodes took part")]

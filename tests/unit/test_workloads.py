@@ -305,6 +305,37 @@ def test_torchrun_style_workers_need_no_launcher(tmp_path):
     assert outs[1][0].strip() == "", "only LOCAL_RANK 0 prints"
 
 
+def test_torchrun_style_workers_name_the_rank_that_hangs(tmp_path):
+    """Three ranks as three torchrun nodes; rank 2 never reaches the first
+    all_reduce. The others end within their timeout and name rank 2 (node 2)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if k not in _STRIP}
+    base.update(WORLD_SIZE="3", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    text = workloads.script("allreduce")
+    procs = [subprocess.Popen([PY, "-", "--backend", "cpu", "--max-bytes", "4K", "--iters", "2", "--timeout", "8",
+                               "--hang-rank", "2"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=tmp_path, env=dict(base, RANK=str(r), LOCAL_RANK="0")) for r in (0, 1, 2)]
+    for p in procs:
+        p.stdin.write(text)
+        p.stdin.close()
+    try:
+        outs = [(procs[r].stdout.read(), procs[r].wait(timeout=120)) for r in (0, 1)]
+    finally:
+        procs[2].kill()
+        procs[2].wait()
+    for out, rc in outs:
+        j = workloads.parse_result(out)
+        assert rc == 124 and j["timed_out"] is True, (rc, out[-1500:])
+        assert (j["stuck_ranks"], j["stuck_nodes"]) == ([2], [2]), j
+        assert "rank(s) 2 (node rank(s) 2) never reached it" in j["error"], j["error"]
+
+
 def test_workload_file_runs_directly_for_development(tmp_path):
     """`python validation/workloads/ddp.py` loads _common.py itself and launches its workers."""
     env = {k: v for k, v in os.environ.items() if k not in _STRIP}

@@ -89,6 +89,9 @@ def test_allreduce_across_nodes(pytestconfig, probe, options, check):
         rc, out, err = outcomes[0]
     result = _last_json(out)
     what = f"the all_reduce across {nnodes} nodes"
+    if result and result.get("stuck_nodes"):
+        # the ranks this node waited for: the controller names their nodes
+        check.record({"stuck_nodes": result["stuck_nodes"]})
     check(result is not None or rc != 124, f"{what} did not finish within {options['timeout'] + 120} s",
           expected="every node joins the rendezvous and the sweep completes", found=(out + err).strip()[-600:],
           cause=f"a node did not join the rendezvous at {master}:{options['fleet_port']}, or a rank hung",

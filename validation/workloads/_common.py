@@ -263,6 +263,7 @@ class Watchdog:
         self.timeout = float(timeout)
         self.on_expire = on_expire
         self.heartbeat = heartbeat
+        self.progress = None  # a StoreProgress once the process group is up (torchrun)
         self._cur = None
         self._label = None
         self._thread = threading.Thread(target=self._run, name="npuenv-watchdog", daemon=True)
@@ -272,6 +273,8 @@ class Watchdog:
         if label != self._label:
             self._label = label
             emit_event("step", label=label)
+            if self.progress is not None:
+                self.progress.step()
         self._cur = (label, hint, time.monotonic())
 
     def done(self) -> None:
@@ -296,6 +299,37 @@ class Watchdog:
             if self.heartbeat and now - last_hb >= 1.0:
                 last_hb = now
                 emit_event("hb")
+
+
+class StoreProgress:
+    """Each rank's count of steps, kept in the process group's store (torchrun:
+    ranks on several nodes). When a collective hangs, every rank that reached it
+    waits; the ranks whose count is behind are the ones that never got there."""
+
+    PREFIX = "npuenv/steps/"
+
+    def __init__(self, store, rank: int, world_size: int):
+        self.store, self.rank, self.world_size, self.steps = store, rank, world_size, 0
+
+    def step(self) -> None:
+        self.steps += 1
+        try:
+            self.store.set(self.PREFIX + str(self.rank), str(self.steps))
+        except Exception:  # noqa: BLE001 - progress is a diagnosis, never a failure
+            pass
+
+    def behind(self) -> list:
+        """Ranks whose last recorded step comes before this rank's."""
+        out = []
+        for r in range(self.world_size):
+            key = self.PREFIX + str(r)
+            try:
+                steps = int(self.store.get(key)) if self.store.check([key]) else 0
+            except Exception:  # noqa: BLE001
+                continue
+            if steps < self.steps:
+                out.append(r)
+        return out
 
 
 # -- the run of one workload --------------------------------------------------------------
@@ -381,13 +415,21 @@ class Run:
                        rank=int(os.environ.get("RANK", "0")))
             return
         msg = "%s did not complete within %g s" % (label, self.watchdog.timeout)
+        stuck = {}
         if self.role == "torchrun":
             msg += " on %s ranks" % os.environ.get("WORLD_SIZE", "?")
+            behind = self.watchdog.progress.behind() if self.watchdog.progress is not None else []
+            if behind:
+                per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) or 1
+                stuck = {"stuck_ranks": behind, "stuck_nodes": sorted({r // per_node for r in behind})}
+                msg += "; rank(s) %s (node rank(s) %s) never reached it" % (
+                    ", ".join(map(str, behind)), ", ".join(map(str, stuck["stuck_nodes"])))
         if hint:
             msg += ": " + hint
         if self.prints_json:
             out = self.envelope()
             out.update(self.partial)
+            out.update(stuck)
             out.update({"ok": False, "timed_out": True, "error": msg, "duration_s": self.elapsed()})
             print_json(out)
         sys.stderr.write("%s: %s\n" % (self.name, msg))
@@ -500,6 +542,14 @@ def init_distributed(run: Run, timeout: float) -> dict:
     dist.init_process_group(backend=be.dist_backend, rank=de["rank"], world_size=de["world_size"],
                             timeout=datetime.timedelta(seconds=timeout + 30))
     run.watchdog.done()
+    if run.role == "torchrun":
+        try:  # the group's own store (no public accessor): every rank reaches it
+            store = dist.distributed_c10d._get_default_store()
+        except Exception:  # noqa: BLE001 - without it, a hang is reported without names
+            store = None
+        if store is not None:
+            run.watchdog.progress = StoreProgress(store, de["rank"], de["world_size"])
+            run.watchdog.progress.step()
     return de
 
 
