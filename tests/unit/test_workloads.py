@@ -317,7 +317,7 @@ def test_torchrun_style_workers_name_the_rank_that_hangs(tmp_path):
     base.update(WORLD_SIZE="3", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                 OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     text = workloads.script("allreduce")
-    procs = [subprocess.Popen([PY, "-", "--backend", "cpu", "--max-bytes", "4K", "--iters", "2", "--timeout", "8",
+    procs = [subprocess.Popen([PY, "-", "--backend", "cpu", "--max-bytes", "4K", "--iters", "2", "--timeout", "20",
                                "--hang-rank", "2"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=tmp_path, env=dict(base, RANK=str(r), LOCAL_RANK="0")) for r in (0, 1, 2)]
@@ -332,7 +332,7 @@ def test_torchrun_style_workers_name_the_rank_that_hangs(tmp_path):
     for out, rc in outs:
         j = workloads.parse_result(out)
         assert rc == 124 and j["timed_out"] is True, (rc, out[-1500:])
-        assert (j["stuck_ranks"], j["stuck_nodes"]) == ([2], [2]), j
+        assert (j.get("stuck_ranks"), j.get("stuck_nodes")) == ([2], [2]), j["error"]
         assert "rank(s) 2 (node rank(s) 2) never reached it" in j["error"], j["error"]
 
 
