@@ -40,7 +40,7 @@ from compat_matrix import outputs
 from compat_matrix.errors import UserError
 
 from . import artefact as artefact_mod
-from . import explain, report
+from . import explain, report, workloads
 from .node import FLEET_PORT, LEVELS
 from .report import FLEET
 
@@ -69,19 +69,9 @@ class Outcome:
     document: dict = field(default_factory=dict)  # the node's JSON (node.py)
 
 
-def _document(stdout: str) -> dict | None:
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                return None
-    return None
-
-
 def judge(rc: int, stdout: str, stderr: str) -> Outcome:
     """A node run's outcome from the artefact's exit code and output."""
-    doc = _document(stdout)
+    doc = workloads.last_json(stdout)
     if doc is None:
         tail = (stdout + stderr).strip()[-1500:] or f"exit {rc}, no output"
         return Outcome("error", f"the validation artefact gave no result (exit {rc}): {tail}")

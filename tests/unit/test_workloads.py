@@ -277,19 +277,25 @@ def test_ddp_trains_with_equal_parameters_on_every_rank(tmp_path):
     assert len(set(j["param_checksums"])) == 1 and math.isfinite(j["param_checksums"][0])
 
 
-def test_torchrun_style_workers_need_no_launcher(tmp_path):
-    """What torchrun (one node or many) starts: plain workers with RANK/WORLD_SIZE/MASTER_*.
-
-    Each is a normal worker; only LOCAL_RANK 0 prints the JSON, with global results.
-    """
+def torchrun_env(world: int, local_world: int) -> dict:
+    """The environment torchrun gives its workers, with a free rendezvous port on loopback."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    base = {k: v for k, v in os.environ.items() if k not in _STRIP}
-    base.update(WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    env = {k: v for k, v in os.environ.items() if k not in _STRIP}
+    env.update(WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(local_world), MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port), OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    return env
+
+
+def test_torchrun_style_workers_need_no_launcher(tmp_path):
+    """What torchrun (one node or many) starts: plain workers with RANK/WORLD_SIZE/MASTER_*.
+
+    Each is a normal worker; only LOCAL_RANK 0 prints the JSON, with global results.
+    """
+    base = torchrun_env(world=2, local_world=2)
     text = workloads.script("allreduce")
     procs = [subprocess.Popen([PY, "-", "--backend", "cpu", "--max-bytes", "4K", "--iters", "2"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -307,15 +313,10 @@ def test_torchrun_style_workers_need_no_launcher(tmp_path):
 
 def test_torchrun_style_workers_name_the_rank_that_hangs(tmp_path):
     """Three ranks as three torchrun nodes; rank 2 never reaches the first
-    all_reduce. The others end within their timeout and name rank 2 (node 2)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = {k: v for k, v in os.environ.items() if k not in _STRIP}
-    base.update(WORLD_SIZE="3", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    all_reduce. The others end within their timeout; rank 0 names rank 2 (node 2).
+    (Here rank 0 also serves the store, which ends with it; under torchrun the
+    agent serves it, so every rank can read it.)"""
+    base = torchrun_env(world=3, local_world=1)
     text = workloads.script("allreduce")
     procs = [subprocess.Popen([PY, "-", "--backend", "cpu", "--max-bytes", "4K", "--iters", "2", "--timeout", "20",
                                "--hang-rank", "2"],
@@ -330,10 +331,10 @@ def test_torchrun_style_workers_name_the_rank_that_hangs(tmp_path):
         procs[2].kill()
         procs[2].wait()
     for out, rc in outs:
-        j = workloads.parse_result(out)
-        assert rc == 124 and j["timed_out"] is True, (rc, out[-1500:])
-        assert (j.get("stuck_ranks"), j.get("stuck_nodes")) == ([2], [2]), j["error"]
-        assert "rank(s) 2 (node rank(s) 2) never reached it" in j["error"], j["error"]
+        assert rc == 124 and workloads.parse_result(out)["timed_out"] is True, (rc, out[-1500:])
+    j = workloads.parse_result(outs[0][0])
+    assert (j.get("stuck_ranks"), j.get("stuck_nodes")) == ([2], [2]), j["error"]
+    assert "rank(s) 2 (node rank(s) 2) never reached it" in j["error"], j["error"]
 
 
 def test_workload_file_runs_directly_for_development(tmp_path):

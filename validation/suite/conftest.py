@@ -131,14 +131,7 @@ def workload_command(probe: facts_mod.Probe, name: str, args: str) -> str:
 def run_workload(probe: facts_mod.Probe, name: str, args: str, timeout: int = 600) -> tuple[dict | None, str]:
     """Run a workload with the host's python3; (its JSON, its output)."""
     rc, out, err = probe.run(f"timeout {timeout} {workload_command(probe, name, args)}")
-    text = out + err
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line), text
-            except ValueError:
-                break
-    return None, text
+    return workloads.last_json(out), out + err
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ floor, an all_reduce across every node (torchrun) and netdetect between peers.""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import shlex
 
 import pytest
@@ -62,16 +61,6 @@ def allreduce_rank(probe, options, nnodes: int, rank: int, master: str) -> tuple
                      f"{launch} /tmp/npuenv_allreduce.py {args}")
 
 
-def _last_json(out: str) -> dict | None:
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                return None
-    return None
-
-
 @pytest.mark.fleet
 def test_allreduce_across_nodes(pytestconfig, probe, options, check):
     nproc = options["nproc"] or 1
@@ -87,7 +76,7 @@ def test_allreduce_across_nodes(pytestconfig, probe, options, check):
         with concurrent.futures.ThreadPoolExecutor(nnodes) as pool:
             outcomes = list(pool.map(lambda r: allreduce_rank(probes[r], options, nnodes, r, master), range(nnodes)))
         rc, out, err = outcomes[0]
-    result = _last_json(out)
+    result = workloads.last_json(out)
     what = f"the all_reduce across {nnodes} nodes"
     if result and result.get("stuck_nodes"):
         # the ranks this node waited for: the controller names their nodes

@@ -100,6 +100,18 @@ def script(name: str) -> str:
     return _wrap(name, source(name))
 
 
+def last_json(stdout: str) -> dict | None:
+    """The last stdout line that is a JSON object (logs may follow it), or None."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return None
+            return obj if isinstance(obj, dict) else None
+    return None
+
+
 def parse_result(stdout: str) -> dict:
     """The JSON object on the last non-empty stdout line; ValueError if there is none."""
     lines = [line for line in stdout.splitlines() if line.strip()]
