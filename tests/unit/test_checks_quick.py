@@ -17,7 +17,8 @@ from validation.suite import test_quick as q
 HDK_FIX = "install the row's HDK driver and firmware (make deploy TAGS=driver)"
 WANTED_DRIVER = "driver 25.2.X .. newer (paired with CANN 9.1.0: 26.1.0)"
 # explain.py's entries the checks lean on, written out
-CANN_ENV_CAUSE = "the CANN environment is not sourced (or the toolkit is missing): the loader cannot find CANN's libraries"
+CANN_ENV_CAUSE = ("the CANN environment is not sourced (or the toolkit is missing): "
+                  "the loader cannot find CANN's libraries")
 CANN_ENV_FIX = ("source the toolkit's set_env.sh (the ascend_env profile script does this for login shells), "
                 "or install the CANN toolkit of the row")
 ENV_VARS_CAUSE = "the CANN environment variables are missing or point to a path that does not exist"
@@ -324,7 +325,8 @@ def test_nnal_of_the_rows_cann_passes():
 def test_missing_or_other_nnal_fails():
     f = failed(q.test_nnal, facts=healthy_facts(nnal=[]), stack=stack())
     assert f == {"summary": "NNAL 9.1.0 is not installed", "expected": "/usr/local/Ascend/nnal/atb/9.1.0",
-                 "found": "none", "cause": "the NNAL package was not installed", "fix": "install the row's NNAL package"}
+                 "found": "none", "cause": "the NNAL package was not installed",
+                 "fix": "install the row's NNAL package"}
     f = failed(q.test_nnal, facts=healthy_facts(nnal=["8.5.0", "9.0.0"]), stack=stack())
     assert f["found"] == "8.5.0, 9.0.0"
 
