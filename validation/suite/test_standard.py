@@ -25,9 +25,10 @@ def _answered(check, result, text, what, measured=()):
 def _completed(check, result, text, what):
     """The workload's own verdict: called after the specific checks, so that a
     failure they explain is reported by them, and any other still fails."""
-    check(result.get("error") is None or result.get("ok"),
-          f"the {what.removeprefix('the ')} workload failed: {result.get('error')}",
-          expected=f"{what} completes", found=str(result.get("error")), seen=str(result.get("error")) + text)
+    error = result.get("error") or "it reports ok: false (an incomplete result)"
+    check(result.get("ok") is True and not result.get("error"),
+          f"the {what.removeprefix('the ')} workload failed: {error}",
+          expected=f"{what} completes", found=error, seen=error + text)
 
 
 def _ran(check, result, text, what):
