@@ -204,3 +204,37 @@ step other_path ./{n["toolkit"]} --install --install-path=/srv/ascend --quiet
     assert s["custom_env"][1].strip() == "/opt/ascend/ascend-toolkit/latest"
     rc, out = s["other_path"]
     assert rc == 1 and "ascend_cann_install.info exists ! 'install-path' parameter are not supported." in out
+
+
+def test_nnal_files_atb_abi_and_an_nnae_only_host(fresh_node, tmp_path):
+    """NNAL's version.info is in the vendor's "key : value" form and its set_env.sh picks ATB's C++ ABI
+    as the vendor's does; NNAE installs on its own (a production host without the toolkit)."""
+    release = sim_installers.Release(cann="8.0.0", hdk="24.1.0", chip="910b", arch="x86_64")
+    made = {k: p.name for k, p in sim_installers.make_installers(
+        release, tmp_path, kinds=("toolkit", "nnal", "nnae")).items()}
+    assert made == {"toolkit": "Ascend-cann-toolkit_8.0.0_linux-x86_64.run",
+                    "nnal": "Ascend-cann-nnal_8.0.0_linux-x86_64.run",
+                    "nnae": "Ascend-cann-nnae_8.0.0_linux-x86_64.run"}
+    r = fresh_node.run(PRELUDE + f'''
+step nnae ./{made["nnae"]} --install --install-for-all --quiet
+step nnae_files bash -c 'cat /usr/local/Ascend/nnae/latest/ascend_nnae_install.info; readlink /usr/local/Ascend/nnae/latest'
+step nnae_env bash -c '. /usr/local/Ascend/nnae/set_env.sh && env | grep -E "^ASCEND_(HOME|OPP)_PATH=" | sort'
+step toolkit ./{made["toolkit"]} --install --install-for-all --quiet
+step nnal bash -c '. /usr/local/Ascend/ascend-toolkit/set_env.sh && ./{made["nnal"]} --install --quiet'
+step nnal_version cat /usr/local/Ascend/nnal/atb/latest/version.info
+step abi_default bash -c '. /usr/local/Ascend/nnal/atb/set_env.sh && echo $ATB_HOME_PATH'
+step abi_0 bash -c '. /usr/local/Ascend/nnal/atb/set_env.sh --cxx_abi=0 && echo $ATB_HOME_PATH'
+''', mounts={"/inst": tmp_path})
+    s = steps(r)
+    assert s["nnae"][0] == 0
+    assert s["nnae_files"][1] == ("package_name=Ascend-cann-nnae\nversion=8.0.0\ninnerversion=V100R001C80SPC000B200\n"
+                                  "arch=x86_64\nos=linux\npath=/usr/local/Ascend/nnae/8.0.0\n8.0.0\n")
+    assert s["nnae_env"][1] == ("ASCEND_HOME_PATH=/usr/local/Ascend/nnae/latest\n"
+                                "ASCEND_OPP_PATH=/usr/local/Ascend/nnae/latest/opp\n")
+    assert s["toolkit"][0] == 0 and s["nnal"][0] == 0, r.stdout
+    assert s["nnal_version"][1] == ("    Ascend-cann-atb : 8.0.0\n    Ascend-cann-atb Version : 8.0.0.B030\n"
+                                    "    Platform : x86_64\n    branch : br_release_cann_8.0.0\n"
+                                    "    commit id : 02a94694766ebf12d820aa4b5d9c95c4fe149379\n")
+    # no torch on this node: the vendor's script falls back to the C++11 ABI
+    assert s["abi_default"][1] == "/usr/local/Ascend/nnal/atb/latest/atb/cxx_abi_1\n"
+    assert s["abi_0"][1] == "/usr/local/Ascend/nnal/atb/latest/atb/cxx_abi_0\n"
