@@ -10,9 +10,9 @@ minutes on two cores; cosmic-ray re-runs the whole test command per mutant.
 
 Each module gets its own workspace, out/mutation/<module>/, holding links to
 the packages and tests and a setup.cfg naming that module and its tests:
-mutmut reads its settings from the working directory, copies the packages
-into mutants/ there and keeps its results between runs (only what changed is
-run again). Scores go to bench/results/mutation/<module>.json; survivors that
+mutmut reads its settings from the working directory and copies the packages
+into mutants/ there; each run starts from a fresh copy, because mutmut keeps
+a survivor's verdict when only the tests changed. Scores go to bench/results/mutation/<module>.json; survivors that
 cannot be killed are listed with the reason in tests/mutation/equivalent.md
 and count as killed in the adjusted score.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,7 @@ def run(module: str) -> int:
         print(f"{module}: its tests are missing: {', '.join(missing)}", file=sys.stderr)
         return 2
     ws = workspace(module)
+    shutil.rmtree(ws / "mutants", ignore_errors=True)
     done = mutmut(ws, "run", quiet=True)
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
