@@ -37,7 +37,7 @@ GOAL = 0.90
 # module -> the unit tests that judge it (mutmut runs only those reaching the mutated function)
 MODULES = {
     "compat_matrix/resolver.py": ["tests/unit/test_resolver_rules.py", "tests/unit/test_matrix_resolve.py"],
-    "compat_matrix/loader.py": ["tests/unit/test_matrix_schema.py"],
+    "compat_matrix/loader.py": ["tests/unit/test_matrix_loader.py", "tests/unit/test_matrix_schema.py"],
     "compat_matrix/schema.py": ["tests/unit/test_matrix_schema.py"],
     "compat_matrix/versions.py": ["tests/unit/test_resolver_rules.py", "tests/unit/test_matrix_resolve.py",
                                   "tests/unit/test_matrix_schema.py", "tests/unit/test_checks_quick.py"],
