@@ -257,3 +257,44 @@ def test_bad_platforms_file_lists_every_problem_with_its_line(tmp_path):
     with pytest.raises(cm.MatrixError) as info:
         cm.load_platforms(path)
     assert str(info.value).startswith(f"{path}:")
+
+
+def test_rows_key_on_a_later_line_is_named_there(tmp_path):
+    path, text = write(tmp_path, "# a comment\nexcluded: []\nrows: []\n")
+    assert problems(tmp_path, text) == [
+        f"{path}:3: the matrix must be a mapping with a non-empty 'rows:' list of stacks"]
+
+
+def test_a_row_that_is_not_a_mapping(tmp_path):
+    path, text = write(tmp_path, {"rows": ["2.4.0.post2"]})
+    found = problems(tmp_path, text)
+    assert len(found) == 1 and found[0].startswith(f"{path}:{line_of(text, '- 2.4.0.post2')}: row 1: ")
+
+
+def test_notes_default_to_empty(tmp_path):
+    row = good_row()
+    del row["notes"]
+    assert cm.load_matrix(write(tmp_path, {"rows": [row]})[0]).rows[0].notes == ""
+
+
+def test_release_comparison_uses_three_components(tmp_path):
+    # a four-part torch_npu release is built for the torch of its first three
+    row = good_row()
+    row["torch_npu"] = "2.4.0.1"
+    row["wheel"]["url"] = "https://pypi.org/project/torch-npu/2.4.0.1/"
+    cm.load_matrix(write(tmp_path, {"rows": [row]})[0])
+    row.update(torch="2.5.1", torchvision="0.20.1")
+    row["wheel"]["torch_requirement"] = {}
+    msg, _, _ = one_row_problem(tmp_path, row)
+    assert "torch: torch_npu 2.4.0.1 is built for torch 2.4.0, not 2.5.1" in msg
+    row = good_row()
+    row["torch"] = "2.4.0.1"
+    row["wheel"]["torch_requirement"] = {}
+    cm.load_matrix(write(tmp_path, {"rows": [row]})[0])
+
+
+def test_every_arch_pin_is_checked_after_an_arch_without_wheel(tmp_path):
+    row = good_row()
+    row["wheel"]["torch_requirement"] = {"x86_64": None, "aarch64": "torch==2.3.1"}
+    msg, _, _ = one_row_problem(tmp_path, row)
+    assert "wheel.torch_requirement.aarch64: 'torch==2.3.1' does not pin the row's torch 2.4.0" in msg
