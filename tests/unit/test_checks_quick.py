@@ -8,6 +8,11 @@ out by hand from the row (2.13.0: CANN 9.1.0, HDK 26.1.0 >= 25.2.X, 8 x 910B3).
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import textwrap
+
+import pytest
 
 from tests.unit.check_fakes import (LEGACY_ROW, FakeProbe, failed, healthy_facts, options, passed, run_check,
                                     sample, stack)
@@ -133,7 +138,8 @@ def dev_listing(davinci=range(8), shared=("davinci_manager", "devmm_svm", "hisi_
     return "\n".join(lines) + "\n"
 
 
-DEV_CMD = r"^for d in /dev/davinci\[0-9\]\* /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc; do"
+DEV_CMD = (r"^for d in /dev/davinci\[0-9\]\* /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc; "
+           r'do \[ -e "\$d" \] && echo "\$\(stat -c %F "\$d"\) \$d"; done; true$')
 
 
 def dev_probe(listing: str) -> FakeProbe:
@@ -341,6 +347,7 @@ CURRENT_ENV = {
                        "/usr/local/Ascend/driver/lib64",
     "PATH": "/usr/local/Ascend/cann-9.1.0/bin:/usr/bin:/bin",
     "HOME": "/root",
+    "NPUENV_OPTS": "a=b=c",   # a value holding '=' is one variable
 }
 LEGACY_ENV = {
     "ASCEND_TOOLKIT_HOME": "/usr/local/Ascend/ascend-toolkit/latest",
@@ -551,3 +558,141 @@ def test_torch_npu_seeing_fewer_devices_than_npu_smi_fails():
                      "cause": "the devices are not visible to the process (device nodes, ASCEND_RT_VISIBLE_DEVICES) "
                               "or busy",
                      "fix": "pass every device into the container and check ASCEND_RT_VISIBLE_DEVICES"}
+
+
+# ------------------------------------------------------------------ every item of a list is named
+
+def test_every_missing_item_is_named():
+    probe = dev_probe(dev_listing(shared=("devmm_svm",)))
+    f = failed(q.test_device_nodes, probe=probe, facts=healthy_facts(), stack=stack(), options=options())
+    assert f["summary"] == "management device node(s) missing: /dev/davinci_manager, /dev/hisi_hdc"
+    assert f["found"] == "missing /dev/davinci_manager, /dev/hisi_hdc"
+    smi = {"processes": [{"npu": 0, "chip": 0, "pid": 11, "name": "python"},
+                         {"npu": 3, "chip": 0, "pid": 12, "name": "vllm"}]}
+    assert failed(q.test_npu_processes, facts=healthy_facts(npu_smi=smi))["found"] == \
+        "pid 11 (python) on NPU 0, pid 12 (vllm) on NPU 3"
+    cann = [{"generation": "cann", "version": "9.0.0", "home": "", "arch": "x86_64", "kernels": []},
+            {"generation": "ascend-toolkit", "version": "8.0.0", "home": "", "arch": "x86_64", "kernels": []}]
+    assert failed(q.test_cann_toolkit, facts=healthy_facts(cann=cann), stack=stack())["found"] == \
+        "9.0.0 (cann), 8.0.0 (ascend-toolkit)"
+    cann = healthy_facts()["cann"]
+    cann[0]["kernels"] = ["ascend310p", "ascend910"]
+    assert failed(q.test_cann_toolkit, facts=healthy_facts(cann=cann), stack=stack())["found"] == \
+        "ascend310p, ascend910"
+    probe = env_probe(CURRENT_ENV, missing_dirs="/usr/local/Ascend/cann-9.1.0/runtime\n"
+                                                "/usr/local/Ascend/cann-9.1.0/compiler\n")
+    assert failed(q.test_login_environment, probe=probe, stack=stack())["found"] == \
+        "missing /usr/local/Ascend/cann-9.1.0/runtime /usr/local/Ascend/cann-9.1.0/compiler"
+    bad = {"decorator": "ModuleNotFoundError: No module named 'decorator'",
+           "yaml": "ModuleNotFoundError: No module named 'yaml'"}
+    probe = FakeProbe().answer(r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c ", 0, json.dumps(bad) + "\n")
+    assert failed(q.test_cann_python_deps, probe=probe, stack=stack())["found"] == \
+        "decorator: ModuleNotFoundError: No module named 'decorator'; yaml: ModuleNotFoundError: No module named 'yaml'"
+    facts = healthy_facts()
+    facts["devices"][1]["health"] = facts["devices"][5]["health"] = "Warning"
+    assert passed(q.test_npu_health, facts=facts, stack=stack(), options=options()).warnings == [
+        "NPU health Warning: NPU 1 chip 0, NPU 5 chip 0"]
+
+
+def test_a_stack_without_dies_counts_one_per_npu():
+    s = stack()
+    del s["dies_per_npu"]
+    passed(q.test_npu_health, facts=healthy_facts(), stack=s, options=options())
+
+
+def test_a_left_out_wheel_does_not_end_the_comparison():
+    py = {**healthy_facts()["python"], "torch": None, "torch_npu": "2.12.0"}
+    probe = FakeProbe(files={MANIFEST: json.dumps({"notes": ["torch left out: built elsewhere"]})})
+    f = failed(q.test_python_versions, facts=healthy_facts(python=py), probe=probe, stack=stack())
+    assert f["summary"] == "torch_npu 2.12.0 installed, the row says 2.13.0"
+
+
+def test_long_outputs_keep_their_end():
+    text = "x" * 900 + "torch-npu 2.13.0 has requirement torch==2.13.0"
+    f = failed(q.test_pip_check, probe=FakeProbe().answer(r"^python3 -m pip check$", 1, text))
+    assert f["found"] == text[-800:]
+    err = "y" * 600 + "ImportError: no torch_npu"
+    f = failed(q.test_torch_npu_libraries, probe=FakeProbe().answer(r"^dirs=\$\(", 1, "", err))
+    assert f["found"] == err[-500:]
+    out = "".join(f"libtorch_npu.so: \tlibdep{i:02d}.so => not found\n" for i in range(13))
+    f = failed(q.test_torch_npu_libraries, probe=FakeProbe().answer(r"^dirs=\$\(", 0, out))
+    assert f["summary"] == "13 shared library dependency(ies) of torch_npu do not resolve"
+    assert f["found"] == "; ".join(f"libtorch_npu.so: libdep{i:02d}.so" for i in range(12))
+
+
+def test_python_that_dies_reports_its_error_not_its_output():
+    probe = FakeProbe().answer(r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c ", 137, "partial output", "Killed\n")
+    assert failed(q.test_cann_python_deps, probe=probe, stack=stack())["found"] == "python3: Killed"
+
+
+def test_a_cann_dependency_failing_otherwise_is_still_named_as_one():
+    bad = {"numpy": "ImportError: numpy.core.multiarray failed to import"}
+    probe = FakeProbe().answer(r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c ", 0, json.dumps(bad) + "\n")
+    assert explained(failed(q.test_cann_python_deps, probe=probe, stack=stack())) == (PYDEP_CAUSE, PYDEP_FIX)
+
+
+def test_any_cann_library_missing_is_explained_as_cann_env():
+    out = LDD_OK + "libtorch_npu.so: \tlibge_runner.so => not found\n"
+    f = failed(q.test_torch_npu_libraries, probe=FakeProbe().answer(r"^dirs=\$\(", 0, out))
+    assert explained(f) == (CANN_ENV_CAUSE, CANN_ENV_FIX)
+
+
+def test_explanations_read_the_whole_error_output():
+    # the listing failed: its stderr explains it, whatever stdout printed
+    probe = FakeProbe().answer(r"^dirs=\$\(", 1, "libhccl.so: cannot open shared object file\n",
+                               "ImportError: libtorch_npu.so: undefined symbol: aclnnFoo\n")
+    assert explained(failed(q.test_torch_npu_libraries, probe=probe)) == (SKEW_CAUSE, SKEW_FIX)
+    # import torch_npu: the cause is earlier in the traceback than its last line
+    err = ("ImportError: libhccl.so: cannot open shared object file: No such file or directory\n"
+           "RuntimeError: Failed to load the backend extension: torch_npu\n")
+    f = failed(q.test_torch_npu_import, probe=FakeProbe().answer(IMPORT, 1, "", err), facts=healthy_facts())
+    assert f["found"] == "RuntimeError: Failed to load the backend extension: torch_npu"
+    assert explained(f) == (CANN_ENV_CAUSE, CANN_ENV_FIX)
+
+
+# ------------------------------------------------------------------ the probes run for real
+
+@pytest.fixture
+def fake_install(tmp_path, monkeypatch):
+    """torch and torch_npu as the probes see them: packages on PYTHONPATH, torch_npu's library
+    linked against a libhccl.so that lives in a CANN-like folder."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is not installed (build-essential): the library probe test links a small .so")
+    site, cann = tmp_path / "site", tmp_path / "cann" / "lib64"
+    (site / "torch" / "lib").mkdir(parents=True)
+    (site / "torch_npu" / "lib").mkdir(parents=True)
+    cann.mkdir(parents=True)
+    (site / "torch" / "__init__.py").write_text(textwrap.dedent("""
+        class npu:
+            is_available = staticmethod(lambda: True)
+            device_count = staticmethod(lambda: 8)
+        """))
+    (site / "torch_npu" / "__init__.py").write_text("")
+    # libtorch_npu.so needs torch's libc10.so (found through torch's lib folder, which the probe adds)
+    # and CANN's libhccl.so (found only when the environment names CANN's folder)
+    (tmp_path / "c10.c").write_text("int c10_init(void) { return 0; }\n")
+    (tmp_path / "hccl.c").write_text("int HcclInit(void) { return 0; }\n")
+    (tmp_path / "npu.c").write_text("int HcclInit(void);\nint c10_init(void);\n"
+                                    "int npu_init(void) { return HcclInit() + c10_init(); }\n")
+    torch_lib = site / "torch" / "lib"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(torch_lib / "libc10.so"), str(tmp_path / "c10.c")], check=True)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(cann / "libhccl.so"), str(tmp_path / "hccl.c")], check=True)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(site / "torch_npu" / "lib" / "libtorch_npu.so"),
+                    str(tmp_path / "npu.c"), f"-L{cann}", "-lhccl", f"-L{torch_lib}", "-lc10"], check=True)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(cann))
+    return cann
+
+
+def test_library_probe_runs_for_real(fake_install, monkeypatch):
+    passed(q.test_torch_npu_libraries, probe=facts_mod.LocalProbe("/"))
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/nonexistent")
+    f = failed(q.test_torch_npu_libraries, probe=facts_mod.LocalProbe("/"))
+    assert f["found"] == "libtorch_npu.so: libhccl.so"
+    assert explained(f) == (CANN_ENV_CAUSE, CANN_ENV_FIX)
+
+
+def test_import_probe_runs_for_real(fake_install):
+    passed(q.test_torch_npu_import, probe=facts_mod.LocalProbe("/"), facts=healthy_facts())
+    f = failed(q.test_torch_npu_import, probe=facts_mod.LocalProbe("/"), facts=healthy_facts(devices=[]))
+    assert f["found"] == "is_available()=True, device_count()=8"
