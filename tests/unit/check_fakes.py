@@ -105,33 +105,37 @@ class Outcome:
     warnings: list[str]
     data: list
     error: CheckFailed | None = None
+    skipped: str | None = None     # the reason, when the check skipped itself
 
     @property
     def passed(self) -> bool:
-        return self.failure is None
+        return self.failure is None and self.skipped is None
 
 
 def run_check(check_fn, **kwargs) -> Outcome:
-    """Call a check with a Checker bound to a fake request; collect what it recorded."""
+    """Call a check with a Checker bound to a fake request; collect what it recorded.
+    A skip is caught and recorded: escaping, it would turn the calling test into a skip."""
     request = FakeRequest()
-    error = None
+    error = skipped = None
     try:
         check_fn(check=Checker(request), **kwargs)
     except CheckFailed as e:
         error = e
+    except pytest.skip.Exception as e:
+        skipped = str(e)
     props = request.node.user_properties
     failures = [json.loads(v) for k, v in props if k == PROP_FAILURE]
     assert len(failures) == (1 if error else 0), "a failed check records exactly one failure"
     return Outcome(failure=failures[0] if failures else None,
                    warnings=[v for k, v in props if k == PROP_WARNING],
-                   data=[json.loads(v) for k, v in props if k == PROP_DATA], error=error)
+                   data=[json.loads(v) for k, v in props if k == PROP_DATA], error=error, skipped=skipped)
 
 
 def failed(check_fn, **kwargs) -> dict:
     """The failure a check must record; fails the test when the check passes."""
     outcome = run_check(check_fn, **kwargs)
-    if outcome.passed:
-        pytest.fail(f"{check_fn.__name__} passed where it must fail")
+    if outcome.failure is None:
+        pytest.fail(f"{check_fn.__name__} {'skipped' if outcome.skipped else 'passed'} where it must fail")
     return outcome.failure
 
 

@@ -120,9 +120,9 @@ def test_migration_passes():
 def test_migration_off_the_npu_is_skipped_with_the_reason():
     reason = ("backend is cpu: the automatic migration maps torch.cuda calls onto NPUs and needs torch_npu "
               "with at least one NPU")
-    with pytest.raises(pytest.skip.Exception) as info:
-        run_check(s.test_migrate, workload=FakeWorkload(envelope(backend="cpu", applicable=False, reason=reason)))
-    assert str(info.value) == f"not applicable: {reason}"
+    wl = FakeWorkload(envelope(backend="cpu", applicable=False, reason=reason))
+    assert run_check(s.test_migrate, workload=wl).skipped == f"not applicable: {reason}"
+    assert wl.calls == [("migrate", "")]
 
 
 def test_migration_that_stays_on_the_cpu_fails():
@@ -256,3 +256,72 @@ def test_allreduce_that_could_not_launch_fails_with_its_error():
     assert f["summary"] == ("the all_reduce across local devices workload failed: rank 2 exited with code 1 before "
                             "the first collective")
     assert (f["cause"], f["fix"]) == UNKNOWN
+
+
+# ------------------------------------------------------------------ workload verdicts, crashes and their labels
+
+def test_each_check_runs_its_own_workload():
+    for fn, result, call in ((s.test_smoke, SMOKE_OK, ("smoke", "")), (s.test_migrate, MIGRATE_OK, ("migrate", ""))):
+        wl = FakeWorkload(result)
+        passed(fn, workload=wl)
+        assert wl.calls == [call]
+
+
+def test_crashes_before_the_measurements_fail_with_the_workload_named():
+    crash = envelope(ok=False, error="crashed: RuntimeError: device lost")
+    for fn, label in ((s.test_train, "training"), (s.test_migrate, "GPU-script migration")):
+        f = failed(fn, workload=FakeWorkload(crash))
+        assert f["summary"] == f"the {label} workload failed: crashed: RuntimeError: device lost", fn.__name__
+        assert f["expected"] == f"{label} completes"
+    # applicable, but stopped before it measured anything
+    f = failed(s.test_migrate, workload=FakeWorkload(envelope(ok=False, applicable=True, error="crashed: hang")))
+    assert f["summary"] == "the GPU-script migration workload failed: crashed: hang"
+    # not applicable, yet failing
+    f = failed(s.test_migrate, workload=FakeWorkload(envelope(ok=False, applicable=False, reason="cpu",
+                                                              error="import failed")))
+    assert f["summary"] == "the GPU-script migration workload failed: import failed"
+
+
+def test_a_failure_no_specific_check_covers_is_named_after_the_workload():
+    bad = {**SMOKE_OK, "ok": False, "error": "the device reported ECC errors"}
+    f = failed(s.test_smoke, workload=FakeWorkload(bad))
+    assert f["summary"] == "the one-line check workload failed: the device reported ECC errors"
+    # an error beside ok: true is still a failure
+    f = failed(s.test_smoke, workload=FakeWorkload({**SMOKE_OK, "error": "late warning turned error"}))
+    assert f["summary"] == "the one-line check workload failed: late warning turned error"
+
+
+def test_migration_claiming_ok_off_the_npu_fails():
+    f = failed(s.test_migrate, workload=FakeWorkload({**MIGRATE_OK, "on_npu": False, "loss_fell": False}))
+    assert f["summary"] == "the unmodified GPU script did not train on the NPU through transfer_to_npu"
+
+
+def test_explanations_read_the_whole_output():
+    text = "ImportError: libhccl.so: cannot open shared object file\n" + "x" * 700
+    f = failed(s.test_smoke, workload=FakeWorkload(None, text))
+    assert f["found"] == text.strip()[-600:]
+    assert f["cause"].startswith("the CANN environment is not sourced")
+    bad = envelope(workload="allreduce", ok=False, world_size=8, timeout_s=60, error="rank 2 exited with code 1")
+    f = failed(s.test_allreduce_local, workload=FakeWorkload(bad, "ImportError: libhccl.so: cannot open shared "
+                                                                   "object file\n"), options=options())
+    assert f["cause"].startswith("the CANN environment is not sourced")
+
+
+def test_the_combined_helper_checks_both():
+    from tests.unit.check_fakes import CheckFailed, Checker, FakeRequest
+    check = Checker(FakeRequest())
+    s._ran(check, SMOKE_OK, "", "one-line check")
+    with pytest.raises(CheckFailed, match="the one-line check workload did not run"):
+        s._ran(check, None, "", "one-line check")
+    with pytest.raises(CheckFailed, match="the one-line check workload failed: boom"):
+        s._ran(check, {**SMOKE_OK, "ok": False, "error": "boom"}, "", "one-line check")
+
+
+def test_network_devices_without_a_phy_id_are_addressed_by_position():
+    facts = healthy_facts()
+    for d in facts["devices"]:
+        d["phy_id"] = None
+    probe = hccn_probe(link={5: ""})
+    probe.answer(rf"^{HCCN} -i 5 -link -g$", 1, "", "")
+    f = failed(s.test_npu_network, probe=probe, facts=facts, stack=stack())
+    assert f["found"] == "device 5: link no answer, net health Success"

@@ -273,3 +273,50 @@ def test_checks_pass_on_what_collect_reads(tmp_path, layout):
         assert run_check(check, facts=facts, stack=s).passed, check.__name__
     assert run_check(q.test_firmware_pairs_with_driver, facts=facts).passed
     assert run_check(q.test_install_info, facts=facts).passed
+
+
+def test_files_with_bytes_that_are_not_utf8_are_still_read(tmp_path):
+    target = tmp_path / "usr/local/Ascend/driver/version.info"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"Version=24.1.rc3\ncomment=\xff\xfe\n")
+    text = facts_mod.LocalProbe(str(tmp_path)).read("/usr/local/Ascend/driver/version.info")
+    assert text == "Version=24.1.rc3\ncomment=\ufffd\ufffd\n"
+
+
+def test_a_tree_runs_nothing_and_prints_nothing(tmp_path):
+    assert facts_mod.LocalProbe(str(tmp_path)).run("npu-smi info")[:2] == (127, "")
+
+
+def test_install_info_without_the_driver_line_falls_back_to_the_default_root(tmp_path):
+    root = installed_tree(tmp_path)
+    (root / "etc/ascend_install.info").write_text("Firmware_Install_Type=full\n")
+    assert facts_mod.collect(facts_mod.LocalProbe(str(root)))["driver"] == {"version": "24.1.rc3"}
+
+
+def test_python_that_fails_with_output_reports_it(tmp_path):
+    probe = running_host(tmp_path)
+    probe.answer(PY_VERSIONS, 1, "partial output\n", "")
+    assert facts_mod.collect(probe)["python"] == {"interpreter": "python3", "error": "partial output"}
+    long = "E" * 600
+    probe.answer(PY_VERSIONS, 1, "", long)
+    assert facts_mod.collect(probe)["python"]["error"] == long[-500:]
+
+
+def test_host_probe_reads_only_files():
+    class File:
+        """testinfra's File: reading a missing file or a folder fails."""
+        def __init__(self, path, exists, is_file):
+            self.path, self.exists, self.is_file = path, exists, is_file
+
+        @property
+        def content_string(self):
+            assert self.is_file, f"testinfra cannot read {self.path}"
+            return "a=1\n"
+
+    class Host:
+        def file(self, path):
+            return File(path, *{"/etc/a": (True, True), "/etc": (True, False)}.get(path, (False, False)))
+
+    probe = facts_mod.HostProbe(Host())
+    assert probe.read("/etc/a") == "a=1\n"
+    assert probe.read("/etc") is None and probe.read("/missing") is None
