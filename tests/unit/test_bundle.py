@@ -170,3 +170,100 @@ def test_unpacked_folder_problems(tmp_path, inputs):
     assert bundle.verify_dir(root)[0].startswith(f"{root / 'MANIFEST.json'}: not valid JSON")
     (root / "MANIFEST.json").unlink()
     assert bundle.verify_dir(root) == [f"{root}: MANIFEST.json is missing; this is not an npuenv bundle"]
+
+
+def test_archive_members_are_all_checked_whatever_comes_first(tmp_path):
+    folder = tarfile.TarInfo(f"{TOP}/installers")
+    folder.type = tarfile.DIRTYPE
+    absolute = tarfile.TarInfo("/etc/cron.d/x")
+    absolute.size = 1
+    path = tmp_path / "b.tar"
+    with tarfile.open(path, "w") as tar:
+        for info in (folder, absolute):
+            tar.addfile(info, io.BytesIO(b"x") if info.isfile() else None)
+        for name, data in (("MANIFEST.json", b"{}\n"), ("late.txt", b"l")):
+            info = tarfile.TarInfo(f"{TOP}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        sums = f"{sha(b'{}' + bytes([10]))}  MANIFEST.json\n".encode()
+        info = tarfile.TarInfo(f"{TOP}/SHA256SUMS")
+        info.size = len(sums)
+        tar.addfile(info, io.BytesIO(sums))
+    assert bundle.verify(path) == ["/etc/cron.d/x: an unsafe path in the archive", "late.txt: not listed in SHA256SUMS"]
+
+
+def test_bytes_that_are_not_utf8_in_the_lists_are_reported_not_fatal(tmp_path):
+    path = tmp_path / "b.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("MANIFEST.json", b"{\xff}\n"), ("SHA256SUMS", b"\xff\xfe  a.txt\n")):
+            info = tarfile.TarInfo(f"{TOP}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert bundle.verify(path) == ["a.txt: listed in SHA256SUMS but missing", "MANIFEST.json: not listed in SHA256SUMS"]
+
+
+def rewrite_manifest(root: Path, data: dict) -> None:
+    """Change an unpacked bundle's MANIFEST.json and its line in SHA256SUMS."""
+    text = json.dumps(data).encode()
+    (root / "MANIFEST.json").write_bytes(text)
+    lines = [l for l in (root / "SHA256SUMS").read_text().splitlines() if not l.endswith("  MANIFEST.json")]
+    (root / "SHA256SUMS").write_text("".join(l + "\n" for l in lines + [f"{sha(text)}  MANIFEST.json"]))
+
+
+def made_folder(tmp_path, inputs) -> Path:
+    inst, house, _ = inputs
+    manifest = bundle.make(tmp_path / "b.tar", house, inst, STACK, playbooks=tmp_path / "none")
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        tar.extractall(tmp_path / "u", filter="tar")
+    return tmp_path / "u" / manifest["top"]
+
+
+def test_a_folder_is_verified_as_a_folder(tmp_path, inputs):
+    root = made_folder(tmp_path, inputs)
+    (root / "stray.txt").write_text("s")
+    assert bundle.verify(root) == bundle.verify_dir(root) == ["stray.txt: not listed in SHA256SUMS"]
+
+
+def test_bad_or_empty_sha256sums_in_a_folder(tmp_path, inputs):
+    root = made_folder(tmp_path, inputs)
+    (root / "SHA256SUMS").write_text("garbage\n")
+    assert bundle.verify_dir(root) == [f"{root / 'SHA256SUMS'}:1: not a sha256sum line: 'garbage'"]
+    (root / "SHA256SUMS").write_text("")
+    assert bundle.verify_dir(root) == [f"{root / 'SHA256SUMS'} is missing or empty"]
+
+
+def test_every_installer_of_the_manifest_must_be_in_sha256sums(tmp_path, inputs):
+    root = made_folder(tmp_path, inputs)
+    name = inputs[2]["nnal"].name
+    lines = (root / "SHA256SUMS").read_text().splitlines()
+    (root / "SHA256SUMS").write_text("".join(l + "\n" for l in lines if name not in l))
+    (root / "installers" / name).unlink()
+    data = json.loads((root / "MANIFEST.json").read_text())
+    del data["files"][f"installers/{name}"]
+    data["files"].pop("MANIFEST.json", None)
+    rewrite_manifest(root, data)
+    assert bundle.verify_dir(root) == [f"installers/{name}: an installer of the manifest is not in SHA256SUMS"]
+
+
+def test_the_wheelhouse_named_by_the_manifest_is_verified(tmp_path, inputs, monkeypatch):
+    root = made_folder(tmp_path, inputs)
+    checked = []
+    monkeypatch.setattr(bundle.wheelhouse, "verify", lambda d: checked.append(d) or ["wheel x: checksum mismatch"])
+    assert bundle.verify_dir(root) == ["wheelhouse: wheel x: checksum mismatch"]
+    assert checked == [root / "wheelhouse"]
+
+    def broken(d):
+        raise UserError(f"{d} is not a wheelhouse: manifest.json is missing")
+    monkeypatch.setattr(bundle.wheelhouse, "verify", broken)
+    assert bundle.verify_dir(root) == [f"wheelhouse: {root / 'wheelhouse'} is not a wheelhouse: manifest.json is missing"]
+    # a manifest naming no lists at all: the defaults apply
+    data = json.loads((root / "MANIFEST.json").read_text())
+    for key in ("files", "installers", "wheelhouse"):
+        del data[key]
+    rewrite_manifest(root, data)
+    monkeypatch.setattr(bundle.wheelhouse, "verify", lambda d: checked.append(d) or [])
+    problems = bundle.verify_dir(root)
+    assert problems == [] and checked[-1] == root / "wheelhouse"
+    data["wheelhouse"] = {"path": "house"}
+    rewrite_manifest(root, data)
+    assert bundle.verify_dir(root) == ["wheelhouse/ is missing"]
