@@ -33,6 +33,14 @@ EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.md"
 PACKAGES = ("compat_matrix", "validation", "images", "torch_npu_pkg", "playbooks", "npuenv")
 LINKED = (*PACKAGES, "tests", "pyproject.toml")
 GOAL = 0.90
+# Functions that verify checksums and hashes (the Dockerfile's own checks are shell in a
+# template, which mutmut cannot mutate: tests/unit/test_dockerfile_checksums.py executes them).
+CHECKSUM_FUNCTIONS = {
+    "torch_npu_pkg/bundle.py": ["make", "verify", "verify_dir"],
+    "torch_npu_pkg/wheelhouse.py": ["verify"],
+    "images/build.py": ["check_installers", "check_wheelhouse"],
+    "images/render.py": ["python_deps", "sha256_text"],
+}
 
 # module -> the unit tests that judge it (mutmut runs only those reaching the mutated function)
 MODULES = {
@@ -104,12 +112,18 @@ def run(module: str) -> int:
         return 2
     mutmut(ws, "export-cicd-stats", quiet=True)
     stats = json.loads((ws / "mutants" / "mutmut-cicd-stats.json").read_text())
-    listed = mutmut(ws, "results", quiet=True).stdout
-    survivors = sorted(m.group(1) for m in re.finditer(r"^\s*(\S+): survived$", listed, re.M))
+    listed = mutmut(ws, "results", "--all", "true", quiet=True).stdout
+    verdicts = {m.group(1): m.group(2) for m in re.finditer(r"^\s*(\S+): (.+?)\s*$", listed, re.M)}
+    survivors = sorted(name for name, verdict in verdicts.items() if verdict == "survived")
+    functions: dict[str, dict[str, int]] = {}
+    for name, verdict in verdicts.items():
+        counts = functions.setdefault(function_of(name), {"total": 0, "killed": 0})
+        counts["total"] += 1
+        counts["killed"] += verdict in ("killed", "timeout")
     record = {"module": module, "tests": MODULES[module], **{k: stats[k] for k in ("killed", "survived", "total",
                                                                                      "timeout", "no_tests",
                                                                                      "suspicious")},
-              "survivors": survivors}
+              "survivors": survivors, "functions": functions}
     out = RESULTS / "mutation"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{slug(module)}.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -118,6 +132,12 @@ def run(module: str) -> int:
     for name in survivors:
         print(f"  {name}")
     return 0
+
+
+def function_of(mutant: str) -> str:
+    """compat_matrix.resolver.x_resolve__mutmut_3 -> resolve; ...xǁNoMatchǁ__init____mutmut_1 -> NoMatch.__init__"""
+    name = mutant.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[1]
+    return name.removeprefix("x_").removeprefix("xǁ").replace("ǁ", ".")
 
 
 def equivalent_mutants() -> set[str]:
@@ -146,6 +166,21 @@ def report() -> int:
         mark = "" if r["adjusted"] >= GOAL else " (below 90 %)"
         lines.append(f"| {r['module']} | {r['total']} | {r['killed']} | {r['survived']} | {r['equivalent']} | "
                      f"{r['score']:.0%} | {r['adjusted']:.0%}{mark} |")
+    # the checksum and hash verification code, function by function
+    lines += ["", "| checksum / hash verification | mutants | killed or listed equivalent | score |", "|---|---|---|---|"]
+    for module, names in CHECKSUM_FUNCTIONS.items():
+        path = RESULTS / "mutation" / f"{slug(module)}.json"
+        if not path.exists():
+            lines.append(f"| {module} | not run | | |")
+            continue
+        r = json.loads(path.read_text())
+        for name in names:
+            counts = r.get("functions", {}).get(name)
+            if not counts:
+                continue
+            listed = sum(1 for s in r["survivors"] if s in equivalent and function_of(s) == name)
+            score = (counts["killed"] + listed) / counts["total"]
+            lines.append(f"| {module}: {name} | {counts['total']} | {counts['killed'] + listed} | {score:.0%} |")
     text = "\n".join(lines) + "\n"
     (RESULTS / "mutation.md").write_text(text)
     print(text, end="")
