@@ -304,3 +304,13 @@ def test_a_device_without_ip_does_not_stop_the_others(fleet, monkeypatch):
     f = failed(full.test_netdetect_peers, pytestconfig=config, stack=stack())
     assert f["found"] == ("node-a device 0: no device IP to ping with; node-a device 1 -> 192.168.2.11; "
                           "node-b device 0: no device IP to ping with")
+
+
+def test_netdetect_uses_the_phy_id_when_there_is_one(fleet, monkeypatch):
+    config, (a, b) = netdetect_fleet(fleet, monkeypatch, npus=1)
+    for h, net in ((a, "192.168.1"), (b, "192.168.2")):
+        h.facts["devices"][0].update(phy_id=9, npu=1)
+        h.probe.answer(rf"^{HCCN} -i 9 -ip -g$", 0, f"ipaddr:{net}.19\nnetmask:255.255.255.0\n")
+    a.probe.answer(rf"^{HCCN} -i 9 -ping -g address 192\.168\.2\.19$", 0, ping_reply("192.168.2.19"))
+    b.probe.answer(rf"^{HCCN} -i 9 -ping -g address 192\.168\.1\.19$", 0, ping_reply("192.168.1.19"))
+    passed(full.test_netdetect_peers, pytestconfig=config, stack=stack())

@@ -325,3 +325,13 @@ def test_network_devices_without_a_phy_id_are_addressed_by_position():
     probe.answer(rf"^{HCCN} -i 5 -link -g$", 1, "", "")
     f = failed(s.test_npu_network, probe=probe, facts=facts, stack=stack())
     assert f["found"] == "device 5: link no answer, net health Success"
+
+
+def test_net_health_that_does_not_answer_is_named():
+    probe = hccn_probe(health={4: ""})
+    probe.answer(rf"^{HCCN} -i 4 -net_health -g$", 1, "", "")
+    f = failed(s.test_npu_network, probe=probe, facts=healthy_facts(), stack=stack())
+    assert f["found"] == "device 4: link UP, net health no answer"
+    probe.answer(rf"^{HCCN} -i 4 -net_health -g$", 1, "", "hccn_tool: device 4 busy\n")
+    f = failed(s.test_npu_network, probe=probe, facts=healthy_facts(), stack=stack())
+    assert f["found"] == "device 4: link UP, net health hccn_tool: device 4 busy"
