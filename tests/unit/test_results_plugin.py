@@ -167,3 +167,58 @@ def test_under_xdist_the_controller_writes_every_record(pytester, monkeypatch):
     assert got[("podman://node-b", "npu_health")]["failure"]["cause"] == "the device reports a fault"
     assert got[("podman://node-a", "allreduce_local")]["data"]["world_size"] == 8
     assert got[("podman://node-a", "npu_health")]["status"] == "warning"
+
+
+TIMED = '''
+import time
+import pytest
+
+
+@pytest.fixture
+def slow():
+    time.sleep(0.4)
+    yield
+    time.sleep(0.3)
+
+
+def test_timed(slow):
+    time.sleep(0.5)
+
+
+class TestGroup:
+    def test_in_class(self):
+        pass
+'''
+
+
+def test_duration_is_the_checks_own_and_the_document_is_indented(pytester):
+    pytester.makepyfile(test_timed=TIMED)
+    out = pytester.path / "deep" / "er" / "results.json"
+    for _ in range(2):   # the folder is made once and then reused
+        pytester.runpytest("-p", "validation.results", f"--npuenv-results={out}").assert_outcomes(passed=2)
+    text = out.read_text()
+    assert text.startswith('{\n "started": ')
+    doc = json.loads(text)
+    timed = records(doc)[("fleet", "timed")]
+    assert 0.45 <= timed["duration_s"] < 0.75, timed   # the call only (0.5 s): setup and teardown passed
+    assert timed["duration_s"] == round(timed["duration_s"], 3)
+    assert ("fleet", "in_class") in records(doc)
+    assert isinstance(doc["duration_s"], float) and 0 < doc["duration_s"] < 30
+    assert doc["duration_s"] == round(doc["duration_s"], 1)
+
+
+def test_a_failure_without_a_crash_line_keeps_its_last_line(pytester):
+    pytester.makeconftest('''
+import pytest
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.longrepr = "the plugin's own report\\nits last line"
+''')
+    pytester.makepyfile(test_x="def test_x():\n    assert False\n")
+    out = pytester.path / "results.json"
+    pytester.runpytest("-p", "validation.results", f"--npuenv-results={out}")
+    assert records(json.loads(out.read_text()))[("fleet", "x")]["message"] == "its last line"
