@@ -31,7 +31,7 @@ WORK = ROOT / "out" / "mutation"
 RESULTS = ROOT / "bench" / "results"
 EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.md"
 PACKAGES = ("compat_matrix", "validation", "images", "torch_npu_pkg", "playbooks", "npuenv")
-LINKED = (*PACKAGES, "tests", "pyproject.toml")
+LINKED = (*PACKAGES, "tests", "pyproject.toml", "Makefile")
 GOAL = 0.90
 # Functions that verify checksums and hashes (the Dockerfile's own checks are shell in a
 # template, which mutmut cannot mutate: tests/unit/test_dockerfile_checksums.py executes them).
@@ -82,6 +82,7 @@ def workspace(module: str) -> Path:
         if not link.exists():
             link.symlink_to(ROOT / name)
     lines = ["[mutmut]", "source_paths ="] + [f"    {p}" for p in PACKAGES]
+    lines += ["also_copy =", "    Makefile"]   # the build tests read the Makefile's targets
     lines += ["only_mutate =", f"    {module}", "pytest_add_cli_args_test_selection ="]
     lines += [f"    {t}" for t in MODULES[module]]
     # one process, no cache: mutmut forks its own workers
