@@ -216,9 +216,9 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        report.longrepr = "the plugin's own report\\nits last line"
+        report.longrepr = "the plugin's own report\\nmore of it\\n" + "z" * 600
 ''')
     pytester.makepyfile(test_x="def test_x():\n    assert False\n")
     out = pytester.path / "results.json"
     pytester.runpytest("-p", "validation.results", f"--npuenv-results={out}")
-    assert records(json.loads(out.read_text()))[("fleet", "x")]["message"] == "its last line"
+    assert records(json.loads(out.read_text()))[("fleet", "x")]["message"] == "z" * 500   # its last line, cut
