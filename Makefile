@@ -87,6 +87,16 @@ matrix-table: $(INSTALLED) ## regenerate the README's support table from the mat
 bench: $(INSTALLED) ## run the benchmarks under bench/
 	$(PY) bench/run.py
 
+# Mutation testing (mutmut), one module at a time: `python bench/mutate.py list` names the modules.
+MODULE ?=
+.PHONY: mutate mutate-report
+mutate: $(VENV)/.installed ## mutation-test one module: make mutate MODULE=compat_matrix/resolver.py
+	@test -n "$(MODULE)" || { echo "make mutate: set MODULE=path/to/module.py (python bench/mutate.py list names them)" >&2; exit 2; }
+	$(PY) bench/mutate.py run "$(MODULE)"
+
+mutate-report: $(VENV)/.installed ## the mutation score of every module run so far: bench/results/mutation.{md,json}
+	$(PY) bench/mutate.py report
+
 OUT ?= out/installers
 N ?= 3
 sim-installers: $(INSTALLED) ## simulated vendor installers: make sim-installers ROW=2.4.0.post2 [CHIP=910b ARCH=x86_64] OUT=DIR

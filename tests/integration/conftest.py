@@ -66,12 +66,15 @@ class FreshNode:
     state_dir: Path
 
     def run(self, script: str, mounts: dict[str, Path] | None = None, npus: int | None = None,
-            chip: str = "910b") -> subprocess.CompletedProcess:
+            chip: str = "910b", writable: dict[str, Path] | None = None) -> subprocess.CompletedProcess:
+        """``mounts`` are read-only, ``writable`` folders take what the script leaves for the test."""
         state_dir = self.state_dir / uuid.uuid4().hex[:8]
         sim_state.save(sim_state.default_state(chip, npus=npus), state_dir / "state.json")
         volumes = ["-v", f"{state_dir}:/etc/npu-sim"]
         for target, source in (mounts or {}).items():
             volumes += ["-v", f"{source}:{target}:ro"]
+        for target, source in (writable or {}).items():
+            volumes += ["-v", f"{source}:{target}"]
         return subprocess.run(["podman", "run", "--rm", "--network", "none", "--cap-add", "MKNOD", *volumes,
                                self.image, "bash", "-c", script], capture_output=True, text=True, timeout=300)
 

@@ -83,15 +83,34 @@ def torch_npu_wheel(stack: cm.Stack) -> Path:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def make_wheelhouse(stack: cm.Stack, out: Path) -> Path:
+# The wheels of the last wheelhouse built with PyPI reachable: a later build without PyPI uses them.
+DEPS_CACHE = CACHE / "wheelhouse-deps"
+
+
+def make_wheelhouse(stack: cm.Stack, out: Path, online: bool | None = None) -> Path:
+    """The row's wheelhouse, built by the current code: its dependencies from PyPI when it can be
+    reached (and cached for later), else from the wheels an earlier run cached (pip --no-index)."""
     source = os.environ.get("TORCH_SOURCE") or \
         ("/opt/wheels" if list(Path("/opt/wheels").glob(f"torch-{stack.row.torch}+cpu-cp311-*.whl")) else CPU_INDEX)
-    if not reachable("pypi.org"):
-        pytest.skip("the wheelhouse's dependencies come from PyPI, which cannot be reached")
+    online = reachable("pypi.org") if online is None else online
+    if not online and not any(DEPS_CACHE.glob("*.whl")):
+        pytest.skip(f"PyPI cannot be reached and no earlier run cached the wheelhouse's dependencies in "
+                    f"{DEPS_CACHE}: run the image tests once with PyPI reachable")
     torch_npu_wheel(stack)
     # No CPU torchvision here: keep PyPI's build, as the wheelhouse test does (recorded in its notes).
-    wh.build(stack, wh.Options(out=out, torch_source=source, sources=[f"dir:{CACHE}", "pypi"],
-                               torchvision="index" if source != CPU_INDEX else "auto"))
+    torchvision = "index" if source != CPU_INDEX else "auto"
+    if online:
+        wh.build(stack, wh.Options(out=out, torch_source=source, sources=[f"dir:{CACHE}", "pypi"],
+                                   torchvision=torchvision))
+        DEPS_CACHE.mkdir(parents=True, exist_ok=True)
+        for wheel in out.glob("*.whl"):
+            if not (DEPS_CACHE / wheel.name).exists():
+                tmp = DEPS_CACHE / f".{wheel.name}.{os.getpid()}"
+                shutil.copy2(wheel, tmp)
+                os.replace(tmp, DEPS_CACHE / wheel.name)   # atomic: another test may read the cache meanwhile
+    else:
+        wh.build(stack, wh.Options(out=out, torch_source=source, sources=[f"dir:{CACHE}"], offline=True,
+                                   find_links=[DEPS_CACHE], torchvision=torchvision))
     return out
 
 

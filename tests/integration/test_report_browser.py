@@ -1,24 +1,81 @@
-"""The HTML fleet report, rendered by a real browser (headless Chromium)."""
+"""The HTML fleet report, rendered by a real browser (headless Chromium), of a
+results.json the current code writes: the suite's real checks run under pytest
+with the results plugin (validation/results.py) for two hosts, one of them
+with a Critical NPU; facts and workload results are recorded ones
+(tests/unit/check_fakes.py), so no node is needed."""
 import html
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.unit.check_fakes import stack
 from validation import report
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "validation"
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
+HOSTS = ["podman://npu-sim-0", "podman://npu-sim-1"]
+
+CONFTEST = f'''
+import pytest
+from tests.unit.check_fakes import FakeProbe, healthy_facts
+from tests.unit.test_checks_standard import ALLREDUCE_OK, FakeWorkload
 
 
-def render(tmp_path, results_name):
+def pytest_generate_tests(metafunc):
+    if "node" in metafunc.fixturenames:
+        metafunc.parametrize("node", {HOSTS!r})
+
+
+@pytest.fixture
+def facts(node):
+    facts = healthy_facts()
+    if node.endswith("-1"):
+        facts["devices"][3]["health"] = "Critical"
+    return facts
+
+
+@pytest.fixture
+def workload(node):
+    return FakeWorkload(ALLREDUCE_OK)
+'''
+CHECKS = '''
+import pytest
+from validation.suite.test_quick import test_driver_version, test_firmware_pairs_with_driver, test_npu_health
+from validation.suite.test_standard import test_allreduce_local
+
+pytest.mark.quick(test_driver_version)
+pytest.mark.quick(test_firmware_pairs_with_driver)
+pytest.mark.quick(test_npu_health)
+pytest.mark.standard(test_allreduce_local)
+'''
+
+
+def fresh_results(tmp_path: Path) -> dict:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text(CONFTEST)
+    (suite / "test_checks.py").write_text(CHECKS)
+    (tmp_path / "stack.json").write_text(json.dumps(stack()))
+    results = tmp_path / "results.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-m", "pytest", str(suite), "-p", "validation.results",
+                        "-p", "validation.suite.conftest", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        "--rootdir", str(suite), "-c", os.devnull, f"--npuenv-stack={tmp_path / 'stack.json'}",
+                        f"--npuenv-results={results}", "-q"], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stdout + p.stderr   # one check fails: the Critical NPU
+    return report.load(results)
+
+
+def render(tmp_path, result):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: run `make setup` (tests/sim/setup-engine.sh installs it)")
-    result = json.loads((FIXTURES / results_name).read_text())
     page = tmp_path / "report.html"
     page.write_text(report.html_page(result))
     dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
@@ -26,21 +83,26 @@ def render(tmp_path, results_name):
     shot = tmp_path / "report.png"
     subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
                     "--window-size=1280,1600", page.as_uri()], capture_output=True, timeout=120)
-    return result, dom, shot
+    return dom, shot
 
 
 def test_report_shows_hosts_checks_failures_and_the_bandwidth_plot(tmp_path):
-    result, dom, shot = render(tmp_path, "results_demo_with_fault.json")
-    assert "<table id=\"matrix\">" in dom
-    for host in result["hosts"]:
-        assert f">{host}</th>" in dom
-    for check in {r["check"] for r in result["results"]}:
-        assert f"<td>{check}</td>" in dom
+    result = fresh_results(tmp_path)
+    assert result["hosts"] == HOSTS
     failed = [r for r in result["results"] if r["status"] == "failed"]
-    assert failed, "the fixture holds a run with an injected fault"
-    assert f"Failures ({len(failed)})" in dom
-    for r in failed:
-        assert html.escape(r["failure"]["cause"], quote=False) in dom
-        assert html.escape(r["failure"]["fix"], quote=False) in dom
-    assert dom.count("<polyline") == len(report.bandwidth_series(result)) > 0
+    assert [(r["host"], r["check"]) for r in failed] == [("podman://npu-sim-1", "npu_health")]
+    assert failed[0]["failure"]["cause"] == "the device reports a fault (Alarm or Critical)"
+    dom, shot = render(tmp_path, result)
+    assert "<table id=\"matrix\">" in dom
+    for host in HOSTS:
+        assert f">{host}</th>" in dom
+    for check in ("driver_version", "firmware_pairs_with_driver", "npu_health", "allreduce_local"):
+        assert f"<td>{check}</td>" in dom
+    assert "Failures (1)" in dom
+    assert "podman://npu-sim-1</b> — npu_health: unhealthy NPU(s): NPU 3 chip 0 Critical" in dom
+    for key in ("expected", "found", "cause", "fix"):
+        assert f"<li>{key}: {html.escape(failed[0]['failure'][key], quote=False)}</li>" in dom
+    # one plotted line per host's all_reduce, and every size in the table
+    assert dom.count("<polyline") == 2
+    assert dom.count("<td>4194304</td>") == 2
     assert shot.exists() and shot.stat().st_size > 10_000  # the browser painted it

@@ -45,7 +45,7 @@ def cached_wheel(pattern: str, requirement: str) -> Path:
 def site(tmp_path_factory) -> Path:
     """A folder holding torch_npu (and numpy), as `pip install --target` leaves it."""
     if not PYTHON.exists():
-        pytest.skip(f"{PYTHON} missing (run make setup)")
+        pytest.fail(f"{PYTHON} missing: run `make setup`")
     wheels = [cached_wheel(p, r) for p, r in WHEELS.items()]
     target = tmp_path_factory.mktemp("site")
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",

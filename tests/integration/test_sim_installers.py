@@ -63,6 +63,9 @@ def test_full_install_writes_the_vendor_layout(fresh_node, installer_sets, gener
     inst = installer_sets[generation]
     stack, n = inst.stack, names(inst)
     paths = stack.paths
+    # NNAL's set_env.sh picks ATB's C++ ABI from the installed torch (this node has none): the legacy
+    # row's torch 2.4.0 x86_64 wheel has the pre-C++11 ABI, 2.13.0's the C++11 one.
+    abi = 0 if generation == "legacy" else 1
     r = fresh_node.run(PRELUDE + f'''
 mkuser
 step driver ./{n["driver"]} --full --install-for-all --quiet
@@ -70,7 +73,7 @@ step firmware ./{n["firmware"]} --full --quiet
 step toolkit ./{n["toolkit"]} --install --install-for-all --quiet
 step kernels ./{n["kernels"]} --install --install-for-all --quiet
 step nnal bash -c '. {paths["env_script"]} && ./{n["nnal"]} --install --install-for-all --quiet'
-step env bash -c '. {paths["env_script"]} && . {paths["nnal_env_script"]} && env | sort'
+step env bash -c '. {paths["env_script"]} && . {paths["nnal_env_script"]} --cxx_abi={abi} && env | sort'
 step files bash -c 'cat {paths["driver_home"]}/version.info {paths["firmware_home"]}/version.info /etc/ascend_install.info; \
     readlink {paths["toolkit_latest"]}; cat {paths["toolkit_home"]}/{stack.arch}-linux/ascend_toolkit_install.info; \
     ls {paths["toolkit_home"]}/opp/built-in/op_impl/ai_core/tbe/kernel/; ls -l /dev/ | grep -E "davinci|devmm|hisi"; \
@@ -93,7 +96,9 @@ step files bash -c 'cat {paths["driver_home"]}/version.info {paths["firmware_hom
     scalars, lists = stack.environment()
     for key, value in scalars.items():
         assert env[key] == value, key
-    assert env["LD_LIBRARY_PATH"].split(":")[: len(lists["LD_LIBRARY_PATH"])] == lists["LD_LIBRARY_PATH"]
+    # (a trailing slash names the same directory: CANN 8.5's script writes driver/lib64/common/)
+    ld = [p.rstrip("/") for p in env["LD_LIBRARY_PATH"].split(":")]
+    assert ld[: len(lists["LD_LIBRARY_PATH"])] == lists["LD_LIBRARY_PATH"]
     if generation == "current":
         assert files.count("cann-9.1.0") >= 1 and paths["env_script"] == "/usr/local/Ascend/cann/set_env.sh"
         assert env["ASCEND_HOME_PATH"] == "/usr/local/Ascend/cann-9.1.0"
@@ -199,3 +204,37 @@ step other_path ./{n["toolkit"]} --install --install-path=/srv/ascend --quiet
     assert s["custom_env"][1].strip() == "/opt/ascend/ascend-toolkit/latest"
     rc, out = s["other_path"]
     assert rc == 1 and "ascend_cann_install.info exists ! 'install-path' parameter are not supported." in out
+
+
+def test_nnal_files_atb_abi_and_an_nnae_only_host(fresh_node, tmp_path):
+    """NNAL's version.info is in the vendor's "key : value" form and its set_env.sh picks ATB's C++ ABI
+    as the vendor's does; NNAE installs on its own (a production host without the toolkit)."""
+    release = sim_installers.Release(cann="8.0.0", hdk="24.1.0", chip="910b", arch="x86_64")
+    made = {k: p.name for k, p in sim_installers.make_installers(
+        release, tmp_path, kinds=("toolkit", "nnal", "nnae")).items()}
+    assert made == {"toolkit": "Ascend-cann-toolkit_8.0.0_linux-x86_64.run",
+                    "nnal": "Ascend-cann-nnal_8.0.0_linux-x86_64.run",
+                    "nnae": "Ascend-cann-nnae_8.0.0_linux-x86_64.run"}
+    r = fresh_node.run(PRELUDE + f'''
+step nnae ./{made["nnae"]} --install --install-for-all --quiet
+step nnae_files bash -c 'cat /usr/local/Ascend/nnae/latest/ascend_nnae_install.info; readlink /usr/local/Ascend/nnae/latest'
+step nnae_env bash -c '. /usr/local/Ascend/nnae/set_env.sh && env | grep -E "^ASCEND_(HOME|OPP)_PATH=" | sort'
+step toolkit ./{made["toolkit"]} --install --install-for-all --quiet
+step nnal bash -c '. /usr/local/Ascend/ascend-toolkit/set_env.sh && ./{made["nnal"]} --install --quiet'
+step nnal_version cat /usr/local/Ascend/nnal/atb/latest/version.info
+step abi_default bash -c '. /usr/local/Ascend/nnal/atb/set_env.sh && echo $ATB_HOME_PATH'
+step abi_0 bash -c '. /usr/local/Ascend/nnal/atb/set_env.sh --cxx_abi=0 && echo $ATB_HOME_PATH'
+''', mounts={"/inst": tmp_path})
+    s = steps(r)
+    assert s["nnae"][0] == 0
+    assert s["nnae_files"][1] == ("package_name=Ascend-cann-nnae\nversion=8.0.0\ninnerversion=V100R001C80SPC000B200\n"
+                                  "arch=x86_64\nos=linux\npath=/usr/local/Ascend/nnae/8.0.0\n8.0.0\n")
+    assert s["nnae_env"][1] == ("ASCEND_HOME_PATH=/usr/local/Ascend/nnae/latest\n"
+                                "ASCEND_OPP_PATH=/usr/local/Ascend/nnae/latest/opp\n")
+    assert s["toolkit"][0] == 0 and s["nnal"][0] == 0, r.stdout
+    assert s["nnal_version"][1] == ("    Ascend-cann-atb : 8.0.0\n    Ascend-cann-atb Version : 8.0.0.B030\n"
+                                    "    Platform : x86_64\n    branch : br_release_cann_8.0.0\n"
+                                    "    commit id : 02a94694766ebf12d820aa4b5d9c95c4fe149379\n")
+    # no torch on this node: the vendor's script falls back to the C++11 ABI
+    assert s["abi_default"][1] == "/usr/local/Ascend/nnal/atb/latest/atb/cxx_abi_1\n"
+    assert s["abi_0"][1] == "/usr/local/Ascend/nnal/atb/latest/atb/cxx_abi_0\n"

@@ -199,7 +199,8 @@ def _built_record(out: Path) -> dict:
 
 def test_source_build_on_this_host(tmp_path, standin_repo, offline_sources):
     if shutil.which(f"python{PYTHON}") is None:
-        pytest.skip(f"python{PYTHON} is not on PATH: the local runner builds with the host's Python")
+        pytest.fail(f"python{PYTHON} is not on PATH: the local runner builds with the host's Python "
+                    f"(the project's own Python, BOOTSTRAP_PYTHON in the Makefile)")
     torch_dir, deps = offline_sources
     out = tmp_path / "house"
     rc = main(build_args(out, torch_dir, deps, standin_repo["repo"], standin_repo["good"], tmp_path / "work",
@@ -234,7 +235,8 @@ def test_source_build_on_this_host(tmp_path, standin_repo, offline_sources):
 
 def test_failing_source_build_leaves_the_wheelhouse_as_it_was(tmp_path, standin_repo, offline_sources, capsys):
     if shutil.which(f"python{PYTHON}") is None:
-        pytest.skip(f"python{PYTHON} is not on PATH: the local runner builds with the host's Python")
+        pytest.fail(f"python{PYTHON} is not on PATH: the local runner builds with the host's Python "
+                    f"(the project's own Python, BOOTSTRAP_PYTHON in the Makefile)")
     torch_dir, deps = offline_sources
     out = tmp_path / "house"
     work = tmp_path / "work"
@@ -276,7 +278,7 @@ def test_source_build_in_a_container(tmp_path, standin_repo, offline_sources, no
 
 def test_missing_builder_image_is_a_clear_error(tmp_path, standin_repo, offline_sources, capsys):
     if shutil.which("podman") is None:
-        pytest.skip("podman is not installed")
+        pytest.fail("podman is not installed: run `make setup` (tests/sim/setup-engine.sh)")
     torch_dir, deps = offline_sources
     rc = main(build_args(tmp_path / "house", torch_dir, deps, standin_repo["repo"], standin_repo["good"],
                          tmp_path / "work", "--build-runner", "podman"))

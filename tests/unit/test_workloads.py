@@ -32,7 +32,10 @@ def _has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-pytestmark = pytest.mark.skipif(not _has_torch(), reason=f"torch is not installed for {PY}")
+@pytest.fixture(autouse=True)
+def _torch_is_a_dev_dependency():
+    if not _has_torch():
+        pytest.fail(f"torch is not installed for {PY}: run `make setup` (the CPU build of torch is a dev dependency)")
 
 # The environment of a plain shell on a host: nothing from torchrun or from a launcher.
 _STRIP = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",

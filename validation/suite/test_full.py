@@ -9,20 +9,21 @@ import pytest
 import testinfra
 
 from validation import facts as facts_mod, vendor_tools, workloads
-from validation.suite.test_standard import _ran, allreduce, check_allreduce, device_ips
+from validation.suite.test_standard import _answered, _completed, allreduce, check_allreduce, device_ips
 
 pytestmark = pytest.mark.full
 
 def test_ddp(workload, options, check):
     nproc = f"--nproc {options['nproc']}" if options["nproc"] else ""
     result, text = workload("ddp", f"{nproc} --steps 10 --timeout {options['timeout']}")
-    _ran(check, result, text, "DDP")
+    _answered(check, result, text, "DDP", ("ranks", "loss_fell_all_ranks", "params_equal", "max_param_diff"))
     falling = [r["rank"] for r in result.get("ranks", []) if not r["loss_fell"]]
     check(result["loss_fell_all_ranks"], "DDP's loss did not fall on every rank", expected="loss falls on all ranks",
           found=f"not on rank(s) {falling}", cause="gradients are not synchronised", fix="check the collectives")
     check(result["params_equal"], "parameters differ across ranks after a DDP step",
           expected="identical parameters on every rank", found=f"max difference {result['max_param_diff']}",
           cause="all_reduce of gradients is wrong or incomplete", fix="run the all_reduce checks")
+    _completed(check, result, text, "DDP")
 
 
 def test_bandwidth_sweep(workload, options, check):

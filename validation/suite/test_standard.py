@@ -13,25 +13,43 @@ pytestmark = pytest.mark.standard
 STANDARD_MAX_BYTES = 4 << 20
 
 
-def _ran(check, result, text, what):
-    check(result is not None, f"the {what} workload did not run", expected="a JSON result line",
+def _answered(check, result, text, what, measured=()):
+    """The workload printed its JSON line. When it stopped before measuring what
+    the check judges (a crash, a launch error), its own error is the failure."""
+    check(result is not None, f"the {what.removeprefix('the ')} workload did not run", expected="a JSON result line",
           found=text.strip()[-600:] or "no output", seen=text)
-    check(result.get("error") is None or result.get("ok"), f"the {what} workload failed: {result.get('error')}",
-          expected=f"{what} completes", found=str(result.get("error")), seen=str(result.get("error")) + text)
+    if any(key not in result for key in measured):
+        _completed(check, result, text, what)
+
+
+def _completed(check, result, text, what):
+    """The workload's own verdict: called after the specific checks, so that a
+    failure they explain is reported by them, and any other still fails."""
+    error = result.get("error") or "it reports ok: false (an incomplete result)"
+    check(result.get("ok") is True and not result.get("error"),
+          f"the {what.removeprefix('the ')} workload failed: {error}",
+          expected=f"{what} completes", found=error, seen=error + text)
+
+
+def _ran(check, result, text, what):
+    _answered(check, result, text, what)
+    _completed(check, result, text, what)
 
 
 def test_smoke(workload, check):
     result, text = workload("smoke")
-    _ran(check, result, text, "one-line check")
-    check(result["ok"] and result["mismatches"] == 0, "a tensor added to itself on the device is wrong",
+    _answered(check, result, text, "one-line check", ("mismatches",))
+    check(result["mismatches"] == 0, "a tensor added to itself on the device is wrong",
           expected="x + x == 2x on the device", found=f"{result['mismatches']} mismatching elements",
           cause="the device computes wrong results", fix="reset the device; check `npu-smi info -t health`")
+    _completed(check, result, text, "one-line check")
     check.record({"backend": result["backend"], "device": result["device"]})
 
 
 def test_train(workload, check):
     result, text = workload("train_cnn", "--steps 40")
-    _ran(check, result, text, "training")
+    _answered(check, result, text, "training",
+              ("loss_fell", "first_loss", "last_loss", "checkpoint_identical", "optimizer_state_identical"))
     check(result["loss_fell"], "the quick-start CNN's loss did not fall",
           expected=f"last loss < first loss ({result['first_loss']})", found=f"last loss {result['last_loss']}",
           cause="training is numerically broken on this device (or mixed precision misbehaves)",
@@ -40,15 +58,18 @@ def test_train(workload, check):
           "a reloaded checkpoint does not reproduce the model's outputs",
           expected="identical outputs after save and reload", found="outputs differ",
           cause="saving or loading tensors from this device is broken", fix="check disk space and torch.save on the device")
+    _completed(check, result, text, "training")
     check.record({k: result[k] for k in ("backend", "device", "first_loss", "last_loss", "samples_per_s",
                                           "amp_dtype", "grad_scaler")})
 
 
 def test_migrate(workload, check):
     result, text = workload("migrate")
-    _ran(check, result, text, "GPU-script migration")
-    if not result.get("applicable"):
+    _answered(check, result, text, "GPU-script migration", ("applicable",))
+    if not result["applicable"]:
+        _completed(check, result, text, "GPU-script migration")
         pytest.skip(f"not applicable: {result.get('reason')}")
+    _answered(check, result, text, "GPU-script migration", ("ok", "on_npu", "loss_fell"))
     check(result["ok"] and result["on_npu"] and result["loss_fell"],
           "the unmodified GPU script did not train on the NPU through transfer_to_npu",
           expected="tensors on npu and a falling loss", found=f"device {result.get('tensor_device')}, "
@@ -95,14 +116,16 @@ def allreduce(workload, options, max_bytes: int, extra: str = ""):
 
 
 def check_allreduce(check, result, text, what, record: bool = True):
-    _ran(check, result, text, what)
+    _answered(check, result, text, what)
     check(not result.get("timed_out"), f"{what} hung", expected=f"completes within {result.get('timeout_s')} s",
           found=str(result.get("error")), cause="a rank is stuck or a link between devices is down",
           fix="check every device's link (hccn_tool -link -g) and that no process holds a device")
+    _answered(check, result, text, what, ("rows",))
     wrong = [r for r in result["rows"] if not r["correct"]]
     check(not wrong, f"{what} returned wrong sums", expected="every element equals the sum over ranks",
           found=", ".join(f"{r['bytes']} B: ranks {r['bad_ranks']}" for r in wrong),
           cause="a device or link corrupts data", fix="isolate the device in bad_ranks and run the smoke check on it")
+    _completed(check, result, text, what)
     if record:
         check.record({"backend": result["backend"], "world_size": result["world_size"], "sizes": result["rows"]})
 

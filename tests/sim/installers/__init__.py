@@ -2,30 +2,94 @@
 Huawei's (a makeself-style header that checks the payload's size and SHA256,
 then runs the payload's install.sh with the vendor's flags).
 
-``make_installers(stack, out_dir)`` writes the driver, firmware, toolkit,
-kernels (or ops) and NNAL packages of a resolved matrix row under the vendor's
-file names, plus a SHA256SUMS manifest. The package names, install paths and
-the environment the scripts export all come from the matrix (compat_matrix),
-so the simulator and the product read the same facts.
+``make_installers(release, out_dir)`` writes the driver, firmware, toolkit,
+kernels (or ops) and NNAL packages of one CANN / HDK release for a chip and
+arch, under the vendor's file names, plus a SHA256SUMS manifest. Which
+versions to build is all the simulator takes from the product's matrix; how
+the vendor names, lays out and configures them is the simulator's own
+knowledge, in tests/sim/vendor.yaml (each fact with its source), so that a
+wrong fact in compat_matrix's platforms.yaml fails the end-to-end tests.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from compat_matrix import Stack
-from compat_matrix.stack import shell_exports
-from compat_matrix.versions import VendorVersion
+import yaml
 
 HERE = Path(__file__).resolve().parent
 PAYLOAD = HERE / "payload"
 TOOLS = HERE.parent / "tools"
+VENDOR = HERE.parent / "vendor.yaml"
 KINDS = ("driver", "firmware", "toolkit", "kernels", "nnal")
+# NNAE, the run-time engine installed instead of the toolkit (up to CANN 8.x): on request only.
+OPTIONAL_KINDS = ("nnae",)
 STATE_PATH = "/etc/npu-sim/state.json"
+
+
+@lru_cache(maxsize=1)
+def vendor() -> dict:
+    return yaml.safe_load(VENDOR.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Release:
+    """What to build: versions, chip and arch, nothing about how the vendor packages them."""
+    cann: str
+    hdk: str
+    chip: str     # 910b, 910, a3, 310p
+    arch: str     # x86_64, aarch64
+
+
+def release_of(stack) -> Release:
+    """Adapter for callers holding a resolved matrix stack: only its versions, chip and arch are read."""
+    return Release(cann=stack.row.cann, hdk=stack.row.hdk["version"], chip=stack.chip, arch=stack.arch)
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def generation(cann: str) -> str:
+    """The packaging generation of a CANN version: ascend-toolkit up to 8.3, cann from 8.5."""
+    gens = vendor()["generations"]
+    if _major_minor(cann) <= _major_minor(gens["ascend-toolkit"]["until"]):
+        return "ascend-toolkit"
+    if _major_minor(cann) >= _major_minor(gens["cann"]["from"]):
+        return "cann"
+    raise ValueError(f"CANN {cann}: no packaging generation known to the simulator (vendor.yaml generations)")
+
+
+def _fill(template: str, **values: str) -> str:
+    # Plain replacement: the vendor's scripts are full of ${VAR}, which str.format would take for fields.
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def package_names(release: Release) -> dict[str, str]:
+    """The vendor's file name of each package of a release."""
+    v = vendor()
+    gen = generation(release.cann)
+    chip = v["chips"][release.chip]
+    templates = {k: t for k, t in v["packages"].items() if k not in ("kernels", "source")}
+    templates["kernels"] = v["packages"]["kernels"][gen]
+    for key, template in (chip.get("packages") or {}).items():
+        kind, _, only = key.partition(".")
+        if not only or only == gen:
+            templates[kind] = template
+    values = {"cann": release.cann, "hdk_file": release.hdk.lower(), "arch": release.arch, "chip": str(chip["token"]),
+              "firmware": firmware_version(release.hdk)}
+    return {k: _fill(t, **values) for k, t in templates.items()}
+
 
 # Firmware versions seen shipped with real HDKs (install transcripts and
 # version.info samples); other HDKs get a simulated number of the same shape.
@@ -36,6 +100,7 @@ LABELS = {
     "toolkit": "ASCEND_RUN_PACKAGE",
     "kernels": "ASCEND_RUN_PACKAGE",
     "nnal": "ASCEND_RUN_PACKAGE",
+    "nnae": "ASCEND_RUN_PACKAGE",
 }
 HDK_OPTIONS = (r"  --full                            Install full mode\n"
                r"  --upgrade                         Upgrade\n"
@@ -55,63 +120,93 @@ CANN_OPTIONS = (r"  --install                         Install run mode\n"
                 r"  --chip=<chip_type>                Appoint chip type\n"
                 r"  --whitelist=<feature_type>        Install features\n"
                 r"  --full                            Install full mode")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(?:RC(\d+)|(\d+))(?:\.(\d+))?", re.IGNORECASE)
+
+
+def _version_parts(version: str) -> tuple[int, int, int, int]:
+    """major, minor, release-candidate or patch number, sub-release: 25.0.RC1.1 -> (25, 0, 1, 1)."""
+    m = _VERSION.match(version)
+    if not m:
+        raise ValueError(f"{version!r} is not a CANN/HDK version")
+    major, minor, rc, patch, sub = m.groups()
+    return int(major), int(minor), int(rc or patch), int(sub or 0)
 
 
 def firmware_version(hdk: str) -> str:
     if hdk in KNOWN_FIRMWARE:
         return KNOWN_FIRMWARE[hdk]
-    major, minor = VendorVersion(hdk).major_minor
+    major, minor, _, _ = _version_parts(hdk)
     return f"7.{major - 18}.{minor}.1.200"
 
 
 def inner_version(version: str) -> str:
     """A vendor-style inner version (V100R001C<minor>SPC<n>B<build>) for a CANN or HDK version."""
-    key = VendorVersion(version).key
-    return f"V100R001C{key[0] * 10 + key[1]:02d}SPC{key[3]:03d}B2{key[4]:02d}"
+    major, minor, n, sub = _version_parts(version)
+    return f"V100R001C{major * 10 + minor:02d}SPC{n:03d}B2{sub:02d}"
 
 
-def _payload_env(stack: Stack, kind: str, hdk: str) -> dict[str, str]:
-    paths = stack.paths_at("@ROOT@")
-    chip = stack.chip_info
-    generation = "ops" if stack.row.packaging == "cann" else "kernels"
-    token = chip["package_token"]
+def layout(release: Release) -> dict[str, str]:
+    """Install paths of the release's generation, @ROOT@ standing for the install root."""
+    gen = vendor()["generations"][generation(release.cann)]
+    return {k: _fill(v, cann=release.cann) for k, v in gen.items() if isinstance(v, str) and k != "source"}
+
+
+def _payload_env(release: Release, kind: str) -> dict[str, str]:
+    v = vendor()
+    gen = generation(release.cann)
+    paths = layout(release)
+    chip = v["chips"][release.chip]
+    hdk_kind = kind in ("driver", "firmware")
+    version = release.hdk if hdk_kind else release.cann
     return {
         "KIND": kind,
-        "VERSION": hdk if kind in ("driver", "firmware") else stack.row.cann,
-        "VERSION_FILE_TEXT": hdk.lower(),  # driver files spell rc in lower case
-        "FIRMWARE_VERSION": firmware_version(hdk),
-        "INNER_VERSION": inner_version(hdk if kind in ("driver", "firmware") else stack.row.cann),
-        "ARCH": stack.arch,
-        "LAYOUT": stack.row.packaging,
-        "DEFAULT_ROOT": stack.platforms.install_root,
-        "TOOLKIT_HOME_T": paths["toolkit_home"],
-        "TOOLKIT_LATEST_T": paths["toolkit_latest"],
+        "VERSION": version,
+        "VERSION_FILE_TEXT": release.hdk.lower(),  # driver files spell rc in lower case
+        "FIRMWARE_VERSION": firmware_version(release.hdk),
+        "INNER_VERSION": inner_version(version),
+        "ARCH": release.arch,
+        "LAYOUT": gen,
+        "DEFAULT_ROOT": v["install_root"]["value"],
+        "INSTALL_INFO": v["records"]["driver_install_info"],
+        "CANN_INFO": v["records"]["cann_install_info"],
+        "LOG_DIR": v["records"]["log_dir"],
+        "TOOLKIT_HOME_T": paths["home"],
+        "TOOLKIT_LATEST_T": paths["latest"],
+        "LATEST_TARGET": paths["latest_target"],
         "ENV_SCRIPT_T": paths["env_script"],
+        "COMPAT_LATEST_T": paths.get("compat_latest", ""),
+        "COMPAT_ENV_SCRIPT_T": paths.get("compat_env_script", ""),
         "STATE_PATH": STATE_PATH,
         "OPP_KERNEL_DIR": chip["opp_kernel_dir"],
-        "OPS_TAG": f"{generation}_{token.lower()}",
-        "OPS_INFO_NAME": f"ascend_{generation}_install.info",
-        "PACKAGE_NAME": stack.packages["kernels"].split("_")[0],
-        "OPP_PACKAGE": f"Ascend{token.upper()}-opp_kernel",
+        "OPS_TAG": f"{paths['ops_tag']}_{str(chip['token']).lower()}",
+        "OPS_INFO_NAME": paths["ops_info"],
+        "PACKAGE_NAME": package_names(release)["kernels"].split("_")[0],
+        "OPP_PACKAGE": f"Ascend{str(chip['token']).upper()}-opp_kernel",
         "PYTHON_LIST": "python3.7,python3.8,python3.9,python3.10,python3.11",
     }
 
 
-def _toolkit_env_script(stack: Stack) -> str:
-    """The toolkit's set_env.sh: the driver's libraries when /etc/ascend_install.info
-    names a driver, then the toolkit's variables (both from the matrix)."""
-    driver_scalars, driver_paths = stack.environment(root="$_driver_root", parts=("driver",))
-    scalars, lists = stack.environment(root="@ROOT@", parts=("toolkit",))
-    return (f"# CANN {stack.row.cann} toolkit environment (simulated set_env.sh)\n"
-            "_driver_root=$(sed -n 's/^Driver_Install_Path_Param=//p' /etc/ascend_install.info 2>/dev/null | tail -n1)\n"
-            'if [ -n "$_driver_root" ] && [ -d "$_driver_root/driver/lib64" ]; then\n'
-            + shell_exports(driver_scalars, driver_paths) +
-            "fi\nunset _driver_root\n" + shell_exports(scalars, lists))
+def _files(release: Release) -> dict[str, str]:
+    """The version and install-info files, in the vendor's formats (vendor.yaml ``files``)."""
+    values = {"cann": release.cann, "hdk_file": release.hdk.lower(), "arch": release.arch,
+              "firmware": firmware_version(release.hdk)}
+    files = vendor()["files"]
+    return {
+        "driver": _fill(files["driver_version_info"], inner=inner_version(release.hdk), **values),
+        "firmware": _fill(files["firmware_version_info"], **values),
+        "toolkit": _fill(files["toolkit_install_info"], inner=inner_version(release.cann),
+                         home=layout(release)["home"], **values),
+        "nnal": _fill(files["nnal_version_info"], **values),
+        "nnae": _fill(files["nnae_install_info"], inner=inner_version(release.cann),
+                      home="@ROOT@/nnae/" + release.cann, **values),
+    }
 
 
-def _nnal_env_script(stack: Stack) -> str:
-    scalars, lists = stack.environment(root="@ROOT@", parts=("nnal",))
-    return f"# NNAL {stack.row.cann} (ATB) environment (simulated set_env.sh)\n" + shell_exports(scalars, lists)
+def set_env_script(release: Release, kind: str) -> str:
+    """The set_env.sh a package installs (toolkit, nnae, nnal; nnal_entry: nnal/atb/set_env.sh)."""
+    scripts = vendor()["set_env"]
+    key = generation(release.cann) if kind == "toolkit" else kind
+    return f"# {kind} {release.cann} environment (simulated set_env.sh)\n" + _fill(scripts[key], cann=release.cann)
 
 
 def _placeholder(path: Path, what: str) -> None:
@@ -119,13 +214,15 @@ def _placeholder(path: Path, what: str) -> None:
     path.write_text(f"simulated {what}\n")
 
 
-def _stage(kind: str, stack: Stack, hdk: str, runtime_libs: Path | None, work: Path) -> Path:
+def _stage(kind: str, release: Release, runtime_libs: Path | None, work: Path) -> Path:
     stage = work / kind
     stage.mkdir()
     shutil.copy(PAYLOAD / "common.sh", stage / "common.sh")
     shutil.copy(PAYLOAD / f"{kind}.sh", stage / "install.sh")
-    env = _payload_env(stack, kind, hdk)
+    env = _payload_env(release, kind)
     (stage / "package.env").write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
+    if kind in ("driver", "firmware", "toolkit", "nnal", "nnae"):
+        (stage / "version.info").write_text(_files(release)[kind])
     files = stage / "files"
     if kind == "driver":
         shutil.copy(PAYLOAD / "driver_uninstall.sh", stage / "uninstall.sh")
@@ -136,8 +233,8 @@ def _stage(kind: str, stack: Stack, hdk: str, runtime_libs: Path | None, work: P
         _placeholder(files / "lib64/common/libc_sec.so", "driver library")
         _placeholder(files / "dcmi/libdcmi.so", "dcmi library")
         _placeholder(files / "dcmi/dcmi_interface_api.h", "dcmi header")
-    elif kind == "toolkit":
-        (stage / "set_env.sh").write_text(_toolkit_env_script(stack))
+    elif kind in ("toolkit", "nnae"):
+        (stage / "set_env.sh").write_text(set_env_script(release, kind))
         libs = files / "lib64"
         libs.mkdir(parents=True)
         if runtime_libs:
@@ -145,10 +242,11 @@ def _stage(kind: str, stack: Stack, hdk: str, runtime_libs: Path | None, work: P
                 if not lib.name.startswith("libatb"):
                     shutil.copy(lib, libs / lib.name)
     elif kind == "kernels":
-        token = stack.chip_info["opp_kernel_dir"]
+        token = vendor()["chips"][release.chip]["opp_kernel_dir"]
         _placeholder(files / "kernel" / f"{token}_binary_info.json", "kernel index")
     elif kind == "nnal":
-        (stage / "set_env.sh").write_text(_nnal_env_script(stack))
+        (stage / "set_env.sh").write_text(set_env_script(release, "nnal_entry"))
+        (stage / "atb_set_env.sh").write_text(set_env_script(release, "nnal"))
         (files / "lib").mkdir(parents=True)
         if runtime_libs:
             for lib in runtime_libs.glob("libatb*.so*"):
@@ -194,28 +292,29 @@ def write_run(path: Path, label: str, options: str, payload: bytes) -> Path:
     return path
 
 
-def make_installers(stack: Stack, out_dir: Path, *, hdk: str | None = None, runtime_libs: Path | None = None,
+def make_installers(release, out_dir: Path, *, hdk: str | None = None, runtime_libs: Path | None = None,
                     kinds=KINDS) -> dict[str, Path]:
-    """Write the row's simulated installers into ``out_dir`` (vendor file names) and SHA256SUMS.
+    """Write a release's simulated installers into ``out_dir`` (vendor file names) and SHA256SUMS.
 
-    ``hdk`` overrides the row's HDK version (to fake a driver that does not pair);
-    ``runtime_libs`` is a directory of simulated CANN libraries for the toolkit
-    and NNAL (see tests/sim/cann_runtime).
+    ``release`` is a Release, or a resolved matrix stack (only its versions,
+    chip and arch are read: release_of). ``hdk`` overrides the HDK version (to
+    fake a driver that does not pair); ``runtime_libs`` is a directory of
+    simulated CANN libraries for the toolkit and NNAL (see tests/sim/cann_runtime).
     """
+    if not isinstance(release, Release):
+        release = release_of(release)
+    if hdk:
+        release = Release(cann=release.cann, hdk=hdk, chip=release.chip, arch=release.arch)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    hdk = hdk or stack.row.hdk["version"]
-    names = stack.packages
-    token = stack.chip_info["package_token"].upper()
+    names = package_names(release)
+    token = str(vendor()["chips"][release.chip]["token"]).upper()
     written = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in kinds:
-            name = names[kind].replace("*", firmware_version(hdk))
-            if kind == "driver":
-                name = name.replace(stack.row.hdk["version"].lower(), hdk.lower())
             options = HDK_OPTIONS if kind in ("driver", "firmware") else CANN_OPTIONS
-            payload = _tar(_stage(kind, stack, hdk, runtime_libs, Path(tmp)))
-            written[kind] = write_run(out_dir / name, LABELS[kind].format(token=token), options, payload)
+            payload = _tar(_stage(kind, release, runtime_libs, Path(tmp)))
+            written[kind] = write_run(out_dir / names[kind], LABELS[kind].format(token=token), options, payload)
     write_sha256sums(out_dir)
     return written
 

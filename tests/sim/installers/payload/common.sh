@@ -21,9 +21,7 @@ for arg in "$@"; do
         --nox11|--chip=*|--whitelist=*) ;;
     esac
 done
-LOG_DIR=/var/log/ascend_seclog
-INSTALL_INFO=/etc/ascend_install.info
-CANN_INFO=/etc/Ascend/ascend_cann_install.info
+# LOG_DIR, INSTALL_INFO and CANN_INFO come from package.env (tests/sim/vendor.yaml records).
 
 # Driver and firmware: "[Driver] [2025-12-24 14:54:18] [INFO]msg" (no space before msg).
 # CANN packages:       "[Toolkit] [20230710-22:44:15] [INFO] msg".
@@ -63,5 +61,5 @@ info_set() {
 
 info_del() { [ -f "$1" ] && sed -i "/^$2=/d" "$1" || true; }
 
-# Expand a layout path template ("$ROOT/ascend-toolkit/8.0.0") for the chosen root.
-at_root() { eval "echo \"$1\""; }
+# A file of the package (version.info, set_env.sh) with @ROOT@ filled in: copy_filled SRC DEST
+copy_filled() { mkdir -p "$(dirname "$2")"; sed "s|@ROOT@|$ROOT|g" "$1" > "$2"; }

@@ -10,21 +10,7 @@ DRIVER_DIR="$ROOT/driver"
 VERSION_FILE="$DRIVER_DIR/version.info"
 installed="$(info_get "$VERSION_FILE" Version)"
 
-write_version_info() {
-    cat > "$VERSION_FILE" <<INFO
-Version=$VERSION_FILE_TEXT
-ascendhal_version=7.35.19
-aicpu_version=1.0
-tdt_version=1.0
-log_version=1.0
-prof_version=2.0
-dvppkernels_version=1.1
-tsfw_version=1.0
-Innerversion=$INNER_VERSION
-compatible_version=[V100R001C15],[V100R001C17],[V100R001C18],[V100R001C20]
-compatible_version_fw=[7.0.0,7.9.99]
-INFO
-}
+write_version_info() { copy_filled version.info "$VERSION_FILE"; }
 
 # One /dev/davinciN per die in the node's device-state file, plus the
 # management nodes. Major numbers are the simulator's own.

@@ -47,12 +47,7 @@ if [ "$installed" = "$FIRMWARE_VERSION" ]; then
 fi
 log INFO "upgradePercentage: 0%"
 mkdir -p "$FW_DIR/script"
-cat > "$FW_DIR/version.info" <<INFO
-Version=$FIRMWARE_VERSION
-firmware_version=1.0
-package_version=$VERSION_FILE_TEXT
-compatible_version_drv=[$VERSION_FILE_TEXT,$VERSION_FILE_TEXT.]
-INFO
+copy_filled version.info "$FW_DIR/version.info"
 # Flashed, not yet running: the node's next boot makes it active (tests/sim/node/boot.sh).
 echo "$FIRMWARE_VERSION" > "$(dirname "$STATE_PATH")/firmware.pending"
 info_set "$INSTALL_INFO" Firmware_Install_Type full

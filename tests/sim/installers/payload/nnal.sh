@@ -37,6 +37,8 @@ arch=$ARCH
 os=linux
 path=$NNAL_DIR/$VERSION
 INFO
+copy_filled version.info "$NNAL_DIR/$VERSION/version.info"
+copy_filled atb_set_env.sh "$NNAL_DIR/$VERSION/atb/set_env.sh"
 ln -sfn "$VERSION" "$NNAL_DIR/latest"
-sed "s|@ROOT@|$ROOT|g" set_env.sh > "$NNAL_DIR/set_env.sh"
+copy_filled set_env.sh "$NNAL_DIR/set_env.sh"
 log INFO "Ascend-cann-nnal_${VERSION}_linux-$ARCH install success, installed in $NNAL_DIR."

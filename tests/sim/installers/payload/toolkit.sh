@@ -10,15 +10,17 @@ LOG_TAG=Toolkit LOG_STYLE=cann LOG_FILE=ascend_toolkit_install.log
 HOME_DIR="${TOOLKIT_HOME_T//@ROOT@/$ROOT}"
 LATEST="${TOOLKIT_LATEST_T//@ROOT@/$ROOT}"
 ENV_SCRIPT="${ENV_SCRIPT_T//@ROOT@/$ROOT}"
+COMPAT_LATEST="${COMPAT_LATEST_T//@ROOT@/$ROOT}"
+COMPAT_ENV_SCRIPT="${COMPAT_ENV_SCRIPT_T//@ROOT@/$ROOT}"
 INFO_FILE="$HOME_DIR/$ARCH-linux/ascend_toolkit_install.info"
 
 uninstall() {
     [ -f "$INFO_FILE" ] || die "Toolkit $VERSION is not installed in $ROOT."
     rm -rf "$HOME_DIR"
-    for link in "$LATEST" "$ROOT/ascend-toolkit/latest"; do
-        [ -L "$link" ] && [ ! -e "$link" ] && rm -f "$link"
+    for link in "$LATEST" "$COMPAT_LATEST"; do
+        [ -n "$link" ] && [ -L "$link" ] && [ ! -e "$link" ] && rm -f "$link"
     done
-    if [ "$LAYOUT" = cann ]; then rm -f "$ROOT/ascend-toolkit/set_env.sh"; fi
+    [ -z "$COMPAT_ENV_SCRIPT" ] || rm -f "$COMPAT_ENV_SCRIPT"
     [ -e "$LATEST" ] || rm -f "$ENV_SCRIPT" "$CANN_INFO"
     log INFO "Ascend-cann-toolkit_${VERSION}_linux-$ARCH uninstall success."
 }
@@ -50,28 +52,21 @@ for component in runtime compiler hccl opp toolkit; do
 done
 cp -a files/lib64/. "$HOME_DIR/lib64/" 2>/dev/null || true
 echo "load_priority=customize" > "$HOME_DIR/opp/vendors/config.ini"
-cat > "$INFO_FILE" <<INFO
-package_name=Ascend-cann-toolkit
-version=$VERSION
-innerversion=$INNER_VERSION
-arch=$ARCH
-os=linux
-path=$HOME_DIR/$ARCH-linux
-INFO
+copy_filled version.info "$INFO_FILE"
 : > "$HOME_DIR/version.cfg"
 for component in runtime compiler hccl opp toolkit; do
     echo "${component}_running_version=[$INNER_VERSION:$VERSION]" >> "$HOME_DIR/version.cfg"
     echo "${component}_installed_version=[$INNER_VERSION:$VERSION]" >> "$HOME_DIR/version.cfg"
 done
-sed "s|@ROOT@|$ROOT|g" set_env.sh > "$HOME_DIR/set_env.sh"
-mkdir -p "$ROOT/ascend-toolkit"
-if [ "$LAYOUT" = cann ]; then
-    ln -sfn "cann-$VERSION" "$LATEST"
-    ln -sfn "$HOME_DIR" "$ROOT/ascend-toolkit/latest"
-    printf '# compatibility entry point: the CANN %s environment\n. "%s"\n' "$VERSION" "$ENV_SCRIPT" > "$ROOT/ascend-toolkit/set_env.sh"
-else
-    ln -sfn "$VERSION" "$LATEST"
-    cp "$HOME_DIR/set_env.sh" "$ENV_SCRIPT"
+copy_filled set_env.sh "$HOME_DIR/set_env.sh"
+mkdir -p "$(dirname "$LATEST")"
+ln -sfn "$LATEST_TARGET" "$LATEST"
+# the env script through the entry point (cann/set_env.sh is cann-<v>/set_env.sh through the link)
+[ "$(readlink -f "$ENV_SCRIPT")" = "$(readlink -f "$HOME_DIR/set_env.sh")" ] || cp "$HOME_DIR/set_env.sh" "$ENV_SCRIPT"
+if [ -n "$COMPAT_LATEST" ]; then
+    mkdir -p "$(dirname "$COMPAT_LATEST")"
+    ln -sfn "$HOME_DIR" "$COMPAT_LATEST"
+    printf '# compatibility entry point: the CANN %s environment\n. "%s"\n' "$VERSION" "$ENV_SCRIPT" > "$COMPAT_ENV_SCRIPT"
 fi
 for component in runtime compiler hccl opp toolkit; do
     log INFO "CANN-$component-$INNER_VERSION-linux.$ARCH.run --full --quiet --nox11 install success"

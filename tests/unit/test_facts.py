@@ -1,0 +1,322 @@
+"""facts.collect() over a directory tree laid out as the vendor lays out an
+installed host (LocalProbe on a tmp tree, files only) and over a fake running
+host (npu-smi and python3 answered from real captures).
+
+The file contents are the vendor's, copied from published outputs:
+driver/firmware version.info (24.1.rc3: a vllm-ascend user's host, code index
+id 48598078561), ascend_toolkit_install.info (CANN 8.5.0: MindCluster fault
+diagnosis guide, Ascend/mind-cluster docs, id 53777317832)."""
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.unit.check_fakes import FakeProbe, sample
+from validation import facts as facts_mod
+
+DRIVER_INFO = """Version=24.1.rc3
+ascendhal_version=7.35.23
+aicpu_version=1.0
+tdt_version=1.0
+log_version=1.0
+prof_version=2.0
+dvppkernels_version=1.1
+tsfw_version=1.0
+Innerversion=V100R001C19SPC001B124
+compatible_version=[V100R001C13],[V100R001C15],[V100R001C17],[V100R001C18],[V100R001C19]
+compatible_version_fw=[7.0.0,7.5.99]
+package_version=24.1.rc3
+"""
+FIRMWARE_INFO = """Version=7.5.0.1.129
+firmware_version=1.0
+package_version=24.1.rc3
+compatible_version_drv=[23.0.0,23.0.0.],[24.0,24.0.],[24.1,24.1.]
+"""
+INSTALL_INFO = """UserName=HwHiAiUser
+UserGroup=HwHiAiUser
+Driver_Install_Type=full
+Driver_Install_Path_Param=/usr/local/Ascend
+Driver_Install_For_All=no
+Firmware_Install_Type=full
+Firmware_Install_Path_Param=/usr/local/Ascend
+"""
+
+
+def toolkit_info(version: str, arch: str, home: str) -> str:
+    return (f"package_name=Ascend-cann-toolkit\nversion={version}\ninnerversion=V100R001C25SPC001B212\n"
+            f"compatible_version=[V100R001C15],[V100R001C18],[V100R001C19],[V100R001C20],[V100R001C21],[V100R001C23]\n"
+            f"arch={arch}\nos=linux\npath={home}/{arch}-linux\n")
+
+
+def write(root: Path, path: str, text: str = "") -> None:
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+def installed_tree(root: Path, layout: str = "cann", driver_root: str = "/usr/local/Ascend") -> Path:
+    """A host's files after the vendor's installers: HDK, toolkit, ops/kernels, NNAL, a Python stack."""
+    write(root, "/etc/ascend_install.info", INSTALL_INFO.replace("/usr/local/Ascend", driver_root))
+    write(root, f"{driver_root}/driver/version.info", DRIVER_INFO)
+    write(root, f"{driver_root}/firmware/version.info", FIRMWARE_INFO)
+    ascend = root / "usr/local/Ascend"
+    if layout == "cann":
+        home = ascend / "cann-8.5.0"
+        write(root, "/usr/local/Ascend/cann-8.5.0/x86_64-linux/ascend_toolkit_install.info",
+              toolkit_info("8.5.0", "x86_64", "/usr/local/Ascend/cann-8.5.0"))
+        os.symlink("cann-8.5.0", ascend / "cann")
+        nnal = "8.5.0"
+    else:
+        home = ascend / "ascend-toolkit/8.0.0"
+        write(root, "/usr/local/Ascend/ascend-toolkit/8.0.0/x86_64-linux/ascend_toolkit_install.info",
+              toolkit_info("8.0.0", "x86_64", "/usr/local/Ascend/ascend-toolkit/8.0.0"))
+        os.symlink("8.0.0", ascend / "ascend-toolkit/latest")
+        nnal = "8.0.0"
+    kernels = home / "opp/built-in/op_impl/ai_core/tbe/kernel"
+    for d in ("ascend910b", "config"):
+        (kernels / d).mkdir(parents=True)
+    (ascend / f"nnal/atb/{nnal}/atb/cxx_abi_0").mkdir(parents=True)
+    for dist in ("torch-2.4.0+cpu", "torch_npu-2.4.0.post2", "torchvision-0.19.0"):
+        (root / f"opt/npuenv/venv/lib/python3.11/site-packages/{dist}.dist-info").mkdir(parents=True)
+    return root
+
+
+# ------------------------------------------------------------------ key=value files
+
+def test_key_values_reads_the_vendor_files():
+    info = facts_mod.key_values(DRIVER_INFO)
+    assert info["Version"] == "24.1.rc3" and info["package_version"] == "24.1.rc3"
+    assert info["compatible_version_fw"] == "[7.0.0,7.5.99]"
+    assert facts_mod.key_values(" Version = 25.0.rc1.1 \nno separator here\n\n") == {"Version": "25.0.rc1.1"}
+    assert facts_mod.key_values("a=b=c") == {"a": "b=c"}
+    assert facts_mod.key_values(None) == {} and facts_mod.key_values("") == {}
+
+
+# ------------------------------------------------------------------ an installed tree
+
+def test_collect_reads_the_current_layout_from_files(tmp_path):
+    probe = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
+    facts = facts_mod.collect(probe)
+    assert facts["install_info"]["Driver_Install_Path_Param"] == "/usr/local/Ascend"
+    assert facts["driver"] == {"version": "24.1.rc3"}
+    assert facts["firmware"] == {"version": "7.5.0.1.129", "package_version": "24.1.rc3"}
+    assert facts["cann"] == [{"generation": "cann", "version": "8.5.0", "home": "/usr/local/Ascend/cann",
+                              "arch": "x86_64", "kernels": ["ascend910b"]}]
+    assert facts["nnal"] == ["8.5.0"]
+    assert facts["python"] == {"interpreter": None, "torch": "2.4.0+cpu", "torch_npu": "2.4.0.post2",
+                               "torchvision": "0.19.0"}
+    # a tree cannot run npu-smi: no devices, and no claim that there are none
+    assert facts["npu_smi"] is None and facts["devices"] == []
+
+
+def test_collect_reads_the_legacy_layout(tmp_path):
+    facts = facts_mod.collect(facts_mod.LocalProbe(str(installed_tree(tmp_path, layout="ascend-toolkit"))))
+    assert facts["cann"] == [{"generation": "ascend-toolkit", "version": "8.0.0",
+                              "home": "/usr/local/Ascend/ascend-toolkit/latest", "arch": "x86_64",
+                              "kernels": ["ascend910b"]}]
+    assert facts["nnal"] == ["8.0.0"]
+
+
+def test_driver_installed_elsewhere_is_found_through_install_info(tmp_path):
+    facts = facts_mod.collect(facts_mod.LocalProbe(str(installed_tree(tmp_path, driver_root="/opt/ascend"))))
+    assert facts["driver"] == {"version": "24.1.rc3"}
+    assert facts["firmware"]["version"] == "7.5.0.1.129"
+
+
+def test_empty_host_has_nothing(tmp_path):
+    facts = facts_mod.collect(facts_mod.LocalProbe(str(tmp_path)))
+    assert facts["install_info"] == {} and facts["driver"] is None and facts["firmware"] is None
+    assert facts["cann"] == [] and facts["nnal"] == []
+    assert facts["python"] == {"interpreter": None, "torch": None, "torch_npu": None, "torchvision": None}
+
+
+def test_local_probe_maps_paths_into_its_root(tmp_path):
+    write(tmp_path, "/etc/x.info", "a=1\n")
+    probe = facts_mod.LocalProbe(str(tmp_path))
+    assert probe.read("/etc/x.info") == "a=1\n" and probe.read("/etc/missing") is None
+    assert probe.glob("/etc/*.info") == ["/etc/x.info"]
+    assert not probe.can_run
+    rc, out, err = probe.run("true")
+    assert rc == 127 and err == f"not run: {tmp_path} is a directory tree, not a running host"
+    real = facts_mod.LocalProbe("/")
+    assert real.can_run and real.run("echo $((6 * 7))")[:2] == (0, "42\n")
+    assert real.read(str(tmp_path / "etc/x.info")) == "a=1\n"
+
+
+# ------------------------------------------------------------------ a running host
+
+PY_VERSIONS = r"^python3 -c 'import importlib\.metadata as m, json"
+
+
+def running_host(tmp_path, npu_smi_answer=(0, sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt"), "")):
+    """Files from the installed tree, commands from a table."""
+    tree = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
+    patterns = ("/etc/*", "/usr/local/Ascend/*/version.info", "/usr/local/Ascend/cann/*-linux/*",
+                "/usr/local/Ascend/cann/opp/built-in/op_impl/ai_core/tbe/kernel/*", "/usr/local/Ascend/nnal/atb/*/atb")
+    files = {p: tree.read(p) for pattern in patterns for p in tree.glob(pattern)}
+    probe = FakeProbe(files=files)
+    probe.answer(PY_VERSIONS, 0, '{"torch": "2.4.0+cpu", "torch_npu": "2.4.0.post2", "torchvision": null}\n')
+    probe.answer(r"^npu-smi info$", *npu_smi_answer)
+    return probe
+
+
+def test_collect_on_a_running_host_reads_npu_smi(tmp_path):
+    facts = facts_mod.collect(running_host(tmp_path))
+    assert facts["npu_smi"] == {"version": "25.2.0",
+                                "processes": [{"npu": 4, "chip": 0, "pid": 1601114, "name": "python"}]}
+    assert [(d["npu"], d["chip"], d["name"], d["health"]) for d in facts["devices"]] == \
+        [(i, 0, "910B3", "OK") for i in range(8)]
+    assert facts["devices"][0]["bus_id"] == "0000:C1:00.0" and facts["devices"][7]["bus_id"] == "0000:42:00.0"
+    assert facts["python"] == {"interpreter": "python3", "torch": "2.4.0+cpu", "torch_npu": "2.4.0.post2",
+                               "torchvision": None}
+
+
+def test_collect_reads_health_and_both_dies_of_a3_and_310p(tmp_path):
+    a3 = sample("npu-smi_info_A3_Ascend910_24.1.rc3.7_8npu_16chip.txt")
+    facts = facts_mod.collect(running_host(tmp_path, (0, a3, "")))
+    assert len(facts["devices"]) == 16 and {d["chip"] for d in facts["devices"]} == {0, 1}
+    assert [d["phy_id"] for d in facts["devices"][:4]] == [0, 1, 2, 3]
+    facts = facts_mod.collect(running_host(tmp_path / "b", (0, sample(
+        "npu-smi_info_310P3_300IDuo_25.0.rc1.b033_4card_Critical.txt"), "")))
+    assert [(d["npu"], d["chip"]) for d in facts["devices"] if d["health"] == "Critical"] == [(4, 0)]
+
+
+def test_npu_smi_error_is_kept_with_its_code(tmp_path):
+    facts = facts_mod.collect(running_host(tmp_path, (255, sample("npu-smi_error_-8005_dcmi_init.txt"), "")))
+    assert facts["npu_smi"] == {"error": "the tool reported an error: dcmi module initialize failed. ret is -8005 "
+                                         "(internal error: driver not loaded, no access to /dev/davinci*, or "
+                                         "secure-boot mismatch)"}
+    assert facts["devices"] == []
+
+
+def test_npu_smi_found_off_path_in_the_drivers_locations(tmp_path):
+    probe = running_host(tmp_path, (127, "", "bash: line 1: npu-smi: command not found\n"))
+    probe.answer(r"^/usr/local/bin/npu-smi info$", 127, "", "No such file or directory\n")
+    probe.answer(r"^/usr/local/sbin/npu-smi info$", 0, sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt"))
+    facts = facts_mod.collect(probe)
+    assert len(facts["devices"]) == 8
+    assert probe.runs[-3:] == ["npu-smi info", "/usr/local/bin/npu-smi info", "/usr/local/sbin/npu-smi info"]
+
+
+def test_no_npu_smi_anywhere_is_an_error_not_an_empty_host(tmp_path):
+    probe = running_host(tmp_path, (127, "", "command not found\n"))
+    probe.answer(r"^/usr/local/s?bin/npu-smi info$", 127, "", "No such file or directory\n")
+    facts = facts_mod.collect(probe)
+    assert facts["npu_smi"] == {"error": "npu-smi not found (no driver on this host)"}
+
+
+def test_python_that_fails_is_reported(tmp_path):
+    probe = running_host(tmp_path)
+    probe.answer(PY_VERSIONS, 127, "", "bash: line 1: python3: command not found\n")
+    assert facts_mod.collect(probe)["python"] == {"interpreter": "python3",
+                                                  "error": "bash: line 1: python3: command not found"}
+
+
+def test_the_python_version_probe_runs_for_real():
+    rc, out, err = facts_mod.LocalProbe("/").run(f"python3 -c {shlex.quote(facts_mod._PY_VERSIONS)}")
+    assert rc == 0, err
+    assert set(__import__("json").loads(out)) == {"torch", "torch_npu", "torchvision"}
+
+
+# ------------------------------------------------------------------ testinfra hosts
+
+class FakeTestinfraHost:
+    def __init__(self, files, answers):
+        self.files, self.answers, self.commands = files, answers, []
+
+    def run(self, command):
+        self.commands.append(command)
+        inner = shlex.split(command)[2]
+        rc, out = self.answers.get(inner, (1, ""))
+        return SimpleNamespace(rc=rc, stdout=out, stderr="")
+
+    def file(self, path):
+        return SimpleNamespace(exists=path in self.files, is_file=True, content_string=self.files.get(path))
+
+
+def test_host_probe_runs_in_a_login_shell_and_reads_files():
+    host = FakeTestinfraHost({"/etc/ascend_install.info": INSTALL_INFO}, {"echo 'a b'": (0, "a b\n")})
+    probe = facts_mod.HostProbe(host)
+    assert probe.run("echo 'a b'") == (0, "a b\n", "")
+    assert host.commands == ["bash -lc 'echo '\"'\"'a b'\"'\"''"]
+    assert probe.read("/etc/ascend_install.info") == INSTALL_INFO and probe.read("/nope") is None
+
+
+def test_host_probe_glob_lists_what_exists():
+    pattern = "/usr/local/Ascend/nnal/atb/*/atb"
+    loop = f'for p in {pattern}; do [ -e "$p" ] && echo "$p"; done; true'
+    host = FakeTestinfraHost({}, {loop: (0, "/usr/local/Ascend/nnal/atb/8.0.0/atb\n\n")})
+    assert facts_mod.HostProbe(host).glob(pattern) == ["/usr/local/Ascend/nnal/atb/8.0.0/atb"]
+    # the loop prints nothing for an unmatched pattern: bash keeps it literal and -e rejects it
+    rc, out, _ = facts_mod.LocalProbe("/").run(f'for p in /nonexistent-{os.getpid()}/*; do [ -e "$p" ] && '
+                                               'echo "$p"; done; true')
+    assert (rc, out) == (0, "")
+
+
+@pytest.mark.parametrize("layout", ["cann", "ascend-toolkit"])
+def test_checks_pass_on_what_collect_reads(tmp_path, layout):
+    """The quick checks that read files agree with collect(): no shape drift between the two."""
+    from tests.unit.check_fakes import LEGACY_ROW, run_check, stack
+    from validation.suite import test_quick as q
+    facts = facts_mod.collect(facts_mod.LocalProbe(str(installed_tree(tmp_path, layout=layout))))
+    # the tree's 8.5.0 / 8.0.0 installs stand for the rows' versions
+    s = stack(LEGACY_ROW) if layout == "ascend-toolkit" else stack()
+    if layout == "cann":
+        facts["cann"][0]["version"] = s["cann"]
+        facts["nnal"] = [s["cann"]]
+    facts["driver"]["version"] = facts["firmware"]["package_version"] = s["hdk"]["version"].lower()
+    for check in (q.test_driver_version, q.test_cann_toolkit, q.test_nnal):
+        assert run_check(check, facts=facts, stack=s).passed, check.__name__
+    assert run_check(q.test_firmware_pairs_with_driver, facts=facts).passed
+    assert run_check(q.test_install_info, facts=facts).passed
+
+
+def test_files_with_bytes_that_are_not_utf8_are_still_read(tmp_path):
+    target = tmp_path / "usr/local/Ascend/driver/version.info"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"Version=24.1.rc3\ncomment=\xff\xfe\n")
+    text = facts_mod.LocalProbe(str(tmp_path)).read("/usr/local/Ascend/driver/version.info")
+    assert text == "Version=24.1.rc3\ncomment=\ufffd\ufffd\n"
+
+
+def test_a_tree_runs_nothing_and_prints_nothing(tmp_path):
+    assert facts_mod.LocalProbe(str(tmp_path)).run("npu-smi info")[:2] == (127, "")
+
+
+def test_install_info_without_the_driver_line_falls_back_to_the_default_root(tmp_path):
+    root = installed_tree(tmp_path)
+    (root / "etc/ascend_install.info").write_text("Firmware_Install_Type=full\n")
+    assert facts_mod.collect(facts_mod.LocalProbe(str(root)))["driver"] == {"version": "24.1.rc3"}
+
+
+def test_python_that_fails_with_output_reports_it(tmp_path):
+    probe = running_host(tmp_path)
+    probe.answer(PY_VERSIONS, 1, "partial output\n", "")
+    assert facts_mod.collect(probe)["python"] == {"interpreter": "python3", "error": "partial output"}
+    long = "E" * 600
+    probe.answer(PY_VERSIONS, 1, "", long)
+    assert facts_mod.collect(probe)["python"]["error"] == long[-500:]
+
+
+def test_host_probe_reads_only_files():
+    class File:
+        """testinfra's File: reading a missing file or a folder fails."""
+        def __init__(self, path, exists, is_file):
+            self.path, self.exists, self.is_file = path, exists, is_file
+
+        @property
+        def content_string(self):
+            assert self.is_file, f"testinfra cannot read {self.path}"
+            return "a=1\n"
+
+    class Host:
+        def file(self, path):
+            return File(path, *{"/etc/a": (True, True), "/etc": (True, False)}.get(path, (False, False)))
+
+    probe = facts_mod.HostProbe(Host())
+    assert probe.read("/etc/a") == "a=1\n"
+    assert probe.read("/etc") is None and probe.read("/missing") is None
