@@ -92,8 +92,13 @@ def warns(findings) -> list[Finding]:
 
 
 def listing(findings, limit: int = 12) -> str:
-    shown = "; ".join(f"{f.where}: {f.what}" for f in findings[:limit])
-    return shown + (f"; and {len(findings) - limit} more" if len(findings) > limit else "")
+    """Findings as one line; places with the same finding share it ("port 0, port 1: ...")."""
+    groups: dict[str, list[str]] = {}
+    for f in findings:
+        groups.setdefault(f.what, []).append(f.where)
+    items = [f"{', '.join(where)}: {what}" for what, where in groups.items()]
+    shown = "; ".join(items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _chip(d: dict) -> str:
@@ -302,8 +307,7 @@ def gateway_findings(ports: list[dict]) -> list[Finding]:
                                                 f"{_unread(gateway) or _unread(routes) or 'not queried'}"))
             continue
         if gateway["address"] is None:
-            found.append(Finding("warn", where, f"no default gateway (device IP {ip['address']}/{ip['netmask']}): "
-                                                "only its own subnet is reachable"))
+            found.append(Finding("warn", where, "no default gateway: only the port's own subnet is reachable"))
             continue
         subnet = ipaddress.IPv4Network(f"{ip['address']}/{ip['netmask']}", strict=False)
         if ipaddress.IPv4Address(gateway["address"]) not in subnet:

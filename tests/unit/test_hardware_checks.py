@@ -306,3 +306,11 @@ def test_hccl_test_runs_where_installed(tmp_path):
     bare = SimProbe(tmp_path / "bare", sim_state.default_state("910b", npus=2))
     status, reason, _ = outcome(hw.test_hccl_test, facts, bare, STACK_910B, OPTIONS)
     assert status == "skipped" and "hccl_test is not installed" in reason
+
+
+def test_listing_groups_places_with_the_same_finding_and_bounds_the_line():
+    f = [hardware.Finding("warn", f"port {p}", "no default gateway") for p in range(3)] + \
+        [hardware.Finding("fail", "port 5", "TX power -40 dBm below -10 dBm")]
+    assert hardware.listing(f) == "port 0, port 1, port 2: no default gateway; port 5: TX power -40 dBm below -10 dBm"
+    many = [hardware.Finding("warn", f"NPU {n}", f"{70 + n} C") for n in range(14)]
+    assert hardware.listing(many).endswith("NPU 11: 81 C; and 2 more")

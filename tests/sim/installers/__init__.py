@@ -235,6 +235,14 @@ def _stage(kind: str, release: Release, runtime_libs: Path | None, work: Path) -
         _placeholder(files / "dcmi/dcmi_interface_api.h", "dcmi header")
     elif kind in ("toolkit", "nnae"):
         (stage / "set_env.sh").write_text(set_env_script(release, kind))
+        if kind == "toolkit":
+            # The toolkit's HCCL test programs (tools/hccl_test/bin/<op>_test), as a site
+            # has them once it has built them with MPI (vendor.yaml: hccl_test).
+            spec = vendor()["hccl_test"]
+            bin_dir = files / "tools" / spec["dir"] / "bin"
+            bin_dir.mkdir(parents=True)
+            for op in spec["ops"]:
+                shutil.copy(TOOLS / "hccl_test.py", bin_dir / f"{op}_test")
         libs = files / "lib64"
         libs.mkdir(parents=True)
         if runtime_libs:

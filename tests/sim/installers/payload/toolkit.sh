@@ -51,6 +51,7 @@ for component in runtime compiler hccl opp toolkit; do
     log INFO "install package CANN-$component-$INNER_VERSION-linux.$ARCH.run start"
 done
 cp -a files/lib64/. "$HOME_DIR/lib64/" 2>/dev/null || true
+[ -d files/tools ] && cp -a files/tools/. "$HOME_DIR/tools/"
 echo "load_priority=customize" > "$HOME_DIR/opp/vendors/config.ini"
 copy_filled version.info "$INFO_FILE"
 : > "$HOME_DIR/version.cfg"
