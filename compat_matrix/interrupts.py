@@ -7,11 +7,14 @@ its message, no traceback) from wherever the main thread is, so every ``finally`
 and ``with`` on the way out runs; a subprocess that ``subprocess.run`` is waiting
 for is killed by it. Further signals are ignored while that cleanup runs.
 ``deferred()`` holds signals back over steps that must not be cut in two (a pair
-of renames, creating a temporary folder and recording its name).
+of renames, creating a temporary folder and recording its name). Processes that
+worker threads wait for are started with ``run()``: an interrupt terminates them,
+so that the threads, and the command, can end.
 """
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from contextlib import contextmanager
 
@@ -37,6 +40,31 @@ class _State:
     pending: int | None = None    # a signal that came during deferred()
 
 
+_CHILDREN: set = set()
+_CHILDREN_LOCK = threading.Lock()
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True, ...)`` for any thread:
+    the process is terminated when the command is interrupted."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs) as proc:
+        with _CHILDREN_LOCK:
+            _CHILDREN.add(proc)
+        try:
+            out, err = proc.communicate()
+        finally:
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _end_children() -> None:
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+    for proc in children:
+        proc.terminate()
+
+
 def _handler(signum, _frame):
     if _State.fired is not None:
         return  # already on the way out: let the cleanup finish
@@ -44,6 +72,7 @@ def _handler(signum, _frame):
         _State.pending = signum
         return
     _State.fired = signum
+    _end_children()
     raise Interrupted(signum, _State.what or "the command")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from compat_matrix import interrupts
 from compat_matrix.errors import UserError
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent
@@ -131,7 +132,9 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
         cmd += ["--limit", limit]
     for var in extra_vars or []:
         cmd += ["-e", var]
-    return subprocess.run(cmd, cwd=PLAYBOOK_DIR, env=ansible_env(**(env or {})), text=True, capture_output=capture)
+    if capture:  # from any thread, and ended by an interrupt of the command (npuenv validate)
+        return interrupts.run(cmd, cwd=PLAYBOOK_DIR, env=ansible_env(**(env or {})))
+    return subprocess.run(cmd, cwd=PLAYBOOK_DIR, env=ansible_env(**(env or {})), text=True)
 
 
 def exit_code(returncode: int) -> int:

@@ -36,7 +36,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import compat_matrix as cm
-from compat_matrix import outputs
+from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 from . import artefact as artefact_mod
@@ -82,10 +82,10 @@ def judge(rc: int, stdout: str, stderr: str) -> Outcome:
 
 # --- transports: how the artefact reaches a target ------------------------------
 
-def _podman(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if shutil.which("podman") is None:
         raise UserError("podman is not installed; it is needed for podman:// and image: targets")
-    p = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+    p = interrupts.run(["podman", *args])
     if check and p.returncode != 0:
         raise UserError(f"podman {' '.join(args[:2])} failed: {p.stderr.strip()}")
     return p
@@ -99,7 +99,7 @@ class LocalTransport:
         self.hosts = ["local"]
 
     def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
-        p = subprocess.run([sys.executable, str(artefact), *args["local"]], capture_output=True, text=True)
+        p = interrupts.run([sys.executable, str(artefact), *args["local"]])
         sys.stderr.write(p.stderr[-4000:] if p.returncode not in (0, 1) else "")
         return {"local": judge(p.returncode, p.stdout, p.stderr)}
 
@@ -134,8 +134,8 @@ class AnsibleTransport:
     ansible-playbook (validate.yml), all at once."""
     fleet_member = True
 
-    def __init__(self, inventory: Path, pattern: str, hosts: list[str], hostvars: dict):
-        self.inventory, self.pattern, self.hosts, self.hostvars = inventory, pattern, hosts, hostvars
+    def __init__(self, inventory: Path, pattern: str, hosts: list[str]):
+        self.inventory, self.pattern, self.hosts = inventory, pattern, hosts
 
     def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
         from playbooks import run as playbooks_run
@@ -257,7 +257,7 @@ def ansible_transport(target: str) -> tuple[AnsibleTransport, dict]:
         raise UserError(f"{target}: no host of the group '{playbooks_run.FLEET_GROUP}' in {inventory} "
                         f"matches '{pattern}'")
     row = hostvars.get(hosts[0], {}).get("npuenv_row") or {}
-    return AnsibleTransport(Path(inventory).resolve(), pattern, hosts, hostvars), row
+    return AnsibleTransport(Path(inventory).resolve(), pattern, hosts), row
 
 
 def plan(targets: list[str], host_root: str, run_args: list[str], cleanup: ExitStack,
@@ -292,8 +292,7 @@ def plan(targets: list[str], host_root: str, run_args: list[str], cleanup: ExitS
         from playbooks import run as playbooks_run
         listing = playbooks_run.read_inventory(inventory)
         transports.append(AnsibleTransport(inventory, playbooks_run.FLEET_GROUP,
-                                           playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP),
-                                           listing.get("_meta", {}).get("hostvars", {})))
+                                           playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP)))
     names = [h for t in transports for h in t.hosts]
     dupes = sorted({h for h in names if names.count(h) > 1})
     if dupes:
@@ -403,7 +402,8 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         raise UserError(f"unknown level '{level}'; use quick, standard or full")
     out_dir = outputs.check_dir_output(Path(out_dir), "--out")
     the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
-    with ExitStack() as cleanup:
+    # An interrupt ends the targets' runs and removes what was started (image containers, temporary files).
+    with interrupts.interruptible("validate"), ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
         transports, hint = plan(targets, host_root, run_args or [], cleanup, workdir)
         # What the targets carry (an inventory's npuenv_row: chip, python, ...;

@@ -5,8 +5,11 @@ hosts passing with 0, are in test_fleet.py.)"""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,33 @@ def test_an_image_without_the_hosts_driver_fails_and_a_missing_image_is_bad_inpu
     left = subprocess.run(["podman", "ps", "-a", "--filter", "name=npuenv-validate-", "--format", "{{.Names}}"],
                           capture_output=True, text=True).stdout.split()
     assert left == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupted_image_validation_leaves_nothing_behind(node_image, tmp_path, signum):
+    """Stopped while the suite runs inside the image's container: the container is
+    removed, no report or temporary file stays, one line says so, exit 128+N."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "npuenv", "validate", "--target", f"image:{node_image}",
+                             "--row", "2.13.0", "--level", "standard", "--out", str(tmp_path / "out")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp)})
+
+    def containers():
+        return subprocess.run(["podman", "ps", "-a", "--filter", "name=npuenv-validate-", "--format", "{{.Names}}"],
+                              capture_output=True, text=True).stdout.split()
+
+    deadline = time.time() + 120
+    while not containers() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert containers(), "the image's container never started"
+    time.sleep(1)  # the artefact is being copied in or runs
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, (out, err)
+    assert err.strip() == f"npuenv: validate: interrupted by {signum.name}; its temporary files are removed and " \
+                          "nothing was written", err
+    assert containers() == []
+    assert not (tmp_path / "out").exists()
+    assert list(tmp.iterdir()) == []
