@@ -16,6 +16,7 @@ from playbooks import run as playbook_run
 # What a role does first when it has been handed a bad value: its own checks.
 ROLE_FIRST_TASK = {
     "preflight": "Preflight | Resolve the matrix row for this host's arch and OS",
+    "npu_driver": "NPU driver | Create the driver's run group",
     "cann": "CANN | Read what of this CANN version is installed",
     "hccn": "HCCN | Look for the driver's hccn_tool",
     "python_stack": "Python stack | Check the wheelhouse on the controller",
@@ -81,6 +82,9 @@ def role_playbook(tmp_path, role: str) -> str:
 @pytest.mark.parametrize("role,variable,value,message", [
     ("preflight", "preflight_required_tools", ["lspci", "ifconfig{payload}"],
      "preflight_required_tools[1]: 'ifconfig; touch {marker}' is not a command name"),
+    ("npu_driver", "npu_driver_user", "HwHiAiUser{payload}", "npu_driver_user: 'HwHiAiUser; touch {marker}' is not a "
+                                                            "user or group name"),
+    ("npu_driver", "npu_driver_stage_dir", "/var/cache{payload}", "npu_driver_stage_dir: '/var/cache; touch {marker}'"),
     ("cann", "cann_stage_dir", "/var/cache/npuenv{payload}", "cann_stage_dir: '/var/cache/npuenv; touch {marker}'"),
     ("hccn", "hccn_netmask", "255.255.0.255", "hccn_netmask: '255.255.0.255' is not a netmask"),
     ("hccn", "hccn_netdetect_address", "$(touch {marker})", "hccn_netdetect_address: '$(touch {marker})' is not an "

@@ -10,8 +10,8 @@ from tests.unit.test_playbook_plugins import plugin
 
 inputs = plugin("filter", "npuenv_inputs")
 ROLES = ROOT / "playbooks" / "roles"
-# The roles this rule covers (npu_driver and validation have their own owners).
-CHECKED_ROLES = ("preflight", "cann", "hccn", "python_stack", "ascend_env", "cluster_tuning")
+# The roles whose inputs reach the node (validation's are the artefact and its arguments, from npuenv).
+CHECKED_ROLES = ("preflight", "npu_driver", "cann", "hccn", "python_stack", "ascend_env", "cluster_tuning")
 
 
 def problems(kind, value, name="v"):
@@ -19,6 +19,7 @@ def problems(kind, value, name="v"):
 
 
 @pytest.mark.parametrize("kind,value", [
+    ("account", "HwHiAiUser"), ("account", "_npu-run2"),
     ("path", "/usr/local"), ("path", "/var/cache/npuenv/installers"), ("path", "/opt/npu-env_1.2+x@y"),
     ("ipv4", "192.168.100.101"), ("ipv4", "0.0.0.0"), ("ipv4_or_empty", ""), ("ipv4_or_empty", "10.0.0.1"),
     ("netmask", "255.255.255.0"), ("netmask", "255.255.240.0"),
@@ -53,6 +54,9 @@ def test_sound_values_pass(kind, value):
     ("ipv4_list", ["10.0.0.1", "10.0.0.2;id"], "v[1]: '10.0.0.2;id' is not an IPv4 address"),
     ("ipv4_list", ["10.0.0.1", "10.0.0.1"], "v[1]: 10.0.0.1 is listed twice"),
     ("commands", ["lspci", "-rf"], "v[1]: '-rf' is not a command name"),
+    ("account", "HwHi;id", "v: 'HwHi;id' is not a user or group name"),
+    ("account", "-x", "is not a user or group name"),
+    ("account", "a" * 33, "is not a user or group name"),
     ("commands", ["ls;id"], "v[0]: 'ls;id' is not a command name"),
     ("environment", {"A;B": "1"}, "v: 'A;B' is not an environment variable name"),
     ("environment", {"A": "1\nreboot"}, "v.A: '1\\nreboot' must be one line"),

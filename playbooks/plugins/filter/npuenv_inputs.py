@@ -15,6 +15,7 @@ import re
 
 _PATH_RE = re.compile(r"/[A-Za-z0-9._+@/-]*")
 _COMMAND_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
+_ACCOUNT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")  # useradd's portable names
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SYSCTL_KEY_RE = re.compile(r"[A-Za-z0-9_-]+(?:[./][A-Za-z0-9_@:*-]+)+")
 _SYSCTL_VALUE_RE = re.compile(r"[A-Za-z0-9._:,/+-]+(?: [A-Za-z0-9._:,/+-]+)*")
@@ -25,6 +26,12 @@ def _path(name, value):
     if not isinstance(value, str) or not _PATH_RE.fullmatch(value) or ".." in value.split("/"):
         return (f"{name}: {value!r} is not an absolute path of letters, digits and ._+@/- "
                 f"(no spaces, no shell characters, no '..'); e.g. /var/cache/npuenv")
+    return None
+
+
+def _account(name, value):
+    if not isinstance(value, str) or not _ACCOUNT_RE.fullmatch(value):
+        return f"{name}: {value!r} is not a user or group name (a letter or _, then letters, digits, _ and -; e.g. HwHiAiUser)"
     return None
 
 
@@ -103,6 +110,7 @@ def _sysctl(name, value):
 
 KINDS = {
     "path": _path,
+    "account": _account,
     "ipv4": _ipv4,
     "ipv4_or_empty": _ipv4_or_empty,
     "netmask": _netmask,
