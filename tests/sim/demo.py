@@ -145,6 +145,8 @@ def main() -> int:
     print(f"injected fault caught: {faulty} npu_health (NPU {FAULT['npu']} {FAULT['health']})" if caught else
           "the injected fault was not caught as expected")
     print(f"total {time.time() - steps.started:.0f} s; fleet report: {out / 'validation' / 'report.html'}")
+    print(f"the nodes stay up to be looked at (ssh -F ... or `npuenv validate --target "
+          f"'ansible://npu_nodes?inventory={inventory}'`); `make sim-clean` removes them")
     sim_nodes.update_state(state, faulty, FAULT["npu"], health="OK")
     return 0 if caught and rc == 1 else 1
 
