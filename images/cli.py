@@ -16,7 +16,7 @@ from npuenv.args import add_constraint_args, constraints_from, load
 
 from . import build as builder
 from . import engine as engines
-from . import render, run
+from . import render, run, sbom
 
 
 def _log(msg: str) -> None:
@@ -67,8 +67,10 @@ def cmd_build(args) -> int:
         return 1
     result = builder.build(stack, Path(args.installers), Path(args.wheelhouse) if args.wheelhouse else None,
                            cann_only=args.cann_only, tag=args.tag, engine=args.engine, date=args.build_date,
-                           base_image=args.base_image, user_ids=args.user_ids, no_cache=args.no_cache, log=_log)
+                           base_image=args.base_image, user_ids=args.user_ids, no_cache=args.no_cache,
+                           sbom=Path(args.sbom) if args.sbom else None, log=_log)
     print(f"{result.tag} ({result.image_id[:12]}), built with {result.engine} in {result.seconds:.0f} s")
+    print(f"SBOM ({result.labels[builder.SBOM_FORMAT_LABEL]}): {result.sbom}")
     print(f"run it on an Atlas host: npuenv image run-cmd --row {stack.row.torch_npu} --os {stack.os} "
           f"--python {stack.python} --arch {stack.arch} --chip {stack.chip} --image {result.tag}")
     return 0
@@ -162,6 +164,8 @@ def register(subparsers) -> None:
                         "the devices (default 1000:1000)")
     p.add_argument("--build-date", help="the created label (default: SOURCE_DATE_EPOCH, else now)")
     p.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    p.add_argument("--sbom", metavar="FILE", help="where the image's SBOM (CycloneDX JSON) goes (default: "
+                                                  f"{builder.SBOM_DIR}/<name>_<tag>{sbom.SUFFIX})")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run-cmd", help="print the docker/podman run line for an Atlas host")
