@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from compat_matrix import UserError
 
@@ -78,6 +79,24 @@ class Engine:
         if self.name == "buildah" and args[:1] == ("tag",):
             return [self.path, "tag", *args[1:]]
         return [self.path, *args]
+
+    def push_command(self, image_id: str, dest: str, opts: list[str], digestfile: str) -> list[str]:
+        """Push ``image_id`` to the registry reference ``dest`` (podman and buildah write the
+        manifest digest to ``digestfile``; docker pushes a local tag of that name, made first)."""
+        if self.name == "docker":
+            return [self.path, "push", dest]
+        return [self.path, "push", *opts, "--digestfile", digestfile, image_id, f"docker://{dest}"]
+
+    def pushed_digest(self, output: str, digestfile: str) -> str:
+        if self.name == "docker":   # "TAG: digest: sha256:... size: N"
+            found = re.findall(r"digest: (sha256:[0-9a-f]{64})", output)
+            return found[-1] if found else ""
+        return Path(digestfile).read_text().strip()
+
+    def pull_command(self, ref: str, opts: list[str]) -> list[str]:
+        if self.name == "docker":
+            return [self.path, "pull", ref]
+        return [self.path, "pull", *opts, f"docker://{ref}"]
 
     @property
     def runs_containers(self) -> bool:

@@ -318,7 +318,12 @@ def write_context(files: dict[str, str], directory: Path, option: str | None = N
                                            for name, text in files.items()}, option)
 
 
+def image_tag(fields: dict, cann_only: bool = False) -> str:
+    """The tag that says what an image is, from the stack's fields (stack_fields())."""
+    return load_manifest()["image_names"]["cann_only" if cann_only else "full"]["tag"].format(**fields)
+
+
 def image_name(stack: Stack, cann_only: bool = False) -> str:
-    template = load_manifest()["image_names"]["cann_only" if cann_only else "full"]
-    return template.format(**stack_fields(stack))
+    repository = load_manifest()["image_names"]["cann_only" if cann_only else "full"]["repository"]
+    return f"{repository}:{image_tag(stack_fields(stack), cann_only)}"
 

@@ -147,7 +147,8 @@ def python_components(contents: ImageContents, wheelhouse: dict | None) -> list[
 
 def os_components(stack: Stack, contents: ImageContents) -> list[Component]:
     spec = os_query(stack)
-    distro = contents.os_release.get("ID") or stack.platforms.operating_systems[stack.os]["distribution"].lower()
+    # purl-spec: the deb and rpm namespace is the vendor, lower case
+    distro = (contents.os_release.get("ID") or stack.platforms.operating_systems[stack.os]["distribution"]).lower()
     distro_version = contents.os_release.get("VERSION_ID", "")
     out = [Component(type=ComponentType.OPERATING_SYSTEM, name=distro, version=distro_version,
                      bom_ref=f"os:{distro}@{distro_version}", description=contents.os_release.get("PRETTY_NAME"))]
