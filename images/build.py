@@ -151,6 +151,7 @@ class BuildResult:
     sbom: Path | None = None
     labels: dict = field(default_factory=dict)    # the labels the label-only step added
     phases: dict = field(default_factory=dict)    # seconds per phase
+    steps: list = field(default_factory=list)     # (engine build step, seconds), in order
 
 
 def default_sbom_path(tag: str) -> Path:
@@ -238,7 +239,8 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
     seconds = time.monotonic() - started
     log(f"npuenv: built {tag} ({final_id[:12]}) in {seconds:.0f} s: {progress.summary()}; SBOM {sbom_path}")
     return BuildResult(image_id=final_id, tag=tag, engine=eng.name, seconds=seconds, output=output,
-                       build_args=build_args, sbom=sbom_path, labels=labels, phases=dict(progress.phases))
+                       build_args=build_args, sbom=sbom_path, labels=labels, phases=dict(progress.phases),
+                       steps=list(progress.steps))
 
 
 def _add_labels(eng: engines.Engine, image_id: str, labels: dict[str, str], tag: str, workdir: Path,

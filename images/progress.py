@@ -29,6 +29,7 @@ class Progress:
     def __init__(self, log: Log, clock: Callable[[], float] = time.monotonic):
         self.log, self.clock = log, clock
         self.phases: dict[str, float] = {}
+        self.steps: list[tuple[str, float]] = []     # every engine build step run, with its time
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -49,8 +50,12 @@ class Progress:
         step, step_started = None, 0.0
 
         def close_step() -> None:
-            if step is not None and self.clock() - step_started >= STEP_REPORT_S:
-                self.log(f"npuenv:   {step} took {seconds(self.clock() - step_started)}")
+            if step is None:
+                return
+            took = self.clock() - step_started
+            self.steps.append((step, took))
+            if took >= STEP_REPORT_S:
+                self.log(f"npuenv:   {step} took {seconds(took)}")
 
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                               env=env) as proc:

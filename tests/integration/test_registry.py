@@ -216,10 +216,13 @@ def test_the_sbom_matches_what_the_pulled_image_holds(images, validated, private
             assert name == "pip", f"{name} is in the venv but not from the wheelhouse"
     assert {"torch", "torch_npu"} <= set(pypi) or {"torch", "torch-npu"} <= set(pypi)
     assert len([c for c in pypi.values() if c.get("hashes")]) == len(wheels), "every wheel is installed and listed"
-    # every vendor installer with its file name and sha256
+    # every vendor installer the image was built from (its labels name them), with its sha256; not the
+    # driver's and firmware's, which lie in the same folder but never enter an image
     installers = Path(images["installers"]["current"])
     listed = {c["name"]: c["hashes"][0]["content"] for c in sbom["components"] if c["bom-ref"].startswith("installer:")}
-    assert listed == {p.name: sha256_file(p) for p in installers.glob("*.run")}
+    used = {v for k, v in labels.items() if k.startswith("io.npuenv.installer.") and not k.endswith(".sha256")}
+    assert len(used) == 3 and listed == {name: sha256_file(installers / name) for name in used}
+    assert any("hdk" in p.name for p in installers.glob("*.run")) and not any("hdk" in n for n in listed)
     # the base image and its digest, as the engine has it
     base_ref = cm.load_platforms().operating_systems[OS]["base_image"]
     base_digest = json.loads(podman("image", "inspect", base_ref).stdout)[0]["Digest"]
