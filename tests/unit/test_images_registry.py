@@ -166,7 +166,8 @@ case "$1" in
     n=$(grep -c '^podman push' "$(dirname "$0")/calls.log")
     if [ -n "$FAIL_SECOND" ] && [ "$n" -ge 2 ]; then echo "Error: writing manifest: unauthorized: access denied"; exit 125; fi
     echo "Writing manifest to image destination"
-    echo "sha256:$(printf %064d 7)" > "$df";;
+    if [ -n "$OTHER_DIGEST" ] && [ "$n" -ge 2 ]; then echo "sha256:$(printf %064d 8)" > "$df"
+    else echo "sha256:$(printf %064d 7)" > "$df"; fi;;
 esac
 """
 
@@ -193,6 +194,17 @@ def test_push_writes_every_tag_on_one_digest_and_a_later_failure_names_what_is_t
     err = capsys.readouterr().err
     assert (f"r.example:5000 refused the credentials (unauthorized: access denied). Log in with" in err
             and f"{tag} is in the registry; {tag}-e0c96d65f113 was not written" in err)
+
+
+def test_tags_that_got_different_manifests_are_an_error(tmp_path, monkeypatch, capsys):
+    bin_dir = tmp_path / "bin"
+    fake_engine(bin_dir, FAKE)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("IMAGE_ID", IMAGE_ID)
+    monkeypatch.setenv("LABELS", json.dumps(LABELS))
+    monkeypatch.setenv("OTHER_DIGEST", "1")
+    assert main(["image", "push", "r.example/ai/npu", "--image", "localhost/x:1"]) == 2
+    assert "the engine wrote two different manifests for one image; push again" in capsys.readouterr().err
 
 
 def test_push_of_a_missing_image_or_with_bad_options_does_nothing(tmp_path, monkeypatch, capsys):
