@@ -24,11 +24,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from cyclonedx.model import HashAlgorithm, HashType, Property
-from cyclonedx.model.bom import Bom, BomMetaData
-from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.output.json import JsonV1Dot6
-from packageurl import PackageURL
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -110,16 +105,19 @@ def parse_probe(stdout: str) -> ImageContents:
     return ImageContents(os_release=doc["os_release"], os_packages=sorted(set(packages)), python=python)
 
 
-def _sha256(hexdigest: str) -> list[HashType]:
+def _sha256(hexdigest: str) -> list:
+    from cyclonedx.model import HashAlgorithm, HashType
     return [HashType(alg=HashAlgorithm.SHA_256, content=hexdigest)]
 
 
-def _props(**kw: str | None) -> list[Property]:
+def _props(**kw: str | None) -> list:
+    from cyclonedx.model import Property
     return [Property(name=f"{_NS}:{k.replace('_', '-')}", value=v) for k, v in kw.items() if v]
 
 
-def _oci_purl(ref: str, digest: str) -> PackageURL | None:
+def _oci_purl(ref: str, digest: str):
     """pkg:oci/NAME@DIGEST?repository_url=REPO&tag=TAG (purl-spec's oci type)."""
+    from packageurl import PackageURL
     if not digest:
         return None
     name_part, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
@@ -127,8 +125,10 @@ def _oci_purl(ref: str, digest: str) -> PackageURL | None:
                       qualifiers={"repository_url": name_part, **({"tag": tag} if tag else {})})
 
 
-def python_components(contents: ImageContents, wheelhouse: dict | None) -> list[Component]:
+def python_components(contents: ImageContents, wheelhouse: dict | None) -> list:
     """The venv's distributions, each with the wheel the wheelhouse recorded for it."""
+    from cyclonedx.model.component import Component, ComponentType
+    from packageurl import PackageURL
     wheels = {canonicalize_name(w["name"]): w for w in (wheelhouse or {}).get("wheels", [])}
     out = []
     for name, version in contents.python or []:
@@ -145,7 +145,9 @@ def python_components(contents: ImageContents, wheelhouse: dict | None) -> list[
     return out
 
 
-def os_components(stack: Stack, contents: ImageContents) -> list[Component]:
+def os_components(stack: Stack, contents: ImageContents) -> list:
+    from cyclonedx.model.component import Component, ComponentType
+    from packageurl import PackageURL
     spec = os_query(stack)
     # purl-spec: the deb and rpm namespace is the vendor, lower case
     distro = (contents.os_release.get("ID") or stack.platforms.operating_systems[stack.os]["distribution"]).lower()
@@ -161,7 +163,8 @@ def os_components(stack: Stack, contents: ImageContents) -> list[Component]:
     return out
 
 
-def installer_components(stack: Stack, installers: Iterable[dict]) -> list[Component]:
+def installer_components(stack: Stack, installers: Iterable[dict]) -> list:
+    from cyclonedx.model.component import Component, ComponentType
     versions = {render.PYTHON_SOURCE_KIND: (render.python_plan(stack).release or "")}
     return [Component(type=ComponentType.APPLICATION, name=i["file"], bom_ref=f"installer:{i['file']}",
                       version=versions.get(i["kind"], stack.row.cann), hashes=_sha256(i["sha256"]),
@@ -171,6 +174,10 @@ def installer_components(stack: Stack, installers: Iterable[dict]) -> list[Compo
 
 def assemble(stack: Stack, cann_only: bool, inputs: Inputs, contents: ImageContents) -> str:
     """The SBOM as CycloneDX 1.6 JSON text."""
+    # Imported here: every npuenv command imports images/, only a build needs the library.
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
     name, _, tag = inputs.image.rpartition(":") if ":" in inputs.image.rsplit("/", 1)[-1] else (inputs.image, "", "")
     fields = render.stack_fields(stack)
     root = Component(type=ComponentType.CONTAINER, name=name, version=tag or None, bom_ref="image",
