@@ -127,6 +127,12 @@ def test_push_gives_tags_that_say_what_the_image_is_on_one_digest(images, regist
     assert f"npuenv: push {registry.address}/{REPO}:{TAG}: done in " in pushed["stderr"]
 
 
+def test_buildah_pushes_the_same_image_to_the_same_digest(images, registry, pushed, authfile, cert_dir, capsys):
+    assert main(["image", "push", f"{registry.address}/{REPO}", "--image", images["full"]["tag"], "--engine",
+                 "buildah", "--authfile", str(authfile), "--cert-dir", str(cert_dir)]) == 0
+    assert capsys.readouterr().out.splitlines() == pushed["stdout"].splitlines()
+
+
 @pytest.fixture(scope="module")
 def private_store(tmp_path_factory):
     """podman's environment for a container storage of its own, which has never held the image."""
