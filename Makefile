@@ -142,19 +142,30 @@ validate: $(INSTALLED) ## validate hosts: make validate TARGET=podman://npu-sim-
 
 # --- container images (images/) ---
 # make image ROW=2.13.0 OS=debian12 PYTHON=3.11 INSTALLERS=DIR [WHEELHOUSE=DIR] [TAG=ref] [ENGINE=podman|buildah|docker]
-# CANN_ONLY=1: the CANN layers only (no wheelhouse). NPUS, IMAGE: for run-cmd and compose.
+# CANN_ONLY=1: the CANN layers only (no wheelhouse). SBOM=FILE: where the SBOM goes. PUSH=REGISTRY/REPO: push
+# it once built; REGISTRY_ARGS: --authfile FILE, --creds-from-env, --cert-dir DIR, --ca-cert FILE.
+# NPUS, IMAGE: for run-cmd and compose (IMAGE also for push).
 TAG ?=
 ENGINE ?=
 CANN_ONLY ?=
 NPUS ?=
 IMAGE ?=
 IMAGE_ARGS ?=
-.PHONY: image dockerfile run-cmd compose
-image: $(INSTALLED) ## build a row's image: make image ROW=2.13.0 OS=debian12 INSTALLERS=DIR [WHEELHOUSE=DIR] [TAG=..] [CANN_ONLY=1]
+SBOM ?=
+PUSH ?=
+REGISTRY_ARGS ?=
+.PHONY: image push dockerfile run-cmd compose
+image: $(INSTALLED) ## build a row's image: make image ROW=2.13.0 OS=debian12 INSTALLERS=DIR [WHEELHOUSE=DIR] [TAG=..] [CANN_ONLY=1] [PUSH=REGISTRY/REPO]
 	@test -n $(call arg,INSTALLERS) || { echo "make image: set INSTALLERS=DIR, the folder holding the vendor's .run packages and their SHA256SUMS" >&2; exit 2; }
 	$(NPUENV) image build $(ROW_ARGS) $(call opt,--installers,INSTALLERS) \
 	  $(if $(value CANN_ONLY),--cann-only,$(call opt,--wheelhouse,WHEELHOUSE)) \
-	  $(call opt,--tag,TAG) $(call opt,--engine,ENGINE) $(call args,IMAGE_ARGS)
+	  $(call opt,--tag,TAG) $(call opt,--engine,ENGINE) $(call opt,--sbom,SBOM) \
+	  $(call opt,--push,PUSH) $(if $(value PUSH),$(call args,REGISTRY_ARGS)) $(call args,IMAGE_ARGS)
+
+push: $(INSTALLED) ## push a row's image to a registry: make push ROW=2.13.0 OS=debian12 PUSH=REGISTRY/REPO [IMAGE=ref] [REGISTRY_ARGS=..]
+	@test -n $(call arg,PUSH) || { echo "make push: set PUSH=REGISTRY/REPO, e.g. PUSH=harbor.example.com/ai/npuenv" >&2; exit 2; }
+	$(NPUENV) image push $(ROW_ARGS) $(if $(value CANN_ONLY),--cann-only) $(call opt,--image,IMAGE) \
+	  $(call opt,--engine,ENGINE) $(call args,REGISTRY_ARGS) -- $(call arg,PUSH)
 
 dockerfile: $(INSTALLED) ## render a row's Dockerfile only: make dockerfile ROW=2.13.0 OS=ubuntu22.04 ARCH=aarch64 [OUT=DIR: whole build context]
 	$(NPUENV) image render $(ROW_ARGS) $(if $(value CANN_ONLY),--cann-only) $(if $(OUT_GIVEN),$(call opt,--output,OUT))
@@ -172,5 +183,5 @@ compose: $(INSTALLED) ## print a compose file for the image: make compose ROW=2.
 # a variable, and a later `?=` would then keep it empty.)
 USER_VARS := BOOTSTRAP_PYTHON VENV TORCH_SOURCE ROW TORCH CANN PYTHON ARCH CHIP OS OUT N INVENTORY CHECK TAGS \
              WHEELHOUSE BUNDLE SOURCES INSTALLERS WHEELHOUSE_ARGS BUNDLE_ARGS TARGET LEVEL BACKEND TAG ENGINE \
-             CANN_ONLY NPUS IMAGE IMAGE_ARGS
+             CANN_ONLY NPUS IMAGE IMAGE_ARGS SBOM PUSH REGISTRY_ARGS
 unexport $(USER_VARS)

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat_matrix import Stack, UserError, checksums
+from compat_matrix import Stack, UserError, checksums, outputs
 from torch_npu_pkg import wheelhouse as wh
 
 from . import engine as engines
 from . import render
+from . import sbom as sbom_mod
+from .progress import Progress
 
 Log = Callable[[str], None]
 SUMS = checksums.SUMS_FILE
@@ -132,20 +134,40 @@ def build_date() -> str:
 
 # --- building ------------------------------------------------------------------------
 
+# Where the SBOM goes when no path is given (relative to the working directory, as the other
+# commands' outputs under out/).
+SBOM_DIR = Path("out/images")
+SBOM_FORMAT_LABEL = f"{render.load_manifest()['labels']['namespace']}.sbom.format"
+
+
 @dataclass
 class BuildResult:
-    image_id: str
+    image_id: str               # the tagged image (after the label-only step)
     tag: str
     engine: str
-    seconds: float
-    output: str = ""
+    seconds: float              # the whole command: engine build, SBOM, labels and tag
+    output: str = ""            # the engine's output of the Dockerfile build
     build_args: dict = field(default_factory=dict)
+    sbom: Path | None = None
+    labels: dict = field(default_factory=dict)    # the labels the label-only step added
+    phases: dict = field(default_factory=dict)    # seconds per phase
+    steps: list = field(default_factory=list)     # (engine build step, seconds), in order
+
+
+def default_sbom_path(tag: str) -> Path:
+    return SBOM_DIR / sbom_mod.file_name(tag)
 
 
 def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool = False, tag: str | None = None,
           engine: str | None = None, date: str | None = None, base_image: str | None = None,
-          user_ids: str | None = None, no_cache: bool = False, log: Log = _quiet) -> BuildResult:
-    """Build the image for ``stack`` and tag it; nothing is tagged when anything fails."""
+          user_ids: str | None = None, no_cache: bool = False, sbom: Path | None = None,
+          log: Log = _quiet) -> BuildResult:
+    """Build the image for ``stack``, write its SBOM and tag it; nothing is tagged (and no SBOM
+    written) when anything fails.
+
+    Three phases: the engine builds the Dockerfile (untagged); the SBOM is assembled from the
+    inputs and from what the built image holds; a label-only step adds what only the build knows
+    (date, input checksums, base digest, the SBOM's file and sha256) and tags the result."""
     if house is None and not cann_only:
         raise UserError("--wheelhouse DIR is needed for the Python stack (make one with `npuenv wheelhouse "
                         "build`); or pass --cann-only for an image with the CANN layers only")
@@ -154,19 +176,27 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
     tag = tag or render.image_name(stack, cann_only)
     if not _TAG_RE.match(tag):
         raise UserError(f"--tag {tag!r} is not a valid image reference (e.g. registry.example/team/npu:2.13.0)")
+    sbom_path = outputs.check_file_output(Path(sbom) if sbom else default_sbom_path(tag), "--sbom")
     files = render.render(stack, cann_only)        # a stack the templates cannot serve fails before any work
     check_arch(stack)
     eng = engines.find(engine)
     build_args = check_installers(stack, installers)
+    installer_records = [{"kind": kind, "file": name, "sha256": build_args[arg]}
+                         for kind, name, arg in needed_installers(stack)]
     contexts = {render.load_manifest()["mounts"]["installers"]["context"]: str(Path(installers).resolve())}
+    wheelhouse_manifest = None
     if house is not None:
         build_args.update(check_wheelhouse(stack, house))
         contexts[render.load_manifest()["mounts"]["wheelhouse"]["context"]] = str(Path(house).resolve())
-    build_args["BUILD_DATE"] = date or build_date()
+        wheelhouse_manifest = wh.load_manifest(house)
+    base_ref = base_image or stack.platforms.operating_systems[stack.os]["base_image"]
     if base_image:
         build_args["BASE_IMAGE"] = base_image
     if user_ids:
         build_args["USER_UID"], build_args["USER_GID"] = parse_user_ids(user_ids)
+    created = date or build_date()
+    progress = Progress(log)
+    started = time.monotonic()
 
     with tempfile.TemporaryDirectory(prefix="npuenv-image-") as tmp:
         ctx = render.write_context(files, Path(tmp) / "context")
@@ -175,27 +205,56 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
                                 build_args=build_args, platform=oci_platform(stack), iidfile=str(iidfile),
                                 no_cache=no_cache)
         log(f"building {tag} with {eng.name} ({oci_platform(stack)})")
-        started = time.monotonic()
-        output = _run_streaming(cmd, log)
-        seconds = time.monotonic() - started
-        if output[0] != 0:
-            tail = "\n".join(output[1].splitlines()[-25:])
-            raise UserError(f"{eng.name} build failed (exit {output[0]}); nothing was tagged. Last lines:\n{tail}")
-        image_id = iidfile.read_text().strip().removeprefix("sha256:")
-    tagged = subprocess.run(eng.command("tag", image_id, tag), capture_output=True, text=True)
-    if tagged.returncode != 0:
-        raise UserError(f"the image built ({image_id[:12]}) but `{eng.name} tag` failed: {tagged.stderr.strip()}")
-    log(f"built {tag} ({image_id[:12]}) in {seconds:.0f} s")
-    return BuildResult(image_id=image_id, tag=tag, engine=eng.name, seconds=seconds, output=output[1],
-                       build_args=build_args)
+        with progress.phase(f"{eng.name} build"):
+            code, output = progress.run(cmd)
+            if code != 0:
+                tail = "\n".join(output.splitlines()[-25:])
+                raise UserError(f"{eng.name} build failed (exit {code}); nothing was tagged. Last lines:\n{tail}")
+            built_id = iidfile.read_text().strip().removeprefix("sha256:")
+
+        with progress.phase("SBOM: reading the built image"):
+            base = eng.inspect(base_ref) or {}
+            probe = eng.run_in_image(built_id, sbom_mod.probe_command(stack, cann_only))
+            if probe.returncode != 0:
+                raise UserError(f"reading the built image {built_id[:12]} for its SBOM failed (exit "
+                                f"{probe.returncode}); nothing was tagged:\n{probe.stderr.strip()[-2000:]}")
+            contents = sbom_mod.parse_probe(probe.stdout)
+            inputs = sbom_mod.Inputs(image=tag, image_id=built_id, created=created, base_image=base_ref,
+                                     base_digest=base.get("digest", ""), installers=installer_records,
+                                     wheelhouse=wheelhouse_manifest)
+            sbom_text = sbom_mod.assemble(stack, cann_only, inputs, contents)
+        labels = render.build_labels(
+            created=created, base_name=base_ref, base_digest=inputs.base_digest,
+            installer_sums={i["kind"]: i["sha256"] for i in installer_records},
+            requirements_sha256=build_args.get(render.WHEELHOUSE_ARG),
+            sbom={"file": sbom_path.name, "sha256": render.sha256_text(sbom_text), "format": sbom_mod.FORMAT})
+
+        with progress.phase("labels and tag"):
+            final_id = _add_labels(eng, built_id, labels, tag, Path(tmp) / "labels", progress)
+    try:
+        outputs.write_text(sbom_path, sbom_text, "--sbom")
+    except BaseException:
+        subprocess.run(eng.command("rmi", tag), capture_output=True)  # nothing tagged without its SBOM
+        raise
+    seconds = time.monotonic() - started
+    log(f"npuenv: built {tag} ({final_id[:12]}) in {seconds:.0f} s: {progress.summary()}; SBOM {sbom_path}")
+    return BuildResult(image_id=final_id, tag=tag, engine=eng.name, seconds=seconds, output=output,
+                       build_args=build_args, sbom=sbom_path, labels=labels, phases=dict(progress.phases),
+                       steps=list(progress.steps))
 
 
-def _run_streaming(cmd: list[str], log: Log) -> tuple[int, str]:
-    """Run ``cmd``, passing each output line to ``log`` as it comes; returns (exit code, all output)."""
-    lines = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            log(line.rstrip("\n"))
-    return proc.returncode, "".join(lines)
+def _add_labels(eng: engines.Engine, image_id: str, labels: dict[str, str], tag: str, workdir: Path,
+                progress: Progress) -> str:
+    """A label-only build on top of ``image_id`` (no new layer), tagged ``tag``; returns its id."""
+    workdir.mkdir()
+    words = " \\\n      ".join(f"{k}={render.quote(v)}" for k, v in labels.items())
+    (workdir / render.DOCKERFILE).write_text(f"FROM {image_id}\nLABEL {words}\n", encoding="utf-8")
+    iidfile = workdir / "image-id"
+    cmd = eng.build_command(dockerfile=str(workdir / render.DOCKERFILE), context=str(workdir), contexts={},
+                            build_args={}, platform=None, iidfile=str(iidfile), tag=tag)
+    code, output = progress.run(cmd)
+    if code != 0:
+        tail = "\n".join(output.splitlines()[-10:])
+        raise UserError(f"the image built ({image_id[:12]}) but its label-only step failed (exit {code}); "
+                        f"nothing was tagged:\n{tail}")
+    return iidfile.read_text().strip().removeprefix("sha256:")

@@ -1,4 +1,4 @@
-"""``npuenv image ...``: render, build and run the image of a matrix row.
+"""``npuenv image ...``: render, build, push and run the image of a matrix row.
 
 Exit codes: 0 success, 1 no matrix row fits the constraints, 2 bad input or
 environment (an unknown row or OS, a missing or mismatched installer, a wheelhouse
@@ -16,7 +16,7 @@ from npuenv.args import add_constraint_args, constraints_from, load
 
 from . import build as builder
 from . import engine as engines
-from . import render, run
+from . import registry, render, run, sbom
 
 
 def _log(msg: str) -> None:
@@ -56,21 +56,59 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _access(args) -> registry.Access:
+    """The registry options, checked (before any build or push starts)."""
+    return registry.Access(authfile=Path(args.authfile) if args.authfile else None,
+                           cert_dir=Path(args.cert_dir) if args.cert_dir else None,
+                           ca_cert=Path(args.ca_cert) if args.ca_cert else None,
+                           creds_from_env=args.creds_from_env).check()
+
+
+def _print_push(result: registry.PushResult) -> None:
+    for tag in result.tags:
+        print(f"{result.repository}:{tag}")
+    print(f"{result.pinned}  (the manifest digest: pull by it to get exactly this image)")
+
+
 def cmd_build(args) -> int:
     for option, ref in (("--tag", args.tag), ("--base-image", args.base_image)):
         if ref is not None:
             engines.check_image_ref(ref, option)
     if args.user_ids is not None:
         builder.parse_user_ids(args.user_ids)
+    access = None
+    if args.push is not None:
+        registry.split_repository(args.push, "--push")
+        access = _access(args)
+    elif any((args.authfile, args.cert_dir, args.ca_cert, args.creds_from_env)):
+        raise cm.UserError("--authfile, --cert-dir, --ca-cert and --creds-from-env are for --push REGISTRY/REPO")
     stack = _stack(args)
     if stack is None:
         return 1
     result = builder.build(stack, Path(args.installers), Path(args.wheelhouse) if args.wheelhouse else None,
                            cann_only=args.cann_only, tag=args.tag, engine=args.engine, date=args.build_date,
-                           base_image=args.base_image, user_ids=args.user_ids, no_cache=args.no_cache, log=_log)
+                           base_image=args.base_image, user_ids=args.user_ids, no_cache=args.no_cache,
+                           sbom=Path(args.sbom) if args.sbom else None, log=_log)
     print(f"{result.tag} ({result.image_id[:12]}), built with {result.engine} in {result.seconds:.0f} s")
+    print(f"SBOM ({result.labels[builder.SBOM_FORMAT_LABEL]}): {result.sbom}")
+    if args.push is not None:
+        _print_push(registry.push(result.image_id, args.push, engine=result.engine, access=access, log=_log))
     print(f"run it on an Atlas host: npuenv image run-cmd --row {stack.row.torch_npu} --os {stack.os} "
           f"--python {stack.python} --arch {stack.arch} --chip {stack.chip} --image {result.tag}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    registry.split_repository(args.repository)
+    access = _access(args)
+    if args.image is not None:
+        image = engines.check_image_ref(args.image, "--image")
+    else:
+        stack = _stack(args)
+        if stack is None:
+            return 1
+        image = render.image_name(stack, args.cann_only)
+    _print_push(registry.push(image, args.repository, engine=args.engine, access=access, log=_log))
     return 0
 
 
@@ -135,8 +173,17 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run in the container (after --)")
 
 
+def _registry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--authfile", metavar="FILE", help="the registry credentials (`podman login --authfile FILE`; "
+                                                       "default: the engine's own auth file)")
+    p.add_argument("--creds-from-env", action="store_true",
+                   help=f"the credentials from ${registry.CREDS_ENV[0]} and ${registry.CREDS_ENV[1]}")
+    p.add_argument("--cert-dir", metavar="DIR", help="the registry's CA as DIR/ca.crt (podman's --cert-dir)")
+    p.add_argument("--ca-cert", metavar="FILE", help="the registry's CA certificate (PEM)")
+
+
 def register(subparsers) -> None:
-    """Add `npuenv image render|build|run-cmd|compose`."""
+    """Add `npuenv image render|build|push|run-cmd|compose`."""
     image = subparsers.add_parser("image", help="container images for a matrix row (images/)")
     sub = image.add_subparsers(dest="image_cmd", required=True)
 
@@ -162,7 +209,21 @@ def register(subparsers) -> None:
                         "the devices (default 1000:1000)")
     p.add_argument("--build-date", help="the created label (default: SOURCE_DATE_EPOCH, else now)")
     p.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    p.add_argument("--sbom", metavar="FILE", help="where the image's SBOM (CycloneDX JSON) goes (default: "
+                                                  f"{builder.SBOM_DIR}/<name>_<tag>{sbom.SUFFIX})")
+    p.add_argument("--push", metavar="REGISTRY/REPO", help="push the image once built (as `npuenv image push`)")
+    _registry_options(p)
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("push", help="push a row's image to a registry under tags that say what it is")
+    add_constraint_args(p)
+    p.add_argument("repository", metavar="REGISTRY/REPO", help="e.g. harbor.example.com/ai/npuenv")
+    p.add_argument("--image", help="the local image (default: the name `npuenv image build` gives the stack)")
+    p.add_argument("--cann-only", action="store_true", help="the CANN-only image's default name")
+    p.add_argument("--engine", choices=engines.ENGINES, help="default: the first that works of "
+                                                             + ", ".join(engines.ENGINES))
+    _registry_options(p)
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("run-cmd", help="print the docker/podman run line for an Atlas host")
     add_constraint_args(p)

@@ -6,10 +6,12 @@ first present one in ``ENGINES`` is used.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from compat_matrix import UserError
 
@@ -49,14 +51,19 @@ class Engine:
     path: str
 
     def build_command(self, *, dockerfile: str, context: str, contexts: dict[str, str], build_args: dict[str, str],
-                      platform: str, iidfile: str, no_cache: bool = False) -> list[str]:
-        """The build command (untagged: the image is tagged only once it built)."""
+                      platform: str | None, iidfile: str, no_cache: bool = False, tag: str | None = None) -> list[str]:
+        """The build command; ``tag`` only for the last build of an image (an engine tags only a
+        build that succeeded)."""
         if self.name == "docker":
             # buildx with --load: BuildKit's named contexts and bind mounts, result in the local image store.
             cmd = [self.path, "buildx", "build", "--load"]
         else:
             cmd = [self.path, "build", "--layers"]  # --layers: cache every step (buildah's default is off)
-        cmd += ["-f", dockerfile, "--platform", platform, "--iidfile", iidfile]
+        cmd += ["-f", dockerfile, "--iidfile", iidfile]
+        if platform:
+            cmd += ["--platform", platform]
+        if tag:
+            cmd += ["-t", tag]
         if no_cache:
             cmd.append("--no-cache")
         for name, path in contexts.items():
@@ -73,9 +80,59 @@ class Engine:
             return [self.path, "tag", *args[1:]]
         return [self.path, *args]
 
+    def push_command(self, image_id: str, dest: str, opts: list[str], digestfile: str) -> list[str]:
+        """Push ``image_id`` to the registry reference ``dest`` (podman and buildah write the
+        manifest digest to ``digestfile``; docker pushes a local tag of that name, made first)."""
+        if self.name == "docker":
+            return [self.path, "push", dest]
+        return [self.path, "push", *opts, "--digestfile", digestfile, image_id, f"docker://{dest}"]
+
+    def pushed_digest(self, output: str, digestfile: str) -> str:
+        if self.name == "docker":   # "TAG: digest: sha256:... size: N"
+            found = re.findall(r"digest: (sha256:[0-9a-f]{64})", output)
+            return found[-1] if found else ""
+        return Path(digestfile).read_text().strip()
+
+    def pull_command(self, ref: str, opts: list[str]) -> list[str]:
+        if self.name == "docker":
+            return [self.path, "pull", ref]
+        return [self.path, "pull", *opts, f"docker://{ref}"]
+
     @property
     def runs_containers(self) -> bool:
         return self.name in ("podman", "docker")
+
+    def inspect(self, ref: str) -> dict | None:
+        """The image's id, digest and labels, or None when the local store has no such image."""
+        done = subprocess.run(self.command("image", "inspect", ref), capture_output=True, text=True)
+        if done.returncode != 0:
+            return None
+        data = json.loads(done.stdout)
+        data = data[0] if isinstance(data, list) else data
+        if self.name == "buildah":  # buildah's own layout: the OCI config and the image's ids
+            config = data.get("OCIv1") or {}
+            return {"id": data.get("FromImageID", ""), "digest": data.get("FromImageDigest", ""),
+                    "labels": (config.get("config") or {}).get("Labels") or {}}
+        digest = data.get("Digest") or next((d.split("@", 1)[1] for d in data.get("RepoDigests") or []), "")
+        return {"id": data.get("Id", "").removeprefix("sha256:"), "digest": digest,
+                "labels": data.get("Labels") or (data.get("Config") or {}).get("Labels") or {}}
+
+    def run_in_image(self, image: str, argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run ``argv`` as root in a throw-away container of ``image``, without a network and
+        without the image's entrypoint."""
+        if self.name == "buildah":
+            made = subprocess.run([self.path, "from", "--pull=never", "--quiet", image], capture_output=True,
+                                  text=True)
+            if made.returncode != 0:
+                return made
+            container = made.stdout.strip()
+            try:
+                return subprocess.run([self.path, "run", "--network", "none", "--user", "0", container, "--", *argv],
+                                      capture_output=True, text=True, timeout=timeout)
+            finally:
+                subprocess.run([self.path, "rm", container], capture_output=True)
+        return subprocess.run([self.path, "run", "--rm", "--network", "none", "--user", "0", "--entrypoint",
+                               argv[0], image, *argv[1:]], capture_output=True, text=True, timeout=timeout)
 
 
 def _answers(name: str, path: str) -> tuple[bool, str]:

@@ -107,20 +107,37 @@ def cann_installers(stack: Stack) -> list[dict]:
             for kind in load_manifest()["installers"]]
 
 
-def python_deps(requirements: str) -> str:
-    """requirements.txt without its torch_npu entry (an entry runs over the
-    lines that end in a backslash). The image installs this first, so that a
-    new torch_npu alone reuses the layer with torch and everything else.
-    The Dockerfile's awk filter does the same; both must give the same bytes."""
-    out, skipping = [], False
+def _split_requirements(requirements: str) -> tuple[str, str]:
+    """(requirements.txt without its torch_npu entry, the torch_npu entry alone). An entry runs
+    over the lines that end in a backslash (its --hash options)."""
+    rest, entry, in_entry = [], [], False
     for line in requirements.splitlines():
-        if not skipping and re.match(r"torch[-_.]npu==", line.lower()):
-            skipping = True
-        if skipping:
-            skipping = line.endswith("\\")
+        if not in_entry and re.match(r"torch[-_.]npu==", line.lower()):
+            in_entry = True
+        if in_entry:
+            entry.append(line)
+            in_entry = line.endswith("\\")
             continue
-        out.append(line)
-    return "".join(line + "\n" for line in out)
+        rest.append(line)
+    return "".join(line + "\n" for line in rest), "".join(line + "\n" for line in entry)
+
+
+def python_deps(requirements: str) -> str:
+    """requirements.txt without its torch_npu entry. The image installs this first, so that a
+    new torch_npu alone reuses the layer with torch and everything else. The Dockerfile's
+    awk filter (DEPS_AWK) does the same; both must give the same bytes."""
+    return _split_requirements(requirements)[0]
+
+
+def torch_npu_requirement(requirements: str) -> str:
+    """The torch_npu entry of requirements.txt alone, with its hashes: what the image's last
+    layer installs (TORCH_NPU_AWK in the Dockerfile)."""
+    return _split_requirements(requirements)[1]
+
+
+# The same two filters in POSIX awk, for the Dockerfile.
+DEPS_AWK = r"!skip && tolower($0) ~ /^torch[-_.]npu==/ { skip = 1 } skip { skip = /\\$/; next } { print }"
+TORCH_NPU_AWK = r"!keep && tolower($0) ~ /^torch[-_.]npu==/ { keep = 1 } keep { print; keep = /\\$/ }"
 
 
 # The Dockerfile's check of an installer against SHA256SUMS, in POSIX awk (mawk, gawk, busybox):
@@ -183,23 +200,31 @@ def labels(stack: Stack, cann_only: bool) -> dict[str, str]:
     return out
 
 
-def build_labels(stack: Stack, cann_only: bool) -> tuple[list[str], list[str]]:
-    """Labels whose values are build args (the build date, the base image, the
-    inputs' checksums): the args to declare and the label words."""
+def installer_labels(stack: Stack) -> dict[str, str]:
+    """The file name of every input the build takes from the installer directory (static: the
+    row names them; their checksums are build labels)."""
     ns = load_manifest()["labels"]["namespace"]
-    args = ["BUILD_DATE", "BASE_IMAGE"]
-    words = ['org.opencontainers.image.created="${BUILD_DATE}"', 'org.opencontainers.image.base.name="${BASE_IMAGE}"']
-    inputs = [(i["kind"], i["file"], i["arg"]) for i in cann_installers(stack)]
+    out = {f"{ns}.installer.{i['kind']}": i["file"] for i in cann_installers(stack)}
     py = python_plan(stack)
     if py.mode == "source":
-        inputs.append((PYTHON_SOURCE_KIND, py.file, build_arg(PYTHON_SOURCE_KIND)))
-    for kind, file, arg in inputs:
-        args.append(arg)
-        words += [f"{ns}.installer.{kind}={quote(file)}", f'{ns}.installer.{kind}.sha256="${{{arg}}}"']
-    if not cann_only:
-        args.append(WHEELHOUSE_ARG)
-        words.append(f'{ns}.wheelhouse.requirements.sha256="${{{WHEELHOUSE_ARG}}}"')
-    return args, words
+        out[f"{ns}.installer.{PYTHON_SOURCE_KIND}"] = py.file
+    return out
+
+
+def build_labels(*, created: str, base_name: str, base_digest: str, installer_sums: dict[str, str],
+                 requirements_sha256: str | None, sbom: dict[str, str]) -> dict[str, str]:
+    """What only the build knows, added in a label-only step after it: the build date, the base
+    image and its digest, each input's sha256 ({kind: sha256}), the wheelhouse's
+    requirements.txt sha256, and where the SBOM is ({field: value}: file, sha256, format)."""
+    ns = load_manifest()["labels"]["namespace"]
+    out = {"org.opencontainers.image.created": created, "org.opencontainers.image.base.name": base_name}
+    if base_digest:
+        out["org.opencontainers.image.base.digest"] = base_digest
+    out.update({f"{ns}.installer.{kind}.sha256": sha for kind, sha in installer_sums.items()})
+    if requirements_sha256:
+        out[f"{ns}.wheelhouse.requirements.sha256"] = requirements_sha256
+    out.update({f"{ns}.sbom.{field}": value for field, value in sbom.items()})
+    return out
 
 
 def quote(value: str) -> str:
@@ -242,7 +267,6 @@ def context(stack: Stack, cann_only: bool = False) -> dict:
     packages = list(spec["packages"])
     packages += spec["python"]["packages"] if py.mode == "system" else spec["python_source"]["runtime_packages"]
     paths = stack.paths
-    label_args, label_words = build_labels(stack, cann_only)
     return {
         "stack": stack_fields(stack),
         "base_image": stack.platforms.operating_systems[stack.os]["base_image"],
@@ -269,8 +293,9 @@ def context(stack: Stack, cann_only: bool = False) -> dict:
         "python_deps_arg": PYTHON_DEPS_ARG,
         "wheelhouse_manifest": paths.get("wheelhouse_manifest"),
         "title": labels(stack, cann_only)["org.opencontainers.image.title"],
-        "label_args": label_args,
-        "label_words": label_words + [f"{k}={quote(v)}" for k, v in labels(stack, cann_only).items()],
+        "label_words": [f"{k}={quote(v)}" for k, v in {**installer_labels(stack), **labels(stack, cann_only)}.items()],
+        "deps_awk": DEPS_AWK,
+        "torch_npu_awk": TORCH_NPU_AWK,
         "files": {"entrypoint": ENTRYPOINT_FILE, "profile": PROFILE_FILE},
     }
 
@@ -293,7 +318,12 @@ def write_context(files: dict[str, str], directory: Path, option: str | None = N
                                            for name, text in files.items()}, option)
 
 
+def image_tag(fields: dict, cann_only: bool = False) -> str:
+    """The tag that says what an image is, from the stack's fields (stack_fields())."""
+    return load_manifest()["image_names"]["cann_only" if cann_only else "full"]["tag"].format(**fields)
+
+
 def image_name(stack: Stack, cann_only: bool = False) -> str:
-    template = load_manifest()["image_names"]["cann_only" if cann_only else "full"]
-    return template.format(**stack_fields(stack))
+    repository = load_manifest()["image_names"]["cann_only" if cann_only else "full"]["repository"]
+    return f"{repository}:{image_tag(stack_fields(stack), cann_only)}"
 

@@ -221,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="run the post-install validation suite and write the reports")
     p.add_argument("--target", action="append", required=True,
-                   help="local | podman://NAME | image:REF | ssh://USER@HOST[:PORT] | ansible://GROUP?inventory=PATH "
-                   "(repeatable; all are validated at once)")
+                   help="local | podman://NAME | image:REF[?ca_cert=F&cert_dir=D&authfile=F&creds_from_env=1] | "
+                   "ssh://USER@HOST[:PORT] | ansible://GROUP?inventory=PATH (repeatable; all are validated at once)")
     p.add_argument("--level", choices=("quick", "standard", "full"), default="quick")
     add_constraint_args(p)
     p.add_argument("--backend", choices=("auto", "npu", "cuda", "cpu"), default="auto",

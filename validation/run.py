@@ -173,12 +173,30 @@ class AnsibleTransport:
 
 def start_image(ref: str, host_root: str, run_args: list[str], cleanup: ExitStack) -> tuple[str, dict]:
     """Start an image as a real run would: every /dev/davinci* of the host and
-    the host's driver mounted read-only. Returns (container name, row hint)."""
+    the host's driver mounted read-only. Returns (container name, row hint).
+    An image not in local storage is pulled first (REF?authfile=F&cert_dir=D&
+    ca_cert=F&creds_from_env=1: the registry options of `npuenv image push`)."""
+    from images import registry
+
+    ref, _, query = ref.partition("?")
     if ref.startswith("-") or not ref:
         raise UserError(f"image:{ref} is not an image reference")
     inspect = _podman("image", "inspect", "--", ref, check=False)
     if inspect.returncode != 0:
-        raise UserError(f"image {ref} does not exist; build it with `make image` or pull it")
+        host, slash, _ = ref.partition("/")
+        if not slash or not ("." in host or ":" in host):   # localhost/... is local storage's own name
+            raise UserError(f"image {ref} does not exist; build it with `make image`, or name its registry "
+                            f"(image:REGISTRY/REPO:TAG) to pull it")
+        params = _query(f"image:{ref}", query, ("authfile", "cert_dir", "ca_cert", "creds_from_env"))
+        access = registry.Access(authfile=Path(params["authfile"]) if params.get("authfile") else None,
+                                 cert_dir=Path(params["cert_dir"]) if params.get("cert_dir") else None,
+                                 ca_cert=Path(params["ca_cert"]) if params.get("ca_cert") else None,
+                                 creds_from_env=params.get("creds_from_env", "") not in ("", "0", "false"))
+        registry.pull(ref, engine="podman", access=access, log=lambda m: print(m, file=sys.stderr, flush=True))
+        inspect = _podman("image", "inspect", "--", ref)
+    elif query:
+        raise UserError(f"image:{ref}?{query}: the registry options are for an image that is pulled; {ref} is in "
+                        f"local storage already")
     labels = json.loads(inspect.stdout)[0].get("Labels") or {}
     root = Path(host_root)
     platforms = cm.load_platforms()

@@ -131,11 +131,14 @@ def _produce(base: Path) -> dict:
     inst_current = make_current_installers(current, base / "installers-current")
     inst_legacy = base / "installers-legacy"
     sim_installers.make_installers(legacy, inst_legacy)
-    full = build.build(current, inst_current, house, tag=f"{TAG}:current", engine="podman")
-    cann_only = build.build(legacy, inst_legacy, None, cann_only=True, tag=f"{TAG}:legacy", engine="podman")
+    full = build.build(current, inst_current, house, tag=f"{TAG}:current", engine="podman",
+                       sbom=base / "sbom" / "current.cdx.json")
+    cann_only = build.build(legacy, inst_legacy, None, cann_only=True, tag=f"{TAG}:legacy", engine="podman",
+                            sbom=base / "sbom" / "legacy.cdx.json")
     return {"house": str(house), "installers": {"current": str(inst_current), "legacy": str(inst_legacy)},
-            "full": {"tag": full.tag, "id": full.image_id, "seconds": full.seconds},
-            "cann_only": {"tag": cann_only.tag, "id": cann_only.image_id, "seconds": cann_only.seconds}}
+            "full": {"tag": full.tag, "id": full.image_id, "seconds": full.seconds, "sbom": str(full.sbom)},
+            "cann_only": {"tag": cann_only.tag, "id": cann_only.image_id, "seconds": cann_only.seconds,
+                          "sbom": str(cann_only.sbom)}}
 
 
 @pytest.fixture(scope="session")
@@ -212,11 +215,14 @@ def test_torch_imports_in_plain_and_login_shells(images):
 
 @pytest.fixture
 def atlas_host(tmp_path) -> Path:
+    return make_atlas_host(tmp_path / "host")
+
+
+def make_atlas_host(host: Path) -> Path:
     """A fake Atlas host's filesystem: 8 device nodes made with mknod (copies of /dev/null's
     numbers), the driver's shared nodes, a driver tree, npu-smi and the device-state file."""
     if os.geteuid() != 0:
         pytest.skip("mknod needs root")
-    host = tmp_path / "host"
     (host / "dev").mkdir(parents=True)
     null = os.stat("/dev/null").st_rdev
     spec = render.load_manifest()["run"]
@@ -356,7 +362,8 @@ def test_a_torch_npu_change_rebuilds_only_the_python_layer(images, tmp_path):
     stack = stack_for(CURRENT)
     house = _rebuilt_torch_npu(Path(images["house"]), tmp_path / "wheelhouse")
     assert wh.verify(house) == []
-    again = build.build(stack, Path(images["installers"]["current"]), house, tag=f"{TAG}:rebuilt", engine="podman")
+    again = build.build(stack, Path(images["installers"]["current"]), house, tag=f"{TAG}:rebuilt", engine="podman",
+                        sbom=tmp_path / "rebuilt.cdx.json")
     try:
         before = json.loads(podman("image", "inspect", images["full"]["tag"]).stdout)[0]["RootFS"]["Layers"]
         after = json.loads(podman("image", "inspect", again.tag).stdout)[0]["RootFS"]["Layers"]

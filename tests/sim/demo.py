@@ -104,7 +104,8 @@ def main() -> int:
     image = f"localhost/npuenv-demo:{ROW}"
     steps.run("the row's container image (npuenv image build)", lambda: npuenv(
         "image", "build", "--row", ROW, "--python", PYTHON, "--arch", "x86_64", "--chip", "910b", "--os", "debian12",
-        "--installers", str(installers), "--wheelhouse", str(wheelhouse), "--tag", image))
+        "--installers", str(installers), "--wheelhouse", str(wheelhouse), "--tag", image,
+        "--sbom", str(out / "image-sbom.cdx.json")))
 
     faulty = names[-1]
     def inject():

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make podman/buildah usable on a fresh Debian machine and provide the base image
 # the simulated nodes and the test images build from; also installs Chromium,
-# which the HTML report's browser test drives headless. Idempotent; needs root.
+# which the HTML report's browser test drives headless, and the registry the
+# push/pull tests start on loopback (docker-registry, with apache2-utils for its
+# htpasswd file). Idempotent; needs root.
 # What it changes on the machine is listed in README.md ("What `make setup` changes").
 # Facts behind each setting: ../shared/DESIGN.md section 5 (crun refuses this
 # kernel's hybrid cgroups; podman's default nofile ulimit is refused; no registry).
@@ -9,7 +11,8 @@ set -euo pipefail
 
 BASE_IMAGE="${BASE_IMAGE:-localhost/debian:bookworm}"
 SUITE="${SUITE:-bookworm}"
-PACKAGES=(podman buildah runc catatonit debootstrap uidmap fuse-overlayfs slirp4netns iproute2 openssh-client chromium)
+PACKAGES=(podman buildah runc catatonit debootstrap uidmap fuse-overlayfs slirp4netns iproute2 openssh-client chromium
+          docker-registry apache2-utils)
 
 log() { printf '[engine] %s\n' "$*"; }
 
@@ -26,6 +29,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts the registry as a service on port 5000 when it installs it; the tests
+    # start their own on loopback, so the one this script installed is stopped and disabled.
+    if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+        log "docker-registry: its service is stopped and disabled (the tests start their own)"
+    fi
 fi
 
 # The few keys podman and buildah need here are merged into containers.conf;

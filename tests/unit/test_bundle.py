@@ -98,9 +98,9 @@ def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages
                                                            "installers", "source", "wheelhouse"]
     manifest = json.loads((unpacked / "MANIFEST.json").read_text())
     names = sorted(p.name for p in (unpacked / "controller").glob("*.whl"))
-    assert sorted(parse_wheel_filename(n)[0] for n in names) == ["ansible-core", "jinja2", "npuenv", "packaging",
-                                                                  "prometheus-client", "pytest", "pytest-testinfra",
-                                                                  "pyyaml"]
+    assert sorted(parse_wheel_filename(n)[0] for n in names) == ["ansible-core", "cyclonedx-python-lib", "jinja2",
+                                                                  "npuenv", "packaging", "prometheus-client", "pytest",
+                                                                  "pytest-testinfra", "pyyaml"]
     assert manifest["controller"]["wheels"] == names and manifest["controller"]["python"] == PYTHON
     reqs = (unpacked / "controller" / "requirements.txt").read_text()
     npuenv_wheel = next((unpacked / "controller").glob("npuenv-*.whl"))

@@ -4,6 +4,7 @@ checksum), the engine is chosen by whether it answers, a failed build tags
 nothing, and run-cmd / compose give the devices and driver mounts of the stack."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -36,6 +37,9 @@ def installers(tmp_path) -> tuple[cm.Stack, Path, dict]:
     return stack, tmp_path / "installers", made
 
 
+TOOLS = ("podman", "buildah", "docker")
+
+
 def fake_tool(bin_dir: Path, name: str, script: str) -> Path:
     """An executable on a private PATH that records its arguments and runs ``script``."""
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -46,8 +50,15 @@ def fake_tool(bin_dir: Path, name: str, script: str) -> Path:
 
 
 def calls(bin_dir: Path) -> list[str]:
+    """The recorded calls, one a line (an argument with newlines in it, a script, continues the line)."""
     log = bin_dir / "calls.log"
-    return log.read_text().splitlines() if log.exists() else []
+    out: list[str] = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        if any(line.startswith(f"{tool} ") for tool in TOOLS) or not out:
+            out.append(line)
+        else:
+            out[-1] += "\n" + line
+    return out
 
 
 # --- inputs -------------------------------------------------------------------------
@@ -198,21 +209,107 @@ def test_failed_build_tags_nothing_and_inputs_are_checked_first(installers, tmp_
     assert [c.split()[1] for c in calls(bin_dir)] == ["info"]
 
 
-def test_successful_build_is_tagged_after_it(installers, tmp_path, monkeypatch, capsys):
-    stack, directory, _ = installers
+# A podman that builds nothing: `build` writes an image id (the label-only build, with -t,
+# another) and keeps its Dockerfile; `image inspect` answers for the base image; `run` prints
+# what the SBOM probe prints inside an image. FAIL_PROBE / FAIL_LABELS make those steps fail.
+FAKE_PODMAN = r"""
+case "$1" in
+  build)
+    for a; do
+      case "$prev" in
+        --iidfile) iid="$a";;
+        -f) cp "$a" "$(dirname "$0")/Dockerfile.$(ls "$(dirname "$0")" | grep -c '^Dockerfile')";;
+        -t) tagged=1;;
+      esac
+      prev="$a"
+    done
+    if [ -n "$tagged" ]; then
+      [ -n "$FAIL_LABELS" ] && { echo "Error: label step broke"; exit 125; }
+      echo sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210 > "$iid"
+    else
+      echo sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef > "$iid"
+    fi;;
+  image)
+    echo '[{"Id": "93cd39d2e523", "Digest": "sha256:c978eef00276deee49d83e8d09a5e419fc7e1f6340b96fbec437693459018967", "Labels": {}}]';;
+  run)
+    [ -n "$FAIL_PROBE" ] && { echo "python3: not found" >&2; exit 127; }
+    printf '%s\n' '{"os_release": {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"}, "os_packages": "installed\tbash\t5.2.15-2+b7\tamd64\nconfig-files\told-lib\t1.0\tamd64\ninstalled\tpython3.11\t3.11.2-6+deb12u6\tamd64\n", "python": null}';;
+esac
+exit 0
+"""
+
+
+def test_successful_build_writes_the_sbom_and_labels_then_tags(installers, tmp_path, monkeypatch, capsys):
+    stack, directory, made = installers
     bin_dir = tmp_path / "bin"
-    fake_tool(bin_dir, "podman", 'if [ "$1" = build ]; then for a; do case "$prev" in --iidfile) '
-                                 'echo sha256:0123456789abcdef > "$a";; esac; prev="$a"; done; fi; exit 0')
+    fake_tool(bin_dir, "podman", FAKE_PODMAN)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    sbom_file = tmp_path / "out" / "image.cdx.json"
     assert main(["image", "build", "--row", ROW, "--os", "debian12", "--python", "3.11", "--arch", "x86_64",
-                 "--installers", str(directory), "--cann-only", "--user-ids", "1001:1002"]) == 0
-    out = capsys.readouterr().out
+                 "--installers", str(directory), "--cann-only", "--user-ids", "1001:1002",
+                 "--sbom", str(sbom_file)]) == 0
+    captured = capsys.readouterr()
     tag = render.image_name(stack, cann_only=True)
-    assert out.startswith(f"{tag} (0123456789ab), built with podman")
-    assert calls(bin_dir)[-1] == f"podman tag 0123456789abcdef {tag}"
-    assert "--build-arg BUILD_DATE=2023-11-14T22:13:20Z" in calls(bin_dir)[1]
-    assert "--build-arg USER_UID=1001 --build-arg USER_GID=1002" in calls(bin_dir)[1]
+    assert captured.out.startswith(f"{tag} (fedcba987654), built with podman")
+    assert f"SBOM (CycloneDX 1.6 JSON): {sbom_file}" in captured.out
+    commands = [c.split()[:2] for c in calls(bin_dir)]
+    assert commands == [["podman", "info"], ["podman", "build"], ["podman", "image"], ["podman", "run"],
+                        ["podman", "build"]], "tagged by the last build only, after the SBOM"
+    first, label_build = calls(bin_dir)[1], calls(bin_dir)[4]
+    assert " -t " not in first and f" -t {tag} " in label_build
+    assert "--build-arg USER_UID=1001 --build-arg USER_GID=1002" in first and "BUILD_DATE" not in first
+    # progress: each phase is named and timed
+    for phase in ("podman build", "SBOM: reading the built image", "labels and tag"):
+        assert f"npuenv: {phase} ..." in captured.err and f"npuenv: {phase}: done in " in captured.err
+    # the label-only step: FROM the built image, the labels only the build knows
+    dockerfile = (bin_dir / "Dockerfile.1").read_text()
+    assert dockerfile.startswith("FROM 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nLABEL ")
+    assert len([l for l in dockerfile.splitlines() if not l.startswith(" ")]) == 2, "no RUN, no COPY: no layer"
+    sums = dict(line.split()[::-1] for line in (directory / "SHA256SUMS").read_text().splitlines())
+    text = sbom_file.read_text()
+    for label in ('org.opencontainers.image.created="2023-11-14T22:13:20Z"',
+                  'org.opencontainers.image.base.name="localhost/debian:bookworm"',
+                  'org.opencontainers.image.base.digest="sha256:c978eef00276deee49d83e8d09a5e419fc7e1f6340b96fbec437693459018967"',
+                  f'io.npuenv.installer.toolkit.sha256="{sums[made["toolkit"].name]}"',
+                  f'io.npuenv.sbom.file="image.cdx.json"', f'io.npuenv.sbom.sha256="{sha256_file(sbom_file)}"',
+                  'io.npuenv.sbom.format="CycloneDX 1.6 JSON"'):
+        assert label in dockerfile, label
+    doc = json.loads(text)
+    assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
+    names = {c["name"]: c for c in doc["components"]}
+    assert names["bash"]["version"] == "5.2.15-2+b7" and "old-lib" not in names, "only installed packages"
+    assert names[made["nnal"].name]["hashes"] == [{"alg": "SHA-256", "content": sums[made["nnal"].name]}]
+
+
+@pytest.mark.parametrize("failing", ["FAIL_PROBE", "FAIL_LABELS"])
+def test_a_failed_sbom_or_label_step_tags_nothing_and_writes_no_sbom(installers, tmp_path, monkeypatch, capsys,
+                                                                    failing):
+    _, directory, _ = installers
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "podman", FAKE_PODMAN)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv(failing, "1")
+    sbom_file = tmp_path / "image.cdx.json"
+    assert main(["image", "build", "--row", ROW, "--os", "debian12", "--python", "3.11", "--arch", "x86_64",
+                 "--installers", str(directory), "--cann-only", "--sbom", str(sbom_file)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was tagged" in err and "Traceback" not in err
+    assert ("python3: not found" if failing == "FAIL_PROBE" else "label step broke") in err
+    assert not sbom_file.exists() and list(tmp_path.glob("*.cdx.json*")) == []
+    if failing == "FAIL_PROBE":
+        assert [c.split()[1] for c in calls(bin_dir)] == ["info", "build", "image", "run"]
+
+
+def test_an_sbom_path_that_cannot_be_written_is_refused_before_the_build(installers, tmp_path, monkeypatch, capsys):
+    _, directory, _ = installers
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "podman", FAKE_PODMAN)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    (tmp_path / "a-file").write_text("x")
+    assert main(["image", "build", "--row", ROW, "--os", "debian12", "--python", "3.11", "--arch", "x86_64",
+                 "--installers", str(directory), "--cann-only", "--sbom", str(tmp_path / "a-file" / "s.json")]) == 2
+    assert "--sbom" in capsys.readouterr().err and calls(bin_dir) == []
 
 
 def test_usage_errors_exit_2(installers, tmp_path, capsys):

@@ -145,14 +145,17 @@ def test_final_stage_copies_only_the_installed_trees_then_the_python_stack():
         kinds = [i for i, _ in final]
         pip_runs = [n for n, (i, a) in enumerate(final) if i == "RUN" and "pip install" in a]
         assert len(pip_runs) == 2
-        last_cann = max(n for n, (i, a) in enumerate(final) if i in ("COPY", "ENV"))
-        assert last_cann < pip_runs[0], "the Python stack must come after every CANN layer"
-        assert kinds[-1] == "LABEL", "labels last: they never invalidate a layer"
-        deps, full = final[pip_runs[0]][1], final[pip_runs[1]][1]
-        assert "-r /tmp/python-deps.txt" in deps
-        assert "--no-index" in full and "--find-links /wheelhouse -r /wheelhouse/requirements.txt" in full
-        assert "--require-hashes" in full and "--mount=type=bind,from=wheelhouse,target=/wheelhouse" in full
-        assert f"TORCH_DEVICE_BACKEND_AUTOLOAD=0 {render.load_manifest()['venv']}/bin/python" in full
+        last_cann = max(n for n, (i, a) in enumerate(final) if i in ("COPY", "ENV", "WORKDIR", "ENTRYPOINT", "CMD"))
+        assert last_cann < pip_runs[0], "the Python stack must come after every CANN layer and the image's config"
+        # after torch_npu's layer only the user and the labels: each step after a changed one is a new commit
+        assert kinds[pip_runs[1] + 1:] == ["USER", "LABEL"], "labels last: they never invalidate a layer"
+        deps, npu = final[pip_runs[0]][1], final[pip_runs[1]][1]
+        assert "-r /tmp/python-deps.txt" in deps and f"{render.load_manifest()['venv']}/bin/python -c \"import torch\"" in deps
+        assert "--no-index" in npu and "--no-deps" in npu and "--find-links /wheelhouse -r /tmp/torch-npu.txt" in npu
+        assert "--require-hashes" in npu and "--mount=type=bind,from=wheelhouse,target=/wheelhouse" in npu
+        assert f"sha256sum /wheelhouse/requirements.txt)\" != \"${{{render.WHEELHOUSE_ARG}" in npu
+        assert "import torch" not in npu, "importing torch_npu needs the driver; only its version is checked"
+        assert f"assert v == '{row.torch_npu}'" in npu
         # the torch_npu version appears only after the CANN layers
         assert row.torch_npu not in "".join(a for _, a in final[:pip_runs[1]])
 
@@ -179,16 +182,31 @@ def test_user_labels_and_entrypoint():
         assert f"useradd -l -u \"${{USER_UID}}\" -g {user['name']}" in text
         assert ("ENTRYPOINT", f'["{render.load_manifest()["entrypoint"]}"]') in final
         labels = dict(re.findall(r'([\w.-]+)="((?:[^"\\]|\\.)*)"', final[-1][1]))
-        assert labels["org.opencontainers.image.created"] == "${BUILD_DATE}"
-        assert labels["org.opencontainers.image.base.name"] == "${BASE_IMAGE}"
         assert labels["org.opencontainers.image.version"] == row.torch_npu
         for key in ("torch", "torchvision", "cann", "packaging", "status"):
             assert labels[f"io.npuenv.row.{key}"] == getattr(row, key)
         assert labels["io.npuenv.row.hdk.version"] == row.hdk["version"]
         assert labels["io.npuenv.row.python"] == ",".join(row.python)
         assert labels["io.npuenv.stack.python"] == stack.python and labels["io.npuenv.stack.chip"] == chip
-        assert labels["io.npuenv.installer.toolkit.sha256"] == "${TOOLKIT_SHA256}"
+        assert labels["io.npuenv.installer.toolkit"] == stack.packages["toolkit"]
+        # what only the build knows is added after it (build.build_labels), never a build arg here
+        assert not any("${" in v for v in labels.values()), labels
+        assert "BUILD_DATE" not in text
         assert f'ARG BASE_IMAGE={M.platforms.operating_systems[os_name]["base_image"]}' in text
+
+
+def test_build_labels_name_the_inputs_and_the_sbom():
+    labels = render.build_labels(created="2024-01-02T03:04:05Z", base_name="localhost/debian:bookworm",
+                                 base_digest="sha256:" + "c" * 64, installer_sums={"toolkit": "a" * 64},
+                                 requirements_sha256="b" * 64,
+                                 sbom={"file": "x.cdx.json", "sha256": "d" * 64, "format": "CycloneDX 1.6 JSON"})
+    assert labels == {"org.opencontainers.image.created": "2024-01-02T03:04:05Z",
+                      "org.opencontainers.image.base.name": "localhost/debian:bookworm",
+                      "org.opencontainers.image.base.digest": "sha256:" + "c" * 64,
+                      "io.npuenv.installer.toolkit.sha256": "a" * 64,
+                      "io.npuenv.wheelhouse.requirements.sha256": "b" * 64,
+                      "io.npuenv.sbom.file": "x.cdx.json", "io.npuenv.sbom.sha256": "d" * 64,
+                      "io.npuenv.sbom.format": "CycloneDX 1.6 JSON"}
 
 
 def test_os_family_commands():
@@ -223,8 +241,9 @@ def test_python_choice():
     assert render.python_plan(s).mode == "source"
 
 
-def test_python_deps_filter_matches_the_dockerfile_awk(tmp_path):
-    """The build arg (python_deps, host side) and the Dockerfile's awk must give the same bytes."""
+def test_requirement_filters_match_the_dockerfile_awk(tmp_path):
+    """The build arg (python_deps, host side) and the Dockerfile's awk must give the same bytes;
+    so must the torch_npu entry the last layer installs."""
     if shutil.which("awk") is None:
         pytest.fail("awk is not installed: the Dockerfile's filter runs with it (apt-get install gawk or mawk)")
     from torch_npu_pkg.wheelhouse import render_requirements
@@ -234,13 +253,20 @@ def test_python_deps_filter_matches_the_dockerfile_awk(tmp_path):
     text = render_requirements({"stack": {"torch_npu": "2.13.0", "torch": "2.13.0", "python": "3.11",
                                           "arch": "x86_64"}, "wheels": wheels})
     _, dockerfile = rendered("2.13.0", "debian12", "x86_64", "910b")
-    program = re.search(r"awk '([^']+)'", dockerfile).group(1)
+    deps_program, npu_program = re.findall(r"awk '([^']+)'", dockerfile)
     (tmp_path / "requirements.txt").write_text(text)
-    out = subprocess.run(["awk", program, str(tmp_path / "requirements.txt")], capture_output=True, text=True,
-                         check=True).stdout
+
+    def awk(program):
+        return subprocess.run(["awk", program, str(tmp_path / "requirements.txt")], capture_output=True, text=True,
+                              check=True).stdout
+    out = awk(deps_program)
     assert out == render.python_deps(text)
     assert "torch_npu==" not in out and "bbbb" not in out
     assert "numpy==2.4.6" in out and "torch==2.13.0+cpu" in out and "Torch-NPU-extra==1.0" in out
+    npu = awk(npu_program)
+    assert npu == render.torch_npu_requirement(text)
+    assert npu.startswith("torch_npu==2.13.0") and "b" * 64 in npu and "numpy" not in npu and "c" * 64 not in npu
+    assert sorted((out + npu).splitlines()) == sorted(text.splitlines()), "the two layers install it all"
 
 
 def test_manifest_covers_every_os_and_chip_and_packaging():
