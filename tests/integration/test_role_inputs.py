@@ -6,6 +6,7 @@ ran it."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -60,15 +61,19 @@ def test_site_refuses_a_shell_character_before_any_role_runs(tmp_path, variable,
     rc, out = run("site.yml", inventory(tmp_path, {variable: value}))
     assert rc == playbook_run.HOST_FAILED, out[-3000:]
     assert message.format(marker=marker) in out
-    assert "TASK [preflight : Preflight | Resolve" not in out  # no role started
+    assert "preflight : Preflight | Resolve" not in out  # no role started
     assert not marker.exists()
 
 
 def test_site_with_good_inputs_gets_past_the_checks(tmp_path):
     """The control: the same run with sound values reaches the first role."""
     rc, out = run("site.yml", inventory(tmp_path, {"hccn_device_ips": ["192.168.100.101", "192.168.101.101"]}))
-    assert "TASK [preflight : Preflight | Resolve the matrix row" in out, out[-3000:]
+    assert "preflight : Preflight | Resolve the matrix row" in out, out[-3000:]
     assert "Check the role's inputs" in out and "is not an" not in out
+    # the rollout's progress (plugins/callback/npuenv_progress.py): a line per finished task, with its time
+    assert re.search(r"^ +\d+\.\d s  preflight : Preflight \| Resolve the matrix row for this host's arch and OS"
+                     r"  \(ok 1\)$", out, re.M), out[-3000:]
+    assert re.search(r"^rollout: \d+\.\d s$", out, re.M) and "PLAY RECAP" in out
 
 
 def role_playbook(tmp_path, role: str) -> str:

@@ -94,11 +94,10 @@ def main() -> int:
     print(f"      inventory: {inventory} (known_hosts: {access.known_hosts})")
 
     def deploy():
-        p = npuenv("deploy", "--inventory", str(inventory), check=False)
-        recap = p.stdout.split("PLAY RECAP")[-1].strip()
-        print("      " + recap.replace("\n", "\n      "))
+        # the rollout's progress as it goes: a line per finished task, then the recap
+        p = npuenv("deploy", "--inventory", str(inventory), check=False, show=True)
         if p.returncode != 0:
-            raise SystemExit("demo: the rollout failed:\n" + p.stdout[-3000:])
+            raise SystemExit(f"demo: the rollout failed (exit {p.returncode}); its output is above")
     steps.run("roll the row out with Ansible over SSH, the firmware's reboot included (npuenv deploy)", deploy)
 
     image = f"localhost/npuenv-demo:{ROW}"
