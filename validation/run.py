@@ -215,8 +215,9 @@ def start_image(ref: str, host_root: str, run_args: list[str], cleanup: ExitStac
         if src.exists():
             args += ["-v", f"{src}:{path}:ro"]
     name = f"npuenv-validate-{uuid.uuid4().hex[:8]}"
-    _podman("run", "-d", "--name", name, *args, *run_args, "--entrypoint", "sleep", "--", ref, "infinity")
-    cleanup.callback(_podman, "rm", "-f", "-t", "0", name, check=False)
+    with interrupts.deferred():  # an interrupt waits until the container is known to the cleanup
+        cleanup.callback(_podman, "rm", "-f", "-t", "0", name, check=False)
+        _podman("run", "-d", "--name", name, *args, *run_args, "--entrypoint", "sleep", "--", ref, "infinity")
     hint = {"torch_npu": "==" + labels[IMAGE_ROW_LABEL]} if IMAGE_ROW_LABEL in labels else {}
     return name, hint
 
