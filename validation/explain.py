@@ -58,9 +58,14 @@ KNOWN = (
 )
 
 
+# Words that mean a DCMI code when no code is printed (EBUSY from opening /dev/davinciN).
+CODE_WORDS = ((r"device or resource busy|resources are occupied", -8020),)
+
+
 def explain(text: str) -> tuple[str, str] | None:
     """(cause, fix) for the DCMI codes in ``text``, else the first known failure whose symptom appears."""
-    entry = codes.dcmi_entry(codes.dcmi_codes_in(text))
+    implied = [code for pattern, code in CODE_WORDS if re.search(pattern, text or "", re.I)]
+    entry = codes.dcmi_entry(codes.dcmi_codes_in(text) + implied)
     if entry:
         return entry.cause, entry.fix
     for known in KNOWN:

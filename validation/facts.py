@@ -188,7 +188,8 @@ SECTION_RC = "@@npuenv-rc"
 def run_sections(probe: Probe, commands: dict[str, str]) -> dict[str, tuple[int, str]]:
     """Run several commands in one shell call (one round trip to the host):
     key -> (exit code, output with stderr)."""
-    script = "".join(f"echo {SECTION} {shlex.quote(key)}; {command} 2>&1; echo {SECTION_RC} $?; "
+    # The newline before each exit-code marker ends output that has none of its own.
+    script = "".join(f"echo {SECTION} {shlex.quote(key)}; {command} 2>&1; printf '\\n{SECTION_RC} %s\\n' $?; "
                      for key, command in commands.items())
     rc, out, err = probe.run(script)
     found: dict[str, tuple[int, str]] = {}
@@ -197,6 +198,8 @@ def run_sections(probe: Probe, commands: dict[str, str]) -> dict[str, tuple[int,
         if line.startswith(SECTION + " "):
             key, lines = line[len(SECTION) + 1:], []
         elif line.startswith(SECTION_RC + " ") and key is not None:
+            if lines and lines[-1] == "":
+                lines.pop()  # the marker's own newline
             found[key] = (int(line.split()[1]), "\n".join(lines) + "\n" if lines else "")
             key = None
         elif key is not None:

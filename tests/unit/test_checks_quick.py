@@ -28,11 +28,26 @@ CANN_ENV_FIX = ("source the toolkit's set_env.sh (the ascend_env profile script 
                 "or install the CANN toolkit of the row")
 ENV_VARS_CAUSE = "the CANN environment variables are missing or point to a path that does not exist"
 ENV_VARS_FIX = "source the toolkit's set_env.sh of the installed CANN version"
-DCMI_CAUSE = "the driver is not loaded, or this user or container cannot reach /dev/davinci*"
-DCMI_FIX = ("check the driver is installed and the device nodes are passed in (--device /dev/davinciN, "
-            "/dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc)")
-BUSY_CAUSE = "the NPU is held by another process or container"
-BUSY_FIX = "stop the process holding it (npu-smi info lists it) or give this job other devices"
+# validation/codes.py's DCMI entries the checks lean on, written out: -8005 is a driver
+# that is not loaded (installed or upgraded without the reboot), -8020 a device held
+# elsewhere, -8020 with -9005 a container without the driver's DCMI mounts (issue #15).
+DRIVER_NOT_LOADED_CAUSE = ("the NPU driver is not loaded: it was installed or upgraded without the reboot it needs, "
+                           "the kernel was upgraded so its modules no longer load, or this user or container cannot "
+                           "open /dev/davinci*")
+DRIVER_NOT_LOADED_FIX = ("reboot after installing or upgrading the driver and firmware, check `lsmod | grep "
+                         "drv_davinci` and `dmesg`, and pass the device nodes (--device /dev/davinciN "
+                         "/dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc) to containers")
+HELD_CAUSE = ("another process or container holds the device (the driver lets one container namespace open a "
+              "device)")
+HELD_FIX = ("stop the process or container holding it (npu-smi info lists processes; on the host "
+            "/proc/uda/namespace_node names the holder) or give this job other devices")
+NO_DCMI_MOUNTS_CAUSE = ("the container lacks the driver mounts DCMI needs at start-up (/usr/local/dcmi, the "
+                        "driver's lib64, /etc/ascend_install.info), so its DCMI start-up collides with the host's "
+                        "(dmesg: 'uda_occupy_dev_by_ns ... Conflict open udevid'); no other process needs to hold "
+                        "the device")
+NO_DCMI_MOUNTS_FIX = ("start the container with -v /usr/local/dcmi:/usr/local/dcmi -v /usr/local/Ascend/driver/"
+                      "lib64:/usr/local/Ascend/driver/lib64 -v /etc/ascend_install.info:/etc/ascend_install.info "
+                      "(npuenv image run-cmd prints them); stopping other containers does not cure it")
 SKEW_CAUSE = "torch, torch_npu and CANN versions do not match (a library was built against another version)"
 SKEW_FIX = "install the exact torch / torch_npu / CANN versions of one matrix row (npuenv matrix resolve ...)"
 PYDEP_CAUSE = "a Python package CANN needs at run time is missing"
@@ -156,7 +171,7 @@ def test_missing_management_node_fails_with_the_dcmi_explanation():
     f = failed(q.test_device_nodes, probe=probe, facts=healthy_facts(), stack=stack(), options=options())
     assert f == {"summary": "management device node(s) missing: /dev/davinci_manager",
                  "expected": "/dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc as character devices",
-                 "found": "missing /dev/davinci_manager", "cause": DCMI_CAUSE,
+                 "found": "missing /dev/davinci_manager", "cause": DRIVER_NOT_LOADED_CAUSE,
                  "fix": "load the driver; in containers pass --device for each of them"}
 
 
@@ -216,7 +231,22 @@ def test_npu_smi_failure_is_explained_by_its_error_code():
     f = failed(q.test_npu_health, facts=healthy_facts(npu_smi={"error": error}, devices=[]), stack=stack(),
                options=options())
     assert f == {"summary": "npu-smi info failed", "expected": "the device table", "found": error,
-                 "cause": DCMI_CAUSE, "fix": DCMI_FIX}
+                 "cause": DRIVER_NOT_LOADED_CAUSE, "fix": DRIVER_NOT_LOADED_FIX}
+
+
+def test_npu_smi_failure_as_facts_record_it_is_explained_by_its_codes():
+    # the error as facts.collect() keeps it: the tool's lines, then the table's meaning
+    held = ("the tool reported an error: dcmi model initialized failed, because the device is used. ret is -8020 "
+            "(device resources are occupied: " + HELD_CAUSE + ")")
+    f = failed(q.test_npu_health, facts=healthy_facts(npu_smi={"error": held}, devices=[]), stack=stack(),
+               options=options())
+    assert (f["found"], f["cause"], f["fix"]) == (held, HELD_CAUSE, HELD_FIX)
+    # -8020 then -9005 in a container: the driver mounts are missing, nobody else holds the device
+    no_mounts = ("the tool reported an error: dcmi model initialized failed, because the device is used. ret is "
+                 "-8020; npu get board type failed. ret is -9005")
+    f = failed(q.test_npu_health, facts=healthy_facts(npu_smi={"error": no_mounts}, devices=[]), stack=stack(),
+               options=options())
+    assert (f["cause"], f["fix"]) == (NO_DCMI_MOUNTS_CAUSE, NO_DCMI_MOUNTS_FIX)
 
 
 def test_npu_missing_from_npu_smi_fails():
@@ -234,14 +264,65 @@ def test_npu_smi_not_run_is_no_pass():
     assert f["summary"] == "npu-smi shows 0 device(s), 8 expected"
 
 
+HEALTH_CODES_FIX = "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
+FAULT_LEVELS_SOURCE = "Ascend/mind-cluster docs: default faultCode.json of Container Manager (NPU fault levels)"
+
+
 def test_critical_and_alarm_npus_fail():
     for health in ("Critical", "Alarm"):
         facts = healthy_facts()
         facts["devices"][3]["health"] = health
+        facts["devices"][3]["health_detail"] = {"status": health, "error_codes": [], "error_info": []}
         f = failed(q.test_npu_health, facts=facts, stack=stack(), options=options())
         assert f == {"summary": f"unhealthy NPU(s): NPU 3 chip 0 {health}", "expected": "Health OK on every chip",
-                     "found": f"3/0={health}", "cause": "the device reports a fault (Alarm or Critical)",
-                     "fix": "read `npu-smi info -t health -i <npu>` for the error codes; reset or replace the card"}
+                     "found": f"NPU 3 chip 0: {health} with no error code",
+                     "cause": f"the device reports a fault (Alarm or Critical): NPU 3 chip 0: {health} with no "
+                              "error code",
+                     "fix": HEALTH_CODES_FIX}
+
+
+def test_unhealthy_npu_is_explained_by_its_error_codes():
+    # `npu-smi info -t health` of a real Alarm (npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt), as facts read it
+    facts = healthy_facts()
+    facts["devices"][3]["health"] = "Alarm"
+    facts["devices"][3]["health_detail"] = {
+        "status": "Alarm", "error_codes": ["A4025021", "8C03A000", "8C084E00"],
+        "error_info": ["ascend_monitor adda heart beat lost error",
+                       "node type=adda, sensor type=Heartbeat Sensor, event state=Heartbeat Lost."]}
+    f = failed(q.test_npu_health, facts=facts, stack=stack(), options=options())
+    found = ("NPU 3 chip 0: Alarm: A4025021 (NotHandleFault: a fault with no effect on the work), "
+             "8C03A000 (RestartNPU: the chip must be reset), "
+             "8C084E00 (FreeRestartNPU: the chip must be reset once it is free) "
+             "[ascend_monitor adda heart beat lost error]")
+    # the worst level among the codes (RestartNPU) says what to do
+    assert f == {"summary": "unhealthy NPU(s): NPU 3 chip 0 Alarm", "expected": "Health OK on every chip",
+                 "found": found, "cause": "the device reports a fault (Alarm or Critical): " + found,
+                 "fix": "stop the jobs on the card, then reset it: npu-smi set -t reset -i <npu> -c <chip> "
+                        f"(fault level RestartNPU, {FAULT_LEVELS_SOURCE})"}
+    # a code no level lists is named as such, and the generic fix stays
+    facts["devices"][3]["health_detail"]["error_codes"] = ["12345678"]
+    f = failed(q.test_npu_health, facts=facts, stack=stack(), options=options())
+    assert f["found"] == ("NPU 3 chip 0: Alarm: 12345678 (not in the fault-code table) "
+                          "[ascend_monitor adda heart beat lost error]")
+    assert f["fix"] == HEALTH_CODES_FIX
+
+
+def test_unhealthy_npu_whose_codes_could_not_be_read_says_so():
+    facts = healthy_facts()
+    facts["devices"][2]["health"] = "Critical"
+    facts["devices"][2]["health_detail"] = {"error": "the tool reported an error: Invalid card id."}
+    f = failed(q.test_npu_health, facts=facts, stack=stack(), options=options())
+    assert f["found"] == ("NPU 2 chip 0: Critical (the error codes could not be read: the tool reported an error: "
+                          "Invalid card id.)")
+    assert f["fix"] == HEALTH_CODES_FIX
+
+
+def test_a_health_state_the_manual_does_not_list_fails():
+    facts = healthy_facts()
+    facts["devices"][0]["health"] = "Degraded"
+    f = failed(q.test_npu_health, facts=facts, stack=stack(), options=options())
+    assert f["summary"] == "unhealthy NPU(s): NPU 0 chip 0 Degraded"
+    assert f["found"] == "NPU 0 chip 0: Degraded with no error code (a state the npu-smi manual does not list)"
 
 
 def test_every_unhealthy_npu_is_named():
@@ -250,7 +331,7 @@ def test_every_unhealthy_npu_is_named():
     facts["devices"][6]["health"] = "Critical"
     f = failed(q.test_npu_health, facts=facts, stack=stack(), options=options())
     assert f["summary"] == "unhealthy NPU(s): NPU 1 chip 0 Alarm, NPU 6 chip 0 Critical"
-    assert f["found"] == "1/0=Alarm, 6/0=Critical"
+    assert f["found"] == "NPU 1 chip 0: Alarm with no error code; NPU 6 chip 0: Critical with no error code"
 
 
 def test_warning_health_warns_and_passes():
@@ -268,7 +349,7 @@ def test_process_holding_an_npu_fails_as_device_busy():
     smi = {"version": "25.2.0", "processes": [{"npu": 4, "chip": 0, "pid": 1601114, "name": "python"}]}
     f = failed(q.test_npu_processes, facts=healthy_facts(npu_smi=smi))
     assert f == {"summary": "1 process(es) already hold NPUs", "expected": "no process on any NPU before validation",
-                 "found": "pid 1601114 (python) on NPU 4", "cause": BUSY_CAUSE, "fix": BUSY_FIX}
+                 "found": "pid 1601114 (python) on NPU 4", "cause": HELD_CAUSE, "fix": HELD_FIX}
 
 
 # ------------------------------------------------------------------ CANN

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.check_fakes import FakeProbe, failed, healthy_facts, options, passed, run_check, sample, stack
+from tests.unit.check_fakes import (FakeProbe, failed, healthy_facts, network_facts, options, passed, run_check,
+                                    sample, stack)
 from validation.suite import test_standard as s
 
 UNKNOWN = ("unknown", "see the output above")
@@ -160,9 +161,30 @@ NETWORK_FIX = "hccn_tool -i N -link -g / -net_health -g; make deploy TAGS=hccn"
 
 def test_every_npu_port_up_and_healthy_passes():
     probe = hccn_probe()
-    passed(s.test_npu_network, probe=probe, facts=healthy_facts(), stack=stack())
+    out = passed(s.test_npu_network, probe=probe, facts=healthy_facts(), stack=stack())
     assert sorted(probe.runs) == sorted([f"{HCCN} -i {i} -link -g" for i in range(8)] +
                                         [f"{HCCN} -i {i} -net_health -g" for i in range(8)])
+    # the device IPs the facts read, kept for the fleet phase's netdetect (JSON: the ports as strings)
+    assert out.data == [{"device_ips": {str(i): f"192.168.1.{10 + i}" for i in range(8)}}]
+
+
+def test_device_ips_record_says_which_ports_have_none():
+    facts = healthy_facts(network=network_facts({0: "192.168.1.10", 1: None}))
+    out = passed(s.test_npu_network, probe=hccn_probe(), facts=facts, stack=stack())
+    assert out.data == [{"device_ips": {"0": "192.168.1.10", "1": None}}]
+
+
+def test_a_port_without_its_optical_module_is_left_to_the_optical_check():
+    # its link is down for that reason, which test_hardware's optical check names
+    facts = healthy_facts()
+    facts["network"][3]["optical"] = {"present": False}
+    probe = hccn_probe(link={3: "link status: DOWN\n"})
+    passed(s.test_npu_network, probe=probe, facts=facts, stack=stack())
+    assert not [c for c in probe.runs if " -i 3 " in c]
+    # an optical module that could not be read is no excuse: the port is checked
+    facts["network"][3]["optical"] = {"error": "no 'present' line in the optical info: ''"}
+    f = failed(s.test_npu_network, probe=hccn_probe(link={3: "link status: DOWN\n"}), facts=facts, stack=stack())
+    assert f["found"] == "device 3: link DOWN, net health Success"
 
 
 def test_port_down_fails_naming_the_device():

@@ -15,11 +15,33 @@ SKEW = ("torch, torch_npu and CANN versions do not match (a library was built ag
         "install the exact torch / torch_npu / CANN versions of one matrix row (npuenv matrix resolve ...)")
 DRIVER_OLD = ("the NPU driver is older than this CANN needs",
               "upgrade the driver and firmware to the row's HDK (make deploy TAGS=driver)")
-BUSY = ("the NPU is held by another process or container",
-        "stop the process holding it (npu-smi info lists it) or give this job other devices")
-DCMI = ("the driver is not loaded, or this user or container cannot reach /dev/davinci*",
-        "check the driver is installed and the device nodes are passed in (--device /dev/davinciN, "
-        "/dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc)")
+# DCMI codes, explained from validation/codes.py's one table (issue #15): -8020 is a device
+# held elsewhere; -8020 followed by -9005 a container without the driver's DCMI mounts;
+# -8005 a driver that is not loaded (installed or upgraded without the reboot).
+HELD = ("another process or container holds the device (the driver lets one container namespace open a device)",
+        "stop the process or container holding it (npu-smi info lists processes; on the host "
+        "/proc/uda/namespace_node names the holder) or give this job other devices")
+NO_DCMI_MOUNTS = ("the container lacks the driver mounts DCMI needs at start-up (/usr/local/dcmi, the driver's lib64, "
+                  "/etc/ascend_install.info), so its DCMI start-up collides with the host's (dmesg: "
+                  "'uda_occupy_dev_by_ns ... Conflict open udevid'); no other process needs to hold the device",
+                  "start the container with -v /usr/local/dcmi:/usr/local/dcmi -v /usr/local/Ascend/driver/lib64:"
+                  "/usr/local/Ascend/driver/lib64 -v /etc/ascend_install.info:/etc/ascend_install.info "
+                  "(npuenv image run-cmd prints them); stopping other containers does not cure it")
+DRIVER_NOT_LOADED = ("the NPU driver is not loaded: it was installed or upgraded without the reboot it needs, the "
+                     "kernel was upgraded so its modules no longer load, or this user or container cannot open "
+                     "/dev/davinci*",
+                     "reboot after installing or upgrading the driver and firmware, check `lsmod | grep drv_davinci` "
+                     "and `dmesg`, and pass the device nodes (--device /dev/davinciN /dev/davinci_manager "
+                     "/dev/devmm_svm /dev/hisi_hdc) to containers")
+NO_SUCH_ID = ("a card or chip id that does not exist was asked for",
+              "list the ids with `npu-smi info -l` / `npu-smi info -m`")
+INTERFACE_MISMATCH = ("the caller and the driver disagree on the DCMI interface (for example Ascend Docker Runtime "
+                      "7.0.RC1 speaks DCMI v1 while a 26.x device plugin speaks v2), or the function does not exist "
+                      "on this chip",
+                      "use Ascend Docker Runtime, device plugin and npu-exporter from the same MindCluster release as "
+                      "the driver")
+NO_LIBDCMI = ("the DCMI library is not installed or not mounted",
+              "mount /usr/local/dcmi into the container, or reinstall the driver")
 PYDEP = ("a Python package CANN needs at run time is missing",
          "install the row's wheelhouse (it carries CANN's Python dependencies): make deploy TAGS=python")
 AUTOLOAD = ("torch loads torch_npu automatically and torch_npu failed to import (see the error above it)",
@@ -39,10 +61,17 @@ ENV_VARS = ("the CANN environment variables are missing or point to a path that 
     ("EL0003: The argument is invalid. ... aclrtSetDevice failed, error code is 507033", DRIVER_OLD),
     ("[ERROR] the driver version is too old for this CANN", DRIVER_OLD),
     ("drv version does not match the runtime", DRIVER_OLD),
-    (sample("npu-smi_error_-8020_device_used.txt"), BUSY),
-    (sample("npu-smi_error_-8020_device_used_ret4.txt"), BUSY),
-    ("error: device or resource busy", BUSY),
-    (sample("npu-smi_error_-8005_dcmi_init.txt"), DCMI),
+    (sample("npu-smi_error_-8020_device_used.txt"), HELD),
+    (sample("npu-smi_error_-8020_device_used_ret4.txt"), HELD),
+    (sample("npu-smi_error_-8020_device_used_ret4.txt") + "npu get board type failed. ret is -9005\n", NO_DCMI_MOUNTS),
+    (sample("npu-smi_error_-8005_dcmi_init.txt"), DRIVER_NOT_LOADED),
+    # the spellings of other DCMI clients: npu-exporter and the device plugin, and "ret code"
+    ("dcmi init failed, error code: -8005", DRIVER_NOT_LOADED),
+    ("get chip info failed, ret code: -8020", HELD),
+    ("retCode=-8007 when querying card 9", NO_SUCH_ID),
+    ("ret is -8007", NO_SUCH_ID),
+    ("dcmi init failed, error code: -8255", INTERFACE_MISMATCH),
+    ("load libdcmi.so failed: -99999", NO_LIBDCMI),
     ("ModuleNotFoundError: No module named 'decorator'", PYDEP),
     ("ModuleNotFoundError: No module named 'attr'", PYDEP),
     ("ModuleNotFoundError: No module named 'google.protobuf'", PYDEP),
@@ -54,6 +83,29 @@ ENV_VARS = ("the CANN environment variables are missing or point to a path that 
 ])
 def test_known_failure_is_explained(text, known):
     assert explain(text) == known
+
+
+def test_device_or_resource_busy_is_a_device_held_elsewhere():
+    assert explain("error: device or resource busy") == HELD
+
+
+def test_codes_are_found_in_every_spelling_and_bare_only_when_the_table_knows_them():
+    from validation import codes
+    assert codes.dcmi_codes_in("dcmi init failed, error code: -8255\nretCode=-8008; ret is -8005; ret code: -1234") == \
+        [-8255, -8008, -8005, -1234]
+    # standing alone, only a code of the table counts (a negative offset is no code)
+    assert codes.dcmi_codes_in("offset -1234 of -8020, then -8020 again") == [-8020]
+    assert codes.dcmi_codes_in(None) == [] and codes.dcmi_codes_in("") == []
+
+
+def test_the_most_specific_dcmi_combination_wins_whatever_the_order():
+    # -9005 printed first, or -9005 alone: the pair is the missing mounts, -9005 alone the board query
+    assert explain("npu get board type failed. ret is -9005\nret is -8020") == NO_DCMI_MOUNTS
+    assert explain("npu get board type failed. ret is -9005") == (
+        "npu-smi could not read the board through DCMI",
+        "check the driver mounts of the container and the driver's install (npu-smi info on the host)")
+    # a code before a known library symptom: the code explains it
+    assert explain("ret is -8005\nImportError: libhccl.so: cannot open shared object file") == DRIVER_NOT_LOADED
 
 
 def test_case_does_not_matter():
@@ -71,7 +123,9 @@ def test_the_first_known_cause_in_the_table_wins():
 
 @pytest.mark.parametrize("text", [
     "", None, "AssertionError: assert 1 == 2", "ModuleNotFoundError: No module named 'torch_npu'",
-    "libfoo.so: cannot open shared object file", "timeout after 60 s", "ret is -8007",
+    "libfoo.so: cannot open shared object file", "timeout after 60 s",
+    # codes the table does not hold, and numbers that only look like codes
+    "ret is -8001", "error code: -1", "offset -80050 bytes", "exit status 8005", "version 24.1.rc3-8005",
 ])
 def test_unrelated_text_is_not_explained(text):
     assert explain(text) is None
@@ -80,3 +134,14 @@ def test_unrelated_text_is_not_explained(text):
 def test_every_entry_has_a_cause_and_a_fix_of_its_own():
     assert len({k.cause for k in KNOWN}) == len(KNOWN)
     assert len({k.fix for k in KNOWN}) == len(KNOWN)
+
+
+def test_every_dcmi_code_has_a_cause_a_fix_and_a_source_of_its_own():
+    from validation import codes
+    entries = codes.DCMI_CODES
+    assert len({e.cause for e in entries}) == len({e.fix for e in entries}) == len({e.codes for e in entries}) == \
+        len(entries)
+    assert all(e.source for e in entries)
+    # none of the table's own texts reads as another code (an explanation quoted in a
+    # later failure must not change what that failure is explained as)
+    assert [codes.dcmi_codes_in(e.cause + " " + e.fix) for e in entries] == [[] for _ in entries]

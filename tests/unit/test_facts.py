@@ -1,6 +1,8 @@
 """facts.collect() over a directory tree laid out as the vendor lays out an
 installed host (LocalProbe on a tmp tree, files only) and over a fake running
-host (npu-smi and python3 answered from real captures).
+host (npu-smi's table and python3 answered from real captures; each chip's and
+NPU port's queries, batched into one shell call each, answered in the vendor's
+layout by check_fakes.answer_node).
 
 The file contents are the vendor's, copied from published outputs:
 driver/firmware version.info (24.1.rc3: a vllm-ascend user's host, code index
@@ -15,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.unit.check_fakes import FakeProbe, sample
+from tests.unit.check_fakes import HCCN, NPU_SMI, FakeProbe, answer_node, key_value_lines, sample
 from validation import facts as facts_mod
 
 DRIVER_INFO = """Version=24.1.rc3
@@ -102,15 +104,19 @@ def test_collect_reads_the_current_layout_from_files(tmp_path):
     probe = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
     facts = facts_mod.collect(probe)
     assert facts["install_info"]["Driver_Install_Path_Param"] == "/usr/local/Ascend"
-    assert facts["driver"] == {"version": "24.1.rc3"}
+    assert facts["driver"] == {"version": "24.1.rc3", "package_version": "24.1.rc3"}
     assert facts["firmware"] == {"version": "7.5.0.1.129", "package_version": "24.1.rc3"}
     assert facts["cann"] == [{"generation": "cann", "version": "8.5.0", "home": "/usr/local/Ascend/cann",
                               "arch": "x86_64", "kernels": ["ascend910b"]}]
     assert facts["nnal"] == ["8.5.0"]
+    # the tree's NNAL has no version.info of its own: its folder's name stands in, and says so
+    assert facts["nnal_detail"] == [{"dir": "/usr/local/Ascend/nnal/atb/8.5.0", "version": "8.5.0",
+                                     "from": "directory name"}]
     assert facts["python"] == {"interpreter": None, "torch": "2.4.0+cpu", "torch_npu": "2.4.0.post2",
                                "torchvision": "0.19.0"}
     # a tree cannot run npu-smi: no devices, and no claim that there are none
     assert facts["npu_smi"] is None and facts["devices"] == []
+    assert facts["topology"] is None and facts["network"] == []
 
 
 def test_collect_reads_the_legacy_layout(tmp_path):
@@ -123,7 +129,7 @@ def test_collect_reads_the_legacy_layout(tmp_path):
 
 def test_driver_installed_elsewhere_is_found_through_install_info(tmp_path):
     facts = facts_mod.collect(facts_mod.LocalProbe(str(installed_tree(tmp_path, driver_root="/opt/ascend"))))
-    assert facts["driver"] == {"version": "24.1.rc3"}
+    assert facts["driver"] == {"version": "24.1.rc3", "package_version": "24.1.rc3"}
     assert facts["firmware"]["version"] == "7.5.0.1.129"
 
 
@@ -150,56 +156,183 @@ def test_local_probe_maps_paths_into_its_root(tmp_path):
 # ------------------------------------------------------------------ a running host
 
 PY_VERSIONS = r"^python3 -c 'import importlib\.metadata as m, json"
+TABLE_910B3 = sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt")
 
 
-def running_host(tmp_path, npu_smi_answer=(0, sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt"), "")):
-    """Files from the installed tree, commands from a table."""
+def running_host(tmp_path, npu_smi_answer=(0, TABLE_910B3, ""), **node):
+    """Files from the installed tree; commands from a table: npu-smi info answers
+    ``npu_smi_answer``, the per-chip and per-port queries a healthy node's answers
+    (check_fakes.answer_node, ``node`` passed on)."""
     tree = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
     patterns = ("/etc/*", "/usr/local/Ascend/*/version.info", "/usr/local/Ascend/cann/*-linux/*",
                 "/usr/local/Ascend/cann/opp/built-in/op_impl/ai_core/tbe/kernel/*", "/usr/local/Ascend/nnal/atb/*/atb")
     files = {p: tree.read(p) for pattern in patterns for p in tree.glob(pattern)}
-    probe = FakeProbe(files=files)
+    probe = answer_node(FakeProbe(files=files), **node)
     probe.answer(PY_VERSIONS, 0, '{"torch": "2.4.0+cpu", "torch_npu": "2.4.0.post2", "torchvision": null}\n')
     probe.answer(r"^npu-smi info$", *npu_smi_answer)
     return probe
 
 
+def per_chip_commands(smi: str, chips) -> list[str]:
+    return [f"{smi} info -t {kind} -i {npu} -c {chip}" for npu, chip in chips
+            for kind in ("health", "temp", "power", "memory", "ecc")]
+
+
+def per_port_commands(ports) -> list[str]:
+    return [f"{HCCN} -i {port} -{query} -g" for port in ports
+            for query in ("link", "net_health", "ip", "optical", "link_stat", "stat", "gateway", "route")]
+
+
 def test_collect_on_a_running_host_reads_npu_smi(tmp_path):
     facts = facts_mod.collect(running_host(tmp_path))
-    assert facts["npu_smi"] == {"version": "25.2.0",
+    assert facts["npu_smi"] == {"version": "25.2.0", "unreadable": [],
                                 "processes": [{"npu": 4, "chip": 0, "pid": 1601114, "name": "python"}]}
     assert [(d["npu"], d["chip"], d["name"], d["health"]) for d in facts["devices"]] == \
         [(i, 0, "910B3", "OK") for i in range(8)]
     assert facts["devices"][0]["bus_id"] == "0000:C1:00.0" and facts["devices"][7]["bus_id"] == "0000:42:00.0"
+    # the table's own figures of NPU 4 (the busy one)
+    assert {k: facts["devices"][4][k] for k in ("logic_id", "phy_id", "temp_c", "power_w", "aicore_pct")} \
+        == {"logic_id": 4, "phy_id": None, "temp_c": 45, "power_w": 139.7, "aicore_pct": 25}
+    assert list(facts["devices"][4]["hbm_mb"]) == [21784, 65536]
     assert facts["python"] == {"interpreter": "python3", "torch": "2.4.0+cpu", "torch_npu": "2.4.0.post2",
                                "torchvision": None}
 
 
+def test_collect_reads_each_chips_health_sensors_and_ecc_and_the_topology(tmp_path):
+    facts = facts_mod.collect(running_host(tmp_path))
+    third = facts["devices"][3]
+    assert third["health_detail"] == {"status": "OK", "error_codes": [], "error_info": []}
+    # each chip's answers land on that chip (NPU 3: 30 + 3 C, 90 + 3 W, HBM 40 + 3 C)
+    assert third["sensors"] == {"temp_c": 33.0, "power_w": 93.0, "hbm_temp_c": 43.0}
+    assert facts["devices"][6]["sensors"] == {"temp_c": 36.0, "power_w": 96.0, "hbm_temp_c": 46.0}
+    assert third["ecc"] == {"HBM": {"single_bit": 0, "double_bit": 0, "single_bit_total": 0, "double_bit_total": 0,
+                                    "single_bit_isolated_pages": 0, "double_bit_isolated_pages": 0}}
+    topo = facts["topology"]
+    assert topo["devices"] == [f"NPU{i}" for i in range(8)]
+    assert topo["links"]["NPU0"]["NPU0"] == "X" and topo["links"]["NPU2"]["NPU7"] == "HCCS"
+    assert topo["cpu_affinity"]["NPU2"] == "96-119"
+    assert topo["legend"]["PXB"] == "Path traversing multipul PCIe switches"
+    assert topo["unreadable"] == []
+
+
+def test_collect_reads_every_npu_port(tmp_path):
+    facts = facts_mod.collect(running_host(tmp_path, ips={port: f"192.168.1.{10 + port}" if port != 5 else None
+                                                          for port in range(8)}))
+    # no Phy-ID column in this table: the ports are the chips' places in it
+    assert [p["port"] for p in facts["network"]] == list(range(8))
+    port = facts["network"][2]
+    assert (port["link"], port["net_health"]) == ("UP", "Success")
+    assert port["ip"] == {"address": "192.168.1.12", "netmask": "255.255.255.0"}
+    assert port["gateway"] == {"address": "192.168.1.1", "iface": "eth2"}
+    assert port["routes"] == [{"destination": "192.168.1.0", "gateway": None, "genmask": "255.255.255.0",
+                               "flags": "U", "iface": "eth2"}]
+    assert (port["optical"]["present"], port["optical"]["rx_power_mw"]) == (True, [0.95, 0.95, 0.95, 0.95])
+    assert (port["link_stat"]["device"], port["link_stat"]["up_count"]) == (2, 1)
+    assert port["stat"]["mac_rx_fcs_err_pkt_num"] == 0 and port["stat"]["mac_tx_total_pkt_num"] == 120034
+    # a port without a preset IP has none; the others keep theirs
+    assert facts["network"][5]["ip"] is None and facts["network"][6]["ip"]["address"] == "192.168.1.16"
+
+
+def test_collect_asks_each_chip_and_port_in_one_shell_call_each(tmp_path):
+    probe = running_host(tmp_path)
+    facts_mod.collect(probe)
+    chips, ports = [(npu, 0) for npu in range(8)], range(8)
+    locate = "command -v npu-smi || for p in /usr/local/bin/npu-smi /usr/local/sbin/npu-smi; do [ -x $p ] && " \
+             "echo $p && break; done; true"
+    # python3, npu-smi info, where npu-smi is, then one call for the chips and one for the ports
+    assert len(probe.runs) == 5 and probe.runs[1:3] == ["npu-smi info", locate]
+    # npu-smi located once; every sub-command runs it from there
+    assert sorted(probe.answered[3:]) == sorted([f"{NPU_SMI} info -t topo"] + per_chip_commands(NPU_SMI, chips) +
+                                                per_port_commands(ports))
+    assert probe.runs[3].count("@@npuenv-section") == 41 and probe.runs[4].count("@@npuenv-section") == 64
+
+
 def test_collect_reads_health_and_both_dies_of_a3_and_310p(tmp_path):
     a3 = sample("npu-smi_info_A3_Ascend910_24.1.rc3.7_8npu_16chip.txt")
-    facts = facts_mod.collect(running_host(tmp_path, (0, a3, "")))
+    both_dies = [(npu, chip) for npu in range(8) for chip in (0, 1)]
+    probe = running_host(tmp_path, (0, a3, ""), chips=both_dies, ips={p: f"192.168.1.{10 + p}" for p in range(16)})
+    facts = facts_mod.collect(probe)
     assert len(facts["devices"]) == 16 and {d["chip"] for d in facts["devices"]} == {0, 1}
     assert [d["phy_id"] for d in facts["devices"][:4]] == [0, 1, 2, 3]
-    facts = facts_mod.collect(running_host(tmp_path / "b", (0, sample(
-        "npu-smi_info_310P3_300IDuo_25.0.rc1.b033_4card_Critical.txt"), "")))
+    # the second die is asked for its own sensors; the ports are the dies' physical ids
+    assert f"{NPU_SMI} info -t temp -i 5 -c 1" in probe.answered
+    assert facts["devices"][11]["sensors"]["temp_c"] == 35.0
+    assert [p["port"] for p in facts["network"]] == list(range(16))
+    cards = [(npu, chip) for npu in (1, 2, 4, 5) for chip in (0, 1)]
+    critical = key_value_lines(("Health Status", "Critical"), ("Error Code", "80E18402"), ("Error Information", "NA"))
+    probe = running_host(tmp_path / "b", (0, sample("npu-smi_info_310P3_300IDuo_25.0.rc1.b033_4card_Critical.txt"),
+                                          ""), chips=cards)
+    probe.answer(rf"^{NPU_SMI} info -t health -i 4 -c 0$", 0, critical)
+    facts = facts_mod.collect(probe)
     assert [(d["npu"], d["chip"]) for d in facts["devices"] if d["health"] == "Critical"] == [(4, 0)]
+    assert facts["devices"][4]["health_detail"] == {"status": "Critical", "error_codes": ["80E18402"],
+                                                    "error_info": []}
+    assert facts["devices"][5]["health_detail"]["status"] == "OK"
+    # no Phy-ID column (310P prints the logic id as Device): ports by place in the table
+    assert [d["logic_id"] for d in facts["devices"]] == list(range(8))
+    assert [p["port"] for p in facts["network"]] == list(range(8))
+
+
+def test_a_port_is_the_chips_physical_id_or_its_place_in_the_table():
+    assert facts_mod.network_port({"npu": 1, "chip": 0, "phy_id": 9}, 0) == 9
+    assert facts_mod.network_port({"npu": 1, "chip": 0, "phy_id": 0}, 5) == 0
+    assert facts_mod.network_port({"npu": 6, "chip": 0, "phy_id": None}, 2) == 2
+    assert facts_mod.network_port({"npu": 6, "chip": 0}, 3) == 3
+
+
+def test_a_query_that_fails_is_a_fact_that_says_why(tmp_path):
+    probe = running_host(tmp_path)
+    probe.answer(rf"^{NPU_SMI} info -t ecc -i 2 -c 0$", 255, sample("npu-smi_error_invalid_card_id.txt"))
+    probe.answer(rf"^{NPU_SMI} info -t health -i 6 -c 0$", 255, sample("npu-smi_error_-8020_device_used.txt"))
+    probe.answer(rf"^{HCCN} -i 3 -link -g$", 1,
+                 "call drvMngGetConsoleLogLevel failed , g_conLogLevel = 3\nDevice ID is out of the valid range.\n"
+                 "Cmd execute failed!\n")
+    probe.answer(rf"^{HCCN} -i 4 -optical -g$", 127, "", "bash: line 1: hccn_tool: command not found\n")
+    facts = facts_mod.collect(probe)
+    assert facts["devices"][2]["ecc"] == {"error": "the tool reported an error: Invalid card id."}
+    assert facts["devices"][6]["health_detail"] == {
+        "error": "the tool reported an error: dcmi model initialized failed, because the device is used. ret is "
+                 "-8020 (device resources are occupied: another process or container holds the device (the driver "
+                 "lets one container namespace open a device))"}
+    assert facts["network"][3]["link"] == {"error": "the tool reported an error: Device ID is out of the valid range."}
+    assert facts["network"][4]["optical"] == {
+        "error": "no 'present' line in the optical info: 'bash: line 1: hccn_tool: command not found\\n'"}
+    # the other chips and ports are read as usual
+    assert facts["devices"][1]["ecc"]["HBM"]["double_bit"] == 0 and facts["network"][2]["link"] == "UP"
 
 
 def test_npu_smi_error_is_kept_with_its_code(tmp_path):
-    facts = facts_mod.collect(running_host(tmp_path, (255, sample("npu-smi_error_-8005_dcmi_init.txt"), "")))
-    assert facts["npu_smi"] == {"error": "the tool reported an error: dcmi module initialize failed. ret is -8005 "
-                                         "(internal error: driver not loaded, no access to /dev/davinci*, or "
-                                         "secure-boot mismatch)"}
-    assert facts["devices"] == []
+    probe = running_host(tmp_path, (255, sample("npu-smi_error_-8005_dcmi_init.txt"), ""))
+    facts = facts_mod.collect(probe)
+    assert facts["npu_smi"] == {
+        "error": "the tool reported an error: dcmi module initialize failed. ret is -8005 (internal error: the NPU "
+                 "driver is not loaded: it was installed or upgraded without the reboot it needs, the kernel was "
+                 "upgraded so its modules no longer load, or this user or container cannot open /dev/davinci*)"}
+    assert facts["devices"] == [] and facts["network"] == [] and facts["topology"] is None
+    # no devices: nothing is asked of them
+    assert probe.runs[1:] == ["npu-smi info"]
 
 
 def test_npu_smi_found_off_path_in_the_drivers_locations(tmp_path):
-    probe = running_host(tmp_path, (127, "", "bash: line 1: npu-smi: command not found\n"))
+    sbin = "/usr/local/sbin/npu-smi"
+    probe = running_host(tmp_path, (127, "", "bash: line 1: npu-smi: command not found\n"), smi=sbin)
     probe.answer(r"^/usr/local/bin/npu-smi info$", 127, "", "No such file or directory\n")
-    probe.answer(r"^/usr/local/sbin/npu-smi info$", 0, sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt"))
+    probe.answer(r"^/usr/local/sbin/npu-smi info$", 0, TABLE_910B3)
     facts = facts_mod.collect(probe)
     assert len(facts["devices"]) == 8
-    assert probe.runs[-3:] == ["npu-smi info", "/usr/local/bin/npu-smi info", "/usr/local/sbin/npu-smi info"]
+    assert probe.runs[1:4] == ["npu-smi info", "/usr/local/bin/npu-smi info", "/usr/local/sbin/npu-smi info"]
+    # the sub-commands run the npu-smi that was found
+    assert f"{sbin} info -t health -i 7 -c 0" in probe.answered and f"{sbin} info -t topo" in probe.answered
+    assert not [c for c in probe.answered if c.startswith("npu-smi info -t")]
+    assert facts["devices"][7]["health_detail"]["status"] == "OK"
+
+
+def test_npu_smi_found_in_a_folder_with_a_space_is_quoted(tmp_path):
+    odd = "/opt/vendor tools/npu-smi"
+    probe = running_host(tmp_path, smi=odd)
+    facts = facts_mod.collect(probe)
+    assert "'/opt/vendor tools/npu-smi' info -t topo" in probe.answered
+    assert facts["topology"]["devices"][0] == "NPU0"
 
 
 def test_no_npu_smi_anywhere_is_an_error_not_an_empty_host(tmp_path):
@@ -207,6 +340,27 @@ def test_no_npu_smi_anywhere_is_an_error_not_an_empty_host(tmp_path):
     probe.answer(r"^/usr/local/s?bin/npu-smi info$", 127, "", "No such file or directory\n")
     facts = facts_mod.collect(probe)
     assert facts["npu_smi"] == {"error": "npu-smi not found (no driver on this host)"}
+
+
+# ------------------------------------------------------------------ batched commands (facts.run_sections)
+
+def test_run_sections_keeps_each_commands_output_and_exit_code_on_a_real_shell():
+    probe = facts_mod.LocalProbe("/")
+    out = facts_mod.run_sections(probe, {"a b": "echo one", "err": "sh -c 'echo two >&2; exit 3'",
+                                         "quiet": "true", "lines": "printf 'x\\ny\\n'"})
+    assert out == {"a b": (0, "one\n"), "err": (3, "two\n"), "quiet": (0, ""), "lines": (0, "x\ny\n")}
+
+
+def test_run_sections_that_could_not_run_gives_each_command_the_reason(tmp_path):
+    out = facts_mod.run_sections(facts_mod.LocalProbe(str(tmp_path)), {"x": "true", "y": "false"})
+    reason = f"not run: {tmp_path} is a directory tree, not a running host"
+    assert out == {"x": (127, reason), "y": (127, reason)}
+
+
+def test_run_sections_keeps_output_without_a_final_newline():
+    out = facts_mod.run_sections(facts_mod.LocalProbe("/"), {"a": "printf x", "b": "echo y"})
+    assert out["a"][0] == 0 and out["a"][1].strip() == "x"
+    assert out["b"] == (0, "y\n")
 
 
 def test_python_that_fails_is_reported(tmp_path):
@@ -290,7 +444,8 @@ def test_a_tree_runs_nothing_and_prints_nothing(tmp_path):
 def test_install_info_without_the_driver_line_falls_back_to_the_default_root(tmp_path):
     root = installed_tree(tmp_path)
     (root / "etc/ascend_install.info").write_text("Firmware_Install_Type=full\n")
-    assert facts_mod.collect(facts_mod.LocalProbe(str(root)))["driver"] == {"version": "24.1.rc3"}
+    assert facts_mod.collect(facts_mod.LocalProbe(str(root)))["driver"] == {"version": "24.1.rc3",
+                                                                           "package_version": "24.1.rc3"}
 
 
 def test_python_that_fails_with_output_reports_it(tmp_path):
