@@ -132,7 +132,27 @@ def npu_smi(probe: Probe, args: str = "info") -> tuple[int, str]:
     return rc, out + err
 
 
-def collect(probe: Probe, platforms: cm.Platforms | None = None) -> dict:
+class Facts(dict):
+    """A host's facts, with its NPU ports (eight hccn_tool queries per port)
+    read only when a check first asks for them: the quick level needs none."""
+
+    def __init__(self, data: dict, read_network):
+        super().__init__(data)
+        self._read_network = read_network
+
+    def __missing__(self, key):
+        if key != "network":
+            raise KeyError(key)
+        self["network"] = self._read_network()
+        return self["network"]
+
+    def get(self, key, default=None):
+        return self[key] if key in self or key == "network" else default
+
+
+def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool = True) -> dict:
+    """Everything the checks read. ``network=False``: a ``Facts`` that reads the
+    NPU ports when first asked."""
     platforms = platforms or cm.load_platforms()
     root = platforms.install_root
     install_info = key_values(probe.read(platforms.hdk["paths"]["install_info"]))
@@ -175,7 +195,11 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None) -> dict:
                 facts["npu_smi"] = {"error": str(e)}
         if facts["devices"]:
             _device_details(probe, facts)
-            facts["network"] = _network(probe, platforms, facts["devices"])
+    if not network:
+        del facts["network"]
+        return Facts(facts, lambda: _network(probe, platforms, facts["devices"]) if facts["devices"] else [])
+    if facts["devices"]:
+        facts["network"] = _network(probe, platforms, facts["devices"])
     return facts
 
 

@@ -475,3 +475,14 @@ def test_host_probe_reads_only_files():
     probe = facts_mod.HostProbe(Host())
     assert probe.read("/etc/a") == "a=1\n"
     assert probe.read("/etc") is None and probe.read("/missing") is None
+
+
+def test_the_npu_ports_are_read_when_a_check_first_asks_for_them(tmp_path):
+    probe = running_host(tmp_path)
+    facts = facts_mod.collect(probe, network=False)
+    assert not [c for c in probe.answered if "hccn_tool" in c]   # the quick level reads no port
+    ports = facts["network"]
+    asked = [c for c in probe.answered if "hccn_tool" in c]
+    assert [p["port"] for p in ports] == list(range(8)) and len(asked) == 8 * len(facts_mod.HCCN_QUERIES)
+    assert facts.get("network") is ports and len([c for c in probe.answered if "hccn_tool" in c]) == len(asked)
+    assert facts_mod.collect(running_host(tmp_path / "b"))["network"] == ports   # all at once for `npuenv facts`

@@ -73,10 +73,10 @@ def probe(host) -> facts_mod.Probe:
 
 @pytest.fixture
 def facts(host, probe) -> dict:
-    """The host's facts, read once per host and worker."""
+    """The host's facts, read once per host and worker (its NPU ports when a check first needs them)."""
     key = host.backend.get_pytest_id()
     if key not in _FACTS:
-        _FACTS[key] = facts_mod.collect(probe)
+        _FACTS[key] = facts_mod.collect(probe, network=False)
     return _FACTS[key]
 
 
