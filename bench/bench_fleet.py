@@ -13,7 +13,10 @@ CPUs, is measured instead:
 - efficiency: wall time / (all CPU-seconds of the run / cores); 1.0 means the
   cores never waited (goal <= 1.3 at 16 nodes);
 - the idempotent re-run against the first converge (goal <= 0.25);
-- the wall-time ratios N/1, and an extrapolation to 1,000 nodes.
+- the wall-time ratios N/1, and an extrapolation to 1,000 nodes;
+- Ansible's own floor: controller CPU-seconds per host and task of a playbook
+  of no-op commands over the same connections (what any rollout of that many
+  tasks costs the controller, whatever the tasks do).
 
 BENCH_FLEET_COUNTS (default 1,8,16) chooses the fleet sizes.
 """
@@ -35,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import compat_matrix as cm  # noqa: E402
-from playbooks.run import MAX_FORKS  # noqa: E402
+from playbooks.run import MAX_FORKS, PLAYBOOK_DIR, ansible_command, ansible_env  # noqa: E402
 from tests.sim import installers as sim_installers, nodes as sim_nodes  # noqa: E402
 from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
 
@@ -68,6 +71,21 @@ def measure(names: list[str], *args: str, ok=(0,)) -> dict:
             "efficiency": round(wall / ((controller + max(node, 0.0)) / CORES), 2)}
 
 
+NOOP_TASKS = 20
+
+
+def ansible_floor(names: list[str], inventory: Path, tmp: Path) -> float:
+    """Controller CPU-seconds per host and task: NOOP_TASKS `true` commands on every node."""
+    play = tmp / "noop.yml"
+    play.write_text(yaml.safe_dump([{"name": "No-op", "hosts": "npu_nodes", "gather_facts": False, "tasks": [
+        {"name": f"No-op | Run true ({i})", "ansible.builtin.command": {"argv": ["true"]}, "changed_when": False}
+        for i in range(NOOP_TASKS)]}]))
+    cpu0 = children_cpu()
+    subprocess.run([ansible_command("ansible-playbook"), str(play), "-i", str(inventory), "--forks", str(len(names))],
+                   cwd=PLAYBOOK_DIR, env=ansible_env(), check=True, capture_output=True)
+    return round((children_cpu() - cpu0) / (len(names) * NOOP_TASKS), 3)
+
+
 def run() -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     stack = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu=ROW, python=PYTHON, arch="x86_64")).stack
@@ -95,6 +113,7 @@ def run() -> dict:
             r["rerun"] = measure(names, "deploy", "--inventory", str(inv))
             r["validate_quick"] = measure(names, "validate", *target, "--level", "quick")
             r["validate_standard"] = measure(names, "validate", *target, "--level", "standard")
+            r["ansible_cpu_s_per_host_task"] = ansible_floor(names, inv, tmp)
             sim_nodes.remove_nodes(names)
             print(f"{count} node(s): {json.dumps(r)}", file=sys.stderr, flush=True)
     finally:
@@ -114,6 +133,7 @@ def summarize(runs: dict[int, dict]) -> dict:
         for level in ("quick", "standard"):
             out[f"validate_{level}_node_cpu_s_per_node_{count}"] = round(r[f"validate_{level}"]["nodes_cpu_s"] / count, 2)
         out[f"rerun_to_converge_ratio_{count}"] = round(r["rerun"]["wall_s"] / r["converge"]["wall_s"], 2)
+        out[f"ansible_floor_cpu_s_per_host_task_{count}"] = r["ansible_cpu_s_per_host_task"]
     # 1,000 nodes, each with its own CPUs: a node's own work runs in parallel
     # with the others', in batches of `forks`; the controller's CPU is spent
     # once per node on its own cores.
