@@ -91,8 +91,8 @@ bench: $(INSTALLED) ## run the benchmarks under bench/
 MODULE ?=
 .PHONY: mutate mutate-report
 mutate: $(VENV)/.installed ## mutation-test one module: make mutate MODULE=compat_matrix/resolver.py
-	@test -n "$(MODULE)" || { echo "make mutate: set MODULE=path/to/module.py (python bench/mutate.py list names them)" >&2; exit 2; }
-	$(PY) bench/mutate.py run "$(MODULE)"
+	@test -n $(call arg,MODULE) || { echo "make mutate: set MODULE=path/to/module.py (python bench/mutate.py list names them)" >&2; exit 2; }
+	$(PY) bench/mutate.py run $(call arg,MODULE)
 
 mutate-report: $(VENV)/.installed ## the mutation score of every module run so far: bench/results/mutation.{md,json}
 	$(PY) bench/mutate.py report
@@ -183,5 +183,5 @@ compose: $(INSTALLED) ## print a compose file for the image: make compose ROW=2.
 # a variable, and a later `?=` would then keep it empty.)
 USER_VARS := BOOTSTRAP_PYTHON VENV TORCH_SOURCE ROW TORCH CANN PYTHON ARCH CHIP OS OUT N INVENTORY CHECK TAGS \
              WHEELHOUSE BUNDLE SOURCES INSTALLERS WHEELHOUSE_ARGS BUNDLE_ARGS TARGET LEVEL BACKEND TAG ENGINE \
-             CANN_ONLY NPUS IMAGE IMAGE_ARGS SBOM PUSH REGISTRY_ARGS
+             CANN_ONLY NPUS IMAGE IMAGE_ARGS SBOM PUSH REGISTRY_ARGS MODULE
 unexport $(USER_VARS)

@@ -425,6 +425,9 @@ def verify_dir(root: Path) -> list[str]:
             p = base / name
             if p.is_file() and not p.is_symlink():
                 hashes[p.relative_to(root).as_posix()] = sha256_file(p)
+            elif not p.is_symlink():
+                problems.append(f"{p.relative_to(root).as_posix()}: not a plain file (a pipe, socket or device); "
+                                f"a bundle holds plain files only")
     sums_path, manifest_path = root / SUMS, root / BUNDLE_MANIFEST
     sums_data = sums_path.read_bytes() if sums_path.is_file() and not sums_path.is_symlink() else None
     manifest_data = manifest_path.read_bytes() if manifest_path.is_file() and not manifest_path.is_symlink() else None
@@ -474,7 +477,8 @@ def _manifest_problems(data: bytes, sums: dict[str, str], top: str | None) -> li
     for rel, meta in sorted(files.items()):
         if checksums.safe_relative(rel) != rel:
             problems.append(f"{BUNDLE_MANIFEST} names {rel!r}, a path that leaves the bundle; not followed")
-        elif not isinstance(meta, dict) or sums.get(rel) != meta.get("sha256"):
+        elif not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or \
+                sums.get(rel) != meta["sha256"]:
             problems.append(f"{rel}: {BUNDLE_MANIFEST} and {SUMS} disagree")
     for rel in sorted(set(sums) - set(files) - {BUNDLE_MANIFEST}):
         problems.append(f"{rel}: in {SUMS} but not in {BUNDLE_MANIFEST}")

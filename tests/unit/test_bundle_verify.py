@@ -1,11 +1,16 @@
 """The air-gapped bundle's checksums: installers checked against their
 SHA256SUMS when the bundle is made, and a bundle (archive or unpacked folder)
-verified file by file, with each problem named exactly."""
+verified file by file, with each problem named exactly.
+
+(tests/unit/test_bundle.py drives `npuenv bundle` end to end, controller packages
+included; here the library is called directly, on synthetic archives and on
+bundles made without the controller's packages.)"""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -13,76 +18,123 @@ import pytest
 
 import compat_matrix as cm
 from compat_matrix.errors import UserError
+from npuenv.cli import main
+from tests.fixtures.wheelhouse.synth import make_stack_wheels
 from tests.sim import installers as sim_installers
 from torch_npu_pkg import bundle
 
-STACK = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu="==2.13.0", python="3.11", arch="x86_64")).stack
+ROW, PYTHON, ARCH = "2.13.0", "3.11", "x86_64"
+STACK = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu="==" + ROW, python=PYTHON, arch=ARCH)).stack
 TOP = "npuenv-bundle-test"
+NOT_FOLLOWED = "an unsafe path in the archive (absolute or with '..'); not followed"
+# What every bundle holds besides its MANIFEST.json and SHA256SUMS (a wheel among them).
+WHOLE = {name: f"{name}\n".encode() for name in (
+    "USAGE.txt", "wheelhouse/manifest.json", "wheelhouse/SHA256SUMS", "wheelhouse/requirements.txt",
+    "wheelhouse/torch_npu-2.13.0-cp311-cp311-manylinux_2_17_x86_64.whl", "source/playbooks/site.yml",
+    "source/compat_matrix/data/matrix.yaml", "source/validation/vendor_tools.py")}
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def archive(path: Path, files: dict[str, bytes], sums: dict[str, str] | None = None, extra=()) -> Path:
-    """A bundle-shaped tar: files under TOP, a SHA256SUMS of them (or the given one), extra members."""
-    files = dict(files)
-    files.setdefault("MANIFEST.json", b"{}\n")
-    listing = sums if sums is not None else {k: sha(v) for k, v in files.items()}
-    files["SHA256SUMS"] = "".join(f"{h}  {k}\n" for k, h in sorted(listing.items())).encode()
+def sums_text(listing: dict[str, str]) -> bytes:
+    return "".join(f"{h}  {k}\n" for k, h in sorted(listing.items())).encode()
+
+
+def manifest_bytes(listing: dict[str, str], top: str = TOP) -> bytes:
+    """A bundle manifest, as `bundle make` writes one without installers or controller, for the files listed."""
+    return json.dumps({"format": 1, "created_by": "npuenv bundle make", "top": top, "installers": [],
+                       "wheelhouse": {"path": "wheelhouse"}, "controller": None,
+                       "files": {k: {"sha256": h} for k, h in listing.items()}}).encode()
+
+
+def member(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    info.size = len(data) if data is not None else 0
+    return info, data
+
+
+def write_tar(path: Path, members) -> Path:
     with tarfile.open(path, "w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(f"{TOP}/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for info in extra:
-            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return path
 
 
+def archive(path: Path, files: dict[str, bytes], listed: dict[str, str | None] | None = None, *, before=(),
+            after=(), top: str = TOP, manifest_top: str = TOP) -> Path:
+    """A bundle-shaped tar: WHOLE and ``files`` under ``top``, a SHA256SUMS and MANIFEST.json that list
+    them (``listed`` changes SHA256SUMS' entries, and the manifest with it: None drops one),
+    and ``before``/``after`` members around them."""
+    files = {**WHOLE, **files}
+    listing = {k: sha(v) for k, v in files.items()}
+    listing.update(listed or {})
+    listing = {k: h for k, h in listing.items() if h is not None}
+    files["MANIFEST.json"] = manifest_bytes(listing, manifest_top)
+    listing["MANIFEST.json"] = sha(files["MANIFEST.json"])
+    files["SHA256SUMS"] = sums_text(listing)
+    return write_tar(path, [*before, *(member(f"{top}/{k}", v) for k, v in files.items()), *after])
+
+
 def test_a_whole_archive_has_no_problem(tmp_path):
-    assert bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a", "wheelhouse/w.whl": b"w"})) == []
+    assert bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a"})) == []
+    # the top folder is the one the manifest names
+    assert bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a"}, top="renamed")) == [
+        f"MANIFEST.json says the top folder is '{TOP}', the archive's is 'renamed'"]
 
 
 def test_a_changed_file_is_a_checksum_mismatch(tmp_path):
-    sums = {"a.txt": sha(b"original"), "MANIFEST.json": sha(b"{}\n")}
-    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"changed"}, sums))
+    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"changed"}, {"a.txt": sha(b"original")}))
     assert problems == [f"a.txt: checksum mismatch: SHA256SUMS says sha256 {sha(b'original')}, the file has "
                         f"{sha(b'changed')}"]
 
 
 def test_missing_and_unlisted_files(tmp_path):
-    sums = {"a.txt": sha(b"a"), "gone.txt": sha(b"g"), "MANIFEST.json": sha(b"{}\n")}
-    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a", "new.txt": b"n"}, sums))
+    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a", "new.txt": b"n"},
+                                     {"gone.txt": sha(b"g"), "new.txt": None}))
     assert problems == ["gone.txt: listed in SHA256SUMS but missing", "new.txt: not listed in SHA256SUMS"]
 
 
 def test_unsafe_members_links_and_several_tops(tmp_path):
-    link = tarfile.TarInfo(f"{TOP}/link")
-    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    up = tarfile.TarInfo("../evil")
-    up.size = 1
-    other = tarfile.TarInfo("other/x")
-    other.size = 1
-    folder = tarfile.TarInfo(f"{TOP}/dir")
-    folder.type = tarfile.DIRTYPE
-    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a"}, extra=(link, up, other, folder)))
+    extra = (member(f"{TOP}/link", kind=tarfile.SYMTYPE, link="/etc/passwd"),
+             member(f"{TOP}/hard", kind=tarfile.LNKTYPE, link=f"{TOP}/a.txt"),
+             member("../evil", b"x"), member("other/x", b"x"), member(f"{TOP}/dir", kind=tarfile.DIRTYPE))
+    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a"}, after=extra))
     assert problems == [f"{TOP}/link: not a plain file (links and devices do not belong in a bundle)",
-                        "../evil: an unsafe path in the archive",
+                        f"{TOP}/hard: not a plain file (links and devices do not belong in a bundle)",
+                        f"../evil: {NOT_FOLLOWED}",
                         f"expected one top folder, found {TOP}, other",
                         "x: not listed in SHA256SUMS"]
 
 
+def test_a_manifest_naming_files_without_checksums_does_not_make_a_bundle(tmp_path):
+    # a bundle holding nothing but a manifest that names every required member without its checksum
+    manifest = json.loads(manifest_bytes({}))
+    manifest["files"] = {name: {} for name in WHOLE}
+    data = json.dumps(manifest).encode()
+    path = write_tar(tmp_path / "b.tar", [member(f"{TOP}/MANIFEST.json", data),
+                                          member(f"{TOP}/SHA256SUMS", sums_text({"MANIFEST.json": sha(data)}))])
+    problems = bundle.verify(path)
+    assert sorted({p.split(": ")[0] for p in problems}) == sorted(WHOLE)
+
+
+def test_a_member_twice_is_reported(tmp_path):
+    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a"}, before=[member(f"{TOP}/a.txt", b"a")]))
+    assert problems == [f"{TOP}/a.txt: in the archive twice"]
+
+
 def test_manifest_and_sums_must_be_there(tmp_path):
     path = tmp_path / "b.tar"
-    with tarfile.open(path, "w") as tar:
-        info = tarfile.TarInfo(f"{TOP}/a.txt")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"a"))
-    assert bundle.verify(path) == ["MANIFEST.json is missing; this is not an npuenv bundle", "SHA256SUMS is missing"]
-    with tarfile.open(path, "w"):
-        pass
-    assert bundle.verify(path)[0] == "expected one top folder, found nothing"
+    write_tar(path, [member(f"{TOP}/a.txt", b"a")])
+    assert bundle.verify(path) == ["MANIFEST.json is missing; this is not an npuenv bundle"]
+    manifest = manifest_bytes({"a.txt": sha(b"a")})
+    write_tar(path, [member(f"{TOP}/a.txt", b"a"), member(f"{TOP}/MANIFEST.json", manifest)])
+    assert bundle.verify(path) == ["SHA256SUMS is missing"]
+    write_tar(path, [])
+    assert bundle.verify(path) == ["expected one top folder, found nothing",
+                                   "MANIFEST.json is missing; this is not an npuenv bundle"]
 
 
 def test_not_an_archive_is_a_usage_error(tmp_path):
@@ -93,31 +145,64 @@ def test_not_an_archive_is_a_usage_error(tmp_path):
         bundle.verify(tmp_path / "nope.tar")
 
 
+def test_archive_members_are_all_checked_whatever_comes_first(tmp_path):
+    first = (member(f"{TOP}/installers", kind=tarfile.DIRTYPE), member("/etc/cron.d/x", b"x"))
+    path = archive(tmp_path / "b.tar", {"late.txt": b"l"}, {"late.txt": None}, before=first)
+    assert bundle.verify(path) == [f"/etc/cron.d/x: {NOT_FOLLOWED}", "late.txt: not listed in SHA256SUMS"]
+
+
+def test_bytes_that_are_not_utf8_in_the_lists(tmp_path):
+    # a manifest that is not UTF-8 is a problem of the bundle, reported with the rest
+    manifest = b"{\xff}\n"
+    path = write_tar(tmp_path / "b.tar", [member(f"{TOP}/MANIFEST.json", manifest),
+                                          member(f"{TOP}/SHA256SUMS", sums_text({"MANIFEST.json": sha(manifest)}))])
+    assert bundle.verify(path) == ["MANIFEST.json: not valid JSON text ('utf-8' codec can't decode byte 0xff in "
+                                   "position 1: invalid start byte)"]
+    # a SHA256SUMS that is not UTF-8 cannot be read at all: bad input, as for every SHA256SUMS
+    write_tar(path, [member(f"{TOP}/MANIFEST.json", b"{}"), member(f"{TOP}/SHA256SUMS", b"\xff\xfe  a.txt\n")])
+    with pytest.raises(UserError) as info:
+        bundle.verify(path)
+    assert str(info.value) == (f"{path}: SHA256SUMS is not UTF-8 text (byte 0); write it with "
+                               f"`sha256sum FILES > SHA256SUMS`")
+
+
 # ------------------------------------------------------------------ making one
 
+@pytest.fixture(scope="module")
+def house(tmp_path_factory):
+    """A real wheelhouse of synthetic wheels for the stack (offline)."""
+    root = tmp_path_factory.mktemp("bundle-verify-house")
+    make_stack_wheels(root / "torch-source", root / "deps", STACK)
+    house = root / "wheelhouse"
+    assert main(["wheelhouse", "build", "--row", ROW, "--python", PYTHON, "--arch", ARCH, "--out", str(house),
+                 "--torch-source", str(root / "torch-source"), "--source", f"dir:{root / 'deps'}", "--offline"]) == 0
+    return house
+
+
 @pytest.fixture
-def inputs(tmp_path, monkeypatch):
-    """The row's (simulated) installers with their SHA256SUMS, and a one-file wheelhouse that passes."""
+def inputs(tmp_path, house):
+    """The row's (simulated) installers with their SHA256SUMS, and the wheelhouse."""
     inst = tmp_path / "installers"
     made = sim_installers.make_installers(STACK, inst)
-    house = tmp_path / "house"
-    house.mkdir()
-    (house / "requirements.txt").write_text("torch-npu==2.13.0\n")
-    monkeypatch.setattr(bundle.wheelhouse, "load_manifest", lambda d: {
-        "stack": {"torch_npu": "2.13.0", "python": "3.11", "arch": "x86_64"}, "wheels": [], "notes": []})
-    monkeypatch.setattr(bundle.wheelhouse, "verify", lambda d: [])
     return inst, house, made
 
 
+def make(out: Path, inputs) -> dict:
+    inst, house, _ = inputs
+    return bundle.make(out, house, inst, STACK, controller=bundle.ControllerOptions(include=False))
+
+
 def test_a_made_bundle_verifies_and_records_each_installers_checksum(tmp_path, inputs):
-    inst, house, made = inputs
+    made = inputs[2]
     out = tmp_path / "out" / "b.tar"
-    manifest = bundle.make(out, house, inst, STACK, playbooks=tmp_path / "no-playbooks")
+    manifest = make(out, inputs)
     assert bundle.verify(out) == []
+    assert sorted(p.name for p in out.parent.iterdir()) == ["b.tar"]
     records = {r["kind"]: r for r in manifest["installers"]}
+    assert sorted(records) == sorted(made)
     for kind, path in made.items():
-        assert records[kind]["sha256"] == sha(path.read_bytes())
-        assert records[kind]["checked_against"] == "SHA256SUMS"
+        assert records[kind] == {"kind": kind, "file": f"installers/{path.name}", "sha256": sha(path.read_bytes()),
+                                 "size": path.stat().st_size, "checked_against": "SHA256SUMS"}
     with tarfile.open(out) as tar:
         tar.extractall(tmp_path / "unpacked", filter="tar")
     root = tmp_path / "unpacked" / manifest["top"]
@@ -130,76 +215,41 @@ def test_a_made_bundle_verifies_and_records_each_installers_checksum(tmp_path, i
 
 
 def test_an_installer_that_does_not_match_its_sha256sums_is_refused(tmp_path, inputs):
-    inst, house, made = inputs
+    inst, _, made = inputs
     toolkit = made["toolkit"]
     listed = sha(toolkit.read_bytes())
     toolkit.write_bytes(toolkit.read_bytes()[:-10])
+    out = tmp_path / "out" / "b.tar"
     with pytest.raises(UserError) as info:
-        bundle.make(tmp_path / "b.tar", house, inst, STACK, playbooks=tmp_path / "none")
-    assert str(info.value) == (f"{toolkit}: checksum mismatch: {inst / 'SHA256SUMS'} says sha256 {listed}, the file "
-                               f"has {sha(toolkit.read_bytes())}; download it again")
-    assert not (tmp_path / "b.tar").exists() and not list(tmp_path.glob(".b.tar.tmp-*"))
+        make(out, inputs)
+    assert str(info.value) == (
+        f"the installers in {inst} are not vouched for by its SHA256SUMS; nothing was bundled:\n"
+        f"  toolkit: {toolkit.name}: checksum mismatch: {inst / 'SHA256SUMS'} says sha256 {listed}, the file has "
+        f"{sha(toolkit.read_bytes())}; the file is corrupt or was replaced\n"
+        f"check each file against the vendor's published checksum, then list it in SHA256SUMS")
+    assert not out.parent.exists()
 
 
-def test_an_installer_not_in_sha256sums_is_recorded_as_unchecked(tmp_path, inputs):
-    inst, house, made = inputs
+def test_an_installer_not_in_sha256sums_is_refused(tmp_path, inputs):
+    inst, _, made = inputs
     lines = (inst / "SHA256SUMS").read_text().splitlines()
     (inst / "SHA256SUMS").write_text("".join(l + "\n" for l in lines if made["nnal"].name not in l))
-    manifest = bundle.make(tmp_path / "b.tar", house, inst, STACK, playbooks=tmp_path / "none")
-    records = {r["kind"]: r for r in manifest["installers"]}
-    assert records["nnal"]["checked_against"] is None and records["toolkit"]["checked_against"] == "SHA256SUMS"
+    out = tmp_path / "out" / "b.tar"
+    with pytest.raises(UserError) as info:
+        make(out, inputs)
+    assert str(info.value) == (
+        f"the installers in {inst} are not vouched for by its SHA256SUMS; nothing was bundled:\n"
+        f"  nnal: {made['nnal'].name} is not listed in {inst / 'SHA256SUMS'}; a file nobody vouched for is not used "
+        f"(add its sha256 line once you have checked it)\n"
+        f"check each file against the vendor's published checksum, then list it in SHA256SUMS")
+    assert not out.parent.exists()
 
 
-def test_unpacked_folder_problems(tmp_path, inputs):
-    inst, house, made = inputs
-    out = tmp_path / "b.tar"
-    manifest = bundle.make(out, house, inst, STACK, playbooks=tmp_path / "none")
-    with tarfile.open(out) as tar:
+def made_folder(tmp_path, inputs) -> Path:
+    manifest = make(tmp_path / "b.tar", inputs)
+    with tarfile.open(tmp_path / "b.tar") as tar:
         tar.extractall(tmp_path / "u", filter="tar")
-    root = tmp_path / "u" / manifest["top"]
-    (root / "stray.txt").write_text("s")
-    (root / "wheelhouse" / "requirements.txt").unlink()
-    assert bundle.verify_dir(root) == ["wheelhouse/requirements.txt: listed in SHA256SUMS but missing",
-                                       "stray.txt: not listed in SHA256SUMS"]
-    data = json.loads((root / "MANIFEST.json").read_text())
-    data["files"]["USAGE.txt"]["sha256"] = "0" * 64
-    (root / "MANIFEST.json").write_text(json.dumps(data))
-    problems = bundle.verify_dir(root)
-    assert "USAGE.txt: MANIFEST.json and SHA256SUMS disagree" in problems
-    (root / "MANIFEST.json").write_text("{not json")
-    assert bundle.verify_dir(root)[0].startswith(f"{root / 'MANIFEST.json'}: not valid JSON")
-    (root / "MANIFEST.json").unlink()
-    assert bundle.verify_dir(root) == [f"{root}: MANIFEST.json is missing; this is not an npuenv bundle"]
-
-
-def test_archive_members_are_all_checked_whatever_comes_first(tmp_path):
-    folder = tarfile.TarInfo(f"{TOP}/installers")
-    folder.type = tarfile.DIRTYPE
-    absolute = tarfile.TarInfo("/etc/cron.d/x")
-    absolute.size = 1
-    path = tmp_path / "b.tar"
-    with tarfile.open(path, "w") as tar:
-        for info in (folder, absolute):
-            tar.addfile(info, io.BytesIO(b"x") if info.isfile() else None)
-        for name, data in (("MANIFEST.json", b"{}\n"), ("late.txt", b"l")):
-            info = tarfile.TarInfo(f"{TOP}/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        sums = f"{sha(b'{}' + bytes([10]))}  MANIFEST.json\n".encode()
-        info = tarfile.TarInfo(f"{TOP}/SHA256SUMS")
-        info.size = len(sums)
-        tar.addfile(info, io.BytesIO(sums))
-    assert bundle.verify(path) == ["/etc/cron.d/x: an unsafe path in the archive", "late.txt: not listed in SHA256SUMS"]
-
-
-def test_bytes_that_are_not_utf8_in_the_lists_are_reported_not_fatal(tmp_path):
-    path = tmp_path / "b.tar"
-    with tarfile.open(path, "w") as tar:
-        for name, data in (("MANIFEST.json", b"{\xff}\n"), ("SHA256SUMS", b"\xff\xfe  a.txt\n")):
-            info = tarfile.TarInfo(f"{TOP}/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    assert bundle.verify(path) == ["a.txt: listed in SHA256SUMS but missing", "MANIFEST.json: not listed in SHA256SUMS"]
+    return tmp_path / "u" / manifest["top"]
 
 
 def rewrite_manifest(root: Path, data: dict) -> None:
@@ -210,12 +260,34 @@ def rewrite_manifest(root: Path, data: dict) -> None:
     (root / "SHA256SUMS").write_text("".join(l + "\n" for l in lines + [f"{sha(text)}  MANIFEST.json"]))
 
 
-def made_folder(tmp_path, inputs) -> Path:
-    inst, house, _ = inputs
-    manifest = bundle.make(tmp_path / "b.tar", house, inst, STACK, playbooks=tmp_path / "none")
-    with tarfile.open(tmp_path / "b.tar") as tar:
-        tar.extractall(tmp_path / "u", filter="tar")
-    return tmp_path / "u" / manifest["top"]
+def test_unpacked_folder_problems(tmp_path, inputs):
+    root = made_folder(tmp_path, inputs)
+    (root / "stray.txt").write_text("s")
+    requirements = (root / "wheelhouse" / "requirements.txt").read_bytes()
+    (root / "wheelhouse" / "requirements.txt").unlink()
+    # the bundle's lists, then the wheelhouse's own check
+    assert bundle.verify_dir(root) == ["wheelhouse/requirements.txt: listed in SHA256SUMS but missing",
+                                       "stray.txt: not listed in SHA256SUMS",
+                                       f"wheelhouse: {root / 'wheelhouse' / 'requirements.txt'} is missing"]
+    (root / "stray.txt").unlink()
+    (root / "wheelhouse" / "requirements.txt").write_bytes(requirements)
+    assert bundle.verify_dir(root) == []
+    listed = sha((root / "MANIFEST.json").read_bytes())
+
+    def manifest_changed_to(text: str) -> list[str]:
+        (root / "MANIFEST.json").write_text(text)
+        return [f"MANIFEST.json: checksum mismatch: SHA256SUMS says sha256 {listed}, the file has {sha(text.encode())}"]
+
+    data = json.loads((root / "MANIFEST.json").read_text())
+    data["files"]["USAGE.txt"]["sha256"] = "0" * 64
+    mismatch = manifest_changed_to(json.dumps(data))
+    assert bundle.verify_dir(root) == mismatch + ["USAGE.txt: MANIFEST.json and SHA256SUMS disagree"]
+    mismatch = manifest_changed_to("{not json")
+    assert bundle.verify_dir(root) == mismatch + [
+        "MANIFEST.json: not valid JSON text (Expecting property name enclosed in double quotes: line 1 column 2 "
+        "(char 1))"]
+    (root / "MANIFEST.json").unlink()
+    assert bundle.verify_dir(root) == ["MANIFEST.json is missing; this is not an npuenv bundle"]
 
 
 def test_a_folder_is_verified_as_a_folder(tmp_path, inputs):
@@ -224,12 +296,31 @@ def test_a_folder_is_verified_as_a_folder(tmp_path, inputs):
     assert bundle.verify(root) == bundle.verify_dir(root) == ["stray.txt: not listed in SHA256SUMS"]
 
 
+def test_a_special_file_in_a_folder_is_reported(tmp_path, inputs):
+    root = made_folder(tmp_path, inputs)
+    os.mkfifo(root / "installers" / "pipe")
+    problems = bundle.verify_dir(root)
+    assert len(problems) == 1 and problems[0].startswith("installers/pipe: ")
+
+
 def test_bad_or_empty_sha256sums_in_a_folder(tmp_path, inputs):
     root = made_folder(tmp_path, inputs)
     (root / "SHA256SUMS").write_text("garbage\n")
-    assert bundle.verify_dir(root) == [f"{root / 'SHA256SUMS'}:1: not a sha256sum line: 'garbage'"]
+    with pytest.raises(UserError) as info:
+        bundle.verify_dir(root)
+    assert str(info.value) == (f"{root}: SHA256SUMS:1: not a sha256sum line ('garbage'); each line is "
+                               f"'SHA256  NAME' as `sha256sum` writes it")
+    # an empty one vouches for nothing: every file is unlisted, and the manifest disagrees with it
     (root / "SHA256SUMS").write_text("")
-    assert bundle.verify_dir(root) == [f"{root / 'SHA256SUMS'} is missing or empty"]
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    manifest = json.loads((root / "MANIFEST.json").read_text())
+    installers = [r["file"] for r in manifest["installers"]]   # in the manifest's order
+    assert len(installers) == len(inputs[2])
+    assert bundle.verify_dir(root) == (
+        [f"{rel}: not listed in SHA256SUMS" for rel in files if rel != "SHA256SUMS"]
+        + [f"{rel}: MANIFEST.json and SHA256SUMS disagree" for rel in sorted(manifest["files"])]
+        + ["SHA256SUMS does not list MANIFEST.json"]
+        + [f"{rel}: an installer of the manifest that SHA256SUMS does not vouch for" for rel in installers])
 
 
 def test_every_installer_of_the_manifest_must_be_in_sha256sums(tmp_path, inputs):
@@ -240,12 +331,12 @@ def test_every_installer_of_the_manifest_must_be_in_sha256sums(tmp_path, inputs)
     (root / "installers" / name).unlink()
     data = json.loads((root / "MANIFEST.json").read_text())
     del data["files"][f"installers/{name}"]
-    data["files"].pop("MANIFEST.json", None)
     rewrite_manifest(root, data)
-    assert bundle.verify_dir(root) == [f"installers/{name}: an installer of the manifest is not in SHA256SUMS"]
+    assert bundle.verify_dir(root) == [
+        f"installers/{name}: an installer of the manifest that SHA256SUMS does not vouch for"]
 
 
-def test_the_wheelhouse_named_by_the_manifest_is_verified(tmp_path, inputs, monkeypatch):
+def test_the_wheelhouse_folder_is_verified_whatever_the_manifest_says(tmp_path, inputs, monkeypatch):
     root = made_folder(tmp_path, inputs)
     checked = []
     monkeypatch.setattr(bundle.wheelhouse, "verify", lambda d: checked.append(d) or ["wheel x: checksum mismatch"])
@@ -256,14 +347,15 @@ def test_the_wheelhouse_named_by_the_manifest_is_verified(tmp_path, inputs, monk
         raise UserError(f"{d} is not a wheelhouse: manifest.json is missing")
     monkeypatch.setattr(bundle.wheelhouse, "verify", broken)
     assert bundle.verify_dir(root) == [f"wheelhouse: {root / 'wheelhouse'} is not a wheelhouse: manifest.json is missing"]
-    # a manifest naming no lists at all: the defaults apply
+    monkeypatch.setattr(bundle.wheelhouse, "verify", lambda d: checked.append(d) or [])
     data = json.loads((root / "MANIFEST.json").read_text())
+    # a manifest that names another wheelhouse is not followed: wheelhouse/ is still the one checked
+    data["wheelhouse"] = {"path": "house"}
+    rewrite_manifest(root, data)
+    assert bundle.verify_dir(root) == ["MANIFEST.json: the wheelhouse is always wheelhouse/, not 'house'; not followed"]
+    assert checked[-1] == root / "wheelhouse"
+    # a manifest naming no lists at all is not a bundle's
     for key in ("files", "installers", "wheelhouse"):
         del data[key]
     rewrite_manifest(root, data)
-    monkeypatch.setattr(bundle.wheelhouse, "verify", lambda d: checked.append(d) or [])
-    problems = bundle.verify_dir(root)
-    assert problems == [] and checked[-1] == root / "wheelhouse"
-    data["wheelhouse"] = {"path": "house"}
-    rewrite_manifest(root, data)
-    assert bundle.verify_dir(root) == ["wheelhouse/ is missing"]
+    assert bundle.verify_dir(root) == ["MANIFEST.json lists no files; an empty bundle is not a bundle"]

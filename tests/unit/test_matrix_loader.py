@@ -189,9 +189,10 @@ def test_wheel_url_must_match_its_index(tmp_path):
                    f"must have a URL that starts with https://pypi.org/; got https://github.com/Ascend/pytorch/releases/tag/v6.0.0")
     row = good_row()
     row["wheel"]["index"] = "release_page"
-    msg, _, _ = one_row_problem(tmp_path, row)
-    assert msg.endswith("wheel.url: a wheel with index 'release_page' must point at github.com; got "
-                        "https://pypi.org/project/torch-npu/2.4.0.post2/")
+    msg, text, path = one_row_problem(tmp_path, row)
+    assert msg == (f"{path}:{line_of(text, 'url:')}: row torch_npu 2.4.0.post2: wheel.url: a wheel with index "
+                   f"'release_page' must have a URL that starts with https://github.com/; got "
+                   f"https://pypi.org/project/torch-npu/2.4.0.post2/")
 
 
 def test_wheel_torch_requirement_must_pin_the_rows_torch(tmp_path):
