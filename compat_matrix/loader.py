@@ -62,6 +62,7 @@ _PLATFORMS_SHAPE = schema.Shape(
             "source": (schema.URL, True),
         }, "install_flags"), True),
         "nnal_env": (schema.Shape({
+            "args": (schema.ListOf(schema.STR), True),
             "env": (schema.MapOf(schema.STR, schema.STR), True),
             "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),
             "source": (schema.URL, True),
@@ -70,6 +71,10 @@ _PLATFORMS_SHAPE = schema.Shape(
             "requirements": (schema.MapOf(schema.STR, schema.STR), True),
             "source": (schema.URL, True),
         }, "cann_python_deps"), True),
+        "torch_cxx11_abi": (schema.Shape({
+            "since": (schema.MapOf(schema.STR, schema.VERSION), True),
+            "source": (schema.URL, True),
+        }, "torch_cxx11_abi"), True),
         "torchvision_pairing": (schema.Shape({
             "source": (schema.URL, True),
             "pairs": (schema.MapOf(schema.STR, schema.STR), True),

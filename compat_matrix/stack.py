@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 import yaml
+from packaging.version import Version
 
 from .model import Platforms, Row
 
@@ -28,7 +29,18 @@ class Stack:
         hdk = self.row.hdk["version"]
         return template.format(cann=self.row.cann, arch=self.arch, root=root or self.platforms.install_root,
                                chip=self.chip_info["package_token"], kernel_dir=self.chip_info["opp_kernel_dir"],
-                               hdk=hdk, hdk_file=hdk.lower(), **extra)
+                               hdk=hdk, hdk_file=hdk.lower(), cxx_abi=self.cxx_abi, **extra)
+
+    @property
+    def cxx_abi(self) -> int:
+        """The C++ ABI of the row's torch wheel (1: C++11), which NNAL's ATB follows."""
+        since = self.platforms.data["torch_cxx11_abi"]["since"][self.arch]
+        return int(self.row.torch_version.release >= Version(since).release)
+
+    @property
+    def nnal_env_args(self) -> list[str]:
+        """The arguments npuenv sources NNAL's set_env.sh with."""
+        return [self._fill(a) for a in self.platforms.data["nnal_env"]["args"]]
 
     @property
     def packaging(self) -> dict:
@@ -104,6 +116,7 @@ class Stack:
             "install_flags": {k: " ".join(v) for k, v in self.platforms.data["install_flags"].items()
                               if k not in ("source", "needs_toolkit_env")},
             "needs_toolkit_env": list(self.platforms.data["install_flags"]["needs_toolkit_env"]),
+            "nnal_env_args": self.nnal_env_args,
             "torch_requirement": self.row.torch_requirement(self.arch),
             **row,
         }

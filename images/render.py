@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -285,7 +286,7 @@ def context(stack: Stack, cann_only: bool = False) -> dict:
         "install_root": paths["install_root"],
         "cann_records": CANN_RECORDS,
         "env_words": [f"{k}={quote(v)}" for k, v in environment(stack, cann_only)],
-        "env_scripts": [paths["env_script"], paths["nnal_env_script"]],
+        "env_scripts": [shlex.join([paths["env_script"]]), shlex.join([paths["nnal_env_script"], *stack.nnal_env_args])],
         "install_info": paths["install_info"],
         "cann_only": cann_only,
         "wheelhouse_arg": WHEELHOUSE_ARG,

@@ -91,7 +91,8 @@ def test_report_shows_hosts_checks_failures_and_the_bandwidth_plot(tmp_path):
     assert result["hosts"] == HOSTS
     failed = [r for r in result["results"] if r["status"] == "failed"]
     assert [(r["host"], r["check"]) for r in failed] == [("podman://npu-sim-1", "npu_health")]
-    assert failed[0]["failure"]["cause"] == "the device reports a fault (Alarm or Critical)"
+    assert failed[0]["failure"]["cause"] == ("the device reports a fault (Alarm or Critical): "
+                                           "NPU 3 chip 0: Critical with no error code")
     dom, shot = render(tmp_path, result)
     assert "<table id=\"matrix\">" in dom
     for host in HOSTS:

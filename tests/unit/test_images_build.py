@@ -338,7 +338,9 @@ def test_render_cli_prints_the_dockerfile_or_writes_the_context(tmp_path, capsys
     assert os.access(tmp_path / "ctx" / render.ENTRYPOINT_FILE, os.X_OK)
     entry = (tmp_path / "ctx" / render.ENTRYPOINT_FILE).read_text()
     stack = stack_for()
-    assert f". {stack.paths['env_script']}" in entry and f". {stack.paths['nnal_env_script']}" in entry
+    assert f"npuenv_source {stack.paths['env_script']}\n" in entry
+    # the ABI of the row's torch (2.13, x86_64: the C++11 one), not whichever python3 comes first at login
+    assert f"npuenv_source {stack.paths['nnal_env_script']} --cxx_abi=1\n" in entry
     assert entry.rstrip().endswith('exec "$@"')
 
 

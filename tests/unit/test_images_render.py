@@ -173,6 +173,17 @@ def test_cann_environment_is_baked_in():
         assert "TORCH_DEVICE_BACKEND_AUTOLOAD" not in env, "autoload must stay on at run time"
 
 
+@pytest.mark.parametrize("torch_npu, arch, abi", [
+    ("2.4.0.post4", "x86_64", "0"),  # torch 2.4.0: PyPI's x86_64 wheels still had the pre-C++11 ABI
+    ("2.8.0", "x86_64", "1"),        # torch 2.8.0: the C++11 ABI since 2.7
+    ("2.4.0.post4", "aarch64", "1"),  # aarch64 wheels had the C++11 ABI already
+])
+def test_atb_abi_follows_the_rows_torch(torch_npu, arch, abi):
+    stack, text = rendered(torch_npu, OSES[0], arch, CHIPS[0])
+    assert f'ATB_HOME_PATH="{stack.platforms.install_root}/nnal/atb/latest/atb/cxx_abi_{abi}"' in text
+    assert stack.nnal_env_args == [f"--cxx_abi={abi}"]
+
+
 def test_user_labels_and_entrypoint():
     user = render.load_manifest()["user"]
     for row, os_name, arch, chip in ALL[::9]:
