@@ -141,7 +141,7 @@ def test_rerun_after_the_fix_converges_it_and_changes_nothing_elsewhere(fleet):
     assert run.returncode == 0, run.stdout[-3000:]
     r = recap(run.stdout)
     assert r[fleet.names[1]]["changed"] > 0 and r[fleet.names[1]]["failed"] == 0
-    assert r[fleet.names[0]]["changed"] == 0 and r[fleet.names[2]]["changed"] == 0
+    assert r[fleet.names[0]]["changed"] == 0 and r[fleet.names[2]]["changed"] == 0, run.stdout[-5000:]
 
 
 def test_second_run_changes_nothing(fleet):
