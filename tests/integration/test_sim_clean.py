@@ -37,15 +37,18 @@ def names() -> set[str]:
     return set(podman("ps", "-a", "--format", "{{.Names}}").stdout.split())
 
 
-def test_sim_clean_removes_only_this_checkouts_nodes(containers):
+def test_sim_clean_removes_only_this_checkouts_nodes(containers, tmp_path):
+    # The clean runs in a copy of the simulator, a checkout of its own: in this
+    # checkout it would also remove the nodes other tests are using right now.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(sim_nodes.HERE, checkout / "tests" / "sim", ignore=shutil.ignore_patterns("__pycache__"))
     tag = uuid.uuid4().hex[:6]
-    ours = containers(f"npu-sim-h14b-ours-{tag}", sim_nodes.LABEL)
-    theirs = containers(f"npu-sim-h14b-theirs-{tag}", "npuenv.sim-node=/somewhere/else")
+    ours = containers(f"npu-sim-h14b-ours-{tag}", f"npuenv.sim-node={checkout}")
+    this_checkouts = containers(f"npu-sim-h14b-theirs-{tag}", sim_nodes.LABEL)
     unlabelled_old = containers(f"npu-sim-h14b-old-{tag}", "npuenv.sim-node")
     assert sim_nodes.LABEL == f"npuenv.sim-node={sim_nodes.CHECKOUT}"
-    run = subprocess.run([sys.executable, "-m", "tests.sim", "clean"], cwd=sim_nodes.CHECKOUT,
-                         capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "tests.sim", "clean"], cwd=checkout, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     left = names()
     assert ours not in left
-    assert theirs in left and unlabelled_old in left
+    assert this_checkouts in left and unlabelled_old in left
