@@ -17,8 +17,11 @@ def test_sigint_while_reading_prints_one_line_and_exits_130(tmp_path):
     info = tmp_path / "etc" / "ascend_install.info"  # the first file `npuenv facts` reads
     info.parent.mkdir()
     os.mkfifo(info)
+    # As from a terminal: a shell without job control starts background jobs (`make test &`) with
+    # SIGINT ignored, and Python then keeps it ignored (no KeyboardInterrupt).
     proc = subprocess.Popen([sys.executable, "-m", "npuenv", "facts", "--root", str(tmp_path)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     writer = None
     try:
         deadline = time.monotonic() + 60
