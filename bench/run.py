@@ -37,17 +37,25 @@ def main(selected: list[str]) -> int:
             failed += 1
             traceback.print_exc()
             results.append({"name": path.stem.removeprefix("bench_"), "error": "failed; see the log"})
-    (out_dir / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = write(out_dir, "summary", results)
+    for r in results:  # each benchmark's own figures too, kept when another is rerun alone
+        write(out_dir, r["name"], [r])
+    print(table)
+    print(f"written: {out_dir / 'summary.json'}, {out_dir / 'summary.md'} and one pair per benchmark")
+    return 1 if failed else 0
+
+
+def write(out_dir: Path, stem: str, results: list[dict]) -> str:
+    """STEM.json (the results) and STEM.md (a figure per row); returns the table."""
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["| benchmark | figure | value |", "|---|---|---|"]
     for r in results:
         for key, value in r.items():
-            if key != "name":
+            if key not in ("name", "runs"):
                 lines.append(f"| {r['name']} | {key} | {value} |")
     table = "\n".join(lines) + "\n"
-    (out_dir / "summary.md").write_text(table)
-    print(table)
-    print(f"written: {out_dir / 'summary.json'}, {out_dir / 'summary.md'}")
-    return 1 if failed else 0
+    (out_dir / f"{stem}.md").write_text(table)
+    return table
 
 
 if __name__ == "__main__":
