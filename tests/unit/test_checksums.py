@@ -106,6 +106,50 @@ def test_format_sums_is_what_sha256sum_checks(tmp_path):
                                              "b.whl": hashlib.sha256(b"b").hexdigest()}
 
 
+def test_names_that_sha256sum_escapes_are_read_back(tmp_path):
+    """GNU sha256sum starts a line with a backslash and escapes the name when it holds a backslash,
+    newline or carriage return; the reader gives the file's real name back."""
+    names = ["a\\b.whl", "c\nd.whl", "e\rf.whl", "g\\n.whl"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(bytes([i]))
+    listing = subprocess.run(["sha256sum", "--", *names], cwd=tmp_path, capture_output=True, check=True).stdout
+    assert listing.count(b"\n") >= 1 and listing.startswith(b"\\")  # escaped lines, as sha256sum writes them
+    assert checksums.parse_sums(listing, "SHA256SUMS") == {n: hashlib.sha256(bytes([i])).hexdigest()
+                                                           for i, n in enumerate(names)}
+    # Only escaped lines are unescaped; an escape sha256sum never writes stays as it is.
+    digest = "0" * 64
+    assert checksums.parse_sums(f"{digest}  h\\nk.whl\n".encode(), "S") == {"h\\nk.whl": digest}
+    assert checksums.parse_sums(f"\\{digest}  t\\tab.whl\n".encode(), "S") == {"t\\tab.whl": digest}
+
+
+def test_unreadable_or_malformed_sums_name_the_file(tmp_path, monkeypatch):
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text("")
+    real_read = type(sums).read_bytes
+
+    def denied(path):  # what a non-root user meets (this runs as root, which reads anything)
+        if path == sums:
+            raise PermissionError(13, "Permission denied")
+        return real_read(path)
+
+    monkeypatch.setattr(type(sums), "read_bytes", denied)
+    with pytest.raises(checksums.ChecksumError) as e:
+        checksums.read_sums(tmp_path)
+    assert str(e.value) == f"{sums}: cannot be read (Permission denied)"
+    monkeypatch.undo()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "SHA256SUMS").write_text("not a checksum\n")
+    with pytest.raises(checksums.ChecksumError) as e:
+        checksums.read_sums(other)
+    assert str(e.value).startswith(f"{other / 'SHA256SUMS'}:1: not a sha256sum line ('not a checksum')")
+
+
+def test_a_name_with_nul_is_not_a_path():
+    assert checksums.safe_relative("a\0b.whl") is None
+    assert checksums.safe_relative("./x/./a.whl") == "x/a.whl"
+
+
 def test_no_other_copy_of_the_sums_reader():
     """sha256 and SHA256SUMS live in compat_matrix/checksums.py only (the Dockerfile's shell check aside):
     no other module of the product hashes files itself or names the file on its own."""
