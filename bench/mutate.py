@@ -56,7 +56,7 @@ MODULES = {
     "validation/explain.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
     "validation/facts.py": ["tests/unit/test_facts.py"],
     "validation/run.py": ["tests/unit/test_validation_run.py"],
-    "validation/report.py": ["tests/unit/test_validation_run.py"],
+    "validation/report.py": ["tests/unit/test_report.py", "tests/unit/test_validation_run.py"],
     "validation/codes.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
     "validation/hardware.py": ["tests/unit/test_hardware_checks.py"],
     "validation/suite/test_hardware.py": ["tests/unit/test_hardware_checks.py"],

@@ -1,0 +1,208 @@
+"""The fleet report's renderings, each checked whole on one small fleet: what a
+reader sees in the terminal, what a CI system reads from junit.xml, what
+Prometheus scrapes, and the HTML page's summary, groups and cells. (The merge
+and the straggler rule are tested in test_validation_run.py.)"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from validation import report
+
+CAUSE = {"summary": "s", "expected": "8 healthy NPUs", "found": "NPU 3 Critical", "cause": "the device reports a fault",
+         "fix": "reset the chip"}
+SIZES = [{"bytes": 1024, "algbw_gbps": 0.5, "busbw_gbps": 0.25, "correct": True},
+         {"bytes": 4096, "algbw_gbps": 2.0, "busbw_gbps": 1.5, "correct": False}]
+
+
+def rec(host, check, status="passed", message="", data=None, failure=None, duration=0.25):
+    r = {"host": host, "check": check, "level": "quick", "status": status, "duration_s": duration,
+         "message": message, "data": data}
+    if failure:
+        r["failure"] = failure
+    return r
+
+
+@pytest.fixture
+def result():
+    records = [
+        rec("a", "train", data={"samples_per_s": 100.0}), rec("a", "allreduce_local", data={"sizes": SIZES}),
+        rec("a", "python_versions", "warning", "torchvision not installed"),
+        rec("b", "train", data={"samples_per_s": 40.0}), rec("b", "migrate", "skipped", "not on cpu"),
+        rec("b", "npu_health", "failed", "NPU 3 Critical", failure=CAUSE, duration=1.5),
+        rec("c", "train", data={"samples_per_s": 104.0}),
+        rec("d", "reachable", "failed", "unreachable: Connection refused",
+            failure={**CAUSE, "cause": "nothing listens", "fix": "start sshd"}),
+        rec("e", "suite", "error", "python3 is 3.8", failure={**CAUSE, "cause": "old python", "fix": "newer"}),
+        rec(report.FLEET, "allreduce_across_nodes", message="all 3 nodes took part", data={"sizes": SIZES[:1]}),
+    ]
+    r = report.fleet_result(records, ["a", "b", "c", "d", "e"], {}, straggler_margin=0.25)
+    r["meta"] = {"level": "standard", "torch_npu": "2.13.0", "torch": "2.13.0", "cann": "9.1.0", "backend": "cpu"}
+    r["finished"] = 1700000000.0
+    return r
+
+
+def test_host_status_orders_unreachable_then_error_then_failed():
+    assert report.host_status([rec("h", "reachable", "failed"), rec("h", "suite", "error")]) == "unreachable"
+    assert report.host_status([rec("h", "suite", "error"), rec("h", "x", "failed")]) == "error"
+    assert report.host_status([rec("h", "x", "error")]) == "failed"   # a check's error fails the host
+    assert report.host_status([rec("h", "x", "warning"), rec("h", "y", "skipped")]) == "passed"
+    assert report.host_status([rec("h", "reachable", "passed"), rec("h", "suite", "passed")]) == "passed"
+
+
+def test_figures_read_only_positive_numbers_of_hosts():
+    records = [rec("a", "train", data={"samples_per_s": 5}), rec("b", "train", data={"samples_per_s": 0}),
+               rec("c", "train", data={"samples_per_s": "fast"}), rec("d", "train", data=None),
+               rec(report.FLEET, "train", data={"samples_per_s": 9}), rec("e", "ddp", data={"samples_per_s": 7}),
+               rec("f", "allreduce_local", data={"sizes": SIZES})]
+    assert report.figures(records) == {"train_samples_per_s": {"a": 5.0}, "allreduce_busbw_gbps": {"f": 1.5}}
+
+
+def test_terminal_reads_summary_groups_stragglers_then_hosts(result):
+    assert report.terminal(result) == (
+        "npuenv validate: level standard, row torch_npu 2.13.0 (CANN 9.1.0), backend cpu\n"
+        "hosts: 5: 2 passed, 1 failed, 1 unreachable, 1 could not run the suite\n"
+        "failures by check and cause:\n"
+        "  npu_health on 1 host(s): b\n"
+        "       cause: the device reports a fault\n"
+        "       fix:   reset the chip\n"
+        "  reachable on 1 host(s): d\n"
+        "       cause: nothing listens\n"
+        "       fix:   start sshd\n"
+        "  suite on 1 host(s): e\n"
+        "       cause: old python\n"
+        "       fix:   newer\n"
+        "stragglers (more than 25% below the fleet median):\n"
+        "  b: train_samples_per_s 40 samples/s, median 100 (0.40x)\n"
+        "per host:\n"
+        "  a: OK  2 passed  1 warning\n"
+        "    WARN python_versions: torchvision not installed\n"
+        "  b: FAILED  1 passed  1 warning  1 failed  1 skipped\n"
+        "    FAIL npu_health: NPU 3 Critical\n"
+        "         expected: 8 healthy NPUs\n"
+        "         found:    NPU 3 Critical\n"
+        "         cause:    the device reports a fault\n"
+        "         fix:      reset the chip\n"
+        "    WARN straggler: train_samples_per_s 40 samples/s is 0.40x the fleet median 100 (more than 25% below)\n"
+        "  c: OK  1 passed\n"
+        "  d: UNREACHABLE  1 failed\n"
+        "    FAIL reachable: unreachable: Connection refused\n"
+        "         expected: 8 healthy NPUs\n"
+        "         found:    NPU 3 Critical\n"
+        "         cause:    nothing listens\n"
+        "         fix:      start sshd\n"
+        "  e: ERROR  1 error\n"
+        "    ERROR suite: python3 is 3.8\n"
+        "         expected: 8 healthy NPUs\n"
+        "         found:    NPU 3 Critical\n"
+        "         cause:    old python\n"
+        "         fix:      newer\n"
+        "  fleet: OK  1 passed\n"
+        # five hosts: only the fleet's own table (a host's appear on fleets of four or fewer)
+        "all_reduce fleet allreduce_across_nodes:\n"
+        "         bytes  algbw GB/s  busbw GB/s ok\n"
+        "          1024       0.500       0.250 yes\n")
+
+
+def test_terminal_shortens_a_long_host_list_and_hides_per_host_tables_on_big_fleets():
+    hosts = [f"n{i}" for i in range(10)]
+    records = [rec(h, "npu_health", "failed", "bad", failure=CAUSE) for h in hosts]
+    records += [rec("n0", "allreduce_local", data={"sizes": SIZES})]
+    text = report.terminal(report.fleet_result(records, hosts, {}))
+    assert "  npu_health on 10 host(s): n0, n1, n2, n3, n4, n5, n6, n7 and 2 more\n" in text
+    assert text.startswith("hosts: 10: 0 passed, 10 failed, 0 unreachable\n")
+    assert "all_reduce n0" not in text   # more than four hosts: only the fleet's own tables
+    few = report.terminal(report.fleet_result([r for r in records if r["host"] in hosts[:4]], hosts[:4], {}))
+    assert "all_reduce n0 allreduce_local:\n" in few and "  npu_health on 4 host(s): n0, n1, n2, n3\n" in few
+
+
+def test_junit_suites_count_and_carry_each_verdict(result):
+    root = ET.fromstring(report.junit_xml(result))
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    assert list(suites) == ["a", "b", "c", "d", "e", "fleet"]
+    b = suites["b"]
+    assert {k: b.get(k) for k in ("tests", "failures", "errors", "skipped", "time")} == \
+        {"tests": "4", "failures": "1", "errors": "0", "skipped": "1", "time": "2.000"}
+    failure = b.find("testcase[@name='npu_health']/failure")
+    assert failure.get("message") == "NPU 3 Critical"
+    assert failure.text == ("expected: 8 healthy NPUs\nfound: NPU 3 Critical\ncause: the device reports a fault\n"
+                            "fix: reset the chip")
+    assert b.find("testcase[@name='npu_health']").get("classname") == "b"
+    assert b.find("testcase[@name='npu_health']").get("time") == "1.500"
+    assert b.find("testcase[@name='migrate']/skipped").get("message") == "not on cpu"
+    assert b.find("testcase[@name='straggler']/system-out").text.startswith("warning: train_samples_per_s 40")
+    assert suites["e"].get("errors") == "1" and suites["e"].find("testcase/error").get("message") == "python3 is 3.8"
+    assert b.find("testcase[@name='train']/*") is None   # a pass carries nothing
+
+
+def test_prometheus_text_has_every_host_and_check(result):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(report.prometheus_text(result))}
+    passed = {(s.labels["host"], s.labels["check"]): s.value for s in families["npuenv_validation_check_passed"].samples}
+    assert passed == {("a", "train"): 1.0, ("a", "allreduce_local"): 1.0, ("a", "python_versions"): 1.0,
+                      ("b", "train"): 1.0, ("b", "npu_health"): 0.0, ("c", "train"): 1.0,
+                      (report.FLEET, "allreduce_across_nodes"): 1.0}
+    sample = families["npuenv_validation_check_passed"].samples[0]
+    assert {k: sample.labels[k] for k in ("level", "torch_npu", "cann")} == \
+        {"level": "standard", "torch_npu": "2.13.0", "cann": "9.1.0"}
+    reachable = {s.labels["host"]: s.value for s in families["npuenv_validation_host_reachable"].samples}
+    assert reachable == {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "e": 0.0}
+    ok = {s.labels["host"]: s.value for s in families["npuenv_validation_host_passed"].samples}
+    assert ok == {"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0, "e": 0.0}
+    train = {s.labels["host"]: s.value for s in families["npuenv_validation_train_samples_per_s"].samples}
+    assert train == {"a": 100.0, "b": 40.0, "c": 104.0}
+    busbw = {s.labels["host"]: s.value for s in families["npuenv_validation_allreduce_busbw_gbps"].samples}
+    assert busbw == {"a": 1.5}
+    assert [s.value for s in families["npuenv_validation_last_run_timestamp_seconds"].samples] == [1700000000.0]
+
+
+def test_html_page_summary_groups_cells_and_plot(result):
+    page = report.html_page(result)
+    assert ("<p id='summary'>Level <b>standard</b>, row torch_npu <b>2.13.0</b> (torch 2.13.0, CANN 9.1.0), "
+            "backend <b>cpu</b>: <b>5</b> host(s), <span class='passed'>2 passed</span>, "
+            "<span class='failed'>1 failed</span>, <span class='unreachable'>1 unreachable</span>, "
+            "<span class='error'>1 could not run the suite</span>.</p>") in page
+    assert "<h2>Failures by check and cause (3)</h2>" in page
+    assert ("<tr class='failed'><td>npu_health</td><td>1: b</td><td>the device reports a fault</td>"
+            "<td>reset the chip</td><td>b: NPU 3 Critical</td></tr>") in page
+    assert ("<tr class='warning'><td>b</td><td>train_samples_per_s</td><td>40 samples/s</td><td>100</td>"
+            "<td>0.40</td></tr>") in page
+    assert ("<tr><th>check</th><th class='host passed'>a</th><th class='host failed'>b</th>"
+            "<th class='host passed'>c</th><th class='host unreachable'>d</th><th class='host error'>e</th>"
+            "<th class='host '>fleet</th></tr>") in page
+    assert ("<tr><td>npu_health</td><td></td><td class='failed' title='NPU 3 Critical'>FAIL</td>"
+            "<td></td><td></td><td></td><td></td></tr>") in page
+    assert "<h2>Failures (3)</h2>" in page
+    assert ("<div class='failure'><b>b</b> &mdash; npu_health: NPU 3 Critical\n<ul><li>expected: 8 healthy NPUs</li>"
+            "<li>found: NPU 3 Critical</li><li>cause: the device reports a fault</li><li>fix: reset the chip</li></ul>"
+            "\n</div>") in page
+    assert page.count("<polyline class=\"series\"") == 2
+    assert "<tr><td>a allreduce_local</td><td>4096</td><td>2.000</td><td>1.500</td><td>NO</td></tr>" in page
+    assert "busbw GB/s (max 1.500)" in page
+
+
+def test_html_page_without_collectives_or_failures_says_so():
+    page = report.html_page(report.fleet_result([rec("a", "driver_version")], ["a"], {}))
+    assert "<p>No collective ran at this level.</p>" in page and "<svg" not in page
+    assert "<h2>Failures by check and cause (0)</h2>" in page and "could not run the suite" not in page
+
+
+def test_the_plot_places_sizes_on_a_log_axis():
+    svg = report._svg_plot({"h": [{"bytes": 1, "busbw_gbps": 0.0}, {"bytes": 4, "busbw_gbps": 2.0},
+                                  {"bytes": 16, "busbw_gbps": 1.0}]})
+    # x from 45 to 595 over log2 0..4, y from 255 (0 GB/s) up to 45 (the maximum, 2 GB/s)
+    assert 'points="45.0,255.0 320.0,45.0 595.0,150.0"' in svg
+    assert report._svg_plot({}) == ""
+
+
+def test_write_all_then_remove_all(tmp_path, result):
+    out = tmp_path / "out"
+    written = report.write_all(result, out)
+    assert [p.name for p in written] == ["results.json", "report.html", "junit.xml", "metrics.prom"]
+    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "metrics.prom", "report.html", "results.json"]
+    assert report.load(out / "results.json")["summary"] == result["summary"]
+    (out / "mine.txt").write_text("kept")
+    report.remove_all(out)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
