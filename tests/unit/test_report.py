@@ -206,3 +206,21 @@ def test_write_all_then_remove_all(tmp_path, result):
     (out / "mine.txt").write_text("kept")
     report.remove_all(out)
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_fleet_result_keeps_each_hosts_outcome_and_groups_failures_without_an_explanation():
+    class Outcome:
+        reason = "ssh: connection timed out"
+        document = {"python": "3.11.2", "duration_s": 4.5}
+
+    hosts = ["h0", "h1", "h2", "h3"]
+    records = [rec(h, "driver_version", "failed", "driver missing") for h in hosts]
+    records += [rec("h0", "train", data={"samples_per_s": 0.5}), rec("h1", "train", data={"samples_per_s": 0.5})]
+    r = report.fleet_result(records, hosts, {"h0": Outcome()})
+    assert r["host_status"]["h0"] == {"status": "failed", "reason": "ssh: connection timed out", "python": "3.11.2",
+                                      "duration_s": 4.5}
+    assert r["host_status"]["h1"] == {"status": "failed", "reason": "", "python": None, "duration_s": None}
+    # no explanation: the message is the cause, there is no fix, and three examples stand for the four hosts
+    assert r["failures"] == [{"check": "driver_version", "cause": "driver missing", "fix": "", "hosts": hosts,
+                              "examples": ["h0: driver missing", "h1: driver missing", "h2: driver missing"]}]
+    assert r["figures"]["train_samples_per_s"] == {"h0": 0.5, "h1": 0.5}   # below 1 is still a figure
