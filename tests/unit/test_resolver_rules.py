@@ -183,3 +183,34 @@ def test_default_arch_is_this_hosts_or_the_first_the_row_covers(monkeypatch):
     assert cm.resolve(m, cm.Constraints(torch_npu="2.9.0")).stack.arch == "aarch64"   # the row covers both
     monkeypatch.setattr(resolver.platform, "machine", lambda: "riscv64")
     assert resolver.host_arch(m) == "x86_64"   # unknown: the first arch of platforms.yaml
+
+
+# --- how a constraint that cannot be used is reported -------------------------------------------
+
+def _problems(**constraints) -> list[tuple[str, int, str]]:
+    with pytest.raises(cm.MatrixError) as e:
+        resolver.normalise(cm.load_matrix(), cm.Constraints(**constraints))
+    return [(p.file, p.line, p.message) for p in e.value.problems]
+
+
+def test_an_unknown_row_is_named_as_asked_without_the_exact_match_operator():
+    assert resolver.unknown_row_message("==2.99.0") == \
+        "unknown row: no torch_npu 2.99.0 in the matrix; `npuenv matrix list` shows the rows"
+    assert resolver.unknown_row_message("===2.99.0").startswith("unknown row: no torch_npu ===2.99.0 in")
+    assert resolver.unknown_row_message("2.99").startswith("unknown row: no torch_npu 2.99 in")
+    assert _problems(torch_npu="==2.99.0") == [("<constraints>", 0, resolver.unknown_row_message("==2.99.0"))]
+
+
+def test_bad_version_constraints_name_their_field():
+    assert _problems(torch_npu="two", cann="eight") == [
+        ("<constraints>", 0, "torch_npu 'two' is not a version (2.4.0), a version prefix (2.4) or a specifier "
+                             "('>=2.4', '==2.4.0.post2'); quote a specifier in the shell"),
+        ("<constraints>", 0, "cann 'eight' is not a CANN version or prefix (8.0, 8.0.RC3, 8.5.0)")]
+    assert resolver.version_constraint_problem("torch", " 2.4") is not None    # padded: not what was meant
+    assert resolver.version_constraint_problem("torch", "") is not None
+    assert resolver.version_constraint_problem("torch", ">=2.4") is None
+
+
+def test_a_specifier_never_matches_a_version_it_cannot_read():
+    assert resolver.version_matches(">=2.4", "2.5.0") is True
+    assert resolver.version_matches(">=2.4,<", "2.5.0") is False   # a broken specifier matches nothing
