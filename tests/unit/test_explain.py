@@ -87,6 +87,8 @@ def test_known_failure_is_explained(text, known):
 
 def test_device_or_resource_busy_is_a_device_held_elsewhere():
     assert explain("error: device or resource busy") == HELD
+    # as strerror(EBUSY) spells it
+    assert explain("open /dev/davinci0 failed: Device or resource busy") == HELD
 
 
 def test_codes_are_found_in_every_spelling_and_bare_only_when_the_table_knows_them():
