@@ -54,7 +54,7 @@ MODULES = {
     "validation/suite/test_standard.py": ["tests/unit/test_checks_standard.py", "tests/unit/test_checks_full.py"],
     "validation/suite/test_full.py": ["tests/unit/test_checks_full.py"],
     "validation/explain.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
-    "validation/facts.py": ["tests/unit/test_facts.py"],
+    "validation/facts.py": ["tests/unit/test_facts.py", "tests/unit/test_facts_files.py"],
     "validation/run.py": ["tests/unit/test_validation_run.py"],
     "validation/report.py": ["tests/unit/test_report.py", "tests/unit/test_validation_run.py"],
     "validation/codes.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
