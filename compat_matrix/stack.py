@@ -1,8 +1,9 @@
 """A resolved stack: one matrix row made concrete for a Python, arch, chip and OS.
 
 This is where package file names and install paths are filled in from the
-templates of platforms.yaml; images, playbooks, the simulator and validation all
-read them from here.
+templates of platforms.yaml; images, playbooks and validation read them from
+here. The simulator does not: it knows the vendor's names and paths from
+tests/sim/vendor.yaml, so that a wrong fact here fails a test.
 """
 from __future__ import annotations
 
