@@ -56,6 +56,8 @@ MODULES = {
     "validation/explain.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
     "validation/facts.py": ["tests/unit/test_facts.py", "tests/unit/test_facts_files.py"],
     "validation/run.py": ["tests/unit/test_validation_run.py"],
+    "validation/merge.py": ["tests/unit/test_validation_run.py"],
+    "validation/targets.py": ["tests/unit/test_validation_run.py"],
     "validation/report.py": ["tests/unit/test_report.py", "tests/unit/test_validation_run.py"],
     "validation/codes.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
     "validation/hardware.py": ["tests/unit/test_hardware_checks.py"],

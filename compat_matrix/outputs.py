@@ -9,6 +9,7 @@ user names are read as UTF-8 text or refused with the file's name.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -95,17 +96,42 @@ def write_files(directory: Path | str, files: dict[str, tuple[str, int]], option
     return directory
 
 
-def read_text(path: Path | str, what: str = "the file") -> str:
-    """A UTF-8 text file the user named; a missing, binary or non-UTF-8 file is a UserError."""
+# The largest file the user names that a command reads whole (an inventory, a
+# CA certificate, a recorded answer): far above any real one, far below memory.
+MAX_INPUT_BYTES = 64 << 20
+
+
+def check_input_file(path: Path | str, what: str = "the file", max_bytes: int = MAX_INPUT_BYTES) -> Path:
+    """A file the user named that the command will read: it exists and is a regular file (a FIFO
+    would block the command, a device such as /dev/zero never ends) of at most ``max_bytes``."""
     path = Path(path)
     try:
-        if path.is_dir():
-            raise UserError(f"{path}: is a folder; {what} must be a text file")
-        data = path.read_bytes()
+        st = path.stat()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file ({what})") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read {what}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{path}: is a folder; {what} must be a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{path}: is not a regular file (a pipe, socket or device); {what} must be a plain file")
+    if st.st_size > max_bytes:
+        raise UserError(f"{path}: is {st.st_size} bytes, more than the {max_bytes} bytes {what} may have; "
+                        f"is it the right file?")
+    return path
+
+
+def read_text(path: Path | str, what: str = "the file", max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """A UTF-8 text file the user named; a missing, special, oversized, binary or non-UTF-8 file is a
+    UserError."""
+    path = check_input_file(path, what, max_bytes)
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)  # the file may have grown since it was checked
+    except OSError as e:
+        raise UserError(f"{path}: cannot read {what}: {e.strerror}") from None
+    if len(data) > max_bytes:
+        raise UserError(f"{path}: is more than the {max_bytes} bytes {what} may have; is it the right file?")
     if b"\0" in data:
         raise UserError(f"{path}: is a binary file; {what} must be UTF-8 text")
     try:

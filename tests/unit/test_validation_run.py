@@ -13,8 +13,8 @@ import pytest
 
 import compat_matrix as cm
 from compat_matrix.errors import UserError
-from validation import artefact, report, run
-from validation.run import Outcome
+from validation import artefact, merge, report, run, targets
+from validation.merge import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,33 +34,33 @@ def doc(*records, **extra):
 # --- one node's outcome ----------------------------------------------------------
 
 def test_judge_reads_the_last_json_line_and_refuses_silence():
-    ok = run.judge(1, "log line\n" + json.dumps(doc(rec("h", "npu_health", "failed"))) + "\n", "")
+    ok = merge.judge(1, "log line\n" + json.dumps(doc(rec("h", "npu_health", "failed"))) + "\n", "")
     assert ok.status == "ran" and ok.document["results"][0]["check"] == "npu_health"
-    silent = run.judge(137, "", "Killed")
+    silent = merge.judge(137, "", "Killed")
     assert silent.status == "error" and silent.reason == "the validation artefact gave no result (exit 137): Killed"
-    broken = run.judge(2, json.dumps({"error": "python3 3.8 on this node is too old"}), "")
+    broken = merge.judge(2, json.dumps({"error": "python3 3.8 on this node is too old"}), "")
     assert broken.status == "error" and broken.reason == "python3 3.8 on this node is too old"
 
 
 def test_records_of_an_unreachable_host_is_a_failed_reachable_check_with_sshs_reason():
     reason = "Failed to connect to the host via ssh: ssh: connect to host 10.0.0.9 port 22: Connection refused"
-    [r] = run.records_of("atlas-09", Outcome("unreachable", reason))
+    [r] = merge.records_of("atlas-09", Outcome("unreachable", reason))
     assert (r["host"], r["check"], r["status"]) == ("atlas-09", "reachable", "failed")
     assert r["message"] == "unreachable: " + reason
     assert r["failure"]["cause"] == "nothing listens on the SSH port: sshd is down, the host is rebooting, or the port is wrong"
-    denied = run.records_of("a", Outcome("unreachable", "Failed to connect: Permission denied (publickey)."))[0]
+    denied = merge.records_of("a", Outcome("unreachable", "Failed to connect: Permission denied (publickey)."))[0]
     assert denied["failure"]["cause"] == "the login user does not accept this SSH key"
-    keys = run.records_of("a", Outcome("unreachable", "Host key verification failed."))[0]
+    keys = merge.records_of("a", Outcome("unreachable", "Host key verification failed."))[0]
     assert "known_hosts" in keys["failure"]["cause"] and "never turn host key checking off" in keys["failure"]["fix"]
 
 
 def test_records_of_a_host_that_ran_are_renamed_from_local():
-    out = run.records_of("atlas-01", Outcome("ran", document=doc(rec("x", "driver_version"), rec("x", "nnal"))))
+    out = merge.records_of("atlas-01", Outcome("ran", document=doc(rec("x", "driver_version"), rec("x", "nnal"))))
     assert [(r["host"], r["check"]) for r in out] == [("atlas-01", "driver_version"), ("atlas-01", "nnal")]
 
 
 def test_records_of_a_host_in_error():
-    [r] = run.records_of("atlas-01", Outcome("error", "pytest exit 4: usage"))
+    [r] = merge.records_of("atlas-01", Outcome("error", "pytest exit 4: usage"))
     assert (r["check"], r["status"]) == ("suite", "error")
 
 
@@ -76,8 +76,8 @@ def test_records_of_a_host_in_error():
     ([], False, 0),
 ])
 def test_checks_ran_and_exit_status(records, ran, code):
-    assert run.checks_ran(records) is ran
-    assert run.exit_status(records) == code
+    assert merge.checks_ran(records) is ran
+    assert merge.exit_status(records) == code
 
 
 def test_validate_says_nothing_ran_with_exit_2_when_every_target_is_unreachable(monkeypatch, tmp_path):
@@ -105,7 +105,7 @@ def test_fleet_args_rank_the_members_and_give_each_the_next_nodes_device_ips():
         "n1": Outcome("ran", document=doc(rec("x", "npu_network", data={"device_ips": {"0": "10.0.0.2", "1": None}}),
                                           addresses=["192.168.1.11"])),
     }
-    args = run.fleet_args(phase1, ["n0", "n1"], ["--level", "full"], 29600)
+    args = merge.fleet_args(phase1, ["n0", "n1"], ["--level", "full"], 29600)
     assert args["n0"] == ["--level", "full", "--fleet", "--npuenv-fleet-size=2", "--npuenv-fleet-rank=0",
                           "--npuenv-fleet-master=192.168.1.10", "--npuenv-fleet-port=29600",
                           "--npuenv-peer-ips=0=10.0.0.2"]
@@ -119,7 +119,7 @@ def test_fleet_records_name_the_nodes_that_failed_hung_or_vanished():
         "n1": Outcome("unreachable", "Connection refused"),
         "n2": Outcome("ran", document=doc(rec("x", "allreduce_across_nodes"), rec("x", "netdetect_peers"))),
     }
-    out = {r["check"]: r for r in run.fleet_records(phase, ["n0", "n1", "n2"])}
+    out = {r["check"]: r for r in merge.fleet_records(phase, ["n0", "n1", "n2"])}
     allreduce = out["allreduce_across_nodes"]
     assert allreduce["host"] == "fleet" and allreduce["status"] == "failed"
     assert allreduce["message"] == ("2 of 3 node(s) failed: n0 (the all_reduce hung); "
@@ -130,10 +130,10 @@ def test_fleet_records_name_the_nodes_that_failed_hung_or_vanished():
                  data={"stuck_nodes": [1]})
     hung = {"n0": Outcome("ran", document=doc(waited)), "n1": Outcome("ran", document=doc(
             rec("x", "allreduce_across_nodes", "failed", "did not finish"))), "n2": Outcome("ran", document=doc(waited))}
-    [named] = [r for r in run.fleet_records(hung, ["n0", "n1", "n2"]) if r["check"] == "allreduce_across_nodes"]
+    [named] = [r for r in merge.fleet_records(hung, ["n0", "n1", "n2"]) if r["check"] == "allreduce_across_nodes"]
     assert named["message"].startswith("3 of 3 node(s) failed: n1 (the other nodes waited for it: it never reached "
                                        "the collective); n0 (all_reduce of 1 KiB did not complete)")
-    healthy = run.fleet_records({"n0": phase["n2"], "n2": phase["n2"]}, ["n0", "n2"])
+    healthy = merge.fleet_records({"n0": phase["n2"], "n2": phase["n2"]}, ["n0", "n2"])
     assert [(r["check"], r["status"], r["message"]) for r in healthy] == [
         ("allreduce_across_nodes", "passed", "all 2 nodes took part"), ("netdetect_peers", "passed", "all 2 nodes took part")]
 
@@ -141,7 +141,7 @@ def test_fleet_records_name_the_nodes_that_failed_hung_or_vanished():
 # --- targets -------------------------------------------------------------------------
 
 def test_ssh_targets_become_an_inventory_with_sudo_for_non_root_users(tmp_path):
-    path = run.ssh_inventory(["ssh://ops@10.0.0.11:2222?ssh_identity_file=/k/id&ssh_config=/k/cfg",
+    path = targets.ssh_inventory(["ssh://ops@10.0.0.11:2222?ssh_identity_file=/k/id&ssh_config=/k/cfg",
                               "ssh://root@atlas-02"], tmp_path)
     hosts = json.loads(path.read_text())["all"]["children"]["npu_nodes"]["hosts"]
     assert hosts["ops@10.0.0.11:2222"] == {"ansible_host": "10.0.0.11", "ansible_port": 2222, "ansible_user": "ops",
@@ -158,20 +158,20 @@ def test_ssh_targets_become_an_inventory_with_sudo_for_non_root_users(tmp_path):
 ])
 def test_bad_ssh_targets_are_refused(tmp_path, target, message):
     with pytest.raises(UserError) as e:
-        run.ssh_inventory([target], tmp_path)
+        targets.ssh_inventory([target], tmp_path)
     assert message in str(e.value)
 
 
 def test_unknown_and_repeated_targets_are_refused(tmp_path):
     from contextlib import ExitStack
     with ExitStack() as stack, pytest.raises(UserError) as e:
-        run.plan(["nfs://x"], "/", [], stack, tmp_path)
+        targets.plan(["nfs://x"], "/", [], stack, tmp_path)
     assert "unknown target 'nfs://x'" in str(e.value)
     with ExitStack() as stack, pytest.raises(UserError) as e:
-        run.plan(["local", "local"], "/", [], stack, tmp_path)
+        targets.plan(["local", "local"], "/", [], stack, tmp_path)
     assert str(e.value) == "target(s) given twice: local"
     with ExitStack() as stack, pytest.raises(UserError) as e:
-        run.plan(["podman://--help"], "/", [], stack, tmp_path)
+        targets.plan(["podman://--help"], "/", [], stack, tmp_path)
     assert "use podman://CONTAINER" in str(e.value)
 
 
