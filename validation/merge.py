@@ -1,18 +1,28 @@
 """Merging what the targets sent back into check records: one target's
 outcome (its node document, or why there is none) becomes its records; the
 fleet phase's records are judged across all nodes; each node's arguments for
-the fleet phase come from what the others reported in the first."""
+the fleet phase come from what the others reported in the first.
+
+What a node sends is untrusted (validation/document.py checks it first): its
+records only ever speak for itself, and what it says about its peers is a hint
+that never makes another node fail."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import explain, workloads
+from . import document, explain
+from .artefact import MIN_PYTHON
+from .document import BAD, ERROR, FAILED, PASSED, REACHABLE, SUITE, WARNING
 from .report import FLEET
 
 # The checks of the fleet phase (marked `fleet` in the suite).
 FLEET_CHECKS = ("allreduce_across_nodes", "netdetect_peers")
 # Where the device IPs of a node are recorded in its results, for its peer's netdetect.
 DEVICE_IPS_CHECK = "npu_network"
+# Rank 0's address when it reported none (every node then runs on one machine).
+LOOPBACK = "127.0.0.1"
+# How much of a reason a summary or a cause quotes.
+QUOTED = 300
 
 
 @dataclass
@@ -20,66 +30,112 @@ class Outcome:
     """What came back from one target in one phase."""
     status: str                 # "ran", "unreachable" or "error"
     reason: str = ""            # why it is unreachable or in error
-    document: dict = field(default_factory=dict)  # the node's JSON (node.py)
+    document: dict = field(default_factory=dict)  # the node's JSON (node.py), checked by document.py
+    refused: str = ""           # what is wrong with the node's document, when the controller refused it
 
 
 def judge(rc: int, stdout: str, stderr: str) -> Outcome:
     """A node run's outcome from the artefact's exit code and output."""
-    doc = workloads.last_json(stdout)
-    if doc is None:
+    try:
+        doc = document.read(stdout)
+    except document.NoDocument:
         tail = (stdout + stderr).strip()[-1500:] or f"exit {rc}, no output"
         return Outcome("error", f"the validation artefact gave no result (exit {rc}): {tail}")
-    if doc.get("error"):
+    except document.DocumentError as e:
+        return Outcome("error", f"its result document was refused: {e}", refused=str(e))
+    if "error" in doc:
         return Outcome("error", doc["error"], doc)
     return Outcome("ran", document=doc)
 
 
 # --- merging -----------------------------------------------------------------
 
-def _host_record(host: str, check: str, status: str, summary: str, expected: str, found: str) -> dict:
-    known = explain.explain(found)
-    cause, fix = known if known else ("see the reason above", "fix the target's access and run again")
+def _quote(text: str) -> str:
+    """A reason as one short line, to say what was observed."""
+    return document.shorten(" ".join(text.split()), QUOTED)
+
+
+def _host_record(host: str, check: str, status: str, summary: str, expected: str, found: str,
+                 cause: str, fix: str, *, known_failure: bool = True) -> dict:
+    """A record about the host as a whole; a known failure's own cause and fix win over the given ones
+    (unless ``known_failure`` is False: what ``found`` quotes then is no symptom)."""
+    known = explain.explain(found) if known_failure else None
+    cause, fix = known if known else (cause, fix)
     return {"host": host, "check": check, "level": "quick", "status": status, "duration_s": 0.0,
             "message": summary, "data": None,
             "failure": {"summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}}
 
 
 def records_of(host: str, outcome: Outcome) -> list[dict]:
-    """The check records one target contributed in one phase."""
+    """The check records one target contributed in one phase, each with the controller's name of the host."""
     if outcome.status == "unreachable":
-        return [_host_record(host, "reachable", "failed", f"unreachable: {outcome.reason}",
-                             "the host answers over its connection", outcome.reason)]
-    if outcome.status == "error":
-        return [_host_record(host, "suite", "error", f"the suite could not run: {outcome.reason[:300]}",
-                             "the validation artefact runs on the host", outcome.reason)]
+        return [_host_record(
+            host, REACHABLE, FAILED, f"unreachable: {outcome.reason}", "the host answers over its connection",
+            outcome.reason, f"the controller could not reach the host: {_quote(outcome.reason)}",
+            f"reach {host} by hand over the same connection (ssh with the inventory's user, port and key; "
+            f"podman ps -a for a container) and fix what it reports, then validate again")]
+    if outcome.status == ERROR and outcome.refused:
+        return [_host_record(
+            host, SUITE, ERROR, f"the node's result document was refused: {outcome.refused[:QUOTED]}",
+            f"one result document in the node document's format {document.FORMAT_VERSION}, within its limits",
+            outcome.refused, f"the node sent a result the controller does not accept ({_quote(outcome.refused)}): "
+            "its validation artefact or its Python was altered, or the host is compromised",
+            f"validate {host} alone and read what it prints; until its result is well-formed, take it out of the "
+            f"fleet and reinstall it rather than trust its results", known_failure=False)]
+    if outcome.status == ERROR:
+        return [_host_record(
+            host, SUITE, ERROR, f"the suite could not run: {outcome.reason[:QUOTED]}",
+            "the validation artefact runs on the host", outcome.reason,
+            f"the validation artefact did not run to its end on the host: {_quote(outcome.reason)}",
+            f"validate {host} alone (npuenv validate --target ...) and read the suite's output it prints; "
+            f"the host's python3 must be {'.'.join(map(str, MIN_PYTHON))} or newer")]
     return [{**r, "host": host} for r in outcome.document.get("results", [])]
 
 
+def nothing_checked(records: list[dict], hosts: list[str]) -> list[dict]:
+    """For a run in which no check ran: a record for each host that did not fail
+    otherwise (every check it was given skipped), so that no report says it passed."""
+    failing = {r["host"] for r in records if r["status"] in BAD}
+    return [_host_record(h, SUITE, ERROR, "no check ran on this host: every check it was given was skipped",
+                         "at least one check runs", "; ".join(r["message"] for r in records if r["host"] == h)
+                         or "no check", "the checks chosen (--level, --only) do not apply to this host",
+                         "choose checks that apply to it (each skip in the report says why it did not), "
+                         "or validate at a higher --level", known_failure=False)
+            for h in hosts if h not in failing]
+
+
+def _own_failure(outcome: Outcome, check: str, ran: bool) -> str | None:
+    """Why a member failed a fleet check, as the controller saw it itself: its
+    outcome, or its own record of the check (missing, failed, in error); None if it passed."""
+    if outcome.status != "ran":
+        return f"{outcome.status}: {outcome.reason[:200]}"
+    mine = [r for r in outcome.document.get("results", []) if r["check"] == check]
+    if not mine:
+        return "it sent no result for this check" if ran else None
+    bad = [r for r in mine if r["status"] in BAD]
+    return bad[0]["message"][:200] if bad else None
+
+
 def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
-    """One fleet-wide record per fleet check, naming the nodes that failed it;
-    first those the others waited for (a collective's stuck_nodes, by rank)."""
+    """One fleet-wide record per fleet check, naming the nodes that failed it by
+    their own outcome and records; first those the others say they waited for
+    (a collective's stuck_nodes, by rank), which is believed only of a node
+    that failed by its own account."""
     out = []
     for check in FLEET_CHECKS:
-        stuck = sorted({members[n] for h in members if phase[h].status == "ran"
-                        for r in phase[h].document.get("results", [])
-                        if r["check"] == check and isinstance(r.get("data"), dict)
-                        for n in r["data"].get("stuck_nodes", []) if 0 <= n < len(members)})
-        bad = [f"{h} (the other nodes waited for it: it never reached the collective)" for h in stuck]
-        for host in members:
-            outcome = phase[host]
-            if host in stuck:
-                continue
-            if outcome.status != "ran":
-                bad.append(f"{host} ({outcome.status}: {outcome.reason[:200]})")
-                continue
-            for r in outcome.document.get("results", []):
-                if r["check"] == check and r["status"] in ("failed", "error"):
-                    bad.append(f"{host} ({r['message'][:200]})")
         ran = any(r["check"] == check for h in members if phase[h].status == "ran"
                   for r in phase[h].document.get("results", []))
-        if not ran and not bad:
+        failed = {h: why for h in members if (why := _own_failure(phase[h], check, ran)) is not None}
+        if not ran and not failed:
             continue
-        status = "failed" if bad else "passed"
+        waited_for = {members[n] for h in members if phase[h].status == "ran"
+                      for r in phase[h].document.get("results", [])
+                      if r["check"] == check and isinstance(r.get("data"), dict)
+                      for n in r["data"].get("stuck_nodes", []) if 0 <= n < len(members)}
+        bad = [f"{h} (the other nodes waited for it: it never reached the collective; {failed[h]})"
+               for h in members if h in failed and h in waited_for]
+        bad += [f"{h} ({failed[h]})" for h in members if h in failed and h not in waited_for]
+        status = FAILED if bad else PASSED
         rec = {"host": FLEET, "check": check, "level": "full", "status": status, "duration_s": 0.0,
                "message": (f"{len(bad)} of {len(members)} node(s) failed: " + "; ".join(bad)) if bad else
                f"all {len(members)} nodes took part", "data": None}
@@ -94,24 +150,27 @@ def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
 
 def fleet_args(phase1: dict[str, Outcome], members: list[str], base: list[str], port: int) -> dict[str, list[str]]:
     """Each node's arguments for the fleet phase: its rank, rank 0's address,
-    and the device IPs of the next node (for netdetect)."""
-    master = (phase1[members[0]].document.get("addresses") or ["127.0.0.1"])[0]
+    and the device IPs of the next node (for netdetect). The addresses and
+    device IPs come from documents document.py checked: IP addresses, device
+    ids small numbers (a node with others is not a member)."""
+    master = (phase1[members[0]].document.get("addresses") or [LOOPBACK])[0]
     out = {}
     for rank, host in enumerate(members):
         peer = phase1[members[(rank + 1) % len(members)]].document
-        ips = next((r.get("data") or {} for r in peer.get("results", []) if r["check"] == DEVICE_IPS_CHECK), {})
-        peer_ips = ",".join(f"{dev}={ip}" for dev, ip in (ips.get("device_ips") or {}).items() if ip)
+        data = next((r.get("data") for r in peer.get("results", []) if r["check"] == DEVICE_IPS_CHECK), None)
+        ips = (data.get("device_ips") if isinstance(data, dict) else None) or {}
+        peer_ips = ",".join(f"{dev}={ip}" for dev, ip in ips.items() if ip)
         out[host] = [*base, "--fleet", f"--npuenv-fleet-size={len(members)}", f"--npuenv-fleet-rank={rank}",
                      f"--npuenv-fleet-master={master}", f"--npuenv-fleet-port={port}", f"--npuenv-peer-ips={peer_ips}"]
     return out
 
 
 def exit_status(records: list[dict]) -> int:
-    failed = any(r["status"] in ("failed", "error") for r in records)
+    failed = any(r["status"] in BAD for r in records)
     return 1 if failed else 0
 
 
 def checks_ran(records: list[dict]) -> bool:
     """Whether any real check executed (not a skip, not a stand-in for an unreachable host)."""
-    return any(r["status"] in ("passed", "failed", "warning") and r["check"] not in ("reachable", "suite")
+    return any(r["status"] in (PASSED, FAILED, WARNING) and r["check"] not in (REACHABLE, SUITE)
                for r in records)

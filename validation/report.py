@@ -3,30 +3,46 @@ first (hosts passed, failed, unreachable), then failures grouped by check and
 cause with the hosts they hit, stragglers (a host's figures against the fleet's
 median), then per-host detail. Written as terminal text, JSON, JUnit XML, an
 HTML page and Prometheus text exposition (for node_exporter's textfile
-collector)."""
+collector).
+
+Every text in the merged result may come from a node or a target's own error
+output: fleet_result makes it safe once (document.clean: no control
+characters, nothing XML forbids, no non-finite number, each text bounded),
+and each rendering escapes what its own format needs."""
 from __future__ import annotations
 
 import html
 import json
 import math
-import os
 import statistics
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from compat_matrix import interrupts, outputs
+from compat_matrix.errors import UserError
+
+from . import document
+from .document import BAD, ERROR, FAILED, PASSED, REACHABLE, SKIPPED, STRAGGLER, SUITE, WARNING
+
 # The host name of records about the whole fleet (the checks that need every node).
 FLEET = "fleet"
 
-STATUS_MARK = {"passed": "PASS", "warning": "WARN", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", SKIPPED: "SKIP"}
 # A host's figure this far below the fleet's median flags it as a straggler.
 STRAGGLER_MARGIN = 0.20
 # The figures compared across hosts: name -> (check, how to read it from the check's data, unit).
 FIGURES = {
     "train_samples_per_s": ("train", lambda d: d.get("samples_per_s"), "samples/s"),
-    "allreduce_busbw_gbps": ("allreduce_local", lambda d: (d.get("sizes") or [{}])[-1].get("busbw_gbps"), "GB/s"),
+    "allreduce_busbw_gbps": ("allreduce_local", lambda d: (rows_of(d) or [{}])[-1].get("busbw_gbps"), "GB/s"),
 }
-HOST_STATES = ("passed", "failed", "unreachable", "error")
+# A host's verdict: its checks passed or failed, it was not reached, or the suite could not run there.
+UNREACHABLE = "unreachable"
+HOST_STATES = (PASSED, FAILED, UNREACHABLE, ERROR)
+# The Prometheus report, and its metric that an alert on unreachable hosts reads.
+METRICS = "metrics.prom"
+HOST_REACHABLE = "npuenv_validation_host_reachable"
 
 
 def load(path: Path) -> dict:
@@ -34,11 +50,23 @@ def load(path: Path) -> dict:
 
 
 def host_status(records: list[dict]) -> str:
-    if any(r["check"] == "reachable" and r["status"] == "failed" for r in records):
-        return "unreachable"
-    if any(r["check"] == "suite" and r["status"] == "error" for r in records):
-        return "error"
-    return "failed" if any(r["status"] in ("failed", "error") for r in records) else "passed"
+    if any(r["check"] == REACHABLE and r["status"] == FAILED for r in records):
+        return UNREACHABLE
+    if any(r["check"] == SUITE and r["status"] == ERROR for r in records):
+        return ERROR
+    return FAILED if any(r["status"] in BAD for r in records) else PASSED
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def rows_of(data) -> list[dict]:
+    """The all_reduce rows in a check's data (its "sizes") that can be shown: bytes,
+    algbw and busbw numbers. What a node sent in another shape is left out, not a crash."""
+    rows = data.get("sizes") if isinstance(data, dict) else None
+    return [row for row in rows if isinstance(row, dict) and _number(row.get("bytes"))
+            and _number(row.get("algbw_gbps")) and _number(row.get("busbw_gbps"))] if isinstance(rows, list) else []
 
 
 def figures(records: list[dict]) -> dict[str, dict[str, float]]:
@@ -48,7 +76,7 @@ def figures(records: list[dict]) -> dict[str, dict[str, float]]:
         for name, (check, read, _) in FIGURES.items():
             if r["check"] == check and r["host"] != FLEET and isinstance(r.get("data"), dict):
                 value = read(r["data"])
-                if isinstance(value, (int, float)) and value > 0:
+                if _number(value) and value > 0:
                     out[name][r["host"]] = float(value)
     return out
 
@@ -68,14 +96,15 @@ def stragglers(figs: dict[str, dict[str, float]], margin: float) -> list[dict]:
 
 
 def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
-                 straggler_margin: float = STRAGGLER_MARGIN) -> dict:
+                 straggler_margin: float = STRAGGLER_MARGIN, meta: dict | None = None) -> dict:
     """The merged result: records plus per-host status, grouped failures,
-    figures and stragglers (each straggler also a warning record on its host)."""
+    figures and stragglers (each straggler also a warning record on its host),
+    and ``meta`` (the run's level, row, targets); made safe for every report."""
     figs = figures(records)
     slow = stragglers(figs, straggler_margin)
     records = list(records)
     for s in slow:
-        records.append({"host": s["host"], "check": "straggler", "level": "standard", "status": "warning",
+        records.append({"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING,
                         "duration_s": 0.0, "data": s,
                         "message": f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the fleet "
                                    f"median {s['median']:.3g} (more than {straggler_margin:.0%} below)"})
@@ -89,7 +118,7 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
                      "duration_s": (getattr(outcome, "document", None) or {}).get("duration_s")}
     groups: dict[tuple[str, str], dict] = {}
     for r in records:
-        if r["status"] not in ("failed", "error"):
+        if r["status"] not in BAD:
             continue
         cause = (r.get("failure") or {}).get("cause") or r["message"]
         g = groups.setdefault((r["check"], cause), {"check": r["check"], "cause": cause,
@@ -99,24 +128,43 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
         if len(g["examples"]) < 3:
             g["examples"].append(f"{r['host']}: {r['message']}")
     summary = {s: sum(1 for v in status.values() if v["status"] == s) for s in HOST_STATES}
-    return {"hosts": hosts, "host_status": status, "summary": {"hosts": len(hosts), **summary},
-            "failures": sorted(groups.values(), key=lambda g: (-len(g["hosts"]), g["check"])),
-            "figures": figs, "stragglers": slow, "straggler_margin": straggler_margin,
-            "results": records, "finished": time.time()}
+    result = {"hosts": hosts, "host_status": status, "summary": {"hosts": len(hosts), **summary},
+              "failures": sorted(groups.values(), key=lambda g: (-len(g["hosts"]), g["check"])),
+              "figures": figs, "stragglers": slow, "straggler_margin": straggler_margin,
+              "results": records, "finished": time.time(), **({"meta": meta} if meta is not None else {})}
+    return document.clean(result)
 
 
 def bandwidth_series(result: dict) -> dict[str, list[dict]]:
     """host -> the all_reduce rows (bytes, algbw, busbw) its collective checks recorded."""
     out = {}
     for r in result["results"]:
-        rows = (r.get("data") or {}).get("sizes") if isinstance(r.get("data"), dict) else None
+        rows = rows_of(r.get("data"))
         if rows:
             out.setdefault(f"{r['host']} {r['check']}", rows)
     return out
 
 
+def _line(text) -> str:
+    """A text on one terminal line: the report's own newlines are the only ones (a
+    node's could forge a line of the report); the text is clean already."""
+    return str(text).replace("\n", " \u23ce ")
+
+
+def one_line(text: str, limit: int = document.SHOWN_TEXT) -> str:
+    """Any text (a target's reason, an error) made safe for one terminal line."""
+    return _line(document.clean_text(text, limit))
+
+
+def show(text: str, stream=None) -> None:
+    """Write report text to a terminal that may not take every character (a C locale's ASCII)."""
+    stream = stream or sys.stdout
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    stream.write(text.encode(encoding, "replace").decode(encoding))
+
+
 def _rows_table(lines: list[str], name: str, rows: list[dict]) -> None:
-    lines.append(f"all_reduce {name}:")
+    lines.append(f"all_reduce {_line(name)}:")
     lines.append(f"  {'bytes':>12} {'algbw GB/s':>11} {'busbw GB/s':>11} ok")
     for row in rows:
         lines.append(f"  {row['bytes']:>12} {row['algbw_gbps']:>11.3f} {row['busbw_gbps']:>11.3f} "
@@ -124,27 +172,30 @@ def _rows_table(lines: list[str], name: str, rows: list[dict]) -> None:
 
 
 def terminal(result: dict) -> str:
+    """The summary for the terminal, from fleet_result's (clean) result."""
+    t = _line
     lines = []
     meta = result.get("meta", {})
     if meta:
-        lines.append(f"npuenv validate: level {meta.get('level')}, row torch_npu {meta.get('torch_npu')} "
-                     f"(CANN {meta.get('cann')}), backend {meta.get('backend')}")
+        lines.append(f"npuenv validate: level {t(meta.get('level'))}, row torch_npu {t(meta.get('torch_npu'))} "
+                     f"(CANN {t(meta.get('cann'))}), backend {t(meta.get('backend'))}")
     s = result["summary"]
-    lines.append(f"hosts: {s['hosts']}: {s['passed']} passed, {s['failed']} failed, {s['unreachable']} unreachable"
-                 + (f", {s['error']} could not run the suite" if s["error"] else ""))
+    lines.append(f"hosts: {s['hosts']}: {s[PASSED]} passed, {s[FAILED]} failed, {s[UNREACHABLE]} unreachable"
+                 + (f", {s[ERROR]} could not run the suite" if s[ERROR] else ""))
     if result["failures"]:
         lines.append("failures by check and cause:")
         for g in result["failures"]:
-            hosts = ", ".join(g["hosts"][:8]) + (f" and {len(g['hosts']) - 8} more" if len(g["hosts"]) > 8 else "")
-            lines.append(f"  {g['check']} on {len(g['hosts'])} host(s): {hosts}")
-            lines.append(f"       cause: {g['cause']}")
+            hosts = ", ".join(map(t, g["hosts"][:8])) + (f" and {len(g['hosts']) - 8} more" if len(g["hosts"]) > 8
+                                                          else "")
+            lines.append(f"  {t(g['check'])} on {len(g['hosts'])} host(s): {hosts}")
+            lines.append(f"       cause: {t(g['cause'])}")
             if g["fix"]:
-                lines.append(f"       fix:   {g['fix']}")
+                lines.append(f"       fix:   {t(g['fix'])}")
     if result["stragglers"]:
         lines.append(f"stragglers (more than {result['straggler_margin']:.0%} below the fleet median):")
         for st in result["stragglers"]:
-            lines.append(f"  {st['host']}: {st['figure']} {st['value']:.3g} {st['unit']}, median {st['median']:.3g} "
-                         f"({st['ratio']:.2f}x)")
+            lines.append(f"  {t(st['host'])}: {st['figure']} {st['value']:.3g} {st['unit']}, median "
+                         f"{st['median']:.3g} ({st['ratio']:.2f}x)")
     lines.append("per host:")
     by_host: dict[str, list[dict]] = {}
     for r in result["results"]:
@@ -155,15 +206,15 @@ def terminal(result: dict) -> str:
             continue
         counts = {k: sum(1 for r in records if r["status"] == k) for k in STATUS_MARK}
         verdict = (result["host_status"].get(host) or {"status": host_status(records)})["status"]
-        lines.append(f"  {host}: {verdict.upper() if verdict != 'passed' else 'OK'}  "
+        lines.append(f"  {t(host)}: {verdict.upper() if verdict != PASSED else 'OK'}  "
                      + "  ".join(f"{v} {k}" for k, v in counts.items() if v))
         for r in records:
-            if r["status"] in ("failed", "error", "warning"):
-                lines.append(f"    {STATUS_MARK[r['status']]} {r['check']}: {r['message']}")
+            if r["status"] in (*BAD, WARNING):
+                lines.append(f"    {STATUS_MARK[r['status']]} {t(r['check'])}: {t(r['message'])}")
                 f = r.get("failure")
                 if f:
                     for key in ("expected", "found", "cause", "fix"):
-                        lines.append(f"         {key + ':':<9} {f[key]}")
+                        lines.append(f"         {key + ':':<9} {t(f[key])}")
     for name, rows in bandwidth_series(result).items():
         if name.startswith(FLEET) or len(result["hosts"]) <= 4:
             _rows_table(lines, name, rows)
@@ -215,10 +266,10 @@ def html_page(result: dict) -> str:
     out.append(f"<p id='summary'>Level <b>{esc(str(meta.get('level', '?')))}</b>, row torch_npu "
                f"<b>{esc(str(meta.get('torch_npu', '?')))}</b> (torch {esc(str(meta.get('torch', '?')))}, "
                f"CANN {esc(str(meta.get('cann', '?')))}), backend <b>{esc(str(meta.get('backend', '?')))}</b>: "
-               f"<b>{s['hosts']}</b> host(s), <span class='passed'>{s['passed']} passed</span>, "
-               f"<span class='failed'>{s['failed']} failed</span>, "
-               f"<span class='unreachable'>{s['unreachable']} unreachable</span>"
-               + (f", <span class='error'>{s['error']} could not run the suite</span>" if s["error"] else "") + ".</p>")
+               f"<b>{s['hosts']}</b> host(s), <span class='passed'>{s[PASSED]} passed</span>, "
+               f"<span class='failed'>{s[FAILED]} failed</span>, "
+               f"<span class='unreachable'>{s[UNREACHABLE]} unreachable</span>"
+               + (f", <span class='error'>{s[ERROR]} could not run the suite</span>" if s[ERROR] else "") + ".</p>")
     out.append(f"<h2>Failures by check and cause ({len(result['failures'])})</h2><table id='failures'>"
                "<tr><th>check</th><th>hosts</th><th>cause</th><th>fix</th><th>examples</th></tr>")
     for g in result["failures"]:
@@ -243,7 +294,7 @@ def html_page(result: dict) -> str:
                        f"<td class='{r['status']}' title='{esc(r['message'])}'>{STATUS_MARK[r['status']]}</td>")
         out.append("<tr>" + "".join(row) + "</tr>")
     out.append("</table>")
-    failures = [r for r in result["results"] if r["status"] in ("failed", "error")]
+    failures = [r for r in result["results"] if r["status"] in BAD]
     out.append(f"<h2>Failures ({len(failures)})</h2>")
     for r in failures:
         f = r.get("failure") or {}
@@ -277,19 +328,19 @@ def junit_xml(result: dict) -> str:
         if not records:
             continue
         suite = ET.SubElement(root, "testsuite", name=host, tests=str(len(records)),
-                              failures=str(sum(r["status"] == "failed" for r in records)),
-                              errors=str(sum(r["status"] == "error" for r in records)),
-                              skipped=str(sum(r["status"] == "skipped" for r in records)),
+                              failures=str(sum(r["status"] == FAILED for r in records)),
+                              errors=str(sum(r["status"] == ERROR for r in records)),
+                              skipped=str(sum(r["status"] == SKIPPED for r in records)),
                               time=f"{sum(r['duration_s'] for r in records):.3f}")
         for r in records:
             case = ET.SubElement(suite, "testcase", classname=host, name=r["check"], time=f"{r['duration_s']:.3f}")
             f = r.get("failure") or {}
             detail = "\n".join(f"{k}: {f[k]}" for k in ("expected", "found", "cause", "fix") if k in f)
-            if r["status"] in ("failed", "error"):
-                ET.SubElement(case, "failure" if r["status"] == "failed" else "error", message=r["message"]).text = detail
-            elif r["status"] == "skipped":
+            if r["status"] in BAD:
+                ET.SubElement(case, "failure" if r["status"] == FAILED else "error", message=r["message"]).text = detail
+            elif r["status"] == SKIPPED:
                 ET.SubElement(case, "skipped", message=r["message"])
-            elif r["status"] == "warning":
+            elif r["status"] == WARNING:
                 ET.SubElement(case, "system-out").text = "warning: " + r["message"]
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -302,7 +353,7 @@ def prometheus_text(result: dict) -> str:
     labels = {k: str(result.get("meta", {}).get(k, "")) for k in ("level", "torch_npu", "cann")}
     check = Gauge("npuenv_validation_check_passed", "1 when the check passed (or only warned), 0 when it failed",
                   ["host", "check", *labels], registry=registry)
-    host_up = Gauge("npuenv_validation_host_reachable", "1 when the host was reached and ran the suite",
+    host_up = Gauge(HOST_REACHABLE, "1 when the host was reached and ran the suite",
                     ["host"], registry=registry)
     host_ok = Gauge("npuenv_validation_host_passed", "1 when every check of the host passed", ["host"], registry=registry)
     fig = {name: Gauge(f"npuenv_validation_{name}", f"{name} measured by the {spec[0]} check ({spec[2]})", ["host"],
@@ -312,11 +363,11 @@ def prometheus_text(result: dict) -> str:
     finished = Gauge("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
                      registry=registry)
     for r in result["results"]:
-        if r["status"] != "skipped" and r["check"] not in ("reachable", "suite", "straggler"):
-            check.labels(host=r["host"], check=r["check"], **labels).set(r["status"] in ("passed", "warning"))
+        if r["status"] != SKIPPED and r["check"] not in (REACHABLE, SUITE, STRAGGLER):
+            check.labels(host=r["host"], check=r["check"], **labels).set(r["status"] in (PASSED, WARNING))
     for host, st in result["host_status"].items():
-        host_up.labels(host=host).set(st["status"] not in ("unreachable", "error"))
-        host_ok.labels(host=host).set(st["status"] == "passed")
+        host_up.labels(host=host).set(st["status"] not in (UNREACHABLE, ERROR))
+        host_ok.labels(host=host).set(st["status"] == PASSED)
     for name, by_host in result["figures"].items():
         for host, value in by_host.items():
             fig[name].labels(host=host).set(value)
@@ -326,28 +377,60 @@ def prometheus_text(result: dict) -> str:
     return generate_latest(registry).decode()
 
 
-REPORTS = {"results.json": lambda r: json.dumps(r, indent=1) + "\n", "report.html": html_page,
-           "junit.xml": junit_xml, "metrics.prom": prometheus_text}
+# Strict JSON: fleet_result's result holds no NaN or Infinity, and none may slip in.
+REPORTS = {"results.json": lambda r: json.dumps(r, indent=1, allow_nan=False) + "\n", "report.html": html_page,
+           "junit.xml": junit_xml, METRICS: prometheus_text}
+REPORT_MODE = 0o644
 
 
 def remove_all(out_dir: Path) -> None:
-    """Remove the reports of an earlier run from ``out_dir``."""
+    """Remove the reports of an earlier run from ``out_dir``; a UserError names those that stay."""
+    stuck = []
     for name in REPORTS:
-        (Path(out_dir) / name).unlink(missing_ok=True)
-
-
-def write_all(result: dict, out_dir: Path) -> list[Path]:
-    """Every report into ``out_dir``, each written whole or not at all."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, render in REPORTS.items():
-        path = out_dir / name
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(render(result))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        written.append(path)
-    return written
+            (Path(out_dir) / name).unlink(missing_ok=True)
+        except OSError as e:
+            stuck.append(f"{Path(out_dir) / name} ({e.strerror})")
+    if stuck:
+        raise UserError(f"the reports of an earlier run could not be removed: {', '.join(stuck)}; remove them by "
+                        "hand so that nobody takes them for this run's")
+
+
+def _render(result: dict, name: str) -> str:
+    try:
+        return REPORTS[name](result)
+    except UserError:   # an interrupt among them
+        raise
+    except Exception as e:
+        raise UserError(f"{name} could not be made ({type(e).__name__}: {document.clean_text(str(e), 300)}); "
+                        "this is a bug of npuenv: please report it with the command and its output") from e
+
+
+def write_all(result: dict, out_dir: Path, names: tuple[str, ...] = tuple(REPORTS)) -> list[Path]:
+    """The reports ``names`` of ``result`` (fleet_result's) into ``out_dir``, all or none.
+
+    Every one is rendered first, written into a temporary folder beside
+    ``out_dir`` and then moved in (outputs.write_files); the other reports of an
+    earlier run there are removed. When any step fails, or the command is
+    interrupted, every report in ``out_dir`` is removed: a new results.json must
+    never sit beside an old junit.xml that still says passed."""
+    out_dir = Path(out_dir)
+    try:
+        texts = {name: (_render(result, name), REPORT_MODE) for name in names}
+        # A signal waits until the set is whole (then removes it: "nothing was written").
+        with interrupts.deferred():
+            outputs.write_files(out_dir, texts, "--out")
+            for name in set(REPORTS) - set(names):
+                (out_dir / name).unlink(missing_ok=True)
+    except BaseException as e:
+        gone = ""
+        try:
+            remove_all(out_dir)
+        except UserError as left:
+            gone = f"; {left}"
+        if isinstance(e, interrupts.Interrupted) or not isinstance(e, Exception):
+            raise
+        why = str(e) if isinstance(e, UserError) else f"{out_dir}: {type(e).__name__}: {e}"
+        raise UserError(f"the reports were not written: {why}" + (gone or f"; the reports of an earlier run in "
+                        f"{out_dir} were removed, so that none of them is taken for this run's")) from e
+    return [out_dir / name for name in names]

@@ -10,14 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from .document import ERROR, FAILED, PASSED, SKIPPED, WARNING, fit
+from .node import LEVELS
+from .report import FLEET
+
 PROP_FAILURE = "npuenv_failure"
 PROP_WARNING = "npuenv_warning"
 PROP_DATA = "npuenv_data"
-from .report import FLEET
 
 
 def pytest_addoption(parser):
     parser.addoption("--npuenv-results", help="write the JSON result here")
+    parser.addoption("--npuenv-only", action="append", metavar="CHECK",
+                     help="run only the check of this exact name (repeatable; validation/node.py checks the names)")
 
 
 def _host_of(nodeid: str) -> str:
@@ -40,25 +45,27 @@ class Collector:
         check = report.nodeid.split("::")[-1].split("[")[0].removeprefix("test_")
         rec = self.records.setdefault(report.nodeid, {
             "host": _host_of(report.nodeid), "check": check,
-            "level": next((k for k in ("quick", "standard", "full") if k in report.keywords), "quick"),
-            "status": "passed", "duration_s": 0.0, "message": "", "data": None})
+            "level": next((k for k in LEVELS if k in report.keywords), next(iter(LEVELS))),
+            "status": PASSED, "duration_s": 0.0, "message": "", "data": None})
         rec["duration_s"] = round(rec["duration_s"] + report.duration, 3)
         if PROP_DATA in props:
             rec["data"] = json.loads(props[PROP_DATA])
         if report.skipped:
-            rec["status"] = "skipped"
+            rec["status"] = SKIPPED
             rec["message"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         elif report.failed:
-            rec["status"] = "failed" if report.when == "call" else "error"
+            rec["status"] = FAILED if report.when == "call" else ERROR
             failure = json.loads(props[PROP_FAILURE]) if PROP_FAILURE in props else None
             rec["failure"] = failure
             rec["message"] = failure["summary"] if failure else _crash_line(report)
         elif PROP_WARNING in props:
-            rec["status"] = "warning"
+            rec["status"] = WARNING
             rec["message"] = props[PROP_WARNING]
 
     def pytest_sessionfinish(self, session):
-        results = sorted(self.records.values(), key=lambda r: (r["host"], r["check"]))
+        # Fitted into the node document's limits: a long message or a NaN must not
+        # make the controller refuse the whole node.
+        results = sorted((fit(r) for r in self.records.values()), key=lambda r: (r["host"], r["check"]))
         hosts = sorted({r["host"] for r in results})
         payload = {"started": self.started, "duration_s": round(time.time() - self.started, 1),
                    "hosts": hosts, "results": results}
@@ -66,7 +73,7 @@ class Collector:
         if extra:
             payload.update(extra)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(payload, indent=1) + "\n")
+        self.path.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
 
 
 def _crash_line(report) -> str:
@@ -80,3 +87,16 @@ def pytest_configure(config):
     # With pytest-xdist the controller (no workerinput) sees every report.
     if path and not hasattr(config, "workerinput"):
         config.pluginmanager.register(Collector(Path(path)), "npuenv-results")
+
+
+def pytest_collection_modifyitems(config, items):
+    """--npuenv-only: keep the checks of exactly these names (a check is its test function, without "test_")."""
+    only = set(config.getoption("--npuenv-only") or ())
+    if not only:
+        return
+    keep, dropped = [], []
+    for item in items:
+        (keep if getattr(item, "originalname", item.name).removeprefix("test_") in only else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -16,7 +16,7 @@ import pytest
 
 from tests.unit.check_fakes import (HCCN, FakeProbe, answer_node, failed, healthy_facts, network_facts, options,
                                     passed, run_check, sample, stack)
-from tests.unit.test_checks_standard import ALLREDUCE_OK, FakeWorkload, envelope, row
+from tests.unit.test_checks_standard import ALLREDUCE_OK, LOOK_CLOSER, FakeWorkload, envelope, row
 from validation import facts as facts_mod, workloads
 
 with warnings.catch_warnings():  # the fleet mark is registered by the suite's own conftest
@@ -207,7 +207,9 @@ def test_a_rank_that_printed_nothing_fails_with_its_output():
                            "expected": "a JSON result line",
                            "found": "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: "
                                     "allreduce.py FAILED",
-                           "cause": "unknown", "fix": "see the output above"}
+                           "cause": "not a failure npuenv can explain; the check saw: torch.distributed.elastic."
+                                    "multiprocessing.errors.ChildFailedError: allreduce.py FAILED",
+                           "fix": LOOK_CLOSER}
 
 
 def test_a_node_missing_from_the_world_fails():
@@ -323,8 +325,8 @@ def test_the_controller_reports_output_without_a_result(fleet):
     b.probe.answer(REMOTE_TORCHRUN, 1, "", "")
     f = controller_allreduce(config).failure
     assert (f["summary"], f["found"], f["cause"], f["fix"]) == (
-        "the all_reduce across 2 nodes workload did not run", "torchrun: rendezvous timed out", "unknown",
-        "see the output above")
+        "the all_reduce across 2 nodes workload did not run", "torchrun: rendezvous timed out",
+        "not a failure npuenv can explain; the check saw: torchrun: rendezvous timed out", LOOK_CLOSER)
 
 
 def test_the_controller_needs_two_hosts(fleet):

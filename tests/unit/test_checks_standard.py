@@ -10,7 +10,9 @@ from tests.unit.check_fakes import (FakeProbe, failed, healthy_facts, network_fa
                                     sample, stack)
 from validation.suite import test_standard as s
 
-UNKNOWN = ("unknown", "see the output above")
+# A failure no known one explains: its cause quotes what the check saw, its fix says how to look closer.
+LOOK_CLOSER = ("run the check alone to see its whole output (npuenv validate --target HOST --only CHECK) "
+               "and compare what it found with what was expected")
 
 
 class FakeWorkload:
@@ -277,7 +279,8 @@ def test_allreduce_that_could_not_launch_fails_with_its_error():
     f = failed(s.test_allreduce_local, workload=FakeWorkload(bad), options=options())
     assert f["summary"] == ("the all_reduce across local devices workload failed: rank 2 exited with code 1 before "
                             "the first collective")
-    assert (f["cause"], f["fix"]) == UNKNOWN
+    assert (f["cause"], f["fix"]) == ("not a failure npuenv can explain; the check saw: rank 2 exited with code 1 "
+                                      "before the first collective", LOOK_CLOSER)
 
 
 # ------------------------------------------------------------------ workload verdicts, crashes and their labels

@@ -4,10 +4,15 @@ Prometheus scrapes, and the HTML page's summary, groups and cells. (The merge
 and the straggler rule are tested in test_validation_run.py.)"""
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from compat_matrix import interrupts, outputs
+from compat_matrix.errors import UserError
 from validation import report
 
 CAUSE = {"summary": "s", "expected": "8 healthy NPUs", "found": "NPU 3 Critical", "cause": "the device reports a fault",
@@ -224,3 +229,114 @@ def test_fleet_result_keeps_each_hosts_outcome_and_groups_failures_without_an_ex
     assert r["failures"] == [{"check": "driver_version", "cause": "driver missing", "fix": "", "hosts": hosts,
                               "examples": ["h0: driver missing", "h1: driver missing", "h2: driver missing"]}]
     assert r["figures"]["train_samples_per_s"] == {"h0": 0.5, "h1": 0.5}   # below 1 is still a figure
+
+
+# --- what a node sent, in every report -----------------------------------------------
+
+def test_fleet_result_is_made_safe_once_for_every_report():
+    records = [rec("a", "npu_health", "failed", "\x1b[31mNPU 3\x1b[0m Critical\x00",
+                   failure={**CAUSE, "found": "x\ud800"}, data={"loss": float("nan")})]
+    r = report.fleet_result(records, ["a"], {}, meta={"targets": ["ssh://ops@a\x1b]0;t\x07"], "level": "quick"})
+    [mine] = r["results"]
+    assert mine["message"] == "\ufffd[31mNPU 3\ufffd[0m Critical\ufffd"
+    assert (mine["failure"]["found"], mine["data"]) == ("x\ufffd", {"loss": None})
+    assert r["meta"]["targets"] == ["ssh://ops@a\ufffd]0;t\ufffd"]
+    assert r["failures"][0]["examples"] == ["a: \ufffd[31mNPU 3\ufffd[0m Critical\ufffd"]
+
+
+@pytest.mark.parametrize("sizes", ["1 GiB", [1, 2], [{"bytes": "1024", "algbw_gbps": 1.0, "busbw_gbps": 1.0}],
+                                   [{"bytes": 1024, "algbw_gbps": 1.0, "busbw_gbps": True}], {"bytes": 1024}])
+def test_bandwidth_rows_of_another_shape_are_left_out(sizes):
+    records = [rec("a", "allreduce_local", data={"sizes": sizes}), rec("b", "allreduce_local", data={"sizes": SIZES})]
+    r = report.fleet_result(records, ["a", "b"], {})
+    assert report.bandwidth_series(r) == {"b allreduce_local": SIZES}
+    assert r["figures"]["allreduce_busbw_gbps"] == {"b": 1.5}
+    assert "all_reduce a allreduce_local" not in report.terminal(r) and report.html_page(r).count("<polyline") == 1
+
+
+# --- all reports or none ------------------------------------------------------------
+
+def earlier_run(out):
+    out.mkdir()
+    for name in ("results.json", "junit.xml", "report.html", "metrics.prom"):
+        (out / name).write_text("an earlier run: passed")
+    (out / "notes.txt").write_text("mine")
+
+
+def left(tmp_path):
+    """What is in tmp_path and out/, besides the user's own file."""
+    return sorted(p.name for p in [*tmp_path.iterdir(), *(tmp_path / "out").iterdir()] if p.name != "notes.txt")
+
+
+def test_a_report_that_cannot_be_made_leaves_no_report_at_all(tmp_path, result, monkeypatch):
+    out = tmp_path / "out"
+    earlier_run(out)
+
+    def broken(_result):
+        raise KeyError("busbw_gbps")
+
+    monkeypatch.setitem(report.REPORTS, "junit.xml", broken)
+    with pytest.raises(UserError) as e:
+        report.write_all(result, out)
+    assert str(e.value) == ("the reports were not written: junit.xml could not be made (KeyError: 'busbw_gbps'); "
+                            "this is a bug of npuenv: please report it with the command and its output; the reports "
+                            f"of an earlier run in {out} were removed, so that none of them is taken for this run's")
+    assert left(tmp_path) == ["out"]   # no report, old or new, and no temporary folder
+
+
+def test_a_write_that_fails_halfway_leaves_no_report_at_all(tmp_path, result, monkeypatch):
+    out = tmp_path / "out"
+    earlier_run(out)
+    real, moved = os.replace, []
+
+    def full_disk(src, dst):
+        if moved:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        moved.append(dst)
+        real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", full_disk)
+    with pytest.raises(UserError) as e:
+        report.write_all(result, out)
+    assert str(e.value).startswith(f"the reports were not written: --out {out}: cannot write it: No space left on "
+                                   "device; the reports of an earlier run")
+    assert [p.name for p in moved] == ["results.json"]   # one new report was in place: it is gone too
+    assert left(tmp_path) == ["out"]
+
+
+@pytest.mark.parametrize("when", ["rendering", "making the temporary folder", "moving"])
+def test_an_interrupt_while_writing_leaves_no_report_and_no_temporary_folder(tmp_path, result, monkeypatch, when):
+    out = tmp_path / "out"
+    earlier_run(out)
+    real_render, real_replace, real_mkdtemp = report.REPORTS["report.html"], os.replace, outputs.tempfile.mkdtemp
+
+    def render(r):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_render(r)
+
+    def replace(src, dst):
+        os.kill(os.getpid(), signal.SIGTERM)   # held back until every report is in place
+        real_replace(src, dst)
+
+    def mkdtemp(**kwargs):
+        made = real_mkdtemp(**kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)   # before its name is known to anyone who would remove it
+        return made
+
+    if when == "rendering":
+        monkeypatch.setitem(report.REPORTS, "report.html", render)
+    elif when == "moving":
+        monkeypatch.setattr(outputs.os, "replace", replace)
+    else:
+        monkeypatch.setattr(outputs.tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(interrupts.Interrupted), interrupts.interruptible("validate"):
+        report.write_all(result, out)
+    assert left(tmp_path) == ["out"]
+
+
+def test_write_all_with_some_reports_removes_the_others(tmp_path, result):
+    out = tmp_path / "out"
+    earlier_run(out)
+    assert report.write_all(result, out, names=(report.METRICS,)) == [out / "metrics.prom"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.prom", "notes.txt"]
+    assert "npuenv_validation_host_reachable{host=\"d\"} 0.0" in (out / "metrics.prom").read_text()

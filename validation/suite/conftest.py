@@ -9,6 +9,7 @@ from shlex import quote
 import pytest
 
 from validation import explain, facts as facts_mod, workloads
+from validation import options as suite_options
 from validation.node import FLEET_PORT
 from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 
@@ -18,17 +19,16 @@ LEVELS = ("quick", "standard", "full")
 def pytest_addoption(parser):
     g = parser.getgroup("npuenv")
     g.addoption("--npuenv-stack", help="JSON file: the resolved matrix row the hosts must match")
-    g.addoption("--npuenv-backend", default="auto", choices=("auto", "npu", "cuda", "cpu"))
-    g.addoption("--npuenv-devices", type=int, help="NPU devices each host should show (default: the chip's)")
-    g.addoption("--npuenv-max-bytes", type=int, default=1 << 30, help="largest all_reduce of the full sweep")
-    g.addoption("--npuenv-busbw-floor", type=float, default=0.0, help="minimum busbw in GB/s at the largest size")
-    g.addoption("--npuenv-timeout", type=int, default=60, help="seconds before a collective counts as hung")
-    g.addoption("--npuenv-nproc", type=int, help="processes per host for collectives (default: one per device)")
+    g.addoption("--npuenv-backend", default="auto", choices=suite_options.BACKENDS)
+    # The same names, defaults and ranges as `npuenv validate`'s options (validation/options.py).
+    for option in suite_options.SUITE_OPTIONS:
+        g.addoption(f"--npuenv-{option.name}", type=option.parse, default=option.default, help=option.help)
     # The fleet phase (validation/node.py --fleet): every node runs its part at once.
-    g.addoption("--npuenv-fleet-size", type=int, help="nodes taking part in the fleet checks")
-    g.addoption("--npuenv-fleet-rank", type=int, help="this node's rank among them (0 hosts the rendezvous)")
+    g.addoption("--npuenv-fleet-size", type=suite_options.integer(1), help="nodes taking part in the fleet checks")
+    g.addoption("--npuenv-fleet-rank", type=suite_options.integer(0),
+                help="this node's rank among them (0 hosts the rendezvous)")
     g.addoption("--npuenv-fleet-master", help="address of rank 0, as the nodes reach it")
-    g.addoption("--npuenv-fleet-port", type=int, default=FLEET_PORT, help="rendezvous port on rank 0")
+    g.addoption("--npuenv-fleet-port", type=suite_options.port, default=FLEET_PORT, help="rendezvous port on rank 0")
     g.addoption("--npuenv-peer-ips", default="",
                 help="device IPs of the next node, DEVICE=IP,... (netdetect between peers)")
 
@@ -84,6 +84,19 @@ class CheckFailed(AssertionError):
     pass
 
 
+def unexplained(summary: str, found: str) -> str:
+    """The cause of a failure no known one explains: what the check saw (the last line of it)."""
+    seen = next((line.strip() for line in reversed(str(found).splitlines()) if line.strip()), "") or summary
+    return f"not a failure npuenv can explain; the check saw: {seen[:200]}"
+
+
+def look_closer(test_name: str) -> str:
+    """The next step for a failure no known one explains: the check's whole output."""
+    name = test_name.removeprefix("test_") or "CHECK"
+    return (f"run the check alone to see its whole output (npuenv validate --target HOST --only {name}) "
+            "and compare what it found with what was expected")
+
+
 @dataclass
 class Checker:
     request: pytest.FixtureRequest
@@ -95,9 +108,11 @@ class Checker:
         if ok:
             return
         known = explain.explain(seen or found)
-        cause = cause or (known[0] if known else "unknown")
-        fix = fix or (known[1] if known else "see the output above")
-        failure = {"summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}
+        cause = cause or (known[0] if known else unexplained(summary, found))
+        fix = fix or (known[1] if known else look_closer(getattr(self.request.node, "originalname", "")))
+        # Text, as the node document's schema wants it (validation/document.py).
+        failure = {k: str(v) for k, v in
+                   {"summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}.items()}
         self.request.node.user_properties.append((PROP_FAILURE, json.dumps(failure)))
         raise CheckFailed(f"{summary}\n  expected: {expected}\n  found:    {found}\n"
                           f"  likely cause: {cause}\n  fix: {fix}")
