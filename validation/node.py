@@ -6,12 +6,17 @@
 Suite options (``--npuenv-backend``, ``--npuenv-timeout``, ...) pass through to
 the suite (validation/suite/conftest.py). ``--fleet`` runs only the checks that
 need every node at once (the controller starts them on all nodes together).
-Exit codes: 0 every check passed, 1 a check failed, 2 the suite could not run
-(the JSON's "error" says why).
+``--only`` takes check names (``suite_checks()``), each selected exactly.
+Exit codes: 0 every check passed (or none of the --only checks is of this
+phase: an empty result), 1 a check failed, 2 the suite could not run (the
+JSON's "error" says why), 128+N stopped by signal N (SIGTERM, SIGINT), with
+every process of the run ended and its temporary folders removed.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import json
 import os
 import shutil
@@ -22,7 +27,13 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+
+from compat_matrix import interrupts
+
+from . import identity
+from .document import FORMAT_KEY, FORMAT_VERSION
 
 SUITE = Path(__file__).resolve().parent / "suite"
 # Which checks each level runs (pytest marker expressions). Checks that need
@@ -32,6 +43,70 @@ FLEET_MARK = "fleet"
 EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 # Rank 0's rendezvous port for the checks across nodes.
 FLEET_PORT = 29512
+
+
+# After SIGTERM, how long the suite's processes get to end before SIGKILL.
+STOP_GRACE_S = 10
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of the suite: a test_* function of suite/test_*.py, named without the prefix."""
+    name: str
+    level: str    # the lowest level that runs it
+    fleet: bool   # it needs every node at once (the fleet phase)
+
+
+def _marks(expr: ast.expr) -> set[str]:
+    """The NAMEs of the ``pytest.mark.NAME`` marks in a decorator or a ``pytestmark`` value."""
+    out = set()
+    for item in expr.elts if isinstance(expr, (ast.List, ast.Tuple)) else [expr]:
+        item = item.func if isinstance(item, ast.Call) else item
+        if isinstance(item, ast.Attribute) and isinstance(item.value, ast.Attribute) and item.value.attr == "mark":
+            out.add(item.attr)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def suite_checks() -> dict[str, Check]:
+    """The suite's checks by name, read from its source (the controller does not
+    import the suite: the checks are selected by their exact names, and the
+    names are known before anything runs)."""
+    checks: dict[str, Check] = {}
+    for path in sorted(SUITE.glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        module_marks = set().union(*(_marks(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                                     and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in n.targets)))
+        for node in tree.body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
+                continue
+            marks = set().union(*map(_marks, node.decorator_list))
+            levels = [lv for lv in LEVELS if lv in marks] or [lv for lv in LEVELS if lv in module_marks]
+            name = node.name.removeprefix("test_")
+            if not levels or name in checks:
+                raise ValueError(f"{path.name}: {node.name} " + ("is defined twice in the suite" if name in checks
+                                 else "has no level mark (pytest.mark.quick, standard or full)"))
+            checks[name] = Check(name, levels[0], FLEET_MARK in marks | module_marks)
+    return checks
+
+
+def check_name(text: str) -> str:
+    """``--only``'s type: a check of the suite, by its exact name."""
+    if text not in suite_checks():
+        raise argparse.ArgumentTypeError(f"no check is named {text!r}; the checks are: "
+                                         f"{', '.join(sorted(suite_checks()))}")
+    return text
+
+
+def level_problem(only: list[str], level: str) -> str | None:
+    """Why ``--level`` would not run every check ``--only`` names (None when it would)."""
+    order = list(LEVELS)
+    above = [suite_checks()[n] for n in only if order.index(suite_checks()[n].level) > order.index(level)]
+    if not above:
+        return None
+    needed = max((c.level for c in above), key=order.index)
+    return (f"--only {', '.join(f'{c.name} (a {c.level} check)' for c in above)}: --level {level} does not run "
+            f"{'it' if len(above) == 1 else 'them'}; pass --level {needed}")
 
 
 def marker_expression(level: str, fleet: bool) -> str:
@@ -44,8 +119,8 @@ def suite_command(level: str, hosts: str, stack: Path, results: Path, *, fleet: 
     args = [str(SUITE), "-p", "validation.results", "-p", "no:cacheprovider", "-p", "no:xdist",
             "--rootdir", str(SUITE), "-c", os.devnull, "-m", marker_expression(level, fleet), "-q", "-rN",
             f"--hosts={hosts}", f"--npuenv-stack={stack}", f"--npuenv-results={results}", *(options or [])]
-    if only:
-        args += ["-k", " or ".join(only)]
+    # By exact name (validation/results.py), not pytest's -k, which matches substrings and takes expressions.
+    args += [f"--npuenv-only={name}" for name in only or []]
     return args
 
 
@@ -61,13 +136,19 @@ def addresses() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="npuenv-validate.pyz", description=__doc__.split("\n\n")[0])
     parser.add_argument("--level", choices=tuple(LEVELS), default="quick")
-    parser.add_argument("--only", action="append", help="run only this check (repeatable)")
+    parser.add_argument("--only", action="append", type=check_name, help="run only this check (repeatable)")
     parser.add_argument("--fleet", action="store_true", help="run the checks that need every node at once")
     parser.add_argument("--stack", type=Path, help="the stack JSON to match (default: the one in the artefact)")
     args, suite_options = parser.parse_known_args(argv)
+    problem = level_problem(args.only or [], args.level)
+    if problem:
+        parser.error(problem)
     started = time.time()
-    out = {"hostname": socket.gethostname(), "addresses": addresses(), "python": sys.version.split()[0],
-           "level": args.level, "fleet": args.fleet, "results": []}
+    # machine_id and host_keys say which machine this is: the controller refuses
+    # two targets that reach one machine (validation/identity.py).
+    out = {FORMAT_KEY: FORMAT_VERSION,
+           "hostname": socket.gethostname(), "addresses": addresses(), **identity.read(),
+           "python": sys.version.split()[0], "level": args.level, "fleet": args.fleet, "results": []}
     stack = args.stack or Path(__file__).resolve().parent.parent / "npuenv-stack.json"
     with tempfile.TemporaryDirectory(prefix="npuenv-results-") as tmp:
         results = Path(tmp) / "results.json"
@@ -79,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         command[3:3] = ["-p", "testinfra.plugin"]
         env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
         # pytest's own output goes to stderr: stdout carries only the JSON.
-        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        proc = run_suite(command, env)
         sys.stderr.write(proc.stdout)
         results_written = results.exists()
         if results_written:
@@ -88,36 +169,102 @@ def main(argv: list[str] | None = None) -> int:
     out["duration_s"] = round(time.time() - started, 2)
     # pytest exits 1 for failed checks, and also when it could not start at all:
     # only a results file says the checks ran.
-    ran = proc.returncode in (0, 1) and results_written
+    # The checks --only names may all belong to the other phase (those across nodes run in the fleet
+    # phase, the others before it): pytest's "no tests ran" (5) is then this phase's empty result.
+    other_phase = bool(args.only) and all(suite_checks()[n].fleet != args.fleet for n in args.only)
+    ran = (proc.returncode in (0, 1) or (proc.returncode == 5 and other_phase)) and results_written
     if not ran:
         out["error"] = f"the suite could not run (pytest exit {proc.returncode}): " + proc.stdout.strip()[-1500:]
     print(json.dumps(out))
-    return {0: EXIT_PASSED, 1: EXIT_FAILED}[proc.returncode] if ran else EXIT_ERROR
+    return {0: EXIT_PASSED, 1: EXIT_FAILED, 5: EXIT_PASSED}[proc.returncode] if ran else EXIT_ERROR
+
+
+def run_suite(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """pytest's run (output and stderr together), in a session of its own: when
+    the run is interrupted (SIGTERM, SIGINT), pytest and every process it
+    started (the workloads) are ended before the caller's cleanup runs."""
+    proc = None
+    try:
+        with interrupts.deferred():  # a signal waits until the process is known here
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                    start_new_session=True)
+        output, _ = proc.communicate()
+    except interrupts.Interrupted:
+        if proc is not None:
+            _end_session(proc)
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, output)
+
+
+def _session(sid: int) -> list[int]:
+    """The live processes of a session. Its process group is not enough: `timeout`
+    (which the suite runs workloads under) moves itself into a group of its own."""
+    pids = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            # /proc/PID/stat: pid (comm) state ppid pgrp session ...; comm may hold ')'.
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[3] == str(sid) and fields[0] != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def _end_session(proc: subprocess.Popen) -> None:
+    """SIGTERM to every process of ``proc``'s session, then SIGKILL to those still there after STOP_GRACE_S."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _session(proc.pid) or [-proc.pid]:  # without /proc: its process group
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and (proc.poll() is None or _session(proc.pid)):
+            time.sleep(0.05)
+        if proc.poll() is not None and not _session(proc.pid):
+            return
 
 
 def run_from_archive(archive: str) -> int:
     """Unpack the artefact into a private directory, run main() from there
     (pytest collects the suite from real files), and remove the directory,
-    also when the run is interrupted."""
-    root = Path(tempfile.mkdtemp(prefix="npuenv-validate-"))
-    child = None
-
-    def stop(signum, _frame):
-        if child and child.poll() is None:
-            child.send_signal(signum)
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(root)
-        env = dict(os.environ, PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
-        child = subprocess.Popen([sys.executable, "-m", "validation.node", *sys.argv[1:]], env=env, cwd=root)
-        return child.wait()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    also when the run is interrupted (SIGTERM, SIGINT): the run is stopped
+    first, and removes its own temporary files."""
+    root = child = None
+    with interrupts.interruptible("the validation artefact"):
+        try:
+            with interrupts.deferred():  # the folder is known to the cleanup before a signal is acted on
+                root = Path(tempfile.mkdtemp(prefix="npuenv-validate-"))
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(root)
+            env = dict(os.environ, PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
+            with interrupts.deferred():
+                child = subprocess.Popen([sys.executable, "-m", "validation.node", *sys.argv[1:]], env=env, cwd=root)
+            return child.wait()
+        except interrupts.Interrupted as e:
+            if child is not None:
+                # The run (if it did not get the signal itself) ends pytest and removes its results folder;
+                # this waits for that, and removes the unpacked copy after it.
+                child.send_signal(e.signum)
+                try:
+                    child.wait(timeout=2 * STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+            print(f"npuenv-validate: {e}", file=sys.stderr)
+            return e.exit_code
+        finally:
+            if root is not None:
+                shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with interrupts.interruptible("the validation suite"):
+        try:
+            sys.exit(main())
+        except interrupts.Interrupted as e:  # main() ended pytest and removed its temporary folder on the way out
+            print(f"npuenv-validate: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)

@@ -4,22 +4,28 @@ runs the artefact on its hosts and returns one Outcome per host."""
 from __future__ import annotations
 
 import concurrent.futures
+import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import yaml
 
 import compat_matrix as cm
-from compat_matrix import interrupts
+from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
+from . import options
 from .merge import Outcome, judge
 
 # The row an image was built for is in its labels (images/ writes them).
@@ -88,9 +94,11 @@ class AnsibleTransport:
 
         with tempfile.TemporaryDirectory(prefix="npuenv-validate-") as tmp:
             tree = Path(tmp) / "tree"
-            extra = Path(tmp) / "vars.json"
-            extra.write_text(json.dumps({"validation_artefact": str(artefact),
-                                         "validation_node_args": {h: args[h] for h in self.hosts}}))
+            extra = Path(tmp) / "vars.yml"
+            # Only the hosts with arguments run (the fleet phase leaves out those that did not run the first).
+            wanted = [h for h in self.hosts if h in args]
+            extra.write_text(unsafe_yaml({"validation_artefact": str(artefact),
+                                          "validation_node_args": {h: args[h] for h in wanted}}))
             # The tree callback keeps each host's last result (unreachable ones
             # too, with SSH's own reason); only failures and the recap are shown.
             p = playbooks_run.run_playbook(
@@ -98,7 +106,7 @@ class AnsibleTransport:
                 env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_CALLBACK_TREE_DIR": str(tree),
                      "ANSIBLE_DISPLAY_OK_HOSTS": "false", "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false"})
             outcomes = {}
-            for host in self.hosts:
+            for host in wanted:
                 path = tree / host
                 if not path.exists():
                     outcomes[host] = Outcome("error", f"ansible-playbook gave no result for {host} (exit "
@@ -115,33 +123,264 @@ class AnsibleTransport:
             return outcomes
 
 
-# --- targets -----------------------------------------------------------------
+# --- targets: what the user names, parsed and checked before anything runs --------
 
-def start_image(ref: str, host_root: str, run_args: list[str], cleanup: ExitStack) -> tuple[str, dict]:
+SSH_PORT = 22
+# An ssh key or config is a few KiB; anything larger is the wrong file.
+SSH_FILE_MAX_BYTES = 1 << 20
+# Names as ssh, podman and Ansible take them: no option (a leading '-'), no
+# shell, template or URL syntax. A host may be an ssh_config alias, hence '_'.
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
+_CONTAINER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # podman's own rule for names (and IDs)
+_IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+# Characters of a path that ssh (a quoted IdentityFile, its %-tokens) or Ansible
+# (templates in inventory values) would read as syntax.
+_PATH_SYNTAX = '"\\%{}'
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+USAGE = "local, podman://NAME, image:REF, ssh://USER@HOST[:PORT] or ansible://GROUP?inventory=FILE"
+
+
+def _query_text(params: dict[str, str]) -> str:
+    """A target's options as its query: what parse() reads back to the same values."""
+    return urlencode(params, safe="/", quote_via=quote)
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    def __str__(self) -> str:
+        return "local"
+
+
+@dataclass(frozen=True)
+class PodmanTarget:
+    name: str
+
+    def __str__(self) -> str:
+        return f"podman://{self.name}"
+
+
+@dataclass(frozen=True)
+class ImageTarget:
+    """An image, and the registry options for pulling it (those of `npuenv image push`)."""
+    ref: str
+    authfile: Path | None = None
+    cert_dir: Path | None = None
+    ca_cert: Path | None = None
+    creds_from_env: bool = False
+
+    def query(self) -> dict[str, str]:
+        q = {k: str(getattr(self, k)) for k in ("authfile", "cert_dir", "ca_cert") if getattr(self, k) is not None}
+        return {**q, "creds_from_env": "1"} if self.creds_from_env else q
+
+    def __str__(self) -> str:
+        return f"image:{self.ref}" + (f"?{_query_text(self.query())}" if self.query() else "")
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    user: str
+    host: str
+    port: int = SSH_PORT
+    identity_file: Path | None = None
+    ssh_config: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """Its host name in the inventory and the reports (brackets would be a range to Ansible)."""
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        query = {k: str(v) for k, v in (("ssh_identity_file", self.identity_file), ("ssh_config", self.ssh_config))
+                 if v is not None}
+        return f"ssh://{self.user}@{host}:{self.port}" + (f"?{_query_text(query)}" if query else "")
+
+    def hostvars(self) -> dict:
+        """Its inventory entry: each value one argument of ssh's (Ansible builds `-o User="..."` and so on)."""
+        hv = {"ansible_host": self.host, "ansible_port": self.port, "ansible_user": self.user,
+              "ansible_become": self.user != "root"}
+        if self.identity_file is not None:
+            hv["ansible_ssh_private_key_file"] = str(self.identity_file)
+        if self.ssh_config is not None:
+            # Ansible splits this string like a shell does: quoted, the path stays one argument.
+            hv["ansible_ssh_common_args"] = "-F " + shlex.quote(str(self.ssh_config))
+        return hv
+
+
+@dataclass(frozen=True)
+class AnsibleTarget:
+    pattern: str
+    inventory: str | None = None  # None: $ANSIBLE_INVENTORY
+
+    def __str__(self) -> str:
+        query = {"inventory": self.inventory} if self.inventory else {}
+        return f"ansible://{self.pattern}" + (f"?{_query_text(query)}" if query else "")
+
+
+Target = LocalTarget | PodmanTarget | ImageTarget | SshTarget | AnsibleTarget
+
+
+def redacted(text: str) -> str:
+    """``text`` with the password of a URL's user (SCHEME://USER:PASSWORD@...) replaced by ***."""
+    return re.sub(r"(://[^/?#@:]*):[^@]*@", r"\1:***@", text)
+
+
+def parse(target: str | Target) -> Target:
+    """A target as the user wrote it, parsed and checked (UserError naming what is wrong)."""
+    if not isinstance(target, str):
+        return target
+    if target == "local":
+        return LocalTarget()
+    if target.startswith("podman://"):
+        name = target.removeprefix("podman://")
+        if not _CONTAINER.fullmatch(name):
+            raise UserError(f"{target}: use podman://CONTAINER (a container's name or ID)")
+        return PodmanTarget(name)
+    if target.startswith("image:"):
+        return _parse_image(target)
+    if target.startswith("ssh://"):
+        return _parse_ssh(target)
+    if target.startswith("ansible://"):
+        return _parse_ansible(target)
+    raise UserError(f"unknown target '{redacted(target)}'; use {USAGE}")
+
+
+def _query(target: str, query: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    unknown = sorted({k for k, _ in pairs} - set(allowed))
+    if unknown:
+        raise UserError(f"{target}: unknown option(s) {', '.join(unknown)}; known: {', '.join(allowed)}")
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise UserError(f"{target}: {', '.join(twice)} given twice; give each option once")
+    return dict(pairs)
+
+
+def _user_path(target: str, option: str, value: str, for_ssh: bool = True) -> Path:
+    """A path given in a target's query: absolute (Ansible and podman run elsewhere), and for ssh plain."""
+    if not value.strip():
+        raise UserError(f"{target}: {option}= names no file; give its path")
+    try:
+        path = Path(value).expanduser().resolve()
+    except (RuntimeError, OSError) as e:
+        raise UserError(f"{target}: {option} {value}: {e}") from None
+    bad = sorted({c for c in str(path) if c in _PATH_SYNTAX or not c.isprintable()})
+    if for_ssh and (bad or str(path) != str(path).strip()):
+        held = " ".join(map(repr, bad)) or "a space at its end"
+        raise UserError(f"{target}: {option} {str(path)!r}: the path holds {held}, which ssh or Ansible would read "
+                        f"as syntax; move the file (or link it) to a plain path")
+    return path
+
+
+def _parse_ssh(target: str) -> SshTarget:
+    rest = target.removeprefix("ssh://")
+    # RFC 3986: the authority ends at the first '/', '?' or '#'; the user is what comes before its last '@'.
+    end = next((i for i, c in enumerate(rest) if c in "/?#"), len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hostport = authority.rpartition("@")
+    # A password holding '/', '?' or '#' ends the authority early: its '@' then comes before any option's '='.
+    if ":" in userinfo or (":" in authority and not at and "@" in tail.partition("=")[0]):
+        raise UserError(f"{redacted(target)}: a password in the target is refused (other users of this machine "
+                        f"see it in the process list, and it stays in the shell's history); "
+                        f"log in with a key: ssh://USER@HOST?ssh_identity_file=KEY, or name an ssh_config: "
+                        f"ssh://USER@HOST?ssh_config=FILE")
+    usage = "use ssh://USER@HOST[:PORT][?ssh_identity_file=KEY&ssh_config=FILE]"
+    path, _, query = tail.partition("?")
+    if path or "#" in query:
+        raise UserError(f"{target}: '{path or query[query.index('#'):]}' is not part of an SSH target; {usage}")
+    if hostport.startswith("["):
+        host, close, after = hostport[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UserError(f"{target}: [{host}] is not an IPv6 address; {usage}") from None
+        if not close or (after and not after.startswith(":")):
+            raise UserError(f"{target}: {usage} (an IPv6 address in brackets: [ADDRESS]:PORT)")
+        port_text = after[1:] if after else None
+    else:
+        host, colon, port_text = hostport.partition(":")
+        if ":" in port_text:
+            raise UserError(f"{target}: an IPv6 address goes in brackets: ssh://USER@[ADDRESS]:PORT")
+        if not _HOST.fullmatch(host):
+            raise UserError(f"{target}: '{host}' is not a host name (letters, digits, '.', '-', '_'; not beginning "
+                            f"with '-') or an address; {usage}")
+        port_text = port_text if colon else None
+    if port_text is None:
+        port = SSH_PORT
+    elif not re.fullmatch(r"[0-9]{1,5}", port_text) or not \
+            options.PORT_RANGE[0] <= int(port_text) <= options.PORT_RANGE[1]:
+        raise UserError(f"{target}: the port must be a number from {options.PORT_RANGE[0]} to "
+                        f"{options.PORT_RANGE[1]}, not '{port_text}' (leave it out for {SSH_PORT})")
+    else:
+        port = int(port_text)
+    user = userinfo if at else (os.environ.get("USER") or "root")
+    if not _USER.fullmatch(user):
+        raise UserError(f"{target}: '{user}' is not a user name (letters, digits, '_', '.', '-'; not beginning "
+                        f"with '-' or '.')")
+    params = _query(target, query, ("ssh_identity_file", "ssh_config"))
+    files = {}
+    for option in ("ssh_identity_file", "ssh_config"):
+        if option in params:
+            path = _user_path(target, option, params[option])
+            files[option] = outputs.check_input_file(path, f"the {option} of {target}", SSH_FILE_MAX_BYTES)
+    return SshTarget(user, host, port, files.get("ssh_identity_file"), files.get("ssh_config"))
+
+
+def _parse_image(target: str) -> ImageTarget:
+    ref, _, query = target.removeprefix("image:").partition("?")
+    if not _IMAGE_REF.fullmatch(ref):
+        raise UserError(f"image:{ref} is not an image reference; use image:[REGISTRY/]REPOSITORY[:TAG]")
+    params = _query(target, query, ("authfile", "cert_dir", "ca_cert", "creds_from_env"))
+    flag = params.get("creds_from_env", "0").lower()
+    if flag not in _TRUE + _FALSE:
+        raise UserError(f"{target}: creds_from_env={flag}: give creds_from_env=1 (or 0)")
+    paths = {k: _user_path(target, k, params[k], for_ssh=False) for k in ("authfile", "cert_dir", "ca_cert")
+             if k in params}
+    return ImageTarget(ref, **paths, creds_from_env=flag in _TRUE)
+
+
+def _parse_ansible(target: str) -> AnsibleTarget:
+    from playbooks import run as playbooks_run
+
+    try:
+        parts = urlsplit(target)
+    except ValueError as e:  # an unbalanced '[' or ']'
+        raise UserError(f"{target}: {e}; use ansible://GROUP?inventory=FILE") from None
+    pattern = (parts.netloc + parts.path).strip("/") or playbooks_run.FLEET_GROUP
+    if pattern.startswith("-") or not pattern.isprintable() or any(c.isspace() for c in pattern):
+        raise UserError(f"{target}: '{pattern}' is not a host pattern (no spaces, not beginning with '-'); "
+                        f"use ansible://GROUP?inventory=FILE")
+    params = _query(target, parts.query, ("inventory",))
+    inventory = params.get("inventory") or None
+    if inventory and Path(inventory).exists() and not (Path(inventory).is_file() or Path(inventory).is_dir()):
+        raise UserError(f"{target}: the inventory {inventory} is not a file or a folder (a pipe, socket or device)")
+    return AnsibleTarget(pattern, inventory)
+
+
+# --- what each target becomes ------------------------------------------------
+
+def start_image(target: ImageTarget, host_root: str, run_args: list[str], cleanup: ExitStack) -> tuple[str, dict]:
     """Start an image as a real run would: every /dev/davinci* of the host and
     the host's driver mounted read-only. Returns (container name, row hint).
-    An image not in local storage is pulled first (REF?authfile=F&cert_dir=D&
-    ca_cert=F&creds_from_env=1: the registry options of `npuenv image push`)."""
+    An image not in local storage is pulled first, with the target's registry
+    options (authfile, cert_dir, ca_cert, creds_from_env)."""
     from images import registry
 
-    ref, _, query = ref.partition("?")
-    if ref.startswith("-") or not ref:
-        raise UserError(f"image:{ref} is not an image reference")
+    ref = target.ref
     inspect = _podman("image", "inspect", "--", ref, check=False)
     if inspect.returncode != 0:
         host, slash, _ = ref.partition("/")
         if not slash or not ("." in host or ":" in host):   # localhost/... is local storage's own name
             raise UserError(f"image {ref} does not exist; build it with `make image`, or name its registry "
                             f"(image:REGISTRY/REPO:TAG) to pull it")
-        params = _query(f"image:{ref}", query, ("authfile", "cert_dir", "ca_cert", "creds_from_env"))
-        access = registry.Access(authfile=Path(params["authfile"]) if params.get("authfile") else None,
-                                 cert_dir=Path(params["cert_dir"]) if params.get("cert_dir") else None,
-                                 ca_cert=Path(params["ca_cert"]) if params.get("ca_cert") else None,
-                                 creds_from_env=params.get("creds_from_env", "") not in ("", "0", "false"))
+        access = registry.Access(authfile=target.authfile, cert_dir=target.cert_dir, ca_cert=target.ca_cert,
+                                 creds_from_env=target.creds_from_env)
         registry.pull(ref, engine="podman", access=access, log=lambda m: print(m, file=sys.stderr, flush=True))
         inspect = _podman("image", "inspect", "--", ref)
-    elif query:
-        raise UserError(f"image:{ref}?{query}: the registry options are for an image that is pulled; {ref} is in "
+    elif target.query():
+        raise UserError(f"{target}: the registry options are for an image that is pulled; {ref} is in "
                         f"local storage already")
     labels = json.loads(inspect.stdout)[0].get("Labels") or {}
     root = Path(host_root)
@@ -168,90 +407,57 @@ def start_image(ref: str, host_root: str, run_args: list[str], cleanup: ExitStac
     return name, hint
 
 
-def _query(target: str, query: str, allowed: tuple[str, ...]) -> dict[str, str]:
-    params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise UserError(f"{target}: unknown option(s) {', '.join(unknown)}; known: {', '.join(allowed)}")
-    return params
-
-
-def ssh_inventory(targets: list[str], directory: Path) -> Path:
+def ssh_inventory(targets: list[str | SshTarget], directory: Path) -> Path:
     """An inventory for ssh://USER@HOST[:PORT] targets (npu_nodes, one host each)."""
     hosts = {}
-    for target in targets:
-        parts = urlsplit(target)
-        params = _query(target, parts.query, ("ssh_identity_file", "ssh_config"))
-        if not parts.hostname or not re.fullmatch(r"[A-Za-z0-9_.:\-]+", parts.hostname):
-            raise UserError(f"{target}: use ssh://USER@HOST[:PORT]")
-        try:
-            port = parts.port or 22
-        except ValueError:
-            raise UserError(f"{target}: the port must be a number") from None
-        user = parts.username or os.environ.get("USER") or "root"
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", user):
-            raise UserError(f"{target}: '{user}' is not a user name")
-        name = f"{user}@{parts.hostname}:{port}"
-        hv = {"ansible_host": parts.hostname, "ansible_port": port, "ansible_user": user,
-              "ansible_become": user != "root"}
-        if "ssh_identity_file" in params:
-            hv["ansible_ssh_private_key_file"] = str(Path(params["ssh_identity_file"]).expanduser().resolve())
-        if "ssh_config" in params:
-            hv["ansible_ssh_common_args"] = "-F " + str(Path(params["ssh_config"]).expanduser().resolve())
-        hosts[name] = hv
+    for target in map(parse, targets):
+        if not isinstance(target, SshTarget):
+            raise UserError(f"{target}: not an ssh:// target")
+        hosts[target.name] = target.hostvars()
     # JSON is YAML: Ansible's yaml inventory plugin reads it.
     path = directory / "ssh-inventory.yml"
     path.write_text(json.dumps({"all": {"children": {"npu_nodes": {"hosts": hosts}}}}))
     return path
 
 
-def ansible_transport(target: str) -> tuple[AnsibleTransport, dict]:
+def ansible_transport(target: AnsibleTarget) -> tuple[AnsibleTransport, dict]:
     """ansible://PATTERN?inventory=F -> the transport and the row of its first host."""
     from playbooks import run as playbooks_run
 
-    parts = urlsplit(target)
-    pattern = (parts.netloc + parts.path).strip("/") or playbooks_run.FLEET_GROUP
-    params = _query(target, parts.query, ("inventory",))
-    inventory = params.get("inventory") or os.environ.get("ANSIBLE_INVENTORY")
+    inventory = target.inventory or os.environ.get("ANSIBLE_INVENTORY")
     if not inventory:
-        raise UserError(f"{target}: name the inventory: ansible://{pattern}?inventory=PATH")
-    listing = playbooks_run.read_inventory(inventory, limit=pattern)
+        raise UserError(f"{target}: name the inventory: ansible://{target.pattern}?inventory=PATH")
+    listing = playbooks_run.read_inventory(inventory, limit=target.pattern)
     hostvars = listing.get("_meta", {}).get("hostvars", {})
     hosts = playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP)
     if not hosts:
         raise UserError(f"{target}: no host of the group '{playbooks_run.FLEET_GROUP}' in {inventory} "
-                        f"matches '{pattern}'")
+                        f"matches '{target.pattern}'")
     row = hostvars.get(hosts[0], {}).get("npuenv_row") or {}
-    return AnsibleTransport(Path(inventory).resolve(), pattern, hosts), row
+    return AnsibleTransport(Path(inventory).resolve(), target.pattern, hosts), row
 
 
-def plan(targets: list[str], host_root: str, run_args: list[str], cleanup: ExitStack,
+def plan(targets: list[str | Target], host_root: str, run_args: list[str], cleanup: ExitStack,
          workdir: Path) -> tuple[list, dict]:
     """The transports for the targets, and the row hint they carry."""
     transports, hint, ssh = [], {}, []
-    for target in targets:
-        if target == "local":
+    for target in map(parse, targets):
+        if isinstance(target, LocalTarget):
             transports.append(LocalTransport())
-        elif target.startswith("podman://"):
-            name = target.removeprefix("podman://")
-            if not name or name.startswith("-"):
-                raise UserError(f"{target}: use podman://CONTAINER")
-            if _podman("container", "exists", "--", name, check=False).returncode != 0:
+        elif isinstance(target, PodmanTarget):
+            if _podman("container", "exists", "--", target.name, check=False).returncode != 0:
                 raise UserError(f"{target}: no such podman container")
-            transports.append(PodmanTransport(name, target))
-        elif target.startswith("image:"):
-            name, image_hint = start_image(target.removeprefix("image:"), host_root, run_args, cleanup)
-            transports.append(PodmanTransport(name, target, fleet_member=False))
+            transports.append(PodmanTransport(target.name, str(target)))
+        elif isinstance(target, ImageTarget):
+            name, image_hint = start_image(target, host_root, run_args, cleanup)
+            transports.append(PodmanTransport(name, str(target), fleet_member=False))
             hint = hint or image_hint
-        elif target.startswith("ssh://"):
+        elif isinstance(target, SshTarget):
             ssh.append(target)
-        elif target.startswith("ansible://"):
+        else:
             transport, row = ansible_transport(target)
             transports.append(transport)
             hint = hint or row
-        else:
-            raise UserError(f"unknown target '{target}'; use local, podman://NAME, image:REF, "
-                            "ssh://USER@HOST[:PORT] or ansible://GROUP?inventory=FILE")
     if ssh:
         inventory = ssh_inventory(ssh, workdir)
         from playbooks import run as playbooks_run
@@ -263,6 +469,32 @@ def plan(targets: list[str], host_root: str, run_args: list[str], cleanup: ExitS
     if dupes:
         raise UserError(f"target(s) given twice: {', '.join(dupes)}")
     return transports, hint
+
+
+class _Unsafe(str):
+    pass
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+_UnsafeDumper.add_representer(_Unsafe, lambda dumper, v: dumper.represent_scalar("!unsafe", str(v)))
+
+
+def unsafe_yaml(data) -> str:
+    """YAML for Ansible (-e @FILE) in which every string value is tagged !unsafe:
+    Ansible never renders it as a template, so a node's reported address or a
+    TMPDIR holding '{{' stays text and runs nothing on the controller."""
+    def tag(value):
+        if isinstance(value, str):
+            return _Unsafe(value)
+        if isinstance(value, dict):
+            return {k: tag(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [tag(v) for v in value]
+        return value
+    return yaml.dump(tag(data), Dumper=_UnsafeDumper, default_flow_style=False)
 
 
 def run_phase(transports: list, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:

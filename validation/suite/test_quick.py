@@ -177,19 +177,39 @@ def test_cann_python_deps(probe, stack, check):
           found="; ".join(f"{k}: {v}" for k, v in bad.items()), seen="No module named 'decorator'")
 
 
+# What the library listing prints (on stderr) for a package python3 cannot find.
+NOT_INSTALLED = "npuenv: not installed:"
+
+
 def test_torch_npu_libraries(probe, check):
     # torch's and torch_npu's own libraries are loaded before these at import,
     # so they count as found; what must resolve from the environment is CANN.
+    # The folders come one per line (IFS: a newline), so a path with a space stays one.
+    finder = ("import importlib.util as u, os, sys\n"
+              "specs = {m: u.find_spec(m) for m in ('torch', 'torch_npu')}\n"
+              "missing = [m for m, s in specs.items() if s is None]\n"
+              f"sys.exit({NOT_INSTALLED!r} + ' ' + ' '.join(missing)) if missing else None\n"
+              "print(os.path.dirname(specs['torch'].origin)); print(specs['torch_npu'].submodule_search_locations[0])")
     rc, out, err = probe.run(
-        "dirs=$(TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c 'import importlib.util as u, os; "
-        "t = os.path.dirname(u.find_spec(\"torch\").origin); "
-        "n = u.find_spec(\"torch_npu\").submodule_search_locations[0]; print(t, n)') && set -- $dirs && "
+        f"dirs=$(TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c {quote(finder)}) && IFS='\n' && set -f && set -- $dirs && "
         "export LD_LIBRARY_PATH=$1/lib:$2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} && "
-        "for f in $(find \"$2\" -name '*.so' -path '*lib*'); do ldd \"$f\" | sed \"s|^|$(basename $f): |\"; done")
+        "for f in $(find \"$2\" -name '*.so' -path '*lib*'); do ldd \"$f\" | sed \"s|^|$(basename \"$f\"): |\"; done")
+    absent = next((line.removeprefix(NOT_INSTALLED).split() for line in err.splitlines()
+                   if line.startswith(NOT_INSTALLED)), None)
+    # Without them there is nothing to check: a failure that says so (the check did not check).
+    check(not absent, f"{' and '.join(absent or [])} not installed: torch_npu's shared libraries cannot be checked",
+          expected="torch and torch_npu installed for python3", found=f"no {' and no '.join(absent or [])} module",
+          cause="the row's Python stack is not installed for the python3 on PATH (or another python3 comes first)",
+          fix="install the row's wheelhouse (make deploy TAGS=python) and check `command -v python3`")
     missing = sorted({line.split(":")[0] + ": " + line.split("=>")[0].split(":", 1)[1].strip()
                       for line in out.splitlines() if "not found" in line})
     check(rc == 0, "torch_npu's shared libraries could not be listed", expected="torch_npu installed",
           found=(out + err).strip()[-500:], seen=err)
+    # No library listed is no library checked, not a pass.
+    check(bool(out.strip()), "no shared library of torch_npu was found to check",
+          expected="torch_npu's lib/*.so files", found="none under its package folder",
+          cause="a torch_npu without its compiled libraries (a broken or source-only install)",
+          fix="reinstall torch_npu from the row's wheelhouse (make deploy TAGS=python)")
     check(not missing, f"{len(missing)} shared library dependency(ies) of torch_npu do not resolve",
           expected="every NEEDED library found with the CANN environment sourced", found="; ".join(missing[:12]),
           # the loader's own wording: explain() knows which libraries are CANN's
