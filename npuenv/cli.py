@@ -6,6 +6,7 @@ environment error (bad input, bad data, missing tools).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from compat_matrix.errors import UserError
 from compat_matrix.resolver import filter_rows, normalise, unknown_row_message
 from images import cli as images_cli
 from torch_npu_pkg import cli as wheelhouse_cli
-from validation.node import FLEET_PORT
+from validation import options as validate_options
+from validation.node import FLEET_PORT, LEVELS, check_name
 from validation.report import STRAGGLER_MARGIN
 
 from .args import add_constraint_args, constraints_from, load
@@ -130,7 +132,7 @@ def cmd_deploy(args) -> int:
     from playbooks import run
 
     result = run.run_playbook("site.yml", args.inventory, check=args.check, tags=args.tags, limit=args.limit,
-                              extra_vars=args.extra_vars)
+                              extra_vars=args.extra_vars, ask_become_pass=args.ask_become_pass)
     return run.exit_code(result.returncode)
 
 
@@ -163,12 +165,7 @@ def cmd_facts(args) -> int:
 def cmd_validate(args) -> int:
     from validation import run
 
-    options = [f"--npuenv-timeout={args.timeout}", f"--npuenv-max-bytes={args.max_bytes}",
-               f"--npuenv-busbw-floor={args.busbw_floor}"]
-    if args.devices:
-        options.append(f"--npuenv-devices={args.devices}")
-    if args.nproc:
-        options.append(f"--npuenv-nproc={args.nproc}")
+    options = validate_options.suite_arguments(vars(args))
     return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
                         host_root=args.host_root, run_args=args.run_arg or [], suite_options=options,
                         only=args.only, straggler_margin=args.straggler_margin, fleet_port=args.fleet_port,
@@ -222,24 +219,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="run the post-install validation suite and write the reports")
     p.add_argument("--target", action="append", required=True,
                    help="local | podman://NAME | image:REF[?ca_cert=F&cert_dir=D&authfile=F&creds_from_env=1] | "
-                   "ssh://USER@HOST[:PORT] | ansible://GROUP?inventory=PATH (repeatable; all are validated at once)")
-    p.add_argument("--level", choices=("quick", "standard", "full"), default="quick")
+                   "ssh://USER@HOST[:PORT][?ssh_identity_file=KEY&ssh_config=FILE] | ansible://GROUP?inventory=PATH "
+                   "(repeatable; all are validated at once)")
+    p.add_argument("--level", choices=tuple(LEVELS), default="quick", help="(default: %(default)s)")
     add_constraint_args(p)
-    p.add_argument("--backend", choices=("auto", "npu", "cuda", "cpu"), default="auto",
-                   help="device for the workloads (auto: npu with HCCL, else cuda with NCCL, else cpu with gloo)")
-    p.add_argument("--out", default="out/validation",
-                   help="directory for results.json, report.html, junit.xml and metrics.prom (Prometheus text)")
-    p.add_argument("--devices", type=int, help="NPU devices each host should show (default: the chip's per node)")
-    p.add_argument("--nproc", type=int, help="processes per host for the collectives (default: one per device)")
-    p.add_argument("--timeout", type=int, default=60, help="seconds after which a collective counts as hung")
-    p.add_argument("--max-bytes", type=int, default=1 << 30, help="largest all_reduce of the full level's sweep")
-    p.add_argument("--busbw-floor", type=float, default=0.0, help="minimum busbw (GB/s) at the largest size")
-    p.add_argument("--host-root", default="/", help="image targets: where the host's driver and /dev live")
+    p.add_argument("--backend", choices=validate_options.BACKENDS, default="auto",
+                   help="device for the workloads (auto: npu with HCCL, else cuda with NCCL, else cpu with gloo; "
+                   "default: %(default)s)")
+    p.add_argument("--out", type=validate_options.nonempty_path, default="out/validation",
+                   help="directory for results.json, report.html, junit.xml and metrics.prom (Prometheus text; "
+                   "default: %(default)s)")
+    for option in validate_options.SUITE_OPTIONS:
+        p.add_argument(f"--{option.name}", type=option.parse, default=option.default, help=option.help)
+    p.add_argument("--host-root", default="/", help="image targets: where the host's driver and /dev live "
+                   "(default: %(default)s)")
     p.add_argument("--run-arg", action="append", help="image targets: extra podman run argument (repeatable)")
-    p.add_argument("--straggler-margin", type=float, default=STRAGGLER_MARGIN,
-                   help="flag a host whose training or busbw figure is this fraction below the fleet median")
-    p.add_argument("--fleet-port", type=int, default=FLEET_PORT, help="rendezvous port of the all_reduce across nodes")
-    p.add_argument("--only", action="append", help="run only this check (repeatable), e.g. npu_health")
+    p.add_argument("--straggler-margin", type=validate_options.fraction, default=STRAGGLER_MARGIN,
+                   help="flag a host whose training or busbw figure is this fraction below the fleet median "
+                   "(0 to less than 1; default: %(default)s)")
+    p.add_argument("--fleet-port", type=validate_options.port, default=FLEET_PORT,
+                   help="rendezvous port of the all_reduce across nodes (default: %(default)s)")
+    p.add_argument("--only", action="append", type=check_name, metavar="CHECK",
+                   help="run only the check of this name (repeatable), e.g. npu_health")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("deploy", help="roll the inventory's matrix row out with Ansible (playbooks/site.yml)")
@@ -248,7 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="report what would change, change nothing")
     p.add_argument("--tags", type=lambda v: v.split(","), help="only these components, e.g. driver,cann")
     p.add_argument("--limit", help="only these hosts or groups")
-    p.add_argument("-e", "--extra-vars", action="append", dest="extra_vars", help="extra variables, as for ansible-playbook")
+    p.add_argument("-e", "--extra-vars", action="append", dest="extra_vars",
+                   help="extra variables: KEY=VALUE (typed as in a YAML inventory: 1000 a number, '1000' text), "
+                   "@FILE or a JSON object")
+    p.add_argument("-K", "--ask-become-pass", action="store_true",
+                   help="ask for the sudo password of the hosts' login user (without it, sudo must need none)")
     p.set_defaults(func=cmd_deploy)
 
     wheelhouse_cli.register(sub)  # npuenv wheelhouse ... / npuenv bundle ...
@@ -273,3 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        # A path the user gave that the file system cannot take: met wherever it is first used
+        # (Path.exists() and is_dir() raise it), so it is answered here, once.
+        print(f"npuenv: {e.filename}: the path is too long for the file system ({e.strerror}); give a shorter "
+              f"one", file=sys.stderr)
+        return 2

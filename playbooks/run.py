@@ -2,16 +2,21 @@
 that the inventory can be read and names the hosts the run is meant for."""
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-from compat_matrix import interrupts
+from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent
@@ -46,17 +51,40 @@ def ansible_env(**extra: str) -> dict[str, str]:
                 PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]), **extra)
 
 
+def _check_inventory_files(path: Path) -> None:
+    """Every file Ansible reads for the inventory ``path`` is a regular file of bounded size: the file
+    itself or each file of the folder, and the group_vars/ and host_vars/ beside it (a FIFO blocks
+    ansible-inventory forever, a device such as /dev/zero never ends)."""
+    if not path.is_dir():
+        try:
+            outputs.check_input_file(path, "an inventory")
+        except UserError as e:
+            raise UserError(f"inventory {e}; {HOW_TO_WRITE_AN_INVENTORY}") from None
+    folders = [path] if path.is_dir() else [path.parent / "group_vars", path.parent / "host_vars"]
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for name in sorted(filenames):
+                try:
+                    outputs.check_input_file(Path(dirpath) / name, "a file Ansible reads for the inventory")
+                except UserError as e:
+                    raise UserError(f"inventory {path}: {e}") from None
+
+
 def read_inventory(inventory: str | Path | None, limit: str | None = None) -> dict:
-    """`ansible-inventory --list` of an inventory (UserError when it is missing or broken)."""
+    """`ansible-inventory --list` of an inventory (UserError when it is missing or broken), ended
+    with the command when it is interrupted."""
     if not inventory:
         raise UserError(f"no inventory given; {HOW_TO_WRITE_AN_INVENTORY}")
     path = Path(inventory)
     if not path.exists():
         raise UserError(f"inventory {path} does not exist; {HOW_TO_WRITE_AN_INVENTORY}")
+    _check_inventory_files(path)
     cmd = [ansible_command("ansible-inventory"), "-i", str(path.resolve()), "--list"]
     if limit:
         cmd += ["--limit", limit]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), cwd=PLAYBOOK_DIR)
+    with interrupts.interruptible(f"reading the inventory {path}"):
+        p = interrupts.run(cmd, env=ansible_env(), cwd=PLAYBOOK_DIR)
     if p.returncode != 0:
         # Ansible tries every inventory plugin and reports each; the first
         # plugin's cause (with its file:line) and the final error say enough.
@@ -111,30 +139,167 @@ def playbook_tags(playbook: str) -> set[str]:
     return tags - {"always"}
 
 
-def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = False, tags: list[str] | None = None,
-                 limit: str | None = None, extra_vars: list[str] | None = None, capture: bool = False,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """ansible-playbook PLAYBOOK -i INVENTORY from the playbooks directory (its
-    ansible.cfg), with one fork per host of the run up to MAX_FORKS."""
-    hosts = fleet_hosts(inventory, limit)
-    if tags:
-        unknown = sorted(set(tags) - playbook_tags(playbook))
-        if unknown:
-            raise UserError(f"--tags {','.join(unknown)} matches nothing in {playbook}; "
-                            f"its tags are: {', '.join(sorted(playbook_tags(playbook)))}")
-    cmd = [ansible_command("ansible-playbook"), playbook, "-i", str(Path(inventory).resolve()),
-           "--forks", str(min(len(hosts), MAX_FORKS))]
+# Where a run's private folder goes when TMPDIR does not suit it: an SSH
+# control socket's path (folder, name, ssh's temporary suffix) must fit in a
+# Unix socket address (108 bytes), and ssh reads % in it as its own tokens.
+SHORT_TMP = "/tmp"
+TMP_MAX = 50
+# What site.yml writes into the run's folder when inventory names share one
+# machine (its first play): the run was refused, not a host failure.
+IDENTITY_REFUSAL = "identity-refused.txt"
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# KEY=VALUE, several separated by spaces; a value quoted as YAML quotes it may hold spaces.
+_PAIR = re.compile(r"""([^\s=]*)=("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|\S*)(?:\s+|$)""")
+
+
+class _InventoryLoader(yaml.SafeLoader):
+    """YAML as an inventory types it, except timestamps: a date stays the text that was typed (JSON has no date)."""
+
+
+_InventoryLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _typed(option: str, key: str, raw: str):
+    if raw == "":
+        return ""
+    try:
+        return yaml.load(raw, Loader=_InventoryLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"-e {option!r}: the value of {key} is not a YAML value ({problem}); quote text as YAML "
+                        f"does: {key}='...'") from None
+
+
+def extra_vars_args(extra_vars: list[str] | None) -> list[str]:
+    """ansible-playbook's -e arguments for npuenv's: KEY=VALUE pairs typed as the
+    YAML inventory types them (1000 an int, true a bool, "1000" a string) and
+    passed as one JSON object; @FILE and a JSON/YAML object pass through."""
+    args: list[str] = []
+    for option in extra_vars or []:
+        text = option.strip()
+        if text.startswith(("@", "{")):
+            args += ["-e", option]
+            continue
+        values, pos = {}, 0
+        while pos < len(text):
+            m = _PAIR.match(text, pos)
+            if not m or not _VAR_NAME.fullmatch(m.group(1)):
+                raise UserError(f"-e {option!r}: extra variables are KEY=VALUE (several separated by spaces), "
+                                f"@FILE or a JSON object, with KEY a variable name (letters, digits and _); "
+                                f"e.g. -e preflight_min_free_mb=1000")
+            values[m.group(1)] = _typed(option, m.group(1), m.group(2))
+            pos = m.end()
+        if not values:
+            raise UserError("-e '': give KEY=VALUE, @FILE or a JSON object, e.g. -e preflight_min_free_mb=1000")
+        try:
+            args += ["-e", json.dumps(values, allow_nan=False)]
+        except (TypeError, ValueError):
+            raise UserError(f"-e {option!r}: a value YAML reads as neither text, number, bool, list nor mapping; "
+                            f"quote it: KEY='...'") from None
+    return args
+
+
+def playbook_command(playbook: str, inventory: str | Path, forks: int, run_dir: Path, *, check: bool = False,
+                     tags: list[str] | None = None, limit: str | None = None, extra_vars: list[str] | None = None,
+                     ask_become_pass: bool = False) -> list[str]:
+    """The ansible-playbook command line of one run whose private folder is ``run_dir``."""
+    cmd = [ansible_command("ansible-playbook"), playbook, "-i", str(Path(inventory).resolve()), "--forks", str(forks)]
     if check:
         cmd += ["--check", "--diff"]
     if tags:
         cmd += ["--tags", ",".join(tags)]
     if limit:
         cmd += ["--limit", limit]
-    for var in extra_vars or []:
-        cmd += ["-e", var]
-    if capture:  # from any thread, and ended by an interrupt of the command (npuenv validate)
-        return interrupts.run(cmd, cwd=PLAYBOOK_DIR, env=ansible_env(**(env or {})))
-    return subprocess.run(cmd, cwd=PLAYBOOK_DIR, env=ansible_env(**(env or {})), text=True)
+    if ask_become_pass:
+        cmd += ["--ask-become-pass"]
+    # Each inventory name gets its own SSH master, so that two names never share
+    # one connection (nor the host key check of the first); last, because the
+    # last -e wins: the user's cannot undo it.
+    return cmd + extra_vars_args(extra_vars) + ["-e", json.dumps({
+        "ansible_control_path": "%(directory)s/{{ (inventory_hostname | hash('sha1'))[:12] }}",
+        "npuenv_identity_report": str(run_dir / IDENTITY_REFUSAL)})]
+
+
+def close_masters(run_dir: Path) -> None:
+    """Tell every SSH master whose control socket is in ``run_dir`` to exit."""
+    sockets = [p for p in run_dir.iterdir() if p.is_socket()]
+
+    def close(socket: Path) -> None:
+        try:
+            subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "npuenv-run"],
+                           capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # ssh is gone, or the master hangs: the folder goes anyway, and the master with its persist time
+
+    with concurrent.futures.ThreadPoolExecutor(min(32, max(1, len(sockets)))) as pool:
+        list(pool.map(close, sockets))
+
+
+@contextmanager
+def run_folder():
+    """A private folder for one ansible-playbook run: its SSH control sockets
+    (connections are shared within the run, never with another run, whose
+    known_hosts may differ) and what the playbook tells npuenv. Afterwards,
+    also after an interrupt, the SSH masters are closed and it is removed."""
+    base = tempfile.gettempdir()
+    with interrupts.deferred():  # made and recorded for the cleanup as one step
+        folder = Path(tempfile.mkdtemp(prefix="npuenv-run-",
+                                       dir=base if len(base) <= TMP_MAX and "%" not in base else SHORT_TMP))
+    try:
+        yield folder
+    finally:
+        close_masters(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """The exit code of an ansible-playbook whose output goes to the terminal;
+    when npuenv is interrupted, it is asked to stop (it ends its workers) first."""
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = False, tags: list[str] | None = None,
+                 limit: str | None = None, extra_vars: list[str] | None = None, capture: bool = False,
+                 env: dict[str, str] | None = None, ask_become_pass: bool = False) -> subprocess.CompletedProcess:
+    """ansible-playbook PLAYBOOK -i INVENTORY from the playbooks directory (its
+    ansible.cfg), with one fork per host of the run up to MAX_FORKS. UserError
+    when site.yml refused inventory names that reach one machine."""
+    extra_vars_args(extra_vars)  # a bad -e is refused before anything runs
+    hosts = fleet_hosts(inventory, limit)
+    if tags:
+        unknown = sorted(set(tags) - playbook_tags(playbook))
+        if unknown:
+            raise UserError(f"--tags {','.join(unknown)} matches nothing in {playbook}; "
+                            f"its tags are: {', '.join(sorted(playbook_tags(playbook)))}")
+    try:
+        # The interrupt handling outlasts the run's folder: a second signal does not cut its cleanup short.
+        with interrupts.interruptible(f"ansible-playbook {playbook}"), run_folder() as folder:
+            cmd = playbook_command(playbook, inventory, min(len(hosts), MAX_FORKS), folder, check=check, tags=tags,
+                                   limit=limit, extra_vars=extra_vars, ask_become_pass=ask_become_pass)
+            run_env = ansible_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(folder), **(env or {}))
+            if capture:  # from any thread, and ended by an interrupt of the command (npuenv validate)
+                return interrupts.run(cmd, cwd=PLAYBOOK_DIR, env=run_env)
+            returncode = _wait(subprocess.Popen(cmd, cwd=PLAYBOOK_DIR, env=run_env, text=True))
+            refusal = folder / IDENTITY_REFUSAL
+            if refusal.exists():
+                raise UserError(f"{refusal.read_text().strip()}; nothing was changed on any host")
+            return subprocess.CompletedProcess(cmd, returncode)
+    except interrupts.Interrupted as stop:
+        if not capture:  # what was written is on the hosts
+            stop.args = (f"ansible-playbook {playbook}: interrupted by {signal.Signals(stop.signum).name}; hosts "
+                         f"may be part way through a task: run the same command again to converge them",)
+        raise
 
 
 def exit_code(returncode: int) -> int:

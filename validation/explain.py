@@ -51,7 +51,8 @@ KNOWN = (
           "check the address in the inventory (ansible_host), the host's power and network, and port 22"),
     Known(r"a password is required|sudo: a terminal is required|Missing sudo password",
           "the login user cannot become root without a password",
-          "allow the user passwordless sudo (NOPASSWD) or pass --ask-become-pass to Ansible"),
+          "allow the login user passwordless sudo (NOPASSWD; npuenv validate needs it), or let npuenv deploy ask "
+          "for the password: npuenv deploy -K (--ask-become-pass)"),
     Known(r"ASCEND_HOME_PATH|ASCEND_OPP_PATH|set_env\.sh",
           "the CANN environment variables are missing or point to a path that does not exist",
           "source the toolkit's set_env.sh of the installed CANN version"),

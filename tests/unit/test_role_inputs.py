@@ -1,6 +1,9 @@
-"""The roles' input patterns (plugins/filter/npuenv_inputs.py), and the rule that
-the roles hand values to the node as argv, never through a shell."""
+"""The roles' input patterns (plugins/filter/npuenv_inputs.py), the places on the
+node where they may write, and the rule that the roles hand values to the node
+as argv, never through a shell."""
 from __future__ import annotations
+
+import re
 
 import pytest
 import yaml
@@ -98,6 +101,84 @@ def test_roles_pass_values_as_argv_never_through_a_shell(role):
 def test_roles_check_their_inputs_first_and_site_checks_them_all(role):
     first = yaml.safe_load((ROLES / role / "tasks" / "main.yml").read_text())[0]
     assert first.get("ansible.builtin.import_tasks") == "inputs.yml"
-    site = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())[0]
-    checked = site["pre_tasks"][0]
+    rollout = next(play for play in yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text()) if "roles" in play)
+    checked = rollout["pre_tasks"][0]
     assert checked["ansible.builtin.include_role"]["tasks_from"] == "inputs" and role in checked["loop"]
+
+
+# --- paths on the node: only where the roles own things --------------------------
+
+# Path variables that name no place the roles write on the node: preflight only
+# reads the free space under its install root; the others are on the controller.
+NOT_WRITTEN_ON_THE_NODE = {"preflight_install_root", "npuenv_installer_cache", "python_stack_wheelhouse",
+                           "python_stack_controller_tmp"}
+
+
+def checked_kinds(role):
+    """{variable: kind} as the role's tasks/inputs.yml hands them to npuenv_input_problems."""
+    text = (ROLES / role / "tasks" / "inputs.yml").read_text()
+    return dict((var, kind) for var, kind in re.findall(r"'(\w+)': \['(\w+)', \1\]", text))
+
+
+@pytest.mark.parametrize("role", CHECKED_ROLES)
+def test_every_node_path_a_role_takes_is_held_to_its_place_and_its_default_is_there(role):
+    spec = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    kinds = checked_kinds(role)
+    for name, option in spec["options"].items():
+        if option.get("type") != "path" or name in NOT_WRITTEN_ON_THE_NODE:
+            continue
+        assert kinds.get(name) in inputs.PLACES, f"{role}: {name} is written on the node but not held to a place"
+        assert problems(kinds[name], defaults[name], name) == [], (name, defaults[name])
+
+
+@pytest.mark.parametrize("kind,value", [
+    ("cache_dir", "/var/cache/npuenv/installers"), ("cache_dir", "/var/cache/npuenv/a/b"),
+    ("venv_dir", "/opt/npuenv/venv"), ("venv_dir", "/opt/npuenv/cann-9.1/venv"),
+    ("profile_script", "/etc/profile.d/npuenv-ascend.sh"), ("profile_script", "/etc/profile.d/zz-npuenv.sh"),
+    ("sysctl_file", "/etc/sysctl.d/90-npuenv-cluster.conf"), ("sysctl_file", "/etc/sysctl.d/npuenv.conf"),
+    ("hccn_conf", "/etc/hccn.conf"),
+])
+def test_paths_in_the_roles_own_places_pass(kind, value):
+    assert problems(kind, value) == []
+
+
+PROFILE_RULE = ("a file directly in /etc/profile.d whose name holds npuenv and ends in .sh, "
+                "e.g. /etc/profile.d/npuenv-ascend.sh")
+CACHE_RULE = "a folder below /var/cache/npuenv, e.g. /var/cache/npuenv/installers"
+SYSCTL_RULE = ("a file directly in /etc/sysctl.d whose name holds npuenv and ends in .conf, "
+               "e.g. /etc/sysctl.d/90-npuenv-cluster.conf")
+
+
+@pytest.mark.parametrize("kind,value,rule", [
+    ("profile_script", "/etc/passwd", PROFILE_RULE),
+    ("profile_script", "/etc/profile.d/bash_completion.sh", PROFILE_RULE),   # another package's script
+    ("profile_script", "/etc/profile.d/npuenv-ascend", PROFILE_RULE),        # not sourced without .sh
+    ("profile_script", "/etc/profile.d/sub/npuenv.sh", PROFILE_RULE),
+    ("profile_script", "/etc/profile.d/npuenv.sh/", PROFILE_RULE),          # a folder for the template
+    ("profile_script", "/etc/npuenv.sh", PROFILE_RULE),
+    ("cache_dir", "/var/cache/npuenv", CACHE_RULE),                          # the owned folder itself
+    ("cache_dir", "/var/cache", CACHE_RULE),
+    ("cache_dir", "/etc", CACHE_RULE),
+    ("cache_dir", "/var/cache/npuenvx/installers", CACHE_RULE),
+    ("cache_dir", "/", CACHE_RULE),
+    ("venv_dir", "/usr", "a folder below /opt/npuenv, e.g. /opt/npuenv/venv"),
+    ("venv_dir", "/opt", "a folder below /opt/npuenv, e.g. /opt/npuenv/venv"),
+    ("sysctl_file", "/etc/sysctl.conf", SYSCTL_RULE),
+    ("sysctl_file", "/etc/sysctl.d/99-sysctl.conf", SYSCTL_RULE),
+    ("sysctl_file", "/etc/sysctl.d/npuenv.sh", SYSCTL_RULE),
+    ("hccn_conf", "/etc/passwd", "/etc/hccn.conf, the file the NPU driver reads at boot"),
+    ("hccn_conf", "/tmp/hccn.conf", "/etc/hccn.conf, the file the NPU driver reads at boot"),
+])
+def test_paths_outside_the_roles_places_are_refused_naming_the_allowed_place(kind, value, rule):
+    assert problems(kind, value, "x") == [f"x: {value!r} is not a place this role writes to; it must be {rule}"]
+
+
+@pytest.mark.parametrize("kind,value", [
+    ("cache_dir", "/var/cache/npuenv/../../etc"), ("venv_dir", "/opt/npuenv/../../usr"),
+    ("profile_script", "/etc/profile.d/../passwd"), ("cache_dir", "/var/cache/npuenv/x;id"),
+    ("hccn_conf", "etc/hccn.conf"),
+])
+def test_a_place_is_also_a_plain_absolute_path(kind, value):
+    found = problems(kind, value)
+    assert len(found) == 1 and "is not an absolute path of letters, digits" in found[0], found

@@ -63,9 +63,36 @@ def key_values(text):
     return out
 
 
+def identity_probe(root):
+    """The command (argv) that prints the machine-id and SSH host keys of the host it runs on (under ``root``)."""
+    from validation import identity
+
+    return identity.probe_argv(root)
+
+
+def identity_refusal(outputs):
+    """{host: the identity probe's output} -> why these hosts cannot be rolled out
+    together, '' when each is a machine of its own: inventory names that share a
+    machine-id or an SSH host key, or (among two hosts or more) hosts with neither."""
+    from validation import identity
+
+    found = {host: identity.parse(text) for host, text in outputs.items()}
+    clashes = identity.clashes(found)
+    if clashes:
+        return f"inventory names that reach one machine: {'; '.join(clashes)}; {identity.FIX}"
+    unknown = identity.unknown(found) if len(found) > 1 else []
+    if unknown:
+        return (f"{', '.join(unknown)}: no /{identity.MACHINE_ID_FILE} and no SSH host key in "
+                f"/{identity.HOST_KEY_DIR}, so nothing tells it apart from the other hosts; give it a machine-id "
+                f"(systemd-machine-id-setup)")
+    return ""
+
+
 class FilterModule:
     def filters(self):
         return {
+            "npuenv_identity_probe": identity_probe,
+            "npuenv_identity_refusal": identity_refusal,
             "npuenv_npu_smi_info": npu_smi_info,
             "npuenv_key_values": key_values,
             "npuenv_hccn_survey": hccn_survey,

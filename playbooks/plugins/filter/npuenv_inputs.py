@@ -6,12 +6,15 @@ passes its variables here with their kind, and fails before the role runs
 anything when a value is not of its kind: an IPv4 address that is not one, a
 path that is not absolute or holds a space or a shell character. Values are
 passed to the nodes as argv anyway; this check is what says, before anything
-runs, which value is wrong and how.
+runs, which value is wrong and how. A path the role writes on the node must
+also lie where the role owns things (PLACES): never /etc/passwd, never a file
+of the system's or of another package.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import PurePosixPath
 
 _PATH_RE = re.compile(r"/[A-Za-z0-9._+@/-]*")
 _COMMAND_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
@@ -27,6 +30,40 @@ def _path(name, value):
         return (f"{name}: {value!r} is not an absolute path of letters, digits and ._+@/- "
                 f"(no spaces, no shell characters, no '..'); e.g. /var/cache/npuenv")
     return None
+
+
+# The places the roles write on a node, by kind of path: (folder, the file
+# name's pattern or None for a folder anywhere below it, what the rule says).
+PLACES = {
+    "cache_dir": ("/var/cache/npuenv", None, "a folder below /var/cache/npuenv, e.g. /var/cache/npuenv/installers"),
+    "venv_dir": ("/opt/npuenv", None, "a folder below /opt/npuenv, e.g. /opt/npuenv/venv"),
+    "profile_script": ("/etc/profile.d", re.compile(r"[A-Za-z0-9._-]*npuenv[A-Za-z0-9._-]*\.sh"),
+                       "a file directly in /etc/profile.d whose name holds npuenv and ends in .sh, "
+                       "e.g. /etc/profile.d/npuenv-ascend.sh"),
+    "sysctl_file": ("/etc/sysctl.d", re.compile(r"[A-Za-z0-9._-]*npuenv[A-Za-z0-9._-]*\.conf"),
+                    "a file directly in /etc/sysctl.d whose name holds npuenv and ends in .conf, "
+                    "e.g. /etc/sysctl.d/90-npuenv-cluster.conf"),
+    # The driver restores the device IPs from this one file at boot.
+    "hccn_conf": ("/etc", re.compile(r"hccn\.conf"), "/etc/hccn.conf, the file the NPU driver reads at boot"),
+}
+
+
+def _place(kind):
+    folder, file_name, rule = PLACES[kind]
+
+    def check(name, value):
+        why = _path(name, value)
+        if why:
+            return why
+        path = PurePosixPath(value)
+        # A file written plainly: a trailing / would make the template's dest a folder.
+        inside = str(path) == value and path.parent == PurePosixPath(folder) and file_name.fullmatch(path.name) \
+            if file_name else PurePosixPath(folder) in path.parents
+        if not inside:
+            return f"{name}: {value!r} is not a place this role writes to; it must be {rule}"
+        return None
+
+    return check
 
 
 def _account(name, value):
@@ -118,6 +155,7 @@ KINDS = {
     "commands": _commands,
     "environment": _environment,
     "sysctl": _sysctl,
+    **{kind: _place(kind) for kind in PLACES},
 }
 
 

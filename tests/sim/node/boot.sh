@@ -4,6 +4,11 @@
 # drivers bring their devices up (their hooks in boot.d), then sshd starts.
 # The device state under /etc/npu-sim is re-read by every npu-smi call.
 set -e
+# A machine-id of its own at first boot, as systemd-machine-id-setup gives a
+# real server (a random v4 UUID, written without its dashes).
+if [ ! -s /etc/machine-id ]; then
+    tr -d '-' < /proc/sys/kernel/random/uuid > /etc/machine-id
+fi
 hw=/etc/npu-sim
 if [ -f "$hw/firmware.pending" ]; then
     mv "$hw/firmware.pending" "$hw/firmware.running"
