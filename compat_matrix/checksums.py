@@ -17,9 +17,11 @@ build (images/templates/Dockerfile.j2, macro ``verify``): the same rules.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path, PurePosixPath
 
+from . import outputs
 from .errors import UserError
 
 SUMS_FILE = "SHA256SUMS"
@@ -37,11 +39,15 @@ def sha256_file(path: Path) -> str:
         return sha256_fileobj(f)
 
 
-def sha256_fileobj(f) -> str:
-    """The sha256 of what is left to read in a binary file object."""
+def sha256_fileobj(f, limit: int | None = None) -> str:
+    """The sha256 of what is left to read in a binary file object, or of its next ``limit`` bytes."""
     digest = hashlib.sha256()
-    for block in iter(lambda: f.read(CHUNK), b""):
+    while limit is None or limit > 0:
+        block = f.read(CHUNK if limit is None else min(CHUNK, limit))
+        if not block:
+            break
         digest.update(block)
+        limit = None if limit is None else limit - len(block)
     return digest.hexdigest()
 
 
@@ -114,16 +120,16 @@ def parse_sums(data: bytes, where: str) -> dict[str, str]:
 def read_sums(directory: Path, *, required: bool = True, name: str = SUMS_FILE) -> dict[str, str]:
     """``directory``'s SHA256SUMS. Without one: ChecksumError when ``required``, else {}."""
     path = Path(directory) / name
-    if not path.is_file():
+    if not os.path.lexists(path):
         if required:
             raise ChecksumError(f"{directory} has no {name}; every file taken from it is checked against it. "
                                 f"Write it from the checksums the publisher gives, or `cd {directory} && "
                                 f"sha256sum FILES > {name}` once you have checked the files")
         return {}
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ChecksumError(f"{path}: cannot be read ({e.strerror})") from None
+    try:   # a FIFO, a device or a huge file in its place is refused unread
+        data = outputs.read_bytes(path, f"the list of checksums ({name})")
+    except UserError as e:
+        raise ChecksumError(str(e)) from None
     return parse_sums(data, str(path))
 
 
@@ -134,6 +140,9 @@ def problem(path: Path, name: str, sums: dict[str, str], sums_path: Path | str) 
         return (f"{name} is not listed in {sums_path}; a file nobody vouched for is not used "
                 f"(add its sha256 line once you have checked it)")
     if not Path(path).is_file():
+        if Path(path).exists():   # there, but hashing it would block or never end
+            return (f"{name} is not a regular file (a pipe, socket or device); put the file {sums_path} "
+                    f"lists in its place")
         return f"{name} is listed in {sums_path} but missing"
     actual = sha256_file(path)
     if actual != expected:

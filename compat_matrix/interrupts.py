@@ -78,8 +78,9 @@ def _handler(signum, _frame):
 
 @contextmanager
 def interruptible(what: str):
-    """Within the block, SIGINT and SIGTERM raise ``Interrupted(signum, what)`` (once)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Within the block, SIGINT and SIGTERM raise ``Interrupted(signum, what)`` (once). Inside another
+    such block (a step of a longer command) the outer one's handling and name apply."""
+    if threading.current_thread() is not threading.main_thread() or _State.what is not None:
         yield  # signal handlers belong to the main thread; elsewhere the caller's own handling applies
         return
     previous = {s: signal.signal(s, _handler) for s in SIGNALS}

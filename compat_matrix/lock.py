@@ -18,7 +18,6 @@ and ``os`` are exact.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -90,7 +89,7 @@ def canonical_json(data) -> bytes:
 
 def digest_of(data: dict) -> str:
     """The lock's digest: sha256 of its canonical JSON without the digest itself."""
-    return "sha256:" + hashlib.sha256(canonical_json({k: v for k, v in data.items() if k != "digest"})).hexdigest()
+    return "sha256:" + checksums.sha256_bytes(canonical_json({k: v for k, v in data.items() if k != "digest"}))
 
 
 def entry_key(arch: str, os_name: str) -> str:

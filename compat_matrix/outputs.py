@@ -4,10 +4,13 @@ Every option that writes (``--out``, ``--output``, ``--record``, ``--update``)
 checks its path before the work starts and writes atomically: the text goes to
 a temporary file beside the target, which then replaces it, so an error or an
 interrupt leaves the old file (or none), never half of a new one. Inputs the
-user names are read as UTF-8 text or refused with the file's name.
+user names are read only when they are regular files of bounded size (a FIFO
+would block, /dev/zero never ends), as UTF-8 text or bytes, or refused with the
+file's name.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -101,9 +104,25 @@ def write_files(directory: Path | str, files: dict[str, tuple[str, int]], option
 MAX_INPUT_BYTES = 64 << 20
 
 
-def check_input_file(path: Path | str, what: str = "the file", max_bytes: int = MAX_INPUT_BYTES) -> Path:
-    """A file the user named that the command will read: it exists and is a regular file (a FIFO
-    would block the command, a device such as /dev/zero never ends) of at most ``max_bytes``."""
+def _not_regular(path: Path, what: str) -> UserError:
+    return UserError(f"{path}: is not a regular file (a pipe, socket or device); {what} must be a plain file")
+
+
+def _refuse_special(path: Path, st: os.stat_result, what: str, max_bytes: int | None) -> None:
+    """UserError unless ``st`` is a regular file of at most ``max_bytes`` (None: any size)."""
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{path}: is a folder; {what} must be a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, what)
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise UserError(f"{path}: is {st.st_size} bytes, more than the {max_bytes} bytes {what} may have; "
+                        f"is it the right file?")
+
+
+def check_input_file(path: Path | str, what: str = "the file", max_bytes: int | None = MAX_INPUT_BYTES) -> Path:
+    """A file the user named that the command (or a tool it runs) will read: it exists and is a
+    regular file (a FIFO would block the command, a device such as /dev/zero never ends) of at most
+    ``max_bytes`` (None: a file read in a stream, such as an installer that is hashed)."""
     path = Path(path)
     try:
         st = path.stat()
@@ -111,27 +130,45 @@ def check_input_file(path: Path | str, what: str = "the file", max_bytes: int = 
         raise UserError(f"{path}: no such file ({what})") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read {what}: {e.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise UserError(f"{path}: is a folder; {what} must be a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{path}: is not a regular file (a pipe, socket or device); {what} must be a plain file")
-    if st.st_size > max_bytes:
-        raise UserError(f"{path}: is {st.st_size} bytes, more than the {max_bytes} bytes {what} may have; "
-                        f"is it the right file?")
+    _refuse_special(path, st, what, max_bytes)
     return path
+
+
+def read_bytes(path: Path | str, what: str = "the file", max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a file the user named; a missing, special or oversized file is a UserError.
+
+    The file is opened without blocking and judged by what was opened, so that a file swapped
+    for a FIFO after a check cannot block the read either."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file ({what})") from None
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # what opening a socket gives
+            raise _not_regular(path, what) from None
+        raise UserError(f"{path}: cannot read {what}: {e.strerror}") from None
+    try:
+        _refuse_special(path, os.fstat(fd), what, max_bytes)
+    except UserError:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        os.set_blocking(fd, True)
+        try:
+            data = f.read(max_bytes + 1)  # the file may have grown since it was judged
+        except OSError as e:
+            raise UserError(f"{path}: cannot read {what}: {e.strerror}") from None
+    if len(data) > max_bytes:
+        raise UserError(f"{path}: is more than the {max_bytes} bytes {what} may have; is it the right file?")
+    return data
 
 
 def read_text(path: Path | str, what: str = "the file", max_bytes: int = MAX_INPUT_BYTES) -> str:
     """A UTF-8 text file the user named; a missing, special, oversized, binary or non-UTF-8 file is a
     UserError."""
-    path = check_input_file(path, what, max_bytes)
-    try:
-        with path.open("rb") as f:
-            data = f.read(max_bytes + 1)  # the file may have grown since it was checked
-    except OSError as e:
-        raise UserError(f"{path}: cannot read {what}: {e.strerror}") from None
-    if len(data) > max_bytes:
-        raise UserError(f"{path}: is more than the {max_bytes} bytes {what} may have; is it the right file?")
+    path = Path(path)
+    data = read_bytes(path, what, max_bytes)
     if b"\0" in data:
         raise UserError(f"{path}: is a binary file; {what} must be UTF-8 text")
     try:

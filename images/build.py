@@ -62,7 +62,7 @@ def check_installers(stack: Stack, directory: Path) -> dict[str, str]:
         why = checksums.problem(directory / name, name, sums, directory / SUMS)
         if why is None:
             args[arg] = sums[name]
-        elif not (directory / name).is_file():
+        elif not (directory / name).exists():
             expected = sums.get(name)
             listed = f"{SUMS} expects sha256 {expected}" if expected else f"not listed in {SUMS} either"
             problems.append(f"{kind}: {name} is missing from {directory} ({listed})")

@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from compat_matrix import UserError
+from compat_matrix import UserError, outputs
 
 from . import engine as engines
 from . import render
@@ -38,6 +37,8 @@ Log = Callable[[str], None]
 CREDS_ENV = ("NPUENV_REGISTRY_USER", "NPUENV_REGISTRY_PASSWORD")
 # The CA file name podman and buildah read in a --cert-dir (containers-certs.d(5)).
 CA_FILE_IN_CERT_DIR = "ca.crt"
+# Every file they read there: CAs, client certificates and their keys (containers-certs.d(5)).
+CERT_DIR_SUFFIXES = (".crt", ".cert", ".key")
 # Where docker's daemon reads a registry's CA (docker has no per-command option).
 DOCKER_CERTS_D = "/etc/docker/certs.d"
 
@@ -55,28 +56,47 @@ class Access:
     creds_from_env: bool = False
 
     def check(self) -> "Access":
-        if self.authfile is not None and not Path(self.authfile).is_file():
-            raise UserError(f"--authfile {self.authfile}: no such file; write one with `podman login --authfile "
-                            f"{self.authfile} REGISTRY`")
         if self.authfile is not None and self.creds_from_env:
             raise UserError("--authfile and --creds-from-env both name the credentials: give one of them")
         if self.cert_dir is not None and self.ca_cert is not None:
             raise UserError("--cert-dir and --ca-cert both name the registry's CA: give one of them")
-        if self.cert_dir is not None and not Path(self.cert_dir).is_dir():
-            raise UserError(f"--cert-dir {self.cert_dir}: no such folder; it should hold the registry's CA as "
-                            f"{CA_FILE_IN_CERT_DIR}")
+        if self.authfile is not None:   # the engine reads it: a FIFO would hang it, /dev/zero fill its memory
+            _registry_file("--authfile", self.authfile, "the registry's auth file",
+                           f"write one with `podman login --authfile {self.authfile} REGISTRY`", read=False)
+        if self.cert_dir is not None:
+            if not Path(self.cert_dir).is_dir():
+                raise UserError(f"--cert-dir {self.cert_dir}: no such folder; it should hold the registry's CA as "
+                                f"{CA_FILE_IN_CERT_DIR}")
+            for entry in sorted(Path(self.cert_dir).iterdir()):
+                if entry.name.endswith(CERT_DIR_SUFFIXES):   # what the engine will read
+                    _registry_file(f"--cert-dir {self.cert_dir}:", entry, "a certificate or key of the cert folder",
+                                   f"the engine reads every {', '.join('*' + s for s in CERT_DIR_SUFFIXES)} file "
+                                   f"there", read=False)
         if self.ca_cert is not None:
-            try:
-                text = Path(self.ca_cert).read_text(encoding="ascii")
-            except (OSError, UnicodeDecodeError) as e:
-                raise UserError(f"--ca-cert {self.ca_cert}: cannot read it ({getattr(e, 'strerror', None) or e}); "
-                                f"give the registry's CA certificate in PEM") from None
-            if "-----BEGIN CERTIFICATE-----" not in text:
-                raise UserError(f"--ca-cert {self.ca_cert}: not a PEM certificate (no BEGIN CERTIFICATE line); "
-                                f"give the registry's CA certificate in PEM")
+            self.ca_pem()
         if self.creds_from_env:
             credentials_from_env()
         return self
+
+    def ca_pem(self) -> bytes:
+        """The --ca-cert file's bytes: a regular file of bounded size holding a PEM certificate."""
+        fix = "give the registry's CA certificate in PEM"
+        data = _registry_file("--ca-cert", self.ca_cert, "the registry's CA certificate", fix, read=True)
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            raise UserError(f"--ca-cert {self.ca_cert}: not a PEM certificate (no BEGIN CERTIFICATE line); {fix}")
+        return data
+
+
+def _registry_file(option: str, path: Path, what: str, fix: str, *, read: bool) -> bytes | None:
+    """A file of the registry options, refused (with the option and the fix) unless it is a regular
+    file of bounded size; its bytes when ``read``."""
+    try:
+        if read:
+            return outputs.read_bytes(path, what)
+        outputs.check_input_file(path, what)
+        return None
+    except UserError as e:
+        raise UserError(f"{option} {e}; {fix}") from None
 
 
 def credentials_from_env() -> tuple[str, str]:
@@ -164,7 +184,9 @@ def engine_options(eng: engines.Engine, access: Access, registry: str) -> Iterat
             if auth is not None:    # docker reads DOCKER_CONFIG/config.json, the same format
                 config = Path(tmp) / "docker"
                 config.mkdir()
-                shutil.copyfile(auth, config / "config.json")
+                (config / "config.json").write_bytes(
+                    _registry_file("--authfile", auth, "the registry's auth file", "write it with `docker login`",
+                                   read=True))
                 env = {**os.environ, "DOCKER_CONFIG": str(config)}
             yield [], env
             return
@@ -176,7 +198,7 @@ def engine_options(eng: engines.Engine, access: Access, registry: str) -> Iterat
         elif access.ca_cert is not None:
             certs = Path(tmp) / "certs"
             certs.mkdir()
-            shutil.copyfile(access.ca_cert, certs / CA_FILE_IN_CERT_DIR)
+            (certs / CA_FILE_IN_CERT_DIR).write_bytes(access.ca_pem())   # read and checked again: never a copy of a special file
             opts += ["--cert-dir", str(certs)]
         yield opts, None
 

@@ -2,7 +2,7 @@
 
 A bundle holds, under one top folder::
 
-    MANIFEST.json     the stack, and every file with its sha256
+    MANIFEST.json     the stack, and every file with its sha256 and size (the archive's first file)
     SHA256SUMS        every other file: `sha256sum -c SHA256SUMS` needs nothing else
     USAGE.txt         how to use it offline
     installers/       the vendor's .run packages of the stack (from the user's cache) and
@@ -19,7 +19,9 @@ A bundle holds, under one top folder::
 The archive is written in a temporary folder beside the destination and renamed
 into place when complete; an interrupted or failed run leaves nothing behind.
 Verifying never follows a path out of the bundle: names in SHA256SUMS and
-MANIFEST.json are relative and stay inside it, and links are refused.
+MANIFEST.json are relative and stay inside it, and links are refused. Nor does it
+read more than the manifest lists: a file it does not list, or lists with another
+size, is refused unread (a 20 GB sparse file in a tiny archive costs nothing).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import sys
 import sysconfig
 import tarfile
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 import compat_matrix as cm
-from compat_matrix import Stack, UserError, checksums
+from compat_matrix import Stack, UserError, checksums, outputs
 from compat_matrix.checksums import sha256_file
 from compat_matrix.interrupts import deferred
 
@@ -53,7 +56,7 @@ USAGE = "USAGE.txt"
 INSTALLERS, WHEELHOUSE, CONTROLLER, SOURCE = "installers", "wheelhouse", "controller", "source"
 CONTROLLER_EXTRA = "controller"   # pyproject.toml's optional dependencies the controller needs
 CREATED_BY = "npuenv bundle make"
-FORMAT = 1
+FORMAT = 2   # 2: every file with its size, checked before the file is read
 PROJECT_ROOT = Path(cm.__file__).resolve().parent.parent
 # The source trees a bundle carries: the playbooks and the packages their plugins import.
 SOURCE_TREES = {"playbooks": PROJECT_ROOT / "playbooks", "compat_matrix": PROJECT_ROOT / "compat_matrix",
@@ -203,8 +206,9 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
             entries += [(f"{CONTROLLER}/{p.name}", p) for p in sorted((work / CONTROLLER).iterdir())]
         log(f"bundle: hashing {len(entries)} files")
         hashes = {arc: sha256_file(src) for arc, src in entries}
+        sizes = {arc: src.stat().st_size for arc, src in entries}
         usage = render_usage(stack, top, controller_info).encode("utf-8")
-        hashes[USAGE] = checksums.sha256_bytes(usage)
+        hashes[USAGE], sizes[USAGE] = checksums.sha256_bytes(usage), len(usage)
         manifest = {
             "format": FORMAT,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -218,7 +222,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
             "wheelhouse": {"path": WHEELHOUSE, "wheels": len(house["wheels"]), "notes": house.get("notes", [])},
             "source": {name: f"{SOURCE}/{name}" for name in SOURCE_TREES},
             "controller": controller_info,
-            "files": {arc: {"sha256": h} for arc, h in sorted(hashes.items())},
+            "files": {arc: {"sha256": h, "size": sizes[arc]} for arc, h in sorted(hashes.items())},
         }
         manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
         hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(manifest_bytes)
@@ -360,80 +364,209 @@ matrix this bundle was made from (also inside npuenv's wheel in {CONTROLLER}/).
 REQUIRED = (USAGE, f"{WHEELHOUSE}/{wheelhouse.MANIFEST}", f"{WHEELHOUSE}/{wheelhouse.SUMS}",
             f"{WHEELHOUSE}/{wheelhouse.REQUIREMENTS}", f"{SOURCE}/playbooks/site.yml",
             f"{SOURCE}/compat_matrix/data/matrix.yaml", f"{SOURCE}/validation/vendor_tools.py")
+# Problems listed before verifying stops: a bundle with more is not the bundle its manifest
+# describes, and reading on would only cost time.
+MAX_PROBLEMS = 100
+
+
+def _load_manifest(data: bytes) -> tuple[dict | None, str | None]:
+    """MANIFEST.json's content, or why it is not a bundle's manifest."""
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except ValueError as e:
+        return None, f"{BUNDLE_MANIFEST}: not valid JSON text ({e})"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
+            manifest.get("created_by") != CREATED_BY:
+        return None, f"{BUNDLE_MANIFEST} is not a bundle manifest of format {FORMAT} made by `{CREATED_BY}`"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return None, f"{BUNDLE_MANIFEST} lists no files; an empty bundle is not a bundle"
+    return manifest, None
+
+
+def _listed_size(manifest: dict, rel: str) -> int | None:
+    meta = manifest["files"].get(rel)
+    size = meta.get("size") if isinstance(meta, dict) else None
+    return size if type(size) is int and size >= 0 else None
+
+
+def _refusal(manifest: dict, rel: str, size: int) -> str | None:
+    """Why the file ``rel`` of ``size`` bytes is not read (None: it is hashed). Judged on the
+    manifest's word alone, so that the work is bounded by the sizes it lists."""
+    if rel not in manifest["files"]:
+        return f"{rel}: not in {BUNDLE_MANIFEST}; not read"
+    listed = _listed_size(manifest, rel)
+    if listed is None:
+        return f"{rel}: {BUNDLE_MANIFEST} gives no size for it; not read"
+    if size != listed:
+        return f"{rel}: {size} bytes, but {BUNDLE_MANIFEST} says {listed}; not read"
+    return None
+
+
+def _stopped(problems: list[str]) -> bool:
+    if len(problems) < MAX_PROBLEMS:
+        return False
+    problems.append(f"stopped after {MAX_PROBLEMS} problems: this is not the bundle its {BUNDLE_MANIFEST} describes")
+    return True
 
 
 def verify(path: Path) -> list[str]:
     """Every problem of a bundle archive or an unpacked bundle folder (empty: it is whole).
 
-    An archive is checked as it is read (no unpacking): one top folder, nothing but
-    plain files and folders, every file's sha256 as SHA256SUMS says, the manifest
-    whole. An unpacked folder is checked completely, its wheelhouse included."""
+    An archive is checked as it is read (no unpacking): its first file is MANIFEST.json
+    (`bundle make` writes it first), and every later member is judged against it before a byte
+    of it is read: one top folder, nothing but plain files and folders, each file listed with
+    its size, then its sha256 as SHA256SUMS says. An unpacked folder is checked the same way,
+    its wheelhouse included."""
     path = Path(path)
     if path.is_dir():
         return verify_dir(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"{path} does not exist")
+    outputs.check_input_file(path, "a bundle (its archive or its unpacked folder)", max_bytes=None)
     try:
         tar = tarfile.open(path, "r:*")
     except (tarfile.TarError, OSError) as e:
         raise UserError(f"{path} is not a tar archive: {e}") from None
-    problems, hashes, tops, kept = [], {}, set(), {}
+    problems, hashes, refused = [], {}, set()
+    manifest, top, sums_data = None, None, None
+    budget = 0
     try:
         with tar:
-            for member in tar:
+            for count, member in enumerate(tar):   # each step skips a member's data: stop before a costly one
+                if _stopped(problems):
+                    return problems
+                if manifest is None and count >= MAX_PROBLEMS:
+                    return problems + [f"no {BUNDLE_MANIFEST} among the archive's first {MAX_PROBLEMS} members; this "
+                                       f"is not an npuenv bundle (`{CREATED_BY}` writes {BUNDLE_MANIFEST} first)"]
                 name = member.name
                 rel = checksums.safe_relative(name)
+                if manifest is None and member.isfile() and rel and rel.partition("/")[2] == BUNDLE_MANIFEST:
+                    if member.size > outputs.MAX_INPUT_BYTES:
+                        return problems + [f"{name}: {member.size} bytes, more than the {outputs.MAX_INPUT_BYTES} "
+                                           f"a manifest may have; not read"]
+                    top = rel.partition("/")[0]
+                    data = tar.extractfile(member).read()
+                    manifest, why = _load_manifest(data)
+                    if why:
+                        return problems + [why]
+                    hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(data)
+                    # What reading the archive may cost: the files listed, their headers, a SHA256SUMS.
+                    budget = outputs.MAX_INPUT_BYTES + sum(
+                        (_listed_size(manifest, f) or 0) + 2 * tarfile.BLOCKSIZE for f in manifest["files"])
+                    continue
+                if manifest is None and (member.size or (member.isfile() and rel is not None)):
+                    return problems + [f"{name}: comes before {BUNDLE_MANIFEST}, so it cannot be checked before it "
+                                       f"is read (`{CREATED_BY}` writes {BUNDLE_MANIFEST} first); not read further"]
                 if rel is None:
                     problems.append(f"{name}: an unsafe path in the archive (absolute or with '..'); not followed")
-                    continue
-                parts = rel.split("/")
-                tops.add(parts[0])
-                if member.isdir():
-                    continue
-                if not member.isfile():
+                elif member.isdir():
+                    pass
+                elif not member.isfile():
                     problems.append(f"{name}: not a plain file (links and devices do not belong in a bundle)")
-                    continue
-                inner = "/".join(parts[1:])
-                data = tar.extractfile(member)
-                if inner in hashes:
-                    problems.append(f"{name}: in the archive twice")
-                if inner in (SUMS, BUNDLE_MANIFEST):
-                    kept[inner] = data.read()
-                    hashes[inner] = checksums.sha256_bytes(kept[inner])
                 else:
-                    hashes[inner] = checksums.sha256_fileobj(data)
+                    first, _, inner = rel.partition("/")
+                    why = None
+                    if first != top or not inner:
+                        why = f"{name}: outside the bundle's top folder {top}/; not read"
+                    elif inner in hashes or inner in refused:
+                        why = f"{name}: in the archive twice; not read again"
+                    elif inner == SUMS:
+                        if member.size > outputs.MAX_INPUT_BYTES:
+                            why = f"{name}: {member.size} bytes, more than the {outputs.MAX_INPUT_BYTES} a {SUMS} " \
+                                  f"may have; not read"
+                        else:
+                            sums_data = tar.extractfile(member).read()
+                            hashes[SUMS] = checksums.sha256_bytes(sums_data)
+                    else:
+                        why = _refusal(manifest, inner, member.size)
+                        if why is None:
+                            hashes[inner] = checksums.sha256_fileobj(tar.extractfile(member))
+                    if why:
+                        problems.append(why)
+                        if first == top:
+                            refused.add(inner)
+                if manifest is not None:
+                    budget -= member.size + tarfile.BLOCKSIZE
+                    if budget < 0:
+                        return problems + [f"the archive holds more than its {BUNDLE_MANIFEST} lists; stopped "
+                                           f"reading at {name}"]
     except (tarfile.TarError, OSError, EOFError) as e:
         raise UserError(f"{path}: the archive is damaged ({e})") from None
-    if len(tops) != 1:
-        problems.append(f"expected one top folder, found {', '.join(sorted(tops)) or 'nothing'}")
-    return problems + _check(hashes, kept.get(SUMS), kept.get(BUNDLE_MANIFEST), str(path),
-                             top=next(iter(tops)) if len(tops) == 1 else None)
+    if manifest is None:
+        return problems + [f"{BUNDLE_MANIFEST} is missing; this is not an npuenv bundle"]
+    if manifest.get("top") != top:
+        problems.append(f"{BUNDLE_MANIFEST} says the top folder is {manifest.get('top')!r}, the archive's is {top!r}")
+    return problems + _check(hashes, refused, sums_data, manifest, str(path))
+
+
+def _hash_at_most(path: Path, size: int) -> str | None:
+    """The sha256 of a regular file read without blocking and never past ``size`` + 1 bytes (a file
+    that grew has another checksum anyway); None when ``path`` is no longer a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.set_blocking(fd, True)
+        return checksums.sha256_fileobj(f, size + 1)
 
 
 def verify_dir(root: Path) -> list[str]:
     root = Path(root)
-    problems, hashes = [], {}
+    problems, hashes, refused = [], {}, set()
+    manifest_path = root / BUNDLE_MANIFEST
+    if manifest_path.is_symlink() or not manifest_path.exists():
+        return [f"{BUNDLE_MANIFEST} is missing; this is not an npuenv bundle"]
+    try:
+        data = outputs.read_bytes(manifest_path, f"the bundle's {BUNDLE_MANIFEST}")
+    except UserError as e:
+        return [str(e)]
+    manifest, why = _load_manifest(data)
+    if why:
+        return [why]
+    hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(data)
+    sums_data = None
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
         for name in sorted(dirnames + filenames):
+            if _stopped(problems):
+                return problems
             p = base / name
+            rel = p.relative_to(root).as_posix()
             if p.is_symlink():
-                problems.append(f"{p.relative_to(root).as_posix()}: a symbolic link; a bundle holds plain files "
-                                f"only (not followed)")
+                problems.append(f"{rel}: a symbolic link; a bundle holds plain files only (not followed)")
+                continue
+            if name in dirnames or rel == BUNDLE_MANIFEST:
+                continue
+            st = p.stat()
+            if not stat.S_ISREG(st.st_mode):
+                problems.append(f"{rel}: not a plain file (a pipe, socket or device); a bundle holds plain files only")
+            elif rel == SUMS:
+                try:
+                    sums_data = outputs.read_bytes(p, f"the bundle's {SUMS}")
+                except UserError as e:
+                    problems.append(str(e))
+                    refused.add(rel)
+                    continue
+                hashes[SUMS] = checksums.sha256_bytes(sums_data)
+            else:
+                why = _refusal(manifest, rel, st.st_size)
+                digest = None if why else _hash_at_most(p, st.st_size)
+                if why is None and digest is None:
+                    why = f"{rel}: not a plain file (a pipe, socket or device); a bundle holds plain files only"
+                if why:
+                    problems.append(why)
+                    refused.add(rel)
+                else:
+                    hashes[rel] = digest
         dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
-        for name in filenames:
-            p = base / name
-            if p.is_file() and not p.is_symlink():
-                hashes[p.relative_to(root).as_posix()] = sha256_file(p)
-            elif not p.is_symlink():
-                problems.append(f"{p.relative_to(root).as_posix()}: not a plain file (a pipe, socket or device); "
-                                f"a bundle holds plain files only")
-    sums_path, manifest_path = root / SUMS, root / BUNDLE_MANIFEST
-    sums_data = sums_path.read_bytes() if sums_path.is_file() and not sums_path.is_symlink() else None
-    manifest_data = manifest_path.read_bytes() if manifest_path.is_file() and not manifest_path.is_symlink() else None
-    problems += _check(hashes, sums_data, manifest_data, str(root))
+    problems += _check(hashes, refused, sums_data, manifest, str(root))
     house = root / WHEELHOUSE   # always this folder: the manifest's word is not followed
-    if house.is_dir() and not house.is_symlink() and (house / wheelhouse.MANIFEST).is_file():
+    # Only a wheelhouse whose every file the bundle vouched for (sizes included) is read further.
+    if not problems and house.is_dir() and not house.is_symlink() and (house / wheelhouse.MANIFEST).is_file():
         try:
             problems += [f"{WHEELHOUSE}: {p}" for p in wheelhouse.verify(house)]
         except UserError as e:
@@ -441,39 +574,29 @@ def verify_dir(root: Path) -> list[str]:
     return problems
 
 
-def _check(hashes: dict[str, str], sums_data: bytes | None, manifest_data: bytes | None, where: str,
-           top: str | None = None) -> list[str]:
-    """The files found (relative name -> sha256) against SHA256SUMS and MANIFEST.json."""
-    if manifest_data is None:
-        return [f"{BUNDLE_MANIFEST} is missing; this is not an npuenv bundle"]
+def _check(hashes: dict[str, str], refused: set[str], sums_data: bytes | None, manifest: dict,
+           where: str) -> list[str]:
+    """The files read (relative name -> sha256) against SHA256SUMS and MANIFEST.json; those
+    ``refused`` unread were reported already."""
     if sums_data is None:
         return [f"{SUMS} is missing"]
     sums = checksums.parse_sums(sums_data, f"{where}: {SUMS}")
     problems = []
     for rel, expected in sorted(sums.items()):
+        if rel in refused:
+            continue
         if rel not in hashes:
             problems.append(f"{rel}: listed in {SUMS} but missing")
         elif hashes[rel] != expected:
             problems.append(f"{rel}: checksum mismatch: {SUMS} says sha256 {expected}, the file has {hashes[rel]}")
     for extra in sorted(set(hashes) - set(sums) - {SUMS}):
         problems.append(f"{extra}: not listed in {SUMS}")
-    return problems + _manifest_problems(manifest_data, sums, top)
+    return problems + _manifest_problems(manifest, sums)
 
 
-def _manifest_problems(data: bytes, sums: dict[str, str], top: str | None) -> list[str]:
-    try:
-        manifest = json.loads(data.decode("utf-8"))
-    except ValueError as e:
-        return [f"{BUNDLE_MANIFEST}: not valid JSON text ({e})"]
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
-            manifest.get("created_by") != CREATED_BY:
-        return [f"{BUNDLE_MANIFEST} is not a bundle manifest of format {FORMAT} made by `{CREATED_BY}`"]
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        return [f"{BUNDLE_MANIFEST} lists no files; an empty bundle is not a bundle"]
+def _manifest_problems(manifest: dict, sums: dict[str, str]) -> list[str]:
+    files = manifest["files"]
     problems = []
-    if top is not None and manifest.get("top") != top:
-        problems.append(f"{BUNDLE_MANIFEST} says the top folder is {manifest.get('top')!r}, the archive's is {top!r}")
     for rel, meta in sorted(files.items()):
         if checksums.safe_relative(rel) != rel:
             problems.append(f"{BUNDLE_MANIFEST} names {rel!r}, a path that leaves the bundle; not followed")

@@ -30,7 +30,7 @@ from packaging import tags as ptags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from compat_matrix import Stack, UserError, checksums
+from compat_matrix import Stack, UserError, checksums, outputs
 from compat_matrix.versions import python_version
 
 from . import builder
@@ -259,7 +259,7 @@ class DirSource:
         source = {"kind": "dir", "location": str(self.dir), "checksum_source": vouched_by_sums(wheel.path, self.dir)}
         prov = wheel.path.with_name(wheel.path.name + PROVENANCE_SUFFIX)
         if prov.is_file():
-            source["provenance"] = json.loads(prov.read_text(encoding="utf-8"))
+            source["provenance"] = json.loads(outputs.read_text(prov, "the wheel's provenance"))
         return Fetched(wheel.path, source)
 
 

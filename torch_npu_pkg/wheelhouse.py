@@ -35,7 +35,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import compat_matrix as cm
-from compat_matrix import Stack, UserError, checksums
+from compat_matrix import Stack, UserError, checksums, outputs
 from compat_matrix.checksums import sha256_file
 from compat_matrix.interrupts import deferred
 
@@ -442,10 +442,11 @@ def load_manifest(house: Path) -> dict:
     """The wheelhouse's manifest.json, its shape checked: every field verify() reads is there,
     and every wheel is a plain file name in the wheelhouse (no path is followed out of it)."""
     path = Path(house) / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"{house} is not a wheelhouse: {MANIFEST} is missing")
+    data = outputs.read_bytes(path, f"the wheelhouse's {MANIFEST}")   # a FIFO or /dev/zero: refused unread
     try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        manifest = json.loads(data.decode("utf-8"))
     except ValueError as e:
         raise UserError(f"{path}: not valid JSON text ({e}); rebuild the wheelhouse (make wheelhouse)") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -514,6 +515,9 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
     wheels = {}
     for name, entry in listed.items():
         path = house / name
+        if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
+            problems.append(f"{name}: not a plain file (a pipe, socket or device); a wheelhouse holds plain files only")
+            continue
         if not path.is_file() or path.is_symlink():
             problems.append(f"{name}: listed in {MANIFEST} but missing")
             continue
@@ -533,7 +537,8 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
     problems += _verify_requirements(house, expected[REQUIREMENTS], listed)
     problems += _verify_index(house, expected)
     for rel, want in sorted(expected.items()):
-        if rel.endswith(PROVENANCE_SUFFIX) and (house / rel).is_file() and (house / rel).read_bytes() != want:
+        if rel.endswith(PROVENANCE_SUFFIX) and (house / rel).is_file() and \
+                outputs.read_bytes(house / rel, "a wheel's provenance") != want:
             problems.append(f"{rel}: differs from the provenance {MANIFEST} records")
     torch = manifest["stack"]["torch"]
     for name in ("torch-npu", "torchvision"):
@@ -608,9 +613,9 @@ def _first_difference(got: list[str], want: list[str]) -> str:
 
 def _verify_requirements(house: Path, want: bytes, listed: dict) -> list[str]:
     path = house / REQUIREMENTS
-    if not path.is_file():
+    if not os.path.lexists(path):
         return [f"{path} is missing"]
-    got = path.read_bytes()
+    got = outputs.read_bytes(path, f"the wheelhouse's {REQUIREMENTS}")
     if got == want:
         return []
     try:
@@ -651,10 +656,10 @@ def _verify_index(house: Path, expected: dict) -> list[str]:
         if not rel.startswith(INDEX + "/"):
             continue
         page = house / rel
-        if not page.is_file():
+        if not os.path.lexists(page):
             problems.append(f"{rel} is missing")
             continue
-        got = page.read_bytes()
+        got = outputs.read_bytes(page, "a page of the wheelhouse's index")
         if got == want:
             continue
         have = set(re.findall(r'href="([^"]*)"', got.decode("utf-8", "replace")))

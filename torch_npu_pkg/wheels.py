@@ -22,7 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from compat_matrix import Stack, UserError
+from compat_matrix import Stack, UserError, outputs
 from compat_matrix.checksums import sha256_file
 from compat_matrix.model import torch_pin
 from compat_matrix.versions import python_tag, python_version
@@ -59,12 +59,20 @@ class WheelInfo:
             name, version, _build, tags = parse_wheel_filename(path.name)
         except InvalidWheelFilename as e:
             raise WheelError(f"{path}: not a wheel file name ({e})") from None
+        try:   # a FIFO named *.whl would block the zip reader, a device never end
+            outputs.check_input_file(path, "a wheel", max_bytes=None)
+        except UserError as e:
+            raise WheelError(str(e)) from None
         try:
             with zipfile.ZipFile(path) as zf:
                 files = tuple(zf.namelist())
                 meta_name = _metadata_member(files, name)
                 if meta_name is None:
                     raise WheelError(f"{path}: no .dist-info/METADATA inside; the file is not a wheel")
+                # the size its directory gives bounds what is inflated: no zip bomb as METADATA
+                if zf.getinfo(meta_name).file_size > outputs.MAX_INPUT_BYTES:
+                    raise WheelError(f"{path}: its {meta_name} is {zf.getinfo(meta_name).file_size} bytes, more "
+                                     f"than the {outputs.MAX_INPUT_BYTES} a wheel's METADATA may have")
                 meta = HeaderParser().parsestr(zf.read(meta_name).decode("utf-8", "replace"))
         except (zipfile.BadZipFile, OSError) as e:
             raise WheelError(f"{path}: cannot be read as a wheel (zip): {e}") from None

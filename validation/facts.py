@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import compat_matrix as cm
+from compat_matrix import outputs
 
 from . import vendor_tools
 
@@ -77,9 +78,11 @@ class LocalProbe(Probe):
         return p.returncode, p.stdout, p.stderr
 
     def read(self, path):
+        """A regular file's text, else None, as HostProbe reads (`test -f`): a FIFO under --root
+        would block, a device never end."""
         try:
-            return Path(self._path(path)).read_text(errors="replace")
-        except OSError:
+            return outputs.read_bytes(self._path(path), path).decode("utf-8", errors="replace")
+        except cm.UserError:
             return None
 
     def glob(self, pattern):

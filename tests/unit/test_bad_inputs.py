@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +37,7 @@ import yaml
 
 from npuenv.cli import main
 from tests.conftest import ROOT
+from tests.fixtures.archives import add_sparse_member
 
 CORPUS = Path(__file__).with_name("bad_inputs.yaml")
 BUNDLED_MATRIX = ROOT / "compat_matrix" / "data" / "matrix.yaml"
@@ -56,11 +61,16 @@ def fails_today(case) -> bool:
     return not case.get("until") or importlib.util.find_spec(case["until"]) is None
 
 
+# A file name longer than any file system takes (NAME_MAX is 255 bytes).
+TOO_LONG = "n" * 300
+
+
 def fill(value, tmp: Path):
     """Placeholders in the corpus: {tmp} the case's folder, {repo} the checkout, {marker} a file
-    that exists only if a value was run as a command."""
+    that exists only if a value was run as a command, {toolong} a file name too long for any file system."""
     if isinstance(value, str):
-        return value.replace("{tmp}", str(tmp)).replace("{repo}", str(ROOT)).replace("{marker}", str(tmp / "PWNED"))
+        return value.replace("{tmp}", str(tmp)).replace("{repo}", str(ROOT)).replace("{marker}", str(tmp / "PWNED")) \
+            .replace("{toolong}", TOO_LONG)
     if isinstance(value, list):
         return [fill(v, tmp) for v in value]
     if isinstance(value, dict):
@@ -73,13 +83,42 @@ def make_file(path: Path, spec) -> int | None:
 
     text: UTF-8 text | latin1: text whose code points are the bytes | expr: a Python expression
     giving str or bytes | matrix: [[old, new], ...] the bundled matrix with the first occurrence of
-    each old replaced | json: a value written as JSON | dir: true | fifo: true"""
+    each old replaced | json: a value written as JSON | dir: true | fifo: true | socket: true (a Unix
+    socket's file) | symlink: TARGET (e.g. /dev/zero, or a name that loops back to itself) |
+    sparse: SIZE (SIZE bytes that are one hole: no disk used, all of it zeros to read) |
+    zip: {MEMBER: TEXT or {zeros: N}} (deflated) | tar: [MEMBER, ...] an archive, compressed as its
+    name says (.tar.gz, .tar.xz), each member {name} with text, json, sparse (a GNU sparse member
+    of that size, one header in the archive) or symlink"""
     path.parent.mkdir(parents=True, exist_ok=True)
     if spec.get("dir"):
         path.mkdir(exist_ok=True)
         return None
     if spec.get("fifo"):
         os.mkfifo(path)
+        return None
+    if spec.get("socket"):   # bound by its name in its folder: a socket's address has at most 108 bytes
+        cwd = os.getcwd()
+        os.chdir(path.parent)
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.bind(path.name)
+        finally:
+            os.chdir(cwd)
+        return None
+    if "symlink" in spec:
+        path.symlink_to(spec["symlink"])
+        return None
+    if "sparse" in spec:
+        path.write_bytes(b"")
+        os.truncate(path, spec["sparse"])
+        return None
+    if "zip" in spec:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, member in spec["zip"].items():
+                zf.writestr(name, member if isinstance(member, str) else b"\0" * member["zeros"])
+        return None
+    if "tar" in spec:
+        write_tar(path, spec["tar"])
         return None
     line = None
     if "text" in spec:
@@ -100,6 +139,23 @@ def make_file(path: Path, spec) -> int | None:
         data = text.encode("utf-8")
     path.write_bytes(data)
     return line
+
+
+def write_tar(path: Path, members: list[dict]) -> None:
+    mode = "w:gz" if path.name.endswith((".tar.gz", ".tgz")) else "w:xz" if path.name.endswith(".tar.xz") else "w"
+    with tarfile.open(path, mode, format=tarfile.GNU_FORMAT) as tar:
+        for m in members:
+            info = tarfile.TarInfo(m["name"])
+            if "sparse" in m:
+                add_sparse_member(tar, m["name"], m["sparse"])
+                continue
+            data = None
+            if "symlink" in m:
+                info.type, info.linkname = tarfile.SYMTYPE, m["symlink"]
+            else:
+                data = (json.dumps(m["json"]) if "json" in m else m.get("text", "")).encode("utf-8")
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -241,7 +297,7 @@ def recorded_argv(tools: Path) -> list[list[str]]:
 
 
 def test_the_corpus_is_large_and_covers_every_command_and_target():
-    assert len(CASES) >= 200
+    assert len(CASES) >= 500
     commands = {tuple(c["npuenv"][:2]) if c["npuenv"][:1] != ["--matrix"] else tuple(c["npuenv"][2:4])
                 for c in CASES if "npuenv" in c}
     for command in [("matrix", "list"), ("matrix", "show"), ("matrix", "resolve"), ("matrix", "lint"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from npuenv.cli import main
 from tests.conftest import ROOT
 from tests.fixtures.wheelhouse.synth import make_controller_wheels, make_stack_wheels
 from tests.sim import installers as sim_installers
+from torch_npu_pkg import bundle
 
 ROW, PYTHON, ARCH = "2.13.0", "3.11", "x86_64"
 STACK = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu="==" + ROW, python=PYTHON, arch=ARCH)).stack
@@ -78,8 +78,8 @@ def rewrite_sums(top: Path) -> None:
     """SHA256SUMS (and MANIFEST.json's files) as they would be for the tree as it now is."""
     manifest = json.loads((top / "MANIFEST.json").read_text())
     files = {p.relative_to(top).as_posix(): checksums.sha256_file(p) for p in top.rglob("*")
-             if p.is_file() and p.name not in ("SHA256SUMS", "MANIFEST.json")}
-    manifest["files"] = {k: {"sha256": v} for k, v in files.items()}
+             if p.is_file() and p.relative_to(top).as_posix() not in ("SHA256SUMS", "MANIFEST.json")}
+    manifest["files"] = {k: {"sha256": v, "size": (top / k).stat().st_size} for k, v in files.items()}
     (top / "MANIFEST.json").write_text(json.dumps(manifest))
     files["MANIFEST.json"] = checksums.sha256_file(top / "MANIFEST.json")
     (top / "SHA256SUMS").write_text(checksums.format_sums(files))
@@ -145,9 +145,10 @@ def test_an_archive_holding_only_an_empty_manifest_is_refused(tmp_path, capsys):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     assert main(["bundle", "verify", str(fake)]) == 1
-    assert "MANIFEST.json is not a bundle manifest of format 1 made by `npuenv bundle make`" in capsys.readouterr().err
+    assert f"MANIFEST.json is not a bundle manifest of format {bundle.FORMAT} made by `npuenv bundle make`" in \
+        capsys.readouterr().err
     # a manifest of the right kind that lists nothing is no better
-    listless = json.dumps({"format": 1, "created_by": "npuenv bundle make", "top": "top", "files": {}}).encode()
+    listless = json.dumps({"format": bundle.FORMAT, "created_by": "npuenv bundle make", "top": "top", "files": {}}).encode()
     with tarfile.open(fake, "w") as tar:
         for name, data in (("top/MANIFEST.json", listless),
                            ("top/SHA256SUMS", f"{checksums.sha256_bytes(listless)}  MANIFEST.json\n".encode())):
@@ -167,7 +168,7 @@ def test_sums_naming_a_path_out_of_the_bundle_is_not_followed(unpacked, name, ca
         f.write(f"{checksums.sha256_file(target)}  {name}\n")
     assert main(["bundle", "verify", str(unpacked)]) == 2
     err = capsys.readouterr().err
-    assert f"SHA256SUMS:" in err and f"{name!r} is not a path inside the checked directory" in err
+    assert "SHA256SUMS:" in err and f"{name!r} is not a path inside the checked directory" in err
     assert "refusing to follow it" in err and "Traceback" not in err
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 import compat_matrix as cm
+from compat_matrix import outputs
 from compat_matrix.errors import UserError
 from npuenv.cli import main
+from tests.fixtures.archives import add_sparse_member
 from tests.fixtures.wheelhouse.synth import make_stack_wheels
 from tests.sim import installers as sim_installers
 from torch_npu_pkg import bundle
@@ -42,11 +44,12 @@ def sums_text(listing: dict[str, str]) -> bytes:
     return "".join(f"{h}  {k}\n" for k, h in sorted(listing.items())).encode()
 
 
-def manifest_bytes(listing: dict[str, str], top: str = TOP) -> bytes:
-    """A bundle manifest, as `bundle make` writes one without installers or controller, for the files listed."""
-    return json.dumps({"format": 1, "created_by": "npuenv bundle make", "top": top, "installers": [],
+def manifest_bytes(listing: dict[str, str], top: str = TOP, sizes: dict[str, int] | None = None) -> bytes:
+    """A bundle manifest, as `bundle make` writes one without installers or controller, for the files
+    listed (sha256 and size; a size not given is 1)."""
+    return json.dumps({"format": bundle.FORMAT, "created_by": "npuenv bundle make", "top": top, "installers": [],
                        "wheelhouse": {"path": "wheelhouse"}, "controller": None,
-                       "files": {k: {"sha256": h} for k, h in listing.items()}}).encode()
+                       "files": {k: {"sha256": h, "size": (sizes or {}).get(k, 1)} for k, h in listing.items()}}).encode()
 
 
 def member(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:
@@ -56,26 +59,27 @@ def member(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE, 
     return info, data
 
 
-def write_tar(path: Path, members) -> Path:
-    with tarfile.open(path, "w") as tar:
+def write_tar(path: Path, members, mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return path
 
 
 def archive(path: Path, files: dict[str, bytes], listed: dict[str, str | None] | None = None, *, before=(),
-            after=(), top: str = TOP, manifest_top: str = TOP) -> Path:
-    """A bundle-shaped tar: WHOLE and ``files`` under ``top``, a SHA256SUMS and MANIFEST.json that list
-    them (``listed`` changes SHA256SUMS' entries, and the manifest with it: None drops one),
-    and ``before``/``after`` members around them."""
+            after=(), top: str = TOP, manifest_top: str = TOP, sizes: dict[str, int] | None = None) -> Path:
+    """A bundle-shaped tar as `bundle make` writes it: MANIFEST.json first, then SHA256SUMS, then WHOLE
+    and ``files`` under ``top``. The lists name them with their sha256 and size (``listed`` changes
+    SHA256SUMS' entries, and the manifest with it: None drops one; ``sizes`` changes the manifest's
+    sizes); ``before``/``after`` are members around them."""
     files = {**WHOLE, **files}
     listing = {k: sha(v) for k, v in files.items()}
     listing.update(listed or {})
     listing = {k: h for k, h in listing.items() if h is not None}
-    files["MANIFEST.json"] = manifest_bytes(listing, manifest_top)
-    listing["MANIFEST.json"] = sha(files["MANIFEST.json"])
-    files["SHA256SUMS"] = sums_text(listing)
-    return write_tar(path, [*before, *(member(f"{top}/{k}", v) for k, v in files.items()), *after])
+    manifest = manifest_bytes(listing, manifest_top, {**{k: len(v) for k, v in files.items()}, **(sizes or {})})
+    listing["MANIFEST.json"] = sha(manifest)
+    lists = {"MANIFEST.json": manifest, "SHA256SUMS": sums_text(listing)}
+    return write_tar(path, [*before, *(member(f"{top}/{k}", v) for k, v in {**lists, **files}.items()), *after])
 
 
 def test_a_whole_archive_has_no_problem(tmp_path):
@@ -94,19 +98,20 @@ def test_a_changed_file_is_a_checksum_mismatch(tmp_path):
 def test_missing_and_unlisted_files(tmp_path):
     problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a", "new.txt": b"n"},
                                      {"gone.txt": sha(b"g"), "new.txt": None}))
-    assert problems == ["gone.txt: listed in SHA256SUMS but missing", "new.txt: not listed in SHA256SUMS"]
+    assert problems == ["new.txt: not in MANIFEST.json; not read", "gone.txt: listed in SHA256SUMS but missing"]
 
 
-def test_unsafe_members_links_and_several_tops(tmp_path):
+def test_unsafe_members_links_and_other_tops(tmp_path):
     extra = (member(f"{TOP}/link", kind=tarfile.SYMTYPE, link="/etc/passwd"),
              member(f"{TOP}/hard", kind=tarfile.LNKTYPE, link=f"{TOP}/a.txt"),
-             member("../evil", b"x"), member("other/x", b"x"), member(f"{TOP}/dir", kind=tarfile.DIRTYPE))
+             member("../evil", b"x"), member("other/x", b"x"), member(TOP, b"x"),
+             member(f"{TOP}/dir", kind=tarfile.DIRTYPE))
     problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a"}, after=extra))
     assert problems == [f"{TOP}/link: not a plain file (links and devices do not belong in a bundle)",
                         f"{TOP}/hard: not a plain file (links and devices do not belong in a bundle)",
                         f"../evil: {NOT_FOLLOWED}",
-                        f"expected one top folder, found {TOP}, other",
-                        "x: not listed in SHA256SUMS"]
+                        f"other/x: outside the bundle's top folder {TOP}/; not read",
+                        f"{TOP}: outside the bundle's top folder {TOP}/; not read"]
 
 
 def test_a_manifest_naming_files_without_checksums_does_not_make_a_bundle(tmp_path):
@@ -120,21 +125,23 @@ def test_a_manifest_naming_files_without_checksums_does_not_make_a_bundle(tmp_pa
     assert sorted({p.split(": ")[0] for p in problems}) == sorted(WHOLE)
 
 
-def test_a_member_twice_is_reported(tmp_path):
-    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a"}, before=[member(f"{TOP}/a.txt", b"a")]))
-    assert problems == [f"{TOP}/a.txt: in the archive twice"]
+def test_a_member_twice_is_reported_and_not_read_again(tmp_path):
+    problems = bundle.verify(archive(tmp_path / "b.tar", {"a.txt": b"a"}, after=[
+        member(f"{TOP}/a.txt", b"b"), member(f"{TOP}/SHA256SUMS", b"x"), member(f"{TOP}/MANIFEST.json", b"{}")]))
+    assert problems == [f"{TOP}/a.txt: in the archive twice; not read again",
+                        f"{TOP}/SHA256SUMS: in the archive twice; not read again",
+                        f"{TOP}/MANIFEST.json: in the archive twice; not read again"]
 
 
 def test_manifest_and_sums_must_be_there(tmp_path):
     path = tmp_path / "b.tar"
-    write_tar(path, [member(f"{TOP}/a.txt", b"a")])
+    write_tar(path, [member(f"{TOP}/dir", kind=tarfile.DIRTYPE)])
     assert bundle.verify(path) == ["MANIFEST.json is missing; this is not an npuenv bundle"]
     manifest = manifest_bytes({"a.txt": sha(b"a")})
-    write_tar(path, [member(f"{TOP}/a.txt", b"a"), member(f"{TOP}/MANIFEST.json", manifest)])
+    write_tar(path, [member(f"{TOP}/MANIFEST.json", manifest), member(f"{TOP}/a.txt", b"a")])
     assert bundle.verify(path) == ["SHA256SUMS is missing"]
     write_tar(path, [])
-    assert bundle.verify(path) == ["expected one top folder, found nothing",
-                                   "MANIFEST.json is missing; this is not an npuenv bundle"]
+    assert bundle.verify(path) == ["MANIFEST.json is missing; this is not an npuenv bundle"]
 
 
 def test_not_an_archive_is_a_usage_error(tmp_path):
@@ -145,21 +152,88 @@ def test_not_an_archive_is_a_usage_error(tmp_path):
         bundle.verify(tmp_path / "nope.tar")
 
 
-def test_archive_members_are_all_checked_whatever_comes_first(tmp_path):
-    first = (member(f"{TOP}/installers", kind=tarfile.DIRTYPE), member("/etc/cron.d/x", b"x"))
-    path = archive(tmp_path / "b.tar", {"late.txt": b"l"}, {"late.txt": None}, before=first)
-    assert bundle.verify(path) == [f"/etc/cron.d/x: {NOT_FOLLOWED}", "late.txt: not listed in SHA256SUMS"]
+def test_nothing_with_data_comes_before_the_manifest(tmp_path):
+    """Before MANIFEST.json nothing can be judged by its size, so the first member with data that is
+    not the manifest ends the reading; folders, links and unsafe names before it are reported."""
+    first = (member(f"{TOP}/installers", kind=tarfile.DIRTYPE), member("/etc/cron.d/x"),
+             member(f"{TOP}/l", kind=tarfile.SYMTYPE, link="/"))
+    path = archive(tmp_path / "b.tar", {}, before=first)
+    assert bundle.verify(path) == [f"/etc/cron.d/x: {NOT_FOLLOWED}",
+                                   f"{TOP}/l: not a plain file (links and devices do not belong in a bundle)"]
+    path = archive(tmp_path / "b.tar", {}, before=[member(f"{TOP}/big.run", b"x" * 10)])
+    assert bundle.verify(path) == [f"{TOP}/big.run: comes before MANIFEST.json, so it cannot be checked before it "
+                                   f"is read (`npuenv bundle make` writes MANIFEST.json first); not read further"]
+    path = archive(tmp_path / "b.tar", {}, before=[member(f"{TOP}/d{i}", kind=tarfile.DIRTYPE) for i in range(200)])
+    assert bundle.verify(path) == [f"no MANIFEST.json among the archive's first {bundle.MAX_PROBLEMS} members; this "
+                                   f"is not an npuenv bundle (`npuenv bundle make` writes MANIFEST.json first)"]
+
+
+def write_sparse_tar(path: Path, members, name: str, size: int) -> Path:
+    """A gzip-compressed tar of ``members``, then ``name``: a sparse file of ``size`` bytes that is
+    one hole (one 512-byte header in the archive)."""
+    with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        add_sparse_member(tar, name, size)
+    return path
+
+
+@pytest.mark.parametrize("listed_size", [None, 1])
+def test_a_sparse_member_of_20_gb_is_refused_unread_whatever_its_size_on_disk(tmp_path, listed_size, monkeypatch):
+    """A tiny compressed archive whose member claims 20 GB: not in the manifest, or in it with another
+    size, it is refused by its size alone and nothing of it is hashed."""
+    files = {**WHOLE, "huge.bin": b"x"}
+    listing = {k: sha(v) for k, v in files.items()}
+    if listed_size is None:
+        del listing["huge.bin"]
+    manifest = manifest_bytes(listing, sizes={k: len(v) for k, v in files.items()})
+    listing["MANIFEST.json"] = sha(manifest)
+    lists = [member(f"{TOP}/MANIFEST.json", manifest), member(f"{TOP}/SHA256SUMS", sums_text(listing))]
+    path = write_sparse_tar(tmp_path / "b.tar.gz", lists + [member(f"{TOP}/{k}", v) for k, v in WHOLE.items()],
+                            f"{TOP}/huge.bin", 20 << 30)
+    with tarfile.open(path) as tar:   # what tar and Python see: a member of 20 GB
+        assert tar.getmember(f"{TOP}/huge.bin").size == 20 << 30
+    assert path.stat().st_size < 4096
+    hashed = []
+    real = bundle.checksums.sha256_fileobj
+    monkeypatch.setattr(bundle.checksums, "sha256_fileobj", lambda f: hashed.append(f) or real(f))
+    problems = bundle.verify(path)
+    said = "not in MANIFEST.json; not read" if listed_size is None else "21474836480 bytes, but MANIFEST.json says 1; " \
+                                                                      "not read"
+    assert problems[0] == f"huge.bin: {said}"
+    assert len(hashed) == len(WHOLE), "only the files the manifest lists with their size are read"
+
+
+def test_reading_stops_where_the_archive_holds_more_than_the_manifest_lists(tmp_path, monkeypatch):
+    """Each member skipped unread still costs decompressing it: past the manifest's sizes (and room
+    for a SHA256SUMS) the archive is not read further."""
+    junk = [member(f"{TOP}/junk{i}.bin", b"\0" * (1 << 20)) for i in range(3)]
+    path = archive(tmp_path / "b.tar", {}, after=junk)
+    assert bundle.verify(path) == [f"junk{i}.bin: not in MANIFEST.json; not read" for i in range(3)]
+    monkeypatch.setattr(bundle.outputs, "MAX_INPUT_BYTES", (1 << 20) + 4096)
+    assert bundle.verify(path) == ["junk0.bin: not in MANIFEST.json; not read",
+                                   "junk1.bin: not in MANIFEST.json; not read",
+                                   f"the archive holds more than its MANIFEST.json lists; stopped reading at "
+                                   f"{TOP}/junk1.bin"]
+
+
+def test_reading_stops_after_max_problems(tmp_path):
+    junk = [member(f"{TOP}/junk{i}", b"") for i in range(bundle.MAX_PROBLEMS + 50)]
+    problems = bundle.verify(archive(tmp_path / "b.tar", {}, after=junk))
+    assert problems == [f"junk{i}: not in MANIFEST.json; not read" for i in range(bundle.MAX_PROBLEMS)] + [
+        f"stopped after {bundle.MAX_PROBLEMS} problems: this is not the bundle its MANIFEST.json describes"]
 
 
 def test_bytes_that_are_not_utf8_in_the_lists(tmp_path):
-    # a manifest that is not UTF-8 is a problem of the bundle, reported with the rest
+    # a manifest that is not UTF-8 is a problem of the bundle
     manifest = b"{\xff}\n"
     path = write_tar(tmp_path / "b.tar", [member(f"{TOP}/MANIFEST.json", manifest),
                                           member(f"{TOP}/SHA256SUMS", sums_text({"MANIFEST.json": sha(manifest)}))])
     assert bundle.verify(path) == ["MANIFEST.json: not valid JSON text ('utf-8' codec can't decode byte 0xff in "
                                    "position 1: invalid start byte)"]
     # a SHA256SUMS that is not UTF-8 cannot be read at all: bad input, as for every SHA256SUMS
-    write_tar(path, [member(f"{TOP}/MANIFEST.json", b"{}"), member(f"{TOP}/SHA256SUMS", b"\xff\xfe  a.txt\n")])
+    data = manifest_bytes({"a.txt": sha(b"a")})
+    write_tar(path, [member(f"{TOP}/MANIFEST.json", data), member(f"{TOP}/SHA256SUMS", b"\xff\xfe  a.txt\n")])
     with pytest.raises(UserError) as info:
         bundle.verify(path)
     assert str(info.value) == (f"{path}: SHA256SUMS is not UTF-8 text (byte 0); write it with "
@@ -208,10 +282,15 @@ def test_a_made_bundle_verifies_and_records_each_installers_checksum(tmp_path, i
     root = tmp_path / "unpacked" / manifest["top"]
     assert bundle.verify_dir(root) == []
     toolkit = root / "installers" / made["toolkit"].name
-    toolkit.write_bytes(toolkit.read_bytes() + b"x")
+    data = toolkit.read_bytes()
+    toolkit.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))   # same size, other bytes
     assert bundle.verify_dir(root) == [
         f"installers/{toolkit.name}: checksum mismatch: SHA256SUMS says sha256 {sha(made['toolkit'].read_bytes())}, "
         f"the file has {sha(toolkit.read_bytes())}"]
+    # a file of another size than the manifest's is refused unread; a folder of them stops it
+    os.truncate(toolkit, 20 << 30)
+    assert bundle.verify_dir(root) == [
+        f"installers/{toolkit.name}: {20 << 30} bytes, but MANIFEST.json says {len(data)}; not read"]
 
 
 def test_an_installer_that_does_not_match_its_sha256sums_is_refused(tmp_path, inputs):
@@ -265,10 +344,9 @@ def test_unpacked_folder_problems(tmp_path, inputs):
     (root / "stray.txt").write_text("s")
     requirements = (root / "wheelhouse" / "requirements.txt").read_bytes()
     (root / "wheelhouse" / "requirements.txt").unlink()
-    # the bundle's lists, then the wheelhouse's own check
-    assert bundle.verify_dir(root) == ["wheelhouse/requirements.txt: listed in SHA256SUMS but missing",
-                                       "stray.txt: not listed in SHA256SUMS",
-                                       f"wheelhouse: {root / 'wheelhouse' / 'requirements.txt'} is missing"]
+    # the bundle's lists; the wheelhouse's own check only once the bundle vouches for all its files
+    assert bundle.verify_dir(root) == ["stray.txt: not in MANIFEST.json; not read",
+                                       "wheelhouse/requirements.txt: listed in SHA256SUMS but missing"]
     (root / "stray.txt").unlink()
     (root / "wheelhouse" / "requirements.txt").write_bytes(requirements)
     assert bundle.verify_dir(root) == []
@@ -282,8 +360,9 @@ def test_unpacked_folder_problems(tmp_path, inputs):
     data["files"]["USAGE.txt"]["sha256"] = "0" * 64
     mismatch = manifest_changed_to(json.dumps(data))
     assert bundle.verify_dir(root) == mismatch + ["USAGE.txt: MANIFEST.json and SHA256SUMS disagree"]
-    mismatch = manifest_changed_to("{not json")
-    assert bundle.verify_dir(root) == mismatch + [
+    # a manifest that cannot be read gives no sizes: nothing else is read
+    manifest_changed_to("{not json")
+    assert bundle.verify_dir(root) == [
         "MANIFEST.json: not valid JSON text (Expecting property name enclosed in double quotes: line 1 column 2 "
         "(char 1))"]
     (root / "MANIFEST.json").unlink()
@@ -293,7 +372,7 @@ def test_unpacked_folder_problems(tmp_path, inputs):
 def test_a_folder_is_verified_as_a_folder(tmp_path, inputs):
     root = made_folder(tmp_path, inputs)
     (root / "stray.txt").write_text("s")
-    assert bundle.verify(root) == bundle.verify_dir(root) == ["stray.txt: not listed in SHA256SUMS"]
+    assert bundle.verify(root) == bundle.verify_dir(root) == ["stray.txt: not in MANIFEST.json; not read"]
 
 
 def test_a_special_file_in_a_folder_is_reported(tmp_path, inputs):
@@ -301,6 +380,47 @@ def test_a_special_file_in_a_folder_is_reported(tmp_path, inputs):
     os.mkfifo(root / "installers" / "pipe")
     problems = bundle.verify_dir(root)
     assert len(problems) == 1 and problems[0].startswith("installers/pipe: ")
+
+
+@pytest.mark.parametrize("name", ["MANIFEST.json", "SHA256SUMS", "USAGE.txt"])
+def test_a_list_or_file_that_would_block_or_never_end_is_refused_unread(tmp_path, inputs, name):
+    """A FIFO blocks whoever opens it, /dev/zero never ends: in an unpacked bundle each is refused
+    without being opened for a blocking read."""
+    root = made_folder(tmp_path, inputs)
+    (root / name).unlink()
+    os.mkfifo(root / name)
+    problems = bundle.verify_dir(root)
+    if name == "MANIFEST.json":
+        assert problems == [f"{root / name}: is not a regular file (a pipe, socket or device); the bundle's "
+                            f"MANIFEST.json must be a plain file"]
+    else:
+        assert problems[0] == f"{name}: not a plain file (a pipe, socket or device); a bundle holds plain files only"
+    (root / name).unlink()
+    (root / name).symlink_to("/dev/zero")
+    problems = bundle.verify_dir(root)
+    if name == "MANIFEST.json":
+        assert problems == ["MANIFEST.json is missing; this is not an npuenv bundle"]
+    else:
+        assert problems[0] == f"{name}: a symbolic link; a bundle holds plain files only (not followed)"
+
+
+def test_a_file_is_hashed_no_further_than_its_listed_size_and_a_fifo_not_at_all(tmp_path):
+    """What verify_dir reads of a file it admitted by its size: a file that grew since is read one
+    byte past that size (its checksum differs anyway), one swapped for a FIFO is not opened to wait."""
+    grown = tmp_path / "grown"
+    grown.write_bytes(b"0123456789")
+    assert bundle._hash_at_most(grown, 4) == sha(b"01234")
+    assert bundle._hash_at_most(grown, 10) == sha(b"0123456789")
+    os.mkfifo(tmp_path / "fifo")
+    assert bundle._hash_at_most(tmp_path / "fifo", 0) is None
+
+
+def test_an_oversized_manifest_is_refused_unread(tmp_path, inputs):
+    root = made_folder(tmp_path, inputs)
+    size = outputs.MAX_INPUT_BYTES + 1
+    os.truncate(root / "MANIFEST.json", size)   # sparse: nothing to read but zeros
+    assert bundle.verify_dir(root) == [f"{root / 'MANIFEST.json'}: is {size} bytes, more than the {size - 1} bytes "
+                                       f"the bundle's MANIFEST.json may have; is it the right file?"]
 
 
 def test_bad_or_empty_sha256sums_in_a_folder(tmp_path, inputs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -125,18 +126,38 @@ def test_names_that_sha256sum_escapes_are_read_back(tmp_path):
 def test_unreadable_or_malformed_sums_name_the_file(tmp_path, monkeypatch):
     sums = tmp_path / "SHA256SUMS"
     sums.write_text("")
-    real_read = type(sums).read_bytes
+    real_open = os.open
 
-    def denied(path):  # what a non-root user meets (this runs as root, which reads anything)
-        if path == sums:
+    def denied(path, *args, **kwargs):  # what a non-root user meets (this runs as root, which reads anything)
+        if Path(path) == sums:
             raise PermissionError(13, "Permission denied")
-        return real_read(path)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(type(sums), "read_bytes", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(checksums.ChecksumError) as e:
         checksums.read_sums(tmp_path)
-    assert str(e.value) == f"{sums}: cannot be read (Permission denied)"
+    assert str(e.value) == f"{sums}: cannot read the list of checksums (SHA256SUMS): Permission denied"
     monkeypatch.undo()
+    # a FIFO would block the read, /dev/zero never end, a sparse 20 GB file fill the memory: refused unread
+    sums.unlink()
+    os.mkfifo(sums)
+    with pytest.raises(checksums.ChecksumError) as e:
+        checksums.read_sums(tmp_path, required=False)
+    assert str(e.value) == (f"{sums}: is not a regular file (a pipe, socket or device); the list of checksums "
+                            f"(SHA256SUMS) must be a plain file")
+    sums.unlink()
+    sums.symlink_to("/dev/zero")
+    with pytest.raises(checksums.ChecksumError, match="is not a regular file"):
+        checksums.read_sums(tmp_path)
+    sums.unlink()
+    sums.write_bytes(b"")
+    os.truncate(sums, 20 << 30)   # sparse: no disk used
+    with pytest.raises(checksums.ChecksumError, match=f"is {20 << 30} bytes, more than the"):
+        checksums.read_sums(tmp_path)
+    sums.unlink()
+    sums.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(checksums.ChecksumError, match=r"SHA256SUMS: no such file \(the list of checksums"):
+        checksums.read_sums(tmp_path, required=False)
     other = tmp_path / "other"
     other.mkdir()
     (other / "SHA256SUMS").write_text("not a checksum\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import compat_matrix as cm
+from compat_matrix import outputs
 from images import engine, registry
 from npuenv.cli import main
 
@@ -104,7 +105,8 @@ def test_docker_gets_credentials_through_its_config_and_refuses_a_ca(tmp_path, m
 
 
 @pytest.mark.parametrize("access, why", [
-    (dict(authfile="nope.json"), r"--authfile nope.json: no such file; write one with `podman login --authfile"),
+    (dict(authfile="nope.json"), r"--authfile nope.json: no such file \(the registry's auth file\); write one with "
+                                 r"`podman login --authfile nope.json REGISTRY`"),
     (dict(cert_dir="no-such-dir"), r"--cert-dir no-such-dir: no such folder"),
     (dict(ca_cert="not-pem"), r"--ca-cert .*not-pem: not a PEM certificate"),
     (dict(creds_from_env=True), r"--creds-from-env: NPUENV_REGISTRY_USER and NPUENV_REGISTRY_PASSWORD not set"),
@@ -119,6 +121,71 @@ def test_registry_options_are_checked_before_any_work(access, why, tmp_path, mon
     (tmp_path / "auth.json").write_text("{}")
     with pytest.raises(cm.UserError, match=why):
         registry.Access(**{k: Path(v) if isinstance(v, str) else v for k, v in access.items()}).check()
+
+
+@pytest.mark.parametrize("make, option, why", [
+    (lambda p: os.mkfifo(p), "authfile", r"--authfile {p}: is not a regular file \(a pipe, socket or device\); the "
+                                         r"registry's auth file must be a plain file; write one with `podman login"),
+    (lambda p: p.symlink_to("/dev/zero"), "authfile", r"--authfile {p}: is not a regular file"),
+    (lambda p: p.mkdir(), "authfile", r"--authfile {p}: is a folder; the registry's auth file must be a file"),
+    (lambda p: os.mkfifo(p), "ca_cert", r"--ca-cert {p}: is not a regular file \(a pipe, socket or device\); the "
+                                        r"registry's CA certificate must be a plain file; give the registry's CA"),
+    (lambda p: p.symlink_to("/dev/zero"), "ca_cert", r"--ca-cert {p}: is not a regular file"),
+    (lambda p: p.symlink_to("/dev/urandom"), "ca_cert", r"--ca-cert {p}: is not a regular file"),
+    (lambda p: p.mkdir(), "ca_cert", r"--ca-cert {p}: is a folder"),
+    (lambda p: (p.write_text(PEM), os.truncate(p, outputs.MAX_INPUT_BYTES + 1)), "ca_cert",
+     rf"--ca-cert {{p}}: is {outputs.MAX_INPUT_BYTES + 1} bytes, more than the {outputs.MAX_INPUT_BYTES} bytes the "
+     rf"registry's CA certificate may have"),
+])
+def test_a_registry_file_that_would_block_or_never_end_is_refused_unread(make, option, why, tmp_path):
+    """A FIFO blocks whoever opens it (npuenv, or the engine it hands the path to) and /dev/zero never
+    ends: each is refused at once, by name, before any engine runs."""
+    path = tmp_path / "given"
+    make(path)
+    with pytest.raises(cm.UserError, match=why.format(p=path)):
+        registry.Access(**{option: path}).check()
+
+
+@pytest.mark.parametrize("name, make", [
+    ("ca.crt", lambda p: os.mkfifo(p)),
+    ("client.cert", lambda p: p.symlink_to("/dev/zero")),
+    ("client.key", lambda p: os.mkfifo(p)),
+    ("extra.crt", lambda p: p.mkdir()),
+])
+def test_every_file_the_engine_reads_in_a_cert_dir_is_a_plain_file(name, make, tmp_path):
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    if name != "ca.crt":
+        (certs / "ca.crt").write_text(PEM)
+    make(certs / name)
+    with pytest.raises(cm.UserError, match=rf"--cert-dir {certs}: {certs / name}: is (not a regular file|a folder).*"
+                                           rf"the engine reads every \*.crt, \*.cert, \*.key file there"):
+        registry.Access(cert_dir=certs).check()
+    os.rmdir(certs / name) if (certs / name).is_dir() else os.unlink(certs / name)
+    os.mkfifo(certs / "notes.txt")   # a file the engine does not read may be anything
+    assert registry.Access(cert_dir=certs).check().cert_dir == certs
+
+
+def test_the_ca_and_auth_files_given_to_the_engine_are_the_checked_bytes(tmp_path, monkeypatch):
+    """The engine gets a copy of what was checked: a path swapped for a FIFO or /dev/zero after the
+    check is refused again, not streamed into the private folder."""
+    ca, auth = tmp_path / "ca.pem", tmp_path / "auth.json"
+    ca.write_text(PEM)
+    auth.write_text('{"auths": {}}')
+    access = registry.Access(ca_cert=ca).check()
+    ca.unlink()
+    ca.symlink_to("/dev/zero")
+    with pytest.raises(cm.UserError, match=rf"--ca-cert {ca}: is not a regular file"):
+        with registry.engine_options(PODMAN, access, "r.example"):
+            pass
+    access = registry.Access(authfile=auth).check()
+    with registry.engine_options(DOCKER, access, "r.example") as (_, env):
+        assert (Path(env["DOCKER_CONFIG"]) / "config.json").read_text() == '{"auths": {}}'
+    auth.unlink()
+    os.mkfifo(auth)
+    with pytest.raises(cm.UserError, match=rf"--authfile {auth}: is not a regular file"):
+        with registry.engine_options(DOCKER, access, "r.example"):
+            pass
 
 
 def test_push_and_pull_commands_per_engine():
@@ -192,7 +259,7 @@ def test_push_writes_every_tag_on_one_digest_and_a_later_failure_names_what_is_t
     monkeypatch.setenv("FAIL_SECOND", "1")
     assert main(["image", "push", repo, "--image", "localhost/x:1"]) == 2
     err = capsys.readouterr().err
-    assert (f"r.example:5000 refused the credentials (unauthorized: access denied). Log in with" in err
+    assert ("r.example:5000 refused the credentials (unauthorized: access denied). Log in with" in err
             and f"{tag} is in the registry; {tag}-e0c96d65f113 was not written" in err)
 
 
