@@ -102,8 +102,8 @@ N ?= 3
 sim-installers: $(INSTALLED) ## simulated vendor installers: make sim-installers ROW=2.4.0.post2 [CHIP=910b ARCH=x86_64] OUT=DIR
 	$(PY) -m tests.sim installers $(ROW_ARGS) $(call opt,--out,OUT)
 
-sim-nodes: setup ## start simulated Atlas nodes npu-sim-0..N-1 reached over SSH, and their inventory: make sim-nodes N=3
-	$(PY) -m tests.sim nodes $(call opt,--count,N) $(call opt,--chip,CHIP)
+sim-nodes: setup ## start simulated Atlas nodes npu-sim-0..N-1 reached over SSH, and their inventory: make sim-nodes N=3 [NODE_PREFIX=npu-sim]
+	$(PY) -m tests.sim nodes $(call opt,--count,N) $(call opt,--chip,CHIP) $(call opt,--prefix,NODE_PREFIX)
 
 demo: setup ## the whole pipeline on simulated Atlas nodes: wheelhouse, rollout, image, validation, a fault caught
 	$(PY) -m tests.sim demo

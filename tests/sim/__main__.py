@@ -1,7 +1,7 @@
 """Command line of the simulator (test-side; the product never calls it).
 
   python -m tests.sim installers [row constraints] --out DIR [--hdk V]
-  python -m tests.sim nodes --count N [--chip C] [--state-dir DIR] [--podman]
+  python -m tests.sim nodes --count N [--prefix P] [--chip C] [--state-dir DIR] [--podman]
   python -m tests.sim clean
 """
 from __future__ import annotations
@@ -33,8 +33,9 @@ def main(argv=None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--runtime-libs", type=Path, help="simulated CANN libraries for the toolkit and NNAL")
     g.add_argument("--runtime-for-wheel", type=Path, help="build the simulated CANN libraries for this torch_npu wheel")
-    p = sub.add_parser("nodes", help="start simulated nodes npu-sim-0..N-1")
+    p = sub.add_parser("nodes", help=f"start simulated nodes PREFIX-0..N-1 (default {nodes.PREFIX}-0..N-1)")
     p.add_argument("--count", type=int, default=3)
+    p.add_argument("--prefix", default=nodes.PREFIX, help="the nodes' names are PREFIX-0, PREFIX-1, ...")
     p.add_argument("--chip", default="910b")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--podman", action="store_true",
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
         elif args.cmd == "nodes":
             state_dir = args.state_dir.resolve()
             access = None if args.podman else nodes.SshAccess.create(state_dir / "ssh")
-            names = nodes.start_nodes(args.count, state_dir, chip=args.chip, access=access)
+            names = nodes.start_nodes(args.count, state_dir, chip=args.chip, prefix=args.prefix, access=access)
             inventory = state_dir / "inventory.yml"
             inventory.write_text(yaml.safe_dump(nodes.inventory(names, access)))
             for name in names:
@@ -66,7 +67,11 @@ def main(argv=None) -> int:
             from . import demo
             return demo.main()
         else:
-            nodes.remove_nodes()
+            for name in nodes.remove_nodes():
+                print(f"removed {name}")
+    except nodes.NodeNameTaken as e:
+        print(e, file=sys.stderr)
+        return 2
     except cm.MatrixError as e:
         for problem in e.problems:
             print(problem if problem.line else problem.message, file=sys.stderr)

@@ -1,5 +1,10 @@
 """Faults the simulated node can be given, each with the validation check that
-must catch it. Tests inject one, validate, and revert it."""
+must catch it. Tests inject one, validate, and revert it.
+
+Besides the hardware faults in FAULTS, a node can lose power in the middle of
+a vendor installer (``power_cut``): what its disk holds afterwards is what the
+real installer's steps leave at that point, and the installer's next run
+completes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -79,8 +84,8 @@ FAULTS = [
           lambda n: _state(n, processes=[{"pid": 4242, "name": "python", "mem_mb": 2048}]), _healthy,
           keeps_passing=HARDWARE | {"device_nodes", "npu_health"}),
     Fault("driver_too_old", "quick", {"driver_version", "firmware_pairs_with_driver"}, "outside the HDK range",
-          lambda n: _install(n, n.old_installers["driver"], "--upgrade --install-for-all --quiet"),
-          lambda n: _install(n, n.installers["driver"], "--upgrade --install-for-all --quiet"),
+          lambda n: _install(n, n.old_installers["driver"], "--upgrade --quiet"),
+          lambda n: _install(n, n.installers["driver"], "--upgrade --quiet"),
           keeps_passing={"cann_toolkit", "nnal", "device_nodes", "npu_health"}),
     Fault("firmware_mismatch", "quick", {"firmware_pairs_with_driver"}, "different HDK releases",
           lambda n: _install(n, n.old_installers["firmware"], "--full --quiet"),
@@ -117,3 +122,28 @@ FAULTS = [
           lambda n: _state(n, temp_c=97, hbm_temp_c=91), _healthy,
           keeps_passing=(SENSORS - {"npu_temperature"}) | {"npu_health", "device_nodes"}),
 ]
+
+
+# --- Power cut during an installer -------------------------------------------
+# The simulator's control file under the node's hardware directory (beside
+# state.json): "<package kind> <point>". The simulated installer of that kind
+# reads it when it reaches the point, deletes it (so only this run stops) and
+# kills every process of the node at once, as a power loss would: a node
+# started by nodes.start_nodes (--init --restart always) dies and boots again
+# (tests/sim/node/boot.sh), with what was on its disk at that moment. The
+# points and what each leaves on disk: installers.STOP_POINTS.
+POWER_CUT_FILE = "power_cut"
+
+
+def power_cut(state_dir: Path, kind: str, point: str) -> Path:
+    """Make the next run of ``kind``'s installer on the node whose hardware
+    directory (the one holding its state.json) is ``state_dir`` lose power at
+    ``point``. Returns the control file."""
+    from .installers import STOP_POINTS
+    if point not in STOP_POINTS.get(kind, {}):
+        known = {k: sorted(v) for k, v in STOP_POINTS.items()}
+        raise ValueError(f"no stop point {point!r} in the {kind} installer; known points: {known}")
+    control = Path(state_dir) / POWER_CUT_FILE
+    control.write_text(f"{kind} {point}\n")
+    return control
+

@@ -56,6 +56,12 @@ Other inputs of the simulated tools: driver and firmware versions come from
 driver needs ``/dev/davinci_manager`` and shows only dies whose
 ``/dev/davinci<phy_id>`` exists; ``NPU_SIM_ROOT`` prefixes those paths and
 ``NPU_SIM_STATE`` overrides STATE_PATH. ``hccn_tool -i N`` takes the phy id.
+
+The simulated driver installer reads ``processes`` and ``busy`` too: a die with
+either refuses a driver install, upgrade or uninstall without ``--force``, as
+devices held by a process do. Beside state.json the hardware directory holds
+``firmware.pending`` / ``firmware.running`` (firmware flashed / active since the
+last boot) and, while a power cut is armed, ``power_cut`` (faults.power_cut).
 """
 from __future__ import annotations
 

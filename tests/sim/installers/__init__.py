@@ -9,6 +9,10 @@ versions to build is all the simulator takes from the product's matrix; how
 the vendor names, lays out and configures them is the simulator's own
 knowledge, in tests/sim/vendor.yaml (each fact with its source), so that a
 wrong fact in compat_matrix's platforms.yaml fails the end-to-end tests.
+
+Installed, the packages reinstall, upgrade, roll back and uninstall as the
+vendor documents (vendor.yaml ``lifecycle``), and can be made to lose power
+at the points in STOP_POINTS (tests/sim/faults.py power_cut).
 """
 from __future__ import annotations
 
@@ -102,14 +106,17 @@ LABELS = {
     "nnal": "ASCEND_RUN_PACKAGE",
     "nnae": "ASCEND_RUN_PACKAGE",
 }
+# The driver's option lines as its help.info writes them (hicann/driver
+# scripts/package/custom/driver/common/scripts/help.info), those simulated.
 HDK_OPTIONS = (r"  --full                            Install full mode\n"
-               r"  --upgrade                         Upgrade\n"
-               r"  --uninstall                       Uninstall\n"
-               r"  --version                         Show version\n"
-               r"  --install-for-all                 Install for all users\n"
-               r"  --install-path=<path>             Install to specific path\n"
-               r"  --install-username=<user>         Run user of the driver\n"
-               r"  --install-usergroup=<group>       Run group of the driver")
+               r"  --upgrade                         Upgrade product immediately\n"
+               r"  --install-path=<path>             Install to specific dir\n"
+               r"  --install-username=<username>     Install to specific username\n"
+               r"  --install-usergroup=<usergroup>   Install to specific usrgroup\n"
+               r"  --uninstall                       Uninstall product\n"
+               r"  --version                         Query the package version\n"
+               r"  --install-for-all                 Install for all user\n"
+               r"  --force                           Install and take effect later")
 CANN_OPTIONS = (r"  --install                         Install run mode\n"
                 r"  --uninstall                       Uninstall\n"
                 r"  --upgrade                         Upgrade\n"
@@ -139,10 +146,73 @@ def firmware_version(hdk: str) -> str:
     return f"7.{major - 18}.{minor}.1.200"
 
 
+def _order(version: str) -> tuple:
+    """Release order: 8.0.RC1 < 8.0.RC3 < 8.0.0 < 8.0.1 < 8.1.RC1."""
+    m = _VERSION.match(version)
+    if not m:
+        raise ValueError(f"{version!r} is not a CANN/HDK version")
+    major, minor, rc, patch, sub = m.groups()
+    return int(major), int(minor), (0, int(rc)) if rc else (1, int(patch)), int(sub or 0)
+
+
+def _is_hdk(version: str) -> bool:
+    # HDK versions are numbered by year (23.0.RC3, 26.1.0), CANN's by major release (7.0.0, 9.1.0).
+    return _version_parts(version)[0] >= 20
+
+
+def _train_index(version: str) -> int:
+    """The release train of a CANN or HDK version: the last one of vendor.yaml's release_trains not newer."""
+    trains = vendor()["release_trains"]["trains"]
+    key, kind = _order(version), "hdk" if _is_hdk(version) else "cann"
+    found = 0
+    for i, train in enumerate(trains):
+        if _order(train[kind]) <= key:
+            found = i
+    return found
+
+
+def _train_c(index: int) -> int:
+    return vendor()["release_trains"]["trains"][index]["c"]
+
+
 def inner_version(version: str) -> str:
-    """A vendor-style inner version (V100R001C<minor>SPC<n>B<build>) for a CANN or HDK version."""
-    major, minor, n, sub = _version_parts(version)
-    return f"V100R001C{major * 10 + minor:02d}SPC{n:03d}B2{sub:02d}"
+    """A vendor-style inner version V100R001C<nn>SPC<n>B<build>, C<nn> being the release train's number."""
+    _, _, n, sub = _version_parts(version)
+    return f"V100R001C{_train_c(_train_index(version)):02d}SPC{n:03d}B2{sub:02d}"
+
+
+def driver_accepts(hdk: str) -> str:
+    """The driver's compatible_version: its own train and the ones before it (vendor.yaml release_trains)."""
+    last = _train_index(hdk)
+    first = max(0, last - vendor()["release_trains"]["driver_accepts_trains"] + 1)
+    return ",".join(f"[V100R001C{_train_c(i):02d}]" for i in range(first, last + 1))
+
+
+def inner_dotted(version: str) -> str:
+    """The inner version as latest/version.cfg writes it: 8.2.RC2 -> 8.2.0.2.220 (the published sample's
+    shape, code index id 4926109241; the last field is the simulator's)."""
+    m = _VERSION.match(version)
+    major, minor, rc, patch, _ = m.groups()
+    return f"{major}.{minor}.{patch or 0}.{rc or 0}.220"
+
+
+# Where a simulated installer can lose power (tests/sim/faults.py power_cut): the
+# point names the payload's `power_cut <point>` calls, and what the disk holds then.
+STOP_POINTS = {
+    "driver": {
+        "info_written": "the install info is in /etc/ascend_install.info (no Driver_Install_Status), no driver files",
+        "old_removed": "an overwrite or --upgrade removed the old driver; the new one is not copied",
+    },
+    "toolkit": {
+        "files_copied": "the version directory is complete; not linked from latest (or cann), no set_env.sh, "
+                        "the install record not (re)written",
+        "old_removed": "an --upgrade removed the running version; the new one is not copied",
+    },
+    "nnal": {
+        "backed_up": "an --upgrade copied the running version to <v>_recover and set_env.sh to set_env_recover.sh",
+        "old_removed": "an --upgrade removed the running version, latest and set_env.sh; the new one is not copied",
+    },
+}
 
 
 def layout(release: Release) -> dict[str, str]:
@@ -164,6 +234,8 @@ def _payload_env(release: Release, kind: str) -> dict[str, str]:
         "VERSION_FILE_TEXT": release.hdk.lower(),  # driver files spell rc in lower case
         "FIRMWARE_VERSION": firmware_version(release.hdk),
         "INNER_VERSION": inner_version(version),
+        "INNER_DOTTED": inner_dotted(version),
+        "PACKAGE_FILE": package_names(release)[kind],
         "ARCH": release.arch,
         "LAYOUT": gen,
         "DEFAULT_ROOT": v["install_root"]["value"],
@@ -172,7 +244,7 @@ def _payload_env(release: Release, kind: str) -> dict[str, str]:
         "LOG_DIR": v["records"]["log_dir"],
         "TOOLKIT_HOME_T": paths["home"],
         "TOOLKIT_LATEST_T": paths["latest"],
-        "LATEST_TARGET": paths["latest_target"],
+        "LATEST_TARGET": paths.get("latest_target", ""),
         "ENV_SCRIPT_T": paths["env_script"],
         "COMPAT_LATEST_T": paths.get("compat_latest", ""),
         "COMPAT_ENV_SCRIPT_T": paths.get("compat_env_script", ""),
@@ -192,7 +264,8 @@ def _files(release: Release) -> dict[str, str]:
               "firmware": firmware_version(release.hdk)}
     files = vendor()["files"]
     return {
-        "driver": _fill(files["driver_version_info"], inner=inner_version(release.hdk), **values),
+        "driver": _fill(files["driver_version_info"], inner=inner_version(release.hdk),
+                        accepts=driver_accepts(release.hdk), **values),
         "firmware": _fill(files["firmware_version_info"], **values),
         "toolkit": _fill(files["toolkit_install_info"], inner=inner_version(release.cann),
                          home=layout(release)["home"], **values),
@@ -219,13 +292,14 @@ def _stage(kind: str, release: Release, runtime_libs: Path | None, work: Path) -
     stage.mkdir()
     shutil.copy(PAYLOAD / "common.sh", stage / "common.sh")
     shutil.copy(PAYLOAD / f"{kind}.sh", stage / "install.sh")
+    if kind in ("toolkit", "kernels"):
+        shutil.copy(PAYLOAD / "latest_manager.sh", stage / "latest_manager.sh")
     env = _payload_env(release, kind)
     (stage / "package.env").write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
     if kind in ("driver", "firmware", "toolkit", "nnal", "nnae"):
         (stage / "version.info").write_text(_files(release)[kind])
     files = stage / "files"
     if kind == "driver":
-        shutil.copy(PAYLOAD / "driver_uninstall.sh", stage / "uninstall.sh")
         files.mkdir()
         shutil.copy(TOOLS / "npu_smi.py", files / "npu-smi")
         shutil.copy(TOOLS / "hccn_tool.py", files / "hccn_tool")
