@@ -33,9 +33,11 @@ from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 from . import artefact as artefact_mod
-from . import report
-from .merge import FLEET_CHECKS, checks_ran, exit_status, fleet_args, fleet_records, records_of
-from .node import FLEET_PORT, LEVELS
+from . import identity, report
+from .merge import FLEET_CHECKS, checks_ran, exit_status, fleet_args, fleet_records, nothing_checked, records_of
+from . import options
+from . import targets as targets_mod
+from .node import FLEET_PORT, LEVELS, check_name, level_problem
 from .targets import plan, run_phase
 
 
@@ -52,12 +54,23 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
              matrix: str | None = None, quiet: bool = False) -> int:
     if level not in LEVELS:
         raise UserError(f"unknown level '{level}'; use quick, standard or full")
+    # Every input is checked before anything starts (the CLI's parser has checked most already).
+    parsed = [targets_mod.parse(t) for t in targets]
+    only = [options.checked("--only", check_name, name) for name in only or []]
+    problem = level_problem(only, level)
+    if problem:
+        raise UserError(problem)
+    options.checked("--straggler-margin", options.fraction, straggler_margin)
+    options.checked("--fleet-port", options.port, fleet_port)
+    if any(isinstance(t, targets_mod.ImageTarget) for t in parsed) and not Path(host_root).is_dir():
+        raise UserError(f"--host-root {host_root}: no such folder; give the folder the host's /dev and NPU driver "
+                        f"are under (default /)")
     out_dir = outputs.check_dir_output(Path(out_dir), "--out")
     the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
     # An interrupt ends the targets' runs and removes what was started (image containers, temporary files).
     with interrupts.interruptible("validate"), ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
-        transports, hint = plan(targets, host_root, run_args or [], cleanup, workdir)
+        transports, hint = plan(parsed, host_root, run_args or [], cleanup, workdir)
         # What the targets carry (an inventory's npuenv_row: chip, python, ...;
         # an image's label) fills in what the command line does not say.
         given = constraints.given()
@@ -66,7 +79,11 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         if not constraints.given():
             raise UserError("which matrix row should the hosts match? pass --row or constraints "
                             "(images carry theirs in a label, inventories in npuenv_row)")
-        resolved = cm.resolve(the_matrix, constraints).stack
+        try:
+            resolved = cm.resolve(the_matrix, constraints).stack
+        except cm.NoMatch as e:
+            raise UserError(f"{e}\nthe hosts are checked against one row: change the constraints to fit one "
+                            f"(`npuenv matrix list` shows the rows and their Pythons)") from None
         stack = expected_stack(resolved)
         artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", stack)
         base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]
@@ -74,6 +91,13 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
             base += ["--only", check]
         hosts = [h for t in transports for h in t.hosts]
         phase1 = run_phase(transports, artefact, {h: base for h in hosts})
+        # Two targets that reach one machine would be reported as two hosts that passed: refused before
+        # anything is reported. (Image targets are containers started for this run, not machines.)
+        clashes = identity.clashes({h: phase1[h].document for t in transports if t.fleet_member for h in t.hosts})
+        if clashes:
+            report.remove_all(out_dir)
+            raise UserError(f"targets that reach one machine: {'; '.join(clashes)}; {identity.FIX}; "
+                            f"nothing was reported")
         records = [r for h in hosts for r in records_of(h, phase1[h])]
         members = [h for t in transports if t.fleet_member for h in t.hosts if phase1[h].status == "ran"]
         wants_fleet = level == "full" and (not only or set(only) & set(FLEET_CHECKS))
@@ -82,16 +106,29 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
             for h in members:
                 records += records_of(h, phase2[h])
             records += fleet_records(phase2, members)
+        meta = {"level": level, "backend": backend, "targets": [str(t) for t in parsed],  # the parsed, safe form
+                **{k: resolved.to_dict()[k] for k in ("torch_npu", "torch", "cann", "python", "chip")}}
         if not checks_ran(records):
-            # A CI job reading junit.xml afterwards must not find the last run's verdict.
-            report.remove_all(out_dir)
-            reasons = "; ".join(f"{h}: {phase1[h].status} {phase1[h].reason[:300]}".strip() for h in hosts)
-            raise UserError(f"no check ran on any target ({reasons})")
-    data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin)
-    data["meta"] = {"level": level, "backend": backend, "targets": targets,
-                    **{k: resolved.to_dict()[k] for k in ("torch_npu", "torch", "cann", "python", "chip")}}
-    written = report.write_all(data, out_dir)
+            # Nothing was checked: metrics.prom alone says so, each host at reachable 0 (an alert on
+            # it fires; a missing file would not), and no report of an earlier run stays to be read
+            # as this run's verdict.
+            data = report.fleet_result(records + nothing_checked(records, hosts), hosts, phase1,
+                                       straggler_margin=straggler_margin, meta=meta)
+            try:
+                [metrics] = report.write_all(data, out_dir, names=(report.METRICS,))
+                written = f"{metrics} records it ({report.HOST_REACHABLE} 0 for each host)"
+            except interrupts.Interrupted:
+                raise
+            except UserError as e:
+                written = str(e)
+            reasons = "; ".join(report.one_line(f"{h}: {phase1[h].status} {phase1[h].reason[:300]}".strip()
+                                                if phase1[h].status != "ran" else f"{h}: every check was skipped")
+                                for h in hosts)
+            raise UserError(f"no check ran on any target ({reasons}); {written}")
+        data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta)
+        # All reports or none (an earlier run's are removed then), also when interrupted.
+        written = report.write_all(data, out_dir)
     if not quiet:
-        sys.stdout.write(report.terminal(data))
+        report.show(report.terminal(data), sys.stdout)
         print("reports: " + ", ".join(str(p) for p in written))
     return exit_status(records)

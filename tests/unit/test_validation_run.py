@@ -28,7 +28,10 @@ def rec(host, check, status="passed", message="", data=None, failure=None):
 
 
 def doc(*records, **extra):
-    return {"hostname": "x", "python": "3.11.2", "results": [dict(r, host="local://") for r in records], **extra}
+    """A node document as node.py prints it (format 1)."""
+    return {"format": 1, "hostname": "x", "addresses": ["192.168.1.10"], "python": "3.11.2", "level": "quick",
+            "fleet": False, "results": [dict(r, host="local://") for r in records], "pytest_exit": 0,
+            "duration_s": 1.5, **extra}
 
 
 # --- one node's outcome ----------------------------------------------------------
@@ -64,6 +67,25 @@ def test_records_of_a_host_in_error():
     assert (r["check"], r["status"]) == ("suite", "error")
 
 
+def test_a_reason_no_known_failure_explains_is_the_cause_and_the_fix_a_next_step():
+    [down] = merge.records_of("atlas-09", Outcome("unreachable", "ssh: mux_client_request_session:\n  read failed"))
+    assert (down["failure"]["cause"], down["failure"]["fix"]) == (
+        "the controller could not reach the host: ssh: mux_client_request_session: read failed",
+        "reach atlas-09 by hand over the same connection (ssh with the inventory's user, port and key; podman ps -a "
+        "for a container) and fix what it reports, then validate again")
+    [error] = merge.records_of("atlas-01", Outcome("error", "pytest exit 4: usage"))
+    assert (error["failure"]["cause"], error["failure"]["fix"]) == (
+        "the validation artefact did not run to its end on the host: pytest exit 4: usage",
+        "validate atlas-01 alone (npuenv validate --target ...) and read the suite's output it prints; the host's "
+        "python3 must be 3.10 or newer")
+    # a refused document quotes the problem, which is no symptom of a known failure
+    [refused] = merge.records_of("atlas-02", merge.judge(0, '{"error": "e", "Connection refused": 1}', ""))
+    assert refused["message"] == "the node's result document was refused: unknown field 'Connection refused'"
+    assert refused["failure"]["cause"] == ("the node sent a result the controller does not accept (unknown field "
+                                           "'Connection refused'): its validation artefact or its Python was "
+                                           "altered, or the host is compromised")
+
+
 # --- exit codes --------------------------------------------------------------------
 
 @pytest.mark.parametrize("records, ran, code", [
@@ -80,6 +102,14 @@ def test_checks_ran_and_exit_status(records, ran, code):
     assert merge.exit_status(records) == code
 
 
+def metrics(path):
+    """metric -> {host: value} of the host-level metrics in a metrics.prom."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {f.name: {s.labels["host"]: s.value for s in f.samples} for f in
+            text_string_to_metric_families(path.read_text()) if f.name.startswith("npuenv_validation_host_")}
+
+
 def test_validate_says_nothing_ran_with_exit_2_when_every_target_is_unreachable(monkeypatch, tmp_path):
     class Down:
         fleet_member = True
@@ -88,12 +118,37 @@ def test_validate_says_nothing_ran_with_exit_2_when_every_target_is_unreachable(
         def run(self, artefact_path, args):
             return {h: Outcome("unreachable", "Connection refused") for h in self.hosts}
 
+    out = tmp_path / "out"
+    out.mkdir()
+    # an earlier run's reports, which said passed
+    for name in ("results.json", "junit.xml", "report.html", "metrics.prom"):
+        (out / name).write_text("passed")
     monkeypatch.setattr(run, "plan", lambda *a, **k: ([Down()], {}))
     with pytest.raises(UserError) as e:
-        run.validate(["ansible://x?inventory=y"], "quick", cm.Constraints(torch_npu="2.13.0"), tmp_path / "out")
+        run.validate(["ansible://x?inventory=y"], "quick", cm.Constraints(torch_npu="2.13.0"), out)
     assert str(e.value) == ("no check ran on any target (a: unreachable Connection refused; "
-                            "b: unreachable Connection refused)")
-    assert not (tmp_path / "out").exists()  # nothing half-written
+                            f"b: unreachable Connection refused); {out}/metrics.prom records it "
+                            "(npuenv_validation_host_reachable 0 for each host)")
+    # only the metrics, which say every host is down: an alert on them fires, and no old verdict stays
+    assert [p.name for p in out.iterdir()] == ["metrics.prom"]
+    assert metrics(out / "metrics.prom") == {"npuenv_validation_host_reachable": {"a": 0.0, "b": 0.0},
+                                             "npuenv_validation_host_passed": {"a": 0.0, "b": 0.0}}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]   # no temporary folder stays
+
+
+def test_a_run_in_which_every_check_skipped_says_no_host_passed(monkeypatch, tmp_path):
+    class Skipping:
+        fleet_member = True
+        hosts = ["a"]
+
+        def run(self, artefact_path, args):
+            return {"a": Outcome("ran", document=doc(rec("x", "migrate", "skipped", "not applicable: cpu")))}
+
+    monkeypatch.setattr(run, "plan", lambda *a, **k: ([Skipping()], {}))
+    with pytest.raises(UserError) as e:
+        run.validate(["local"], "quick", cm.Constraints(torch_npu="2.13.0"), tmp_path / "out")
+    assert str(e.value).startswith("no check ran on any target (a: every check was skipped); ")
+    assert metrics(tmp_path / "out" / "metrics.prom")["npuenv_validation_host_passed"] == {"a": 0.0}
 
 
 # --- the fleet phase ----------------------------------------------------------------
@@ -131,8 +186,9 @@ def test_fleet_records_name_the_nodes_that_failed_hung_or_vanished():
     hung = {"n0": Outcome("ran", document=doc(waited)), "n1": Outcome("ran", document=doc(
             rec("x", "allreduce_across_nodes", "failed", "did not finish"))), "n2": Outcome("ran", document=doc(waited))}
     [named] = [r for r in merge.fleet_records(hung, ["n0", "n1", "n2"]) if r["check"] == "allreduce_across_nodes"]
-    assert named["message"].startswith("3 of 3 node(s) failed: n1 (the other nodes waited for it: it never reached "
-                                       "the collective); n0 (all_reduce of 1 KiB did not complete)")
+    assert named["message"] == ("3 of 3 node(s) failed: n1 (the other nodes waited for it: it never reached the "
+                                "collective; did not finish); n0 (all_reduce of 1 KiB did not complete); "
+                                "n2 (all_reduce of 1 KiB did not complete)")
     healthy = merge.fleet_records({"n0": phase["n2"], "n2": phase["n2"]}, ["n0", "n2"])
     assert [(r["check"], r["status"], r["message"]) for r in healthy] == [
         ("allreduce_across_nodes", "passed", "all 2 nodes took part"), ("netdetect_peers", "passed", "all 2 nodes took part")]
@@ -141,12 +197,14 @@ def test_fleet_records_name_the_nodes_that_failed_hung_or_vanished():
 # --- targets -------------------------------------------------------------------------
 
 def test_ssh_targets_become_an_inventory_with_sudo_for_non_root_users(tmp_path):
-    path = targets.ssh_inventory(["ssh://ops@10.0.0.11:2222?ssh_identity_file=/k/id&ssh_config=/k/cfg",
-                              "ssh://root@atlas-02"], tmp_path)
+    (tmp_path / "id").write_text("key")  # the key and the config must exist (targets.SshTarget)
+    (tmp_path / "cfg").write_text("Host *\n")
+    path = targets.ssh_inventory([f"ssh://ops@10.0.0.11:2222?ssh_identity_file={tmp_path}/id&"
+                                  f"ssh_config={tmp_path}/cfg", "ssh://root@atlas-02"], tmp_path)
     hosts = json.loads(path.read_text())["all"]["children"]["npu_nodes"]["hosts"]
     assert hosts["ops@10.0.0.11:2222"] == {"ansible_host": "10.0.0.11", "ansible_port": 2222, "ansible_user": "ops",
-                                            "ansible_become": True, "ansible_ssh_private_key_file": "/k/id",
-                                            "ansible_ssh_common_args": "-F /k/cfg"}
+                                            "ansible_become": True, "ansible_ssh_private_key_file": f"{tmp_path}/id",
+                                            "ansible_ssh_common_args": f"-F {tmp_path}/cfg"}
     assert hosts["root@atlas-02:22"]["ansible_become"] is False
 
 
@@ -273,6 +331,9 @@ def test_the_artefact_runs_here_and_leaves_nothing_behind(pyz, tmp_path):
                         "--only", "nnal"], capture_output=True, text=True, env=env, timeout=300)
     out = json.loads(p.stdout)
     assert p.returncode == 1, p.stderr[-2000:]
+    # the controller accepts the real document (validation/document.py's schema)
+    judged = merge.judge(p.returncode, p.stdout, p.stderr)
+    assert (judged.status, judged.reason, judged.document["format"]) == ("ran", "", 1)
     assert {r["check"]: r["status"] for r in out["results"]} == {"driver_version": "failed", "nnal": "failed"}
     driver = next(r for r in out["results"] if r["check"] == "driver_version")
     assert driver["failure"]["summary"] == "no NPU driver is installed"
