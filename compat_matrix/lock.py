@@ -187,7 +187,10 @@ def _installers(stack: Stack, sums: dict[str, str], directory: Path, pinned: dic
         if len(matches) > 1:
             raise UserError(f"{directory} holds {len(matches)} {kind} packages for this stack ({', '.join(matches)}); "
                             f"name the one of HDK {stack.row.hdk['version']} with --installer {kind}=NAME")
-        out[kind] = {"name": matches[0], "sha256": sums[matches[0]]}
+        path = directory / matches[0]
+        # The size lets a node check its free space before anything is copied (null: only listed).
+        size = path.stat().st_size if path.is_file() else None
+        out[kind] = {"name": matches[0], "sha256": sums[matches[0]], "size": size}
     return out
 
 

@@ -37,6 +37,7 @@ def sums_folder(tmp_path: Path, names) -> Path:
 
 def test_a_lock_pins_every_installer_by_name_and_sha256_among_other_rows_files(matrix, tmp_path):
     folder = sums_folder(tmp_path, [*X86_INSTALLERS.values(), *OTHER_ROW])
+    (folder / X86_INSTALLERS["toolkit"]).write_bytes(b"12345")
     made = lock.make(matrix, lock.constraints_from_mapping({"row": "2.13.0", "python": "3.11"}), installers=folder)
     assert made.row == {"torch_npu": "2.13.0", "torch": "2.13.0", "torchvision": "0.28.0", "cann": "9.1.0",
                         "hdk": "26.1.0", "python": "3.11", "chip": "910b"}
@@ -46,9 +47,10 @@ def test_a_lock_pins_every_installer_by_name_and_sha256_among_other_rows_files(m
     assert made.data["skipped_archs"] == ["aarch64"]
     pinned = made.entries["x86_64/debian12"]["installers"]
     assert {k: v["name"] for k, v in pinned.items()} == X86_INSTALLERS
-    assert pinned["toolkit"]["sha256"] == f"{3:064x}"
+    assert pinned["toolkit"] == {"name": X86_INSTALLERS["toolkit"], "sha256": f"{3:064x}", "size": 5}
+    # sizes are known only for files that are there (this folder holds only their SHA256SUMS)
     assert made.installer("x86_64", "debian12", "firmware") == {"name": X86_INSTALLERS["firmware"],
-                                                               "sha256": f"{2:064x}"}
+                                                               "sha256": f"{2:064x}", "size": None}
 
 
 def test_two_firmware_files_for_the_chip_must_be_named(matrix, tmp_path):
