@@ -263,7 +263,8 @@ def test_every_level_passes_on_the_healthy_fleet(fleet):
     rc, results, text = validate(fleet, ["npu_nodes"], "--level", "full", "--max-bytes", str(4 << 20),
                                  "--timeout", "60", "--straggler-margin", "0.9")
     assert rc == 0, text[-4000:]
-    assert results["summary"] == {"hosts": 3, "passed": 3, "failed": 0, "unreachable": 0, "error": 0}
+    assert results["summary"] == {"hosts": 3, "passed": 3, "failed": 0, "unreachable": 0, "error": 0,
+                                  "not_checked": 0}
     by_status = {}
     for r in results["results"]:
         by_status.setdefault(r["status"], []).append((r["host"], r["check"]))
@@ -292,7 +293,8 @@ def test_a_stopped_node_is_unreachable_and_fails_the_run(fleet):
     try:
         rc, results, text = validate(fleet, ["npu_nodes"], "--level", "quick")
         assert rc == 1, text[-3000:]
-        assert results["summary"] == {"hosts": 3, "passed": 2, "failed": 0, "unreachable": 1, "error": 0}
+        assert results["summary"] == {"hosts": 3, "passed": 2, "failed": 0, "unreachable": 1, "error": 0,
+                                      "not_checked": 0}
         assert results["host_status"][down]["status"] == "unreachable"
         record = next(r for r in results["results"] if r["host"] == down)
         assert record["check"] == "reachable" and record["status"] == "failed"
@@ -352,13 +354,16 @@ def test_an_ssh_target_and_pytest_testinfra_directly(fleet, tmp_path):
 
 def test_the_slowed_node_and_only_it_is_the_straggler(fleet):
     slow = fleet.names[1]
-    # A tenth of a CPU (a tenth of a node's weight too, for when the machine is busy)
-    # makes the node several times slower than the others; the margin asks for that
-    # (more than half below the median). With three nodes the median is a healthy
-    # node's figure, so the other healthy one is never below it.
-    with sim_nodes.throttle(slow, 0.1):
+    # A twentieth of a CPU (and of a node's weight, for when the machine is busy). The
+    # healthy nodes train while they contend for the machine (seen: a sixth of a CPU
+    # each on a loaded 2-core machine); the slowed one, its start slowed too, may train
+    # after they are done, alone under its cap: the cap must stay well below what a
+    # contended healthy node gets, so that the margin (more than half below the median)
+    # holds in both cases. With three nodes the median is a healthy node's figure, so
+    # the other healthy one is never below it. Its slow start needs a longer timeout.
+    with sim_nodes.throttle(slow, 0.05):
         rc, results, text = validate(fleet, ["npu_nodes"], "--level", "standard", "--only", "train",
-                                     "--straggler-margin", "0.5")
+                                     "--straggler-margin", "0.5", "--timeout", "600")
     assert rc == 0, text[-3000:]
     flagged = [(s["host"], s["figure"]) for s in results["stragglers"]]
     assert flagged == [(slow, "train_samples_per_s")], (flagged, results["figures"])

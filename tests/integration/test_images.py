@@ -179,7 +179,8 @@ def test_full_image_layout_environment_and_user(images):
         for d in {p['toolkit_home']} {p['kernels_dir']} {p['nnal_dir']} {p['nnal_home']}/lib; do
             test -d $d && echo "dir $d"
         done
-        readlink {p['toolkit_latest']}
+        # up to CANN 8.3 `latest` is a folder of links into the running version (runtime -> ../<v>/runtime)
+        basename "$(dirname "$(readlink -f {p['toolkit_latest']}/runtime)")"
         test -e {p['driver_home']} || echo no-driver
         cat /etc/Ascend/ascend_cann_install.info
         python -c 'import json, sys; print(json.load(open(sys.argv[1]))["stack"]["torch_npu"])' \\
@@ -397,7 +398,8 @@ def test_legacy_cann_only_image(images):
     assert stack.row.packaging == "ascend-toolkit"
     out = in_image(images["cann_only"]["tag"], f"""
         id -un
-        readlink {p['toolkit_latest']}
+        # up to CANN 8.3 `latest` is a folder of links into the running version (runtime -> ../<v>/runtime)
+        basename "$(dirname "$(readlink -f {p['toolkit_latest']}/runtime)")"
         for f in {p['env_script']} {p['nnal_env_script']}; do test -f $f && echo "file $f"; done
         for d in {p['toolkit_home']} {p['kernels_dir']} {p['nnal_dir']}; do test -d $d && echo "dir $d"; done
         test -e {render.load_manifest()['venv']} || echo no-venv

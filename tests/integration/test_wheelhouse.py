@@ -330,7 +330,8 @@ def test_bundle_round_trip(tmp_path, capsys):
     assert all(i["checked_against"] == "SHA256SUMS" for i in manifest["installers"])
 
     # The unpacked bundle is usable with no network: the matrix loads from it, the wheelhouse installs.
-    load = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+    # -B: importing from the bundle must not write __pycache__ into it (bundle verify refuses unknown files)
+    load = subprocess.run([sys.executable, "-I", "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                            "import compat_matrix as cm; print(cm.load_matrix().find(sys.argv[2]).torch)",
                            str(top / "source"), ROW], capture_output=True, text=True, cwd=site)
     assert load.returncode == 0 and load.stdout.strip() == STACK.row.torch, load.stderr
@@ -344,14 +345,24 @@ def test_bundle_round_trip(tmp_path, capsys):
                          env=env, capture_output=True, text=True)
     assert ran.stdout.split() == ["2.13.0+cpu", ROW], ran.stderr
 
-    # Tampering is found, naming the file.
+    # Tampering is found, naming the file: other bytes of the same size fail their checksum
+    # (another size is refused before hashing: tests/unit/test_bundle_verify.py).
     toolkit = top / "installers" / made["toolkit"].name
-    toolkit.write_bytes(toolkit.read_bytes() + b"\n")
+    data = bytearray(toolkit.read_bytes())
+    data[-2] ^= 0xFF
+    toolkit.write_bytes(bytes(data))
     capsys.readouterr()
     assert main(["bundle", "verify", str(top)]) == 1
     assert f"installers/{made['toolkit'].name}: checksum mismatch" in capsys.readouterr().err
+    # Packed again by hand: in tar's order the manifest is not first, so nothing after it is read...
     repacked = tmp_path / "repacked.tar"
     subprocess.run(["tar", "-cf", str(repacked), "-C", str(site), top.name], check=True)
+    assert main(["bundle", "verify", str(repacked)]) == 1
+    assert "so it cannot be checked before it is read" in capsys.readouterr().err
+    # ...and with the manifest first, as `bundle make` writes it, the damaged file is named.
+    subprocess.run(["tar", "-cf", str(repacked), "-C", str(site), f"{top.name}/MANIFEST.json"], check=True)
+    subprocess.run(["tar", "-rf", str(repacked), "-C", str(site), "--exclude", f"{top.name}/MANIFEST.json", top.name],
+                   check=True)
     assert main(["bundle", "verify", str(repacked)]) == 1
     assert f"installers/{made['toolkit'].name}: checksum mismatch" in capsys.readouterr().err
 

@@ -110,10 +110,13 @@ copy_filled() { mkdir -p "$(dirname "$2")"; sed "s|@ROOT@|$ROOT|g" "$1" > "$2"; 
 keep_installer() {
     local dir="$1" wrapper="$2"; shift 2
     mkdir -p "$dir" "$(dirname "$wrapper")"
-    cp install.sh common.sh package.env "$dir/"
+    cp install.sh common.sh "$dir/"
+    # The installed tree keeps the package's scripts, not its .run archive nor the archive's
+    # file name (images are searched for installer names to prove none was copied into a layer).
+    grep -v '^PACKAGE_FILE=' package.env > "$dir/package.env"
     [ ! -f latest_manager.sh ] || cp latest_manager.sh "$dir/"
     printf '#!/bin/bash\n# %s uninstall script (simulated): the package'"'"'s own installer with --uninstall.\ncd "%s" && exec bash ./install.sh --uninstall %s "$@"\n' \
-        "$PACKAGE_FILE" "$dir" "$*" > "$wrapper"
+        "$KIND" "$dir" "$*" > "$wrapper"
     chmod 550 "$wrapper" "$dir/install.sh"
 }
 
