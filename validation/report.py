@@ -19,6 +19,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
@@ -33,20 +34,38 @@ STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", 
 # A host's figure this far below the fleet's median flags it as a straggler.
 STRAGGLER_MARGIN = 0.20
 # The figures compared across hosts: name -> (check, how to read it from the check's data, unit).
+class Figure(NamedTuple):
+    check: str                      # the check whose data holds it
+    read: Callable[[dict], object]  # how to read it from that data
+    unit: str                       # as reports print it
+    metric: str                     # its Prometheus name, in base units as promtool's lint asks
+    per_unit: float                 # base units per printed unit
+
+
 FIGURES = {
-    "train_samples_per_s": ("train", lambda d: d.get("samples_per_s"), "samples/s"),
-    "allreduce_busbw_gbps": ("allreduce_local", lambda d: (rows_of(d) or [{}])[-1].get("busbw_gbps"), "GB/s"),
+    "train_samples_per_s": Figure("train", lambda d: d.get("samples_per_s"), "samples/s",
+                                  "train_samples_per_second", 1.0),
+    "allreduce_busbw_gbps": Figure("allreduce_local", lambda d: (rows_of(d) or [{}])[-1].get("busbw_gbps"), "GB/s",
+                                   "allreduce_busbw_bytes_per_second", 1e9),
 }
-# A host's verdict: its checks passed or failed, it was not reached, or the suite could not run there.
-UNREACHABLE = "unreachable"
-HOST_STATES = (PASSED, FAILED, UNREACHABLE, ERROR)
-# The Prometheus report, and its metric that an alert on unreachable hosts reads.
+# A host's verdict: its checks passed or failed, it was not reached, the suite could not run there, or
+# the suite ran and no check executed (every one skipped: skipped is not passed, DESIGN.md 6).
+UNREACHABLE, NOT_CHECKED = "unreachable", "not_checked"
+HOST_STATES = (PASSED, FAILED, UNREACHABLE, ERROR, NOT_CHECKED)
+NOT_CHECKED_TEXT = ("no check ran on this host: each check it was given was skipped (each skip says why); "
+                    "choose checks that apply to it, or validate at a higher --level")
+# The Prometheus report, and its metrics that alerts on unreachable and failing hosts read.
 METRICS = "metrics.prom"
-HOST_REACHABLE = "npuenv_validation_host_reachable"
+HOST_REACHABLE, HOST_PASSED = "npuenv_validation_host_reachable", "npuenv_validation_host_passed"
 
 
 def load(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def executed(record: dict) -> bool:
+    """Whether a record is of a check that executed: not a skip, not the controller's record of the host."""
+    return record["status"] in (PASSED, FAILED, WARNING) and record["check"] not in (REACHABLE, SUITE)
 
 
 def host_status(records: list[dict]) -> str:
@@ -54,7 +73,9 @@ def host_status(records: list[dict]) -> str:
         return UNREACHABLE
     if any(r["check"] == SUITE and r["status"] == ERROR for r in records):
         return ERROR
-    return FAILED if any(r["status"] in BAD for r in records) else PASSED
+    if any(r["status"] in BAD for r in records):
+        return FAILED
+    return PASSED if any(map(executed, records)) else NOT_CHECKED
 
 
 def _number(value) -> bool:
@@ -73,9 +94,9 @@ def figures(records: list[dict]) -> dict[str, dict[str, float]]:
     """figure -> host -> value, from the data the checks recorded."""
     out: dict[str, dict[str, float]] = {name: {} for name in FIGURES}
     for r in records:
-        for name, (check, read, _) in FIGURES.items():
-            if r["check"] == check and r["host"] != FLEET and isinstance(r.get("data"), dict):
-                value = read(r["data"])
+        for name, figure in FIGURES.items():
+            if r["check"] == figure.check and r["host"] != FLEET and isinstance(r.get("data"), dict):
+                value = figure.read(r["data"])
                 if _number(value) and value > 0:
                     out[name][r["host"]] = float(value)
     return out
@@ -91,7 +112,7 @@ def stragglers(figs: dict[str, dict[str, float]], margin: float) -> list[dict]:
         for host, value in sorted(by_host.items()):
             if value < median * (1 - margin):
                 out.append({"host": host, "figure": name, "value": value, "median": median,
-                            "ratio": round(value / median, 3), "unit": FIGURES[name][2]})
+                            "ratio": round(value / median, 3), "unit": FIGURES[name].unit})
     return out
 
 
@@ -181,7 +202,8 @@ def terminal(result: dict) -> str:
                      f"(CANN {t(meta.get('cann'))}), backend {t(meta.get('backend'))}")
     s = result["summary"]
     lines.append(f"hosts: {s['hosts']}: {s[PASSED]} passed, {s[FAILED]} failed, {s[UNREACHABLE]} unreachable"
-                 + (f", {s[ERROR]} could not run the suite" if s[ERROR] else ""))
+                 + (f", {s[ERROR]} could not run the suite" if s[ERROR] else "")
+                 + (f", {s[NOT_CHECKED]} not checked (every check skipped)" if s[NOT_CHECKED] else ""))
     if result["failures"]:
         lines.append("failures by check and cause:")
         for g in result["failures"]:
@@ -202,12 +224,14 @@ def terminal(result: dict) -> str:
         by_host.setdefault(r["host"], []).append(r)
     for host in [*result["hosts"], FLEET]:
         records = by_host.get(host, [])
-        if not records:
+        verdict = (result["host_status"].get(host) or {"status": host_status(records)})["status"]
+        if not records and host == FLEET:   # no fleet phase (a host without records is shown: not checked)
             continue
         counts = {k: sum(1 for r in records if r["status"] == k) for k in STATUS_MARK}
-        verdict = (result["host_status"].get(host) or {"status": host_status(records)})["status"]
-        lines.append(f"  {t(host)}: {verdict.upper() if verdict != PASSED else 'OK'}  "
+        lines.append(f"  {t(host)}: {verdict.upper().replace('_', ' ') if verdict != PASSED else 'OK'}  "
                      + "  ".join(f"{v} {k}" for k, v in counts.items() if v))
+        if verdict == NOT_CHECKED and host != FLEET:
+            lines.append(f"    {NOT_CHECKED_TEXT}")
         for r in records:
             if r["status"] in (*BAD, WARNING):
                 lines.append(f"    {STATUS_MARK[r['status']]} {t(r['check'])}: {t(r['message'])}")
@@ -260,7 +284,8 @@ def html_page(result: dict) -> str:
            "<title>npuenv validation report</title>",
            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
            "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3}"
-           ".passed{background:#dafbe1}.warning{background:#fff8c5}.failed,.error,.unreachable{background:#ffebe9}"
+           ".passed{background:#dafbe1}.warning{background:#fff8c5}"
+           ".failed,.error,.unreachable,.not_checked{background:#ffebe9}"
            ".skipped{background:#f6f8fa}.failure{margin:0.6em 0;padding:0.6em;border-left:4px solid #cf222e}</style>",
            "</head><body>", "<h1>npuenv validation report</h1>"]
     out.append(f"<p id='summary'>Level <b>{esc(str(meta.get('level', '?')))}</b>, row torch_npu "
@@ -269,7 +294,9 @@ def html_page(result: dict) -> str:
                f"<b>{s['hosts']}</b> host(s), <span class='passed'>{s[PASSED]} passed</span>, "
                f"<span class='failed'>{s[FAILED]} failed</span>, "
                f"<span class='unreachable'>{s[UNREACHABLE]} unreachable</span>"
-               + (f", <span class='error'>{s[ERROR]} could not run the suite</span>" if s[ERROR] else "") + ".</p>")
+               + (f", <span class='error'>{s[ERROR]} could not run the suite</span>" if s[ERROR] else "")
+               + (f", <span class='not_checked'>{s[NOT_CHECKED]} not checked (every check skipped)</span>"
+                  if s[NOT_CHECKED] else "") + ".</p>")
     out.append(f"<h2>Failures by check and cause ({len(result['failures'])})</h2><table id='failures'>"
                "<tr><th>check</th><th>hosts</th><th>cause</th><th>fix</th><th>examples</th></tr>")
     for g in result["failures"]:
@@ -325,11 +352,13 @@ def junit_xml(result: dict) -> str:
     root = ET.Element("testsuites", name="npuenv-validation")
     for host in [*result["hosts"], FLEET]:
         records = [r for r in result["results"] if r["host"] == host]
-        if not records:
+        # A host none of whose checks ran gets an error case of its own: CI reads a suite of skips as green.
+        unchecked = (result["host_status"].get(host) or {}).get("status") == NOT_CHECKED
+        if not records and not unchecked:
             continue
-        suite = ET.SubElement(root, "testsuite", name=host, tests=str(len(records)),
+        suite = ET.SubElement(root, "testsuite", name=host, tests=str(len(records) + unchecked),
                               failures=str(sum(r["status"] == FAILED for r in records)),
-                              errors=str(sum(r["status"] == ERROR for r in records)),
+                              errors=str(sum(r["status"] == ERROR for r in records) + unchecked),
                               skipped=str(sum(r["status"] == SKIPPED for r in records)),
                               time=f"{sum(r['duration_s'] for r in records):.3f}")
         for r in records:
@@ -342,6 +371,9 @@ def junit_xml(result: dict) -> str:
                 ET.SubElement(case, "skipped", message=r["message"])
             elif r["status"] == WARNING:
                 ET.SubElement(case, "system-out").text = "warning: " + r["message"]
+        if unchecked:
+            case = ET.SubElement(suite, "testcase", classname=host, name=SUITE, time="0.000")
+            ET.SubElement(case, "error", message=NOT_CHECKED_TEXT)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
@@ -355,9 +387,9 @@ def prometheus_text(result: dict) -> str:
                   ["host", "check", *labels], registry=registry)
     host_up = Gauge(HOST_REACHABLE, "1 when the host was reached and ran the suite",
                     ["host"], registry=registry)
-    host_ok = Gauge("npuenv_validation_host_passed", "1 when every check of the host passed", ["host"], registry=registry)
-    fig = {name: Gauge(f"npuenv_validation_{name}", f"{name} measured by the {spec[0]} check ({spec[2]})", ["host"],
-                       registry=registry) for name, spec in FIGURES.items()}
+    host_ok = Gauge(HOST_PASSED, "1 when the host's checks ran and passed", ["host"], registry=registry)
+    fig = {name: Gauge(f"npuenv_validation_{f.metric}", f"{name} measured by the {f.check} check, in base units "
+                       f"({f.per_unit:g} per {f.unit})", ["host"], registry=registry) for name, f in FIGURES.items()}
     slow = Gauge("npuenv_validation_straggler", "1 when the host's figure is below the fleet median by more than the "
                  "margin", ["host", "figure"], registry=registry)
     finished = Gauge("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
@@ -370,7 +402,7 @@ def prometheus_text(result: dict) -> str:
         host_ok.labels(host=host).set(st["status"] == PASSED)
     for name, by_host in result["figures"].items():
         for host, value in by_host.items():
-            fig[name].labels(host=host).set(value)
+            fig[name].labels(host=host).set(value * FIGURES[name].per_unit)
     for st in result["stragglers"]:
         slow.labels(host=st["host"], figure=st["figure"]).set(1)
     finished.set(result["finished"])

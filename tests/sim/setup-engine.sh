@@ -12,7 +12,7 @@ set -euo pipefail
 BASE_IMAGE="${BASE_IMAGE:-localhost/debian:bookworm}"
 SUITE="${SUITE:-bookworm}"
 PACKAGES=(podman buildah runc catatonit debootstrap uidmap fuse-overlayfs slirp4netns iproute2 openssh-client chromium
-          docker-registry apache2-utils)
+          docker-registry apache2-utils prometheus)
 
 log() { printf '[engine] %s\n' "$*"; }
 
@@ -34,6 +34,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
         systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
         log "docker-registry: its service is stopped and disabled (the tests start their own)"
+    fi
+    # prometheus is installed for its promtool (the tests lint metrics.prom with it); its server is not needed.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+        log "prometheus: its service is stopped and disabled (only promtool is used)"
     fi
 fi
 

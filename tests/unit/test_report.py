@@ -53,7 +53,47 @@ def test_host_status_orders_unreachable_then_error_then_failed():
     assert report.host_status([rec("h", "suite", "error"), rec("h", "x", "failed")]) == "error"
     assert report.host_status([rec("h", "x", "error")]) == "failed"   # a check's error fails the host
     assert report.host_status([rec("h", "x", "warning"), rec("h", "y", "skipped")]) == "passed"
-    assert report.host_status([rec("h", "reachable", "passed"), rec("h", "suite", "passed")]) == "passed"
+    # skipped is not passed: a host whose checks all skipped (or that sent none) was not checked
+    assert report.host_status([rec("h", "x", "skipped"), rec("h", "y", "skipped")]) == "not_checked"
+    assert report.host_status([]) == "not_checked"
+    assert report.host_status([rec("h", "reachable", "passed"), rec("h", "suite", "passed")]) == "not_checked"
+    assert report.host_status([rec("h", "x", "skipped"), rec("h", "y", "error")]) == "failed"
+
+
+def test_a_host_whose_every_check_skipped_is_not_checked_in_every_report():
+    """Skipped is not passed (DESIGN.md 6): the terminal, the HTML page, junit.xml (an error case: CI
+    reads a suite of skips as green) and metrics.prom all say the host did not pass."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    records = [rec("a", "train", data={"samples_per_s": 100.0}),
+               rec("b", "migrate", "skipped", "not on cpu"), rec("b", "train", "skipped", "no device")]
+    result = report.fleet_result(records, ["a", "b", "c"], {})   # c sent no record at all
+    assert {h: s["status"] for h, s in result["host_status"].items()} == \
+        {"a": "passed", "b": "not_checked", "c": "not_checked"}
+    assert result["summary"] == {"hosts": 3, "passed": 1, "failed": 0, "unreachable": 0, "error": 0,
+                                 "not_checked": 2}
+    text = report.terminal(result)
+    assert text.startswith("hosts: 3: 1 passed, 0 failed, 0 unreachable, 2 not checked (every check skipped)\n")
+    assert ("  b: NOT CHECKED  2 skipped\n    no check ran on this host: each check it was given was skipped "
+            "(each skip says why); choose checks that apply to it, or validate at a higher --level\n"
+            "  c: NOT CHECKED  \n    no check ran on this host") in text
+    assert "fleet" not in text   # no fleet phase: no fleet line
+    page = report.html_page(result)
+    assert "<span class='not_checked'>2 not checked (every check skipped)</span>.</p>" in page
+    assert "<th class='host not_checked'>b</th>" in page and ".not_checked{background:#ffebe9}" in page
+    suites = {s.get("name"): s for s in ET.fromstring(report.junit_xml(result)).iter("testsuite")}
+    assert list(suites) == ["a", "b", "c"]
+    assert {k: suites["b"].get(k) for k in ("tests", "errors", "skipped", "failures")} == \
+        {"tests": "3", "errors": "1", "skipped": "2", "failures": "0"}
+    assert suites["b"].find("testcase[@name='suite']/error").get("message") == report.NOT_CHECKED_TEXT
+    assert {k: suites["c"].get(k) for k in ("tests", "errors")} == {"tests": "1", "errors": "1"}
+    assert suites["a"].get("errors") == "0" and suites["a"].find("testcase[@name='suite']") is None
+    families = {f.name: f for f in text_string_to_metric_families(report.prometheus_text(result))}
+    assert {s.labels["host"]: s.value for s in families["npuenv_validation_host_passed"].samples} == \
+        {"a": 1.0, "b": 0.0, "c": 0.0}
+    # it was reached and ran the suite: not an unreachable host
+    assert {s.labels["host"]: s.value for s in families["npuenv_validation_host_reachable"].samples} == \
+        {"a": 1.0, "b": 1.0, "c": 1.0}
 
 
 def test_figures_read_only_positive_numbers_of_hosts():
@@ -156,10 +196,11 @@ def test_prometheus_text_has_every_host_and_check(result):
     assert reachable == {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "e": 0.0}
     ok = {s.labels["host"]: s.value for s in families["npuenv_validation_host_passed"].samples}
     assert ok == {"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0, "e": 0.0}
-    train = {s.labels["host"]: s.value for s in families["npuenv_validation_train_samples_per_s"].samples}
+    # base units, as Prometheus names them: samples per second, bytes per second (1.5 GB/s)
+    train = {s.labels["host"]: s.value for s in families["npuenv_validation_train_samples_per_second"].samples}
     assert train == {"a": 100.0, "b": 40.0, "c": 104.0}
-    busbw = {s.labels["host"]: s.value for s in families["npuenv_validation_allreduce_busbw_gbps"].samples}
-    assert busbw == {"a": 1.5}
+    busbw = {s.labels["host"]: s.value for s in families["npuenv_validation_allreduce_busbw_bytes_per_second"].samples}
+    assert busbw == {"a": 1.5e9}
     assert [s.value for s in families["npuenv_validation_last_run_timestamp_seconds"].samples] == [1700000000.0]
 
 
@@ -340,3 +381,17 @@ def test_write_all_with_some_reports_removes_the_others(tmp_path, result):
     assert report.write_all(result, out, names=(report.METRICS,)) == [out / "metrics.prom"]
     assert sorted(p.name for p in out.iterdir()) == ["metrics.prom", "notes.txt"]
     assert "npuenv_validation_host_reachable{host=\"d\"} 0.0" in (out / "metrics.prom").read_text()
+
+
+def test_the_metrics_file_passes_promtool(result, tmp_path):
+    """Prometheus' own linter (Debian's prometheus package, installed by make setup) accepts the
+    file with every metric present: names in base units, help and type for each."""
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed; `make setup` installs Debian's prometheus package"
+    text = report.prometheus_text(result)
+    assert "npuenv_validation_allreduce_busbw_bytes_per_second{" in text and "npuenv_validation_straggler{" in text
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
