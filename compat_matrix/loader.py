@@ -16,6 +16,19 @@ DEFAULT_PLATFORMS = DATA_DIR / "platforms.yaml"
 # Where a row's wheel.url must point for each wheel.index: the address starts the URL.
 WHEEL_URL_PREFIXES = {"pypi": "https://pypi.org/", "release_page": "https://github.com/"}
 
+class _WholeNumber(schema.Field):
+    """A whole number of at least 1 (MiB, a factor)."""
+
+    hint = "a whole number of at least 1"
+
+    def check(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"must be {self.hint}, got {value!r}"
+        return None
+
+
+_MIB = _WholeNumber()
+
 _PLATFORMS_SHAPE = schema.Shape(
     what="platforms file",
     fields={
@@ -58,9 +71,15 @@ _PLATFORMS_SHAPE = schema.Shape(
         }, "hdk"), True),
         "install_flags": (schema.Shape({
             **{k: (schema.ListOf(schema.STR), True)
-               for k in ("driver", "driver_upgrade", "firmware", "toolkit", "kernels", "nnal", "needs_toolkit_env")},
+               for k in ("driver", "driver_upgrade", "driver_force", "firmware", "firmware_upgrade", "toolkit",
+                         "toolkit_upgrade", "kernels", "nnal", "needs_toolkit_env")},
             "source": (schema.URL, True),
         }, "install_flags"), True),
+        "disk_space": (schema.Shape({
+            **{k: (_MIB, True) for k in ("toolkit_install_mb", "toolkit_upgrade_extra_mb", "driver_mb", "firmware_mb")},
+            "extract_factor": (_MIB, True),
+            "source": (schema.URL, True),
+        }, "disk_space"), True),
         "nnal_env": (schema.Shape({
             "args": (schema.ListOf(schema.STR), True),
             "env": (schema.MapOf(schema.STR, schema.STR), True),

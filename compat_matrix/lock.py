@@ -14,20 +14,32 @@ Row constraints mean the same everywhere (``constraints_from_mapping``): ``row``
 is one row exactly (its torch_npu version); ``torch_npu``, ``torch`` and
 ``cann`` match a version by prefix or specifier; ``python``, ``arch``, ``chip``
 and ``os`` are exact.
+
+A host takes the entry of its own platform (``machine`` from its arch and
+os-release, or from Ansible's facts; ``entry_for`` refuses one no entry fits).
+``summary_text`` and ``diff`` are what `npuenv lock show` and `npuenv lock diff`
+print. The matrix is the one --matrix names, for the Ansible runs too
+(``use_matrix``, ``matrix_env``: $NPUENV_MATRIX, which the playbooks' lookups read
+with ``matrix_from_env``).
 """
 from __future__ import annotations
 
 import fnmatch
 import json
 import math
+import os
+import platform as host_platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from . import checksums, outputs
 from .errors import UserError
-from .model import Matrix
-from .resolver import Constraints, resolve, version_constraint_problem, version_matches
+from .model import Matrix, Platforms
+from .resolver import Constraints, NoMatch, resolve, version_constraint_problem, version_matches
 from .stack import Stack
+from .versions import VendorVersion
 
 # The lock's format: a reader refuses any other (the key names the document's kind too).
 FORMAT_KEY = "npuenv_lock"
@@ -38,6 +50,11 @@ INSTALLER_KINDS = ("driver", "firmware", "toolkit", "kernels", "nnal")
 CONSTRAINT_KEYS = ("row", "torch_npu", "torch", "cann", "python", "arch", "chip", "os")
 # A lock is a few kilobytes per entry; anything far larger is not a lock.
 MAX_LOCK_BYTES = 4 << 20
+# Where `npuenv lock` writes the lock when --out is not given.
+DEFAULT_FILE = "npuenv.lock.json"
+# The matrix every Ansible run npuenv starts resolves in (the playbooks' npuenv_stack lookup reads it):
+# the one --matrix names, so that a command and the playbooks it runs never use two matrices.
+MATRIX_ENV = "NPUENV_MATRIX"
 
 
 def cli_name(key: str) -> str:
@@ -122,19 +139,43 @@ class Lock:
                             f"{', '.join(self.entries)}); lock again with --arch {arch} --os {os_name}")
         return found
 
+    def select(self, arch: str | None = None, os_name: str | None = None, prefer_arch: str | None = None) -> dict:
+        """The one entry of this arch and/or OS (either may be left out when the lock has only one
+        entry that fits; when several fit, those of ``prefer_arch``, this host's, are taken);
+        UserError naming the entries when none or several fit."""
+        fits = [e for e in self.entries.values()
+                if (arch is None or e["arch"] == arch) and (os_name is None or e["os"] == os_name)]
+        if len(fits) > 1 and arch is None and prefer_arch:
+            fits = [e for e in fits if e["arch"] == prefer_arch] or fits
+        if len(fits) == 1:
+            return fits[0]
+        asked = " and ".join(f"{k} {v}" for k, v in (("arch", arch), ("OS", os_name)) if v)
+        if not fits:
+            raise UserError(f"the lock {self.digest[:19]} has no entry for {asked} (it has "
+                            f"{', '.join(self.entries)}); name one of those with --arch and --os, or lock again "
+                            f"for the platform you need")
+        raise UserError(f"the lock {self.digest[:19]} has {len(fits)} entries{' for ' + asked if asked else ''} "
+                        f"({', '.join(e['arch'] + '/' + e['os'] for e in fits)}); name one with --arch and --os")
+
     def stack(self, matrix: Matrix, arch: str | None = None, os_name: str | None = None) -> Stack:
-        """The Stack of one entry (the only one when the lock has one), rebuilt from the lock's exact
-        pins; a matrix that now gives other facts for them is refused."""
-        if arch is None and os_name is None:
-            if len(self.entries) != 1:
-                raise UserError(f"the lock has {len(self.entries)} platforms ({', '.join(self.entries)}); "
-                                f"name one with --arch and --os")
-            entry = next(iter(self.entries.values()))
-        else:
-            entry = self.entry(arch, os_name)
+        """The Stack of one entry (``select``: the only one when the lock has one), rebuilt from the
+        lock's exact pins; a matrix that now gives other facts for them is refused."""
+        entry = self.select(arch, os_name)
+        return self._rebuild(matrix, entry)
+
+    def stacks(self, matrix: Matrix) -> dict[str, Stack]:
+        """Every entry's Stack (each checked as ``stack`` checks one)."""
+        return {key: self._rebuild(matrix, entry) for key, entry in self.entries.items()}
+
+    def _rebuild(self, matrix: Matrix, entry: dict) -> Stack:
         pins = Constraints(torch_npu="==" + self.row["torch_npu"], python=self.row["python"],
                            chip=self.row["chip"], arch=entry["arch"], os=entry["os"])
-        stack = resolve(matrix, pins).stack
+        try:
+            stack = resolve(matrix, pins).stack
+        except NoMatch:
+            raise UserError(f"the matrix ({matrix.file}) has no row torch_npu {self.row['torch_npu']} for Python "
+                            f"{self.row['python']} on {entry['arch']} any more, which the lock {self.digest[:19]} "
+                            f"pins; use the matrix the lock was made from, or make a new lock") from None
         now = stack.with_environment()
         if canonical_json(now) != canonical_json(entry["stack"]):
             changed = sorted(k for k in set(now) | set(entry["stack"]) if now.get(k) != entry["stack"].get(k))
@@ -166,12 +207,13 @@ def _platforms(matrix: Matrix, c: Constraints, stack: Stack) -> list[tuple[str, 
     return [(a, o) for a in archs for o in oses]
 
 
-def _installers(stack: Stack, sums: dict[str, str], directory: Path, pinned: dict[str, str]) -> dict[str, dict]:
+def _installers(stack: Stack, sums: dict[str, str], directory: Path, pinned: dict[str, str],
+                kinds: tuple[str, ...] = INSTALLER_KINDS) -> dict[str, dict]:
     """{kind: {name, sha256}} for a stack from an installer folder's SHA256SUMS. The firmware file
     carries the firmware's own version, which the matrix does not track: it is the one file of the
     chip's firmware pattern in the folder, or the one named with --installer firmware=NAME."""
     out = {}
-    for kind in INSTALLER_KINDS:
+    for kind in kinds:
         pattern = stack.packages[kind]
         name = pinned.get(kind)
         if name is not None:
@@ -201,34 +243,63 @@ def wheelhouse_digest(directory: Path) -> str:
     return "sha256:" + checksums.sha256_bytes(data)
 
 
+def parse_installer_choices(items, option: str = "--installer") -> dict[str, str]:
+    """``["firmware=NAME", ...]`` (the --installer KIND=NAME options) as {kind: name}."""
+    chosen = {}
+    for item in items or ():
+        kind, sep, name = str(item).partition("=")
+        if not sep or not name or "/" in name:
+            raise UserError(f"{option} {item!r}: use KIND=FILE (a file name, no folder), e.g. "
+                            f"firmware=Ascend-hdk-910b-npu-firmware_7.8.0.2.212.run")
+        if kind not in INSTALLER_KINDS:
+            raise UserError(f"{option} {item}: {kind!r} is not an installer kind; use one of "
+                            f"{', '.join(INSTALLER_KINDS)}")
+        if kind in chosen and chosen[kind] != name:
+            raise UserError(f"{option}: {kind} is named twice ({chosen[kind]}, {name}); name one file per kind")
+        chosen[kind] = name
+    return chosen
+
+
 def make(matrix: Matrix, constraints: Constraints, *, installers: Path | None = None,
-         wheelhouses: list[Path] = (), pinned_installers: dict[str, str] | None = None) -> Lock:
+         wheelhouses: list[Path] = (), pinned_installers: dict[str, str] | None = None,
+         kinds: tuple[str, ...] = INSTALLER_KINDS) -> Lock:
     """Resolve ``constraints`` once into a lock. With ``installers`` every entry pins its vendor
-    installers by name and sha256 (arches with none of theirs in the folder are left out unless
-    asked for by --arch); each wheelhouse is recorded for the arch it was built for."""
+    installers (``kinds`` of them: an image needs no driver) by name and sha256 (arches with none of
+    theirs in the folder are left out unless asked for by --arch, and the lock says why); each
+    wheelhouse is recorded for the arch it was built for."""
+    unknown = sorted(set(pinned_installers or {}) - set(kinds))
+    if unknown:
+        raise UserError(f"--installer {', '.join(unknown)}: not an installer this lock pins "
+                        f"({', '.join(kinds) or 'none'})")
     resolution = resolve(matrix, constraints)
     best = resolution.stack
     sums = checksums.read_sums(installers) if installers else None
-    entries, skipped = {}, []
+    entries, skipped, why = {}, [], {}
     for arch, os_name in _platforms(matrix, constraints, best):
         stack = resolve(matrix, Constraints(torch_npu="==" + best.row.torch_npu, python=best.python,
                                             chip=best.chip, arch=arch, os=os_name)).stack
         entry = {"arch": arch, "os": os_name, "stack": stack.with_environment()}
         if sums is not None:
             try:
-                entry["installers"] = _installers(stack, sums, installers, pinned_installers or {})
-            except UserError:
+                entry["installers"] = _installers(stack, sums, installers, pinned_installers or {}, kinds)
+            except UserError as e:
                 if constraints.arch:
                     raise
                 skipped.append(arch)
+                # Said without the folder's path: the same installers give the same lock wherever they lie.
+                why.setdefault(arch, str(e).replace(f"{installers}/", "").replace(str(installers), "the folder"))
                 continue
         entries[entry_key(arch, os_name)] = entry
     if not entries:
-        raise UserError(f"{installers} holds the installers of no arch this row supports; put the row's vendor "
-                        f"packages there (`npuenv matrix resolve ... --format json` lists them under packages)")
+        raise UserError(f"{installers} holds the installers of no arch this row supports ("
+                        + "; ".join(f"{arch}: {reason}" for arch, reason in why.items())
+                        + "); put the row's vendor packages there (`npuenv matrix resolve ... --format json` lists "
+                          "them under packages)")
     houses = {}
     for house in wheelhouses:
         arch = _wheelhouse_arch(house, best)
+        if arch in houses:
+            raise UserError(f"--wheelhouse {house}: a second wheelhouse for {arch}; give one per arch")
         houses[arch] = wheelhouse_digest(house)
     row = best.row
     data = {
@@ -241,6 +312,7 @@ def make(matrix: Matrix, constraints: Constraints, *, installers: Path | None = 
         "entries": entries,
         "wheelhouses": houses,
         "skipped_archs": sorted(set(skipped)),
+        "skipped_why": why,
     }
     data["digest"] = digest_of(data)
     return Lock(data)
@@ -248,8 +320,16 @@ def make(matrix: Matrix, constraints: Constraints, *, installers: Path | None = 
 
 def _wheelhouse_arch(house: Path, stack: Stack) -> str:
     """The arch a wheelhouse was built for, after checking it is this row's and Python's."""
-    from_manifest = json.loads(outputs.read_text(Path(house) / "manifest.json", "the wheelhouse's manifest.json"))
-    s, target = from_manifest.get("stack") or {}, from_manifest.get("target") or {}
+    path = Path(house) / "manifest.json"
+    try:
+        from_manifest = json.loads(outputs.read_text(path, "the wheelhouse's manifest.json"))
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON text ({e}); rebuild the wheelhouse (`npuenv wheelhouse build`)") \
+            from None
+    if not isinstance(from_manifest, dict):
+        raise UserError(f"{path}: not a wheelhouse manifest; rebuild the wheelhouse (`npuenv wheelhouse build`)")
+    s, target = from_manifest.get("stack"), from_manifest.get("target")
+    s, target = s if isinstance(s, dict) else {}, target if isinstance(target, dict) else {}
     if s.get("torch_npu") != stack.row.torch_npu or s.get("python") != stack.python:
         raise UserError(f"--wheelhouse {house}: built for torch_npu {s.get('torch_npu')} / Python {s.get('python')}, "
                         f"not the locked torch_npu {stack.row.torch_npu} / Python {stack.python}; build it with "
@@ -312,3 +392,256 @@ def render(lock: Lock) -> str:
 
 def write(lock: Lock, path: Path | str, option: str | None = "--out") -> Path:
     return outputs.write_text(path, render(lock), option)
+
+
+# --- which entry a machine takes ----------------------------------------------------
+
+OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
+
+
+def read_os_release(root: Path | str = "/") -> dict[str, str]:
+    """The KEY=VALUE pairs of the machine's os-release (under ``root``), unquoted; {} when it has none."""
+    for rel in OS_RELEASE:
+        path = Path(root) / rel
+        try:
+            text = outputs.read_text(path, "os-release", 1 << 16)
+        except UserError:
+            continue
+        out = {}
+        for line in text.splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and key and not key.startswith("#"):
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                    value = value[1:-1]
+                out[key] = value
+        return out
+    return {}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine's platform as a lock names it (None: the matrix does not support it), and how it
+    describes itself."""
+    arch: str | None
+    os: str | None
+    described: str
+
+    @property
+    def key(self) -> str | None:
+        return entry_key(self.arch, self.os) if self.arch and self.os else None
+
+
+def machine(platforms: Platforms, *, arch: str | None = None, distribution: str | None = None,
+            version: str | None = None, root: Path | str = "/") -> Machine:
+    """This machine's arch and OS key (platform.machine() and os-release under ``root``), or those of
+    the facts given (Ansible's ansible_architecture, ansible_distribution and _version)."""
+    arch = arch if arch is not None else host_platform.machine()
+    if distribution is None:
+        release = read_os_release(root)
+        distribution, version = release.get("ID", ""), release.get("VERSION_ID", "")
+    os_key = platforms.os_for(distribution, version or "") if distribution else None
+    return Machine(platforms.canonical_arch(arch) if arch else None, os_key,
+                   f"{arch or 'an unknown arch'}, {distribution or 'an unknown OS'} {version or ''}".rstrip())
+
+
+def entry_for(lock: Lock, platforms: Platforms, host: Machine) -> tuple[str, dict]:
+    """(key, entry) of the lock for a machine; UserError saying what the machine is and which
+    entries the lock has when none fits (such a host is refused before anything changes)."""
+    supported = ", ".join(f"{s['distribution']} {s['version']}" for s in platforms.operating_systems.values())
+    if host.os is None or host.arch is None:
+        what = "OS" if host.os is None else "arch"
+        raise UserError(f"this machine ({host.described}) runs an {what} the matrix does not support "
+                        f"(OSes: {supported}; archs: {', '.join(platforms.archs)}), so no entry of the lock "
+                        f"{lock.digest[:19]} fits it")
+    found = lock.entries.get(host.key)
+    if found is None:
+        raise UserError(f"the lock {lock.digest[:19]} has no entry for this machine's platform {host.key} "
+                        f"({host.described}); it has {', '.join(lock.entries)}: lock again with --arch {host.arch} "
+                        f"--os {host.os} (or without --arch/--os for every platform)")
+    return host.key, found
+
+
+# The matrix this process's commands use (npuenv's --matrix; None: the bundled one).
+_matrix_in_use: str | None = None
+
+
+def use_matrix(path: Path | str | None) -> None:
+    """Say which matrix this process's commands use (npuenv calls it with --matrix on every command), so
+    that every Ansible run it starts is told the same (``matrix_env``)."""
+    global _matrix_in_use
+    _matrix_in_use = str(Path(path).resolve()) if path else None
+
+
+def matrix_env() -> dict[str, str]:
+    """{MATRIX_ENV: the matrix in use}, for the environment of every Ansible run (playbooks/run.py's
+    ansible_env): the playbooks' lookups resolve in the matrix the command uses, never another."""
+    from .loader import DEFAULT_MATRIX
+    return {MATRIX_ENV: _matrix_in_use or str(DEFAULT_MATRIX)}
+
+
+def matrix_from_env() -> Matrix:
+    """The matrix named by $NPUENV_MATRIX (what npuenv sets for the Ansible runs it starts), else the
+    bundled one."""
+    from .loader import load_matrix
+    path = os.environ.get(MATRIX_ENV)
+    return load_matrix(path) if path else load_matrix()
+
+
+# --- what a lock says, and what changes between two -----------------------------------
+
+def _short(digest: str | None) -> str:
+    return (digest or "none")[:19]
+
+
+def _grouped_installers(lock: Lock) -> list[tuple[list[str], dict]]:
+    """[(entry keys, their installers)]: entries that pin the same files, together."""
+    groups: list[tuple[list[str], dict]] = []
+    for key, entry in sorted(lock.entries.items()):
+        pinned = entry.get("installers") or {}
+        for keys, same in groups:
+            if same == pinned:
+                keys.append(key)
+                break
+        else:
+            groups.append(([key], pinned))
+    return groups
+
+
+def summary_text(lock: Lock, path: Path | str | None = None) -> str:
+    """What `npuenv lock` and `npuenv lock show` print: the row, the entries, the pinned
+    installers, the wheelhouses, what was left out and why, the digest."""
+    r = lock.row
+    lines = [f"lock {path}: {lock.digest}" if path else f"lock {lock.digest}",
+             f"  row         torch_npu {r['torch_npu']} (torch {r['torch']}, torchvision {r.get('torchvision')}), "
+             f"CANN {r['cann']}, HDK {r['hdk']}, Python {r['python']}, chip {r['chip']}"]
+    if lock.data.get("constraints") is not None:
+        asked = lock.data["constraints"]
+        given = ", ".join(f"row {asked[k][2:]}" if k == "torch_npu" and asked[k].startswith("==") else f"{k} {asked[k]}"
+                          for k in ("torch_npu", *CONSTRAINT_KEYS[2:]) if k in asked) or "nothing (the best row)"
+        lines.append(f"  asked for   {given}")
+    lines.append(f"  entries     {len(lock.entries)}: {', '.join(sorted(lock.entries))}")
+    for keys, pinned in _grouped_installers(lock):
+        where = keys[0] if len(keys) == 1 else f"{len(keys)} entries ({', '.join(keys)})"
+        if not pinned:
+            lines.append(f"  installers  {where}: none pinned (lock with --installers DIR to pin them)")
+            continue
+        lines.append(f"  installers  {where}:")
+        for kind in INSTALLER_KINDS:
+            if kind in pinned:
+                p = pinned[kind]
+                size = f", {p['size']} bytes" if isinstance(p.get("size"), int) else ""
+                lines.append(f"    {kind:<9} {p['name']} (sha256 {p['sha256'][:16]}...{size})")
+    houses = lock.data.get("wheelhouses") or {}
+    lines.append("  wheelhouse  " + (", ".join(f"{a} {d[:23]}..." for a, d in sorted(houses.items()))
+                                     or "none recorded (lock with --wheelhouse DIR to record one per arch)"))
+    why = lock.data.get("skipped_why") or {}
+    for arch in lock.data.get("skipped_archs") or []:
+        lines.append(f"  left out    {arch}: {why.get(arch, 'its installers are not in the folder')}")
+    return "\n".join(lines) + "\n"
+
+
+# Components an operator moves between two locks, in the vendor's install order.
+COMPONENTS = ("driver", "firmware", "CANN", "kernels", "NNAL", "torch", "torch_npu", "torchvision", "Python", "chip")
+
+
+def _order(kind: str, before: str, after: str) -> str:
+    """upgrade, downgrade or change (versions that cannot be ordered)."""
+    try:
+        if kind == "vendor":
+            a, b = VendorVersion(before), VendorVersion(after)
+        else:
+            a, b = Version(before), Version(after)
+    except (ValueError, InvalidVersion):
+        return "change"
+    return "upgrade" if b > a else "downgrade" if b < a else "change"
+
+
+def _component_values(lock: Lock, key: str | None) -> dict[str, tuple[str, str]]:
+    """{component: (shown value, how to order it)} of a lock, the per-platform ones from entry ``key``."""
+    r = lock.row
+    entry = lock.entries.get(key) if key else None
+    stack = (entry or {}).get("stack") or {}
+    pinned = (entry or {}).get("installers") or {}
+    packages = stack.get("packages") or {}
+    firmware = pinned.get("firmware", {}).get("name") or f"HDK {r['hdk']} (file not pinned)"
+    return {
+        "driver": (r["hdk"], "vendor"),
+        "firmware": (firmware, "text"),
+        "CANN": (r["cann"] + (f" ({stack['packaging']} layout)" if stack.get("packaging") else ""), "text"),
+        "kernels": (pinned.get("kernels", {}).get("name") or packages.get("kernels") or r["cann"], "text"),
+        "NNAL": (pinned.get("nnal", {}).get("name") or packages.get("nnal") or r["cann"], "text"),
+        "torch": (r["torch"], "pep440"),
+        "torch_npu": (r["torch_npu"], "pep440"),
+        "torchvision": (str(r.get("torchvision")), "pep440"),
+        "Python": (r["python"], "pep440"),
+        "chip": (r["chip"], "text"),
+    }
+
+
+def diff(a: Lock, b: Lock) -> dict:
+    """What moving from lock ``a`` to lock ``b`` changes: each component (its direction: upgrade,
+    downgrade or change), the installers that differ per platform, and the platforms only one has."""
+    common = sorted(k for k in a.entries if k in b.entries)
+    key = common[0] if common else None
+    va, vb = _component_values(a, key), _component_values(b, key)
+    # The firmware comes with the HDK, the kernels/ops and NNAL with CANN: they move as those move.
+    hdk, cann = (a.row["hdk"], b.row["hdk"], "vendor"), (a.row["cann"], b.row["cann"], "vendor")
+    order_of = {"firmware": hdk, "CANN": cann, "kernels": cann, "NNAL": cann}
+    components = []
+    for name in COMPONENTS:
+        (before, kind), (after, _) = va[name], vb[name]
+        if before == after:
+            continue
+        lo, hi, how = order_of.get(name, (before, after, kind))
+        direction = _order(how, lo, hi) if how in ("vendor", "pep440") else "change"
+        components.append({"component": name, "from": before, "to": after, "direction": direction})
+    installers: list[dict] = []   # each change once, with every entry it is made on
+    for k in common:
+        pa, pb = a.entries[k].get("installers") or {}, b.entries[k].get("installers") or {}
+        for kind in INSTALLER_KINDS:
+            x, y = pa.get(kind), pb.get(kind)
+            if (x or {}).get("name") == (y or {}).get("name") and (x or {}).get("sha256") == (y or {}).get("sha256"):
+                continue
+            same = next((i for i in installers if (i["kind"], i["from"], i["to"]) == (kind, x, y)), None)
+            if same:
+                same["entries"].append(k)
+            else:
+                installers.append({"kind": kind, "entries": [k], "from": x, "to": y})
+    directions = {c["direction"] for c in components}
+    move = ("none" if not components and not installers else "installers" if not components
+            else "upgrade" if directions <= {"upgrade"} else "rollback" if directions <= {"downgrade"} else "change")
+    return {FORMAT_KEY: FORMAT, "from": a.digest, "to": b.digest, "move": move, "compared_entry": key,
+            "components": components, "installers": installers,
+            "only_in_from": sorted(k for k in a.entries if k not in b.entries),
+            "only_in_to": sorted(k for k in b.entries if k not in a.entries)}
+
+
+def diff_text(d: dict, a: Lock, b: Lock) -> str:
+    """``diff``'s answer for the terminal."""
+    def row(lock):
+        return f"torch_npu {lock.row['torch_npu']}, CANN {lock.row['cann']}, HDK {lock.row['hdk']}"
+
+    lines = [f"from {_short(d['from'])} ({row(a)})", f"  to {_short(d['to'])} ({row(b)})"]
+    if d["from"] == d["to"]:
+        return "\n".join(lines + ["the same lock: nothing changes"]) + "\n"
+    names = {"upgrade": "an upgrade", "rollback": "a rollback (every changed component goes back)",
+             "change": "a change (some components go up, some down or sideways)",
+             "installers": "the same versions from other installer files", "none": "no component changes"}
+    lines.append(f"{names[d['move']]}" + (f"; per platform as on {d['compared_entry']}" if d["compared_entry"] else ""))
+    width = max([len(c["component"]) for c in d["components"]] + [9])
+    for c in d["components"]:
+        lines.append(f"  {c['component']:<{width}}  {c['from']} -> {c['to']}  ({c['direction']})")
+    for i in d["installers"]:
+        before = (i["from"] or {}).get("name") or "not pinned"
+        after = (i["to"] or {}).get("name") or "not pinned"
+        same_name = before == after
+        lines.append(f"  installer {i['kind']} on {', '.join(i['entries'])}: "
+                     + (f"{before}: sha256 {(i['from'] or {}).get('sha256', '')[:16]}... -> "
+                        f"{(i['to'] or {}).get('sha256', '')[:16]}... (the same name, another file)" if same_name
+                        else f"{before} -> {after}"))
+    for k in d["only_in_from"]:
+        lines.append(f"  platform {k}: only in the first lock (the second has no entry for it)")
+    for k in d["only_in_to"]:
+        lines.append(f"  platform {k}: only in the second lock")
+    return "\n".join(lines) + "\n"

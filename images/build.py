@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from compat_matrix import Stack, UserError, checksums, outputs
+from compat_matrix import lock as lock_mod
+from compat_matrix.lock import Lock
 from torch_npu_pkg import wheelhouse as wh
 
 from . import engine as engines
@@ -152,18 +154,54 @@ class BuildResult:
     labels: dict = field(default_factory=dict)    # the labels the label-only step added
     phases: dict = field(default_factory=dict)    # seconds per phase
     steps: list = field(default_factory=list)     # (engine build step, seconds), in order
+    lock: Lock | None = None                      # the lock the image carries
 
 
 def default_sbom_path(tag: str) -> Path:
     return SBOM_DIR / sbom_mod.file_name(tag)
 
 
+def image_kinds() -> tuple[str, ...]:
+    """The installer kinds an image's lock pins (the CANN packages: no driver or firmware in an image)."""
+    return tuple(k for k in lock_mod.INSTALLER_KINDS if k in render.load_manifest()["installers"])
+
+
+def check_against_lock(stack: Stack, lock: Lock, sums: dict[str, str], house: Path | None,
+                       installers: Path) -> None:
+    """The installers and the wheelhouse are the lock's: each installer the lock pins for the image's
+    entry has the lock's name and sha256 in the folder's SHA256SUMS, and a wheelhouse the lock
+    recorded for the arch has the lock's digest."""
+    entry = lock.entry(stack.arch, stack.os)
+    pinned = entry.get("installers") or {}
+    problems = []
+    for kind, name, arg in needed_installers(stack):
+        pin = pinned.get(kind)
+        if pin is None:
+            continue
+        if pin["name"] != name:
+            problems.append(f"{kind}: the lock pins {pin['name']}, the image needs {name}")
+        elif sums.get(arg) != pin["sha256"]:
+            problems.append(f"{kind}: {name} has sha256 {sums.get(arg)} in {Path(installers) / SUMS}, the lock pins "
+                            f"{pin['sha256']}")
+    recorded = (lock.data.get("wheelhouses") or {}).get(stack.arch)
+    if house is not None and recorded and lock_mod.wheelhouse_digest(house) != recorded:
+        problems.append(f"wheelhouse: {house} has digest {lock_mod.wheelhouse_digest(house)}, the lock recorded "
+                        f"{recorded} for {stack.arch}")
+    if problems:
+        raise UserError(f"the inputs are not the lock {lock.digest[:19]}'s (it was made from other files); nothing "
+                        f"was built:\n  " + "\n  ".join(problems) + "\nbuild with the installers and wheelhouse the "
+                        "lock was made from, or make a new lock from these (`npuenv lock --installers DIR`)")
+
+
 def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool = False, tag: str | None = None,
           engine: str | None = None, date: str | None = None, base_image: str | None = None,
           user_ids: str | None = None, no_cache: bool = False, sbom: Path | None = None,
+          lock: Lock | None = None, make_lock: Callable[[Path | None, Path | None], Lock] | None = None,
           log: Log = _quiet) -> BuildResult:
     """Build the image for ``stack``, write its SBOM and tag it; nothing is tagged (and no SBOM
-    written) when anything fails.
+    written) when anything fails. The image carries a lock (a file, and its digest in a label):
+    ``lock``, the lock ``stack`` is an entry of, against whose pins the inputs are checked; else the
+    one ``make_lock(installers, wheelhouse)`` makes once the inputs are checked.
 
     Three phases: the engine builds the Dockerfile (untagged); the SBOM is assembled from the
     inputs and from what the built image holds; a label-only step adds what only the build knows
@@ -177,7 +215,7 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
     if not _TAG_RE.match(tag):
         raise UserError(f"--tag {tag!r} is not a valid image reference (e.g. registry.example/team/npu:2.13.0)")
     sbom_path = outputs.check_file_output(Path(sbom) if sbom else default_sbom_path(tag), "--sbom")
-    files = render.render(stack, cann_only)        # a stack the templates cannot serve fails before any work
+    files = render.render(stack, cann_only, lock)  # a stack the templates cannot serve fails before any work
     check_arch(stack)
     eng = engines.find(engine)
     build_args = check_installers(stack, installers)
@@ -189,6 +227,11 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
         build_args.update(check_wheelhouse(stack, house))
         contexts[render.load_manifest()["mounts"]["wheelhouse"]["context"]] = str(Path(house).resolve())
         wheelhouse_manifest = wh.load_manifest(house)
+    if lock is not None:
+        check_against_lock(stack, lock, build_args, house, installers)
+    elif make_lock is not None:
+        lock = make_lock(Path(installers), house)   # the image's own lock, of the inputs just checked
+        files = render.render(stack, cann_only, lock)
     base_ref = base_image or stack.platforms.operating_systems[stack.os]["base_image"]
     if base_image:
         build_args["BASE_IMAGE"] = base_image
@@ -240,7 +283,7 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
     log(f"npuenv: built {tag} ({final_id[:12]}) in {seconds:.0f} s: {progress.summary()}; SBOM {sbom_path}")
     return BuildResult(image_id=final_id, tag=tag, engine=eng.name, seconds=seconds, output=output,
                        build_args=build_args, sbom=sbom_path, labels=labels, phases=dict(progress.phases),
-                       steps=list(progress.steps))
+                       steps=list(progress.steps), lock=lock)
 
 
 def _add_labels(eng: engines.Engine, image_id: str, labels: dict[str, str], tag: str, workdir: Path,

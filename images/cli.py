@@ -9,10 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 import compat_matrix as cm
 from compat_matrix import outputs
-from npuenv.args import add_constraint_args, constraints_from, load
+from compat_matrix.cli_options import add_constraint_args, add_lock_arg, constraints_from, load, lock_from
+
+from compat_matrix import lock as lock_mod
+from compat_matrix.lock import Lock
+from compat_matrix.resolver import host_arch
 
 from . import build as builder
 from . import engine as engines
@@ -23,10 +28,24 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _stack(args) -> cm.Stack | None:
-    """The resolved stack (None when no row fits: the reason is printed).
-    Without --python the image gets the newest of the row's Pythons its OS ships."""
+def _locked(args) -> tuple[cm.Stack, Lock | None, Callable[..., Lock] | None] | None:
+    """The image's stack, and the lock it comes from: (stack, the --lock lock, None), or without --lock
+    (stack, None, a function making the image's lock from its checked inputs); None when no row fits
+    (the reason is printed).
+
+    With --lock: its entry for the image's arch and OS (--arch/--os pick it; the only one, else this
+    host's arch). Without: the constraints resolved as `npuenv lock` resolves them, into a lock of the
+    one platform, pinning the CANN installers and the wheelhouse it is given (``make(installers,
+    house)``); without --python the image gets the newest of the row's Pythons its OS ships."""
     matrix = load(args)
+    given = lock_from(args)
+    if given is not None:
+        arch = matrix.platforms.canonical_arch(args.arch) or args.arch if args.arch else None
+        entry = given.select(arch, args.os, prefer_arch=host_arch(matrix))
+        r = given.row
+        _log(f"the entry {entry['arch']}/{entry['os']} of the lock {given.digest[:19]}: torch_npu {r['torch_npu']}, "
+             f"CANN {r['cann']}, Python {r['python']}, chip {r['chip']}")
+        return given.stack(matrix, entry["arch"], entry["os"]), given, None
     c = constraints_from(args)
     try:
         res = cm.resolve(matrix, c)
@@ -38,16 +57,29 @@ def _stack(args) -> cm.Stack | None:
     if stack.python != res.stack.python:
         _log(f"python={stack.python}: the newest of the row's Pythons that {stack.os} ships "
              f"(pass --python to choose; another is built from source)")
-    return stack
+    pins = cm.Constraints(**{**c.given(), "python": stack.python, "arch": stack.arch, "os": stack.os,
+                             "chip": stack.chip})
+
+    def make(installers: Path | None = None, house: Path | None = None) -> Lock:
+        return lock_mod.make(matrix, pins, installers=installers, wheelhouses=[house] if house else [],
+                             kinds=builder.image_kinds())
+    return stack, None, make
+
+
+def _stack(args) -> cm.Stack | None:
+    """The stack only (run-cmd, compose, push): the lock's entry or the constraints resolved."""
+    found = _locked(args)
+    return found[0] if found else None
 
 
 def cmd_render(args) -> int:
     if args.output:
         outputs.check_dir_output(args.output, "--output")
-    stack = _stack(args)
-    if stack is None:
+    found = _locked(args)
+    if found is None:
         return 1
-    files = render.render(stack, args.cann_only)
+    stack, lock, make = found
+    files = render.render(stack, args.cann_only, lock or make())
     if args.output:
         out = render.write_context(files, Path(args.output), "--output")
         _log(f"{out}: build context written ({', '.join(sorted(files))})")
@@ -82,15 +114,19 @@ def cmd_build(args) -> int:
         access = _access(args)
     elif any((args.authfile, args.cert_dir, args.ca_cert, args.creds_from_env)):
         raise cm.UserError("--authfile, --cert-dir, --ca-cert and --creds-from-env are for --push REGISTRY/REPO")
-    stack = _stack(args)
-    if stack is None:
+    house = Path(args.wheelhouse) if args.wheelhouse else None
+    found = _locked(args)
+    if found is None:
         return 1
-    result = builder.build(stack, Path(args.installers), Path(args.wheelhouse) if args.wheelhouse else None,
+    stack, lock, make = found
+    result = builder.build(stack, Path(args.installers), house,
                            cann_only=args.cann_only, tag=args.tag, engine=args.engine, date=args.build_date,
                            base_image=args.base_image, user_ids=args.user_ids, no_cache=args.no_cache,
-                           sbom=Path(args.sbom) if args.sbom else None, log=_log)
+                           sbom=Path(args.sbom) if args.sbom else None, lock=lock, make_lock=make, log=_log)
+    lock = result.lock
     print(f"{result.tag} ({result.image_id[:12]}), built with {result.engine} in {result.seconds:.0f} s")
     print(f"SBOM ({result.labels[builder.SBOM_FORMAT_LABEL]}): {result.sbom}")
+    print(f"lock {lock.digest} (label {render.LOCK_LABEL}; the file {stack.paths['lock']} in the image)")
     if args.push is not None:
         _print_push(registry.push(result.image_id, args.push, engine=result.engine, access=access, log=_log))
     print(f"run it on an Atlas host: npuenv image run-cmd --row {stack.row.torch_npu} --os {stack.os} "
@@ -189,6 +225,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("render", help="print the Dockerfile for a row x OS x arch x chip")
     add_constraint_args(p)
+    add_lock_arg(p)
     p.add_argument("--cann-only", action="store_true", help="the CANN layers only, no Python stack")
     p.add_argument("--output", metavar="DIR", help="write the whole build context (Dockerfile, entrypoint, "
                                                    "profile script) to DIR instead")
@@ -196,6 +233,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("build", help="build the image with podman, buildah or docker; tag it on success")
     add_constraint_args(p)
+    add_lock_arg(p)
     p.add_argument("--installers", required=True, metavar="DIR",
                    help="the vendor's .run packages and their SHA256SUMS")
     p.add_argument("--wheelhouse", metavar="DIR", help="the row's wheelhouse (npuenv wheelhouse build)")
@@ -217,6 +255,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("push", help="push a row's image to a registry under tags that say what it is")
     add_constraint_args(p)
+    add_lock_arg(p)
     p.add_argument("repository", metavar="REGISTRY/REPO", help="e.g. harbor.example.com/ai/npuenv")
     p.add_argument("--image", help="the local image (default: the name `npuenv image build` gives the stack)")
     p.add_argument("--cann-only", action="store_true", help="the CANN-only image's default name")
@@ -227,6 +266,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("run-cmd", help="print the docker/podman run line for an Atlas host")
     add_constraint_args(p)
+    add_lock_arg(p)
     _run_options(p)
     p.add_argument("--engine", choices=run.RUN_ENGINES, help="default: the engine present here, else docker")
     p.add_argument("--name", help="container name")
@@ -234,6 +274,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("compose", help="print a compose file that runs the image on an Atlas host")
     add_constraint_args(p)
+    add_lock_arg(p)
     _run_options(p)
     p.add_argument("--service", default="npu", help="the service's name (default npu)")
     p.add_argument("--output", metavar="FILE", help="write the compose file to FILE")

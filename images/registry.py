@@ -272,15 +272,21 @@ def push(image: str, repository: str, *, engine: str | None = None, access: Acce
         for tag in tags:
             dest = f"{repository}:{tag}"
             digestfile = Path(tmp) / f"digest-{len(done)}"
+            written = (f"{', '.join(done)} {'is' if len(done) == 1 else 'are'} in the registry; {tag} was "
+                       f"not written") if done else f"Nothing was tagged in {registry}"
             with progress.phase(f"push {dest}"):
                 if eng.name == "docker":    # docker pushes a local name
-                    subprocess.run(eng.command("tag", info["id"], dest), check=True, capture_output=True)
+                    tagged = subprocess.run(eng.command("tag", info["id"], dest), capture_output=True, text=True)
+                    if tagged.returncode != 0:
+                        reason = (tagged.stderr.strip() or tagged.stdout.strip() or f"exit {tagged.returncode}")
+                        raise UserError(f"docker could not tag {image} as {dest}: {reason[-300:]}. {written}")
                 code, output = progress.run(eng.push_command(info["id"], dest, opts, str(digestfile)), env)
                 if code != 0:
-                    written = (f"{', '.join(done)} {'is' if len(done) == 1 else 'are'} in the registry; {tag} was "
-                               f"not written") if done else f"Nothing was tagged in {registry}"
                     raise UserError(f"{explain(output, registry, 'push')}. {written}")
                 got = eng.pushed_digest(output, str(digestfile))
+                if not got:   # nothing to pin the image by: a push that cannot be checked is not reported done
+                    raise UserError(f"{eng.name} pushed {dest} but reported no manifest digest, so its tags cannot be "
+                                    f"checked to be one image; push again")
             if digest and got != digest:
                 raise UserError(f"{dest} got the manifest {got}, but {done[0]} got {digest}: the engine wrote "
                                 f"two different manifests for one image; push again")

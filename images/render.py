@@ -19,7 +19,9 @@ import jinja2
 import yaml
 
 from compat_matrix import Stack, UserError
+from compat_matrix import lock as lock_mod
 from compat_matrix.checksums import sha256_bytes
+from compat_matrix.lock import Lock
 from compat_matrix.versions import python_version
 from compat_matrix import outputs
 
@@ -29,6 +31,9 @@ TEMPLATES = HERE / "templates"
 DOCKERFILE = "Dockerfile"
 ENTRYPOINT_FILE = "npuenv-entrypoint.sh"
 PROFILE_FILE = "npuenv-ascend.sh"
+# The lock the image is built from, in the build context; the image holds it at platforms.yaml's
+# install_records.lock (the Stack's paths["lock"]), where validation reads it back.
+LOCK_FILE = "npuenv-lock.json"
 # The CANN installers record their install path here (ascend_cann_install.info);
 # later CANN installs and upgrades read it, so the image keeps it.
 CANN_RECORDS = "/etc/Ascend"
@@ -37,6 +42,15 @@ CANN_RECORDS = "/etc/Ascend"
 @lru_cache(maxsize=1)
 def load_manifest() -> dict:
     return yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+
+
+def label(name: str) -> str:
+    """A label of npuenv's own, under the manifest's namespace (row.torch_npu, lock.digest, ...)."""
+    return f"{load_manifest()['labels']['namespace']}.{name}"
+
+
+# The digest of the lock the image was built from (validation checks the lock file inside against it).
+LOCK_LABEL = label("lock.digest")
 
 
 # --- choosing the Python --------------------------------------------------------
@@ -180,9 +194,10 @@ def stack_fields(stack: Stack) -> dict:
             "arch": stack.arch, "chip": stack.chip}
 
 
-def labels(stack: Stack, cann_only: bool) -> dict[str, str]:
+def labels(stack: Stack, cann_only: bool, lock: Lock | None = None) -> dict[str, str]:
     """Static labels: OCI's and, under the namespace, every field of the row
-    (row.*: nested fields dotted, lists comma-joined) and the stack's choices (stack.*)."""
+    (row.*: nested fields dotted, lists comma-joined), the stack's choices (stack.*)
+    and the digest of the lock it was built from (lock.digest)."""
     m = load_manifest()["labels"]
     ns = m["namespace"]
     base = stack.platforms.operating_systems[stack.os]["base_image"]
@@ -198,6 +213,8 @@ def labels(stack: Stack, cann_only: bool) -> dict[str, str]:
     choices = {"python": stack.python, "arch": stack.arch, "chip": stack.chip, "os": stack.os,
                "base_image": base, "packaging": stack.row.packaging, "cann_only": str(cann_only).lower()}
     _flatten(f"{ns}.stack", choices, out)
+    if lock is not None:
+        out[LOCK_LABEL] = lock.digest
     return out
 
 
@@ -259,7 +276,7 @@ def _jinja() -> jinja2.Environment:
     return env
 
 
-def context(stack: Stack, cann_only: bool = False) -> dict:
+def context(stack: Stack, cann_only: bool = False, lock: Lock | None = None) -> dict:
     """Everything the templates use."""
     m = load_manifest()
     spec = os_spec(stack.os)
@@ -293,24 +310,43 @@ def context(stack: Stack, cann_only: bool = False) -> dict:
         "sums_awk": SUMS_AWK,
         "python_deps_arg": PYTHON_DEPS_ARG,
         "wheelhouse_manifest": paths.get("wheelhouse_manifest"),
+        "lock": {"file": LOCK_FILE, "path": paths["lock"], "label": LOCK_LABEL} if lock is not None else None,
         "title": labels(stack, cann_only)["org.opencontainers.image.title"],
-        "label_words": [f"{k}={quote(v)}" for k, v in {**installer_labels(stack), **labels(stack, cann_only)}.items()],
+        "label_words": [f"{k}={quote(v)}" for k, v in
+                        {**installer_labels(stack), **labels(stack, cann_only, lock)}.items()],
         "deps_awk": DEPS_AWK,
         "torch_npu_awk": TORCH_NPU_AWK,
         "files": {"entrypoint": ENTRYPOINT_FILE, "profile": PROFILE_FILE},
     }
 
 
-def render(stack: Stack, cann_only: bool = False) -> dict[str, str]:
-    """The build context's files: {"Dockerfile": ..., "npuenv-entrypoint.sh": ..., ...}."""
+def render(stack: Stack, cann_only: bool = False, lock: Lock | None = None) -> dict[str, str]:
+    """The build context's files: {"Dockerfile": ..., "npuenv-entrypoint.sh": ..., ...}; with
+    ``lock`` (the one ``stack`` comes from) also the lock, which the image keeps as a file and
+    names in a label."""
     python_version(stack.python)  # a malformed Python is a usage error before anything renders
-    ctx = context(stack, cann_only)
+    if lock is not None:
+        check_lock(stack, lock)
+    ctx = context(stack, cann_only, lock)
     env = _jinja()
-    return {
+    files = {
         DOCKERFILE: env.get_template("Dockerfile.j2").render(**ctx),
         ENTRYPOINT_FILE: env.get_template("entrypoint.sh.j2").render(**ctx),
         PROFILE_FILE: env.get_template("profile.sh.j2").render(**ctx),
     }
+    if lock is not None:
+        files[LOCK_FILE] = lock_mod.render(lock)
+    return files
+
+
+def check_lock(stack: Stack, lock: Lock) -> None:
+    """``stack`` is the lock's entry for its arch and OS (the same row, Python and chip): an image
+    never carries a lock it was not built from."""
+    entry = lock.entry(stack.arch, stack.os)
+    if lock_mod.canonical_json(entry["stack"]) != lock_mod.canonical_json(stack.with_environment()):
+        raise UserError(f"the image's stack (torch_npu {stack.row.torch_npu}, Python {stack.python}, chip "
+                        f"{stack.chip}, {stack.arch}/{stack.os}) is not the lock {lock.digest[:19]}'s entry for "
+                        f"{stack.arch}/{stack.os}; build from the lock alone (--lock FILE without row constraints)")
 
 
 def write_context(files: dict[str, str], directory: Path, option: str | None = None) -> Path:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import compat_matrix as cm
-from compat_matrix import outputs, pypi, render
+from compat_matrix import lock, outputs, pypi, render
 from compat_matrix.errors import UserError
 from compat_matrix.resolver import filter_rows, normalise, unknown_row_message
 from images import cli as images_cli
@@ -21,7 +21,7 @@ from validation import options as validate_options
 from validation.node import FLEET_PORT, LEVELS, check_name
 from validation.report import STRAGGLER_MARGIN
 
-from .args import add_constraint_args, constraints_from, load
+from .args import add_constraint_args, add_lock_arg, constraints_from, load, lock_from
 
 
 def resolve_stack(args) -> cm.Resolution:
@@ -126,14 +126,82 @@ def cmd_matrix_verify(args) -> int:
     return 1 if found else 0
 
 
+# --- lock -------------------------------------------------------------------
+
+LOCK_MAKE_OPTIONS = ("installers", "installer", "wheelhouse", "out", *lock.CONSTRAINT_KEYS)
+
+
+def cmd_lock_make(args) -> int:
+    matrix = load(args)
+    constraints = constraints_from(args)
+    out = outputs.check_file_output(args.out or lock.DEFAULT_FILE, "--out")
+    pinned = lock.parse_installer_choices(args.installer)
+    if pinned and not args.installers:
+        raise UserError("--installer names a file of the installer folder: give the folder with --installers DIR")
+    installers = Path(args.installers) if args.installers else None
+    if installers is not None and not installers.is_dir():
+        raise UserError(f"--installers {installers}: no such folder; give the folder holding the vendor's .run "
+                        f"packages and their SHA256SUMS")
+    for house in args.wheelhouse or ():
+        if not Path(house).is_dir():
+            raise UserError(f"--wheelhouse {house}: no such folder; give a wheelhouse made by `npuenv wheelhouse "
+                            f"build`")
+    try:
+        made = lock.make(matrix, constraints, installers=installers, pinned_installers=pinned,
+                         wheelhouses=[Path(h) for h in args.wheelhouse or ()])
+    except cm.NoMatch as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    lock.write(made, out, "--out")
+    sys.stdout.write(lock.summary_text(made, out))
+    return 0
+
+
+def _lock_file_only(args, command: str) -> None:
+    """`lock show` and `lock diff` read locks: the options that make one are refused before them."""
+    given = [lock.cli_name(k) for k in LOCK_MAKE_OPTIONS if getattr(args, k, None) not in (None, [], "")]
+    if given:
+        raise UserError(f"npuenv lock {command} reads lock files; {', '.join(given)} belong to making a lock "
+                        f"(`npuenv lock --row ... --out FILE`): leave them out here")
+
+
+def cmd_lock_show(args) -> int:
+    _lock_file_only(args, "show")
+    shown = lock.load(args.file)
+    sys.stdout.write(lock.render(shown) if args.lock_format == "json" else lock.summary_text(shown, args.file))
+    return 0
+
+
+def cmd_lock_diff(args) -> int:
+    _lock_file_only(args, "diff")
+    a, b = lock.load(args.a), lock.load(args.b)
+    d = lock.diff(a, b)
+    sys.stdout.write(json.dumps(d, indent=1) + "\n" if args.lock_format == "json" else lock.diff_text(d, a, b))
+    return 0
+
+
 # --- deploy -----------------------------------------------------------------
 
-def cmd_deploy(args) -> int:
-    from playbooks import run
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hosts, 1 or more")
+    return int(text)
 
-    result = run.run_playbook("site.yml", args.inventory, check=args.check, tags=args.tags, limit=args.limit,
-                              extra_vars=args.extra_vars, ask_become_pass=args.ask_become_pass)
-    return run.exit_code(result.returncode)
+
+def cmd_deploy(args) -> int:
+    from playbooks import rollout
+
+    plan = rollout.prepare(args.inventory, lock_path=args.lock, limit=args.limit, batch_size=args.batch_size,
+                           gate=args.gate, gate_backend=args.gate_backend, allow_busy=args.allow_busy,
+                           check=args.check, tags=args.tags, extra_vars=args.extra_vars,
+                           ask_become_pass=args.ask_become_pass, log_dir=args.log_dir, matrix=args.matrix)
+    return rollout.deploy(plan, Path(args.log_dir or rollout.DEFAULT_LOG_DIR))
+
+
+def cmd_status(args) -> int:
+    from playbooks import status
+
+    return status.status(args.inventory, args.lock, fmt=args.format, limit=args.limit, matrix=args.matrix)
 
 
 # --- validation -------------------------------------------------------------
@@ -166,10 +234,11 @@ def cmd_validate(args) -> int:
     from validation import run
 
     options = validate_options.suite_arguments(vars(args))
+    given = lock_from(args, picks_entry=False)   # each host takes its own entry: no --arch/--os beside it
     return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
                         host_root=args.host_root, run_args=args.run_arg or [], suite_options=options,
                         only=args.only, straggler_margin=args.straggler_margin, fleet_port=args.fleet_port,
-                        matrix=args.matrix)
+                        matrix=args.matrix, lock=given)
 
 
 # --- parser -----------------------------------------------------------------
@@ -211,18 +280,51 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--recorded", metavar="DIR", help="replay PyPI answers saved with --record")
     g.add_argument("--record", metavar="DIR", help="save PyPI's answers to DIR")
     p.set_defaults(func=cmd_matrix_verify)
+    p = sub.add_parser("lock", help="resolve a row once into a lock file that every command takes",
+                       description="Resolve row constraints once into a lock: the row, every version, one entry per "
+                                   "arch/OS with its resolved stack, each vendor installer pinned by name, sha256 and "
+                                   "size, each wheelhouse's digest. deploy, image build, bundle make and validate "
+                                   "take it with --lock. `npuenv lock show FILE` prints one, `npuenv lock diff A B` "
+                                   "what moving from A to B changes.")
+    add_constraint_args(p)
+    p.add_argument("--installers", metavar="DIR", help="pin each installer by name, sha256 and size from "
+                   "DIR/SHA256SUMS (one folder may hold many rows' installers; arches with none of theirs are left "
+                   "out, and the summary says why)")
+    p.add_argument("--installer", action="append", metavar="KIND=NAME", help="the file of one kind when DIR holds "
+                   "several for the row, e.g. firmware=Ascend-hdk-910b-npu-firmware_7.8.0.2.212.run (repeatable)")
+    p.add_argument("--wheelhouse", action="append", metavar="DIR", help="record this wheelhouse's digest for the "
+                   "arch it was built for (`npuenv wheelhouse build`; repeatable, one per arch)")
+    p.add_argument("--out", metavar="FILE", help=f"where the lock goes, written atomically (default: "
+                   f"{lock.DEFAULT_FILE})")
+    p.set_defaults(func=cmd_lock_make)
+    lock_sub = p.add_subparsers(dest="lock_cmd", metavar="{show,diff}")
+    s = lock_sub.add_parser("show", help="print a lock's summary (or the lock itself with --format json)")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--format", dest="lock_format", choices=("text", "json"), default="text")
+    s.set_defaults(func=cmd_lock_show)
+    s = lock_sub.add_parser("diff", help="what moving from lock A to lock B changes, component by component")
+    s.add_argument("a", metavar="A", help="the lock the hosts are at")
+    s.add_argument("b", metavar="B", help="the lock they move to")
+    s.add_argument("--format", dest="lock_format", choices=("text", "json"), default="text")
+    s.set_defaults(func=cmd_lock_diff)
+
     p = sub.add_parser("facts", help="what is installed here: devices, driver, firmware, CANN, torch, torch_npu")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--root", default="/", help="read the files under DIR instead (an unpacked image, a mounted disk)")
     p.set_defaults(func=cmd_facts)
 
-    p = sub.add_parser("validate", help="run the post-install validation suite and write the reports")
+    p = sub.add_parser("validate", help="run the post-install validation suite and write the reports",
+                       description="Each host is checked against --lock, or the row constraints resolved as `npuenv "
+                                   "lock` resolves them, or, with neither, the lock it records itself (a node: the "
+                                   "one its deploy wrote; an image: the one it was built with, its digest checked "
+                                   "against its label); always the lock's entry for the host's own arch and OS.")
     p.add_argument("--target", action="append", required=True,
                    help="local | podman://NAME | image:REF[?ca_cert=F&cert_dir=D&authfile=F&creds_from_env=1] | "
                    "ssh://USER@HOST[:PORT][?ssh_identity_file=KEY&ssh_config=FILE] | ansible://GROUP?inventory=PATH "
                    "(repeatable; all are validated at once)")
     p.add_argument("--level", choices=tuple(LEVELS), default="quick", help="(default: %(default)s)")
     add_constraint_args(p)
+    add_lock_arg(p, picks_entry=False)
     p.add_argument("--backend", choices=validate_options.BACKENDS, default="auto",
                    help="device for the workloads (auto: npu with HCCL, else cuda with NCCL, else cpu with gloo; "
                    "default: %(default)s)")
@@ -243,10 +345,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only the check of this name (repeatable), e.g. npu_health")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("deploy", help="roll the inventory's matrix row out with Ansible (playbooks/site.yml)")
+    from playbooks import rollout
+
+    p = sub.add_parser("deploy", help="roll a lock out to the fleet in batches, each validated before the next",
+                       description="Roll one lock (--lock, or the one made from the inventory's npuenv_row, "
+                       "npuenv_installer_cache and npuenv_wheelhouse) out with Ansible (playbooks/site.yml), "
+                       "--batch-size hosts at a time; each batch is validated at the --gate level before the next, "
+                       "and a batch that fails stops the roll. Ends with a line per host (outcome, cause, the lock "
+                       "it is at now) and the command that reruns the hosts that need it; everything is kept in a "
+                       "folder of its own under --log-dir. Exit 0: every host at the lock and validated; 1: a host "
+                       "failed, was unreachable, skipped or not attempted; 2: bad input, nothing changed.")
     p.add_argument("--inventory", "-i", help="Ansible inventory whose npu_nodes group is the fleet "
                    "(see playbooks/inventory/example)")
-    p.add_argument("--check", action="store_true", help="report what would change, change nothing")
+    add_lock_arg(p, picks_entry=False)
+    p.add_argument("--batch-size", type=_positive_int, default=rollout.DEFAULT_BATCH, metavar="N",
+                   help="at most N hosts change at once, in inventory order (default: %(default)s)")
+    p.add_argument("--gate", choices=rollout.GATES, default=rollout.DEFAULT_GATE,
+                   help="the validation level each batch must pass before the next starts; none: no gate "
+                   "(default: %(default)s)")
+    p.add_argument("--gate-backend", choices=validate_options.BACKENDS, default="auto",
+                   help="the gate's workload device, as validate --backend (default: %(default)s)")
+    p.add_argument("--allow-busy", action="store_true",
+                   help="deploy also to hosts whose NPUs run processes (without it they are skipped, untouched)")
+    p.add_argument("--log-dir", type=validate_options.nonempty_path, metavar="DIR",
+                   help=f"each run's log, lock, summary and gate reports go into a new folder DIR/<UTC time> "
+                   f"(default: {rollout.DEFAULT_LOG_DIR})")
+    p.add_argument("--check", action="store_true", help="preview what would change on every host, change nothing "
+                   "(no gates)")
     p.add_argument("--tags", type=lambda v: v.split(","), help="only these components, e.g. driver,cann")
     p.add_argument("--limit", help="only these hosts or groups")
     p.add_argument("-e", "--extra-vars", action="append", dest="extra_vars",
@@ -255,6 +380,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-K", "--ask-become-pass", action="store_true",
                    help="ask for the sudo password of the hosts' login user (without it, sudo must need none)")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("status", help="which lock each node runs and what drifts from it (facts only, no workload)",
+                       description="Read every node of the inventory (one task each: installed versions, npu-smi's "
+                       "process table, the deploy records under /etc/npuenv) and compare it with --lock, or with "
+                       "the lock the node recorded when none is named. Exit 0: every node read and none drifts; 1: "
+                       "a node drifts (never deployed, half-upgraded, another lock, a package or setting changed) "
+                       "or could not be read; 2: bad input.")
+    p.add_argument("--inventory", "-i", help="Ansible inventory whose npu_nodes group is the fleet")
+    add_lock_arg(p, picks_entry=False)
+    p.add_argument("--limit", help="only these hosts or groups")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
+    p.set_defaults(func=cmd_status)
 
     wheelhouse_cli.register(sub)  # npuenv wheelhouse ... / npuenv bundle ...
     images_cli.register(sub)  # npuenv image render|build|run-cmd|compose
@@ -265,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        lock.use_matrix(args.matrix)   # the Ansible runs a command starts use its matrix too
         return args.func(args)
     except KeyboardInterrupt:
         print("npuenv: interrupted (Ctrl-C)", file=sys.stderr)

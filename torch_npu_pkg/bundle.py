@@ -43,6 +43,8 @@ from typing import Callable
 
 import compat_matrix as cm
 from compat_matrix import Stack, UserError, checksums, outputs
+from compat_matrix import lock as lock_mod
+from compat_matrix.lock import Lock
 from compat_matrix.checksums import sha256_file
 from compat_matrix.interrupts import deferred
 
@@ -53,6 +55,7 @@ from .wheels import WheelInfo
 BUNDLE_MANIFEST = "MANIFEST.json"
 SUMS = checksums.SUMS_FILE
 USAGE = "USAGE.txt"
+LOCK_FILE = lock_mod.DEFAULT_FILE   # the lock the bundle is of (npuenv lock show; --lock of every command)
 INSTALLERS, WHEELHOUSE, CONTROLLER, SOURCE = "installers", "wheelhouse", "controller", "source"
 CONTROLLER_EXTRA = "controller"   # pyproject.toml's optional dependencies the controller needs
 CREATED_BY = "npuenv bundle make"
@@ -166,9 +169,38 @@ def check_installers(stack: Stack, installers: Path, skip: tuple[str, ...], chos
     return records
 
 
+def check_lock(lock: Lock, stack: Stack, records: dict, skip: tuple[str, ...], wheelhouse_dir: Path) -> None:
+    """The bundle's installers and wheelhouse are the lock's: every installer it bundles is the one the
+    lock pins for the stack's entry (name and sha256), every kind it does not skip is pinned, and a
+    wheelhouse the lock recorded for the arch has the lock's digest."""
+    pinned = lock.entry(stack.arch, stack.os).get("installers") or {}
+    problems = []
+    for kind in lock_mod.INSTALLER_KINDS:
+        if kind in skip:
+            continue
+        pin, rec = pinned.get(kind), records.get(kind)
+        if pin is None:
+            problems.append(f"{kind}: the lock pins none (make it with `npuenv lock --installers DIR`, or leave the "
+                            f"kind out with --skip-installer {kind})")
+        elif rec is None or Path(rec["file"]).name != pin["name"] or rec["sha256"] != pin["sha256"]:
+            found = f"{Path(rec['file']).name} (sha256 {rec['sha256']})" if rec else "nothing"
+            problems.append(f"{kind}: the lock pins {pin['name']} (sha256 {pin['sha256']}), the folder gives {found}")
+    recorded = (lock.data.get("wheelhouses") or {}).get(stack.arch)
+    if recorded and lock_mod.wheelhouse_digest(wheelhouse_dir) != recorded:
+        problems.append(f"wheelhouse: {wheelhouse_dir} has digest {lock_mod.wheelhouse_digest(wheelhouse_dir)}, the "
+                        f"lock recorded {recorded} for {stack.arch}")
+    if problems:
+        raise UserError(f"the bundle's inputs are not those of the lock {lock.digest[:19]}; nothing was bundled:\n  "
+                        + "\n  ".join(problems) + "\nuse the installers and wheelhouse the lock was made from, or make "
+                        "a new lock from these (`npuenv lock --installers DIR --wheelhouse DIR`)")
+
+
 def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, skip_installers: tuple[str, ...] = (),
          chosen_installers: dict[str, str] | None = None, controller: ControllerOptions | None = None,
-         log: Log = _quiet) -> dict:
+         lock: Lock | None = None, matrix: cm.Matrix | None = None, log: Log = _quiet) -> dict:
+    """Write the bundle of ``stack``. It carries a lock (LOCK_FILE): ``lock``, whose pinned installers
+    must be the ones bundled; without one, the stack's lock made from the installers bundled and the
+    wheelhouse (`npuenv lock`'s resolution, in ``matrix``)."""
     out = Path(out).resolve()
     mode = _mode(out)
     controller = controller or ControllerOptions()
@@ -182,7 +214,16 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
     if problems:
         raise UserError(f"{wheelhouse_dir} fails verification; rebuild it (make wheelhouse):\n  "
                         + "\n  ".join(problems))
-    inst_records = list(check_installers(stack, installers, skip_installers, chosen_installers).values())
+    checked = check_installers(stack, installers, skip_installers, chosen_installers)
+    if lock is not None:
+        check_lock(lock, stack, checked, tuple(skip_installers), wheelhouse_dir)
+    else:
+        pins = cm.Constraints(torch_npu="==" + stack.row.torch_npu, python=stack.python, arch=stack.arch,
+                              chip=stack.chip, os=stack.os)
+        lock = lock_mod.make(matrix or cm.load_matrix(), pins, installers=Path(installers) if checked else None,
+                             pinned_installers={k: Path(r["file"]).name for k, r in checked.items()},
+                             kinds=tuple(checked), wheelhouses=[wheelhouse_dir])
+    inst_records = list(checked.values())
     top = f"npuenv-bundle-{stack.row.torch_npu}-py{stack.python}-{stack.arch}-{stack.chip}"
     if out.is_dir():
         raise UserError(f"{out} is a directory; --out names the archive to write")
@@ -209,6 +250,8 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
         sizes = {arc: src.stat().st_size for arc, src in entries}
         usage = render_usage(stack, top, controller_info).encode("utf-8")
         hashes[USAGE], sizes[USAGE] = checksums.sha256_bytes(usage), len(usage)
+        lock_bytes = lock_mod.render(lock).encode("utf-8")
+        hashes[LOCK_FILE], sizes[LOCK_FILE] = checksums.sha256_bytes(lock_bytes), len(lock_bytes)
         manifest = {
             "format": FORMAT,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -219,6 +262,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
                       "arch": stack.arch, "chip": stack.chip, "os": stack.os, "hdk": stack.row.hdk["version"]},
             "installers": [{k: v for k, v in r.items() if k != "_src"} for r in inst_records],
             "skipped_installers": list(skip_installers),
+            "lock": {lock_mod.FORMAT_KEY: lock_mod.FORMAT, "digest": lock.digest, "file": LOCK_FILE},
             "wheelhouse": {"path": WHEELHOUSE, "wheels": len(house["wheels"]), "notes": house.get("notes", [])},
             "source": {name: f"{SOURCE}/{name}" for name in SOURCE_TREES},
             "controller": controller_info,
@@ -228,11 +272,12 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
         hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(manifest_bytes)
         sums_bytes = checksums.format_sums(hashes).encode("utf-8")
         archive = work / "bundle.partial"
-        log(f"bundle: writing {len(entries) + 3} files")
+        log(f"bundle: writing {len(entries) + 4} files")
         with tarfile.open(archive, mode, dereference=True) as tar:
             _add_bytes(tar, f"{top}/{BUNDLE_MANIFEST}", manifest_bytes)
             _add_bytes(tar, f"{top}/{SUMS}", sums_bytes)
             _add_bytes(tar, f"{top}/{USAGE}", usage)
+            _add_bytes(tar, f"{top}/{LOCK_FILE}", lock_bytes)
             for arc, src in entries:
                 tar.add(src, arcname=f"{top}/{arc}", recursive=False, filter=_normalise)
         with deferred():
@@ -240,7 +285,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-    log(f"bundle ready: {out} ({len(entries) + 3} files, {out.stat().st_size // (1 << 20)} MiB)")
+    log(f"bundle ready: {out} ({len(entries) + 4} files, {out.stat().st_size // (1 << 20)} MiB)")
     return manifest
 
 
@@ -335,10 +380,10 @@ def render_usage(stack: Stack, top: str, controller: dict | None = None) -> str:
                         venv/bin/pip install --no-index --find-links {CONTROLLER} -r {CONTROLLER}/requirements.txt
 4. Roll out:            venv/bin/npuenv deploy -i INVENTORY -e npuenv_installer_cache=$PWD/{INSTALLERS} \\
                             -e npuenv_wheelhouse=$PWD/{WHEELHOUSE}
-                        (INVENTORY: copy {SOURCE}/playbooks/inventory/example; its npuenv_row names torch_npu {stack.row.torch_npu},
+                        (INVENTORY: copy {SOURCE}/playbooks/inventory/example; its npuenv_row names row {stack.row.torch_npu},
                         Python {stack.python}, chip {stack.chip})
 5. Validate:            venv/bin/npuenv validate --target 'ansible://npu_nodes?inventory=INVENTORY' \\
-                            --row {stack.row.torch_npu} --python {stack.python} --chip {stack.chip}
+                            --lock {LOCK_FILE}
 """
     else:
         venv = f"""\
@@ -355,7 +400,8 @@ Python {stack.python}, {stack.arch}, chip {stack.chip}. Nothing here needs a net
                         pip install --no-index --find-links {WHEELHOUSE} -r {WHEELHOUSE}/requirements.txt
 {venv}
 {INSTALLERS}/ holds the stack's .run packages and their SHA256SUMS; {SOURCE}/ holds the playbooks and the
-matrix this bundle was made from (also inside npuenv's wheel in {CONTROLLER}/).
+matrix this bundle was made from (also inside npuenv's wheel in {CONTROLLER}/). {LOCK_FILE} is the stack's
+lock (`npuenv lock show {LOCK_FILE}`): the installers here are the ones it pins.
 """
 
 

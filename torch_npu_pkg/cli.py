@@ -17,8 +17,10 @@ from pathlib import Path
 import compat_matrix as cm
 from compat_matrix import outputs
 from images.engine import check_image_ref
+from compat_matrix import lock as lock_mod
 from compat_matrix.interrupts import interruptible
-from npuenv.args import add_constraint_args, constraints_from, load
+from compat_matrix.resolver import host_arch
+from compat_matrix.cli_options import add_constraint_args, add_lock_arg, constraints_from, load, lock_from
 
 from . import builder, bundle, wheelhouse
 
@@ -40,7 +42,22 @@ def _interruptible(what):
 
 
 def _stack(args) -> cm.Stack | None:
+    """The row's stack: the entry of --lock for the arch (--arch, else the one the lock has, else this
+    host's; the wheels are the same on every OS of an arch), or the constraints resolved."""
     matrix = load(args)
+    given = lock_from(args) if hasattr(args, "lock") else None
+    if given is not None:
+        arch = (matrix.platforms.canonical_arch(args.arch) or args.arch) if args.arch else None
+        fits = [e for e in given.entries.values()
+                if (arch is None or e["arch"] == arch) and (args.os is None or e["os"] == args.os)]
+        if len({e["arch"] for e in fits}) > 1:
+            fits = [e for e in fits if e["arch"] == host_arch(matrix)] or fits
+        if not fits or len({e["arch"] for e in fits}) > 1:
+            given.select(arch, args.os)   # raises, naming the entries
+        entry = fits[0]   # the wheels are the same on every OS of an arch
+        _log(f"the lock {given.digest[:19]}: torch_npu {given.row['torch_npu']}, Python {given.row['python']}, "
+             f"{entry['arch']}")
+        return given.stack(matrix, entry["arch"], entry["os"])
     try:
         res = cm.resolve(matrix, constraints_from(args))
     except cm.NoMatch as e:
@@ -140,27 +157,38 @@ def cmd_bundle_make(args) -> int:
     manifest = wheelhouse.load_manifest(args.wheelhouse)
     s = manifest["stack"]
     matrix = load(args)
-    try:
-        stack = cm.resolve(matrix, cm.Constraints(torch_npu="==" + s["torch_npu"], python=s["python"],
-                                                  arch=s["arch"], chip=args.chip, os=args.os)).stack
-    except cm.NoMatch as e:
-        raise cm.UserError(f"{args.wheelhouse} was built for torch_npu {s['torch_npu']}, which the matrix "
-                           f"no longer has:\n{e}") from None
-    chosen = {}
-    for item in args.installer or ():
-        kind, sep, name = item.partition("=")
-        if not sep or not name:
-            raise cm.UserError(f"--installer {item!r}: use KIND=FILE, e.g. firmware=Ascend-hdk-910b-npu-firmware_7.8.1.1.200.run")
-        chosen[kind] = name
+    given = lock_from(args)   # --chip chooses the row: refused beside --lock; --os picks its entry
+    if given is not None:
+        if args.installer:
+            raise cm.UserError(f"--lock {args.lock} and --installer: the lock names the installers to bundle; "
+                               f"drop --installer (or make a new lock with it)")
+        entry = given.select(s["arch"], args.os)
+        stack = given.stack(matrix, entry["arch"], entry["os"])
+        if (s["torch_npu"], s["python"]) != (stack.row.torch_npu, stack.python):
+            raise cm.UserError(f"{args.wheelhouse} was built for torch_npu {s['torch_npu']} / Python {s['python']}, "
+                               f"the lock is of torch_npu {stack.row.torch_npu} / Python {stack.python}; build the "
+                               f"lock's wheelhouse (`npuenv wheelhouse build --lock {args.lock}`)")
+        skip = tuple(args.skip_installer or ())
+        chosen = {k: p["name"] for k, p in (entry.get("installers") or {}).items() if k not in skip}
+    else:
+        c = lock_mod.constraints_from_mapping({"row": s["torch_npu"], "python": s["python"], "arch": s["arch"],
+                                               "chip": args.chip, "os": args.os})
+        try:
+            stack = cm.resolve(matrix, c).stack
+        except cm.NoMatch as e:
+            raise cm.UserError(f"{args.wheelhouse} was built for torch_npu {s['torch_npu']}, which the matrix "
+                               f"no longer has:\n{e}") from None
+        chosen = lock_mod.parse_installer_choices(args.installer)
     controller = bundle.ControllerOptions(include=not args.no_controller, find_links=list(args.controller_wheels or ()),
                                           offline=args.offline, index_url=args.index_url)
     made = bundle.make(args.out, args.wheelhouse, args.installers, stack,
                        skip_installers=tuple(args.skip_installer or ()), chosen_installers=chosen,
-                       controller=controller, log=_log)
+                       controller=controller, lock=given, matrix=matrix, log=_log)
     print(f"bundle {args.out}: {made['top']}")
     for inst in made["installers"]:
         print(f"  installer {inst['kind']:<9} {Path(inst['file']).name}")
     print(f"  wheelhouse: {made['wheelhouse']['wheels']} wheels; source/ holds playbooks/, compat_matrix/ and validation/")
+    print(f"  lock {made['lock']['digest']} ({made['lock']['file']}: `npuenv lock show`)")
     if made["controller"]:
         c = made["controller"]
         print(f"  controller: {len(c['wheels'])} wheels (npuenv, Ansible, pytest-testinfra) for Python {c['python']}")
@@ -192,6 +220,7 @@ def register(sub) -> None:
                                  "pypi (the package index), release (the vendor's release page of older rows), "
                                  "build (a source build). Default: pypi, then release.")
     add_constraint_args(p)
+    add_lock_arg(p)
     p.add_argument("--out", required=True, type=Path, help="the wheelhouse directory (replaced only when complete)")
     p.add_argument("--torch-source", default=os.environ.get("TORCH_SOURCE"),
                    help="where the CPU torch (and torchvision) come from: a directory of wheels or an index URL "
@@ -249,6 +278,9 @@ def register(sub) -> None:
                    help="leave out one installer kind (driver, firmware, toolkit, kernels, nnal)")
     p.add_argument("--installer", action="append", metavar="KIND=FILE",
                    help="the file to bundle for one installer kind, when the folder holds several (firmware)")
+    p.add_argument("--lock", metavar="FILE", help="bundle this lock's stack: its entry for the wheelhouse's arch "
+                   "(and --os), its installers (each checked by sha256); the bundle carries the lock either way "
+                   "(without --lock, the one made from the wheelhouse's row and these installers)")
     g = p.add_argument_group("the controller's packages (npuenv, Ansible, pytest-testinfra, for this Python)")
     g.add_argument("--controller-wheels", action="append", type=Path, metavar="DIR",
                    help="a local folder of wheels to take them from (repeatable)")

@@ -98,6 +98,7 @@ def build(stack: Stack, opts: Options, log: Log = _quiet) -> dict:
     torch_source = TorchSource(opts.torch_source)
     sources = parse_sources(opts.sources, index_url=opts.index_url, offline=opts.offline,
                             build_options=opts.build)
+    made = folders_to_make(out.parent)  # for this build: removed again unless the wheelhouse is in them
     tmp = None
     try:
         with deferred():  # a signal cannot fall between making the folder and knowing its name
@@ -108,8 +109,23 @@ def build(stack: Stack, opts: Options, log: Log = _quiet) -> dict:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(made)
     log(f"wheelhouse ready: {out} ({len(manifest['wheels'])} wheels)")
     return manifest
+
+
+def folders_to_make(folder: Path) -> list[Path]:
+    """``folder`` and those above it that do not exist yet, deepest first."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove, deepest first, the folders a failed command made that are still empty (nothing half-done stays)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # gone already, or something else now lives in it
 
 
 def make_work_dir(out: Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -95,7 +96,7 @@ def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages
     assert (unpacked / "source" / "compat_matrix" / "checksums.py").is_file()   # the installers lookup's
     # nothing at the top that a command run there would import instead of the installed packages
     assert sorted(p.name for p in unpacked.iterdir()) == ["MANIFEST.json", "SHA256SUMS", "USAGE.txt", "controller",
-                                                           "installers", "source", "wheelhouse"]
+                                                           "installers", "npuenv.lock.json", "source", "wheelhouse"]
     manifest = json.loads((unpacked / "MANIFEST.json").read_text())
     names = sorted(p.name for p in (unpacked / "controller").glob("*.whl"))
     assert sorted(parse_wheel_filename(n)[0] for n in names) == ["ansible-core", "cyclonedx-python-lib", "jinja2",
@@ -107,7 +108,7 @@ def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages
     assert f"npuenv==0.1.0 \\\n    --hash=sha256:{checksums.sha256_file(npuenv_wheel)}" in reqs
     usage = (unpacked / "USAGE.txt").read_text()
     assert "venv/bin/pip install --no-index --find-links controller -r controller/requirements.txt" in usage
-    assert f"--row {ROW} --python {PYTHON} --chip 910b" in usage
+    assert "--lock npuenv.lock.json" in usage
 
 
 def test_installers_without_sums_or_unlisted_are_not_bundled(inputs, tmp_path, capsys):
@@ -240,3 +241,46 @@ def test_an_interrupted_bundle_make_leaves_nothing_behind(inputs, tmp_path, sig)
     assert "Traceback" not in proc.stderr and "bundle: writing" in proc.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["bundle.tar"]
     assert (out_dir / "bundle.tar").read_bytes() == b"the previous bundle"
+
+
+def test_a_bundle_carries_its_lock_and_bundles_what_a_given_lock_pins(inputs, archive, unpacked, tmp_path, capsys):
+    from compat_matrix import lock
+
+    # without --lock: the lock of the wheelhouse's row and the installers bundled
+    manifest = json.loads((unpacked / "MANIFEST.json").read_text())
+    carried = lock.load(unpacked / "npuenv.lock.json")
+    assert manifest["lock"] == {lock.FORMAT_KEY: lock.FORMAT, "digest": carried.digest, "file": "npuenv.lock.json"}
+    pinned = carried.entry(ARCH, "ubuntu22.04")["installers"]
+    assert {k: (v["name"], v["sha256"]) for k, v in pinned.items()} == \
+        {r["kind"]: (Path(r["file"]).name, r["sha256"]) for r in manifest["installers"]}
+    assert carried.data["wheelhouses"] == {ARCH: lock.wheelhouse_digest(inputs["house"])}
+    # with --lock: that lock's installers, that lock in the bundle
+    given = tmp_path / "given.json"
+    assert main(["lock", "--row", ROW, "--python", PYTHON, "--arch", ARCH, "--os", "debian12", "--installers",
+                 str(inputs["installers"]), "--wheelhouse", str(inputs["house"]), "--out", str(given)]) == 0
+    out = tmp_path / "locked.tar"
+    args = ["bundle", "make", "--wheelhouse", str(inputs["house"]), "--installers", str(inputs["installers"]),
+            "--no-controller", "--lock", str(given)]
+    assert main([*args, "--out", str(out)]) == 0
+    assert f"  lock {lock.load(given).digest} (npuenv.lock.json: `npuenv lock show`)" in capsys.readouterr().out
+    top = tmp_path / "locked"
+    top.mkdir()
+    subprocess.run(["tar", "-xf", str(out), "-C", str(top)], check=True)
+    [root] = top.iterdir()
+    assert lock.load(root / "npuenv.lock.json").digest == lock.load(given).digest
+    assert json.loads((root / "MANIFEST.json").read_text())["stack"]["os"] == "debian12"
+    assert main(["bundle", "verify", str(out)]) == 0
+    # a lock made from other files: nothing bundled
+    other = tmp_path / "other-installers"
+    shutil.copytree(inputs["installers"], other)
+    toolkit = next(p for p in other.iterdir() if "toolkit" in p.name)
+    toolkit.write_bytes(toolkit.read_bytes() + b"x")
+    sim_installers.write_sha256sums(other)
+    capsys.readouterr()
+    assert main([*args[:5], str(other), *args[6:], "--out", str(tmp_path / "refused.tar")]) == 2
+    err = capsys.readouterr().err
+    assert f"the bundle's inputs are not those of the lock {lock.load(given).digest[:19]}; nothing was bundled" in err
+    assert f"toolkit: the lock pins {toolkit.name}" in err and not (tmp_path / "refused.tar").exists()
+    # the row is the lock's: --chip beside it is refused
+    assert main([*args, "--chip", "a3", "--out", str(tmp_path / "chip.tar")]) == 2
+    assert f"--lock {given} and --chip: give one or the other" in capsys.readouterr().err

@@ -334,7 +334,7 @@ def test_render_cli_prints_the_dockerfile_or_writes_the_context(tmp_path, capsys
     assert "python=3.11: the newest of the row's Pythons that debian12 ships" in printed.err
     assert main(["image", "render", "--row", ROW, "--os", "debian12", "--output", str(tmp_path / "ctx")]) == 0
     written = {p.name for p in (tmp_path / "ctx").iterdir()}
-    assert written == {render.DOCKERFILE, render.ENTRYPOINT_FILE, render.PROFILE_FILE}
+    assert written == {render.DOCKERFILE, render.ENTRYPOINT_FILE, render.PROFILE_FILE, render.LOCK_FILE}
     assert os.access(tmp_path / "ctx" / render.ENTRYPOINT_FILE, os.X_OK)
     entry = (tmp_path / "ctx" / render.ENTRYPOINT_FILE).read_text()
     stack = stack_for()

@@ -363,3 +363,15 @@ def test_an_interrupted_build_leaves_nothing_behind(tmp_path, sources, sig):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["torch-source", "wheels"]
     assert _processes_mentioning(str(work)) == [], "pip was left running"
+
+
+def test_a_failed_build_removes_the_folders_it_made_for_out(tmp_path, sources, capsys):
+    """--out out/h where out/ did not exist: a failed build leaves no out/ behind (a good one keeps it)."""
+    torch_dir, deps, wheels = sources
+    (tmp_path / "kept").mkdir()
+    wheels["torch_npu"].unlink()
+    assert main(build_args(tmp_path / "out" / "deeper" / "house", torch_dir, deps)) == 2
+    assert "no source gave torch_npu 2.13.0" in capsys.readouterr().err
+    assert main(build_args(tmp_path / "kept" / "house", torch_dir, deps)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "torch-source", "wheels"]
+    assert list((tmp_path / "kept").iterdir()) == []
