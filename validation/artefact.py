@@ -13,8 +13,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
+
+from compat_matrix.checksums import sha256_bytes, sha256_file
 
 # Top-level packages and modules the node needs, all pure Python. pytest's own
 # dependencies (pluggy, iniconfig, packaging, pygments), testinfra, PyYAML's pure-Python
@@ -25,6 +28,9 @@ MODULES = ("py",)  # pytest's `py` compatibility shim
 # pytest's oldest supported Python; the node entry refuses older ones with a message.
 MIN_PYTHON = (3, 10)
 STACK_NAME = "npuenv-stack.json"
+# The locks the hosts are checked against, by digest ({compat_matrix.lock.FORMAT_KEY: ..., "locks": {...}}):
+# each node takes the entry of its own arch and OS (node.py --lock DIGEST).
+LOCKS_NAME = "npuenv-locks.json"
 
 MAIN = """\
 # npuenv validation artefact: python3 THIS.pyz --help
@@ -59,8 +65,9 @@ def _files(name: str):
         yield path, f"{name}/{path.relative_to(root).as_posix()}"
 
 
-def build(out: Path, stack: dict) -> Path:
-    """Write the artefact for ``stack`` (validation.run.expected_stack) to ``out``."""
+def build(out: Path, stack: dict | None, locks: dict[str, dict] | None = None) -> Path:
+    """Write the artefact for ``stack`` (validation.run.expected_stack) and ``locks`` ({digest:
+    lock document}: the whole locks, whose entries the nodes pick) to ``out``."""
     out = Path(out)
     tmp = out.with_name(out.name + ".part")
     # Fixed timestamps: the same code and stack give the same bytes.
@@ -76,7 +83,11 @@ def build(out: Path, stack: dict) -> Path:
         with zipfile.ZipFile(tmp, "w") as zf:
             add(zf, "__main__.py", MAIN.format(min_python=MIN_PYTHON,
                                                min_text=".".join(map(str, MIN_PYTHON))).encode())
-            add(zf, STACK_NAME, json.dumps(stack, indent=1, sort_keys=True).encode())
+            if stack is not None:
+                add(zf, STACK_NAME, json.dumps(stack, indent=1, sort_keys=True).encode())
+            if locks:
+                from compat_matrix.lock import FORMAT, FORMAT_KEY
+                add(zf, LOCKS_NAME, json.dumps({FORMAT_KEY: FORMAT, "locks": locks}, sort_keys=True).encode())
             for name in (*PACKAGES, *MODULES):
                 for path, arcname in _files(name):
                     add(zf, arcname, path.read_bytes())
@@ -84,3 +95,52 @@ def build(out: Path, stack: dict) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+# Built artefacts kept on the controller: building one zips a few thousand files (a CPU-second),
+# which `npuenv status` would otherwise spend on every run.
+CACHE_ENV = "NPUENV_CACHE_DIR"
+CACHE_KEEP = 4
+
+
+def cache_dir() -> Path:
+    base = os.environ.get(CACHE_ENV) or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                     os.path.expanduser("~/.cache"), "npuenv")
+    return Path(base) / "artefacts"
+
+
+def _source_key(stack: dict) -> str:
+    """What the artefact's bytes depend on: the entry point, the stack and every packed file (its
+    name, size and modification time; a changed file gives a new key)."""
+    parts = [MAIN, json.dumps(stack, sort_keys=True)]
+    for name in (*PACKAGES, *MODULES):
+        for path, arcname in _files(name):
+            st = path.stat()
+            parts.append(f"{arcname}\0{st.st_size}\0{st.st_mtime_ns}\n")
+    return sha256_bytes("".join(parts).encode())[:24]
+
+
+def cached(stack: dict, directory: Path | None = None) -> Path:
+    """The artefact for ``stack``, built once and kept in the cache folder (the newest CACHE_KEEP)."""
+    directory = Path(directory) if directory else cache_dir()
+    path = directory / f"npuenv-validate-{_source_key(stack)}.pyz"
+    if path.is_file():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    # Built beside its place under a private name, then moved: two runs at once each get a whole file.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".build-", suffix=".pyz")
+    os.close(fd)
+    try:
+        build(Path(tmp), stack)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    older = sorted(directory.glob("npuenv-validate-*.pyz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in older[CACHE_KEEP:]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def digest(path: Path) -> str:
+    """The artefact's sha256 (hex): the name a node keeps it under."""
+    return sha256_file(Path(path))

@@ -25,6 +25,9 @@ import json
 import math
 import re
 
+from compat_matrix.lock import FORMAT as LOCK_FORMAT
+from compat_matrix.lock import FORMAT_KEY as LOCK_FORMAT_KEY
+
 # The document's format: node.py writes it, the controller accepts only its own.
 FORMAT_KEY = "format"
 FORMAT_VERSION = 1
@@ -132,16 +135,21 @@ def loads(text: str):
         raise DocumentError("", f"it is not valid JSON ({str(e)[:200]})") from None
 
 
-def read(stdout: str) -> dict:
-    """The node's document from its stdout (the last line that starts with '{'; logs may
-    follow it), parsed strictly and checked. NoDocument when there is no such line."""
+def _document_line(stdout: str):
+    """The JSON of a node's stdout (the last line that starts with '{'; logs may follow it),
+    parsed strictly. NoDocument when there is no such line."""
     line = next((ln for ln in reversed(stdout.strip().splitlines()) if ln.startswith("{")), None)
     if line is None:
         raise NoDocument("no JSON document on stdout")
     # A character is at least one byte: the cheap test first.
     if len(line) > MAX_DOCUMENT_BYTES or len(line.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise DocumentError("", f"it is larger than {MAX_DOCUMENT_BYTES} bytes")
-    return check(loads(line))
+    return loads(line)
+
+
+def read(stdout: str) -> dict:
+    """The node's document from its stdout, parsed strictly and checked. NoDocument when there is none."""
+    return check(_document_line(stdout))
 
 
 # --- the schema ---------------------------------------------------------------------
@@ -326,6 +334,27 @@ def _object(fields: dict, required: tuple):
     return valid
 
 
+LOCK_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _lock_digest(value, path):
+    if not isinstance(value, str) or not LOCK_DIGEST.fullmatch(value):
+        raise DocumentError(path, f"{_show(value)} is not a lock digest (sha256:64 hexadecimal characters)")
+    return value
+
+
+def _lock_format(value, path):
+    if type(value) is not int or value != LOCK_FORMAT:
+        raise DocumentError(path, f"{_show(value)} is not {LOCK_FORMAT}, the lock format this controller reads")
+    return value
+
+
+# What a node says of the lock it was checked against (node.py expectation()).
+LOCK_INFO = _object({LOCK_FORMAT_KEY: _lock_format, "digest": _lock_digest, "entry": _text(MAX_NAME),
+                     "source": _one_of(("given", "recorded")), **{k: _text(MAX_NAME) for k in
+                                                                   ("torch_npu", "torch", "cann", "python", "chip")}},
+                    (LOCK_FORMAT_KEY, "digest", "entry", "source"))
+
 # The document node.py prints (a key of its `out` dict each): the required ones
 # when the suite ran, and what the controller checks each one with.
 FIELDS = {
@@ -341,6 +370,7 @@ FIELDS = {
     "error": _text(empty=False),                          # only when the suite could not run
     "machine_id": _machine_id,                           # the host's identity, when it has one
     "host_keys": _list(_host_key, MAX_HOST_KEYS),
+    "lock": LOCK_INFO,                                   # the lock it was checked against, when one was
 }
 REQUIRED = (FORMAT_KEY, "hostname", "addresses", "python", "level", "fleet", "results", "pytest_exit",
             "duration_s")
@@ -354,6 +384,97 @@ def check(doc) -> dict:
     (the artefact's entry point sends nothing else when its Python is too old)."""
     required = ("error",) if isinstance(doc, dict) and "error" in doc else REQUIRED
     return _object(FIELDS, required)(doc, "")
+
+
+# --- the facts document (node.py --facts: what `npuenv status` and the rollout read) --------
+
+# Its own kind and format: a validation document is never taken for one, nor one for it.
+FACTS_KEY = "npuenv_facts"
+FACTS_VERSION = 1
+MAX_PROCESSES = 1024          # npu-smi's process table: a few per NPU
+MAX_SETTINGS = 256            # kernel parameters a deploy records
+MAX_VERSIONS = 64             # CANN toolkits, NNAL versions, kernel folders side by side
+SYSCTL_NAME = re.compile(r"[a-z0-9_]+(?:\.[A-Za-z0-9_-]+){1,15}")
+
+
+def _optional(valid):
+    def check_optional(value, path):
+        return None if value is None else valid(value, path)
+    return check_optional
+
+
+def _facts_format(value, path):
+    if type(value) is not int or value != FACTS_VERSION:
+        raise DocumentError(path, f"{_show(value)} is not {FACTS_VERSION}, the facts format this controller reads: "
+                                  "the node ran another version's artefact")
+    return value
+
+
+def _record(value, path):
+    """One of the node's deploy records: an object (its fields are read by the controller with care), or null."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DocumentError(path, f"{_kind(value)}, not an object")
+    return _data(value, path)
+
+
+def _sysctl(value, path):
+    """{kernel parameter: its live value, null when the node has no such parameter}."""
+    if not isinstance(value, dict):
+        raise DocumentError(path, f"{_kind(value)}, not an object")
+    if len(value) > MAX_SETTINGS:
+        raise DocumentError(path, f"{len(value)} parameters, more than {MAX_SETTINGS}")
+    for key, v in value.items():
+        if not SYSCTL_NAME.fullmatch(key):
+            raise DocumentError(f"{path}[{_show(key)}]", "not a kernel parameter's name (net.core.somaxconn)")
+        _optional(_text(MAX_NAME * 4))(v, f"{path}.{key}")
+    return value
+
+
+_VERSION = _optional(_text(MAX_NAME))
+_VERSIONS = _list(_text(MAX_NAME), MAX_VERSIONS)
+_PROCESS = _object({"npu": lambda v, p: _int(v, p, low=0, high=MAX_RANK), "chip": lambda v, p: _int(v, p, low=0,
+                    high=MAX_RANK), "pid": lambda v, p: _int(v, p, low=0, high=MAX_INT), "name": _text(MAX_NAME)},
+                   ("npu", "chip", "pid", "name"))
+_TOOLKIT = _object({"generation": _text(MAX_NAME), "version": _VERSION, "kernels": _VERSIONS},
+                   ("generation", "version", "kernels"))
+_DISTS = {"interpreter": _optional(_text(MAX_NAME * 4)), "torch": _VERSION, "torch_npu": _VERSION,
+          "torchvision": _VERSION, "error": _text()}
+INSTALLED_FIELDS = {"driver": _VERSION, "firmware": _VERSION, "firmware_package": _VERSION,
+                    "cann": _list(_TOOLKIT, MAX_VERSIONS), "nnal": _VERSIONS,
+                    "python": _object(_DISTS, ("interpreter",)), "left_out": _VERSIONS}
+FACTS_FIELDS = {
+    FACTS_KEY: _facts_format,
+    "hostname": _text(MAX_NAME),
+    "machine_id": _machine_id,
+    "host_keys": _list(_host_key, MAX_HOST_KEYS),
+    "python": _text(MAX_NAME),
+    "arch": _text(64, empty=False),
+    "os": _object({"id": _VERSION, "version_id": _VERSION}, ("id", "version_id")),
+    "installed": _object(INSTALLED_FIELDS, tuple(INSTALLED_FIELDS)),
+    "npu_smi": _object({"error": _optional(_text()), "processes": _list(_PROCESS, MAX_PROCESSES)},
+                       ("error", "processes")),
+    "records": _object({k: _record for k in ("lock", "node_record", "deploying")},
+                       ("lock", "node_record", "deploying")),
+    "record_errors": _object({k: _text() for k in ("lock", "node_record", "deploying")}, ()),  # unreadable ones
+    "sysctl": _sysctl,
+    "error": _text(empty=False),                          # only when the artefact could not run
+}
+FACTS_REQUIRED = (FACTS_KEY, "hostname", "python", "arch", "os", "installed", "npu_smi", "records",
+                  "record_errors", "sysctl")
+
+
+def check_facts(doc) -> dict:
+    """A facts document checked against its schema; DocumentError names the first field at fault.
+    One with "error" says the artefact could not run: only that is required."""
+    required = ("error",) if isinstance(doc, dict) and "error" in doc else FACTS_REQUIRED
+    return _object(FACTS_FIELDS, required)(doc, "")
+
+
+def read_facts(stdout: str) -> dict:
+    """A node's facts document from its stdout, parsed strictly and checked (NoDocument, DocumentError)."""
+    return check_facts(_document_line(stdout))
 
 
 # --- text made safe for every report -----------------------------------------------

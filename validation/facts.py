@@ -153,9 +153,12 @@ class Facts(dict):
         return self[key] if key in self or key == "network" else default
 
 
-def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool = True) -> dict:
+def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool = True, *,
+            device_details: bool = True, python: str = "python3") -> dict:
     """Everything the checks read. ``network=False``: a ``Facts`` that reads the
-    NPU ports when first asked."""
+    NPU ports when first asked. ``device_details=False`` leaves out each chip's
+    sensors and the topology (five npu-smi calls per chip; `npuenv status` needs
+    none); ``python`` is the interpreter whose torch, torch_npu and torchvision are read."""
     platforms = platforms or cm.load_platforms()
     root = platforms.install_root
     install_info = key_values(probe.read(platforms.hdk["paths"]["install_info"]))
@@ -164,7 +167,10 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
     firmware = key_values(probe.read(f"{driver_root}/firmware/version.info"))
     facts = {
         "install_info": install_info,
-        "driver": {"version": driver.get("Version"), "package_version": driver.get("package_version")}
+        # compatible_version: the CANN inner versions ([V100R001C23],...) the driver supports;
+        # Innerversion: its own (hicann/driver itf_ver.conf, compatible_version.conf).
+        "driver": {"version": driver.get("Version"), "package_version": driver.get("package_version"),
+                   "innerversion": driver.get("Innerversion"), "compatible_version": driver.get("compatible_version")}
         if driver else None,
         "firmware": {"version": firmware.get("Version"), "package_version": firmware.get("package_version")}
         if firmware else None,
@@ -173,7 +179,8 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
         "cann": _cann(probe, platforms),
         "nnal": sorted({n["version"] for n in _nnal(probe, root)}),
         "nnal_detail": _nnal(probe, root),
-        "python": _python(probe),
+        "nnal_active": _nnal_active(probe, platforms),
+        "python": _python(probe, python),
         "topology": None,
         "network": [],
     }
@@ -196,7 +203,7 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
                                                  for p in info.processes]
             except vendor_tools.VendorOutputError as e:
                 facts["npu_smi"] = {"error": str(e)}
-        if facts["devices"]:
+        if facts["devices"] and device_details:
             _device_details(probe, facts)
     if not network:
         del facts["network"]
@@ -355,6 +362,16 @@ def _nnal(probe: Probe, root: str) -> list[dict]:
     return sorted(found, key=lambda n: n["dir"])
 
 
+def _nnal_active(probe: Probe, platforms: cm.Platforms) -> dict:
+    """The NNAL version a login runs: the one nnal/atb/latest leads to (its version.info, read
+    through the link, as the vendor's guides read it), and whether nnal/atb/set_env.sh is there."""
+    paths = next(iter(platforms.packaging.values()))["paths"]
+    latest = paths["nnal_latest"].format(root=platforms.install_root)
+    own = colon_values(probe.read(f"{latest}/version.info")).get("Ascend-cann-atb")
+    return {"version": own, "entry_point": latest,
+            "env_script": probe.read(paths["nnal_env_script"].format(root=platforms.install_root)) is not None}
+
+
 def _nnae(probe: Probe, root: str) -> list[dict]:
     """NNAE (the runtime-only CANN some hosts carry instead of the toolkit)."""
     found = []
@@ -366,26 +383,42 @@ def _nnae(probe: Probe, root: str) -> list[dict]:
     return found[:1]
 
 
+def _version_dirs(value: str | None) -> list[str]:
+    """latest/version.cfg's ``[<inner>:<dir>][...]`` -> the version folders, as written."""
+    return [pair.split(":", 1)[1] for pair in re.findall(r"\[([^\]]*)\]", value or "") if ":" in pair]
+
+
 def _cann(probe: Probe, platforms: cm.Platforms) -> list[dict]:
-    """Every CANN toolkit reachable through a generation's 'latest' entry point, and NNAE."""
+    """The CANN toolkit each generation's entry point runs (its install-info read through the
+    entry point: ascend-toolkit/latest up to 8.3, cann from 8.5), and NNAE. Up to 8.3 also the
+    version latest/version.cfg records as running (``running``); ``env_script``: whether the
+    generation's set_env.sh is there."""
     found = _nnae(probe, platforms.install_root)
+    root = platforms.install_root
     for generation, spec in platforms.packaging.items():
-        latest = spec["paths"]["toolkit_latest"].format(root=platforms.install_root)
-        for info_path in probe.glob(f"{latest}/*-linux/ascend_toolkit_install.info"):
+        paths = spec["paths"]
+        latest = paths["toolkit_latest"].format(root=root)
+        # <home>/<arch>-linux/ascend_toolkit_install.info, <home> being the entry point
+        info_rel = paths["toolkit_info"].replace(paths["toolkit_home"], "", 1).format(arch="*")
+        cfg = key_values(probe.read(paths["version_cfg"].format(root=root))) if "version_cfg" in paths else {}
+        running = _version_dirs(cfg.get("toolkit_running_version"))
+        for info_path in probe.glob(latest + info_rel):
             info = key_values(probe.read(info_path))
             kernels = [Path(p).name for p in probe.glob(f"{latest}/opp/built-in/op_impl/ai_core/tbe/kernel/*")
                        if Path(p).name != "config"]
             found.append({"generation": generation, "version": info.get("version"), "home": latest,
-                          "arch": info.get("arch"), "kernels": kernels})
+                          "arch": info.get("arch"), "kernels": kernels, "innerversion": info.get("innerversion"),
+                          "running": (running[0] if running else None) if "version_cfg" in paths else None,
+                          "env_script": probe.read(paths["env_script"].format(root=root)) is not None})
     return found
 
 
-def _python(probe: Probe) -> dict:
+def _python(probe: Probe, interpreter: str = "python3") -> dict:
     if probe.can_run:
-        rc, out, err = probe.run(f"python3 -c {shlex.quote(_PY_VERSIONS)}")
+        rc, out, err = probe.run(f"{shlex.quote(interpreter)} -c {shlex.quote(_PY_VERSIONS)}")
         if rc == 0 and out.strip():
-            return {"interpreter": "python3", **json.loads(out.strip().splitlines()[-1])}
-        return {"interpreter": "python3", "error": (err or out).strip()[-500:]}
+            return {"interpreter": interpreter, **json.loads(out.strip().splitlines()[-1])}
+        return {"interpreter": interpreter, "error": (err or out).strip()[-500:]}
     versions = {}
     for dist in PYTHON_DISTS:
         hits = probe.glob(f"/opt/*/venv/lib/python3*/site-packages/{dist}-*.dist-info") + \
@@ -394,3 +427,103 @@ def _python(probe: Probe) -> dict:
         m = re.match(rf"{dist}-(.+)\.dist-info$", Path(hits[0]).name) if hits else None
         versions[dist] = m.group(1) if m else None
     return {"interpreter": None, **versions}
+
+
+# ------------------------------------------------ what `npuenv status` reads
+
+RECORDS = ("lock", "node_record", "deploying")
+# A deploy record is a lock (a few KiB per platform) or less; anything larger is not one.
+MAX_RECORD_BYTES = 4 << 20
+
+
+def os_release(probe: Probe) -> dict:
+    """ID and VERSION_ID of /etc/os-release (the controller maps them to the matrix's OS)."""
+    values = key_values(probe.read("/etc/os-release"))
+    return {k.lower(): values[k].strip("\"'") if k in values else None for k in ("ID", "VERSION_ID")}
+
+
+def read_records(probe: Probe, platforms: cm.Platforms) -> tuple[dict, dict]:
+    """The node's deploy records (platforms.yaml install_records: the lock, the node record, the
+    in-progress marker) as JSON data, None where absent; and why each unreadable one could not be read."""
+    paths = platforms.data["install_records"]
+    records, errors = {}, {}
+    for key in RECORDS:
+        text = probe.read(paths[key])
+        records[key] = None
+        if text is None:
+            continue
+        try:
+            if len(text) > MAX_RECORD_BYTES:
+                raise ValueError(f"more than {MAX_RECORD_BYTES} bytes")
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            records[key] = data
+        except ValueError as e:
+            errors[key] = f"{paths[key]}: {str(e)[:300]}"
+    return records, errors
+
+
+def read_sysctl(probe: Probe, names) -> dict:
+    """{kernel parameter: its live value (whitespace as sysctl prints it), None when there is none}."""
+    from .document import SYSCTL_NAME
+
+    out = {}
+    for name in names:
+        if isinstance(name, str) and SYSCTL_NAME.fullmatch(name):
+            path = "/proc/sys/" + name.replace(".", "/")
+            text = _proc_text(path) if probe.is_local else probe.read(path)
+            out[name] = " ".join(text.split()) if text is not None else None
+    return out
+
+
+def _proc_text(path: str) -> str | None:
+    """A /proc/sys file of this machine, read with a small buffer (the kernel refuses a large one: ENOMEM)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1 << 16).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def wheelhouse_left_out(probe: Probe, platforms: cm.Platforms) -> list[str]:
+    """The Python distributions the node's wheelhouse says it deliberately has no wheel of."""
+    try:
+        manifest = json.loads(probe.read(platforms.data["install_records"]["wheelhouse_manifest"]) or "{}")
+    except ValueError:
+        return []
+    notes = manifest.get("notes", []) if isinstance(manifest, dict) else []
+    return [d for d in PYTHON_DISTS if any(isinstance(n, str) and n.startswith(f"{d} left out") for n in notes)]
+
+
+def status_facts(probe: Probe, platforms: cm.Platforms | None = None) -> dict:
+    """What `npuenv status` compares with a lock, read cheaply (no sensors, no NPU ports): the
+    installed versions (the Python packages in the interpreter the node record names), npu-smi's
+    process table, the deploy records and the live values of the kernel parameters the deploy set."""
+    platforms = platforms or cm.load_platforms()
+    records, errors = read_records(probe, platforms)
+    node = records["node_record"] or {}
+    python = node.get("python")
+    # The recorded interpreter only when it is an absolute path (the record is root's, but still only data).
+    python = python if isinstance(python, str) and python.startswith("/") and "\n" not in python else "python3"
+    data = collect(probe, platforms, network=False, device_details=False, python=python)
+    smi = data["npu_smi"] or {}
+    settings = node.get("settings") if isinstance(node.get("settings"), dict) else {}
+    wanted = settings.get("sysctl") if isinstance(settings.get("sysctl"), dict) else {}
+    return {
+        "installed": {
+            "driver": (data["driver"] or {}).get("version"),
+            "firmware": (data["firmware"] or {}).get("version"),
+            "firmware_package": (data["firmware"] or {}).get("package_version"),
+            "cann": [{"generation": t["generation"], "version": t["version"], "kernels": t["kernels"]}
+                     for t in data["cann"]],
+            # the NNAL a login runs (nnal/atb/latest), not every version on disk
+            "nnal": [data["nnal_active"]["version"]] if (data.get("nnal_active") or {}).get("version") else [],
+            "python": data["python"],
+            "left_out": wheelhouse_left_out(probe, platforms),
+        },
+        "npu_smi": {"error": smi.get("error"), "processes": smi.get("processes", [])},
+        "records": records,
+        "record_errors": errors,
+        "sysctl": read_sysctl(probe, list(wanted)[:256]),
+    }

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from . import document, explain
 from .artefact import MIN_PYTHON
-from .document import BAD, ERROR, FAILED, PASSED, REACHABLE, SUITE, WARNING
-from .report import FLEET
+from .document import BAD, ERROR, FAILED, PASSED, REACHABLE, SKIPPED, SUITE
+from .report import FLEET, executed
 
 # The checks of the fleet phase (marked `fleet` in the suite).
 FLEET_CHECKS = ("allreduce_across_nodes", "netdetect_peers")
@@ -92,24 +92,17 @@ def records_of(host: str, outcome: Outcome) -> list[dict]:
     return [{**r, "host": host} for r in outcome.document.get("results", [])]
 
 
-def nothing_checked(records: list[dict], hosts: list[str]) -> list[dict]:
-    """For a run in which no check ran: a record for each host that did not fail
-    otherwise (every check it was given skipped), so that no report says it passed."""
-    failing = {r["host"] for r in records if r["status"] in BAD}
-    return [_host_record(h, SUITE, ERROR, "no check ran on this host: every check it was given was skipped",
-                         "at least one check runs", "; ".join(r["message"] for r in records if r["host"] == h)
-                         or "no check", "the checks chosen (--level, --only) do not apply to this host",
-                         "choose checks that apply to it (each skip in the report says why it did not), "
-                         "or validate at a higher --level", known_failure=False)
-            for h in hosts if h not in failing]
+def _mine(outcome: Outcome, check: str) -> list[dict]:
+    """A member's own records of a fleet check (none when it did not run)."""
+    return [r for r in outcome.document.get("results", []) if r["check"] == check] if outcome.status == "ran" else []
 
 
 def _own_failure(outcome: Outcome, check: str, ran: bool) -> str | None:
     """Why a member failed a fleet check, as the controller saw it itself: its
-    outcome, or its own record of the check (missing, failed, in error); None if it passed."""
+    outcome, or its own record of the check (missing, failed, in error); None if it passed or skipped."""
     if outcome.status != "ran":
         return f"{outcome.status}: {outcome.reason[:200]}"
-    mine = [r for r in outcome.document.get("results", []) if r["check"] == check]
+    mine = _mine(outcome, check)
     if not mine:
         return "it sent no result for this check" if ran else None
     bad = [r for r in mine if r["status"] in BAD]
@@ -135,10 +128,19 @@ def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
         bad = [f"{h} (the other nodes waited for it: it never reached the collective; {failed[h]})"
                for h in members if h in failed and h in waited_for]
         bad += [f"{h} ({failed[h]})" for h in members if h in failed and h not in waited_for]
-        status = FAILED if bad else PASSED
+        # Skipped is not passed: a member that only skipped the check took no part in it.
+        skipped = {h: mine[0]["message"] for h in members if h not in failed
+                   and (mine := _mine(phase[h], check)) and not any(map(executed, mine))}
+        took_part = sum(1 for h in members if h not in failed and any(map(executed, _mine(phase[h], check))))
+        status = FAILED if bad else PASSED if took_part else SKIPPED
+        message = (f"{len(bad)} of {len(members)} node(s) failed: " + "; ".join(bad) if bad else
+                   f"all {len(members)} nodes took part" if not skipped else
+                   f"{took_part} of {len(members)} nodes took part" if took_part else
+                   f"none of the {len(members)} nodes took part")
+        if skipped:
+            message += "; skipped on " + "; ".join(f"{h} ({_quote(why)})" for h, why in skipped.items())
         rec = {"host": FLEET, "check": check, "level": "full", "status": status, "duration_s": 0.0,
-               "message": (f"{len(bad)} of {len(members)} node(s) failed: " + "; ".join(bad)) if bad else
-               f"all {len(members)} nodes took part", "data": None}
+               "message": message, "data": None}
         if bad:
             rec["failure"] = {"summary": rec["message"], "expected": f"every one of the {len(members)} nodes passes",
                               "found": "; ".join(bad), "cause": "the nodes named here failed, hung or could not "
@@ -165,12 +167,14 @@ def fleet_args(phase1: dict[str, Outcome], members: list[str], base: list[str], 
     return out
 
 
-def exit_status(records: list[dict]) -> int:
-    failed = any(r["status"] in BAD for r in records)
+def exit_status(result: dict) -> int:
+    """1 when a check failed (the fleet's included) or a host did not pass (report.fleet_result's verdict:
+    failed, unreachable, in error, not checked), else 0."""
+    failed = any(r["status"] in BAD for r in result["results"]) or \
+        any(s["status"] != PASSED for s in result["host_status"].values())
     return 1 if failed else 0
 
 
 def checks_ran(records: list[dict]) -> bool:
     """Whether any real check executed (not a skip, not a stand-in for an unreachable host)."""
-    return any(r["status"] in (PASSED, FAILED, WARNING) and r["check"] not in (REACHABLE, SUITE)
-               for r in records)
+    return any(map(executed, records))

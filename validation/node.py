@@ -7,6 +7,8 @@ Suite options (``--npuenv-backend``, ``--npuenv-timeout``, ...) pass through to
 the suite (validation/suite/conftest.py). ``--fleet`` runs only the checks that
 need every node at once (the controller starts them on all nodes together).
 ``--only`` takes check names (``suite_checks()``), each selected exactly.
+``--facts`` runs no check and prints the facts document instead (``npuenv
+status``: installed versions, npu-smi's process table, the deploy records).
 Exit codes: 0 every check passed (or none of the --only checks is of this
 phase: an empty result), 1 a check failed, 2 the suite could not run (the
 JSON's "error" says why), 128+N stopped by signal N (SIGTERM, SIGINT), with
@@ -19,6 +21,7 @@ import ast
 import functools
 import json
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -33,7 +36,7 @@ from pathlib import Path
 from compat_matrix import interrupts
 
 from . import identity
-from .document import FORMAT_KEY, FORMAT_VERSION
+from .document import FACTS_KEY, FACTS_VERSION, FORMAT_KEY, FORMAT_VERSION
 
 SUITE = Path(__file__).resolve().parent / "suite"
 # Which checks each level runs (pytest marker expressions). Checks that need
@@ -139,7 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", type=check_name, help="run only this check (repeatable)")
     parser.add_argument("--fleet", action="store_true", help="run the checks that need every node at once")
     parser.add_argument("--stack", type=Path, help="the stack JSON to match (default: the one in the artefact)")
+    parser.add_argument("--lock", metavar="DIGEST", help="match the entry for this node's arch and OS of the lock "
+                        "of this digest the artefact carries")
+    parser.add_argument("--recorded-lock", action="store_true", help="match the entry for this node's arch and OS "
+                        "of the lock the node records (platforms.yaml install_records.lock)")
+    parser.add_argument("--lock-digest", metavar="DIGEST", help="with --recorded-lock: the digest the recorded "
+                        "lock must have (an image's label)")
+    parser.add_argument("--facts", action="store_true", help="run no check: print what is installed, the deploy "
+                        "records and the settings they name, as one JSON document (npuenv status)")
     args, suite_options = parser.parse_known_args(argv)
+    if args.facts:
+        print(json.dumps(facts_document()))
+        return EXIT_PASSED
     problem = level_problem(args.only or [], args.level)
     if problem:
         parser.error(problem)
@@ -151,6 +165,17 @@ def main(argv: list[str] | None = None) -> int:
            "python": sys.version.split()[0], "level": args.level, "fleet": args.fleet, "results": []}
     stack = args.stack or Path(__file__).resolve().parent.parent / "npuenv-stack.json"
     with tempfile.TemporaryDirectory(prefix="npuenv-results-") as tmp:
+        if args.lock or args.recorded_lock:
+            from compat_matrix.errors import UserError
+            try:
+                expected, out["lock"] = expectation(args.lock, args.lock_digest)
+            except UserError as e:
+                # No stack to check against: the document says why (the identity above still goes back).
+                out["error"] = str(e)
+                print(json.dumps(out))
+                return EXIT_ERROR
+            stack = Path(tmp) / "npuenv-stack.json"
+            stack.write_text(json.dumps(expected))
         results = Path(tmp) / "results.json"
         command = [sys.executable, "-m", "pytest",
                    *suite_command(args.level, "local://", stack, results, fleet=args.fleet, only=args.only,
@@ -177,6 +202,64 @@ def main(argv: list[str] | None = None) -> int:
         out["error"] = f"the suite could not run (pytest exit {proc.returncode}): " + proc.stdout.strip()[-1500:]
     print(json.dumps(out))
     return {0: EXIT_PASSED, 1: EXIT_FAILED, 5: EXIT_PASSED}[proc.returncode] if ran else EXIT_ERROR
+
+
+def expected_stack(entry_stack: dict, platforms) -> dict:
+    """What the suite compares a host with: a lock entry's stack (Stack.with_environment()) plus the
+    Python modules CANN needs."""
+    return {**entry_stack, "cann_python_modules": sorted(set(platforms.cann_python_deps.values()))}
+
+
+def locks_shipped() -> dict[str, dict]:
+    """The locks the artefact carries, by digest (artefact.LOCKS_NAME)."""
+    from .artefact import LOCKS_NAME
+    path = Path(__file__).resolve().parent.parent / LOCKS_NAME
+    return json.loads(path.read_text())["locks"] if path.is_file() else {}
+
+
+def expectation(digest: str | None, label_digest: str | None = None, *, root: Path | str = "/",
+                arch: str | None = None) -> tuple[dict, dict]:
+    """(the expected stack, what the document says of the lock) for this machine: the entry for its
+    arch and OS (os-release under ``root``) of the shipped lock of ``digest``, or (None) of the lock
+    the machine records itself, which must have ``label_digest`` when one is given (an image's label).
+    UserError says why there is none: no lock recorded, another digest, no entry for this platform."""
+    from compat_matrix import load_platforms
+    from compat_matrix import lock as lock_mod
+    from compat_matrix.errors import UserError
+
+    platforms = load_platforms()
+    if digest is not None:
+        shipped = locks_shipped().get(digest)
+        if shipped is None:
+            raise UserError(f"the validation artefact carries no lock {digest[:19]}; it was built wrong")
+        lock, source = lock_mod.parse(json.dumps(shipped), "the lock from the controller"), "given"
+    else:
+        path = Path(root) / platforms.data["install_records"]["lock"].lstrip("/")
+        shown = "/" + platforms.data["install_records"]["lock"].lstrip("/")
+        if not path.exists() and not path.is_symlink():
+            raise UserError(f"never deployed by npuenv: this machine has no {shown} (the lock a deploy or an "
+                            f"image build records); pass --lock or --row")
+        lock, source = lock_mod.load(path), "recorded"
+        if label_digest is not None and lock.digest != label_digest:
+            raise UserError(f"{shown} is the lock {lock.digest[:19]}, but the image's label "
+                            f"{label_digest[:19]} names another: the file was changed after the build; rebuild "
+                            f"the image, or validate it with --lock")
+    host = lock_mod.machine(platforms, arch=arch, root=root)
+    key, entry = lock_mod.entry_for(lock, platforms, host)
+    info = {lock_mod.FORMAT_KEY: lock_mod.FORMAT, "digest": lock.digest, "entry": key, "source": source,
+            **{k: lock.row[k] for k in ("torch_npu", "torch", "cann", "python", "chip")}}
+    return expected_stack(entry["stack"], platforms), info
+
+
+def facts_document() -> dict:
+    """The facts mode's document (validation/document.py FACTS_FIELDS): who the node is, and what
+    `npuenv status` compares with a lock (validation/facts.py status_facts)."""
+    from . import facts
+
+    probe = facts.LocalProbe("/")
+    return {FACTS_KEY: FACTS_VERSION, "hostname": socket.gethostname(), **identity.read(),
+            "python": sys.version.split()[0], "arch": platform.machine(), "os": facts.os_release(probe),
+            **facts.status_facts(probe)}
 
 
 def run_suite(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -30,28 +30,104 @@ from pathlib import Path
 
 import compat_matrix as cm
 from compat_matrix import interrupts, outputs
+from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
 
 from . import artefact as artefact_mod
 from . import identity, report
-from .merge import FLEET_CHECKS, checks_ran, exit_status, fleet_args, fleet_records, nothing_checked, records_of
+from .merge import FLEET_CHECKS, checks_ran, exit_status, fleet_args, fleet_records, records_of
 from . import options
 from . import targets as targets_mod
 from .node import FLEET_PORT, LEVELS, check_name, level_problem
+from .node import expected_stack as node_expected_stack
 from .targets import plan, run_phase
 
 
 def expected_stack(stack: cm.Stack) -> dict:
-    """What the suite compares hosts with: the resolved row plus its environment."""
-    return {**stack.with_environment(),
-            "cann_python_modules": sorted(set(stack.platforms.cann_python_deps.values()))}
+    """What the suite compares hosts with: the resolved row plus its environment (as a node makes it
+    from a lock's entry: node.expected_stack)."""
+    return node_expected_stack(stack.with_environment(), stack.platforms)
+
+
+# The row fields the report's meta names (from the lock the hosts were checked against).
+META_ROW = ("torch_npu", "torch", "cann", "python", "chip")
+
+
+def _lock_for(matrix: cm.Matrix, constraints: cm.Constraints, what: str) -> lock_mod.Lock:
+    """The lock of ``constraints`` (`npuenv lock`'s resolution, every platform of the row: each host
+    takes the entry of its own arch and OS)."""
+    try:
+        return lock_mod.make(matrix, constraints)
+    except cm.NoMatch as e:
+        raise UserError(f"{e}\nthe hosts are checked against one row ({what}): change the constraints to fit one "
+                        f"(`npuenv matrix list` shows the rows and their Pythons)") from None
+
+
+def expectations(hosts: list[str], hints: dict, constraints: cm.Constraints, lock: lock_mod.Lock | None,
+                 matrix: cm.Matrix, log=None) -> tuple[dict[str, list[str]], dict[str, lock_mod.Lock]]:
+    """What each host is checked against, as the node's arguments, and the locks the artefact ships:
+    --lock's lock; else the constraints resolved into a lock (what the targets carry, an inventory's
+    npuenv_row or an image's labels, fills in chip and Python the command line does not say); else
+    each host's own: the lock a node records, the lock an image holds (its digest checked against its
+    label), or for an image built before locks the row its labels name."""
+    given = constraints.given()
+    if lock is not None and given:
+        raise UserError(f"a lock and row constraints ({constraints.describe()}): give one or the other")
+    if lock is not None:
+        lock.stacks(matrix)   # the matrix still gives every entry's facts
+        return {h: ["--lock", lock.digest] for h in hosts}, {lock.digest: lock}
+    if given:
+        hint = {k: v for k, v in ((hints or {}).get("row") or cm.Constraints()).given().items()
+                if k not in ("arch", "os")}   # each host's own platform is its entry's
+        made = _lock_for(matrix, cm.Constraints(**{**hint, **given}), "the constraints given")
+        return {h: ["--lock", made.digest] for h in hosts}, {made.digest: made}
+    images = (hints or {}).get("images") or {}
+    args, locks = {}, {}
+    for h in hosts:
+        image = images.get(h)
+        if image is None:
+            args[h] = ["--recorded-lock"]
+        elif image.digest:
+            args[h] = ["--recorded-lock", "--lock-digest", image.digest]
+        elif image.row is not None:
+            made = _lock_for(matrix, image.row, f"the row {h}'s labels name")
+            locks[made.digest] = made
+            args[h] = ["--lock", made.digest]
+            if log:
+                log(f"{h} holds no lock (built before npuenv images carried one): checked against the row its "
+                    f"labels name, torch_npu {made.row['torch_npu']}, Python {made.row['python']}, chip "
+                    f"{made.row['chip']}; rebuild it to carry its lock")
+        else:
+            raise UserError(f"{h} carries neither a lock nor npuenv's row labels (not built by `npuenv image "
+                            f"build`): pass --lock FILE or --row")
+    return args, locks
+
+
+def lock_meta(hosts: list[str], outcomes: dict, locks: dict[str, lock_mod.Lock]) -> dict:
+    """The report's meta about the locks: each host's (what its node said it was checked against,
+    null when it said nothing), and the row they share (or "per host" when they differ)."""
+    per_host = {h: (getattr(outcomes.get(h), "document", None) or {}).get("lock") for h in hosts}
+    digests = {i["digest"] for i in per_host.values() if i} or set(locks)
+    meta = {lock_mod.FORMAT_KEY: lock_mod.FORMAT, "locks": per_host}
+    if len(digests) == 1:
+        [digest] = digests
+        known = locks.get(digest)
+        row = known.row if known else next(i for i in per_host.values() if i and i["digest"] == digest)
+        meta.update({"lock": digest, **{k: row.get(k) for k in META_ROW if row.get(k) is not None}})
+    else:
+        meta.update({"lock": None, **{k: "per host" if digests else "unknown" for k in META_ROW}})
+    return meta
 
 
 def validate(targets: list[str], level: str, constraints: cm.Constraints, out_dir: Path, *,
              backend: str = "auto", host_root: str = "/", run_args: list[str] | None = None,
              suite_options: list[str] | None = None, only: list[str] | None = None,
              straggler_margin: float = report.STRAGGLER_MARGIN, fleet_port: int = FLEET_PORT,
-             matrix: str | None = None, quiet: bool = False) -> int:
+             matrix: str | None = None, lock: lock_mod.Lock | str | Path | None = None,
+             quiet: bool = False) -> int:
+    """Run the suite on every target and write the reports. The hosts are checked against ``lock``
+    (a Lock or its file), else ``constraints`` resolved into one, else each host's own recorded lock
+    (``expectations``); each host against the lock's entry for its own arch and OS."""
     if level not in LEVELS:
         raise UserError(f"unknown level '{level}'; use quick, standard or full")
     # Every input is checked before anything starts (the CLI's parser has checked most already).
@@ -66,31 +142,25 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         raise UserError(f"--host-root {host_root}: no such folder; give the folder the host's /dev and NPU driver "
                         f"are under (default /)")
     out_dir = outputs.check_dir_output(Path(out_dir), "--out")
+    if lock is not None and not isinstance(lock, lock_mod.Lock):
+        lock = lock_mod.load(lock)
+    if lock is not None and constraints.given():
+        raise UserError(f"--lock and row constraints ({constraints.describe()}): give one or the other")
     the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
     # An interrupt ends the targets' runs and removes what was started (image containers, temporary files).
     with interrupts.interruptible("validate"), ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
-        transports, hint = plan(parsed, host_root, run_args or [], cleanup, workdir)
-        # What the targets carry (an inventory's npuenv_row: chip, python, ...;
-        # an image's label) fills in what the command line does not say.
-        given = constraints.given()
-        row = {k: str(v) for k, v in hint.items() if v is not None}
-        constraints = cm.Constraints(**{**row, **given})
-        if not constraints.given():
-            raise UserError("which matrix row should the hosts match? pass --row or constraints "
-                            "(images carry theirs in a label, inventories in npuenv_row)")
-        try:
-            resolved = cm.resolve(the_matrix, constraints).stack
-        except cm.NoMatch as e:
-            raise UserError(f"{e}\nthe hosts are checked against one row: change the constraints to fit one "
-                            f"(`npuenv matrix list` shows the rows and their Pythons)") from None
-        stack = expected_stack(resolved)
-        artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", stack)
+        transports, hints = plan(parsed, host_root, run_args or [], cleanup, workdir)
+        hosts = [h for t in transports for h in t.hosts]
+        expect, locks = expectations(hosts, hints, constraints, lock, the_matrix,
+                                     log=None if quiet else lambda m: print(f"npuenv: {m}", file=sys.stderr))
+        # The whole locks travel: each node takes the entry of its own arch and OS (node.py).
+        artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", None,
+                                      {d: lk.data for d, lk in locks.items()})
         base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]
         for check in only or []:
             base += ["--only", check]
-        hosts = [h for t in transports for h in t.hosts]
-        phase1 = run_phase(transports, artefact, {h: base for h in hosts})
+        phase1 = run_phase(transports, artefact, {h: expect[h] + base for h in hosts})
         # Two targets that reach one machine would be reported as two hosts that passed: refused before
         # anything is reported. (Image targets are containers started for this run, not machines.)
         clashes = identity.clashes({h: phase1[h].document for t in transports if t.fleet_member for h in t.hosts})
@@ -102,21 +172,21 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         members = [h for t in transports if t.fleet_member for h in t.hosts if phase1[h].status == "ran"]
         wants_fleet = level == "full" and (not only or set(only) & set(FLEET_CHECKS))
         if wants_fleet and len(members) >= 2:
-            phase2 = run_phase(transports, artefact, fleet_args(phase1, members, base, fleet_port))
+            phase2 = run_phase(transports, artefact, {h: expect[h] + a for h, a in
+                                                      fleet_args(phase1, members, base, fleet_port).items()})
             for h in members:
                 records += records_of(h, phase2[h])
             records += fleet_records(phase2, members)
         meta = {"level": level, "backend": backend, "targets": [str(t) for t in parsed],  # the parsed, safe form
-                **{k: resolved.to_dict()[k] for k in ("torch_npu", "torch", "cann", "python", "chip")}}
+                **lock_meta(hosts, phase1, locks)}
         if not checks_ran(records):
-            # Nothing was checked: metrics.prom alone says so, each host at reachable 0 (an alert on
+            # Nothing was checked: metrics.prom alone says so, each host at passed 0 (an alert on
             # it fires; a missing file would not), and no report of an earlier run stays to be read
             # as this run's verdict.
-            data = report.fleet_result(records + nothing_checked(records, hosts), hosts, phase1,
-                                       straggler_margin=straggler_margin, meta=meta)
+            data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta)
             try:
                 [metrics] = report.write_all(data, out_dir, names=(report.METRICS,))
-                written = f"{metrics} records it ({report.HOST_REACHABLE} 0 for each host)"
+                written = f"{metrics} records it ({report.HOST_PASSED} 0 for each host)"
             except interrupts.Interrupted:
                 raise
             except UserError as e:
@@ -131,4 +201,4 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
     if not quiet:
         report.show(report.terminal(data), sys.stdout)
         print("reports: " + ", ".join(str(p) for p in written))
-    return exit_status(records)
+    return exit_status(data)

@@ -28,8 +28,27 @@ from compat_matrix.errors import UserError
 from . import options
 from .merge import Outcome, judge
 
-# The row an image was built for is in its labels (images/ writes them).
-IMAGE_ROW_LABEL = "io.npuenv.row.torch_npu"
+
+@dataclass(frozen=True)
+class ImageLock:
+    """What an image's labels (images/render.py writes them) say it was built from: the digest of the
+    lock it holds (at platforms.yaml's install_records.lock), or for an image built before locks the
+    row and platform its labels name (None when it has no npuenv labels)."""
+    digest: str | None
+    row: cm.Constraints | None
+
+
+def image_lock(labels: dict[str, str]) -> ImageLock:
+    """An image's ImageLock, from its labels."""
+    from images.render import LOCK_LABEL, label
+
+    if labels.get(LOCK_LABEL):
+        return ImageLock(labels[LOCK_LABEL], None)
+    row = labels.get(label("row.torch_npu"))
+    if not row:
+        return ImageLock(None, None)
+    stack = {k: labels.get(label(f"stack.{k}")) or None for k in ("python", "chip", "arch", "os")}
+    return ImageLock(None, cm.Constraints(torch_npu="==" + row, **stack))
 
 
 # --- transports: how the artefact reaches a target ------------------------------
@@ -361,9 +380,9 @@ def _parse_ansible(target: str) -> AnsibleTarget:
 
 # --- what each target becomes ------------------------------------------------
 
-def start_image(target: ImageTarget, host_root: str, run_args: list[str], cleanup: ExitStack) -> tuple[str, dict]:
+def start_image(target: ImageTarget, host_root: str, run_args: list[str], cleanup: ExitStack) -> tuple[str, ImageLock]:
     """Start an image as a real run would: every /dev/davinci* of the host and
-    the host's driver mounted read-only. Returns (container name, row hint).
+    the host's driver mounted read-only. Returns (container name, what its labels say of its lock).
     An image not in local storage is pulled first, with the target's registry
     options (authfile, cert_dir, ca_cert, creds_from_env)."""
     from images import registry
@@ -403,8 +422,7 @@ def start_image(target: ImageTarget, host_root: str, run_args: list[str], cleanu
     with interrupts.deferred():  # an interrupt waits until the container is known to the cleanup
         cleanup.callback(_podman, "rm", "-f", "-t", "0", name, check=False)
         _podman("run", "-d", "--name", name, *args, *run_args, "--entrypoint", "sleep", "--", ref, "infinity")
-    hint = {"torch_npu": "==" + labels[IMAGE_ROW_LABEL]} if IMAGE_ROW_LABEL in labels else {}
-    return name, hint
+    return name, image_lock(labels)
 
 
 def ssh_inventory(targets: list[str | SshTarget], directory: Path) -> Path:
@@ -421,7 +439,7 @@ def ssh_inventory(targets: list[str | SshTarget], directory: Path) -> Path:
 
 
 def ansible_transport(target: AnsibleTarget) -> tuple[AnsibleTransport, dict]:
-    """ansible://PATTERN?inventory=F -> the transport and the row of its first host."""
+    """ansible://PATTERN?inventory=F -> the transport and the npuenv_row of its first host."""
     from playbooks import run as playbooks_run
 
     inventory = target.inventory or os.environ.get("ANSIBLE_INVENTORY")
@@ -439,8 +457,12 @@ def ansible_transport(target: AnsibleTarget) -> tuple[AnsibleTransport, dict]:
 
 def plan(targets: list[str | Target], host_root: str, run_args: list[str], cleanup: ExitStack,
          workdir: Path) -> tuple[list, dict]:
-    """The transports for the targets, and the row hint they carry."""
-    transports, hint, ssh = [], {}, []
+    """The transports for the targets, and what they say of their row: {"row": the constraints of the
+    first inventory's npuenv_row (lock.constraints_from_mapping: they mean what they mean on the
+    command line) or image's labels, "images": {host: ImageLock}}."""
+    from compat_matrix import lock as lock_mod
+
+    transports, hint, ssh, images = [], None, [], {}
     for target in map(parse, targets):
         if isinstance(target, LocalTarget):
             transports.append(LocalTransport())
@@ -449,15 +471,20 @@ def plan(targets: list[str | Target], host_root: str, run_args: list[str], clean
                 raise UserError(f"{target}: no such podman container")
             transports.append(PodmanTransport(target.name, str(target)))
         elif isinstance(target, ImageTarget):
-            name, image_hint = start_image(target, host_root, run_args, cleanup)
+            name, found = start_image(target, host_root, run_args, cleanup)
             transports.append(PodmanTransport(name, str(target), fleet_member=False))
-            hint = hint or image_hint
+            images[str(target)] = found
+            hint = hint or found.row
         elif isinstance(target, SshTarget):
             ssh.append(target)
         else:
             transport, row = ansible_transport(target)
             transports.append(transport)
-            hint = hint or row
+            if row and hint is None:
+                if not isinstance(row, dict):
+                    raise UserError(f"{target}: npuenv_row in {transport.inventory} is not a mapping; write it as "
+                                    f"npuenv_row: {{row: \"2.13.0\", python: \"3.11\"}}")
+                hint = lock_mod.constraints_from_mapping(row, lock_mod.inventory_name)
     if ssh:
         inventory = ssh_inventory(ssh, workdir)
         from playbooks import run as playbooks_run
@@ -468,7 +495,7 @@ def plan(targets: list[str | Target], host_root: str, run_args: list[str], clean
     dupes = sorted({h for h in names if names.count(h) > 1})
     if dupes:
         raise UserError(f"target(s) given twice: {', '.join(dupes)}")
-    return transports, hint
+    return transports, {"row": hint, "images": images}
 
 
 class _Unsafe(str):
@@ -482,13 +509,21 @@ class _UnsafeDumper(yaml.SafeDumper):
 _UnsafeDumper.add_representer(_Unsafe, lambda dumper, v: dumper.represent_scalar("!unsafe", str(v)))
 
 
+def _plain_is_text(value: str) -> bool:
+    """Whether YAML reads ``value`` unquoted as text (not a number, bool, null or date)."""
+    return yaml.resolver.Resolver().resolve(yaml.ScalarNode, value, (True, False)) == "tag:yaml.org,2002:str"
+
+
 def unsafe_yaml(data) -> str:
     """YAML for Ansible (-e @FILE) in which every string value is tagged !unsafe:
     Ansible never renders it as a template, so a node's reported address or a
-    TMPDIR holding '{{' stays text and runs nothing on the controller."""
+    TMPDIR holding '{{' stays text and runs nothing on the controller. Ansible
+    (2.19) reads an !unsafe scalar as if unquoted ('3.11' would be a number), so
+    text that unquoted YAML reads otherwise is written quoted and untagged: it
+    cannot hold a template anyway."""
     def tag(value):
         if isinstance(value, str):
-            return _Unsafe(value)
+            return _Unsafe(value) if _plain_is_text(value) else value
         if isinstance(value, dict):
             return {k: tag(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):

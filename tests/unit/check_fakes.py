@@ -215,8 +215,9 @@ _HEALTHY = {
     "devices": _devices(),
     "npu_smi": {"version": "26.1.0", "processes": []},
     "cann": [{"generation": "cann", "version": "9.1.0", "home": "/usr/local/Ascend/cann", "arch": "x86_64",
-              "kernels": ["ascend910b"]}],
+              "kernels": ["ascend910b"], "innerversion": None, "running": None, "env_script": True}],
     "nnal": ["9.1.0"],
+    "nnal_active": {"version": "9.1.0", "entry_point": "/usr/local/Ascend/nnal/atb/latest", "env_script": True},
     "python": {"interpreter": "python3", "torch": "2.13.0+cpu", "torch_npu": "2.13.0", "torchvision": "0.28.0"},
     "network": network_facts({i: f"192.168.1.{10 + i}" for i in range(8)}),
 }

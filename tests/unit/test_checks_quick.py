@@ -354,10 +354,14 @@ def test_process_holding_an_npu_fails_as_device_busy():
 
 # ------------------------------------------------------------------ CANN
 
+# What collect() adds to each toolkit it finds through an entry point: no version.cfg (8.5+),
+# the env script there, no inner version read.
+ACTIVE = {"innerversion": None, "running": None, "env_script": True}
+
 def test_the_rows_toolkit_and_kernels_pass():
     passed(q.test_cann_toolkit, facts=healthy_facts(), stack=stack())
     legacy = [{"generation": "ascend-toolkit", "version": "8.0.0", "home": "/usr/local/Ascend/ascend-toolkit/latest",
-               "arch": "x86_64", "kernels": ["ascend910b"]}]
+               "arch": "x86_64", "kernels": ["ascend910b"], **ACTIVE}]
     passed(q.test_cann_toolkit, facts=healthy_facts(cann=legacy), stack=stack(LEGACY_ROW))
 
 
@@ -374,7 +378,7 @@ def test_no_toolkit_fails():
 
 def test_another_toolkit_version_fails():
     other = [{"generation": "cann", "version": "9.0.0", "home": "/usr/local/Ascend/cann", "arch": "x86_64",
-              "kernels": ["ascend910b"]}]
+              "kernels": ["ascend910b"], **ACTIVE}]
     f = failed(q.test_cann_toolkit, facts=healthy_facts(cann=other), stack=stack())
     assert f == {**TOOLKIT_FAILURE, "found": "9.0.0 (cann)"}
 
@@ -382,7 +386,7 @@ def test_another_toolkit_version_fails():
 def test_the_right_version_in_the_other_layout_fails():
     # CANN 8.0.0 must be the ascend-toolkit layout; found under the cann/ entry point it is not the row's
     wrong = [{"generation": "cann", "version": "8.0.0", "home": "/usr/local/Ascend/cann", "arch": "x86_64",
-              "kernels": ["ascend910b"]}]
+              "kernels": ["ascend910b"], **ACTIVE}]
     f = failed(q.test_cann_toolkit, facts=healthy_facts(cann=wrong), stack=stack(LEGACY_ROW))
     assert f["expected"] == "CANN 8.0.0 (ascend-toolkit layout, /usr/local/Ascend/ascend-toolkit/latest)"
     assert f["found"] == "8.0.0 (cann)"
@@ -400,7 +404,7 @@ def test_missing_kernels_fail():
     f = failed(q.test_cann_toolkit, facts=healthy_facts(cann=cann), stack=stack())
     assert f["found"] == "ascend310p"
     legacy = [{"generation": "ascend-toolkit", "version": "8.0.0", "home": "/usr/local/Ascend/ascend-toolkit/latest",
-               "arch": "x86_64", "kernels": []}]
+               "arch": "x86_64", "kernels": [], **ACTIVE}]
     f = failed(q.test_cann_toolkit, facts=healthy_facts(cann=legacy), stack=stack(LEGACY_ROW))
     assert f["expected"] == "Ascend-cann-kernels-910b_8.0.0_linux-x86_64.run installed (ascend910b kernels)"
 
@@ -655,7 +659,7 @@ def test_every_missing_item_is_named():
     assert failed(q.test_npu_processes, facts=healthy_facts(npu_smi=smi))["found"] == \
         "pid 11 (python) on NPU 0, pid 12 (vllm) on NPU 3"
     cann = [{"generation": "cann", "version": "9.0.0", "home": "", "arch": "x86_64", "kernels": []},
-            {"generation": "ascend-toolkit", "version": "8.0.0", "home": "", "arch": "x86_64", "kernels": []}]
+            {"generation": "ascend-toolkit", "version": "8.0.0", "home": "", "arch": "x86_64", "kernels": [], **ACTIVE}]
     assert failed(q.test_cann_toolkit, facts=healthy_facts(cann=cann), stack=stack())["found"] == \
         "9.0.0 (cann), 8.0.0 (ascend-toolkit)"
     cann = healthy_facts()["cann"]
@@ -779,3 +783,84 @@ def test_import_probe_runs_for_real(fake_install):
     passed(q.test_torch_npu_import, probe=facts_mod.LocalProbe("/"), facts=healthy_facts())
     f = failed(q.test_torch_npu_import, probe=facts_mod.LocalProbe("/"), facts=healthy_facts(devices=[]))
     assert f["found"] == "is_available()=True, device_count()=8"
+
+
+# ------------------------------------------------------------------ what is active, not what is on disk
+# Published file contents: driver 25.3.rc1's version.info lists the CANN trains it supports
+# (compatible_version=[V100R001C19]..[V100R001C23], research notes ids 70943118811 and 48687078190);
+# CANN 8.3.RC2's ascend_toolkit_install.info says innerversion=V100R001C23SPC002B210 (vllm-project/
+# vllm-ascend issue #5606's env dump); driver 24.1.rc3's lists [V100R001C13]..[V100R001C19] (a
+# vllm-ascend user's host, code index id 48598078561).
+DRIVER_25_3 = {"version": "25.3.rc1", "package_version": "25.3.rc1", "innerversion": "V100R001C23SPC002B212",
+               "compatible_version": "[V100R001C19],[V100R001C20],[V100R001C21],[V100R001C22],[V100R001C23]"}
+DRIVER_24_1 = {"version": "24.1.rc3", "package_version": "24.1.rc3", "innerversion": "V100R001C19SPC001B124",
+               "compatible_version": "[V100R001C13],[V100R001C15],[V100R001C17],[V100R001C18],[V100R001C19]"}
+CANN_8_3 = {"generation": "ascend-toolkit", "version": "8.3.RC1", "home": "/usr/local/Ascend/ascend-toolkit/latest",
+            "arch": "x86_64", "kernels": ["ascend910b"], "innerversion": "V100R001C23SPC002B210",
+            "running": "8.3.RC1", "env_script": True}
+ROW_8_3 = "2.8.0"   # CANN 8.3.RC1, HDK 25.3.RC1 (and no maximum)
+
+
+def test_a_driver_whose_own_list_names_the_active_toolkit_passes():
+    passed(q.test_driver_version, facts=healthy_facts(driver=DRIVER_25_3, cann=[CANN_8_3]), stack=stack(ROW_8_3))
+
+
+def test_a_driver_newer_than_the_row_is_judged_by_its_compatible_version():
+    # newer than the row's HDK and no maximum in the row: the range passes it, the vendor's list does not
+    newer = {**DRIVER_25_3, "version": "26.1.0",
+             "compatible_version": "[V100R001C25],[V100R001C26],[V100R001C27]"}
+    f = failed(q.test_driver_version, facts=healthy_facts(driver=newer, cann=[CANN_8_3]), stack=stack(ROW_8_3))
+    assert f == {"summary": "driver 26.1.0 does not support the active CANN 8.3.RC1: its version.info "
+                            "compatible_version does not list V100R001C23",
+                 "expected": "a driver whose compatible_version lists V100R001C23 (CANN 8.3.RC1's innerversion)",
+                 "found": "driver 26.1.0: compatible_version=[V100R001C25],[V100R001C26],[V100R001C27]",
+                 "cause": "the driver is too old or too new for this CANN by the driver's own compatibility list "
+                          "(the CANN installer's version check; error 507033 at run time)",
+                 "fix": HDK_FIX}
+
+
+def test_an_old_driver_that_the_range_admits_is_still_judged_by_its_list():
+    s = stack(ROW_8_3)
+    s["hdk"]["min"] = "24.1.X"
+    f = failed(q.test_driver_version, facts=healthy_facts(driver=DRIVER_24_1, cann=[CANN_8_3]), stack=s)
+    assert f["summary"].startswith("driver 24.1.rc3 does not support the active CANN 8.3.RC1")
+
+
+def test_without_the_drivers_list_a_newer_driver_passes_with_a_warning_that_says_so():
+    outcome = passed(q.test_driver_version, facts=healthy_facts(driver={"version": "30.0.0", "package_version": "30.0.0",
+                                                                        "innerversion": None, "compatible_version": None}),
+                     stack=stack())
+    assert outcome.warnings == ["driver 30.0.0 is newer than the row's HDK 26.1.0: the row sets no maximum and the "
+                                "driver lists no compatible_version, so its support for CANN 9.1.0 was not verified"]
+
+
+def test_a_toolkit_version_cfg_does_not_run_fails():
+    # latest's links lead to 8.3.RC1's install-info, but version.cfg says 8.2.RC1 runs (a switch cut short)
+    half = {**CANN_8_3, "running": "8.2.RC1"}
+    f = failed(q.test_cann_toolkit, facts=healthy_facts(cann=[half]), stack=stack(ROW_8_3))
+    assert f["summary"] == ("CANN 8.3.RC1's install-info is behind /usr/local/Ascend/ascend-toolkit/latest, but "
+                            "latest/version.cfg runs 8.2.RC1")
+    assert f["found"] == "toolkit_running_version names 8.2.RC1"
+
+
+def test_an_active_toolkit_without_its_env_script_fails():
+    f = failed(q.test_cann_toolkit, facts=healthy_facts(cann=[{**CANN_8_3, "env_script": False}]),
+               stack=stack(ROW_8_3))
+    assert f["summary"] == "CANN 8.3.RC1 is active but /usr/local/Ascend/ascend-toolkit/set_env.sh is missing"
+
+
+def test_an_nnal_on_disk_that_is_not_the_active_one_fails():
+    active = {"version": "8.3.RC1", "entry_point": "/usr/local/Ascend/nnal/atb/latest", "env_script": True}
+    f = failed(q.test_nnal, facts=healthy_facts(nnal=["8.3.RC1", "9.1.0"], nnal_active=active), stack=stack())
+    assert f == {"summary": "NNAL 9.1.0 is installed but not the active one: /usr/local/Ascend/nnal/atb/latest "
+                            "leads to 8.3.RC1",
+                 "expected": "/usr/local/Ascend/nnal/atb/latest -> /usr/local/Ascend/nnal/atb/9.1.0",
+                 "found": "/usr/local/Ascend/nnal/atb/latest leads to NNAL 8.3.RC1 (on disk: 8.3.RC1, 9.1.0)",
+                 "cause": "another NNAL version is the active one (the one installed or switched to last)",
+                 "fix": "deploy the row again (it switches NNAL with the version's create_version_softlink.sh)"}
+
+
+def test_an_active_nnal_without_its_env_script_fails():
+    active = {"version": "9.1.0", "entry_point": "/usr/local/Ascend/nnal/atb/latest", "env_script": False}
+    f = failed(q.test_nnal, facts=healthy_facts(nnal_active=active), stack=stack())
+    assert f["summary"] == "NNAL 9.1.0 is active but /usr/local/Ascend/nnal/atb/set_env.sh is missing"

@@ -60,8 +60,24 @@ def write(root: Path, path: str, text: str = "") -> None:
     target.write_text(text)
 
 
+# latest/version.cfg as the vendor's latest manager writes it (a published `cat
+# ascend-toolkit/latest/version.cfg` of CANN 8.2.RC2, code index id 4926109241, with
+# its version folder and inner version standing for this tree's 8.0.0).
+VERSION_CFG = """# version: 1.0
+runtime_running_version=[8.0.0.0.220:8.0.0]
+runtime_installed_version=[8.0.0.0.220:8.0.0]
+toolkit_running_version=[8.0.0.0.220:8.0.0]
+toolkit_installed_version=[8.0.0.0.220:8.0.0]
+opp_kernel_running_version=[8.0.0.0.220:8.0.0]
+opp_kernel_installed_version=[8.0.0.0.220:8.0.0]
+"""
+ATB_INFO = ("    Ascend-cann-atb : {v}\n    Ascend-cann-atb Version : {v}.B030\n    Platform : x86_64\n")
+
+
 def installed_tree(root: Path, layout: str = "cann", driver_root: str = "/usr/local/Ascend") -> Path:
-    """A host's files after the vendor's installers: HDK, toolkit, ops/kernels, NNAL, a Python stack."""
+    """A host's files after the vendor's installers: HDK, toolkit, ops/kernels, NNAL, a Python stack.
+    Up to 8.3 ascend-toolkit/latest is a folder of links into the running version with version.cfg
+    (published `ll ascend-toolkit/latest/`); from 8.5 the cann entry point leads to cann-<v>."""
     write(root, "/etc/ascend_install.info", INSTALL_INFO.replace("/usr/local/Ascend", driver_root))
     write(root, f"{driver_root}/driver/version.info", DRIVER_INFO)
     write(root, f"{driver_root}/firmware/version.info", FIRMWARE_INFO)
@@ -70,21 +86,34 @@ def installed_tree(root: Path, layout: str = "cann", driver_root: str = "/usr/lo
         home = ascend / "cann-8.5.0"
         write(root, "/usr/local/Ascend/cann-8.5.0/x86_64-linux/ascend_toolkit_install.info",
               toolkit_info("8.5.0", "x86_64", "/usr/local/Ascend/cann-8.5.0"))
+        write(root, "/usr/local/Ascend/cann-8.5.0/set_env.sh", "export ASCEND_TOOLKIT_HOME=/usr/local/Ascend/cann-8.5.0\n")
         os.symlink("cann-8.5.0", ascend / "cann")
         nnal = "8.5.0"
     else:
         home = ascend / "ascend-toolkit/8.0.0"
         write(root, "/usr/local/Ascend/ascend-toolkit/8.0.0/x86_64-linux/ascend_toolkit_install.info",
               toolkit_info("8.0.0", "x86_64", "/usr/local/Ascend/ascend-toolkit/8.0.0"))
-        os.symlink("8.0.0", ascend / "ascend-toolkit/latest")
+        write(root, "/usr/local/Ascend/ascend-toolkit/set_env.sh", "export ASCEND_TOOLKIT_HOME=/usr/local/Ascend/ascend-toolkit/latest\n")
+        latest = ascend / "ascend-toolkit/latest"
+        (latest / "x86_64-linux").mkdir(parents=True)
+        os.symlink("../../8.0.0/x86_64-linux/ascend_toolkit_install.info",
+                   latest / "x86_64-linux/ascend_toolkit_install.info")
+        os.symlink("../8.0.0/opp", latest / "opp")
+        write(root, "/usr/local/Ascend/ascend-toolkit/latest/version.cfg", VERSION_CFG)
         nnal = "8.0.0"
     kernels = home / "opp/built-in/op_impl/ai_core/tbe/kernel"
     for d in ("ascend910b", "config"):
         (kernels / d).mkdir(parents=True)
     (ascend / f"nnal/atb/{nnal}/atb/cxx_abi_0").mkdir(parents=True)
+    os.symlink(nnal, ascend / "nnal/atb/latest")
+    write(root, "/usr/local/Ascend/nnal/atb/set_env.sh", "export ATB_HOME_PATH=...\n")
     for dist in ("torch-2.4.0+cpu", "torch_npu-2.4.0.post2", "torchvision-0.19.0"):
         (root / f"opt/npuenv/venv/lib/python3.11/site-packages/{dist}.dist-info").mkdir(parents=True)
     return root
+
+
+DRIVER_FACTS = {"version": "24.1.rc3", "package_version": "24.1.rc3", "innerversion": "V100R001C19SPC001B124",
+                "compatible_version": "[V100R001C13],[V100R001C15],[V100R001C17],[V100R001C18],[V100R001C19]"}
 
 
 # ------------------------------------------------------------------ key=value files
@@ -104,11 +133,15 @@ def test_collect_reads_the_current_layout_from_files(tmp_path):
     probe = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
     facts = facts_mod.collect(probe)
     assert facts["install_info"]["Driver_Install_Path_Param"] == "/usr/local/Ascend"
-    assert facts["driver"] == {"version": "24.1.rc3", "package_version": "24.1.rc3"}
+    assert facts["driver"] == DRIVER_FACTS
     assert facts["firmware"] == {"version": "7.5.0.1.129", "package_version": "24.1.rc3"}
     assert facts["cann"] == [{"generation": "cann", "version": "8.5.0", "home": "/usr/local/Ascend/cann",
-                              "arch": "x86_64", "kernels": ["ascend910b"]}]
+                              "arch": "x86_64", "kernels": ["ascend910b"], "innerversion": "V100R001C25SPC001B212",
+                              "running": None, "env_script": True}]
     assert facts["nnal"] == ["8.5.0"]
+    # the tree's NNAL has no version.info: latest leads to no version, which is not the row's
+    assert facts["nnal_active"] == {"version": None, "entry_point": "/usr/local/Ascend/nnal/atb/latest",
+                                    "env_script": True}
     # the tree's NNAL has no version.info of its own: its folder's name stands in, and says so
     assert facts["nnal_detail"] == [{"dir": "/usr/local/Ascend/nnal/atb/8.5.0", "version": "8.5.0",
                                      "from": "directory name"}]
@@ -123,13 +156,14 @@ def test_collect_reads_the_legacy_layout(tmp_path):
     facts = facts_mod.collect(facts_mod.LocalProbe(str(installed_tree(tmp_path, layout="ascend-toolkit"))))
     assert facts["cann"] == [{"generation": "ascend-toolkit", "version": "8.0.0",
                               "home": "/usr/local/Ascend/ascend-toolkit/latest", "arch": "x86_64",
-                              "kernels": ["ascend910b"]}]
+                              "kernels": ["ascend910b"], "innerversion": "V100R001C25SPC001B212",
+                              "running": "8.0.0", "env_script": True}]
     assert facts["nnal"] == ["8.0.0"]
 
 
 def test_driver_installed_elsewhere_is_found_through_install_info(tmp_path):
     facts = facts_mod.collect(facts_mod.LocalProbe(str(installed_tree(tmp_path, driver_root="/opt/ascend"))))
-    assert facts["driver"] == {"version": "24.1.rc3", "package_version": "24.1.rc3"}
+    assert facts["driver"] == DRIVER_FACTS
     assert facts["firmware"]["version"] == "7.5.0.1.129"
 
 
@@ -422,7 +456,11 @@ def test_checks_pass_on_what_collect_reads(tmp_path, layout):
     if layout == "cann":
         facts["cann"][0]["version"] = s["cann"]
         facts["nnal"] = [s["cann"]]
+    facts["nnal_active"]["version"] = s["cann"]
     facts["driver"]["version"] = facts["firmware"]["package_version"] = s["hdk"]["version"].lower()
+    # the sample driver (24.1.rc3) lists trains up to C19; the tree's toolkits are C25: take the
+    # driver's own list as the one that names the tree's toolkit
+    facts["driver"]["compatible_version"] = "[V100R001C23],[V100R001C25]"
     for check in (q.test_driver_version, q.test_cann_toolkit, q.test_nnal):
         assert run_check(check, facts=facts, stack=s).passed, check.__name__
     assert run_check(q.test_firmware_pairs_with_driver, facts=facts).passed
@@ -444,8 +482,7 @@ def test_a_tree_runs_nothing_and_prints_nothing(tmp_path):
 def test_install_info_without_the_driver_line_falls_back_to_the_default_root(tmp_path):
     root = installed_tree(tmp_path)
     (root / "etc/ascend_install.info").write_text("Firmware_Install_Type=full\n")
-    assert facts_mod.collect(facts_mod.LocalProbe(str(root)))["driver"] == {"version": "24.1.rc3",
-                                                                           "package_version": "24.1.rc3"}
+    assert facts_mod.collect(facts_mod.LocalProbe(str(root)))["driver"] == DRIVER_FACTS
 
 
 def test_python_that_fails_with_output_reports_it(tmp_path):

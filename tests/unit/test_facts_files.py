@@ -39,10 +39,14 @@ def test_driver_package_version_nnae_and_nnal_versions(tmp_path):
         "/usr/local/Ascend/nnal/atb/8.2.RC2/atb": None,
         "/usr/local/Ascend/nnal/atb/work-copy/atb": None,     # no version file: its name stands in
     }, links=[("/usr/local/Ascend/nnal/atb/latest", "8.2.RC2")])
-    assert facts["driver"] == {"version": "23.0.7", "package_version": "23.0.7"}
+    assert facts["driver"] == {"version": "23.0.7", "package_version": "23.0.7",
+                               "innerversion": "V100R001C15SPC012B220", "compatible_version": None}
     assert facts["cann"] == [{"generation": "nnae", "version": "8.0.RC3", "home": "/usr/local/Ascend/nnae/latest",
                               "arch": "x86_64", "kernels": []}]
     assert facts["nnal"] == ["8.2.RC2", "work-copy"]
+    # the active NNAL is the one latest leads to (its version.info read through the link)
+    assert facts["nnal_active"] == {"version": "8.2.RC2", "entry_point": "/usr/local/Ascend/nnal/atb/latest",
+                                    "env_script": False}
     assert [n["from"] for n in facts["nnal_detail"]] == ["version.info", "directory name"]
 
 

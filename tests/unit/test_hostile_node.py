@@ -248,7 +248,7 @@ class Fleet:
 
 def validate(monkeypatch, tmp_path, fleet: Fleet):
     monkeypatch.setattr(run, "plan", lambda *a, **k: ([fleet], {}))
-    monkeypatch.setattr(run.artefact_mod, "build", lambda path, stack: path)   # the fake nodes need none
+    monkeypatch.setattr(run.artefact_mod, "build", lambda path, *_: path)   # the fake nodes need none
     return run.validate(["ansible://npu_nodes?inventory=hosts.yml"], "full", cm.Constraints(torch_npu="2.13.0"),
                         tmp_path / "out")
 

@@ -212,7 +212,12 @@ def test_site_checks_identity_first_on_all_hosts_at_once_with_every_tag_and_in_c
     plays = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
     first = plays[0]
     assert first["hosts"] == "npu_nodes" and "serial" not in first and first["tags"] == ["always"]
-    read, tell, refuse = first["tasks"]
+    # then, in the same play, every role's inputs are checked, the lock taken and every host's entry
+    # checked (playbooks/roles/preflight/tasks/lock.yml)
+    read, tell, refuse, inputs, facts, lock = first["tasks"]
+    assert inputs["ansible.builtin.include_role"]["tasks_from"] == "inputs"
+    assert lock["ansible.builtin.include_role"] == {"name": "preflight", "tasks_from": "lock",
+                                                    "apply": {"tags": ["always"]}}
     assert read["ansible.builtin.command"]["argv"] == "{{ '/' | npuenv_identity_probe }}"
     assert read["check_mode"] is False and read["changed_when"] is False
     assert tell["check_mode"] is False and tell["delegate_to"] == "localhost" and tell["run_once"] is True

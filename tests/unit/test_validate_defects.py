@@ -9,6 +9,7 @@ import _ctypes
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -34,10 +35,14 @@ def pyz(tmp_path_factory):
 
 
 def node_env(tmp_path: Path) -> dict[str, str]:
-    """A private TMPDIR; python3 on PATH is this one (it has torch: the workloads run)."""
+    """A private TMPDIR and HOME. Workloads run in a login shell, whose /etc/profile resets PATH: the
+    login's own ~/.bash_profile puts this Python (it has torch) first, as a node's profile would, so
+    that the workload runs instead of failing at once on a system python3 without torch."""
     temp = tmp_path / "tmp"
     temp.mkdir()
-    return {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TMPDIR": str(temp), "HOME": str(tmp_path)}
+    bindir = Path(sys.executable).parent
+    (tmp_path / ".bash_profile").write_text(f"PATH={shlex.quote(str(bindir))}:\"$PATH\"\n")
+    return {"PATH": f"{bindir}:/usr/bin:/bin", "TMPDIR": str(temp), "HOME": str(tmp_path)}
 
 
 def processes_under(path: Path) -> dict[int, str]:

@@ -94,12 +94,17 @@ def test_a_reason_no_known_failure_explains_is_the_cause_and_the_fix_a_next_step
     ([rec("a", "npu_health"), rec("b", "suite", "error")], True, 1),
     ([rec("a", "npu_health"), rec("b", "reachable", "failed")], True, 1),
     ([rec("a", "reachable", "failed"), rec("b", "reachable", "failed")], False, 1),
-    ([rec("a", "migrate", "skipped"), rec("b", "migrate", "skipped")], False, 0),
+    # skipped is not passed: a host none of whose checks ran fails the run, also beside one that passed
+    ([rec("a", "migrate", "skipped"), rec("b", "migrate", "skipped")], False, 1),
+    ([rec("a", "npu_health"), rec("b", "migrate", "skipped")], True, 1),
+    ([rec("a", "npu_health"), rec("fleet", "allreduce_across_nodes", "failed")], True, 1),
+    ([rec("a", "npu_health"), rec("fleet", "allreduce_across_nodes", "skipped")], True, 0),
     ([], False, 0),
 ])
 def test_checks_ran_and_exit_status(records, ran, code):
     assert merge.checks_ran(records) is ran
-    assert merge.exit_status(records) == code
+    hosts = sorted({r["host"] for r in records} - {"fleet"})
+    assert merge.exit_status(report.fleet_result(records, hosts, {})) == code
 
 
 def metrics(path):
@@ -128,7 +133,7 @@ def test_validate_says_nothing_ran_with_exit_2_when_every_target_is_unreachable(
         run.validate(["ansible://x?inventory=y"], "quick", cm.Constraints(torch_npu="2.13.0"), out)
     assert str(e.value) == ("no check ran on any target (a: unreachable Connection refused; "
                             f"b: unreachable Connection refused); {out}/metrics.prom records it "
-                            "(npuenv_validation_host_reachable 0 for each host)")
+                            "(npuenv_validation_host_passed 0 for each host)")
     # only the metrics, which say every host is down: an alert on them fires, and no old verdict stays
     assert [p.name for p in out.iterdir()] == ["metrics.prom"]
     assert metrics(out / "metrics.prom") == {"npuenv_validation_host_reachable": {"a": 0.0, "b": 0.0},
@@ -148,7 +153,30 @@ def test_a_run_in_which_every_check_skipped_says_no_host_passed(monkeypatch, tmp
     with pytest.raises(UserError) as e:
         run.validate(["local"], "quick", cm.Constraints(torch_npu="2.13.0"), tmp_path / "out")
     assert str(e.value).startswith("no check ran on any target (a: every check was skipped); ")
-    assert metrics(tmp_path / "out" / "metrics.prom")["npuenv_validation_host_passed"] == {"a": 0.0}
+    # not passed, and not unreachable either: it answered and ran the suite
+    assert metrics(tmp_path / "out" / "metrics.prom") == {"npuenv_validation_host_reachable": {"a": 1.0},
+                                                          "npuenv_validation_host_passed": {"a": 0.0}}
+
+
+def test_a_host_whose_every_check_skipped_beside_one_that_passed_is_not_passed(monkeypatch, tmp_path, capsys):
+    """In an otherwise normal run, a host none of whose checks ran is reported not checked, exit 1."""
+    class Two:
+        fleet_member = True
+        hosts = ["a", "b"]
+
+        def run(self, artefact_path, args):
+            return {"a": Outcome("ran", document=doc(rec("x", "npu_health"))),
+                    "b": Outcome("ran", document=doc(rec("x", "npu_health", "skipped", "no NPU driver: cpu")))}
+
+    monkeypatch.setattr(run, "plan", lambda *a, **k: ([Two()], {}))
+    out = tmp_path / "out"
+    assert run.validate(["local"], "quick", cm.Constraints(torch_npu="2.13.0"), out) == 1
+    results = json.loads((out / "results.json").read_text())
+    assert {h: s["status"] for h, s in results["host_status"].items()} == {"a": "passed", "b": "not_checked"}
+    assert metrics(out / "metrics.prom")["npuenv_validation_host_passed"] == {"a": 1.0, "b": 0.0}
+    suites = {s.get("name"): s for s in ET.parse(out / "junit.xml").getroot().iter("testsuite")}
+    assert suites["b"].get("errors") == "1" and suites["a"].get("errors") == "0"
+    assert "  b: NOT CHECKED  1 skipped\n" in capsys.readouterr().out
 
 
 # --- the fleet phase ----------------------------------------------------------------
@@ -192,6 +220,21 @@ def test_fleet_records_name_the_nodes_that_failed_hung_or_vanished():
     healthy = merge.fleet_records({"n0": phase["n2"], "n2": phase["n2"]}, ["n0", "n2"])
     assert [(r["check"], r["status"], r["message"]) for r in healthy] == [
         ("allreduce_across_nodes", "passed", "all 2 nodes took part"), ("netdetect_peers", "passed", "all 2 nodes took part")]
+
+
+def test_a_fleet_check_every_member_skipped_is_skipped_not_passed():
+    skip = Outcome("ran", document=doc(rec("x", "allreduce_across_nodes", "skipped", "one node: nothing to reduce"),
+                                       rec("x", "netdetect_peers", "skipped", "no device IPs")))
+    out = {r["check"]: r for r in merge.fleet_records({"n0": skip, "n1": skip}, ["n0", "n1"])}
+    assert (out["allreduce_across_nodes"]["status"], out["allreduce_across_nodes"]["message"]) == (
+        "skipped", "none of the 2 nodes took part; skipped on n0 (one node: nothing to reduce); "
+                   "n1 (one node: nothing to reduce)")
+    assert out["netdetect_peers"]["status"] == "skipped" and "failure" not in out["netdetect_peers"]
+    # one member that skipped took no part: the message says so (the others' pass stands)
+    ran = Outcome("ran", document=doc(rec("x", "allreduce_across_nodes"), rec("x", "netdetect_peers")))
+    mixed = {r["check"]: r for r in merge.fleet_records({"n0": ran, "n1": skip, "n2": ran}, ["n0", "n1", "n2"])}
+    assert (mixed["netdetect_peers"]["status"], mixed["netdetect_peers"]["message"]) == (
+        "passed", "2 of 3 nodes took part; skipped on n1 (no device IPs)")
 
 
 # --- targets -------------------------------------------------------------------------
@@ -267,7 +310,8 @@ def test_summary_groups_failures_by_check_and_cause_with_their_hosts():
                rec("n3", "reachable", "failed", "unreachable: Connection refused",
                    failure={**cause, "cause": "nothing listens"})]
     result = report.fleet_result(records, ["n0", "n1", "n2", "n3"], {})
-    assert result["summary"] == {"hosts": 4, "passed": 1, "failed": 2, "unreachable": 1, "error": 0}
+    assert result["summary"] == {"hosts": 4, "passed": 1, "failed": 2, "unreachable": 1, "error": 0,
+                                 "not_checked": 0}
     assert [(g["check"], g["cause"], g["hosts"]) for g in result["failures"]] == [
         ("npu_health", "the device reports a fault", ["n1", "n2"]), ("reachable", "nothing listens", ["n3"])]
     text = report.terminal(result)
@@ -343,3 +387,25 @@ def test_the_artefact_runs_here_and_leaves_nothing_behind(pyz, tmp_path):
 def test_an_unknown_level_is_a_usage_error_of_the_artefact(pyz):
     p = subprocess.run([sys.executable, str(pyz), "--level", "fast"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "invalid choice: 'fast'" in p.stderr
+
+
+@pytest.mark.parametrize("hostvars,python", [
+    ({}, "/usr/bin/python3"),
+    ({"ansible_python_interpreter": "/opt/py/bin/python3.11"}, "/opt/py/bin/python3.11"),
+    # a discovery mode is no path: the interpreter Ansible discovered, else the default
+    ({"ansible_python_interpreter": "auto"}, "/usr/bin/python3"),
+    ({"ansible_python_interpreter": "auto_silent", "ansible_facts": {"discovered_interpreter_python":
+                                                                    "/usr/bin/python3.12"}}, "/usr/bin/python3.12"),
+    ({"ansible_python_interpreter": "auto_legacy"}, "/usr/bin/python3"),
+    ({"ansible_python_interpreter": "auto_legacy_silent"}, "/usr/bin/python3"),
+])
+def test_the_validation_role_runs_the_artefact_with_a_python_not_a_discovery_mode(hostvars, python):
+    """The role's `executable:` as Ansible templates it (ansible.builtin.script runs `EXECUTABLE artefact ...`)."""
+    import yaml
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    [task] = yaml.safe_load((ROOT / "playbooks" / "roles" / "validation" / "tasks" / "main.yml").read_text())
+    expression = task["ansible.builtin.script"]["executable"]
+    variables = {"ansible_facts": {}, **hostvars}
+    assert Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expression)) == python

@@ -20,6 +20,17 @@ def expected_devices(stack, options) -> int:
     return options["devices"] or stack["npus_per_node"] * stack.get("dies_per_npu", 1)
 
 
+def _train(innerversion: str | None) -> str | None:
+    """A CANN inner version's release train: V100R001C23SPC002B210 -> V100R001C23."""
+    m = re.match(r"V\d+R\d+C\d+", innerversion or "")
+    return m.group(0) if m else None
+
+
+def active_toolkit(facts, stack) -> dict | None:
+    """The toolkit the row's packaging generation runs (its entry point), whatever its version."""
+    return next((t for t in facts["cann"] if t["generation"] == stack["packaging"]), None)
+
+
 def test_driver_version(facts, stack, check):
     hdk = stack["hdk"]
     driver = facts["driver"]
@@ -35,6 +46,26 @@ def test_driver_version(facts, stack, check):
     check(ok, f"driver {version} does not pair with CANN {stack['cann']}", expected=f"driver {wanted}",
           found=f"driver {version}", cause="the driver is outside the HDK range this CANN supports (error 507033 at run time)",
           fix=HDK_HINT)
+    # The vendor's own rule: the driver's version.info lists the CANN inner versions it supports
+    # (compatible_version=[V100R001C19],...), and the CANN installers check the toolkit's train
+    # against it (hicann/runtime install.sh ver_check). A driver newer than the row's is judged by
+    # it; without the list (older drivers) only the row's HDK range above applies.
+    toolkit = active_toolkit(facts, stack)
+    train = _train((toolkit or {}).get("innerversion"))
+    listed = re.findall(r"\[([^\]]+)\]", driver.get("compatible_version") or "")
+    if train and listed:
+        check(train in listed,
+              f"driver {version} does not support the active CANN {toolkit['version']}: its version.info "
+              f"compatible_version does not list {train}",
+              expected=f"a driver whose compatible_version lists {train} (CANN {toolkit['version']}'s innerversion)",
+              found=f"driver {version}: compatible_version={driver['compatible_version']}",
+              cause="the driver is too old or too new for this CANN by the driver's own compatibility list "
+                    "(the CANN installer's version check; error 507033 at run time)",
+              fix=HDK_HINT)
+    elif VendorVersion(version) > VendorVersion(hdk["version"]) and not hdk.get("max"):
+        check.warn(f"driver {version} is newer than the row's HDK {hdk['version']}: the row sets no maximum and "
+                   f"{'the driver lists no compatible_version' if not listed else 'the active toolkit names no innerversion'}"
+                   f", so its support for CANN {stack['cann']} was not verified")
 
 
 def test_firmware_pairs_with_driver(facts, check):
@@ -104,23 +135,50 @@ def test_npu_processes(facts, check):
 def test_cann_toolkit(facts, stack, check):
     toolkits = facts["cann"]
     found = ", ".join(f"{t['version']} ({t['generation']})" for t in toolkits) or "none"
+    entry = stack["paths"]["toolkit_latest"]
     match = [t for t in toolkits if t["version"] == stack["cann"] and t["generation"] == stack["packaging"]]
     check(bool(match), f"CANN toolkit {stack['cann']} is not installed",
-          expected=f"CANN {stack['cann']} ({stack['packaging']} layout, {stack['paths']['toolkit_latest']})",
+          expected=f"CANN {stack['cann']} ({stack['packaging']} layout, {entry})",
           found=found, cause="the toolkit is missing or another version is active",
           fix="install the row's toolkit (make deploy TAGS=cann)")
+    active = match[0]
+    # Up to 8.3 latest/version.cfg also says which version runs; it must be this one.
+    check(active["running"] in (None, stack["cann"]),
+          f"CANN {stack['cann']}'s install-info is behind {entry}, but latest/version.cfg runs {active['running']}",
+          expected=f"toolkit_running_version=[...:{stack['cann']}] in {entry}/version.cfg",
+          found=f"toolkit_running_version names {active['running']}",
+          cause="latest's links and its version.cfg disagree (a version switch or install that stopped midway)",
+          fix="deploy the row again (it makes the version the running one with the vendor's create_version_softlink.sh)")
+    check(active["env_script"], f"CANN {stack['cann']} is active but {stack['paths']['env_script']} is missing",
+          expected=stack["paths"]["env_script"], found="missing", seen="set_env.sh",
+          cause="the toolkit's install stopped before it wrote its env script",
+          fix="deploy the row again (the toolkit is installed again)")
     kernel_dir = stack["paths"]["kernels_dir"].rsplit("/", 1)[1]
-    check(kernel_dir in match[0]["kernels"], f"the {stack['chip']} kernels/ops package is not installed",
+    check(kernel_dir in active["kernels"], f"the {stack['chip']} kernels/ops package is not installed",
           expected=f"{stack['packages']['kernels']} installed ({kernel_dir} kernels)",
-          found=", ".join(match[0]["kernels"]) or "no kernels",
+          found=", ".join(active["kernels"]) or "no kernels",
           cause="the operator package for this chip was not installed",
           fix="install the row's kernels (up to CANN 8.3) or ops (from 8.5) package")
 
 
 def test_nnal(facts, stack, check):
+    active = facts["nnal_active"]
     check(stack["cann"] in facts["nnal"], f"NNAL {stack['cann']} is not installed",
           expected=f"{stack['paths']['nnal_dir']}", found=", ".join(facts["nnal"]) or "none",
           cause="the NNAL package was not installed", fix="install the row's NNAL package")
+    # On disk is not enough: nnal/atb/latest (and set_env.sh, which follows it) must lead to it.
+    check(active["version"] == stack["cann"],
+          f"NNAL {stack['cann']} is installed but not the active one: {active['entry_point']} leads to "
+          f"{active['version'] or 'no version'}",
+          expected=f"{active['entry_point']} -> {stack['paths']['nnal_dir']}",
+          found=f"{active['entry_point']} leads to NNAL {active['version'] or 'none'} "
+                f"(on disk: {', '.join(facts['nnal'])})",
+          cause="another NNAL version is the active one (the one installed or switched to last)",
+          fix="deploy the row again (it switches NNAL with the version's create_version_softlink.sh)")
+    check(active["env_script"], f"NNAL {stack['cann']} is active but {stack['paths']['nnal_env_script']} is missing",
+          expected=stack["paths"]["nnal_env_script"], found="missing",
+          cause="an NNAL version was uninstalled (its uninstall.sh removes set_env.sh) or an upgrade stopped midway",
+          fix="deploy the row again (the switch to the version writes set_env.sh)")
 
 
 def test_login_environment(probe, stack, check):
