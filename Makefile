@@ -49,7 +49,7 @@ ROW_ARGS = $(call opt,--row,ROW) $(call opt,--torch,TORCH) $(call opt,--cann,CAN
            $(call opt,--arch,ARCH) $(call opt,--chip,CHIP) $(call opt,--os,OS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup engine test test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo deploy validate
+.PHONY: help setup engine test test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo deploy status validate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(foreach f,$(MAKEFILE_LIST),$(call quote,$(f))) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -112,8 +112,13 @@ sim-clean: ## remove the simulated nodes this checkout made
 	$(PY) -m tests.sim clean
 
 INVENTORY ?=
-deploy: $(INSTALLED) ## roll a matrix row out with Ansible: make deploy INVENTORY=hosts.yml [CHECK=1] [TAGS=driver,cann]
-	$(NPUENV) deploy $(call opt,--inventory,INVENTORY) $(if $(value CHECK),--check) $(call opt,--tags,TAGS)
+deploy: $(INSTALLED) ## roll a lock out in gated batches: make deploy INVENTORY=hosts.yml [LOCK=F BATCH=10 GATE=quick LIMIT=h1,h2 CHECK=1 TAGS=driver,cann]
+	$(NPUENV) deploy $(call opt,--inventory,INVENTORY) $(call opt,--lock,LOCK) $(call opt,--batch-size,BATCH) \
+	  $(call opt,--gate,GATE) $(call opt,--limit,LIMIT) $(if $(value CHECK),--check) $(call opt,--tags,TAGS)
+
+status: $(INSTALLED) ## which lock each node runs and what drifts (exit 1): make status INVENTORY=hosts.yml [LOCK=F FORMAT=json]
+	$(NPUENV) status $(call opt,--inventory,INVENTORY) $(call opt,--lock,LOCK) $(call opt,--limit,LIMIT) \
+	  $(call opt,--format,FORMAT)
 
 # --- the offline wheelhouse and the air-gapped bundle (torch_npu_pkg) ---
 # OUT, when given on the command line, names the target's output; otherwise these.

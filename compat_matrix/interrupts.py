@@ -9,10 +9,12 @@ for is killed by it. Further signals are ignored while that cleanup runs.
 ``deferred()`` holds signals back over steps that must not be cut in two (a pair
 of renames, creating a temporary folder and recording its name). Processes that
 worker threads wait for are started with ``run()``: an interrupt terminates them,
-so that the threads, and the command, can end.
+so that the threads, and the command, can end (with ``own_group``, together with
+every process they started).
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -40,29 +42,38 @@ class _State:
     pending: int | None = None    # a signal that came during deferred()
 
 
-_CHILDREN: set = set()
+_CHILDREN: dict = {}   # process -> whether it leads a process group of its own
 _CHILDREN_LOCK = threading.Lock()
 
 
-def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+def run(cmd: list[str], *, own_group: bool = False, **kwargs) -> subprocess.CompletedProcess:
     """``subprocess.run(cmd, capture_output=True, text=True, ...)`` for any thread:
-    the process is terminated when the command is interrupted."""
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs) as proc:
+    the process is terminated when the command is interrupted. With ``own_group`` it
+    leads a process group, and all of the group is terminated: what it started (an
+    inventory script that ansible-inventory runs) does not outlive it."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=own_group, **kwargs) as proc:
         with _CHILDREN_LOCK:
-            _CHILDREN.add(proc)
+            _CHILDREN[proc] = own_group
         try:
             out, err = proc.communicate()
         finally:
             with _CHILDREN_LOCK:
-                _CHILDREN.discard(proc)
+                _CHILDREN.pop(proc, None)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _end_children() -> None:
     with _CHILDREN_LOCK:
-        children = list(_CHILDREN)
-    for proc in children:
-        proc.terminate()
+        children = list(_CHILDREN.items())
+    for proc, group in children:
+        if group:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)  # the group outlives its leader while a member runs
+            except ProcessLookupError:
+                pass
+        else:
+            proc.terminate()
 
 
 def _handler(signum, _frame):

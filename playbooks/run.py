@@ -18,6 +18,7 @@ import yaml
 
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
+from compat_matrix.lock import matrix_env
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent
 # The group every play of site.yml and validate.yml runs on.
@@ -46,6 +47,7 @@ def ansible_command(name: str) -> str:
 def ansible_env(**extra: str) -> dict[str, str]:
     """The environment of every Ansible call: the project's ansible.cfg, and an
     inventory that cannot be parsed is an error, not an empty fleet."""
+    extra = {**matrix_env(), **extra}   # the playbooks' lookups resolve in the command's matrix (--matrix)
     return dict(os.environ, ANSIBLE_CONFIG=str(PLAYBOOK_DIR / "ansible.cfg"),
                 ANSIBLE_INVENTORY_UNPARSED_FAILED="True", ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="True",
                 PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]), **extra)
@@ -84,7 +86,8 @@ def read_inventory(inventory: str | Path | None, limit: str | None = None) -> di
     if limit:
         cmd += ["--limit", limit]
     with interrupts.interruptible(f"reading the inventory {path}"):
-        p = interrupts.run(cmd, env=ansible_env(), cwd=PLAYBOOK_DIR)
+        # A group of its own: an inventory script it runs ends with it when npuenv is interrupted.
+        p = interrupts.run(cmd, env=ansible_env(), cwd=PLAYBOOK_DIR, own_group=True)
     if p.returncode != 0:
         # Ansible tries every inventory plugin and reports each; the first
         # plugin's cause (with its file:line) and the final error say enough.
@@ -114,18 +117,25 @@ def group_members(inventory: dict, group: str) -> list[str]:
 
 def fleet_hosts(inventory: str | Path | None, limit: str | None = None, group: str = FLEET_GROUP) -> list[str]:
     """The hosts a run would reach: the group's members after --limit."""
+    return fleet(inventory, limit, group)[0]
+
+
+def fleet(inventory: str | Path | None, limit: str | None = None, group: str = FLEET_GROUP) -> tuple[list[str], dict]:
+    """The hosts a run would reach (the group's members after --limit, in inventory order) and every
+    host's variables as the inventory sets them (not templated)."""
     everything = read_inventory(inventory)
+    hostvars = everything.get("_meta", {}).get("hostvars", {})
     if not group_members(everything, group):
         groups = sorted(k for k in everything if k not in ("_meta", "all", "ungrouped"))
         raise UserError(f"inventory {inventory} has no hosts in the group '{group}' (groups: "
                         f"{', '.join(groups) or 'none'}); put the NPU servers under all.children.{group}.hosts")
     if not limit:
-        return group_members(everything, group)
+        return group_members(everything, group), hostvars
     hosts = group_members(read_inventory(inventory, limit), group)
     if not hosts:
         raise UserError(f"--limit {limit} matches no host of '{group}' in {inventory}; "
                         f"its hosts are: {', '.join(group_members(everything, group))}")
-    return hosts
+    return hosts, hostvars
 
 
 def playbook_tags(playbook: str) -> set[str]:
@@ -156,6 +166,10 @@ class _InventoryLoader(yaml.SafeLoader):
     """YAML as an inventory types it, except timestamps: a date stays the text that was typed (JSON has no date)."""
 
 
+# Ansible's own tags in a vars file: !unsafe text (what npuenv writes for values nobody may template,
+# validation/targets.py unsafe_yaml) and !vault text are strings to npuenv.
+for _tag in ("!unsafe", "!vault"):
+    _InventoryLoader.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node))
 _InventoryLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -172,15 +186,46 @@ def _typed(option: str, key: str, raw: str):
                         f"does: {key}='...'") from None
 
 
-def extra_vars_args(extra_vars: list[str] | None) -> list[str]:
-    """ansible-playbook's -e arguments for npuenv's: KEY=VALUE pairs typed as the
-    YAML inventory types them (1000 an int, true a bool, "1000" a string) and
-    passed as one JSON object; @FILE and a JSON/YAML object pass through."""
-    args: list[str] = []
+# The first line of a file ansible-vault encrypted: Ansible decrypts it, npuenv cannot read it.
+VAULT_HEADER = "$ANSIBLE_VAULT;"
+
+
+def _mapping(option: str, text: str, path: Path | None = None) -> dict:
+    """The variables of an @FILE (``path``) or an inline object, read as Ansible reads them: YAML or
+    JSON, a mapping."""
+    where = str(path) if path else f"-e {option!r}"
+    try:
+        data = yaml.load(text, Loader=_InventoryLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{where}{f':{mark.line + 1}' if path and mark else ''}: not YAML or JSON ({problem}); "
+                        f"write the variables as {'KEY: VALUE lines' if path else 'a JSON object'}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        what = f"a {type(data).__name__}" if data is not None else "nothing"
+        raise UserError(f"{where}: holds {what}, not a mapping of variable names to values; write the variables "
+                        f"as {'KEY: VALUE lines' if path else 'a JSON object'}")
+    return data
+
+
+def _extra_vars(extra_vars: list[str] | None) -> list[tuple[str, dict | None]]:
+    """Each -e option as (ansible-playbook's -e argument, the variables it sets; None for a
+    vault-encrypted file, which only Ansible can read)."""
+    out: list[tuple[str, dict | None]] = []
     for option in extra_vars or []:
         text = option.strip()
-        if text.startswith(("@", "{")):
-            args += ["-e", option]
+        if text.startswith("@"):
+            if not text[1:].strip():
+                raise UserError(f"-e {option!r}: give the file's path after @, e.g. -e @vars.yml")
+            # A file the user names: a regular file of bounded size (a FIFO would block Ansible, /dev/zero
+            # never end), named by its absolute path (ansible-playbook runs in the playbooks folder).
+            path = Path(text[1:]).absolute()
+            content = outputs.read_text(path, "an extra-variables file (-e @FILE)")
+            out.append((f"@{path}", None if content.lstrip().startswith(VAULT_HEADER) else
+                        _mapping(option, content, path)))
+            continue
+        if text.startswith("{"):
+            out.append((option, _mapping(option, text)))
             continue
         values, pos = {}, 0
         while pos < len(text):
@@ -194,11 +239,96 @@ def extra_vars_args(extra_vars: list[str] | None) -> list[str]:
         if not values:
             raise UserError("-e '': give KEY=VALUE, @FILE or a JSON object, e.g. -e preflight_min_free_mb=1000")
         try:
-            args += ["-e", json.dumps(values, allow_nan=False)]
+            out.append((json.dumps(values, allow_nan=False), values))
         except (TypeError, ValueError):
             raise UserError(f"-e {option!r}: a value YAML reads as neither text, number, bool, list nor mapping; "
                             f"quote it: KEY='...'") from None
-    return args
+    return out
+
+
+def extra_vars_args(extra_vars: list[str] | None) -> list[str]:
+    """ansible-playbook's -e arguments for npuenv's: KEY=VALUE pairs typed as the
+    YAML inventory types them (1000 an int, true a bool, "1000" a string) and
+    passed as one JSON object; @FILE (checked, by its absolute path) and a JSON/YAML
+    object pass through."""
+    return [arg for given, _ in _extra_vars(extra_vars) for arg in ("-e", given)]
+
+
+def extra_vars_values(extra_vars: list[str] | None) -> dict | None:
+    """The extra variables as Ansible merges them (a later -e replaces a variable an earlier one set);
+    None when a vault-encrypted file is among them (what it sets is not known here)."""
+    merged: dict = {}
+    for _, values in _extra_vars(extra_vars):
+        if values is None:
+            return None
+        merged.update(values)
+    return merged
+
+
+# What a role's tasks/inputs.yml hands the npuenv_input_problems filter: 'VARIABLE': ['KIND', VARIABLE].
+_ROLE_INPUT = re.compile(r"'(\w+)': \['(\w+)', \1\]")
+_ROLE_INPUT_ENTRY = re.compile(r"'\w+': \[")
+
+
+def playbook_roles(playbook: str) -> list[str]:
+    plays = yaml.safe_load((PLAYBOOK_DIR / playbook).read_text()) or []
+    return [r["role"] if isinstance(r, dict) else r for play in plays for r in play.get("roles", [])]
+
+
+def role_input_kinds(role: str) -> dict[str, str]:
+    """{variable: kind} of what a role checks before it runs (its tasks/inputs.yml, the one place
+    that says which variable is of which kind); {} for a role without inputs.yml."""
+    path = PLAYBOOK_DIR / "roles" / role / "tasks" / "inputs.yml"
+    if not path.exists():
+        return {}
+    text = path.read_text()
+    found = _ROLE_INPUT.findall(text)
+    if len(found) != len(_ROLE_INPUT_ENTRY.findall(text)):  # one not read here would go unchecked
+        raise RuntimeError(f"{path}: an input not written as 'VARIABLE': ['KIND', VARIABLE]")
+    return dict(found)
+
+
+def role_inputs(playbook: str) -> dict[str, str]:
+    """{variable: kind} of what the playbook's roles check before they run."""
+    return {name: kind for role in playbook_roles(playbook) for name, kind in role_input_kinds(role).items()}
+
+
+def _templated(value) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(map(_templated, value)) or any(map(_templated, value.values()))
+    return isinstance(value, list) and any(map(_templated, value))
+
+
+def role_input_problems(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> list[str]:
+    """What the roles' own input checks (plugins/filter/npuenv_inputs.py) would refuse, host by host,
+    before Ansible starts: each variable as the host gets it (an extra variable wins over the
+    inventory's; one that neither sets keeps the role's default). A value holding a Jinja template
+    is left to the role, which renders it first."""
+    from .plugins.filter import npuenv_inputs
+
+    kinds = role_inputs(playbook)
+    found: dict[str, list[str]] = {}
+    for host in hosts:
+        values = {**(hostvars.get(host) or {}), **extra}
+        for name in kinds.keys() & values.keys():
+            if not _templated(values[name]):
+                for problem in npuenv_inputs.input_problems({name: [kinds[name], values[name]]}):
+                    found.setdefault(f"{problem} (set {'by -e' if name in extra else 'in the inventory'})",
+                                     []).append(host)
+    shown = 5
+    return [f"{', '.join(h[:shown])}{f' and {len(h) - shown} more' if len(h) > shown else ''}: {problem}"
+            for problem, h in sorted(found.items())]
+
+
+def check_role_inputs(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> None:
+    """UserError (exit 2) naming each host, variable and rule that role_input_problems finds."""
+    problems = role_input_problems(playbook, hosts, hostvars, extra)
+    if problems:
+        raise UserError("the roles would refuse these values, so nothing was run on any host:\n  "
+                        + "\n  ".join(problems) + "\nfix them in the inventory or in the -e given, "
+                        "then run the same command again")
 
 
 def playbook_command(playbook: str, inventory: str | Path, forks: int, run_dir: Path, *, check: bool = False,
@@ -269,19 +399,49 @@ def _wait(proc: subprocess.Popen) -> int:
         raise
 
 
+def _stream(proc: subprocess.Popen, log) -> int:
+    """Like _wait, for an ansible-playbook whose output (stdout and stderr) goes line by line to ``log``."""
+    try:
+        for line in proc.stdout:
+            log(line)
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
 def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = False, tags: list[str] | None = None,
                  limit: str | None = None, extra_vars: list[str] | None = None, capture: bool = False,
-                 env: dict[str, str] | None = None, ask_become_pass: bool = False) -> subprocess.CompletedProcess:
+                 env: dict[str, str] | None = None, ask_become_pass: bool = False, hosts: list[str] | None = None,
+                 hostvars: dict | None = None, log=None) -> subprocess.CompletedProcess:
     """ansible-playbook PLAYBOOK -i INVENTORY from the playbooks directory (its
     ansible.cfg), with one fork per host of the run up to MAX_FORKS. UserError
-    when site.yml refused inventory names that reach one machine."""
-    extra_vars_args(extra_vars)  # a bad -e is refused before anything runs
-    hosts = fleet_hosts(inventory, limit)
+    when site.yml refused inventory names that reach one machine.
+
+    ``hosts``: the hosts ``limit`` selects, and ``hostvars`` the inventory's variables (fleet()),
+    when the caller has read the inventory already (each ansible-inventory costs the controller a
+    CPU-second; without ``hostvars`` it is read for the check below). ``log``: called with each line of
+    ansible-playbook's output instead of it going to the terminal.
+
+    The values the playbook's roles check first (their tasks/inputs.yml) are checked here too, on
+    every host of the run, so that a bad one is exit 2 before Ansible starts rather than a failure
+    of each host (the roles keep their checks, for ansible-playbook run by hand); only a vault file
+    among the -e, whose values npuenv cannot read, leaves them to the roles."""
+    extra = extra_vars_values(extra_vars)  # a bad -e is refused before anything runs
+    if not hosts:
+        hosts, hostvars = fleet(inventory, limit)
     if tags:
         unknown = sorted(set(tags) - playbook_tags(playbook))
         if unknown:
             raise UserError(f"--tags {','.join(unknown)} matches nothing in {playbook}; "
                             f"its tags are: {', '.join(sorted(playbook_tags(playbook)))}")
+    if extra is not None and role_inputs(playbook):
+        check_role_inputs(playbook, hosts, fleet(inventory)[1] if hostvars is None else hostvars, extra)
     try:
         # The interrupt handling outlasts the run's folder: a second signal does not cut its cleanup short.
         with interrupts.interruptible(f"ansible-playbook {playbook}"), run_folder() as folder:
@@ -290,7 +450,12 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
             run_env = ansible_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(folder), **(env or {}))
             if capture:  # from any thread, and ended by an interrupt of the command (npuenv validate)
                 return interrupts.run(cmd, cwd=PLAYBOOK_DIR, env=run_env)
-            returncode = _wait(subprocess.Popen(cmd, cwd=PLAYBOOK_DIR, env=run_env, text=True))
+            if log is not None:
+                returncode = _stream(subprocess.Popen(cmd, cwd=PLAYBOOK_DIR, env=run_env, text=True, bufsize=1,
+                                                      errors="replace", stdout=subprocess.PIPE,
+                                                      stderr=subprocess.STDOUT), log)
+            else:
+                returncode = _wait(subprocess.Popen(cmd, cwd=PLAYBOOK_DIR, env=run_env, text=True))
             refusal = folder / IDENTITY_REFUSAL
             if refusal.exists():
                 raise UserError(f"{refusal.read_text().strip()}; nothing was changed on any host")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from unittest import mock
 
 import pytest
 import yaml
@@ -16,11 +17,11 @@ from playbooks import run as playbook_run
 
 # What a role does first when it has been handed a bad value: its own checks.
 ROLE_FIRST_TASK = {
-    "preflight": "Preflight | Resolve the matrix row for this host's arch and OS",
-    "npu_driver": "NPU driver | Create the driver's run group",
-    "cann": "CANN | Read what of this CANN version is installed",
+    "preflight": "Lock | Take the lock of this deploy",
+    "npu_driver": "NPU driver | Check the role has the node's plan",
+    "cann": "CANN | Check the role has the node's plan",
     "hccn": "HCCN | Look for the driver's hccn_tool",
-    "python_stack": "Python stack | Check the wheelhouse on the controller",
+    "python_stack": "Python stack | Check the role has the node's Python",
     "ascend_env": "Ascend env | Write the login profile script",
     "cluster_tuning": "Cluster tuning | Persist the kernel network settings",
 }
@@ -38,7 +39,10 @@ def inventory(tmp_path, host_vars: dict) -> str:
 
 
 def run(playbook: str, inv: str):
-    result = playbook_run.run_playbook(playbook, inv, check=True, capture=True)
+    """The playbook as ansible-playbook run by hand meets the values: npuenv's own check of them on the
+    controller (tests/unit/test_deploy_args.py) is set aside, so that the roles' checks are what is tested."""
+    with mock.patch.object(playbook_run, "role_input_problems", lambda *args: []):
+        result = playbook_run.run_playbook(playbook, inv, check=True, capture=True)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -50,8 +54,8 @@ def marker_payload(tmp_path) -> tuple[str, object]:
 @pytest.mark.parametrize("variable,value,message", [
     ("hccn_device_ips", ["192.168.100.101", "192.168.101.101{payload}"],
      "hccn_device_ips[1]: '192.168.101.101; touch {marker}' is not an IPv4 address"),
-    ("preflight_install_root", "/usr/local{payload}",
-     "preflight_install_root: '/usr/local; touch {marker}' is not an absolute path"),
+    ("npu_driver_stage_dir", "/var/cache/npuenv{payload}",
+     "npu_driver_stage_dir: '/var/cache/npuenv; touch {marker}' is not an absolute path"),
     ("cann_stage_dir", "/var/cache/npuenv{payload}",
      "cann_stage_dir: '/var/cache/npuenv; touch {marker}' is not an absolute path"),
 ])
@@ -61,18 +65,19 @@ def test_site_refuses_a_shell_character_before_any_role_runs(tmp_path, variable,
     rc, out = run("site.yml", inventory(tmp_path, {variable: value}))
     assert rc == playbook_run.HOST_FAILED, out[-3000:]
     assert message.format(marker=marker) in out
-    assert "preflight : Preflight | Resolve" not in out  # no role started
+    assert "Lock | Take the lock of this deploy" not in out  # nothing after the checks ran
     assert not marker.exists()
 
 
 def test_site_with_good_inputs_gets_past_the_checks(tmp_path):
-    """The control: the same run with sound values reaches the first role."""
+    """The control: the same run with sound values gets past every role's input checks to the lock
+    (which it cannot make here: the inventory's installer folder does not exist)."""
     rc, out = run("site.yml", inventory(tmp_path, {"hccn_device_ips": ["192.168.100.101", "192.168.101.101"]}))
-    assert "preflight : Preflight | Resolve the matrix row" in out, out[-3000:]
-    assert "Check the role's inputs" in out and "is not an" not in out
+    assert "Check the role's inputs" in out and "is not an" not in out, out[-3000:]
+    assert f"npuenv_lock: {tmp_path / 'none'} has no SHA256SUMS" in out, out[-3000:]
     # the rollout's progress (plugins/callback/npuenv_progress.py): a line per finished task, with its time
-    assert re.search(r"^ +\d+\.\d s  preflight : Preflight \| Resolve the matrix row for this host's arch and OS"
-                     r"  \(ok 1\)$", out, re.M), out[-3000:]
+    assert re.search(r"^ +\d+\.\d s  preflight : Lock \| Take the lock of this deploy \(npuenv_lock, else npuenv_row resolved once\)"
+                     r"  \(failed 1\)$", out, re.M), out[-3000:]
     assert re.search(r"^rollout: \d+\.\d s$", out, re.M) and "PLAY RECAP" in out
 
 

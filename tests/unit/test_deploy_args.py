@@ -43,7 +43,6 @@ CONTROL_PATH = "%(directory)s/{{ (inventory_hostname | hash('sha1'))[:12] }}"
     (["x=a=b"], ["-e", '{"x": "a=b"}']),
     (["ips=[10.0.0.1,10.0.0.2]"], ["-e", '{"ips": ["10.0.0.1", "10.0.0.2"]}']),
     (["x=null"], ["-e", '{"x": null}']),
-    (["@vars.yml"], ["-e", "@vars.yml"]),
     (['{"preflight_min_free_mb": 1000}'], ["-e", '{"preflight_min_free_mb": 1000}']),
 ])
 def test_extra_vars_are_typed_as_the_inventory_types_them_and_passed_as_json(given, passed):
@@ -129,14 +128,24 @@ def fakes(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     monkeypatch.setattr(run, "ansible_command", lambda name: str(bin_dir / name))
-    monkeypatch.setattr(run, "fleet_hosts", lambda inventory, limit=None: ["node-0", "node-1"])
+    monkeypatch.setattr(run, "fleet", lambda inventory, limit=None: (["node-0", "node-1"], {}))
     yield record, ssh_log, tmp
     shutil.rmtree(tmp)
 
 
+def site(inventory, **options) -> int:
+    """One site.yml run as `npuenv deploy` makes one for each batch (playbooks/rollout.py): run.run_playbook,
+    with npuenv's exit code, and a refusal printed as the command prints it."""
+    try:
+        return run.exit_code(run.run_playbook("site.yml", inventory, **options).returncode)
+    except UserError as e:
+        print(f"npuenv: {e}", file=sys.stderr)
+        return e.exit_code
+
+
 def test_deploy_runs_with_a_folder_of_its_own_and_closes_its_ssh_masters(fakes, tmp_path):
     record, ssh_log, tmp = fakes
-    assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml"), "-K", "-e", "preflight_min_free_mb=1000"]) == 0
+    assert site(tmp_path / "hosts.yml", ask_become_pass=True, extra_vars=["preflight_min_free_mb=1000"]) == 0
     got = json.loads(record.read_text())
     assert got["argv"] == ["site.yml", "-i", str(tmp_path / "hosts.yml"), "--forks", "2", "--ask-become-pass",
                            "-e", '{"preflight_min_free_mb": 1000}',
@@ -151,7 +160,7 @@ def test_each_run_has_its_own_folder(fakes, tmp_path):
     record, _, _ = fakes
     folders = []
     for _ in range(2):
-        assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml")]) == 0
+        assert site(tmp_path / "hosts.yml") == 0
         folders.append(json.loads(record.read_text())["folder"])
     assert folders[0] != folders[1]
 
@@ -161,14 +170,14 @@ def test_a_folder_in_a_long_tmpdir_goes_to_tmp_instead(fakes, tmp_path, monkeypa
     long_tmp = tmp_path / ("x" * 60)
     long_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
-    assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml")]) == 0
+    assert site(tmp_path / "hosts.yml") == 0
     assert json.loads(record.read_text())["folder"].startswith(f"{run.SHORT_TMP}/npuenv-run-")
 
 
 def test_a_refused_identity_is_exit_2_with_sites_message(fakes, tmp_path, monkeypatch, capsys):
     _, ssh_log, tmp = fakes
     monkeypatch.setenv("FAKE_DOES", "refuse")
-    assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml"), "--check"]) == 2
+    assert site(tmp_path / "hosts.yml", check=True) == 2
     assert capsys.readouterr().err == ("npuenv: inventory names that reach one machine: a and b share /etc/machine-id "
                                        "00; fix; nothing was changed on any host\n")
     assert "-O exit" in ssh_log.read_text() and list(tmp.iterdir()) == []
@@ -177,17 +186,21 @@ def test_a_refused_identity_is_exit_2_with_sites_message(fakes, tmp_path, monkey
 @pytest.mark.parametrize("returncode,code", [(2, 1), (4, 1), (5, 2)])
 def test_a_failed_run_without_a_refusal_keeps_its_exit_code(fakes, tmp_path, monkeypatch, returncode, code):
     monkeypatch.setenv("FAKE_DOES", str(returncode))
-    assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml")]) == code
+    assert site(tmp_path / "hosts.yml") == code
 
 
 DRIVER = """\
 import sys
 sys.path.insert(0, {root!r})
-from npuenv import cli
+from compat_matrix.errors import UserError
 from playbooks import run
 run.ansible_command = lambda name: {playbook!r}
-run.fleet_hosts = lambda inventory, limit=None: ["node-0"]
-sys.exit(cli.main(["deploy", "-i", "hosts.yml"]))
+run.fleet = lambda inventory, limit=None: (["node-0"], dict())
+try:  # one batch's site.yml, as npuenv deploy runs it
+    run.run_playbook("site.yml", "hosts.yml")
+except UserError as e:
+    print(f"npuenv: {{e}}", file=sys.stderr)
+    sys.exit(e.exit_code)
 """
 
 
@@ -224,12 +237,249 @@ def test_the_sudo_fix_names_options_that_npuenv_deploy_accepts(fakes, tmp_path):
     _, fix = explain("sudo: a password is required")
     options = re.findall(r"(?<![\w-])-{1,2}[A-Za-z][\w-]*", fix)
     assert options == ["-K", "--ask-become-pass"], fix
+    for option in options:   # npuenv deploy takes them (it asks once, for every run of the deploy)
+        assert cli.build_parser().parse_args(["deploy", "-i", "hosts.yml", option]).ask_become_pass
     record = fakes[0]
-    for option in options:
-        assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml"), option]) == 0
-        assert "--ask-become-pass" in json.loads(record.read_text())["argv"]
+    assert site(tmp_path / "hosts.yml", ask_become_pass=True) == 0
+    assert "--ask-become-pass" in json.loads(record.read_text())["argv"]
 
 
 def test_a_bad_extra_var_is_refused_before_the_inventory_is_read(capsys):
     assert cli.main(["deploy", "-i", "/no/such/hosts.yml", "-e", "preflight_min_free_mb"]) == 2
     assert capsys.readouterr().err.startswith("npuenv: -e 'preflight_min_free_mb': extra variables are KEY=VALUE")
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for init counts: it runs nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_an_interrupted_inventory_read_ends_the_inventory_script_it_ran(tmp_path):
+    """ansible-inventory runs a dynamic inventory script as its child: SIGTERM to npuenv ends both."""
+    pid_file = tmp_path / "script.pid"
+    script = tmp_path / "inventory.sh"
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 300\n")
+    script.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "npuenv", "deploy", "-i", str(script)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert (proc.returncode, err) == (128 + signal.SIGTERM, f"npuenv: reading the inventory {script}: interrupted "
+                                          "by SIGTERM; its temporary files are removed and nothing was written\n")
+        deadline = time.monotonic() + 10
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(pid), "the inventory script outlived npuenv"
+    finally:
+        proc.kill()
+        if pid and not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# --- -e @FILE: a file the user names -------------------------------------------------
+
+def test_an_extra_vars_file_is_read_checked_and_passed_by_its_absolute_path(tmp_path, monkeypatch):
+    (tmp_path / "vars.yml").write_text("preflight_min_free_mb: 1000\n")
+    monkeypatch.chdir(tmp_path)   # ansible-playbook runs in the playbooks folder: a relative path would miss
+    assert run.extra_vars_args(["@vars.yml"]) == ["-e", f"@{tmp_path}/vars.yml"]
+    assert run.extra_vars_values(["@vars.yml", "preflight_min_free_mb=5"]) == {"preflight_min_free_mb": 5}
+    (tmp_path / "vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n6162\n")
+    assert run.extra_vars_values(["x=1", "@vault.yml"]) is None   # what it sets is Ansible's to read
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: os.mkfifo(p), "is not a regular file (a pipe, socket or device); an extra-variables file (-e @FILE) "
+                             "must be a plain file"),
+    (lambda p: p.mkdir(), "is a folder; an extra-variables file (-e @FILE) must be a file"),
+    (lambda p: None, "no such file (an extra-variables file (-e @FILE))"),
+    (lambda p: p.write_text("- a\n- b\n"), ": holds a list, not a mapping of variable names to values; write the "
+                                            "variables as KEY: VALUE lines"),
+    (lambda p: p.write_text(""), ": holds nothing, not a mapping of variable names to values"),
+    (lambda p: p.write_text("a: [1\n"), ":2: not YAML or JSON ("),
+    (lambda p: p.write_bytes(b"a: 1\n\0"), "is a binary file; an extra-variables file (-e @FILE) must be UTF-8"),
+])
+def test_an_extra_vars_file_that_is_no_plain_mapping_is_refused(tmp_path, make, message):
+    path = tmp_path / "vars.yml"
+    make(path)
+    with pytest.raises(UserError) as e:
+        run.extra_vars_args([f"@{path}"])
+    assert str(path) in str(e.value) and message in str(e.value), str(e.value)
+
+
+def test_extra_vars_from_dev_zero_are_refused_without_reading_it():
+    with pytest.raises(UserError) as e:
+        run.extra_vars_args(["@/dev/zero"])
+    assert str(e.value) == ("/dev/zero: is not a regular file (a pipe, socket or device); an extra-variables file "
+                            "(-e @FILE) must be a plain file")
+
+
+@pytest.mark.parametrize("given,message", [
+    ("{not json", "-e '{not json': not YAML or JSON (expected ',' or '}', but got '<stream end>'); write the "
+                  "variables as a JSON object"),
+    ('{"a": 1} x', "-e '{\"a\": 1} x': not YAML or JSON ("),
+    ("@", "-e '@': give the file's path after @, e.g. -e @vars.yml"),
+    ("@ ", "-e '@ ': give the file's path after @"),
+])
+def test_an_inline_object_that_is_not_one_is_refused(given, message):
+    with pytest.raises(UserError) as e:
+        run.extra_vars_args([given])
+    assert str(e.value).startswith(message), str(e.value)
+
+
+# --- the roles' input checks, on the controller before Ansible starts ---------------------
+
+PROFILE_RULE = ("it must be a file directly in /etc/profile.d whose name holds npuenv and ends in .sh, e.g. "
+                "/etc/profile.d/npuenv-ascend.sh")
+
+
+def test_role_inputs_are_read_from_each_roles_inputs_yml():
+    kinds = run.role_inputs("site.yml")
+    assert {k: kinds[k] for k in ("ascend_env_profile", "hccn_conf", "cann_stage_dir", "hccn_device_ips")} == \
+        {"ascend_env_profile": "profile_script", "hccn_conf": "hccn_conf", "cann_stage_dir": "cache_dir",
+         "hccn_device_ips": "ipv4_list"}
+    assert run.role_inputs("validate.yml") == {}   # the validation role's inputs come from npuenv itself
+
+
+def test_an_inputs_yml_entry_in_another_shape_is_a_bug_not_a_silent_pass(tmp_path, monkeypatch):
+    (tmp_path / "roles" / "r" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "r" / "tasks" / "inputs.yml").write_text(
+        "{{ {'a': ['path', a], 'b': ['path', other]} | npuenv_input_problems }}")
+    monkeypatch.setattr(run, "PLAYBOOK_DIR", tmp_path)
+    with pytest.raises(RuntimeError, match="an input not written as"):
+        run.role_input_kinds("r")
+
+
+@pytest.mark.parametrize("hostvars,extra,message", [
+    # in the inventory, on one host: that host named
+    ({"node-1": {"ascend_env_profile": "/etc/passwd"}}, [],
+     f"  node-1: ascend_env_profile: '/etc/passwd' is not a place this role writes to; {PROFILE_RULE} "
+     "(set in the inventory)\n"),
+    # by -e: every host of the run
+    ({}, ["ascend_env_profile=/etc/passwd"],
+     f"  node-0, node-1: ascend_env_profile: '/etc/passwd' is not a place this role writes to; {PROFILE_RULE} "
+     "(set by -e)\n"),
+    # the -e wins over the inventory's good value, as in Ansible
+    ({"node-0": {"hccn_conf": "/etc/hccn.conf"}}, ['{"hccn_conf": "/etc/shadow"}'],
+     "  node-0, node-1: hccn_conf: '/etc/shadow' is not a place this role writes to; it must be /etc/hccn.conf, "
+     "the file the NPU driver reads at boot (set by -e)\n"),
+    ({"node-0": {"hccn_device_ips": ["10.0.0.1", "10.0.0.1"]}}, [],
+     "  node-0: hccn_device_ips[1]: 10.0.0.1 is listed twice; each device needs its own address (set in the "
+     "inventory)\n"),
+    ({"node-0": {"npu_driver_user": "x;id"}, "node-1": {"cluster_tuning_sysctl": {"somaxconn": 1}}}, [],
+     "  node-0: npu_driver_user: 'x;id' is not a user or group name"),
+])
+def test_a_value_the_roles_refuse_is_refused_before_ansible_starts(fakes, tmp_path, monkeypatch, hostvars, extra,
+                                                                    message):
+    record, _, tmp = fakes
+    monkeypatch.setattr(run, "fleet", lambda inventory, limit=None: (["node-0", "node-1"], hostvars))
+    with pytest.raises(UserError) as e:
+        run.run_playbook("site.yml", tmp_path / "hosts.yml", extra_vars=extra)
+    err = str(e.value) + "\n"
+    assert err.startswith("the roles would refuse these values, so nothing was run on any host:\n"), err
+    assert message in err and err.endswith("\nfix them in the inventory or in the -e given, then run the same "
+                                           "command again\n"), err
+    assert not record.exists() and list(tmp.iterdir()) == []   # ansible-playbook never started, no folder made
+
+
+@pytest.mark.parametrize("hostvars,extra", [
+    ({"node-0": {"ascend_env_profile": "/etc/passwd"}}, ["ascend_env_profile=/etc/profile.d/npuenv-x.sh"]),
+    ({"node-0": {"ascend_env_profile": "{{ my_profile }}"}}, []),   # a template: the role renders and checks it
+    ({"node-0": {"unrelated_path": "/etc/passwd", "hccn_conf": "/etc/hccn.conf"}}, []),
+])
+def test_values_the_roles_accept_or_must_render_first_reach_ansible(fakes, tmp_path, monkeypatch, hostvars, extra):
+    record, _, _ = fakes
+    monkeypatch.setattr(run, "fleet", lambda inventory, limit=None: (["node-0", "node-1"], hostvars))
+    assert run.run_playbook("site.yml", tmp_path / "hosts.yml", extra_vars=extra).returncode == 0
+    assert record.exists()
+
+
+def test_npuenv_deploy_reads_each_hosts_variables_merged_and_refuses_with_exit_2(tmp_path, monkeypatch, capsys):
+    """`npuenv deploy` with the real ansible-inventory: group_vars, host_vars and the -e merged as Ansible
+    merges them; ansible-playbook is never started."""
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text("all:\n  children:\n    npu_nodes:\n      hosts:\n        n0:\n        n1:\n"
+                                        "        n2:\n")
+    (tmp_path / "group_vars" / "npu_nodes.yml").write_text("npuenv_row: {torch_npu: '2.13.0'}\n"
+                                                           "cann_stage_dir: /var/tmp/stage\n")
+    (tmp_path / "host_vars" / "n1.yml").write_text("cann_stage_dir: /var/cache/npuenv/stage\n")
+    started = tmp_path / "started"
+    real = run.ansible_command
+    monkeypatch.setattr(run, "ansible_command", lambda name: str(started) if name == "ansible-playbook" else real(name))
+    assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml"), "--limit", "n0,n1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("npuenv: the roles would refuse these values, so nothing was run on any host:\n"), err
+    assert ("\n  n0: cann_stage_dir: '/var/tmp/stage' is not a place this role writes to; it must be a folder below "
+            "/var/cache/npuenv, e.g. /var/cache/npuenv/installers (set in the inventory)\nfix them") in err, err
+    assert "Traceback" not in err
+    assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml"), "-e", "npu_driver_group=-x"]) == 2
+    assert "\n  n0, n1, n2: npu_driver_group: '-x' is not a user or group name" in capsys.readouterr().err
+    assert not started.exists()
+
+
+def test_a_caller_that_names_the_hosts_gets_their_values_checked_too(fakes, tmp_path, monkeypatch):
+    """run_playbook(hosts=...) (the caller read the inventory already) still reads each host's variables."""
+    record, _, _ = fakes
+    monkeypatch.setattr(run, "fleet", lambda inventory, limit=None: (["node-0", "node-1"],
+                                                                     {"node-1": {"hccn_netmask": "255.0.255.0"}}))
+    with pytest.raises(UserError) as e:
+        run.run_playbook("site.yml", tmp_path / "hosts.yml", limit="node-1", hosts=["node-1"])
+    assert "\n  node-1: hccn_netmask: '255.0.255.0' is not a netmask (e.g. 255.255.255.0) (set in the inventory)\n" \
+        in str(e.value)
+    assert not record.exists()
+    # a playbook whose roles check no inputs needs no variables: the inventory is not read again
+    monkeypatch.setattr(run, "fleet", lambda *a, **k: pytest.fail("the inventory was read"))
+    assert run.run_playbook("validate.yml", tmp_path / "hosts.yml", hosts=["node-1"]).returncode == 0
+
+
+PLAYBOOK_DRIVER = """\
+import sys
+sys.path.insert(0, {root!r})
+from compat_matrix.errors import UserError
+from playbooks import run
+run.ansible_command = lambda name: {playbook!r}
+run.fleet = lambda inventory, limit=None: (["node-0"], dict())
+try:
+    run.run_playbook("site.yml", "hosts.yml", log={log})
+except UserError as e:
+    print(e, file=sys.stderr)
+    sys.exit(getattr(e, "exit_code", 2))
+"""
+
+
+@pytest.mark.parametrize("log", ["None", "print"])   # output to the terminal, or line by line to a log
+def test_sigterm_during_run_playbook_ends_ansible_playbook_and_removes_the_runs_folder(fakes, tmp_path, log):
+    record, ssh_log, tmp = fakes
+    driver = tmp_path / "driver.py"
+    driver.write_text(PLAYBOOK_DRIVER.format(root=str(ROOT), playbook=str(tmp_path / "bin" / "ansible-playbook"),
+                                             log=log))
+    proc = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, FAKE_DOES="hang"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not record.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        got = json.loads(record.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+        if record.exists() and not _gone(json.loads(record.read_text())["pid"]):   # a failed test leaves no process
+            os.kill(json.loads(record.read_text())["pid"], signal.SIGKILL)
+    assert (proc.returncode, err) == (128 + signal.SIGTERM, "ansible-playbook site.yml: interrupted by SIGTERM; hosts "
+                                      "may be part way through a task: run the same command again to converge them\n")
+    assert Path(f"{record}.stopped").read_text() == str(signal.SIGTERM.value)   # asked to stop, and it did
+    assert _gone(got["pid"])
+    assert ssh_log.read_text() == f"-o ControlPath={got['folder']}/0123456789ab -O exit npuenv-run\n"
+    assert list(tmp.iterdir()) == []   # the run's folder is gone

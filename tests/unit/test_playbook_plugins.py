@@ -53,7 +53,7 @@ def test_row_resolves_for_the_hosts_arch_and_os():
     ({"row": {"torch_npu": "2.13.0"}, "arch": "ppc64le", "distribution": "Ubuntu", "version": "22.04"},
      "unknown arch 'ppc64le'"),
     ({"row": {"torchnpu": "2.13.0"}, "arch": "x86_64", "distribution": "Ubuntu", "version": "22.04"},
-     "npuenv_row: unknown key(s) torchnpu"),
+     "npuenv_row.torchnpu: unknown row constraint(s); use npuenv_row.row, npuenv_row.torch_npu"),
 ])
 def test_a_host_that_does_not_fit_fails_with_the_reason(kw, message):
     with pytest.raises(AnsibleError) as info:
@@ -61,37 +61,60 @@ def test_a_host_that_does_not_fit_fails_with_the_reason(kw, message):
     assert message in str(info.value)
 
 
-def installers(cache: Path, files: dict[str, bytes], sums: dict[str, str] | None = None):
+def installers(cache: Path, files: dict[str, bytes]):
     cache.mkdir(exist_ok=True)
     for name, data in files.items():
         (cache / name).write_bytes(data)
-    sums = sums if sums is not None else {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
-    (cache / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
     plug = lookup("npuenv_installers")
-    return lambda packages, kinds: plug.run([], variables={}, cache=str(cache), packages=packages, kinds=kinds)[0]
+    return lambda pins, kinds: plug.run([], variables={}, cache=str(cache), pins=pins, kinds=kinds)[0]
 
 
-def test_installers_are_found_by_name_and_glob_and_checked(tmp_path):
-    find = installers(tmp_path / "c", {"Ascend-hdk-910b-npu-firmware_7.8.1.1.200.run": b"fw", "tk.run": b"tk"})
-    found = find({"firmware": "Ascend-hdk-910b-npu-firmware_*.run", "toolkit": "tk.run"}, ["firmware", "toolkit"])
-    assert found["firmware"]["name"] == "Ascend-hdk-910b-npu-firmware_7.8.1.1.200.run"
-    assert found["toolkit"]["sha256"] == hashlib.sha256(b"tk").hexdigest()
+def pin(name: str, data: bytes) -> dict:
+    return {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
-def test_missing_corrupt_and_unlisted_installers_are_refused(tmp_path):
-    find = installers(tmp_path / "c", {"tk.run": b"damaged"}, sums={"tk.run": hashlib.sha256(b"good").hexdigest()})
+def test_installers_are_the_files_the_lock_names_checked_against_its_sha256(tmp_path):
+    # One folder with two rows' firmware: the lock's name is taken, not a pattern's last match.
+    fw_old, fw_new = "Ascend-hdk-910b-npu-firmware_7.7.0.1.231.run", "Ascend-hdk-910b-npu-firmware_7.8.1.1.200.run"
+    find = installers(tmp_path / "c", {fw_old: b"old", fw_new: b"new", "tk.run": b"tk"})
+    found = find({"firmware": pin(fw_old, b"old"), "toolkit": pin("tk.run", b"tk")}, ["firmware", "toolkit"])
+    assert found["firmware"] == {"name": fw_old, "path": str(tmp_path / "c" / fw_old),
+                                 "sha256": hashlib.sha256(b"old").hexdigest(), "size": 3}
+    assert set(found) == {"firmware", "toolkit"}
+
+
+def test_only_the_kinds_asked_for_are_looked_at(tmp_path):
+    # The NNAL installer is not in the cache: a node that switches NNAL without it does not need it.
+    find = installers(tmp_path / "c", {"tk.run": b"tk"})
+    pins = {"toolkit": pin("tk.run", b"tk"), "nnal": pin("nnal.run", b"nnal")}
+    assert set(find(pins, ["toolkit"])) == {"toolkit"}
+    assert find(pins, []) == {}
     with pytest.raises(AnsibleError) as info:
-        find({"toolkit": "tk.run"}, ["toolkit"])
-    assert f"{tmp_path / 'c' / 'tk.run'} is corrupt or not the vendor's file" in str(info.value)
-    assert (f"tk.run: checksum mismatch: {tmp_path / 'c' / 'SHA256SUMS'} says sha256 {hashlib.sha256(b'good').hexdigest()}, "
-            f"the file has {hashlib.sha256(b'damaged').hexdigest()}") in str(info.value)
+        find(pins, ["toolkit", "nnal"])
+    assert (f"{tmp_path / 'c' / 'nnal.run'} is missing: the node needs the nnal installer the lock pins (nnal.run, "
+            f"sha256 {hashlib.sha256(b'nnal').hexdigest()})") in str(info.value)
+
+
+def test_corrupt_and_unpinned_installers_are_refused(tmp_path):
+    find = installers(tmp_path / "c", {"tk.run": b"damaged"})
     with pytest.raises(AnsibleError) as info:
-        find({"nnal": "nnal.run"}, ["nnal"])
-    assert "nnal.run is not in" in str(info.value) and "add its SHA256 to SHA256SUMS" in str(info.value)
-    (tmp_path / "c" / "SHA256SUMS").unlink()
+        find({"toolkit": pin("tk.run", b"good")}, ["toolkit"])
+    assert (f"{tmp_path / 'c' / 'tk.run'} is corrupt or not the vendor's file: tk.run: checksum mismatch: the lock "
+            f"pins sha256 {hashlib.sha256(b'good').hexdigest()}, the file has "
+            f"{hashlib.sha256(b'damaged').hexdigest()}") in str(info.value)
+    for bad in ({}, {"toolkit": {"name": "tk.run"}}, {"toolkit": {"name": "../tk.run", "sha256": "0" * 64}}):
+        with pytest.raises(AnsibleError) as info:
+            find(bad, ["toolkit"])
+        assert "the lock pins no toolkit installer" in str(info.value)
+
+
+def test_a_file_replaced_after_it_was_checked_is_checked_again(tmp_path):
+    find = installers(tmp_path / "c", {"tk.run": b"good"})
+    assert find({"toolkit": pin("tk.run", b"good")}, ["toolkit"])["toolkit"]["size"] == 4
+    (tmp_path / "c" / "tk.run").write_bytes(b"evil")   # same size, new contents and times
     with pytest.raises(AnsibleError) as info:
-        find({"toolkit": "tk.run"}, ["toolkit"])
-    assert "has no SHA256SUMS" in str(info.value)
+        find({"toolkit": pin("tk.run", b"good")}, ["toolkit"])
+    assert "checksum mismatch" in str(info.value)
 
 
 def test_hccn_survey_and_todo_filters():
@@ -116,3 +139,40 @@ def test_deploy_exit_codes():
     assert playbook_run.exit_code(2) == 1   # a host failed
     assert playbook_run.exit_code(4) == 1   # a host was unreachable
     assert playbook_run.exit_code(5) == 2   # bad options: the run could not start
+
+
+def lock_lookup(**kw):
+    return lookup("npuenv_lock").run([], variables={}, **kw)[0]
+
+
+def test_the_lock_lookup_checks_a_given_lock_and_makes_one_from_the_row_otherwise(tmp_path):
+    import json as json_mod
+
+    from compat_matrix import lock as lock_mod
+    from tests.sim import installers as sim_installers
+
+    cache = tmp_path / "installers"
+    sim_installers.make_installers(sim_installers.Release(cann="9.1.0", hdk="26.1.0", chip="910b", arch="x86_64"),
+                                   cache, kinds=("driver", "firmware", "toolkit", "kernels", "nnal"))
+    made = lock_lookup(row={"row": "2.13.0", "python": "3.11", "arch": "x86_64", "os": "debian12"},
+                       installers=str(cache))
+    assert made["row"]["torch_npu"] == "2.13.0" and list(made["entries"]) == ["x86_64/debian12"]
+    assert made["entries"]["x86_64/debian12"]["installers"]["toolkit"]["name"] == \
+        "Ascend-cann-toolkit_9.1.0_linux-x86_64.run"
+    # given, it comes back as it is (as a mapping or as its JSON text), its digest checked
+    assert lock_lookup(lock=made) == made and lock_lookup(lock=json_mod.dumps(made)) == made
+    edited = json_mod.loads(json_mod.dumps(made))
+    edited["row"]["cann"] = "8.5.0"
+    with pytest.raises(AnsibleError) as info:
+        lock_lookup(lock=edited)
+    assert "npuenv_lock: npuenv_lock: the lock's digest does not match its content" in str(info.value)
+    assert lock_mod.digest_of(made) == made["digest"]
+    with pytest.raises(AnsibleError) as info:
+        lock_lookup(row={"torch_npu": "9.9.9"}, installers=str(cache))
+    assert "npuenv_lock: npuenv_row is invalid: unknown row: no torch_npu 9.9.9" in str(info.value)
+    with pytest.raises(AnsibleError) as info:
+        lock_lookup(row={"torchnpu": "2.13.0"}, installers=str(cache))
+    assert "npuenv_row.torchnpu: unknown row constraint(s)" in str(info.value)
+    with pytest.raises(AnsibleError) as info:
+        lock_lookup()
+    assert "give npuenv_lock (a lock from `npuenv lock`), or npuenv_row and npuenv_installer_cache" in str(info.value)

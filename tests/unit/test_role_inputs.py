@@ -3,11 +3,10 @@ node where they may write, and the rule that the roles hand values to the node
 as argv, never through a shell."""
 from __future__ import annotations
 
-import re
-
 import pytest
 import yaml
 
+from playbooks.run import role_input_kinds
 from tests.conftest import ROOT
 from tests.unit.test_playbook_plugins import plugin
 
@@ -73,6 +72,14 @@ def test_bad_values_are_refused_with_the_variable_and_the_fix(kind, value, messa
     assert len(found) == 1 and message in found[0], found
 
 
+def test_the_number_of_cann_versions_kept_is_a_small_whole_number():
+    assert problems("keep_count", 1) == [] and problems("keep_count", 9) == []
+    for bad in (0, 10, "2", True, 2.0, None):
+        found = problems("keep_count", bad, "cann_keep_versions")
+        assert found == [f"cann_keep_versions: {bad!r} is not a number of versions to keep (a whole number from 1 to 9; "
+                         f"1 keeps only the one deployed, 2 also the one it replaced)"], bad
+
+
 def test_every_problem_is_listed():
     found = inputs.input_problems({"a": ["path", "x"], "b": ["ipv4", "y"], "c": ["path", "/ok"]})
     assert [p.split(":")[0] for p in found] == ["a", "b"]
@@ -101,23 +108,25 @@ def test_roles_pass_values_as_argv_never_through_a_shell(role):
 def test_roles_check_their_inputs_first_and_site_checks_them_all(role):
     first = yaml.safe_load((ROLES / role / "tasks" / "main.yml").read_text())[0]
     assert first.get("ansible.builtin.import_tasks") == "inputs.yml"
-    rollout = next(play for play in yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text()) if "roles" in play)
-    checked = rollout["pre_tasks"][0]
+    # site.yml's first play checks every role's inputs on every host, before the lock is taken and
+    # before the play that changes anything starts
+    first, rollout = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
+    checked = next(task for task in first["tasks"] if task.get("loop_control", {}).get("loop_var") == "npuenv_checked_role")
     assert checked["ansible.builtin.include_role"]["tasks_from"] == "inputs" and role in checked["loop"]
+    names = [task["name"] for task in first["tasks"]]
+    assert names.index(checked["name"]) < names.index("Lock | Take the lock and check every host has an entry")
+    assert "roles" in rollout and "roles" not in first
 
 
 # --- paths on the node: only where the roles own things --------------------------
 
-# Path variables that name no place the roles write on the node: preflight only
-# reads the free space under its install root; the others are on the controller.
-NOT_WRITTEN_ON_THE_NODE = {"preflight_install_root", "npuenv_installer_cache", "python_stack_wheelhouse",
-                           "python_stack_controller_tmp"}
+# Path variables that name no place the roles write on the node: they are on the controller.
+NOT_WRITTEN_ON_THE_NODE = {"npuenv_installer_cache", "python_stack_wheelhouse", "python_stack_controller_tmp"}
 
 
 def checked_kinds(role):
     """{variable: kind} as the role's tasks/inputs.yml hands them to npuenv_input_problems."""
-    text = (ROLES / role / "tasks" / "inputs.yml").read_text()
-    return dict((var, kind) for var, kind in re.findall(r"'(\w+)': \['(\w+)', \1\]", text))
+    return role_input_kinds(role)
 
 
 @pytest.mark.parametrize("role", CHECKED_ROLES)

@@ -145,6 +145,13 @@ def _sysctl(name, value):
     return None
 
 
+def _keep_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 9:
+        return (f"{name}: {value!r} is not a number of versions to keep (a whole number from 1 to 9; 1 keeps "
+                f"only the one deployed, 2 also the one it replaced)")
+    return None
+
+
 KINDS = {
     "path": _path,
     "account": _account,
@@ -155,6 +162,7 @@ KINDS = {
     "commands": _commands,
     "environment": _environment,
     "sysctl": _sysctl,
+    "keep_count": _keep_count,
     **{kind: _place(kind) for kind in PLACES},
 }
 
