@@ -44,7 +44,8 @@ CHECKSUM_FUNCTIONS = {
 
 # module -> the unit tests that judge it (mutmut runs only those reaching the mutated function)
 MODULES = {
-    "compat_matrix/resolver.py": ["tests/unit/test_resolver_rules.py", "tests/unit/test_matrix_resolve.py"],
+    "compat_matrix/resolver.py": ["tests/unit/test_resolver_rules.py", "tests/unit/test_matrix_resolve.py",
+                                  "tests/unit/test_resolver_prereleases.py"],
     "compat_matrix/loader.py": ["tests/unit/test_matrix_loader.py", "tests/unit/test_matrix_schema.py"],
     "compat_matrix/schema.py": ["tests/unit/test_matrix_schema.py"],
     "compat_matrix/versions.py": ["tests/unit/test_resolver_rules.py", "tests/unit/test_matrix_resolve.py",
@@ -59,11 +60,14 @@ MODULES = {
     "validation/merge.py": ["tests/unit/test_validation_run.py"],
     "validation/targets.py": ["tests/unit/test_validation_run.py"],
     "validation/report.py": ["tests/unit/test_report.py", "tests/unit/test_validation_run.py"],
-    "validation/codes.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
-    "validation/hardware.py": ["tests/unit/test_hardware_checks.py"],
+    "validation/codes.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py",
+                            "tests/unit/test_vendor_variations.py", "tests/unit/test_vendor_heldout.py",
+                            "tests/unit/test_codes_table.py"],
+    "validation/hardware.py": ["tests/unit/test_hardware_checks.py", "tests/unit/test_hardware_findings.py"],
     "validation/suite/test_hardware.py": ["tests/unit/test_hardware_checks.py"],
     "compat_matrix/checksums.py": ["tests/unit/test_checksums.py", "tests/unit/test_bundle_verify.py"],
-    "validation/vendor_tools.py": ["tests/unit/test_vendor_tools.py"],
+    "validation/vendor_tools.py": ["tests/unit/test_vendor_tools.py", "tests/unit/test_vendor_variations.py",
+                                   "tests/unit/test_vendor_heldout.py", "tests/unit/test_vendor_tools_mutants.py"],
     # the xdist case runs pytest in a subprocess, where mutmut's trampolines find no settings
     "validation/results.py": ["tests/unit/test_results_plugin.py", "-k", "not xdist"],
     "torch_npu_pkg/wheelhouse.py": ["tests/unit/test_wheelhouse_checks.py", "tests/unit/test_wheelhouse_build.py"],
@@ -71,6 +75,10 @@ MODULES = {
     "images/render.py": ["tests/unit/test_images_render.py", "tests/unit/test_dockerfile_checksums.py",
                          "tests/unit/test_images_build.py"],
     "images/build.py": ["tests/unit/test_images_build.py"],
+    "images/registry.py": ["tests/unit/test_images_registry.py", "tests/unit/test_images_registry_mutants.py"],
+    "compat_matrix/interrupts.py": ["tests/unit/test_interrupts_unit.py"],
+    "compat_matrix/lock.py": ["tests/unit/test_lock.py", "tests/unit/test_lock_cli.py", "tests/unit/test_lock_readback.py"],
+    "validation/document.py": ["tests/unit/test_hostile_node.py", "tests/unit/test_validation_run.py"],
     "playbooks/plugins/lookup/npuenv_stack.py": ["tests/unit/test_playbook_plugins.py"],
     "playbooks/plugins/lookup/npuenv_installers.py": ["tests/unit/test_playbook_plugins.py"],
     "playbooks/plugins/filter/npuenv.py": ["tests/unit/test_playbook_plugins.py"],

@@ -1,0 +1,295 @@
+"""validation.hardware's judgements called on hand-written facts (the shapes validation/facts.py gives),
+each with the exact findings: the verdict, the place and what was found. Thresholds are the module's
+(project policy, CANN DCMI ECC guidance); fault levels are MindCluster's default faultCode.json
+(validation/codes.py). test_hardware_checks.py runs the same judgements on the simulator's facts."""
+from __future__ import annotations
+
+import pytest
+
+from validation import codes, hardware
+from validation.hardware import Finding
+
+CHIP0, CHIP1 = "NPU 0 chip 0", "NPU 1 chip 0"
+
+
+def dev(npu=0, chip=0, **extra):
+    return {"npu": npu, "chip": chip, **extra}
+
+
+# ------------------------------------------------------------------- listing
+
+def test_fails_and_warns_split_the_findings():
+    f = [Finding("warn", "a", "x"), Finding("fail", "b", "y"), Finding("warn", "c", "z")]
+    assert hardware.fails(f) == [Finding("fail", "b", "y")]
+    assert hardware.warns(f) == [Finding("warn", "a", "x"), Finding("warn", "c", "z")]
+
+
+def test_listing_is_bounded_by_its_limit():
+    f = [Finding("warn", f"port {p}", f"finding {p}") for p in range(4)]
+    assert hardware.listing(f, limit=2) == "port 0: finding 0; port 1: finding 1; and 2 more"
+    assert hardware.listing(f, limit=4) == "port 0: finding 0; port 1: finding 1; port 2: finding 2; port 3: finding 3"
+    assert hardware.listing([]) == ""
+
+
+# --------------------------------------------------------------- health codes
+
+def test_health_findings_describe_every_error_code_by_its_fault_level():
+    devices = [dev(0, health="OK"),
+               dev(1, health="Alarm", health_detail={"error_codes": ["A4025021", "8C03A000", "12345678"],
+                                                      "error_info": ["ascend_monitor adda heart beat lost error",
+                                                                     "node type=adda"]})]
+    assert hardware.health_findings(devices) == [Finding("fail", CHIP1, (
+        "Alarm: A4025021 (NotHandleFault: a fault with no effect on the work), 8C03A000 (RestartNPU: the chip must "
+        "be reset), 12345678 (not in the fault-code table) [ascend_monitor adda heart beat lost error]"))]
+
+
+def test_health_findings_without_codes_or_unread_ones():
+    devices = [dev(0, health="Critical"),
+               dev(1, health="Warning", health_detail={"error": "npu-smi info -t health timed out"}),
+               dev(2, health="Warning", health_detail={"error_codes": []})]
+    assert hardware.health_findings(devices) == [
+        Finding("fail", CHIP0, "Critical with no error code"),
+        Finding("warn", CHIP1, "Warning (the error codes could not be read: npu-smi info -t health timed out)"),
+        Finding("warn", "NPU 2 chip 0", "Warning with no error code"),
+    ]
+
+
+def test_a_state_the_manual_does_not_list_fails_and_says_so():
+    assert hardware.health_findings([dev(3, 1, health="Degraded", health_detail={"error_codes": ["80E01801"]})]) == [
+        Finding("fail", "NPU 3 chip 1", "Degraded: 80E01801 (RestartBusiness: the running job must be restarted) "
+                                        "(a state the npu-smi manual does not list)")]
+
+
+def test_health_fix_is_the_worst_levels_fix_of_the_unhealthy_chips():
+    source = codes.FAULT_CODE_SOURCE
+    devices = [dev(0, health="OK", health_detail={"error_codes": ["80E3A201"]}),    # SeparateNPU on a healthy chip
+               dev(1, health="Alarm", health_detail={"error_codes": ["A4025021", "8C03A000", "80E01801"]}),
+               dev(2, health="Alarm")]
+    assert hardware.health_fix(devices) == ("stop the jobs on the card, then reset it: npu-smi set -t reset -i <npu> "
+                                            f"-c <chip> (fault level RestartNPU, {source})")
+    assert hardware.health_fix([dev(1, health="Warning", health_detail={"error_codes": ["A4025021"]})]) == (
+        f"no action needed; keep an eye on it (fault level NotHandleFault, {source})")
+    generic = "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
+    assert hardware.health_fix([dev(0, health="Alarm", health_detail={"error_codes": ["12345678"]})]) == generic
+    assert hardware.health_fix([dev(0, health="OK", health_detail={"error_codes": ["80E3A201"]})]) == generic
+
+
+# ------------------------------------------------------------------- sensors
+
+@pytest.mark.parametrize("temp, found", [
+    (84, []),
+    (85, [Finding("warn", CHIP0, "NPU 85 C (>= 85 C)")]),
+    (94.5, [Finding("warn", CHIP0, "NPU 94.5 C (>= 85 C)")]),
+    (95, [Finding("fail", CHIP0, "NPU 95 C (>= 95 C)")]),
+])
+def test_npu_temperature_against_the_limits(temp, found):
+    assert hardware.temperature_findings([dev(sensors={"temp_c": temp})]) == found
+
+
+def test_temperature_sources_and_the_hbm():
+    devices = [dev(0, temp_c=90, sensors={"temp_c": {"error": "npu-smi -t temp: not supported"}}),
+               dev(1, temp_c=95),
+               dev(2, sensors={"hbm_temp_c": 85}),
+               dev(3, temp_c=40, sensors={"temp_c": 41, "hbm_temp_c": {"error": "not supported"}}),
+               dev(4, temp_c=40, sensors={"hbm_temp_c": 95})]
+    assert hardware.temperature_findings(devices) == [
+        Finding("warn", CHIP0, "NPU 90 C (>= 85 C)"),              # the table's Temp(C) when -t temp is unread
+        Finding("fail", CHIP1, "NPU 95 C (>= 95 C)"),
+        Finding("fail", "NPU 2 chip 0", "NPU temperature not read"),
+        Finding("warn", "NPU 2 chip 0", "HBM 85 C (>= 85 C)"),
+        Finding("fail", "NPU 4 chip 0", "HBM 95 C (>= 95 C)"),
+    ]
+
+
+def test_ecc_counters_not_read_or_not_printed():
+    devices = [dev(0), dev(1, ecc={"error": "npu-smi -t ecc: permission denied"}), dev(2, ecc={}),
+               dev(3, ecc={"DDR": {"double_bit": 1, "single_bit": 2}})]
+    assert hardware.ecc_findings(devices) == [
+        Finding("fail", CHIP0, "ECC counters not read: not queried"),
+        Finding("fail", CHIP1, "ECC counters not read: npu-smi -t ecc: permission denied"),
+        Finding("fail", "NPU 2 chip 0", "npu-smi -t ecc printed no HBM or DDR counters"),
+        Finding("fail", "NPU 3 chip 0", "1 uncorrectable (double-bit) DDR ECC error(s)"),
+        Finding("warn", "NPU 3 chip 0", "2 corrected single-bit DDR ECC error(s)"),
+    ]
+
+
+def test_ecc_counts_at_and_below_their_thresholds():
+    clean = {"double_bit": 0, "single_bit": 0, "single_bit_isolated_pages": 0, "double_bit_isolated_pages": 0}
+    devices = [dev(0, ecc={"HBM": clean, "DDR": {"double_bit": 5}}),
+               dev(1, ecc={"HBM": {"double_bit": 1, "single_bit": 1}}),
+               dev(2, ecc={"HBM": {"double_bit": None, "single_bit_isolated_pages": 1, "double_bit_isolated_pages": 2}}),
+               dev(3, ecc={"HBM": {"double_bit_isolated_pages": 1}})]
+    assert hardware.ecc_findings(devices) == [
+        Finding("fail", CHIP1, "1 uncorrectable (double-bit) HBM ECC error(s)"),
+        Finding("warn", CHIP1, "1 corrected single-bit HBM ECC error(s)"),
+        Finding("warn", "NPU 2 chip 0", "3 HBM page(s) isolated after ECC errors"),
+        Finding("warn", "NPU 3 chip 0", "1 HBM page(s) isolated after ECC errors"),
+    ]
+
+
+# ------------------------------------------------------------------ topology
+
+def matrix(n, cell):
+    names = [f"NPU{i}" for i in range(n)]
+    return {"devices": names, "links": {a: {b: "X" if a == b else cell(i, j) for j, b in enumerate(names)}
+                                        for i, a in enumerate(names)}}
+
+
+def test_topology_not_read_or_of_an_unknown_chip():
+    devices = [dev(0)]
+    assert hardware.topology_findings(None, devices, "910b") == [
+        Finding("fail", "npu-smi info -t topo", "not read: not queried")]
+    assert hardware.topology_findings({"error": "npu-smi: not found"}, devices, "910b") == [
+        Finding("fail", "npu-smi info -t topo", "not read: npu-smi: not found")]
+    assert hardware.topology_findings(matrix(1, None), devices, "310b") == [
+        Finding("fail", "topology", "no expected topology for chip '310b' in validation/hardware.py")]
+
+
+def test_topology_of_910b_every_pair_over_hccs():
+    devices = [dev(n, logic_id=n) for n in range(3)]
+    topo = matrix(3, lambda i, j: "HCCS")
+    assert hardware.topology_findings(topo, devices, "910b") == []
+    topo["links"]["NPU0"]["NPU2"] = "PIX"
+    del topo["links"]["NPU0"]["NPU1"]
+    topo["links"]["NPU2"]["NPU2"] = "HCCS"
+    assert hardware.topology_findings(topo, devices, "910b") == [
+        Finding("fail", "NPU0-NPU1", "no link cell"),
+        Finding("fail", "NPU0-NPU2", "PIX where HCCS belongs"),
+        Finding("fail", "NPU2", "HCCS on the diagonal"),
+    ]
+    del topo["links"]["NPU1"]      # a whole row missing
+    assert hardware.topology_findings(topo, devices, "910b") == [
+        Finding("fail", "NPU0-NPU1", "no link cell"), Finding("fail", "NPU0-NPU2", "PIX where HCCS belongs"),
+        Finding("fail", "NPU1-NPU2", "no link cell"), Finding("fail", "NPU2", "HCCS on the diagonal")]
+    assert hardware.topology_findings(matrix(3, lambda i, j: "HCCS"), devices[:2], "910b") == [
+        Finding("fail", "topology", "3 devices in the matrix, 2 in npu-smi info")]
+
+
+def test_topology_columns_are_logic_ids_and_a_row_without_its_own_cell_is_fine():
+    # A3: the dies of one card over SIO; the matrix column is NPU<logic id>, else the device's place
+    devices = [{"npu": 0, "chip": 0}, {"npu": 0, "chip": 1}, {"npu": 1, "chip": 0, "logic_id": 3},
+               {"npu": 1, "chip": 1, "logic_id": 2}]
+    topo = matrix(4, lambda i, j: "SIO" if {i, j} in ({0, 1}, {2, 3}) else "HCCS_SW")
+    del topo["links"]["NPU3"]["NPU3"]
+    assert hardware.topology_findings(topo, devices, "a3") == []
+    topo["links"]["NPU2"]["NPU3"] = "HCCS"
+    assert hardware.topology_findings(topo, devices, "a3") == [Finding("fail", "NPU2-NPU3", "HCCS where SIO belongs")]
+    # npu-smi info lists the dies card by card, the matrix by logic id: card 0 is NPU0 and NPU1 here
+    listed = [{"npu": 0, "chip": 0, "logic_id": 0}, {"npu": 1, "chip": 0, "logic_id": 2},
+              {"npu": 0, "chip": 1, "logic_id": 1}, {"npu": 1, "chip": 1, "logic_id": 3}]
+    assert hardware.topology_findings(matrix(4, lambda i, j: "SIO" if i // 2 == j // 2 else "HCCS_SW"), listed,
+                                      "a3") == []
+
+
+def test_topology_of_910_two_meshes_of_four():
+    devices = [dev(n, logic_id=n) for n in range(8)]
+    topo = matrix(8, lambda i, j: "HCCS" if i // 4 == j // 4 else "SYS")
+    assert hardware.topology_findings(topo, devices, "910") == []
+    topo["links"]["NPU3"]["NPU4"] = "HCCS"
+    topo["links"]["NPU1"]["NPU2"] = "PIX"
+    assert hardware.topology_findings(topo, devices, "910") == [
+        Finding("fail", "NPU1-NPU2", "PIX where HCCS belongs"),
+        Finding("fail", "NPU3-NPU4", "HCCS where PHB/PIX/PXB/SYS belongs"),
+    ]
+    # columns that are not NPU<n> cannot be placed in a group: they take the between-groups rule
+    odd = {"devices": ["Phy-ID0", "Phy-ID1"], "links": {"Phy-ID0": {"Phy-ID1": "HCCS"}}}
+    assert hardware.topology_findings(odd, [dev(0, logic_id=5), dev(1, logic_id=6)], "910") == [
+        Finding("fail", "Phy-ID0-Phy-ID1", "HCCS where PHB/PIX/PXB/SYS belongs")]
+    mixed = {"devices": ["NPU0", "Phy-ID1"], "links": {"NPU0": {"Phy-ID1": "HCCS"}}}
+    assert hardware.topology_findings(mixed, [dev(0, logic_id=0), dev(1, logic_id=6)], "910") == [
+        Finding("fail", "NPU0-Phy-ID1", "HCCS where PHB/PIX/PXB/SYS belongs")]
+
+
+# ------------------------------------------------------------------ NPU ports
+
+def optical(**over):
+    o = {"present": True, "rx_power_mw": [1.0, 1.0], "tx_power_mw": [1.0], "rx_power_low_mw": 0.1445,
+         "rx_power_high_mw": 3.5481, "tx_power_low_mw": 0.2818, "tx_power_high_mw": 3.5481}
+    return {**o, **over}
+
+
+def test_optical_findings():
+    ports = [{"port": 0}, {"port": 1, "optical": {"error": "hccn_tool: Cmd execute failed!"}},
+             {"port": 2, "optical": optical(present=False)},
+             {"port": 3, "optical": optical(rx_power_mw=[0.1445, 0.0054, 3.6], tx_power_mw=[0.2, 3.5481, 4.4035])},
+             {"port": 4, "optical": optical(rx_power_low_mw=None, rx_power_high_mw=None, rx_power_mw=[0.0, 9.0])},
+             {"port": 5, "optical": optical()}]
+    assert hardware.optical_findings(ports) == [
+        Finding("fail", "port 0", "optical module not read: not queried"),
+        Finding("fail", "port 1", "optical module not read: hccn_tool: Cmd execute failed!"),
+        Finding("fail", "port 2", "no optical module present"),
+        Finding("fail", "port 3", "Rx power lane 1 0.0054 mW below the module's low threshold 0.1445 mW"),
+        Finding("fail", "port 3", "Rx power lane 2 3.6 mW above the module's high threshold 3.5481 mW"),
+        Finding("fail", "port 3", "Tx power lane 0 0.2 mW below the module's low threshold 0.2818 mW"),
+        Finding("fail", "port 3", "Tx power lane 2 4.4035 mW above the module's high threshold 3.5481 mW"),
+    ]
+
+
+def test_link_flap_findings():
+    ports = [{"port": 0}, {"port": 1, "link_stat": {"error": "hccn_tool: Device ID is out of the valid range."}},
+             {"port": 2, "link_stat": {"records": [["t5", "LINK UP"], ["t4", "LINK DOWN"], ["t3", "LINK DOWN"],
+                                                   ["t2", "LINK UP"], ["t1", "LINK DOWN"]]}},
+             {"port": 3, "link_stat": {"records": [["t2", "LINK UP"], ["t1", "LINK DOWN"], ["t0", "LINK DOWN"]]}},
+             {"port": 4, "link_stat": {"records": [["t1", "LINK UP"]]}}]
+    assert hardware.link_flap_findings(ports) == [
+        Finding("fail", "port 0", "link statistics not read: not queried"),
+        Finding("fail", "port 1", "link statistics not read: hccn_tool: Device ID is out of the valid range."),
+        Finding("fail", "port 2", "3 link downs since the driver started (last t4)"),
+        Finding("warn", "port 3", "2 link down(s) since the driver started (last t1)"),
+    ]
+
+
+def test_packet_error_findings():
+    counters = {"mac_rx_fcs_err_pkt_num": 3, "roce_rx_err_pkt_num": 0, "mac_tx_total_pkt_num": 100}
+    before = {0: {}, 1: {"stat": {"error": "first read failed"}}, 2: {"stat": counters}, 3: {"stat": counters},
+              4: {"stat": counters}, 5: {"stat": counters}, 6: {"stat": {"mac_tx_total_pkt_num": 1}},
+              7: {"stat": {"roce_rx_err_pkt_num": 1}}, 8: {"stat": {"mac_rx_fcs_err_pkt_num": 2, "roce_rx_err_pkt_num": 5}}}
+    after = {1: {"stat": counters}, 2: {"stat": {"error": "second read failed"}},
+             3: {"stat": {**counters, "mac_rx_fcs_err_pkt_num": 4, "roce_rx_err_pkt_num": 2}},
+             4: {"stat": {**counters, "mac_tx_total_pkt_num": 900}}, 5: {},
+             6: {"stat": {"mac_tx_total_pkt_num": 2, "mac_rx_fcs_err_pkt_num": 1}},
+             7: {"stat": {"roce_rx_err_pkt_num": 1, "mac_tx_total_pkt_num": 5}},
+             8: {"stat": {"mac_rx_fcs_err_pkt_num": 2, "roce_rx_err_pkt_num": 5}}}
+    assert hardware.packet_error_findings(before, after) == [
+        Finding("fail", "port 0", "packet statistics not read: not queried"),
+        Finding("fail", "port 1", "packet statistics not read: first read failed"),
+        Finding("fail", "port 2", "packet statistics not read: second read failed"),
+        Finding("fail", "port 3", "mac_rx_fcs_err_pkt_num +1 in 2 s, roce_rx_err_pkt_num +2 in 2 s"),
+        Finding("warn", "port 4", "mac_rx_fcs_err_pkt_num=3 (not growing)"),
+        Finding("fail", "port 5", "packet statistics not read: not queried"),
+        Finding("fail", "port 6", "mac_rx_fcs_err_pkt_num +1 in 2 s"),     # a counter new in the second read
+        Finding("warn", "port 7", "roce_rx_err_pkt_num=1 (not growing)"),   # one bad frame in its history
+        Finding("warn", "port 8", "mac_rx_fcs_err_pkt_num=2, roce_rx_err_pkt_num=5 (not growing)"),
+    ]
+
+
+def route(dest, gw, iface="eth0"):
+    return {"destination": dest, "gateway": gw, "genmask": "0.0.0.0", "flags": "UG", "iface": iface}
+
+
+def test_gateway_findings():
+    ip = {"address": "10.0.0.5", "netmask": "255.255.255.0"}
+    ports = [{"port": 0},
+             {"port": 1, "ip": {"error": "Get ipconf failed"}},
+             {"port": 2, "ip": ip},
+             {"port": 3, "ip": ip, "gateway": {"error": "Get gateway failed"}, "routes": []},
+             {"port": 4, "ip": ip, "gateway": {"address": "10.0.0.1", "iface": "eth4"}, "routes": {"error": "x"}},
+             {"port": 5, "ip": ip, "gateway": {"address": None, "iface": None}, "routes": []},
+             {"port": 6, "ip": ip, "gateway": {"address": "10.0.9.1", "iface": "eth6"},
+              "routes": [route("default", "10.0.9.1", "eth6")]},
+             {"port": 7, "ip": ip, "gateway": {"address": "10.0.0.1", "iface": "eth7"},
+              "routes": [route("default", "10.0.0.9", "eth7"), route("0.0.0.0", "10.0.0.1", "eth1"),
+                         route("10.0.0.0", "10.0.0.1", "eth7")]},
+             {"port": 8, "ip": ip, "gateway": {"address": "10.0.0.1", "iface": "eth8"},
+              "routes": [route("0.0.0.0", "10.0.0.1", "eth8")]},
+             {"port": 9, "ip": ip, "gateway": {"address": "10.0.0.1", "iface": None},
+              "routes": [route("default", "10.0.0.1", "eth3")]}]
+    assert hardware.gateway_findings(ports) == [
+        Finding("fail", "port 2", "gateway or routes not read: not queried"),
+        Finding("fail", "port 3", "gateway or routes not read: Get gateway failed"),
+        Finding("fail", "port 4", "gateway or routes not read: x"),
+        Finding("warn", "port 5", "no default gateway: only the port's own subnet is reachable"),
+        Finding("fail", "port 6", "gateway 10.0.9.1 is outside the port's subnet 10.0.0.0/24"),
+        Finding("fail", "port 7", "default route via 10.0.0.9 dev eth7, via 10.0.0.1 dev eth1, gateway 10.0.0.1 "
+                                  "dev eth7 configured"),
+    ]
