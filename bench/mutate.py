@@ -56,9 +56,15 @@ MODULES = {
     "validation/suite/test_full.py": ["tests/unit/test_checks_full.py"],
     "validation/explain.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
     "validation/facts.py": ["tests/unit/test_facts.py", "tests/unit/test_facts_files.py"],
-    "validation/run.py": ["tests/unit/test_validation_run.py"],
-    "validation/merge.py": ["tests/unit/test_validation_run.py"],
-    "validation/targets.py": ["tests/unit/test_validation_run.py"],
+    # (not test_validate_options.py: its parameters are changed by the test itself, so mutmut's second
+    # in-process pytest run, the clean run, fails)
+    "validation/run.py": ["tests/unit/test_validation_run.py", "tests/unit/test_validate_composition.py",
+                          "tests/unit/test_machine_identity.py", "tests/unit/test_lock_readback.py"],
+    "validation/merge.py": ["tests/unit/test_validation_run.py", "tests/unit/test_hostile_node.py",
+                            "tests/unit/test_validation_merge_mutants.py"],
+    "validation/artefact.py": ["tests/unit/test_validation_run.py", "tests/unit/test_artefact_mutants.py"],
+    "validation/targets.py": ["tests/unit/test_validation_run.py", "tests/unit/test_validate_target_parsing.py",
+                              "tests/unit/test_lock_readback.py", "tests/unit/test_validation_targets_mutants.py"],
     "validation/report.py": ["tests/unit/test_report.py", "tests/unit/test_validation_run.py"],
     "validation/codes.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py",
                             "tests/unit/test_vendor_variations.py", "tests/unit/test_vendor_heldout.py",
@@ -70,7 +76,8 @@ MODULES = {
                                    "tests/unit/test_vendor_heldout.py", "tests/unit/test_vendor_tools_mutants.py"],
     # the xdist case runs pytest in a subprocess, where mutmut's trampolines find no settings
     "validation/results.py": ["tests/unit/test_results_plugin.py", "-k", "not xdist"],
-    "torch_npu_pkg/wheelhouse.py": ["tests/unit/test_wheelhouse_checks.py", "tests/unit/test_wheelhouse_build.py"],
+    "torch_npu_pkg/wheelhouse.py": ["tests/unit/test_wheelhouse_checks.py", "tests/unit/test_wheelhouse_build.py",
+                                    "tests/unit/test_wheelhouse_attacks.py"],
     "torch_npu_pkg/bundle.py": ["tests/unit/test_bundle.py", "tests/unit/test_bundle_verify.py"],
     "images/render.py": ["tests/unit/test_images_render.py", "tests/unit/test_dockerfile_checksums.py",
                          "tests/unit/test_images_build.py"],

@@ -360,9 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_lock_arg(p, picks_entry=False)
     p.add_argument("--batch-size", type=_positive_int, default=rollout.DEFAULT_BATCH, metavar="N",
                    help="at most N hosts change at once, in inventory order (default: %(default)s)")
-    p.add_argument("--gate", choices=rollout.GATES, default=rollout.DEFAULT_GATE,
+    p.add_argument("--gate", choices=rollout.GATES, default=None,
                    help="the validation level each batch must pass before the next starts; none: no gate "
-                   "(default: %(default)s)")
+                   f"(default: {rollout.DEFAULT_GATE}; none with --tags, a partial run)")
     p.add_argument("--gate-backend", choices=validate_options.BACKENDS, default="auto",
                    help="the gate's workload device, as validate --backend (default: %(default)s)")
     p.add_argument("--allow-busy", action="store_true",

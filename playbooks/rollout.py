@@ -77,8 +77,11 @@ class HostResult:
     at: str = "unknown"           # the lock the host is at now, read back from its records
     at_lock: bool = False         # its records say the run's lock, with no deploy half done
 
-    @property
-    def needs_rerun(self) -> bool:
+    def needs_rerun(self, partial: bool = False) -> bool:
+        """A whole deploy must leave the host at the lock and through its gate; a partial one (--tags)
+        cannot bring a host to the lock, so only a failed, unreachable or unattempted host needs it."""
+        if partial:
+            return self.outcome not in (CHANGED, UNCHANGED) or self.gate == "failed"
         return not (self.outcome in (CHANGED, UNCHANGED) and self.at_lock and self.gate in ("passed", "none"))
 
 
@@ -115,23 +118,45 @@ def short(text: str, limit: int = SHOWN) -> str:
 # --- inputs ---------------------------------------------------------------------------------------
 
 def lock_from_inventory(hosts: list[str], hostvars: dict, matrix: cm.Matrix) -> lock_mod.Lock:
-    """The lock made once from the inventory's npuenv_row, npuenv_installer_cache and npuenv_wheelhouse,
-    which must be the same for every host of the run (else each group of hosts is named)."""
-    values = {}
-    for name in LOCK_SOURCES:
-        seen: dict[str, list[str]] = {}
-        for h in hosts:
-            seen.setdefault(json.dumps((hostvars.get(h) or {}).get(name), sort_keys=True), []).append(h)
-        if len(seen) > 1:
-            groups = "; ".join(f"{v} on {status._names(hs, 5)}" for v, hs in seen.items())
-            raise UserError(f"{name} differs between the hosts of the run ({groups}); a run deploys one lock: "
-                            f"set one {name} for them all, deploy them in separate runs (--limit), or make a lock "
-                            f"with `npuenv lock` and pass --lock FILE")
-        values[name] = json.loads(next(iter(seen)))
-        if run._templated(values[name]):
-            raise UserError(f"{name} is a template ({values[name]!r}): npuenv makes the lock before Ansible renders "
+    """The lock made once from the inventory's npuenv_row, npuenv_installer_cache and npuenv_wheelhouse.
+    The row must be the same for every host of the run. The folders may differ between hosts (a
+    mirror per site, a host's own cache) as long as they give the same lock: a lock pins files by
+    their SHA256SUMS lines, so each distinct folder is read and the locks they give must agree (a
+    damaged file that its folder still lists is then refused by its node's checksum check)."""
+    made: dict[str, tuple[lock_mod.Lock, list[str]]] = {}
+    for source, group in _groups(hosts, hostvars).items():
+        row, cache, house = json.loads(source)
+        lock = _lock_of(row, cache, house, matrix)
+        made.setdefault(lock.digest, (lock, []))[1].extend(group)
+    if len(made) > 1:
+        groups = "; ".join(f"{d[:19]} on {status._names(hs, 5)}" for d, (_, hs) in made.items())
+        raise UserError(f"the hosts' {', '.join(LOCK_SOURCES)} give different locks ({groups}); a run deploys one "
+                        f"lock: make them agree, deploy the groups in separate runs (--limit), or make a lock with "
+                        f"`npuenv lock` and pass --lock FILE")
+    return next(iter(made.values()))[0]
+
+
+def _groups(hosts: list[str], hostvars: dict) -> dict[str, list[str]]:
+    """The hosts by their (npuenv_row, npuenv_installer_cache, npuenv_wheelhouse), as JSON; one row only."""
+    rows: dict[str, list[str]] = {}
+    out: dict[str, list[str]] = {}
+    for h in hosts:
+        values = [(hostvars.get(h) or {}).get(name) for name in LOCK_SOURCES]
+        rows.setdefault(json.dumps(values[0], sort_keys=True), []).append(h)
+        out.setdefault(json.dumps(values, sort_keys=True), []).append(h)
+    if len(rows) > 1:
+        groups = "; ".join(f"{v} on {status._names(hs, 5)}" for v, hs in rows.items())
+        raise UserError(f"{LOCK_SOURCES[0]} differs between the hosts of the run ({groups}); a run deploys one "
+                        f"lock: set one {LOCK_SOURCES[0]} for them all, deploy them in separate runs (--limit), or "
+                        f"make a lock with `npuenv lock` and pass --lock FILE")
+    return out
+
+
+def _lock_of(row, cache, house, matrix: cm.Matrix) -> lock_mod.Lock:
+    for name, value in zip(LOCK_SOURCES, (row, cache, house)):
+        if run._templated(value):
+            raise UserError(f"{name} is a template ({value!r}): npuenv makes the lock before Ansible renders "
                             f"anything; write the value itself, or pass a lock made with `npuenv lock` (--lock FILE)")
-    row, cache, house = (values[n] for n in LOCK_SOURCES)
     if not isinstance(row, dict) or not row:
         raise UserError("the inventory sets no npuenv_row (the matrix row: any of torch_npu, torch, cann, python, "
                         "chip) for the hosts of the run; set it in group_vars, or pass --lock FILE")
@@ -356,14 +381,15 @@ def rerun_command(plan: Plan, folder: Path, hosts: list[str]) -> str:
 def exit_code(plan: Plan, results: list[HostResult]) -> int:
     if plan.check:
         return 0 if all(r.outcome in DONE for r in results) else 1
-    return 1 if any(r.needs_rerun for r in results) else 0
+    return 1 if any(r.needs_rerun(bool(plan.tags)) for r in results) else 0
 
 
 def summary(plan: Plan, results: list[HostResult], folder: Path, started: float, stopped_at: int | None) -> dict:
-    rerun = [r.host for r in results if (r.outcome not in DONE if plan.check else r.needs_rerun)]
+    rerun = [r.host for r in results if (r.outcome not in DONE if plan.check else r.needs_rerun(bool(plan.tags)))]
     counts = {o: sum(1 for r in results if r.outcome == o) for o in OUTCOMES}
     return {"lock": {"digest": plan.lock.digest, "row": plan.lock.row, "file": str(folder / "lock.json")},
             "check": plan.check, "gate": "none" if plan.check else plan.gate, "batch_size": plan.batch_size,
+            "partial": plan.tags or None,
             "hosts": [asdict(r) | {"needs_rerun": r.host in rerun} for r in results],
             "counts": {k: v for k, v in counts.items() if v},
             "at_lock": sum(1 for r in results if r.at_lock), "stopped_after_batch": stopped_at,
@@ -387,6 +413,9 @@ def render(data: dict) -> str:
                      f"{h['at'][:at_w]:<{at_w}}  {h['cause']}")
     counts = ", ".join(f"{n} {o}" for o, n in data["counts"].items())
     lines.append(f"{len(hosts)} host(s): {counts}; {data['at_lock']} at the lock")
+    if data["partial"] and not data["check"]:
+        lines.append(f"a partial run (--tags {','.join(data['partial'])}) brings no host to the lock: deploy without "
+                     f"--tags for that (`npuenv status` says where each host is)")
     if data["stopped_after_batch"]:
         lines.append(f"the roll stopped after batch {data['stopped_after_batch']} failed: the hosts not attempted "
                      f"were left as they were")
@@ -471,10 +500,14 @@ def deploy(plan: Plan, log_base: Path, out=None) -> int:
     return data["exit"]
 
 
-def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, gate=DEFAULT_GATE,
+def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, gate=None,
             gate_backend="auto", allow_busy=False, check=False, tags=None, extra_vars=None,
             ask_become_pass=False, log_dir=None, matrix=None) -> Plan:
-    """Every input checked (UserError: exit 2, nothing started), the hosts listed and the lock had."""
+    """Every input checked (UserError: exit 2, nothing started), the hosts listed and the lock had.
+    ``gate`` None: DEFAULT_GATE, or none for a partial run (--tags), which leaves the rest of the
+    stack as it was and so could never pass a whole validation."""
+    if gate is None:
+        gate = "none" if tags else DEFAULT_GATE
     if gate not in GATES:
         raise UserError(f"--gate {gate}: use one of {', '.join(GATES)}")
     batches([], batch_size)

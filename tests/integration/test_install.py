@@ -153,8 +153,10 @@ def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: tuple,
         assert [p.name for p in controller_tmp.iterdir() if p.name.startswith("npuenv-wheelhouse")] == []
 
     out = site / "validation"
+    # The node was never deployed (it records no lock): the row is named, as an operator would.
     validate = run([bin_dir / "npuenv", "validate", "--target", f"ansible://{node}?inventory={inventory}",
-                    "--level", "quick", "--backend", "cpu", "--out", out], site, env)
+                    "--row", ROW, "--python", PYTHON, "--level", "quick", "--backend", "cpu", "--out", out],
+                   site, env)
     assert validate.returncode == 1, validate.stdout[-3000:] + validate.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     status = {r["check"]: r["status"] for r in results["results"]}

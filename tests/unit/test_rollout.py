@@ -5,6 +5,7 @@ and validation are stand-ins that answer as the real ones do (the npuenv_outcome
 file, the tree callback's files, validate's results.json); no node is reached."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -304,6 +305,22 @@ def test_a_host_whose_records_do_not_say_the_lock_is_not_ok(fleet, monkeypatch):
                for h in summary["hosts"])
 
 
+def test_a_partial_run_has_no_gate_by_default_and_is_ok_without_reaching_the_lock(fleet):
+    """--tags python changes one part of the stack: a whole validation could never pass, and no host
+    reaches the lock; the run is ok when its tasks are, and says the hosts are not at the lock."""
+    fleet.target = None
+    code, summary, folder = deploy(fleet, "--batch-size", "7", "--tags", "python")
+    table = (folder / "deploy.log").read_text()
+    assert fleet.gates == [] and summary["gate"] == "none" and summary["partial"] == ["python"]
+    assert all(h["outcome"] == "changed" and not h["at_lock"] and not h["needs_rerun"] for h in summary["hosts"])
+    assert code == 0 and summary["rerun"] is None
+    assert "a partial run (--tags python) brings no host to the lock: deploy without --tags" in table
+    fleet.deploy_does["npu-3"] = "fail"
+    code, summary, _ = deploy(fleet, "--batch-size", "7", "--tags", "python", "--gate", "quick")
+    assert len(fleet.gates) == 1 and code == 1
+    assert summary["rerun"].endswith("--limit npu-3 --batch-size 7 --gate quick --tags python")
+
+
 def test_a_host_left_with_the_in_progress_marker_is_half_upgraded_not_ok(fleet, lock_a):
     fleet.deploy_does["npu-2"] = "marker"
     code, summary, _ = deploy(fleet, "--batch-size", "7")
@@ -370,6 +387,34 @@ def test_hosts_with_different_rows_are_refused_naming_them(fleet, capsys):
     assert err.startswith('npuenv: npuenv_row differs between the hosts of the run ({"torch_npu": "2.13.0"} on npu-0, '
                           'npu-1, npu-2, npu-3, npu-4 and 1 more; {"torch_npu": "2.12.0"} on npu-5)')
     assert fleet.site_runs == [] and not (fleet.tmp / "out").exists()   # nothing started, no log folder
+
+
+def test_hosts_with_their_own_installer_folders_share_one_lock_when_the_folders_list_the_same_files(
+        fleet, tmp_path, capsys):
+    """A host's own cache (or a site's mirror) is fine when its SHA256SUMS gives the same lock: a
+    damaged file it still lists is its node's checksum failure. A folder listing another file is not."""
+    from tests.unit.test_lock_cli import FIRMWARE_NEW, ROW_2_13, folder
+    names = [*ROW_2_13.values(), FIRMWARE_NEW]
+    site_a, site_b = folder(tmp_path / "site-a", names), folder(tmp_path / "site-b", names)
+    damaged = bytearray((site_b / ROW_2_13["toolkit"]).read_bytes())
+    damaged[0] ^= 0xFF                       # same size, same listing: the node's check finds it
+    (site_b / ROW_2_13["toolkit"]).write_bytes(bytes(damaged))
+    row = {"torch_npu": "2.13.0", "python": "3.11", "chip": "910b"}
+    for h in fleet.hosts:
+        fleet.hostvars[h] = {"npuenv_row": row, "npuenv_installer_cache": str(site_a)}
+    fleet.hostvars["npu-2"]["npuenv_installer_cache"] = str(site_b)
+    assert cli.main(["deploy", "-i", "hosts.yml", "--check"]) == 0
+    made = lock_mod.load(sorted((fleet.tmp / "out" / "deploy").iterdir())[-1] / "lock.json")
+    assert made.entry("x86_64", "debian12")["installers"]["toolkit"]["sha256"] == \
+        hashlib.sha256(ROW_2_13["toolkit"].encode()).hexdigest()
+    runs = len(fleet.site_runs)
+    other = folder(tmp_path / "site-c", [n.replace("7.8.0.2.212", "7.8.0.9.999") for n in names])
+    fleet.hostvars["npu-4"]["npuenv_installer_cache"] = str(other)
+    assert cli.main(["deploy", "-i", "hosts.yml"]) == 2
+    err = capsys.readouterr().err
+    assert "npuenv: the hosts' npuenv_row, npuenv_installer_cache, npuenv_wheelhouse give different locks (" in err
+    assert " on npu-4)" in err
+    assert len(fleet.site_runs) == runs
 
 
 @pytest.mark.parametrize("hostvars,message", [
