@@ -49,7 +49,7 @@ ROW_ARGS = $(call opt,--row,ROW) $(call opt,--torch,TORCH) $(call opt,--cann,CAN
            $(call opt,--arch,ARCH) $(call opt,--chip,CHIP) $(call opt,--os,OS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup engine test test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo deploy status validate
+.PHONY: help setup engine test test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo lock deploy status validate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(foreach f,$(MAKEFILE_LIST),$(call quote,$(f))) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -112,6 +112,10 @@ sim-clean: ## remove the simulated nodes this checkout made
 	$(PY) -m tests.sim clean
 
 INVENTORY ?=
+lock: $(INSTALLED) ## resolve a row once into a lock file: make lock ROW=2.13.0 INSTALLERS=DIR [WHEELHOUSE=DIR LOCK=npuenv.lock.json]
+	$(NPUENV) lock $(ROW_ARGS) $(call opt,--installers,INSTALLERS) \
+	  $(if $(wildcard $(WHEELHOUSE)/manifest.json),$(call opt,--wheelhouse,WHEELHOUSE)) $(call opt,--out,LOCK)
+
 deploy: $(INSTALLED) ## roll a lock out in gated batches: make deploy INVENTORY=hosts.yml [LOCK=F BATCH=10 GATE=quick LIMIT=h1,h2 CHECK=1 TAGS=driver,cann]
 	$(NPUENV) deploy $(call opt,--inventory,INVENTORY) $(call opt,--lock,LOCK) $(call opt,--batch-size,BATCH) \
 	  $(call opt,--gate,GATE) $(call opt,--limit,LIMIT) $(if $(value CHECK),--check) $(call opt,--tags,TAGS)
@@ -142,8 +146,9 @@ bundle: $(INSTALLED) ## air-gapped archive: make bundle INSTALLERS=DIR [WHEELHOU
 
 TARGET ?= local
 LEVEL ?= quick
-validate: $(INSTALLED) ## validate hosts: make validate TARGET=podman://npu-sim-0|image:REF|ansible://npu_nodes?inventory=F LEVEL=quick|standard|full
-	$(NPUENV) validate $(call each,--target,TARGET) $(call opt,--level,LEVEL) $(ROW_ARGS) $(call opt,--backend,BACKEND)
+validate: $(INSTALLED) ## validate hosts: make validate TARGET=podman://npu-sim-0|image:REF|ansible://npu_nodes?inventory=F LEVEL=quick|standard|full [LOCK=F]
+	$(NPUENV) validate $(call each,--target,TARGET) $(call opt,--level,LEVEL) $(ROW_ARGS) $(call opt,--lock,LOCK) \
+	  $(call opt,--backend,BACKEND)
 
 # --- container images (images/) ---
 # make image ROW=2.13.0 OS=debian12 PYTHON=3.11 INSTALLERS=DIR [WHEELHOUSE=DIR] [TAG=ref] [ENGINE=podman|buildah|docker]

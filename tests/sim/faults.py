@@ -124,6 +124,14 @@ FAULTS = [
 ]
 
 
+def firmware_fails_after_boot(state_root: Path, name: str, firmware_version: str, logic_id: int = 0,
+                              error_codes: tuple[str, ...] = ("80E01801",)) -> None:
+    """Make one die of the node report an Alarm once ``firmware_version`` runs on it, that is after
+    the reboot that activates that firmware (tests/sim/node/boot.sh), and never before."""
+    nodes.update_state(state_root, name, logic_id, with_firmware={
+        firmware_version: {"health": "Alarm", "error_codes": list(error_codes)}})
+
+
 # --- Power cut during an installer -------------------------------------------
 # The simulator's control file under the node's hardware directory (beside
 # state.json): "<package kind> <point>". The simulated installer of that kind

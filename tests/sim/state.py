@@ -36,7 +36,10 @@ Optional keys, read by tests/sim/tools (npu_smi.py, hccn_tool.py) when present:
   ``subsystem_device_id``).
 * per die: ``"error_info"`` (``-t health`` Error Information: the first line,
   then continuation lines), ``"vdie_id"`` / ``"ndie_id"`` (``-t board -c``),
-  ``"lldp"`` may add ``"system_description"`` and ``"mgmt_ip"``.
+  ``"lldp"`` may add ``"system_description"`` and ``"mgmt_ip"``,
+  ``"with_firmware"`` (``{firmware version: {field: value}}``: what the die
+  shows instead while that firmware runs, e.g. a health fault that new
+  firmware brings and that appears only once a reboot activates it).
 * ``power_w`` may be null (A3 die 1 prints ``-``, 310P prints ``NA``) or a string
   printed as is.
 * per die, read by ``npu-smi info -t memory|ecc``: ``"hbm_temp_c"`` (default: the

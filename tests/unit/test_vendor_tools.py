@@ -609,3 +609,17 @@ def test_simulated_hccn_port_queries(host):
     # the route table's layout is the captured one
     capture = (HELDOUT / "hccn_tool_-route_-g_blog.txt").read_text().splitlines()
     assert sim.hccn(2, "-route", "-g").stdout.splitlines()[:2] == capture[:2]
+
+
+def test_a_fault_that_comes_with_new_firmware_shows_only_once_that_firmware_runs(host):
+    """tests/sim/faults.firmware_fails_after_boot: flashed is not running; the reboot makes it run."""
+    state = sim_state.with_changes(sim_state.default_state("910b"), 2, with_firmware={
+        "7.8.0.2.212": {"health": "Alarm", "error_codes": ["80E01801"]}})
+    sim = host(state, driver="26.1.0", firmware="7.7.0.1.231")
+    assert [c.health for c in vt.parse_npu_smi_info(sim.npu_smi("info").stdout).chips] == ["OK"] * 8
+    (sim.state_path.parent / "firmware.pending").write_text("7.8.0.2.212\n")   # flashed, not yet booted
+    assert "Alarm" not in sim.npu_smi("info").stdout
+    (sim.state_path.parent / "firmware.pending").rename(sim.state_path.parent / "firmware.running")
+    health = [c.health for c in vt.parse_npu_smi_info(sim.npu_smi("info").stdout).chips]
+    assert health == ["OK", "OK", "Alarm", "OK", "OK", "OK", "OK", "OK"]
+    assert "80E01801" in sim.npu_smi("info", "-t", "health", "-i", "2").stdout

@@ -116,8 +116,11 @@ def load_node():
     if driver is None or state is None or not os.path.exists(host("/dev/davinci_manager")):
         raise dcmi_failure(-8005, driver)
     cards = []
+    firmware = running_firmware()
     for card in state["npus"]:
         dies = [c for c in card["chips"] if os.path.exists(host(f"/dev/davinci{c['phy_id']}"))]
+        # A die that faults only under one firmware (it shows after the reboot that activates it).
+        dies = [dict(c, **c.get("with_firmware", {}).get(firmware or "", {})) for c in dies]
         if dies:
             cards.append(dict(card, chips=dies))
     if not cards:
