@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import compat_matrix as cm  # noqa: E402
 from compat_matrix import lock as lock_mod  # noqa: E402
+from tests.integration.conftest import row_lock  # noqa: E402
 from tests.sim import installers as sim_installers, nodes as sim_nodes  # noqa: E402
 from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
 
@@ -54,15 +55,6 @@ def npuenv(*args) -> float:
     return took
 
 
-def make_lock(row: str, installers: Path, houses: list[Path], out: Path) -> Path:
-    stack = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu="==" + row, python=PYTHON, arch="x86_64")).stack
-    made = lock_mod.make(cm.load_matrix(), cm.Constraints(torch_npu="==" + row, python=PYTHON, arch="x86_64",
-                                                          os="debian12"),
-                         installers=installers, wheelhouses=houses, pinned_installers={
-                             "firmware": sim_installers.package_names(sim_installers.release_of(stack))["firmware"]})
-    return lock_mod.write(made, out)
-
-
 def main() -> int:
     torch_source = os.environ.get("TORCH_SOURCE", "/opt/wheels")
     m = cm.load_matrix()
@@ -76,8 +68,8 @@ def main() -> int:
         build_runtime_for_wheel(tmp / "runtime", next(house.glob("torch_npu-*.whl")))
         for stack in (a, b):
             sim_installers.make_installers(stack, installers, runtime_libs=tmp / "runtime")
-        lock_a = make_lock(ROW_A, installers, [], tmp / "lock-a.json")
-        lock_b = make_lock(ROW_B, installers, [house], tmp / "lock-b.json")
+        lock_a = lock_mod.write(row_lock(ROW_A, installers), tmp / "lock-a.json")
+        lock_b = lock_mod.write(row_lock(ROW_B, installers, [house]), tmp / "lock-b.json")
         access = sim_nodes.SshAccess.create(tmp / "ssh")
         names = sim_nodes.start_nodes(NODES, tmp / "state", prefix=PREFIX, access=access)
         try:

@@ -59,7 +59,8 @@ MODULES = {
     # (not test_validate_options.py: its parameters are changed by the test itself, so mutmut's second
     # in-process pytest run, the clean run, fails)
     "validation/run.py": ["tests/unit/test_validation_run.py", "tests/unit/test_validate_composition.py",
-                          "tests/unit/test_machine_identity.py", "tests/unit/test_lock_readback.py"],
+                          "tests/unit/test_machine_identity.py", "tests/unit/test_lock_readback.py",
+                          "tests/unit/test_validation_run_mutants.py"],
     "validation/merge.py": ["tests/unit/test_validation_run.py", "tests/unit/test_hostile_node.py",
                             "tests/unit/test_validation_merge_mutants.py"],
     "validation/artefact.py": ["tests/unit/test_validation_run.py", "tests/unit/test_artefact_mutants.py"],
@@ -75,9 +76,11 @@ MODULES = {
     "validation/vendor_tools.py": ["tests/unit/test_vendor_tools.py", "tests/unit/test_vendor_variations.py",
                                    "tests/unit/test_vendor_heldout.py", "tests/unit/test_vendor_tools_mutants.py"],
     # the xdist case runs pytest in a subprocess, where mutmut's trampolines find no settings
-    "validation/results.py": ["tests/unit/test_results_plugin.py", "-k", "not xdist"],
+    "validation/results.py": ["tests/unit/test_results_plugin.py", "tests/unit/test_results_mutants.py", "-k", "not xdist"],
+    # the interrupted build runs npuenv in a subprocess, where mutmut's trampolines find no settings
     "torch_npu_pkg/wheelhouse.py": ["tests/unit/test_wheelhouse_checks.py", "tests/unit/test_wheelhouse_build.py",
-                                    "tests/unit/test_wheelhouse_attacks.py"],
+                                    "tests/unit/test_wheelhouse_attacks.py", "tests/unit/test_wheelhouse_mutants.py",
+                                    "-k", "not interrupted_build"],
     "torch_npu_pkg/bundle.py": ["tests/unit/test_bundle.py", "tests/unit/test_bundle_verify.py"],
     "images/render.py": ["tests/unit/test_images_render.py", "tests/unit/test_dockerfile_checksums.py",
                          "tests/unit/test_images_build.py"],

@@ -384,18 +384,23 @@ def run_folder():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Ask an ansible-playbook to stop (it ends its workers), then kill it if it does not within a minute."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _wait(proc: subprocess.Popen) -> int:
     """The exit code of an ansible-playbook whose output goes to the terminal;
-    when npuenv is interrupted, it is asked to stop (it ends its workers) first."""
+    when npuenv is interrupted, it is stopped first."""
     try:
         return proc.wait()
     except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
         raise
 
 
@@ -406,12 +411,7 @@ def _stream(proc: subprocess.Popen, log) -> int:
             log(line)
         return proc.wait()
     except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
         raise
 
 

@@ -622,6 +622,8 @@ def _first_difference(got: list[str], want: list[str]) -> str:
     for n, (a, b) in enumerate(zip(got, want), 1):
         if a != b:
             return f"line {n} is {a!r}, expected {b!r}"
+    if len(got) == len(want):   # the same lines: only their endings differ (CRLF, no final newline)
+        return "its lines are the expected ones, but their line endings or the final newline differ"
     n = min(len(got), len(want)) + 1
     return f"line {n} is {got[n - 1]!r}, expected the end" if len(got) > len(want) else \
         f"it ends at line {n - 1}, expected {want[n - 1]!r}"

@@ -30,6 +30,7 @@ import yaml
 
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
+from tests.integration.conftest import row_lock
 from tests.integration.test_upgrade_rollback import A_CHECKS, A_TAGS, active, records
 from tests.sim import faults as sim_faults
 from tests.sim import installers as sim_installers
@@ -60,11 +61,7 @@ class Fleet:
         self.inventory = tmp / "inventory.yml"
 
     def lock(self, name: str, stack, houses) -> None:
-        made = lock_mod.make(cm.load_matrix(), cm.Constraints(torch_npu="==" + stack.row.torch_npu, python="3.11",
-                                                              arch="x86_64", os="debian12"),
-                             installers=self.installers, wheelhouses=houses,
-                             pinned_installers={"firmware": sim_installers.package_names(
-                                 sim_installers.release_of(stack))["firmware"]})
+        made = row_lock(stack.row.torch_npu, self.installers, houses)
         self.locks[name] = lock_mod.write(made, self.tmp / f"lock-{name}.json")
         self.digests[name] = made.digest
 

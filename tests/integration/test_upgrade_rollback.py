@@ -30,6 +30,7 @@ import yaml
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
 from playbooks import run as playbook_run
+from tests.integration.conftest import row_lock
 from tests.sim import faults as sim_faults
 from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
@@ -66,12 +67,7 @@ class Fleet:
         self.digests: dict[str, str] = {}
 
     def lock(self, name: str, stack, houses) -> None:
-        """The row locked once, its firmware named (one folder holds both rows' firmware)."""
-        made = lock_mod.make(cm.load_matrix(), cm.Constraints(torch_npu="==" + stack.row.torch_npu, python="3.11",
-                                                              arch="x86_64", os="debian12"),
-                             installers=self.installers, wheelhouses=houses,
-                             pinned_installers={"firmware": sim_installers.package_names(
-                                 sim_installers.release_of(stack))["firmware"]})
+        made = row_lock(stack.row.torch_npu, self.installers, houses)
         path = self.tmp / f"lock-{name}.yml"
         path.write_text(json.dumps({"npuenv_lock": made.data}))
         self.locks[name], self.digests[name] = path, made.digest

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -30,6 +31,7 @@ def small(tmp_path, monkeypatch):
     (pkg / "data.txt").write_text("data\n")
     for compiled in ("__pycache__/a.cpython-311.pyc", "fast.so", "fast.pyd", "stale.pyc", "fast.c", "fast.h"):
         (pkg / compiled).write_bytes(b"\0compiled")
+    (pkg / "__pycache__" / "notes.txt").write_text("a cache's own file\n")
     (src / "smallmod.py").write_text("M = 1\n")
     monkeypatch.syspath_prepend(str(src))
     monkeypatch.setattr(artefact, "PACKAGES", ("smallpkg",))
@@ -45,6 +47,12 @@ def test_the_artefact_holds_the_packages_files_and_no_compiled_code(small, tmp_p
                                  "smallmod.py"]
         assert zf.read("smallpkg/sub/b.py") == b"B = 1\n" and zf.read("smallmod.py") == b"M = 1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "v.pyz"]   # no .part left
+
+
+def test_a_part_file_a_killed_build_left_is_replaced_and_gone_after_the_next(small, tmp_path):
+    (tmp_path / "v.pyz.part").write_bytes(b"half an artefact")
+    artefact.build(tmp_path / "v.pyz", None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "v.pyz"]
 
 
 def test_every_member_has_a_fixed_time_plain_permissions_and_is_compressed(small, tmp_path):
@@ -185,3 +193,41 @@ def test_the_digest_is_the_files_sha256(tmp_path):
     path.write_bytes(b"PK\x03\x04 some zip")
     assert artefact.digest(path) == hashlib.sha256(b"PK\x03\x04 some zip").hexdigest()
     assert artefact.digest(str(path)) == hashlib.sha256(b"PK\x03\x04 some zip").hexdigest()
+
+
+def test_the_cache_builds_under_a_hidden_name_beside_its_place(small, tmp_path, monkeypatch):
+    """Half-built, the artefact is a hidden .build-*.pyz in the cache folder (moved into place, on one file
+    system, when whole): never a file the cache serves or counts."""
+    seen = []
+    real = artefact.build
+
+    def build(out, stack, locks=None):
+        seen.append(Path(out))
+        assert sorted(p.name for p in Path(out).parent.iterdir()) == [Path(out).name]
+        return real(out, stack, locks)
+
+    monkeypatch.setattr(artefact, "build", build)
+    path = artefact.cached({}, tmp_path / "cache")
+    [tmp] = seen
+    assert tmp.parent == tmp_path / "cache"
+    assert re.fullmatch(r"\.build-.+\.pyz", tmp.name)
+    assert cached_names(tmp_path / "cache") == [path.name]
+
+
+def test_an_old_artefact_another_run_removed_first_is_no_error(small, tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for age in range(5):
+        old = folder / f"npuenv-validate-old{age}.pyz"
+        old.write_bytes(b"old")
+        os.utime(old, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    real_unlink = Path.unlink
+
+    def raced(self, missing_ok=False):
+        if self.name.startswith("npuenv-validate-old"):
+            os.remove(self)   # another npuenv run pruned it a moment earlier
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", raced)
+    new = artefact.cached({}, folder)
+    assert new.is_file() and len(cached_names(folder)) == 4

@@ -42,7 +42,7 @@ class FakePodman:
 @pytest.fixture
 def podman(monkeypatch):
     fake = FakePodman()
-    monkeypatch.setattr(targets.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(targets.shutil, "which", lambda name: "/usr/bin/podman" if name == "podman" else None)
     monkeypatch.setattr(targets.interrupts, "run", fake)
     return fake
 
@@ -98,6 +98,21 @@ def test_a_container_runs_the_artefact_with_its_login_python_and_it_is_removed_a
     assert rm == ["exec", "npu-1", "rm", "-f", remote]
 
 
+def test_a_run_killed_on_the_node_says_so_and_a_failed_removal_is_no_error(podman, tmp_path):
+    def answer(args):
+        if args[:2] == ["container", "inspect"]:
+            return 0, "true", ""
+        if args[0] == "exec" and args[2] == "bash":
+            return 137, "", "Killed"
+        if args[0] == "exec" and args[2] == "rm":
+            return 1, "", "Error: container stopped"
+        return 0, "", ""
+    podman.answer = answer
+    out = targets.PodmanTransport("npu-1", "podman://npu-1").run(tmp_path / "a.pyz", {"podman://npu-1": []})
+    assert (out["podman://npu-1"].status, out["podman://npu-1"].reason) == (
+        "error", "the validation artefact gave no result (exit 137): Killed")
+
+
 def test_the_copy_is_removed_even_when_the_run_is_interrupted(podman, tmp_path):
     def answer(args):
         if args[:2] == ["container", "inspect"]:
@@ -112,7 +127,8 @@ def test_the_copy_is_removed_even_when_the_run_is_interrupted(podman, tmp_path):
 
 
 @pytest.mark.parametrize("inspect, reason", [
-    ((125, "", "time=x level=warn\nError: no such container npu-1\n"), "podman: Error: no such container npu-1"),
+    ((125, "", "time=x level=warn\ntime=y level=warn\nError: no such container npu-1\n"),
+     "podman: Error: no such container npu-1"),
     ((0, "false\n", ""), "podman: the container is not running"),
 ])
 def test_a_container_that_is_gone_or_stopped_is_unreachable(podman, tmp_path, inspect, reason):
@@ -144,8 +160,10 @@ def host_root(tmp_path: Path) -> Path:
 
 def image_answer(labels, *, local=True, run_rc=0):
     def answer(args):
-        if args[:2] == ["image", "inspect"]:
+        if args[:3] == ["image", "inspect", "--"] and len(args) == 4 and args[3]:
             return (0, json.dumps([{"Labels": labels}]), "") if local else (125, "", "Error: image not known")
+        if args[0] == "image":
+            return 125, "", "Error: unknown flag or no image named"
         if args[0] == "run":
             return run_rc, "abc123\n", "" if run_rc == 0 else "Error: no space left\n"
         return 0, "", ""
@@ -192,6 +210,14 @@ def test_every_mount_of_a_real_run_when_the_host_has_them_all(podman, tmp_path):
     assert "--device" not in run
 
 
+def test_a_container_already_gone_at_the_end_is_no_error(podman, tmp_path):
+    answer = image_answer({})
+    podman.answer = lambda args: (1, "", "Error: no container npuenv-validate-x") if args[0] == "rm" else answer(args)
+    with ExitStack() as stack:
+        name, _ = targets.start_image(ImageTarget("localhost/t:1"), str(tmp_path), [], stack)
+    assert podman.calls[-1] == ["rm", "-f", "-t", "0", name]
+
+
 def test_an_image_that_fails_to_start_says_why_and_is_still_removed(podman, tmp_path):
     podman.answer = image_answer({}, run_rc=125)
     with pytest.raises(UserError) as e, ExitStack() as stack:
@@ -200,7 +226,7 @@ def test_an_image_that_fails_to_start_says_why_and_is_still_removed(podman, tmp_
     assert podman.calls[-1][:4] == ["rm", "-f", "-t", "0"]
 
 
-@pytest.mark.parametrize("ref", ["t:1", "localhost/t:1", "npu/t:1"])
+@pytest.mark.parametrize("ref", ["t:1", "localhost/t:1", "npu/t:1", "npu/t.v2/x:1"])
 def test_an_image_not_in_local_storage_and_without_a_registry_is_refused(podman, tmp_path, ref):
     podman.answer = image_answer({}, local=False)
     with pytest.raises(UserError) as e, ExitStack() as stack:
@@ -228,7 +254,8 @@ def test_an_image_of_a_registry_is_pulled_with_the_targets_options(podman, tmp_p
         targets.start_image(target, str(tmp_path), [], stack)
     assert pulled == [(ref, "podman", registry.Access(authfile=tmp_path / "auth.json", cert_dir=tmp_path / "certs",
                                                       ca_cert=tmp_path / "ca", creds_from_env=False))]
-    assert [c[:2] for c in podman.calls[:3]] == [["image", "inspect"], ["image", "inspect"], ["run", "-d"]]
+    assert podman.calls[:2] == [["image", "inspect", "--", ref], ["image", "inspect", "--", ref]]
+    assert podman.calls[2][:2] == ["run", "-d"]
     assert capsys.readouterr().err == "pulling\n"
     target = ImageTarget(ref, creds_from_env=True)
     podman.answer = image_answer({}, local=False)
@@ -296,6 +323,7 @@ def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_h
 
     def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env):
         seen.update(playbook=playbook, inventory=inventory, limit=limit, capture=capture, env=env)
+        assert Path(env["ANSIBLE_CALLBACK_TREE_DIR"]).parent.name.startswith("npuenv-validate-")
         [at] = extra_vars
         seen["vars"] = Path(at.removeprefix("@")).read_text()
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
@@ -307,7 +335,7 @@ def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_h
         return subprocess.CompletedProcess([], 4, "play out\n", "play err\n")
 
     monkeypatch.setattr(playbooks_run, "run_playbook", run_playbook)
-    transport = targets.AnsibleTransport(tmp_path / "inv.yml", "npu_nodes:!h9", ["h1", "h2", "h3", "h4", "h5"])
+    transport = targets.AnsibleTransport(tmp_path / "inv.yml", "npu_nodes:!h9", ["h4", "h1", "h2", "h3", "h5"])
     args = {h: ["--level", "quick", h] for h in ("h1", "h2", "h3", "h4")}
     out = transport.run(tmp_path / "a.pyz", args)
     assert (seen["playbook"], seen["inventory"], seen["limit"], seen["capture"]) == (
@@ -334,11 +362,15 @@ def test_an_ansible_result_without_a_message_is_quoted_whole_to_1500_characters(
         tree.mkdir()
         (tree / "h1").write_text(json.dumps({"changed": False, "x": "y" * 2000}))
         (tree / "h2").write_text(json.dumps({"unreachable": True}))
+        (tree / "h4").write_text(json.dumps({"rc": 2}))
+        (tree / "h5").write_text(json.dumps({"rc": 1, "stderr": "Traceback: boom"}))
         return subprocess.CompletedProcess([], 2, "o" * 1000, "e" * 1000)
 
     monkeypatch.setattr(playbooks_run, "run_playbook", run_playbook)
-    out = targets.AnsibleTransport(tmp_path / "i", "all", ["h1", "h2", "h3"]).run(
-        tmp_path / "a", {"h1": [], "h2": [], "h3": []})
+    out = targets.AnsibleTransport(tmp_path / "i", "all", ["h1", "h2", "h3", "h4", "h5"]).run(
+        tmp_path / "a", {"h1": [], "h2": [], "h3": [], "h4": [], "h5": []})
+    assert out["h4"].reason == "the validation artefact gave no result (exit 2): exit 2, no output"
+    assert out["h5"].reason == "the validation artefact gave no result (exit 1): Traceback: boom"
     assert out["h1"].reason == str({"changed": False, "x": "y" * 2000})[:1500]
     assert (out["h2"].status, out["h2"].reason) == ("unreachable", "")
     assert out["h3"].reason == "ansible-playbook gave no result for h3 (exit 2): " + "o" * 500 + "e" * 1000
