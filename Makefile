@@ -49,7 +49,7 @@ ROW_ARGS = $(call opt,--row,ROW) $(call opt,--torch,TORCH) $(call opt,--cann,CAN
            $(call opt,--arch,ARCH) $(call opt,--chip,CHIP) $(call opt,--os,OS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup engine test test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo lock deploy status validate
+.PHONY: help setup engine test test-scenario test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo lock deploy status validate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(foreach f,$(MAKEFILE_LIST),$(call quote,$(f))) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -69,8 +69,11 @@ setup: $(INSTALLED) engine ## create .venv (npuenv, ansible, pytest, CPU torch) 
 engine: ## set up podman/buildah and the local Debian base image (root; idempotent)
 	bash tests/sim/setup-engine.sh
 
-test: setup ## run the whole test suite (unit and integration)
-	$(PY) -m pytest -n 2 --dist loadfile tests
+test: setup ## run the test suite (unit and integration) but the fleet scenarios
+	$(PY) -m pytest -n 2 --dist loadfile -m "not scenario" tests
+
+test-scenario: setup ## run the fleet scenarios (8 simulated nodes moved between rows; about 20 min)
+	$(PY) -m pytest -m scenario tests
 
 test-unit: $(INSTALLED) ## run the fast unit tests only
 	$(PY) -m pytest -m "not integration" tests

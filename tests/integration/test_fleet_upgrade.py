@@ -42,6 +42,8 @@ ROW_A, ROW_B = "2.8.0", "2.13.0"
 ROOT = Path(__file__).resolve().parents[2]
 NPUENV = [sys.executable, "-m", "npuenv"]
 N = 8
+# About 18 minutes on two cores: it runs apart from `make test` (make test-scenario), and in CI after it.
+pytestmark = pytest.mark.scenario
 
 
 class Fleet:
