@@ -14,6 +14,7 @@ import time
 import pytest
 
 from compat_matrix import UserError, interrupts
+from tests.unit.test_interrupt import _alive
 
 PY = sys.executable
 
@@ -137,10 +138,3 @@ def test_a_group_that_has_already_ended_is_no_error():
     finally:
         interrupts._CHILDREN.pop(proc, None)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
