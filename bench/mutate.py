@@ -80,7 +80,7 @@ MODULES = {
     # the interrupted build runs npuenv in a subprocess, where mutmut's trampolines find no settings
     "torch_npu_pkg/wheelhouse.py": ["tests/unit/test_wheelhouse_checks.py", "tests/unit/test_wheelhouse_build.py",
                                     "tests/unit/test_wheelhouse_attacks.py", "tests/unit/test_wheelhouse_mutants.py",
-                                    "-k", "not interrupted_build"],
+                                    "tests/unit/test_wheelhouse_build_steps.py", "-k", "not interrupted_build"],
     "torch_npu_pkg/bundle.py": ["tests/unit/test_bundle.py", "tests/unit/test_bundle_verify.py"],
     "images/render.py": ["tests/unit/test_images_render.py", "tests/unit/test_dockerfile_checksums.py",
                          "tests/unit/test_images_build.py"],

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -385,6 +386,10 @@ class BuildSource:
 
     def __init__(self, options: builder.BuildOptions):
         self.options = options
+
+    def using_torch(self, wheel: Path) -> "BuildSource":
+        """This source building against ``wheel``, unless its options name a torch wheel already."""
+        return BuildSource(dataclasses.replace(self.options, torch_wheel=self.options.torch_wheel or wheel))
 
     def fetch(self, stack: Stack, target: Target, stage: Path, log: Log) -> Fetched:
         path, provenance = builder.build_wheel(stack, self.options, target, log)

@@ -239,8 +239,8 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
     torch_w = WheelInfo.read(torch_f.path)
     check_tags(torch_w, target)
     check_cpu_torch(torch_w, stack, target)
-    if opts.build.torch_wheel is None:
-        opts.build.torch_wheel = torch_w.path
+    # a torch_npu built from source is built against this torch (unless --torch-wheel named another)
+    sources = [s.using_torch(torch_w.path) if s.kind == "build" else s for s in sources]
 
     npu_w, npu_src = _fetch_torch_npu(sources, stack, target, stage, log)
 
@@ -259,17 +259,18 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
         roots.append(f"torchvision=={row.torchvision}")
     cann = list(stack.platforms.cann_python_deps)
     roots += cann
-    find_links = [s.dir for s in sources if getattr(s, "kind", "") == "dir" and s.dir.is_dir()]
+    find_links = [s.dir for s in sources if s.kind == "dir" and s.dir.is_dir()]
     find_links += [Path(d).resolve() for d in opts.find_links]
 
     log(f"dependencies: resolving {len(roots)} requirements for {target.describe()}")
     _download(roots, target, dl, opts, find_links, None, log)
-    root_reqs = [Requirement(r.split(" @ ")[0]) if " @ " in r else Requirement(r) for r in roots]
+    root_reqs = [Requirement(r.split(" @ ")[0]) for r in roots]   # "torch @ file:..." is asked for as torch
     env = target.marker_env
     for round_ in range(MAX_ROUNDS):
         wheels = [WheelInfo.read(p) for p in sorted(dl.glob("*.whl"))]
-        # pip copied the direct-URL wheels into the download folder; those copies are used.
-        prefer = {n: WheelInfo.read(dl / w.filename) if (dl / w.filename).is_file() else w for n, w in direct.items()}
+        # pip copied the direct-URL wheels into the download folder; those copies win over any other
+        # version of torch, torch_npu or torchvision that pip fetched for a dependency.
+        prefer = {n: WheelInfo.read(dl / w.filename) for n, w in direct.items()}
         available = closure.index_wheels(wheels, prefer=prefer)
         result = closure.compute(root_reqs, available, env)
         if not result.missing:

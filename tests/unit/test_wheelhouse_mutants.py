@@ -15,10 +15,11 @@ from packaging.requirements import Requirement
 import compat_matrix as cm
 from compat_matrix.errors import UserError
 from npuenv.cli import main
-from tests.fixtures.wheelhouse.synth import make_stack_wheels
+from tests.fixtures.wheelhouse.synth import make_stack_wheels, make_wheel
 from torch_npu_pkg import wheelhouse
 
 ROW = "2.13.0"
+X86_TAG = "cp311-cp311-manylinux_2_28_x86_64"
 STACK = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu="==" + ROW, python="3.11", arch="x86_64")).stack
 
 
@@ -123,6 +124,13 @@ def test_each_bad_wheel_entry_is_named_not_only_the_first(house):
         "wheels[2]: 'cffi-1.0.tar.gz' is not a wheel file name inside the wheelhouse",
         "wheels[3]: sha256 'ABC' is not 64 lower-case hex digits",
         "wheels[4]: name 'Decorator' is not a normalised project name")
+
+
+def test_a_wheel_name_that_is_a_path_is_refused(house):
+    m = manifest_of(house)
+    m["wheels"][0]["name"] = "../absl-py"
+    write_manifest(house, m)
+    assert refused(house) == malformed(house, "wheels[0]: name '../absl-py' is not a normalised project name")
 
 
 # --- the files beside the wheels ----------------------------------------------------------
@@ -372,6 +380,13 @@ def test_pre_release_dependencies_are_refused_unless_asked_for():
     assert len(notes) == 1
 
 
+def test_a_wheelhouse_that_cannot_be_moved_where_there_was_none_says_why(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        wheelhouse._move_into_place(tmp_path / "never-built", tmp_path / "house")
+    assert e.value.filename == str(tmp_path / "never-built")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_wheelhouse_that_cannot_be_moved_into_place_leaves_the_old_one(tmp_path):
     out = tmp_path / "house"
     out.mkdir()
@@ -462,3 +477,80 @@ def test_sha256sums_that_disagree_with_the_manifest_are_named(house):
     assert wheelhouse.verify(house) == [
         f"{name}: SHA256SUMS says {'f' * 64}, manifest.json says {sha}",
         "SHA256SUMS lists extra-1.0-py3-none-any.whl, which manifest.json does not"]
+
+
+# --- the wheels against the row and each other -----------------------------------------------------
+
+def rewrite(house: Path, manifest: dict) -> None:
+    """The wheelhouse's own files written again for ``manifest``, as a build would write them."""
+    shutil.rmtree(house / "simple")
+    wheelhouse.write_files(house, manifest)
+
+
+def swap_wheel(house: Path, manifest: dict, name: str, new: Path) -> str:
+    """``new`` in place of the wheel ``name``, under the same file name, recorded in ``manifest``."""
+    entry = next(w for w in manifest["wheels"] if w["name"] == name)
+    os.replace(new, house / entry["file"])
+    entry["sha256"] = wheelhouse.sha256_file(house / entry["file"])
+    return entry["file"]
+
+
+def test_the_manifest_is_written_for_people_to_read(house):
+    text = (house / "manifest.json").read_text(encoding="utf-8")
+    assert text.startswith('{\n  "format": 1,\n  "created": ') and text.endswith("\n}\n")
+
+
+def test_torch_npu_and_torchvision_must_pin_the_rows_torch(house, tmp_path):
+    m = manifest_of(house)
+    npu = swap_wheel(house, m, "torch-npu", make_wheel(tmp_path / "w", "torch_npu", ROW, X86_TAG,
+                                                       requires=["torch==2.12.0", "numpy", "pyyaml"]))
+    tv = swap_wheel(house, m, "torchvision", make_wheel(tmp_path / "w", "torchvision", "0.28.0+cpu", X86_TAG,
+                                                        requires=["numpy", "torch>=2.13.0"]))
+    rewrite(house, m)
+    assert wheelhouse.verify(house) == [
+        f"{npu}: Requires-Dist torch==2.12.0 does not pin the row's torch 2.13.0",
+        f"{tv}: Requires-Dist torch>=2.13.0 does not pin the row's torch 2.13.0"]
+
+
+def test_a_requested_wheel_taken_out_leaves_the_wheelhouse_incomplete(house, tmp_path):
+    m = manifest_of(house)
+    npu = next(w for w in m["wheels"] if w["name"] == "torch-npu")
+    m["wheels"].remove(npu)
+    (house / npu["file"]).unlink()
+    tv = swap_wheel(house, m, "torchvision", make_wheel(tmp_path / "w", "torchvision", "0.28.0+cpu", X86_TAG,
+                                                        requires=["numpy", "torch==2.12.0"]))
+    rewrite(house, m)
+    assert wheelhouse.verify(house) == [
+        f"{tv}: Requires-Dist torch==2.12.0 does not pin the row's torch 2.13.0",   # checked without torch_npu
+        "incomplete: torch-npu is needed on the target but has no wheel"]
+
+
+def test_a_requested_requirement_that_cannot_be_read_is_refused(house):
+    m = manifest_of(house)
+    m["requested"] = ["torch >>> 1"]
+    write_manifest(house, m)
+    assert refused(house).startswith(f"{house}/manifest.json: 'requested' holds an unreadable requirement (Expected "
+                                     "semicolon")
+
+
+def test_a_file_that_is_no_wheel_is_named(house):
+    m = manifest_of(house)
+    entry = m["wheels"][0]
+    (house / entry["file"]).write_bytes(b"not a zip")
+    entry["sha256"] = wheelhouse.sha256_file(house / entry["file"])
+    rewrite(house, m)
+    assert wheelhouse.verify(house) == [
+        f"{house / entry['file']}: cannot be read as a wheel (zip): File is not a zip file",
+        f"incomplete: {entry['name']} is needed on the target but has no wheel"]
+
+
+def test_a_wheelhouse_the_matrix_has_moved_away_from_is_named(house):
+    text = cm.loader.DEFAULT_MATRIX.read_text(encoding="utf-8")
+    row = '- torch_npu: "2.13.0"\n  torch: "2.13.0"\n  torchvision: "0.28.0"'
+    assert text.count(row) == 1
+    gone = cm.load_matrix(text=text.replace(row, row.replace('"2.13.0"\n', '"2.13.0.post9"\n', 1)))
+    assert wheelhouse.verify(house, gone) == ["the matrix has no row torch_npu 2.13.0 any more"]
+    moved = cm.load_matrix(text=text.replace(row, row.replace('"0.28.0"', '"0.28.1"')))
+    assert wheelhouse.verify(house, moved) == [
+        "the matrix row torch_npu 2.13.0 now says torch 2.13.0 / torchvision 0.28.1; the wheelhouse was built for "
+        "torch 2.13.0 / torchvision 0.28.0: rebuild it"]
