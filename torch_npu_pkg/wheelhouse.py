@@ -184,8 +184,7 @@ def _torchvision_from_source(policy, torch_source, stack, target, stage, log) ->
     return None, None
 
 
-def _check_torchvision(wheel: WheelInfo, policy: str, stack: Stack, target: Target, from_torch_source: bool,
-                       notes: list[str]) -> dict:
+def _check_torchvision(wheel: WheelInfo, policy: str, stack: Stack, target: Target, notes: list[str]) -> dict:
     check_tags(wheel, target)
     check_version(wheel, stack.row.torchvision, "torchvision")
     pin = check_torch_pin(wheel, stack, target, required=True)
@@ -195,7 +194,7 @@ def _check_torchvision(wheel: WheelInfo, policy: str, stack: Stack, target: Targ
         member, libs = next(iter(cuda.items()))
         why = (f"{wheel.filename} is a CUDA build ({member} links {', '.join(libs)}): with the CPU torch its "
                f"operators do not load and `import torchvision` fails")
-        if policy == "index" and not from_torch_source:
+        if policy == "index":   # the torch source is not asked then: the build came from the index
             notes.append(why + "; kept because --torchvision index was given. Put the CPU build "
                          f"(torchvision=={stack.row.torchvision}+cpu) in the torch source to fix it.")
         else:
@@ -291,8 +290,7 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
 
     # torchvision fetched by pip from the index is checked like the rest.
     if "torchvision" in result.chosen:
-        tv_info = _check_torchvision(result.chosen["torchvision"], opts.torchvision, stack, target,
-                                     tv_w is not None, notes)
+        tv_info = _check_torchvision(result.chosen["torchvision"], opts.torchvision, stack, target, notes)
         tv_src = {**(tv_src or {"kind": "pip", "location": _index_description(opts)}), **tv_info}
     for wheel in result.chosen.values():
         check_tags(wheel, target)

@@ -10,8 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from packaging.utils import parse_wheel_filename
 
 import compat_matrix as cm
+from compat_matrix.checksums import sha256_file
 from compat_matrix.errors import UserError
 from tests.fixtures.wheelhouse.synth import make_stack_wheels, make_wheel
 from torch_npu_pkg import builder, wheelhouse
@@ -237,13 +239,17 @@ def arm_stack_wheels(torch_dir, deps, *torch_npu_requires):
 def test_a_second_round_for_the_targets_markers_keeps_the_versions_of_the_first(tmp_path, dirs):
     """pip judges markers for this host: the aarch64-only dependency comes in a second round, which
     must not fetch another numpy than the first round chose (two versions would be refused)."""
-    arm_stack_wheels(*dirs, "numpy<2", 'armonly; platform_machine == "aarch64"')
+    arm = 'platform_machine == "aarch64"'
+    arm_stack_wheels(*dirs, "numpy<2", f"armonly; {arm}", f"armtoo; {arm}", 'x86only; platform_machine == "x86_64"')
     make_wheel(dirs[1], "armonly", "1.0", requires=["numpy"])
+    make_wheel(dirs[1], "armtoo", "1.0")
+    make_wheel(dirs[1], "x86only", "1.0")
     make_wheel(dirs[1], "numpy", "2.0")
     manifest, lines = build(tmp_path, ARM, *dirs)
-    assert records(manifest)["numpy"]["version"] == "1.0" and "armonly" in records(manifest)
-    assert """dependencies: 1 more for the target's markers: armonly; platform_machine == "aarch64\"""" in lines
-    assert not [line for line in lines if line.startswith("dependencies: leaving out")]
+    assert records(manifest)["numpy"]["version"] == "1.0" and {"armonly", "armtoo"} <= set(records(manifest))
+    assert f"dependencies: 2 more for the target's markers: armonly; {arm}, armtoo; {arm}" in lines
+    assert [line for line in lines if line.startswith("dependencies: leaving out")] == [
+        "dependencies: leaving out x86only-1.0-py3-none-any.whl (not needed on the target)"]
 
 
 def test_the_wheelhouses_own_torch_wins_over_one_a_dependency_pulls_in(tmp_path, dirs):
@@ -257,23 +263,63 @@ def test_the_wheelhouses_own_torch_wins_over_one_a_dependency_pulls_in(tmp_path,
 
 def test_dependencies_still_missing_after_the_last_round_are_named(tmp_path, dirs):
     arm = 'platform_machine == "aarch64"'
-    arm_stack_wheels(*dirs, f"arm1; {arm}")
-    make_wheel(dirs[1], "arm1", "1.0", requires=[f"arm2; {arm}"])
-    make_wheel(dirs[1], "arm2", "1.0", requires=[f"arm3; {arm}"])
-    make_wheel(dirs[1], "arm3", "1.0")
+    arm_stack_wheels(*dirs, f"a1; {arm}", f"b1; {arm}")
+    for chain in "ab":
+        make_wheel(dirs[1], f"{chain}1", "1.0", requires=[f"{chain}2; {arm}"])
+        make_wheel(dirs[1], f"{chain}2", "1.0", requires=[f"{chain}3; {arm}"])
+        make_wheel(dirs[1], f"{chain}3", "1.0")
     with pytest.raises(UserError) as e:
         build(tmp_path, ARM, *dirs)
-    assert str(e.value) == f"dependencies still missing for the target after 3 rounds: arm3; {arm}"
+    assert str(e.value) == f"dependencies still missing for the target after 3 rounds: a3; {arm}, b3; {arm}"
 
 
 def test_wheels_that_disagree_on_the_target_are_refused(tmp_path, dirs):
-    """The host's pip never saw the aarch64-only bound, so it took numpy 2.0."""
-    arm_stack_wheels(*dirs, 'numpy<2; platform_machine == "aarch64"')
+    """The host's pip never saw the aarch64-only bounds, so it took numpy 2.0 and pyyaml 1.0."""
+    arm = 'platform_machine == "aarch64"'
+    arm_stack_wheels(*dirs, f"numpy<2; {arm}", f"pyyaml<1; {arm}")
     make_wheel(dirs[1], "numpy", "2.0")
     with pytest.raises(WheelError) as e:
         build(tmp_path, ARM, *dirs)
-    assert str(e.value) == ("the wheelhouse's wheels do not agree: torch-npu 2.13.0 requires numpy<2; platform_machine == "
-                            "\"aarch64\", but the wheelhouse has numpy-2.0-py3-none-any.whl")
+    assert str(e.value) == (f"the wheelhouse's wheels do not agree: torch-npu 2.13.0 requires numpy<2; {arm}, but the "
+                            f"wheelhouse has numpy-2.0-py3-none-any.whl; torch-npu 2.13.0 requires pyyaml<1; {arm}, "
+                            f"but the wheelhouse has pyyaml-1.0-py3-none-any.whl")
+
+
+def test_a_wheelhouse_on_another_file_system_gets_copies(tmp_path, dirs, monkeypatch):
+    make_stack_wheels(*dirs, X86)
+    monkeypatch.setattr(wheelhouse, "_same_fs", lambda a, b: False)
+    manifest, _ = build(tmp_path, X86, *dirs)
+    house = tmp_path / "out" / "house"
+    assert all((house / w["file"]).stat().st_nlink == 1 for w in manifest["wheels"])
+    assert wheelhouse.verify(house, M) == []
+
+
+def test_torch_npu_and_the_dependencies_from_an_index(tmp_path, dirs):
+    """An index given with --index-url (here a PEP 503 folder; a mirror in the field) serves both."""
+    torch_dir, deps = dirs
+    wheels = make_stack_wheels(torch_dir, deps, X86)
+    served = [w for n, w in wheels.items() if n not in ("torch", "torchvision")]
+    wheelhouse.write_index(deps, [{"name": parse_wheel_filename(w.name)[0], "file": w.name, "requires_python": None,
+                                   "sha256": sha256_file(w)} for w in served])
+    url = (deps / "simple").as_uri()
+    lines: list[str] = []
+    opts = wheelhouse.Options(out=tmp_path / "house", torch_source=str(torch_dir), sources=["pypi"], index_url=url)
+    manifest = wheelhouse.build(X86, opts, log=lines.append)
+    assert records(manifest)["torch-npu"]["source"]["location"] == url
+    assert manifest["sources"]["dependencies"] == url
+    assert records(manifest)["numpy"]["source"] == {"kind": "pip", "location": url}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"torchvision": "all"}, "--torchvision 'all': use one of auto, torch-source, index, none"),
+    ({"find_links": [Path("/no/such/folder")]}, "--find-links /no/such/folder is not a directory"),
+])
+def test_options_the_build_cannot_use_are_refused_first(tmp_path, options, message):
+    opts = wheelhouse.Options(out=tmp_path / "house", torch_source=str(tmp_path), **options)
+    with pytest.raises(UserError) as e:
+        wheelhouse.build(X86, opts)
+    assert str(e.value) == message
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- pip download -----------------------------------------------------------------------------

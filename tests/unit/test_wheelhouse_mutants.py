@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 
 import compat_matrix as cm
+from compat_matrix.checksums import sha256_file
 from compat_matrix.errors import UserError
 from npuenv.cli import main
 from tests.fixtures.wheelhouse.synth import make_stack_wheels, make_wheel
@@ -128,9 +130,9 @@ def test_each_bad_wheel_entry_is_named_not_only_the_first(house):
 
 def test_a_wheel_name_that_is_a_path_is_refused(house):
     m = manifest_of(house)
-    m["wheels"][0]["name"] = "../absl-py"
+    m["wheels"][0]["name"] = "sub/absl-py"
     write_manifest(house, m)
-    assert refused(house) == malformed(house, "wheels[0]: name '../absl-py' is not a normalised project name")
+    assert refused(house) == malformed(house, "wheels[0]: name 'sub/absl-py' is not a normalised project name")
 
 
 # --- the files beside the wheels ----------------------------------------------------------
@@ -261,10 +263,10 @@ def test_a_missing_requirement_is_asked_for_without_its_marker(req, asked):
 
 # --- building -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def logged_build(tmp_path_factory):
+@pytest.fixture   # per test, not per module: mutmut credits a module fixture's calls to the first test only
+def logged_build(tmp_path):
     """One build through the library, with what it logs and the manifest it returns."""
-    root = tmp_path_factory.mktemp("logged")
+    root = tmp_path
     torch_dir, deps = root / "torch-source", root / "deps"
     make_stack_wheels(torch_dir, deps, STACK)
     lines: list[str] = []
@@ -304,6 +306,15 @@ def test_the_manifest_says_how_it_was_made_and_how_to_install(logged_build):
     assert cann and cann <= {Requirement(r).name.lower().replace("_", "-") for r in manifest["requested"]}
     for w in manifest["wheels"]:
         assert w["size"] == (root / "out" / "house" / w["file"]).stat().st_size
+        assert w["requires_python"] is None          # the synthetic wheels declare none
+        assert w["source"] == {"kind": "pip", "location": "local directories only (--offline)"} \
+            or w["role"] in ("torch", "torch_npu", "torchvision")
+    by_name = {w["name"]: w for w in manifest["wheels"]}
+    assert by_name["torch-npu"]["required_by"] == ["requested"]
+    assert by_name["filelock"]["required_by"] == [f"torch {STACK.row.torch}+cpu"]
+    assert by_name["filelock"]["role"] == "dependency"
+    assert manifest["created"].endswith("+00:00")
+    assert manifest["cann_python_deps"] == dict(STACK.platforms.cann_python_deps)
     assert json.loads((root / "out" / "house" / "manifest.json").read_text()) == manifest
     assert [p.name for p in (root / "out").iterdir()] == ["house"]   # no work folder left beside it
 
@@ -342,6 +353,14 @@ def test_a_work_folder_that_cannot_be_made_says_where(tmp_path):
         wheelhouse.make_work_dir(tmp_path / "file" / "house")
     assert str(e.value) == (f"cannot write beside {tmp_path}/file/house: File exists ({tmp_path}/file); choose an "
                             f"output in a folder you can write to")
+
+
+def test_a_work_folder_names_the_folder_that_could_not_be_made():
+    """/proc takes no new folder, even from root: the name the failed attempt had is given."""
+    with pytest.raises(UserError) as e:
+        wheelhouse.make_work_dir(Path("/proc/house"))
+    assert re.fullmatch(r"cannot write beside /proc/house: No such file or directory \(/proc/\.house\.tmp-\w+\); "
+                        r"choose an output in a folder you can write to", str(e.value))
 
 
 def test_a_work_folder_is_a_hidden_one_beside_out(tmp_path):
@@ -482,8 +501,7 @@ def test_sha256sums_that_disagree_with_the_manifest_are_named(house):
 # --- the wheels against the row and each other -----------------------------------------------------
 
 def rewrite(house: Path, manifest: dict) -> None:
-    """The wheelhouse's own files written again for ``manifest``, as a build would write them."""
-    shutil.rmtree(house / "simple")
+    """The wheelhouse's own files written again for ``manifest``, over those there."""
     wheelhouse.write_files(house, manifest)
 
 
@@ -491,11 +509,12 @@ def swap_wheel(house: Path, manifest: dict, name: str, new: Path) -> str:
     """``new`` in place of the wheel ``name``, under the same file name, recorded in ``manifest``."""
     entry = next(w for w in manifest["wheels"] if w["name"] == name)
     os.replace(new, house / entry["file"])
-    entry["sha256"] = wheelhouse.sha256_file(house / entry["file"])
+    entry["sha256"] = sha256_file(house / entry["file"])
     return entry["file"]
 
 
 def test_the_manifest_is_written_for_people_to_read(house):
+    rewrite(house, manifest_of(house))
     text = (house / "manifest.json").read_text(encoding="utf-8")
     assert text.startswith('{\n  "format": 1,\n  "created": ') and text.endswith("\n}\n")
 
@@ -517,12 +536,20 @@ def test_a_requested_wheel_taken_out_leaves_the_wheelhouse_incomplete(house, tmp
     npu = next(w for w in m["wheels"] if w["name"] == "torch-npu")
     m["wheels"].remove(npu)
     (house / npu["file"]).unlink()
+    shutil.rmtree(house / "simple" / "torch-npu")
     tv = swap_wheel(house, m, "torchvision", make_wheel(tmp_path / "w", "torchvision", "0.28.0+cpu", X86_TAG,
                                                         requires=["numpy", "torch==2.12.0"]))
     rewrite(house, m)
     assert wheelhouse.verify(house) == [
         f"{tv}: Requires-Dist torch==2.12.0 does not pin the row's torch 2.13.0",   # checked without torch_npu
         "incomplete: torch-npu is needed on the target but has no wheel"]
+
+
+def test_a_manifest_that_requested_nothing_needs_nothing(house):
+    m = manifest_of(house)
+    del m["requested"]
+    write_manifest(house, m)
+    assert wheelhouse.verify(house) == []
 
 
 def test_a_requested_requirement_that_cannot_be_read_is_refused(house):
@@ -537,7 +564,7 @@ def test_a_file_that_is_no_wheel_is_named(house):
     m = manifest_of(house)
     entry = m["wheels"][0]
     (house / entry["file"]).write_bytes(b"not a zip")
-    entry["sha256"] = wheelhouse.sha256_file(house / entry["file"])
+    entry["sha256"] = sha256_file(house / entry["file"])
     rewrite(house, m)
     assert wheelhouse.verify(house) == [
         f"{house / entry['file']}: cannot be read as a wheel (zip): File is not a zip file",
@@ -554,3 +581,43 @@ def test_a_wheelhouse_the_matrix_has_moved_away_from_is_named(house):
     assert wheelhouse.verify(house, moved) == [
         "the matrix row torch_npu 2.13.0 now says torch 2.13.0 / torchvision 0.28.1; the wheelhouse was built for "
         "torch 2.13.0 / torchvision 0.28.0: rebuild it"]
+
+
+# --- the files derived from the manifest, against PEP 503 and pip's requirements format -----------
+
+WHEELS = [{"name": "b-pkg", "project": "B_Pkg", "version": "2.0", "file": "b_pkg-2.0-py3-none-any.whl",
+           "sha256": "b" * 64, "requires_python": ">=3.9"},
+          {"name": "a", "project": "a", "version": "1.0", "file": "a-1.0-py3-none-any.whl", "sha256": "a" * 64,
+           "requires_python": None}]
+
+
+def test_index_pages_are_pep_503_with_hashes_and_requires_python():
+    head = '<!DOCTYPE html>\n<html>\n  <head><meta name="pypi:repository-version" content="1.0"><title>'
+    assert wheelhouse.index_pages(WHEELS) == {
+        "index.html": head + "Simple index</title></head>\n  <body>\n    <h1>Simple index</h1>\n"
+        '    <a href="a/">a</a><br/>\n    <a href="b-pkg/">b-pkg</a><br/>\n  </body>\n</html>\n',
+        "a/index.html": head + "Links for a</title></head>\n  <body>\n    <h1>Links for a</h1>\n"
+        f'    <a href="../../a-1.0-py3-none-any.whl#sha256={"a" * 64}">a-1.0-py3-none-any.whl</a><br/>\n'
+        "  </body>\n</html>\n",
+        "b-pkg/index.html": head + "Links for b-pkg</title></head>\n  <body>\n    <h1>Links for b-pkg</h1>\n"
+        f'    <a href="../../b_pkg-2.0-py3-none-any.whl#sha256={"b" * 64}" data-requires-python="&gt;=3.9">'
+        "b_pkg-2.0-py3-none-any.whl</a><br/>\n  </body>\n</html>\n"}
+
+
+def test_an_index_page_lists_every_file_of_its_project():
+    two = [dict(WHEELS[1]), dict(WHEELS[1], file="a-1.0-cp311-cp311-linux_x86_64.whl", sha256="c" * 64)]
+    page = wheelhouse.index_pages(two)["a/index.html"]
+    assert ('<a href="../../a-1.0-cp311-cp311-linux_x86_64.whl#sha256=' + "c" * 64 + '">a-1.0-cp311-cp311-linux_'
+            'x86_64.whl</a><br/>\n    <a href="../../a-1.0-py3-none-any.whl#sha256=' + "a" * 64) in page
+
+
+def test_requirements_say_what_made_them_and_how_to_install():
+    manifest = {"stack": {"torch_npu": "2.13.0", "torch": "2.13.0", "python": "3.11", "arch": "x86_64"},
+                "wheels": WHEELS}
+    assert wheelhouse.render_requirements(manifest) == (
+        "# Wheelhouse for torch_npu 2.13.0 (torch 2.13.0), Python 3.11, x86_64.\n"
+        "# Generated by `npuenv wheelhouse build`; every wheel is pinned with its sha256.\n"
+        "#   pip install --no-index --find-links DIR -r DIR/requirements.txt\n"
+        "\n"
+        f"a==1.0 \\\n    --hash=sha256:{'a' * 64}\n"
+        f"B_Pkg==2.0 \\\n    --hash=sha256:{'b' * 64}\n")
