@@ -38,10 +38,12 @@ def cmd_matrix_list(args) -> int:
     if args.format == "json":
         print(json.dumps([r.to_dict() for r in rows], indent=2))
         return 0
-    print(f"{'torch_npu':<16} {'torch':<8} {'torchvision':<12} {'CANN':<9} {'Python':<26} {'HDK':<10} status")
-    for r in rows:
-        print(f"{r.torch_npu:<16} {r.torch:<8} {r.torchvision:<12} {r.cann:<9} {', '.join(r.python_sorted):<26} "
-              f"{r.hdk['version']:<10} {r.status}")
+    table = [("torch_npu", "torch", "torchvision", "CANN", "Python", "HDK", "status")]
+    table += [(r.torch_npu, r.torch, r.torchvision, r.cann, ", ".join(r.python_sorted), r.hdk["version"], r.status)
+              for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]   # as wide as the widest cell
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     return 0
 
 

@@ -136,3 +136,15 @@ def test_list_filters_and_show():
     assert json.loads(run.stdout)["cann"] == "8.5.0"
     run = npuenv("matrix", "show", "9.9.9")
     assert run.returncode == 2 and "unknown row: no torch_npu 9.9.9 in the matrix" in run.stderr
+
+
+def test_list_lines_up_every_column_whatever_the_rows_hold():
+    """Rows with five Pythons and rows with two: each column starts where its heading does."""
+    lines = npuenv("matrix", "list").stdout.splitlines()
+    header = lines[0]
+    starts = [header.index(h) for h in ("torch ", "torchvision", "CANN", "Python", "HDK", "status")]
+    for line in lines[1:]:
+        for start in starts:
+            assert line[start - 2:start] == "  " and line[start] != " ", line
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["2.13.0"][starts[3]:].startswith("3.10, 3.11, 3.12, 3.13, 3.14  26.1.0")
