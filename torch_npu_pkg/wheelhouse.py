@@ -238,7 +238,7 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
     torch_w = WheelInfo.read(torch_f.path)
     check_tags(torch_w, target)
     check_cpu_torch(torch_w, stack, target)
-    # a torch_npu built from source is built against this torch (unless --torch-wheel named another)
+    # a torch_npu built from source is built against this torch (unless its build options name another)
     sources = [s.using_torch(torch_w.path) if s.kind == "build" else s for s in sources]
 
     npu_w, npu_src = _fetch_torch_npu(sources, stack, target, stage, log)
