@@ -14,3 +14,12 @@ def reachable(host: str, port: int = 443) -> bool:
         return True
     except OSError:
         return False
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting to be reaped runs nothing)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -21,7 +21,7 @@ import pytest
 from compat_matrix.errors import UserError
 from npuenv import cli
 from playbooks import run
-from tests.conftest import ROOT
+from tests.conftest import ROOT, alive
 from validation.explain import explain
 
 # What every run passes last (the last -e wins): one SSH master per inventory name, and where site.yml
@@ -229,8 +229,7 @@ def test_an_interrupted_deploy_ends_ansible_playbook_closes_its_masters_and_remo
     assert list(tmp.iterdir()) == []
     # asked to stop (it ends its workers), not killed
     assert Path(f"{record}.stopped").read_text() == str(signal.SIGTERM.value)
-    assert not os.path.exists(f"/proc/{got['pid']}") or \
-        open(f"/proc/{got['pid']}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    assert not alive(got["pid"])
 
 
 def test_the_sudo_fix_names_options_that_npuenv_deploy_accepts(fakes, tmp_path):
@@ -247,14 +246,6 @@ def test_the_sudo_fix_names_options_that_npuenv_deploy_accepts(fakes, tmp_path):
 def test_a_bad_extra_var_is_refused_before_the_inventory_is_read(capsys):
     assert cli.main(["deploy", "-i", "/no/such/hosts.yml", "-e", "preflight_min_free_mb"]) == 2
     assert capsys.readouterr().err.startswith("npuenv: -e 'preflight_min_free_mb': extra variables are KEY=VALUE")
-
-
-def _gone(pid: int) -> bool:
-    """The process has ended (a zombie waiting for init counts: it runs nothing)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_an_interrupted_inventory_read_ends_the_inventory_script_it_ran(tmp_path):
@@ -277,12 +268,12 @@ def test_an_interrupted_inventory_read_ends_the_inventory_script_it_ran(tmp_path
         assert (proc.returncode, err) == (128 + signal.SIGTERM, f"npuenv: reading the inventory {script}: interrupted "
                                           "by SIGTERM; its temporary files are removed and nothing was written\n")
         deadline = time.monotonic() + 10
-        while not _gone(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _gone(pid), "the inventory script outlived npuenv"
+        assert not alive(pid), "the inventory script outlived npuenv"
     finally:
         proc.kill()
-        if pid and not _gone(pid):
+        if pid and alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -475,11 +466,11 @@ def test_sigterm_during_run_playbook_ends_ansible_playbook_and_removes_the_runs_
         _, err = proc.communicate(timeout=90)
     finally:
         proc.kill()
-        if record.exists() and not _gone(json.loads(record.read_text())["pid"]):   # a failed test leaves no process
+        if record.exists() and alive(json.loads(record.read_text())["pid"]):   # a failed test leaves no process
             os.kill(json.loads(record.read_text())["pid"], signal.SIGKILL)
     assert (proc.returncode, err) == (128 + signal.SIGTERM, "ansible-playbook site.yml: interrupted by SIGTERM; hosts "
                                       "may be part way through a task: run the same command again to converge them\n")
     assert Path(f"{record}.stopped").read_text() == str(signal.SIGTERM.value)   # asked to stop, and it did
-    assert _gone(got["pid"])
+    assert not alive(got["pid"])
     assert ssh_log.read_text() == f"-o ControlPath={got['folder']}/0123456789ab -O exit npuenv-run\n"
     assert list(tmp.iterdir()) == []   # the run's folder is gone

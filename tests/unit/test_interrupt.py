@@ -14,15 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+from tests.conftest import ROOT, alive
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -45,15 +37,15 @@ def test_a_signal_while_ansible_inventory_runs_ends_it_and_exits_128_plus_the_si
                 proc.stderr.read() if proc.poll() is not None else "ansible-inventory never ran the inventory"
             time.sleep(0.05)
         ansible_inventory, script = map(int, pids.read_text().split())
-        assert _alive(ansible_inventory)
+        assert alive(ansible_inventory)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
-        outlived = _alive(ansible_inventory)
+        outlived = alive(ansible_inventory)
     finally:
         if proc.poll() is None:
             proc.kill()
         for pid in (script, ansible_inventory):
-            if pid and _alive(pid):
+            if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 128 + signum
     assert err == (f"npuenv: reading the inventory {inventory}: interrupted by {signum.name}; its temporary files "

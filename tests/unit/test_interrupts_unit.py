@@ -14,7 +14,7 @@ import time
 import pytest
 
 from compat_matrix import UserError, interrupts
-from tests.unit.test_interrupt import _alive
+from tests.conftest import alive
 
 PY = sys.executable
 
@@ -124,9 +124,9 @@ def test_an_interrupt_ends_the_whole_group_of_an_own_group_process(tmp_path):
     thread.join(30)
     assert result["done"].returncode == -signal.SIGTERM
     deadline = time.monotonic() + 30
-    while _alive(grandchild) and time.monotonic() < deadline:
+    while alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not _alive(grandchild)
+    assert not alive(grandchild)
 
 
 def test_a_group_that_has_already_ended_is_no_error():

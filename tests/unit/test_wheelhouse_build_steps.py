@@ -159,17 +159,16 @@ PROVENANCE = {"source": {"repo": "https://gitcode.com/Ascend/pytorch", "commit":
 def source_build(monkeypatch, tmp_path):
     """The vendor's build replaced by one that makes a wheel at the version given, and records what it was
     asked (the build itself is tested in tests/integration/test_wheelhouse.py)."""
-    asked = []
+    asked, version = [], [ROW]   # a test may set the version the stand-in builds
 
     def build_wheel(stk, options, target, log):
         asked.append(options)
         log("build: stand-in build of torch_npu")
-        path = make_wheel(tmp_path / "built", "torch_npu", asked_version[0], X86_TAG, requires=["torch==2.13.0.*"])
+        path = make_wheel(tmp_path / "built", "torch_npu", version[0], X86_TAG, requires=["torch==2.13.0.*"])
         return path, PROVENANCE
 
-    asked_version = [ROW]
     monkeypatch.setattr(builder, "build_wheel", build_wheel)
-    return asked, asked_version
+    return asked, version
 
 
 def test_a_source_build_is_built_against_the_wheelhouses_torch_and_keeps_its_provenance(tmp_path, dirs,
