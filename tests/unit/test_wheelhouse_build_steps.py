@@ -13,6 +13,7 @@ import pytest
 from packaging.utils import parse_wheel_filename
 
 import compat_matrix as cm
+from compat_matrix import outputs
 from compat_matrix.checksums import sha256_file
 from compat_matrix.errors import UserError
 from tests.fixtures.wheelhouse.synth import make_stack_wheels, make_wheel
@@ -190,7 +191,7 @@ def test_a_source_build_is_built_against_the_wheelhouses_torch_and_keeps_its_pro
     assert wheelhouse.verify(house, M) == []
 
     # a provenance grown past what is read is refused by name, not read
-    os.truncate(house / (npu["file"] + PROVENANCE_SUFFIX), (64 << 20) + 1)
+    os.truncate(house / (npu["file"] + PROVENANCE_SUFFIX), outputs.MAX_INPUT_BYTES + 1)
     with pytest.raises(UserError) as e:
         wheelhouse.verify(house, M)
     assert str(e.value).endswith(" bytes a wheel's provenance may have; is it the right file?")
