@@ -578,12 +578,15 @@ class RestartingNode:
                              capture_output=True, text=True, check=True).stdout.split()
         return int(out[0]) if out[1] == "true" else -1
 
-    def cut(self, kind: str, point: str, command: str) -> subprocess.CompletedProcess:
+    def cut(self, kind: str, point: str, command: str) -> None:
         """Run an installer command with a power cut armed at ``point``; return once the node is back."""
         before = self.restarts()
         control = sim_faults.power_cut(self.hardware, kind, point)
         run = self.sh(command)
         assert not control.exists(), "the power cut was not consumed"
+        # The node going down ends the exec: podman reports the kill (137) or, when the container's end
+        # wins the race, that it lost the exec session (255). Which one is the engine's timing.
+        assert run.returncode in (137, 255), run.stdout + run.stderr
         deadline = time.time() + 60
         while self.restarts() <= before:
             assert time.time() < deadline, f"{self.name} did not come back after the power cut:\n{run.stdout}{run.stderr}"
@@ -591,7 +594,6 @@ class RestartingNode:
         while self.sh("pgrep -x sshd >/dev/null").returncode != 0:   # boot.sh done: sshd is its last step
             assert time.time() < deadline, f"{self.name} did not finish booting"
             time.sleep(0.2)
-        return run
 
 
 @contextmanager
@@ -616,8 +618,7 @@ def test_power_cut_at_each_stop_point_leaves_what_the_installer_had_written(node
     with restarting_node(node_image, hardware, inst) as node:
         assert node.sh("mkuser").returncode == 0
         # driver, first install: the info is written, no file copied, no completed mark
-        run = node.cut("driver", "info_written", f"{old['driver']} --full --install-for-all --quiet")
-        assert run.returncode == 137, run.stdout + run.stderr
+        node.cut("driver", "info_written", f"{old['driver']} --full --install-for-all --quiet")
         s = steps(node.sh('''step state bash -c 'cat /etc/ascend_install.info; test -e /usr/local/Ascend/driver || echo no-driver-files; \
             ls /dev | grep -c davinci || true'
 step again {d} --full --install-for-all --quiet
