@@ -309,8 +309,19 @@ def gateway_findings(ports: list[dict]) -> list[Finding]:
         if gateway["address"] is None:
             found.append(Finding("warn", where, "no default gateway: only the port's own subnet is reachable"))
             continue
-        subnet = ipaddress.IPv4Network(f"{ip['address']}/{ip['netmask']}", strict=False)
-        if ipaddress.IPv4Address(gateway["address"]) not in subnet:
+        # The addresses are the node's text: a masked or garbled one is a finding, not a crash.
+        try:
+            subnet = ipaddress.IPv4Network(f"{ip['address']}/{ip['netmask']}", strict=False)
+        except ValueError:
+            found.append(Finding("fail", where, f"address {ip['address']!r} netmask {ip['netmask']!r} "
+                                                "is not an IPv4 address and netmask"))
+            continue
+        try:
+            address = ipaddress.IPv4Address(gateway["address"])
+        except ValueError:
+            found.append(Finding("fail", where, f"gateway {gateway['address']!r} is not an IPv4 address"))
+            continue
+        if address not in subnet:
             found.append(Finding("fail", where, f"gateway {gateway['address']} is outside the port's subnet {subnet}"))
         defaults = [r for r in routes if r["destination"] in ("default", "0.0.0.0")]
         if not any(r["gateway"] == gateway["address"] and (gateway["iface"] in (None, r["iface"])) for r in defaults):

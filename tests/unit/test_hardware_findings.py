@@ -293,3 +293,22 @@ def test_gateway_findings():
         Finding("fail", "port 7", "default route via 10.0.0.9 dev eth7, via 10.0.0.1 dev eth1, gateway 10.0.0.1 "
                                   "dev eth7 configured"),
     ]
+
+
+def test_gateway_findings_name_an_address_that_is_not_ipv4_instead_of_crashing():
+    """hccn_tool's text is the node's word: a masked copy (the MindX DL guide prints `ipaddr:10.xx.xx.10`)
+    or a garbled line must become a finding on its port, and the other ports are still judged."""
+    ip = {"address": "10.0.0.5", "netmask": "255.255.255.0"}
+    good_gateway = {"address": "10.0.0.1", "iface": "eth0"}
+    ports = [{"port": 0, "ip": {"address": "10.xx.xx.10", "netmask": "255.255.255.0"}, "gateway": good_gateway,
+              "routes": []},
+             {"port": 1, "ip": {"address": "10.0.0.5", "netmask": "255.255.0.255"}, "gateway": good_gateway,
+              "routes": []},
+             {"port": 2, "ip": ip, "gateway": {"address": "gw-1", "iface": "eth2"}, "routes": []},
+             {"port": 3, "ip": ip, "gateway": {"address": "10.0.0.77", "iface": "eth3"}, "routes": []}]
+    assert hardware.gateway_findings(ports) == [
+        Finding("fail", "port 0", "address '10.xx.xx.10' netmask '255.255.255.0' is not an IPv4 address and netmask"),
+        Finding("fail", "port 1", "address '10.0.0.5' netmask '255.255.0.255' is not an IPv4 address and netmask"),
+        Finding("fail", "port 2", "gateway 'gw-1' is not an IPv4 address"),
+        Finding("fail", "port 3", "default route none, gateway 10.0.0.77 dev eth3 configured"),
+    ]
