@@ -12,6 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from . import codes
+from .vendor_tools import OPTICAL_LANE_KEY, OPTICAL_THRESHOLD_KEY
 
 # ------------------------------------------------------------------ thresholds
 
@@ -244,6 +245,16 @@ def optical_findings(ports: list[dict]) -> list[Finding]:
             continue
         for direction, powers, low, high in (("Rx", o["rx_power_mw"], o["rx_power_low_mw"], o["rx_power_high_mw"]),
                                              ("Tx", o["tx_power_mw"], o["tx_power_low_mw"], o["tx_power_high_mw"])):
+            if not powers:
+                lane_key = OPTICAL_LANE_KEY.format(direction=direction, lane="<lane>")
+                found.append(Finding("fail", where, f"{direction} power not read: no '{lane_key}' value in the "
+                                                    "optical info"))
+                continue
+            missing = [OPTICAL_THRESHOLD_KEY.format(direction=direction, level=level)
+                       for level, limit in (("Low", low), ("High", high)) if limit is None]
+            if missing:
+                found.append(Finding("warn", where, f"no {' or '.join(missing)} printed: {direction} power not "
+                                                    "judged against it"))
             for lane, mw in enumerate(powers):
                 if low is not None and mw < low:
                     found.append(Finding("fail", where, f"{direction} power lane {lane} {mw:g} mW below the module's "

@@ -817,6 +817,11 @@ class Optical:
     values: dict[str, str]                  # every line as printed
 
 
+# How -optical -g names a lane's power and the module's thresholds (direction "Tx" / "Rx", level "Low" / "High").
+OPTICAL_LANE_KEY = "{direction} Power{lane}"
+OPTICAL_THRESHOLD_KEY = "{direction}Power {level} Thres"
+
+
 def parse_optical(text: str) -> Optical:
     values: dict[str, str] = {}
     for n, raw in _hccn_check(text):
@@ -829,19 +834,21 @@ def parse_optical(text: str) -> Optical:
     if "present" not in values:
         raise VendorOutputError("no 'present' line in the optical info", text[:200])
 
-    def lanes(prefix):
+    def lanes(direction):
         found = []
         for lane in range(8):
-            if f"{prefix}{lane}" not in values:
+            key = OPTICAL_LANE_KEY.format(direction=direction, lane=lane)
+            if key not in values:
                 break
-            found.append(_float_or_none(values[f"{prefix}{lane}"]))
+            found.append(_float_or_none(values[key]))
         return tuple(v for v in found if v is not None)
 
+    def threshold(direction, level):
+        return _float_or_none(values.get(OPTICAL_THRESHOLD_KEY.format(direction=direction, level=level)))
+
     return Optical(values["present"].lower() == "present", _float_or_none(values.get("temperature")),
-                   lanes("Tx Power"), lanes("Rx Power"),
-                   _float_or_none(values.get("RxPower Low Thres")), _float_or_none(values.get("RxPower High Thres")),
-                   _float_or_none(values.get("TxPower Low Thres")), _float_or_none(values.get("TxPower High Thres")),
-                   values)
+                   lanes("Tx"), lanes("Rx"), threshold("Rx", "Low"), threshold("Rx", "High"),
+                   threshold("Tx", "Low"), threshold("Tx", "High"), values)
 
 
 @dataclass(frozen=True)

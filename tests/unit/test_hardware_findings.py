@@ -213,7 +213,9 @@ def test_optical_findings():
              {"port": 2, "optical": optical(present=False)},
              {"port": 3, "optical": optical(rx_power_mw=[0.1445, 0.0054, 3.6], tx_power_mw=[0.2, 3.5481, 4.4035])},
              {"port": 4, "optical": optical(rx_power_low_mw=None, rx_power_high_mw=None, rx_power_mw=[0.0, 9.0])},
-             {"port": 5, "optical": optical()}]
+             {"port": 5, "optical": optical()},
+             {"port": 6, "optical": optical(tx_power_mw=[], rx_power_mw=[])},
+             {"port": 7, "optical": optical(tx_power_high_mw=None, tx_power_mw=[9.0])}]
     assert hardware.optical_findings(ports) == [
         Finding("fail", "port 0", "optical module not read: not queried"),
         Finding("fail", "port 1", "optical module not read: hccn_tool: Cmd execute failed!"),
@@ -222,6 +224,11 @@ def test_optical_findings():
         Finding("fail", "port 3", "Rx power lane 2 3.6 mW above the module's high threshold 3.5481 mW"),
         Finding("fail", "port 3", "Tx power lane 0 0.2 mW below the module's low threshold 0.2818 mW"),
         Finding("fail", "port 3", "Tx power lane 2 4.4035 mW above the module's high threshold 3.5481 mW"),
+        # what was not judged says so: no thresholds, no readings
+        Finding("warn", "port 4", "no RxPower Low Thres or RxPower High Thres printed: Rx power not judged against it"),
+        Finding("fail", "port 6", "Rx power not read: no 'Rx Power<lane>' value in the optical info"),
+        Finding("fail", "port 6", "Tx power not read: no 'Tx Power<lane>' value in the optical info"),
+        Finding("warn", "port 7", "no TxPower High Thres printed: Tx power not judged against it"),
     ]
 
 
