@@ -191,7 +191,8 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
         else:
             try:
                 info = vendor_tools.parse_npu_smi_info(text)
-                facts["npu_smi"] = {"version": info.version, "unreadable": [dataclasses.asdict(u) for u in info.unreadable]}
+                facts["npu_smi"] = {"version": info.version,
+                                    "unread_rows": [dataclasses.asdict(u) for u in info.unread_rows()]}
                 # A chip's logic id is its place in the table unless the table
                 # prints it (310/310P "Device").
                 facts["devices"] = [{"npu": c.npu, "chip": c.chip, "phy_id": c.phy_id, "name": c.name,

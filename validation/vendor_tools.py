@@ -160,6 +160,11 @@ class NpuSmiInfo:
     def npu_ids(self) -> list[int]:
         return sorted({c.npu for c in self.chips})
 
+    def unread_rows(self) -> list[Unread]:
+        """The table rows that could not be read: chips that were printed but not checked.
+        Lines around the table (a prompt, driver log lines, a publisher's ``...``) are not rows."""
+        return [u for u in self.unreadable if u.reason not in (_ELIDED, _NOT_TABLE)]
+
     def chip(self, npu: int, chip: int = 0) -> NpuChip:
         for c in self.chips:
             if (c.npu, c.chip) == (npu, chip):
@@ -248,6 +253,7 @@ _BUS_ID = re.compile(r"[0-9A-Fa-f]{4}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]
 _HEALTH_WORD = re.compile(r"[A-Za-z][A-Za-z ]*")
 _CHIP_SECOND_ROW = re.compile(r"\d+(\s+\d+)?")
 _NO_PROCESSES = re.compile(r"No running processes found in NPU \d+")
+_ELIDED, _NOT_TABLE = "elided in the published copy", "not part of the npu-smi table"
 
 
 def parse_npu_smi_info(text: str) -> NpuSmiInfo:
@@ -275,7 +281,7 @@ def parse_npu_smi_info(text: str) -> NpuSmiInfo:
         if _RULE.fullmatch(line):  # rules separate rows; only the rows carry data
             continue
         if not line.startswith("|"):
-            why = "elided in the published copy" if line in ("...", "\u2026") else "not part of the npu-smi table"
+            why = _ELIDED if line in ("...", "\u2026") else _NOT_TABLE
             unreadable.append(Unread(n, raw, why))
             continue
         if not line.endswith("|") or len(line) == 1:

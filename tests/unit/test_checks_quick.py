@@ -258,6 +258,33 @@ def test_npu_missing_from_npu_smi_fails():
                  "fix": "check the card (`lspci | grep d80`, `npu-smi info -l`)"}
 
 
+def test_a_chip_row_npu_smi_printed_but_no_one_could_read_fails_naming_it():
+    """A row cut or garbled in transit is a chip that was not checked: the check names the line
+    instead of saying the NPU is missing from the driver's view, and the chips read are still judged."""
+    facts = healthy_facts()
+    del facts["devices"][1]
+    cut = "| 0                         | 0000:C2:00.0  | 0           0    / 0  "
+    facts["npu_smi"]["unread_rows"] = [
+        {"lineno": 10, "line": "| 1     910B3               | OK            | 94.8        36                0    / 0             |",
+         "reason": "a chip's first row without its second"},
+        {"lineno": 11, "line": cut, "reason": "a row cut short"}]
+    f = failed(q.test_npu_health, facts=facts, stack=stack(), options=options())
+    assert f == {
+        "summary": "npu-smi info: 2 row(s) of the device table could not be read",
+        "expected": "every chip row in npu-smi info's layout",
+        "found": "line 10: '| 1     910B3               | OK            | 94.8        36                0    / 0"
+                 "             |' (a chip's first row without its second); "
+                 f"line 11: {cut!r} (a row cut short)",
+        "cause": "npu-smi printed rows npuenv cannot read (a garbled or cut line, or a layout of a driver npuenv "
+                 "does not know): the chips on them were not checked",
+        "fix": "run `npu-smi info` on the host and read the rows named; if the layout is the driver's own, "
+               "add the output to npuenv's vendor samples"}
+    # an unhealthy chip that was read is still reported first
+    facts["devices"][2]["health"] = "Critical"
+    assert failed(q.test_npu_health, facts=facts, stack=stack(), options=options())["summary"] == \
+        "unhealthy NPU(s): NPU 3 chip 0 Critical"
+
+
 def test_npu_smi_not_run_is_no_pass():
     # a directory tree (image) cannot run npu-smi: no devices seen is a failure
     f = failed(q.test_npu_health, facts=healthy_facts(npu_smi=None, devices=[]), stack=stack(), options=options())

@@ -219,7 +219,7 @@ def per_port_commands(ports) -> list[str]:
 
 def test_collect_on_a_running_host_reads_npu_smi(tmp_path):
     facts = facts_mod.collect(running_host(tmp_path))
-    assert facts["npu_smi"] == {"version": "25.2.0", "unreadable": [],
+    assert facts["npu_smi"] == {"version": "25.2.0", "unread_rows": [],
                                 "processes": [{"npu": 4, "chip": 0, "pid": 1601114, "name": "python"}]}
     assert [(d["npu"], d["chip"], d["name"], d["health"]) for d in facts["devices"]] == \
         [(i, 0, "910B3", "OK") for i in range(8)]

@@ -99,6 +99,12 @@ def test_one_bad_row_costs_only_its_chip():
         (6, "Temp(C) is not a number: 'hot' (line 6: '| 1     910B3               | OK            | 80.0"
             "        hot               0    / 0             |')"),
         (12, "a chip's first row without its second"), (14, "a row cut short")]
+    # every one of them is a row that held a chip: the check reports them (validation/suite/test_quick.py)
+    assert info.unread_rows() == info.unreadable
+    # a prompt and a publisher's elision around the same table are not rows
+    noisy = vt.parse_npu_smi_info("\n".join(["[root@node ~]# npu-smi info", *lines[:2], "...", *lines[2:]]))
+    assert [u.lineno for u in noisy.unreadable] == [1, 4, 8, 14, 16]
+    assert [u.lineno for u in noisy.unread_rows()] == [8, 14, 16]
 
 
 # ---------------------------------------------------- npu-smi sub-commands

@@ -110,15 +110,23 @@ def test_npu_health(facts, stack, options, check):
     check("error" not in smi, "npu-smi info failed", expected="the device table",
           found=smi.get("error", ""), seen=smi.get("error", ""))
     devices = facts["devices"]
-    check(len(devices) == expected_devices(stack, options),
-          f"npu-smi shows {len(devices)} device(s), {expected_devices(stack, options)} expected",
-          expected=str(expected_devices(stack, options)), found=str(len(devices)),
-          cause="an NPU is missing from the driver's view", fix="check the card (`lspci | grep d80`, `npu-smi info -l`)")
     bad = [d for d in devices if codes.health_verdict(d["health"]) == "fail"]
     check(not bad, "unhealthy NPU(s): " + ", ".join(f"NPU {d['npu']} chip {d['chip']} {d['health']}" for d in bad),
           expected="Health OK on every chip", found=hardware.listing(hardware.health_findings(bad)),
           cause="the device reports a fault (Alarm or Critical): " + hardware.listing(hardware.health_findings(bad)),
           fix=hardware.health_fix(bad))
+    rows = smi.get("unread_rows") or []
+    check(not rows, f"npu-smi info: {len(rows)} row(s) of the device table could not be read",
+          expected="every chip row in npu-smi info's layout",
+          found="; ".join(f"line {u['lineno']}: {u['line']!r} ({u['reason']})" for u in rows),
+          cause="npu-smi printed rows npuenv cannot read (a garbled or cut line, or a layout of a driver npuenv "
+                "does not know): the chips on them were not checked",
+          fix="run `npu-smi info` on the host and read the rows named; if the layout is the driver's own, "
+              "add the output to npuenv's vendor samples")
+    check(len(devices) == expected_devices(stack, options),
+          f"npu-smi shows {len(devices)} device(s), {expected_devices(stack, options)} expected",
+          expected=str(expected_devices(stack, options)), found=str(len(devices)),
+          cause="an NPU is missing from the driver's view", fix="check the card (`lspci | grep d80`, `npu-smi info -l`)")
     warned = [d for d in devices if codes.health_verdict(d["health"]) == "warn"]
     if warned:
         check.warn("NPU health Warning: " + ", ".join(f"NPU {d['npu']} chip {d['chip']}" for d in warned))
