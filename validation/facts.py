@@ -193,13 +193,13 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
                 info = vendor_tools.parse_npu_smi_info(text)
                 facts["npu_smi"] = {"version": info.version,
                                     "unread_rows": [dataclasses.asdict(u) for u in info.unread_rows()]}
-                # A chip's logic id is its place in the table unless the table
-                # prints it (310/310P "Device").
+                # The table prints a chip's logic id only on 310/310P ("Device"); elsewhere
+                # `npu-smi info -m` says it (_device_details), not the chip's place in the table.
                 facts["devices"] = [{"npu": c.npu, "chip": c.chip, "phy_id": c.phy_id, "name": c.name,
-                                     "logic_id": c.device_id if c.device_id is not None else i,
+                                     "logic_id": c.device_id,
                                      "health": c.health, "bus_id": c.bus_id, "temp_c": c.temp_c,
                                      "power_w": c.power_w, "hbm_mb": c.hbm_mb, "aicore_pct": c.aicore_pct}
-                                    for i, c in enumerate(info.chips)]
+                                    for c in info.chips]
                 facts["npu_smi"]["processes"] = [{"npu": p.npu, "chip": p.chip, "pid": p.pid, "name": p.name}
                                                  for p in info.processes]
             except vendor_tools.VendorOutputError as e:
@@ -289,13 +289,21 @@ def _device_details(probe: Probe, facts: dict) -> None:
     """Each chip's health codes, temperatures, power, HBM and ECC, and the
     topology, from npu-smi's sub-commands (one shell call)."""
     smi = _npu_smi_command(probe)
-    commands = {"topo": f"{smi} info -t topo"}
+    commands = {"topo": f"{smi} info -t topo", "mapping": f"{smi} info -m"}
     for d in facts["devices"]:
         where = f"-i {d['npu']} -c {d['chip']}"
         for kind in ("health", "temp", "power", "memory", "ecc"):
             commands[f"{kind} {d['npu']} {d['chip']}"] = f"{smi} info -t {kind} {where}"
     out = run_sections(probe, commands)
     facts["topology"] = _read(vendor_tools.parse_topo, out["topo"][1])
+    mapping = _read(vendor_tools.parse_mapping, out["mapping"][1])
+    if isinstance(mapping, dict):   # {"error": why}
+        facts["npu_smi"]["mapping_error"] = mapping["error"]
+    else:
+        logic_ids = {(m["npu"], m["chip"]): m["logic_id"] for m in mapping}
+        for d in facts["devices"]:
+            if d["logic_id"] is None:
+                d["logic_id"] = logic_ids.get((d["npu"], d["chip"]))
     for d in facts["devices"]:
         key = f"{d['npu']} {d['chip']}"
         d["health_detail"] = _read(vendor_tools.parse_health, out[f"health {key}"][1])

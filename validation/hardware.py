@@ -207,8 +207,11 @@ def topology_findings(topology: dict | None, devices: list[dict], chip: str) -> 
     found = []
     if len(names) != len(devices):
         found.append(Finding("fail", "topology", f"{len(names)} devices in the matrix, {len(devices)} in npu-smi info"))
-    # A matrix column is NPU<logic id>; a device's logic id is its place in npu-smi info's list.
-    card = {f"NPU{d.get('logic_id', i)}": d["npu"] for i, d in enumerate(devices)}
+    # A matrix column is NPU<logic id> (npu-smi info -m says which chip has which).
+    card = {f"NPU{d['logic_id']}": d["npu"] for d in devices if d.get("logic_id") is not None}
+    found += [Finding("fail", _chip(d), "no logic id (npu-smi info -m did not list the chip or could not be read): "
+                                        "its links cannot be told apart from its card's")
+              for d in devices if d.get("logic_id") is None]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             link = topology["links"].get(a, {}).get(b)

@@ -64,6 +64,10 @@ class Unread:
     reason: str
 
 
+# How published copies mark lines left out; a parser skips them as a reader would.
+ELISIONS = ("...", "\u2026")
+
+
 def _lines(text: str):
     """(line number, line) for every non-blank line."""
     return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
@@ -281,7 +285,7 @@ def parse_npu_smi_info(text: str) -> NpuSmiInfo:
         if _RULE.fullmatch(line):  # rules separate rows; only the rows carry data
             continue
         if not line.startswith("|"):
-            why = _ELIDED if line in ("...", "\u2026") else _NOT_TABLE
+            why = _ELIDED if line in ELISIONS else _NOT_TABLE
             unreadable.append(Unread(n, raw, why))
             continue
         if not line.endswith("|") or len(line) == 1:
@@ -672,11 +676,15 @@ class IpConfig:
 
 
 def parse_ip(text: str) -> IpConfig | None:
-    """``hccn_tool -i N -ip -g``; None when no IP was preset."""
+    """``hccn_tool -i N -ip -g``; None when no IP was preset: the 910B tool says so ("Get ipconf failed,
+    because no ip was preset there!"), the one in MindCluster's collection fixture prints nothing."""
     if "because no ip was preset there" in text:
         return None
+    lines = _hccn_check(text)
+    if not lines:
+        return None
     found = {}
-    for n, raw in _hccn_check(text):
+    for n, raw in lines:
         m = re.fullmatch(r"(ipaddr|netmask):\s*(\S+)", raw.strip())
         if not m:
             raise VendorOutputError("expected 'ipaddr:<ip>' or 'netmask:<mask>'", raw, n)
@@ -831,7 +839,7 @@ OPTICAL_THRESHOLD_KEY = "{direction}Power {level} Thres"
 def parse_optical(text: str) -> Optical:
     values: dict[str, str] = {}
     for n, raw in _hccn_check(text):
-        if raw.strip() == "optical info:":
+        if raw.strip() == "optical info:" or raw.strip() in ELISIONS:
             continue
         key, colon, value = raw.partition(":")
         if not colon or not key.strip():
@@ -847,6 +855,10 @@ def parse_optical(text: str) -> Optical:
             if key not in values:
                 break
             found.append(_float_or_none(values[key]))
+        # Without lane numbers ("Tx Power : 4.4035 mW", MindCluster's fault-diag guide; the tool itself
+        # prints it so with NA for a module it cannot read) the value is the module's one reading.
+        if not found:
+            found.append(_float_or_none(values.get(OPTICAL_LANE_KEY.format(direction=direction, lane=""))))
         return tuple(v for v in found if v is not None)
 
     def threshold(direction, level):

@@ -285,6 +285,14 @@ def port_reports(port: int, ip: str | None) -> dict[str, tuple[int, str]]:
     }
 
 
+def chip_mapping(chips: list[tuple[int, int]]) -> str:
+    """``npu-smi info -m`` for ``chips`` in the order given (their logic ids 0, 1, ...), in the layout
+    of the published capture npu-smi_info_-m_910B4_8npu_with_mcu.txt: a TAB, columns 31 wide."""
+    rows = [("NPU ID", "Chip ID", "Chip Logic ID", "Chip Name")]
+    rows += [(npu, chip, logic_id, "Ascend 910B3") for logic_id, (npu, chip) in enumerate(chips)]
+    return "".join("\t" + "".join(f"{cell:<31}" for cell in row[:-1]) + f"{row[-1]}\n" for row in rows)
+
+
 HCCN_FLAGS = {"link": "-link", "net_health": "-net_health", "ip": "-ip", "optical": "-optical",
               "link_stat": "-link_stat", "stat": "-stat", "gateway": "-gateway", "routes": "-route"}
 
@@ -296,7 +304,7 @@ def answer_node(probe: FakeProbe, table: str | None = None, chips: list[tuple[in
     capture), temperature (30 + NPU id), power (90 + NPU id), HBM temperature (40 + NPU
     id) and ECC for each (npu, chip) of ``chips``, the topology (a real 910B3 capture),
     each NPU port's hccn_tool queries with the device IPs of ``ips`` (port -> IP or
-    None), and the row's Python distributions."""
+    None), each chip's logic id (its place in ``chips``), and the row's Python distributions."""
     table = table if table is not None else sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt")
     chips = chips if chips is not None else [(npu, 0) for npu in range(8)]
     ips = ips if ips is not None else {port: f"192.168.1.{10 + port}" for port in range(8)}
@@ -306,6 +314,7 @@ def answer_node(probe: FakeProbe, table: str | None = None, chips: list[tuple[in
     probe.answer(r"^command -v npu-smi \|\| ", 0, smi + "\n")
     at = re.escape(shlex.quote(smi))
     probe.answer(rf"^{at} info -t topo$", 0, sample("npu-smi_info_-t_topo_910B3_8npu.txt"))
+    probe.answer(rf"^{at} info -m$", 0, chip_mapping(chips))
     # the stored capture lost the final newline that npu-smi prints after each line
     health_ok = sample("npu-smi_info_-t_health_-i_0_-c_0_OK.txt").rstrip("\n") + "\n"
     probe.answer(rf"^{at} info -t health -i \d+ -c \d+$", 0, health_ok)

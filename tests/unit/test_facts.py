@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.unit.check_fakes import HCCN, NPU_SMI, FakeProbe, answer_node, key_value_lines, sample
+from tests.unit.check_fakes import HCCN, NPU_SMI, FakeProbe, answer_node, chip_mapping, key_value_lines, sample
 from validation import facts as facts_mod
 
 DRIVER_INFO = """Version=24.1.rc3
@@ -276,9 +276,26 @@ def test_collect_asks_each_chip_and_port_in_one_shell_call_each(tmp_path):
     # python3, npu-smi info, where npu-smi is, then one call for the chips and one for the ports
     assert len(probe.runs) == 5 and probe.runs[1:3] == ["npu-smi info", locate]
     # npu-smi located once; every sub-command runs it from there
-    assert sorted(probe.answered[3:]) == sorted([f"{NPU_SMI} info -t topo"] + per_chip_commands(NPU_SMI, chips) +
-                                                per_port_commands(ports))
-    assert probe.runs[3].count("@@npuenv-section") == 41 and probe.runs[4].count("@@npuenv-section") == 64
+    assert sorted(probe.answered[3:]) == sorted([f"{NPU_SMI} info -t topo", f"{NPU_SMI} info -m"] +
+                                                per_chip_commands(NPU_SMI, chips) + per_port_commands(ports))
+    assert probe.runs[3].count("@@npuenv-section") == 42 and probe.runs[4].count("@@npuenv-section") == 64
+
+
+def test_logic_ids_come_from_npu_smi_info_m_not_from_the_tables_order(tmp_path):
+    """The topology matrix is by logic id; npu-smi info lists cards by NPU id, and the two orders
+    need not agree (an A3 lists both dies of a card, -m numbers them)."""
+    probe = running_host(tmp_path)
+    probe.answer(rf"^{NPU_SMI} info -m$", 0, chip_mapping([(npu, 0) for npu in (3, 2, 1, 0, 7, 6, 5, 4)]))
+    facts = facts_mod.collect(probe, network=False)
+    assert [(d["npu"], d["logic_id"]) for d in facts["devices"]] == [
+        (0, 3), (1, 2), (2, 1), (3, 0), (4, 7), (5, 6), (6, 5), (7, 4)]
+    assert "mapping_error" not in facts["npu_smi"]
+    # -m that cannot be read: no logic id is guessed, and why is kept
+    probe.answer(rf"^{NPU_SMI} info -m$", 0, "Invalid option -m\n")
+    facts = facts_mod.collect(probe, network=False)
+    assert {d["logic_id"] for d in facts["devices"]} == {None}
+    assert facts["npu_smi"]["mapping_error"] == ("expected the 'NPU ID  Chip ID  Chip Logic ID  Chip Name' header "
+                                                 "(line 1: 'Invalid option -m')")
 
 
 def test_collect_reads_health_and_both_dies_of_a3_and_310p(tmp_path):

@@ -166,9 +166,9 @@ def test_topology_of_910b_every_pair_over_hccs():
 
 
 def test_topology_columns_are_logic_ids_and_a_row_without_its_own_cell_is_fine():
-    # A3: the dies of one card over SIO; the matrix column is NPU<logic id>, else the device's place
-    devices = [{"npu": 0, "chip": 0}, {"npu": 0, "chip": 1}, {"npu": 1, "chip": 0, "logic_id": 3},
-               {"npu": 1, "chip": 1, "logic_id": 2}]
+    # A3: the dies of one card over SIO; the matrix column is NPU<logic id>
+    devices = [{"npu": 0, "chip": 0, "logic_id": 0}, {"npu": 0, "chip": 1, "logic_id": 1},
+               {"npu": 1, "chip": 0, "logic_id": 3}, {"npu": 1, "chip": 1, "logic_id": 2}]
     topo = matrix(4, lambda i, j: "SIO" if {i, j} in ({0, 1}, {2, 3}) else "HCCS_SW")
     del topo["links"]["NPU3"]["NPU3"]
     assert hardware.topology_findings(topo, devices, "a3") == []
@@ -179,6 +179,13 @@ def test_topology_columns_are_logic_ids_and_a_row_without_its_own_cell_is_fine()
               {"npu": 0, "chip": 1, "logic_id": 1}, {"npu": 1, "chip": 1, "logic_id": 3}]
     assert hardware.topology_findings(matrix(4, lambda i, j: "SIO" if i // 2 == j // 2 else "HCCS_SW"), listed,
                                       "a3") == []
+    # a die npu-smi info -m did not give a logic id is not guessed from its place in the list
+    listed[2]["logic_id"] = None
+    assert hardware.topology_findings(matrix(4, lambda i, j: "SIO" if i // 2 == j // 2 else "HCCS_SW"), listed,
+                                      "a3") == [
+        Finding("fail", "NPU 0 chip 1", "no logic id (npu-smi info -m did not list the chip or could not be read): "
+                                        "its links cannot be told apart from its card's"),
+        Finding("fail", "NPU0-NPU1", "SIO where HCCS/HCCS_SW belongs")]
 
 
 def test_topology_of_910_two_meshes_of_four():

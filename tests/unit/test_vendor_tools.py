@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.sim import state as sim_state
-from validation import vendor_tools as vt
+from validation import hardware, vendor_tools as vt
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "tests/fixtures/vendor_samples"
@@ -623,3 +623,24 @@ def test_a_fault_that_comes_with_new_firmware_shows_only_once_that_firmware_runs
     health = [c.health for c in vt.parse_npu_smi_info(sim.npu_smi("info").stdout).chips]
     assert health == ["OK", "OK", "Alarm", "OK", "OK", "OK", "OK", "OK"]
     assert "80E01801" in sim.npu_smi("info", "-t", "health", "-i", "2").stdout
+
+
+def test_optical_power_without_lane_numbers_is_read_and_judged():
+    """MindCluster's fault-diag guide prints the powers without lane numbers; its Tx power is above the
+    module's high threshold, which must not pass as 'no readings'."""
+    optical = vt.parse_optical(sample("hccn_tool_-optical_-g_no_lane_numbers_mindcluster_doc.txt"))
+    assert (optical.tx_power_mw, optical.rx_power_mw) == ((4.4035,), (1.0189,))
+    assert (optical.tx_power_low_mw, optical.tx_power_high_mw) == (0.2818, 3.5481)
+    port = {"port": 0, "optical": dict(vars(optical), present=True)}
+    assert hardware.optical_findings([port]) == [
+        hardware.Finding("fail", "port 0", "Tx power lane 0 4.4035 mW above the module's high threshold 3.5481 mW")]
+    # NA is no reading (the tool prints it so for a module it cannot read)
+    assert vt.parse_optical("optical info:\npresent              : present\nTx Power             : NA\n").tx_power_mw == ()
+
+
+def test_ip_of_a_port_that_prints_nothing_is_no_address():
+    """MindCluster's collection fixture: `hccn_tool -i 2 -ip -g` answered with nothing."""
+    collected = sample("mindcluster_faultdiag_fixture_npu_info_before.txt")
+    answer = collected.split("hccn_tool -i 2 -ip -g\n", 1)[1].split("/usr/local/bin/npu-smi", 1)[0]
+    assert answer == "\n\n" and vt.parse_ip(answer) is None
+    assert vt.parse_ip("") is None
