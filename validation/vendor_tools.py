@@ -409,7 +409,16 @@ def parse_health(text: str) -> Health:
     """``npu-smi info -t health -i N [-c C]``."""
     _raise_if_npu_smi_failed(text)
     status, error_codes, info = None, (), []
-    for n, raw, key, value in _key_values(text):
+    lines = text.splitlines()
+    # Error Information comes last and its text is free: a line a terminal or a copy wrapped (no
+    # ": " of its own, or one inside the message) continues it, so the codes above are not lost.
+    end = next((n for n, raw in enumerate(lines, 1) if raw.strip().startswith("Error Information")), len(lines))
+    for raw in lines[end:]:
+        key, colon, value = raw.strip().partition(":")
+        line = value.strip() if colon and not key.strip() else raw.strip()
+        if line:
+            info.append(line)
+    for n, raw, key, value in _key_values("\n".join(lines[:end])):
         if key == "Health Status":
             if not value or " " in value:
                 raise VendorOutputError("a health status is one word", raw, n)
@@ -417,9 +426,7 @@ def parse_health(text: str) -> Health:
         elif key == "Error Code":
             error_codes = () if _na(value) else tuple(value.split())
         elif key == "Error Information":
-            info = [] if _na(value) else [value]
-        elif key == "" and value:
-            info.append(value)
+            info = ([] if _na(value) else [value]) + info
         else:
             raise VendorOutputError("unexpected key in health output", raw, n)
     if status is None:

@@ -644,3 +644,20 @@ def test_ip_of_a_port_that_prints_nothing_is_no_address():
     answer = collected.split("hccn_tool -i 2 -ip -g\n", 1)[1].split("/usr/local/bin/npu-smi", 1)[0]
     assert answer == "\n\n" and vt.parse_ip(answer) is None
     assert vt.parse_ip("") is None
+
+
+def test_health_error_information_wrapped_in_a_copy_keeps_the_codes():
+    """The published Alarm capture as a terminal 80 columns wide copies it: its long event lines
+    break where the width ends, the pieces without the ': ' the tool prints. The codes above
+    them are what the check explains; a line around them must not cost them."""
+    published = sample("npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt")
+    wrapped = "".join(line[:80] + "\n" + (line[80:] + "\n" if line[80:] else "")
+                      for line in published.expandtabs(8).splitlines())
+    assert any(not line.strip().startswith((":", "Health", "Error")) for line in wrapped.splitlines() if line.strip())
+    health = vt.parse_health(wrapped)
+    assert health.status == "Alarm" and health.error_codes == ("A4025021", "8C03A000", "8C084E00")
+    # every piece of the message is kept, in order (where the terminal cut a word is not known)
+    assert "".join(health.error_info) == "".join(vt.parse_health(published).error_info)
+    # a line wrapped inside a message that holds ': ' is still the message
+    text = "\tHealth Status : Alarm\n\tError Code : 80E01801\n\tError Information : node type=x\nevent: lost\n"
+    assert vt.parse_health(text) == vt.Health("Alarm", ("80E01801",), ("node type=x", "event: lost"))
