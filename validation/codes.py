@@ -248,3 +248,130 @@ HCCL_RESULT_CAUSES = {
         "kill the leftover processes on every node (mpirun -hostfile HOSTS -n N pkill -9 -f all_reduce_test), "
         "then run again"),
 }
+
+
+# ------------------------------------------- CANN error codes (jobs, hccl_test)
+
+# What CANN prints when a job fails: a level letter, a module letter and four digits
+# (EI0006: E = error, I = HCCL; J = HCCP, E = runtime, L = driver, Z = operators,
+# 3 = AI CPU); codes x9xxx are the module's internal errors, which follow another
+# failure. Screen forms: "EI0006: [PID: n] <time> ..." and, from CANN 8.5,
+# "Communication_Error_Get_Socket(EI0006): ...". Sources: CANN troubleshooting,
+# "error code structure" (hiascend.com canncommercial/850 maintenref
+# troubleshooting_0225); the per-code pages below.
+HCCL_ERROR_SOURCE = ("CANN error code reference, HCCL errors (hiascend.com maintenref/troubleshooting/"
+                     "atlaserrorcode_15_0242..0247, 0324, 0350, 0381) and hicann/hcomm docs/en/error_codes")
+HCCL_GUIDE_SOURCE = "CANN HCCL user guide, fault handling (hiascend.com commlib/hcclug/hcclug_000035..000059)"
+RUNTIME_ERROR_SOURCE = "hicann/runtime src/dfx/error_manager/error_code.json (CANN's error catalogue)"
+CANN_CODE = re.compile(r"\b(E[1-9A-Z]\d{4})\b")
+
+
+@dataclass(frozen=True)
+class CannCode:
+    code: str
+    meaning: str     # the vendor's meaning, in short
+    cause: str       # what is likely wrong on a cluster
+    fix: str
+    source: str
+
+    @property
+    def internal(self) -> bool:
+        return self.code[2] == "9"
+
+
+_PORT_CHECKS = ("on every node check each NPU port: `hccn_tool -i N -tls -g` must agree across all nodes, "
+                "`-ip -g` and `-netdetect -g` must be set, `-link -g` UP and `-net_health -g` Success")
+
+CANN_CODES: dict[str, CannCode] = {c.code: c for c in (
+    CannCode("EI0001", "an HCCL environment variable has an invalid value",
+             "a variable outside its range (HCCL_CONNECT_TIMEOUT must be 120..7200 s) or a malformed HCCL_IF_IP, "
+             "HCCL_SOCKET_IFNAME or HCCL_IF_BASE_PORT",
+             "set the variable the message names to a value in the range it states", HCCL_ERROR_SOURCE),
+    CannCode("EI0002", "a collective timed out waiting for a peer rank (Notify wait, HCCL_EXEC_TIMEOUT)",
+             "another rank failed or fell behind: an earlier error on it, ranks given different amounts of work, "
+             "different collective arguments, or packet loss on a link",
+             "find the first error among the ranks' logs; give every rank the same work; check the links "
+             "(`hccn_tool -i N -link_stat -g`, `-stat -g`); raise HCCL_EXEC_TIMEOUT only for a step known to be slow",
+             f"{HCCL_ERROR_SOURCE}; {HCCL_GUIDE_SOURCE} (Notify Wait Timeout)"),
+    CannCode("EI0004", "the rank table or a rank id is invalid",
+             "the ranktable does not describe this cluster (rank ids, server count, device IPs)",
+             "write the ranktable from the devices as they are (device IPs: `hccn_tool -i N -ip -g` on each node)",
+             HCCL_ERROR_SOURCE),
+    CannCode("EI0005", "the ranks called a collective with different arguments",
+             "the script takes a different path on some ranks (another count, dtype or operator)",
+             "make every rank run the same collectives with the same arguments", HCCL_ERROR_SOURCE),
+    CannCode("EI0006", "a socket timed out while HCCL set up the links between ranks (HCCL_CONNECT_TIMEOUT, 120 s "
+                       "by default)",
+             "a peer rank did not connect in time: it is stuck, crashed or started late, or the NPU network "
+             "between the nodes is broken (TLS on at one end only, a device IP or netdetect address missing, a "
+             "port down)",
+             f"look for an earlier error on the other ranks; {_PORT_CHECKS}; if the ranks only start far apart, "
+             "raise HCCL_CONNECT_TIMEOUT (at most 7200)",
+             f"{HCCL_ERROR_SOURCE} (atlaserrorcode_15_0246); {HCCL_GUIDE_SOURCE} (hcclug_000050)"),
+    CannCode("EI0007", "HCCL could not allocate a resource (memory or notify registers)",
+             "the device's resources are exhausted", "stop other work on the device, or create fewer communicators",
+             HCCL_ERROR_SOURCE),
+    CannCode("EI0008", "the ranks run different HCCL (CANN) versions",
+             "nodes of the job are at different matrix rows",
+             "install one row on every node (`npuenv status` shows which node runs what)", HCCL_ERROR_SOURCE),
+    CannCode("EI0009", "an HCCL transport could not be set up: the NPU network port is down",
+             "a cable, an optical module or the switch port of an NPU is down",
+             "check each port: `hccn_tool -i N -optical -g` (module present), `-ip -g` (address set), `-lldp -g` "
+             "(the switch seen)", HCCL_ERROR_SOURCE),
+    CannCode("EI0011", "HCCL could not allocate device memory", "other processes hold the device's memory",
+             "stop the processes holding the device (npu-smi info lists them)", HCCL_ERROR_SOURCE),
+    CannCode("EI0012", "an SDMA copy of a collective failed",
+             "a link failed, a peer process exited, or the buffers were too small or freed early",
+             "check the links between the devices, then why the peer exited", HCCL_ERROR_SOURCE),
+    CannCode("EI0013", "an error completion (CQE) on the RDMA network during a collective",
+             "the network between two devices failed (a flapping port) or the peer exited early",
+             "read the link history of both ports (`hccn_tool -i N -link_stat -g`) and the switch's, then the "
+             "peer's log", HCCL_ERROR_SOURCE),
+    CannCode("EI0014", "the ranktable does not match the devices",
+             "a device_ip of the ranktable is not the NPU's address",
+             "make the ranktable's device_ip values those `hccn_tool -i N -ip -g` prints", HCCL_ERROR_SOURCE),
+    CannCode("EI0015", "the ranks could not reach the root rank to exchange the cluster's information",
+             "the host network: HCCL chose a NIC the nodes do not share, a firewall, or a rank that never started",
+             "set HCCL_SOCKET_IFNAME (or HCCL_IF_IP) to the NIC the nodes share, check the nodes reach each other "
+             "on it, and raise HCCL_CONNECT_TIMEOUT if ranks start far apart", f"{HCCL_GUIDE_SOURCE} (hcclug_000037)"),
+    CannCode("EI9999", "an HCCL internal error",
+             "it follows another failure (on the device often an execution timeout: 'hccl fftsplus task timeout')",
+             "read the first error of each rank and the device logs under ~/ascend/log", HCCL_ERROR_SOURCE),
+    CannCode("EJ0001", "HCCP, the device-side network process, failed to start",
+             "the previous training job's processes are still running",
+             "end the previous job's processes on every node, wait 10 s, then start again", RUNTIME_ERROR_SOURCE),
+    CannCode("EJ0003", "binding an IP port failed", "the port is taken (another job, or a service started twice)",
+             "stop the process holding the port, or move HCCL_IF_BASE_PORT", f"{RUNTIME_ERROR_SOURCE}; "
+             f"{HCCL_GUIDE_SOURCE} (hcclug_000035)"),
+    CannCode("EE1002", "a stream synchronisation timed out (ACL 507046)",
+             "a task on the device hung: a collective waiting for a peer, or a kernel that does not end",
+             "look for HCCL errors on the other ranks and check the device's health (`npu-smi info -t health`)",
+             RUNTIME_ERROR_SOURCE),
+    CannCode("EE9999", "a runtime internal error", "it follows another failure on the device",
+             "read the error printed before it and the device logs under ~/ascend/log", RUNTIME_ERROR_SOURCE),
+    CannCode("EL0004", "device memory could not be allocated",
+             "the device has too little free memory: other processes hold it, or the job needs more than it has",
+             "stop the processes holding the device (npu-smi info lists them) or make the job smaller",
+             RUNTIME_ERROR_SOURCE),
+    CannCode("EL0005", "the device's resources are busy",
+             "another process holds them, the device is being reset, or its software is not ready",
+             "close other work on the device, wait and try again", RUNTIME_ERROR_SOURCE),
+    CannCode("EL0015", "the device cannot be accessed",
+             "the device is bound to another container, or this user has no permission on it",
+             "check which container holds it (on the host /proc/uda/namespace_node) and for leftover container "
+             "processes", RUNTIME_ERROR_SOURCE),
+    CannCode("EZ9999", "an operator failed on the device (often an AI Core or Vector core exception)",
+             "the CANN packages or environment do not match the row, or the operator's inputs are bad",
+             "validate the node (npuenv validate) to check CANN, kernels and the environment against the row",
+             RUNTIME_ERROR_SOURCE),
+    CannCode("E39009", "the device does not answer (heartbeat lost or its channel disconnected)",
+             "the device stopped responding", "collect the host and device logs, then reset the device "
+                                              "(npu-smi set -t reset -i <npu> -c <chip>)", RUNTIME_ERROR_SOURCE),
+)}
+
+
+def cann_code(text: str) -> CannCode | None:
+    """The code to explain a failed job by: the first one printed that the table knows, an internal one
+    (x9xxx) only when nothing more specific is there (the vendor: start from the first error reported)."""
+    known = [CANN_CODES[c] for c in CANN_CODE.findall(text or "") if c in CANN_CODES]
+    return next((c for c in known if not c.internal), known[0] if known else None)

@@ -1,6 +1,7 @@
 """The field's known failures: a symptom seen in a check's output -> the likely
 cause and the fix. Checks call ``explain(text)`` on what they saw. DCMI return
-codes (-8005, -8020, ...) are explained from the one table in validation.codes."""
+codes (-8005, -8020, ...) and CANN's error codes (EI0006, EL0004, ...) are
+explained from the tables in validation.codes."""
 from __future__ import annotations
 
 import re
@@ -21,6 +22,17 @@ KNOWN = (
           "the CANN environment is not sourced (or the toolkit is missing): the loader cannot find CANN's libraries",
           "source the toolkit's set_env.sh (the ascend_env profile script does this for login shells), "
           "or install the CANN toolkit of the row"),
+    # hccl_test runs under mpirun: the MPI's own library and its launcher (HCCL Test guide: LD_LIBRARY_PATH
+    # names the MPI's lib folder; every host of the hostfile resolves and takes SSH without a password).
+    Known(r"libmpi(_\w+)?\.so[.\d]*: cannot open shared object file",
+          "the MPI library mpirun starts hccl_test with is not on the loader's path",
+          "add the MPI's lib folder (/usr/local/mpich/lib or /usr/local/openmpi/lib) to LD_LIBRARY_PATH on every "
+          "node, as the HCCL Test guide does"),
+    Known(r"ORTE was unable to reliably start one or more daemons|unable to get host address for",
+          "mpirun could not start its processes on a host of the hostfile: the name does not resolve, or SSH to it "
+          "fails",
+          "make every host of the MPI hostfile resolve (/etc/hosts or DNS) on every node and accept SSH without a "
+          "password from the node that runs mpirun"),
     Known(r"undefined symbol",
           "torch, torch_npu and CANN versions do not match (a library was built against another version)",
           "install the exact torch / torch_npu / CANN versions of one matrix row (npuenv matrix resolve ...)"),
@@ -64,11 +76,15 @@ CODE_WORDS = ((r"device or resource busy|resources are occupied", -8020),)
 
 
 def explain(text: str) -> tuple[str, str] | None:
-    """(cause, fix) for the DCMI codes in ``text``, else the first known failure whose symptom appears."""
+    """(cause, fix) for the DCMI codes in ``text``, else its CANN error code, else the first known failure
+    whose symptom appears."""
     implied = [code for pattern, code in CODE_WORDS if re.search(pattern, text or "", re.I)]
     entry = codes.dcmi_entry(codes.dcmi_codes_in(text) + implied)
     if entry:
         return entry.cause, entry.fix
+    cann = codes.cann_code(text)
+    if cann:
+        return f"{cann.code} ({cann.meaning}): {cann.cause}", cann.fix
     for known in KNOWN:
         if re.search(known.pattern, text or "", re.I):
             return known.cause, known.fix

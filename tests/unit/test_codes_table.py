@@ -34,3 +34,13 @@ def test_fault_level_takes_the_code_with_or_without_0x_in_either_case():
     assert codes.fault_level("80E018010x") is None
     assert codes.fault_level("0x00000000") is None
     assert codes.fault_level("") is None
+
+
+def test_every_cann_code_is_one_of_the_vendors_shape_with_its_own_cause_fix_and_source():
+    assert len(codes.CANN_CODES) >= 20
+    for code, entry in codes.CANN_CODES.items():
+        assert codes.CANN_CODE.fullmatch(code) and entry.code == code
+        assert entry.meaning and entry.cause and entry.fix and entry.source
+        assert entry.internal == (code[2] == "9")
+    assert len({e.fix for e in codes.CANN_CODES.values()}) == len(codes.CANN_CODES)
+    assert [c.code for c in codes.CANN_CODES.values() if c.internal] == ["EI9999", "EE9999", "EZ9999", "E39009"]

@@ -147,3 +147,64 @@ def test_every_dcmi_code_has_a_cause_a_fix_and_a_source_of_its_own():
     # none of the table's own texts reads as another code (an explanation quoted in a
     # later failure must not change what that failure is explained as)
     assert [codes.dcmi_codes_in(e.cause + " " + e.fix) for e in entries] == [[] for _ in entries]
+
+
+# ---------------------------------------------------------- CANN error codes of failed jobs
+
+def cann_error(name: str) -> str:
+    return sample(f"cann_errors/{name}")
+
+
+def test_a_socket_timeout_between_ranks_is_explained_by_ei0006_in_each_of_its_screen_forms():
+    cause = ("EI0006 (a socket timed out while HCCL set up the links between ranks (HCCL_CONNECT_TIMEOUT, 120 s by "
+             "default)): a peer rank did not connect in time: it is stuck, crashed or started late, or the NPU network "
+             "between the nodes is broken (TLS on at one end only, a device IP or netdetect address missing, a port "
+             "down)")
+    fix = ("look for an earlier error on the other ranks; on every node check each NPU port: `hccn_tool -i N -tls -g` "
+           "must agree across all nodes, `-ip -g` and `-netdetect -g` must be set, `-link -g` UP and `-net_health -g` "
+           "Success; if the ranks only start far apart, raise HCCL_CONNECT_TIMEOUT (at most 7200)")
+    for name in ("EI0006_vllm-ascend_486.txt", "EI0006_LlamaFactory_5071.txt", "EI0006_title_form_afd-plugin_229.txt"):
+        assert explain(cann_error(name)) == (cause, fix), name
+
+
+@pytest.mark.parametrize("name, code, fix_says", [
+    ("EI0002_vllm-ascend_3413.txt", "EI0002", "raise HCCL_EXEC_TIMEOUT only for a step known to be slow"),
+    ("EJ0001_verl_332.txt", "EJ0001", "end the previous job's processes on every node, wait 10 s"),
+    ("EJ0003_title_form_hcclug_000035.txt", "EJ0003", "or move HCCL_IF_BASE_PORT"),
+    ("EE1002_LlamaFactory_5551.txt", "EE1002", "check the device's health (`npu-smi info -t health`)"),
+    # an internal code alone still says where to look
+    ("EI9999_Ascend_pytorch_43.txt", "EI9999", "read the first error of each rank and the device logs"),
+])
+def test_each_published_cann_error_is_explained_by_its_code(name, code, fix_says):
+    cause, fix = explain(cann_error(name))
+    assert cause.startswith(f"{code} (") and fix_says in fix
+
+
+def test_device_out_of_memory_wins_over_the_set_device_failure_it_caused():
+    # aclrtSetDevice failed with 507033 because of EL0004: the code says more than the number
+    assert explain(cann_error("EL0004_PTOAS_341.txt")) == (
+        "EL0004 (device memory could not be allocated): the device has too little free memory: other processes hold "
+        "it, or the job needs more than it has",
+        "stop the processes holding the device (npu-smi info lists them) or make the job smaller")
+
+
+def test_an_internal_code_gives_way_to_the_specific_one_printed_with_it():
+    text = "EI9999: Inner Error!\n" + cann_error("EI0002_vllm-ascend_3413.txt")
+    assert explain(text)[0].startswith("EI0002 (")
+    # codes are read as printed: a token that only looks like one is not a code
+    assert explain("commit 0xEI00060 built at E10035x") is None
+    assert explain("EI0003: In [HcomInitByFile], value [0] for parameter [rankTablePath] is invalid.") is None
+
+
+def test_hccl_tests_mpi_failures_are_explained():
+    assert explain(cann_error("libmpi_missing_nccl_872.txt")) == (
+        "the MPI library mpirun starts hccl_test with is not on the loader's path",
+        "add the MPI's lib folder (/usr/local/mpich/lib or /usr/local/openmpi/lib) to LD_LIBRARY_PATH on every node, "
+        "as the HCCL Test guide does")
+    unresolved = ("mpirun could not start its processes on a host of the hostfile: the name does not resolve, or SSH "
+                  "to it fails",
+                  "make every host of the MPI hostfile resolve (/etc/hosts or DNS) on every node and accept SSH "
+                  "without a password from the node that runs mpirun")
+    # Open MPI's banner wins over the ssh line it quotes (which alone means an inventory host)
+    assert explain(cann_error("mpirun_openmpi_unresolvable_host_aks-rdma-infiniband_30.txt")) == unresolved
+    assert explain(cann_error("mpirun_mpich_unresolvable_host_mpich_4712.txt")) == unresolved

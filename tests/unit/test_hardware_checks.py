@@ -14,6 +14,7 @@ import pytest
 import warnings
 
 from tests.sim import state as sim_state
+from tests.unit.check_fakes import sample
 from validation import facts as facts_mod, hardware
 from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 
@@ -306,6 +307,28 @@ def test_hccl_test_runs_where_installed(tmp_path):
     bare = SimProbe(tmp_path / "bare", sim_state.default_state("910b", npus=2))
     status, reason, _ = outcome(hw.test_hccl_test, facts, bare, STACK_910B, OPTIONS)
     assert status == "skipped" and "hccl_test is not installed" in reason
+
+
+def test_hccl_test_failures_are_explained_by_what_they_print(tmp_path):
+    """hccl_test's own error line says only a return code; the CANN code or the MPI's message
+    printed with it (published copies, tests/fixtures/vendor_samples/cann_errors) says why."""
+    probe = SimProbe(tmp_path, sim_state.default_state("910b", npus=2), hccl_test=True)
+    facts = {"devices": [{"npu": n, "chip": 0} for n in range(2)], "npu_smi": {}}
+
+    def mpirun_prints(text, rc):
+        (probe.bin / "answer.txt").write_text(text)
+        (probe.bin / "mpirun").write_text(f"#!/bin/sh\ncat {probe.bin / 'answer.txt'}\nexit {rc}\n")
+        return outcome(hw.test_hccl_test, facts, probe, STACK_910B, OPTIONS)[1]
+
+    timeout = ("hccl interface return err ./common/src/hccl_test_common.cc:538, retcode: 9 \n"
+               "This is an error in init_hcclComm.\n" + sample("cann_errors/EI0006_LlamaFactory_5071.txt"))
+    failure = mpirun_prints(timeout, 1)
+    assert failure["found"] == "./common/src/hccl_test_common.cc:538 retcode 9 (timeout) in init_hcclComm"
+    assert failure["cause"].startswith("EI0006 (a socket timed out while HCCL set up the links between ranks")
+    assert "`hccn_tool -i N -tls -g` must agree across all nodes" in failure["fix"]
+    failure = mpirun_prints(sample("cann_errors/libmpi_missing_nccl_872.txt"), 127)
+    assert failure["summary"] == "hccl_test printed no result (exit 127)"
+    assert failure["cause"] == "the MPI library mpirun starts hccl_test with is not on the loader's path"
 
 
 def test_listing_groups_places_with_the_same_finding_and_bounds_the_line():

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from validation import codes, facts as facts_mod, hardware, vendor_tools
+from validation import codes, explain, facts as facts_mod, hardware, vendor_tools
 
 
 def _devices(facts, check):
@@ -158,7 +158,8 @@ def test_hccl_test(facts, probe, stack, options, check):
     errors = result.errors
     detail = "; ".join(f"{e.location} retcode {e.retcode} ({codes.HCCL_RESULTS.get(e.retcode, 'unknown')})"
                        + (f" in {e.stage}" if e.stage else "") for e in errors[:4])
-    known = codes.HCCL_RESULT_CAUSES.get(errors[0].retcode) if errors else None
+    # The HCCL Test FAQ's word on a return code, else the CANN code or known failure the output shows.
+    known = (codes.HCCL_RESULT_CAUSES.get(errors[0].retcode) if errors else None) or explain.explain(out + err)
     check(not errors, f"hccl_test failed with HCCL error(s): {detail}", expected="no 'hccl interface return err' line",
           found=detail, cause=known[0] if known else "HCCL could not set up or run the collective across the devices",
           fix=known[1] if known else "read the device logs under ~/ascend/log and run `npu-smi info` for held devices")
