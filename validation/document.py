@@ -38,7 +38,10 @@ STATUSES = (PASSED, WARNING, FAILED, ERROR, SKIPPED)
 BAD = (FAILED, ERROR)   # the outcomes that fail a host
 
 # The controller's own checks (about a host as a whole): no node may send them.
-REACHABLE, SUITE, STRAGGLER = "reachable", "suite", "straggler"
+REACHABLE, SUITE, STRAGGLER, TLS_ACROSS_NODES = "reachable", "suite", "straggler", "tls_across_nodes"
+# Checks the controller makes from what every node reported; no node may report them.
+CONTROLLER_CHECKS = (REACHABLE, SUITE, STRAGGLER, TLS_ACROSS_NODES)
+TLS_NODE_CHECK = "npu_tls"   # validation/suite/test_hardware.py: its recorded state is what the nodes' TLS is compared by
 
 # Limits, far above what an honest node sends (a full-level document is tens of KB).
 MAX_DOCUMENT_BYTES = 4 << 20
@@ -301,7 +304,7 @@ def _check_name(value, path):
     if not isinstance(value, str) or not CHECK_NAME.fullmatch(value):
         raise DocumentError(path, f"{_show(value)} is not a check name (letters, digits and _, "
                                   f"at most {MAX_CHECK_NAME} characters, not starting with a digit)")
-    if value in (REACHABLE, SUITE, STRAGGLER):
+    if value in CONTROLLER_CHECKS:
         raise DocumentError(path, f"'{value}' is a check of the controller's own, not of a node")
     return value
 

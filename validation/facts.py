@@ -329,6 +329,7 @@ HCCN_QUERIES = {  # what the checks read of each NPU port, and how
     "stat": ("-stat -g", vendor_tools.parse_stat),
     "gateway": ("-gateway -g", vendor_tools.parse_gateway),
     "routes": ("-route -g", vendor_tools.parse_route),
+    "tls": ("-tls -g", vendor_tools.parse_tls),
 }
 
 

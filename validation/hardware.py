@@ -343,3 +343,33 @@ def gateway_findings(ports: list[dict]) -> list[Finding]:
             found.append(Finding("fail", where, f"default route {shown}, gateway {gateway['address']} "
                                                 f"dev {gateway['iface']} configured"))
     return found
+
+
+# TLS of the NPU ports: every rank's must agree, or HCCL cannot set up its links (EI0006; HCCL
+# user guide, link setup failures). Certificates report 0 normal, 1 near expiration, 2 expired.
+TLS_CERT_EXPIRY = {1: ("warn", "is near its expiration"), 2: ("fail", "has expired")}
+
+
+def tls_state(ports: list[dict]) -> str | None:
+    """"on" / "off" when every port read agrees, "mixed" when they do not, None when none was read."""
+    states = {p["tls"]["enabled"] for p in ports if isinstance(p.get("tls"), dict) and "enabled" in p["tls"]}
+    return None if not states else "mixed" if len(states) > 1 else "on" if states.pop() else "off"
+
+
+def tls_findings(ports: list[dict]) -> list[Finding]:
+    found = []
+    for p in ports:
+        tls, where = p.get("tls"), f"port {p['port']}"
+        if tls is None or _unread(tls):
+            found.append(Finding("fail", where, f"TLS state not read: {_unread(tls) or 'not queried'}"))
+            continue
+        for name, status in sorted(tls["certificates"].items()):
+            if status in TLS_CERT_EXPIRY:
+                verdict, what = TLS_CERT_EXPIRY[status]
+                found.append(Finding(verdict, where, f"TLS certificate '{name}' {what}"))
+    if tls_state(ports) == "mixed":
+        on = ", ".join(str(p["port"]) for p in ports if (p.get("tls") or {}).get("enabled") is True)
+        off = ", ".join(str(p["port"]) for p in ports if (p.get("tls") or {}).get("enabled") is False)
+        found.append(Finding("fail", "NPU ports", f"TLS on at port(s) {on}, off at port(s) {off}"))
+    return found
+

@@ -25,7 +25,8 @@ from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 from . import document
-from .document import BAD, ERROR, FAILED, PASSED, REACHABLE, SKIPPED, STRAGGLER, SUITE, WARNING
+from .document import (BAD, CONTROLLER_CHECKS, ERROR, FAILED, PASSED, REACHABLE, SKIPPED, STRAGGLER, SUITE,
+                       TLS_ACROSS_NODES, TLS_NODE_CHECK, WARNING)
 
 # The host name of records about the whole fleet (the checks that need every node).
 FLEET = "fleet"
@@ -116,6 +117,28 @@ def stragglers(figs: dict[str, dict[str, float]], margin: float) -> list[dict]:
     return out
 
 
+def tls_across_nodes(records: list[dict]) -> list[dict]:
+    """A failure on each node whose NPU ports' TLS differs from the other nodes' (HCCL's links between
+    them cannot be set up: EI0006). Nodes whose ports disagree among themselves fail their own check."""
+    state = {r["host"]: r["data"]["tls"] for r in records
+             if r["check"] == TLS_NODE_CHECK and isinstance(r.get("data"), dict)
+             and r["data"].get("tls") in ("on", "off")}
+    counts = {s: sum(1 for v in state.values() if v == s) for s in ("on", "off")}
+    if min(counts.values()) == 0:
+        return []
+    # The fewer are the odd ones out; when the fleet is split evenly, every node is.
+    odd = {s for s, n in counts.items() if n <= counts["on" if s == "off" else "off"]}
+    found = ", ".join(f"TLS {s} on {n} node(s)" for s, n in counts.items())
+    return [{"host": h, "check": TLS_ACROSS_NODES, "level": "standard", "status": FAILED, "duration_s": 0.0,
+             "data": None, "message": f"this node's NPU ports have TLS {s}; {found}",
+             "failure": {"summary": f"TLS is {s} here and not on every other node", "expected": "one TLS setting "
+                         "on the NPU ports of every node", "found": found,
+                         "cause": "ranks whose TLS settings differ cannot set up HCCL links between them (EI0006, "
+                                  "socket timeout; HCCL user guide, link setup failures)",
+                         "fix": "switch TLS on or off alike on every NPU port of every node, then validate again"}}
+            for h, s in sorted(state.items()) if s in odd]
+
+
 def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
                  straggler_margin: float = STRAGGLER_MARGIN, meta: dict | None = None) -> dict:
     """The merged result: records plus per-host status, grouped failures,
@@ -123,7 +146,7 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
     and ``meta`` (the run's level, row, targets); made safe for every report."""
     figs = figures(records)
     slow = stragglers(figs, straggler_margin)
-    records = list(records)
+    records = list(records) + tls_across_nodes(records)
     for s in slow:
         records.append({"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING,
                         "duration_s": 0.0, "data": s,
@@ -395,7 +418,7 @@ def prometheus_text(result: dict) -> str:
     finished = Gauge("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
                      registry=registry)
     for r in result["results"]:
-        if r["status"] != SKIPPED and r["check"] not in (REACHABLE, SUITE, STRAGGLER):
+        if r["status"] != SKIPPED and r["check"] not in CONTROLLER_CHECKS:
             check.labels(host=r["host"], check=r["check"], **labels).set(r["status"] in (PASSED, WARNING))
     for host, st in result["host_status"].items():
         host_up.labels(host=host).set(st["status"] not in (UNREACHABLE, ERROR))

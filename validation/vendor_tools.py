@@ -877,6 +877,41 @@ def parse_optical(text: str) -> Optical:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """``hccn_tool -i N -tls -g``: the port's TLS switch and its certificates' expiration status."""
+    enabled: bool
+    certificates: dict[str, int]    # "pub cert" -> 0 normal, 1 near expiration, 2 has expired
+
+
+_TLS_SWITCH = re.compile(r"dev_id:\s*\d+, tls switch\[(\d)\]")
+_TLS_CERT = re.compile(r"dev_id:\s*\d+, \[([^\]]+)\] info:")
+_TLS_EXPIRY = re.compile(r"tls expiration status\[(\d)\]")
+_TLS_CERT_FIELD = re.compile(r"(subject|issuer|start_time|end_time)\[.*\]")
+
+
+def parse_tls(text: str) -> Tls:
+    """The switch line is the 910B tool's (hccn_tool/tool_tls.c, MindCluster's fault-diag guide); the
+    certificate blocks follow the Ascend 950 HCCN Tool guide. "no certificate found" also means TLS is
+    off (HCCL user guide, link setup failures)."""
+    enabled, certificates, current = None, {}, None
+    for n, raw in _hccn_check(text):
+        line = raw.strip()
+        if m := _TLS_SWITCH.match(line):
+            enabled = m.group(1) == "1"
+        elif m := _TLS_CERT.fullmatch(line):
+            current = m.group(1)
+        elif (m := _TLS_EXPIRY.match(line)) and current is not None:
+            certificates[current] = int(m.group(1))
+        elif "no certificate found" in line.lower():
+            enabled = False if enabled is None else enabled
+        elif not (_TLS_CERT_FIELD.fullmatch(line) and current is not None):
+            raise VendorOutputError("not a line of hccn_tool -tls -g", raw, n)
+    if enabled is None:
+        raise VendorOutputError("no 'tls switch[N]' line", text[:200])
+    return Tls(enabled, certificates)
+
+
+@dataclass(frozen=True)
 class LinkStat:
     """``hccn_tool -i N -link_stat -g``: link up count and the link change records (newest first)."""
     device: int

@@ -50,7 +50,9 @@ Optional keys, read by tests/sim/tools (npu_smi.py, hccn_tool.py) when present:
   ``tx_power_mw`` / ``rx_power_mw`` per lane; default a healthy 4-lane module),
   ``"link_events"`` (``[[time, "LINK UP"|"LINK DOWN"], ...]`` newest first;
   default one LINK UP), ``"stat"`` (``-stat -g`` counters, default 0) and
-  ``"stat_growth"`` (added to those counters on every read), ``"gateway"``.
+  ``"stat_growth"`` (added to those counters on every read), ``"gateway"``,
+  ``"tls"`` (``-tls -g``'s switch, 0 or 1; default 0) and ``"tls_cert_expiry"``
+  (its certificates' expiration status: 0 normal, 1 near, 2 expired).
 * ``hccl_test`` (tests/sim/tools/hccl_test.py) reads ``"hccl_busbw_gbps"`` at the
   top level (the bus bandwidth its all_reduce reaches; default 150).
 

@@ -337,3 +337,29 @@ def test_listing_groups_places_with_the_same_finding_and_bounds_the_line():
     assert hardware.listing(f) == "port 0, port 1, port 2: no default gateway; port 5: TX power -40 dBm below -10 dBm"
     many = [hardware.Finding("warn", f"NPU {n}", f"{70 + n} C") for n in range(14)]
     assert hardware.listing(many).endswith("NPU 11: 81 C; and 2 more")
+
+
+def test_tls_check_finds_ports_that_disagree_and_expired_certificates(tmp_path):
+    """Each fault is caught by this check (with the simulated hccn_tool's answers) and records the
+    node's TLS state for the comparison across nodes."""
+    probe = SimProbe(tmp_path, sim_state.default_state("910b", npus=4))
+    facts = facts_mod.collect(probe)
+    status, _, data = outcome(hw.test_npu_tls, facts, STACK_910B)
+    assert (status, data) == ("passed", {"tls": "off"})
+    probe.change(2, tls=1)
+    status, failure, data = outcome(hw.test_npu_tls, facts_mod.collect(probe), STACK_910B)
+    assert failure["found"] == "NPU ports: TLS on at port(s) 2, off at port(s) 0, 1, 3" and data == {"tls": "mixed"}
+    for n in (0, 1, 3):
+        probe.change(n, tls=1)
+    probe.change(1, tls_cert_expiry=2)
+    status, failure, data = outcome(hw.test_npu_tls, facts_mod.collect(probe), STACK_910B)
+    assert failure["found"] == ("port 1: TLS certificate 'ca1 cert' has expired; "
+                                "port 1: TLS certificate 'pub cert' has expired") and data == {"tls": "on"}
+    probe.change(1, tls_cert_expiry=1)
+    status, warning, data = outcome(hw.test_npu_tls, facts_mod.collect(probe), STACK_910B)
+    assert (status, warning, data) == ("warning", "port 1: TLS certificate 'ca1 cert' is near its expiration; "
+                                                  "port 1: TLS certificate 'pub cert' is near its expiration",
+                                       {"tls": "on"})
+    # the other port checks do not catch it
+    for other in (hw.test_optical_modules, hw.test_link_flaps):
+        assert outcome(other, facts_mod.collect(probe), STACK_910B)[0] == "passed"

@@ -409,3 +409,22 @@ def test_the_validation_role_runs_the_artefact_with_a_python_not_a_discovery_mod
     expression = task["ansible.builtin.script"]["executable"]
     variables = {"ansible_facts": {}, **hostvars}
     assert Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expression)) == python
+
+
+def test_nodes_whose_npu_tls_differs_from_the_others_fail_on_the_controller():
+    """The nodes' own check records their ports' TLS; the controller compares the nodes (EI0006 when
+    two ranks disagree). The fewer are named; an even split names every node."""
+    def tls(*states):
+        return [rec(f"n{i}", "npu_tls", data={"tls": s}) for i, s in enumerate(states)]
+
+    result = report.fleet_result(tls("off", "off", "on", "off", "mixed"), [f"n{i}" for i in range(5)], {})
+    [odd] = [r for r in result["results"] if r["check"] == "tls_across_nodes"]
+    assert (odd["host"], odd["status"], odd["message"]) == (
+        "n2", "failed", "this node's NPU ports have TLS on; TLS on on 1 node(s), TLS off on 3 node(s)")
+    assert odd["failure"]["cause"].startswith("ranks whose TLS settings differ cannot set up HCCL links")
+    assert result["host_status"]["n2"]["status"] == "failed" and result["host_status"]["n0"]["status"] == "passed"
+    split = report.fleet_result(tls("on", "off"), ["n0", "n1"], {})
+    assert [r["host"] for r in split["results"] if r["check"] == "tls_across_nodes"] == ["n0", "n1"]
+    # one setting everywhere (or a node that could not say) is no finding
+    assert report.tls_across_nodes(tls("on", "on", "mixed")) == []
+    assert report.tls_across_nodes(tls("off") + [rec("n1", "npu_tls", data=None)]) == []

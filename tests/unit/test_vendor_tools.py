@@ -661,3 +661,26 @@ def test_health_error_information_wrapped_in_a_copy_keeps_the_codes():
     # a line wrapped inside a message that holds ': ' is still the message
     text = "\tHealth Status : Alarm\n\tError Code : 80E01801\n\tError Information : node type=x\nevent: lost\n"
     assert vt.parse_health(text) == vt.Health("Alarm", ("80E01801",), ("node type=x", "event: lost"))
+
+
+def test_tls_switch_lines_and_certificates():
+    """The switch line of MindCluster's guide and the whole answer of the Ascend 950 HCCN Tool guide
+    (its switch line, then the certificate blocks)."""
+    switch = sample("hccn_tool_-tls_-g_switch_lines_mindcluster_doc.txt")
+    assert vt.parse_tls(switch) == vt.Tls(False, {})
+    assert vt.parse_tls(switch.replace("switch[0]", "switch[1]")) == vt.Tls(True, {})
+    whole = sample("hccn_tool_-tls_-g_certificates_950_doc.txt")
+    assert vt.parse_tls(whole) == vt.Tls(False, {"pub cert": 0, "ca1 cert": 0, "ca2 cert": 0, "crl": 1})
+    # the HCCL guide: "no certificate found" means TLS is off
+    assert vt.parse_tls("no certificate found\n") == vt.Tls(False, {})
+    with pytest.raises(vt.VendorOutputError, match="no 'tls switch\\[N\\]' line"):
+        vt.parse_tls(whole.split("\n", 1)[1])
+    with pytest.raises(vt.VendorOutputError, match="not a line of hccn_tool -tls -g"):
+        vt.parse_tls(switch + "subject[/CN=x]\n")      # a certificate field outside a certificate
+
+
+def test_the_simulated_tls_answers_in_the_vendors_layout(host):
+    st = sim_state.with_changes(sim_state.default_state("910b", npus=2), 1, tls=1, tls_cert_expiry=2)
+    sim = host(st)
+    assert vt.parse_tls(sim.hccn(0, "-tls", "-g").stdout) == vt.Tls(False, {})
+    assert vt.parse_tls(sim.hccn(1, "-tls", "-g").stdout) == vt.Tls(True, {"pub cert": 2, "ca1 cert": 2})

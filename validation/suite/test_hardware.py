@@ -1,6 +1,6 @@
 """Hardware checks real fleets run beside the stack checks: temperatures, HBM
 ECC and the HCCS topology (quick); the NPU ports' optical modules, link flaps,
-growing packet errors and gateway/routes (standard); HCCL's own hccl_test
+growing packet errors, TLS and gateway/routes (standard); HCCL's own hccl_test
 (full, where the toolkit ships it). Thresholds and expected topologies are data
 in validation/hardware.py; the facts are read once per host (validation/facts.py)."""
 from __future__ import annotations
@@ -122,6 +122,19 @@ def test_packet_errors(facts, probe, stack, check):
             fix="clean or replace the fiber and module of the port, then the switch port; "
                 "`hccn_tool -i <port> -stat -g` shows the counters",
             data={"stat": {str(p): after[p].get("stat") for p in numbers}})
+
+
+@pytest.mark.standard
+def test_npu_tls(facts, stack, check):
+    ports = _ports(facts, stack, check)
+    # The state is recorded for the controller, which compares it across the nodes (report.py).
+    _report(check, hardware.tls_findings(ports), "{n} NPU port TLS problem(s)",
+            expected="the same TLS switch on every NPU port (`hccn_tool -i N -tls -g`), certificates not expired",
+            cause="ranks whose TLS settings differ cannot set up HCCL links (EI0006, socket timeout); an expired "
+                  "certificate fails the TLS handshake",
+            fix="switch TLS on or off alike on every NPU port of every node (the HCCN Tool guide's TLS commands) "
+                "and renew expired certificates",
+            data={"tls": hardware.tls_state(ports)})
 
 
 @pytest.mark.standard

@@ -12,7 +12,7 @@ does (it maps phy id to logic id through DSMI).
 Supported: -link -g, -net_health -g, -ip -g, -ip -s address A netmask M,
 -netdetect -g, -netdetect -s address A, -lldp -g, -ping -g address A [pkt N],
 -optical -g, -link_stat -g, -stat -g, -gateway -g, -gateway -s gateway A,
--route -g. `-s` commands write the state file back, so later calls see the
+-route -g, -tls -g. `-s` commands write the state file back, so later calls see the
 change; so does -stat -g when the state makes a counter grow ("stat_growth").
 
 Formats: link/net_health/ip/optical/link_stat/stat/gateway/route/lldp/ping
@@ -290,11 +290,29 @@ def cmd_route(state, die, mode, args):
     return "\n".join(out) + "\n"
 
 
+def cmd_tls(state, die, mode, args):
+    # The switch line as the 910B tool builds it (hccn_tool/tool_tls.c) and MindCluster's fault-diag
+    # guide prints it; with TLS on, the certificates follow in the 950 guide's layout, indented with
+    # the TAB and space the 910B source prints. A die's "tls": 0 or 1 (default 0); "tls_cert_expiry":
+    # the certificates' expiration status, 0 normal, 1 near expiration, 2 expired.
+    dev = f"dev_id:{die['phy_id']}"
+    out = [f"{dev}, tls switch[{die.get('tls', 0)}](0:disable, 1:enable), tls preconfigured[1](0:non-preset, "
+           "1:preset), tls alarm time threshold[60]days"]
+    if die.get("tls", 0):
+        for cert in ("pub cert", "ca1 cert"):
+            out += [f"{dev}, [{cert}] info:", "\t subject[/C=CN/O=npu-sim/CN=node]",
+                    "\t issuer[/C=CN/O=npu-sim/CN=npu-sim CA]", "\t start_time[Sat Jan 31 03:10:27 2026 GMT]",
+                    "\t end_time[Wed Jun 18 03:10:27 2053 GMT]",
+                    f"\t tls expiration status[{die.get('tls_cert_expiry', 0)}](0:normal, 1:near expiration, "
+                    "2:has expired)"]
+    return "\n".join(out) + "\n"
+
+
 COMMANDS = {"-link": (cmd_link, {"-g"}), "-net_health": (cmd_net_health, {"-g"}),
             "-ip": (cmd_ip, {"-g", "-s"}), "-netdetect": (cmd_netdetect, {"-g", "-s"}),
             "-lldp": (cmd_lldp, {"-g"}), "-ping": (cmd_ping, {"-g"}),
             "-optical": (cmd_optical, {"-g"}), "-link_stat": (cmd_link_stat, {"-g"}), "-stat": (cmd_stat, {"-g"}),
-            "-gateway": (cmd_gateway, {"-g", "-s"}), "-route": (cmd_route, {"-g"})}
+            "-gateway": (cmd_gateway, {"-g", "-s"}), "-route": (cmd_route, {"-g"}), "-tls": (cmd_tls, {"-g"})}
 
 
 def run(argv):
