@@ -182,6 +182,7 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
         "nnal_active": _nnal_active(probe, platforms),
         "python": _python(probe, python),
         "topology": None,
+        "hccn_conf": _hccn_conf(probe, platforms),
         "network": [],
     }
     if probe.can_run:
@@ -329,6 +330,7 @@ HCCN_QUERIES = {  # what the checks read of each NPU port, and how
     "stat": ("-stat -g", vendor_tools.parse_stat),
     "gateway": ("-gateway -g", vendor_tools.parse_gateway),
     "routes": ("-route -g", vendor_tools.parse_route),
+    "netdetect": ("-netdetect -g", vendor_tools.parse_netdetect),
     "tls": ("-tls -g", vendor_tools.parse_tls),
 }
 
@@ -338,6 +340,12 @@ def read_ports(probe: Probe, hccn: str, ports: list[int], queries: tuple[str, ..
     commands = {f"{q} {port}": f"{shlex.quote(hccn)} -i {port} {HCCN_QUERIES[q][0]}" for port in ports for q in queries}
     out = run_sections(probe, commands)
     return {port: {q: _read(HCCN_QUERIES[q][1], out[f"{q} {port}"][1]) for q in queries} for port in ports}
+
+
+def _hccn_conf(probe: Probe, platforms: cm.Platforms) -> dict | None:
+    """/etc/hccn.conf as port ("0", ...) -> {key: value}; None when there is none, {"error": why} unreadable."""
+    text = probe.read(platforms.hdk["paths"]["hccn_conf"])
+    return None if text is None else _read(vendor_tools.parse_hccn_conf, text)
 
 
 def _network(probe: Probe, platforms: cm.Platforms, devices: list[dict]) -> list[dict]:

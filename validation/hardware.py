@@ -373,3 +373,28 @@ def tls_findings(ports: list[dict]) -> list[Finding]:
         found.append(Finding("fail", "NPU ports", f"TLS on at port(s) {on}, off at port(s) {off}"))
     return found
 
+
+# /etc/hccn.conf against the ports as they run: the driver applies the file at boot, so a port
+# that differs from it changes at the next reboot (or its setting was never saved).
+HCCN_CONF_FIELDS = (("address", "ip", "address"), ("netmask", "ip", "netmask"), ("netdetect", "netdetect", None),
+                    ("gateway", "gateway", "address"))
+
+
+def hccn_conf_findings(conf: dict | None, ports: list[dict], path: str) -> list[Finding]:
+    if conf is None:
+        return [Finding("warn", path, "not found: the ports' addresses were not compared with the saved configuration")]
+    if _unread(conf):
+        return [Finding("fail", path, f"not read: {conf['error']}")]
+    found = []
+    for p in ports:
+        saved, where = conf.get(str(p["port"]), {}), f"port {p['port']}"
+        for key, query, field in HCCN_CONF_FIELDS:
+            value = p.get(query, {"error": "not queried"})
+            if _unread(value):
+                found.append(Finding("fail", where, f"{key} not read: {_unread(value)}"))
+                continue
+            live = value.get(field) if field and isinstance(value, dict) else value
+            if saved.get(key) != live and (saved.get(key) or live):
+                found.append(Finding("fail", where, f"{key}_{p['port']}={saved.get(key) or '(none)'} in {path}, "
+                                                    f"{live or 'none'} on the port"))
+    return found

@@ -707,6 +707,22 @@ def parse_netdetect(text: str) -> str | None:
     return m.group(1) if m.group(1) not in ("", "0.0.0.0") else None
 
 
+def parse_hccn_conf(text: str) -> dict[int, dict[str, str]]:
+    """``/etc/hccn.conf``: ``<key>_<port>=<value>`` lines (address_0=29.1.137.205, netmask_0, netdetect_0,
+    gateway_0, send_arp_status_0, ...) -> port -> {key: value}. Comments, blank lines and a publisher's
+    ``...`` are skipped; any other line is named."""
+    ports: dict[int, dict[str, str]] = {}
+    for n, raw in _lines(text):
+        line = raw.strip()
+        if line.startswith("#") or line in ELISIONS:
+            continue
+        m = re.fullmatch(r"([a-z_]+?)_(\d+)\s*=\s*(\S*)", line)
+        if not m:
+            raise VendorOutputError("expected '<key>_<port>=<value>'", raw, n)
+        ports.setdefault(int(m.group(2)), {})[m.group(1)] = m.group(3)
+    return ports
+
+
 @dataclass(frozen=True)
 class Gateway:
     address: str | None   # None when unset (0.0.0.0)

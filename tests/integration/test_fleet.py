@@ -274,7 +274,7 @@ def test_every_level_passes_on_the_healthy_fleet(fleet):
     assert {c for _, c in by_status.get("skipped", [])} <= {"migrate"}
     assert {c for _, c in by_status.get("warning", [])} <= {"python_versions", "npu_routes"}
     per_host = {"driver_version", "npu_health", "torch_npu_import", "train", "allreduce_local", "ddp",
-                "bandwidth_sweep", "hccl_test", "allreduce_across_nodes", "netdetect_peers"}
+                "bandwidth_sweep", "hccl_test", "allreduce_across_nodes", "netdetect_peers", "npu_tls", "hccn_conf"}
     for name in fleet.names:
         assert per_host <= {c for h, c in by_status["passed"] if h == name}, name
     fleet_rows = {r["check"]: r for r in results["results"] if r["host"] == "fleet"}

@@ -43,7 +43,8 @@ def _state(node: Node, **fields):
 
 def _healthy(node: Node):
     _state(node, health="OK", error_codes=[], link="UP", net_health="Success", busy=None, processes=[],
-           temp_c=36, hbm_temp_c=None, ecc=None, optical=None, link_events=None, stat=None, stat_growth=None)
+           temp_c=36, hbm_temp_c=None, ecc=None, optical=None, link_events=None, stat=None, stat_growth=None,
+           tls=0, tls_cert_expiry=0)
 
 
 def _sh(node: Node, command: str):
@@ -60,7 +61,7 @@ HARDWARE = {"driver_version", "install_info", "cann_toolkit", "nnal"}
 # simulated node (npu_routes needs device IPs and hccl_test an installed
 # hccl_test, so they are left out here).
 SENSORS = {"npu_temperature", "hbm_ecc", "npu_topology"}
-PORTS = {"optical_modules", "link_flaps", "packet_errors"}
+PORTS = {"optical_modules", "link_flaps", "packet_errors", "npu_tls", "hccn_conf"}
 HELD = "another process or container holds the device"
 FLAPS = [["Mon Jan  6 10:04:00 2025", "LINK UP"], ["Mon Jan  6 10:03:58 2025", "LINK DOWN"],
          ["Mon Jan  6 10:01:00 2025", "LINK UP"], ["Mon Jan  6 10:00:57 2025", "LINK DOWN"],
@@ -115,6 +116,19 @@ FAULTS = [
     Fault("crc_errors_growing", "standard", {"packet_errors"}, "frames arrive corrupted",
           lambda n: _state(n, stat={"mac_rx_fcs_err_pkt_num": 120}, stat_growth={"mac_rx_fcs_err_pkt_num": 37}),
           _healthy, keeps_passing=SENSORS | (PORTS - {"packet_errors"}) | {"npu_network", "npu_health"}),
+    # TLS switched on at one port only (HCCL user guide: ranks whose TLS differs fail link setup, EI0006).
+    Fault("tls_on_one_port", "standard", {"npu_tls"}, "ranks whose TLS settings differ",
+          lambda n: _state(n, tls=1), _healthy,
+          keeps_passing=SENSORS | (PORTS - {"npu_tls"}) | {"npu_network", "npu_health"}),
+    Fault("tls_certificate_expired", "standard", {"npu_tls"}, "an expired certificate",
+          lambda n: _state(n, tls_cert_expiry=2), _healthy,
+          keeps_passing=SENSORS | (PORTS - {"npu_tls"}) | {"npu_network", "npu_health"}),
+    # /etc/hccn.conf edited after the ports were set: the next boot would apply the stale address.
+    Fault("stale_hccn_conf", "standard", {"hccn_conf"}, "the driver applies the file at boot",
+          lambda n: _sh(n, "cp /etc/hccn.conf /root/hccn.conf.kept && "
+                           "sed -i 's/^address_0=.*/address_0=10.99.0.9/' /etc/hccn.conf"),
+          lambda n: _sh(n, "mv /root/hccn.conf.kept /etc/hccn.conf"),
+          keeps_passing=SENSORS | (PORTS - {"hccn_conf"}) | {"npu_network", "npu_health"}),
     Fault("hbm_ecc_errors", "quick", {"hbm_ecc"}, "uncorrectable (double-bit) HBM ECC error",
           lambda n: _state(n, ecc={"single_bit": 5, "double_bit": 2, "double_bit_total": 2}), _healthy,
           keeps_passing=(SENSORS - {"hbm_ecc"}) | {"npu_health", "device_nodes"}),

@@ -282,6 +282,8 @@ def port_reports(port: int, ip: str | None) -> dict[str, tuple[int, str]]:
         "gateway": (0, f"default gateway:{net}.1, Iface:eth{port}\n"),
         "routes": (0, "Routing table:\nDestination     Gateway         Genmask         Flags Metric Ref    Use Iface\n"
                       f"{net + '.0':<16}0.0.0.0         255.255.255.0   U     0      0        0 eth{port}\n"),
+        # as a deployment guide prints it ("netdetect address: 11.12.165.1", SOURCES.md)
+        "netdetect": (0, f"netdetect address: {net}.254\n"),
         # the switch line of MindCluster's fault-diag guide (hccn_tool_-tls_-g_switch_lines_mindcluster_doc.txt)
         "tls": (0, f"dev_id:{port}, tls switch[0](0:disable, 1:enable), tls preconfigured[1](0:non-preset, "
                    "1:preset), tls alarm time threshold[60]days\n"),
@@ -297,7 +299,8 @@ def chip_mapping(chips: list[tuple[int, int]]) -> str:
 
 
 HCCN_FLAGS = {"link": "-link", "net_health": "-net_health", "ip": "-ip", "optical": "-optical",
-              "link_stat": "-link_stat", "stat": "-stat", "gateway": "-gateway", "routes": "-route", "tls": "-tls"}
+              "link_stat": "-link_stat", "stat": "-stat", "gateway": "-gateway", "routes": "-route", "tls": "-tls",
+              "netdetect": "-netdetect"}
 
 
 def answer_node(probe: FakeProbe, table: str | None = None, chips: list[tuple[int, int]] | None = None,

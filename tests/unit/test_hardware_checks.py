@@ -101,7 +101,7 @@ def outcome(test, *args):
     return "passed", None, data
 
 
-STACK_910B = {"chip": "910b", "paths": {"hccn_tool": HCCN, "toolkit_latest": TOOLKIT}}
+STACK_910B = {"chip": "910b", "paths": {"hccn_tool": HCCN, "toolkit_latest": TOOLKIT, "hccn_conf": "/etc/hccn.conf"}}
 OPTIONS = {"nproc": None, "timeout": 60, "busbw_floor": 0.0}
 
 
@@ -363,3 +363,22 @@ def test_tls_check_finds_ports_that_disagree_and_expired_certificates(tmp_path):
     # the other port checks do not catch it
     for other in (hw.test_optical_modules, hw.test_link_flaps):
         assert outcome(other, facts_mod.collect(probe), STACK_910B)[0] == "passed"
+
+
+def test_hccn_conf_check_finds_a_port_that_differs_from_the_saved_file(tmp_path):
+    probe = SimProbe(tmp_path, sim_state.default_state("910b", npus=2))
+    for n in (0, 1):
+        probe.change(n, ip=f"10.30.{n}.1", netmask="255.255.255.0", netdetect="10.30.0.254")
+    conf = tmp_path / "root/etc/hccn.conf"
+    status, warning, _ = outcome(hw.test_hccn_conf, facts_mod.collect(probe), STACK_910B)
+    assert (status, warning) == ("warning", "/etc/hccn.conf: not found: the ports' addresses were not compared "
+                                            "with the saved configuration")
+    conf.parent.mkdir(parents=True)
+    # as the hccn role writes it (playbooks/roles/hccn/templates/hccn.conf.j2)
+    conf.write_text("# Ansible managed\n" + "".join(f"address_{n}=10.30.{n}.1\nnetmask_{n}=255.255.255.0\n"
+                                                    f"netdetect_{n}=10.30.0.254\n" for n in (0, 1)))
+    assert outcome(hw.test_hccn_conf, facts_mod.collect(probe), STACK_910B)[0] == "passed"
+    probe.change(1, ip="10.30.1.9")
+    status, failure, _ = outcome(hw.test_hccn_conf, facts_mod.collect(probe), STACK_910B)
+    assert failure["found"] == "port 1: address_1=10.30.1.1 in /etc/hccn.conf, 10.30.1.9 on the port"
+    assert failure["fix"].startswith("deploy the hccn role again")

@@ -326,3 +326,34 @@ def test_gateway_findings_name_an_address_that_is_not_ipv4_instead_of_crashing()
         Finding("fail", "port 2", "gateway 'gw-1' is not an IPv4 address"),
         Finding("fail", "port 3", "default route none, gateway 10.0.0.77 dev eth3 configured"),
     ]
+
+
+def test_hccn_conf_findings_compare_the_saved_settings_with_the_ports():
+    def port(n, ip="10.0.0.5", netdetect="10.0.0.254", gateway=None):
+        return {"port": n, "ip": {"address": ip, "netmask": "255.255.255.0"} if ip else None,
+                "netdetect": netdetect, "gateway": {"address": gateway, "iface": f"eth{n}"}}
+
+    saved = {"address": "10.0.0.5", "netmask": "255.255.255.0", "netdetect": "10.0.0.254"}
+    conf = {"0": saved, "1": {**saved, "address": "10.0.0.6"}, "2": {**saved, "gateway": "10.0.0.1"},
+            "4": saved}
+    ports = [port(0), port(1), port(2), port(3), port(4, ip=None, netdetect=None),
+             {"port": 5, "ip": {"error": "Get ipconf failed"}, "netdetect": None, "gateway": {"address": None}}]
+    assert hardware.hccn_conf_findings(conf, ports, "/etc/hccn.conf") == [
+        Finding("fail", "port 1", "address_1=10.0.0.6 in /etc/hccn.conf, 10.0.0.5 on the port"),
+        Finding("fail", "port 2", "gateway_2=10.0.0.1 in /etc/hccn.conf, none on the port"),
+        Finding("fail", "port 3", "address_3=(none) in /etc/hccn.conf, 10.0.0.5 on the port"),
+        Finding("fail", "port 3", "netmask_3=(none) in /etc/hccn.conf, 255.255.255.0 on the port"),
+        Finding("fail", "port 3", "netdetect_3=(none) in /etc/hccn.conf, 10.0.0.254 on the port"),
+        Finding("fail", "port 4", "address_4=10.0.0.5 in /etc/hccn.conf, none on the port"),
+        Finding("fail", "port 4", "netmask_4=255.255.255.0 in /etc/hccn.conf, none on the port"),
+        Finding("fail", "port 4", "netdetect_4=10.0.0.254 in /etc/hccn.conf, none on the port"),
+        Finding("fail", "port 5", "address not read: Get ipconf failed"),
+        Finding("fail", "port 5", "netmask not read: Get ipconf failed"),
+    ]
+    # no file: nothing was compared, and it says so; an unreadable one fails
+    assert hardware.hccn_conf_findings(None, ports, "/etc/hccn.conf") == [
+        Finding("warn", "/etc/hccn.conf", "not found: the ports' addresses were not compared with the saved "
+                                          "configuration")]
+    assert hardware.hccn_conf_findings({"error": "expected '<key>_<port>=<value>'"}, ports, "/etc/hccn.conf") == [
+        Finding("fail", "/etc/hccn.conf", "not read: expected '<key>_<port>=<value>'")]
+    assert hardware.hccn_conf_findings({"0": saved}, [port(0)], "/etc/hccn.conf") == []

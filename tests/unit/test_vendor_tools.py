@@ -684,3 +684,16 @@ def test_the_simulated_tls_answers_in_the_vendors_layout(host):
     sim = host(st)
     assert vt.parse_tls(sim.hccn(0, "-tls", "-g").stdout) == vt.Tls(False, {})
     assert vt.parse_tls(sim.hccn(1, "-tls", "-g").stdout) == vt.Tls(True, {"pub cert": 2, "ca1 cert": 2})
+
+
+def test_hccn_conf_as_published():
+    """A 910B1 node's /etc/hccn.conf (arthurchiao.art; ports 1-6 elided by the publisher)."""
+    conf = vt.parse_hccn_conf(sample("hccn.conf_910B1_arthurchiao_elided.txt"))
+    assert sorted(conf) == [0, 7]
+    assert conf[0] == {"address": "29.1.137.205", "netmask": "255.255.0.0", "netdetect": "29.1.0.1",
+                       "gateway": "29.1.0.1", "send_arp_status": "1"}
+    assert conf[7]["address"] == "29.1.170.143"
+    # the role's own header comment is no setting; anything else is named
+    assert vt.parse_hccn_conf("# Ansible managed\naddress_2=10.0.0.5\n") == {2: {"address": "10.0.0.5"}}
+    with pytest.raises(vt.VendorOutputError, match="expected '<key>_<port>=<value>' \\(line 2: 'address=1'\\)"):
+        vt.parse_hccn_conf("address_0=1\naddress=1\n")

@@ -1,6 +1,6 @@
 """Hardware checks real fleets run beside the stack checks: temperatures, HBM
 ECC and the HCCS topology (quick); the NPU ports' optical modules, link flaps,
-growing packet errors, TLS and gateway/routes (standard); HCCL's own hccl_test
+growing packet errors, TLS, /etc/hccn.conf against the ports and gateway/routes (standard); HCCL's own hccl_test
 (full, where the toolkit ships it). Thresholds and expected topologies are data
 in validation/hardware.py; the facts are read once per host (validation/facts.py)."""
 from __future__ import annotations
@@ -135,6 +135,20 @@ def test_npu_tls(facts, stack, check):
             fix="switch TLS on or off alike on every NPU port of every node (the HCCN Tool guide's TLS commands) "
                 "and renew expired certificates",
             data={"tls": hardware.tls_state(ports)})
+
+
+@pytest.mark.standard
+def test_hccn_conf(facts, stack, check):
+    ports = _ports(facts, stack, check)
+    path = stack["paths"]["hccn_conf"]
+    _report(check, hardware.hccn_conf_findings(facts["hccn_conf"], ports, path),
+            "{n} NPU port setting(s) differ from " + path,
+            expected=f"each port's address, netmask, netdetect and gateway as {path} saves them",
+            cause=f"the ports were set by hand (hccn_tool -s) and {path} not updated, or the file was edited since: "
+                  "the driver applies the file at boot, so the ports change at the next reboot",
+            fix="deploy the hccn role again (make deploy TAGS=hccn): it sets the ports and writes the file from "
+                "the inventory",
+            data={"hccn_conf": facts["hccn_conf"]})
 
 
 @pytest.mark.standard
