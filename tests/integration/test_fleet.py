@@ -28,6 +28,7 @@ from tests.integration.conftest import stack_for
 from tests.sim import faults as sim_faults
 from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
+from tests.sim import state as sim_state
 from tests.sim.cann_runtime.build import build_runtime_for_wheel
 from validation import vendor_tools
 from validation.run import expected_stack
@@ -370,6 +371,28 @@ def test_the_slowed_node_and_only_it_is_the_straggler(fleet):
     assert f"{slow}: train_samples_per_s" in text
     prom = (Path(text.split("reports: ")[-1].split(",")[0]).parent / "metrics.prom").read_text()
     assert f'npuenv_validation_straggler{{figure="train_samples_per_s",host="{slow}"}} 1.0' in prom
+
+
+def test_a_node_whose_tls_differs_from_the_others_fails_on_the_controller(fleet):
+    """Each node's ports agree, so each node's own check passes; HCCL still cannot link the odd node
+    with the others (EI0006): the controller compares what the nodes reported."""
+    odd = fleet.names[1]
+    dies = sim_state.chips(sim_state.load(sim_nodes.state_file(fleet.state_root, odd)))
+    for die in dies:
+        sim_nodes.update_state(fleet.state_root, odd, die["logic_id"], tls=1)
+    try:
+        rc, results, text = validate(fleet, ["npu_nodes"], "--level", "standard", "--only", "npu_tls")
+    finally:
+        for die in dies:
+            sim_nodes.update_state(fleet.state_root, odd, die["logic_id"], tls=0)
+    assert rc == 1, text[-3000:]
+    status = {(r["host"], r["check"]): r for r in results["results"]}
+    assert {h: status[(h, "npu_tls")]["data"] for h in fleet.names} == {
+        h: {"tls": "on" if h == odd else "off"} for h in fleet.names}
+    assert [h for (h, c), r in status.items() if c == "tls_across_nodes"] == [odd]
+    assert status[(odd, "tls_across_nodes")]["failure"]["found"] == "TLS on on 1 node(s), TLS off on 2 node(s)"
+    assert results["host_status"][odd]["status"] == "failed"
+    assert {results["host_status"][h]["status"] for h in fleet.names if h != odd} == {"passed"}
 
 
 @pytest.mark.parametrize("fault", sim_faults.FAULTS, ids=lambda f: f.name)

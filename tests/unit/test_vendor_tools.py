@@ -697,3 +697,25 @@ def test_hccn_conf_as_published():
     assert vt.parse_hccn_conf("# Ansible managed\naddress_2=10.0.0.5\n") == {2: {"address": "10.0.0.5"}}
     with pytest.raises(vt.VendorOutputError, match="expected '<key>_<port>=<value>' \\(line 2: 'address=1'\\)"):
         vt.parse_hccn_conf("address_0=1\naddress=1\n")
+
+
+def test_published_tables_with_masked_names_short_rows_and_elided_rows_are_read_whole():
+    """MindCluster's fault-diag guide masks the chip name as 'xxx' (its rows then one character short,
+    the banner shorter still) and elides rows with '...'; a blog elides NPUs 2-6. Every chip shown is
+    read, and no row of them is reported unreadable."""
+    masked = vt.parse_npu_smi_info(sample("npu-smi_info_23.0.rc2.3_masked_names_mindcluster_doc.txt"))
+    assert (masked.npu_smi_version, masked.version) == ("23.0.rc3", "23.0.rc2.3")
+    assert masked.npu_ids() == list(range(8)) and {c.name for c in masked.chips} == {"xxx"}
+    assert masked.chip(0).hugepages == (1123, 1123) and masked.chip(0).hbm_mb == (30710, 32768)
+    assert masked.chip(1).bus_id == "0000:81:00.0" and masked.unread_rows() == []
+    elided = vt.parse_npu_smi_info(sample("npu-smi_info_24.1.rc1_elided_rows_mindcluster_doc.txt"))
+    assert elided.npu_ids() == [7] and elided.chip(7).memory_mb == (2505, 15567) and elided.unread_rows() == []
+    assert elided.has_process_section and elided.processes == []
+    blog = vt.parse_npu_smi_info(sample("npu-smi_info_910B1_23.0.rc2_elided_rows_arthurchiao.txt"))
+    assert blog.npu_ids() == [0, 1, 7] and blog.chip(7).hbm_mb == (4174, 65536) and blog.unread_rows() == []
+    assert [u.reason for u in blog.unreadable] == ["elided in the published copy"]
+
+
+def test_the_validation_readme_counts_the_published_outputs_the_tests_hold():
+    held = list(SAMPLES.rglob("*.txt"))
+    assert f"The tests read {len(held)} published outputs" in (ROOT / "validation/README.md").read_text()
