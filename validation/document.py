@@ -38,10 +38,12 @@ STATUSES = (PASSED, WARNING, FAILED, ERROR, SKIPPED)
 BAD = (FAILED, ERROR)   # the outcomes that fail a host
 
 # The controller's own checks (about a host as a whole): no node may send them.
-REACHABLE, SUITE, STRAGGLER, TLS_ACROSS_NODES = "reachable", "suite", "straggler", "tls_across_nodes"
+REACHABLE, SUITE, STRAGGLER = "reachable", "suite", "straggler"
+TLS_ACROSS_NODES, CABLING_ACROSS_NODES = "tls_across_nodes", "cabling_across_nodes"
 # Checks the controller makes from what every node reported; no node may report them.
-CONTROLLER_CHECKS = (REACHABLE, SUITE, STRAGGLER, TLS_ACROSS_NODES)
-TLS_NODE_CHECK = "npu_tls"   # validation/suite/test_hardware.py: its recorded state is what the nodes' TLS is compared by
+CONTROLLER_CHECKS = (REACHABLE, SUITE, STRAGGLER, TLS_ACROSS_NODES, CABLING_ACROSS_NODES)
+# The node checks (validation/suite/test_hardware.py) whose recorded data the controller compares.
+TLS_NODE_CHECK, CABLING_NODE_CHECK = "npu_tls", "npu_cabling"
 
 # Limits, far above what an honest node sends (a full-level document is tens of KB).
 MAX_DOCUMENT_BYTES = 4 << 20

@@ -332,6 +332,7 @@ HCCN_QUERIES = {  # what the checks read of each NPU port, and how
     "routes": ("-route -g", vendor_tools.parse_route),
     "netdetect": ("-netdetect -g", vendor_tools.parse_netdetect),
     "tls": ("-tls -g", vendor_tools.parse_tls),
+    "lldp": ("-lldp -g", vendor_tools.parse_lldp),
 }
 
 

@@ -398,3 +398,30 @@ def hccn_conf_findings(conf: dict | None, ports: list[dict], path: str) -> list[
                 found.append(Finding("fail", where, f"{key}_{p['port']}={saved.get(key) or '(none)'} in {path}, "
                                                     f"{live or 'none'} on the port"))
     return found
+
+
+# Cabling, from the switch ports the NPU ports see over LLDP (hccn_tool -lldp -g): two NPU ports
+# that see one switch port are cabled wrong (or the map is stale); a port that is up and sees no
+# neighbour has LLDP off on its switch or is not cabled where it should be.
+def switch_port(neighbor: dict | None) -> str | None:
+    """"<system name or chassis id> <port id>", the switch port an NPU port sees; None when it sees none."""
+    if not isinstance(neighbor, dict) or "error" in neighbor:
+        return None
+    return f"{neighbor['system_name'] or neighbor['chassis_id']} {neighbor['port_id']}"
+
+
+def cabling_findings(ports: list[dict]) -> list[Finding]:
+    found, seen = [], {}
+    for p in ports:
+        lldp, where = p.get("lldp", {"error": "not queried"}), f"port {p['port']}"
+        if _unread(lldp):
+            found.append(Finding("fail", where, f"LLDP neighbour not read: {_unread(lldp)}"))
+        elif lldp is None:
+            if p.get("link") == "UP":
+                found.append(Finding("warn", where, "link UP but no LLDP neighbour: the switch port is not known"))
+        else:
+            seen.setdefault(switch_port(lldp), []).append(p["port"])
+    found += [Finding("fail", "NPU ports", f"ports {', '.join(map(str, on))} all see switch port {sp}")
+              for sp, on in seen.items() if len(on) > 1]
+    return found
+

@@ -25,8 +25,8 @@ from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 from . import document
-from .document import (BAD, CONTROLLER_CHECKS, ERROR, FAILED, PASSED, REACHABLE, SKIPPED, STRAGGLER, SUITE,
-                       TLS_ACROSS_NODES, TLS_NODE_CHECK, WARNING)
+from .document import (BAD, CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, ERROR, FAILED, PASSED,
+                       REACHABLE, SKIPPED, STRAGGLER, SUITE, TLS_ACROSS_NODES, TLS_NODE_CHECK, WARNING)
 
 # The host name of records about the whole fleet (the checks that need every node).
 FLEET = "fleet"
@@ -139,6 +139,34 @@ def tls_across_nodes(records: list[dict]) -> list[dict]:
             for h, s in sorted(state.items()) if s in odd]
 
 
+def cabling_across_nodes(records: list[dict]) -> list[dict]:
+    """A failure on each node with an NPU port that sees a switch port another node's port sees too
+    (over LLDP): one of the cables is in the wrong switch port, or the cabling map is stale."""
+    seen: dict[str, list[tuple[str, str]]] = {}
+    for r in records:
+        if r["check"] == CABLING_NODE_CHECK and isinstance(r.get("data"), dict) \
+                and isinstance(r["data"].get("cabling"), dict):
+            for port, switch_port in r["data"]["cabling"].items():
+                if isinstance(switch_port, str):
+                    seen.setdefault(switch_port, []).append((r["host"], str(port)))
+    shared = {sp: on for sp, on in seen.items() if len({h for h, _ in on}) > 1}
+    out = []
+    for host in sorted({h for on in shared.values() for h, _ in on}):
+        mine = [(sp, on) for sp, on in sorted(shared.items()) if any(h == host for h, _ in on)]
+        found = "; ".join(f"switch port {sp} seen from " + ", ".join(f"{h} port {p}" for h, p in on)
+                          for sp, on in mine)
+        out.append({"host": host, "check": CABLING_ACROSS_NODES, "level": "standard", "status": FAILED,
+                    "duration_s": 0.0, "data": None, "message": found,
+                    "failure": {"summary": f"{len(mine)} switch port(s) this node shares with others",
+                                "expected": "every NPU port of the fleet on a switch port of its own",
+                                "found": found,
+                                "cause": "two nodes' NPU ports see one switch port over LLDP: a cable is in the "
+                                         "wrong switch port, or the switch's neighbour table is stale",
+                                "fix": "trace the cables of the ports named to the switch and move the one in the "
+                                       "wrong port; then validate again"}})
+    return out
+
+
 def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
                  straggler_margin: float = STRAGGLER_MARGIN, meta: dict | None = None) -> dict:
     """The merged result: records plus per-host status, grouped failures,
@@ -146,7 +174,7 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
     and ``meta`` (the run's level, row, targets); made safe for every report."""
     figs = figures(records)
     slow = stragglers(figs, straggler_margin)
-    records = list(records) + tls_across_nodes(records)
+    records = list(records) + tls_across_nodes(records) + cabling_across_nodes(records)
     for s in slow:
         records.append({"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING,
                         "duration_s": 0.0, "data": s,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import nodes
+from . import state as sim_state
 
 
 @dataclass
@@ -47,6 +48,22 @@ def _healthy(node: Node):
            tls=0, tls_cert_expiry=0)
 
 
+_KEPT_LLDP: dict[str, dict] = {}
+
+
+def _lldp_of_port_0(node: Node, neighbour_of: int | None):
+    """Port 0 sees what port ``neighbour_of`` sees (a cable in the wrong switch port), or nothing (None:
+    LLDP off on its switch); the neighbour it had is kept for the revert."""
+    state = sim_state.load(nodes.state_file(node.state_root, node.name))
+    _KEPT_LLDP[node.name] = sim_state.by_logic_id(state, 0)["lldp"]
+    lldp = sim_state.by_logic_id(state, neighbour_of)["lldp"] if neighbour_of is not None else None
+    _state(node, lldp=lldp)
+
+
+def _lldp_back(node: Node):
+    _state(node, lldp=_KEPT_LLDP.pop(node.name))
+
+
 def _sh(node: Node, command: str):
     nodes.run_in(node.name, "bash", "-c", command)
 
@@ -61,7 +78,7 @@ HARDWARE = {"driver_version", "install_info", "cann_toolkit", "nnal"}
 # simulated node (npu_routes needs device IPs and hccl_test an installed
 # hccl_test, so they are left out here).
 SENSORS = {"npu_temperature", "hbm_ecc", "npu_topology"}
-PORTS = {"optical_modules", "link_flaps", "packet_errors", "npu_tls", "hccn_conf"}
+PORTS = {"optical_modules", "link_flaps", "packet_errors", "npu_tls", "hccn_conf", "npu_cabling"}
 HELD = "another process or container holds the device"
 FLAPS = [["Mon Jan  6 10:04:00 2025", "LINK UP"], ["Mon Jan  6 10:03:58 2025", "LINK DOWN"],
          ["Mon Jan  6 10:01:00 2025", "LINK UP"], ["Mon Jan  6 10:00:57 2025", "LINK DOWN"],
@@ -129,6 +146,13 @@ FAULTS = [
                            "sed -i 's/^address_0=.*/address_0=10.99.0.9/' /etc/hccn.conf"),
           lambda n: _sh(n, "mv /root/hccn.conf.kept /etc/hccn.conf"),
           keeps_passing=SENSORS | (PORTS - {"hccn_conf"}) | {"npu_network", "npu_health"}),
+    # Cabling seen over LLDP: two NPU ports on one switch port; a port whose switch sends no LLDP.
+    Fault("two_ports_on_one_switch_port", "standard", {"npu_cabling"}, "two NPU ports see one switch port",
+          lambda n: _lldp_of_port_0(n, 1), _lldp_back,
+          keeps_passing=SENSORS | (PORTS - {"npu_cabling"}) | {"npu_network", "npu_health"}),
+    Fault("no_lldp_neighbour", "standard", {"npu_cabling"}, "no LLDP neighbour",
+          lambda n: _lldp_of_port_0(n, None), _lldp_back, status="warning",
+          keeps_passing=SENSORS | (PORTS - {"npu_cabling"}) | {"npu_network", "npu_health"}),
     Fault("hbm_ecc_errors", "quick", {"hbm_ecc"}, "uncorrectable (double-bit) HBM ECC error",
           lambda n: _state(n, ecc={"single_bit": 5, "double_bit": 2, "double_bit_total": 2}), _healthy,
           keeps_passing=(SENSORS - {"hbm_ecc"}) | {"npu_health", "device_nodes"}),

@@ -282,6 +282,8 @@ def port_reports(port: int, ip: str | None) -> dict[str, tuple[int, str]]:
         "gateway": (0, f"default gateway:{net}.1, Iface:eth{port}\n"),
         "routes": (0, "Routing table:\nDestination     Gateway         Genmask         Flags Metric Ref    Use Iface\n"
                       f"{net + '.0':<16}0.0.0.0         255.255.255.0   U     0      0        0 eth{port}\n"),
+        # no LLDP neighbour (the switch sends none): hccn_tool prints nothing
+        "lldp": (0, ""),
         # as a deployment guide prints it ("netdetect address: 11.12.165.1", SOURCES.md)
         "netdetect": (0, f"netdetect address: {net}.254\n"),
         # the switch line of MindCluster's fault-diag guide (hccn_tool_-tls_-g_switch_lines_mindcluster_doc.txt)
@@ -300,7 +302,7 @@ def chip_mapping(chips: list[tuple[int, int]]) -> str:
 
 HCCN_FLAGS = {"link": "-link", "net_health": "-net_health", "ip": "-ip", "optical": "-optical",
               "link_stat": "-link_stat", "stat": "-stat", "gateway": "-gateway", "routes": "-route", "tls": "-tls",
-              "netdetect": "-netdetect"}
+              "netdetect": "-netdetect", "lldp": "-lldp"}
 
 
 def answer_node(probe: FakeProbe, table: str | None = None, chips: list[tuple[int, int]] | None = None,

@@ -382,3 +382,13 @@ def test_hccn_conf_check_finds_a_port_that_differs_from_the_saved_file(tmp_path)
     status, failure, _ = outcome(hw.test_hccn_conf, facts_mod.collect(probe), STACK_910B)
     assert failure["found"] == "port 1: address_1=10.30.1.1 in /etc/hccn.conf, 10.30.1.9 on the port"
     assert failure["fix"].startswith("deploy the hccn role again")
+
+
+def test_cabling_check_reads_the_switch_ports_and_records_them(tmp_path):
+    probe = SimProbe(tmp_path, sim_state.default_state("910b", npus=2, node_index=3))
+    status, _, data = outcome(hw.test_npu_cabling, facts_mod.collect(probe), STACK_910B)
+    # the simulated leaf of node 3: ports 25 and 26 (tests/sim/state.py)
+    assert (status, data) == ("passed", {"cabling": {"0": "sim-leaf-0 200GE1/0/25", "1": "sim-leaf-0 200GE1/0/26"}})
+    probe.change(1, lldp={"chassis_id": "sim-leaf-0", "port_id": "200GE1/0/25", "system_name": "sim-leaf-0"})
+    status, failure, _ = outcome(hw.test_npu_cabling, facts_mod.collect(probe), STACK_910B)
+    assert failure["found"] == "NPU ports: ports 0, 1 all see switch port sim-leaf-0 200GE1/0/25"

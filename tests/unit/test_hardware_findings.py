@@ -357,3 +357,26 @@ def test_hccn_conf_findings_compare_the_saved_settings_with_the_ports():
     assert hardware.hccn_conf_findings({"error": "expected '<key>_<port>=<value>'"}, ports, "/etc/hccn.conf") == [
         Finding("fail", "/etc/hccn.conf", "not read: expected '<key>_<port>=<value>'")]
     assert hardware.hccn_conf_findings({"0": saved}, [port(0)], "/etc/hccn.conf") == []
+
+
+def test_cabling_findings_name_ports_on_one_switch_port_and_ports_without_a_neighbour():
+    def seen(name, port):
+        return {"chassis_id": "00:e0:fc:00:00:01", "port_id": port, "system_name": name,
+                "system_description": "", "mgmt_ipv4": None, "tlvs": {}}
+
+    ports = [{"port": 0, "link": "UP", "lldp": seen("leaf-1", "200GE1/0/1")},
+             {"port": 1, "link": "UP", "lldp": seen("leaf-1", "200GE1/0/1")},
+             {"port": 2, "link": "UP", "lldp": seen("leaf-1", "200GE1/0/3")},
+             {"port": 3, "link": "UP", "lldp": None},
+             {"port": 4, "link": "DOWN", "lldp": None},
+             {"port": 5, "link": "UP", "lldp": {"error": "hccn_tool: Cmd execute failed!"}},
+             {"port": 6, "link": "UP"},
+             {"port": 7, "link": "UP", "lldp": {**seen("", "200GE1/0/1"), "chassis_id": "00:e0:fc:00:00:02"}}]
+    assert hardware.cabling_findings(ports) == [
+        Finding("warn", "port 3", "link UP but no LLDP neighbour: the switch port is not known"),
+        Finding("fail", "port 5", "LLDP neighbour not read: hccn_tool: Cmd execute failed!"),
+        Finding("fail", "port 6", "LLDP neighbour not read: not queried"),
+        Finding("fail", "NPU ports", "ports 0, 1 all see switch port leaf-1 200GE1/0/1")]
+    # a switch without a system name is told by its chassis id
+    assert hardware.switch_port(ports[7]["lldp"]) == "00:e0:fc:00:00:02 200GE1/0/1"
+    assert hardware.switch_port(None) is None and hardware.switch_port({"error": "x"}) is None

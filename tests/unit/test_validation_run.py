@@ -428,3 +428,19 @@ def test_nodes_whose_npu_tls_differs_from_the_others_fail_on_the_controller():
     # one setting everywhere (or a node that could not say) is no finding
     assert report.tls_across_nodes(tls("on", "on", "mixed")) == []
     assert report.tls_across_nodes(tls("off") + [rec("n1", "npu_tls", data=None)]) == []
+
+
+def test_nodes_whose_npu_ports_see_one_switch_port_fail_on_the_controller():
+    records = [rec("n0", "npu_cabling", data={"cabling": {"0": "leaf-1 200GE1/0/1", "1": "leaf-1 200GE1/0/2"}}),
+               rec("n1", "npu_cabling", data={"cabling": {"0": "leaf-1 200GE1/0/9", "1": "leaf-1 200GE1/0/2"}}),
+               rec("n2", "npu_cabling", data={"cabling": {"0": "leaf-2 200GE1/0/1", "1": None}}),
+               rec("n3", "npu_cabling", data=None)]
+    result = report.fleet_result(records, ["n0", "n1", "n2", "n3"], {})
+    shared = {r["host"]: r for r in result["results"] if r["check"] == "cabling_across_nodes"}
+    assert sorted(shared) == ["n0", "n1"]
+    assert shared["n0"]["message"] == "switch port leaf-1 200GE1/0/2 seen from n0 port 1, n1 port 1"
+    assert shared["n1"]["failure"]["cause"].startswith("two nodes' NPU ports see one switch port over LLDP")
+    assert {h: result["host_status"][h]["status"] for h in ("n0", "n1", "n2", "n3")} == {
+        "n0": "failed", "n1": "failed", "n2": "passed", "n3": "passed"}
+    # two ports of one node on one switch port are that node's own finding, not the controller's
+    assert report.cabling_across_nodes([rec("n0", "npu_cabling", data={"cabling": {"0": "s 1", "1": "s 1"}})]) == []

@@ -1,6 +1,7 @@
 """Hardware checks real fleets run beside the stack checks: temperatures, HBM
 ECC and the HCCS topology (quick); the NPU ports' optical modules, link flaps,
-growing packet errors, TLS, /etc/hccn.conf against the ports and gateway/routes (standard); HCCL's own hccl_test
+growing packet errors, TLS, /etc/hccn.conf against the ports, LLDP cabling and gateway/routes
+(standard); HCCL's own hccl_test
 (full, where the toolkit ships it). Thresholds and expected topologies are data
 in validation/hardware.py; the facts are read once per host (validation/facts.py)."""
 from __future__ import annotations
@@ -135,6 +136,19 @@ def test_npu_tls(facts, stack, check):
             fix="switch TLS on or off alike on every NPU port of every node (the HCCN Tool guide's TLS commands) "
                 "and renew expired certificates",
             data={"tls": hardware.tls_state(ports)})
+
+
+@pytest.mark.standard
+def test_npu_cabling(facts, stack, check):
+    ports = _ports(facts, stack, check)
+    # Which switch port each NPU port sees: the controller looks for one seen from two nodes (report.py).
+    _report(check, hardware.cabling_findings(ports), "{n} NPU cabling problem(s)",
+            expected="each NPU port cabled to a switch port of its own, seen over LLDP (`hccn_tool -i N -lldp -g`)",
+            cause="two NPU ports see one switch port: a cable is in the wrong port or the cabling map is stale; "
+                  "collectives over those ports go to the wrong peer or nowhere",
+            fix="trace the cables of the ports named to the switch, move the one in the wrong port, and check "
+                "the switch's LLDP neighbour table",
+            data={"cabling": {str(p["port"]): hardware.switch_port(p.get("lldp")) for p in ports}})
 
 
 @pytest.mark.standard

@@ -292,19 +292,18 @@ def cmd_route(state, die, mode, args):
 
 def cmd_tls(state, die, mode, args):
     # The switch line as the 910B tool builds it (hccn_tool/tool_tls.c) and MindCluster's fault-diag
-    # guide prints it; with TLS on, the certificates follow in the 950 guide's layout, indented with
-    # the TAB and space the 910B source prints. A die's "tls": 0 or 1 (default 0); "tls_cert_expiry":
-    # the certificates' expiration status, 0 normal, 1 near expiration, 2 expired.
+    # guide prints it; the preset certificates follow, switch on or off, as in the 950 guide's example,
+    # indented with the TAB and space the 910B source prints. A die's "tls": 0 or 1 (default 0);
+    # "tls_cert_expiry": the certificates' expiration status, 0 normal, 1 near expiration, 2 expired.
     dev = f"dev_id:{die['phy_id']}"
     out = [f"{dev}, tls switch[{die.get('tls', 0)}](0:disable, 1:enable), tls preconfigured[1](0:non-preset, "
            "1:preset), tls alarm time threshold[60]days"]
-    if die.get("tls", 0):
-        for cert in ("pub cert", "ca1 cert"):
-            out += [f"{dev}, [{cert}] info:", "\t subject[/C=CN/O=npu-sim/CN=node]",
-                    "\t issuer[/C=CN/O=npu-sim/CN=npu-sim CA]", "\t start_time[Sat Jan 31 03:10:27 2026 GMT]",
-                    "\t end_time[Wed Jun 18 03:10:27 2053 GMT]",
-                    f"\t tls expiration status[{die.get('tls_cert_expiry', 0)}](0:normal, 1:near expiration, "
-                    "2:has expired)"]
+    for cert in ("pub cert", "ca1 cert"):
+        out += [f"{dev}, [{cert}] info:", "\t subject[/C=CN/O=npu-sim/CN=node]",
+                "\t issuer[/C=CN/O=npu-sim/CN=npu-sim CA]", "\t start_time[Sat Jan 31 03:10:27 2026 GMT]",
+                "\t end_time[Wed Jun 18 03:10:27 2053 GMT]",
+                f"\t tls expiration status[{die.get('tls_cert_expiry', 0)}](0:normal, 1:near expiration, "
+                "2:has expired)"]
     return "\n".join(out) + "\n"
 
 
