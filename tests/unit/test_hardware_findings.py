@@ -380,3 +380,21 @@ def test_cabling_findings_name_ports_on_one_switch_port_and_ports_without_a_neig
     # a switch without a system name is told by its chassis id
     assert hardware.switch_port(ports[7]["lldp"]) == "00:e0:fc:00:00:02 200GE1/0/1"
     assert hardware.switch_port(None) is None and hardware.switch_port({"error": "x"}) is None
+
+
+def test_tls_state_and_findings_of_ports_read_or_not():
+    on, off = {"enabled": True, "certificates": {}}, {"enabled": False, "certificates": {"pub cert": 0}}
+    assert hardware.tls_state([]) is None
+    assert hardware.tls_state([{"port": 0, "tls": {"error": "x"}}, {"port": 1}]) is None
+    assert hardware.tls_state([{"port": 0, "tls": on}, {"port": 1, "tls": {"error": "x"}}]) == "on"
+    assert hardware.tls_state([{"port": 0, "tls": off}]) == "off"
+    ports = [{"port": 0, "tls": on}, {"port": 1, "tls": off}, {"port": 2, "tls": {"error": "Cmd execute failed!"}},
+             {"port": 3}, {"port": 4, "tls": {"enabled": False, "certificates": {"crl": 1, "ca1 cert": 2}}}]
+    assert hardware.tls_state(ports) == "mixed"
+    assert hardware.tls_findings(ports) == [
+        Finding("fail", "port 2", "TLS state not read: Cmd execute failed!"),
+        Finding("fail", "port 3", "TLS state not read: not queried"),
+        Finding("fail", "port 4", "TLS certificate 'ca1 cert' has expired"),
+        Finding("warn", "port 4", "TLS certificate 'crl' is near its expiration"),
+        Finding("fail", "NPU ports", "TLS on at port(s) 0, off at port(s) 1, 4")]
+    assert hardware.tls_findings([{"port": 0, "tls": on}, {"port": 1, "tls": on}]) == []

@@ -650,3 +650,32 @@ def test_the_column_header_names_the_chip_id_over_what_the_columns_suggest():
     device_head = [*HEAD[:4], "| Chip  Device              | Bus-Id        | AICore(%)   Memory-Usage(MB)  HBM-Usage(MB)        |"]
     [chip] = vt.parse_npu_smi_info(table(first(), second(chip="0     4"), head=device_head)).chips
     assert (chip.device_id, chip.phy_id) == (4, None)
+
+
+SWITCH_ON = ("dev_id:3, tls switch[1](0:disable, 1:enable), tls preconfigured[1](0:non-preset, 1:preset), "
+             "tls alarm time threshold[60]days\n")
+
+
+def test_tls_reads_only_what_belongs_to_a_certificate_block():
+    # the switch line wins over a later 'no certificate found'
+    assert vt.parse_tls(SWITCH_ON + "no certificate found\n") == vt.Tls(True, {})
+    assert vt.parse_tls("No Certificate Found\n") == vt.Tls(False, {})
+    block = "dev_id:3, [pub cert] info:\n\t subject[/CN=a]\n\t tls expiration status[2](0:normal)\n"
+    assert vt.parse_tls(SWITCH_ON + block) == vt.Tls(True, {"pub cert": 2})
+    # an expiration status or a field before any certificate block is not the tool's layout
+    for stray in ("\t tls expiration status[2](0:normal)\n", "\t issuer[/CN=b]\n", "certificate: none\n"):
+        line = stray.strip("\n")
+        assert error(vt.parse_tls, SWITCH_ON + stray) == (at("not a line of hccn_tool -tls -g", 2, line), 2, line)
+    text = "dev_id:3, [pub cert] info:\n"
+    assert error(vt.parse_tls, text) == (f"no 'tls switch[N]' line: {text!r}", None, text)
+    with pytest.raises(vt.VendorToolFailure):
+        vt.parse_tls("Device ID is out of the valid range.\n")
+
+
+def test_hccn_conf_keys_values_and_spacing():
+    assert vt.parse_hccn_conf("send_arp_status_12 = 1\naddress_12=10.0.0.1\n\n") == {
+        12: {"send_arp_status": "1", "address": "10.0.0.1"}}
+    assert vt.parse_hccn_conf("address_0=\n") == {0: {"address": ""}}
+    assert vt.parse_hccn_conf("") == {}
+    for bad in ("address_0 10.0.0.1", "Address_0=1", "address_x=1", "address_0=1 2"):
+        assert error(vt.parse_hccn_conf, bad + "\n") == (at("expected '<key>_<port>=<value>'", 1, bad), 1, bad)
