@@ -1,8 +1,9 @@
 """Hardware checks real fleets run beside the stack checks: temperatures, HBM
 ECC and the HCCS topology (quick); the NPU ports' optical modules, link flaps,
 growing packet errors, TLS, /etc/hccn.conf against the ports, LLDP cabling and
-gateway/routes (standard); HCCL's own hccl_test (full, where the toolkit ships it). Thresholds and expected topologies are data
-in validation/hardware.py; the facts are read once per host (validation/facts.py)."""
+gateway/routes (standard); HCCL's own hccl_test (full, where the toolkit ships it).
+Thresholds and expected topologies are data in validation/hardware.py; the facts
+are read once per host (validation/facts.py)."""
 from __future__ import annotations
 
 import shlex
