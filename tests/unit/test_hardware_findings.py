@@ -357,6 +357,10 @@ def test_hccn_conf_findings_compare_the_saved_settings_with_the_ports():
     assert hardware.hccn_conf_findings({"error": "expected '<key>_<port>=<value>'"}, ports, "/etc/hccn.conf") == [
         Finding("fail", "/etc/hccn.conf", "not read: expected '<key>_<port>=<value>'")]
     assert hardware.hccn_conf_findings({"0": saved}, [port(0)], "/etc/hccn.conf") == []
+    # a port whose settings were not queried at all is not taken for one without settings
+    assert hardware.hccn_conf_findings({"0": saved}, [{"port": 0}], "/etc/hccn.conf") == [
+        Finding("fail", "port 0", f"{key} not read: not queried") for key in ("address", "netmask", "netdetect",
+                                                                              "gateway")]
 
 
 def test_cabling_findings_name_ports_on_one_switch_port_and_ports_without_a_neighbour():
@@ -398,3 +402,5 @@ def test_tls_state_and_findings_of_ports_read_or_not():
         Finding("warn", "port 4", "TLS certificate 'crl' is near its expiration"),
         Finding("fail", "NPU ports", "TLS on at port(s) 0, off at port(s) 1, 4")]
     assert hardware.tls_findings([{"port": 0, "tls": on}, {"port": 1, "tls": on}]) == []
+    assert hardware.tls_findings([{"port": 0, "tls": on}, {"port": 1, "tls": off}, {"port": 2, "tls": on}])[-1] == \
+        Finding("fail", "NPU ports", "TLS on at port(s) 0, 2, off at port(s) 1")
