@@ -392,3 +392,26 @@ def test_cabling_check_reads_the_switch_ports_and_records_them(tmp_path):
     probe.change(1, lldp={"chassis_id": "sim-leaf-0", "port_id": "200GE1/0/25", "system_name": "sim-leaf-0"})
     status, failure, _ = outcome(hw.test_npu_cabling, facts_mod.collect(probe), STACK_910B)
     assert failure["found"] == "NPU ports: ports 0, 1 all see switch port sim-leaf-0 200GE1/0/25"
+
+
+def test_a_host_without_chips_fails_each_hardware_check_saying_why():
+    error = "the tool reported an error: dcmi module initialize failed. ret is -8005"
+    status, failure, _ = outcome(hw.test_npu_temperature, {"devices": [], "npu_smi": {"error": error}})
+    assert (status, failure) == ("failed", {
+        "summary": "no NPU to check", "expected": "the chips of npu-smi info", "found": error,
+        "cause": "npu-smi lists no chip (see the npu_health check)", "fix": "fix what npu_health reports first"})
+    # npu-smi not run at all (a directory tree): nothing listed
+    assert outcome(hw.test_hbm_ecc, {"devices": [], "npu_smi": None})[1]["found"] == "none listed"
+
+
+def test_port_checks_skip_chips_without_roce_ports_and_count_what_failed(tmp_path):
+    status, reason, _ = outcome(hw.test_npu_tls, {"devices": [{"npu": 0, "chip": 0}], "network": []},
+                                {**STACK_910B, "chip": "310p"})
+    assert (status, reason) == ("skipped", "not applicable: 310p NPUs have no RoCE ports")
+    probe = SimProbe(tmp_path, sim_state.default_state("910b", npus=4))
+    probe.change(1, tls_cert_expiry=2)
+    probe.change(3, tls_cert_expiry=2)
+    failure = outcome(hw.test_npu_tls, facts_mod.collect(probe), STACK_910B)[1]
+    assert failure["summary"] == "4 NPU port TLS problem(s)"   # two certificates on each of two ports
+    assert failure["expected"] == ("the same TLS switch on every NPU port (`hccn_tool -i N -tls -g`), certificates "
+                                   "not expired")
