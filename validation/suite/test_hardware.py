@@ -18,7 +18,7 @@ def _devices(facts, check):
     devices = facts["devices"]
     smi = facts["npu_smi"] or {}
     check(bool(devices), "no NPU to check", expected="the chips of npu-smi info",
-          found=smi.get("error", "none listed"), seen=smi.get("error", ""),
+          found=smi.get("error", "none listed"),
           cause="npu-smi lists no chip (see the npu_health check)", fix="fix what npu_health reports first")
     return devices
 
