@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import document, explain
 from .artefact import MIN_PYTHON
 from .document import BAD, ERROR, FAILED, PASSED, REACHABLE, SKIPPED, SUITE
-from .report import FLEET, executed
+from .report import FLEET, executed, host_failure
 
 # The checks of the fleet phase (marked `fleet` in the suite).
 FLEET_CHECKS = ("allreduce_across_nodes", "netdetect_peers")
@@ -61,9 +61,7 @@ def _host_record(host: str, check: str, status: str, summary: str, expected: str
     (unless ``known_failure`` is False: what ``found`` quotes then is no symptom)."""
     known = explain.explain(found) if known_failure else None
     cause, fix = known if known else (cause, fix)
-    return {"host": host, "check": check, "level": "quick", "status": status, "duration_s": 0.0,
-            "message": summary, "data": None,
-            "failure": {"summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}}
+    return host_failure(host, check, "quick", summary, summary, expected, found, cause, fix, status)
 
 
 def records_of(host: str, outcome: Outcome) -> list[dict]:

@@ -117,6 +117,14 @@ def stragglers(figs: dict[str, dict[str, float]], margin: float) -> list[dict]:
     return out
 
 
+def host_failure(host: str, check: str, level: str, message: str, summary: str, expected: str, found: str,
+                 cause: str, fix: str, status: str = FAILED) -> dict:
+    """A record the controller writes about a host (no node sent it): what failed and why."""
+    return {"host": host, "check": check, "level": level, "status": status, "duration_s": 0.0,
+            "message": message, "data": None,
+            "failure": {"summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}}
+
+
 def tls_across_nodes(records: list[dict]) -> list[dict]:
     """A failure on each node whose NPU ports' TLS differs from the other nodes' (HCCL's links between
     them cannot be set up: EI0006). Nodes whose ports disagree among themselves fail their own check."""
@@ -129,13 +137,12 @@ def tls_across_nodes(records: list[dict]) -> list[dict]:
     # The fewer are the odd ones out; when the fleet is split evenly, every node is.
     odd = {s for s, n in counts.items() if n <= counts["on" if s == "off" else "off"]}
     found = ", ".join(f"TLS {s} on {n} node(s)" for s, n in counts.items())
-    return [{"host": h, "check": TLS_ACROSS_NODES, "level": "standard", "status": FAILED, "duration_s": 0.0,
-             "data": None, "message": f"this node's NPU ports have TLS {s}; {found}",
-             "failure": {"summary": f"TLS is {s} here and not on every other node", "expected": "one TLS setting "
-                         "on the NPU ports of every node", "found": found,
-                         "cause": "ranks whose TLS settings differ cannot set up HCCL links between them (EI0006, "
-                                  "socket timeout; HCCL user guide, link setup failures)",
-                         "fix": "switch TLS on or off alike on every NPU port of every node, then validate again"}}
+    return [host_failure(h, TLS_ACROSS_NODES, "standard", f"this node's NPU ports have TLS {s}; {found}",
+                         f"TLS is {s} here and not on every other node",
+                         "one TLS setting on the NPU ports of every node", found,
+                         "ranks whose TLS settings differ cannot set up HCCL links between them (EI0006, socket "
+                         "timeout; HCCL user guide, link setup failures)",
+                         "switch TLS on or off alike on every NPU port of every node, then validate again")
             for h, s in sorted(state.items()) if s in odd]
 
 
@@ -155,15 +162,13 @@ def cabling_across_nodes(records: list[dict]) -> list[dict]:
         mine = [(sp, on) for sp, on in sorted(shared.items()) if any(h == host for h, _ in on)]
         found = "; ".join(f"switch port {sp} seen from " + ", ".join(f"{h} port {p}" for h, p in on)
                           for sp, on in mine)
-        out.append({"host": host, "check": CABLING_ACROSS_NODES, "level": "standard", "status": FAILED,
-                    "duration_s": 0.0, "data": None, "message": found,
-                    "failure": {"summary": f"{len(mine)} switch port(s) this node shares with others",
-                                "expected": "every NPU port of the fleet on a switch port of its own",
-                                "found": found,
-                                "cause": "two nodes' NPU ports see one switch port over LLDP: a cable is in the "
-                                         "wrong switch port, or the switch's neighbour table is stale",
-                                "fix": "trace the cables of the ports named to the switch and move the one in the "
-                                       "wrong port; then validate again"}})
+        out.append(host_failure(host, CABLING_ACROSS_NODES, "standard", found,
+                                f"{len(mine)} switch port(s) this node shares with others",
+                                "every NPU port of the fleet on a switch port of its own", found,
+                                "two nodes' NPU ports see one switch port over LLDP: a cable is in the wrong switch "
+                                "port, or the switch's neighbour table is stale",
+                                "trace the cables of the ports named to the switch and move the one in the wrong "
+                                "port; then validate again"))
     return out
 
 
