@@ -136,27 +136,28 @@ def npu_smi(probe: Probe, args: str = "info") -> tuple[int, str]:
 
 
 class Facts(dict):
-    """A host's facts, with its NPU ports (eight hccn_tool queries per port)
-    read only when a check first asks for them: the quick level needs none."""
+    """A host's facts, with the costly ones (``lazy``: key -> reader; the NPU ports at thirteen
+    hccn_tool queries each, the boards, the kernel log) read only when a check first asks for
+    them: the quick level needs none."""
 
-    def __init__(self, data: dict, read_network):
+    def __init__(self, data: dict, lazy: dict):
         super().__init__(data)
-        self._read_network = read_network
+        self._lazy = lazy
 
     def __missing__(self, key):
-        if key != "network":
+        if key not in self._lazy:
             raise KeyError(key)
-        self["network"] = self._read_network()
-        return self["network"]
+        self[key] = self._lazy[key]()
+        return self[key]
 
     def get(self, key, default=None):
-        return self[key] if key in self or key == "network" else default
+        return self[key] if key in self or key in self._lazy else default
 
 
 def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool = True, *,
             device_details: bool = True, python: str = "python3") -> dict:
-    """Everything the checks read. ``network=False``: a ``Facts`` that reads the
-    NPU ports when first asked. ``device_details=False`` leaves out each chip's
+    """Everything the checks read, as a ``Facts`` that reads the boards and HCCS when first asked,
+    and the NPU ports too with ``network=False``. ``device_details=False`` leaves out each chip's
     sensors and the topology (five npu-smi calls per chip; `npuenv status` needs
     none); ``python`` is the interpreter whose torch, torch_npu and torchvision are read."""
     platforms = platforms or cm.load_platforms()
@@ -183,7 +184,6 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
         "python": _python(probe, python),
         "topology": None,
         "hccn_conf": _hccn_conf(probe, platforms),
-        "network": [],
     }
     if probe.can_run:
         rc, text = npu_smi(probe)
@@ -207,12 +207,14 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
                 facts["npu_smi"] = {"error": str(e)}
         if facts["devices"] and device_details:
             _device_details(probe, facts)
-    if not network:
-        del facts["network"]
-        return Facts(facts, lambda: _network(probe, platforms, facts["devices"]) if facts["devices"] else [])
-    if facts["devices"]:
-        facts["network"] = _network(probe, platforms, facts["devices"])
-    return facts
+    lazy = {"boards": lambda: _boards(probe, facts["devices"]) if facts["devices"] else [],
+            "hccs": lambda: _hccs(probe, facts["devices"]) if facts["devices"] else []}
+    read_network = lambda: _network(probe, platforms, facts["devices"]) if facts["devices"] else []  # noqa: E731
+    if network:
+        facts["network"] = read_network()
+    else:
+        lazy["network"] = read_network
+    return Facts(facts, lazy)
 
 
 # ------------------------------------------------ per-device vendor queries
@@ -316,6 +318,29 @@ def _device_details(probe: Probe, facts: dict) -> None:
         d["ecc"] = _read(_ecc(d["chip"]), out[f"ecc {key}"][1])
 
 
+def _boards(probe: Probe, devices: list[dict]) -> list[dict]:
+    """Each card's board (the firmware it runs, its compatibility with the driver) and MCU
+    version, from npu-smi (one shell call)."""
+    smi = _npu_smi_command(probe)
+    cards = sorted({d["npu"] for d in devices})
+    commands = {}
+    for npu in cards:
+        commands[f"board {npu}"] = f"{smi} info -t board -i {npu}"
+        commands[f"mcu {npu}"] = f"{smi} upgrade -b mcu -i {npu}"
+    out = run_sections(probe, commands)
+    return [{"npu": npu, "board": _read(vendor_tools.parse_board, out[f"board {npu}"][1]),
+             "mcu": _read(vendor_tools.parse_mcu_version, out[f"mcu {npu}"][1])} for npu in cards]
+
+
+def _hccs(probe: Probe, devices: list[dict]) -> list[dict]:
+    """Each chip's HCCS links from npu-smi (one shell call)."""
+    smi = _npu_smi_command(probe)
+    out = run_sections(probe, {f"{d['npu']} {d['chip']}": f"{smi} info -t hccs -i {d['npu']} -c {d['chip']}"
+                               for d in devices})
+    return [{"npu": d["npu"], "chip": d["chip"],
+             "hccs": _read(vendor_tools.parse_hccs, out[f"{d['npu']} {d['chip']}"][1])} for d in devices]
+
+
 def network_port(device: dict, index: int) -> int:
     """hccn_tool -i takes the chip's physical id; tables without a Phy-ID column list chips in that order."""
     return device["phy_id"] if device.get("phy_id") is not None else index
@@ -323,6 +348,8 @@ def network_port(device: dict, index: int) -> int:
 
 HCCN_QUERIES = {  # what the checks read of each NPU port, and how
     "link": ("-link -g", vendor_tools.parse_link),
+    "speed": ("-speed -g", vendor_tools.parse_speed),
+    "fec": ("-fec -g", vendor_tools.parse_fec),
     "net_health": ("-net_health -g", vendor_tools.parse_net_health),
     "ip": ("-ip -g", vendor_tools.parse_ip),
     "optical": ("-optical -g", vendor_tools.parse_optical),

@@ -233,6 +233,85 @@ def topology_findings(topology: dict | None, devices: list[dict], chip: str) -> 
     return found
 
 
+# HCCS links of each chip (npu-smi info -t hccs; the driver prints it for 910B and A3 chips). A port
+# whose lane mode is 0 carries nothing; one with fewer lanes than the chip's other ports is degraded
+# (fault 0x81A38605, "Some lanes of the HCCS port are faulty", MindCluster's fault-diag knowledge base).
+HCCS_CHIPS = ("910b", "a3")
+HCCS_COUNTERS = {"error count": "CRC errors", "retry count": "retries"}
+HCCS_COUNTS_WARN_AT = 1   # project policy: a healthy HCCS link retransmits and corrupts nothing
+
+
+def hccs_findings(chips: list[dict]) -> list[Finding]:
+    """chips: {"npu", "chip", "hccs": parse_hccs's data, None (no HCCS) or {"error"}}."""
+    found = []
+    for c in chips:
+        where, hccs = _chip(c), c.get("hccs", {"error": "not queried"})
+        if _unread(hccs):
+            found.append(Finding("fail", where, f"HCCS not read: {_unread(hccs)}"))
+            continue
+        if hccs is None:
+            found.append(Finding("fail", where, "npu-smi cannot query its HCCS: the links were not checked"))
+            continue
+        ports = hccs["ports"]
+        if hccs["healthy"] is False:
+            found.append(Finding("fail", where, "hccs health status NOK (first error lane "
+                                                f"{hccs['first_error_lane'] or 'NA'})"))
+        lanes = [int(v) if v.isdigit() else 0 for v in ports.get("lane mode", ())]
+        for i, mode in enumerate(lanes):
+            if mode == 0:
+                found.append(Finding("fail", where, f"HCCS port {i + 1} down (lane mode 0)"))
+            elif mode < max(lanes):
+                found.append(Finding("fail", where, f"HCCS port {i + 1} on {mode} lanes, the others on {max(lanes)}"))
+        for field, what in HCCS_COUNTERS.items():
+            counts = [int(v) if v.isdigit() else 0 for v in ports.get(field, ())]
+            bad = [f"port {i + 1}: {n}" for i, n in enumerate(counts) if n >= HCCS_COUNTS_WARN_AT]
+            if bad:
+                found.append(Finding("warn", where, f"HCCS {what} ({', '.join(bad)})"))
+    return found
+
+
+# -------------------------------------------------------------- firmware running
+
+# npu-smi info -t board: "Firmware Version" is the firmware the card runs (the vendor's driver
+# guides: Software Version the driver, Firmware Version the firmware), which a firmware upgrade
+# changes only at the next reboot; "Compatibility" is the driver's verdict on it
+# (dcmi_get_device_compatibility: OK, NOK, UNKNOWN for firmware older than 23.0.RC2).
+FIRMWARE_KEY, COMPATIBILITY_KEY = "Firmware Version", "Compatibility"
+
+
+def firmware_findings(boards: list[dict], installed: str | None) -> list[Finding]:
+    """Each card running other firmware than the one installed, or one the driver does not accept;
+    MCU versions that differ between the cards (the vendor asks for the MCU that matches the HDK)."""
+    found, mcus = [], {}
+    if installed is None:
+        found.append(Finding("warn", "firmware/version.info", "no installed firmware version: the running "
+                                                              "firmware was not compared with it"))
+    for b in boards:
+        where, board, mcu = f"NPU {b['npu']}", b.get("board"), b.get("mcu", {"error": "not queried"})
+        if board is None or _unread(board):
+            found.append(Finding("fail", where, f"board not read: {_unread(board) or 'not queried'}"))
+        elif FIRMWARE_KEY not in board:
+            found.append(Finding("fail", where, f"no '{FIRMWARE_KEY}' in npu-smi info -t board"))
+        else:
+            running = board[FIRMWARE_KEY]
+            if installed is not None and running != installed:
+                found.append(Finding("fail", where, f"runs firmware {running}, {installed} is installed "
+                                                    "(a firmware upgrade takes effect at the next reboot)"))
+            verdict = board.get(COMPATIBILITY_KEY, "OK")
+            if verdict != "OK":
+                found.append(Finding("fail" if verdict == "NOK" else "warn", where,
+                                     f"{COMPATIBILITY_KEY} {verdict}: the driver "
+                                     f"{'rejects' if verdict == 'NOK' else 'could not judge'} firmware {running}"))
+        if _unread(mcu):
+            found.append(Finding("fail", where, f"MCU version not read: {_unread(mcu)}"))
+        elif mcu is not None:
+            mcus.setdefault(mcu, []).append(str(b["npu"]))
+    if len(mcus) > 1:
+        found.append(Finding("warn", "MCUs", "MCU versions differ: " + "; ".join(
+            f"{v} at NPU {', '.join(on)}" for v, on in sorted(mcus.items()))))
+    return found
+
+
 # -------------------------------------------------------------- NPU ports
 
 def optical_findings(ports: list[dict]) -> list[Finding]:
@@ -342,6 +421,44 @@ def gateway_findings(ports: list[dict]) -> list[Finding]:
             shown = ", ".join(f"via {r['gateway']} dev {r['iface']}" for r in defaults) or "none"
             found.append(Finding("fail", where, f"default route {shown}, gateway {gateway['address']} "
                                                 f"dev {gateway['iface']} configured"))
+    return found
+
+
+# Port speed and FEC. A 910B port is 200GE (ArthurChiao's 910B capture: "Speed: 200000Mb/s"; the 910B
+# tool's static_speed takes only 200000 or 100000, hicann/driver tool.c), a 910A port 100GE (MindCluster's
+# hccn_tool.go example). A collective runs at the pace of its slowest port; "no FEC" is abnormal
+# (MindCluster fault-diag rule Comp_Network_Custom_02, fix `hccn_tool -i N -fec -s encoding rs`).
+PORT_SPEED_MBPS = {"910b": 200000, "910": 100000}
+FEC_OFF = "no"
+
+
+def speed_fec_findings(ports: list[dict], chip: str) -> list[Finding]:
+    found, speeds, fecs = [], {}, {}
+    for p in ports:
+        where = f"port {p['port']}"
+        speed, fec = p.get("speed", {"error": "not queried"}), p.get("fec", {"error": "not queried"})
+        if _unread(speed):
+            found.append(Finding("fail", where, f"speed not read: {_unread(speed)}"))
+        elif speed is None:
+            if p.get("link") == "UP":
+                found.append(Finding("fail", where, "link UP but its speed is unknown (Speed: Unknown!)"))
+        else:
+            speeds[p["port"]] = speed
+        if _unread(fec):
+            found.append(Finding("fail", where, f"FEC mode not read: {_unread(fec)}"))
+        elif fec == FEC_OFF:
+            found.append(Finding("fail", where, "FEC off (no FEC mode): bit errors on the link go uncorrected"))
+        elif fec is not None:
+            fecs.setdefault(fec, []).append(str(p["port"]))
+    top, nominal = max(speeds.values(), default=None), PORT_SPEED_MBPS.get(chip)
+    found += [Finding("fail", f"port {port}", f"{speed} Mb/s where the other ports run {top} Mb/s")
+              for port, speed in speeds.items() if speed < top]
+    if speeds and min(speeds.values()) == top and nominal and top < nominal:
+        found.append(Finding("warn", "NPU ports", f"every port at {top} Mb/s, below the {chip} port's {nominal} "
+                                                  "Mb/s: set so on purpose?"))
+    if len(fecs) > 1:
+        found.append(Finding("fail", "NPU ports", "FEC modes differ: " + "; ".join(
+            f"{mode} at port(s) {', '.join(on)}" for mode, on in sorted(fecs.items()))))
     return found
 
 

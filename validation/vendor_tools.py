@@ -394,6 +394,60 @@ def parse_board(text: str) -> dict[str, str]:
     return board
 
 
+# npu-smi upgrade -b mcu -i N: "\tVersion<pad>: 23.3.13" (a 910B4 node's MCU in a blog; the vendor's npu-smi
+# manual prints the same line); a device without the queried component says MCU_NOT_QUERYABLE (npu-smi manual,
+# Atlas 200I A2: `-b bootloader`, `-b vrd`).
+MCU_NOT_QUERYABLE = "This device does not support querying version."
+
+
+def parse_mcu_version(text: str) -> str | None:
+    """``npu-smi upgrade -b mcu -i N`` -> the card's MCU version; None where the device has none to query."""
+    _raise_if_npu_smi_failed(text)
+    if MCU_NOT_QUERYABLE in text:
+        return None
+    versions = [value for _, _, key, value in _key_values(text) if key == "Version"]
+    if len(versions) != 1 or not versions[0]:
+        raise VendorOutputError("expected one 'Version : <version>' line", text[:200])
+    return versions[0]
+
+
+# npu-smi info -t hccs -i N -c C, as the driver prints it (hicann driver npucli npu_info_print_ext.c):
+# "\thccs <field><pad>: <value>", a "[v1 v2 ...]" list with one value per HCCS port (ports 1-7 of a 910B,
+# of an Atlas 900 A3 SuperPoD; 2-7 of an Atlas 9000 A3 SuperPoD); chips without HCCS say HCCS_NOT_SUPPORTED.
+HCCS_NOT_SUPPORTED = "This device does not support querying hccs."
+HCCS_FAILED = 'Failed to query "hccs" result.'
+
+
+@dataclass(frozen=True)
+class Hccs:
+    healthy: bool | None                 # "hccs health status" OK / NOK (310P prints none)
+    ports: dict[str, tuple[str, ...]]    # "lane mode", "link lane list", "link speed", "error count", ... per port
+    first_error_lane: str | None         # the first faulty port, None when "NA"
+
+
+def parse_hccs(text: str) -> Hccs | None:
+    """``npu-smi info -t hccs -i N -c C``; None on a chip that has no HCCS to query."""
+    _raise_if_npu_smi_failed(text)
+    if HCCS_NOT_SUPPORTED in text:
+        return None
+    if HCCS_FAILED in text:
+        raise VendorToolFailure(ToolError(HCCS_FAILED))
+    healthy, first, ports = None, None, {}
+    for n, raw, key, value in _key_values(text):
+        name = key[len("hccs "):] if key.startswith("hccs ") else None
+        if value.startswith("[") and value.endswith("]") and name:
+            ports[name] = tuple(value[1:-1].split())
+        elif name == "health status" and value in ("OK", "NOK"):
+            healthy = value == "OK"
+        elif name == "first error lane":
+            first = None if value == "NA" else value
+        else:
+            raise VendorOutputError("expected 'hccs <field> : <value>' or a '[...]' list", raw, n)
+    if not ports or len({len(v) for v in ports.values()}) > 1:
+        raise VendorOutputError("expected lists of one value per HCCS port, all as long", text[:200])
+    return Hccs(healthy, ports, first)
+
+
 @dataclass(frozen=True)
 class Health:
     status: str                    # OK | Warning | Alarm | Critical (validation.codes.HEALTH_STATES)
@@ -669,6 +723,26 @@ def _hccn_line(text: str, pattern: str, what: str) -> re.Match:
 def parse_link(text: str) -> str:
     """``hccn_tool -i N -link -g`` -> "UP" or "DOWN"."""
     return _hccn_line(text, r"link status:\s*(UP|DOWN)", "'link status: UP|DOWN'").group(1)
+
+
+# hccn_tool -speed -g and -fec -g, as the 910B/910C tool prints them (hicann/driver
+# src/custom/network/hccn/ascend910B tool_ext.c: "Speed: %d Mb/s", "Speed: Unknown!";
+# "fec mode: {auto|no|rs} FEC mode" on 910A; the 910B/C build prints FEC_NOT_SWITCHABLE instead).
+FEC_NOT_SWITCHABLE = "This device does not support switching fec mode."
+
+
+def parse_speed(text: str) -> int | None:
+    """``hccn_tool -i N -speed -g`` -> the port's speed in Mb/s, None when the tool says "Unknown!"."""
+    m = _hccn_line(text, r"Speed:\s*(?:(\d+)\s*Mb/s|(Unknown!))", "'Speed: <n> Mb/s'")
+    return int(m.group(1)) if m.group(1) else None
+
+
+def parse_fec(text: str) -> str | None:
+    """``hccn_tool -i N -fec -g`` -> "rs", "no" or "auto"; None where the device's FEC is fixed
+    (FEC_NOT_SWITCHABLE: the 910B/910C tool reports no mode)."""
+    m = _hccn_line(text, rf"fec mode:\s*(auto|no|rs) FEC mode|{re.escape(FEC_NOT_SWITCHABLE)}",
+                   "'fec mode: <mode> FEC mode'")
+    return m.group(1)
 
 
 def parse_net_health(text: str) -> str:

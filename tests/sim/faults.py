@@ -45,7 +45,7 @@ def _state(node: Node, **fields):
 def _healthy(node: Node):
     _state(node, health="OK", error_codes=[], link="UP", net_health="Success", busy=None, processes=[],
            temp_c=36, hbm_temp_c=None, ecc=None, optical=None, link_events=None, stat=None, stat_growth=None,
-           tls=0, tls_cert_expiry=0)
+           tls=0, tls_cert_expiry=0, speed=None, hccs_lanes=None)
 
 
 _KEPT_LLDP: dict[str, dict] = {}
@@ -64,6 +64,25 @@ def _lldp_back(node: Node):
     _state(node, lldp=_KEPT_LLDP.pop(node.name))
 
 
+_KEPT_RUNNING: dict[str, str | None] = {}
+# What the node's cards run after a firmware upgrade that no reboot has activated yet: the firmware of
+# HDK 24.1.RC3 (Ascend-hdk-910b-npu-firmware_7.5.0.1.129.run, its version.info in a published copy).
+OLD_RUNNING_FIRMWARE = "7.5.0.1.129"
+
+
+def _running_firmware(node: Node, version: str | None):
+    """Set the firmware the cards run (tests/sim/node/boot.sh writes it at a reboot); None puts back
+    what ran before."""
+    running = nodes.state_file(node.state_root, node.name).parent / "firmware.running"
+    if version is not None:
+        _KEPT_RUNNING[node.name] = running.read_text() if running.exists() else None
+        running.write_text(version + "\n")
+    elif (kept := _KEPT_RUNNING.pop(node.name)) is None:
+        running.unlink()
+    else:
+        running.write_text(kept)
+
+
 def _sh(node: Node, command: str):
     nodes.run_in(node.name, "bash", "-c", command)
 
@@ -78,7 +97,7 @@ HARDWARE = {"driver_version", "install_info", "cann_toolkit", "nnal"}
 # simulated node (npu_routes needs device IPs and hccl_test an installed
 # hccl_test, so they are left out here).
 SENSORS = {"npu_temperature", "hbm_ecc", "npu_topology"}
-PORTS = {"optical_modules", "link_flaps", "packet_errors", "npu_tls", "hccn_conf", "npu_cabling"}
+PORTS = {"optical_modules", "link_flaps", "packet_errors", "npu_tls", "hccn_conf", "npu_cabling", "link_speed_fec"}
 HELD = "another process or container holds the device"
 FLAPS = [["Mon Jan  6 10:04:00 2025", "LINK UP"], ["Mon Jan  6 10:03:58 2025", "LINK DOWN"],
          ["Mon Jan  6 10:01:00 2025", "LINK UP"], ["Mon Jan  6 10:00:57 2025", "LINK DOWN"],
@@ -127,6 +146,10 @@ FAULTS = [
     Fault("optical_absent", "standard", {"optical_modules"}, "no optical module present",
           lambda n: _state(n, optical={"present": False}, link="DOWN", net_health="Fault"), _healthy,
           keeps_passing=SENSORS | (PORTS - {"optical_modules"}) | {"npu_network", "npu_health"}),
+    # A port that came up at 100G among 200G ports (a 100G module or cable, a switch port set lower).
+    Fault("port_at_lower_speed", "standard", {"link_speed_fec"}, "the slowest port's pace",
+          lambda n: _state(n, speed=100000), _healthy,
+          keeps_passing=SENSORS | (PORTS - {"link_speed_fec"}) | {"npu_network", "npu_health"}),
     Fault("link_flapping", "standard", {"link_flaps"}, "3 link downs since the driver started",
           lambda n: _state(n, link_events=FLAPS), _healthy,
           keeps_passing=SENSORS | (PORTS - {"link_flaps"}) | {"npu_network", "npu_health"}),
@@ -153,6 +176,14 @@ FAULTS = [
     Fault("no_lldp_neighbour", "standard", {"npu_cabling"}, "no LLDP neighbour",
           lambda n: _lldp_of_port_0(n, None), _lldp_back, status="warning",
           keeps_passing=SENSORS | (PORTS - {"npu_cabling"}) | {"npu_network", "npu_health"}),
+    # One HCCS port of a chip down (its lane mode 0); npu-smi's topology still says HCCS.
+    Fault("hccs_port_down", "standard", {"hccs_links"}, "fault 0x81A38605",
+          lambda n: _state(n, hccs_lanes=[4, 4, 4, 0, 4, 4, 4]), _healthy,
+          keeps_passing=SENSORS | PORTS | {"firmware_running", "npu_network", "npu_health"}),
+    # The firmware installed, the node not rebooted since: the cards run the old firmware.
+    Fault("firmware_not_activated", "standard", {"firmware_running"}, "not rebooted since",
+          lambda n: _running_firmware(n, OLD_RUNNING_FIRMWARE), lambda n: _running_firmware(n, None),
+          keeps_passing=SENSORS | PORTS | {"hccs_links", "firmware_pairs_with_driver", "npu_network", "npu_health"}),
     Fault("hbm_ecc_errors", "quick", {"hbm_ecc"}, "uncorrectable (double-bit) HBM ECC error",
           lambda n: _state(n, ecc={"single_bit": 5, "double_bit": 2, "double_bit_total": 2}), _healthy,
           keeps_passing=(SENSORS - {"hbm_ecc"}) | {"npu_health", "device_nodes"}),

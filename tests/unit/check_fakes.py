@@ -268,6 +268,9 @@ def port_reports(port: int, ip: str | None) -> dict[str, tuple[int, str]]:
     net = ip.rsplit(".", 1)[0] if ip else "192.168.1"
     return {
         "link": (0, sample("hccn_tool_-link_-g_UP.txt")),
+        # a 200GE port as the 910B tool prints it (its format string; SOURCES.md), FEC not switchable on 910B
+        "speed": (0, "Speed: 200000 Mb/s\n"),
+        "fec": (0, sample("hccn_tool_-fec_-g_910B_not_switchable_source.txt")),
         "net_health": (0, sample("hccn_tool_-net_health_-g_Success.txt")),
         "ip": (0, f"ipaddr:{ip}\nnetmask:255.255.255.0\n") if ip else
               (255, "Get ipconf failed, because no ip was preset there!\n"),
@@ -300,7 +303,7 @@ def chip_mapping(chips: list[tuple[int, int]]) -> str:
     return "".join("\t" + "".join(f"{cell:<31}" for cell in row[:-1]) + f"{row[-1]}\n" for row in rows)
 
 
-HCCN_FLAGS = {"link": "-link", "net_health": "-net_health", "ip": "-ip", "optical": "-optical",
+HCCN_FLAGS = {"link": "-link", "speed": "-speed", "fec": "-fec", "net_health": "-net_health", "ip": "-ip", "optical": "-optical",
               "link_stat": "-link_stat", "stat": "-stat", "gateway": "-gateway", "routes": "-route", "tls": "-tls",
               "netdetect": "-netdetect", "lldp": "-lldp"}
 

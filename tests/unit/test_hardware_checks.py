@@ -415,3 +415,62 @@ def test_port_checks_skip_chips_without_roce_ports_and_count_what_failed(tmp_pat
     assert failure["summary"] == "4 NPU port TLS problem(s)"   # two certificates on each of two ports
     assert failure["expected"] == ("the same TLS switch on every NPU port (`hccn_tool -i N -tls -g`), certificates "
                                    "not expired")
+
+
+def test_link_speed_fec_check_finds_a_slow_port_and_fec_off(tmp_path):
+    """With the simulated hccn_tool: a 910B port at 100G among 200G ports fails, its FEC is not
+    reported by the 910B tool (nothing to judge); on 910A a port with FEC off fails."""
+    probe = SimProbe(tmp_path / "910b", sim_state.default_state("910b", npus=4))
+    status, _, data = outcome(hw.test_link_speed_fec, facts_mod.collect(probe), STACK_910B)
+    assert status == "passed" and data["speed_fec"][0] == {"port": 0, "speed": 200000, "fec": None}
+    probe.change(2, speed=100000)
+    status, failure, _ = outcome(hw.test_link_speed_fec, facts_mod.collect(probe), STACK_910B)
+    assert (status, failure["found"]) == ("failed", "port 2: 100000 Mb/s where the other ports run 200000 Mb/s")
+    for other in (hw.test_optical_modules, hw.test_link_flaps, hw.test_npu_tls):
+        assert outcome(other, facts_mod.collect(probe), STACK_910B)[0] == "passed"
+    probe = SimProbe(tmp_path / "910", sim_state.default_state("910", npus=4))
+    stack_910 = {**STACK_910B, "chip": "910"}
+    status, _, data = outcome(hw.test_link_speed_fec, facts_mod.collect(probe), stack_910)
+    assert status == "passed" and data["speed_fec"][1] == {"port": 1, "speed": 100000, "fec": "rs"}
+    probe.change(1, fec="no")
+    status, failure, _ = outcome(hw.test_link_speed_fec, facts_mod.collect(probe), stack_910)
+    assert failure["found"] == "port 1: FEC off (no FEC mode): bit errors on the link go uncorrected"
+
+
+def test_firmware_running_check_finds_firmware_not_yet_active_and_a_card_with_another_mcu(tmp_path):
+    """With the simulated npu-smi: the cards run the installed firmware (pass); after an upgrade
+    without the reboot they run the old one (fail, naming both); a card whose MCU differs warns."""
+    probe = SimProbe(tmp_path, sim_state.default_state("910b", npus=4))
+    status, _, data = outcome(hw.test_firmware_running, facts_mod.collect(probe))
+    assert status == "passed"
+    assert data["boards"][3] == {"npu": 3, "firmware": "7.7.0.1.231", "compatibility": "OK", "mcu": "25.50.10"}
+    (tmp_path / "firmware.running").write_text("7.5.0.1.129\n")
+    status, failure, _ = outcome(hw.test_firmware_running, facts_mod.collect(probe))
+    assert failure["found"] == ("NPU 0, NPU 1, NPU 2, NPU 3: runs firmware 7.5.0.1.129, 7.7.0.1.231 is installed "
+                                "(a firmware upgrade takes effect at the next reboot)")
+    (tmp_path / "firmware.running").unlink()
+    state = sim_state.load(probe.state_path)
+    state["npus"][2]["mcu_version"] = "23.3.13"
+    sim_state.save(state, probe.state_path)
+    status, warning, _ = outcome(hw.test_firmware_running, facts_mod.collect(probe))
+    assert (status, warning) == ("warning", "MCUs: MCU versions differ: 23.3.13 at NPU 2; 25.50.10 at NPU 0, 1, 3")
+    # the stack and port checks do not read the boards
+    for other in (hw.test_npu_tls, test_quick.test_firmware_pairs_with_driver):
+        args = (facts_mod.collect(probe), STACK_910B) if other is hw.test_npu_tls else (facts_mod.collect(probe),)
+        assert outcome(other, *args)[0] == "passed"
+
+
+def test_hccs_links_check_finds_a_port_down_and_skips_chips_without_hccs(tmp_path):
+    """With the simulated npu-smi: a healthy 910B passes; one HCCS port of a chip down fails naming
+    the chip and the port, and the topology check (npu-smi info -t topo) does not see it."""
+    probe = SimProbe(tmp_path / "910b", sim_state.default_state("910b", npus=4))
+    status, _, data = outcome(hw.test_hccs_links, facts_mod.collect(probe), STACK_910B)
+    assert status == "passed" and data["hccs"][2]["hccs"]["ports"]["lane mode"] == ["4"] * 7
+    probe.change(2, hccs_lanes=[4, 4, 4, 0, 4, 4, 4])
+    status, failure, _ = outcome(hw.test_hccs_links, facts_mod.collect(probe), STACK_910B)
+    assert failure["found"] == ("NPU 2 chip 0: hccs health status NOK (first error lane 4); "
+                                "NPU 2 chip 0: HCCS port 4 down (lane mode 0)")
+    assert outcome(hw.test_npu_topology, facts_mod.collect(probe), STACK_910B)[0] == "passed"
+    probe = SimProbe(tmp_path / "910", sim_state.default_state("910", npus=2))
+    status, reason, _ = outcome(hw.test_hccs_links, facts_mod.collect(probe), {**STACK_910B, "chip": "910"})
+    assert status == "skipped" and "910" in reason

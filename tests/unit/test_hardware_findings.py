@@ -404,3 +404,104 @@ def test_tls_state_and_findings_of_ports_read_or_not():
     assert hardware.tls_findings([{"port": 0, "tls": on}, {"port": 1, "tls": on}]) == []
     assert hardware.tls_findings([{"port": 0, "tls": on}, {"port": 1, "tls": off}, {"port": 2, "tls": on}])[-1] == \
         Finding("fail", "NPU ports", "TLS on at port(s) 0, 2, off at port(s) 1")
+
+
+def speed_port(port, speed=200000, fec=None, link="UP"):
+    return {"port": port, "link": link, "speed": speed, "fec": fec}
+
+
+def test_speed_findings_name_the_slow_port_and_a_speed_the_link_does_not_know():
+    healthy = [speed_port(p) for p in range(8)]
+    assert hardware.speed_fec_findings(healthy, "910b") == []
+    slow = healthy[:3] + [speed_port(3, 100000)] + healthy[4:]
+    assert hardware.speed_fec_findings(slow, "910b") == [
+        Finding("fail", "port 3", "100000 Mb/s where the other ports run 200000 Mb/s")]
+    unknown = [speed_port(0, None), speed_port(1, None, link="DOWN"), speed_port(2)]
+    assert hardware.speed_fec_findings(unknown, "910b") == [
+        Finding("fail", "port 0", "link UP but its speed is unknown (Speed: Unknown!)")]
+    # every port at 100G on a 910B: set so on purpose (static_speed) or a fabric of 100G, said once
+    assert hardware.speed_fec_findings([speed_port(p, 100000) for p in range(2)], "910b") == [
+        Finding("warn", "NPU ports", "every port at 100000 Mb/s, below the 910b port's 200000 Mb/s: set so on purpose?")]
+    # 910A ports are 100GE; a chip without a recorded speed is judged by its ports' agreement only
+    assert hardware.speed_fec_findings([speed_port(p, 100000, "rs") for p in range(2)], "910") == []
+    assert hardware.speed_fec_findings([speed_port(p, 100000) for p in range(2)], "a3") == []
+
+
+def test_fec_findings_fail_fec_off_and_ports_that_disagree():
+    assert hardware.speed_fec_findings([speed_port(0, 100000, "no"), speed_port(1, 100000, "no")], "910") == [
+        Finding("fail", "port 0", "FEC off (no FEC mode): bit errors on the link go uncorrected"),
+        Finding("fail", "port 1", "FEC off (no FEC mode): bit errors on the link go uncorrected")]
+    mixed = [speed_port(0, 100000, "rs"), speed_port(1, 100000, "auto"), speed_port(2, 100000, "rs")]
+    assert hardware.speed_fec_findings(mixed, "910") == [
+        Finding("fail", "NPU ports", "FEC modes differ: auto at port(s) 1; rs at port(s) 0, 2")]
+
+
+def test_speed_and_fec_not_read_or_not_queried_fail():
+    ports = [{"port": 0, "link": "UP", "speed": {"error": "Cmd execute failed!"}, "fec": {"error": "garbled"}},
+             {"port": 1, "link": "UP"}]
+    assert hardware.speed_fec_findings(ports, "910b") == [
+        Finding("fail", "port 0", "speed not read: Cmd execute failed!"),
+        Finding("fail", "port 0", "FEC mode not read: garbled"),
+        Finding("fail", "port 1", "speed not read: not queried"),
+        Finding("fail", "port 1", "FEC mode not read: not queried")]
+
+
+def board(npu, firmware="7.7.0.1.231", compatibility="OK", mcu="25.50.10"):
+    return {"npu": npu, "board": {"NPU ID": str(npu), "Firmware Version": firmware, "Compatibility": compatibility},
+            "mcu": mcu}
+
+
+def test_firmware_findings_compare_what_each_card_runs_with_what_is_installed():
+    assert hardware.firmware_findings([board(0), board(1)], "7.7.0.1.231") == []
+    assert hardware.firmware_findings([board(0), board(1, "7.5.0.1.129")], "7.7.0.1.231") == [
+        Finding("fail", "NPU 1", "runs firmware 7.5.0.1.129, 7.7.0.1.231 is installed "
+                                 "(a firmware upgrade takes effect at the next reboot)")]
+    assert hardware.firmware_findings([board(0, compatibility="NOK"), board(1, compatibility="UNKNOWN")],
+                                      "7.7.0.1.231") == [
+        Finding("fail", "NPU 0", "Compatibility NOK: the driver rejects firmware 7.7.0.1.231"),
+        Finding("warn", "NPU 1", "Compatibility UNKNOWN: the driver could not judge firmware 7.7.0.1.231")]
+    # a driver that prints no Compatibility line: the firmware is still compared
+    old = {"npu": 0, "board": {"NPU ID": "0", "Firmware Version": "7.1.0.7.220"}, "mcu": None}
+    assert hardware.firmware_findings([old], "7.1.0.7.220") == []
+    assert hardware.firmware_findings([old], None) == [
+        Finding("warn", "firmware/version.info", "no installed firmware version: the running firmware was not "
+                                                 "compared with it")]
+
+
+def test_firmware_findings_of_boards_and_mcus_not_read_and_mcus_that_differ():
+    unread = [{"npu": 0, "board": {"error": "Invalid card id."}, "mcu": {"error": "garbled"}},
+              {"npu": 1, "board": {"NPU ID": "1"}, "mcu": None}, {"npu": 2}]
+    assert hardware.firmware_findings(unread, "7.7.0.1.231") == [
+        Finding("fail", "NPU 0", "board not read: Invalid card id."),
+        Finding("fail", "NPU 0", "MCU version not read: garbled"),
+        Finding("fail", "NPU 1", "no 'Firmware Version' in npu-smi info -t board"),
+        Finding("fail", "NPU 2", "board not read: not queried"),
+        Finding("fail", "NPU 2", "MCU version not read: not queried")]
+    assert hardware.firmware_findings([board(0), board(1, mcu="23.3.13"), board(2, mcu=None)], "7.7.0.1.231") == [
+        Finding("warn", "MCUs", "MCU versions differ: 23.3.13 at NPU 1; 25.50.10 at NPU 0")]
+
+
+def hccs_chip(npu, lanes=(4,) * 7, healthy=True, first=None, errors=None, retries=None):
+    ports = {"lane mode": tuple(map(str, lanes)), "error count": tuple(map(str, errors or [0] * len(lanes))),
+             "retry count": tuple(map(str, retries or [0] * len(lanes)))}
+    return {"npu": npu, "chip": 0, "hccs": {"healthy": healthy, "ports": ports, "first_error_lane": first}}
+
+
+def test_hccs_findings_name_ports_down_or_on_fewer_lanes():
+    assert hardware.hccs_findings([hccs_chip(0), hccs_chip(1)]) == []
+    assert hardware.hccs_findings([hccs_chip(3, (4, 4, 0, 4, 4, 4, 4), healthy=False, first="3")]) == [
+        Finding("fail", "NPU 3 chip 0", "hccs health status NOK (first error lane 3)"),
+        Finding("fail", "NPU 3 chip 0", "HCCS port 3 down (lane mode 0)")]
+    assert hardware.hccs_findings([hccs_chip(1, (4, 2, 4, 4, 4, 4, 4))]) == [
+        Finding("fail", "NPU 1 chip 0", "HCCS port 2 on 2 lanes, the others on 4")]
+    assert hardware.hccs_findings([hccs_chip(2, errors=[0, 0, 0, 5, 0, 0, 0], retries=[1, 0, 0, 0, 0, 0, 0])]) == [
+        Finding("warn", "NPU 2 chip 0", "HCCS CRC errors (port 4: 5)"),
+        Finding("warn", "NPU 2 chip 0", "HCCS retries (port 1: 1)")]
+
+
+def test_hccs_not_read_or_not_queryable_on_a_chip_that_has_it_fails():
+    assert hardware.hccs_findings([{"npu": 0, "chip": 0, "hccs": {"error": "Failed to query \"hccs\" result."}},
+                                   {"npu": 1, "chip": 0, "hccs": None}, {"npu": 2, "chip": 0}]) == [
+        Finding("fail", "NPU 0 chip 0", "HCCS not read: Failed to query \"hccs\" result."),
+        Finding("fail", "NPU 1 chip 0", "npu-smi cannot query its HCCS: the links were not checked"),
+        Finding("fail", "NPU 2 chip 0", "HCCS not read: not queried")]

@@ -718,4 +718,55 @@ def test_published_tables_with_masked_names_short_rows_and_elided_rows_are_read_
 
 def test_the_validation_readme_counts_the_published_outputs_the_tests_hold():
     held = list(SAMPLES.rglob("*.txt"))
-    assert f"The tests read {len(held)} published outputs" in (ROOT / "validation/README.md").read_text()
+    assert f"The tests read {len(held)} vendor outputs" in (ROOT / "validation/README.md").read_text()
+
+
+def test_port_speed_and_fec_mode_as_the_tools_print_them():
+    """-speed -g: MindCluster's example (100GE) and the source's 'Unknown!'; -fec -g: the 910A modes
+    (MindCluster's doc and fixture) and the 910B/910C tool's line that no mode is reported."""
+    assert vt.parse_speed(sample("hccn_tool_-speed_-g_mindcluster.txt")) == 100000
+    assert vt.parse_speed(sample("hccn_tool_-speed_-g_unknown_source.txt")) is None
+    assert vt.parse_speed("Speed: 200000 Mb/s\n") == 200000
+    assert vt.parse_fec(sample("hccn_tool_-fec_-g.txt")) == "rs"
+    assert vt.parse_fec(sample("hccn_tool_-fec_-g_no_FEC_910A_fixture.txt")) == "no"
+    assert vt.parse_fec("fec mode: auto FEC mode\n") == "auto"
+    assert vt.parse_fec(sample("hccn_tool_-fec_-g_910B_not_switchable_source.txt")) is None
+    for parser, text in ((vt.parse_speed, "Speed: fast\n"), (vt.parse_speed, "Speed: 200000 Mb/s\nDuplex: Full\n"),
+                         (vt.parse_fec, "fec mode: base-r FEC mode\n"), (vt.parse_fec, "")):
+        with pytest.raises(vt.VendorOutputError):
+            parser(text)
+    with pytest.raises(vt.VendorToolFailure, match="Device ID is out of the valid range"):
+        vt.parse_speed("Device ID is out of the valid range.\nCmd execute failed!\n")
+
+
+def test_mcu_version_as_npu_smi_upgrade_prints_it():
+    """A 910B4 node's factory MCU (a blog), and what a device without the component answers (the manual)."""
+    assert vt.parse_mcu_version(sample("npu-smi_upgrade_-b_mcu_-i_0_910B4_factory_blog.txt")) == "23.3.13"
+    assert vt.parse_mcu_version(sample("npu-smi_upgrade_-b_bootloader_not_supported_doc.txt")) is None
+    for text in ("", "\tVersion                        : \n", "\tVersion : 1\n\tVersion : 2\n", "garbled\n"):
+        with pytest.raises(vt.VendorOutputError):
+            vt.parse_mcu_version(text)
+    with pytest.raises(vt.VendorToolFailure):
+        vt.parse_mcu_version(sample("npu-smi_error_-8005_dcmi_init.txt"))
+
+
+def test_hccs_links_as_npu_smi_prints_them():
+    """A third-party collector's copy (three ports, counters only), the driver's print code rendered for a
+    healthy 910B chip, and the manual's answer of a chip without HCCS."""
+    short = vt.parse_hccs(sample("npu-smi_info_-t_hccs_910B_3_ports_parser_test.txt"))
+    assert short.healthy is True and short.first_error_lane is None
+    assert short.ports["rx packets"] == ("2091328898", "760745014", "4126456722")
+    assert short.ports["error count"] == ("0", "0", "0") and "lane mode" not in short.ports
+    full = vt.parse_hccs(sample("npu-smi_info_-t_hccs_910B_7_ports_source.txt"))
+    assert full.ports["lane mode"] == ("4",) * 7 and full.ports["link lane list"] == ("1111",) * 7
+    assert full.ports["link speed"] == ("224",) * 7 and full.first_error_lane is None
+    assert vt.parse_hccs(sample("npu-smi_info_-t_hccs_not_supported_doc.txt")) is None
+    nok = "\thccs health status             : NOK\n\thccs lane mode                 : [4  0]\n" \
+          "\thccs first error lane          : 2\n"
+    assert vt.parse_hccs(nok) == vt.Hccs(False, {"lane mode": ("4", "0")}, "2")
+    for text in ("\thccs health status : MAYBE\n\thccs lane mode : [4]\n", "\thccs lane mode : [4 4]\n"
+                 "\thccs error count : [0]\n", "\thccs health status : OK\n", "\tlane mode : [4]\n"):
+        with pytest.raises(vt.VendorOutputError):
+            vt.parse_hccs(text)
+    with pytest.raises(vt.VendorToolFailure, match="Failed to query"):
+        vt.parse_hccs('Failed to query "hccs" result.\n')

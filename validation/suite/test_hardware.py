@@ -1,5 +1,5 @@
 """Hardware checks real fleets run beside the stack checks: temperatures, HBM
-ECC and the HCCS topology (quick); the NPU ports' optical modules, link flaps,
+ECC and the HCCS topology (quick); the firmware each card runs, the NPU ports' speed and FEC, optical modules, link flaps,
 growing packet errors, TLS, /etc/hccn.conf against the ports, LLDP cabling and
 gateway/routes (standard); HCCL's own hccl_test (full, where the toolkit ships it).
 Thresholds and expected topologies are data in validation/hardware.py; the facts
@@ -91,6 +91,56 @@ def test_optical_modules(facts, stack, check):
             fix="seat or replace the module and clean the fiber ends; `hccn_tool -i <port> -optical -g` shows "
                 "presence, power per lane and the thresholds",
             data={"optical": [{"port": p["port"], "optical": p.get("optical")} for p in ports]})
+
+
+@pytest.mark.standard
+def test_hccs_links(facts, stack, check):
+    if stack["chip"] not in hardware.HCCS_CHIPS:
+        pytest.skip(f"not applicable: npu-smi reports no HCCS links of {stack['chip']} chips")
+    _devices(facts, check)
+    chips = facts["hccs"]
+    _report(check, hardware.hccs_findings(chips), "{n} chip(s) with an HCCS link down or degraded (or not read)",
+            expected="every HCCS port of every chip up on all its lanes, hccs health status OK "
+                     "(`npu-smi info -t hccs -i N -c C`)",
+            cause="an HCCS port is down or lost lanes (fault 0x81A38605: some lanes of the port are faulty): "
+                  "collectives between the NPUs of the node slow down or fail",
+            fix="reset the chip (npu-smi set -t reset -i <npu> -c <chip>) and validate again; if the port stays "
+                "down or degraded, have the board serviced",
+            data={"hccs": chips})
+
+
+@pytest.mark.standard
+def test_firmware_running(facts, check):
+    _devices(facts, check)
+    installed = (facts["firmware"] or {}).get("version")
+    boards = facts["boards"]
+    _report(check, hardware.firmware_findings(boards, installed),
+            "{n} NPU(s) not running the installed firmware (or not read)",
+            expected=f"every NPU running the installed firmware {installed} (`npu-smi info -t board -i N`: "
+                     f"{hardware.FIRMWARE_KEY}), {hardware.COMPATIBILITY_KEY} OK, one MCU version on every card",
+            cause="the firmware was upgraded but the node not rebooted since, so the cards still run the old one "
+                  "(the firmware installer asks for a reboot); or the driver does not accept the running firmware",
+            fix="reboot the node, then validate again; if the firmware still differs, install the row's firmware "
+                "(make deploy TAGS=driver) and reboot. Upgrade an MCU that differs with `npu-smi upgrade -t mcu` "
+                "to the version of the HDK",
+            data={"boards": [{"npu": b["npu"], "firmware": (b.get("board") or {}).get(hardware.FIRMWARE_KEY),
+                              "compatibility": (b.get("board") or {}).get(hardware.COMPATIBILITY_KEY),
+                              "mcu": b.get("mcu")} for b in boards]})
+
+
+@pytest.mark.standard
+def test_link_speed_fec(facts, stack, check):
+    ports = _ports(facts, stack, check)
+    nominal = hardware.PORT_SPEED_MBPS.get(stack["chip"])
+    _report(check, hardware.speed_fec_findings(ports, stack["chip"]), "{n} NPU port(s) at the wrong speed or FEC",
+            expected="every NPU port at one speed" + (f" ({nominal} Mb/s on {stack['chip']})" if nominal else "")
+                     + " and one FEC mode, FEC on (`hccn_tool -i N -speed -g`, `-fec -g`)",
+            cause="a port negotiated a lower speed (a 100G module or cable in a 200G port, a switch port set "
+                  "lower) or its FEC differs from the switch's: every collective runs at the slowest port's pace, "
+                  "and a link without FEC drops frames",
+            fix="check the module and cable of the port named (`hccn_tool -i <port> -optical -g`) and the switch "
+                "port's speed and FEC; on 910A set RS-FEC with `hccn_tool -i <port> -fec -s encoding rs`",
+            data={"speed_fec": [{k: p.get(k) for k in ("port", "speed", "fec")} for p in ports]})
 
 
 @pytest.mark.standard

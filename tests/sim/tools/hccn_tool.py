@@ -9,7 +9,7 @@ in tests/sim/state.py) and NPU_SIM_ROOT (prefix for /dev/davinci_manager and
 /dev/davinciN). `-i N` names the device by its physical id, as the real tool
 does (it maps phy id to logic id through DSMI).
 
-Supported: -link -g, -net_health -g, -ip -g, -ip -s address A netmask M,
+Supported: -link -g, -speed -g, -fec -g, -net_health -g, -ip -g, -ip -s address A netmask M,
 -netdetect -g, -netdetect -s address A, -lldp -g, -ping -g address A [pkt N],
 -optical -g, -link_stat -g, -stat -g, -gateway -g, -gateway -s gateway A,
 -route -g, -tls -g. `-s` commands write the state file back, so later calls see the
@@ -110,6 +110,28 @@ def all_ips(state):
 
 def cmd_link(state, die, mode, args):
     return f"link status: {die['link']}\n"
+
+
+# A port's speed by chip: 910B ports are 200GE (a 910B capture in ArthurChiao's notes, "Speed:
+# 200000Mb/s"; the A3 runs the same ascend910B tool build, whose static speeds are 200000 or 100000),
+# 910A ports 100GE (MindCluster's hccn_tool.go example). A die's "speed" state overrides it.
+SPEED_BY_CHIP = {"910b": 200000, "a3": 200000, "910": 100000}
+
+
+def cmd_speed(state, die, mode, args):
+    # The 910B tool's format strings (hicann/driver tool_ext.c); the speed of a link that is down is
+    # not known to it (designed: no capture).
+    if die["link"] != "UP":
+        return "Speed: Unknown!\n"
+    return f"Speed: {die.get('speed') or SPEED_BY_CHIP[state['chip']]} Mb/s\n"
+
+
+def cmd_fec(state, die, mode, args):
+    # The 910B/910C build reports no FEC mode (hicann/driver tool_ext.c, CFG_SOC_PLATFORM_CLOUD_V2);
+    # 910A prints its mode: auto, no or rs (a die's "fec" state, default rs as MindCluster's doc shows).
+    if state["chip"] != "910":
+        return "This device does not support switching fec mode.\n"
+    return f"fec mode: {die.get('fec', 'rs')} FEC mode\n"
 
 
 def cmd_net_health(state, die, mode, args):
@@ -307,7 +329,8 @@ def cmd_tls(state, die, mode, args):
     return "\n".join(out) + "\n"
 
 
-COMMANDS = {"-link": (cmd_link, {"-g"}), "-net_health": (cmd_net_health, {"-g"}),
+COMMANDS = {"-link": (cmd_link, {"-g"}), "-speed": (cmd_speed, {"-g"}), "-fec": (cmd_fec, {"-g"}),
+            "-net_health": (cmd_net_health, {"-g"}),
             "-ip": (cmd_ip, {"-g", "-s"}), "-netdetect": (cmd_netdetect, {"-g", "-s"}),
             "-lldp": (cmd_lldp, {"-g"}), "-ping": (cmd_ping, {"-g"}),
             "-optical": (cmd_optical, {"-g"}), "-link_stat": (cmd_link_stat, {"-g"}), "-stat": (cmd_stat, {"-g"}),

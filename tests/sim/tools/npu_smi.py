@@ -12,7 +12,7 @@ Inputs, read on every call:
 
 Formats follow tests/fixtures/vendor_samples (FORMAT_NOTES.md has the columns).
 Formats with no real capture are marked "designed" below. Sub-commands:
--l, -m, -t board|health|topo|usages|common|temp|power|memory|ecc.
+-l, -m, -t board|health|hccs|topo|usages|common|temp|power|memory|ecc; upgrade -b mcu -i N.
 
 Exit codes (not documented by the vendor, chosen here): 0 success; 1 a bad
 parameter (invalid card/chip id, unknown -t type, usage); 255 a DCMI failure
@@ -424,6 +424,38 @@ def mcu_block(state, lines):
     return ([""] + lines) if state.get("mcu", state["chip"] == "910b") else []
 
 
+# `-t hccs -i N -c C`, designed from the driver's print code (npucli npu_info_print_ext.c; no capture of a
+# whole chip is published): "hccs <field>" lines, a "[...]" list per field with one value per HCCS port
+# ("%-20u " each), ports 1-7 on 910B and A3 boards. A port's lane mode is 4 (a third-party validator of an
+# 8 x 910B3 box: lane mode 4, lane list 1111, speed 224 = 4 x 56 per port); a die's "hccs_lanes" state
+# ([lanes of port 1, ..., port 7]) overrides it, 0 for a port that is down. 910A has no HCCS query
+# (the driver lists hccs for 910B, 910_93 and 310P). Bytes are 20 per packet, as the driver counts them.
+HCCS_PORTS = {"910b": 7, "a3": 7}
+HCCS_LANE_BITS = {4: "1111", 2: "0011", 0: "0000"}
+
+
+def info_hccs(state, card, die):
+    if state["chip"] not in HCCS_PORTS:
+        raise Failure("This device does not support querying hccs.\n", 255)
+    if die is None:
+        raise bad_param("-c")
+    lanes = die.get("hccs_lanes") or [4] * HCCS_PORTS[state["chip"]]
+    tx = [0 if n == 0 else 1200000000 + 1000 * die["phy_id"] + i for i, n in enumerate(lanes)]
+    down = [i for i, n in enumerate(lanes) if n != max(lanes) or n == 0]
+
+    def values(vs):
+        return "[" + "".join(f"{v:<20} " for v in vs) + "]"
+
+    rows = [("hccs health status", "NOK" if down else "OK"), ("hccs lane mode", values(lanes)),
+            ("hccs link lane list", values(HCCS_LANE_BITS[n] for n in lanes)),
+            ("hccs link speed", values(n * 56 for n in lanes)),
+            ("hccs tx packets", values(tx)), ("hccs tx bytes", values(t * 20 for t in tx)),
+            ("hccs rx packets", values(tx)), ("hccs rx bytes", values(t * 20 for t in tx)),
+            ("hccs retry count", values([0] * len(lanes))), ("hccs error count", values([0] * len(lanes))),
+            ("hccs first error lane", down[0] + 1 if down else "NA")]
+    return "\n".join(kv(k, v) for k, v in rows) + "\n"
+
+
 def info_temp(state, card, die):
     # Captured on 910B (telegraf fixture): the chip, then the MCU's board sensors.
     out = card_report(card, die, lambda d: [kv("NPU Temperature (C)", d["temp_c"]), kv("Chip ID", d["chip"])])
@@ -505,7 +537,26 @@ def parse_info_args(args):
     return opts
 
 
+# `npu-smi upgrade -b mcu -i N`: the card's MCU version as a 910B4 node printed it in a blog (factory
+# 23.3.13, 25.50.10 after the upgrade it shows); a card's "mcu_version" overrides it. A component the
+# card lacks gets the manual's line (Atlas 200I A2 npu-smi manual, `-b bootloader`/`-b vrd`).
+UPGRADE_USAGE = "Usage: npu-smi upgrade <-h|-t type|-q type|-b type|-a type> [Options...]"
+MCU_VERSION = "25.50.10"
+
+
+def upgrade_query(argv):
+    if len(argv) != 4 or argv[0] != "-b" or argv[2] != "-i":
+        raise Failure(f"{UPGRADE_USAGE}\n", 1)  # only the version query (-b) is simulated
+    state, _ = load_node()
+    card, _ = find_card(state, argv[3])
+    if argv[1] != "mcu" or not state.get("mcu", state["chip"] == "910b"):
+        return "This device does not support querying version.\n"
+    return kv("Version", card.get("mcu_version", MCU_VERSION)) + "\n"
+
+
 def run(argv):
+    if argv and argv[0] == "upgrade":
+        return upgrade_query(argv[1:])
     if not argv or argv[0] != "info":
         raise Failure(f"{USAGE}\n", 1)  # watch/proc/set/... are not simulated
     opts = parse_info_args(argv[1:])
@@ -528,12 +579,14 @@ def run(argv):
         return info_board(state, driver, card, die)
     if kind == "health":
         return info_health(card, die)
+    if kind == "hccs":
+        return info_hccs(state, card, die)
     if kind == "usages":
         return "\n".join(info_usages(state, driver, card, die)) + "\n"
     return "\n".join(PER_CARD[kind](state, card, die)) + "\n"
 
 
-PER_CARD = {"board": None, "health": None, "usages": None, "temp": info_temp, "power": info_power,
+PER_CARD = {"board": None, "health": None, "usages": None, "hccs": None, "temp": info_temp, "power": info_power,
             "memory": info_memory, "ecc": info_ecc, "common": info_common}
 
 
