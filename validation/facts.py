@@ -156,8 +156,8 @@ class Facts(dict):
 
 def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool = True, *,
             device_details: bool = True, python: str = "python3") -> dict:
-    """Everything the checks read, as a ``Facts`` that reads the boards and HCCS when first asked,
-    and the NPU ports too with ``network=False``. ``device_details=False`` leaves out each chip's
+    """Everything the checks read, as a ``Facts`` that reads the boards, HCCS and the kernel log
+    when first asked, and the NPU ports too with ``network=False``. ``device_details=False`` leaves out each chip's
     sensors and the topology (five npu-smi calls per chip; `npuenv status` needs
     none); ``python`` is the interpreter whose torch, torch_npu and torchvision are read."""
     platforms = platforms or cm.load_platforms()
@@ -208,7 +208,8 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
         if facts["devices"] and device_details:
             _device_details(probe, facts)
     lazy = {"boards": lambda: _boards(probe, facts["devices"]) if facts["devices"] else [],
-            "hccs": lambda: _hccs(probe, facts["devices"]) if facts["devices"] else []}
+            "hccs": lambda: _hccs(probe, facts["devices"]) if facts["devices"] else [],
+            "kernel_log": lambda: _kernel_log(probe)}
     read_network = lambda: _network(probe, platforms, facts["devices"]) if facts["devices"] else []  # noqa: E731
     if network:
         facts["network"] = read_network()
@@ -339,6 +340,15 @@ def _hccs(probe: Probe, devices: list[dict]) -> list[dict]:
                                for d in devices})
     return [{"npu": d["npu"], "chip": d["chip"],
              "hccs": _read(vendor_tools.parse_hccs, out[f"{d['npu']} {d['chip']}"][1])} for d in devices]
+
+
+def _kernel_log(probe: Probe) -> list[dict] | dict:
+    """The Ascend driver's lines of the kernel's ring buffer (`dmesg`: since boot, as far as the buffer
+    reaches), or {"error": why} where it cannot be read (a host that restricts dmesg to root, a tree)."""
+    rc, out, err = probe.run("dmesg")
+    if rc != 0:
+        return {"error": (err or out).strip()[-300:] or f"dmesg exited {rc}"}
+    return _read(vendor_tools.parse_kernel_log, out)
 
 
 def network_port(device: dict, index: int) -> int:

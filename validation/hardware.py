@@ -270,6 +270,48 @@ def hccs_findings(chips: list[dict]) -> list[Finding]:
     return found
 
 
+# The Ascend driver's kernel-log lines since boot that mean a device fault, even one the device has
+# recovered from (npu-smi then shows nothing): text in the line -> what it means, with its source.
+# Other [ERROR] lines of the driver warn: a process killed mid-job leaves some (the HCCL guide calls
+# those after Ctrl+C harmless).
+KERNEL_FAULTS = {
+    "Heartbeat lost": "the device stopped answering the host's heartbeat (fault 0x40F84E00, inter-board "
+                      "heartbeat error: MindCluster fault-diag; driver heart_beat.c, hb_read.c)",
+    "heartbeat is lost": "the device's urgent heartbeat was lost (driver hb_host.c)",
+    "Device is abnormal": "the host could not reach the device (device heartbeat loss, MindCluster's "
+                          "AISW_CANN_DRV_PCIE_018)",
+    "Device os load failed": "the device's own OS did not load (driver devdrv_pci.c)",
+    "device_status is dead": "the host found the device dead (driver devdrv_msg.c)",
+    "Channel is blocked": "the device's PCIe channel was blocked after critical AER errors (driver devdrv_adapt.c)",
+    "ts is down": "the device's task scheduler went down (TS driver)",
+    "hdc connect down": "the host-device channel (HDC) went down (TS driver)",
+}
+KERNEL_LINES_SHOWN = 3   # lines quoted per finding; the rest counted
+
+
+def kernel_log_findings(lines: list[dict] | dict) -> list[Finding]:
+    """lines: parse_kernel_log's lines as data ({"seconds", "tags", "message"}), or {"error"}."""
+    if _unread(lines):
+        return [Finding("fail", "kernel log", f"not read: {_unread(lines)}")]
+
+    def quoted(group):
+        shown = "; ".join(f"[{g['seconds'] or '?'}] {g['message'][:200]}" for g in group[:KERNEL_LINES_SHOWN])
+        return shown + (f"; and {len(group) - KERNEL_LINES_SHOWN} more" if len(group) > KERNEL_LINES_SHOWN else "")
+
+    found, matched = [], set()
+    for text, meaning in KERNEL_FAULTS.items():
+        hits = [i for i, line in enumerate(lines) if text in line["message"]]
+        matched.update(hits)
+        if hits:
+            found.append(Finding("fail", "kernel log", f"{meaning}: {len(hits)} line(s) since boot: "
+                                                       f"{quoted([lines[i] for i in hits])}"))
+    errors = [line for i, line in enumerate(lines) if "ERROR" in line["tags"] and i not in matched]
+    if errors:
+        found.append(Finding("warn", "kernel log", f"{len(errors)} other driver error line(s) since boot: "
+                                                   f"{quoted(errors)}"))
+    return found
+
+
 # -------------------------------------------------------------- firmware running
 
 # npu-smi info -t board: "Firmware Version" is the firmware the card runs (the vendor's driver

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ROW = "2.13.0"
 PREFIX = "npu-sim-h15"
 HARDWARE = ("npu_temperature", "hbm_ecc", "npu_topology", "optical_modules", "link_flaps", "packet_errors",
-            "npu_tls", "npu_cabling", "link_speed_fec", "hccs_links", "firmware_running", "npu_routes", "hccl_test")
+            "npu_tls", "npu_cabling", "link_speed_fec", "hccs_links", "firmware_running", "kernel_log",
+            "npu_routes", "hccl_test")
 NEIGHBOURS = ("npu_health", "npu_network")
 
 

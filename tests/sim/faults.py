@@ -45,7 +45,7 @@ def _state(node: Node, **fields):
 def _healthy(node: Node):
     _state(node, health="OK", error_codes=[], link="UP", net_health="Success", busy=None, processes=[],
            temp_c=36, hbm_temp_c=None, ecc=None, optical=None, link_events=None, stat=None, stat_growth=None,
-           tls=0, tls_cert_expiry=0, speed=None, hccs_lanes=None)
+           tls=0, tls_cert_expiry=0, speed=None, hccs_lanes=None, kernel_log=None)
 
 
 _KEPT_LLDP: dict[str, dict] = {}
@@ -176,14 +176,23 @@ FAULTS = [
     Fault("no_lldp_neighbour", "standard", {"npu_cabling"}, "no LLDP neighbour",
           lambda n: _lldp_of_port_0(n, None), _lldp_back, status="warning",
           keeps_passing=SENSORS | (PORTS - {"npu_cabling"}) | {"npu_network", "npu_health"}),
+    # A heartbeat lost since boot, the device answering again: only the kernel log keeps it. The line
+    # is the older driver's, as MindCluster's fault-diag test data has it (messages_0x40F84E00).
+    Fault("heartbeat_lost_since_boot", "standard", {"kernel_log"}, "even if npu-smi shows it healthy again",
+          lambda n: _state(n, kernel_log=[
+              "[ascend] [ERROR] [drv_soft_fault] [heart_beat_judge 318] <kworker/5:1H:39365> Heartbeat lost! "
+              "(device=0; old_count=1104; new_count=1104; lost_count=4; total_lost_count=4; total_10s_count=0; "
+              "total_15s_count 0)."]), _healthy,
+          keeps_passing=SENSORS | PORTS | {"hccs_links", "firmware_running", "npu_network", "npu_health"}),
     # One HCCS port of a chip down (its lane mode 0); npu-smi's topology still says HCCS.
     Fault("hccs_port_down", "standard", {"hccs_links"}, "fault 0x81A38605",
           lambda n: _state(n, hccs_lanes=[4, 4, 4, 0, 4, 4, 4]), _healthy,
-          keeps_passing=SENSORS | PORTS | {"firmware_running", "npu_network", "npu_health"}),
+          keeps_passing=SENSORS | PORTS | {"kernel_log", "firmware_running", "npu_network", "npu_health"}),
     # The firmware installed, the node not rebooted since: the cards run the old firmware.
     Fault("firmware_not_activated", "standard", {"firmware_running"}, "not rebooted since",
           lambda n: _running_firmware(n, OLD_RUNNING_FIRMWARE), lambda n: _running_firmware(n, None),
-          keeps_passing=SENSORS | PORTS | {"hccs_links", "firmware_pairs_with_driver", "npu_network", "npu_health"}),
+          keeps_passing=SENSORS | PORTS | {"kernel_log", "hccs_links", "firmware_pairs_with_driver", "npu_network",
+                                           "npu_health"}),
     Fault("hbm_ecc_errors", "quick", {"hbm_ecc"}, "uncorrectable (double-bit) HBM ECC error",
           lambda n: _state(n, ecc={"single_bit": 5, "double_bit": 2, "double_bit_total": 2}), _healthy,
           keeps_passing=(SENSORS - {"hbm_ecc"}) | {"npu_health", "device_nodes"}),

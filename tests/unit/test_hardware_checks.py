@@ -47,6 +47,7 @@ class SimProbe(facts_mod.Probe):
         self.bin.mkdir(exist_ok=True)
         self._wrap("npu-smi", "npu_smi.py")
         self._wrap("hccn_tool", "hccn_tool.py")
+        self._wrap("dmesg", "../node/dmesg")   # the node's kernel log (the node image's /usr/local/bin/dmesg)
         if hccl_test:
             self._wrap("mpirun", "mpirun.py")
             test = self.root / TOOLKIT.lstrip("/") / "tools/hccl_test/bin/all_reduce_test"
@@ -474,3 +475,18 @@ def test_hccs_links_check_finds_a_port_down_and_skips_chips_without_hccs(tmp_pat
     probe = SimProbe(tmp_path / "910", sim_state.default_state("910", npus=2))
     status, reason, _ = outcome(hw.test_hccs_links, facts_mod.collect(probe), {**STACK_910B, "chip": "910"})
     assert status == "skipped" and "910" in reason
+
+
+def test_kernel_log_check_finds_a_device_fault_since_boot_that_npu_smi_no_longer_shows(tmp_path):
+    """With the simulated node's dmesg: the driver's boot lines pass; the published heartbeat-lost line
+    of one chip fails naming it, while npu-smi's health check still passes (the device recovered)."""
+    probe = SimProbe(tmp_path, sim_state.default_state("910b", npus=4))
+    status, _, data = outcome(hw.test_kernel_log, facts_mod.collect(probe))
+    assert (status, data) == ("passed", {"kernel_log": {"ascend_lines": 4, "errors": 0}})
+    probe.change(1, kernel_log=[sample("kernel_log_heartbeat_lost_mindcluster_fixture.txt").split("] ", 1)[1].strip()])
+    status, failure, data = outcome(hw.test_kernel_log, facts_mod.collect(probe))
+    assert failure["found"].startswith("kernel log: " + hardware.KERNEL_FAULTS["Heartbeat lost"] + ": 1 line(s) "
+                                       "since boot: [17.117000] Heartbeat lost! (device=1; old_count=1104;")
+    assert data == {"kernel_log": {"ascend_lines": 5, "errors": 1}}
+    assert outcome(test_quick.test_npu_health, facts_mod.collect(probe), {**STACK_910B, "npus_per_node": 4},
+                   {"devices": None})[0] == "passed"

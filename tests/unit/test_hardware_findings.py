@@ -505,3 +505,27 @@ def test_hccs_not_read_or_not_queryable_on_a_chip_that_has_it_fails():
         Finding("fail", "NPU 0 chip 0", "HCCS not read: Failed to query \"hccs\" result."),
         Finding("fail", "NPU 1 chip 0", "npu-smi cannot query its HCCS: the links were not checked"),
         Finding("fail", "NPU 2 chip 0", "HCCS not read: not queried")]
+
+
+def kernel(message, *tags, seconds="12.000000"):
+    return {"seconds": seconds, "tags": list(tags), "message": message}
+
+
+def test_kernel_log_findings_fail_device_faults_and_warn_other_driver_errors():
+    assert hardware.kernel_log_findings([kernel("Findout device. (index=0)", "drv_pcie", "INFO")]) == []
+    lost = kernel("Heartbeat lost! (device=1; lost_count=4)", "ERROR", "drv_soft_fault", seconds="1197.584409")
+    other = kernel("Get_user_pages_fast fail.", "devmm", "ERROR")
+    found = hardware.kernel_log_findings([lost, other, kernel("Device is abnormal. (dev_id=5)", "drv_pcie")])
+    assert found == [
+        Finding("fail", "kernel log", hardware.KERNEL_FAULTS["Heartbeat lost"]
+                + ": 1 line(s) since boot: [1197.584409] Heartbeat lost! (device=1; lost_count=4)"),
+        Finding("fail", "kernel log", hardware.KERNEL_FAULTS["Device is abnormal"]
+                + ": 1 line(s) since boot: [12.000000] Device is abnormal. (dev_id=5)"),
+        Finding("warn", "kernel log", "1 other driver error line(s) since boot: [12.000000] Get_user_pages_fast fail.")]
+    many = [kernel(f"hdc connect down, devid({n}) fid(0) tsid(0)", "tsdrv", "ERROR", seconds=None) for n in range(5)]
+    [finding] = hardware.kernel_log_findings(many)
+    assert finding.what.endswith(": 5 line(s) since boot: [?] hdc connect down, devid(0) fid(0) tsid(0); "
+                                 "[?] hdc connect down, devid(1) fid(0) tsid(0); [?] hdc connect down, devid(2) "
+                                 "fid(0) tsid(0); and 2 more")
+    assert hardware.kernel_log_findings({"error": "dmesg: read kernel buffer failed: Operation not permitted"}) == [
+        Finding("fail", "kernel log", "not read: dmesg: read kernel buffer failed: Operation not permitted")]

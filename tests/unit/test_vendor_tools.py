@@ -770,3 +770,25 @@ def test_hccs_links_as_npu_smi_prints_them():
             vt.parse_hccs(text)
     with pytest.raises(vt.VendorToolFailure, match="Failed to query"):
         vt.parse_hccs('Failed to query "hccs" result.\n')
+
+
+def test_the_drivers_kernel_log_lines_and_the_rest_of_the_kernels():
+    """The driver's lines of published logs: syslog form with the older [ERROR] first (MindCluster's
+    heartbeat fixture), raw dmesg without a level (a blog's Atlas 800I, after a stack trace), a process
+    teardown (Ascend/samples issue 16); the newer order puts the level after the module (driver dmc_log.h)."""
+    [lost] = vt.parse_kernel_log(sample("kernel_log_heartbeat_lost_mindcluster_fixture.txt"))
+    assert lost.seconds == "1197.584409" and lost.error
+    assert lost.tags == ("ERROR", "drv_soft_fault", "heart_beat_judge 318")
+    assert lost.message.startswith("Heartbeat lost! (device=1; old_count=1104;")
+    abnormal = vt.parse_kernel_log(sample("kernel_log_device_abnormal_atlas800i_blog.txt"))
+    assert [(k.seconds, k.tags[0], k.error) for k in abnormal] == [("456.343559", "drv_pcie", False),
+                                                                  ("456.365571", "devdrv", False)]
+    assert abnormal[0].message == "Device is abnormal. (dev_id=5; msg_type=3; common_type=5)"
+    teardown = vt.parse_kernel_log(sample("kernel_log_process_teardown_samples_issue16.txt"))
+    assert len(teardown) == 8 and not any(k.error for k in teardown)
+    assert teardown[2].text() == ("[ascend] [davinci_intf] [drv_davinci_intf_sub_call_release 348] "
+                                  "Release module success. (module_name=\"SVM\"; pid=42394)")
+    [newer] = vt.parse_kernel_log("[   12.000001] [ascend] [devmm] [ERROR] [devmm_pin_user_pages_fast 124] "
+                                  "<VLLM::Worker_TP:670605,670605> Get_user_pages_fast fail.\n")
+    assert newer.error and newer.tags[0] == "devmm" and newer.message == "Get_user_pages_fast fail."
+    assert vt.parse_kernel_log("[    0.000000] Linux version 6.1.0\nplain text\n") == []

@@ -1,9 +1,10 @@
 """Hardware checks real fleets run beside the stack checks: temperatures, HBM
-ECC and the HCCS topology (quick); the firmware each card runs, the NPU ports' speed and FEC, optical modules, link flaps,
-growing packet errors, TLS, /etc/hccn.conf against the ports, LLDP cabling and
-gateway/routes (standard); HCCL's own hccl_test (full, where the toolkit ships it).
-Thresholds and expected topologies are data in validation/hardware.py; the facts
-are read once per host (validation/facts.py)."""
+ECC and the HCCS topology (quick); the driver's kernel log, the firmware each card runs,
+the HCCS links, the NPU ports' speed and FEC, optical modules, link flaps, growing packet
+errors, TLS, /etc/hccn.conf against the ports, LLDP cabling and gateway/routes
+(standard); HCCL's own hccl_test (full, where the toolkit ships it). Thresholds and
+expected topologies are data in validation/hardware.py; the facts are read once per
+host (validation/facts.py)."""
 from __future__ import annotations
 
 import shlex
@@ -107,6 +108,21 @@ def test_hccs_links(facts, stack, check):
             fix="reset the chip (npu-smi set -t reset -i <npu> -c <chip>) and validate again; if the port stays "
                 "down or degraded, have the board serviced",
             data={"hccs": chips})
+
+
+@pytest.mark.standard
+def test_kernel_log(facts, check):
+    _devices(facts, check)
+    lines = facts["kernel_log"]
+    _report(check, hardware.kernel_log_findings(lines), "the kernel log holds {n} kind(s) of NPU device fault",
+            expected="no device fault in the Ascend driver's kernel-log lines since boot (`dmesg`: heartbeat "
+                     "lost, device abnormal or dead, HDC or task scheduler down, ...)",
+            cause="an NPU failed since the node booted, even if npu-smi shows it healthy again: it can fail "
+                  "again in the middle of a job",
+            fix="read the lines named (`dmesg | grep ascend`), reset the device (npu-smi set -t reset -i <npu> "
+                "-c <chip>) or reboot the node, and have the card checked if the fault returns",
+            data={"kernel_log": lines if isinstance(lines, dict) else
+                  {"ascend_lines": len(lines), "errors": sum("ERROR" in line["tags"] for line in lines)}})
 
 
 @pytest.mark.standard
