@@ -157,9 +157,9 @@ class Facts(dict):
 def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool = True, *,
             device_details: bool = True, python: str = "python3") -> dict:
     """Everything the checks read, as a ``Facts`` that reads the boards, HCCS and the kernel log
-    when first asked, and the NPU ports too with ``network=False``. ``device_details=False`` leaves out each chip's
-    sensors and the topology (five npu-smi calls per chip; `npuenv status` needs
-    none); ``python`` is the interpreter whose torch, torch_npu and torchvision are read."""
+    when first asked, and the NPU ports too with ``network=False``. ``device_details=False``
+    leaves out each chip's sensors and the topology (five npu-smi calls per chip; `npuenv status`
+    needs none); ``python`` is the interpreter whose torch, torch_npu and torchvision are read."""
     platforms = platforms or cm.load_platforms()
     root = platforms.install_root
     install_info = key_values(probe.read(platforms.hdk["paths"]["install_info"]))

@@ -270,6 +270,15 @@ def hccs_findings(chips: list[dict]) -> list[Finding]:
     return found
 
 
+def hccs_summary(chips: list[dict]) -> list[dict]:
+    """What the report keeps of each chip's HCCS: its health and the lanes of each port (the counters
+    stay on the node: at fleet size they would be most of the results)."""
+    return [{"npu": c["npu"], "chip": c["chip"],
+             **({"healthy": c["hccs"]["healthy"], "lanes": list(c["hccs"]["ports"].get("lane mode", ()))}
+                if isinstance(c.get("hccs"), dict) and "ports" in c["hccs"] else {"hccs": c.get("hccs")})}
+            for c in chips]
+
+
 # The Ascend driver's kernel-log lines since boot that mean a device fault, even one the device has
 # recovered from (npu-smi then shows nothing): text in the line -> what it means, with its source.
 # Other [ERROR] lines of the driver warn: a process killed mid-job leaves some (the HCCL guide calls

@@ -395,6 +395,29 @@ def test_a_node_whose_tls_differs_from_the_others_fails_on_the_controller(fleet)
     assert {results["host_status"][h]["status"] for h in fleet.names if h != odd} == {"passed"}
 
 
+def test_two_nodes_on_one_switch_port_fail_on_the_controller(fleet):
+    """One node's NPU port 0 sees the switch port another node's port 0 sees (a cable in the wrong
+    switch port): neither node sees it alone, so each node's own cabling check passes; the controller
+    finds the switch port seen from both and fails the two."""
+    first, second = fleet.names[0], fleet.names[1]
+    state_of = lambda name: sim_state.load(sim_nodes.state_file(fleet.state_root, name))  # noqa: E731
+    kept = sim_state.by_logic_id(state_of(second), 0)["lldp"]
+    shared = sim_state.by_logic_id(state_of(first), 0)["lldp"]
+    sim_nodes.update_state(fleet.state_root, second, 0, lldp=shared)
+    try:
+        rc, results, text = validate(fleet, ["npu_nodes"], "--level", "standard", "--only", "npu_cabling")
+    finally:
+        sim_nodes.update_state(fleet.state_root, second, 0, lldp=kept)
+    assert rc == 1, text[-3000:]
+    status = {(r["host"], r["check"]): r for r in results["results"]}
+    assert {status[(h, "npu_cabling")]["status"] for h in fleet.names} == {"passed"}
+    assert sorted(h for (h, c) in status if c == "cabling_across_nodes") == sorted([first, second])
+    switch_port = f"{shared['system_name']} {shared['port_id']}"
+    assert status[(second, "cabling_across_nodes")]["failure"]["found"] == \
+        f"switch port {switch_port} seen from {first} port 0, {second} port 0"
+    assert {results["host_status"][h]["status"] for h in fleet.names if h not in (first, second)} == {"passed"}
+
+
 @pytest.mark.parametrize("fault", sim_faults.FAULTS, ids=lambda f: f.name)
 def test_each_fault_is_caught_by_the_right_check(fleet, fault, record_property):
     s = fleet.stack
@@ -430,4 +453,7 @@ def test_fault_catalogue_is_complete():
     kinds = {f.name for f in sim_faults.FAULTS}
     # every fault kind the simulator offers (issue list) has an entry
     assert {"npu_warning", "npu_alarm", "npu_critical", "device_node_removed", "link_down", "net_health_fault",
-            "device_busy", "driver_too_old", "firmware_mismatch", "library_dropped", "env_unsourced"} <= kinds
+            "device_busy", "driver_too_old", "firmware_mismatch", "library_dropped", "env_unsourced",
+            # issue #21: one per new check
+            "tls_on_one_port", "stale_hccn_conf", "two_ports_on_one_switch_port", "port_at_lower_speed",
+            "hccs_port_down", "heartbeat_lost_since_boot", "firmware_not_activated"} <= kinds

@@ -303,7 +303,8 @@ def chip_mapping(chips: list[tuple[int, int]]) -> str:
     return "".join("\t" + "".join(f"{cell:<31}" for cell in row[:-1]) + f"{row[-1]}\n" for row in rows)
 
 
-HCCN_FLAGS = {"link": "-link", "speed": "-speed", "fec": "-fec", "net_health": "-net_health", "ip": "-ip", "optical": "-optical",
+HCCN_FLAGS = {"link": "-link", "speed": "-speed", "fec": "-fec", "net_health": "-net_health", "ip": "-ip",
+              "optical": "-optical",
               "link_stat": "-link_stat", "stat": "-stat", "gateway": "-gateway", "routes": "-route", "tls": "-tls",
               "netdetect": "-netdetect", "lldp": "-lldp"}
 

@@ -214,7 +214,8 @@ def per_chip_commands(smi: str, chips) -> list[str]:
 
 def per_port_commands(ports) -> list[str]:
     return [f"{HCCN} -i {port} -{query} -g" for port in ports
-            for query in ("link", "speed", "fec", "net_health", "ip", "optical", "link_stat", "stat", "gateway", "route", "netdetect", "tls", "lldp")]
+            for query in ("link", "speed", "fec", "net_health", "ip", "optical", "link_stat", "stat", "gateway",
+                          "route", "netdetect", "tls", "lldp")]
 
 
 def test_collect_on_a_running_host_reads_npu_smi(tmp_path):
@@ -278,7 +279,8 @@ def test_collect_asks_each_chip_and_port_in_one_shell_call_each(tmp_path):
     # npu-smi located once; every sub-command runs it from there
     assert sorted(probe.answered[3:]) == sorted([f"{NPU_SMI} info -t topo", f"{NPU_SMI} info -m"] +
                                                 per_chip_commands(NPU_SMI, chips) + per_port_commands(ports))
-    assert probe.runs[3].count("@@npuenv-section") == 42 and probe.runs[4].count("@@npuenv-section") == 104   # 8 ports x 13 queries
+    # 8 chips x 5 sub-commands + topo + -m; 8 ports x 13 queries
+    assert probe.runs[3].count("@@npuenv-section") == 42 and probe.runs[4].count("@@npuenv-section") == 104
 
 
 def test_logic_ids_come_from_npu_smi_info_m_not_from_the_tables_order(tmp_path):

@@ -466,7 +466,7 @@ def test_hccs_links_check_finds_a_port_down_and_skips_chips_without_hccs(tmp_pat
     the chip and the port, and the topology check (npu-smi info -t topo) does not see it."""
     probe = SimProbe(tmp_path / "910b", sim_state.default_state("910b", npus=4))
     status, _, data = outcome(hw.test_hccs_links, facts_mod.collect(probe), STACK_910B)
-    assert status == "passed" and data["hccs"][2]["hccs"]["ports"]["lane mode"] == ["4"] * 7
+    assert status == "passed" and data["hccs"][2] == {"npu": 2, "chip": 0, "healthy": True, "lanes": ["4"] * 7}
     probe.change(2, hccs_lanes=[4, 4, 4, 0, 4, 4, 4])
     status, failure, _ = outcome(hw.test_hccs_links, facts_mod.collect(probe), STACK_910B)
     assert failure["found"] == ("NPU 2 chip 0: hccs health status NOK (first error lane 4); "

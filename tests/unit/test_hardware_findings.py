@@ -421,7 +421,8 @@ def test_speed_findings_name_the_slow_port_and_a_speed_the_link_does_not_know():
         Finding("fail", "port 0", "link UP but its speed is unknown (Speed: Unknown!)")]
     # every port at 100G on a 910B: set so on purpose (static_speed) or a fabric of 100G, said once
     assert hardware.speed_fec_findings([speed_port(p, 100000) for p in range(2)], "910b") == [
-        Finding("warn", "NPU ports", "every port at 100000 Mb/s, below the 910b port's 200000 Mb/s: set so on purpose?")]
+        Finding("warn", "NPU ports",
+                "every port at 100000 Mb/s, below the 910b port's 200000 Mb/s: set so on purpose?")]
     # 910A ports are 100GE; a chip without a recorded speed is judged by its ports' agreement only
     assert hardware.speed_fec_findings([speed_port(p, 100000, "rs") for p in range(2)], "910") == []
     assert hardware.speed_fec_findings([speed_port(p, 100000) for p in range(2)], "a3") == []
@@ -529,3 +530,11 @@ def test_kernel_log_findings_fail_device_faults_and_warn_other_driver_errors():
                                  "fid(0) tsid(0); and 2 more")
     assert hardware.kernel_log_findings({"error": "dmesg: read kernel buffer failed: Operation not permitted"}) == [
         Finding("fail", "kernel log", "not read: dmesg: read kernel buffer failed: Operation not permitted")]
+
+
+def test_hccs_summary_keeps_health_and_lanes_and_what_was_not_read():
+    chips = [hccs_chip(0, (4, 0)), {"npu": 1, "chip": 0, "hccs": {"error": "garbled"}},
+             {"npu": 2, "chip": 1, "hccs": None}]
+    assert hardware.hccs_summary(chips) == [{"npu": 0, "chip": 0, "healthy": True, "lanes": ["4", "0"]},
+                                            {"npu": 1, "chip": 0, "hccs": {"error": "garbled"}},
+                                            {"npu": 2, "chip": 1, "hccs": None}]

@@ -107,7 +107,7 @@ def test_hccs_links(facts, stack, check):
                   "collectives between the NPUs of the node slow down or fail",
             fix="reset the chip (npu-smi set -t reset -i <npu> -c <chip>) and validate again; if the port stays "
                 "down or degraded, have the board serviced",
-            data={"hccs": chips})
+            data={"hccs": hardware.hccs_summary(chips)})
 
 
 @pytest.mark.standard
