@@ -40,10 +40,11 @@ BAD = (FAILED, ERROR)   # the outcomes that fail a host
 # The controller's own checks (about a host as a whole): no node may send them.
 REACHABLE, SUITE, STRAGGLER = "reachable", "suite", "straggler"
 TLS_ACROSS_NODES, CABLING_ACROSS_NODES = "tls_across_nodes", "cabling_across_nodes"
+SUPER_POD_ACROSS_NODES = "super_pod_across_nodes"
 # Checks the controller makes from what every node reported; no node may report them.
-CONTROLLER_CHECKS = (REACHABLE, SUITE, STRAGGLER, TLS_ACROSS_NODES, CABLING_ACROSS_NODES)
+CONTROLLER_CHECKS = (REACHABLE, SUITE, STRAGGLER, TLS_ACROSS_NODES, CABLING_ACROSS_NODES, SUPER_POD_ACROSS_NODES)
 # The node checks (validation/suite/test_hardware.py) whose recorded data the controller compares.
-TLS_NODE_CHECK, CABLING_NODE_CHECK = "npu_tls", "npu_cabling"
+TLS_NODE_CHECK, CABLING_NODE_CHECK, SUPER_POD_NODE_CHECK = "npu_tls", "npu_cabling", "super_pod"
 
 # Limits, far above what an honest node sends (a full-level document is tens of KB).
 MAX_DOCUMENT_BYTES = 4 << 20

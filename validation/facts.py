@@ -156,8 +156,8 @@ class Facts(dict):
 
 def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool = True, *,
             device_details: bool = True, python: str = "python3") -> dict:
-    """Everything the checks read, as a ``Facts`` that reads the boards, HCCS and the kernel log
-    when first asked, and the NPU ports too with ``network=False``. ``device_details=False``
+    """Everything the checks read, as a ``Facts`` that reads the boards, HCCS, super pod and the
+    kernel log when first asked, and the NPU ports too with ``network=False``. ``device_details=False``
     leaves out each chip's sensors and the topology (five npu-smi calls per chip; `npuenv status`
     needs none); ``python`` is the interpreter whose torch, torch_npu and torchvision are read."""
     platforms = platforms or cm.load_platforms()
@@ -208,8 +208,9 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
         if facts["devices"] and device_details:
             _device_details(probe, facts)
     lazy = {"boards": lambda: _boards(probe, facts["devices"]) if facts["devices"] else [],
-            "hccs": lambda: _hccs(probe, facts["devices"]) if facts["devices"] else [],
-            "kernel_log": lambda: _kernel_log(probe)}
+            "hccs": lambda: _per_chip(probe, facts["devices"], "hccs", "hccs", vendor_tools.parse_hccs),
+            "kernel_log": lambda: _kernel_log(probe),
+            "super_pod": lambda: _per_chip(probe, facts["devices"], "spod-info", "spod", vendor_tools.parse_spod_info)}
     read_network = lambda: _network(probe, platforms, facts["devices"]) if facts["devices"] else []  # noqa: E731
     if network:
         facts["network"] = read_network()
@@ -333,13 +334,15 @@ def _boards(probe: Probe, devices: list[dict]) -> list[dict]:
              "mcu": _read(vendor_tools.parse_mcu_version, out[f"mcu {npu}"][1])} for npu in cards]
 
 
-def _hccs(probe: Probe, devices: list[dict]) -> list[dict]:
-    """Each chip's HCCS links from npu-smi (one shell call)."""
+def _per_chip(probe: Probe, devices: list[dict], kind: str, key: str, parser) -> list[dict]:
+    """Each chip's ``npu-smi info -t KIND`` read by ``parser`` under ``key`` (one shell call)."""
+    if not devices:
+        return []
     smi = _npu_smi_command(probe)
-    out = run_sections(probe, {f"{d['npu']} {d['chip']}": f"{smi} info -t hccs -i {d['npu']} -c {d['chip']}"
+    out = run_sections(probe, {f"{d['npu']} {d['chip']}": f"{smi} info -t {kind} -i {d['npu']} -c {d['chip']}"
                                for d in devices})
-    return [{"npu": d["npu"], "chip": d["chip"],
-             "hccs": _read(vendor_tools.parse_hccs, out[f"{d['npu']} {d['chip']}"][1])} for d in devices]
+    return [{"npu": d["npu"], "chip": d["chip"], key: _read(parser, out[f"{d['npu']} {d['chip']}"][1])}
+            for d in devices]
 
 
 def _kernel_log(probe: Probe) -> list[dict] | dict:

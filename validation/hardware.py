@@ -321,6 +321,44 @@ def kernel_log_findings(lines: list[dict] | dict) -> list[Finding]:
     return found
 
 
+# A3 super pods (npu-smi info -t spod-info): every chip of a node in one pod of one size, under one
+# Server Index, the server's Server ID (hicann/shmem's guide: the same on every NPU of a node, often
+# left wrong after a hardware replacement, and jobs across the pod then fail).
+SUPER_POD_CHIPS = ("a3",)
+SUPER_POD_FIELDS = ("pod", "size", "server_index")
+
+
+def _super_pod_views(chips: list[dict]) -> dict[tuple, list[str]]:
+    views: dict[tuple, list[str]] = {}
+    for c in chips:
+        if isinstance(c.get("spod"), dict) and "error" not in c["spod"]:
+            views.setdefault(tuple(c["spod"].get(k) for k in SUPER_POD_FIELDS), []).append(_chip(c))
+    return views
+
+
+def super_pod_state(chips: list[dict]) -> dict | None:
+    """{"pod", "size", "server_index"} when every chip read says the same, else None."""
+    views = _super_pod_views(chips)
+    return dict(zip(SUPER_POD_FIELDS, next(iter(views)))) if len(views) == 1 else None
+
+
+def super_pod_findings(chips: list[dict]) -> list[Finding]:
+    """chips: {"npu", "chip", "spod": parse_spod_info's data, None (in no pod) or {"error"}}."""
+    found = []
+    for c in chips:
+        spod = c.get("spod", {"error": "not queried"})
+        if _unread(spod):
+            found.append(Finding("fail", _chip(c), f"super-pod info not read: {_unread(spod)}"))
+        elif spod is None:
+            found.append(Finding("fail", _chip(c), "npu-smi reports no super pod for it"))
+    views = _super_pod_views(chips)
+    if len(views) > 1:
+        found.append(Finding("fail", "chips", "they disagree: " + "; ".join(
+            f"Super Pod ID {pod}, size {size}, Server Index {index} at {', '.join(on)}"
+            for (pod, size, index), on in views.items())))
+    return found
+
+
 # -------------------------------------------------------------- firmware running
 
 # npu-smi info -t board: "Firmware Version" is the firmware the card runs (the vendor's driver

@@ -26,6 +26,7 @@ from compat_matrix.errors import UserError
 
 from . import document
 from .document import (BAD, CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, ERROR, FAILED, PASSED,
+                       SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK,
                        REACHABLE, SKIPPED, STRAGGLER, SUITE, TLS_ACROSS_NODES, TLS_NODE_CHECK, WARNING)
 
 # The host name of records about the whole fleet (the checks that need every node).
@@ -172,6 +173,38 @@ def cabling_across_nodes(records: list[dict]) -> list[dict]:
     return out
 
 
+def super_pod_across_nodes(records: list[dict]) -> list[dict]:
+    """A failure on each node that shares its Server Index with another node of its super pod (the
+    index is the server's place in the pod's device ids, SDID bits 31-22, MindCluster's SpodInfo), or
+    reports another size of the pod than most of its nodes do."""
+    state = {r["host"]: r["data"]["super_pod"] for r in records
+             if r["check"] == SUPER_POD_NODE_CHECK and isinstance(r.get("data"), dict)
+             and isinstance(r["data"].get("super_pod"), dict)}
+    pods: dict[str, list[str]] = {}
+    for host, view in state.items():
+        pods.setdefault(str(view.get("pod")), []).append(host)
+    out = []
+    for pod, hosts in sorted(pods.items()):
+        sizes = [str(state[h].get("size")) for h in hosts]
+        usual = max(sorted(set(sizes)), key=sizes.count)
+        for host in sorted(hosts):
+            index = state[host].get("server_index")
+            same = sorted(o for o in hosts if o != host and state[o].get("server_index") == index)
+            found = ([f"Server Index {index} also on {', '.join(same)}"] if same else []) + \
+                ([f"pod size {state[host].get('size')}, {usual} on most of its nodes"]
+                 if str(state[host].get("size")) != usual else [])
+            if found:
+                out.append(host_failure(host, SUPER_POD_ACROSS_NODES, "standard", f"super pod {pod}: " + "; ".join(found),
+                                        f"this node's place in super pod {pod} is not its own",
+                                        "a Server Index of its own for every server of a super pod, one pod size",
+                                        "; ".join(found),
+                                        "a server's Server ID was not set after a hardware replacement: its devices "
+                                        "take ids the pod has given another server, and jobs across the pod fail",
+                                        "set the Server ID of the servers named (the server's Redfish interface, as "
+                                        "the super pod's guide describes), then validate again"))
+    return out
+
+
 def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
                  straggler_margin: float = STRAGGLER_MARGIN, meta: dict | None = None) -> dict:
     """The merged result: records plus per-host status, grouped failures,
@@ -179,7 +212,8 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
     and ``meta`` (the run's level, row, targets); made safe for every report."""
     figs = figures(records)
     slow = stragglers(figs, straggler_margin)
-    records = list(records) + tls_across_nodes(records) + cabling_across_nodes(records)
+    records = list(records) + tls_across_nodes(records) + cabling_across_nodes(records) + \
+        super_pod_across_nodes(records)
     for s in slow:
         records.append({"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING,
                         "duration_s": 0.0, "data": s,

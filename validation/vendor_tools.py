@@ -487,6 +487,35 @@ def parse_kernel_log(text: str) -> list[KernelLine]:
     return found
 
 
+# npu-smi info -t spod-info -i N -c C (A3 super pods; the driver's print_npu_spod_info): "\t<key><pad> : <n>"
+# for SDID (not on 950), Super Pod Size, Super Pod ID, Server Index; other chips answer SPOD_NOT_SUPPORTED.
+SPOD_NOT_SUPPORTED = "This device does not support querying spod-info."
+SPOD_KEYS = {"SDID": "sdid", "Super Pod Size": "size", "Super Pod ID": "pod", "Server Index": "server_index"}
+
+
+@dataclass(frozen=True)
+class SuperPod:
+    pod: int
+    size: int
+    server_index: int | None
+    sdid: int | None
+
+
+def parse_spod_info(text: str) -> SuperPod | None:
+    """``npu-smi info -t spod-info -i N -c C``; None on a chip that is in no super pod."""
+    _raise_if_npu_smi_failed(text)
+    if SPOD_NOT_SUPPORTED in text:
+        return None
+    found = {}
+    for n, raw, key, value in _key_values(text):
+        if key not in SPOD_KEYS or not value.isdigit():
+            raise VendorOutputError("expected '<super pod field> : <number>'", raw, n)
+        found[SPOD_KEYS[key]] = int(value)
+    if not {"pod", "size"} <= set(found):
+        raise VendorOutputError("expected 'Super Pod Size' and 'Super Pod ID' lines", text[:200])
+    return SuperPod(found["pod"], found["size"], found.get("server_index"), found.get("sdid"))
+
+
 @dataclass(frozen=True)
 class Health:
     status: str                    # OK | Warning | Alarm | Critical (validation.codes.HEALTH_STATES)

@@ -490,3 +490,19 @@ def test_kernel_log_check_finds_a_device_fault_since_boot_that_npu_smi_no_longer
     assert data == {"kernel_log": {"ascend_lines": 5, "errors": 1}}
     assert outcome(test_quick.test_npu_health, facts_mod.collect(probe), {**STACK_910B, "npus_per_node": 4},
                    {"devices": None})[0] == "passed"
+
+
+def test_super_pod_check_of_an_a3_node_and_a_chip_whose_server_index_differs(tmp_path):
+    """With the simulated npu-smi of an A3 node: every chip in pod 0 of 384 under Server Index 4 (the
+    values of the super-pod guide) passes and is recorded; one chip under another index fails."""
+    probe = SimProbe(tmp_path / "a3", sim_state.default_state("a3", npus=2))
+    stack_a3 = {**STACK_910B, "chip": "a3"}
+    status, _, data = outcome(hw.test_super_pod, facts_mod.collect(probe), stack_a3)
+    assert (status, data) == ("passed", {"super_pod": {"pod": 0, "size": 384, "server_index": 4}})
+    probe.change(3, server_index=0)
+    status, failure, data = outcome(hw.test_super_pod, facts_mod.collect(probe), stack_a3)
+    assert failure["found"] == ("chips: they disagree: Super Pod ID 0, size 384, Server Index 4 at NPU 0 chip 0, "
+                                "NPU 0 chip 1, NPU 1 chip 0; Super Pod ID 0, size 384, Server Index 0 at NPU 1 chip 1")
+    assert data == {"super_pod": None}
+    probe = SimProbe(tmp_path / "910b", sim_state.default_state("910b", npus=2))
+    assert outcome(hw.test_super_pod, facts_mod.collect(probe), STACK_910B)[0] == "skipped"

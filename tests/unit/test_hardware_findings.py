@@ -538,3 +538,25 @@ def test_hccs_summary_keeps_health_and_lanes_and_what_was_not_read():
     assert hardware.hccs_summary(chips) == [{"npu": 0, "chip": 0, "healthy": True, "lanes": ["4", "0"]},
                                             {"npu": 1, "chip": 0, "hccs": {"error": "garbled"}},
                                             {"npu": 2, "chip": 1, "hccs": None}]
+
+
+def spod_chip(npu, chip=0, pod=0, size=384, index=4):
+    return {"npu": npu, "chip": chip, "spod": {"pod": pod, "size": size, "server_index": index, "sdid": 0}}
+
+
+def test_super_pod_findings_and_state_of_a_node():
+    node = [spod_chip(n, c) for n in range(2) for c in range(2)]
+    assert hardware.super_pod_findings(node) == []
+    assert hardware.super_pod_state(node) == {"pod": 0, "size": 384, "server_index": 4}
+    replaced = node[:3] + [spod_chip(1, 1, index=0)]
+    assert hardware.super_pod_findings(replaced) == [Finding(
+        "fail", "chips", "they disagree: Super Pod ID 0, size 384, Server Index 4 at NPU 0 chip 0, NPU 0 chip 1, "
+                         "NPU 1 chip 0; Super Pod ID 0, size 384, Server Index 0 at NPU 1 chip 1")]
+    assert hardware.super_pod_state(replaced) is None
+    unread = [{"npu": 0, "chip": 0, "spod": {"error": "garbled"}}, {"npu": 0, "chip": 1, "spod": None},
+              {"npu": 1, "chip": 0}, spod_chip(1, 1)]
+    assert hardware.super_pod_findings(unread) == [
+        Finding("fail", "NPU 0 chip 0", "super-pod info not read: garbled"),
+        Finding("fail", "NPU 0 chip 1", "npu-smi reports no super pod for it"),
+        Finding("fail", "NPU 1 chip 0", "super-pod info not read: not queried")]
+    assert hardware.super_pod_state(unread) == {"pod": 0, "size": 384, "server_index": 4}

@@ -444,3 +444,19 @@ def test_nodes_whose_npu_ports_see_one_switch_port_fail_on_the_controller():
         "n0": "failed", "n1": "failed", "n2": "passed", "n3": "passed"}
     # two ports of one node on one switch port are that node's own finding, not the controller's
     assert report.cabling_across_nodes([rec("n0", "npu_cabling", data={"cabling": {"0": "s 1", "1": "s 1"}})]) == []
+
+
+def test_nodes_of_a_super_pod_that_share_a_server_index_or_disagree_on_its_size_fail_on_the_controller():
+    def pod(host, pod_id, size, index):
+        return rec(host, "super_pod", data={"super_pod": {"pod": pod_id, "size": size, "server_index": index}})
+
+    records = [pod("n0", 0, 384, 0), pod("n1", 0, 384, 1), pod("n2", 0, 384, 1), pod("n3", 0, 48, 3),
+               pod("n4", 1, 384, 1), rec("n5", "super_pod", data={"super_pod": None})]
+    result = report.fleet_result(records, [f"n{i}" for i in range(6)], {})
+    odd = {r["host"]: r for r in result["results"] if r["check"] == "super_pod_across_nodes"}
+    assert sorted(odd) == ["n1", "n2", "n3"]
+    assert odd["n1"]["message"] == "super pod 0: Server Index 1 also on n2"
+    assert odd["n3"]["message"] == "super pod 0: pod size 48, 384 on most of its nodes"
+    assert odd["n2"]["failure"]["cause"].startswith("a server's Server ID was not set after a hardware replacement")
+    assert {h: result["host_status"][h]["status"] for h in ("n0", "n4", "n5")} == {h: "passed" for h in ("n0", "n4", "n5")}
+    assert report.super_pod_across_nodes([pod("n0", 0, 384, 0), pod("n1", 0, 384, 1)]) == []

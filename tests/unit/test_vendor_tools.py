@@ -792,3 +792,15 @@ def test_the_drivers_kernel_log_lines_and_the_rest_of_the_kernels():
                                   "<VLLM::Worker_TP:670605,670605> Get_user_pages_fast fail.\n")
     assert newer.error and newer.tags[0] == "devmm" and newer.message == "Get_user_pages_fast fail."
     assert vt.parse_kernel_log("[    0.000000] Linux version 6.1.0\nplain text\n") == []
+
+
+def test_super_pod_info_as_the_guide_prints_it():
+    """hicann/shmem's super-pod guide (alignment collapsed by its author), the driver's aligned form
+    without SDID (950), and what goes wrong."""
+    assert vt.parse_spod_info(sample("npu-smi_info_-t_spod-info_A3_shmem_doc.txt")) == vt.SuperPod(0, 384, 4, 16777216)
+    aligned = "\tSuper Pod Size                 : 8\n\tSuper Pod ID                   : 3\n"
+    assert vt.parse_spod_info(aligned) == vt.SuperPod(3, 8, None, None)
+    assert vt.parse_spod_info("This device does not support querying spod-info.\n") is None
+    for text in ("Super Pod ID : 0\n", "Super Pod Size : many\nSuper Pod ID : 0\n", "Rack : 1\nSuper Pod ID : 0\n"):
+        with pytest.raises(vt.VendorOutputError):
+            vt.parse_spod_info(text)

@@ -1,10 +1,10 @@
 """Hardware checks real fleets run beside the stack checks: temperatures, HBM
-ECC and the HCCS topology (quick); the driver's kernel log, the firmware each card runs,
-the HCCS links, the NPU ports' speed and FEC, optical modules, link flaps, growing packet
-errors, TLS, /etc/hccn.conf against the ports, LLDP cabling and gateway/routes
-(standard); HCCL's own hccl_test (full, where the toolkit ships it). Thresholds and
-expected topologies are data in validation/hardware.py; the facts are read once per
-host (validation/facts.py)."""
+ECC and the HCCS topology (quick); the driver's kernel log, the firmware each card
+runs, the HCCS links, an A3 node's place in its super pod, the NPU ports' speed and
+FEC, optical modules, link flaps, growing packet errors, TLS, /etc/hccn.conf against
+the ports, LLDP cabling and gateway/routes (standard); HCCL's own hccl_test (full,
+where the toolkit ships it). Thresholds and expected topologies are data in
+validation/hardware.py; the facts are read once per host (validation/facts.py)."""
 from __future__ import annotations
 
 import shlex
@@ -108,6 +108,23 @@ def test_hccs_links(facts, stack, check):
             fix="reset the chip (npu-smi set -t reset -i <npu> -c <chip>) and validate again; if the port stays "
                 "down or degraded, have the board serviced",
             data={"hccs": hardware.hccs_summary(chips)})
+
+
+@pytest.mark.standard
+def test_super_pod(facts, stack, check):
+    if stack["chip"] not in hardware.SUPER_POD_CHIPS:
+        pytest.skip(f"not applicable: {stack['chip']} servers form no super pod")
+    _devices(facts, check)
+    chips = facts["super_pod"]
+    # The node's place in its pod: the controller looks for a Server Index two nodes share (report.py).
+    _report(check, hardware.super_pod_findings(chips), "{n} super-pod problem(s) of this node's chips",
+            expected="every chip of the node in one super pod, of one size, under one Server Index "
+                     "(`npu-smi info -t spod-info -i N -c C`)",
+            cause="the server's Server ID was not set after a hardware replacement, so its chips disagree on "
+                  "their place in the pod: jobs across the pod fail",
+            fix="set the server's Server ID through its Redfish interface (the super pod's guide), then validate "
+                "again",
+            data={"super_pod": hardware.super_pod_state(chips)})
 
 
 @pytest.mark.standard

@@ -12,7 +12,8 @@ Inputs, read on every call:
 
 Formats follow tests/fixtures/vendor_samples (FORMAT_NOTES.md has the columns).
 Formats with no real capture are marked "designed" below. Sub-commands:
--l, -m, -t board|health|hccs|topo|usages|common|temp|power|memory|ecc; upgrade -b mcu -i N.
+-l, -m, -t board|health|hccs|spod-info|topo|usages|common|temp|power|memory|ecc;
+upgrade -b mcu -i N.
 
 Exit codes (not documented by the vendor, chosen here): 0 success; 1 a bad
 parameter (invalid card/chip id, unknown -t type, usage); 255 a DCMI failure
@@ -456,6 +457,27 @@ def info_hccs(state, card, die):
     return "\n".join(kv(k, v) for k, v in rows) + "\n"
 
 
+# `-t spod-info -i N -c C` of an A3 chip, the driver's print_npu_spod_info lines ("\t%-30s : %u"); the
+# values as hicann/shmem's super-pod guide shows them (SDID 16777216, Super Pod Size 384, Super Pod ID 0,
+# Server Index 4): the SDID carries the server index in bits 31-22, the NPU in 21-18, the die in 17-16
+# and the phy id in 15-2 (MindCluster's SpodInfo). A node's "super_pod" state ({"pod", "size",
+# "server_index"}) and a die's "server_index" override them; other chips answer the driver's
+# "does not support querying" line.
+SUPER_POD = {"pod": 0, "size": 384, "server_index": 4}
+
+
+def info_spod(state, card, die):
+    if state["chip"] != "a3":
+        raise Failure("This device does not support querying spod-info.\n", 255)
+    if die is None:
+        raise bad_param("-c")
+    pod = {**SUPER_POD, **state.get("super_pod", {})}
+    index = die.get("server_index", pod["server_index"])
+    sdid = (index << 22) | (card["npu"] << 18) | (die["chip"] << 16) | (die["phy_id"] << 2)
+    rows = [("SDID", sdid), ("Super Pod Size", pod["size"]), ("Super Pod ID", pod["pod"]), ("Server Index", index)]
+    return "\n".join(kv(k, v) for k, v in rows) + "\n"
+
+
 def info_temp(state, card, die):
     # Captured on 910B (telegraf fixture): the chip, then the MCU's board sensors.
     out = card_report(card, die, lambda d: [kv("NPU Temperature (C)", d["temp_c"]), kv("Chip ID", d["chip"])])
@@ -581,12 +603,14 @@ def run(argv):
         return info_health(card, die)
     if kind == "hccs":
         return info_hccs(state, card, die)
+    if kind == "spod-info":
+        return info_spod(state, card, die)
     if kind == "usages":
         return "\n".join(info_usages(state, driver, card, die)) + "\n"
     return "\n".join(PER_CARD[kind](state, card, die)) + "\n"
 
 
-PER_CARD = {"board": None, "health": None, "usages": None, "hccs": None, "temp": info_temp, "power": info_power,
+PER_CARD = {"board": None, "health": None, "usages": None, "hccs": None, "spod-info": None, "temp": info_temp, "power": info_power,
             "memory": info_memory, "ecc": info_ecc, "common": info_common}
 
 
