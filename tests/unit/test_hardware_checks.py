@@ -506,3 +506,14 @@ def test_super_pod_check_of_an_a3_node_and_a_chip_whose_server_index_differs(tmp
     assert data == {"super_pod": None}
     probe = SimProbe(tmp_path / "910b", sim_state.default_state("910b", npus=2))
     assert outcome(hw.test_super_pod, facts_mod.collect(probe), STACK_910B)[0] == "skipped"
+
+
+def test_a_kernel_log_the_target_may_not_read_warns_that_it_was_not_checked(tmp_path):
+    """util-linux's answer where the kernel restricts dmesg (a container without CAP_SYSLOG)."""
+    probe = SimProbe(tmp_path, sim_state.default_state("910b", npus=2))
+    (probe.bin / "dmesg").write_text("#!/bin/sh\necho 'dmesg: read kernel buffer failed: Operation not permitted' >&2\n"
+                                     "exit 1\n")
+    status, warning, data = outcome(hw.test_kernel_log, facts_mod.collect(probe))
+    assert (status, warning) == ("warning", "kernel log: not read, not checked: dmesg: read kernel buffer failed: "
+                                            "Operation not permitted")
+    assert data == {"kernel_log": {"error": "dmesg: read kernel buffer failed: Operation not permitted"}}
