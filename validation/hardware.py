@@ -256,15 +256,19 @@ def hccs_findings(chips: list[dict]) -> list[Finding]:
         if hccs["healthy"] is False:
             found.append(Finding("fail", where, "hccs health status NOK (first error lane "
                                                 f"{hccs['first_error_lane'] or 'NA'})"))
-        lanes = [int(v) if v.isdigit() else 0 for v in ports.get("lane mode", ())]
+        garbled = [f"{field} of port {i + 1} {v!r}" for field in ("lane mode", *HCCS_COUNTERS)
+                   for i, v in enumerate(ports.get(field, ())) if not v.isdigit()]
+        if garbled:
+            found.append(Finding("fail", where, f"HCCS not read: not a number: {', '.join(garbled)}"))
+            continue
+        lanes = [int(v) for v in ports.get("lane mode", ())]
         for i, mode in enumerate(lanes):
             if mode == 0:
                 found.append(Finding("fail", where, f"HCCS port {i + 1} down (lane mode 0)"))
             elif mode < max(lanes):
                 found.append(Finding("fail", where, f"HCCS port {i + 1} on {mode} lanes, the others on {max(lanes)}"))
         for field, what in HCCS_COUNTERS.items():
-            counts = [int(v) if v.isdigit() else 0 for v in ports.get(field, ())]
-            bad = [f"port {i + 1}: {n}" for i, n in enumerate(counts) if n >= HCCS_COUNTS_WARN_AT]
+            bad = [f"port {i + 1}: {v}" for i, v in enumerate(ports.get(field, ())) if int(v) >= HCCS_COUNTS_WARN_AT]
             if bad:
                 found.append(Finding("warn", where, f"HCCS {what} ({', '.join(bad)})"))
     return found

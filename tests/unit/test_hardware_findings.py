@@ -561,3 +561,26 @@ def test_super_pod_findings_and_state_of_a_node():
         Finding("fail", "NPU 0 chip 1", "npu-smi reports no super pod for it"),
         Finding("fail", "NPU 1 chip 0", "super-pod info not read: not queried")]
     assert hardware.super_pod_state(unread) == {"pod": 0, "size": 384, "server_index": 4}
+
+
+def test_hccs_values_that_are_not_numbers_are_not_read_and_health_without_a_first_lane():
+    garbled = hccs_chip(0, (4, "x"))
+    garbled["hccs"]["ports"]["error count"] = ("0", "?")
+    assert hardware.hccs_findings([garbled]) == [
+        Finding("fail", "NPU 0 chip 0",
+                "HCCS not read: not a number: lane mode of port 2 'x', error count of port 2 '?'")]
+    assert hardware.hccs_findings([hccs_chip(1, healthy=False, errors=[0, 3, 0, 0, 0, 0, 2])]) == [
+        Finding("fail", "NPU 1 chip 0", "hccs health status NOK (first error lane NA)"),
+        Finding("warn", "NPU 1 chip 0", "HCCS CRC errors (port 2: 3, port 7: 2)")]
+    # a copy without lane lines (a collector's three counters) has no lanes to judge or keep
+    counters_only = {"npu": 2, "chip": 0, "hccs": {"healthy": True, "ports": {"error count": ("0",)},
+                                                   "first_error_lane": None}}
+    assert hardware.hccs_findings([counters_only]) == []
+    assert hardware.hccs_summary([counters_only]) == [{"npu": 2, "chip": 0, "healthy": True, "lanes": []}]
+
+
+def test_kernel_log_quotes_three_lines_each_cut_at_200_characters():
+    long = kernel("Heartbeat lost! " + "x" * 300, "ERROR")
+    [finding] = hardware.kernel_log_findings([long] * 3)
+    assert finding.what.endswith("[12.000000] Heartbeat lost! " + "x" * 184) and "more" not in finding.what
+    assert finding.what.count("[12.000000]") == 3
