@@ -468,7 +468,7 @@ class KernelLine:
 
 _KERNEL_TIME = re.compile(r"\[\s*(\d+\.\d+)\]")
 _KERNEL_TAG = re.compile(r"\[([^\]]*)\]\s?")
-_KERNEL_PROCESS = re.compile(r"<[^>]*>\s*")
+_KERNEL_PROCESS = re.compile(r"^<[^>]*>\s*")   # <comm:pid>, <comm:tgid:pid>, <comm:tgid,pid>
 
 
 def parse_kernel_log(text: str) -> list[KernelLine]:

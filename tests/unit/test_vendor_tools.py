@@ -792,6 +792,10 @@ def test_the_drivers_kernel_log_lines_and_the_rest_of_the_kernels():
                                   "<VLLM::Worker_TP:670605,670605> Get_user_pages_fast fail.\n")
     assert newer.error and newer.tags[0] == "devmm" and newer.message == "Get_user_pages_fast fail."
     assert vt.parse_kernel_log("[    0.000000] Linux version 6.1.0\nplain text\n") == []
+    # no timestamp (a journal line), no process tag: the message keeps what looks like one later on
+    [bare] = vt.parse_kernel_log("kernel: [ascend] [tsdrv] [ERROR] hdc connect down, devid(3) <not a tag>\n")
+    assert (bare.seconds, bare.tags) == (None, ("tsdrv", "ERROR"))
+    assert bare.message == "hdc connect down, devid(3) <not a tag>"
 
 
 def test_super_pod_info_as_the_guide_prints_it():
