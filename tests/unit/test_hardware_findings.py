@@ -566,9 +566,11 @@ def test_super_pod_findings_and_state_of_a_node():
 def test_hccs_values_that_are_not_numbers_are_not_read_and_health_without_a_first_lane():
     garbled = hccs_chip(0, (4, "x"))
     garbled["hccs"]["ports"]["error count"] = ("0", "?")
-    assert hardware.hccs_findings([garbled]) == [
+    # the chips after it are still judged
+    assert hardware.hccs_findings([garbled, hccs_chip(3, (4, 0))]) == [
         Finding("fail", "NPU 0 chip 0",
-                "HCCS not read: not a number: lane mode of port 2 'x', error count of port 2 '?'")]
+                "HCCS not read: not a number: lane mode of port 2 'x', error count of port 2 '?'"),
+        Finding("fail", "NPU 3 chip 0", "HCCS port 2 down (lane mode 0)")]
     assert hardware.hccs_findings([hccs_chip(1, healthy=False, errors=[0, 3, 0, 0, 0, 0, 2])]) == [
         Finding("fail", "NPU 1 chip 0", "hccs health status NOK (first error lane NA)"),
         Finding("warn", "NPU 1 chip 0", "HCCS CRC errors (port 2: 3, port 7: 2)")]
