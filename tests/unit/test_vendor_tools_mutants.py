@@ -679,3 +679,39 @@ def test_hccn_conf_keys_values_and_spacing():
     assert vt.parse_hccn_conf("") == {}
     for bad in ("address_0 10.0.0.1", "Address_0=1", "address_x=1", "address_0=1 2"):
         assert error(vt.parse_hccn_conf, bad + "\n") == (at("expected '<key>_<port>=<value>'", 1, bad), 1, bad)
+
+
+# ------------------------------------------------ issue #21: speed, FEC, MCU, HCCS, super pod, kernel log
+
+def test_what_the_port_speed_and_fec_readers_say_of_output_they_cannot_read():
+    assert error(vt.parse_speed, "Speed: fast\n") == (at("expected only the 'Speed: <n> Mb/s' line", 1, "Speed: fast"),
+                                                      1, "Speed: fast")
+    assert error(vt.parse_fec, "fec mode: base-r FEC mode\n") == (
+        at("expected only the 'fec mode: <mode> FEC mode' line", 1, "fec mode: base-r FEC mode"), 1,
+        "fec mode: base-r FEC mode")
+
+
+def test_what_the_mcu_hccs_and_super_pod_readers_say_of_output_they_cannot_read():
+    two = "\tVersion : 1\n\tVersion : 2\n"
+    assert error(vt.parse_mcu_version, two) == (f"expected one 'Version : <version>' line: {two!r}", None, two)
+    long = "\tVersion : \n" + "\tChip Name : mcu\n" * 30
+    assert error(vt.parse_mcu_version, long)[0] == f"expected one 'Version : <version>' line: {long[:200]!r}"
+    assert error(vt.parse_hccs, "\thccs lane mode : [4]\n\tlane speed : 5\n") == (
+        at("expected 'hccs <field> : <value>' or a '[...]' list", 2, "\tlane speed : 5"), 2, "\tlane speed : 5")
+    uneven = "\thccs lane mode : [4 4]\n\thccs error count : [0]\n" + "\thccs retry count : [0]\n" * 20
+    assert error(vt.parse_hccs, uneven) == (
+        f"expected lists of one value per HCCS port, all as long: {uneven[:200]!r}", None, uneven[:200])
+    assert error(vt.parse_spod_info, "Super Pod ID : 0\nRack : 1\n") == (
+        at("expected '<super pod field> : <number>'", 2, "Rack : 1"), 2, "Rack : 1")
+    size_only = "Super Pod Size : 384\n" + "SDID : 1\n" * 30
+    assert error(vt.parse_spod_info, size_only) == (
+        f"expected 'Super Pod Size' and 'Super Pod ID' lines: {size_only[:200]!r}", None, size_only[:200])
+
+
+def test_kernel_log_lines_without_a_timestamp_and_lines_quoting_another():
+    [first, quoting] = vt.parse_kernel_log(
+        "[ascend] [devmm] [ERROR] [f 1] <k:1> Get_user_pages_fast fail.\n"
+        "[    5.000000] [ascend] [devdrv] [g 2] <k:2> saw '[ascend] [x] copied' in a log\n")
+    assert (first.seconds, first.tags, first.message) == (None, ("devmm", "ERROR", "f 1"), "Get_user_pages_fast fail.")
+    assert (quoting.seconds, quoting.tags) == ("5.000000", ("devdrv", "g 2"))
+    assert quoting.message == "saw '[ascend] [x] copied' in a log"
