@@ -460,3 +460,49 @@ def test_nodes_of_a_super_pod_that_share_a_server_index_or_disagree_on_its_size_
     assert odd["n2"]["failure"]["cause"].startswith("a server's Server ID was not set after a hardware replacement")
     assert {h: result["host_status"][h]["status"] for h in ("n0", "n4", "n5")} == {h: "passed" for h in ("n0", "n4", "n5")}
     assert report.super_pod_across_nodes([pod("n0", 0, 384, 0), pod("n1", 0, 384, 1)]) == []
+
+
+def test_the_controllers_records_across_nodes_whole():
+    """Every field of the records the controller writes from what the nodes reported: TLS, cabling and
+    the super pod (what the report, JUnit and metrics show of them)."""
+    def pod(host, index, size=384):
+        return rec(host, "super_pod", data={"super_pod": {"pod": 7, "size": size, "server_index": index}})
+
+    [n1, n2, n3] = report.super_pod_across_nodes([pod("n1", 1, 48), pod("n2", 1), pod("n3", 1), pod("n4", 2)])
+    assert n1 == {
+        "host": "n1", "check": "super_pod_across_nodes", "level": "standard", "status": "failed", "duration_s": 0.0,
+        "data": None, "message": "super pod 7: Server Index 1 also on n2, n3; pod size 48, 384 on most of its nodes",
+        "failure": {"summary": "this node's place in super pod 7 is not its own",
+                    "expected": "a Server Index of its own for every server of a super pod, one pod size",
+                    "found": "Server Index 1 also on n2, n3; pod size 48, 384 on most of its nodes",
+                    "cause": "a server's Server ID was not set after a hardware replacement: its devices take ids "
+                             "the pod has given another server, and jobs across the pod fail",
+                    "fix": "set the Server ID of the servers named (the server's Redfish interface, as the super "
+                           "pod's guide describes), then validate again"}}
+    assert (n2["message"], n3["message"]) == ("super pod 7: Server Index 1 also on n1, n3",
+                                              "super pod 7: Server Index 1 also on n1, n2")
+    [tls] = report.tls_across_nodes([rec("a", "npu_tls", data={"tls": "on"}), rec("b", "npu_tls", data={"tls": "off"}),
+                                     rec("c", "npu_tls", data={"tls": "off"})])
+    assert tls == {
+        "host": "a", "check": "tls_across_nodes", "level": "standard", "status": "failed", "duration_s": 0.0,
+        "data": None, "message": "this node's NPU ports have TLS on; TLS on on 1 node(s), TLS off on 2 node(s)",
+        "failure": {"summary": "TLS is on here and not on every other node",
+                    "expected": "one TLS setting on the NPU ports of every node",
+                    "found": "TLS on on 1 node(s), TLS off on 2 node(s)",
+                    "cause": "ranks whose TLS settings differ cannot set up HCCL links between them (EI0006, socket "
+                             "timeout; HCCL user guide, link setup failures)",
+                    "fix": "switch TLS on or off alike on every NPU port of every node, then validate again"}}
+    [a, b] = report.cabling_across_nodes([
+        rec("a", "npu_cabling", data={"cabling": {"0": "leaf 1", "1": "leaf 2"}}),
+        rec("b", "npu_cabling", data={"cabling": {"0": "leaf 1", "1": "leaf 2", "2": "leaf 3"}})])
+    found = "switch port leaf 1 seen from a port 0, b port 0; switch port leaf 2 seen from a port 1, b port 1"
+    assert a == {
+        "host": "a", "check": "cabling_across_nodes", "level": "standard", "status": "failed", "duration_s": 0.0,
+        "data": None, "message": found,
+        "failure": {"summary": "2 switch port(s) this node shares with others",
+                    "expected": "every NPU port of the fleet on a switch port of its own", "found": found,
+                    "cause": "two nodes' NPU ports see one switch port over LLDP: a cable is in the wrong switch "
+                             "port, or the switch's neighbour table is stale",
+                    "fix": "trace the cables of the ports named to the switch and move the one in the wrong port; "
+                           "then validate again"}}
+    assert b["host"] == "b" and b["message"] == found
