@@ -542,3 +542,43 @@ def test_the_npu_ports_are_read_when_a_check_first_asks_for_them(tmp_path):
     assert [p["port"] for p in ports] == list(range(8)) and len(asked) == 8 * len(facts_mod.HCCN_QUERIES)
     assert facts.get("network") is ports and len([c for c in probe.answered if "hccn_tool" in c]) == len(asked)
     assert facts_mod.collect(running_host(tmp_path / "b"))["network"] == ports   # all at once for `npuenv facts`
+
+
+def test_the_costly_facts_are_read_when_first_asked_each_in_one_shell_call(tmp_path):
+    """Boards and MCUs, HCCS, the super-pod view and the kernel log: none is read by collect() itself
+    (the quick level), each in one shell call when a check first asks, read by its own parser."""
+    probe = running_host(tmp_path)
+    at = shlex.quote(NPU_SMI)
+    board = key_value_lines(("NPU ID", 0), ("Software Version", "25.2.0"), ("Firmware Version", "7.7.0.1.231"),
+                            ("Compatibility", "OK"))
+    probe.answer(rf"^{at} info -t board -i \d+$", 0, board)
+    probe.answer(rf"^{at} upgrade -b mcu -i \d+$", 0, sample("npu-smi_upgrade_-b_mcu_-i_0_910B4_factory_blog.txt"))
+    probe.answer(rf"^{at} info -t hccs -i \d+ -c 0$", 0, sample("npu-smi_info_-t_hccs_910B_7_ports_source.txt"))
+    probe.answer(rf"^{at} info -t spod-info -i \d+ -c 0$", 0, "This device does not support querying spod-info.\n")
+    probe.answer(r"^dmesg$", 0, sample("kernel_log_device_abnormal_atlas800i_blog.txt"))
+    facts = facts_mod.collect(probe, network=False)
+    assert not {"boards", "hccs", "super_pod", "kernel_log", "network"} & set(facts)
+    before = len(probe.runs)
+    boards = facts["boards"]
+    assert len(probe.runs) == before + 2   # where npu-smi is, then every card in one call
+    assert [b["npu"] for b in boards] == list(range(8))
+    assert boards[5] == {"npu": 5, "board": {"NPU ID": "0", "Software Version": "25.2.0",
+                                             "Firmware Version": "7.7.0.1.231", "Compatibility": "OK"},
+                         "mcu": "23.3.13"}
+    hccs = facts["hccs"]
+    assert [(c["npu"], c["chip"]) for c in hccs] == [(n, 0) for n in range(8)]
+    assert hccs[2]["hccs"]["healthy"] is True and hccs[2]["hccs"]["ports"]["lane mode"] == ["4"] * 7
+    assert facts["super_pod"] == [{"npu": n, "chip": 0, "spod": None} for n in range(8)]
+    assert [line["message"][:18] for line in facts["kernel_log"]] == ["Device is abnormal", "devdrv_manager_sen"]
+    assert len(probe.runs) == before + 7
+    assert facts.get("boards") is boards and facts.get("no such fact", "default") == "default"
+    # a host whose npu-smi lists no chip reads no board, HCCS or super pod
+    bare = running_host(tmp_path / "bare", npu_smi_answer=(0, "", ""))
+    facts = facts_mod.collect(bare, network=False)
+    before = len(bare.runs)
+    assert (facts["boards"], facts["hccs"], facts["super_pod"], facts["network"]) == ([], [], [], [])
+    assert len(bare.runs) == before
+    empty = facts_mod.Facts({"devices": []}, {})
+    assert empty.get("boards") is None
+    with pytest.raises(KeyError):
+        empty["boards"]
