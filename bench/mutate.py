@@ -55,8 +55,7 @@ MODULES = {
     "validation/suite/test_standard.py": ["tests/unit/test_checks_standard.py", "tests/unit/test_checks_full.py"],
     "validation/suite/test_full.py": ["tests/unit/test_checks_full.py"],
     "validation/explain.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py"],
-    # (test_status.py: the node side of `npuenv status`, facts.status_facts and its readers)
-    "validation/facts.py": ["tests/unit/test_facts.py", "tests/unit/test_facts_files.py", "tests/unit/test_status.py"],
+    "validation/facts.py": ["tests/unit/test_facts.py", "tests/unit/test_facts_files.py"],
     # (not test_validate_options.py: its parameters are changed by the test itself, so mutmut's second
     # in-process pytest run, the clean run, fails)
     "validation/run.py": ["tests/unit/test_validation_run.py", "tests/unit/test_validate_composition.py",
