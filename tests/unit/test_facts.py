@@ -579,6 +579,20 @@ def test_the_costly_facts_are_read_when_first_asked_each_in_one_shell_call(tmp_p
     assert (facts["boards"], facts["hccs"], facts["super_pod"], facts["network"]) == ([], [], [], [])
     assert len(bare.runs) == before
     empty = facts_mod.Facts({"devices": []}, {})
-    assert empty.get("boards") is None
-    with pytest.raises(KeyError):
+    assert empty.get("boards") is None and empty.get("devices") == []
+    with pytest.raises(KeyError, match="boards"):
         empty["boards"]
+
+
+@pytest.mark.parametrize("rc, out, err, why", [
+    # util-linux where the kernel restricts the log (kernel.dmesg_restrict, a container without CAP_SYSLOG)
+    (1, "", "dmesg: read kernel buffer failed: Operation not permitted\n",
+     "dmesg: read kernel buffer failed: Operation not permitted"),
+    (1, "dmesg: on stdout\n", "", "dmesg: on stdout"),
+    (3, "", "", "dmesg exited 3"),
+    (1, "", "x" * 100 + "y" * 300, "y" * 300),
+])
+def test_a_kernel_log_that_cannot_be_read_says_why(tmp_path, rc, out, err, why):
+    probe = running_host(tmp_path)
+    probe.answer(r"^dmesg$", rc, out, err)
+    assert facts_mod.collect(probe, network=False)["kernel_log"] == {"error": why}
