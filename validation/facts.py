@@ -8,6 +8,7 @@ devices and their health, driver, firmware, CANN, NNAL, torch and torch_npu.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob as globlib
 import json
 import os
@@ -185,6 +186,7 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
         "topology": None,
         "hccn_conf": _hccn_conf(probe, platforms),
     }
+    npu_smi_path = functools.cache(lambda: _npu_smi_command(probe))   # looked up once, when first needed
     if probe.can_run:
         rc, text = npu_smi(probe)
         if rc == 127:
@@ -206,16 +208,15 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
             except vendor_tools.VendorOutputError as e:
                 facts["npu_smi"] = {"error": str(e)}
         if facts["devices"] and device_details:
-            _device_details(probe, facts)
-    lazy = {"boards": lambda: _boards(probe, facts["devices"]) if facts["devices"] else [],
-            "hccs": lambda: _per_chip(probe, facts["devices"], "hccs", "hccs", vendor_tools.parse_hccs),
+            _device_details(probe, facts, npu_smi_path())
+    lazy = {"boards": lambda: _boards(probe, npu_smi_path, facts["devices"]),
+            "hccs": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "hccs", "hccs", vendor_tools.parse_hccs),
+            "super_pod": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "spod-info", "spod",
+                                           vendor_tools.parse_spod_info),
             "kernel_log": lambda: _kernel_log(probe),
-            "super_pod": lambda: _per_chip(probe, facts["devices"], "spod-info", "spod", vendor_tools.parse_spod_info)}
-    read_network = lambda: _network(probe, platforms, facts["devices"]) if facts["devices"] else []  # noqa: E731
+            "network": lambda: _network(probe, platforms, facts["devices"]) if facts["devices"] else []}
     if network:
-        facts["network"] = read_network()
-    else:
-        lazy["network"] = read_network
+        facts["network"] = lazy.pop("network")()
     return Facts(facts, lazy)
 
 
@@ -290,10 +291,9 @@ def _ecc(chip: int):
     return read
 
 
-def _device_details(probe: Probe, facts: dict) -> None:
+def _device_details(probe: Probe, facts: dict, smi: str) -> None:
     """Each chip's health codes, temperatures, power, HBM and ECC, and the
     topology, from npu-smi's sub-commands (one shell call)."""
-    smi = _npu_smi_command(probe)
     commands = {"topo": f"{smi} info -t topo", "mapping": f"{smi} info -m"}
     for d in facts["devices"]:
         where = f"-i {d['npu']} -c {d['chip']}"
@@ -320,10 +320,12 @@ def _device_details(probe: Probe, facts: dict) -> None:
         d["ecc"] = _read(_ecc(d["chip"]), out[f"ecc {key}"][1])
 
 
-def _boards(probe: Probe, devices: list[dict]) -> list[dict]:
+def _boards(probe: Probe, npu_smi_path, devices: list[dict]) -> list[dict]:
     """Each card's board (the firmware it runs, its compatibility with the driver) and MCU
-    version, from npu-smi (one shell call)."""
-    smi = _npu_smi_command(probe)
+    version, from npu-smi (one shell call; ``npu_smi_path()`` says where npu-smi is)."""
+    if not devices:
+        return []
+    smi = npu_smi_path()
     cards = sorted({d["npu"] for d in devices})
     commands = {}
     for npu in cards:
@@ -334,11 +336,11 @@ def _boards(probe: Probe, devices: list[dict]) -> list[dict]:
              "mcu": _read(vendor_tools.parse_mcu_version, out[f"mcu {npu}"][1])} for npu in cards]
 
 
-def _per_chip(probe: Probe, devices: list[dict], kind: str, key: str, parser) -> list[dict]:
+def _per_chip(probe: Probe, npu_smi_path, devices: list[dict], kind: str, key: str, parser) -> list[dict]:
     """Each chip's ``npu-smi info -t KIND`` read by ``parser`` under ``key`` (one shell call)."""
     if not devices:
         return []
-    smi = _npu_smi_command(probe)
+    smi = npu_smi_path()
     out = run_sections(probe, {f"{d['npu']} {d['chip']}": f"{smi} info -t {kind} -i {d['npu']} -c {d['chip']}"
                                for d in devices})
     return [{"npu": d["npu"], "chip": d["chip"], key: _read(parser, out[f"{d['npu']} {d['chip']}"][1])}

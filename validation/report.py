@@ -187,17 +187,21 @@ def super_pod_across_nodes(records: list[dict]) -> list[dict]:
     for pod, hosts in sorted(pods.items()):
         sizes = [str(state[h].get("size")) for h in hosts]
         usual = max(sorted(set(sizes)), key=sizes.count)
+        on_index: dict[str, list[str]] = {}
+        for host in sorted(hosts):
+            on_index.setdefault(str(state[host].get("server_index")), []).append(host)
         for host in sorted(hosts):
             index = state[host].get("server_index")
-            same = sorted(o for o in hosts if o != host and state[o].get("server_index") == index)
-            found = ([f"Server Index {index} also on {', '.join(same)}"] if same else []) + \
+            same = [o for o in on_index[str(index)] if o != host]
+            problems = ([f"Server Index {index} also on {', '.join(same)}"] if same else []) + \
                 ([f"pod size {state[host].get('size')}, {usual} on most of its nodes"]
                  if str(state[host].get("size")) != usual else [])
-            if found:
-                out.append(host_failure(host, SUPER_POD_ACROSS_NODES, "standard", f"super pod {pod}: " + "; ".join(found),
+            if problems:
+                found = "; ".join(problems)
+                out.append(host_failure(host, SUPER_POD_ACROSS_NODES, "standard", f"super pod {pod}: {found}",
                                         f"this node's place in super pod {pod} is not its own",
                                         "a Server Index of its own for every server of a super pod, one pod size",
-                                        "; ".join(found),
+                                        found,
                                         "a server's Server ID was not set after a hardware replacement: its devices "
                                         "take ids the pod has given another server, and jobs across the pod fail",
                                         "set the Server ID of the servers named (the server's Redfish interface, as "
