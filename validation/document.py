@@ -37,6 +37,8 @@ PASSED, WARNING, FAILED, ERROR, SKIPPED = "passed", "warning", "failed", "error"
 STATUSES = (PASSED, WARNING, FAILED, ERROR, SKIPPED)
 BAD = (FAILED, ERROR)   # the outcomes that fail a host
 
+# The host name of records about the whole fleet (the checks that need every node).
+FLEET = "fleet"
 # The controller's own checks (about a host as a whole): no node may send them.
 REACHABLE, SUITE, STRAGGLER = "reachable", "suite", "straggler"
 TLS_ACROSS_NODES, CABLING_ACROSS_NODES = "tls_across_nodes", "cabling_across_nodes"
@@ -507,15 +509,26 @@ def clean_text(text: str, limit: int = SHOWN_TEXT) -> str:
     return shorten(_UNSAFE.sub(REPLACEMENT, text), limit)
 
 
+def _clean_str(text: str) -> str:
+    # Most texts are short and clean already: kept as they are without a copy (a 1,000-host result holds
+    # millions of them).
+    return text if len(text) <= SHOWN_TEXT and _UNSAFE.search(text) is None else clean_text(text)
+
+
+# Values that are safe as they are (exact types: a subclass goes the long way).
+_SAFE_TYPES = frozenset({int, bool, type(None)})
+
+
 def clean(value):
     """A JSON-like value made safe for every report: each string (keys too) cleaned
     by ``clean_text``, each non-finite number null, tuples as lists."""
     if isinstance(value, str):
-        return clean_text(value)
+        return _clean_str(value)
     if isinstance(value, dict):
-        return {clean_text(str(k)): clean(v) for k, v in value.items()}
+        return {_clean_str(k) if type(k) is str else clean_text(str(k)): v if type(v) in _SAFE_TYPES else clean(v)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
+        return [v if type(v) in _SAFE_TYPES else clean(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -11,7 +11,6 @@ characters, nothing XML forbids, no non-finite number, each text bounded),
 and each rendering escapes what its own format needs."""
 from __future__ import annotations
 
-import html
 import json
 import math
 import statistics
@@ -21,16 +20,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import jinja2
+
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 from . import document
-from .document import (BAD, CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, ERROR, FAILED, PASSED,
+from .document import (BAD, CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, ERROR, FAILED, FLEET, PASSED,
                        SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK,
                        REACHABLE, SKIPPED, STRAGGLER, SUITE, TLS_ACROSS_NODES, TLS_NODE_CHECK, WARNING)
 
-# The host name of records about the whole fleet (the checks that need every node).
-FLEET = "fleet"
 
 STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", SKIPPED: "SKIP"}
 # A host's figure this far below the fleet's median flags it as a straggler.
@@ -61,8 +60,16 @@ METRICS = "metrics.prom"
 HOST_REACHABLE, HOST_PASSED = "npuenv_validation_host_reachable", "npuenv_validation_host_passed"
 
 
+# A record's fields that results.json leaves out at these values (most checks say nothing when they pass).
+RECORD_DEFAULTS = {"message": "", "duration_s": 0.0, "data": None}
+
+
 def load(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A results.json as fleet_result made it: each record's fields that were left out at their defaults
+    put back."""
+    data = json.loads(Path(path).read_text())
+    data["results"] = [{**RECORD_DEFAULTS, **r} for r in data.get("results", [])]
+    return data
 
 
 def executed(record: dict) -> bool:
@@ -209,11 +216,100 @@ def super_pod_across_nodes(records: list[dict]) -> list[dict]:
     return out
 
 
+def _by_host(records: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault(r["host"], []).append(r)
+    return out
+
+
+def _hosts_that_ran(records: list[dict], hosts: list[str]) -> dict[str, int]:
+    """check -> how many hosts ran it (a record that is not a skip). The controller's
+    records of a host (unreachable, suite error) are written only for the hosts they
+    hit: those are out of every host of the fleet."""
+    ran: dict[str, set[str]] = {}
+    for r in records:
+        if r["status"] != SKIPPED:
+            ran.setdefault(r["check"], set()).add(r["host"])
+    return {check: len(hosts) if check in CONTROLLER_CHECKS else len(on) for check, on in ran.items()}
+
+
+def finding_groups(records: list[dict], statuses: tuple[str, ...], ran: dict[str, int]) -> list[dict]:
+    """The records of ``statuses`` grouped by check and cause (the record's explained
+    cause, else its message), the biggest group first: hosts, a fix, three examples,
+    and ``of``: how many hosts ran the check."""
+    groups: dict[tuple[str, str], dict] = {}
+    for r in records:
+        if r["status"] not in statuses:
+            continue
+        failure = r.get("failure") or {}
+        cause = failure.get("cause") or r["message"]
+        g = groups.setdefault((r["check"], cause), {"check": r["check"], "cause": cause, "fix": failure.get("fix", ""),
+                                                    "hosts": [], "of": ran.get(r["check"], 0), "examples": []})
+        g["hosts"].append(r["host"])
+        if len(g["examples"]) < 3:
+            g["examples"].append(f"{r['host']}: {r['message']}")
+    return sorted(groups.values(), key=lambda g: (-len(g["hosts"]), g["check"]))
+
+
+def on_every_host(group: dict) -> bool:
+    """Whether a finding is the fleet's rather than a host's: every host (two or more) that ran its check has it.
+    Reports say it once instead of under each host."""
+    return len(group["hosts"]) == group["of"] >= 2
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The q-th quantile (0..1) of sorted values, interpolated between the closest ranks
+    (Hyndman and Fan's definition 7, the default of R and numpy)."""
+    at = (len(ordered) - 1) * q
+    low = math.floor(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+# The spread of a collective's bandwidth over the fleet: these quantiles at each message size, and the hosts
+# furthest below the median at the largest size (at most LOWEST_SHOWN, each named).
+SPREAD = {"min": 0.0, "p10": 0.1, "median": 0.5, "p90": 0.9, "max": 1.0}
+LOWEST_SHOWN = 5
+
+
+def bandwidth_spread(records: list[dict]) -> dict[str, dict]:
+    """check -> the spread of its all_reduce busbw over the hosts that recorded it: per message size the hosts,
+    SPREAD's quantiles and how many rows were not correct; and the lowest hosts at the largest size."""
+    by_check: dict[str, dict[str, list[dict]]] = {}
+    for r in records:
+        rows = rows_of(r.get("data"))
+        if rows:
+            by_check.setdefault(r["check"], {}).setdefault(r["host"], rows)
+    out = {}
+    for check, by_host in sorted(by_check.items()):
+        at_size: dict[int, list[dict]] = {}
+        for rows in by_host.values():
+            for row in rows:
+                at_size.setdefault(row["bytes"], []).append(row)
+        sizes = []
+        for size, rows in sorted(at_size.items()):
+            ordered = sorted(row["busbw_gbps"] for row in rows)
+            sizes.append({"bytes": size, "hosts": len(rows),
+                          **{name: round(percentile(ordered, q), 4) for name, q in SPREAD.items()},
+                          "incorrect": sum(1 for row in rows if row.get("correct") is False)})
+        largest = sizes[-1]
+        at_largest = {h: row["busbw_gbps"] for h, rows in by_host.items() for row in rows
+                      if row["bytes"] == largest["bytes"]}
+        below = sorted((v, h) for h, v in at_largest.items() if v < largest["median"])[:LOWEST_SHOWN]
+        out[check] = {"hosts": len(by_host), "sizes": sizes,
+                      "lowest": [{"host": h, "busbw_gbps": v, "bytes": largest["bytes"],
+                                  "ratio": round(v / largest["median"], 3) if largest["median"] else None}
+                                 for v, h in below]}
+    return out
+
+
 def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
                  straggler_margin: float = STRAGGLER_MARGIN, meta: dict | None = None) -> dict:
-    """The merged result: records plus per-host status, grouped failures,
-    figures and stragglers (each straggler also a warning record on its host),
-    and ``meta`` (the run's level, row, targets); made safe for every report."""
+    """The merged result: records plus per-host status, failures and warnings grouped
+    by check and cause, figures, the bandwidth's spread and stragglers (each straggler
+    also a warning record on its host), and ``meta`` (the run's level, row, targets);
+    made safe for every report. Linear in the number of records (fleets of thousands)."""
     figs = figures(records)
     slow = stragglers(figs, straggler_margin)
     records = list(records) + tls_across_nodes(records) + cabling_across_nodes(records) + \
@@ -223,35 +319,26 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
                         "duration_s": 0.0, "data": s,
                         "message": f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the fleet "
                                    f"median {s['median']:.3g} (more than {straggler_margin:.0%} below)"})
-    records.sort(key=lambda r: (r["host"] == FLEET, hosts.index(r["host"]) if r["host"] in hosts else 0, r["check"]))
+    place = {h: i for i, h in enumerate(hosts)}
+    records.sort(key=lambda r: (r["host"] == FLEET, place.get(r["host"], 0), r["check"]))
+    by_host = _by_host(records)
     status = {}
     for h in hosts:
-        mine = [r for r in records if r["host"] == h]
-        outcome = outcomes.get(h)
-        status[h] = {"status": host_status(mine), "reason": getattr(outcome, "reason", ""),
-                     "python": (getattr(outcome, "document", None) or {}).get("python"),
-                     "duration_s": (getattr(outcome, "document", None) or {}).get("duration_s")}
-    groups: dict[tuple[str, str], dict] = {}
-    for r in records:
-        if r["status"] not in BAD:
-            continue
-        cause = (r.get("failure") or {}).get("cause") or r["message"]
-        g = groups.setdefault((r["check"], cause), {"check": r["check"], "cause": cause,
-                                                    "fix": (r.get("failure") or {}).get("fix", ""), "hosts": [],
-                                                    "examples": []})
-        g["hosts"].append(r["host"])
-        if len(g["examples"]) < 3:
-            g["examples"].append(f"{r['host']}: {r['message']}")
+        document_ = getattr(outcomes.get(h), "document", None) or {}
+        status[h] = {"status": host_status(by_host.get(h, [])), "reason": getattr(outcomes.get(h), "reason", ""),
+                     "python": document_.get("python"), "duration_s": document_.get("duration_s")}
+    ran = _hosts_that_ran(records, hosts)
     summary = {s: sum(1 for v in status.values() if v["status"] == s) for s in HOST_STATES}
     result = {"hosts": hosts, "host_status": status, "summary": {"hosts": len(hosts), **summary},
-              "failures": sorted(groups.values(), key=lambda g: (-len(g["hosts"]), g["check"])),
-              "figures": figs, "stragglers": slow, "straggler_margin": straggler_margin,
+              "failures": finding_groups(records, BAD, ran), "warnings": finding_groups(records, (WARNING,), ran),
+              "figures": figs, "bandwidth": bandwidth_spread(records),
+              "stragglers": slow, "straggler_margin": straggler_margin,
               "results": records, "finished": time.time(), **({"meta": meta} if meta is not None else {})}
     return document.clean(result)
 
 
 def bandwidth_series(result: dict) -> dict[str, list[dict]]:
-    """host -> the all_reduce rows (bytes, algbw, busbw) its collective checks recorded."""
+    """host and check -> the all_reduce rows (bytes, algbw, busbw) its collective checks recorded."""
     out = {}
     for r in result["results"]:
         rows = rows_of(r.get("data"))
@@ -286,8 +373,48 @@ def _rows_table(lines: list[str], name: str, rows: list[dict]) -> None:
                      f"{'yes' if row.get('correct', True) else 'NO'}")
 
 
+# Hosts named on one line of the terminal report; the others are counted.
+NAMED = 8
+# Fleets up to this size get each host's bandwidth table in the terminal; larger ones the spread.
+HOST_TABLES_UP_TO = 4
+
+
+def _names(hosts: list[str]) -> str:
+    return ", ".join(map(_line, hosts[:NAMED])) + (f" and {len(hosts) - NAMED} more" if len(hosts) > NAMED else "")
+
+
+def _detail(lines: list[str], r: dict) -> None:
+    lines.append(f"    {STATUS_MARK[r['status']]} {_line(r['check'])}: {_line(r['message'])}")
+    f = r.get("failure")
+    if f:
+        for key in ("expected", "found", "cause", "fix"):
+            lines.append(f"         {key + ':':<9} {_line(f[key])}")
+
+
+def _fleet_wide(result: dict) -> tuple[list[dict], set[tuple[str, str]]]:
+    """The groups of findings on every host, and their (check, cause) keys."""
+    groups = [g for g in [*result["failures"], *result.get("warnings", [])] if on_every_host(g)]
+    return groups, {(g["check"], g["cause"]) for g in groups}
+
+
+def _cause(r: dict) -> str:
+    return (r.get("failure") or {}).get("cause") or r["message"]
+
+
+def _spread_table(lines: list[str], check: str, spread: dict) -> None:
+    lines.append(f"all_reduce {_line(check)}, busbw GB/s over {spread['hosts']} hosts:")
+    lines.append(f"  {'bytes':>12} " + " ".join(f"{name:>8}" for name in SPREAD) + " not correct")
+    for row in spread["sizes"]:
+        lines.append(f"  {row['bytes']:>12} " + " ".join(f"{row[name]:>8.3g}" for name in SPREAD)
+                     + f" {row['incorrect']:>11}")
+    if spread["lowest"]:
+        lines.append(f"  lowest at {spread['lowest'][0]['bytes']} bytes: " + ", ".join(
+            f"{_line(w['host'])} {w['busbw_gbps']:.3g} ({w['ratio']:.2f}x the median)" for w in spread["lowest"]))
+
+
 def terminal(result: dict) -> str:
-    """The summary for the terminal, from fleet_result's (clean) result."""
+    """The summary for the terminal, from fleet_result's (clean) result: what every host
+    shares said once, then only the hosts that differ, so that it reads at 1,000 hosts."""
     t = _line
     lines = []
     meta = result.get("meta", {})
@@ -298,12 +425,20 @@ def terminal(result: dict) -> str:
     lines.append(f"hosts: {s['hosts']}: {s[PASSED]} passed, {s[FAILED]} failed, {s[UNREACHABLE]} unreachable"
                  + (f", {s[ERROR]} could not run the suite" if s[ERROR] else "")
                  + (f", {s[NOT_CHECKED]} not checked (every check skipped)" if s[NOT_CHECKED] else ""))
-    if result["failures"]:
+    shared, shared_keys = _fleet_wide(result)
+    if shared:
+        lines.append("on every host that ran the check (said once, not under each host):")
+        for g in shared:
+            mark = STATUS_MARK[FAILED if g in result["failures"] else WARNING]
+            lines.append(f"  {mark} {t(g['check'])} on all {g['of']} hosts")
+            lines.append(f"       cause: {t(g['cause'])}")
+            if g["fix"]:
+                lines.append(f"       fix:   {t(g['fix'])}")
+    own = [g for g in result["failures"] if (g["check"], g["cause"]) not in shared_keys]
+    if own:
         lines.append("failures by check and cause:")
-        for g in result["failures"]:
-            hosts = ", ".join(map(t, g["hosts"][:8])) + (f" and {len(g['hosts']) - 8} more" if len(g["hosts"]) > 8
-                                                          else "")
-            lines.append(f"  {t(g['check'])} on {len(g['hosts'])} host(s): {hosts}")
+        for g in own:
+            lines.append(f"  {t(g['check'])} on {len(g['hosts'])} of {g['of']} host(s): {_names(g['hosts'])}")
             lines.append(f"       cause: {t(g['cause'])}")
             if g["fix"]:
                 lines.append(f"       fix:   {t(g['fix'])}")
@@ -312,140 +447,119 @@ def terminal(result: dict) -> str:
         for st in result["stragglers"]:
             lines.append(f"  {t(st['host'])}: {st['figure']} {st['value']:.3g} {st['unit']}, median "
                          f"{st['median']:.3g} ({st['ratio']:.2f}x)")
-    lines.append("per host:")
-    by_host: dict[str, list[dict]] = {}
-    for r in result["results"]:
-        by_host.setdefault(r["host"], []).append(r)
-    for host in [*result["hosts"], FLEET]:
-        records = by_host.get(host, [])
-        verdict = (result["host_status"].get(host) or {"status": host_status(records)})["status"]
-        if not records and host == FLEET:   # no fleet phase (a host without records is shown: not checked)
-            continue
-        counts = {k: sum(1 for r in records if r["status"] == k) for k in STATUS_MARK}
-        lines.append(f"  {t(host)}: {verdict.upper().replace('_', ' ') if verdict != PASSED else 'OK'}  "
-                     + "  ".join(f"{v} {k}" for k, v in counts.items() if v))
-        if verdict == NOT_CHECKED and host != FLEET:
-            lines.append(f"    {NOT_CHECKED_TEXT}")
-        for r in records:
-            if r["status"] in (*BAD, WARNING):
-                lines.append(f"    {STATUS_MARK[r['status']]} {t(r['check'])}: {t(r['message'])}")
-                f = r.get("failure")
-                if f:
-                    for key in ("expected", "found", "cause", "fix"):
-                        lines.append(f"         {key + ':':<9} {t(f[key])}")
-    for name, rows in bandwidth_series(result).items():
-        if name.startswith(FLEET) or len(result["hosts"]) <= 4:
-            _rows_table(lines, name, rows)
+    _per_host(lines, result, shared_keys)
+    _bandwidth_text(lines, result)
     return "\n".join(lines) + "\n"
 
 
-def _svg_plot(series: dict[str, list[dict]], width=640, height=300) -> str:
-    """busbw over message size (log2 x axis), one polyline per host."""
-    points = [(row["bytes"], row["busbw_gbps"]) for rows in series.values() for row in rows]
-    if not points:
-        return ""
-    xs = [math.log2(max(b, 1)) for b, _ in points]
+def _per_host(lines: list[str], result: dict, shared_keys: set[tuple[str, str]]) -> None:
+    """Each host with something of its own to say; the others on one line."""
+    lines.append("per host:")
+    by_host = _by_host(result["results"])
+    quiet: dict[str, list[str]] = {}
+    for host in [*result["hosts"], FLEET]:
+        records = by_host.get(host, [])
+        if not records and host == FLEET:   # no fleet phase (a host without records is shown: not checked)
+            continue
+        verdict = (result["host_status"].get(host) or {"status": host_status(records)})["status"]
+        own = [r for r in records if r["status"] in (*BAD, WARNING) and (r["check"], _cause(r)) not in shared_keys]
+        if not own and verdict != NOT_CHECKED and host != FLEET:
+            quiet.setdefault(verdict, []).append(host)
+            continue
+        counts = {k: sum(1 for r in records if r["status"] == k) for k in STATUS_MARK}
+        lines.append(f"  {_line(host)}: {verdict.upper().replace('_', ' ') if verdict != PASSED else 'OK'}  "
+                     + "  ".join(f"{v} {k}" for k, v in counts.items() if v))
+        if verdict == NOT_CHECKED and host != FLEET:
+            lines.append(f"    {NOT_CHECKED_TEXT}")
+        for r in own:
+            _detail(lines, r)
+    for verdict, hosts in quiet.items():
+        word = "OK" if verdict == PASSED else verdict.upper().replace("_", " ")
+        lines.append(f"  {word}, nothing more than the above: {len(hosts)} host(s): {_names(hosts)}")
+
+
+def _bandwidth_text(lines: list[str], result: dict) -> None:
+    """Each host's all_reduce table on small fleets; on larger ones the fleet's own tables and each
+    check's spread over the hosts."""
+    few = len(result["hosts"]) <= HOST_TABLES_UP_TO
+    for name, rows in bandwidth_series(result).items():
+        if few or name.startswith(FLEET):
+            _rows_table(lines, name, rows)
+    if not few:
+        for check, spread in result.get("bandwidth", {}).items():
+            if spread["hosts"] > 1:
+                _spread_table(lines, check, spread)
+
+
+class Plot(NamedTuple):
+    width: int = 640
+    height: int = 300
+    pad: int = 45
+
+
+PLOT = Plot()
+
+
+def plot_lines(sizes: list[dict], plot: Plot = PLOT) -> dict[str, str]:
+    """SVG points of a bandwidth spread (bandwidth_spread's sizes) over message size on a log2 axis:
+    the median and the lowest host as lines, and the band from the 10th to the 90th percentile."""
+    xs = [math.log2(max(row["bytes"], 1)) for row in sizes]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y1 = max(bw for _, bw in points) or 1.0
-    pad = 45
-    sx = lambda b: pad + (math.log2(max(b, 1)) - x0) / (x1 - x0) * (width - 2 * pad)  # noqa: E731
-    sy = lambda v: height - pad - v / y1 * (height - 2 * pad)  # noqa: E731
-    palette = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#9a6700", "#bf3989"]
-    parts = [f'<svg id="bandwidth-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="all_reduce bus bandwidth by message size">',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
-             f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle" font-size="12">message size (bytes, log scale)</text>',
-             f'<text x="12" y="{pad - 10}" font-size="12">busbw GB/s (max {y1:.3f})</text>']
-    for i, (name, rows) in enumerate(sorted(series.items())):
-        colour = palette[i % len(palette)]
-        pts = " ".join(f"{sx(r['bytes']):.1f},{sy(r['busbw_gbps']):.1f}" for r in rows)
-        parts.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" points="{pts}">'
-                     f'<title>{html.escape(name)}</title></polyline>')
-        parts.append(f'<text x="{width - pad}" y="{pad + 14 * i}" text-anchor="end" font-size="11" '
-                     f'fill="{colour}">{html.escape(name)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+    top = max(row["max"] for row in sizes) or 1.0
+
+    def at(row: dict, name: str) -> str:
+        x = plot.pad + (math.log2(max(row["bytes"], 1)) - x0) / (x1 - x0) * (plot.width - 2 * plot.pad)
+        y = plot.height - plot.pad - row[name] / top * (plot.height - 2 * plot.pad)
+        return f"{x:.1f},{y:.1f}"
+
+    return {"median": " ".join(at(row, "median") for row in sizes), "min": " ".join(at(row, "min") for row in sizes),
+            "band": " ".join([*(at(row, "p10") for row in sizes), *(at(row, "p90") for row in reversed(sizes))]),
+            "top": top}
+
+
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("validation", "templates"), autoescape=True,
+                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _host_view(host: str, records: list[dict], verdict: str, shared_keys: set[tuple[str, str]]) -> dict:
+    counts = {k: sum(1 for r in records if r["status"] == k) for k in STATUS_MARK}
+    marked = [{**r, "mark": STATUS_MARK[r["status"]]} for r in records]
+    return {"name": host, "status": verdict, "verdict": verdict.upper().replace("_", " "),
+            "not_checked": verdict == NOT_CHECKED and host != FLEET,
+            "counts": ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "none",
+            "records": marked, "own": [r for r in marked if r["status"] in (*BAD, WARNING)
+                                       and (r["check"], _cause(r)) not in shared_keys]}
 
 
 def html_page(result: dict) -> str:
-    esc = html.escape
-    checks = sorted({r["check"] for r in result["results"]})
-    hosts = [*result["hosts"], *([FLEET] if any(r["host"] == FLEET for r in result["results"]) else [])]
-    cell = {(r["host"], r["check"]): r for r in result["results"]}
-    meta, s = result.get("meta", {}), result["summary"]
-    out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
-           "<title>npuenv validation report</title>",
-           "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-           "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3}"
-           ".passed{background:#dafbe1}.warning{background:#fff8c5}"
-           ".failed,.error,.unreachable,.not_checked{background:#ffebe9}"
-           ".skipped{background:#f6f8fa}.failure{margin:0.6em 0;padding:0.6em;border-left:4px solid #cf222e}</style>",
-           "</head><body>", "<h1>npuenv validation report</h1>"]
-    out.append(f"<p id='summary'>Level <b>{esc(str(meta.get('level', '?')))}</b>, row torch_npu "
-               f"<b>{esc(str(meta.get('torch_npu', '?')))}</b> (torch {esc(str(meta.get('torch', '?')))}, "
-               f"CANN {esc(str(meta.get('cann', '?')))}), backend <b>{esc(str(meta.get('backend', '?')))}</b>: "
-               f"<b>{s['hosts']}</b> host(s), <span class='passed'>{s[PASSED]} passed</span>, "
-               f"<span class='failed'>{s[FAILED]} failed</span>, "
-               f"<span class='unreachable'>{s[UNREACHABLE]} unreachable</span>"
-               + (f", <span class='error'>{s[ERROR]} could not run the suite</span>" if s[ERROR] else "")
-               + (f", <span class='not_checked'>{s[NOT_CHECKED]} not checked (every check skipped)</span>"
-                  if s[NOT_CHECKED] else "") + ".</p>")
-    out.append(f"<h2>Failures by check and cause ({len(result['failures'])})</h2><table id='failures'>"
-               "<tr><th>check</th><th>hosts</th><th>cause</th><th>fix</th><th>examples</th></tr>")
-    for g in result["failures"]:
-        out.append(f"<tr class='failed'><td>{esc(g['check'])}</td><td>{len(g['hosts'])}: "
-                   f"{esc(', '.join(g['hosts']))}</td><td>{esc(g['cause'])}</td><td>{esc(g['fix'])}</td>"
-                   f"<td>{'<br>'.join(esc(e) for e in g['examples'])}</td></tr>")
-    out.append("</table>")
-    out.append(f"<h2>Stragglers ({len(result['stragglers'])})</h2><table id='stragglers'><tr><th>host</th>"
-               "<th>figure</th><th>value</th><th>fleet median</th><th>ratio</th></tr>")
-    for st in result["stragglers"]:
-        out.append(f"<tr class='warning'><td>{esc(st['host'])}</td><td>{esc(st['figure'])}</td>"
-                   f"<td>{st['value']:.4g} {esc(st['unit'])}</td><td>{st['median']:.4g}</td><td>{st['ratio']:.2f}</td></tr>")
-    out.append("</table>")
-    out.append("<h2>Hosts and checks</h2><table id='matrix'><tr><th>check</th>" +
-               "".join(f"<th class='host {esc((result['host_status'].get(h) or {}).get('status', ''))}'>{esc(h)}</th>"
-                       for h in hosts) + "</tr>")
-    for c in checks:
-        row = [f"<td>{esc(c)}</td>"]
-        for h in hosts:
-            r = cell.get((h, c))
-            row.append("<td></td>" if r is None else
-                       f"<td class='{r['status']}' title='{esc(r['message'])}'>{STATUS_MARK[r['status']]}</td>")
-        out.append("<tr>" + "".join(row) + "</tr>")
-    out.append("</table>")
-    failures = [r for r in result["results"] if r["status"] in BAD]
-    out.append(f"<h2>Failures ({len(failures)})</h2>")
-    for r in failures:
-        f = r.get("failure") or {}
-        out.append(f"<div class='failure'><b>{esc(r['host'])}</b> &mdash; {esc(r['check'])}: {esc(r['message'])}")
-        if f:
-            out.append("<ul>" + "".join(f"<li>{k}: {esc(str(f[k]))}</li>" for k in ("expected", "found", "cause", "fix"))
-                       + "</ul>")
-        out.append("</div>")
-    series = bandwidth_series(result)
-    out.append("<h2>all_reduce bandwidth</h2>")
-    if series:
-        out.append(_svg_plot(series))
-        out.append("<table id='bandwidth'><tr><th>host / check</th><th>bytes</th><th>algbw GB/s</th>"
-                   "<th>busbw GB/s</th><th>correct</th></tr>")
-        for name, rows in sorted(series.items()):
-            for row in rows:
-                out.append(f"<tr><td>{esc(name)}</td><td>{row['bytes']}</td><td>{row['algbw_gbps']:.3f}</td>"
-                           f"<td>{row['busbw_gbps']:.3f}</td><td>{'yes' if row.get('correct', True) else 'NO'}</td></tr>")
-        out.append("</table>")
-    else:
-        out.append("<p>No collective ran at this level.</p>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    """The HTML page (templates/report.html.j2): the summary, findings grouped by check and cause (those
+    on every host marked so), stragglers, the hosts as a list one can filter, and each collective's
+    bandwidth as the fleet's spread (median, 10th to 90th percentile, the lowest hosts named)."""
+    _, shared_keys = _fleet_wide(result)
+    groups = [{**g, "status": status, "mark": STATUS_MARK[status], "every": on_every_host(g),
+               "named": ", ".join(g["hosts"][:NAMED]) + (f" and {len(g['hosts']) - NAMED} more"
+                                                         if len(g["hosts"]) > NAMED else "")}
+              for key, status in (("failures", FAILED), ("warnings", WARNING)) for g in result.get(key, [])]
+    by_host = _by_host(result["results"])
+    hosts = [_host_view(h, by_host.get(h, []), (result["host_status"].get(h) or {}).get("status")
+                        or host_status(by_host.get(h, [])), shared_keys)
+             for h in [*result["hosts"], *([FLEET] if FLEET in by_host else [])]]
+    # The hosts that differ first: those that did not pass, then those with findings of their own.
+    hosts.sort(key=lambda h: (h["status"] == PASSED, not h["own"]))
+    bandwidth = [{"check": check, "hosts": b["hosts"], "sizes": b["sizes"], "lowest": b["lowest"],
+                  **plot_lines(b["sizes"])} for check, b in result.get("bandwidth", {}).items()]
+    meta = {k: result.get("meta", {}).get(k, "?") for k in ("level", "torch_npu", "torch", "cann", "backend")}
+    return _TEMPLATES.get_template("report.html.j2").render(
+        meta=meta, summary=result["summary"], groups=groups, stragglers=result["stragglers"], hosts=hosts,
+        bandwidth=bandwidth, plot=PLOT, spread_names=list(SPREAD), not_checked_text=NOT_CHECKED_TEXT)
 
 
 def junit_xml(result: dict) -> str:
     """One testsuite per host, one testcase per check (JUnit XML as CI systems read it)."""
     root = ET.Element("testsuites", name="npuenv-validation")
+    by_host = _by_host(result["results"])
     for host in [*result["hosts"], FLEET]:
-        records = [r for r in result["results"] if r["host"] == host]
+        records = by_host.get(host, [])
         # A host none of whose checks ran gets an error case of its own: CI reads a suite of skips as green.
         unchecked = (result["host_status"].get(host) or {}).get("status") == NOT_CHECKED
         if not records and not unchecked:
@@ -471,40 +585,115 @@ def junit_xml(result: dict) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
+class _Families:
+    """A Prometheus collector of metric families made once (a family per metric with a sample per host and
+    check: much faster at 1,000 hosts than a Gauge child per label set)."""
+
+    def __init__(self, families: list):
+        self.families = families
+
+    def collect(self):
+        return self.families
+
+
 def prometheus_text(result: dict) -> str:
     """The result in Prometheus text exposition format (node_exporter's textfile collector)."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import GaugeMetricFamily
 
-    registry = CollectorRegistry()
     labels = {k: str(result.get("meta", {}).get(k, "")) for k in ("level", "torch_npu", "cann")}
-    check = Gauge("npuenv_validation_check_passed", "1 when the check passed (or only warned), 0 when it failed",
-                  ["host", "check", *labels], registry=registry)
-    host_up = Gauge(HOST_REACHABLE, "1 when the host was reached and ran the suite",
-                    ["host"], registry=registry)
-    host_ok = Gauge(HOST_PASSED, "1 when the host's checks ran and passed", ["host"], registry=registry)
-    fig = {name: Gauge(f"npuenv_validation_{f.metric}", f"{name} measured by the {f.check} check, in base units "
-                       f"({f.per_unit:g} per {f.unit})", ["host"], registry=registry) for name, f in FIGURES.items()}
-    slow = Gauge("npuenv_validation_straggler", "1 when the host's figure is below the fleet median by more than the "
-                 "margin", ["host", "figure"], registry=registry)
-    finished = Gauge("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
-                     registry=registry)
+    check = GaugeMetricFamily("npuenv_validation_check_passed",
+                              "1 when the check passed (or only warned), 0 when it failed", labels=["host", "check",
+                                                                                                     *labels])
+    host_up = GaugeMetricFamily(HOST_REACHABLE, "1 when the host was reached and ran the suite", labels=["host"])
+    host_ok = GaugeMetricFamily(HOST_PASSED, "1 when the host's checks ran and passed", labels=["host"])
+    fig = {name: GaugeMetricFamily(f"npuenv_validation_{f.metric}", f"{name} measured by the {f.check} check, in "
+                                   f"base units ({f.per_unit:g} per {f.unit})", labels=["host"])
+           for name, f in FIGURES.items()}
+    slow = GaugeMetricFamily("npuenv_validation_straggler", "1 when the host's figure is below the fleet median by "
+                             "more than the margin", labels=["host", "figure"])
+    finished = GaugeMetricFamily("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
+                                 value=result["finished"])
     for r in result["results"]:
         if r["status"] != SKIPPED and r["check"] not in CONTROLLER_CHECKS:
-            check.labels(host=r["host"], check=r["check"], **labels).set(r["status"] in (PASSED, WARNING))
+            check.add_metric([r["host"], r["check"], *labels.values()], float(r["status"] in (PASSED, WARNING)))
     for host, st in result["host_status"].items():
-        host_up.labels(host=host).set(st["status"] not in (UNREACHABLE, ERROR))
-        host_ok.labels(host=host).set(st["status"] == PASSED)
+        host_up.add_metric([host], float(st["status"] not in (UNREACHABLE, ERROR)))
+        host_ok.add_metric([host], float(st["status"] == PASSED))
     for name, by_host in result["figures"].items():
         for host, value in by_host.items():
-            fig[name].labels(host=host).set(value * FIGURES[name].per_unit)
+            fig[name].add_metric([host], value * FIGURES[name].per_unit)
     for st in result["stragglers"]:
-        slow.labels(host=st["host"], figure=st["figure"]).set(1)
-    finished.set(result["finished"])
+        slow.add_metric([st["host"], st["figure"]], 1.0)
+    registry = CollectorRegistry()
+    registry.register(_Families([check, host_up, host_ok, *fig.values(), slow, finished]))
     return generate_latest(registry).decode()
 
 
-# Strict JSON: fleet_result's result holds no NaN or Infinity, and none may slip in.
-REPORTS = {"results.json": lambda r: json.dumps(r, indent=1, allow_nan=False) + "\n", "report.html": html_page,
+# results.json's size at most (5 MB: issue 22's aim at 1,000 hosts). Beyond it the data of passed checks is
+# left out, the largest first, until it fits.
+RESULTS_JSON_BUDGET = 5_000_000
+
+
+
+def _compact(value) -> str:
+    # Strict JSON: fleet_result's result holds no NaN or Infinity, and none may slip in.
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _compact_record(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k not in RECORD_DEFAULTS or v != RECORD_DEFAULTS[k]}
+
+
+def _spare_data(result: dict, sizes: list[int]) -> dict[str, list[int]]:
+    """check -> the records whose data results.json may leave out, the check whose records are largest
+    (``sizes``) first: passed checks', and the findings on every host but for the first host's copy
+    (the finding is said once)."""
+    shared = {(g["check"], g["cause"]) for g in [*result["failures"], *result["warnings"]] if on_every_host(g)}
+    seen: set[tuple[str, str]] = set()
+    spare: dict[str, list[int]] = {}
+    size: dict[str, int] = {}
+    for i, r in enumerate(result["results"]):
+        if r.get("data") is None:
+            continue
+        key = (r["check"], _cause(r))
+        if r["status"] == PASSED or (key in shared and key in seen):
+            spare.setdefault(r["check"], []).append(i)
+            size[r["check"]] = size.get(r["check"], 0) + sizes[i]
+        seen.add(key)
+    return {check: spare[check] for check in sorted(spare, key=lambda c: (-size[c], c))}
+
+
+def results_json(result: dict) -> str:
+    """The result as compact JSON (a record's fields at their RECORD_DEFAULTS left out: load() puts them
+    back), within RESULTS_JSON_BUDGET: when it is larger, the data of passed checks and the copies of a
+    finding every host shares are left out check by check, the check with the most data first, until it
+    fits (the figures and the bandwidth's spread were read from them already); "data_omitted" names those
+    checks. Bigger still, it is written as it then is. Each record is written once (fleets of thousands)."""
+    rest = {k: v for k, v in result.items() if k != "results"}
+    records = [_compact_record(r) for r in result["results"]]
+    texts = [_compact(r) for r in records]
+    over = sum(map(len, texts)) + len(texts) + len(_compact(rest)) + len(',"results":[]') - RESULTS_JSON_BUDGET
+    if over > 0:
+        left_out = []
+        for check, indices in _spare_data(result, list(map(len, texts))).items():
+            if over <= 0:
+                break
+            for i in indices:
+                slim = _compact({k: v for k, v in records[i].items() if k != "data"})
+                over -= len(texts[i]) - len(slim)
+                texts[i] = slim
+            left_out.append(check)
+        rest["data_omitted"] = {
+            "checks": left_out,
+            "why": f"results.json is kept within {RESULTS_JSON_BUDGET} bytes: the data these checks recorded when "
+                   f"they passed (and on all hosts but the first when a finding is on every host) was left out; "
+                   f"validate a host alone (--target) to see all of its own"}
+    head = _compact(rest)[:-1]
+    return head + ("," if rest else "") + '"results":[' + ",".join(texts) + "]}\n"
+
+
+REPORTS = {"results.json": results_json, "report.html": html_page,
            "junit.xml": junit_xml, METRICS: prometheus_text}
 REPORT_MODE = 0o644
 

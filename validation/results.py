@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .document import ERROR, FAILED, PASSED, SKIPPED, WARNING, fit
+from .document import ERROR, FAILED, FLEET, PASSED, SKIPPED, WARNING, fit
 from .node import LEVELS
-from .report import FLEET
 
 PROP_FAILURE = "npuenv_failure"
 PROP_WARNING = "npuenv_warning"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.sim.fleet_documents import Fleet
 from tests.unit.check_fakes import stack
 from validation import report
 
@@ -73,21 +74,21 @@ def fresh_results(tmp_path: Path) -> dict:
     return report.fleet_result(raw["results"], raw["hosts"], {})   # merged as `npuenv validate` merges it
 
 
-def render(tmp_path, result):
+def render(tmp_path, result, fragment=""):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: run `make setup` (tests/sim/setup-engine.sh installs it)")
     page = tmp_path / "report.html"
     page.write_text(report.html_page(result))
     dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-                          page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+                          page.as_uri() + fragment], capture_output=True, text=True, timeout=120).stdout
     shot = tmp_path / "report.png"
     subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-                    "--window-size=1280,1600", page.as_uri()], capture_output=True, timeout=120)
+                    "--window-size=1280,1600", page.as_uri() + fragment], capture_output=True, timeout=120)
     return dom, shot
 
 
-def test_report_shows_hosts_checks_failures_and_the_bandwidth_plot(tmp_path):
+def test_report_shows_hosts_checks_failures_and_the_bandwidth_spread(tmp_path):
     result = fresh_results(tmp_path)
     assert result["hosts"] == HOSTS
     failed = [r for r in result["results"] if r["status"] == "failed"]
@@ -95,16 +96,33 @@ def test_report_shows_hosts_checks_failures_and_the_bandwidth_plot(tmp_path):
     assert failed[0]["failure"]["cause"] == ("the device reports a fault (Alarm or Critical): "
                                            "NPU 3 chip 0: Critical with no error code")
     dom, shot = render(tmp_path, result)
-    assert "<table id=\"matrix\">" in dom
-    for host in HOSTS:
-        assert f">{host}</th>" in dom
+    # the failed host first in the host list, then the other; each check of each host under it
+    assert [line.split('data-host="')[1].split('"')[0] for line in dom.splitlines() if 'data-host="' in line] == \
+        HOSTS[::-1]
     for check in ("driver_version", "firmware_pairs_with_driver", "npu_health", "allreduce_local"):
-        assert f"<td>{check}</td>" in dom
-    assert "Failures (1)" in dom
-    assert "podman://npu-sim-1</b> — npu_health: unhealthy NPU(s): NPU 3 chip 0 Critical" in dom
+        assert dom.count(f"{check}: PASS") + dom.count(f"{check}: FAIL") == 2
+    assert "Findings by check and cause (1)" in dom
+    cause = html.escape(failed[0]["failure"]["cause"], quote=False)
+    assert f"<td>1 of 2: podman://npu-sim-1</td>\n<td>{cause}</td>" in dom
+    assert "<summary>FAIL npu_health: unhealthy NPU(s): NPU 3 chip 0 Critical</summary>" in dom
     for key in ("expected", "found", "cause", "fix"):
         assert f"<li>{key}: {html.escape(failed[0]['failure'][key], quote=False)}</li>" in dom
-    # one plotted line per host's all_reduce, and every size in the table
-    assert dom.count("<polyline") == 2
-    assert dom.count("<td>4194304</td>") == 2
+    # the spread of both hosts' all_reduce: a band, the median and the lowest host; every size in the table
+    assert dom.count('<polygon class="band"') == 1 and dom.count("<polyline") == 2
+    assert dom.count("<td>4194304</td><td>2</td>") == 1
     assert shot.exists() and shot.stat().st_size > 10_000  # the browser painted it
+
+
+def test_a_report_of_1000_hosts_lists_and_filters_its_hosts(tmp_path):
+    """Issue 22: a generated fleet of 1,000 hosts; the page opened as report.html#HOST shows that host alone."""
+    fleet = Fleet(1000)
+    result = report.fleet_result(fleet.records, fleet.hosts, {}, meta=fleet.meta)
+    [sick, *_] = fleet.unhealthy
+    dom, shot = render(tmp_path, result, f"#{sick}")
+    rows = [line for line in dom.splitlines() if line.startswith('<tr class="host ')]
+    assert len(rows) == 1001
+    assert [r.split('data-host="')[1].split('"')[0] for r in rows if " hidden=" not in r] == [sick]
+    # the two warnings on every host said once each, not under each host
+    assert dom.count('<span class="every">every host: 998 of 998</span>') == 2
+    assert "<summary>WARN npu_routes" not in dom
+    assert shot.exists() and shot.stat().st_size > 10_000

@@ -5,6 +5,7 @@ and the straggler rule are tested in test_validation_run.py.)"""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import xml.etree.ElementTree as ET
@@ -13,6 +14,7 @@ import pytest
 
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
+from tests.sim.fleet_documents import Fleet
 from validation import report
 
 CAUSE = {"summary": "s", "expected": "8 healthy NPUs", "found": "NPU 3 Critical", "cause": "the device reports a fault",
@@ -79,8 +81,10 @@ def test_a_host_whose_every_check_skipped_is_not_checked_in_every_report():
             "  c: NOT CHECKED  \n    no check ran on this host") in text
     assert "fleet" not in text   # no fleet phase: no fleet line
     page = report.html_page(result)
-    assert "<span class='not_checked'>2 not checked (every check skipped)</span>.</p>" in page
-    assert "<th class='host not_checked'>b</th>" in page and ".not_checked{background:#ffebe9}" in page
+    assert '<span class="not_checked">2 not checked (every check skipped)</span>.</p>' in page
+    assert ('<tr class="host not_checked" data-host="b"><td>b</td><td class="not_checked">NOT CHECKED</td>'
+            in page) and ".not_checked{background:#ffebe9}" in page
+    assert page.count(report.NOT_CHECKED_TEXT) == 2   # b and c, each in its row
     suites = {s.get("name"): s for s in ET.fromstring(report.junit_xml(result)).iter("testsuite")}
     assert list(suites) == ["a", "b", "c"]
     assert {k: suites["b"].get(k) for k in ("tests", "errors", "skipped", "failures")} == \
@@ -109,13 +113,13 @@ def test_terminal_reads_summary_groups_stragglers_then_hosts(result):
         "npuenv validate: level standard, row torch_npu 2.13.0 (CANN 9.1.0), backend cpu\n"
         "hosts: 5: 2 passed, 1 failed, 1 unreachable, 1 could not run the suite\n"
         "failures by check and cause:\n"
-        "  npu_health on 1 host(s): b\n"
+        "  npu_health on 1 of 1 host(s): b\n"          # out of the hosts that ran the check
         "       cause: the device reports a fault\n"
         "       fix:   reset the chip\n"
-        "  reachable on 1 host(s): d\n"
+        "  reachable on 1 of 5 host(s): d\n"           # the controller's checks: out of every host
         "       cause: nothing listens\n"
         "       fix:   start sshd\n"
-        "  suite on 1 host(s): e\n"
+        "  suite on 1 of 5 host(s): e\n"
         "       cause: old python\n"
         "       fix:   newer\n"
         "stragglers (more than 25% below the fleet median):\n"
@@ -130,7 +134,6 @@ def test_terminal_reads_summary_groups_stragglers_then_hosts(result):
         "         cause:    the device reports a fault\n"
         "         fix:      reset the chip\n"
         "    WARN straggler: train_samples_per_s 40 samples/s is 0.40x the fleet median 100 (more than 25% below)\n"
-        "  c: OK  1 passed\n"
         "  d: UNREACHABLE  1 failed\n"
         "    FAIL reachable: unreachable: Connection refused\n"
         "         expected: 8 healthy NPUs\n"
@@ -144,22 +147,67 @@ def test_terminal_reads_summary_groups_stragglers_then_hosts(result):
         "         cause:    old python\n"
         "         fix:      newer\n"
         "  fleet: OK  1 passed\n"
-        # five hosts: only the fleet's own table (a host's appear on fleets of four or fewer)
+        # the hosts with nothing of their own to say, on one line
+        "  OK, nothing more than the above: 1 host(s): c\n"
+        # five hosts: only the fleet's own table and the spread of the hosts' (one host has one here)
         "all_reduce fleet allreduce_across_nodes:\n"
         "         bytes  algbw GB/s  busbw GB/s ok\n"
         "          1024       0.500       0.250 yes\n")
 
 
-def test_terminal_shortens_a_long_host_list_and_hides_per_host_tables_on_big_fleets():
+def test_terminal_says_a_finding_on_every_host_once_and_lists_only_the_hosts_that_differ():
+    hosts = [f"n{i}" for i in range(12)]
+    routes = {"cause": "no default gateway", "fix": "add one", "summary": "s", "expected": "e", "found": "f"}
+    records = [rec(h, "npu_routes", "warning", "ports 0-7: no default gateway", failure=routes) for h in hosts]
+    records += [rec(h, "npu_health") for h in hosts if h != "n5"]
+    records += [rec("n5", "npu_health", "failed", "NPU 3 Critical", failure=CAUSE),
+                rec("n7", "link_flaps", "warning", "port 3 went down 4 times")]
+    text = report.terminal(report.fleet_result(records, hosts, {}))
+    assert text == (
+        "hosts: 12: 11 passed, 1 failed, 0 unreachable\n"
+        "on every host that ran the check (said once, not under each host):\n"
+        "  WARN npu_routes on all 12 hosts\n"
+        "       cause: no default gateway\n"
+        "       fix:   add one\n"
+        "failures by check and cause:\n"
+        "  npu_health on 1 of 12 host(s): n5\n"
+        "       cause: the device reports a fault\n"
+        "       fix:   reset the chip\n"
+        "per host:\n"
+        "  n5: FAILED  1 warning  1 failed\n"
+        "    FAIL npu_health: NPU 3 Critical\n"
+        "         expected: 8 healthy NPUs\n"
+        "         found:    NPU 3 Critical\n"
+        "         cause:    the device reports a fault\n"
+        "         fix:      reset the chip\n"
+        "  n7: OK  1 passed  2 warning\n"
+        "    WARN link_flaps: port 3 went down 4 times\n"
+        "  OK, nothing more than the above: 10 host(s): n0, n1, n2, n3, n4, n6, n8, n9 and 2 more\n")
+    # a host whose routes pass: the warning is no longer on every host, and each host says it
+    records = [rec("n0", "npu_routes") if (r["host"], r["check"]) == ("n0", "npu_routes") else r for r in records]
+    text = report.terminal(report.fleet_result(records, hosts, {}))
+    assert "on every host" not in text and text.count("WARN npu_routes: ports 0-7: no default gateway") == 11
+
+
+def test_terminal_shortens_a_long_host_list_and_shows_the_spread_on_big_fleets():
     hosts = [f"n{i}" for i in range(10)]
     records = [rec(h, "npu_health", "failed", "bad", failure=CAUSE) for h in hosts]
-    records += [rec("n0", "allreduce_local", data={"sizes": SIZES})]
+    # five hosts' bandwidth, 1.00 to 1.20 times SIZES' (none a straggler)
+    records += [rec(h, "allreduce_local", data={"sizes": [{**row, "busbw_gbps": row["busbw_gbps"] * (1 + i / 20)}
+                                                          for row in SIZES]}) for i, h in enumerate(hosts[:5])]
     text = report.terminal(report.fleet_result(records, hosts, {}))
-    assert "  npu_health on 10 host(s): n0, n1, n2, n3, n4, n5, n6, n7 and 2 more\n" in text
+    # a failure on every host is said once, with its hosts counted, not named
+    assert "  FAIL npu_health on all 10 hosts\n       cause: the device reports a fault\n" in text
     assert text.startswith("hosts: 10: 0 passed, 10 failed, 0 unreachable\n")
-    assert "all_reduce n0" not in text   # more than four hosts: only the fleet's own tables
+    assert "  FAILED, nothing more than the above: 10 host(s): n0, n1, n2, n3, n4, n5, n6, n7 and 2 more\n" in text
+    assert "all_reduce n0" not in text   # more than four hosts: the spread, not each host's table
+    assert ("all_reduce allreduce_local, busbw GB/s over 5 hosts:\n"
+            "         bytes      min      p10   median      p90      max not correct\n"
+            "          1024     0.25    0.255    0.275    0.295      0.3           0\n"
+            "          4096      1.5     1.53     1.65     1.77      1.8           5\n"
+            "  lowest at 4096 bytes: n0 1.5 (0.91x the median), n1 1.58 (0.95x the median)\n") in text
     few = report.terminal(report.fleet_result([r for r in records if r["host"] in hosts[:4]], hosts[:4], {}))
-    assert "all_reduce n0 allreduce_local:\n" in few and "  npu_health on 4 host(s): n0, n1, n2, n3\n" in few
+    assert "all_reduce n0 allreduce_local:\n" in few and "  FAIL npu_health on all 4 hosts\n" in few
 
 
 def test_junit_suites_count_and_carry_each_verdict(result):
@@ -204,43 +252,80 @@ def test_prometheus_text_has_every_host_and_check(result):
     assert [s.value for s in families["npuenv_validation_last_run_timestamp_seconds"].samples] == [1700000000.0]
 
 
-def test_html_page_summary_groups_cells_and_plot(result):
+def test_html_page_summary_groups_hosts_and_the_bandwidth_spread(result):
     page = report.html_page(result)
-    assert ("<p id='summary'>Level <b>standard</b>, row torch_npu <b>2.13.0</b> (torch 2.13.0, CANN 9.1.0), "
-            "backend <b>cpu</b>: <b>5</b> host(s), <span class='passed'>2 passed</span>, "
-            "<span class='failed'>1 failed</span>, <span class='unreachable'>1 unreachable</span>, "
-            "<span class='error'>1 could not run the suite</span>.</p>") in page
-    assert "<h2>Failures by check and cause (3)</h2>" in page
-    assert ("<tr class='failed'><td>npu_health</td><td>1: b</td><td>the device reports a fault</td>"
-            "<td>reset the chip</td><td>b: NPU 3 Critical</td></tr>") in page
-    assert ("<tr class='warning'><td>b</td><td>train_samples_per_s</td><td>40 samples/s</td><td>100</td>"
-            "<td>0.40</td></tr>") in page
-    assert ("<tr><th>check</th><th class='host passed'>a</th><th class='host failed'>b</th>"
-            "<th class='host passed'>c</th><th class='host unreachable'>d</th><th class='host error'>e</th>"
-            "<th class='host '>fleet</th></tr>") in page
-    assert ("<tr><td>npu_health</td><td></td><td class='failed' title='NPU 3 Critical'>FAIL</td>"
-            "<td></td><td></td><td></td><td></td></tr>") in page
-    assert "<h2>Failures (3)</h2>" in page
-    assert ("<div class='failure'><b>b</b> &mdash; npu_health: NPU 3 Critical\n<ul><li>expected: 8 healthy NPUs</li>"
-            "<li>found: NPU 3 Critical</li><li>cause: the device reports a fault</li><li>fix: reset the chip</li></ul>"
-            "\n</div>") in page
-    assert page.count("<polyline class=\"series\"") == 2
-    assert "<tr><td>a allreduce_local</td><td>4096</td><td>2.000</td><td>1.500</td><td>NO</td></tr>" in page
+    assert ('<p id="summary">Level <b>standard</b>, row torch_npu <b>2.13.0</b> (torch 2.13.0, CANN 9.1.0), '
+            'backend <b>cpu</b>: <b>5</b> host(s), <span class="passed">2 passed</span>, '
+            '<span class="failed">1 failed</span>, <span class="unreachable">1 unreachable</span>, '
+            '<span class="error">1 could not run the suite</span>.</p>') in page
+    assert "<h2>Findings by check and cause (5)</h2>" in page   # three failures, two warnings
+    assert ('<tr class="failed"><td>FAIL</td><td>npu_health</td>\n<td>1 of 1: b</td>\n'
+            '<td>the device reports a fault</td><td>reset the chip</td><td>b: NPU 3 Critical</td></tr>') in page
+    assert ('<tr class="warning"><td>WARN</td><td>python_versions</td>\n<td>1 of 1: a</td>\n'
+            '<td>torchvision not installed</td><td></td><td>a: torchvision not installed</td></tr>') in page
+    assert ('<tr class="warning"><td>b</td><td>train_samples_per_s</td><td>40 samples/s</td><td>100</td>'
+            '<td>0.40</td></tr>') in page
+    # the hosts as a list, those that did not pass first, each with its own findings
+    assert [line.split('data-host="')[1].split('"')[0] for line in page.splitlines() if 'data-host="' in line] == \
+        ["b", "d", "e", "a", "c", report.FLEET]
+    assert ('<div class="finding failed"><details><summary>FAIL npu_health: NPU 3 Critical</summary><ul>'
+            '<li>expected: 8 healthy NPUs</li><li>found: NPU 3 Critical</li><li>cause: the device reports a fault</li>'
+            '<li>fix: reset the chip</li></ul></details></div>') in page
+    assert "<summary>1 passed, 1 warning, 1 failed, 1 skipped</summary>migrate: SKIP<br>npu_health: FAIL<br>" in page
+    assert '<input id="host-filter" type="search"' in page and 'filter.addEventListener("input", applyFilter)' in page
+    # each collective's spread: one band, the median and the lowest host; every size in the table
+    assert page.count('<polygon class="band"') == page.count('<polyline class="median"') == 2
+    assert ('<tr><td>4096</td><td>1</td><td>1.5</td><td>1.5</td><td>1.5</td><td>1.5</td><td>1.5</td>'
+            '<td class="failed">1</td></tr>') in page
     assert "busbw GB/s (max 1.500)" in page
+
+
+def test_html_page_marks_a_finding_on_every_host_and_leaves_it_out_of_the_hosts():
+    hosts = [f"n{i}" for i in range(3)]
+    records = [rec(h, "npu_routes", "warning", "no default gateway") for h in hosts] + [rec("n1", "x", "failed", "y")]
+    page = report.html_page(report.fleet_result(records, hosts, {}))
+    assert '<td><span class="every">every host: 3 of 3</span></td>' in page
+    assert "<summary>WARN npu_routes" not in page and "<summary>FAIL x: y</summary>" in page
+
+
+def test_html_page_escapes_what_a_node_sent():
+    records = [rec("a", "npu_health", "failed", "<script>alert(1)</script>", failure={**CAUSE, "fix": "a & b"})]
+    page = report.html_page(report.fleet_result(records, ["a"], {}, meta={"level": "<b>"}))
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<li>fix: a &amp; b</li>" in page and "Level <b>&lt;b&gt;</b>" in page
 
 
 def test_html_page_without_collectives_or_failures_says_so():
     page = report.html_page(report.fleet_result([rec("a", "driver_version")], ["a"], {}))
     assert "<p>No collective ran at this level.</p>" in page and "<svg" not in page
-    assert "<h2>Failures by check and cause (0)</h2>" in page and "could not run the suite" not in page
+    assert "<h2>Findings by check and cause (0)</h2>" in page and "<p>Nothing failed or warned.</p>" in page
+    assert "could not run the suite" not in page
 
 
 def test_the_plot_places_sizes_on_a_log_axis():
-    svg = report._svg_plot({"h": [{"bytes": 1, "busbw_gbps": 0.0}, {"bytes": 4, "busbw_gbps": 2.0},
-                                  {"bytes": 16, "busbw_gbps": 1.0}]})
-    # x from 45 to 595 over log2 0..4, y from 255 (0 GB/s) up to 45 (the maximum, 2 GB/s)
-    assert 'points="45.0,255.0 320.0,45.0 595.0,150.0"' in svg
-    assert report._svg_plot({}) == ""
+    sizes = [{"bytes": 1, "min": 0.0, "p10": 0.0, "median": 0.0, "p90": 0.5, "max": 0.5},
+             {"bytes": 4, "min": 1.0, "p10": 1.5, "median": 2.0, "p90": 2.0, "max": 2.0},
+             {"bytes": 16, "min": 0.5, "p10": 1.0, "median": 1.0, "p90": 1.0, "max": 1.0}]
+    lines = report.plot_lines(sizes)
+    # x from 45 to 595 over log2 0..4, y from 255 (0 GB/s) up to 45 (the largest maximum, 2 GB/s)
+    assert lines["median"] == "45.0,255.0 320.0,45.0 595.0,150.0"
+    assert lines["min"] == "45.0,255.0 320.0,150.0 595.0,202.5"
+    # the band: the 10th percentile left to right, then the 90th back
+    assert lines["band"] == "45.0,255.0 320.0,97.5 595.0,150.0 595.0,150.0 320.0,45.0 45.0,202.5"
+    assert lines["top"] == 2.0
+
+
+def test_bandwidth_spread_quantiles_and_the_lowest_hosts():
+    rows = lambda bw, ok=True: {"sizes": [{"bytes": 8, "algbw_gbps": bw, "busbw_gbps": bw, "correct": ok}]}  # noqa: E731
+    records = [rec(f"h{i}", "allreduce_local", data=rows(bw, ok=i != 3))
+               for i, bw in enumerate([10.0, 9.0, 1.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 0.5])]
+    spread = report.bandwidth_spread(records)["allreduce_local"]
+    # eleven values 0.5, 1..10: ranks 0..10, the 10th percentile at rank 1, the 90th at rank 9
+    assert spread["sizes"] == [{"bytes": 8, "hosts": 11, "min": 0.5, "p10": 1.0, "median": 5.0, "p90": 9.0,
+                                "max": 10.0, "incorrect": 1}]
+    assert [(w["host"], w["busbw_gbps"], w["ratio"]) for w in spread["lowest"]] == \
+        [("h10", 0.5, 0.1), ("h2", 1.0, 0.2), ("h9", 2.0, 0.4), ("h8", 3.0, 0.6), ("h7", 4.0, 0.8)]
+    assert report.percentile([1.0, 2.0], 0.25) == 1.25 and report.percentile([3.0], 0.9) == 3.0
 
 
 def test_write_all_then_remove_all(tmp_path, result):
@@ -267,7 +352,7 @@ def test_fleet_result_keeps_each_hosts_outcome_and_groups_failures_without_an_ex
                                       "duration_s": 4.5}
     assert r["host_status"]["h1"] == {"status": "failed", "reason": "", "python": None, "duration_s": None}
     # no explanation: the message is the cause, there is no fix, and three examples stand for the four hosts
-    assert r["failures"] == [{"check": "driver_version", "cause": "driver missing", "fix": "", "hosts": hosts,
+    assert r["failures"] == [{"check": "driver_version", "cause": "driver missing", "fix": "", "hosts": hosts, "of": 4,
                               "examples": ["h0: driver missing", "h1: driver missing", "h2: driver missing"]}]
     assert r["figures"]["train_samples_per_s"] == {"h0": 0.5, "h1": 0.5}   # below 1 is still a figure
 
@@ -292,7 +377,8 @@ def test_bandwidth_rows_of_another_shape_are_left_out(sizes):
     r = report.fleet_result(records, ["a", "b"], {})
     assert report.bandwidth_series(r) == {"b allreduce_local": SIZES}
     assert r["figures"]["allreduce_busbw_gbps"] == {"b": 1.5}
-    assert "all_reduce a allreduce_local" not in report.terminal(r) and report.html_page(r).count("<polyline") == 1
+    assert "all_reduce a allreduce_local" not in report.terminal(r)
+    assert "allreduce_local: bus bandwidth over 1 host(s)" in report.html_page(r)
 
 
 # --- all reports or none ------------------------------------------------------------
@@ -395,3 +481,67 @@ def test_the_metrics_file_passes_promtool(result, tmp_path):
     assert "npuenv_validation_allreduce_busbw_bytes_per_second{" in text and "npuenv_validation_straggler{" in text
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+
+
+# --- results.json: compact, bounded, read back whole --------------------------------------
+
+def test_results_json_reads_back_as_the_result(tmp_path, result):
+    (tmp_path / "results.json").write_text(report.results_json(result))
+    assert report.load(tmp_path / "results.json") == result
+    # fields at their defaults are left out of the file (most checks pass silently)
+    assert '{"host":"c","check":"train","level":"quick","status":"passed","duration_s":0.25,"data":' \
+           '{"samples_per_s":104.0}}' in (tmp_path / "results.json").read_text()
+
+
+def test_results_json_over_its_budget_leaves_out_passed_data_largest_check_first(tmp_path, monkeypatch):
+    big, small = {"lanes": list(range(200))}, {"tls": "off"}
+    records = [rec(h, "optical", data=big) for h in ("a", "b")] + [rec(h, "tls", data=small) for h in ("a", "b")]
+    records += [rec("a", "hbm", "failed", "ECC", data=big, failure=CAUSE), rec("b", "hbm", data=big)]
+    result = report.fleet_result(records, ["a", "b"], {})
+    whole = len(report.results_json(result))
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", whole - 100)   # one check's data is enough
+    (tmp_path / "results.json").write_text(report.results_json(result))
+    back = report.load(tmp_path / "results.json")
+    data = {(r["host"], r["check"]): r["data"] for r in back["results"]}
+    # hbm's passed and failed data is as large as optical's: the failed record keeps its data, so optical goes
+    assert back["data_omitted"]["checks"] == ["optical"]
+    assert data == {("a", "optical"): None, ("b", "optical"): None, ("a", "tls"): small, ("b", "tls"): small,
+                    ("a", "hbm"): big, ("b", "hbm"): big}
+    assert len((tmp_path / "results.json").read_text()) <= whole - 100
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", 10)   # nothing fits: every passed check's data goes
+    back = json.loads(report.results_json(result))
+    assert back["data_omitted"]["checks"] == ["optical", "hbm", "tls"]
+    assert [r.get("data") for r in back["results"] if r["status"] == "failed"] == [big]
+
+
+def test_a_report_of_1000_hosts_reads_and_fits(tmp_path):
+    """Issue 22: a generated fleet of 1,000 hosts (tests/sim/fleet_documents.py) in every report."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fleet = Fleet(1000)
+    result = report.fleet_result(fleet.records, fleet.hosts, {}, meta=fleet.meta)
+    text = report.terminal(result)
+    assert len(text.splitlines()) < 100
+    # the two warnings every host has, once each; the hosts with trouble of their own, each named
+    assert text.count("npu_routes") == 1 and text.count("python_versions") == 1
+    assert "  WARN npu_routes on all 998 hosts\n" in text
+    for host in [*fleet.unhealthy, *fleet.unreachable, *fleet.flapping]:
+        assert f"\n  {host}: " in text
+    assert f"  OK, nothing more than the above: {1000 - 1 - 5 - 3 - 2} host(s): " in text   # the slow one warns
+    written = report.write_all(result, tmp_path)
+    assert (tmp_path / "results.json").stat().st_size <= report.RESULTS_JSON_BUDGET
+    back = report.load(tmp_path / "results.json")
+    assert len(back["results"]) == len(result["results"])
+    # every failure whole; the warnings' messages all there (the copies of one on every host lose their data)
+    bad = [r for r in result["results"] if r["status"] in ("failed", "error")]
+    assert len(bad) == 5 and [r for r in back["results"] if r["status"] in ("failed", "error")] == bad
+    assert [r["message"] for r in back["results"] if r["status"] == "warning"] == \
+        [r["message"] for r in result["results"] if r["status"] == "warning"]
+    assert back["data_omitted"]["checks"][0] == "optical_modules"   # the most data of a passed check
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('data-host="') == 1001 and page.count('<span class="every">every host: 998 of 998') == 2
+    suites = list(ET.parse(tmp_path / "junit.xml").getroot().iter("testsuite"))
+    assert len(suites) == 1001
+    families = {f.name: f for f in text_string_to_metric_families((tmp_path / "metrics.prom").read_text())}
+    assert sum(s.value == 0.0 for s in families[report.HOST_PASSED].samples) == 5   # 3 unhealthy, 2 unreachable
+    assert [p.name for p in written] == list(report.REPORTS)

@@ -172,7 +172,7 @@ def test_failures_are_grouped_by_check_and_cause_naming_their_hosts(targets, tmp
                                    "n2": failing(DRIVER_MISSING), "n3": failing(DRIVER_MISSING)})
     targets.append(fleet)
     assert validate(tmp_path, "quick") == 1
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    results = report.load(tmp_path / "out" / "results.json")
     groups = [(g["check"], g["cause"], g["hosts"], g["fix"]) for g in results["failures"]]
     assert groups == [
         ("driver_version", "the NPU driver is not installed", ["n0", "n2", "n3"], "npuenv deploy --tags driver"),
@@ -184,10 +184,10 @@ def test_failures_are_grouped_by_check_and_cause_naming_their_hosts(targets, tmp
         "n0": "failed", "n1": "failed", "n2": "failed", "n3": "failed", "n4": "passed"}
     text = report.terminal(results)
     assert ("failures by check and cause:\n"
-            "  driver_version on 3 host(s): n0, n2, n3\n"
+            "  driver_version on 3 of 5 host(s): n0, n2, n3\n"
             "       cause: the NPU driver is not installed\n"
             "       fix:   npuenv deploy --tags driver\n"
-            "  driver_version on 1 host(s): n1\n"
+            "  driver_version on 1 of 5 host(s): n1\n"
             f"       cause: {NOT_LOADED['cause']}\n") in text
 
 
