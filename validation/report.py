@@ -25,14 +25,14 @@ import jinja2
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
-from . import document
+from . import document, stragglers as stragglers_mod
 from .document import (BAD, CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, ERROR, FAILED, FLEET, PASSED,
                        SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK,
                        REACHABLE, SKIPPED, STRAGGLER, SUITE, TLS_ACROSS_NODES, TLS_NODE_CHECK, WARNING)
 
 
 STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", SKIPPED: "SKIP"}
-# A host's figure this far below the fleet's median flags it as a straggler.
+# A host's figure this far below its peers' median (and beyond their spread: stragglers.py) flags it.
 STRAGGLER_MARGIN = 0.20
 # The figures compared across hosts: name -> (check, how to read it from the check's data, unit).
 class Figure(NamedTuple):
@@ -41,13 +41,20 @@ class Figure(NamedTuple):
     unit: str                       # as reports print it
     metric: str                     # its Prometheus name, in base units as promtool's lint asks
     per_unit: float                 # base units per printed unit
+    repeats: Callable[[dict], object]  # its repeated measurements in that data (stragglers.py compares them)
+
+
+def _largest(data) -> dict:
+    """The all_reduce row of the largest message size in a check's data ({} when there is none)."""
+    return (rows_of(data) or [{}])[-1]
 
 
 FIGURES = {
     "train_samples_per_s": Figure("train", lambda d: d.get("samples_per_s"), "samples/s",
-                                  "train_samples_per_second", 1.0),
-    "allreduce_busbw_gbps": Figure("allreduce_local", lambda d: (rows_of(d) or [{}])[-1].get("busbw_gbps"), "GB/s",
-                                   "allreduce_busbw_bytes_per_second", 1e9),
+                                  "train_samples_per_second", 1.0, lambda d: d.get("samples_per_s_repeats")),
+    "allreduce_busbw_gbps": Figure("allreduce_local", lambda d: _largest(d).get("busbw_gbps"), "GB/s",
+                                   "allreduce_busbw_bytes_per_second", 1e9,
+                                   lambda d: _largest(d).get("busbw_gbps_repeats")),
 }
 # A host's verdict: its checks passed or failed, it was not reached, the suite could not run there, or
 # the suite ran and no check executed (every one skipped: skipped is not passed, DESIGN.md 6).
@@ -111,18 +118,24 @@ def figures(records: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def stragglers(figs: dict[str, dict[str, float]], margin: float) -> list[dict]:
-    """Hosts more than ``margin`` below the fleet's median of a figure."""
-    out = []
-    for name, by_host in figs.items():
-        if len(by_host) < 2:
-            continue
-        median = statistics.median(by_host.values())
-        for host, value in sorted(by_host.items()):
-            if value < median * (1 - margin):
-                out.append({"host": host, "figure": name, "value": value, "median": median,
-                            "ratio": round(value / median, 3), "unit": FIGURES[name].unit})
+def samples(records: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """figure -> host -> its repeated measurements (the figure alone where a node sent no repeats)."""
+    out: dict[str, dict[str, list[float]]] = {name: {} for name in FIGURES}
+    for r in records:
+        for name, figure in FIGURES.items():
+            if r["check"] == figure.check and r["host"] != FLEET and isinstance(r.get("data"), dict):
+                value = figure.read(r["data"])
+                if _number(value) and value > 0:
+                    out[name][r["host"]] = stragglers_mod.measurements(figure.repeats(r["data"])) or [float(value)]
     return out
+
+
+def straggler_record(s: dict, margin: float) -> dict:
+    """The warning on a straggler's host, saying how sure it is."""
+    return {"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING, "duration_s": 0.0,
+            "data": s, "message": f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the median "
+                                  f"{s['median']:.3g} of its {s['peers']['hosts']} {s['peers']['group']} peers (more "
+                                  f"than {margin:.0%} below); {s['confidence']}: {s['why']}"}
 
 
 def host_failure(host: str, check: str, level: str, message: str, summary: str, expected: str, found: str,
@@ -305,20 +318,17 @@ def bandwidth_spread(records: list[dict]) -> dict[str, dict]:
 
 
 def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
-                 straggler_margin: float = STRAGGLER_MARGIN, meta: dict | None = None) -> dict:
+                 straggler_margin: float = STRAGGLER_MARGIN, peers: dict[str, str] | None = None,
+                 straggler_min_peers: int = stragglers_mod.MIN_PEERS, meta: dict | None = None) -> dict:
     """The merged result: records plus per-host status, failures and warnings grouped
-    by check and cause, figures, the bandwidth's spread and stragglers (each straggler
-    also a warning record on its host), and ``meta`` (the run's level, row, targets);
-    made safe for every report. Linear in the number of records (fleets of thousands)."""
-    figs = figures(records)
-    slow = stragglers(figs, straggler_margin)
+    by check and cause, figures, the bandwidth's spread and stragglers among ``peers``
+    (host -> its peer group: stragglers.py; each straggler also a warning record on its
+    host, and the groups too small to compare named), and ``meta`` (the run's level, row,
+    targets); made safe for every report. Linear in the number of records (fleets of thousands)."""
+    found = stragglers_mod.find(samples(records), peers or {}, straggler_margin, min_peers=straggler_min_peers)
+    slow = [{**s, "unit": FIGURES[s["figure"]].unit} for s in found.stragglers]
     records = list(records) + tls_across_nodes(records) + cabling_across_nodes(records) + \
-        super_pod_across_nodes(records)
-    for s in slow:
-        records.append({"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING,
-                        "duration_s": 0.0, "data": s,
-                        "message": f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the fleet "
-                                   f"median {s['median']:.3g} (more than {straggler_margin:.0%} below)"})
+        super_pod_across_nodes(records) + [straggler_record(s, straggler_margin) for s in slow]
     place = {h: i for i, h in enumerate(hosts)}
     records.sort(key=lambda r: (r["host"] == FLEET, place.get(r["host"], 0), r["check"]))
     by_host = _by_host(records)
@@ -331,8 +341,8 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
     summary = {s: sum(1 for v in status.values() if v["status"] == s) for s in HOST_STATES}
     result = {"hosts": hosts, "host_status": status, "summary": {"hosts": len(hosts), **summary},
               "failures": finding_groups(records, BAD, ran), "warnings": finding_groups(records, (WARNING,), ran),
-              "figures": figs, "bandwidth": bandwidth_spread(records),
-              "stragglers": slow, "straggler_margin": straggler_margin,
+              "figures": figures(records), "bandwidth": bandwidth_spread(records),
+              "stragglers": slow, "straggler_margin": straggler_margin, "not_compared": found.not_compared,
               "results": records, "finished": time.time(), **({"meta": meta} if meta is not None else {})}
     return document.clean(result)
 
@@ -443,10 +453,15 @@ def terminal(result: dict) -> str:
             if g["fix"]:
                 lines.append(f"       fix:   {t(g['fix'])}")
     if result["stragglers"]:
-        lines.append(f"stragglers (more than {result['straggler_margin']:.0%} below the fleet median):")
+        lines.append(f"stragglers (more than {result['straggler_margin']:.0%} below the median of their peers, and "
+                     f"beyond the peers' spread):")
         for st in result["stragglers"]:
             lines.append(f"  {t(st['host'])}: {st['figure']} {st['value']:.3g} {st['unit']}, median "
-                         f"{st['median']:.3g} ({st['ratio']:.2f}x)")
+                         f"{st['median']:.3g} of {st['peers']['hosts']} {t(st['peers']['group'])} hosts "
+                         f"({st['ratio']:.2f}x), {st['confidence']}")
+            lines.append(f"       {t(st['why'])}")
+    for group in result.get("not_compared", []):
+        lines.append(f"not compared for stragglers: {group['figure']} of {t(group['reason'])}")
     _per_host(lines, result, shared_keys)
     _bandwidth_text(lines, result)
     return "\n".join(lines) + "\n"
@@ -550,7 +565,8 @@ def html_page(result: dict) -> str:
                   **plot_lines(b["sizes"])} for check, b in result.get("bandwidth", {}).items()]
     meta = {k: result.get("meta", {}).get(k, "?") for k in ("level", "torch_npu", "torch", "cann", "backend")}
     return _TEMPLATES.get_template("report.html.j2").render(
-        meta=meta, summary=result["summary"], groups=groups, stragglers=result["stragglers"], hosts=hosts,
+        meta=meta, summary=result["summary"], groups=groups, stragglers=result["stragglers"],
+        not_compared=result.get("not_compared", []), hosts=hosts,
         bandwidth=bandwidth, plot=PLOT, spread_names=list(SPREAD), not_checked_text=NOT_CHECKED_TEXT)
 
 
@@ -610,8 +626,8 @@ def prometheus_text(result: dict) -> str:
     fig = {name: GaugeMetricFamily(f"npuenv_validation_{f.metric}", f"{name} measured by the {f.check} check, in "
                                    f"base units ({f.per_unit:g} per {f.unit})", labels=["host"])
            for name, f in FIGURES.items()}
-    slow = GaugeMetricFamily("npuenv_validation_straggler", "1 when the host's figure is below the fleet median by "
-                             "more than the margin", labels=["host", "figure"])
+    slow = GaugeMetricFamily("npuenv_validation_straggler", "1 when the host's figure is below its peers' median by "
+                             "more than the margin and their spread", labels=["host", "figure"])
     finished = GaugeMetricFamily("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
                                  value=result["finished"])
     for r in result["results"]:

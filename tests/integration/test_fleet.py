@@ -363,12 +363,15 @@ def test_the_slowed_node_and_only_it_is_the_straggler(fleet):
     # contended healthy node gets, so that the margin (more than half below the median)
     # holds in both cases. With three nodes the median is a healthy node's figure, so
     # the other healthy one is never below it. Its slow start needs a longer timeout.
+    # Three nodes are fewer than stragglers.MIN_PEERS: compared on purpose (--straggler-min-peers 3).
     with sim_nodes.throttle(slow, 0.05):
         rc, results, text = validate(fleet, ["npu_nodes"], "--level", "standard", "--only", "train",
-                                     "--straggler-margin", "0.5", "--timeout", "600")
+                                     "--straggler-margin", "0.5", "--straggler-min-peers", "3", "--timeout", "600")
     assert rc == 0, text[-3000:]
     flagged = [(s["host"], s["figure"]) for s in results["stragglers"]]
     assert flagged == [(slow, "train_samples_per_s")], (flagged, results["figures"])
+    assert results["stragglers"][0]["peers"] == {"group": "node/910b", "hosts": 3}
+    assert len(results["stragglers"][0]["repeats"]) == 5   # the train check's timed windows
     assert f"{slow}: train_samples_per_s" in text
     prom = (Path(text.split("reports: ")[-1].split(",")[0]).parent / "metrics.prom").read_text()
     assert f'npuenv_validation_straggler{{figure="train_samples_per_s",host="{slow}"}} 1.0' in prom

@@ -44,7 +44,8 @@ def result():
         rec("e", "suite", "error", "python3 is 3.8", failure={**CAUSE, "cause": "old python", "fix": "newer"}),
         rec(report.FLEET, "allreduce_across_nodes", message="all 3 nodes took part", data={"sizes": SIZES[:1]}),
     ]
-    r = report.fleet_result(records, ["a", "b", "c", "d", "e"], {}, straggler_margin=0.25)
+    # three hosts trained: compared as few as that on purpose (stragglers.MIN_PEERS is 4)
+    r = report.fleet_result(records, ["a", "b", "c", "d", "e"], {}, straggler_margin=0.25, straggler_min_peers=3)
     r["meta"] = {"level": "standard", "torch_npu": "2.13.0", "torch": "2.13.0", "cann": "9.1.0", "backend": "cpu"}
     r["finished"] = 1700000000.0
     return r
@@ -122,8 +123,13 @@ def test_terminal_reads_summary_groups_stragglers_then_hosts(result):
         "  suite on 1 of 5 host(s): e\n"
         "       cause: old python\n"
         "       fix:   newer\n"
-        "stragglers (more than 25% below the fleet median):\n"
-        "  b: train_samples_per_s 40 samples/s, median 100 (0.40x)\n"
+        "stragglers (more than 25% below the median of their peers, and beyond the peers' spread):\n"
+        "  b: train_samples_per_s 40 samples/s, median 100 of 3 unknown kind hosts (0.40x), likely\n"
+        # ln(100/40) = 0.916 over the spread 1.4826 x MAD (0.039, c's distance from a) = 0.058
+        "       1 of 1 repeat below 75 (the median of 3 unknown kind hosts less 25%); its median is 15.8 robust "
+        "spreads below theirs (a straggler from 3.5); fewer than 3 repeats cannot tell a lasting slowness from a "
+        "passing one\n"
+        "not compared for stragglers: allreduce_busbw_gbps of 1 unknown kind host, fewer than 3 to compare\n"
         "per host:\n"
         "  a: OK  2 passed  1 warning\n"
         "    WARN python_versions: torchvision not installed\n"
@@ -133,7 +139,10 @@ def test_terminal_reads_summary_groups_stragglers_then_hosts(result):
         "         found:    NPU 3 Critical\n"
         "         cause:    the device reports a fault\n"
         "         fix:      reset the chip\n"
-        "    WARN straggler: train_samples_per_s 40 samples/s is 0.40x the fleet median 100 (more than 25% below)\n"
+        "    WARN straggler: train_samples_per_s 40 samples/s is 0.40x the median 100 of its 3 unknown kind peers "
+        "(more than 25% below); likely: 1 of 1 repeat below 75 (the median of 3 unknown kind hosts less 25%); its "
+        "median is 15.8 robust spreads below theirs (a straggler from 3.5); fewer than 3 repeats cannot tell a "
+        "lasting slowness from a passing one\n"
         "  d: UNREACHABLE  1 failed\n"
         "    FAIL reachable: unreachable: Connection refused\n"
         "         expected: 8 healthy NPUs\n"
@@ -264,7 +273,9 @@ def test_html_page_summary_groups_hosts_and_the_bandwidth_spread(result):
     assert ('<tr class="warning"><td>WARN</td><td>python_versions</td>\n<td>1 of 1: a</td>\n'
             '<td>torchvision not installed</td><td></td><td>a: torchvision not installed</td></tr>') in page
     assert ('<tr class="warning"><td>b</td><td>train_samples_per_s</td><td>40 samples/s</td><td>100</td>'
-            '<td>0.40</td></tr>') in page
+            '<td>0.40</td><td>3 unknown kind</td><td>likely: 1 of 1 repeat below 75') in page
+    assert ('<p class="not-compared">Not compared for stragglers: allreduce_busbw_gbps of 1 unknown kind host, '
+            'fewer than 3 to compare (a).</p>') in page
     # the hosts as a list, those that did not pass first, each with its own findings
     assert [line.split('data-host="')[1].split('"')[0] for line in page.splitlines() if 'data-host="' in line] == \
         ["b", "d", "e", "a", "c", report.FLEET]

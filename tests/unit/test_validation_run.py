@@ -13,7 +13,7 @@ import pytest
 
 import compat_matrix as cm
 from compat_matrix.errors import UserError
-from validation import artefact, merge, report, run, targets
+from validation import artefact, merge, report, run, stragglers, targets
 from validation.merge import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,8 +299,42 @@ def test_the_straggler_is_the_host_below_the_median_by_more_than_the_margin():
     assert result["host_status"]["n3"]["status"] == "passed"  # a finding, not a failure
     # a wider margin lets it through; a host at exactly 80 % of the median is not flagged
     assert report.fleet_result(fleet(), ["n0", "n1", "n2", "n3"], {}, straggler_margin=0.5)["stragglers"] == []
-    assert report.stragglers({"train_samples_per_s": {"a": 80.0, "b": 100.0, "c": 100.0}}, 0.2) == []
-    assert [s["host"] for s in report.stragglers({"train_samples_per_s": {"a": 79.9, "b": 100.0, "c": 100.0}}, 0.2)] == ["a"]
+    peers = {"b": [100.0], "c": [100.0], "d": [100.0]}
+    assert stragglers.find({"train_samples_per_s": {"a": [80.0], **peers}}, {}, 0.2).stragglers == []
+    assert [s["host"] for s in stragglers.find({"train_samples_per_s": {"a": [79.9], **peers}}, {}, 0.2).stragglers] \
+        == ["a"]
+
+
+def test_stragglers_are_judged_among_peers_of_one_kind_and_chip():
+    records = fleet() + [rec("img", "train", data={"samples_per_s": 10.0})]
+    hosts = ["n0", "n1", "n2", "n3", "img"]
+    peers = {**{h: "node/910b" for h in hosts[:4]}, "img": "image/910b"}
+    result = report.fleet_result(records, hosts, {}, peers=peers)
+    # the image, at a tenth of the nodes' rate, is alone of its kind: not compared, and it says so
+    assert [(s["host"], s["peers"]) for s in result["stragglers"]] == [("n3", {"group": "node/910b", "hosts": 4})]
+    assert [(g["figure"], g["group"], g["hosts"]) for g in result["not_compared"]] == \
+        [("train_samples_per_s", "image/910b", ["img"])]
+    text = report.terminal(result)
+    assert "not compared for stragglers: train_samples_per_s of 1 image/910b host, fewer than 4 to compare\n" in text
+    assert "  n3: train_samples_per_s 50 samples/s, median 98.5 of 4 node/910b hosts (0.51x), likely\n" in text
+    # three nodes are too few, unless the operator asks for it
+    three = report.fleet_result(records, hosts, {}, peers={**peers, "n0": "node/910"})
+    assert three["stragglers"] == []
+    assert [s["host"] for s in report.fleet_result(records, hosts, {}, peers={**peers, "n0": "node/910"},
+                                                   straggler_min_peers=3)["stragglers"]] == ["n3"]
+
+
+def test_peer_groups_are_the_target_kind_and_the_chip_of_each_hosts_lock():
+    class Node:
+        fleet_member, hosts = True, ["a", "b"]
+
+    class Image:
+        fleet_member, hosts = False, ["img"]
+
+    outcomes = {"a": Outcome("ran", document={"lock": {"chip": "910b"}}), "b": Outcome("ran", document={}),
+                "img": Outcome("ran", document={"lock": {"chip": "910b"}})}
+    assert run.peer_groups([Node(), Image()], outcomes) == {"a": "node/910b", "b": "node/unknown chip",
+                                                            "img": "image/910b"}
 
 
 def test_summary_groups_failures_by_check_and_cause_with_their_hosts():
