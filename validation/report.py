@@ -106,27 +106,29 @@ def rows_of(data) -> list[dict]:
             and _number(row.get("algbw_gbps")) and _number(row.get("busbw_gbps"))] if isinstance(rows, list) else []
 
 
-def figures(records: list[dict]) -> dict[str, dict[str, float]]:
-    """figure -> host -> value, from the data the checks recorded."""
-    out: dict[str, dict[str, float]] = {name: {} for name in FIGURES}
+def _measured(records: list[dict]):
+    """(figure's name, host, its value, the check's data) of every figure a host recorded: positive numbers only."""
     for r in records:
         for name, figure in FIGURES.items():
             if r["check"] == figure.check and r["host"] != FLEET and isinstance(r.get("data"), dict):
                 value = figure.read(r["data"])
                 if _number(value) and value > 0:
-                    out[name][r["host"]] = float(value)
+                    yield name, r["host"], float(value), r["data"]
+
+
+def figures(records: list[dict]) -> dict[str, dict[str, float]]:
+    """figure -> host -> value, from the data the checks recorded."""
+    out: dict[str, dict[str, float]] = {name: {} for name in FIGURES}
+    for name, host, value, _ in _measured(records):
+        out[name][host] = value
     return out
 
 
 def samples(records: list[dict]) -> dict[str, dict[str, list[float]]]:
     """figure -> host -> its repeated measurements (the figure alone where a node sent no repeats)."""
     out: dict[str, dict[str, list[float]]] = {name: {} for name in FIGURES}
-    for r in records:
-        for name, figure in FIGURES.items():
-            if r["check"] == figure.check and r["host"] != FLEET and isinstance(r.get("data"), dict):
-                value = figure.read(r["data"])
-                if _number(value) and value > 0:
-                    out[name][r["host"]] = stragglers_mod.measurements(figure.repeats(r["data"])) or [float(value)]
+    for name, host, value, data in _measured(records):
+        out[name][host] = stragglers_mod.measurements(FIGURES[name].repeats(data)) or [value]
     return out
 
 

@@ -541,3 +541,16 @@ def test_the_controllers_records_across_nodes_whole():
                     "fix": "trace the cables of the ports named to the switch and move the one in the wrong port; "
                            "then validate again"}}
     assert b["host"] == "b" and b["message"] == found
+
+
+def test_a_straggler_is_judged_by_the_median_of_its_repeats():
+    def train(host, rate, repeats):
+        return rec(host, "train", data={"samples_per_s": rate, "samples_per_s_repeats": repeats})
+
+    records = [train(h, 100.0, [99.0, 100.0, 101.0, 100.0, 100.0]) for h in ("n0", "n1", "n2")]
+    records += [train("n3", 84.0, [100.0, 100.0, 20.0, 100.0, 100.0]),   # one disturbed window: its median is 100
+                train("n4", 40.0, [41.0, 40.0, 39.0, 40.0, 40.0])]
+    result = report.fleet_result(records, ["n0", "n1", "n2", "n3", "n4"], {})
+    assert [(s["host"], s["value"], s["confidence"], s["below"]) for s in result["stragglers"]] == \
+        [("n4", 40.0, "sure", 5)]
+    assert result["figures"]["train_samples_per_s"]["n3"] == 84.0   # the figure the node reported stays its own
