@@ -249,6 +249,11 @@ def _hosts_that_ran(records: list[dict], hosts: list[str]) -> dict[str, int]:
     return {check: len(hosts) if check in CONTROLLER_CHECKS else len(on) for check, on in ran.items()}
 
 
+def _cause(r: dict) -> str:
+    """A finding's cause: the one its record explains, else its message."""
+    return (r.get("failure") or {}).get("cause") or r["message"]
+
+
 def finding_groups(records: list[dict], statuses: tuple[str, ...], ran: dict[str, int]) -> list[dict]:
     """The records of ``statuses`` grouped by check and cause (the record's explained
     cause, else its message), the biggest group first: hosts, a fix, three examples,
@@ -257,9 +262,9 @@ def finding_groups(records: list[dict], statuses: tuple[str, ...], ran: dict[str
     for r in records:
         if r["status"] not in statuses:
             continue
-        failure = r.get("failure") or {}
-        cause = failure.get("cause") or r["message"]
-        g = groups.setdefault((r["check"], cause), {"check": r["check"], "cause": cause, "fix": failure.get("fix", ""),
+        cause = _cause(r)
+        g = groups.setdefault((r["check"], cause), {"check": r["check"], "cause": cause,
+                                                    "fix": (r.get("failure") or {}).get("fix", ""),
                                                     "hosts": [], "of": ran.get(r["check"], 0), "examples": []})
         g["hosts"].append(r["host"])
         if len(g["examples"]) < 3:
@@ -403,14 +408,15 @@ def _detail(lines: list[str], r: dict) -> None:
             lines.append(f"         {key + ':':<9} {_line(f[key])}")
 
 
-def _fleet_wide(result: dict) -> tuple[list[dict], set[tuple[str, str]]]:
-    """The groups of findings on every host, and their (check, cause) keys."""
-    groups = [g for g in [*result["failures"], *result.get("warnings", [])] if on_every_host(g)]
-    return groups, {(g["check"], g["cause"]) for g in groups}
+def _groups(result: dict) -> list[tuple[str, dict]]:
+    """(status, group) of every group of findings: the failures', then the warnings'."""
+    return [(status, g) for key, status in (("failures", FAILED), ("warnings", WARNING)) for g in result.get(key, [])]
 
 
-def _cause(r: dict) -> str:
-    return (r.get("failure") or {}).get("cause") or r["message"]
+def _fleet_wide(result: dict) -> tuple[list[tuple[str, dict]], set[tuple[str, str]]]:
+    """(status, group) of the findings on every host, and their (check, cause) keys."""
+    groups = [(status, g) for status, g in _groups(result) if on_every_host(g)]
+    return groups, {(g["check"], g["cause"]) for _, g in groups}
 
 
 def _spread_table(lines: list[str], check: str, spread: dict) -> None:
@@ -440,9 +446,8 @@ def terminal(result: dict) -> str:
     shared, shared_keys = _fleet_wide(result)
     if shared:
         lines.append("on every host that ran the check (said once, not under each host):")
-        for g in shared:
-            mark = STATUS_MARK[FAILED if g in result["failures"] else WARNING]
-            lines.append(f"  {mark} {t(g['check'])} on all {g['of']} hosts")
+        for status, g in shared:
+            lines.append(f"  {STATUS_MARK[status]} {t(g['check'])} on all {g['of']} hosts")
             lines.append(f"       cause: {t(g['cause'])}")
             if g["fix"]:
                 lines.append(f"       fix:   {t(g['fix'])}")
@@ -556,7 +561,7 @@ def html_page(result: dict) -> str:
     groups = [{**g, "status": status, "mark": STATUS_MARK[status], "every": on_every_host(g),
                "named": ", ".join(g["hosts"][:NAMED]) + (f" and {len(g['hosts']) - NAMED} more"
                                                          if len(g["hosts"]) > NAMED else "")}
-              for key, status in (("failures", FAILED), ("warnings", WARNING)) for g in result.get(key, [])]
+              for status, g in _groups(result)]
     by_host = _by_host(result["results"])
     hosts = [_host_view(h, by_host.get(h, []), (result["host_status"].get(h) or {}).get("status")
                         or host_status(by_host.get(h, [])), shared_keys)
@@ -667,7 +672,7 @@ def _spare_data(result: dict, sizes: list[int]) -> dict[str, list[int]]:
     """check -> the records whose data results.json may leave out, the check whose records are largest
     (``sizes``) first: passed checks', and the findings on every host but for the first host's copy
     (the finding is said once)."""
-    shared = {(g["check"], g["cause"]) for g in [*result["failures"], *result["warnings"]] if on_every_host(g)}
+    _, shared = _fleet_wide(result)
     seen: set[tuple[str, str]] = set()
     spare: dict[str, list[int]] = {}
     size: dict[str, int] = {}
