@@ -201,3 +201,22 @@ def test_under_demo_like_noise_few_healthy_hosts_are_flagged_and_a_slowed_one_ne
     # that draw), 94 % of hosts at 0.4x caught, all of them sure.
     assert flagged / hosts < 0.005
     assert caught / fleets > 0.9 and sure == caught
+
+
+def test_the_words_of_a_verdict_count_what_they_name():
+    """What mutation found untested: plurals, a repeat exactly on the line, and the note on few repeats."""
+    peers = {"p1": [100.0], "p2": [100.0], "p3": [100.0]}
+    # one repeat: "1 of 1 repeat", and why it cannot be sure
+    [one] = judge({**peers, "s": [50.0]}).stragglers
+    assert one["why"] == ("1 of 1 repeat below 80 (the median of 4 ssh/910b hosts less 20%); its median is 69.3 "
+                          "robust spreads below theirs (a straggler from 3.5); fewer than 3 repeats cannot tell a "
+                          "lasting slowness from a passing one")
+    [two] = judge({**peers, "s": [50.0, 50.0]}).stragglers
+    assert two["why"].startswith("2 of 2 repeats below 80 ")
+    # a repeat exactly on the line (100 less 20 %) is not below it: two of three, so only likely
+    [edge] = judge({**peers, "s": [50.0, 50.0, 80.0]}).stragglers
+    assert (edge["below"], edge["confidence"]) == (2, st.LIKELY)
+    # groups too small: "1 host", "2 hosts"
+    assert [g["reason"] for g in judge({"a": [1.0]}).not_compared] == ["1 ssh/910b host, fewer than 4 to compare"]
+    assert [g["reason"] for g in judge({"a": [1.0], "b": [1.0]}).not_compared] == \
+        ["2 ssh/910b hosts, fewer than 4 to compare"]
