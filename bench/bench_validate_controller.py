@@ -9,7 +9,8 @@ Per fleet size (BENCH_COUNTS, default 1,4) it prints, as the median of BENCH_ROU
   in it: ControlPersist detaches them, so no rusage reaches npuenv (bench_fleet.py counts them);
 - ``<which>_marginal_cpu_s_per_node``: what one node more costs, (CPU at the largest N - at the
   smallest) / (difference in N), and ``<which>_fixed_cpu_s``: what a run costs whatever its size;
-- ``<which>_cpu_s_per_node_16_estimated``: fixed / 16 + marginal, the issue's 16-node figure;
+- ``<which>_cpu_s_per_node_16_estimated``: fixed / 16 + marginal, the issue's 16-node figure, when 16
+  is not among the sizes run;
 - ``current_first_run_cpu_s_per_node_<N>``: this checkout's first run on nodes that do not have its
   artefact yet (it is sent then), against the cached runs that follow;
 - ``ansible_floor_cpu_s_per_node``: the marginal CPU per node of a play of one `raw: "true"` task over
@@ -55,8 +56,9 @@ def children_cpu() -> float:
 def validate_cpu(checkout: Path, inventory: Path, out: Path) -> float:
     """Controller CPU-seconds of one quick validation run from ``checkout`` (its code, its playbooks)."""
     cpu0 = children_cpu()
-    p = subprocess.run([sys.executable, "-m", "npuenv", "validate", "--target", f"ansible://npu_nodes?inventory={inventory}",
-                        "--row", ROW, "--backend", "cpu", "--level", "quick", "--out", str(out)],
+    p = subprocess.run([sys.executable, "-m", "npuenv", "validate",
+                        "--target", f"ansible://npu_nodes?inventory={inventory}", "--row", ROW, "--backend", "cpu",
+                        "--level", "quick", "--out", str(out)],
                        cwd=checkout, capture_output=True, text=True)
     cpu = children_cpu() - cpu0
     results = out / "results.json"
@@ -119,7 +121,8 @@ def run() -> dict:
     finally:
         sim_nodes.remove_nodes(names)
         if baseline:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], capture_output=True)
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)],
+                           capture_output=True)
     small, big = min(COUNTS), max(COUNTS)
     if big > small:
         for which, by_count in cpu.items():
@@ -127,14 +130,17 @@ def run() -> dict:
             fixed = by_count[small] - small * marginal
             out[f"{which}_marginal_cpu_s_per_node"] = round(marginal, 3)
             out[f"{which}_fixed_cpu_s"] = round(fixed, 2)
-            out[f"{which}_cpu_s_per_node_{GOAL_NODES}_estimated"] = round(fixed / GOAL_NODES + marginal, 3)
+            if GOAL_NODES not in COUNTS:
+                out[f"{which}_cpu_s_per_node_{GOAL_NODES}_estimated"] = round(fixed / GOAL_NODES + marginal, 3)
         out["ansible_floor_cpu_s_per_node"] = round((floor[big] - floor[small]) / (big - small), 3)
         if "baseline" in cpu:
             for key in ("marginal_cpu_s_per_node", "fixed_cpu_s", f"cpu_s_per_node_{GOAL_NODES}_estimated"):
-                out[f"{key}_ratio_current_to_baseline"] = round(out[f"current_{key}"] / out[f"baseline_{key}"], 2)
+                if f"current_{key}" in out:
+                    out[f"{key}_ratio_current_to_baseline"] = round(out[f"current_{key}"] / out[f"baseline_{key}"], 2)
     for count in COUNTS:
         if "baseline" in cpu:
-            out[f"cpu_s_per_node_{count}_ratio_current_to_baseline"] = round(cpu["current"][count] / cpu["baseline"][count], 2)
+            out[f"cpu_s_per_node_{count}_ratio_current_to_baseline"] = round(
+                cpu["current"][count] / cpu["baseline"][count], 2)
     return out
 
 

@@ -37,7 +37,8 @@ def _base():
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("npuenv_action_artefact", Path(__file__).with_name("npuenv_artefact.py"))
+    path = Path(__file__).with_name("npuenv_artefact.py")
+    spec = importlib.util.spec_from_file_location("npuenv_action_artefact", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ActionModule
