@@ -435,13 +435,13 @@ def test_an_unknown_level_is_a_usage_error_of_the_artefact(pyz):
     ({"ansible_python_interpreter": "auto_legacy_silent"}, "/usr/bin/python3"),
 ])
 def test_the_validation_role_runs_the_artefact_with_a_python_not_a_discovery_mode(hostvars, python):
-    """The role's `executable:` as Ansible templates it (ansible.builtin.script runs `EXECUTABLE artefact ...`)."""
+    """The role's `python:` as Ansible templates it (npuenv_artefact runs `PYTHON artefact ...`)."""
     import yaml
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
 
     [task] = yaml.safe_load((ROOT / "playbooks" / "roles" / "validation" / "tasks" / "main.yml").read_text())
-    expression = task["ansible.builtin.script"]["executable"]
+    expression = task["npuenv_artefact"]["python"]
     variables = {"ansible_facts": {}, **hostvars}
     assert Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expression)) == python
 
