@@ -86,8 +86,8 @@ def ansible_floor(names: list[str], inventory: Path, tmp: Path) -> float:
     return round((children_cpu() - cpu0) / (len(names) * NOOP_TASKS), 3)
 
 
-def run() -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+def prepare(tmp: Path) -> tuple[Path, Path]:
+    """The row's wheelhouse and simulated installers (with the CANN runtime libraries torch_npu loads)."""
     stack = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu=ROW, python=PYTHON, arch="x86_64")).stack
     wheelhouse, installers = tmp / "wheelhouse", tmp / "installers"
     subprocess.run([sys.executable, "-m", "npuenv", "wheelhouse", "build", "--row", ROW, "--python", PYTHON,
@@ -95,18 +95,29 @@ def run() -> dict:
                     "--torchvision", "none", "--out", str(wheelhouse)], cwd=ROOT, check=True, capture_output=True)
     build_runtime_for_wheel(tmp / "runtime", next(wheelhouse.glob("torch_npu-*.whl")))
     sim_installers.make_installers(stack, installers, runtime_libs=tmp / "runtime")
+    return wheelhouse, installers
+
+
+def write_inventory(path: Path, names: list[str], access, wheelhouse: Path, installers: Path) -> Path:
+    """The nodes' inventory for the row, over SSH, each with device IPs on its NPU ports."""
+    path.write_text(yaml.safe_dump(sim_nodes.inventory(names, access, group_vars={
+        "npuenv_row": {"torch_npu": ROW, "python": PYTHON, "chip": "910b"},
+        "npuenv_installer_cache": str(installers), "npuenv_wheelhouse": str(wheelhouse)},
+        host_vars={n: {"hccn_device_ips": [f"10.50.{d}.{i + 1}" for d in range(8)]}
+                   for i, n in enumerate(names)})))
+    return path
+
+
+def run() -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    wheelhouse, installers = prepare(tmp)
     access = sim_nodes.SshAccess.create(tmp / "ssh")
     runs: dict[int, dict] = {}
     names: list[str] = []
     try:
         for count in COUNTS:
             names = sim_nodes.start_nodes(count, tmp / f"state-{count}", prefix=PREFIX, access=access)
-            inv = tmp / f"inventory-{count}.yml"
-            inv.write_text(yaml.safe_dump(sim_nodes.inventory(names, access, group_vars={
-                "npuenv_row": {"torch_npu": ROW, "python": PYTHON, "chip": "910b"},
-                "npuenv_installer_cache": str(installers), "npuenv_wheelhouse": str(wheelhouse)},
-                host_vars={n: {"hccn_device_ips": [f"10.50.{d}.{i + 1}" for d in range(8)]}
-                           for i, n in enumerate(names)})))
+            inv = write_inventory(tmp / f"inventory-{count}.yml", names, access, wheelhouse, installers)
             target = ["--target", f"ansible://npu_nodes?inventory={inv}", "--row", ROW, "--backend", "cpu",
                       "--out", str(tmp / f"validation-{count}")]
             r = runs[count] = {"converge": measure(names, "deploy", "--inventory", str(inv))}
