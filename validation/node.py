@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import importlib.util
 import json
 import os
 import platform
@@ -39,8 +40,9 @@ from . import identity
 from .document import FACTS_KEY, FACTS_VERSION, FORMAT_KEY, FORMAT_VERSION
 
 SUITE = Path(__file__).resolve().parent / "suite"
-# The unpacked artefact on a node (the folder that holds validation/).
+# The unpacked artefact on a node (the folder that holds validation/), and the archive's copy in it.
 ARTEFACT_ROOT = SUITE.parent.parent
+LIBRARY_ARCHIVE = "npuenv-validate.pyz"
 # Which checks each level runs (pytest marker expressions). Checks that need
 # every node at once carry the `fleet` mark and run in their own phase.
 LEVELS = {"quick": "quick", "standard": "quick or standard", "full": "quick or standard or full"}
@@ -316,11 +318,40 @@ def _end_session(proc: subprocess.Popen) -> None:
 
 def python_running(module: str, root: Path) -> list[str]:
     """This Python running ``module`` as ``python -m`` does, with ``root`` (the unpacked artefact)
-    first on its path, but neither in PYTHONPATH nor as the working directory, which every process
-    of the run would inherit: python3 in the checks must import the node's own packages, never the
-    artefact's copies (it carries yaml, one of CANN's Python dependencies, and packaging)."""
-    return [sys.executable, "-c", f"import runpy, sys; sys.path.insert(0, {str(root)!r}); "
+    and its LIBRARY_ARCHIVE first on its path, but neither in PYTHONPATH nor as the working
+    directory, which every process of the run would inherit: python3 in the checks must import the
+    node's own packages, never the artefact's copies (it carries yaml, one of CANN's Python
+    dependencies, and packaging)."""
+    path = [str(root), str(root / LIBRARY_ARCHIVE)]
+    return [sys.executable, "-c", f"import runpy, sys; sys.path[:0] = {path!r}; "
                                   f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"]
+
+
+def unpack(archive: str, root: Path) -> None:
+    """Extract the artefact into ``root``: the archive itself (LIBRARY_ARCHIVE: the libraries are
+    imported from it), and every other file, each module's bytecode (``X.pyc`` beside ``X.py``,
+    artefact.bytecode) into ``__pycache__`` where this Python looks for it when it was compiled for
+    this Python (its magic number; otherwise it is left out and the source is compiled)."""
+    from .artefact import LIBRARIES, MODULES
+
+    shutil.copyfile(archive, root / LIBRARY_ARCHIVE)
+    magic, tag = importlib.util.MAGIC_NUMBER, sys.implementation.cache_tag
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            top = info.filename.split("/", 1)[0]
+            if top in LIBRARIES or top.rsplit(".", 1)[0] in MODULES:
+                continue
+            if not info.filename.endswith(".pyc"):
+                zf.extract(info, root)
+                continue
+            folder, name = os.path.split(info.filename)
+            data = zf.read(info)
+            if tag is None or data[:4] != magic or os.path.isabs(folder) or ".." in folder.split("/"):
+                continue
+            # Named by hand rather than by cache_from_source, which follows PYTHONPYCACHEPREFIX out of root.
+            target = root / folder / "__pycache__" / f"{name[:-len('.pyc')]}.{tag}.pyc"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
 
 
 def run_from_archive(archive: str) -> int:
@@ -333,8 +364,7 @@ def run_from_archive(archive: str) -> int:
         try:
             with interrupts.deferred():  # the folder is known to the cleanup before a signal is acted on
                 root = Path(tempfile.mkdtemp(prefix="npuenv-validate-"))
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(root)
+            unpack(archive, root)
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
             with interrupts.deferred():
                 child = subprocess.Popen([*python_running("validation.node", root), *sys.argv[1:]], env=env,
