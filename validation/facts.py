@@ -75,7 +75,8 @@ class LocalProbe(Probe):
     def run(self, command):
         if not self.can_run:
             return 127, "", f"not run: {self.root} is a directory tree, not a running host"
-        p = subprocess.run(["bash", "-lc", command], capture_output=True, text=True)
+        # Bytes that are no UTF-8 (a kernel log may hold some) are replaced, never an exception.
+        p = subprocess.run(["bash", "-lc", command], capture_output=True, text=True, errors="replace")
         return p.returncode, p.stdout, p.stderr
 
     def read(self, path):
