@@ -39,6 +39,13 @@ class Probe:
     def run(self, command: str) -> tuple[int, str, str]:
         raise NotImplementedError
 
+    def run_once(self, command: str) -> tuple[int, str, str]:
+        """``run``, once per probe for each command: checks that read one answer share one run."""
+        answers = self.__dict__.setdefault("_answers", {})
+        if command not in answers:
+            answers[command] = self.run(command)
+        return answers[command]
+
     def read(self, path: str) -> str | None:
         raise NotImplementedError
 
