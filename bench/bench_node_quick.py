@@ -9,8 +9,9 @@ artefacts built in this run: one from this tree and one from BASELINE's (the tre
 
 - node_cpu_s: the node container's cgroup CPU over the whole run (bench_fleet's node figure);
 - simulator_cpu_s: what the simulated vendor tools spent (each call appends its own CPU-seconds
-  to $NPU_SIM_CPU_LOG; a real npu-smi is a C program costing milliseconds), and product_cpu_s
-  the rest: the product's own cost;
+  to $NPU_SIM_CPU_LOG; a real npu-smi is a C program costing milliseconds), scaled by what a
+  tool's own figure leaves out (its exec and its interpreter's exit: simulator_scale, measured on
+  the node in this run), and product_cpu_s the rest: the product's own cost;
 - per phase: the artefact's start before pytest (unpacking, two Python starts, node.py), pytest's
   start (imports, plugins, conftest), collection, the facts, each check, the end; each as
   CPU-seconds with the simulator's share (bench/node_quick_plugin.py, loaded into a copy of each
@@ -46,6 +47,20 @@ PLUGIN = HERE / "node_quick_plugin.py"
 REMOTE = {"artefact": "/tmp/bench-node-quick.pyz", "log": "/tmp/bench-node-quick-sim.log",
           "out": "/tmp/bench-node-quick.json"}
 START = "artefact start"   # the phase before pytest: node CPU less what the pytest process spent
+CALIBRATION_CALLS = 20
+# A simulated tool call's whole process, as its parent waits for it, over what the tool logs itself.
+SCALE = """import json, os, resource, subprocess, sys
+def waited():
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+log, calls = sys.argv[1], int(sys.argv[2])
+open(log, "w").close()
+start = waited()
+for _ in range(calls):
+    subprocess.run(["npu-smi", "info", "-t", "temp", "-i", "0", "-c", "0"], stdout=subprocess.DEVNULL, check=True,
+                   env=dict(os.environ, NPU_SIM_CPU_LOG=log))
+print((waited() - start) / sum(json.loads(line)["cpu_s"] for line in open(log)))
+"""
 
 
 def build_artefact(tree: Path, out: Path) -> Path:
@@ -67,7 +82,14 @@ def baseline_tree(tmp: Path) -> Path:
     return tree
 
 
-def run_once(node: str) -> dict:
+def simulator_scale(node: str) -> float:
+    """Whole tool processes over their own figures (SCALE), on ``node``."""
+    p = sim_nodes.podman("exec", node, "bash", "-lc", 'exec python3 -c "$1" "$2" "$3"', "scale", SCALE,
+                         REMOTE["log"], str(CALIBRATION_CALLS))
+    return float(p.stdout.strip())
+
+
+def run_once(node: str, scale: float) -> dict:
     """One quick-level run of the artefact in REMOTE on ``node``: node, simulator and per-phase CPU-seconds."""
     sim_nodes.run_in(node, "rm", "-f", REMOTE["log"], REMOTE["out"])
     before = bench_fleet.nodes_cpu([node])
@@ -80,9 +102,11 @@ def run_once(node: str) -> dict:
     if p.returncode != 0 or failed or not document.get("results"):
         raise RuntimeError(f"the quick level did not pass on {node} (exit {p.returncode}, not passed: {failed}): "
                            f"{(p.stdout + p.stderr)[-2000:]}")
-    calls = [json.loads(line) for line in sim_nodes.run_in(node, "cat", REMOTE["log"]).stdout.splitlines()]
+    calls = [{**c, "cpu_s": c["cpu_s"] * scale}
+             for c in map(json.loads, sim_nodes.run_in(node, "cat", REMOTE["log"]).stdout.splitlines())]
     plugin = json.loads(sim_nodes.run_in(node, "cat", REMOTE["out"]).stdout)
-    phases = {START: [node_cpu - plugin["pytest_cpu_s"], 0.0], **plugin["phases"]}
+    phases = {START: [node_cpu - plugin["pytest_cpu_s"], 0.0],
+              **{name: [cpu, sim * scale] for name, (cpu, sim) in plugin["phases"].items()}}
     return {"node_cpu_s": node_cpu, "simulator_cpu_s": sum(c["cpu_s"] for c in calls), "phases": phases,
             "calls": calls}
 
@@ -92,10 +116,10 @@ def call_kind(call: dict) -> str:
     return " ".join([call["tool"], *[a for a in call["args"] if not a.isdigit() and a not in ("-i", "-c")]])
 
 
-def measure(node: str, artefact: Path) -> dict:
+def measure(node: str, artefact: Path, scale: float) -> dict:
     """REPEATS runs of ``artefact``; the median of each figure."""
     sim_nodes.podman("cp", str(artefact), f"{node}:{REMOTE['artefact']}")
-    runs = [run_once(node) for _ in range(REPEATS)]
+    runs = [run_once(node, scale) for _ in range(REPEATS)]
     med = lambda values: round(statistics.median(values), 3)  # noqa: E731
     phases = {name: [med([r["phases"].get(name, [0, 0])[i] for r in runs]) for i in (0, 1)]
               for name in runs[0]["phases"]}
@@ -113,7 +137,9 @@ def measure_node(node: str, tmp: Path) -> dict:
     """The baseline's and this tree's artefacts on a node deployed with the row."""
     artefacts = {"baseline": build_artefact(baseline_tree(tmp), tmp / "baseline.pyz"),
                  "now": build_artefact(ROOT, tmp / "now.pyz")}
-    return {which: measure(node, path) for which, path in artefacts.items()}
+    scale = simulator_scale(node)
+    runs = {which: measure(node, path, scale) for which, path in artefacts.items()}
+    return {"simulator_scale": round(scale, 3), **runs}
 
 
 def table(runs: dict) -> str:
@@ -131,7 +157,8 @@ def table(runs: dict) -> str:
 
 
 def summarize(runs: dict) -> dict:
-    out: dict = {"name": "node_quick", "baseline": BASELINE, "repeats": REPEATS, "runs": runs}
+    out: dict = {"name": "node_quick", "baseline": BASELINE, "repeats": REPEATS, "runs": runs,
+                 "simulator_scale": runs["simulator_scale"]}
     for key in ("node_cpu_s", "simulator_cpu_s", "product_cpu_s", "simulated_tool_calls"):
         for which in ("baseline", "now"):
             out[f"{key}_{which}"] = runs[which][key]

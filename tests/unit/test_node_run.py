@@ -37,7 +37,8 @@ def test_unpacking_keeps_the_libraries_in_the_archive_and_puts_this_pythons_byte
     members = {"__main__.py": b"", "npuenv-stack.json": b"{}", "ownpkg/__init__.py": b"",
                "ownpkg/x.py": b"X = 1\n", "ownpkg/x.pyc": artefact.bytecode(Path("x.py"), b"X = 2\n", "x.py"),
                "ownpkg/y.py": b"Y = 1\n", "ownpkg/y.pyc": other_python,
-               "ownpkg/show.py": b"import ownpkg.x, ownpkg.y, yaml, py\nprint(ownpkg.x.X, ownpkg.y.Y, yaml.WHERE, py.WHERE)\n",
+               "ownpkg/show.py": b"import ownpkg.x, ownpkg.y, yaml, py\n"
+                                 b"print(ownpkg.x.X, ownpkg.y.Y, yaml.WHERE, py.WHERE)\n",
                "yaml/__init__.py": b"WHERE = 'archive'\n", "py.py": b"WHERE = 'archive'\n"}
     archive = tmp_path / "v.pyz"
     with zipfile.ZipFile(archive, "w") as zf:
