@@ -84,8 +84,8 @@ def bytecode(path: Path, source: bytes, arcname: str) -> bytes | None:
     bytecode of ``path`` when it is current, else compiled now (None if it does not compile here).
 
     The artefact carries it beside the source (``X.pyc``, where zipimport looks: the entry point
-    and the libraries); unpacking moves ours to ``__pycache__`` (node.unpack). A node whose Python has another
-    magic number ignores it and compiles the source, as it did before bytecode was shipped."""
+    and the libraries); unpacking moves ours to ``__pycache__`` (node.unpack). A node whose Python
+    has another magic number ignores it and compiles the source, as it did before."""
     magic = importlib.util.MAGIC_NUMBER
     code = None
     try:
