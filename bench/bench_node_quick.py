@@ -174,18 +174,19 @@ def summarize(runs: dict) -> dict:
 
 
 def run() -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-node-quick-"))
-    wheelhouse, installers = bench_fleet.prepare(tmp)
-    access = sim_nodes.SshAccess.create(tmp / "ssh")
     names: list[str] = []
-    try:
-        names = sim_nodes.start_nodes(1, tmp / "state", prefix=PREFIX, access=access)
-        inventory = bench_fleet.write_inventory(tmp / "inventory.yml", names, access, wheelhouse, installers)
-        subprocess.run([sys.executable, "-m", "npuenv", "deploy", "--inventory", str(inventory)], cwd=ROOT,
-                       check=True, capture_output=True)
-        runs = measure_node(names[0], tmp)
-    finally:
-        sim_nodes.remove_nodes(names)
+    with tempfile.TemporaryDirectory(prefix="bench-node-quick-") as folder:   # the wheelhouse: 300 MB
+        tmp = Path(folder)
+        wheelhouse, installers = bench_fleet.prepare(tmp)
+        access = sim_nodes.SshAccess.create(tmp / "ssh")
+        try:
+            names = sim_nodes.start_nodes(1, tmp / "state", prefix=PREFIX, access=access)
+            inventory = bench_fleet.write_inventory(tmp / "inventory.yml", names, access, wheelhouse, installers)
+            subprocess.run([sys.executable, "-m", "npuenv", "deploy", "--inventory", str(inventory)], cwd=ROOT,
+                           check=True, capture_output=True)
+            runs = measure_node(names[0], tmp)
+        finally:
+            sim_nodes.remove_nodes(names)
     print(table(runs), file=sys.stderr)
     return summarize(runs)
 
