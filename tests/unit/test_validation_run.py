@@ -2,6 +2,7 @@
 results (what validation/node.py prints), and the artefact run on this machine."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -391,13 +392,17 @@ def pyz(tmp_path_factory):
     return artefact.build(tmp_path_factory.mktemp("artefact") / "v.pyz", run.expected_stack(stack))
 
 
-def test_the_artefact_carries_what_the_node_needs_and_no_compiled_code(pyz):
+def test_the_artefact_carries_what_the_node_needs_and_only_its_own_bytecode(pyz):
     names = zipfile.ZipFile(pyz).namelist()
     for needed in ("__main__.py", "npuenv-stack.json", "pytest/__init__.py", "testinfra/plugin.py",
                    "validation/suite/test_quick.py", "validation/workloads/allreduce.py", "yaml/__init__.py",
-                   "compat_matrix/data/platforms.yaml"):
+                   "compat_matrix/data/platforms.yaml", "validation/node.pyc", "_pytest/python.pyc"):
         assert needed in names
-    assert not [n for n in names if n.endswith((".so", ".pyc"))]
+    assert not [n for n in names if n.endswith(".so") or "__pycache__" in n]
+    # bytecode only beside its source, compiled by this Python (artefact.bytecode)
+    pycs = [n for n in names if n.endswith(".pyc")]
+    assert pycs and all(n[:-1] in names for n in pycs)
+    assert {zipfile.ZipFile(pyz).read(n)[:8] for n in pycs} == {importlib.util.MAGIC_NUMBER + b"\1\0\0\0"}
     stack = json.loads(zipfile.ZipFile(pyz).read("npuenv-stack.json"))
     assert stack["torch_npu"] == "2.13.0"
 
