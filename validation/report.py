@@ -693,10 +693,13 @@ def results_json(result: dict) -> str:
     finding every host shares are left out check by check, the check with the most data first, until it
     fits (the figures and the bandwidth's spread were read from them already); "data_omitted" names those
     checks. Bigger still, it is written as it then is. Each record is written once (fleets of thousands)."""
+    def head(rest: dict) -> str:   # the object up to its records' list, which comes last
+        return _compact(rest)[:-1] + ("," if rest else "") + '"results":['
+
     rest = {k: v for k, v in result.items() if k != "results"}
     records = [_compact_record(r) for r in result["results"]]
     texts = [_compact(r) for r in records]
-    over = sum(map(len, texts)) + len(texts) + len(_compact(rest)) + len(',"results":[]') - RESULTS_JSON_BUDGET
+    over = len(head(rest)) + sum(map(len, texts)) + max(len(texts) - 1, 0) + len("]}") - RESULTS_JSON_BUDGET
     if over > 0:
         left_out = []
         for check, indices in _spare_data(result, list(map(len, texts))).items():
@@ -712,8 +715,7 @@ def results_json(result: dict) -> str:
             "why": f"results.json is kept within {RESULTS_JSON_BUDGET} bytes: the data these checks recorded when "
                    f"they passed (and on all hosts but the first when a finding is on every host) was left out; "
                    f"validate a host alone (--target) to see all of its own"}
-    head = _compact(rest)[:-1]
-    return head + ("," if rest else "") + '"results":[' + ",".join(texts) + "]}\n"
+    return head(rest) + ",".join(texts) + "]}\n"
 
 
 REPORTS = {"results.json": results_json, "report.html": html_page,

@@ -556,3 +556,69 @@ def test_a_report_of_1000_hosts_reads_and_fits(tmp_path):
     families = {f.name: f for f in text_string_to_metric_families((tmp_path / "metrics.prom").read_text())}
     assert sum(s.value == 0.0 for s in families[report.HOST_PASSED].samples) == 5   # 3 unhealthy, 2 unreachable
     assert [p.name for p in written] == list(report.REPORTS)
+
+
+# --- what mutation found untested ---------------------------------------------------------
+
+def test_a_finding_is_on_every_host_from_two_hosts_on():
+    assert report.on_every_host({"hosts": ["a", "b"], "of": 2})
+    assert not report.on_every_host({"hosts": ["a"], "of": 1})       # one host is no fleet
+    assert not report.on_every_host({"hosts": ["a", "b"], "of": 3})
+
+
+def test_results_json_at_exactly_its_budget_keeps_everything(monkeypatch):
+    records = [rec(h, "optical", data={"lanes": list(range(50))}) for h in ("a", "b")]
+    result = report.fleet_result(records, ["a", "b"], {})
+    whole = report.results_json(result)
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", len(whole) - 1)   # the budget counts no newline
+    assert report.results_json(result) == whole
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", len(whole) - 2)
+    slim = json.loads(report.results_json(result))
+    assert slim["data_omitted"]["checks"] == ["optical"]
+    assert slim["data_omitted"]["why"].startswith(f"results.json is kept within {len(whole) - 2} bytes")
+    assert report.results_json({"results": []}) == '{"results":[]}\n'
+
+
+def test_results_json_leaves_out_the_check_with_the_most_data_in_all_and_keeps_a_findings_data(monkeypatch):
+    # "many": ten records of 30 numbers (more in all than "one"'s single record of 100)
+    records = [rec(f"h{i}", "many", data={"v": list(range(30))}) for i in range(10)]
+    records += [rec("h0", "one", data={"v": list(range(100))})]
+    # a warning on two of the ten hosts (not on every host): both keep their data
+    records += [rec(h, "flaps", "warning", "port 3 down", data={"port": 3}) for h in ("h1", "h2")]
+    records += [rec(f"h{i}", "flaps") for i in range(3, 10)]
+    result = report.fleet_result(records, [f"h{i}" for i in range(10)], {})
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", len(report.results_json(result)) - 50)
+    back = json.loads(report.results_json(result))
+    assert back["data_omitted"]["checks"] == ["many"]
+    assert [r["data"] for r in back["results"] if r["check"] == "flaps" and r["status"] == "warning"] == \
+        [{"port": 3}, {"port": 3}]
+
+
+def test_results_are_in_the_hosts_order_and_the_fleet_last():
+    records = [rec(report.FLEET, "allreduce_across_nodes"), rec("b", "x"), rec("a", "y"), rec("a", "x")]
+    result = report.fleet_result(records, ["b", "a"], {})
+    assert [(r["host"], r["check"]) for r in result["results"]] == \
+        [("b", "x"), ("a", "x"), ("a", "y"), (report.FLEET, "allreduce_across_nodes")]
+
+
+def test_bandwidth_spread_names_only_hosts_below_the_median_and_rounds_to_four_places():
+    rows = lambda bw: {"sizes": [{"bytes": 8, "algbw_gbps": bw, "busbw_gbps": bw}]}  # noqa: E731
+    spread = report.bandwidth_spread([rec(h, "allreduce_local", data=rows(bw))
+                                      for h, bw in (("a", 1.23456), ("b", 2.0), ("c", 3.0))])["allreduce_local"]
+    assert [w["host"] for w in spread["lowest"]] == ["a"]      # b is the median itself
+    assert spread["sizes"][0]["min"] == 1.2346 and spread["lowest"][0]["ratio"] == 0.617
+    # a median of 0 (a node may send any number): no ratio rather than a division by zero
+    spread = report.bandwidth_spread([rec(h, "allreduce_local", data=rows(bw))
+                                      for h, bw in (("a", -1.0), ("b", 0.0), ("c", 0.0))])["allreduce_local"]
+    assert spread["lowest"] == [{"host": "a", "busbw_gbps": -1.0, "bytes": 8, "ratio": None}]
+
+
+def test_the_plot_scales_sizes_that_do_not_start_at_one_byte():
+    sizes = [{"bytes": b, "min": 1.0, "p10": 1.0, "median": 1.0, "p90": 1.0, "max": 1.0} for b in (4, 16, 64)]
+    # log2 2..6 over x 45..595
+    assert report.plot_lines(sizes)["median"] == "45.0,45.0 320.0,45.0 595.0,45.0"
+
+
+def test_load_reads_a_results_json_without_records(tmp_path):
+    (tmp_path / "results.json").write_text('{"summary": {}}')
+    assert report.load(tmp_path / "results.json") == {"summary": {}, "results": []}
