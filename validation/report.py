@@ -687,6 +687,14 @@ def _spare_data(result: dict, sizes: list[int]) -> dict[str, list[int]]:
     return {check: spare[check] for check in sorted(spare, key=lambda c: (-size[c], c))}
 
 
+def omitted_note(checks: list[str]) -> dict:
+    """What results.json says of the checks whose data it left out."""
+    return {"checks": checks,
+            "why": f"results.json is kept within {RESULTS_JSON_BUDGET} bytes: the data these checks recorded when "
+                   f"they passed (and on all hosts but the first when a finding is on every host) was left out; "
+                   f"validate a host alone (--target) to see all of its own"}
+
+
 def results_json(result: dict) -> str:
     """The result as compact JSON (a record's fields at their RECORD_DEFAULTS left out: load() puts them
     back), within RESULTS_JSON_BUDGET: when it is larger, the data of passed checks and the copies of a
@@ -701,8 +709,11 @@ def results_json(result: dict) -> str:
     texts = [_compact(r) for r in records]
     over = len(head(rest)) + sum(map(len, texts)) + max(len(texts) - 1, 0) + len("]}") - RESULTS_JSON_BUDGET
     if over > 0:
+        spare = _spare_data(result, list(map(len, texts)))
+        # Room for the note, as long as it can be (every check named): the file stays within the budget.
+        over += len(',"data_omitted":' + _compact(omitted_note(list(spare))))
         left_out = []
-        for check, indices in _spare_data(result, list(map(len, texts))).items():
+        for check, indices in spare.items():
             if over <= 0:
                 break
             for i in indices:
@@ -710,11 +721,7 @@ def results_json(result: dict) -> str:
                 over -= len(texts[i]) - len(slim)
                 texts[i] = slim
             left_out.append(check)
-        rest["data_omitted"] = {
-            "checks": left_out,
-            "why": f"results.json is kept within {RESULTS_JSON_BUDGET} bytes: the data these checks recorded when "
-                   f"they passed (and on all hosts but the first when a finding is on every host) was left out; "
-                   f"validate a host alone (--target) to see all of its own"}
+        rest["data_omitted"] = omitted_note(left_out)
     return head(rest) + ",".join(texts) + "]}\n"
 
 

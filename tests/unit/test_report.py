@@ -86,6 +86,8 @@ def test_a_host_whose_every_check_skipped_is_not_checked_in_every_report():
     assert ('<tr class="host not_checked" data-host="b"><td>b</td><td class="not_checked">NOT CHECKED</td>'
             in page) and ".not_checked{background:#ffebe9}" in page
     assert page.count(report.NOT_CHECKED_TEXT) == 2   # b and c, each in its row
+    assert '<tr class="host not_checked" data-host="c"><td>c</td><td class="not_checked">NOT CHECKED</td>\n' \
+           '<td><details><summary>none</summary></details></td>' in page   # c sent no record at all
     suites = {s.get("name"): s for s in ET.fromstring(report.junit_xml(result)).iter("testsuite")}
     assert list(suites) == ["a", "b", "c"]
     assert {k: suites["b"].get(k) for k in ("tests", "errors", "skipped", "failures")} == \
@@ -523,6 +525,17 @@ def test_results_json_over_its_budget_leaves_out_passed_data_largest_check_first
     back = json.loads(report.results_json(result))
     assert back["data_omitted"]["checks"] == ["optical", "hbm", "tls"]
     assert [r.get("data") for r in back["results"] if r["status"] == "failed"] == [big]
+    # a budget met exactly by leaving out the first check's data leaves out no more; the room for the note
+    # is kept as if it named every check that may go, so the file stays within its budget
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", 10 ** 9)
+    slim = len(report.results_json({**result, "results": [
+        {**r, "data": None} if r["check"] == "optical" else r for r in result["results"]]})) - 1
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", slim + 300)   # the note names the budget: as many digits
+    budget = slim + len(',"data_omitted":' + json.dumps(report.omitted_note(["optical", "hbm", "tls"]),
+                                                        separators=(",", ":")))
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", budget)
+    text = report.results_json(result)
+    assert json.loads(text)["data_omitted"]["checks"] == ["optical"] and len(text) - 1 <= budget
 
 
 def test_a_report_of_1000_hosts_reads_and_fits(tmp_path):
@@ -577,6 +590,10 @@ def test_results_json_at_exactly_its_budget_keeps_everything(monkeypatch):
     assert slim["data_omitted"]["checks"] == ["optical"]
     assert slim["data_omitted"]["why"].startswith(f"results.json is kept within {len(whole) - 2} bytes")
     assert report.results_json({"results": []}) == '{"results":[]}\n'
+    # one record: no separator to count
+    one = report.fleet_result(records[:1], ["a"], {})
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", len(report.results_json(one)) - 1)
+    assert "data_omitted" not in json.loads(report.results_json(one))
 
 
 def test_results_json_leaves_out_the_check_with_the_most_data_in_all_and_keeps_a_findings_data(monkeypatch):
@@ -592,10 +609,14 @@ def test_results_json_leaves_out_the_check_with_the_most_data_in_all_and_keeps_a
     assert back["data_omitted"]["checks"] == ["many"]
     assert [r["data"] for r in back["results"] if r["check"] == "flaps" and r["status"] == "warning"] == \
         [{"port": 3}, {"port": 3}]
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", 10)   # nothing fits: still the warnings keep their data
+    back = json.loads(report.results_json(result))
+    assert [r["data"] for r in back["results"] if r["check"] == "flaps" and r["status"] == "warning"] == \
+        [{"port": 3}, {"port": 3}]
 
 
 def test_results_are_in_the_hosts_order_and_the_fleet_last():
-    records = [rec(report.FLEET, "allreduce_across_nodes"), rec("b", "x"), rec("a", "y"), rec("a", "x")]
+    records = [rec(report.FLEET, "allreduce_across_nodes"), rec("a", "y"), rec("a", "x"), rec("b", "x")]
     result = report.fleet_result(records, ["b", "a"], {})
     assert [(r["host"], r["check"]) for r in result["results"]] == \
         [("b", "x"), ("a", "x"), ("a", "y"), (report.FLEET, "allreduce_across_nodes")]

@@ -559,3 +559,5 @@ def test_a_straggler_is_judged_by_the_median_of_its_repeats():
     assert [(s["host"], s["value"], s["confidence"], s["below"]) for s in result["stragglers"]] == \
         [("n4", 40.0, "sure", 5)]
     assert result["figures"]["train_samples_per_s"]["n3"] == 84.0   # the figure the node reported stays its own
+    [warning] = [r for r in result["results"] if r["check"] == "straggler"]
+    assert (warning["host"], warning["level"], warning["status"]) == ("n4", "standard", "warning")
