@@ -213,6 +213,9 @@ def test_the_words_of_a_verdict_count_what_they_name():
                           "lasting slowness from a passing one")
     [two] = judge({**peers, "s": [50.0, 50.0]}).stragglers
     assert two["why"].startswith("2 of 2 repeats below 80 ")
+    # three repeats, all below: sure, and nothing to add about too few
+    [three] = judge({**peers, "s": [50.0, 50.0, 50.0]}).stragglers
+    assert three["confidence"] == st.SURE and three["why"].endswith("(a straggler from 3.5)")
     # a repeat exactly on the line (100 less 20 %) is not below it: two of three, so only likely
     [edge] = judge({**peers, "s": [50.0, 50.0, 80.0]}).stragglers
     assert (edge["below"], edge["confidence"]) == (2, st.LIKELY)
