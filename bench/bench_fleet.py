@@ -50,7 +50,7 @@ from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
 ROW, PYTHON = "2.13.0", "3.11"
 COUNTS = tuple(int(c) for c in os.environ.get("BENCH_FLEET_COUNTS", "1,8,16").split(","))
 CORES = os.cpu_count() or 1
-PREFIX = "npu-sim-b"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-b")
 
 
 def children_cpu() -> float:

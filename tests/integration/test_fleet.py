@@ -42,7 +42,7 @@ from validation.run import expected_stack
 
 ROW = "2.13.0"
 OLD_HDK = "24.1.0"                # a driver too old for CANN 9.1.0 (its HDK range starts at 25.2)
-PREFIX = "npu-sim-f"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-f")
 ROOT = Path(__file__).resolve().parents[2]
 NPUENV = [sys.executable, "-m", "npuenv"]
 

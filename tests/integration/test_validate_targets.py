@@ -18,7 +18,7 @@ import pytest
 from tests.sim import nodes as sim_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "npu-sim-v"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-v")
 
 
 def validate(tmp_path, *targets, only=("driver_version", "npu_health")):
