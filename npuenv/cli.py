@@ -70,7 +70,14 @@ def cmd_matrix_resolve(args) -> int:
                           if k in ("torch_npu", "torch", "torchvision", "cann", "python", "arch", "chip", "hdk",
                                    "packaging", "packages", "sources", "inferred")}, indent=2))
     else:
-        print(res.stack.export(args.format))
+        if args.format == "json":
+            # What the validation suite compares a host with (`pytest validation/suite/... --npuenv-stack=FILE`):
+            # the resolved stack, the environment its env scripts export and the Python modules CANN needs.
+            from validation.run import expected_stack
+
+            print(json.dumps(expected_stack(res.stack), indent=2))
+        else:
+            print(res.stack.export(args.format))
         if args.explain:
             print(res.reason, file=sys.stderr)
     return 0
@@ -265,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = m.add_parser("resolve", help="pick the best row for constraints and export it")
     add_constraint_args(p)
-    p.add_argument("--format", choices=("text", "json", "shell", "ansible"), default="text")
+    p.add_argument("--format", choices=("text", "json", "shell", "ansible"), default="text",
+                   help="json: the whole stack as validation expects it, the file the suite's --npuenv-stack takes")
     p.add_argument("--explain", action="store_true", help="also print why the row was chosen (stderr)")
     p.set_defaults(func=cmd_matrix_resolve)
 
