@@ -1,6 +1,7 @@
 """Load and check the matrix: the one loader every other part uses."""
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 from packaging.version import Version
@@ -102,6 +103,26 @@ _PLATFORMS_SHAPE = schema.Shape(
 )
 
 
+class _Date(schema.Field):
+    """A calendar date written as YYYY-MM-DD (YAML reads it unquoted as a date; quoted, it is checked here)."""
+
+    hint = "a date written YYYY-MM-DD"
+
+    def check(self, value):
+        if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+            return None
+        try:
+            datetime.date.fromisoformat(value if isinstance(value, str) and len(value) == 10 else "")
+        except ValueError:
+            return f"must be {self.hint}, e.g. 2026-11-23; got {value!r}"
+        return None
+
+
+# The date the matrix's facts were gathered (`npuenv --version` shows it); optional in a matrix of one's own.
+MATRIX_DATE_KEY = "generated"
+# The matrix file's top-level keys.
+TOP_LEVEL_KEYS = (MATRIX_DATE_KEY, "rows", "excluded")
+
 _EXCLUDED_SHAPE = schema.Shape({"torch_npu": (schema.VERSION, True), "reason": (schema.PROSE, True),
                                 "source": (schema.URL, True)}, "excluded release")
 
@@ -124,7 +145,9 @@ def load_matrix(path: Path | str = DEFAULT_MATRIX, platforms: Platforms | None =
     rows = _rows(loc, platforms, problems)
     if problems:
         raise MatrixError(sorted(problems, key=lambda p: (p.file, p.line)))
-    return Matrix(rows=rows, platforms=platforms, file=str(path), excluded=loc.data.get("excluded") or [])
+    generated = loc.data.get(MATRIX_DATE_KEY)
+    return Matrix(rows=rows, platforms=platforms, file=str(path), excluded=loc.data.get("excluded") or [],
+                  generated=None if generated is None else str(generated))
 
 
 def _rows(loc: Located, platforms: Platforms, problems: list[Problem]) -> list[Row]:
@@ -134,9 +157,14 @@ def _rows(loc: Located, platforms: Platforms, problems: list[Problem]) -> list[R
                                 "the matrix must be a mapping with a non-empty 'rows:' list of stacks"))
         return []
     for key in data:
-        if key not in ("rows", "excluded"):
+        if key not in TOP_LEVEL_KEYS:
             problems.append(Problem(loc.file, loc.line((key,)),
-                                    f"unknown top-level key '{key}'; the matrix file holds 'rows:' and 'excluded:'"))
+                                    f"unknown top-level key '{key}'; the matrix file holds "
+                                    f"{', '.join(repr(k + ':') for k in TOP_LEVEL_KEYS[:-1])} and "
+                                    f"'{TOP_LEVEL_KEYS[-1]}:'"))
+    date_line = loc.line((MATRIX_DATE_KEY,))
+    if MATRIX_DATE_KEY in data and not any(p.line == date_line for p in problems):   # one problem a line
+        schema.validate_value(_Date(), data[MATRIX_DATE_KEY], (MATRIX_DATE_KEY,), loc, problems, MATRIX_DATE_KEY)
     if "excluded" in data:
         schema.validate_value(schema.ListOf(_EXCLUDED_SHAPE), data["excluded"], ("excluded",), loc, problems, "excluded")
     shape = schema.row_shape(platforms.packaging.keys(), platforms.archs.keys())

@@ -149,6 +149,8 @@ class Matrix:
     file: str = ""
     # PyPI releases deliberately not rows: [{torch_npu, reason, source}]
     excluded: list[dict] = field(default_factory=list)
+    # When its facts were gathered (YYYY-MM-DD; the file's `generated:`), None where a matrix does not say
+    generated: str | None = None
 
     def find(self, torch_npu: str) -> Row | None:
         for row in self.rows:

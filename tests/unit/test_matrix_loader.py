@@ -85,8 +85,27 @@ def test_the_file_must_hold_a_non_empty_rows_list(tmp_path):
 def test_unknown_top_level_key_is_named(tmp_path):
     path, text = write(tmp_path, {"rows": [good_row()], "extra": 1})
     assert problems(tmp_path, text) == [
-        f"{path}:{line_of(text, 'extra:')}: unknown top-level key 'extra'; the matrix file holds 'rows:' and "
+        f"{path}:{line_of(text, 'extra:')}: unknown top-level key 'extra'; the matrix file holds 'generated:', 'rows:' and "
         f"'excluded:'"]
+
+
+def test_the_matrix_date_is_a_field_the_loader_reads(tmp_path):
+    assert BUNDLED.generated and BUNDLED.generated == str(__import__("datetime").date.fromisoformat(BUNDLED.generated))
+    for written in ("2027-01-31", "'2027-01-31'"):
+        path, _ = write(tmp_path, f"generated: {written}\n" + yaml.safe_dump({"rows": [good_row()]}))
+        assert cm.load_matrix(path).generated == "2027-01-31"
+    assert cm.load_matrix(write(tmp_path, {"rows": [good_row()]})[0]).generated is None   # optional
+
+
+def test_a_matrix_date_that_is_not_one_is_named(tmp_path):
+    for written in ("31.01.2027", "2027-02-30", "'2027-1-5'", "[]"):
+        text = yaml.safe_dump({"rows": [good_row()]}) + f"generated: {written}\n"
+        path, _ = write(tmp_path, text)
+        found = problems(tmp_path, text)
+        at = f"{path}:{line_of(text, 'generated:')}: "
+        assert len(found) == 1 and found[0].startswith(at), (written, found)
+        assert "generated: must be a date written YYYY-MM-DD" in found[0] or \
+            "(day is out of range for month); quote it" in found[0], (written, found)
 
 
 def test_excluded_entries_are_checked(tmp_path):
