@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.metadata
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ from validation.node import FLEET_PORT, LEVELS, check_name
 from validation.report import STRAGGLER_MARGIN
 from validation.stragglers import MIN_PEERS
 
-from .args import add_constraint_args, add_lock_arg, constraints_from, load, lock_from
+from .args import (Parser, add_constraint_args, add_env_argument, add_lock_arg, apply_env_defaults, constraints_from,
+                   load, lock_from)
 
 
 def resolve_stack(args) -> cm.Resolution:
@@ -254,9 +256,40 @@ def cmd_validate(args) -> int:
 
 # --- parser -----------------------------------------------------------------
 
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("npuenv")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install it to have one)"
+
+
+def version_text(matrix_file: str | None) -> str:
+    """What `npuenv --version` prints: the package, the matrix's date and the lock format it reads and writes."""
+    matrix = cm.load_matrix(matrix_file) if matrix_file else cm.load_matrix()
+    date = matrix.generated or "undated (the file has no 'generated:')"
+    return (f"npuenv {package_version()}\n"
+            f"compatibility matrix: {date} ({matrix.file})\n"
+            f"lock format: {lock.FORMAT}\n")
+
+
+class _Version(argparse.Action):
+    """--version: print version_text for the matrix in use (--matrix given before it, or $NPUENV_MATRIX)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        matrix = getattr(namespace, "matrix", None)
+        matrix = getattr(apply_env_defaults(argparse.Namespace(matrix=matrix)), "matrix")
+        sys.stdout.write(version_text(matrix))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="npuenv", description="Environment suite for Ascend NPU clusters.")
-    parser.add_argument("--matrix", help="matrix YAML to use instead of the bundled one")
+    parser = Parser(prog="npuenv", description="Environment suite for Ascend NPU clusters.")
+    parser.add_argument("--version", action=_Version,
+                        help="print npuenv's version, the compatibility matrix's date and the lock format, and exit")
+    add_env_argument(parser, "matrix", "--matrix", metavar="FILE", help="matrix YAML to use instead of the bundled one")
     sub = parser.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("matrix", help="the compatibility matrix").add_subparsers(dest="matrix_cmd", required=True)
@@ -334,15 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local | podman://NAME | image:REF[?ca_cert=F&cert_dir=D&authfile=F&creds_from_env=1] | "
                    "ssh://USER@HOST[:PORT][?ssh_identity_file=KEY&ssh_config=FILE] | ansible://GROUP?inventory=PATH "
                    "(repeatable; all are validated at once)")
-    p.add_argument("--level", choices=tuple(LEVELS), default="quick", help="(default: %(default)s)")
+    add_env_argument(p, "validate_level", "--level", choices=tuple(LEVELS), default="quick",
+                     help="how deep the checks go (validation/README.md lists each level's checks)")
     add_constraint_args(p)
     add_lock_arg(p, picks_entry=False)
     p.add_argument("--backend", choices=validate_options.BACKENDS, default="auto",
                    help="device for the workloads (auto: npu with HCCL, else cuda with NCCL, else cpu with gloo; "
                    "default: %(default)s)")
-    p.add_argument("--out", type=validate_options.nonempty_path, default="out/validation",
-                   help="directory for results.json, report.html, junit.xml and metrics.prom (Prometheus text; "
-                   "default: %(default)s)")
+    add_env_argument(p, "validate_out", "--out", type=validate_options.nonempty_path, default="out/validation",
+                     metavar="DIR", help="directory for results.json, report.html, junit.xml and metrics.prom, "
+                     "Prometheus text")
     for option in validate_options.SUITE_OPTIONS:
         p.add_argument(f"--{option.name}", type=option.parse, default=option.default, help=option.help)
     p.add_argument("--host-root", default="/", help="image targets: where the host's driver and /dev live "
@@ -370,8 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "it is at now) and the command that reruns the hosts that need it; everything is kept in a "
                        "folder of its own under --log-dir. Exit 0: every host at the lock and validated; 1: a host "
                        "failed, was unreachable, skipped or not attempted; 2: bad input, nothing changed.")
-    p.add_argument("--inventory", "-i", help="Ansible inventory whose npu_nodes group is the fleet "
-                   "(see playbooks/inventory/example)")
+    add_env_argument(p, "inventory", "--inventory", "-i", help="Ansible inventory whose npu_nodes group is the "
+                     "fleet (see playbooks/inventory/example)")
     add_lock_arg(p, picks_entry=False)
     p.add_argument("--batch-size", type=_positive_int, default=rollout.DEFAULT_BATCH, metavar="N",
                    help="at most N hosts change at once, in inventory order (default: %(default)s)")
@@ -402,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the lock the node recorded when none is named. Exit 0: every node read and none drifts; 1: "
                        "a node drifts (never deployed, half-upgraded, another lock, a package or setting changed) "
                        "or could not be read; 2: bad input.")
-    p.add_argument("--inventory", "-i", help="Ansible inventory whose npu_nodes group is the fleet")
+    add_env_argument(p, "inventory", "--inventory", "-i", help="Ansible inventory whose npu_nodes group is the fleet")
     add_lock_arg(p, picks_entry=False)
     p.add_argument("--limit", help="only these hosts or groups")
     p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
@@ -416,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = apply_env_defaults(parser.parse_args(argv))
         lock.use_matrix(args.matrix)   # the Ansible runs a command starts use its matrix too
         return args.func(args)
     except KeyboardInterrupt:

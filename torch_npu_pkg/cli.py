@@ -20,7 +20,8 @@ from images.engine import check_image_ref
 from compat_matrix import lock as lock_mod
 from compat_matrix.interrupts import interruptible
 from compat_matrix.resolver import host_arch
-from compat_matrix.cli_options import add_constraint_args, add_lock_arg, constraints_from, load, lock_from
+from compat_matrix.cli_options import (RawDescriptionHelpFormatter, add_constraint_args, add_env_argument, add_lock_arg,
+                                      constraints_from, load, lock_from)
 
 from . import builder, bundle, wheelhouse
 
@@ -215,7 +216,7 @@ def register(sub) -> None:
     w = sub.add_parser("wheelhouse", help="the offline wheelhouse of a row (CPU torch, torch_npu, torchvision, "
                                           "CANN Python deps)").add_subparsers(dest="wheelhouse_cmd", required=True)
     p = w.add_parser("build", help="fetch or build every wheel of a row into an offline wheelhouse",
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     formatter_class=RawDescriptionHelpFormatter,
                      description="Sources of torch_npu are tried in the order given: dir:PATH (a local directory), "
                                  "pypi (the package index), release (the vendor's release page of older rows), "
                                  "build (a source build). Default: pypi, then release.")
@@ -278,9 +279,10 @@ def register(sub) -> None:
                    help="leave out one installer kind (driver, firmware, toolkit, kernels, nnal)")
     p.add_argument("--installer", action="append", metavar="KIND=FILE",
                    help="the file to bundle for one installer kind, when the folder holds several (firmware)")
-    p.add_argument("--lock", metavar="FILE", help="bundle this lock's stack: its entry for the wheelhouse's arch "
-                   "(and --os), its installers (each checked by sha256); the bundle carries the lock either way "
-                   "(without --lock, the one made from the wheelhouse's row and these installers)")
+    add_env_argument(p, "lock", "--lock", metavar="FILE",
+                     help="bundle this lock's stack: its entry for the wheelhouse's arch (and --os), its installers "
+                     "(each checked by sha256); the bundle carries the lock either way (without --lock, the one made "
+                     "from the wheelhouse's row and these installers)")
     g = p.add_argument_group("the controller's packages (npuenv, Ansible, pytest-testinfra, for this Python)")
     g.add_argument("--controller-wheels", action="append", type=Path, metavar="DIR",
                    help="a local folder of wheels to take them from (repeatable)")

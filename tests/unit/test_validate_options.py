@@ -89,8 +89,8 @@ def test_the_defaults_are_written_once_and_shown_in_help(monkeypatch, capsys):
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("seconds after which a collective counts as hung (default: 60)", "(default: 1073741824)",
                   "at the largest size (default: 0.0)", f"default: {report.STRAGGLER_MARGIN})",
-                  f"(default: {node.FLEET_PORT})", "default: out/validation)", "--level {quick,standard,full} "
-                  "(default: quick)", "with gloo; default: auto)"):
+                  f"(default: {node.FLEET_PORT})", "(default: out/validation; env: NPUENV_VALIDATE_OUT)",
+                  "each level's checks) (default: quick; env: NPUENV_VALIDATE_LEVEL)", "with gloo; default: auto)"):
         assert shown in text, shown
 
 
