@@ -14,6 +14,14 @@ _COLUMNS = ("torch_npu", "torch", "torchvision", "CANN", "Python", "HDK (driver/
             "adapter tag", "wheel", "status")
 
 
+def aligned(rows: list[tuple[str, ...]], right: tuple[int, ...] = (), gap: str = "  ") -> list[str]:
+    """A terminal table's lines: each column as wide as its widest cell (those whose index ``right`` lists
+    aligned right), columns ``gap`` apart, no blanks at a line's end."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    return [gap.join(cell.rjust(w) if i in right else cell.ljust(w)
+                     for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
+
+
 def markdown_table(matrix: Matrix) -> str:
     lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     for row in sorted(matrix.rows, key=rank_key, reverse=True):

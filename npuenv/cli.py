@@ -44,9 +44,7 @@ def cmd_matrix_list(args) -> int:
     table = [("torch_npu", "torch", "torchvision", "CANN", "Python", "HDK", "status")]
     table += [(r.torch_npu, r.torch, r.torchvision, r.cann, ", ".join(r.python_sorted), r.hdk["version"], r.status)
               for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]   # as wide as the widest cell
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print("\n".join(render.aligned(table)))
     return 0
 
 

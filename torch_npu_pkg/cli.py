@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import compat_matrix as cm
-from compat_matrix import outputs
+from compat_matrix import outputs, render
 from images.engine import check_image_ref
 from compat_matrix import lock as lock_mod
 from compat_matrix.interrupts import interruptible
@@ -74,6 +74,21 @@ def _mib(n: int) -> str:
 
 # --- wheelhouse -------------------------------------------------------------------
 
+MAIN_ROLES = ("torch", "torch_npu", "torchvision")
+
+
+def wheel_lines(manifest: dict) -> list[str]:
+    """A built wheelhouse's main wheels, one aligned line each (columns as wide as their content), then the
+    count of the others."""
+    main = [w for w in manifest["wheels"] if w["role"] in MAIN_ROLES]
+    rows = [(w["role"], w["file"], _mib(w["size"]), f"{w['source'].get('kind')}: {w['source'].get('location')}")
+            for w in main]
+    cann = sum(1 for w in manifest["wheels"] if w["role"] == "cann-python-dep")
+    return ["  " + line for line in render.aligned(rows, right=(2,))] + [
+        f"  + {len(manifest['wheels']) - len(main)} more wheels ({cann} CANN Python dependencies and what they "
+        f"all need)"]
+
+
 @_interruptible(lambda args: f"wheelhouse build {args.out}")
 def cmd_wheelhouse_build(args) -> int:
     outputs.check_dir_output(args.out, "--out")
@@ -95,15 +110,8 @@ def cmd_wheelhouse_build(args) -> int:
     s = manifest["stack"]
     out = Path(args.out)
     print(f"wheelhouse {out}: torch_npu {s['torch_npu']}, torch {s['torch']}, Python {s['python']}, {s['arch']}")
-    deps = 0
-    for w in manifest["wheels"]:
-        if w["role"] in ("torch", "torch_npu", "torchvision"):
-            src = w["source"]
-            print(f"  {w['role']:<12} {w['file']:<64} {_mib(w['size']):>8}  {src.get('kind')}: {src.get('location')}")
-        else:
-            deps += 1
-    cann = sum(1 for w in manifest["wheels"] if w["role"] == "cann-python-dep")
-    print(f"  + {deps} more wheels ({cann} CANN Python dependencies and what they all need)")
+    for line in wheel_lines(manifest):
+        print(line)
     for note in manifest["notes"]:
         print(f"  note: {note}")
     print(f"install offline: pip install --no-index --find-links {out} -r {out}/requirements.txt")
