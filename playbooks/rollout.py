@@ -39,6 +39,7 @@ from pathlib import Path
 
 import compat_matrix as cm
 from compat_matrix import interrupts, outputs
+from compat_matrix.render import aligned
 from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
 from validation import identity
@@ -58,6 +59,8 @@ LOCK_SOURCES = ("npuenv_row", "npuenv_installer_cache", "npuenv_wheelhouse")
 # A refusal of a node whose NPUs run processes names the variable that overrides it (the preflight role).
 BUSY_OVERRIDE = "npuenv_allow_busy"
 SHOWN = 300
+# What the summary table shows of the lock a host is at.
+AT_SHOWN = 60
 
 # A host's outcome.
 CHANGED, UNCHANGED, WOULD_CHANGE = "changed", "unchanged", "would change"
@@ -401,16 +404,14 @@ def summary(plan: Plan, results: list[HostResult], folder: Path, started: float,
 def render(data: dict) -> str:
     """The summary table: one line per host, then the counts and the rerun command."""
     hosts = data["hosts"]
-    w = max([len(h["host"]) for h in hosts] + [4])
-    at_w = min(max([len(h["at"]) for h in hosts] + [8]), 60)
     lines = ["", f"summary: lock {status.short(data['lock']['digest'])} (torch_npu {data['lock']['row']['torch_npu']}, "
                  f"CANN {data['lock']['row']['cann']}, HDK {data['lock']['row']['hdk']})"
                  + (" -- preview (--check): nothing was changed" if data["check"] else
-                    f", batches of {data['batch_size']}, gate {data['gate']}"),
-             f"{'host':<{w}}  batch  {'outcome':<13}  {'gate':<7}  {'lock now':<{at_w}}  cause"]
-    for h in hosts:
-        lines.append(f"{h['host']:<{w}}  {h['batch'] or '-':<5}  {h['outcome']:<13}  {h['gate']:<7}  "
-                     f"{h['at'][:at_w]:<{at_w}}  {h['cause']}")
+                    f", batches of {data['batch_size']}, gate {data['gate']}")]
+    # Columns as wide as their content; the lock a host is at is cut at AT_SHOWN characters.
+    lines += aligned([("host", "batch", "outcome", "gate", "lock now", "cause")]
+                     + [(h["host"], str(h["batch"] or "-"), h["outcome"], h["gate"], h["at"][:AT_SHOWN], h["cause"])
+                        for h in hosts])
     counts = ", ".join(f"{n} {o}" for o, n in data["counts"].items())
     lines.append(f"{len(hosts)} host(s): {counts}; {data['at_lock']} at the lock")
     if data["partial"] and not data["check"]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
+from compat_matrix.render import aligned
 from compat_matrix.errors import UserError
 from validation import artefact as artefact_mod
 from validation import document, identity
@@ -323,11 +324,12 @@ def table(nodes: list[NodeStatus], named: lock_mod.Lock | None) -> str:
     """The text report: the compared lock, one line per node (then its drift indented), the drift by kind."""
     lines = [f"compared with: {named.summary()}" if named else "compared with: each node's own recorded lock"]
     width = max([len(n.host) for n in nodes] + [4])
-    at_width = max([len(n.at) for n in nodes] + [4])
-    lines.append(f"{'host':<{width}}  {'lock':<{at_width}}  {'state':<11}  NPUs in use")
-    for n in nodes:
-        lines.append(f"{n.host:<{width}}  {n.at:<{at_width}}  {n.state:<11}  "
-                     f"{len(n.busy) and f'{len(n.busy)} process(es)' or '-'}")
+    rows = aligned([("host", "lock", "state", "NPUs in use")]
+                   + [(n.host, n.at, n.state, len(n.busy) and f"{len(n.busy)} process(es)" or "-")
+                      for n in nodes])   # columns as wide as their content
+    lines.append(rows[0])
+    for n, row in zip(nodes, rows[1:]):
+        lines.append(row)
         for d in n.drift:
             lines.append(f"{'':<{width}}    {d['kind']}: {d['what']}")
         if n.reason:

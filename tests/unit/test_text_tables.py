@@ -34,3 +34,27 @@ def test_the_wheelhouse_summary_lines_up_names_longer_than_any_fixed_width():
     sources = {line.index(kind) for line, kind in zip(lines, ("dir:", "pypi:", "dir:"))}
     assert len(sources) == 1   # and the source column starts in one place
     assert lines[1].startswith("  torch_npu    torch_npu-2.13.0")
+
+
+def test_the_deploy_summary_lines_up_whatever_its_hosts_hold():
+    from playbooks import rollout
+    hosts = [{"host": "npu-a", "batch": 1, "outcome": "changed", "gate": "passed",
+              "at": "sha256:0123456789ab", "cause": "", "needs_rerun": False},
+             {"host": "a-node-with-a-long-inventory-name", "batch": 12345678, "outcome": "not attempted",
+              "gate": "not run", "at": "half-upgraded sha256:0123456789ab -> sha256:ba9876543210", "cause": "x",
+              "needs_rerun": True},
+             {"host": "b", "batch": None, "outcome": "skipped", "gate": "not run", "at": "x" * 500, "cause": "busy",
+              "needs_rerun": False}]
+    data = {"hosts": hosts, "lock": {"digest": "sha256:0123456789abcdef", "row": {"torch_npu": "2.13.0",
+                                                                                 "cann": "9.1.0", "hdk": "26.1.0"}},
+            "check": False, "batch_size": 2, "gate": "quick", "counts": {"changed": 1}, "at_lock": 1,
+            "partial": [], "stopped_after_batch": None, "rerun": "", "log": "out/deploy/x"}
+    lines = rollout.render(data).splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("host "))
+    table = lines[header:header + 4]
+    heads = ("batch", "outcome", "gate", "lock now", "cause")
+    starts = [table[0].index(h) for h in heads]
+    for line, host in zip(table[1:], hosts):
+        cells = (str(host["batch"] or "-"), host["outcome"], host["gate"], host["at"][:rollout.AT_SHOWN])
+        assert [line.index(c, s) for c, s in zip(cells, starts)] == starts[:4], line
+    assert len(table[3]) < 200   # the lock shown is cut
