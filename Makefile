@@ -148,7 +148,7 @@ bundle: $(INSTALLED) ## air-gapped archive: make bundle INSTALLERS=DIR [WHEELHOU
 	  $(call opt,--out,$(if $(OUT_GIVEN),OUT,BUNDLE)) $(call opt,--chip,CHIP) $(call opt,--os,OS) $(call args,BUNDLE_ARGS)
 
 TARGET ?= local
-LEVEL ?= quick
+# LEVEL: when none is given, npuenv's default applies ($NPUENV_VALIDATE_LEVEL, else quick)
 validate: $(INSTALLED) ## validate hosts: make validate TARGET=podman://npu-sim-0|image:REF|ansible://npu_nodes?inventory=F LEVEL=quick|standard|full [LOCK=F]
 	$(NPUENV) validate $(call each,--target,TARGET) $(call opt,--level,LEVEL) $(ROW_ARGS) $(call opt,--lock,LOCK) \
 	  $(call opt,--backend,BACKEND)
