@@ -8,7 +8,6 @@ signal's number when SIGINT or SIGTERM stopped it (nothing left behind).
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
