@@ -32,7 +32,7 @@ options:
 
 RETURN = r"""
 _raw:
-  description: One dict, the resolved stack (npuenv matrix resolve --format json, plus environment).
+  description: One dict, the resolved stack with its environment and the reason the row was chosen (npuenv matrix resolve --format json prints the same stack and environment).
   type: list
   elements: dict
 """
