@@ -32,7 +32,8 @@ options:
 
 RETURN = r"""
 _raw:
-  description: One dict, the resolved stack with its environment and the reason the row was chosen (npuenv matrix resolve --format json prints the same stack and environment).
+  description: One dict, the resolved stack with its environment and the reason the row was chosen
+    (npuenv matrix resolve --format json prints the same stack and environment).
   type: list
   elements: dict
 """
