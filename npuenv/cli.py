@@ -277,8 +277,8 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        matrix = getattr(namespace, "matrix", None)
-        matrix = getattr(apply_env_defaults(argparse.Namespace(matrix=matrix)), "matrix")
+        # --matrix given before --version, else its default ($NPUENV_MATRIX, checked as apply_env_defaults does)
+        matrix = apply_env_defaults(argparse.Namespace(matrix=getattr(namespace, "matrix", None))).matrix
         sys.stdout.write(version_text(matrix))
         parser.exit()
 
