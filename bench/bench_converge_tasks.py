@@ -10,7 +10,8 @@ alternating, so that both see the same machine.
 Counted per deploy:
 - the controller's CPU-seconds: user + system of `npuenv deploy` and of every
   process it started, the SSH masters included (this process is their child
-  subreaper and reaps them, as bench_status.py does);
+  subreaper and reaps them, as bench_status.py does, but only while npuenv
+  runs: adopted conmons would count the nodes' own CPU), and the masters' share;
 - of site.yml alone (bench/callbacks/npuenv_cpu_profile.py, loaded into every
   ansible-playbook of the deploy): its controller CPU per role and per task,
   without the SSH masters, and the tasks each host ran (a worker each) and
@@ -21,6 +22,7 @@ BENCH_CONVERGE_COUNTS (default 1,4) chooses the fleet sizes; BENCH_CONVERGE_GATE
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -38,12 +40,12 @@ import compat_matrix as cm  # noqa: E402
 from tests.sim import installers as sim_installers, nodes as sim_nodes  # noqa: E402
 from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
 
-from bench_status import become_subreaper, children_cpu, reap  # noqa: E402  (bench/ is sys.path[0])
+from bench_status import children_cpu  # noqa: E402  (bench/ is sys.path[0])
 
 ROW, PYTHON = "2.13.0", "3.11"
 COUNTS = tuple(int(c) for c in os.environ.get("BENCH_CONVERGE_COUNTS", "1,4").split(","))
 GATE = os.environ.get("BENCH_CONVERGE_GATE", "quick")
-# The playbooks before issue 22 part 3's converge work.
+# The playbooks before issue 22 part 3's converge work ("": measure this checkout alone).
 BASE = os.environ.get("BENCH_CONVERGE_BASE", "f5ba713")
 PREFIX = "npu-sim-p22b"
 CALLBACKS = Path(__file__).resolve().parent / "callbacks"
@@ -58,9 +60,36 @@ def checkout_of(ref: str, tmp: Path) -> Path:
     return tree
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def subreaper(on: bool) -> None:
+    """Whether this process adopts the orphans of the processes it starts (the SSH masters that
+    ControlPersist puts in the background), so that their CPU counts. Off while nodes start or stop:
+    podman's conmon would be adopted too, and with it the CPU of the node's own processes (conmon
+    reaps them), which a node's reboot would then count as the controller's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def reap_orphans() -> float:
+    """Wait for every orphan that has ended (the SSH masters npuenv closed); their CPU-seconds."""
+    cpu = 0.0
+    while True:
+        try:
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return cpu
+        if pid == 0:
+            return cpu
+        cpu += usage.ru_utime + usage.ru_stime
+
+
 def deploy(tree: Path, inventory: Path, log_dir: Path, profile: Path) -> dict:
     """`npuenv deploy` from ``tree``: wall, controller CPU (SSH masters included) and site.yml's profile."""
-    reap()
+    subreaper(True)
+    reap_orphans()
     env = dict(os.environ, NPUENV_CPU_PROFILE=str(profile),
                ANSIBLE_CALLBACK_PLUGINS=f"{tree / 'playbooks/plugins/callback'}:{CALLBACKS}")
     profile.unlink(missing_ok=True)
@@ -69,7 +98,8 @@ def deploy(tree: Path, inventory: Path, log_dir: Path, profile: Path) -> dict:
                         "--log-dir", str(log_dir)], cwd=tree, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     time.sleep(0.5)  # the masters have been told to exit: let them end, then reap them
-    reap()
+    masters = reap_orphans()
+    subreaper(False)
     cpu = children_cpu() - cpu0
     if p.returncode != 0:
         raise RuntimeError(f"npuenv deploy from {tree} failed (exit {p.returncode}):\n{(p.stdout + p.stderr)[-3000:]}")
@@ -89,7 +119,7 @@ def deploy(tree: Path, inventory: Path, log_dir: Path, profile: Path) -> dict:
                     "items": sum(k.get("items", 0) for k in v.values()),
                     "roles": {role: k.get("run", 0) + k.get("skipped", 0) for role, k in v.items()}}
                 for h, v in hosts.items()}
-    return {"wall_s": round(wall, 1), "controller_cpu_s": round(cpu, 2),
+    return {"wall_s": round(wall, 1), "controller_cpu_s": round(cpu, 2), "ssh_masters_cpu_s": round(masters, 2),
             "playbooks_cpu_s": {r["playbook"]: round(sum(x["cpu_s"] for x in runs if x["playbook"] == r["playbook"]), 2)
                                 for r in runs},
             "site_cpu_s": round(sum(r["cpu_s"] for r in site), 2), "site_roles_cpu_s": roles,
@@ -97,9 +127,8 @@ def deploy(tree: Path, inventory: Path, log_dir: Path, profile: Path) -> dict:
 
 
 def run() -> dict:
-    become_subreaper()
     tmp = Path(tempfile.mkdtemp(prefix="bench-converge-"))
-    trees = {"before": checkout_of(BASE, tmp), "after": ROOT}
+    trees = {"before": checkout_of(BASE, tmp), "after": ROOT} if BASE else {"after": ROOT}
     stack = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu=ROW, python=PYTHON, arch="x86_64")).stack
     wheelhouse, installers = tmp / "wheelhouse", tmp / "installers"
     subprocess.run([sys.executable, "-m", "npuenv", "wheelhouse", "build", "--row", ROW, "--python", PYTHON,
@@ -125,7 +154,7 @@ def run() -> dict:
                     phase: deploy(tree, inv, logs, tmp / f"profile-{variant}-{count}-{phase}.jsonl")
                     for phase in ("converge", "rerun")}
                 sim_nodes.remove_nodes(names)
-                shown = {k: {x: v[x] for x in ("wall_s", "controller_cpu_s", "site_cpu_s")} for k, v in r.items()}
+                shown = {k: {x: v[x] for x in ("wall_s", "controller_cpu_s", "site_cpu_s", "ssh_masters_cpu_s")} for k, v in r.items()}
                 print(f"{variant}, {count} node(s): {json.dumps(shown)}", file=sys.stderr, flush=True)
     finally:
         sim_nodes.remove_nodes(names)
@@ -140,10 +169,11 @@ def summarize(runs: dict[str, dict[int, dict]]) -> dict:
                 p = r[phase]
                 out[f"{variant}_{phase}_controller_cpu_s_per_node_{count}"] = round(p["controller_cpu_s"] / count, 2)
                 out[f"{variant}_{phase}_site_cpu_s_per_node_{count}"] = round(p["site_cpu_s"] / count, 2)
+                out[f"{variant}_{phase}_ssh_masters_cpu_s_per_node_{count}"] = round(p["ssh_masters_cpu_s"] / count, 2)
                 host = next(iter(p["site_hosts"].values()))
                 out[f"{variant}_{phase}_tasks_run_per_host_{count}"] = host["run"]
                 out[f"{variant}_{phase}_tasks_skipped_per_host_{count}"] = host["skipped"]
-    for count in runs["after"]:
+    for count in runs["after"] if "before" in runs else ():
         for phase in ("converge", "rerun"):
             before = runs["before"][count][phase]["controller_cpu_s"]
             out[f"{phase}_controller_cpu_after_to_before_{count}"] = round(
