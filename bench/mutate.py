@@ -67,6 +67,7 @@ MODULES = {
     "validation/targets.py": ["tests/unit/test_validation_run.py", "tests/unit/test_validate_target_parsing.py",
                               "tests/unit/test_lock_readback.py", "tests/unit/test_validation_targets_mutants.py"],
     "validation/report.py": ["tests/unit/test_report.py", "tests/unit/test_validation_run.py"],
+    "validation/stragglers.py": ["tests/unit/test_stragglers.py", "tests/unit/test_validation_run.py"],
     "validation/codes.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py",
                             "tests/unit/test_vendor_variations.py", "tests/unit/test_vendor_heldout.py",
                             "tests/unit/test_codes_table.py"],

@@ -20,6 +20,7 @@ from torch_npu_pkg import cli as wheelhouse_cli
 from validation import options as validate_options
 from validation.node import FLEET_PORT, LEVELS, check_name
 from validation.report import STRAGGLER_MARGIN
+from validation.stragglers import MIN_PEERS
 
 from .args import add_constraint_args, add_lock_arg, constraints_from, load, lock_from
 
@@ -239,7 +240,8 @@ def cmd_validate(args) -> int:
     given = lock_from(args, picks_entry=False)   # each host takes its own entry: no --arch/--os beside it
     return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
                         host_root=args.host_root, run_args=args.run_arg or [], suite_options=options,
-                        only=args.only, straggler_margin=args.straggler_margin, fleet_port=args.fleet_port,
+                        only=args.only, straggler_margin=args.straggler_margin,
+                        straggler_min_peers=args.straggler_min_peers, fleet_port=args.fleet_port,
                         matrix=args.matrix, lock=given)
 
 
@@ -339,8 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.add_argument("--run-arg", action="append", help="image targets: extra podman run argument (repeatable)")
     p.add_argument("--straggler-margin", type=validate_options.fraction, default=STRAGGLER_MARGIN,
-                   help="flag a host whose training or busbw figure is this fraction below the fleet median "
-                   "(0 to less than 1; default: %(default)s)")
+                   help="flag a host whose training or busbw figure is this fraction below the median of its "
+                   "peers (and beyond their spread; 0 to less than 1; default: %(default)s)")
+    p.add_argument("--straggler-min-peers", type=validate_options.peers, default=MIN_PEERS,
+                   help="compare hosts for stragglers only in groups (target kind and chip) of at least this many "
+                   "(2 or more; default: %(default)s)")
     p.add_argument("--fleet-port", type=validate_options.port, default=FLEET_PORT,
                    help="rendezvous port of the all_reduce across nodes (default: %(default)s)")
     p.add_argument("--only", action="append", type=check_name, metavar="CHECK",

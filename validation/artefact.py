@@ -1,30 +1,36 @@
 """The node-side validation artefact: one self-contained zipapp that carries
 the suite, the workloads, pytest and pytest-testinfra (pure Python, taken from
-the controller's own installation) and the stack the node must match.
+the controller's own installation, with their bytecode for the controller's
+Python) and the stack the node must match.
 
 The node runs it with its own python3 (`python3 npuenv-validate.pyz --level
-quick`); it unpacks itself into a private temporary directory, runs the
-testinfra suite against ``local://`` and prints one JSON document on stdout
-(validation/node.py). Nothing is installed on the node and nothing is left
-behind.
+quick`); it unpacks its own packages into a private temporary directory (the
+libraries are imported from the archive), runs the testinfra suite against
+``local://`` and prints one JSON document on stdout (validation/node.py).
+Nothing is installed on the node and nothing is left behind.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import marshal
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
 
 from compat_matrix.checksums import sha256_bytes, sha256_file
 
-# Top-level packages and modules the node needs, all pure Python. pytest's own
-# dependencies (pluggy, iniconfig, packaging, pygments), testinfra, PyYAML's pure-Python
-# loader (compat_matrix reads the vendor layout from platforms.yaml), and ours.
-PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "testinfra", "yaml",
-            "compat_matrix", "validation")
-MODULES = ("py",)  # pytest's `py` compatibility shim
+# Top-level packages and modules the node needs, all pure Python. The libraries: pytest, its own
+# dependencies (pluggy, iniconfig, packaging, pygments), testinfra, PyYAML's pure-Python loader
+# (compat_matrix reads the vendor layout from platforms.yaml) and pytest's `py` compatibility shim;
+# the node imports them from the archive itself (zipimport: a few hundred files it need not write).
+LIBRARIES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "testinfra", "yaml")
+MODULES = ("py",)
+# Ours, unpacked on the node: pytest collects the suite from files, the workloads run as files and
+# compat_matrix reads its data from files.
+PACKAGES = (*LIBRARIES, "compat_matrix", "validation")
 # pytest's oldest supported Python; the node entry refuses older ones with a message.
 MIN_PYTHON = (3, 10)
 STACK_NAME = "npuenv-stack.json"
@@ -65,6 +71,43 @@ def _files(name: str):
         yield path, f"{name}/{path.relative_to(root).as_posix()}"
 
 
+# Modules no node imports get no bytecode: pygments' lexers of other languages (pytest, which needs
+# pygments, loads only its Python and diff lexers; the hundreds of others would double the artefact).
+NO_BYTECODE = re.compile(r"pygments/lexers/(?!(__init__|_mapping|python|diff)\.py$)")
+# PEP 552's flags for a pyc that names its source's hash and is never checked against it: the
+# artefact's tree is private and never changes, and its files' times are not their sources'.
+UNCHECKED_HASH = 0b01
+
+
+def bytecode(path: Path, source: bytes, arcname: str) -> bytes | None:
+    """``source`` compiled for this Python, as an unchecked-hash pyc: the controller's own cached
+    bytecode of ``path`` when it is current, else compiled now (None if it does not compile here).
+
+    The artefact carries it beside the source (``X.pyc``, where zipimport looks: the entry point
+    and the libraries); unpacking moves ours to ``__pycache__`` (node.unpack). A node whose Python
+    has another magic number ignores it and compiles the source, as it did before."""
+    magic = importlib.util.MAGIC_NUMBER
+    code = None
+    try:
+        cached = Path(importlib.util.cache_from_source(str(path))).read_bytes()
+    except (OSError, NotImplementedError, ValueError):
+        cached = b""
+    if cached[:4] == magic and len(cached) > 16:
+        flags, st = int.from_bytes(cached[4:8], "little"), path.stat()
+        if flags & 1:   # hash-based
+            current = cached[8:16] == importlib.util.source_hash(source)
+        else:           # the source's mtime and size, as the import system checks them
+            current = cached[8:16] == ((int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") +
+                                       (st.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+        code = cached[16:] if current else None
+    if code is None:
+        try:
+            code = marshal.dumps(compile(source, arcname, "exec", dont_inherit=True))
+        except (SyntaxError, ValueError):
+            return None
+    return magic + UNCHECKED_HASH.to_bytes(4, "little") + importlib.util.source_hash(source) + code
+
+
 def build(out: Path, stack: dict | None, locks: dict[str, dict] | None = None) -> Path:
     """Write the artefact for ``stack`` (validation.run.expected_stack) and ``locks`` ({digest:
     lock document}: the whole locks, whose entries the nodes pick) to ``out``."""
@@ -90,7 +133,13 @@ def build(out: Path, stack: dict | None, locks: dict[str, dict] | None = None) -
                 add(zf, LOCKS_NAME, json.dumps({FORMAT_KEY: FORMAT, "locks": locks}, sort_keys=True).encode())
             for name in (*PACKAGES, *MODULES):
                 for path, arcname in _files(name):
-                    add(zf, arcname, path.read_bytes())
+                    data = path.read_bytes()
+                    add(zf, arcname, data)
+                    # Compiled once here instead of on every node at every run (three Pythons a run).
+                    wanted = arcname.endswith(".py") and not NO_BYTECODE.match(arcname)
+                    pyc = bytecode(path, data, arcname) if wanted else None
+                    if pyc is not None:
+                        add(zf, arcname + "c", pyc)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -112,7 +161,7 @@ def cache_dir() -> Path:
 def _source_key(stack: dict) -> str:
     """What the artefact's bytes depend on: the entry point, the stack and every packed file (its
     name, size and modification time; a changed file gives a new key)."""
-    parts = [MAIN, json.dumps(stack, sort_keys=True)]
+    parts = [MAIN, json.dumps(stack, sort_keys=True), importlib.util.MAGIC_NUMBER.hex()]   # the bytecode's Python
     for name in (*PACKAGES, *MODULES):
         for path, arcname in _files(name):
             st = path.stat()

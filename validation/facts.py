@@ -39,6 +39,13 @@ class Probe:
     def run(self, command: str) -> tuple[int, str, str]:
         raise NotImplementedError
 
+    def run_once(self, command: str) -> tuple[int, str, str]:
+        """``run``, once per probe for each command: checks that read one answer share one run."""
+        answers = self.__dict__.setdefault("_answers", {})
+        if command not in answers:
+            answers[command] = self.run(command)
+        return answers[command]
+
     def read(self, path: str) -> str | None:
         raise NotImplementedError
 
@@ -75,7 +82,8 @@ class LocalProbe(Probe):
     def run(self, command):
         if not self.can_run:
             return 127, "", f"not run: {self.root} is a directory tree, not a running host"
-        p = subprocess.run(["bash", "-lc", command], capture_output=True, text=True)
+        # Bytes that are no UTF-8 (a kernel log may hold some) are replaced, never an exception.
+        p = subprocess.run(["bash", "-lc", command], capture_output=True, text=True, errors="replace")
         return p.returncode, p.stdout, p.stderr
 
     def read(self, path):

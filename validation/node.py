@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import importlib.util
 import json
 import os
 import platform
@@ -39,6 +40,9 @@ from . import identity
 from .document import FACTS_KEY, FACTS_VERSION, FORMAT_KEY, FORMAT_VERSION
 
 SUITE = Path(__file__).resolve().parent / "suite"
+# The unpacked artefact on a node (the folder that holds validation/), and the archive's copy in it.
+ARTEFACT_ROOT = SUITE.parent.parent
+LIBRARY_ARCHIVE = "npuenv-validate.pyz"
 # Which checks each level runs (pytest marker expressions). Checks that need
 # every node at once carry the `fleet` mark and run in their own phase.
 LEVELS = {"quick": "quick", "standard": "quick or standard", "full": "quick or standard or full"}
@@ -163,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {FORMAT_KEY: FORMAT_VERSION,
            "hostname": socket.gethostname(), "addresses": addresses(), **identity.read(),
            "python": sys.version.split()[0], "level": args.level, "fleet": args.fleet, "results": []}
-    stack = args.stack or Path(__file__).resolve().parent.parent / "npuenv-stack.json"
+    # Absolute: pytest runs in a folder of its own.
+    stack = args.stack.resolve() if args.stack else ARTEFACT_ROOT / "npuenv-stack.json"
     with tempfile.TemporaryDirectory(prefix="npuenv-results-") as tmp:
         if args.lock or args.recorded_lock:
             from compat_matrix.errors import UserError
@@ -177,15 +182,15 @@ def main(argv: list[str] | None = None) -> int:
             stack = Path(tmp) / "npuenv-stack.json"
             stack.write_text(json.dumps(expected))
         results = Path(tmp) / "results.json"
-        command = [sys.executable, "-m", "pytest",
-                   *suite_command(args.level, "local://", stack, results, fleet=args.fleet, only=args.only,
-                                  options=suite_options)]
         # Only the artefact's plugins: none the node's Python happens to have
         # installed (there are no entry points in the artefact, so testinfra is named).
-        command[3:3] = ["-p", "testinfra.plugin"]
+        command = [*python_running("pytest", ARTEFACT_ROOT), "-p", "testinfra.plugin",
+                   *suite_command(args.level, "local://", stack, results, fleet=args.fleet, only=args.only,
+                                  options=suite_options)]
         env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-        # pytest's own output goes to stderr: stdout carries only the JSON.
-        proc = run_suite(command, env)
+        # pytest's own output goes to stderr: stdout carries only the JSON. It runs in the private
+        # folder, which the checks' commands inherit as theirs (not the unpacked artefact).
+        proc = run_suite(command, env, cwd=tmp)
         sys.stderr.write(proc.stdout)
         results_written = results.exists()
         if results_written:
@@ -213,7 +218,7 @@ def expected_stack(entry_stack: dict, platforms) -> dict:
 def locks_shipped() -> dict[str, dict]:
     """The locks the artefact carries, by digest (artefact.LOCKS_NAME)."""
     from .artefact import LOCKS_NAME
-    path = Path(__file__).resolve().parent.parent / LOCKS_NAME
+    path = ARTEFACT_ROOT / LOCKS_NAME
     return json.loads(path.read_text())["locks"] if path.is_file() else {}
 
 
@@ -262,7 +267,7 @@ def facts_document() -> dict:
             **facts.status_facts(probe)}
 
 
-def run_suite(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def run_suite(command: list[str], env: dict[str, str], cwd: str | None = None) -> subprocess.CompletedProcess:
     """pytest's run (output and stderr together), in a session of its own: when
     the run is interrupted (SIGTERM, SIGINT), pytest and every process it
     started (the workloads) are ended before the caller's cleanup runs."""
@@ -270,7 +275,7 @@ def run_suite(command: list[str], env: dict[str, str]) -> subprocess.CompletedPr
     try:
         with interrupts.deferred():  # a signal waits until the process is known here
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                    start_new_session=True)
+                                    cwd=cwd, start_new_session=True)
         output, _ = proc.communicate()
     except interrupts.Interrupted:
         if proc is not None:
@@ -311,6 +316,44 @@ def _end_session(proc: subprocess.Popen) -> None:
             return
 
 
+def python_running(module: str, root: Path) -> list[str]:
+    """This Python running ``module`` as ``python -m`` does, with ``root`` (the unpacked artefact)
+    and its LIBRARY_ARCHIVE first on its path, but neither in PYTHONPATH nor as the working
+    directory, which every process of the run would inherit: python3 in the checks must import the
+    node's own packages, never the artefact's copies (it carries yaml, one of CANN's Python
+    dependencies, and packaging)."""
+    path = [str(root), str(root / LIBRARY_ARCHIVE)]
+    return [sys.executable, "-c", f"import runpy, sys; sys.path[:0] = {path!r}; "
+                                  f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"]
+
+
+def unpack(archive: str, root: Path) -> None:
+    """Extract the artefact into ``root``: the archive itself (LIBRARY_ARCHIVE: the libraries are
+    imported from it), and every other file, each module's bytecode (``X.pyc`` beside ``X.py``,
+    artefact.bytecode) into ``__pycache__`` where this Python looks for it when it was compiled for
+    this Python (its magic number; otherwise it is left out and the source is compiled)."""
+    from .artefact import LIBRARIES, MODULES
+
+    shutil.copyfile(archive, root / LIBRARY_ARCHIVE)
+    magic, tag = importlib.util.MAGIC_NUMBER, sys.implementation.cache_tag
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            top = info.filename.split("/", 1)[0]
+            if top in LIBRARIES or top.rsplit(".", 1)[0] in MODULES:
+                continue
+            if not info.filename.endswith(".pyc"):
+                zf.extract(info, root)
+                continue
+            folder, name = os.path.split(info.filename)
+            data = zf.read(info)
+            if tag is None or data[:4] != magic or os.path.isabs(folder) or ".." in folder.split("/"):
+                continue
+            # Named by hand rather than by cache_from_source, which follows PYTHONPYCACHEPREFIX out of root.
+            target = root / folder / "__pycache__" / f"{name[:-len('.pyc')]}.{tag}.pyc"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+
 def run_from_archive(archive: str) -> int:
     """Unpack the artefact into a private directory, run main() from there
     (pytest collects the suite from real files), and remove the directory,
@@ -321,11 +364,11 @@ def run_from_archive(archive: str) -> int:
         try:
             with interrupts.deferred():  # the folder is known to the cleanup before a signal is acted on
                 root = Path(tempfile.mkdtemp(prefix="npuenv-validate-"))
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(root)
-            env = dict(os.environ, PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
+            unpack(archive, root)
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
             with interrupts.deferred():
-                child = subprocess.Popen([sys.executable, "-m", "validation.node", *sys.argv[1:]], env=env, cwd=root)
+                child = subprocess.Popen([*python_running("validation.node", root), *sys.argv[1:]], env=env,
+                                         cwd=root)
             return child.wait()
         except interrupts.Interrupted as e:
             if child is not None:

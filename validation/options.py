@@ -70,9 +70,13 @@ def nonempty_path(text: str) -> str:
 
 port = integer(*PORT_RANGE)
 port.__name__ = "port"
-# A share of the fleet's median (--straggler-margin): 1 or more flags no host, below 0 every host under the median.
+# A share of the peers' median (--straggler-margin): 0 to less than 1.
 fraction = number(0.0, 1.0)
 fraction.__name__ = "fraction"
+# The fewest hosts of one kind compared for stragglers (--straggler-min-peers; stragglers.MIN_PEERS): with one
+# host there is nothing to compare it with.
+peers = integer(2)
+peers.__name__ = "peers"
 
 
 @dataclass(frozen=True)

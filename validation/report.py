@@ -25,14 +25,14 @@ import jinja2
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
-from . import document
+from . import document, stragglers as stragglers_mod
 from .document import (BAD, CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, ERROR, FAILED, FLEET, PASSED,
                        SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK,
                        REACHABLE, SKIPPED, STRAGGLER, SUITE, TLS_ACROSS_NODES, TLS_NODE_CHECK, WARNING)
 
 
 STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", SKIPPED: "SKIP"}
-# A host's figure this far below the fleet's median flags it as a straggler.
+# A host's figure this far below its peers' median (and beyond their spread: stragglers.py) flags it.
 STRAGGLER_MARGIN = 0.20
 # The figures compared across hosts: name -> (check, how to read it from the check's data, unit).
 class Figure(NamedTuple):
@@ -41,13 +41,20 @@ class Figure(NamedTuple):
     unit: str                       # as reports print it
     metric: str                     # its Prometheus name, in base units as promtool's lint asks
     per_unit: float                 # base units per printed unit
+    repeats: Callable[[dict], object]  # its repeated measurements in that data (stragglers.py compares them)
+
+
+def _largest(data) -> dict:
+    """The all_reduce row of the largest message size in a check's data ({} when there is none)."""
+    return (rows_of(data) or [{}])[-1]
 
 
 FIGURES = {
     "train_samples_per_s": Figure("train", lambda d: d.get("samples_per_s"), "samples/s",
-                                  "train_samples_per_second", 1.0),
-    "allreduce_busbw_gbps": Figure("allreduce_local", lambda d: (rows_of(d) or [{}])[-1].get("busbw_gbps"), "GB/s",
-                                   "allreduce_busbw_bytes_per_second", 1e9),
+                                  "train_samples_per_second", 1.0, lambda d: d.get("samples_per_s_repeats")),
+    "allreduce_busbw_gbps": Figure("allreduce_local", lambda d: _largest(d).get("busbw_gbps"), "GB/s",
+                                   "allreduce_busbw_bytes_per_second", 1e9,
+                                   lambda d: _largest(d).get("busbw_gbps_repeats")),
 }
 # A host's verdict: its checks passed or failed, it was not reached, the suite could not run there, or
 # the suite ran and no check executed (every one skipped: skipped is not passed, DESIGN.md 6).
@@ -99,30 +106,38 @@ def rows_of(data) -> list[dict]:
             and _number(row.get("algbw_gbps")) and _number(row.get("busbw_gbps"))] if isinstance(rows, list) else []
 
 
-def figures(records: list[dict]) -> dict[str, dict[str, float]]:
-    """figure -> host -> value, from the data the checks recorded."""
-    out: dict[str, dict[str, float]] = {name: {} for name in FIGURES}
+def _measured(records: list[dict]):
+    """(figure's name, host, its value, the check's data) of every figure a host recorded: positive numbers only."""
     for r in records:
         for name, figure in FIGURES.items():
             if r["check"] == figure.check and r["host"] != FLEET and isinstance(r.get("data"), dict):
                 value = figure.read(r["data"])
                 if _number(value) and value > 0:
-                    out[name][r["host"]] = float(value)
+                    yield name, r["host"], float(value), r["data"]
+
+
+def figures(records: list[dict]) -> dict[str, dict[str, float]]:
+    """figure -> host -> value, from the data the checks recorded."""
+    out: dict[str, dict[str, float]] = {name: {} for name in FIGURES}
+    for name, host, value, _ in _measured(records):
+        out[name][host] = value
     return out
 
 
-def stragglers(figs: dict[str, dict[str, float]], margin: float) -> list[dict]:
-    """Hosts more than ``margin`` below the fleet's median of a figure."""
-    out = []
-    for name, by_host in figs.items():
-        if len(by_host) < 2:
-            continue
-        median = statistics.median(by_host.values())
-        for host, value in sorted(by_host.items()):
-            if value < median * (1 - margin):
-                out.append({"host": host, "figure": name, "value": value, "median": median,
-                            "ratio": round(value / median, 3), "unit": FIGURES[name].unit})
+def samples(records: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """figure -> host -> its repeated measurements (the figure alone where a node sent no repeats)."""
+    out: dict[str, dict[str, list[float]]] = {name: {} for name in FIGURES}
+    for name, host, value, data in _measured(records):
+        out[name][host] = stragglers_mod.measurements(FIGURES[name].repeats(data)) or [value]
     return out
+
+
+def straggler_record(s: dict, margin: float) -> dict:
+    """The warning on a straggler's host, saying how sure it is."""
+    return {"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING, "duration_s": 0.0,
+            "data": s, "message": f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the median "
+                                  f"{s['median']:.3g} of its {s['peers']['hosts']} {s['peers']['group']} peers (more "
+                                  f"than {margin:.0%} below); {s['confidence']}: {s['why']}"}
 
 
 def host_failure(host: str, check: str, level: str, message: str, summary: str, expected: str, found: str,
@@ -234,6 +249,11 @@ def _hosts_that_ran(records: list[dict], hosts: list[str]) -> dict[str, int]:
     return {check: len(hosts) if check in CONTROLLER_CHECKS else len(on) for check, on in ran.items()}
 
 
+def _cause(r: dict) -> str:
+    """A finding's cause: the one its record explains, else its message."""
+    return (r.get("failure") or {}).get("cause") or r["message"]
+
+
 def finding_groups(records: list[dict], statuses: tuple[str, ...], ran: dict[str, int]) -> list[dict]:
     """The records of ``statuses`` grouped by check and cause (the record's explained
     cause, else its message), the biggest group first: hosts, a fix, three examples,
@@ -242,9 +262,9 @@ def finding_groups(records: list[dict], statuses: tuple[str, ...], ran: dict[str
     for r in records:
         if r["status"] not in statuses:
             continue
-        failure = r.get("failure") or {}
-        cause = failure.get("cause") or r["message"]
-        g = groups.setdefault((r["check"], cause), {"check": r["check"], "cause": cause, "fix": failure.get("fix", ""),
+        cause = _cause(r)
+        g = groups.setdefault((r["check"], cause), {"check": r["check"], "cause": cause,
+                                                    "fix": (r.get("failure") or {}).get("fix", ""),
                                                     "hosts": [], "of": ran.get(r["check"], 0), "examples": []})
         g["hosts"].append(r["host"])
         if len(g["examples"]) < 3:
@@ -305,20 +325,17 @@ def bandwidth_spread(records: list[dict]) -> dict[str, dict]:
 
 
 def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
-                 straggler_margin: float = STRAGGLER_MARGIN, meta: dict | None = None) -> dict:
+                 straggler_margin: float = STRAGGLER_MARGIN, peers: dict[str, str] | None = None,
+                 straggler_min_peers: int = stragglers_mod.MIN_PEERS, meta: dict | None = None) -> dict:
     """The merged result: records plus per-host status, failures and warnings grouped
-    by check and cause, figures, the bandwidth's spread and stragglers (each straggler
-    also a warning record on its host), and ``meta`` (the run's level, row, targets);
-    made safe for every report. Linear in the number of records (fleets of thousands)."""
-    figs = figures(records)
-    slow = stragglers(figs, straggler_margin)
+    by check and cause, figures, the bandwidth's spread and stragglers among ``peers``
+    (host -> its peer group: stragglers.py; each straggler also a warning record on its
+    host, and the groups too small to compare named), and ``meta`` (the run's level, row,
+    targets); made safe for every report. Linear in the number of records (fleets of thousands)."""
+    found = stragglers_mod.find(samples(records), peers or {}, straggler_margin, min_peers=straggler_min_peers)
+    slow = [{**s, "unit": FIGURES[s["figure"]].unit} for s in found.stragglers]
     records = list(records) + tls_across_nodes(records) + cabling_across_nodes(records) + \
-        super_pod_across_nodes(records)
-    for s in slow:
-        records.append({"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING,
-                        "duration_s": 0.0, "data": s,
-                        "message": f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the fleet "
-                                   f"median {s['median']:.3g} (more than {straggler_margin:.0%} below)"})
+        super_pod_across_nodes(records) + [straggler_record(s, straggler_margin) for s in slow]
     place = {h: i for i, h in enumerate(hosts)}
     records.sort(key=lambda r: (r["host"] == FLEET, place.get(r["host"], 0), r["check"]))
     by_host = _by_host(records)
@@ -331,8 +348,8 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
     summary = {s: sum(1 for v in status.values() if v["status"] == s) for s in HOST_STATES}
     result = {"hosts": hosts, "host_status": status, "summary": {"hosts": len(hosts), **summary},
               "failures": finding_groups(records, BAD, ran), "warnings": finding_groups(records, (WARNING,), ran),
-              "figures": figs, "bandwidth": bandwidth_spread(records),
-              "stragglers": slow, "straggler_margin": straggler_margin,
+              "figures": figures(records), "bandwidth": bandwidth_spread(records),
+              "stragglers": slow, "straggler_margin": straggler_margin, "not_compared": found.not_compared,
               "results": records, "finished": time.time(), **({"meta": meta} if meta is not None else {})}
     return document.clean(result)
 
@@ -391,14 +408,15 @@ def _detail(lines: list[str], r: dict) -> None:
             lines.append(f"         {key + ':':<9} {_line(f[key])}")
 
 
-def _fleet_wide(result: dict) -> tuple[list[dict], set[tuple[str, str]]]:
-    """The groups of findings on every host, and their (check, cause) keys."""
-    groups = [g for g in [*result["failures"], *result.get("warnings", [])] if on_every_host(g)]
-    return groups, {(g["check"], g["cause"]) for g in groups}
+def _groups(result: dict) -> list[tuple[str, dict]]:
+    """(status, group) of every group of findings: the failures', then the warnings'."""
+    return [(status, g) for key, status in (("failures", FAILED), ("warnings", WARNING)) for g in result.get(key, [])]
 
 
-def _cause(r: dict) -> str:
-    return (r.get("failure") or {}).get("cause") or r["message"]
+def _fleet_wide(result: dict) -> tuple[list[tuple[str, dict]], set[tuple[str, str]]]:
+    """(status, group) of the findings on every host, and their (check, cause) keys."""
+    groups = [(status, g) for status, g in _groups(result) if on_every_host(g)]
+    return groups, {(g["check"], g["cause"]) for _, g in groups}
 
 
 def _spread_table(lines: list[str], check: str, spread: dict) -> None:
@@ -428,9 +446,8 @@ def terminal(result: dict) -> str:
     shared, shared_keys = _fleet_wide(result)
     if shared:
         lines.append("on every host that ran the check (said once, not under each host):")
-        for g in shared:
-            mark = STATUS_MARK[FAILED if g in result["failures"] else WARNING]
-            lines.append(f"  {mark} {t(g['check'])} on all {g['of']} hosts")
+        for status, g in shared:
+            lines.append(f"  {STATUS_MARK[status]} {t(g['check'])} on all {g['of']} hosts")
             lines.append(f"       cause: {t(g['cause'])}")
             if g["fix"]:
                 lines.append(f"       fix:   {t(g['fix'])}")
@@ -443,10 +460,15 @@ def terminal(result: dict) -> str:
             if g["fix"]:
                 lines.append(f"       fix:   {t(g['fix'])}")
     if result["stragglers"]:
-        lines.append(f"stragglers (more than {result['straggler_margin']:.0%} below the fleet median):")
+        lines.append(f"stragglers (more than {result['straggler_margin']:.0%} below the median of their peers, and "
+                     f"beyond the peers' spread):")
         for st in result["stragglers"]:
             lines.append(f"  {t(st['host'])}: {st['figure']} {st['value']:.3g} {st['unit']}, median "
-                         f"{st['median']:.3g} ({st['ratio']:.2f}x)")
+                         f"{st['median']:.3g} of {st['peers']['hosts']} {t(st['peers']['group'])} hosts "
+                         f"({st['ratio']:.2f}x), {st['confidence']}")
+            lines.append(f"       {t(st['why'])}")
+    for group in result.get("not_compared", []):
+        lines.append(f"not compared for stragglers: {group['figure']} of {t(group['reason'])}")
     _per_host(lines, result, shared_keys)
     _bandwidth_text(lines, result)
     return "\n".join(lines) + "\n"
@@ -539,7 +561,7 @@ def html_page(result: dict) -> str:
     groups = [{**g, "status": status, "mark": STATUS_MARK[status], "every": on_every_host(g),
                "named": ", ".join(g["hosts"][:NAMED]) + (f" and {len(g['hosts']) - NAMED} more"
                                                          if len(g["hosts"]) > NAMED else "")}
-              for key, status in (("failures", FAILED), ("warnings", WARNING)) for g in result.get(key, [])]
+              for status, g in _groups(result)]
     by_host = _by_host(result["results"])
     hosts = [_host_view(h, by_host.get(h, []), (result["host_status"].get(h) or {}).get("status")
                         or host_status(by_host.get(h, [])), shared_keys)
@@ -550,7 +572,8 @@ def html_page(result: dict) -> str:
                   **plot_lines(b["sizes"])} for check, b in result.get("bandwidth", {}).items()]
     meta = {k: result.get("meta", {}).get(k, "?") for k in ("level", "torch_npu", "torch", "cann", "backend")}
     return _TEMPLATES.get_template("report.html.j2").render(
-        meta=meta, summary=result["summary"], groups=groups, stragglers=result["stragglers"], hosts=hosts,
+        meta=meta, summary=result["summary"], groups=groups, stragglers=result["stragglers"],
+        not_compared=result.get("not_compared", []), hosts=hosts,
         bandwidth=bandwidth, plot=PLOT, spread_names=list(SPREAD), not_checked_text=NOT_CHECKED_TEXT)
 
 
@@ -610,8 +633,8 @@ def prometheus_text(result: dict) -> str:
     fig = {name: GaugeMetricFamily(f"npuenv_validation_{f.metric}", f"{name} measured by the {f.check} check, in "
                                    f"base units ({f.per_unit:g} per {f.unit})", labels=["host"])
            for name, f in FIGURES.items()}
-    slow = GaugeMetricFamily("npuenv_validation_straggler", "1 when the host's figure is below the fleet median by "
-                             "more than the margin", labels=["host", "figure"])
+    slow = GaugeMetricFamily("npuenv_validation_straggler", "1 when the host's figure is below its peers' median by "
+                             "more than the margin and their spread", labels=["host", "figure"])
     finished = GaugeMetricFamily("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
                                  value=result["finished"])
     for r in result["results"]:
@@ -649,7 +672,7 @@ def _spare_data(result: dict, sizes: list[int]) -> dict[str, list[int]]:
     """check -> the records whose data results.json may leave out, the check whose records are largest
     (``sizes``) first: passed checks', and the findings on every host but for the first host's copy
     (the finding is said once)."""
-    shared = {(g["check"], g["cause"]) for g in [*result["failures"], *result["warnings"]] if on_every_host(g)}
+    _, shared = _fleet_wide(result)
     seen: set[tuple[str, str]] = set()
     spare: dict[str, list[int]] = {}
     size: dict[str, int] = {}
@@ -664,19 +687,33 @@ def _spare_data(result: dict, sizes: list[int]) -> dict[str, list[int]]:
     return {check: spare[check] for check in sorted(spare, key=lambda c: (-size[c], c))}
 
 
+def omitted_note(checks: list[str]) -> dict:
+    """What results.json says of the checks whose data it left out."""
+    return {"checks": checks,
+            "why": f"results.json is kept within {RESULTS_JSON_BUDGET} bytes: the data these checks recorded when "
+                   f"they passed (and on all hosts but the first when a finding is on every host) was left out; "
+                   f"validate a host alone (--target) to see all of its own"}
+
+
 def results_json(result: dict) -> str:
     """The result as compact JSON (a record's fields at their RECORD_DEFAULTS left out: load() puts them
     back), within RESULTS_JSON_BUDGET: when it is larger, the data of passed checks and the copies of a
     finding every host shares are left out check by check, the check with the most data first, until it
     fits (the figures and the bandwidth's spread were read from them already); "data_omitted" names those
     checks. Bigger still, it is written as it then is. Each record is written once (fleets of thousands)."""
+    def head(rest: dict) -> str:   # the object up to its records' list, which comes last
+        return _compact(rest)[:-1] + ("," if rest else "") + '"results":['
+
     rest = {k: v for k, v in result.items() if k != "results"}
     records = [_compact_record(r) for r in result["results"]]
     texts = [_compact(r) for r in records]
-    over = sum(map(len, texts)) + len(texts) + len(_compact(rest)) + len(',"results":[]') - RESULTS_JSON_BUDGET
+    over = len(head(rest)) + sum(map(len, texts)) + max(len(texts) - 1, 0) + len("]}") - RESULTS_JSON_BUDGET
     if over > 0:
+        spare = _spare_data(result, list(map(len, texts)))
+        # Room for the note, as long as it can be (every check named): the file stays within the budget.
+        over += len(',"data_omitted":' + _compact(omitted_note(list(spare))))
         left_out = []
-        for check, indices in _spare_data(result, list(map(len, texts))).items():
+        for check, indices in spare.items():
             if over <= 0:
                 break
             for i in indices:
@@ -684,13 +721,8 @@ def results_json(result: dict) -> str:
                 over -= len(texts[i]) - len(slim)
                 texts[i] = slim
             left_out.append(check)
-        rest["data_omitted"] = {
-            "checks": left_out,
-            "why": f"results.json is kept within {RESULTS_JSON_BUDGET} bytes: the data these checks recorded when "
-                   f"they passed (and on all hosts but the first when a finding is on every host) was left out; "
-                   f"validate a host alone (--target) to see all of its own"}
-    head = _compact(rest)[:-1]
-    return head + ("," if rest else "") + '"results":[' + ",".join(texts) + "]}\n"
+        rest["data_omitted"] = omitted_note(left_out)
+    return head(rest) + ",".join(texts) + "]}\n"
 
 
 REPORTS = {"results.json": results_json, "report.html": html_page,

@@ -119,10 +119,23 @@ def lock_meta(hosts: list[str], outcomes: dict, locks: dict[str, lock_mod.Lock])
     return meta
 
 
+def peer_groups(transports: list, outcomes: dict) -> dict[str, str]:
+    """host -> its peers for the straggler comparison (stragglers.py): the kind of target (a node, or an
+    image run in a container on the controller, which shares the controller's CPUs) and the chip its lock
+    names."""
+    groups = {}
+    for t in transports:
+        for h in t.hosts:
+            chip = ((getattr(outcomes.get(h), "document", None) or {}).get("lock") or {}).get("chip")
+            groups[h] = f"{'node' if t.fleet_member else 'image'}/{chip or 'unknown chip'}"
+    return groups
+
+
 def validate(targets: list[str], level: str, constraints: cm.Constraints, out_dir: Path, *,
              backend: str = "auto", host_root: str = "/", run_args: list[str] | None = None,
              suite_options: list[str] | None = None, only: list[str] | None = None,
-             straggler_margin: float = report.STRAGGLER_MARGIN, fleet_port: int = FLEET_PORT,
+             straggler_margin: float = report.STRAGGLER_MARGIN,
+             straggler_min_peers: int = report.stragglers_mod.MIN_PEERS, fleet_port: int = FLEET_PORT,
              matrix: str | None = None, lock: lock_mod.Lock | str | Path | None = None,
              quiet: bool = False) -> int:
     """Run the suite on every target and write the reports. The hosts are checked against ``lock``
@@ -137,6 +150,7 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
     if problem:
         raise UserError(problem)
     options.checked("--straggler-margin", options.fraction, straggler_margin)
+    options.checked("--straggler-min-peers", options.peers, straggler_min_peers)
     options.checked("--fleet-port", options.port, fleet_port)
     if any(isinstance(t, targets_mod.ImageTarget) for t in parsed) and not Path(host_root).is_dir():
         raise UserError(f"--host-root {host_root}: no such folder; give the folder the host's /dev and NPU driver "
@@ -183,7 +197,8 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
             # Nothing was checked: metrics.prom alone says so, each host at passed 0 (an alert on
             # it fires; a missing file would not), and no report of an earlier run stays to be read
             # as this run's verdict.
-            data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta)
+            data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta,
+                                    peers=peer_groups(transports, phase1), straggler_min_peers=straggler_min_peers)
             try:
                 [metrics] = report.write_all(data, out_dir, names=(report.METRICS,))
                 written = f"{metrics} records it ({report.HOST_PASSED} 0 for each host)"
@@ -195,7 +210,8 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
                                                 if phase1[h].status != "ran" else f"{h}: every check was skipped")
                                 for h in hosts)
             raise UserError(f"no check ran on any target ({reasons}); {written}")
-        data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta)
+        data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta,
+                                    peers=peer_groups(transports, phase1), straggler_min_peers=straggler_min_peers)
         # All reports or none (an earlier run's are removed then), also when interrupted.
         written = report.write_all(data, out_dir)
     if not quiet:

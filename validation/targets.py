@@ -25,6 +25,7 @@ import compat_matrix as cm
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
+from . import artefact as artefact_mod
 from . import options
 from .merge import Outcome, judge
 
@@ -105,8 +106,9 @@ class AnsibleTransport:
     ansible-playbook (validate.yml), all at once."""
     fleet_member = True
 
-    def __init__(self, inventory: Path, pattern: str, hosts: list[str]):
-        self.inventory, self.pattern, self.hosts = inventory, pattern, hosts
+    def __init__(self, inventory: Path, pattern: str, hosts: list[str], hostvars: dict | None = None):
+        # hostvars: the inventory's variables, as read to find the hosts (run_playbook would read it again).
+        self.inventory, self.pattern, self.hosts, self.hostvars = inventory, pattern, hosts, hostvars
 
     def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
         from playbooks import run as playbooks_run
@@ -116,12 +118,15 @@ class AnsibleTransport:
             extra = Path(tmp) / "vars.yml"
             # Only the hosts with arguments run (the fleet phase leaves out those that did not run the first).
             wanted = [h for h in self.hosts if h in args]
+            # The digest names the node's cached copy, and is what the node checks that copy against.
             extra.write_text(unsafe_yaml({"validation_artefact": str(artefact),
+                                          "validation_artefact_digest": artefact_mod.digest(artefact),
                                           "validation_node_args": {h: args[h] for h in wanted}}))
             # The tree callback keeps each host's last result (unreachable ones
             # too, with SSH's own reason); only failures and the recap are shown.
             p = playbooks_run.run_playbook(
                 "validate.yml", self.inventory, limit=self.pattern, extra_vars=[f"@{extra}"], capture=True,
+                hosts=wanted, hostvars=self.hostvars,
                 env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_CALLBACK_TREE_DIR": str(tree),
                      "ANSIBLE_DISPLAY_OK_HOSTS": "false", "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false"})
             outcomes = {}
@@ -452,7 +457,7 @@ def ansible_transport(target: AnsibleTarget) -> tuple[AnsibleTransport, dict]:
         raise UserError(f"{target}: no host of the group '{playbooks_run.FLEET_GROUP}' in {inventory} "
                         f"matches '{target.pattern}'")
     row = hostvars.get(hosts[0], {}).get("npuenv_row") or {}
-    return AnsibleTransport(Path(inventory).resolve(), target.pattern, hosts), row
+    return AnsibleTransport(Path(inventory).resolve(), target.pattern, hosts, hostvars), row
 
 
 def plan(targets: list[str | Target], host_root: str, run_args: list[str], cleanup: ExitStack,
@@ -490,7 +495,8 @@ def plan(targets: list[str | Target], host_root: str, run_args: list[str], clean
         from playbooks import run as playbooks_run
         listing = playbooks_run.read_inventory(inventory)
         transports.append(AnsibleTransport(inventory, playbooks_run.FLEET_GROUP,
-                                           playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP)))
+                                           playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP),
+                                           listing.get("_meta", {}).get("hostvars", {})))
     names = [h for t in transports for h in t.hosts]
     dupes = sorted({h for h in names if names.count(h) > 1})
     if dupes:

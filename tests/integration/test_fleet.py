@@ -42,7 +42,7 @@ from validation.run import expected_stack
 
 ROW = "2.13.0"
 OLD_HDK = "24.1.0"                # a driver too old for CANN 9.1.0 (its HDK range starts at 25.2)
-PREFIX = "npu-sim-f"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-f")
 ROOT = Path(__file__).resolve().parents[2]
 NPUENV = [sys.executable, "-m", "npuenv"]
 
@@ -303,7 +303,7 @@ def test_a_stopped_node_is_unreachable_and_fails_the_run(fleet):
         assert record["message"].startswith("unreachable: Failed to connect to the host via ssh")
         assert "Connection refused" in record["message"]
         assert record["failure"]["cause"].startswith("nothing listens on the SSH port")
-        assert f"reachable on 1 host(s): {down}" in text
+        assert f"reachable on 1 of 3 host(s): {down}" in text
 
         # Every node down: nothing was checked, which is never an OK.
         for name in fleet.names[:2]:
@@ -363,12 +363,15 @@ def test_the_slowed_node_and_only_it_is_the_straggler(fleet):
     # contended healthy node gets, so that the margin (more than half below the median)
     # holds in both cases. With three nodes the median is a healthy node's figure, so
     # the other healthy one is never below it. Its slow start needs a longer timeout.
+    # Three nodes are fewer than stragglers.MIN_PEERS: compared on purpose (--straggler-min-peers 3).
     with sim_nodes.throttle(slow, 0.05):
         rc, results, text = validate(fleet, ["npu_nodes"], "--level", "standard", "--only", "train",
-                                     "--straggler-margin", "0.5", "--timeout", "600")
+                                     "--straggler-margin", "0.5", "--straggler-min-peers", "3", "--timeout", "600")
     assert rc == 0, text[-3000:]
     flagged = [(s["host"], s["figure"]) for s in results["stragglers"]]
     assert flagged == [(slow, "train_samples_per_s")], (flagged, results["figures"])
+    assert results["stragglers"][0]["peers"] == {"group": "node/910b", "hosts": 3}
+    assert len(results["stragglers"][0]["repeats"]) == 5   # the train check's timed windows
     assert f"{slow}: train_samples_per_s" in text
     prom = (Path(text.split("reports: ")[-1].split(",")[0]).parent / "metrics.prom").read_text()
     assert f'npuenv_validation_straggler{{figure="train_samples_per_s",host="{slow}"}} 1.0' in prom

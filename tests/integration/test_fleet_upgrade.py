@@ -37,7 +37,7 @@ from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
 from tests.sim.cann_runtime.build import build_runtime_for_wheel
 
-PREFIX = "npu-sim-fu"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-fu")
 ROW_A, ROW_B = "2.8.0", "2.13.0"
 ROOT = Path(__file__).resolve().parents[2]
 NPUENV = [sys.executable, "-m", "npuenv"]

@@ -16,7 +16,7 @@ from tests.sim import nodes as sim_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW = "2.13.0"
-PREFIX = "npu-sim-h15"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-h15")
 HARDWARE = ("npu_temperature", "hbm_ecc", "npu_topology", "optical_modules", "link_flaps", "packet_errors",
             "npu_tls", "npu_cabling", "link_speed_fec", "hccs_links", "firmware_running", "kernel_log",
             "npu_routes", "hccl_test")

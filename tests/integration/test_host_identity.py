@@ -25,7 +25,7 @@ from tests.sim import nodes as sim_nodes
 from validation import identity
 
 ROW = "2.13.0"
-PREFIX = "npu-sim-id"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-id")
 ALIAS = f"{PREFIX}-0-again"
 ROOT = Path(__file__).resolve().parents[2]
 

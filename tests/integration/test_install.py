@@ -34,7 +34,7 @@ from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
 
 ROW, PYTHON, ARCH, CHIP = "2.13.0", "3.11", "x86_64", "910b"
-PREFIX = "npu-sim-i"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-i")
 CONTROLLER_CACHE = ROOT / ".cache" / "wheels" / "controller"
 
 

@@ -29,7 +29,7 @@ from tests.sim import nodes as sim_nodes
 from tests.sim.cann_runtime.build import build_runtime_for_wheel
 
 ROW = "2.13.0"
-PREFIX = "npu-sim-roll"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-roll")
 ROOT = Path(__file__).resolve().parents[2]
 NPUENV = [sys.executable, "-m", "npuenv"]
 

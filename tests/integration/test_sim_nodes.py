@@ -16,7 +16,7 @@ from validation import vendor_tools
 @pytest.fixture(scope="module")
 def three_nodes(node_image, tmp_path_factory):
     state_root = tmp_path_factory.mktemp("three-nodes")
-    names = sim_nodes.start_nodes(3, state_root, prefix="npu-sim-t")
+    names = sim_nodes.start_nodes(3, state_root, prefix=sim_nodes.checkout_prefix("npu-sim-t"))
     yield names, state_root
     sim_nodes.remove_nodes(names)
 

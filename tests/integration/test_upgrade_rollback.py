@@ -36,7 +36,7 @@ from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
 from tests.sim.cann_runtime.build import build_runtime_for_wheel
 
-PREFIX = "npu-sim-up"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-up")
 ROW_A, ROW_B = "2.8.0", "2.13.0"
 ROOT = Path(__file__).resolve().parents[2]
 A_TAGS = ["preflight", "driver", "cann", "env", "hccn", "tuning"]   # all but python (no torch 2.8.0 here)

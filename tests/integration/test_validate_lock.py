@@ -16,7 +16,7 @@ from compat_matrix import lock
 from tests.sim import nodes as sim_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "npu-sim-lk"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-lk")
 CHECK = "nnal"   # a quick check that reads files only
 # The simulated nodes are Debian 12 containers of this machine's arch.
 NODE_PLATFORM = f"{cm.load_platforms().canonical_arch(platform.machine())}/debian12"

@@ -1,7 +1,8 @@
 """Every kind of validation target keeps the exit codes: 1 when a check fails
 (here: hosts without an NPU driver), 2 when nothing could be checked, never 0
-for a host that was not checked. (SSH and inventory targets, and healthy
-hosts passing with 0, are in test_fleet.py.)"""
+for a host that was not checked. Over SSH the node keeps the artefact under its
+digest: sent once, an altered copy replaced and never run. (The other SSH and
+inventory tests, and healthy hosts passing with 0, are in test_fleet.py.)"""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import pytest
 from tests.sim import nodes as sim_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "npu-sim-v"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-v")
 
 
 def validate(tmp_path, *targets, only=("driver_version", "npu_health")):
@@ -35,6 +36,57 @@ def bare_node(node_image, tmp_path_factory):
     [name] = sim_nodes.start_nodes(1, tmp_path_factory.mktemp("bare"), prefix=PREFIX)
     yield name
     sim_nodes.remove_nodes([name])
+
+
+@pytest.fixture(scope="module")
+def ssh_node(node_image, tmp_path_factory):
+    """A node reached as a server is: over SSH, as a user with sudo, its host key checked."""
+    tmp = tmp_path_factory.mktemp("ssh-node")
+    access = sim_nodes.SshAccess.create(tmp / "ssh")
+    [name] = sim_nodes.start_nodes(1, tmp / "state", prefix=f"{PREFIX}-ssh", access=access)
+    inventory = tmp / "hosts.yml"
+    inventory.write_text(json.dumps(sim_nodes.inventory([name], access)))
+    yield name, f"ansible://npu_nodes?inventory={inventory}"
+    sim_nodes.remove_nodes([name])
+
+
+CACHE = "/var/cache/npuenv/validate"
+
+
+def cached_copies(node: str) -> list[tuple[str, ...]]:
+    """(name, owner, mode, inode, sha256) of each file in the node's artefact folder."""
+    listing = sim_nodes.run_in(node, "sh", "-c", f"cd {CACHE} && for f in npuenv-validate-*.pyz .npuenv*; do "
+                               '[ -e "$f" ] && echo "$f $(stat -c %U:%a:%i "$f") $(sha256sum < "$f")"; done; true')
+    return [tuple(line.replace(":", " ", 2).split()[:5]) for line in listing.stdout.splitlines()]
+
+
+def test_over_ssh_the_artefact_is_sent_once_and_an_altered_copy_is_replaced_never_run(ssh_node, tmp_path):
+    name, target = ssh_node
+
+    def checks(results):
+        return {(r["host"], r["check"], r["status"], r["message"]) for r in results["results"]}
+
+    rc, first, text = validate(tmp_path / "first", target)
+    assert rc == 1, text[-2000:]
+    assert {(c, s) for _, c, s, _ in checks(first)} == {("driver_version", "failed"), ("npu_health", "failed")}
+    [(copy, owner, mode, inode, digest)] = cached_copies(name)
+    assert (owner, mode) == ("root", "600") and copy == f"npuenv-validate-{digest[:16]}.pyz"
+    # nothing stays in the login user's temporary folder
+    assert sim_nodes.run_in(name, "ls", "-A", f"/home/{sim_nodes.LOGIN_USER}/.ansible/tmp").stdout == ""
+
+    rc, again, text = validate(tmp_path / "again", target)
+    assert rc == 1 and checks(again) == checks(first), text[-2000:]
+    assert cached_copies(name) == [(copy, owner, mode, inode, digest)]   # the same file: not sent again
+
+    # A copy altered on the node (same name, other bytes) is not run: it is replaced by the artefact.
+    marker = "/tmp/npuenv-altered-copy-ran"
+    subprocess.run(["podman", "exec", "-i", name, "sh", "-c", f"cat > {CACHE}/{copy}"], check=True,
+                   input=f"open({marker!r}, 'w')\n", text=True)
+    rc, altered, text = validate(tmp_path / "altered", target)
+    assert rc == 1 and checks(altered) == checks(first), text[-2000:]
+    assert sim_nodes.run_in(name, "test", "-e", marker, check=False).returncode == 1
+    [(_, _, _, new_inode, new_digest)] = cached_copies(name)
+    assert new_digest == digest and new_inode != inode
 
 
 def test_local_without_a_driver_fails(tmp_path):

@@ -98,6 +98,16 @@ class SshAccess:
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
 
+# Tests and benches name their nodes with checkout_prefix(): two checkouts on one
+# engine (a worktree beside main, CI's copy of this machine with a worktree's
+# nodes still running) then never ask for the same names.
+CHECKOUT_TAG = hashlib.sha256(str(CHECKOUT).encode()).hexdigest()[:6]
+
+
+def checkout_prefix(base: str) -> str:
+    return f"{base}-{CHECKOUT_TAG}"
+
+
 def node_names(count: int, prefix: str = PREFIX) -> list[str]:
     return [f"{prefix}-{i}" for i in range(count)]
 

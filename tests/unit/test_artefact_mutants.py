@@ -5,8 +5,11 @@ cache folder and its key, and nothing half-written left behind."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import marshal
 import os
+import py_compile
 import re
 import subprocess
 import sys
@@ -39,14 +42,56 @@ def small(tmp_path, monkeypatch):
     return src
 
 
-def test_the_artefact_holds_the_packages_files_and_no_compiled_code(small, tmp_path):
+def test_the_artefact_holds_the_packages_files_and_their_bytecode_not_the_trees_compiled_files(small, tmp_path):
     out = artefact.build(tmp_path / "v.pyz", None)
     assert out == tmp_path / "v.pyz"
     with zipfile.ZipFile(out) as zf:
-        assert zf.namelist() == ["__main__.py", "smallpkg/__init__.py", "smallpkg/data.txt", "smallpkg/sub/b.py",
-                                 "smallmod.py"]
+        assert zf.namelist() == ["__main__.py", "smallpkg/__init__.py", "smallpkg/__init__.pyc", "smallpkg/data.txt",
+                                 "smallpkg/sub/b.py", "smallpkg/sub/b.pyc", "smallmod.py", "smallmod.pyc"]
         assert zf.read("smallpkg/sub/b.py") == b"B = 1\n" and zf.read("smallmod.py") == b"M = 1\n"
+        pyc = zf.read("smallpkg/sub/b.pyc")
+    # this Python's magic number, an unchecked hash of the source (PEP 552), the module's code
+    assert pyc[:16] == importlib.util.MAGIC_NUMBER + b"\1\0\0\0" + importlib.util.source_hash(b"B = 1\n")
+    space: dict = {}
+    exec(marshal.loads(pyc[16:]), space)
+    assert space["B"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "v.pyz"]   # no .part left
+
+
+def test_the_controllers_current_bytecode_is_reused_and_stale_bytecode_is_not(tmp_path):
+    """As the import system decides: a timestamp pyc is current when it names the source's mtime and
+    size. The cached one here was compiled from other code of the same size, to tell which is shipped."""
+    source = tmp_path / "m.py"
+    source.write_text("X = 2\n")
+    timestamped = py_compile.PycInvalidationMode.TIMESTAMP   # as Python writes them (not SOURCE_DATE_EPOCH's)
+    py_compile.compile(str(source), doraise=True, invalidation_mode=timestamped)
+    source.write_text("X = 1\n")
+    os.utime(source, ns=(0, 1_700_000_000 * 10**9))
+    py_compile.compile(str(source), cfile=str(tmp_path / "other.pyc"), doraise=True,
+                       invalidation_mode=timestamped)   # for its header
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    timestamp = (tmp_path / "other.pyc").read_bytes()[:16]
+    cached.write_bytes(timestamp + cached.read_bytes()[16:])   # X = 2's code under X = 1's mtime and size
+
+    def shipped_x(source_bytes: bytes) -> int:
+        pyc = artefact.bytecode(source, source_bytes, "m.py")
+        assert pyc[:16] == importlib.util.MAGIC_NUMBER + b"\1\0\0\0" + importlib.util.source_hash(source_bytes)
+        space: dict = {}
+        exec(marshal.loads(pyc[16:]), space)
+        return space["X"]
+
+    assert shipped_x(b"X = 1\n") == 2          # current: the controller's own bytecode
+    os.utime(source, ns=(0, 1_700_000_001 * 10**9))
+    assert shipped_x(b"X = 1\n") == 1          # stale: compiled from the source
+    assert artefact.bytecode(source, b"X = (\n", "m.py") is None   # no bytecode for what does not compile here
+
+
+def test_only_the_lexers_pytest_loads_get_bytecode():
+    assert [n for n in ("pygments/lexers/__init__.py", "pygments/lexers/_mapping.py", "pygments/lexers/python.py",
+                        "pygments/lexers/diff.py", "pygments/lexers/rust.py", "pygments/lexers/pythonx.py",
+                        "pygments/lexer.py", "pygments/formatters/terminal.py") if not artefact.NO_BYTECODE.match(n)] \
+        == ["pygments/lexers/__init__.py", "pygments/lexers/_mapping.py", "pygments/lexers/python.py",
+            "pygments/lexers/diff.py", "pygments/lexer.py", "pygments/formatters/terminal.py"]
 
 
 def test_a_part_file_a_killed_build_left_is_replaced_and_gone_after_the_next(small, tmp_path):

@@ -8,6 +8,7 @@ out by hand from the row (2.13.0: CANN 9.1.0, HDK 26.1.0 >= 25.2.X, 8 x 910B3).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import textwrap
@@ -571,16 +572,27 @@ def test_pip_check_with_broken_requirements_fails():
 
 
 DEPS = ("Cython, absl, attr, cffi, decorator, google.protobuf, numpy, pathlib2, psutil, requests, scipy, sympy, yaml")
+# One python3 imports torch_npu, then CANN's Python dependencies (python_imports); the dependencies
+# alone when it died before them.
+IMPORTS = r"^python3 -c 'import importlib, json, traceback"
+ALONE = r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c "
+SEES_8 = {"available": True, "count": 8}
+
+
+def imported(torch_npu: dict | None = None, modules: dict | None = None) -> str:
+    """python_imports' stdout: an answer line each (None: python3 died before it)."""
+    return "".join(f"{q.IMPORTED} {json.dumps({key: value})}\n"
+                   for key, value in (("torch_npu", torch_npu), ("cann_python_modules", modules)) if value is not None)
 
 
 def test_cann_python_deps_importing_pass():
-    probe = FakeProbe().answer(r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c ", 0, "{}\n")
+    probe = FakeProbe().answer(IMPORTS, 0, imported(SEES_8, {}))
     passed(q.test_cann_python_deps, probe=probe, stack=stack())
 
 
 def test_cann_python_dep_missing_fails():
     bad = {"decorator": "ModuleNotFoundError: No module named 'decorator'"}
-    probe = FakeProbe().answer(r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c ", 0, json.dumps(bad) + "\n")
+    probe = FakeProbe().answer(IMPORTS, 0, imported(SEES_8, bad))
     f = failed(q.test_cann_python_deps, probe=probe, stack=stack())
     assert f == {"summary": "CANN's Python dependencies do not import", "expected": DEPS,
                  "found": "decorator: ModuleNotFoundError: No module named 'decorator'",
@@ -588,6 +600,27 @@ def test_cann_python_dep_missing_fails():
     probe = FakeProbe().answer(r"python3 -c ", 127, "", "bash: line 1: python3: command not found\n")
     f = failed(q.test_cann_python_deps, probe=probe, stack=stack())
     assert f["found"] == "python3: bash: line 1: python3: command not found"
+
+
+def test_both_import_checks_share_one_python3_run_per_host():
+    probe = FakeProbe().answer(IMPORTS, 0, imported(SEES_8, {}))
+    passed(q.test_cann_python_deps, probe=probe, stack=stack())
+    passed(q.test_torch_npu_import, probe=probe, facts=healthy_facts(), stack=stack())
+    assert len(probe.runs) == 1
+
+
+def test_cann_python_deps_are_imported_alone_when_import_torch_npu_kills_python3():
+    """The crash is torch_npu's (that check fails with it); the dependencies get a verdict of their own."""
+    for torch_npu in (None, SEES_8):   # died in import torch_npu, or after it, among the dependencies
+        probe = FakeProbe().answer(IMPORTS, 139, imported(torch_npu), "Segmentation fault\n")
+        probe.answer(ALONE, 0, "{}\n")
+        passed(q.test_cann_python_deps, probe=probe, stack=stack())
+        assert [re.search(ALONE, c) is not None for c in probe.runs] == [False, True]
+        bad = {"scipy": "ImportError: libopenblas.so.0: cannot open shared object file"}
+        probe = FakeProbe().answer(IMPORTS, 139, imported(torch_npu), "Segmentation fault\n")
+        probe.answer(ALONE, 0, json.dumps(bad) + "\n")
+        assert failed(q.test_cann_python_deps, probe=probe, stack=stack())["found"] == \
+            "scipy: ImportError: libopenblas.so.0: cannot open shared object file"
 
 
 def test_cann_python_deps_code_runs_for_real():
@@ -636,12 +669,19 @@ def test_unresolved_other_library_fails():
                             "CHECK) and compare what it found with what was expected")
 
 
-IMPORT = r"^python3 -c 'import json, torch, torch_npu"
-
-
 def test_torch_npu_import_seeing_every_device_passes():
-    probe = FakeProbe().answer(IMPORT, 0, '{"available": true, "count": 8}\n')
-    passed(q.test_torch_npu_import, probe=probe, facts=healthy_facts())
+    probe = FakeProbe().answer(IMPORTS, 0, imported(SEES_8, {}))
+    passed(q.test_torch_npu_import, probe=probe, facts=healthy_facts(), stack=stack())
+
+
+def test_torch_npu_import_fails_when_python3_dies_in_it_or_at_its_exit_but_not_after_it():
+    for out, rc in ((imported(), 139), (imported(SEES_8, {}), 134)):
+        f = failed(q.test_torch_npu_import, probe=FakeProbe().answer(IMPORTS, rc, out, "Aborted (core dumped)\n"),
+                   facts=healthy_facts(), stack=stack())
+        assert (f["summary"], f["found"]) == ("import torch_npu fails", "Aborted (core dumped)")
+    # python3 died after torch_npu answered, among CANN's dependencies (that check imports them again)
+    probe = FakeProbe().answer(IMPORTS, 139, imported(SEES_8), "Segmentation fault\n")
+    passed(q.test_torch_npu_import, probe=probe, facts=healthy_facts(), stack=stack())
 
 
 def test_torch_npu_import_error_is_explained():
@@ -653,19 +693,22 @@ def test_torch_npu_import_error_is_explained():
         "ModuleNotFoundError: No module named 'decorator'": (PYDEP_CAUSE, PYDEP_FIX),
     }
     for last_line, cause_fix in cases.items():
-        err = f"Traceback (most recent call last):\n  File \"<string>\", line 1, in <module>\n{last_line}\n"
-        f = failed(q.test_torch_npu_import, probe=FakeProbe().answer(IMPORT, 1, "", err), facts=healthy_facts())
+        trace = f"Traceback (most recent call last):\n  File \"<string>\", line 4, in <module>\n{last_line}\n"
+        probe = FakeProbe().answer(IMPORTS, 0, imported({"error": trace}, {}))
+        f = failed(q.test_torch_npu_import, probe=probe, facts=healthy_facts(), stack=stack())
         assert (f["summary"], f["expected"], f["found"]) == ("import torch_npu fails", "import torch_npu succeeds",
                                                             last_line)
         assert explained(f) == cause_fix, last_line
-    f = failed(q.test_torch_npu_import, probe=FakeProbe().answer(IMPORT, 139, "", ""), facts=healthy_facts())
+    f = failed(q.test_torch_npu_import, probe=FakeProbe().answer(IMPORTS, 139, "", ""), facts=healthy_facts(),
+               stack=stack())
     assert f["found"] == "exit 139"
 
 
 def test_torch_npu_seeing_fewer_devices_than_npu_smi_fails():
     for out, found in (('{"available": true, "count": 7}', "is_available()=True, device_count()=7"),
                        ('{"available": false, "count": 0}', "is_available()=False, device_count()=0")):
-        f = failed(q.test_torch_npu_import, probe=FakeProbe().answer(IMPORT, 0, out + "\n"), facts=healthy_facts())
+        probe = FakeProbe().answer(IMPORTS, 0, imported(json.loads(out), {}))
+        f = failed(q.test_torch_npu_import, probe=probe, facts=healthy_facts(), stack=stack())
         count = found.rsplit("=", 1)[1]
         assert f == {"summary": f"torch_npu sees {count} device(s), npu-smi shows 8",
                      "expected": "torch.npu.is_available() and device_count() == 8", "found": found,
@@ -699,7 +742,7 @@ def test_every_missing_item_is_named():
         "missing /usr/local/Ascend/cann-9.1.0/runtime /usr/local/Ascend/cann-9.1.0/compiler"
     bad = {"decorator": "ModuleNotFoundError: No module named 'decorator'",
            "yaml": "ModuleNotFoundError: No module named 'yaml'"}
-    probe = FakeProbe().answer(r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c ", 0, json.dumps(bad) + "\n")
+    probe = FakeProbe().answer(IMPORTS, 0, imported(SEES_8, bad))
     assert failed(q.test_cann_python_deps, probe=probe, stack=stack())["found"] == \
         "decorator: ModuleNotFoundError: No module named 'decorator'; yaml: ModuleNotFoundError: No module named 'yaml'"
     facts = healthy_facts()
@@ -735,13 +778,13 @@ def test_long_outputs_keep_their_end():
 
 
 def test_python_that_dies_reports_its_error_not_its_output():
-    probe = FakeProbe().answer(r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c ", 137, "partial output", "Killed\n")
+    probe = FakeProbe().answer(r"python3 -c ", 137, "partial output", "Killed\n")   # together, then alone
     assert failed(q.test_cann_python_deps, probe=probe, stack=stack())["found"] == "python3: Killed"
 
 
 def test_a_cann_dependency_failing_otherwise_is_still_named_as_one():
     bad = {"numpy": "ImportError: numpy.core.multiarray failed to import"}
-    probe = FakeProbe().answer(r"^TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c ", 0, json.dumps(bad) + "\n")
+    probe = FakeProbe().answer(IMPORTS, 0, imported(SEES_8, bad))
     assert explained(failed(q.test_cann_python_deps, probe=probe, stack=stack())) == (PYDEP_CAUSE, PYDEP_FIX)
 
 
@@ -756,12 +799,16 @@ def test_explanations_read_the_whole_error_output():
     probe = FakeProbe().answer(r"^dirs=\$\(", 1, "libhccl.so: cannot open shared object file\n",
                                "ImportError: libtorch_npu.so: undefined symbol: aclnnFoo\n")
     assert explained(failed(q.test_torch_npu_libraries, probe=probe)) == (SKEW_CAUSE, SKEW_FIX)
-    # import torch_npu: the cause is earlier in the traceback than its last line
-    err = ("ImportError: libhccl.so: cannot open shared object file: No such file or directory\n"
-           "RuntimeError: Failed to load the backend extension: torch_npu\n")
-    f = failed(q.test_torch_npu_import, probe=FakeProbe().answer(IMPORT, 1, "", err), facts=healthy_facts())
-    assert f["found"] == "RuntimeError: Failed to load the backend extension: torch_npu"
-    assert explained(f) == (CANN_ENV_CAUSE, CANN_ENV_FIX)
+    # import torch_npu: the cause is earlier in the traceback than its last line, or only on stderr
+    trace = ("ImportError: libhccl.so: cannot open shared object file: No such file or directory\n"
+             "RuntimeError: Failed to load the backend extension: torch_npu\n")
+    for out, err in ((imported({"error": trace}, {}), ""),
+                     (imported({"error": trace.splitlines()[1]}, {}), trace.splitlines()[0]),
+                     ("", trace)):
+        probe = FakeProbe().answer(IMPORTS, 1 if not out else 0, out, err)
+        f = failed(q.test_torch_npu_import, probe=probe, facts=healthy_facts(), stack=stack())
+        assert f["found"] == "RuntimeError: Failed to load the backend extension: torch_npu"
+        assert explained(f) == (CANN_ENV_CAUSE, CANN_ENV_FIX)
 
 
 # ------------------------------------------------------------------ the probes run for real
@@ -807,8 +854,9 @@ def test_library_probe_runs_for_real(fake_install, monkeypatch):
 
 
 def test_import_probe_runs_for_real(fake_install):
-    passed(q.test_torch_npu_import, probe=facts_mod.LocalProbe("/"), facts=healthy_facts())
-    f = failed(q.test_torch_npu_import, probe=facts_mod.LocalProbe("/"), facts=healthy_facts(devices=[]))
+    passed(q.test_torch_npu_import, probe=facts_mod.LocalProbe("/"), facts=healthy_facts(), stack=stack())
+    f = failed(q.test_torch_npu_import, probe=facts_mod.LocalProbe("/"), facts=healthy_facts(devices=[]),
+               stack=stack())
     assert f["found"] == "is_available()=True, device_count()=8"
 
 

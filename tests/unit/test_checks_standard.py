@@ -73,15 +73,17 @@ def test_smoke_crash_is_explained_from_its_error():
 
 TRAIN_OK = envelope(workload="train_cnn", device="npu:0", first_loss=2.31, last_loss=0.42, loss_fell=True,
                     checkpoint_identical=True, optimizer_state_identical=True, samples_per_s=812.5,
-                    amp_dtype="float16", grad_scaler=True)
+                    samples_per_s_repeats=[815.2, 790.1, 820.4, 812.0, 809.9], amp_dtype="float16", grad_scaler=True)
 
 
 def test_training_passes_and_records_its_figures():
     wl = FakeWorkload(TRAIN_OK)
     out = passed(s.test_train, workload=wl)
     assert wl.calls == [("train_cnn", "--steps 40")]
+    # The figure and its repeats (each timed window's), which the controller compares hosts by.
     assert out.data == [{"backend": "npu", "device": "npu:0", "first_loss": 2.31, "last_loss": 0.42,
-                         "samples_per_s": 812.5, "amp_dtype": "float16", "grad_scaler": True}]
+                         "samples_per_s": 812.5, "samples_per_s_repeats": [815.2, 790.1, 820.4, 812.0, 809.9],
+                         "amp_dtype": "float16", "grad_scaler": True}]
 
 
 def test_loss_that_does_not_fall_fails_as_numerically_broken_training():
@@ -230,15 +232,15 @@ def test_no_npu_means_no_network_check_passes():
 
 # ------------------------------------------------------------------ all_reduce
 
-def row(size, correct=True, bad_ranks=(), busbw=12.5):
+def row(size, correct=True, bad_ranks=(), busbw=12.5, **more):
     return {"bytes": size, "correct": correct, "bad_ranks": list(bad_ranks), "mismatches": 0 if correct else 7,
-            "algbw_gbps": busbw / 1.75, "busbw_gbps": busbw}
+            "algbw_gbps": busbw / 1.75, "busbw_gbps": busbw, **more}
 
 
 ALLREDUCE_OK = envelope(workload="allreduce", world_size=8, timeout_s=60, all_correct=True,
                         rows=[row(1024, busbw=0.4), row(4096, busbw=1.6), row(16384, busbw=5.1),
                               row(65536, busbw=9.0), row(262144, busbw=11.0), row(1048576, busbw=12.0),
-                              row(4194304, busbw=12.5)])
+                              row(4194304, busbw=12.5, busbw_gbps_repeats=[12.5, 12.46, 12.51, 12.3, 12.49])])
 
 
 def test_local_allreduce_passes_and_records_every_size():
@@ -247,6 +249,8 @@ def test_local_allreduce_passes_and_records_every_size():
     assert wl.calls == [("allreduce", " --min-bytes 1024 --max-bytes 4194304 --factor 4 --iters 5 --warmup 2 "
                                       "--timeout 60 ")]
     assert out.data == [{"backend": "npu", "world_size": 8, "sizes": ALLREDUCE_OK["rows"]}]
+    # the largest size's repeats travel with its row, for the controller's comparison of hosts
+    assert out.data[0]["sizes"][-1]["busbw_gbps_repeats"] == [12.5, 12.46, 12.51, 12.3, 12.49]
     wl = FakeWorkload(ALLREDUCE_OK)
     passed(s.test_allreduce_local, workload=wl, options=options(nproc=2, timeout=30))
     assert wl.calls[0][1].startswith("--nproc 2 --min-bytes 1024") and "--timeout 30" in wl.calls[0][1]

@@ -410,6 +410,21 @@ def test_run_sections_that_could_not_run_gives_each_command_the_reason(tmp_path)
     assert out == {"x": (127, reason), "y": (127, reason)}
 
 
+def test_this_machine_answers_bytes_that_are_no_utf8_replaced():
+    assert facts_mod.LocalProbe("/").run("printf 'a\\377b'; printf '\\376' >&2") == (0, "a\ufffdb", "\ufffd")
+
+
+def test_the_suite_reads_the_machine_it_runs_on_directly_and_other_hosts_through_testinfra():
+    from validation.suite.conftest import probe_for
+
+    def host(name, sudo=False):
+        return SimpleNamespace(backend=SimpleNamespace(NAME=name, sudo=sudo))
+
+    assert probe_for(host("local")) == facts_mod.LocalProbe("/")
+    for other in (host("local", sudo=True), host("ssh"), host("podman")):   # sudo goes through testinfra's
+        assert isinstance(probe_for(other), facts_mod.HostProbe) and probe_for(other).host is other
+
+
 def test_run_sections_keeps_output_without_a_final_newline():
     out = facts_mod.run_sections(facts_mod.LocalProbe("/"), {"a": "printf x", "b": "echo y"})
     assert out["a"][0] == 0 and out["a"][1].strip() == "x"

@@ -44,7 +44,8 @@ def result():
         rec("e", "suite", "error", "python3 is 3.8", failure={**CAUSE, "cause": "old python", "fix": "newer"}),
         rec(report.FLEET, "allreduce_across_nodes", message="all 3 nodes took part", data={"sizes": SIZES[:1]}),
     ]
-    r = report.fleet_result(records, ["a", "b", "c", "d", "e"], {}, straggler_margin=0.25)
+    # three hosts trained: compared as few as that on purpose (stragglers.MIN_PEERS is 4)
+    r = report.fleet_result(records, ["a", "b", "c", "d", "e"], {}, straggler_margin=0.25, straggler_min_peers=3)
     r["meta"] = {"level": "standard", "torch_npu": "2.13.0", "torch": "2.13.0", "cann": "9.1.0", "backend": "cpu"}
     r["finished"] = 1700000000.0
     return r
@@ -85,6 +86,8 @@ def test_a_host_whose_every_check_skipped_is_not_checked_in_every_report():
     assert ('<tr class="host not_checked" data-host="b"><td>b</td><td class="not_checked">NOT CHECKED</td>'
             in page) and ".not_checked{background:#ffebe9}" in page
     assert page.count(report.NOT_CHECKED_TEXT) == 2   # b and c, each in its row
+    assert '<tr class="host not_checked" data-host="c"><td>c</td><td class="not_checked">NOT CHECKED</td>\n' \
+           '<td><details><summary>none</summary></details></td>' in page   # c sent no record at all
     suites = {s.get("name"): s for s in ET.fromstring(report.junit_xml(result)).iter("testsuite")}
     assert list(suites) == ["a", "b", "c"]
     assert {k: suites["b"].get(k) for k in ("tests", "errors", "skipped", "failures")} == \
@@ -122,8 +125,13 @@ def test_terminal_reads_summary_groups_stragglers_then_hosts(result):
         "  suite on 1 of 5 host(s): e\n"
         "       cause: old python\n"
         "       fix:   newer\n"
-        "stragglers (more than 25% below the fleet median):\n"
-        "  b: train_samples_per_s 40 samples/s, median 100 (0.40x)\n"
+        "stragglers (more than 25% below the median of their peers, and beyond the peers' spread):\n"
+        "  b: train_samples_per_s 40 samples/s, median 100 of 3 unknown kind hosts (0.40x), likely\n"
+        # ln(100/40) = 0.916 over the spread 1.4826 x MAD (0.039, c's distance from a) = 0.058
+        "       1 of 1 repeat below 75 (the median of 3 unknown kind hosts less 25%); its median is 15.8 robust "
+        "spreads below theirs (a straggler from 3.5); fewer than 3 repeats cannot tell a lasting slowness from a "
+        "passing one\n"
+        "not compared for stragglers: allreduce_busbw_gbps of 1 unknown kind host, fewer than 3 to compare\n"
         "per host:\n"
         "  a: OK  2 passed  1 warning\n"
         "    WARN python_versions: torchvision not installed\n"
@@ -133,7 +141,10 @@ def test_terminal_reads_summary_groups_stragglers_then_hosts(result):
         "         found:    NPU 3 Critical\n"
         "         cause:    the device reports a fault\n"
         "         fix:      reset the chip\n"
-        "    WARN straggler: train_samples_per_s 40 samples/s is 0.40x the fleet median 100 (more than 25% below)\n"
+        "    WARN straggler: train_samples_per_s 40 samples/s is 0.40x the median 100 of its 3 unknown kind peers "
+        "(more than 25% below); likely: 1 of 1 repeat below 75 (the median of 3 unknown kind hosts less 25%); its "
+        "median is 15.8 robust spreads below theirs (a straggler from 3.5); fewer than 3 repeats cannot tell a "
+        "lasting slowness from a passing one\n"
         "  d: UNREACHABLE  1 failed\n"
         "    FAIL reachable: unreachable: Connection refused\n"
         "         expected: 8 healthy NPUs\n"
@@ -264,7 +275,9 @@ def test_html_page_summary_groups_hosts_and_the_bandwidth_spread(result):
     assert ('<tr class="warning"><td>WARN</td><td>python_versions</td>\n<td>1 of 1: a</td>\n'
             '<td>torchvision not installed</td><td></td><td>a: torchvision not installed</td></tr>') in page
     assert ('<tr class="warning"><td>b</td><td>train_samples_per_s</td><td>40 samples/s</td><td>100</td>'
-            '<td>0.40</td></tr>') in page
+            '<td>0.40</td><td>3 unknown kind</td><td>likely: 1 of 1 repeat below 75') in page
+    assert ('<p class="not-compared">Not compared for stragglers: allreduce_busbw_gbps of 1 unknown kind host, '
+            'fewer than 3 to compare (a).</p>') in page
     # the hosts as a list, those that did not pass first, each with its own findings
     assert [line.split('data-host="')[1].split('"')[0] for line in page.splitlines() if 'data-host="' in line] == \
         ["b", "d", "e", "a", "c", report.FLEET]
@@ -512,6 +525,17 @@ def test_results_json_over_its_budget_leaves_out_passed_data_largest_check_first
     back = json.loads(report.results_json(result))
     assert back["data_omitted"]["checks"] == ["optical", "hbm", "tls"]
     assert [r.get("data") for r in back["results"] if r["status"] == "failed"] == [big]
+    # a budget met exactly by leaving out the first check's data leaves out no more; the room for the note
+    # is kept as if it named every check that may go, so the file stays within its budget
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", 10 ** 9)
+    slim = len(report.results_json({**result, "results": [
+        {**r, "data": None} if r["check"] == "optical" else r for r in result["results"]]})) - 1
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", slim + 300)   # the note names the budget: as many digits
+    budget = slim + len(',"data_omitted":' + json.dumps(report.omitted_note(["optical", "hbm", "tls"]),
+                                                        separators=(",", ":")))
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", budget)
+    text = report.results_json(result)
+    assert json.loads(text)["data_omitted"]["checks"] == ["optical"] and len(text) - 1 <= budget
 
 
 def test_a_report_of_1000_hosts_reads_and_fits(tmp_path):
@@ -545,3 +569,77 @@ def test_a_report_of_1000_hosts_reads_and_fits(tmp_path):
     families = {f.name: f for f in text_string_to_metric_families((tmp_path / "metrics.prom").read_text())}
     assert sum(s.value == 0.0 for s in families[report.HOST_PASSED].samples) == 5   # 3 unhealthy, 2 unreachable
     assert [p.name for p in written] == list(report.REPORTS)
+
+
+# --- what mutation found untested ---------------------------------------------------------
+
+def test_a_finding_is_on_every_host_from_two_hosts_on():
+    assert report.on_every_host({"hosts": ["a", "b"], "of": 2})
+    assert not report.on_every_host({"hosts": ["a"], "of": 1})       # one host is no fleet
+    assert not report.on_every_host({"hosts": ["a", "b"], "of": 3})
+
+
+def test_results_json_at_exactly_its_budget_keeps_everything(monkeypatch):
+    records = [rec(h, "optical", data={"lanes": list(range(50))}) for h in ("a", "b")]
+    result = report.fleet_result(records, ["a", "b"], {})
+    whole = report.results_json(result)
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", len(whole) - 1)   # the budget counts no newline
+    assert report.results_json(result) == whole
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", len(whole) - 2)
+    slim = json.loads(report.results_json(result))
+    assert slim["data_omitted"]["checks"] == ["optical"]
+    assert slim["data_omitted"]["why"].startswith(f"results.json is kept within {len(whole) - 2} bytes")
+    assert report.results_json({"results": []}) == '{"results":[]}\n'
+    # one record: no separator to count
+    one = report.fleet_result(records[:1], ["a"], {})
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", len(report.results_json(one)) - 1)
+    assert "data_omitted" not in json.loads(report.results_json(one))
+
+
+def test_results_json_leaves_out_the_check_with_the_most_data_in_all_and_keeps_a_findings_data(monkeypatch):
+    # "many": ten records of 30 numbers (more in all than "one"'s single record of 100)
+    records = [rec(f"h{i}", "many", data={"v": list(range(30))}) for i in range(10)]
+    records += [rec("h0", "one", data={"v": list(range(100))})]
+    # a warning on two of the ten hosts (not on every host): both keep their data
+    records += [rec(h, "flaps", "warning", "port 3 down", data={"port": 3}) for h in ("h1", "h2")]
+    records += [rec(f"h{i}", "flaps") for i in range(3, 10)]
+    result = report.fleet_result(records, [f"h{i}" for i in range(10)], {})
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", len(report.results_json(result)) - 50)
+    back = json.loads(report.results_json(result))
+    assert back["data_omitted"]["checks"] == ["many"]
+    assert [r["data"] for r in back["results"] if r["check"] == "flaps" and r["status"] == "warning"] == \
+        [{"port": 3}, {"port": 3}]
+    monkeypatch.setattr(report, "RESULTS_JSON_BUDGET", 10)   # nothing fits: still the warnings keep their data
+    back = json.loads(report.results_json(result))
+    assert [r["data"] for r in back["results"] if r["check"] == "flaps" and r["status"] == "warning"] == \
+        [{"port": 3}, {"port": 3}]
+
+
+def test_results_are_in_the_hosts_order_and_the_fleet_last():
+    records = [rec(report.FLEET, "allreduce_across_nodes"), rec("a", "y"), rec("a", "x"), rec("b", "x")]
+    result = report.fleet_result(records, ["b", "a"], {})
+    assert [(r["host"], r["check"]) for r in result["results"]] == \
+        [("b", "x"), ("a", "x"), ("a", "y"), (report.FLEET, "allreduce_across_nodes")]
+
+
+def test_bandwidth_spread_names_only_hosts_below_the_median_and_rounds_to_four_places():
+    rows = lambda bw: {"sizes": [{"bytes": 8, "algbw_gbps": bw, "busbw_gbps": bw}]}  # noqa: E731
+    spread = report.bandwidth_spread([rec(h, "allreduce_local", data=rows(bw))
+                                      for h, bw in (("a", 1.23456), ("b", 2.0), ("c", 3.0))])["allreduce_local"]
+    assert [w["host"] for w in spread["lowest"]] == ["a"]      # b is the median itself
+    assert spread["sizes"][0]["min"] == 1.2346 and spread["lowest"][0]["ratio"] == 0.617
+    # a median of 0 (a node may send any number): no ratio rather than a division by zero
+    spread = report.bandwidth_spread([rec(h, "allreduce_local", data=rows(bw))
+                                      for h, bw in (("a", -1.0), ("b", 0.0), ("c", 0.0))])["allreduce_local"]
+    assert spread["lowest"] == [{"host": "a", "busbw_gbps": -1.0, "bytes": 8, "ratio": None}]
+
+
+def test_the_plot_scales_sizes_that_do_not_start_at_one_byte():
+    sizes = [{"bytes": b, "min": 1.0, "p10": 1.0, "median": 1.0, "p90": 1.0, "max": 1.0} for b in (4, 16, 64)]
+    # log2 2..6 over x 45..595
+    assert report.plot_lines(sizes)["median"] == "45.0,45.0 320.0,45.0 595.0,45.0"
+
+
+def test_load_reads_a_results_json_without_records(tmp_path):
+    (tmp_path / "results.json").write_text('{"summary": {}}')
+    assert report.load(tmp_path / "results.json") == {"summary": {}, "results": []}

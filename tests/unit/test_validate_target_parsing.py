@@ -17,6 +17,7 @@ from ansible.plugins.connection import ConnectionBase
 
 import compat_matrix as cm
 from compat_matrix.errors import UserError
+from validation import artefact as artefact_mod
 from validation import run, targets
 from validation.merge import Outcome
 from validation.targets import AnsibleTarget, ImageTarget, LocalTarget, PodmanTarget, SshTarget
@@ -251,11 +252,18 @@ def test_ansible_runs_the_artefact_from_a_path_with_a_space_and_passes_values_as
     inventory.write_text(json.dumps({"all": {"children": {"npu_nodes": {"hosts": {"n1": {
         "ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}}}}}}))
     values = ["--level", "quick", "{{ 7 * 6 }}", "a b", f"$(touch {tmp_path}/PWNED)", "'\"; id"]
-    outcomes = targets.AnsibleTransport(inventory, "npu_nodes", ["n1"]).run(artefact, {"n1": values})
-    assert "gave no result (exit 0)" in outcomes["n1"].reason  # it ran, and printed no document
-    assert json.loads((tmp_path / "argv.json").read_text()) == values
-    assert not (tmp_path / "PWNED").exists()
-    assert list(temp.iterdir()) == [artefact]  # its own temporary folder is gone
+    # This machine keeps the artefact where a node keeps it (root's cache, or the user's): removed afterwards.
+    cache = Path("/var/cache/npuenv/validate" if os.geteuid() == 0 else "~/.cache/npuenv/validate").expanduser()
+    cached = cache / f"npuenv-validate-{artefact_mod.digest(artefact)[:16]}.pyz"
+    try:
+        outcomes = targets.AnsibleTransport(inventory, "npu_nodes", ["n1"]).run(artefact, {"n1": values})
+        assert "gave no result (exit 0)" in outcomes["n1"].reason  # it ran, and printed no document
+        assert json.loads((tmp_path / "argv.json").read_text()) == values
+        assert not (tmp_path / "PWNED").exists()
+        assert list(temp.iterdir()) == [artefact]  # its own temporary folder is gone
+        assert cached.read_bytes() == artefact.read_bytes()
+    finally:
+        cached.unlink(missing_ok=True)
 
 
 def test_the_extra_vars_are_yaml_whose_every_string_is_unsafe():

@@ -2,6 +2,7 @@
 results (what validation/node.py prints), and the artefact run on this machine."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 import compat_matrix as cm
 from compat_matrix.errors import UserError
-from validation import artefact, merge, report, run, targets
+from validation import artefact, merge, report, run, stragglers, targets
 from validation.merge import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,8 +300,42 @@ def test_the_straggler_is_the_host_below_the_median_by_more_than_the_margin():
     assert result["host_status"]["n3"]["status"] == "passed"  # a finding, not a failure
     # a wider margin lets it through; a host at exactly 80 % of the median is not flagged
     assert report.fleet_result(fleet(), ["n0", "n1", "n2", "n3"], {}, straggler_margin=0.5)["stragglers"] == []
-    assert report.stragglers({"train_samples_per_s": {"a": 80.0, "b": 100.0, "c": 100.0}}, 0.2) == []
-    assert [s["host"] for s in report.stragglers({"train_samples_per_s": {"a": 79.9, "b": 100.0, "c": 100.0}}, 0.2)] == ["a"]
+    peers = {"b": [100.0], "c": [100.0], "d": [100.0]}
+    assert stragglers.find({"train_samples_per_s": {"a": [80.0], **peers}}, {}, 0.2).stragglers == []
+    assert [s["host"] for s in stragglers.find({"train_samples_per_s": {"a": [79.9], **peers}}, {}, 0.2).stragglers] \
+        == ["a"]
+
+
+def test_stragglers_are_judged_among_peers_of_one_kind_and_chip():
+    records = fleet() + [rec("img", "train", data={"samples_per_s": 10.0})]
+    hosts = ["n0", "n1", "n2", "n3", "img"]
+    peers = {**{h: "node/910b" for h in hosts[:4]}, "img": "image/910b"}
+    result = report.fleet_result(records, hosts, {}, peers=peers)
+    # the image, at a tenth of the nodes' rate, is alone of its kind: not compared, and it says so
+    assert [(s["host"], s["peers"]) for s in result["stragglers"]] == [("n3", {"group": "node/910b", "hosts": 4})]
+    assert [(g["figure"], g["group"], g["hosts"]) for g in result["not_compared"]] == \
+        [("train_samples_per_s", "image/910b", ["img"])]
+    text = report.terminal(result)
+    assert "not compared for stragglers: train_samples_per_s of 1 image/910b host, fewer than 4 to compare\n" in text
+    assert "  n3: train_samples_per_s 50 samples/s, median 98.5 of 4 node/910b hosts (0.51x), likely\n" in text
+    # three nodes are too few, unless the operator asks for it
+    three = report.fleet_result(records, hosts, {}, peers={**peers, "n0": "node/910"})
+    assert three["stragglers"] == []
+    assert [s["host"] for s in report.fleet_result(records, hosts, {}, peers={**peers, "n0": "node/910"},
+                                                   straggler_min_peers=3)["stragglers"]] == ["n3"]
+
+
+def test_peer_groups_are_the_target_kind_and_the_chip_of_each_hosts_lock():
+    class Node:
+        fleet_member, hosts = True, ["a", "b"]
+
+    class Image:
+        fleet_member, hosts = False, ["img"]
+
+    outcomes = {"a": Outcome("ran", document={"lock": {"chip": "910b"}}), "b": Outcome("ran", document={}),
+                "img": Outcome("ran", document={"lock": {"chip": "910b"}})}
+    assert run.peer_groups([Node(), Image()], outcomes) == {"a": "node/910b", "b": "node/unknown chip",
+                                                            "img": "image/910b"}
 
 
 def test_summary_groups_failures_by_check_and_cause_with_their_hosts():
@@ -357,13 +392,17 @@ def pyz(tmp_path_factory):
     return artefact.build(tmp_path_factory.mktemp("artefact") / "v.pyz", run.expected_stack(stack))
 
 
-def test_the_artefact_carries_what_the_node_needs_and_no_compiled_code(pyz):
+def test_the_artefact_carries_what_the_node_needs_and_only_its_own_bytecode(pyz):
     names = zipfile.ZipFile(pyz).namelist()
     for needed in ("__main__.py", "npuenv-stack.json", "pytest/__init__.py", "testinfra/plugin.py",
                    "validation/suite/test_quick.py", "validation/workloads/allreduce.py", "yaml/__init__.py",
-                   "compat_matrix/data/platforms.yaml"):
+                   "compat_matrix/data/platforms.yaml", "validation/node.pyc", "_pytest/python.pyc"):
         assert needed in names
-    assert not [n for n in names if n.endswith((".so", ".pyc"))]
+    assert not [n for n in names if n.endswith(".so") or "__pycache__" in n]
+    # bytecode only beside its source, compiled by this Python (artefact.bytecode)
+    pycs = [n for n in names if n.endswith(".pyc")]
+    assert pycs and all(n[:-1] in names for n in pycs)
+    assert {zipfile.ZipFile(pyz).read(n)[:8] for n in pycs} == {importlib.util.MAGIC_NUMBER + b"\1\0\0\0"}
     stack = json.loads(zipfile.ZipFile(pyz).read("npuenv-stack.json"))
     assert stack["torch_npu"] == "2.13.0"
 
@@ -401,13 +440,13 @@ def test_an_unknown_level_is_a_usage_error_of_the_artefact(pyz):
     ({"ansible_python_interpreter": "auto_legacy_silent"}, "/usr/bin/python3"),
 ])
 def test_the_validation_role_runs_the_artefact_with_a_python_not_a_discovery_mode(hostvars, python):
-    """The role's `executable:` as Ansible templates it (ansible.builtin.script runs `EXECUTABLE artefact ...`)."""
+    """The role's `python:` as Ansible templates it (npuenv_artefact runs `PYTHON artefact ...`)."""
     import yaml
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
 
     [task] = yaml.safe_load((ROOT / "playbooks" / "roles" / "validation" / "tasks" / "main.yml").read_text())
-    expression = task["ansible.builtin.script"]["executable"]
+    expression = task["npuenv_artefact"]["python"]
     variables = {"ansible_facts": {}, **hostvars}
     assert Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expression)) == python
 
@@ -507,3 +546,18 @@ def test_the_controllers_records_across_nodes_whole():
                     "fix": "trace the cables of the ports named to the switch and move the one in the wrong port; "
                            "then validate again"}}
     assert b["host"] == "b" and b["message"] == found
+
+
+def test_a_straggler_is_judged_by_the_median_of_its_repeats():
+    def train(host, rate, repeats):
+        return rec(host, "train", data={"samples_per_s": rate, "samples_per_s_repeats": repeats})
+
+    records = [train(h, 100.0, [99.0, 100.0, 101.0, 100.0, 100.0]) for h in ("n0", "n1", "n2")]
+    records += [train("n3", 84.0, [100.0, 100.0, 20.0, 100.0, 100.0]),   # one disturbed window: its median is 100
+                train("n4", 40.0, [41.0, 40.0, 39.0, 40.0, 40.0])]
+    result = report.fleet_result(records, ["n0", "n1", "n2", "n3", "n4"], {})
+    assert [(s["host"], s["value"], s["confidence"], s["below"]) for s in result["stragglers"]] == \
+        [("n4", 40.0, "sure", 5)]
+    assert result["figures"]["train_samples_per_s"]["n3"] == 84.0   # the figure the node reported stays its own
+    [warning] = [r for r in result["results"] if r["check"] == "straggler"]
+    assert (warning["host"], warning["level"], warning["status"]) == ("n4", "standard", "warning")

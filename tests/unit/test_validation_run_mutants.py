@@ -351,9 +351,11 @@ def test_validate_starts_images_with_the_host_root_and_run_args_and_reaches_ssh_
 
     def read_inventory(inventory, limit=None):
         inventories.append(Path(inventory))
-        return json.loads(Path(inventory).read_text())["all"]["children"]
+        groups = json.loads(Path(inventory).read_text())["all"]["children"]
+        return {**groups, "_meta": {"hostvars": groups["npu_nodes"]["hosts"]}}
 
-    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env):
+    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env, hosts, hostvars):
+        assert hosts == ["ops@n1:22"] and hostvars["ops@n1:22"]["ansible_user"] == "ops"   # the inventory read once
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir()
         (tree / "ops@n1:22").write_text(json.dumps({"rc": 0, "stdout": node_doc, "stderr": ""}))

@@ -4,6 +4,7 @@ answer as they do: the commands run, in order, and what each answer becomes
 (an outcome, a message the user reads, a container removed afterwards)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -321,8 +322,9 @@ def test_local_runs_the_artefact_with_npuenvs_python_and_shows_the_tail_of_an_er
 def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_hosts_result(monkeypatch, tmp_path):
     seen = {}
 
-    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env):
-        seen.update(playbook=playbook, inventory=inventory, limit=limit, capture=capture, env=env)
+    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env, hosts, hostvars):
+        seen.update(playbook=playbook, inventory=inventory, limit=limit, capture=capture, env=env, hosts=hosts,
+                    hostvars=hostvars)
         assert Path(env["ANSIBLE_CALLBACK_TREE_DIR"]).parent.name.startswith("npuenv-validate-")
         [at] = extra_vars
         seen["vars"] = Path(at.removeprefix("@")).read_text()
@@ -335,18 +337,24 @@ def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_h
         return subprocess.CompletedProcess([], 4, "play out\n", "play err\n")
 
     monkeypatch.setattr(playbooks_run, "run_playbook", run_playbook)
-    transport = targets.AnsibleTransport(tmp_path / "inv.yml", "npu_nodes:!h9", ["h4", "h1", "h2", "h3", "h5"])
+    hostvars = {"h1": {"ansible_port": 2222}}
+    transport = targets.AnsibleTransport(tmp_path / "inv.yml", "npu_nodes:!h9", ["h4", "h1", "h2", "h3", "h5"],
+                                         hostvars)
     args = {h: ["--level", "quick", h] for h in ("h1", "h2", "h3", "h4")}
+    (tmp_path / "a.pyz").write_bytes(b"PK an artefact")
     out = transport.run(tmp_path / "a.pyz", args)
     assert (seen["playbook"], seen["inventory"], seen["limit"], seen["capture"]) == (
         "validate.yml", tmp_path / "inv.yml", "npu_nodes:!h9", True)
+    # the hosts that run, in inventory order, and the variables already read: no second ansible-inventory
+    assert seen["hosts"] == ["h4", "h1", "h2", "h3"] and seen["hostvars"] is hostvars
     env = dict(seen["env"])
     assert env.pop("ANSIBLE_CALLBACK_TREE_DIR").endswith("/tree")
     assert env == {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_DISPLAY_OK_HOSTS": "false",
                    "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false"}
     import yaml
     assert yaml.safe_load(seen["vars"].replace("!unsafe", "")) == {
-        "validation_artefact": str(tmp_path / "a.pyz"), "validation_node_args": args}
+        "validation_artefact": str(tmp_path / "a.pyz"), "validation_node_args": args,
+        "validation_artefact_digest": hashlib.sha256(b"PK an artefact").hexdigest()}
     assert sorted(out) == ["h1", "h2", "h3", "h4"]          # h5 had no arguments: not run
     assert (out["h1"].status, out["h1"].reason) == ("unreachable", "Failed to connect to h1")
     assert out["h2"].status == "ran" and out["h2"].document["hostname"] == "n"
@@ -357,7 +365,7 @@ def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_h
 
 
 def test_an_ansible_result_without_a_message_is_quoted_whole_to_1500_characters(monkeypatch, tmp_path):
-    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env):
+    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env, hosts, hostvars):
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir()
         (tree / "h1").write_text(json.dumps({"changed": False, "x": "y" * 2000}))
@@ -367,6 +375,7 @@ def test_an_ansible_result_without_a_message_is_quoted_whole_to_1500_characters(
         return subprocess.CompletedProcess([], 2, "o" * 1000, "e" * 1000)
 
     monkeypatch.setattr(playbooks_run, "run_playbook", run_playbook)
+    (tmp_path / "a").write_bytes(b"")
     out = targets.AnsibleTransport(tmp_path / "i", "all", ["h1", "h2", "h3", "h4", "h5"]).run(
         tmp_path / "a", {"h1": [], "h2": [], "h3": [], "h4": [], "h5": []})
     assert out["h4"].reason == "the validation artefact gave no result (exit 2): exit 2, no output"

@@ -181,7 +181,42 @@ def test_train_cnn_loss_falls_and_checkpoint_reloads_identically(tmp_path):
     assert j["checkpoint_differs_before_load"] is True and j["checkpoint_bytes"] > 100_000
     assert j["samples_per_s"] > 0 and j["bare_samples_per_s"] > 0
     assert j["throughput_ratio"] == pytest.approx(j["samples_per_s"] / j["bare_samples_per_s"], rel=1e-3)
+    # The 18 steps after warm-up in 5 windows of 3, 4, 3, 4 and 4 steps, one rate each: their times add
+    # up to the whole run's, whose rate samples_per_s stays (within the repeats' 4 significant digits).
+    assert j["windows"] == 5 and len(j["samples_per_s_repeats"]) == 5
+    window_times = [steps * 32 / rate for steps, rate in zip((3, 4, 3, 4, 4), j["samples_per_s_repeats"])]
+    assert sum(window_times) == pytest.approx(j["train_time_s"], rel=1e-3)
+    assert j["samples_per_s"] == pytest.approx(18 * 32 / sum(window_times), rel=1e-3)
+    assert all(float(f"{rate:.4g}") == rate for rate in j["samples_per_s_repeats"])
     assert not list(tmp_path.iterdir()), "nothing is left in the working directory"
+
+
+def test_train_cnn_times_at_most_one_window_per_step(tmp_path):
+    r = run_workload(tmp_path, "train_cnn", "--backend", "cpu", "--steps", "5", "--warmup-steps", "2",
+                     "--batch-size", "8", "--dataset-size", "64", "--windows", "10")
+    assert r.rc == 0, r
+    assert r.json["windows"] == 3 and len(r.json["samples_per_s_repeats"]) == 3, r
+    assert r.json["samples_per_s"] == pytest.approx(3 * 8 / sum(8 / rate for rate in r.json["samples_per_s_repeats"]),
+                                                    rel=1e-3)
+
+
+@pytest.mark.parametrize("value", ["0", "11", "five"])
+def test_repeats_beyond_the_record_s_bound_are_refused(tmp_path, value):
+    for name, option in (("train_cnn", "--windows"), ("allreduce", "--repeats")):
+        r = run_workload(tmp_path, name, "--backend", "cpu", option, value)
+        assert r.rc == 2, r
+        assert r.json["error"] == f"{name}: argument {option}: '{value}' is not a count from 1 to 10 (see --help)"
+
+
+def test_window_ends_split_the_timed_steps_evenly():
+    ns: dict = {}
+    exec(compile((workloads.HERE / "_common.py").read_text(), "_common.py", "exec"), ns)
+    exec(compile(workloads.source("train_cnn"), "train_cnn.py", "exec"), ns)
+    ends = ns["window_ends"]
+    assert ends(5, 40, 5) == [12, 19, 26, 33, 40]
+    assert ends(2, 20, 5) == [5, 9, 12, 16, 20]
+    assert ends(0, 3, 5) == [1, 2, 3]
+    assert ends(4, 5, 1) == [5]
 
 
 # -- migrate ----------------------------------------------------------------------------------
@@ -225,6 +260,12 @@ def test_allreduce_sweep_is_correct_with_nccl_tests_busbw(tmp_path, nproc):
     assert j["ok"] is True and j["timed_out"] is False, r
     assert (j["world_size"], j["launcher"], j["exit_codes"]) == (nproc, "spawn", [0] * nproc)
     check_rows(j, nproc, [1024, 4096, 16384, 65536])
+    # The largest size, the figure hosts are compared by, in 5 windows (the default): the row's own first.
+    last = j["rows"][-1]
+    assert j["repeats"] == 5 and len(last["busbw_gbps_repeats"]) == 5
+    assert last["busbw_gbps_repeats"][0] == float(f"{last['busbw_gbps']:.4g}")
+    assert all(busbw > 0 for busbw in last["busbw_gbps_repeats"])
+    assert all("busbw_gbps_repeats" not in row for row in j["rows"][:-1])
     if nproc == 2:
         for row in j["rows"]:
             assert row["bare_busbw_gbps"] == row["bare_algbw_gbps"] * 1.0
@@ -234,6 +275,14 @@ def test_allreduce_sweep_is_correct_with_nccl_tests_busbw(tmp_path, nproc):
         assert j["bare_busbw_ratio_geomean"] > 0
     else:
         assert "bare_time_s" not in j["rows"][0]
+
+
+def test_allreduce_with_one_repeat_has_the_row_s_own_window_only(tmp_path):
+    r = run_workload(tmp_path, "allreduce", "--backend", "cpu", "--max-bytes", "4K", "--iters", "2",
+                     "--warmup", "0", "--repeats", "1")
+    assert r.rc == 0, r
+    last = r.json["rows"][-1]
+    assert last["busbw_gbps_repeats"] == [float(f"{last['busbw_gbps']:.4g}")], r
 
 
 def test_allreduce_detects_a_wrong_sum(tmp_path):

@@ -64,11 +64,23 @@ def options(pytestconfig) -> dict:
 
 
 _FACTS: dict[str, dict] = {}
+_PROBES: dict[str, facts_mod.Probe] = {}
+
+
+def probe_for(host) -> facts_mod.Probe:
+    """How a testinfra host is read. The machine the suite runs on (the artefact's local:// run) is
+    read directly: through testinfra, every file read would cost it three shell processes."""
+    here = host.backend.NAME == "local" and not host.backend.sudo
+    return facts_mod.LocalProbe("/") if here else facts_mod.HostProbe(host)
 
 
 @pytest.fixture
 def probe(host) -> facts_mod.Probe:
-    return facts_mod.HostProbe(host)
+    """One per host and worker."""
+    key = host.backend.get_pytest_id()
+    if key not in _PROBES:
+        _PROBES[key] = probe_for(host)
+    return _PROBES[key]
 
 
 @pytest.fixture

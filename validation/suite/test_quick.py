@@ -232,13 +232,42 @@ def test_pip_check(probe, check):
           fix="reinstall from the row's wheelhouse")
 
 
+# The answers of python_imports() are lines of their own, so that one printed before a crash is read.
+IMPORTED = "@@npuenv-imported"
+
+
+def python_imports(probe, modules: list[str]) -> tuple[dict, int, str, str]:
+    """One python3 (per host: probe.run_once) for two checks: it imports torch and torch_npu first,
+    as a job does (torch_npu_import), then CANN's Python dependencies, most of which torch imported
+    by then (cann_python_deps: one interpreter instead of two, and numpy and sympy imported once).
+    (answers by name, exit code, stdout, stderr); an answer python3 died before is missing."""
+    code = ("import importlib, json, traceback\n"
+            f"def answer(key, value):\n    print({IMPORTED!r}, json.dumps({{key: value}}), flush=True)\n"
+            "try:\n    import torch, torch_npu\n"
+            "    answer('torch_npu', {'available': torch.npu.is_available(), 'count': torch.npu.device_count()})\n"
+            "except Exception:\n    answer('torch_npu', {'error': traceback.format_exc()})\n"
+            f"bad = {{}}\nfor m in {modules!r}:\n    try:\n        importlib.import_module(m)\n"
+            "    except Exception as e:\n        bad[m] = f'{type(e).__name__}: {e}'\n"
+            "answer('cann_python_modules', bad)\n")
+    rc, out, err = probe.run_once(f"python3 -c {quote(code)}")
+    answers = {}
+    for line in out.splitlines():
+        if line.startswith(IMPORTED + " "):
+            answers.update(json.loads(line[len(IMPORTED) + 1:]))
+    return answers, rc, out, err
+
+
 def test_cann_python_deps(probe, stack, check):
     modules = stack["cann_python_modules"]
-    code = ("import importlib, json\nbad = {}\n"
-            f"for m in {modules!r}:\n    try:\n        importlib.import_module(m)\n"
-            "    except Exception as e:\n        bad[m] = f'{type(e).__name__}: {e}'\nprint(json.dumps(bad))")
-    rc, out, err = probe.run(f"TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c {quote(code)}")
-    bad = json.loads(out.strip().splitlines()[-1]) if rc == 0 and out.strip() else {"python3": err.strip()}
+    answers, rc, out, err = python_imports(probe, modules)
+    bad = answers.get("cann_python_modules")
+    if bad is None:
+        # python3 died before them (in import torch_npu: that check fails with it): imported alone instead.
+        code = ("import importlib, json\nbad = {}\n"
+                f"for m in {modules!r}:\n    try:\n        importlib.import_module(m)\n"
+                "    except Exception as e:\n        bad[m] = f'{type(e).__name__}: {e}'\nprint(json.dumps(bad))")
+        rc, out, err = probe.run(f"TORCH_DEVICE_BACKEND_AUTOLOAD=0 python3 -c {quote(code)}")
+        bad = json.loads(out.strip().splitlines()[-1]) if rc == 0 and out.strip() else {"python3": err.strip()}
     check(not bad, "CANN's Python dependencies do not import", expected=", ".join(modules),
           found="; ".join(f"{k}: {v}" for k, v in bad.items()), seen="No module named 'decorator'")
 
@@ -282,13 +311,16 @@ def test_torch_npu_libraries(probe, check):
           seen=" ".join(f"{m}: cannot open shared object file" for m in missing))
 
 
-def test_torch_npu_import(probe, facts, check):
-    code = ("import json, torch, torch_npu\n"
-            "print(json.dumps({'available': torch.npu.is_available(), 'count': torch.npu.device_count()}))")
-    rc, out, err = probe.run(f"python3 -c {quote(code)}")
-    check(rc == 0, "import torch_npu fails", expected="import torch_npu succeeds",
-          found=(err or out).strip().splitlines()[-1] if (err or out).strip() else f"exit {rc}", seen=err + out)
-    result = json.loads(out.strip().splitlines()[-1])
+def test_torch_npu_import(probe, facts, stack, check):
+    answers, rc, out, err = python_imports(probe, stack["cann_python_modules"])
+    result = answers.get("torch_npu")
+    # No answer: python3 died in import torch_npu; an exit code after the last answer: at its exit.
+    died = result is None or (rc != 0 and "cann_python_modules" in answers)
+    failure = (err or "\n".join(line for line in out.splitlines() if not line.startswith(IMPORTED))) if died \
+        else result.get("error", "")
+    failure = failure.strip()
+    check(not died and "error" not in result, "import torch_npu fails", expected="import torch_npu succeeds",
+          found=failure.splitlines()[-1] if failure else f"exit {rc}", seen=f"{failure}\n{err}")
     shown = len(facts["devices"])
     check(result["available"] and result["count"] == shown,
           f"torch_npu sees {result['count']} device(s), npu-smi shows {shown}",

@@ -60,7 +60,7 @@ def test_train(workload, check):
           cause="saving or loading tensors from this device is broken", fix="check disk space and torch.save on the device")
     _completed(check, result, text, "training")
     check.record({k: result[k] for k in ("backend", "device", "first_loss", "last_loss", "samples_per_s",
-                                          "amp_dtype", "grad_scaler")})
+                                          "samples_per_s_repeats", "amp_dtype", "grad_scaler")})
 
 
 def test_migrate(workload, check):

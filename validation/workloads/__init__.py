@@ -31,18 +31,20 @@ Contract, for every workload:
 Workloads (CLI in each file's docstring) and their own JSON keys:
 
 - smoke: device, elements, mismatches.
-- train_cnn: device, steps, batch_size, warmup_steps, dataset_size, amp_dtype
+- train_cnn: device, steps, batch_size, warmup_steps, dataset_size, windows, amp_dtype
   ("float16" | "bfloat16" | null), grad_scaler, grad_scale_final, first_loss,
-  last_loss, losses, losses_finite, loss_fell, samples_per_s, train_time_s,
+  last_loss, losses, losses_finite, loss_fell, samples_per_s (the whole timed run),
+  samples_per_s_repeats (each window's, 4 significant digits), train_time_s,
   checkpoint_bytes, checkpoint_differs_before_load, checkpoint_identical,
   optimizer_state_identical; with --bare: bare_samples_per_s, throughput_ratio.
 - migrate: applicable, reason; when applicable also on_npu, steps, first_loss,
   last_loss, loss_fell, cuda_is_available, cuda_device_count, tensor_device,
   model_device, max_memory_allocated_bytes.
 - allreduce: launcher ("spawn" | "torchrun"), world_size, local_world_size, nnodes,
-  iters, warmup, factor, dtype, timeout_s, hang_rank, corrupt_rank, bare, rows
+  iters, warmup, repeats, factor, dtype, timeout_s, hang_rank, corrupt_rank, bare, rows
   (each: bytes, count, time_s, algbw_gbps, busbw_gbps, correct, mismatches,
-  bad_ranks; with --bare also bare_time_s, bare_algbw_gbps, bare_busbw_gbps),
+  bad_ranks; the last also busbw_gbps_repeats, each window's busbw, the row's own
+  first, 4 significant digits; with --bare also bare_time_s, bare_algbw_gbps, bare_busbw_gbps),
   sizes, busbw_factor, all_correct, peak_busbw_gbps, exit_codes (spawn only),
   failures (spawn, on a crash), rank (torchrun); with --bare: bare_busbw_ratio,
   bare_busbw_ratio_geomean.

@@ -35,6 +35,27 @@ class EnvironmentProblem(Exception):
     """The host cannot run the workload as asked (exit 2): names the cause."""
 
 
+# A workload records a figure the controller compares across hosts (train samples/s, all_reduce busbw)
+# as at most this many repeats: enough for a median and its spread, and a node's record stays small.
+MAX_REPEATS = 10
+
+
+def sig(x: float) -> float:
+    """x to 4 significant digits: a repeat's own noise is percents, and the record stays short."""
+    return float("%.4g" % x)
+
+
+def repeat_count(text: str) -> int:
+    """argparse type of a number of repeats: 1 to MAX_REPEATS."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_REPEATS:
+        raise argparse.ArgumentTypeError("%r is not a count from 1 to %d" % (text, MAX_REPEATS))
+    return n
+
+
 def human_bytes(n: int) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size and n % size == 0:

@@ -29,6 +29,7 @@ command line (unknown command, invalid device id, invalid address);
 import ipaddress
 import json
 import os
+import resource
 import sys
 import time
 
@@ -361,5 +362,18 @@ def main(argv):
         return f.code
 
 
+def log_cpu(argv):
+    """With NPU_SIM_CPU_LOG set, append this call's own CPU-seconds to that file as a JSON line
+    (bench/bench_node_quick.py: the simulator's share of a node's CPU, which the vendor's C tool
+    does not cost)."""
+    path = os.environ.get("NPU_SIM_CPU_LOG")
+    if path:
+        used = resource.getrusage(resource.RUSAGE_SELF)   # microseconds; os.times() counts clock ticks
+        with open(path, "a") as f:
+            f.write(json.dumps({"tool": "hccn_tool", "args": argv, "cpu_s": used.ru_utime + used.ru_stime}) + "\n")
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    log_cpu(sys.argv[1:])
+    sys.exit(code)
