@@ -199,12 +199,12 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from playbooks import rollout
+    from playbooks import ansible_options, rollout
 
     plan = rollout.prepare(args.inventory, lock_path=args.lock, limit=args.limit, batch_size=args.batch_size,
                            gate=args.gate, gate_backend=args.gate_backend, allow_busy=args.allow_busy,
                            check=args.check, tags=args.tags, extra_vars=args.extra_vars,
-                           ask_become_pass=args.ask_become_pass, log_dir=args.log_dir, matrix=args.matrix)
+                           ansible=ansible_options.Given.from_args(args), log_dir=args.log_dir, matrix=args.matrix)
     return rollout.deploy(plan, Path(args.log_dir or rollout.DEFAULT_LOG_DIR))
 
 
@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only the check of this name (repeatable), e.g. npu_health")
     p.set_defaults(func=cmd_validate)
 
-    from playbooks import rollout
+    from playbooks import ansible_options, rollout
 
     p = sub.add_parser("deploy", help="roll a lock out to the fleet in batches, each validated before the next",
                        description="Roll one lock (--lock, or the one made from the inventory's npuenv_row, "
@@ -424,8 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--extra-vars", action="append", dest="extra_vars",
                    help="extra variables: KEY=VALUE (typed as in a YAML inventory: 1000 a number, '1000' text), "
                    "@FILE or a JSON object")
-    p.add_argument("-K", "--ask-become-pass", action="store_true",
-                   help="ask for the sudo password of the hosts' login user (without it, sudo must need none)")
+    ansible_options.add_to(p)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("status", help="which lock each node runs and what drifts from it (facts only, no workload)",
