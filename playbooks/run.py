@@ -83,7 +83,8 @@ CONFIG_SETTINGS = {
     ("defaults", "callback_result_format"): _setting("ANSIBLE_CALLBACK_RESULT_FORMAT",
                                                      "defaults/callback_result_format"),
     ("defaults", "stdout_callback"): _setting("ANSIBLE_STDOUT_CALLBACK", "defaults/stdout_callback"),
-    ("defaults", "timeout"): _setting("ANSIBLE_TIMEOUT", "defaults/timeout"),
+    ("defaults", "timeout"): _setting("ANSIBLE_TIMEOUT ANSIBLE_SSH_TIMEOUT", "defaults/timeout",
+                                      "ssh_connection/timeout"),
     # No variable sets it: with a file of the user's, the user's file (or Ansible's default) decides.
     ("defaults", "internal_poll_interval"): _setting("", "defaults/internal_poll_interval"),
     ("ssh_connection", "pipelining"): _setting("ANSIBLE_PIPELINING ANSIBLE_SSH_PIPELINING", "defaults/pipelining",
@@ -247,7 +248,8 @@ def session(given: Given | None = None, retry_dir: Path | None = None):
             fd = os.open(become, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(password + "\n")
-        _SESSION = _Session(given, retry_dir, become)
+        # Absolute: Ansible runs in the playbooks folder, where a relative one would land.
+        _SESSION = _Session(given, Path(retry_dir).absolute() if retry_dir else None, become)
         try:
             yield given
         finally:
