@@ -80,12 +80,18 @@ OPTIONS = (
 BY_DEST = {o.dest: o for o in OPTIONS}
 
 
-def add_to(parser: argparse.ArgumentParser, title: str = "passed to ansible-playbook") -> None:
-    """The options, in a group of the command's help of their own."""
+# What `npuenv validate` takes of them (ansible:// targets): validate.yml runs with sudo on the nodes.
+FOR_VALIDATE = ("ask_become_pass", "vault_password_files", "vault_ids", "forks")
+
+
+def add_to(parser: argparse.ArgumentParser, dests: tuple[str, ...] | None = None,
+           title: str = "passed to ansible-playbook") -> None:
+    """The options (those named by ``dests``, else all), in a group of the command's help of their own."""
     group = parser.add_argument_group(title, "as ansible-playbook takes them, handed on as arguments (never "
                                               "through a shell)")
     for o in OPTIONS:
-        group.add_argument(*o.flags, dest=o.dest, help=o.help, **o.kwargs)
+        if dests is None or o.dest in dests:
+            group.add_argument(*o.flags, dest=o.dest, help=o.help, **o.kwargs)
 
 
 @dataclass(frozen=True)

@@ -256,6 +256,11 @@ def session(given: Given | None = None, retry_dir: Path | None = None):
             _SESSION = before
 
 
+def session_options() -> Given:
+    """The pass-through options of the session the caller is in (none outside one)."""
+    return _SESSION.given
+
+
 @contextmanager
 def _nothing():
     yield None

@@ -159,3 +159,27 @@ def test_every_batch_of_a_deploy_gets_them_and_the_password_is_asked_once(fleet,
     rerun = shlex.split(rollout.rerun_command(plan, folder, ["npu-0"]))
     # the rerun repeats them, except where to start (a host to converge runs every task)
     assert rerun[rerun.index("-K"):] == ["-K", "--vault-password-file", str(vault / "vault.txt"), "-v", "--forks", "2"]
+
+
+def test_validate_takes_the_options_its_ansible_runs_use(vault, monkeypatch):
+    from validation import run as validation_run
+
+    asked, seen = [], []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or "s3cret")
+
+    def validate(targets, level, constraints, out_dir, **kw):
+        env = run.ansible_env()
+        seen.append((run.session_options().forks, run.playbook_command("validate.yml", "hosts.yml", 1, vault)[6:8],
+                     env["ANSIBLE_RETRY_FILES_SAVE_PATH"],
+                     Path(env["ANSIBLE_BECOME_PASSWORD_FILE"]).read_text()))
+        return 0
+
+    monkeypatch.setattr(validation_run, "validate", validate)
+    assert cli.main(["validate", "--target", "ansible://npu_nodes?inventory=hosts.yml", "--out", "reports", "-K",
+                     "-f", "3", "--vault-password-file", "vault.txt"]) == 0
+    [(forks, cmd, retry, password)] = seen
+    assert forks == 3 and cmd == ["--vault-password-file", str(vault / "vault.txt")]
+    assert (retry, password, len(asked)) == (str(vault / "reports"), "s3cret\n", 1)
+    assert cli.main(["validate", "--target", "local", "--vault-password-file", "missing.txt"]) == 2
+    with pytest.raises(SystemExit):   # what only site.yml has is deploy's alone
+        cli.build_parser().parse_args(["validate", "--target", "local", "--start-at-task", "x"])
