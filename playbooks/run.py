@@ -113,10 +113,12 @@ def user_config(environ=os.environ) -> Path | None:
             raise UserError(f"ANSIBLE_CONFIG={given}: no such file; point it at your ansible.cfg, or unset it")
         found = path
     else:
-        cwd = Path.cwd()
-        here = cwd / "ansible.cfg"
-        candidates = ([here] if not cwd.stat().st_mode & 0o002 else []) + \
-            [Path("~/.ansible.cfg").expanduser(), Path("/etc/ansible/ansible.cfg")]
+        try:
+            cwd = Path.cwd()
+            here = [cwd / "ansible.cfg"] if not cwd.stat().st_mode & 0o002 else []
+        except OSError:   # the folder it runs in is gone: Ansible would not read one there either
+            here = []
+        candidates = here + [Path("~/.ansible.cfg").expanduser(), Path("/etc/ansible/ansible.cfg")]
         found = next((p.absolute() for p in candidates if p.is_file()), None)
     if found is None or found.resolve() == PROJECT_CONFIG.resolve():
         return None
