@@ -105,6 +105,12 @@ class Plan:
     matrix: str | None = None
     hostvars: dict = field(default_factory=dict)   # the inventory's, read once for the whole run
 
+    @property
+    def partial(self) -> bool:
+        """A run of some of site.yml (--tags, or --start-at-task, which skips what comes before): it
+        cannot bring a host to the lock, and the node does not record the lock as reached."""
+        return bool(self.tags) or self.ansible.start_at_task is not None
+
 
 def batches(hosts: list[str], size: int) -> list[list[str]]:
     """The hosts in batches of ``size``, in the order given (the inventory's)."""
@@ -263,6 +269,8 @@ def deploy_batch(plan: Plan, number: int, hosts: list[str], lock_vars: Path, log
     """site.yml on one batch; each host's outcome from the run's recap and failing task."""
     outcomes_file = workdir / f"outcomes-{number}.json"
     forced = {"npuenv_serial": "100%", "npuenv_max_fail_percentage": 100, BUSY_OVERRIDE: plan.allow_busy}
+    if plan.ansible.start_at_task is not None:   # the tasks skipped may be any: the node records no lock
+        forced["npuenv_deploy_partial"] = True
     try:
         # The batch is the unit of the roll: within it no host is stopped part way because others failed.
         p = run.run_playbook(PLAYBOOK, plan.inventory, check=plan.check, tags=plan.tags, limit=",".join(hosts),
@@ -358,15 +366,15 @@ def rerun_command(plan: Plan, folder: Path, hosts: list[str]) -> str:
 def exit_code(plan: Plan, results: list[HostResult]) -> int:
     if plan.check:
         return 0 if all(r.outcome in DONE for r in results) else 1
-    return 1 if any(r.needs_rerun(bool(plan.tags)) for r in results) else 0
+    return 1 if any(r.needs_rerun(plan.partial) for r in results) else 0
 
 
 def summary(plan: Plan, results: list[HostResult], folder: Path, started: float, stopped_at: int | None) -> dict:
-    rerun = [r.host for r in results if (r.outcome not in DONE if plan.check else r.needs_rerun(bool(plan.tags)))]
+    rerun = [r.host for r in results if (r.outcome not in DONE if plan.check else r.needs_rerun(plan.partial))]
     counts = {o: sum(1 for r in results if r.outcome == o) for o in OUTCOMES}
     return {"lock": {"digest": plan.lock.digest, "row": plan.lock.row, "file": str(folder / "lock.json")},
             "check": plan.check, "gate": "none" if plan.check else plan.gate, "batch_size": plan.batch_size,
-            "partial": plan.tags or None,
+            "partial": plan.tags or None, "start_at_task": plan.ansible.start_at_task,
             "hosts": [asdict(r) | {"needs_rerun": r.host in rerun} for r in results],
             "counts": {k: v for k, v in counts.items() if v},
             "at_lock": sum(1 for r in results if r.at_lock), "stopped_after_batch": stopped_at,
@@ -388,9 +396,11 @@ def render(data: dict) -> str:
                         for h in hosts])
     counts = ", ".join(f"{n} {o}" for o, n in data["counts"].items())
     lines.append(f"{len(hosts)} host(s): {counts}; {data['at_lock']} at the lock")
-    if data["partial"] and not data["check"]:
-        lines.append(f"a partial run (--tags {','.join(data['partial'])}) brings no host to the lock: deploy without "
-                     f"--tags for that (`npuenv status` says where each host is)")
+    skipped = ([f"--tags {','.join(data['partial'])}"] if data["partial"] else []) + \
+        ([f"--start-at-task {data['start_at_task']!r}"] if data.get("start_at_task") is not None else [])
+    if skipped and not data["check"]:
+        lines.append(f"a partial run ({', '.join(skipped)}) brings no host to the lock: deploy without "
+                     f"{' or '.join(o.split()[0] for o in skipped)} for that (`npuenv status` says where each host is)")
     if data["stopped_after_batch"]:
         lines.append(f"the roll stopped after batch {data['stopped_after_batch']} failed: the hosts not attempted "
                      f"were left as they were")
@@ -485,10 +495,10 @@ def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, 
             gate_backend="auto", allow_busy=False, check=False, tags=None, extra_vars=None,
             ansible: Given | None = None, log_dir=None, matrix=None) -> Plan:
     """Every input checked (UserError: exit 2, nothing started), the hosts listed and the lock had.
-    ``gate`` None: DEFAULT_GATE, or none for a partial run (--tags), which leaves the rest of the
-    stack as it was and so could never pass a whole validation."""
+    ``gate`` None: DEFAULT_GATE, or none for a partial run (--tags, --start-at-task), which leaves the
+    rest of the stack as it was and so could never pass a whole validation."""
     if gate is None:
-        gate = "none" if tags else DEFAULT_GATE
+        gate = "none" if tags or (ansible and ansible.start_at_task is not None) else DEFAULT_GATE
     if gate not in GATES:
         raise UserError(f"--gate {gate}: use one of {', '.join(GATES)}")
     batches([], batch_size)

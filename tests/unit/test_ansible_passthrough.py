@@ -183,3 +183,15 @@ def test_validate_takes_the_options_its_ansible_runs_use(vault, monkeypatch):
     assert cli.main(["validate", "--target", "local", "--vault-password-file", "missing.txt"]) == 2
     with pytest.raises(SystemExit):   # what only site.yml has is deploy's alone
         cli.build_parser().parse_args(["validate", "--target", "local", "--start-at-task", "x"])
+
+
+def test_a_deploy_that_starts_at_a_task_is_partial_and_records_no_lock(fleet, capsys):  # noqa: F811
+    """The tasks before the named one are skipped: no gate by default, the node is told not to record
+    the lock (deploy_record: npuenv_deploy_partial), and the summary says what such a run cannot do."""
+    code, summary, folder = deploy(fleet, "--start-at-task", "Python | Install the wheels")
+    assert code == 0 and summary["gate"] == "none" and fleet.gates == []
+    assert all(json.loads(r["extra_vars"][-1]).get("npuenv_deploy_partial") is True for r in fleet.site_runs)
+    assert ("a partial run (--start-at-task 'Python | Install the wheels') brings no host to the lock: deploy "
+            "without --start-at-task for that") in (folder / "deploy.log").read_text()
+    code, summary, _ = deploy(fleet)
+    assert "npuenv_deploy_partial" not in fleet.site_runs[-1]["extra_vars"][-1] and summary["gate"] == "quick"
