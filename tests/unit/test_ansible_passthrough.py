@@ -188,10 +188,14 @@ def test_validate_takes_the_options_its_ansible_runs_use(vault, monkeypatch):
 def test_a_deploy_that_starts_at_a_task_is_partial_and_records_no_lock(fleet, capsys):  # noqa: F811
     """The tasks before the named one are skipped: no gate by default, the node is told not to record
     the lock (deploy_record: npuenv_deploy_partial), and the summary says what such a run cannot do."""
+    fleet.deploy_does["npu-0"] = "marker"   # as the node is left: the in-progress marker stays, no lock recorded
     code, summary, folder = deploy(fleet, "--start-at-task", "Python | Install the wheels")
-    assert code == 0 and summary["gate"] == "none" and fleet.gates == []
+    # not at the lock, yet what was asked was done: no rerun needed, exit 0
+    assert code == 0 and summary["gate"] == "none" and fleet.gates == [] and summary["rerun"] is None
+    assert summary["at_lock"] == 6
     assert all(json.loads(r["extra_vars"][-1]).get("npuenv_deploy_partial") is True for r in fleet.site_runs)
     assert ("a partial run (--start-at-task 'Python | Install the wheels') brings no host to the lock: deploy "
             "without --start-at-task for that") in (folder / "deploy.log").read_text()
     code, summary, _ = deploy(fleet)
     assert "npuenv_deploy_partial" not in fleet.site_runs[-1]["extra_vars"][-1] and summary["gate"] == "quick"
+    assert code == 1 and summary["rerun"]   # a whole deploy that leaves npu-0 short of the lock
