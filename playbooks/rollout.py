@@ -503,6 +503,8 @@ def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, 
         raise UserError(f"--gate {gate}: use one of {', '.join(GATES)}")
     batches([], batch_size)
     ansible = (ansible or Given()).checked()   # a vault file that cannot serve: exit 2 before anything runs
+    if ansible.start_at_task is not None:
+        run.check_start_at_task(PLAYBOOK, ansible.start_at_task)
     extra_vars = list(extra_vars or [])
     run.extra_vars_values(extra_vars)
     if tags:

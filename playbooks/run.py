@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import configparser
+import fnmatch
 import getpass
 import json
 import os
@@ -363,6 +364,42 @@ def playbook_tags(playbook: str) -> set[str]:
             if isinstance(role, dict):
                 tags.update(role.get("tags", []))
     return tags - {"always"}
+
+
+def task_names(playbook: str) -> set[str]:
+    """The names of the tasks of a playbook's plays and of its roles' task files (also as Ansible names
+    a role's task, 'ROLE : NAME'): what --start-at-task may name."""
+    names: set[str] = set()
+
+    def walk(tasks, role: str | None) -> None:
+        for task in tasks or []:
+            if not isinstance(task, dict):
+                continue
+            if isinstance(task.get("name"), str):
+                names.add(task["name"])
+                if role:
+                    names.add(f"{role} : {task['name']}")
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key), role)
+
+    for play in yaml.safe_load((PLAYBOOK_DIR / playbook).read_text()) or []:
+        for key in ("pre_tasks", "tasks", "post_tasks"):
+            walk(play.get(key), None)
+    for role in playbook_roles(playbook):
+        for path in sorted((PLAYBOOK_DIR / "roles" / role / "tasks").glob("*.yml")):
+            walk(yaml.safe_load(path.read_text()), role)
+    return names
+
+
+def check_start_at_task(playbook: str, name: str) -> None:
+    """UserError unless a task of the playbook matches ``name`` as Ansible matches it (the name, or a
+    shell-style pattern of it): ansible-playbook itself runs nothing and exits 0 when none does."""
+    names = task_names(playbook)
+    if not any(n == name or fnmatch.fnmatch(n, name) for n in names):
+        example = sorted(n for n in names if " : " not in n and " | " in n)[:1]
+        raise UserError(f"--start-at-task {name!r}: no task of {playbook} or its roles has this name (ansible-playbook "
+                        f"would run nothing); give a name as `ansible-playbook {playbook} --list-tasks` prints it"
+                        + (f", e.g. {example[0]!r}" if example else ""))
 
 
 # Where a run's private folder goes when TMPDIR does not suit it: an SSH

@@ -144,7 +144,7 @@ def test_every_batch_of_a_deploy_gets_them_and_the_password_is_asked_once(fleet,
 
     monkeypatch.setattr(run, "run_playbook", recording)
     code, summary, folder = deploy(fleet, "--batch-size", "3", "-K", "--vault-password-file", "vault.txt", "-v",
-                                   "-f", "2", "--start-at-task", "Python | Install the wheels")
+                                   "-f", "2", "--start-at-task", "Python stack | Install the pinned wheels, offline")
     assert code == 0 and len(asked) == 1
     sites = [c for c in calls if c[0] == "site.yml"]
     assert len(sites) == 3 and len(calls) == 5   # three batches, the preflight and the read-back
@@ -155,7 +155,7 @@ def test_every_batch_of_a_deploy_gets_them_and_the_password_is_asked_once(fleet,
         assert seen == ("s3cret\n", 0o600, 0)   # only this user reads it, in a private folder
     assert len({c[2] for c in calls}) == 1 and not password.exists()
     plan = rollout.prepare("hosts.yml", lock_path=fleet.lock_file, ansible=given(
-        "-K", "--vault-password-file", "vault.txt", "-v", "-f", "2", "--start-at-task", "x"))
+        "-K", "--vault-password-file", "vault.txt", "-v", "-f", "2", "--start-at-task", "Record | *"))
     rerun = shlex.split(rollout.rerun_command(plan, folder, ["npu-0"]))
     # the rerun repeats them, except where to start (a host to converge runs every task)
     assert rerun[rerun.index("-K"):] == ["-K", "--vault-password-file", str(vault / "vault.txt"), "-v", "--forks", "2"]
@@ -189,13 +189,27 @@ def test_a_deploy_that_starts_at_a_task_is_partial_and_records_no_lock(fleet, ca
     """The tasks before the named one are skipped: no gate by default, the node is told not to record
     the lock (deploy_record: npuenv_deploy_partial), and the summary says what such a run cannot do."""
     fleet.deploy_does["npu-0"] = "marker"   # as the node is left: the in-progress marker stays, no lock recorded
-    code, summary, folder = deploy(fleet, "--start-at-task", "Python | Install the wheels")
+    code, summary, folder = deploy(fleet, "--start-at-task", "Python stack | Install the pinned wheels, offline")
     # not at the lock, yet what was asked was done: no rerun needed, exit 0
     assert code == 0 and summary["gate"] == "none" and fleet.gates == [] and summary["rerun"] is None
     assert summary["at_lock"] == 6
     assert all(json.loads(r["extra_vars"][-1]).get("npuenv_deploy_partial") is True for r in fleet.site_runs)
-    assert ("a partial run (--start-at-task 'Python | Install the wheels') brings no host to the lock: deploy "
+    assert ("a partial run (--start-at-task 'Python stack | Install the pinned wheels, offline') brings no host to the lock: deploy "
             "without --start-at-task for that") in (folder / "deploy.log").read_text()
     code, summary, _ = deploy(fleet)
     assert "npuenv_deploy_partial" not in fleet.site_runs[-1]["extra_vars"][-1] and summary["gate"] == "quick"
     assert code == 1 and summary["rerun"]   # a whole deploy that leaves npu-0 short of the lock
+
+
+def test_a_start_at_task_that_names_no_task_is_refused_before_anything_runs(fleet, capsys):  # noqa: F811
+    """ansible-playbook would run nothing and exit 0: npuenv refuses the name, exit 2, saying where names are."""
+    assert cli.main(["deploy", "-i", "hosts.yml", "--lock", str(fleet.lock_file), "--start-at-task",
+                     "Python | Install the wheels"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("npuenv: --start-at-task 'Python | Install the wheels': no task of site.yml or its roles "
+                          "has this name (ansible-playbook would run nothing); give a name as `ansible-playbook "
+                          "site.yml --list-tasks` prints it, e.g. '"), err
+    assert fleet.site_runs == [] and fleet.reads == []
+    for name in ("Python stack | Install the pinned wheels, offline", "python_stack : Python stack | Install the "
+                 "pinned wheels, offline", "CANN | Install the toolkit*"):   # as Ansible matches: the name, or a pattern
+        run.check_start_at_task("site.yml", name)
