@@ -74,8 +74,9 @@ OPTIONS = (
            "at most N hosts at once in each Ansible run (default: one per host of the run, up to 100)",
            {"type": forks, "metavar": "N"}),
     Option("start_at_task", ("--start-at-task",), SITE,
-           "each batch's site.yml starts at the task of this name (ansible-playbook --start-at-task; npuenv's own "
-           "preflight still runs first)", {"type": task_name, "metavar": "NAME"}, rerun=False),
+           "each batch's site.yml starts at the task of this name or pattern (ansible-playbook --start-at-task; "
+           "npuenv's own preflight still runs first); a partial run, like --tags: no gate unless --gate, and the "
+           "nodes record no lock", {"type": task_name, "metavar": "NAME"}, rerun=False),
 )
 BY_DEST = {o.dest: o for o in OPTIONS}
 
