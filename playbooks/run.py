@@ -202,6 +202,20 @@ def host_key_checking_off(environ=os.environ) -> str | None:
     return given[0]
 
 
+def forks_cap(environ=os.environ) -> int:
+    """At most how many hosts at once: -f of the session, else the user's forks (ANSIBLE_FORKS or their
+    ansible.cfg), else MAX_FORKS; each run takes one per host up to it."""
+    if _SESSION.given.forks:
+        return _SESSION.given.forks
+    given = _user_value(CONFIG_SETTINGS["defaults", "forks"], environ, _user(environ)[1])
+    if given is None:
+        return MAX_FORKS
+    where, value = given
+    if not value.strip().isdigit() or int(value) < 1:
+        raise UserError(f"{where}: forks must be a whole number of hosts, 1 or more; fix it, or give -f N")
+    return int(value)
+
+
 def ansible_env(**extra: str) -> dict[str, str]:
     """The environment of every Ansible call: the project's settings under the user's (config_env),
     the run's callbacks beside the user's, the -K password's file, and an inventory that cannot be
@@ -699,7 +713,7 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
     try:
         # The interrupt handling outlasts the run's folder: a second signal does not cut its cleanup short.
         with interrupts.interruptible(f"ansible-playbook {playbook}"), run_folder() as folder:
-            forks = min(len(hosts), _SESSION.given.forks or MAX_FORKS)   # -f N: at most N at once
+            forks = min(len(hosts), forks_cap())   # -f N, or the user's own forks: at most so many at once
             cmd = playbook_command(playbook, inventory, forks, folder, check=check, tags=tags,
                                    limit=limit, extra_vars=extra_vars, ask_become_pass=ask_become_pass)
             run_env = ansible_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(folder), **(env or {}))

@@ -200,3 +200,17 @@ def test_ansible_itself_reads_the_users_file_and_the_projects_settings(user, tmp
     assert got["RETRY_FILES_ENABLED"]["value"] is True
     assert got["RETRY_FILES_SAVE_PATH"]["value"] == str(Path(os.environ["HOME"]) / ".ansible" / "retry")
     assert got["HOST_KEY_CHECKING"]["value"] is True
+
+
+def test_the_users_forks_caps_each_run_unless_f_is_given(user, monkeypatch):
+    _, work = user
+    assert run.forks_cap() == run.MAX_FORKS
+    (work / "ansible.cfg").write_text("[defaults]\nforks = 7\n")
+    assert run.forks_cap() == 7
+    monkeypatch.setenv("ANSIBLE_FORKS", "3")
+    assert run.forks_cap() == 3                       # their environment over their file
+    with run.session(run.Given(forks=12)):
+        assert run.forks_cap() == 12                  # -f over both
+    monkeypatch.setenv("ANSIBLE_FORKS", "0")
+    with pytest.raises(UserError, match=r"^ANSIBLE_FORKS=0 in your environment: forks must be a whole number"):
+        run.forks_cap()

@@ -213,3 +213,9 @@ def test_a_start_at_task_that_names_no_task_is_refused_before_anything_runs(flee
     for name in ("Python stack | Install the pinned wheels, offline", "python_stack : Python stack | Install the "
                  "pinned wheels, offline", "CANN | Install the toolkit*"):   # as Ansible matches: the name, or a pattern
         run.check_start_at_task("site.yml", name)
+
+
+def test_a_run_takes_the_users_own_forks_as_its_cap(fakes, vault, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("ANSIBLE_FORKS", "1")
+    assert site(vault / "hosts.yml") == 0
+    assert json.loads(fakes[0].read_text())["argv"][3:5] == ["--forks", "1"]   # two hosts, theirs says one at once
