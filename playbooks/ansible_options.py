@@ -71,7 +71,8 @@ OPTIONS = (
            "ansible-playbook's verbosity, -v to -vvvv, for each batch's site.yml run (into the deploy's log)",
            {"action": "count", "default": 0}),
     Option("forks", ("-f", "--forks"), PLAYBOOKS,
-           "at most N hosts at once in each Ansible run (default: one per host of the run, up to 100)",
+           "at most N hosts at once in each Ansible run (default: one per host of the run, up to your own forks "
+           "(ANSIBLE_FORKS, your ansible.cfg) or else 100)",
            {"type": forks, "metavar": "N"}),
     Option("start_at_task", ("--start-at-task",), SITE,
            "each batch's site.yml starts at the task of this name or pattern (ansible-playbook --start-at-task; "
