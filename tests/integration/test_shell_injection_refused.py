@@ -20,7 +20,7 @@ ROLE_FIRST_TASK = {
     "preflight": "Lock | Take the lock of this deploy",
     "npu_driver": "NPU driver | Check the role has the node's plan",
     "cann": "CANN | Check the role has the node's plan",
-    "hccn": "HCCN | Look for the driver's hccn_tool",
+    "hccn": "HCCN | Read the NPU network state of every device",
     "python_stack": "Python stack | Check the role has the node's Python",
     "ascend_env": "Ascend env | Write the login profile script",
     "cluster_tuning": "Cluster tuning | Persist the kernel network settings",

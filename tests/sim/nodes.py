@@ -191,7 +191,7 @@ def start_nodes(count: int, state_root: Path, chip: str = "910b", prefix: str = 
             holder = _containers().get(name)
             if holder is not None and not holder.ours:  # taken since the check above
                 raise NodeNameTaken({name: holder.owner})
-            raise subprocess.CalledProcessError(run.returncode, run.args, run.stdout, run.stderr)
+            raise RuntimeError(f"podman run of node {name} failed (exit {run.returncode}): {run.stderr.strip()}")
     if access:
         for name in names:
             access.record_host_key(ssh_port(name), wait_for_sshd(name))

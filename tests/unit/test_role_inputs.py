@@ -111,8 +111,8 @@ def test_roles_check_their_inputs_first_and_site_checks_them_all(role):
     # site.yml's first play checks every role's inputs on every host, before the lock is taken and
     # before the play that changes anything starts
     first, rollout = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
-    checked = next(task for task in first["tasks"] if task.get("loop_control", {}).get("loop_var") == "npuenv_checked_role")
-    assert checked["ansible.builtin.include_role"]["tasks_from"] == "inputs" and role in checked["loop"]
+    checked = next(task for task in first["tasks"]
+                   if task.get("ansible.builtin.import_role") == {"name": role, "tasks_from": "inputs"})
     names = [task["name"] for task in first["tasks"]]
     assert names.index(checked["name"]) < names.index("Lock | Take the lock and check every host has an entry")
     assert "roles" in rollout and "roles" not in first

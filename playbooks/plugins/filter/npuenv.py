@@ -88,9 +88,31 @@ def identity_refusal(outputs):
     return ""
 
 
+# Runs a staged installer only when it is the file the controller verified: its sha256 is checked
+# on the node right before it runs (in the same task, rather than a stat task and an assert task
+# per installer). With an env script (NNAL's installer needs the toolkit's), that is sourced
+# first, with no arguments of its own. Everything is an argument, nothing part of the text.
+VERIFIED_RUN = (
+    'env_script=$1 file=$2 sum=$3; shift 3; installer=("$file" "$@"); set --\n'
+    'have=$(sha256sum < "$file" 2>/dev/null) && have=${have%% *} || have=missing\n'
+    'if [ "$have" != "$sum" ]; then\n'
+    '  echo "${file##*/} on the node does not match the controller\'s copy (SHA256 $have, expected $sum)" >&2\n'
+    '  exit 97\n'
+    'fi\n'
+    'if [ -n "$env_script" ]; then . "$env_script" || exit; fi\n'
+    'exec "${installer[@]}"\n')
+
+
+def verified_run(path, sha256, flags, env_script=""):
+    """The argv that runs the staged installer ``path`` with ``flags`` once its sha256 is checked
+    (exit 97 and a message naming both checksums when it differs)."""
+    return ["/bin/bash", "-c", VERIFIED_RUN, "npuenv-installer", env_script or "", path, sha256, *flags]
+
+
 class FilterModule:
     def filters(self):
         return {
+            "npuenv_verified_run": verified_run,
             "npuenv_identity_probe": identity_probe,
             "npuenv_identity_refusal": identity_refusal,
             "npuenv_npu_smi_info": npu_smi_info,

@@ -61,6 +61,12 @@ def _platforms():
     return lock.matrix_from_env().platforms
 
 
+def platform_data(section: str):
+    """A section of platforms.yaml (``disk_space``): read once on the controller and handed to the
+    filters that need it, so that no worker reads the matrix again for each host."""
+    return _platforms().data[section]
+
+
 def _version_key(version: str):
     from compat_matrix.versions import VendorVersion
 
@@ -420,12 +426,13 @@ def busy_problem(plan_: dict, processes: list[dict], allow: bool) -> str:
 # ------------------------------------------------------------------ free space
 
 def space_needs(plan_: dict, state: dict, stack: dict, installers: dict, paths: dict,
-                wheelhouse: dict | None = None) -> dict:
+                wheelhouse: dict | None = None, figures: dict | None = None) -> dict:
     """{path: {"kib": needed, "what": [reasons]}} for every path the run writes.
 
     ``paths``: install_root, stage_dirs (list), venv, wheelhouse_dest; ``wheelhouse``: {bytes,
-    installed, push} (push: the node's staged wheelhouse differs from the controller's)."""
-    figures = _platforms().data["disk_space"]
+    installed, push} (push: the node's staged wheelhouse differs from the controller's); ``figures``:
+    platforms.yaml's disk_space (read here when not given)."""
+    figures = figures or platform_data("disk_space")
     needs: dict[str, dict] = {}
 
     def need(path, kib, what):
@@ -518,12 +525,26 @@ def lock_entry(lock_data: dict, arch: str, distribution: str, version: str) -> d
     return {"key": key, "problem": ""}
 
 
+def lock_entries(lock_data: dict, facts: dict) -> dict:
+    """{host: {key, problem}} for every host of ``facts`` ({host: its ansible_facts}), each arch and
+    OS looked up once: the play takes every host's entry in one task rather than one per host (a task
+    costs the controller a worker process per host, and this one also reads the matrix)."""
+    found: dict[tuple, dict] = {}
+    out = {}
+    for host, f in facts.items():
+        machine = (f.get("architecture"), f.get("distribution"), f.get("distribution_version"))
+        if machine not in found:
+            found[machine] = lock_entry(lock_data, *machine)
+        out[host] = found[machine]
+    return out
+
+
 # ------------------------------------------------------------------ the Python stack
 
-def wheelhouse_size(directory: str, node_sums: str | None) -> dict:
-    """{bytes, installed, push} of the controller's wheelhouse: what its files take, what its wheels
-    take installed (the sizes their zip directories list), and whether it must be pushed (the node's
-    staged SHA256SUMS differs from the controller's)."""
+def wheelhouse_size(directory: str) -> dict:
+    """{bytes, installed, sums} of the controller's wheelhouse: what its files take, what its wheels
+    take installed (the sizes their zip directories list), and its SHA256SUMS ('' without one); a
+    node whose staged SHA256SUMS differs gets it pushed."""
     import zipfile
     from pathlib import Path
 
@@ -532,7 +553,7 @@ def wheelhouse_size(directory: str, node_sums: str | None) -> dict:
     folder = Path(directory)
     sums = folder / checksums.SUMS_FILE
     if not sums.is_file():
-        return {"bytes": 0, "installed": 0, "push": False}
+        return {"bytes": 0, "installed": 0, "sums": ""}
     total = installed = 0
     for path in folder.iterdir():
         if not path.is_file():
@@ -544,8 +565,7 @@ def wheelhouse_size(directory: str, node_sums: str | None) -> dict:
                     installed += sum(i.file_size for i in wheel.infolist())
             except (OSError, zipfile.BadZipFile):
                 installed += path.stat().st_size
-    push = (node_sums or "").strip() != sums.read_text(errors="replace").strip()
-    return {"bytes": total, "installed": installed, "push": push}
+    return {"bytes": total, "installed": installed, "sums": sums.read_text(errors="replace")}
 
 
 # ------------------------------------------------------------------ records, tuning
@@ -579,12 +599,13 @@ class FilterModule:
     def filters(self):
         return {
             "npuenv_layouts": layouts,
+            "npuenv_platform_data": platform_data,
             "npuenv_plan": plan,
             "npuenv_missing_installers": missing_installers,
             "npuenv_busy_problem": busy_problem,
             "npuenv_space_needs": space_needs,
             "npuenv_space_problems": space_problems,
-            "npuenv_lock_entry": lock_entry,
+            "npuenv_lock_entries": lock_entries,
             "npuenv_firmware_version": firmware_version,
             "npuenv_deploy_complete": deploy_complete,
             "npuenv_sysctl_drift": sysctl_drift,

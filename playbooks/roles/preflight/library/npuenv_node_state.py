@@ -14,7 +14,11 @@ short_description: Read the Ascend HDK, CANN and NNAL installs, the deploy recor
 description:
   - Reads install-info and version files, the CANN packaging generations' version folders and entry points
     (latest/version.cfg, the cann entry point), NNAL's versions, latest link and upgrade backups, npuenv's
-    deploy records, the free space of given paths, and finds the node's interpreter for a Python version.
+    deploy records, the free space of given paths, finds the node's interpreter for a Python version, the
+    commands of a list that are missing and whether the running kernel's headers are there, and runs
+    C(npu-smi info) (its process table).
+  - One module call for everything the preflight role decides from (each task costs the controller a
+    worker process per host).
   - Changes nothing; supports check mode.
 options:
   install_root: {description: The Ascend install root., type: str, required: true}
@@ -30,6 +34,10 @@ options:
   files: {description: Small text files to return whole., type: list, elements: str, default: []}
   python: {description: "The Python version (3.11) whose interpreter to find.", type: str}
   venv: {description: A virtual environment whose Python version to read., type: str}
+  tools: {description: Command names to look for on PATH (the missing ones are returned)., type: list,
+          elements: str, default: []}
+  npu_smi: {description: "The npu-smi whose C(info) to run (its rc and output are returned; rc null when it
+            cannot run: no driver yet).", type: str}
 author: npuenv
 """
 
@@ -248,6 +256,15 @@ def venv_version(venv):
     return ".".join(full.split(".")[:2]) if full else None
 
 
+def npu_smi_info(path):
+    """{rc, stdout} of `npu-smi info`; rc None when it cannot be run (no driver installed yet)."""
+    try:
+        p = subprocess.run([path, "info"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"rc": None, "stdout": "", "error": str(e)}
+    return {"rc": p.returncode, "stdout": p.stdout[:MAX_TEXT]}
+
+
 def collect(p):
     info = key_values(read_text(p["hdk"]["install_info"]))
     recorded = info.get("Driver_Install_Path_Param")
@@ -278,6 +295,11 @@ def collect(p):
         "venv_version": venv_version(p.get("venv")),
         "tmpdir": tmpdir,
         "home": home,
+        # The driver builds its kernel module with DKMS against the running kernel's headers.
+        "kernel": os.uname().release,
+        "kernel_headers": os.path.isdir(f"/lib/modules/{os.uname().release}/build"),
+        "tools_missing": [t for t in p.get("tools") or [] if shutil.which(t) is None],
+        "npu_smi": npu_smi_info(p["npu_smi"]) if p.get("npu_smi") else None,
     }
 
 
@@ -293,6 +315,8 @@ def main():
         "files": {"type": "list", "elements": "str", "default": []},
         "python": {"type": "str"},
         "venv": {"type": "str"},
+        "tools": {"type": "list", "elements": "str", "default": []},
+        "npu_smi": {"type": "str"},
     }, supports_check_mode=True)
     module.exit_json(changed=False, state=collect(module.params))
 
