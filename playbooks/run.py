@@ -75,6 +75,7 @@ CONFIG_SETTINGS = {
     ("defaults", "filter_plugins"): _setting("ANSIBLE_FILTER_PLUGINS", "defaults/filter_plugins", paths=True),
     ("defaults", "callback_plugins"): _setting("ANSIBLE_CALLBACK_PLUGINS", "defaults/callback_plugins", paths=True),
     ("defaults", "action_plugins"): _setting("ANSIBLE_ACTION_PLUGINS", "defaults/action_plugins", paths=True),
+    ("defaults", "library"): _setting("ANSIBLE_LIBRARY", "defaults/library", paths=True),
     ("defaults", "forks"): _setting("ANSIBLE_FORKS", "defaults/forks"),
     ("defaults", "gathering"): _setting("ANSIBLE_GATHERING", "defaults/gathering"),
     ("defaults", "host_key_checking"): _setting("ANSIBLE_HOST_KEY_CHECKING ANSIBLE_SSH_HOST_KEY_CHECKING",
