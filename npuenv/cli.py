@@ -199,12 +199,12 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from playbooks import rollout
+    from playbooks import ansible_options, rollout
 
     plan = rollout.prepare(args.inventory, lock_path=args.lock, limit=args.limit, batch_size=args.batch_size,
                            gate=args.gate, gate_backend=args.gate_backend, allow_busy=args.allow_busy,
                            check=args.check, tags=args.tags, extra_vars=args.extra_vars,
-                           ask_become_pass=args.ask_become_pass, log_dir=args.log_dir, matrix=args.matrix)
+                           ansible=ansible_options.Given.from_args(args), log_dir=args.log_dir, matrix=args.matrix)
     return rollout.deploy(plan, Path(args.log_dir or rollout.DEFAULT_LOG_DIR))
 
 
@@ -241,15 +241,19 @@ def cmd_facts(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from playbooks import ansible_options
+    from playbooks import run as playbooks_run
     from validation import run
 
     options = validate_options.suite_arguments(vars(args))
     given = lock_from(args, picks_entry=False)   # each host takes its own entry: no --arch/--os beside it
-    return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
-                        host_root=args.host_root, run_args=args.run_arg or [], suite_options=options,
-                        only=args.only, straggler_margin=args.straggler_margin,
-                        straggler_min_peers=args.straggler_min_peers, fleet_port=args.fleet_port,
-                        matrix=args.matrix, lock=given)
+    # ansible:// targets: -K asked once, the vault and forks options for each Ansible run; retry files in --out
+    with playbooks_run.session(ansible_options.Given.from_args(args), retry_dir=Path(args.out)):
+        return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
+                            host_root=args.host_root, run_args=args.run_arg or [], suite_options=options,
+                            only=args.only, straggler_margin=args.straggler_margin,
+                            straggler_min_peers=args.straggler_min_peers, fleet_port=args.fleet_port,
+                            matrix=args.matrix, lock=given)
 
 
 # --- parser -----------------------------------------------------------------
@@ -284,6 +288,8 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from playbooks import ansible_options, rollout
+
     parser = Parser(prog="npuenv", description="Environment suite for Ascend NPU clusters.")
     parser.add_argument("--version", action=_Version,
                         help="print npuenv's version, the compatibility matrix's date and the lock format, and exit")
@@ -390,9 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rendezvous port of the all_reduce across nodes (default: %(default)s)")
     p.add_argument("--only", action="append", type=check_name, metavar="CHECK",
                    help="run only the check of this name (repeatable), e.g. npu_health")
+    ansible_options.add_to(p, ansible_options.FOR_VALIDATE, "passed to ansible-playbook (ansible:// targets)")
     p.set_defaults(func=cmd_validate)
-
-    from playbooks import rollout
 
     p = sub.add_parser("deploy", help="roll a lock out to the fleet in batches, each validated before the next",
                        description="Roll one lock (--lock, or the one made from the inventory's npuenv_row, "
@@ -424,8 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--extra-vars", action="append", dest="extra_vars",
                    help="extra variables: KEY=VALUE (typed as in a YAML inventory: 1000 a number, '1000' text), "
                    "@FILE or a JSON object")
-    p.add_argument("-K", "--ask-become-pass", action="store_true",
-                   help="ask for the sudo password of the hosts' login user (without it, sudo must need none)")
+    ansible_options.add_to(p)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("status", help="which lock each node runs and what drifts from it (facts only, no workload)",

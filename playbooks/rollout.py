@@ -25,16 +25,14 @@ the lock; 2 the run could not start (bad input; nothing was changed).
 """
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import shlex
 import signal
 import sys
 import tempfile
 import time
-from contextlib import contextmanager, redirect_stdout
-from dataclasses import asdict, dataclass, field
+from contextlib import redirect_stdout
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import compat_matrix as cm
@@ -47,6 +45,7 @@ from validation.node import LEVELS
 from validation.targets import AnsibleTarget, unsafe_yaml
 
 from . import run, status
+from .ansible_options import Given
 
 PLAYBOOK = "site.yml"
 GATES = (*LEVELS, "none")
@@ -101,10 +100,16 @@ class Plan:
     check: bool = False
     tags: list[str] | None = None
     extra_vars: list[str] = field(default_factory=list)
-    ask_become_pass: bool = False
+    ansible: Given = Given()      # the ansible-playbook options passed through (-K, vault, -v, -f, --start-at-task)
     log_dir: Path | None = None   # as the user gave it (None: the default), for the rerun command
     matrix: str | None = None
     hostvars: dict = field(default_factory=dict)   # the inventory's, read once for the whole run
+
+    @property
+    def partial(self) -> bool:
+        """A run of some of site.yml (--tags, or --start-at-task, which skips what comes before): it
+        cannot bring a host to the lock, and the node does not record the lock as reached."""
+        return bool(self.tags) or self.ansible.start_at_task is not None
 
 
 def batches(hosts: list[str], size: int) -> list[list[str]]:
@@ -224,30 +229,6 @@ class Log:
         self.file.close()
 
 
-@contextmanager
-def become_password(ask: bool):
-    """With -K: the sudo password asked once, for every Ansible run of the deploy (batches, gates,
-    read-back), in a file only this user can read, removed afterwards."""
-    if not ask:
-        yield
-        return
-    password = getpass.getpass("BECOME password (sudo on the hosts): ")
-    with tempfile.TemporaryDirectory(prefix="npuenv-become-") as folder:
-        path = Path(folder) / "password"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password + "\n")
-        before = os.environ.get("ANSIBLE_BECOME_PASSWORD_FILE")
-        os.environ["ANSIBLE_BECOME_PASSWORD_FILE"] = str(path)
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop("ANSIBLE_BECOME_PASSWORD_FILE", None)
-            else:
-                os.environ["ANSIBLE_BECOME_PASSWORD_FILE"] = before
-
-
 def preflight(plan: Plan, probed: dict[str, status.Probed], platforms: cm.Platforms,
               results: dict[str, HostResult]) -> list[str]:
     """Judge every host before anything changes; the hosts the batches take (the others' results set)."""
@@ -288,6 +269,8 @@ def deploy_batch(plan: Plan, number: int, hosts: list[str], lock_vars: Path, log
     """site.yml on one batch; each host's outcome from the run's recap and failing task."""
     outcomes_file = workdir / f"outcomes-{number}.json"
     forced = {"npuenv_serial": "100%", "npuenv_max_fail_percentage": 100, BUSY_OVERRIDE: plan.allow_busy}
+    if plan.ansible.start_at_task is not None:   # the tasks skipped may be any: the node records no lock
+        forced["npuenv_deploy_partial"] = True
     try:
         # The batch is the unit of the roll: within it no host is stopped part way because others failed.
         p = run.run_playbook(PLAYBOOK, plan.inventory, check=plan.check, tags=plan.tags, limit=",".join(hosts),
@@ -376,23 +359,22 @@ def rerun_command(plan: Plan, folder: Path, hosts: list[str]) -> str:
         cmd += ["--tags", ",".join(plan.tags)]
     for e in plan.extra_vars:
         cmd += ["-e", e]
-    if plan.ask_become_pass:
-        cmd.append("-K")
+    cmd += plan.ansible.rerun_args()
     return shlex.join(cmd)
 
 
 def exit_code(plan: Plan, results: list[HostResult]) -> int:
     if plan.check:
         return 0 if all(r.outcome in DONE for r in results) else 1
-    return 1 if any(r.needs_rerun(bool(plan.tags)) for r in results) else 0
+    return 1 if any(r.needs_rerun(plan.partial) for r in results) else 0
 
 
 def summary(plan: Plan, results: list[HostResult], folder: Path, started: float, stopped_at: int | None) -> dict:
-    rerun = [r.host for r in results if (r.outcome not in DONE if plan.check else r.needs_rerun(bool(plan.tags)))]
+    rerun = [r.host for r in results if (r.outcome not in DONE if plan.check else r.needs_rerun(plan.partial))]
     counts = {o: sum(1 for r in results if r.outcome == o) for o in OUTCOMES}
     return {"lock": {"digest": plan.lock.digest, "row": plan.lock.row, "file": str(folder / "lock.json")},
             "check": plan.check, "gate": "none" if plan.check else plan.gate, "batch_size": plan.batch_size,
-            "partial": plan.tags or None,
+            "partial": plan.tags or None, "start_at_task": plan.ansible.start_at_task,
             "hosts": [asdict(r) | {"needs_rerun": r.host in rerun} for r in results],
             "counts": {k: v for k, v in counts.items() if v},
             "at_lock": sum(1 for r in results if r.at_lock), "stopped_after_batch": stopped_at,
@@ -414,9 +396,11 @@ def render(data: dict) -> str:
                         for h in hosts])
     counts = ", ".join(f"{n} {o}" for o, n in data["counts"].items())
     lines.append(f"{len(hosts)} host(s): {counts}; {data['at_lock']} at the lock")
-    if data["partial"] and not data["check"]:
-        lines.append(f"a partial run (--tags {','.join(data['partial'])}) brings no host to the lock: deploy without "
-                     f"--tags for that (`npuenv status` says where each host is)")
+    skipped = ([f"--tags {','.join(data['partial'])}"] if data["partial"] else []) + \
+        ([f"--start-at-task {data['start_at_task']!r}"] if data.get("start_at_task") is not None else [])
+    if skipped and not data["check"]:
+        lines.append(f"a partial run ({', '.join(skipped)}) brings no host to the lock: deploy without "
+                     f"{' or '.join(o.split()[0] for o in skipped)} for that (`npuenv status` says where each host is)")
     if data["stopped_after_batch"]:
         lines.append(f"the roll stopped after batch {data['stopped_after_batch']} failed: the hosts not attempted "
                      f"were left as they were")
@@ -439,13 +423,19 @@ def deploy(plan: Plan, log_base: Path, out=None) -> int:
     # The summary is written inside the interruptible block: a second signal does not cut it short.
     with interrupts.interruptible("deploy"):
         try:
-            with tempfile.TemporaryDirectory(prefix="npuenv-deploy-") as tmp, become_password(plan.ask_become_pass):
+            # Retry files (when the user enables them) land in the log folder, beside deploy.log.
+            with tempfile.TemporaryDirectory(prefix="npuenv-deploy-") as tmp, \
+                    run.session(plan.ansible, retry_dir=folder):
                 workdir = Path(tmp)
                 lock_vars = workdir / "lock-vars.yml"
                 # !unsafe: nothing in the lock is ever rendered as a template by Ansible.
                 lock_vars.write_text(unsafe_yaml({"npuenv_lock": plan.lock.data}))
                 log.line(f"deploy {plan.lock.summary()} to {len(plan.hosts)} host(s) of {plan.inventory}; log "
                          f"folder {folder}")
+                off = run.host_key_checking_off()
+                if off:
+                    log.line(f"host key checking is off ({off}): a host is not proven to be the machine its name "
+                             f"says; remove that setting to turn it back on")
                 t0 = time.monotonic()
                 probed = status.read_facts(plan.inventory, plan.hosts, extra_vars=plan.extra_vars)
                 eligible = preflight(plan, probed, platforms, results)
@@ -503,15 +493,18 @@ def deploy(plan: Plan, log_base: Path, out=None) -> int:
 
 def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, gate=None,
             gate_backend="auto", allow_busy=False, check=False, tags=None, extra_vars=None,
-            ask_become_pass=False, log_dir=None, matrix=None) -> Plan:
+            ansible: Given | None = None, log_dir=None, matrix=None) -> Plan:
     """Every input checked (UserError: exit 2, nothing started), the hosts listed and the lock had.
-    ``gate`` None: DEFAULT_GATE, or none for a partial run (--tags), which leaves the rest of the
-    stack as it was and so could never pass a whole validation."""
+    ``gate`` None: DEFAULT_GATE, or none for a partial run (--tags, --start-at-task), which leaves the
+    rest of the stack as it was and so could never pass a whole validation."""
     if gate is None:
-        gate = "none" if tags else DEFAULT_GATE
+        gate = "none" if tags or (ansible and ansible.start_at_task is not None) else DEFAULT_GATE
     if gate not in GATES:
         raise UserError(f"--gate {gate}: use one of {', '.join(GATES)}")
     batches([], batch_size)
+    ansible = (ansible or Given()).checked()   # a vault file that cannot serve: exit 2 before anything runs
+    if ansible.start_at_task is not None:
+        run.check_start_at_task(PLAYBOOK, ansible.start_at_task)
     extra_vars = list(extra_vars or [])
     run.extra_vars_values(extra_vars)
     if tags:
@@ -521,10 +514,11 @@ def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, 
                             f"{', '.join(sorted(run.playbook_tags(PLAYBOOK)))}")
     the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
     given = lock_mod.load(lock_path) if lock_path else None
-    hosts, hostvars = run.fleet(inventory, limit)
+    with run.session(replace(ansible, ask_become_pass=False)):   # encrypted group_vars need the vault options
+        hosts, hostvars = run.fleet(inventory, limit)
     the_lock = given or lock_from_inventory(hosts, hostvars, the_matrix)
     plan = Plan(Path(inventory).absolute(), the_lock, hosts, batch_size, gate, gate_backend, allow_busy, check, tags,
-                extra_vars, ask_become_pass, Path(log_dir) if log_dir else None, matrix, hostvars)
+                extra_vars, ansible, Path(log_dir) if log_dir else None, matrix, hostvars)
     extra = run.extra_vars_values(extra_vars)
     if extra is not None:  # the roles' own input checks, for every host of the run before batch 1
         run.check_role_inputs(PLAYBOOK, hosts, hostvars, extra)

@@ -1,8 +1,11 @@
-"""Run the project's playbooks with the project's ansible.cfg, after checking
-that the inventory can be read and names the hosts the run is meant for."""
+"""Run the project's playbooks with the project's Ansible settings under the user's own (see
+ansible_env), after checking that the inventory can be read and names the hosts the run is meant for."""
 from __future__ import annotations
 
 import concurrent.futures
+import configparser
+import fnmatch
+import getpass
 import json
 import os
 import re
@@ -12,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -19,6 +23,8 @@ import yaml
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 from compat_matrix.lock import matrix_env
+
+from .ansible_options import Given
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent
 # The group every play of site.yml and validate.yml runs on.
@@ -44,13 +50,238 @@ def ansible_command(name: str) -> str:
     return found
 
 
+# --- the user's Ansible configuration and the project's --------------------------------------------
+
+PROJECT_CONFIG = PLAYBOOK_DIR / "ansible.cfg"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How Ansible takes one setting: its environment variables and its keys in an ansible.cfg
+    (ansible/config/base.yml, and the ssh connection's and default callback's documentation)."""
+    envs: tuple[str, ...]
+    inis: tuple[tuple[str, str], ...]
+    paths: bool = False   # a list of folders npuenv needs: its own first, always, then the user's
+
+
+def _setting(envs: str, *inis: str, paths: bool = False) -> Setting:
+    return Setting(tuple(envs.split()), tuple(tuple(i.split("/")) for i in inis), paths)
+
+
+# Each setting of the project's ansible.cfg (the one place its values are written), as Ansible names it.
+CONFIG_SETTINGS = {
+    ("defaults", "roles_path"): _setting("ANSIBLE_ROLES_PATH", "defaults/roles_path", paths=True),
+    ("defaults", "lookup_plugins"): _setting("ANSIBLE_LOOKUP_PLUGINS", "defaults/lookup_plugins", paths=True),
+    ("defaults", "filter_plugins"): _setting("ANSIBLE_FILTER_PLUGINS", "defaults/filter_plugins", paths=True),
+    ("defaults", "callback_plugins"): _setting("ANSIBLE_CALLBACK_PLUGINS", "defaults/callback_plugins", paths=True),
+    ("defaults", "action_plugins"): _setting("ANSIBLE_ACTION_PLUGINS", "defaults/action_plugins", paths=True),
+    ("defaults", "library"): _setting("ANSIBLE_LIBRARY", "defaults/library", paths=True),
+    ("defaults", "forks"): _setting("ANSIBLE_FORKS", "defaults/forks"),
+    ("defaults", "gathering"): _setting("ANSIBLE_GATHERING", "defaults/gathering"),
+    ("defaults", "host_key_checking"): _setting("ANSIBLE_HOST_KEY_CHECKING ANSIBLE_SSH_HOST_KEY_CHECKING",
+                                                "defaults/host_key_checking", "ssh_connection/host_key_checking"),
+    ("defaults", "retry_files_enabled"): _setting("ANSIBLE_RETRY_FILES_ENABLED", "defaults/retry_files_enabled"),
+    ("defaults", "interpreter_python"): _setting("ANSIBLE_PYTHON_INTERPRETER", "defaults/interpreter_python"),
+    ("defaults", "callback_result_format"): _setting("ANSIBLE_CALLBACK_RESULT_FORMAT",
+                                                     "defaults/callback_result_format"),
+    ("defaults", "stdout_callback"): _setting("ANSIBLE_STDOUT_CALLBACK", "defaults/stdout_callback"),
+    ("defaults", "timeout"): _setting("ANSIBLE_TIMEOUT ANSIBLE_SSH_TIMEOUT", "defaults/timeout",
+                                      "ssh_connection/timeout"),
+    # No variable sets it: with a file of the user's, the user's file (or Ansible's default) decides.
+    ("defaults", "internal_poll_interval"): _setting("", "defaults/internal_poll_interval"),
+    ("ssh_connection", "pipelining"): _setting("ANSIBLE_PIPELINING ANSIBLE_SSH_PIPELINING", "defaults/pipelining",
+                                               "connection/pipelining", "ssh_connection/pipelining"),
+    ("ssh_connection", "ssh_args"): _setting("ANSIBLE_SSH_ARGS", "ssh_connection/ssh_args"),
+}
+HOST_KEY_CHECKING = CONFIG_SETTINGS["defaults", "host_key_checking"]
+RETRY_PATH = _setting("ANSIBLE_RETRY_FILES_SAVE_PATH", "defaults/retry_files_save_path")
+CALLBACKS = _setting("ANSIBLE_CALLBACKS_ENABLED", "defaults/callbacks_enabled")
+# Where retry files go, when the user enables them and names no folder, outside a deploy (which puts
+# them in its log folder): a folder of the user's, never beside the playbooks (site-packages).
+DEFAULT_RETRY_DIR = "~/.ansible/retry"
+# Ansible's true values (ansible.module_utils.parsing.convert_bool); anything else is false.
+_TRUE = {"y", "yes", "on", "1", "true", "t"}
+
+
+def user_config(environ=os.environ) -> Path | None:
+    """The user's own ansible.cfg, found as ansible-playbook finds one when run in the user's folder:
+    $ANSIBLE_CONFIG, ./ansible.cfg (unless the folder is world-writable), ~/.ansible.cfg,
+    /etc/ansible/ansible.cfg. None when there is none (or it is the project's)."""
+    given = environ.get("ANSIBLE_CONFIG")
+    if given:
+        path = Path(given).expanduser().absolute()
+        path = path / "ansible.cfg" if path.is_dir() else path
+        if not path.is_file():
+            raise UserError(f"ANSIBLE_CONFIG={given}: no such file; point it at your ansible.cfg, or unset it")
+        found = path
+    else:
+        try:
+            cwd = Path.cwd()
+            here = [cwd / "ansible.cfg"] if not cwd.stat().st_mode & 0o002 else []
+        except OSError:   # the folder it runs in is gone: Ansible would not read one there either
+            here = []
+        candidates = here + [Path("~/.ansible.cfg").expanduser(), Path("/etc/ansible/ansible.cfg")]
+        found = next((p.absolute() for p in candidates if p.is_file()), None)
+    if found is None or found.resolve() == PROJECT_CONFIG.resolve():
+        return None
+    return found
+
+
+def _read_config(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
+    try:
+        parser.read_string(outputs.read_text(path, "an Ansible configuration file"), source=str(path))
+    except configparser.Error as e:
+        raise UserError(f"{path}: not an ansible.cfg Ansible can read ({' '.join(str(e).split())}); fix it, or "
+                        f"point ANSIBLE_CONFIG at another") from None
+    return parser
+
+
+def _user_value(setting: Setting, environ, user: configparser.ConfigParser | None) -> tuple[str, str] | None:
+    """(where, value) of a setting the user gives: their environment wins over their file."""
+    for name in setting.envs:
+        if name in environ:
+            return f"{name}={environ[name]} in your environment", environ[name]
+    for section, key in setting.inis if user is not None else ():
+        if user.has_option(section, key):
+            return f"{key} = {user.get(section, key)} in {user.npuenv_path}", user.get(section, key)
+    return None
+
+
+def _user_paths(setting: Setting, environ, user_file: Path | None, user) -> list[str]:
+    """The user's folders of a path setting, absolute (Ansible reads a variable's relative to the
+    folder it runs in, a file's relative to the file's folder; npuenv runs Ansible elsewhere)."""
+    for name in setting.envs:
+        if environ.get(name):
+            return [os.path.abspath(os.path.expanduser(p)) for p in environ[name].split(os.pathsep) if p]
+    for section, key in setting.inis if user is not None else ():
+        if user.has_option(section, key):
+            return [str(user_file.parent / Path(p).expanduser()) for p in user.get(section, key).split(os.pathsep)
+                    if p]
+    return []
+
+
+def _user(environ) -> tuple[Path | None, configparser.ConfigParser | None]:
+    path = user_config(environ)
+    if path is None:
+        return None, None
+    parsed = _read_config(path)
+    parsed.npuenv_path = path
+    return path, parsed
+
+
+def config_env(environ=os.environ) -> dict[str, str]:
+    """The ANSIBLE_* variables npuenv sets so that the user's Ansible configuration wins over the
+    project's, except where npuenv needs its own:
+
+    - with no ansible.cfg of the user's, the project's (ANSIBLE_CONFIG), under the user's ANSIBLE_*
+      variables (Ansible's own precedence);
+    - with one (ANSIBLE_CONFIG, ./ansible.cfg, ~/.ansible.cfg, /etc/ansible/ansible.cfg), the user's, and
+      each project setting it and the environment leave unset as its variable;
+    - always the project's roles and plugins folders first (the user's after them);
+    - retry files, when enabled, in a folder of the user's (the deploy's log folder) unless they name one."""
+    user_file, user = _user(environ)
+    project = _read_config(PROJECT_CONFIG)
+    out = {"ANSIBLE_CONFIG": str(user_file or PROJECT_CONFIG)}
+    for (section, key), setting in CONFIG_SETTINGS.items():
+        value = project.get(section, key)
+        if setting.paths:
+            mine = [str((PLAYBOOK_DIR / p).resolve()) for p in value.split(os.pathsep)]
+            out[setting.envs[0]] = os.pathsep.join(mine + _user_paths(setting, environ, user_file, user))
+        elif user_file and setting.envs and _user_value(setting, environ, user) is None:
+            out[setting.envs[0]] = value
+    if _user_value(RETRY_PATH, environ, user) is None:
+        out[RETRY_PATH.envs[0]] = str(_SESSION.retry_dir or Path(DEFAULT_RETRY_DIR).expanduser())
+    return out
+
+
+def host_key_checking_off(environ=os.environ) -> str | None:
+    """Where the user turned host key checking off (their environment or ansible.cfg); None when it is on."""
+    given = _user_value(HOST_KEY_CHECKING, environ, _user(environ)[1])
+    if given is None or given[1].strip().lower() in _TRUE:
+        return None
+    return given[0]
+
+
+def forks_cap(environ=os.environ) -> int:
+    """At most how many hosts at once: -f of the session, else the user's forks (ANSIBLE_FORKS or their
+    ansible.cfg), else MAX_FORKS; each run takes one per host up to it."""
+    if _SESSION.given.forks:
+        return _SESSION.given.forks
+    given = _user_value(CONFIG_SETTINGS["defaults", "forks"], environ, _user(environ)[1])
+    if given is None:
+        return MAX_FORKS
+    where, value = given
+    if not value.strip().isdigit() or int(value) < 1:
+        raise UserError(f"{where}: forks must be a whole number of hosts, 1 or more; fix it, or give -f N")
+    return int(value)
+
+
 def ansible_env(**extra: str) -> dict[str, str]:
-    """The environment of every Ansible call: the project's ansible.cfg, and an
-    inventory that cannot be parsed is an error, not an empty fleet."""
+    """The environment of every Ansible call: the project's settings under the user's (config_env),
+    the run's callbacks beside the user's, the -K password's file, and an inventory that cannot be
+    parsed is an error, not an empty fleet."""
     extra = {**matrix_env(), **extra}   # the playbooks' lookups resolve in the command's matrix (--matrix)
-    return dict(os.environ, ANSIBLE_CONFIG=str(PLAYBOOK_DIR / "ansible.cfg"),
-                ANSIBLE_INVENTORY_UNPARSED_FAILED="True", ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="True",
-                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]), **extra)
+    env = dict(os.environ)
+    env.update(config_env(env))
+    if CALLBACKS.envs[0] in extra:   # npuenv's callbacks (it reads their files), and the user's too
+        mine = extra[CALLBACKS.envs[0]].split(",")
+        given = _user_value(CALLBACKS, os.environ, _user(os.environ)[1])
+        theirs = [c.strip() for c in (given[1] if given else "").split(",") if c.strip()]
+        extra[CALLBACKS.envs[0]] = ",".join(mine + [c for c in theirs if c not in mine])
+    if _SESSION.become_file is not None:
+        env["ANSIBLE_BECOME_PASSWORD_FILE"] = str(_SESSION.become_file)
+    env.update(ANSIBLE_INVENTORY_UNPARSED_FAILED="True", ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="True",
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]), **extra)
+    return env
+
+
+# --- the options of one command's Ansible runs ------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Session:
+    given: Given = Given()
+    retry_dir: Path | None = None
+    become_file: Path | None = None
+
+
+_SESSION = _Session()
+
+
+@contextmanager
+def session(given: Given | None = None, retry_dir: Path | None = None):
+    """Every Ansible call made inside it (a deploy's batches, its facts reads, its gates) gets the
+    pass-through options (ansible_options), checked first (UserError); retry files go to ``retry_dir``
+    unless the user names a folder. With -K the sudo password is asked once, here, and reaches every
+    run through ANSIBLE_BECOME_PASSWORD_FILE: a file only this user can read, in a private folder,
+    removed afterwards (never in argv, never asked again per run)."""
+    global _SESSION
+    given = (given or Given()).checked()
+    before = _SESSION
+    with tempfile.TemporaryDirectory(prefix="npuenv-become-") if given.ask_become_pass else _nothing() as folder:
+        become = None
+        if folder:
+            password = getpass.getpass("BECOME password (sudo on the hosts): ")
+            become = Path(folder) / "password"
+            fd = os.open(become, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+        # Absolute: Ansible runs in the playbooks folder, where a relative one would land.
+        _SESSION = _Session(given, Path(retry_dir).absolute() if retry_dir else None, become)
+        try:
+            yield given
+        finally:
+            _SESSION = before
+
+
+def session_options() -> Given:
+    """The pass-through options of the session the caller is in (none outside one)."""
+    return _SESSION.given
+
+
+@contextmanager
+def _nothing():
+    yield None
 
 
 def _check_inventory_files(path: Path) -> None:
@@ -82,7 +313,8 @@ def read_inventory(inventory: str | Path | None, limit: str | None = None) -> di
     if not path.exists():
         raise UserError(f"inventory {path} does not exist; {HOW_TO_WRITE_AN_INVENTORY}")
     _check_inventory_files(path)
-    cmd = [ansible_command("ansible-inventory"), "-i", str(path.resolve()), "--list"]
+    cmd = [ansible_command("ansible-inventory"), "-i", str(path.resolve()), "--list",
+           *_SESSION.given.argv("ansible-inventory")]
     if limit:
         cmd += ["--limit", limit]
     with interrupts.interruptible(f"reading the inventory {path}"):
@@ -147,6 +379,42 @@ def playbook_tags(playbook: str) -> set[str]:
             if isinstance(role, dict):
                 tags.update(role.get("tags", []))
     return tags - {"always"}
+
+
+def task_names(playbook: str) -> set[str]:
+    """The names of the tasks of a playbook's plays and of its roles' task files (also as Ansible names
+    a role's task, 'ROLE : NAME'): what --start-at-task may name."""
+    names: set[str] = set()
+
+    def walk(tasks, role: str | None) -> None:
+        for task in tasks or []:
+            if not isinstance(task, dict):
+                continue
+            if isinstance(task.get("name"), str):
+                names.add(task["name"])
+                if role:
+                    names.add(f"{role} : {task['name']}")
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key), role)
+
+    for play in yaml.safe_load((PLAYBOOK_DIR / playbook).read_text()) or []:
+        for key in ("pre_tasks", "tasks", "post_tasks"):
+            walk(play.get(key), None)
+    for role in playbook_roles(playbook):
+        for path in sorted((PLAYBOOK_DIR / "roles" / role / "tasks").glob("*.yml")):
+            walk(yaml.safe_load(path.read_text()), role)
+    return names
+
+
+def check_start_at_task(playbook: str, name: str) -> None:
+    """UserError unless a task of the playbook matches ``name`` as Ansible matches it (the name, or a
+    shell-style pattern of it): ansible-playbook itself runs nothing and exits 0 when none does."""
+    names = task_names(playbook)
+    if not any(n == name or fnmatch.fnmatch(n, name) for n in names):
+        example = sorted(n for n in names if " : " not in n and " | " in n)[:1]
+        raise UserError(f"--start-at-task {name!r}: no task of {playbook} or its roles has this name (ansible-playbook "
+                        f"would run nothing); give a name as `ansible-playbook {playbook} --list-tasks` prints it"
+                        + (f", e.g. {example[0]!r}" if example else ""))
 
 
 # Where a run's private folder goes when TMPDIR does not suit it: an SSH
@@ -344,6 +612,7 @@ def playbook_command(playbook: str, inventory: str | Path, forks: int, run_dir: 
         cmd += ["--limit", limit]
     if ask_become_pass:
         cmd += ["--ask-become-pass"]
+    cmd += _SESSION.given.argv(playbook)   # the pass-through options of the command (session)
     # Each inventory name gets its own SSH master, so that two names never share
     # one connection (nor the host key check of the first); last, because the
     # last -e wins: the user's cannot undo it.
@@ -419,8 +688,8 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
                  limit: str | None = None, extra_vars: list[str] | None = None, capture: bool = False,
                  env: dict[str, str] | None = None, ask_become_pass: bool = False, hosts: list[str] | None = None,
                  hostvars: dict | None = None, log=None) -> subprocess.CompletedProcess:
-    """ansible-playbook PLAYBOOK -i INVENTORY from the playbooks directory (its
-    ansible.cfg), with one fork per host of the run up to MAX_FORKS. UserError
+    """ansible-playbook PLAYBOOK -i INVENTORY from the playbooks directory (ansible_env's settings), with
+    one fork per host of the run up to MAX_FORKS (or the session's -f), the session's pass-through options. UserError
     when site.yml refused inventory names that reach one machine.
 
     ``hosts``: the hosts ``limit`` selects, and ``hostvars`` the inventory's variables (fleet()),
@@ -445,7 +714,8 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
     try:
         # The interrupt handling outlasts the run's folder: a second signal does not cut its cleanup short.
         with interrupts.interruptible(f"ansible-playbook {playbook}"), run_folder() as folder:
-            cmd = playbook_command(playbook, inventory, min(len(hosts), MAX_FORKS), folder, check=check, tags=tags,
+            forks = min(len(hosts), forks_cap())   # -f N, or the user's own forks: at most so many at once
+            cmd = playbook_command(playbook, inventory, forks, folder, check=check, tags=tags,
                                    limit=limit, extra_vars=extra_vars, ask_become_pass=ask_become_pass)
             run_env = ansible_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(folder), **(env or {}))
             if capture:  # from any thread, and ended by an interrupt of the command (npuenv validate)

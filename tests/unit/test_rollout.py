@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -59,7 +58,7 @@ class FakeFleet:
                 (tree / h).write_text(json.dumps(result))
             return subprocess.CompletedProcess([], 0, "", "")
         assert playbook == rollout.PLAYBOOK
-        password = os.environ.get("ANSIBLE_BECOME_PASSWORD_FILE")
+        password = run.ansible_env().get("ANSIBLE_BECOME_PASSWORD_FILE")
         self.site_runs.append({"hosts": list(hosts), "check": check, "tags": tags, "extra_vars": extra_vars,
                                "ask": kw.get("ask_become_pass", False),
                                "password": (password, Path(password).read_text()) if password else None})
@@ -498,12 +497,12 @@ def test_the_outcomes_callback_says_why_a_task_failed(result, message):
 
 def test_ask_become_pass_asks_once_for_every_run_of_the_deploy(fleet, monkeypatch):
     asked = []
-    monkeypatch.setattr(rollout.getpass, "getpass", lambda prompt: asked.append(prompt) or "s3cret")
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or "s3cret")
     monkeypatch.delenv("ANSIBLE_BECOME_PASSWORD_FILE", raising=False)
     code, summary, _ = deploy(fleet, "--batch-size", "3", "-K")
     assert code == 0 and len(asked) == 1 and len(fleet.site_runs) == 3
     files = {r["password"] for r in fleet.site_runs}
     [(path, text)] = files                          # one file, for every batch (and the gates, the read-back)
     assert text == "s3cret\n" and not any(r["ask"] for r in fleet.site_runs)
-    assert not Path(path).exists() and "ANSIBLE_BECOME_PASSWORD_FILE" not in os.environ   # gone afterwards
+    assert not Path(path).exists() and "ANSIBLE_BECOME_PASSWORD_FILE" not in run.ansible_env()   # gone afterwards
     assert summary["rerun"] is None
