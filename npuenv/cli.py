@@ -209,9 +209,12 @@ def cmd_deploy(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from playbooks import status
+    from playbooks import ansible_options, status
+    from playbooks import run as playbooks_run
 
-    return status.status(args.inventory, args.lock, fmt=args.format, limit=args.limit, matrix=args.matrix)
+    # status.yml reads the nodes with sudo: -K asked once, the vault and forks options as validate's
+    with playbooks_run.session(ansible_options.Given.from_args(args)):
+        return status.status(args.inventory, args.lock, fmt=args.format, limit=args.limit, matrix=args.matrix)
 
 
 # --- validation -------------------------------------------------------------
@@ -442,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lock_arg(p, picks_entry=False)
     p.add_argument("--limit", help="only these hosts or groups")
     p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
+    ansible_options.add_to(p, ansible_options.FOR_VALIDATE, "passed to ansible-playbook")
     p.set_defaults(func=cmd_status)
 
     wheelhouse_cli.register(sub)  # npuenv wheelhouse ... / npuenv bundle ...

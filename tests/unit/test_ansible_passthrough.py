@@ -219,3 +219,21 @@ def test_a_run_takes_the_users_own_forks_as_its_cap(fakes, vault, monkeypatch): 
     monkeypatch.setenv("ANSIBLE_FORKS", "1")
     assert site(vault / "hosts.yml") == 0
     assert json.loads(fakes[0].read_text())["argv"][3:5] == ["--forks", "1"]   # two hosts, theirs says one at once
+
+
+def test_status_takes_the_options_its_ansible_run_uses(vault, monkeypatch):
+    from playbooks import status
+
+    asked, seen = [], []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or "s3cret")
+
+    def read_fleet(inventory, lock_path=None, **kw):
+        env = run.ansible_env()
+        seen.append((run.session_options().forks, run.playbook_command(status.PLAYBOOK, "hosts.yml", 1, vault)[6:8],
+                     Path(env["ANSIBLE_BECOME_PASSWORD_FILE"]).read_text()))
+        return 0
+
+    monkeypatch.setattr(status, "status", read_fleet)
+    assert cli.main(["status", "-i", "hosts.yml", "-K", "-f", "4", "--vault-password-file", "vault.txt"]) == 0
+    assert seen == [(4, ["--vault-password-file", str(vault / "vault.txt")], "s3cret\n")] and len(asked) == 1
+    assert cli.main(["status", "-i", "hosts.yml", "--vault-password-file", "missing.txt"]) == 2
