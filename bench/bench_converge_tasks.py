@@ -36,18 +36,16 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import compat_matrix as cm  # noqa: E402
-from tests.sim import installers as sim_installers, nodes as sim_nodes  # noqa: E402
-from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
+from tests.sim import nodes as sim_nodes  # noqa: E402
 
-from bench_status import children_cpu  # noqa: E402  (bench/ is sys.path[0])
+from bench_fleet import PYTHON, ROW, prepare  # noqa: E402  (bench/ is sys.path[0]; the same row and files)
+from bench_status import children_cpu  # noqa: E402
 
-ROW, PYTHON = "2.13.0", "3.11"
 COUNTS = tuple(int(c) for c in os.environ.get("BENCH_CONVERGE_COUNTS", "1,4").split(","))
 GATE = os.environ.get("BENCH_CONVERGE_GATE", "quick")
 # The playbooks before issue 22 part 3's converge work ("": measure this checkout alone).
 BASE = os.environ.get("BENCH_CONVERGE_BASE", "f5ba713")
-PREFIX = "npu-sim-p22b"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-p22b")
 CALLBACKS = Path(__file__).resolve().parent / "callbacks"
 
 
@@ -129,13 +127,7 @@ def deploy(tree: Path, inventory: Path, log_dir: Path, profile: Path) -> dict:
 def run() -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-converge-"))
     trees = {"before": checkout_of(BASE, tmp), "after": ROOT} if BASE else {"after": ROOT}
-    stack = cm.resolve(cm.load_matrix(), cm.Constraints(torch_npu=ROW, python=PYTHON, arch="x86_64")).stack
-    wheelhouse, installers = tmp / "wheelhouse", tmp / "installers"
-    subprocess.run([sys.executable, "-m", "npuenv", "wheelhouse", "build", "--row", ROW, "--python", PYTHON,
-                    "--arch", "x86_64", "--torch-source", os.environ.get("TORCH_SOURCE", "/opt/wheels"),
-                    "--torchvision", "none", "--out", str(wheelhouse)], cwd=ROOT, check=True, capture_output=True)
-    build_runtime_for_wheel(tmp / "runtime", next(wheelhouse.glob("torch_npu-*.whl")))
-    sim_installers.make_installers(stack, installers, runtime_libs=tmp / "runtime")
+    wheelhouse, installers = prepare(tmp)
     access = sim_nodes.SshAccess.create(tmp / "ssh")
     runs: dict[str, dict[int, dict]] = {v: {} for v in trees}
     names: list[str] = []

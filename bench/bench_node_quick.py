@@ -41,7 +41,7 @@ from tests.sim import nodes as sim_nodes  # noqa: E402
 # The tree before issue 22's node-side work (its artefact is built here from `git archive`).
 BASELINE = os.environ.get("BENCH_NODE_QUICK_BASELINE", "b3fdadb")
 REPEATS = int(os.environ.get("REPEATS", "3"))
-PREFIX = "npu-sim-bq"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-bq")
 PLUGIN = HERE / "node_quick_plugin.py"
 # In the node: the artefact, the simulated tools' log and the plugin's output.
 REMOTE = {"artefact": "/tmp/bench-node-quick.pyz", "log": "/tmp/bench-node-quick-sim.log",

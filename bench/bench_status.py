@@ -40,7 +40,7 @@ from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
 ROW, PYTHON = "2.13.0", "3.11"
 COUNTS = tuple(int(c) for c in os.environ.get("BENCH_STATUS_COUNTS", "1,8,16").split(","))
 DEPLOY = os.environ.get("BENCH_STATUS_DEPLOY", "1") != "0"
-PREFIX = "npu-sim-roll-b"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-roll-b")
 PR_SET_CHILD_SUBREAPER = 36
 
 

@@ -42,7 +42,7 @@ from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
 ROW_A = os.environ.get("BENCH_UPGRADE_FROM", "2.8.0.post5")
 ROW_B, PYTHON, NODES, BATCH = "2.13.0", "3.11", 8, 2
 PARTIAL = "preflight,driver,cann,env,hccn,tuning"      # everything but the python tag
-PREFIX = "npu-sim-up-b"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-up-b")
 RESULTS = ROOT / "bench" / "results"
 
 

@@ -43,7 +43,7 @@ ROW = "2.13.0"
 COUNTS = tuple(int(c) for c in os.environ.get("BENCH_COUNTS", "1,4").split(","))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BASELINE = os.environ.get("BENCH_BASELINE")
-PREFIX = "npu-sim-bv"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-bv")
 # The size the issue states its goal at (<= 0.3 CPU-s per node at 16 nodes).
 GOAL_NODES = 16
 

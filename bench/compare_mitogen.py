@@ -40,7 +40,7 @@ from tests.sim import nodes as sim_nodes  # noqa: E402
 ROW = "2.13.0"
 COUNTS = tuple(int(c) for c in os.environ.get("BENCH_COUNTS", "1,4").split(","))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-PREFIX = "npu-sim-bm"
+PREFIX = sim_nodes.checkout_prefix("npu-sim-bm")
 NOOP_TASKS = 20
 TICK = os.sysconf("SC_CLK_TCK")
 
