@@ -31,7 +31,7 @@ import signal
 import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -310,7 +310,7 @@ def gate_batch(plan: Plan, number: int, hosts: list[str], folder: Path, log: Log
     out_dir = folder / f"batch-{number}"
     target = AnsibleTarget(",".join(hosts), str(plan.inventory))
     try:
-        with redirect_stdout(log):
+        with redirect_stdout(log), redirect_stderr(log):   # its progress lines too, into deploy.log
             validation_run.validate([target], plan.gate, cm.Constraints(), out_dir, backend=plan.gate_backend,
                                     matrix=plan.matrix, lock=plan.lock)
     except interrupts.Interrupted:

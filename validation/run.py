@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -34,8 +36,8 @@ from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
 
 from . import artefact as artefact_mod
-from . import identity, report
-from .merge import FLEET_CHECKS, checks_ran, exit_status, fleet_args, fleet_records, records_of
+from . import document, identity, report
+from .merge import FLEET_CHECKS, Outcome, checks_ran, exit_status, fleet_args, fleet_records, records_of
 from . import options
 from . import targets as targets_mod
 from .node import FLEET_PORT, LEVELS, check_name, level_problem
@@ -131,6 +133,29 @@ def peer_groups(transports: list, outcomes: dict) -> dict[str, str]:
     return groups
 
 
+def outcome_line(host: str, outcome: Outcome) -> str:
+    """What one host's run came to, in one line: its checks counted by status, or why none ran."""
+    if outcome.status != "ran":
+        return f"{host}: {outcome.status}: {outcome.reason}"
+    counts = Counter(r["status"] for r in records_of(host, outcome))
+    seen = ", ".join(f"{counts[s]} {s}" for s in document.STATUSES if counts[s])
+    return f"{host}: {seen or 'no check ran'}"
+
+
+class Progress:
+    """A line per host as its outcome arrives, so that a run of minutes over a fleet shows where it is
+    (the report comes at the end)."""
+    SHOWN = 160   # a reason is the node's text: one short, safe line of it
+
+    def __init__(self, say, hosts: int):
+        self.say, self.total, self.count, self.started = say, hosts, 0, time.monotonic()
+
+    def __call__(self, host: str, outcome: Outcome) -> None:
+        self.count += 1
+        line = report.one_line(outcome_line(host, outcome), self.SHOWN)
+        self.say(f"[{self.count}/{self.total}] {line} ({time.monotonic() - self.started:.0f} s)")
+
+
 def validate(targets: list[str], level: str, constraints: cm.Constraints, out_dir: Path, *,
              backend: str = "auto", host_root: str = "/", run_args: list[str] | None = None,
              suite_options: list[str] | None = None, only: list[str] | None = None,
@@ -166,15 +191,17 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
         transports, hints = plan(parsed, host_root, run_args or [], cleanup, workdir)
         hosts = [h for t in transports for h in t.hosts]
-        expect, locks = expectations(hosts, hints, constraints, lock, the_matrix,
-                                     log=None if quiet else lambda m: print(f"npuenv: {m}", file=sys.stderr))
+        say = (lambda m: None) if quiet else (lambda m: print(f"npuenv: {m}", file=sys.stderr, flush=True))
+        expect, locks = expectations(hosts, hints, constraints, lock, the_matrix, log=say)
         # The whole locks travel: each node takes the entry of its own arch and OS (node.py).
         artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", None,
                                       {d: lk.data for d, lk in locks.items()})
         base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]
         for check in only or []:
             base += ["--only", check]
-        phase1 = run_phase(transports, artefact, {h: expect[h] + base for h in hosts})
+        say(f"checking {len(hosts)} host{'s' if len(hosts) > 1 else ''} at the {level} level: a line each as it "
+            f"finishes")
+        phase1 = run_phase(transports, artefact, {h: expect[h] + base for h in hosts}, Progress(say, len(hosts)))
         # Two targets that reach one machine would be reported as two hosts that passed: refused before
         # anything is reported. (Image targets are containers started for this run, not machines.)
         clashes = identity.clashes({h: phase1[h].document for t in transports if t.fleet_member for h in t.hosts})
@@ -186,8 +213,10 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         members = [h for t in transports if t.fleet_member for h in t.hosts if phase1[h].status == "ran"]
         wants_fleet = level == "full" and (not only or set(only) & set(FLEET_CHECKS))
         if wants_fleet and len(members) >= 2:
+            say(f"the checks across nodes, on the {len(members)} that ran: a line each as it finishes")
             phase2 = run_phase(transports, artefact, {h: expect[h] + a for h, a in
-                                                      fleet_args(phase1, members, base, fleet_port).items()})
+                                                      fleet_args(phase1, members, base, fleet_port).items()},
+                               Progress(say, len(members)))
             for h in members:
                 records += records_of(h, phase2[h])
             records += fleet_records(phase2, members)

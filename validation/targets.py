@@ -1,6 +1,7 @@
 """The targets of `npuenv validate` and how the validation artefact reaches
 each of them (see run.py's docstring for the target syntax). Each transport
-runs the artefact on its hosts and returns one Outcome per host."""
+runs the artefact on its hosts and returns one Outcome per host; a transport of
+many hosts also tells each host's outcome as soon as it is known (``done``)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -13,7 +14,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +57,10 @@ def image_lock(labels: dict[str, str]) -> ImageLock:
 
 # --- transports: how the artefact reaches a target ------------------------------
 
+# Told each host's outcome once, as soon as it is known. A transport of one host has nothing to tell
+# early: run_phase tells what run returns.
+Done = Callable[[str, Outcome], None]
+
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if shutil.which("podman") is None:
         raise UserError("podman is not installed; it is needed for podman:// and image: targets")
@@ -70,7 +77,7 @@ class LocalTransport:
     def __init__(self):
         self.hosts = ["local"]
 
-    def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
+    def run(self, artefact: Path, args: dict[str, list[str]], done: Done | None = None) -> dict[str, Outcome]:
         p = interrupts.run([sys.executable, str(artefact), *args["local"]])
         sys.stderr.write(p.stderr[-4000:] if p.returncode not in (0, 1) else "")
         return {"local": judge(p.returncode, p.stdout, p.stderr)}
@@ -82,7 +89,7 @@ class PodmanTransport:
     def __init__(self, container: str, display: str, fleet_member: bool = True):
         self.container, self.hosts, self.fleet_member = container, [display], fleet_member
 
-    def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
+    def run(self, artefact: Path, args: dict[str, list[str]], done: Done | None = None) -> dict[str, Outcome]:
         host = self.hosts[0]
         state = _podman("container", "inspect", "--format", "{{.State.Running}}", self.container, check=False)
         if state.returncode != 0 or state.stdout.strip() != "true":
@@ -110,7 +117,7 @@ class AnsibleTransport:
         # hostvars: the inventory's variables, as read to find the hosts (run_playbook would read it again).
         self.inventory, self.pattern, self.hosts, self.hostvars = inventory, pattern, hosts, hostvars
 
-    def run(self, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
+    def run(self, artefact: Path, args: dict[str, list[str]], done: Done | None = None) -> dict[str, Outcome]:
         from playbooks import run as playbooks_run
 
         with tempfile.TemporaryDirectory(prefix="npuenv-validate-") as tmp:
@@ -124,27 +131,61 @@ class AnsibleTransport:
                                           "validation_node_args": {h: args[h] for h in wanted}}))
             # The tree callback keeps each host's last result (unreachable ones
             # too, with SSH's own reason); only failures and the recap are shown.
-            p = playbooks_run.run_playbook(
-                "validate.yml", self.inventory, limit=self.pattern, extra_vars=[f"@{extra}"], capture=True,
-                hosts=wanted, hostvars=self.hostvars,
-                env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_CALLBACK_TREE_DIR": str(tree),
-                     "ANSIBLE_DISPLAY_OK_HOSTS": "false", "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false"})
-            outcomes = {}
-            for host in wanted:
-                path = tree / host
-                if not path.exists():
-                    outcomes[host] = Outcome("error", f"ansible-playbook gave no result for {host} (exit "
-                                                      f"{p.returncode}): {(p.stdout + p.stderr).strip()[-1500:]}")
-                    continue
-                res = json.loads(path.read_text())
-                if res.get("unreachable"):
-                    msg = " ".join(str(res.get("msg", "")).split()).removeprefix("Task failed: ")
-                    outcomes[host] = Outcome("unreachable", msg)
-                elif "rc" in res:
-                    outcomes[host] = judge(res["rc"], res.get("stdout", ""), res.get("stderr", ""))
-                else:
-                    outcomes[host] = Outcome("error", " ".join(str(res.get("msg", res)).split())[:1500])
-            return outcomes
+            with TreeWatch(tree, wanted, done):
+                p = playbooks_run.run_playbook(
+                    "validate.yml", self.inventory, limit=self.pattern, extra_vars=[f"@{extra}"], capture=True,
+                    hosts=wanted, hostvars=self.hostvars,
+                    env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
+                         "ANSIBLE_CALLBACK_TREE_DIR": str(tree),
+                         "ANSIBLE_DISPLAY_OK_HOSTS": "false", "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false"})
+            return {host: tree_outcome(tree / host) or Outcome(
+                        "error", f"ansible-playbook gave no result for {host} (exit {p.returncode}): "
+                                 f"{(p.stdout + p.stderr).strip()[-1500:]}")
+                    for host in wanted}
+
+
+def tree_outcome(path: Path) -> Outcome | None:
+    """A host's outcome from the file Ansible's tree callback wrote for it; None while there is none, or
+    while it is being written (a part of a JSON object is never a whole one)."""
+    try:
+        res = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if res.get("unreachable"):
+        return Outcome("unreachable", " ".join(str(res.get("msg", "")).split()).removeprefix("Task failed: "))
+    if "rc" in res:
+        return judge(res["rc"], res.get("stdout", ""), res.get("stderr", ""))
+    return Outcome("error", " ".join(str(res.get("msg", res)).split())[:1500])
+
+
+class TreeWatch:
+    """While ansible-playbook runs, tells ``done`` each host's outcome as soon as the tree callback has
+    written it: the play's one task ends at different times on different nodes, and a fleet's run
+    lasts minutes."""
+    POLL_S = 0.5
+
+    def __init__(self, tree: Path, hosts: list[str], done: Done | None):
+        self.tree, self.waiting, self.done = tree, list(hosts), done
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="npuenv-tree-watch", daemon=True)
+
+    def __enter__(self):
+        if self.done is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(self.POLL_S):
+            for host in list(self.waiting):
+                outcome = tree_outcome(self.tree / host)
+                if outcome is not None:
+                    self.waiting.remove(host)
+                    self.done(host, outcome)
 
 
 # --- targets: what the user names, parsed and checked before anything runs --------
@@ -538,11 +579,28 @@ def unsafe_yaml(data) -> str:
     return yaml.dump(tag(data), Dumper=_UnsafeDumper, default_flow_style=False)
 
 
-def run_phase(transports: list, artefact: Path, args: dict[str, list[str]]) -> dict[str, Outcome]:
-    """Run the artefact on every host that has arguments, all transports at once."""
+def run_phase(transports: list, artefact: Path, args: dict[str, list[str]],
+              done: Done | None = None) -> dict[str, Outcome]:
+    """Run the artefact on every host that has arguments, all transports at once; ``done`` is told each
+    host's outcome once, as soon as it is known (from the transports' threads)."""
     busy = [t for t in transports if any(h in args for h in t.hosts)]
+    told, lock = set(), threading.Lock()
+
+    def tell(host: str, outcome: Outcome) -> None:
+        with lock:
+            if done is None or host in told:
+                return
+            told.add(host)
+            done(host, outcome)
+
+    def run(t) -> dict[str, Outcome]:
+        result = t.run(artefact, {h: a for h, a in args.items() if h in t.hosts}, tell)
+        for host, outcome in result.items():
+            tell(host, outcome)
+        return result
+
     outcomes: dict[str, Outcome] = {}
     with concurrent.futures.ThreadPoolExecutor(max(1, len(busy))) as pool:
-        for result in pool.map(lambda t: t.run(artefact, {h: a for h, a in args.items() if h in t.hosts}), busy):
+        for result in pool.map(run, busy):
             outcomes.update(result)
     return outcomes

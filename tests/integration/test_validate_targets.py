@@ -69,6 +69,7 @@ def test_over_ssh_the_artefact_is_sent_once_and_an_altered_copy_is_replaced_neve
     rc, first, text = validate(tmp_path / "first", target)
     assert rc == 1, text[-2000:]
     assert {(c, s) for _, c, s, _ in checks(first)} == {("driver_version", "failed"), ("npu_health", "failed")}
+    assert f"npuenv: [1/1] {name}: 2 failed (" in text     # the host's line as its result came back
     [(copy, owner, mode, inode, digest)] = cached_copies(name)
     assert (owner, mode) == ("root", "600") and copy == f"npuenv-validate-{digest[:16]}.pyz"
     # nothing stays in the login user's temporary folder

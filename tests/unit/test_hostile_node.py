@@ -233,7 +233,7 @@ class Fleet:
         self.evil = (evil_phase1, evil_phase2 if evil_phase2 is not None else line(fleet_doc()))
         self.args: list[tuple[str, list[str]]] = []
 
-    def run(self, artefact_path, args):
+    def run(self, artefact_path, args, done=None):
         out = {}
         for host, argv in args.items():
             self.args.append((host, argv))

@@ -123,7 +123,7 @@ class Recorder:
     def __init__(self, hosts, locks=None):
         self.hosts, self.args, self.locks = hosts, {}, locks or {}
 
-    def run(self, artefact_path, args):
+    def run(self, artefact_path, args, done=None):
         self.args.update(args)
         self.shipped = json.loads(zipfile.ZipFile(artefact_path).read(artefact.LOCKS_NAME)) \
             if artefact.LOCKS_NAME in zipfile.ZipFile(artefact_path).namelist() else None

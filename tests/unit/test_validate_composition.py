@@ -45,7 +45,7 @@ class Target:
         self.results = results or {}
         self.phases: list[dict[str, list[str]]] = []
 
-    def run(self, artefact_path, args):
+    def run(self, artefact_path, args, done=None):
         self.phases.append(args)
         out = {}
         for i, (host, argv) in enumerate(args.items()):

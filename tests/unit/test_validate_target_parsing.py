@@ -220,7 +220,7 @@ def test_results_json_names_the_targets_in_their_parsed_form(tmp_path, monkeypat
     class Ran:
         fleet_member, hosts = True, ["ops@10.0.0.11:22"]
 
-        def run(self, artefact_path, args):
+        def run(self, artefact_path, args, done=None):
             document = {"hostname": "n1", "python": "3.11.2", "results": [
                 {"host": "local://", "check": "nnal", "level": "quick", "status": "passed", "duration_s": 0.1,
                  "message": "", "data": None}]}

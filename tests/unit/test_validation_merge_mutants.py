@@ -81,7 +81,7 @@ def fake_plan(monkeypatch, outcomes):
         fleet_member = True
         hosts = list(outcomes)
 
-        def run(self, artefact_path, args):
+        def run(self, artefact_path, args, done=None):
             return dict(outcomes)
 
     monkeypatch.setattr(run, "plan", lambda *a, **k: ([Fake()], {}))

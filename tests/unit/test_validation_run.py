@@ -121,7 +121,7 @@ def test_validate_says_nothing_ran_with_exit_2_when_every_target_is_unreachable(
         fleet_member = True
         hosts = ["a", "b"]
 
-        def run(self, artefact_path, args):
+        def run(self, artefact_path, args, done=None):
             return {h: Outcome("unreachable", "Connection refused") for h in self.hosts}
 
     out = tmp_path / "out"
@@ -147,7 +147,7 @@ def test_a_run_in_which_every_check_skipped_says_no_host_passed(monkeypatch, tmp
         fleet_member = True
         hosts = ["a"]
 
-        def run(self, artefact_path, args):
+        def run(self, artefact_path, args, done=None):
             return {"a": Outcome("ran", document=doc(rec("x", "migrate", "skipped", "not applicable: cpu")))}
 
     monkeypatch.setattr(run, "plan", lambda *a, **k: ([Skipping()], {}))
@@ -165,7 +165,7 @@ def test_a_host_whose_every_check_skipped_beside_one_that_passed_is_not_passed(m
         fleet_member = True
         hosts = ["a", "b"]
 
-        def run(self, artefact_path, args):
+        def run(self, artefact_path, args, done=None):
             return {"a": Outcome("ran", document=doc(rec("x", "npu_health"))),
                     "b": Outcome("ran", document=doc(rec("x", "npu_health", "skipped", "no NPU driver: cpu")))}
 

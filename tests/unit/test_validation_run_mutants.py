@@ -44,7 +44,7 @@ class Recorder:
     def __init__(self, hosts, documents=None):
         self.hosts, self.documents, self.args = list(hosts), documents or {}, {}
 
-    def run(self, artefact_path, args):
+    def run(self, artefact_path, args, done=None):
         self.args.update(args)
         return {h: Outcome("ran", document=self.documents.get(h) or doc()) for h in args}
 
@@ -230,7 +230,7 @@ def test_nothing_checked_quotes_each_hosts_reason_to_300_characters(tmp_path, mo
     class Down:
         fleet_member, hosts = True, ["a"]
 
-        def run(self, artefact_path, args):
+        def run(self, artefact_path, args, done=None):
             return {"a": Outcome("unreachable", "r" * 300 + "TAIL")}
 
     planned(monkeypatch, Down())
@@ -297,7 +297,7 @@ def test_an_interrupted_run_says_validate_was_interrupted_and_leaves_no_work_fol
     seen = []
 
     class Stopped(Recorder):
-        def run(self, artefact_path, args):
+        def run(self, artefact_path, args, done=None):
             seen.append(artefact_path)
             os.kill(os.getpid(), signal.SIGTERM)
             return super().run(artefact_path, args)
@@ -403,7 +403,7 @@ def test_the_fleet_phase_runs_the_same_artefact_and_its_records_name_their_hosts
     class Fleet(Recorder):
         artefacts = []
 
-        def run(self, artefact_path, args):
+        def run(self, artefact_path, args, done=None):
             self.artefacts.append(artefact_path)
             fleet = any("--fleet" in a for a in args.values())
             records = [dict(rec(c), level="full") for c in FLEET_CHECKS] if fleet else [rec("npu_health")]
@@ -428,7 +428,7 @@ def test_the_straggler_margin_given_is_the_reports(tmp_path, monkeypatch):
 class Down:
     fleet_member, hosts = True, ["a"]
 
-    def run(self, artefact_path, args):
+    def run(self, artefact_path, args, done=None):
         return {"a": Outcome("unreachable", "Connection refused")}
 
 

@@ -471,7 +471,7 @@ def test_a_phase_runs_only_the_transports_with_work_and_gives_each_only_its_host
         def __init__(self, hosts):
             self.hosts, self.given = hosts, None
 
-        def run(self, artefact, args):
+        def run(self, artefact, args, done=None):
             self.given = (artefact, args)
             return {h: h.upper() for h in args}
 
@@ -496,7 +496,7 @@ def test_a_phase_runs_every_transport_at_once_however_many_there_are(tmp_path):
         def __init__(self, host):
             self.hosts = [host]
 
-        def run(self, artefact, args):
+        def run(self, artefact, args, done=None):
             barrier.wait()
             return {self.hosts[0]: "ran"}
 

@@ -2,9 +2,12 @@
 host has finished it (its wall time and what it did on how many hosts), with
 failures, unreachable hosts, warnings and the recap printed as Ansible's
 default callback prints them. A rollout of many hosts reads as progress, not as
-one line per host per task."""
+one line per host per task. A task that runs long (the Python stack's install
+of torch takes minutes) says every HEARTBEAT_S that it is still running, on
+which hosts, so that a quiet terminal never looks like a hung one."""
 from __future__ import annotations
 
+import threading
 import time
 
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
@@ -16,11 +19,17 @@ DOCUMENTATION = """
     description:
       - Prints each task once all hosts have finished it, with its wall time and
         how many hosts it changed, left alone, skipped, failed or could not reach.
+      - A task still running after HEARTBEAT_S seconds says so, with the hosts it still runs on, and
+        again every HEARTBEAT_S seconds.
       - Failures, unreachable hosts and the recap are printed as the default callback prints them.
     extends_documentation_fragment:
       - default_callback
       - result_format_callback
 """
+
+
+HEARTBEAT_S = 30.0
+NAMED = 4   # hosts named in a still-running line; the rest counted
 
 
 class CallbackModule(DefaultCallback):
@@ -33,24 +42,54 @@ class CallbackModule(DefaultCallback):
         self._current = None
         self._started = 0.0
         self._counts: dict[str, int] = {}
+        self._running: list[str] = []
         self._run_started = time.monotonic()
+        # Results arrive on Ansible's main thread, the heartbeat on its own: one lock for the task's state.
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heart = threading.Thread(target=self._beat, name="npuenv-progress-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.still_running()
+
+    def still_running(self) -> None:
+        """One line for a task that has run HEARTBEAT_S or more: how long, and on which hosts it has not
+        finished."""
+        with self._lock:
+            elapsed = time.monotonic() - self._started
+            if self._current is None or not self._running or elapsed < HEARTBEAT_S:
+                return
+            hosts = ", ".join(self._running[:NAMED]) + (f" and {len(self._running) - NAMED} more"
+                                                       if len(self._running) > NAMED else "")
+            line = f"{elapsed:7.1f} s  {self._current}  (still running on {hosts})"
+        self._display.display(line)
 
     def _finish_task(self) -> None:
-        if self._current is None:
-            return
-        seen = ", ".join(f"{k} {v}" for k, v in self._counts.items() if v)
-        self._display.display(f"{time.monotonic() - self._started:7.1f} s  {self._current}"
-                              + (f"  ({seen})" if seen else "  (no host)"))
-        self._current = None
+        with self._lock:
+            if self._current is None:
+                return
+            seen = ", ".join(f"{k} {v}" for k, v in self._counts.items() if v)
+            line = f"{time.monotonic() - self._started:7.1f} s  {self._current}" + (f"  ({seen})" if seen
+                                                                                      else "  (no host)")
+            self._current = None
+        self._display.display(line)
 
     def _start_task(self, name: str) -> None:
         self._finish_task()
-        self._current, self._started = name, time.monotonic()
-        self._counts = {"changed": 0, "ok": 0, "skipped": 0, "failed": 0, "unreachable": 0}
+        with self._lock:
+            self._current, self._started, self._running = name, time.monotonic(), []
+            self._counts = {"changed": 0, "ok": 0, "skipped": 0, "failed": 0, "unreachable": 0}
+        if not self._heart.is_alive() and not self._stop.is_set():
+            self._heart.start()
 
-    def _count(self, key: str) -> None:
-        if self._current is not None:
-            self._counts[key] += 1
+    def _count(self, result, key: str) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._counts[key] += 1
+            host = result._host.get_name()
+            if host in self._running:
+                self._running.remove(host)
 
     # Task boundaries: nothing printed when a task starts.
     def v2_playbook_on_task_start(self, task, is_conditional):
@@ -65,17 +104,17 @@ class CallbackModule(DefaultCallback):
 
     # Per host: counted, and printed in full only when something went wrong.
     def v2_runner_on_ok(self, result):
-        self._count("changed" if result._result.get("changed") else "ok")
+        self._count(result, "changed" if result._result.get("changed") else "ok")
 
     def v2_runner_on_skipped(self, result):
-        self._count("skipped")
+        self._count(result, "skipped")
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._count("ok" if ignore_errors else "failed")
+        self._count(result, "ok" if ignore_errors else "failed")
         super().v2_runner_on_failed(result, ignore_errors)
 
     def v2_runner_on_unreachable(self, result):
-        self._count("unreachable")
+        self._count(result, "unreachable")
         super().v2_runner_on_unreachable(result)
 
     def v2_runner_item_on_ok(self, result):
@@ -85,12 +124,14 @@ class CallbackModule(DefaultCallback):
         pass
 
     def v2_runner_on_start(self, host, task):
-        pass
+        with self._lock:
+            self._running.append(host.get_name())
 
     def v2_playbook_on_include(self, included_file):
         pass
 
     def v2_playbook_on_stats(self, stats):
+        self._stop.set()
         self._finish_task()
         self._display.display(f"rollout: {time.monotonic() - self._run_started:.1f} s")
         super().v2_playbook_on_stats(stats)
