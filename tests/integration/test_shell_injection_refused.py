@@ -85,7 +85,7 @@ def role_playbook(tmp_path, role: str) -> str:
     path = tmp_path / f"only-{role}.yml"
     path.write_text(yaml.safe_dump([{"hosts": "npu_nodes", "gather_facts": False,
                                      "vars": {"npuenv_stack": {}, "npuenv_installers": {}},
-                                     "roles": [role]}]))
+                                     "roles": [f"npuenv.ascend.{role}"]}]))
     return str(path)
 
 
