@@ -586,7 +586,7 @@ def _templated(value) -> bool:
 
 
 def role_input_problems(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> list[str]:
-    """What the roles' own input checks (plugins/filter/npuenv_inputs.py) would refuse, host by host,
+    """What the roles' own input checks (the collection's plugins/filter/npuenv_inputs.py) would refuse, host by host,
     before Ansible starts: each variable as the host gets it (an extra variable wins over the
     inventory's; one that neither sets keeps the role's default). A value holding a Jinja template
     is left to the role, which renders it first."""
