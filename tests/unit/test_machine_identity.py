@@ -217,9 +217,9 @@ def test_site_checks_identity_first_on_all_hosts_at_once_with_every_tag_and_in_c
     # (imported, static: the play's tags reach them)
     read, compare, tell, refuse, *inputs, facts, lock = first["tasks"]
     assert [i["ansible.builtin.import_role"]["tasks_from"] for i in inputs] == ["inputs"] * len(inputs) == ["inputs"] * 7
-    assert lock["ansible.builtin.import_role"] == {"name": "preflight", "tasks_from": "lock"}
+    assert lock["ansible.builtin.import_role"] == {"name": "npuenv.ascend.preflight", "tasks_from": "lock"}
     assert facts["ansible.builtin.setup"] == {"gather_subset": ["min"]}
-    assert read["ansible.builtin.command"]["argv"] == "{{ '/' | npuenv_identity_probe }}"
+    assert read["ansible.builtin.command"]["argv"] == "{{ '/' | npuenv.ascend.npuenv_identity_probe }}"
     assert read["check_mode"] is False and read["changed_when"] is False
     # the hosts are compared once, all of them, and the refusal set on each
     assert compare["run_once"] is True
