@@ -2,8 +2,8 @@
 with its own ansible.cfg, installs the tarball `make collection` builds (offline, into ./collections)
 and runs a role of it by its full name against a simulated node reached over SSH; nothing of
 npuenv's source tree is on any of Ansible's paths there. And ansible-lint's production profile
-passes on the collection as it is installed (ansible-test sanity needs the network to make its
-virtual environments, which these machines do not have)."""
+passes on the collection as it is installed, as do the tests of `ansible-test sanity` that run
+offline (the others need the network to make their virtual environments)."""
 from __future__ import annotations
 
 import os
@@ -104,15 +104,39 @@ def test_a_bad_value_is_refused_by_the_collections_filter(user):
     assert sim_nodes.run_in(node, "head", "-c", "4", "/etc/passwd").stdout == "root"
 
 
-def test_ansible_lint_production_profile_passes_on_the_installed_collection(tarball, tmp_path):
+# The tests of `ansible-test sanity` that need no virtual environment of their own: the others
+# (ansible-doc, import, pep8, pylint, validate-modules, yamllint, ...) pip-install their tools into
+# one first, which needs the network (ansible-test bootstraps pip from ci-files.testing.ansible.com).
+SANITY_OFFLINE = ["action-plugin-docs", "compile", "empty-init", "line-endings", "no-assert", "no-get-exception",
+                  "no-illegal-filenames", "no-smart-quotes", "replace-urlopen", "shebang", "symlinks",
+                  "use-argspec-type-path", "use-compat-six"]
+
+
+@pytest.fixture
+def installed(tarball, tmp_path):
+    """The collection installed from the tarball in a collections folder of its own: (folder, env)."""
     env = user_env(tmp_path)
     install = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", str(tarball),
                               "-p", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert install.returncode == 0, install.stdout + install.stderr
-    installed = tmp_path / "ansible_collections" / "npuenv" / "ascend"
     # ansible-lint finds the collection's own modules on the path it is installed in
-    lint = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--profile", "production"], cwd=installed,
-                          env=dict(env, ANSIBLE_COLLECTIONS_PATH=str(tmp_path)), capture_output=True, text=True)
+    return tmp_path / "ansible_collections" / "npuenv" / "ascend", dict(env, ANSIBLE_COLLECTIONS_PATH=str(tmp_path))
+
+
+def test_ansible_lint_production_profile_passes_on_the_installed_collection(installed):
+    folder, env = installed
+    lint = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--profile", "production"], cwd=folder, env=env,
+                          capture_output=True, text=True)
     out = lint.stdout + lint.stderr
     assert lint.returncode == 0, out[-4000:]
     assert "Profile 'production' was required, and it passed" in out
+
+
+def test_the_sanity_tests_that_run_offline_pass_on_the_installed_collection(installed):
+    folder, env = installed
+    sanity = subprocess.run([str(BIN / "ansible-test"), "sanity", "--python", f"{sys.version_info.major}."
+                             f"{sys.version_info.minor}", *[a for t in SANITY_OFFLINE for a in ("--test", t)]],
+                            cwd=folder, env=env, capture_output=True, text=True)
+    out = sanity.stdout + sanity.stderr
+    assert sanity.returncode == 0, out[-4000:]
+    assert [t for t in SANITY_OFFLINE if f'Running sanity test "{t}"' not in out] == [], out[-4000:]
