@@ -1,8 +1,9 @@
 """The npuenv.ascend collection: its metadata says what npuenv's package says (version, the
 ansible-core it needs), and its roles and npuenv's playbooks call its plugins by their full names.
-A bare name resolves only where npuenv's own folders are on Ansible's plugin paths: in a user's
-playbook it is `No filter named 'npuenv_input_problems'` (a collection role's Jinja finds no plugin
-of its collection by its short name)."""
+A collection role's Jinja finds no filter or lookup of its own collection by its short name (`No
+filter named 'npuenv_input_problems'`, measured with ansible-core 2.19); its tasks would find the
+collection's modules, but a playbook's would not, and ansible-lint's production profile asks full
+names of both."""
 from __future__ import annotations
 
 import re
