@@ -127,6 +127,10 @@ status: $(INSTALLED) ## which lock each node runs and what drifts (exit 1): make
 	$(NPUENV) status $(call opt,--inventory,INVENTORY) $(call opt,--lock,LOCK) $(call opt,--limit,LIMIT) \
 	  $(call opt,--format,FORMAT)
 
+.PHONY: collection
+collection: $(INSTALLED) ## the roles and plugins as the npuenv.ascend Ansible collection: make collection [OUT=out/collection]
+	$(NPUENV) collection build $(if $(OUT_GIVEN),$(call opt,--out,OUT))
+
 # --- the offline wheelhouse and the air-gapped bundle (torch_npu_pkg) ---
 # OUT, when given on the command line, names the target's output; otherwise these.
 WHEELHOUSE ?= out/wheelhouse

@@ -89,7 +89,7 @@ def deploy(tree: Path, inventory: Path, log_dir: Path, profile: Path) -> dict:
     subreaper(True)
     reap_orphans()
     env = dict(os.environ, NPUENV_CPU_PROFILE=str(profile),
-               ANSIBLE_CALLBACK_PLUGINS=f"{tree / 'playbooks/plugins/callback'}:{CALLBACKS}")
+               ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS))
     profile.unlink(missing_ok=True)
     cpu0, t0 = children_cpu(), time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "npuenv", "deploy", "-i", str(inventory), "--gate", GATE,

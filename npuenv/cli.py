@@ -217,6 +217,13 @@ def cmd_status(args) -> int:
         return status.status(args.inventory, args.lock, fmt=args.format, limit=args.limit, matrix=args.matrix)
 
 
+def cmd_collection_build(args) -> int:
+    from playbooks import collection
+
+    print(collection.build(args.out))
+    return 0
+
+
 # --- validation -------------------------------------------------------------
 
 def cmd_facts(args) -> int:
@@ -447,6 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
     ansible_options.add_to(p, ansible_options.FOR_VALIDATE, "passed to ansible-playbook")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("collection", help="the npuenv.ascend Ansible collection (the roles and plugins)")
+    s = p.add_subparsers(dest="collection_cmd", required=True).add_parser(
+        "build", help="build its tarball, for `ansible-galaxy collection install` into playbooks of your own",
+        description="Build the npuenv.ascend collection (the roles and plugins npuenv deploy runs) with "
+                    "ansible-galaxy into --out, replacing a tarball of the same version there, and print its path.")
+    s.add_argument("--out", default="out/collection", metavar="DIR", help="folder of the tarball (default: %(default)s)")
+    s.set_defaults(func=cmd_collection_build)
 
     wheelhouse_cli.register(sub)  # npuenv wheelhouse ... / npuenv bundle ...
     images_cli.register(sub)  # npuenv image render|build|run-cmd|compose

@@ -276,7 +276,7 @@ def deploy_batch(plan: Plan, number: int, hosts: list[str], lock_vars: Path, log
         p = run.run_playbook(PLAYBOOK, plan.inventory, check=plan.check, tags=plan.tags, limit=",".join(hosts),
                              hosts=hosts, hostvars=plan.hostvars,
                              extra_vars=[*plan.extra_vars, f"@{lock_vars}", json.dumps(forced)],
-                             log=log.write, env={"ANSIBLE_CALLBACKS_ENABLED": "npuenv_outcomes",
+                             log=log.write, env={"ANSIBLE_CALLBACKS_ENABLED": f"{run.COLLECTION}.npuenv_outcomes",
                                                  "NPUENV_OUTCOMES": str(outcomes_file)})
         returncode, refused = p.returncode, None
     except interrupts.Interrupted:

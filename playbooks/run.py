@@ -27,6 +27,10 @@ from compat_matrix.lock import matrix_env
 from .ansible_options import Given
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent
+# The roles and plugins: the npuenv.ascend collection, in the layout Ansible finds on a collections path
+# (the project's ansible.cfg names PLAYBOOK_DIR/collections) and `make collection` builds from.
+COLLECTION_DIR = PLAYBOOK_DIR / "collections" / "ansible_collections" / "npuenv" / "ascend"
+COLLECTION = ".".join(COLLECTION_DIR.parts[-2:])
 # The group every play of site.yml and validate.yml runs on.
 FLEET_GROUP = "npu_nodes"
 # Parallel connections: one per host, up to this many (Ansible's forks).
@@ -62,20 +66,22 @@ class Setting:
     envs: tuple[str, ...]
     inis: tuple[tuple[str, str], ...]
     paths: bool = False   # a list of folders npuenv needs: its own first, always, then the user's
+    # the user's folders when they name none (Ansible's default, which npuenv's own would otherwise replace)
+    default: str = ""
 
 
-def _setting(envs: str, *inis: str, paths: bool = False) -> Setting:
-    return Setting(tuple(envs.split()), tuple(tuple(i.split("/")) for i in inis), paths)
+def _setting(envs: str, *inis: str, paths: bool = False, default: str = "") -> Setting:
+    return Setting(tuple(envs.split()), tuple(tuple(i.split("/")) for i in inis), paths, default)
 
+
+# Where Ansible looks for collections when nothing names a path (ansible/config/base.yml COLLECTIONS_PATHS;
+# {home} is ANSIBLE_HOME): a user's collections installed there stay found beside npuenv's own.
+ANSIBLE_COLLECTIONS_DEFAULT = "{home}/collections:/usr/share/ansible/collections"
 
 # Each setting of the project's ansible.cfg (the one place its values are written), as Ansible names it.
 CONFIG_SETTINGS = {
-    ("defaults", "roles_path"): _setting("ANSIBLE_ROLES_PATH", "defaults/roles_path", paths=True),
-    ("defaults", "lookup_plugins"): _setting("ANSIBLE_LOOKUP_PLUGINS", "defaults/lookup_plugins", paths=True),
-    ("defaults", "filter_plugins"): _setting("ANSIBLE_FILTER_PLUGINS", "defaults/filter_plugins", paths=True),
-    ("defaults", "callback_plugins"): _setting("ANSIBLE_CALLBACK_PLUGINS", "defaults/callback_plugins", paths=True),
-    ("defaults", "action_plugins"): _setting("ANSIBLE_ACTION_PLUGINS", "defaults/action_plugins", paths=True),
-    ("defaults", "library"): _setting("ANSIBLE_LIBRARY", "defaults/library", paths=True),
+    ("defaults", "collections_path"): _setting("ANSIBLE_COLLECTIONS_PATH", "defaults/collections_path", paths=True,
+                                               default=ANSIBLE_COLLECTIONS_DEFAULT),
     ("defaults", "forks"): _setting("ANSIBLE_FORKS", "defaults/forks"),
     ("defaults", "gathering"): _setting("ANSIBLE_GATHERING", "defaults/gathering"),
     ("defaults", "host_key_checking"): _setting("ANSIBLE_HOST_KEY_CHECKING ANSIBLE_SSH_HOST_KEY_CHECKING",
@@ -158,7 +164,8 @@ def _user_paths(setting: Setting, environ, user_file: Path | None, user) -> list
         if user.has_option(section, key):
             return [str(user_file.parent / Path(p).expanduser()) for p in user.get(section, key).split(os.pathsep)
                     if p]
-    return []
+    home = environ.get("ANSIBLE_HOME") or "~/.ansible"
+    return [os.path.expanduser(p) for p in setting.default.format(home=home).split(os.pathsep) if p]
 
 
 def _user(environ) -> tuple[Path | None, configparser.ConfigParser | None]:
@@ -178,7 +185,8 @@ def config_env(environ=os.environ) -> dict[str, str]:
       variables (Ansible's own precedence);
     - with one (ANSIBLE_CONFIG, ./ansible.cfg, ~/.ansible.cfg, /etc/ansible/ansible.cfg), the user's, and
       each project setting it and the environment leave unset as its variable;
-    - always the project's roles and plugins folders first (the user's after them);
+    - always the project's collection (npuenv.ascend) first on the collections path, the user's after
+      it (Ansible's default when they name none);
     - retry files, when enabled, in a folder of the user's (the deploy's log folder) unless they name one."""
     user_file, user = _user(environ)
     project = _read_config(PROJECT_CONFIG)
@@ -401,7 +409,7 @@ def task_names(playbook: str) -> set[str]:
         for key in ("pre_tasks", "tasks", "post_tasks"):
             walk(play.get(key), None)
     for role in playbook_roles(playbook):
-        for path in sorted((PLAYBOOK_DIR / "roles" / role / "tasks").glob("*.yml")):
+        for path in sorted((role_dir(role) / "tasks").glob("*.yml")):
             walk(yaml.safe_load(path.read_text()), role)
     return names
 
@@ -543,10 +551,18 @@ def playbook_roles(playbook: str) -> list[str]:
     return [r["role"] if isinstance(r, dict) else r for play in plays for r in play.get("roles", [])]
 
 
+def role_dir(role: str) -> Path:
+    """The folder of a role of the collection, named as the playbooks name it (npuenv.ascend.ROLE)."""
+    collection, _, name = role.rpartition(".")
+    if collection != COLLECTION:
+        raise RuntimeError(f"role {role!r} is not one of the {COLLECTION} collection's: name it {COLLECTION}.ROLE")
+    return COLLECTION_DIR / "roles" / name
+
+
 def role_input_kinds(role: str) -> dict[str, str]:
     """{variable: kind} of what a role checks before it runs (its tasks/inputs.yml, the one place
     that says which variable is of which kind); {} for a role without inputs.yml."""
-    path = PLAYBOOK_DIR / "roles" / role / "tasks" / "inputs.yml"
+    path = role_dir(role) / "tasks" / "inputs.yml"
     if not path.exists():
         return {}
     text = path.read_text()
@@ -570,11 +586,11 @@ def _templated(value) -> bool:
 
 
 def role_input_problems(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> list[str]:
-    """What the roles' own input checks (plugins/filter/npuenv_inputs.py) would refuse, host by host,
+    """What the roles' own input checks (the collection's plugins/filter/npuenv_inputs.py) would refuse, host by host,
     before Ansible starts: each variable as the host gets it (an extra variable wins over the
     inventory's; one that neither sets keeps the role's default). A value holding a Jinja template
     is left to the role, which renders it first."""
-    from .plugins.filter import npuenv_inputs
+    from .collections.ansible_collections.npuenv.ascend.plugins.filter import npuenv_inputs
 
     kinds = role_inputs(playbook)
     found: dict[str, list[str]] = {}

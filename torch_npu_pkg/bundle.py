@@ -241,6 +241,10 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
         entries += [(f"{WHEELHOUSE}/{p.relative_to(wheelhouse_dir).as_posix()}", p) for p in _tree(wheelhouse_dir)]
         for name, folder in SOURCE_TREES.items():
             entries += [(f"{SOURCE}/{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
+        # the roles and plugins as the npuenv.ascend collection, for playbooks of the site's own
+        from playbooks import collection
+        built = collection.build(work / "collection", log)
+        entries.append((f"collection/{built.name}", built))
         controller_info = None
         if controller.include:
             controller_info = gather_controller(work / CONTROLLER, controller, log)

@@ -76,7 +76,7 @@ def test_site_with_good_inputs_gets_past_the_checks(tmp_path):
     assert "Check the role's inputs" in out and "is not an" not in out, out[-3000:]
     assert f"npuenv_lock: {tmp_path / 'none'} has no SHA256SUMS" in out, out[-3000:]
     # the rollout's progress (plugins/callback/npuenv_progress.py): a line per finished task, with its time
-    assert re.search(r"^ +\d+\.\d s  preflight : Lock \| Take the lock of this deploy \(npuenv_lock, else npuenv_row resolved once\)"
+    assert re.search(r"^ +\d+\.\d s  npuenv\.ascend\.preflight : Lock \| Take the lock of this deploy \(npuenv_lock, else npuenv_row resolved once\)"
                      r"  \(failed 1\)$", out, re.M), out[-3000:]
     assert re.search(r"^rollout: \d+\.\d s$", out, re.M) and "PLAY RECAP" in out
 
@@ -85,7 +85,7 @@ def role_playbook(tmp_path, role: str) -> str:
     path = tmp_path / f"only-{role}.yml"
     path.write_text(yaml.safe_dump([{"hosts": "npu_nodes", "gather_facts": False,
                                      "vars": {"npuenv_stack": {}, "npuenv_installers": {}},
-                                     "roles": [role]}]))
+                                     "roles": [f"npuenv.ascend.{role}"]}]))
     return str(path)
 
 

@@ -232,7 +232,7 @@ def test_check_mode_previews_every_installer_and_the_reboot_and_changes_nothing(
                  f"Preview the step, would run {fleet.b.packages['kernels']} --install --install-for-all --quiet",
                  f"Preview the step, would run {fleet.b.packages['nnal']} --install --install-for-all --quiet"):
         assert re.search(re.escape(line) + r".*\(changed 2\)", run.stdout), line
-    assert re.search(r"handler: npu_driver : NPU driver \| Reboot for the new firmware or driver  \(changed 2\)",
+    assert re.search(r"handler: npuenv\.ascend\.npu_driver : NPU driver \| Reboot for the new firmware or driver  \(changed 2\)",
                      run.stdout)
     # the firmware comes before the driver (an overwrite), the toolkit after both
     assert run.stdout.index(f"would run {fw}") < run.stdout.index(f"would run {fleet.b.packages['driver']}") \

@@ -19,7 +19,7 @@ from playbooks import run
 from tests.unit.test_rollout import deploy, fleet, lock_a  # noqa: F401 (the fixtures)
 
 PROJECT = str(run.PLAYBOOK_DIR / "ansible.cfg")
-ROLES = str(run.PLAYBOOK_DIR / "roles")
+COLLECTIONS = str(run.PLAYBOOK_DIR / "collections")
 
 
 @pytest.fixture
@@ -43,7 +43,8 @@ def test_without_a_file_of_the_users_the_projects_applies_under_the_users_variab
     env = run.ansible_env()
     assert env["ANSIBLE_CONFIG"] == PROJECT
     assert (env["ANSIBLE_TIMEOUT"], env["ANSIBLE_STDOUT_CALLBACK"]) == ("99", "json")   # theirs, not overridden
-    assert env["ANSIBLE_ROLES_PATH"] == ROLES
+    # npuenv's collection first, then Ansible's default folders (a collection the user installed there)
+    assert env["ANSIBLE_COLLECTIONS_PATH"] == f"{COLLECTIONS}:{home}/.ansible/collections:/usr/share/ansible/collections"
     assert env["ANSIBLE_RETRY_FILES_SAVE_PATH"] == str(home / ".ansible" / "retry")   # never beside the playbooks
     assert run.host_key_checking_off() is None
 
@@ -53,7 +54,7 @@ def test_the_users_file_applies_and_the_project_fills_in_what_it_leaves_unset(us
     home, work = user
     folder = {"cwd": work, "home": home, "ANSIBLE_CONFIG": tmp_path, "ANSIBLE_CONFIG folder": tmp_path}[where]
     cfg = folder / (".ansible.cfg" if where == "home" else "ansible.cfg")
-    cfg.write_text("[defaults]\nstdout_callback = json ; theirs\nroles_path = my-roles:~/more\n"
+    cfg.write_text("[defaults]\nstdout_callback = json ; theirs\ncollections_path = my-colls:~/more\n"
                    "callbacks_enabled = profile_tasks\n[ssh_connection]\nssh_pipelining = x\npipelining = False\n")
     if where.startswith("ANSIBLE_CONFIG"):
         monkeypatch.setenv("ANSIBLE_CONFIG", str(cfg if where == "ANSIBLE_CONFIG" else folder))
@@ -62,8 +63,8 @@ def test_the_users_file_applies_and_the_project_fills_in_what_it_leaves_unset(us
     assert "ANSIBLE_STDOUT_CALLBACK" not in env and "ANSIBLE_PIPELINING" not in env   # their file says
     assert (env["ANSIBLE_TIMEOUT"], env["ANSIBLE_GATHERING"], env["ANSIBLE_HOST_KEY_CHECKING"]) == \
         ("30", "smart", "True")                                                           # the project's
-    # npuenv's roles first, then theirs (relative to their file's folder)
-    assert env["ANSIBLE_ROLES_PATH"] == f"{ROLES}:{folder / 'my-roles'}:{home / 'more'}"
+    # npuenv's collection first, then theirs (relative to their file's folder)
+    assert env["ANSIBLE_COLLECTIONS_PATH"] == f"{COLLECTIONS}:{folder / 'my-colls'}:{home / 'more'}"
     assert env["ANSIBLE_CALLBACKS_ENABLED"] == "npuenv_outcomes,profile_tasks"   # npuenv's beside theirs
 
 
@@ -71,10 +72,10 @@ def test_a_users_variable_wins_over_the_projects_setting_with_a_file_of_theirs(u
     _, work = user
     (work / "ansible.cfg").write_text("[defaults]\n")
     monkeypatch.setenv("ANSIBLE_SSH_PIPELINING", "False")
-    monkeypatch.setenv("ANSIBLE_ROLES_PATH", "rel-roles")
+    monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", "rel-colls")
     env = run.ansible_env()
     assert "ANSIBLE_PIPELINING" not in env and env["ANSIBLE_TIMEOUT"] == "30"
-    assert env["ANSIBLE_ROLES_PATH"] == f"{ROLES}:{work / 'rel-roles'}"   # Ansible runs elsewhere: made absolute
+    assert env["ANSIBLE_COLLECTIONS_PATH"] == f"{COLLECTIONS}:{work / 'rel-colls'}"   # Ansible runs elsewhere: made absolute
 
 
 def test_a_world_writable_folders_file_is_not_taken_as_ansible_does_not(user):
@@ -196,7 +197,7 @@ def test_ansible_itself_reads_the_users_file_and_the_projects_settings(user, tmp
     got = {d["name"]: d for d in json.loads(p.stdout) if "name" in d}
     assert (got["DEFAULT_TIMEOUT"]["value"], got["DEFAULT_TIMEOUT"]["origin"]) == (77, str(work / "ansible.cfg"))
     assert got["DEFAULT_GATHERING"]["value"] == "smart" and got["DEFAULT_GATHERING"]["origin"] == "env: ANSIBLE_GATHERING"
-    assert got["DEFAULT_ROLES_PATH"]["value"][0] == ROLES
+    assert got["COLLECTIONS_PATHS"]["value"][0] == COLLECTIONS
     assert got["RETRY_FILES_ENABLED"]["value"] is True
     assert got["RETRY_FILES_SAVE_PATH"]["value"] == str(Path(os.environ["HOME"]) / ".ansible" / "retry")
     assert got["HOST_KEY_CHECKING"]["value"] is True

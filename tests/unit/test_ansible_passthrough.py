@@ -210,9 +210,11 @@ def test_a_start_at_task_that_names_no_task_is_refused_before_anything_runs(flee
                           "has this name (ansible-playbook would run nothing); give a name as `ansible-playbook "
                           "site.yml --list-tasks` prints it, e.g. '"), err
     assert fleet.site_runs == [] and fleet.reads == []
-    for name in ("Python stack | Install the pinned wheels, offline", "python_stack : Python stack | Install the "
-                 "pinned wheels, offline", "CANN | Install the toolkit*"):   # as Ansible matches: the name, or a pattern
+    for name in ("Python stack | Install the pinned wheels, offline", "npuenv.ascend.python_stack : Python stack | "
+                 "Install the pinned wheels, offline", "CANN | Install the toolkit*"):   # as Ansible matches: the name, or a pattern
         run.check_start_at_task("site.yml", name)
+    with pytest.raises(UserError):   # Ansible names a collection's role by its full name
+        run.check_start_at_task("site.yml", "python_stack : Python stack | Install the pinned wheels, offline")
 
 
 def test_a_run_takes_the_users_own_forks_as_its_cap(fakes, vault, monkeypatch):  # noqa: F811

@@ -1,4 +1,4 @@
-"""The validation artefact kept on the node under its digest (playbooks/plugins/action/npuenv_artefact.py):
+"""The validation artefact kept on the node under its digest (the collection's plugins/action/npuenv_artefact.py):
 sent once, run from the cache afterwards, checked against the digest before every run, so that a corrupt,
 altered or foreign copy is replaced and never run. The "node" is this machine: a stand-in connection runs
 each command in a local shell, in a folder of the test's own."""
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from ansible.errors import AnsibleActionFail
 
-from playbooks.plugins.action import npuenv_artefact
+from playbooks.collections.ansible_collections.npuenv.ascend.plugins.action import npuenv_artefact
 
 # An artefact that records its arguments and prints a line; the copy the node runs is the one that speaks.
 ARTEFACT = "import json, sys\nopen({log!r}, 'w').write(json.dumps(sys.argv[1:]))\nprint('ran', {name!r})\n"

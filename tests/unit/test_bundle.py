@@ -95,8 +95,15 @@ def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages
     assert len((unpacked / "installers" / "SHA256SUMS").read_text().splitlines()) == 5
     assert (unpacked / "source" / "compat_matrix" / "checksums.py").is_file()   # the installers lookup's
     # nothing at the top that a command run there would import instead of the installed packages
-    assert sorted(p.name for p in unpacked.iterdir()) == ["MANIFEST.json", "SHA256SUMS", "USAGE.txt", "controller",
-                                                           "installers", "npuenv.lock.json", "source", "wheelhouse"]
+    assert sorted(p.name for p in unpacked.iterdir()) == ["MANIFEST.json", "SHA256SUMS", "USAGE.txt", "collection",
+                                                           "controller", "installers", "npuenv.lock.json", "source",
+                                                           "wheelhouse"]
+    # the roles and plugins as the npuenv.ascend collection, for `ansible-galaxy collection install`
+    (tarball,) = (unpacked / "collection").iterdir()
+    with tarfile.open(tarball) as collection:
+        info = json.load(collection.extractfile("MANIFEST.json"))["collection_info"]
+        assert (info["namespace"], info["name"], tarball.name) == ("npuenv", "ascend", "npuenv-ascend-0.1.0.tar.gz")
+        assert {"roles/preflight/tasks/main.yml", "plugins/modules/npuenv_files.py"} <= set(collection.getnames())
     manifest = json.loads((unpacked / "MANIFEST.json").read_text())
     names = sorted(p.name for p in (unpacked / "controller").glob("*.whl"))
     assert sorted(parse_wheel_filename(n)[0] for n in names) == ["ansible-core", "cyclonedx-python-lib", "jinja2",

@@ -33,8 +33,9 @@ def module(path: Path):
     return mod
 
 
-files_mod = module(ROOT / "playbooks" / "library" / "npuenv_files.py")
-state_mod = module(ROOT / "playbooks" / "roles" / "preflight" / "library" / "npuenv_node_state.py")
+MODULES = ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "plugins" / "modules"
+files_mod = module(MODULES / "npuenv_files.py")
+state_mod = module(MODULES / "npuenv_node_state.py")
 
 
 # --- the lock's entries, once for all hosts ----------------------------------------
@@ -165,7 +166,7 @@ def test_the_node_read_names_missing_tools_the_kernel_headers_and_npu_smis_answe
 
 # --- the hccn role's scripts ----------------------------------------------------------
 
-HCCN_VARS = yaml.safe_load((ROOT / "playbooks" / "roles" / "hccn" / "vars" / "main.yml").read_text())
+HCCN_VARS = yaml.safe_load((ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "roles" / "hccn" / "vars" / "main.yml").read_text())
 
 
 def fake_hccn_tool(tmp_path: Path) -> Path:

@@ -345,9 +345,9 @@ def test_an_inputs_yml_entry_in_another_shape_is_a_bug_not_a_silent_pass(tmp_pat
     (tmp_path / "roles" / "r" / "tasks").mkdir(parents=True)
     (tmp_path / "roles" / "r" / "tasks" / "inputs.yml").write_text(
         "{{ {'a': ['path', a], 'b': ['path', other]} | npuenv_input_problems }}")
-    monkeypatch.setattr(run, "PLAYBOOK_DIR", tmp_path)
+    monkeypatch.setattr(run, "COLLECTION_DIR", tmp_path)
     with pytest.raises(RuntimeError, match="an input not written as"):
-        run.role_input_kinds("r")
+        run.role_input_kinds("npuenv.ascend.r")
 
 
 @pytest.mark.parametrize("hostvars,extra,message", [

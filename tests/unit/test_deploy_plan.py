@@ -1,6 +1,6 @@
 """What a deploy does on a node, decided from what the vendor's installers left
-there (playbooks/roles/preflight/library/npuenv_node_state.py reads it,
-playbooks/plugins/filter/npuenv_plan.py decides): upgrade and rollback in the
+there (the collection's plugins/modules/npuenv_node_state.py reads it,
+plugins/filter/npuenv_plan.py decides): upgrade and rollback in the
 vendor's order across both CANN packaging generations, versions kept side by
 side and switched with the vendor's scripts, nodes stopped midway, old
 versions removed, busy NPUs, free space.
@@ -31,7 +31,7 @@ from tests.unit.test_playbook_plugins import plugin
 
 plan_mod = plugin("filter", "npuenv_plan")
 _spec = importlib.util.spec_from_file_location(
-    "npuenv_node_state", ROOT / "playbooks" / "roles" / "preflight" / "library" / "npuenv_node_state.py")
+    "npuenv_node_state", ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "plugins" / "modules" / "npuenv_node_state.py")
 state_mod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(state_mod)
 

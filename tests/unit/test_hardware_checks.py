@@ -375,7 +375,7 @@ def test_hccn_conf_check_finds_a_port_that_differs_from_the_saved_file(tmp_path)
     assert (status, warning) == ("warning", "/etc/hccn.conf: not found: the ports' addresses were not compared "
                                             "with the saved configuration")
     conf.parent.mkdir(parents=True)
-    # as the hccn role writes it (playbooks/roles/hccn/templates/hccn.conf.j2)
+    # as the hccn role writes it (the npuenv.ascend collection's roles/hccn/templates/hccn.conf.j2)
     conf.write_text("# Ansible managed\n" + "".join(f"address_{n}=10.30.{n}.1\nnetmask_{n}=255.255.255.0\n"
                                                     f"netdetect_{n}=10.30.0.254\n" for n in (0, 1)))
     assert outcome(hw.test_hccn_conf, facts_mod.collect(probe), STACK_910B)[0] == "passed"

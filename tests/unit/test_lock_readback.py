@@ -381,7 +381,7 @@ def test_image_build_without_a_lock_carries_the_one_its_inputs_make(cann_install
 def stack_lookup(**kw):
     from ansible.plugins.loader import lookup_loader
 
-    lookup_loader.add_directory(str(Path(__file__).resolve().parents[2] / "playbooks" / "plugins" / "lookup"))
+    lookup_loader.add_directory(str(Path(__file__).resolve().parents[2] / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "plugins" / "lookup"))
     return lookup_loader.get("npuenv_stack").run([], variables={}, **kw)[0]
 
 

@@ -213,13 +213,13 @@ def test_site_checks_identity_first_on_all_hosts_at_once_with_every_tag_and_in_c
     first = plays[0]
     assert first["hosts"] == "npu_nodes" and "serial" not in first and first["tags"] == ["always"]
     # then, in the same play, every role's inputs are checked, the lock taken and every host's entry
-    # checked (playbooks/roles/preflight/tasks/lock.yml)
+    # checked (the npuenv.ascend collection's roles/preflight/tasks/lock.yml)
     # (imported, static: the play's tags reach them)
     read, compare, tell, refuse, *inputs, facts, lock = first["tasks"]
     assert [i["ansible.builtin.import_role"]["tasks_from"] for i in inputs] == ["inputs"] * len(inputs) == ["inputs"] * 7
-    assert lock["ansible.builtin.import_role"] == {"name": "preflight", "tasks_from": "lock"}
+    assert lock["ansible.builtin.import_role"] == {"name": "npuenv.ascend.preflight", "tasks_from": "lock"}
     assert facts["ansible.builtin.setup"] == {"gather_subset": ["min"]}
-    assert read["ansible.builtin.command"]["argv"] == "{{ '/' | npuenv_identity_probe }}"
+    assert read["ansible.builtin.command"]["argv"] == "{{ '/' | npuenv.ascend.npuenv_identity_probe }}"
     assert read["check_mode"] is False and read["changed_when"] is False
     # the hosts are compared once, all of them, and the refusal set on each
     assert compare["run_once"] is True

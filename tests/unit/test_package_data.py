@@ -35,8 +35,8 @@ def test_every_file_of_the_packages_with_data_is_shipped():
 
 
 def test_a_file_outside_the_patterns_is_found(tmp_path, monkeypatch):
-    # the check itself: playbooks' library modules are shipped only by their pattern
+    # the check itself: the collection's modules are shipped only by their pattern
     patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["playbooks"]
     monkeypatch.setitem(PYPROJECT["tool"]["setuptools"]["package-data"], "playbooks",
-                        [p for p in patterns if not p.startswith("library/")])
-    assert ROOT / "playbooks/library/npuenv_files.py" in tracked("playbooks") - shipped("playbooks")
+                        [p for p in patterns if p != "collections/**/*.py"])
+    assert ROOT / "playbooks/collections/ansible_collections/npuenv/ascend/plugins/modules/npuenv_files.py" in tracked("playbooks") - shipped("playbooks")

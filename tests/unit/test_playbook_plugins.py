@@ -12,7 +12,7 @@ from ansible.errors import AnsibleError
 from playbooks import run as playbook_run
 from tests.conftest import ROOT
 
-PLUGINS = ROOT / "playbooks" / "plugins"
+PLUGINS = ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "plugins"
 
 
 def plugin(kind: str, name: str):

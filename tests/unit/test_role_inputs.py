@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 from tests.unit.test_playbook_plugins import plugin
 
 inputs = plugin("filter", "npuenv_inputs")
-ROLES = ROOT / "playbooks" / "roles"
+ROLES = ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "roles"
 # The roles whose inputs reach the node (validation's are the artefact and its arguments, from npuenv).
 CHECKED_ROLES = ("preflight", "npu_driver", "cann", "hccn", "python_stack", "ascend_env", "cluster_tuning")
 
@@ -112,7 +112,7 @@ def test_roles_check_their_inputs_first_and_site_checks_them_all(role):
     # before the play that changes anything starts
     first, rollout = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
     checked = next(task for task in first["tasks"]
-                   if task.get("ansible.builtin.import_role") == {"name": role, "tasks_from": "inputs"})
+                   if task.get("ansible.builtin.import_role") == {"name": f"npuenv.ascend.{role}", "tasks_from": "inputs"})
     names = [task["name"] for task in first["tasks"]]
     assert names.index(checked["name"]) < names.index("Lock | Take the lock and check every host has an entry")
     assert "roles" in rollout and "roles" not in first
@@ -126,7 +126,7 @@ NOT_WRITTEN_ON_THE_NODE = {"npuenv_installer_cache", "python_stack_wheelhouse", 
 
 def checked_kinds(role):
     """{variable: kind} as the role's tasks/inputs.yml hands them to npuenv_input_problems."""
-    return role_input_kinds(role)
+    return role_input_kinds(f"npuenv.ascend.{role}")
 
 
 @pytest.mark.parametrize("role", CHECKED_ROLES)

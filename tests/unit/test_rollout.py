@@ -19,7 +19,7 @@ from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
 from npuenv import cli
 from playbooks import rollout, run, status
-from playbooks.plugins.callback import npuenv_outcomes
+from playbooks.collections.ansible_collections.npuenv.ascend.plugins.callback import npuenv_outcomes
 from tests.unit import status_fakes as fakes
 
 BUSY_MESSAGE = ("NPUs 0, 3 run processes (pid 4000 python3, pid 4003 python3); training may be running: set "

@@ -418,7 +418,7 @@ def test_the_status_playbook_runs_one_task_per_node_with_the_cached_artefact():
     import yaml
     [play] = yaml.safe_load((run.PLAYBOOK_DIR / "status.yml").read_text())
     assert play["gather_facts"] is False and len(play["tasks"]) == 1
-    assert "npuenv_facts" in play["tasks"][0]
+    assert "npuenv.ascend.npuenv_facts" in play["tasks"][0]
 
 
 
@@ -430,7 +430,7 @@ def facts_action(tmp_path, args):
     import tempfile
     from types import SimpleNamespace
 
-    from playbooks.plugins.action import npuenv_facts
+    from playbooks.collections.ansible_collections.npuenv.ascend.plugins.action import npuenv_facts
 
     ran = []
 

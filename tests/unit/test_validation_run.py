@@ -445,8 +445,8 @@ def test_the_validation_role_runs_the_artefact_with_a_python_not_a_discovery_mod
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
 
-    [task] = yaml.safe_load((ROOT / "playbooks" / "roles" / "validation" / "tasks" / "main.yml").read_text())
-    expression = task["npuenv_artefact"]["python"]
+    [task] = yaml.safe_load((ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "roles" / "validation" / "tasks" / "main.yml").read_text())
+    expression = task["npuenv.ascend.npuenv_artefact"]["python"]
     variables = {"ansible_facts": {}, **hostvars}
     assert Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expression)) == python
 
