@@ -292,26 +292,19 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
 # --- the controller's packages -------------------------------------------------------
 
 def project_wheel(dest: Path, log: Log = _quiet) -> Path:
-    """npuenv's own wheel, built into ``dest`` from a copy of this project's source tree (setuptools
-    writes build/ and *.egg-info where it builds: the checkout is left as it was)."""
+    """npuenv's own wheel, built into ``dest`` from this project's source tree (the build backend,
+    hatchling, writes nothing into the tree: the checkout is left as it was, and may be read-only)."""
     pyproject = PROJECT_ROOT / "pyproject.toml"
     if not pyproject.is_file():
         raise UserError(f"npuenv runs from an installed copy ({PROJECT_ROOT}), not from its source tree, so its "
                         f"wheel cannot be built here; make the bundle from the npuenv checkout, or pass "
                         f"--no-controller (the site then installs npuenv itself)")
-    packages = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]["include"]
-    src = dest.parent / "npuenv-source"
-    src.mkdir(parents=True)
-    for entry in sorted(PROJECT_ROOT.iterdir()):
-        if entry.name in ("pyproject.toml", "README.md"):
-            shutil.copy2(entry, src / entry.name)
-        elif entry.is_dir() and any(fnmatch.fnmatchcase(entry.name, p.split(".")[0]) for p in packages):
-            shutil.copytree(entry, src / entry.name, ignore=shutil.ignore_patterns(*SKIP_NAMES, "*.pyc"))
+    backend = tomllib.loads(pyproject.read_text(encoding="utf-8"))["build-system"]["build-backend"]
     dest.mkdir(parents=True, exist_ok=True)
     args = ["wheel", "--no-deps", "-w", str(dest)]
-    if importlib.util.find_spec("setuptools") is not None:
+    if importlib.util.find_spec(backend.partition(".")[0]) is not None:
         args.append("--no-build-isolation")  # the build backend is here: no index needed for it
-    proc = run_pip(args + [str(src)], pip_env(), log)
+    proc = run_pip(args + [str(PROJECT_ROOT)], pip_env(), log)
     built = sorted(dest.glob("npuenv-*.whl"))
     if proc.returncode != 0 or len(built) != 1:
         raise UserError(f"building npuenv's wheel from {PROJECT_ROOT} failed (pip wheel exited "

@@ -165,6 +165,33 @@ def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: tuple,
     assert (out / "report.html").is_file()
 
 
+# Runs its arguments with the folder $1 mounted read-only, in a mount namespace of its own: the tests
+# run as root, which file modes do not stop, and the mount is seen by nothing else.
+READ_ONLY = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+
+
+def read_only(folder: Path, cmd: list) -> list[str]:
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", READ_ONLY, "sh", str(folder),
+            *map(str, cmd)]
+
+
+def test_pip_install_from_a_read_only_checkout(tmp_path):
+    wheels = controller_wheels()
+    env = offline_env(tmp_path)
+    probe = run(read_only(ROOT, ["touch", ROOT / "pyproject.toml"]), tmp_path, env)
+    assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe.stderr
+    bin_dir = fresh_venv(tmp_path / "venv", env)
+    # pip builds in an isolated environment with the build backend from the wheels folder, as a user's pip would
+    install = run(read_only(ROOT, [bin_dir / "python", "-m", "pip", "install", "--no-index", "--find-links", wheels,
+                                   ROOT]), tmp_path, env)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    site_packages = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
+    assert (site_packages / "playbooks" / "library" / "npuenv_files.py").is_file()
+    shown = run([bin_dir / "npuenv", "matrix", "resolve", "--row", ROW, "--python", PYTHON, "--arch", ARCH,
+                 "--format", "text"], tmp_path, env)
+    assert shown.returncode == 0 and "2.13.0" in shown.stdout, shown.stderr
+
+
 def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_path):
     wheels = controller_wheels()
     env = offline_env(tmp_path)
