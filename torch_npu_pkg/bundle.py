@@ -339,8 +339,8 @@ def gather_controller(dest: Path, opts: ControllerOptions, log: Log = _quiet) ->
                         f"those wheels) with --offline, or --no-controller to leave them out")
     wheels = [WheelInfo.read(p) for p in sorted(dest.glob("*.whl"))]
     lines = [f"# The controller's packages: npuenv and what it needs (Python {_python()}).",
-             f"#   python3 -m venv venv && venv/bin/pip install --no-index --find-links {CONTROLLER} "
-             f"-r {CONTROLLER}/requirements.txt", ""]
+             f"#   python3 -m venv {VENV} && {VENV}/bin/pip install --no-index --find-links {CONTROLLER} "
+             f"-r {CONTROLLER}/requirements.txt   (see {USAGE})", ""]
     for w in sorted(wheels, key=lambda w: w.name):
         lines += [f"{w.metadata_name}=={w.version} \\", f"    --hash=sha256:{w.sha256}"]
     (dest / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -366,36 +366,71 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+# USAGE.txt's commands are its lines that start with PROMPT (after their indentation), continued
+# by a trailing backslash: the tests run them as written. They run in the folder the archive was
+# unpacked in, then in the bundle's top folder.
+PROMPT = "$ "
+# The controller's virtual environment, beside the bundle's folder: inside it, every file of the venv
+# would be a file the bundle does not list (`bundle verify` refuses those).
+VENV = "../npuenv-venv"
+OUTPUTS = "../npuenv-out"   # where deploy's logs and validate's reports go: beside the folder too
+# What the site names in the commands itself.
+PLACEHOLDERS = ("INVENTORY",)
+
+
 def render_usage(stack: Stack, top: str, controller: dict | None = None) -> str:
     if controller:
         venv = f"""\
-3. The controller:      python{controller['python']} -m venv venv   (the packages are for Python {controller['python']}, {controller['platform']})
-                        venv/bin/pip install --no-index --find-links {CONTROLLER} -r {CONTROLLER}/requirements.txt
-4. Roll out:            venv/bin/npuenv deploy -i INVENTORY -e npuenv_installer_cache=$PWD/{INSTALLERS} \\
-                            -e npuenv_wheelhouse=$PWD/{WHEELHOUSE}
-                        (INVENTORY: copy {SOURCE}/playbooks/inventory/example; its npuenv_row names row {stack.row.torch_npu},
-                        Python {stack.python}, chip {stack.chip})
-5. Validate:            venv/bin/npuenv validate --target 'ansible://npu_nodes?inventory=INVENTORY' \\
-                            --lock {LOCK_FILE}
+3. The controller (Python {controller['python']}, {controller['platform']}): a virtual environment beside this folder,
+   made from the packages in {CONTROLLER}/, then the bundle checked again by npuenv:
+     {PROMPT}python{controller['python']} -m venv {VENV}
+     {PROMPT}{VENV}/bin/pip install --no-index --find-links {CONTROLLER} -r {CONTROLLER}/requirements.txt
+     {PROMPT}{VENV}/bin/npuenv bundle verify .
+4. Roll out (INVENTORY: your inventory; copy {SOURCE}/playbooks/inventory/example, whose npuenv_row names
+   row {stack.row.torch_npu}, Python {stack.python}, chip {stack.chip}):
+     {PROMPT}{VENV}/bin/npuenv deploy -i INVENTORY -e npuenv_installer_cache=$PWD/{INSTALLERS} \\
+           -e npuenv_wheelhouse=$PWD/{WHEELHOUSE} --log-dir {OUTPUTS}/deploy
+5. Validate:
+     {PROMPT}{VENV}/bin/npuenv validate --target 'ansible://npu_nodes?inventory=INVENTORY' --lock {LOCK_FILE} \\
+           --out {OUTPUTS}/validation
 """
     else:
         venv = f"""\
-3. The controller:      this bundle carries no controller packages (made with --no-controller): install
-                        npuenv on the controller, then point its playbooks at {INSTALLERS}/ and {WHEELHOUSE}/.
+3. The controller: this bundle carries no controller packages (made with --no-controller): install
+   npuenv on the controller, then point its playbooks at {INSTALLERS}/ and {WHEELHOUSE}/.
 """
     return f"""\
 npuenv offline bundle: torch_npu {stack.row.torch_npu}, torch {stack.row.torch}, CANN {stack.row.cann},
-Python {stack.python}, {stack.arch}, chip {stack.chip}. Nothing here needs a network.
+Python {stack.python}, {stack.arch}, {stack.os}, chip {stack.chip}. Nothing here needs a network.
+The commands are the lines that start with "{PROMPT.strip()}"; run them in order, from the folder this
+bundle was unpacked in.
 
-1. Check it:            cd {top} && sha256sum -c SHA256SUMS
-                        (or, with npuenv installed: npuenv bundle verify {top})
-2. Python packages:     the nodes' wheelhouse is {WHEELHOUSE}/ (the playbooks push it); by hand:
-                        pip install --no-index --find-links {WHEELHOUSE} -r {WHEELHOUSE}/requirements.txt
+1. Check it:
+     {PROMPT}cd {top} && sha256sum -c --quiet SHA256SUMS
+2. Python packages: the nodes' wheelhouse is {WHEELHOUSE}/ (the playbooks push it); by hand, on a node:
+     pip install --no-index --find-links {WHEELHOUSE} -r {WHEELHOUSE}/requirements.txt
 {venv}
 {INSTALLERS}/ holds the stack's .run packages and their SHA256SUMS; {SOURCE}/ holds the playbooks and the
 matrix this bundle was made from (also inside npuenv's wheel in {CONTROLLER}/). {LOCK_FILE} is the stack's
 lock (`npuenv lock show {LOCK_FILE}`): the installers here are the ones it pins.
 """
+
+
+def usage_commands(usage: str) -> list[str]:
+    """USAGE.txt's commands, in order: each PROMPT line with its continuation lines."""
+    commands, current = [], None
+    for line in usage.splitlines():
+        text = line.strip()
+        if current is not None:
+            current += "\n" + text
+        elif text.startswith(PROMPT):
+            current = text[len(PROMPT):]
+        else:
+            continue
+        if not current.endswith("\\"):
+            commands.append(current)
+            current = None
+    return commands
 
 
 # --- verifying ------------------------------------------------------------------
@@ -568,6 +603,7 @@ def verify_dir(root: Path) -> list[str]:
         return [why]
     hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(data)
     sums_data = None
+    venvs = set()
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
         for name in sorted(dirnames + filenames):
@@ -577,6 +613,12 @@ def verify_dir(root: Path) -> list[str]:
             rel = p.relative_to(root).as_posix()
             if p.is_symlink():
                 problems.append(f"{rel}: a symbolic link; a bundle holds plain files only (not followed)")
+                continue
+            if name in dirnames and _stray_venv(p, rel, manifest):
+                problems.append(f"{rel}/: a Python virtual environment inside the bundle's folder, which is not "
+                                f"part of the bundle; not read (make it outside the folder, as {USAGE} does: "
+                                f"python3 -m venv {VENV})")
+                venvs.add(name)
                 continue
             if name in dirnames or rel == BUNDLE_MANIFEST:
                 continue
@@ -601,7 +643,8 @@ def verify_dir(root: Path) -> list[str]:
                     refused.add(rel)
                 else:
                     hashes[rel] = digest
-        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
+        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink() and d not in venvs)
+        venvs.clear()
     problems += _check(hashes, refused, sums_data, manifest, str(root))
     house = root / WHEELHOUSE   # always this folder: the manifest's word is not followed
     # Only a wheelhouse whose every file the bundle vouched for (sizes included) is read further.
@@ -611,6 +654,14 @@ def verify_dir(root: Path) -> list[str]:
         except UserError as e:
             problems.append(f"{WHEELHOUSE}: {e}")
     return problems
+
+
+def _stray_venv(folder: Path, rel: str, manifest: dict) -> bool:
+    """Whether ``folder`` is a virtual environment (its pyvenv.cfg) holding nothing the manifest lists:
+    one problem for it, not one for each of its thousands of files."""
+    marker = folder / "pyvenv.cfg"
+    return marker.is_file() and not marker.is_symlink() and \
+        not any(f.startswith(rel + "/") for f in manifest["files"])
 
 
 def _check(hashes: dict[str, str], refused: set[str], sums_data: bytes | None, manifest: dict,

@@ -3,9 +3,12 @@
 * `pip install .` (not editable) into a fresh virtual environment outside the
   checkout: `npuenv image render`, `npuenv deploy --check` against a simulated
   node and `npuenv validate` work from the installed copy alone;
-* an air-gapped site: a bundle unpacked in a clean folder, a fresh virtual
+* `pip install` from the checkout mounted read-only: the build writes nothing
+  into the source tree;
+* an air-gapped site: a bundle unpacked in a clean folder and the commands of
+  its USAGE.txt run as written (the rollout in check mode): a fresh virtual
   environment made only from the bundle's own wheels with pip's index turned
-  off, and `deploy --check` and `validate` run from there.
+  off, `bundle verify`, `deploy` and `validate`.
 
 The controller's wheels (npuenv's dependencies and its `controller` extra:
 ansible-core, pytest-testinfra) are fetched once from PyPI into
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,8 +36,10 @@ from tests.fixtures.wheelhouse.synth import make_stack_wheels
 from tests.integration.conftest import stack_for
 from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
+from torch_npu_pkg import bundle
 
 ROW, PYTHON, ARCH, CHIP = "2.13.0", "3.11", "x86_64", "910b"
+NODE_OS = "debian12"   # the simulated nodes' OS: the bundle's lock must have an entry for it
 PREFIX = sim_nodes.checkout_prefix("npu-sim-i")
 CONTROLLER_CACHE = ROOT / ".cache" / "wheels" / "controller"
 
@@ -226,25 +232,47 @@ def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_p
     check_deploy_and_validate(bin_dir, site, env, node, inputs["installers"], inputs["wheelhouse"], push=True)
 
 
-def test_an_unpacked_bundle_runs_offline_from_its_own_wheels(node, inputs, tmp_path):
-    wheels = controller_wheels()
-    archive = tmp_path / "made" / "bundle.tar"
+def make_bundle(inputs: dict, wheels: Path, archive: Path) -> None:
     made = subprocess.run([sys.executable, "-m", "npuenv", "bundle", "make", "--wheelhouse", str(inputs["wheelhouse"]),
                            "--installers", str(inputs["installers"]), "--out", str(archive),
-                           "--controller-wheels", str(wheels), "--offline"], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           "--controller-wheels", str(wheels), "--offline", "--os", NODE_OS], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert made.returncode == 0, made.stderr[-3000:]
 
+
+def usage_script(commands: list[str], **values: str) -> str:
+    """USAGE.txt's commands as one shell script that stops at the first failure, each placeholder
+    given its value (plain paths: they stand where USAGE.txt wrote the placeholder, quotes and all)."""
+    script = "set -eu\n" + "\n".join(commands) + "\n"
+    for name, value in values.items():
+        assert name in bundle.PLACEHOLDERS and re.fullmatch(r"[\w/.-]+", value), (name, value)
+        script = script.replace(name, value)
+    return script
+
+
+def test_the_bundles_usage_runs_word_for_word_offline(node, inputs, tmp_path):
+    archive = tmp_path / "made" / "bundle.tar"
+    make_bundle(inputs, controller_wheels(), archive)
     env = offline_env(tmp_path)
     site = tmp_path / "site"
     site.mkdir()
     subprocess.run(["tar", "-xf", str(archive), "-C", str(site)], check=True)
     (top,) = list(site.iterdir())
-    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=top).returncode == 0
-    # USAGE.txt's steps, as written there
-    bin_dir = fresh_venv(top / "venv", env)
-    install = run([bin_dir / "pip", "install", "--no-index", "--find-links", "controller", "-r",
-                   "controller/requirements.txt"], top, env)
-    assert install.returncode == 0, install.stderr[-3000:]
-    assert run([bin_dir / "npuenv", "bundle", "verify", archive], top, env).returncode == 0
-    check_deploy_and_validate(bin_dir, top, env, node, top / "installers", top / "wheelhouse", push=False)
+    commands = bundle.usage_commands((top / "USAGE.txt").read_text())
+    name, access = node
+    inventory = write_inventory(site / "inventory.yml", [name], access, installers=top / "installers",
+                                wheelhouse=top / "wheelhouse")
+    # The one change to USAGE.txt's words: its rollout runs in check mode here (test_fleet rolls a whole
+    # stack out for real); the node is left as it was, and validation finds no driver on it.
+    commands = [c + " --check" if " deploy " in c else c for c in commands]
+    flow = run(["bash", "-c", usage_script(commands, INVENTORY=str(inventory))], site, env)
+    out = flow.stdout + flow.stderr
+    results = site / bundle.OUTPUTS.removeprefix("../") / "validation" / "results.json"
+    assert flow.returncode == 1 and results.is_file(), out[-6000:]   # validate's exit: a check failed
+    assert recap(flow.stdout)[name]["failed"] == 0 and recap(flow.stdout)[name]["changed"] > 0, out[-4000:]
+    assert subprocess.run(["podman", "exec", name, "test", "-e", "/usr/local/Ascend/driver"]).returncode == 1
+    status = {r["check"]: r["status"] for r in json.loads(results.read_text())["results"]}
+    assert status["driver_version"] == "failed" and "error" not in status.values(), status
+    # the flow left the bundle's folder as it was: verified again, it is whole
+    again = run([site / bundle.VENV.removeprefix("../") / "bin" / "npuenv", "bundle", "verify", top], site, env)
+    assert again.returncode == 0, again.stderr[-3000:]

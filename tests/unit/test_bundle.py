@@ -106,9 +106,34 @@ def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages
     reqs = (unpacked / "controller" / "requirements.txt").read_text()
     npuenv_wheel = next((unpacked / "controller").glob("npuenv-*.whl"))
     assert f"npuenv==0.1.0 \\\n    --hash=sha256:{checksums.sha256_file(npuenv_wheel)}" in reqs
-    usage = (unpacked / "USAGE.txt").read_text()
-    assert "venv/bin/pip install --no-index --find-links controller -r controller/requirements.txt" in usage
-    assert "--lock npuenv.lock.json" in usage
+    commands = bundle.usage_commands((unpacked / "USAGE.txt").read_text())
+    assert commands[0] == f"cd {unpacked.name} && sha256sum -c --quiet SHA256SUMS"
+    assert f"{bundle.VENV}/bin/pip install --no-index --find-links controller -r controller/requirements.txt" \
+        in commands
+    assert f"{bundle.VENV}/bin/npuenv bundle verify ." in commands
+    assert "--lock npuenv.lock.json" in commands[-1]
+    # the venv is made outside the bundle's folder (tests/integration/test_install.py runs the commands)
+    assert not (unpacked / bundle.VENV).resolve().is_relative_to(unpacked)
+
+
+def test_usage_commands_are_the_prompt_lines_with_their_continuations():
+    usage = "1. Do:\n     $ a \\\n         b\n   not this\n  $ c 'd e'\n$x\n"
+    assert bundle.usage_commands(usage) == ["a \\\nb", "c 'd e'"]
+
+
+def test_a_venv_inside_the_bundle_folder_is_one_problem_that_says_where_it_belongs(unpacked, capsys):
+    venv = unpacked / "venv"   # what following an older USAGE.txt left: thousands of files the bundle does not list
+    for i in range(200):
+        (venv / "lib" / f"m{i}").mkdir(parents=True)
+        (venv / "lib" / f"m{i}" / "__init__.py").write_text("")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert main(["bundle", "verify", str(unpacked)]) == 1
+    err = capsys.readouterr().err
+    assert "venv/: a Python virtual environment inside the bundle's folder" in err
+    assert f"python3 -m venv {bundle.VENV}" in err and "venv/lib" not in err
+    (venv / "pyvenv.cfg").unlink()   # not a venv: every file is refused, as any stray file is
+    assert main(["bundle", "verify", str(unpacked)]) == 1
+    assert "venv/lib/m0/__init__.py: not in MANIFEST.json; not read" in capsys.readouterr().err
 
 
 def test_installers_without_sums_or_unlisted_are_not_bundled(inputs, tmp_path, capsys):
