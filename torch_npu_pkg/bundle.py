@@ -34,12 +34,14 @@ import os
 import shutil
 import stat
 import sys
-import sysconfig
 import tarfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 import compat_matrix as cm
 from compat_matrix import Stack, UserError, checksums, outputs
@@ -243,7 +245,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
             entries += [(f"{SOURCE}/{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
         controller_info = None
         if controller.include:
-            controller_info = gather_controller(work / CONTROLLER, controller, log)
+            controller_info = gather_controller(work / CONTROLLER, controller, matrix or cm.load_matrix(), log)
             entries += [(f"{CONTROLLER}/{p.name}", p) for p in sorted((work / CONTROLLER).iterdir())]
         log(f"bundle: hashing {len(entries)} files")
         hashes = {arc: sha256_file(src) for arc, src in entries}
@@ -312,13 +314,32 @@ def project_wheel(dest: Path, log: Log = _quiet) -> Path:
     return built[0]
 
 
-def gather_controller(dest: Path, opts: ControllerOptions, log: Log = _quiet) -> dict:
+# The controller's wheels are manylinux2014 ones (glibc 2.17 or later: every Linux the matrix's
+# OSes ship), for each Python and arch of controller_targets.
+CONTROLLER_PLATFORM = "manylinux2014"
+
+
+def controller_targets(requires_python: str | None, matrix: cm.Matrix) -> list[tuple[str, str]]:
+    """(Python, arch) pairs the bundle's controller wheels are for: every Python a matrix row supports
+    that npuenv's Requires-Python allows, on every arch of the matrix."""
+    allowed = SpecifierSet(requires_python or "")
+    pythons = sorted({v for row in matrix.rows for v in row.python if Version(v) in allowed}, key=Version)
+    return [(py, arch) for py in pythons for arch in matrix.platforms.archs]
+
+
+def target_args(python: str, arch: str) -> list[str]:
+    """pip download's options for CPython ``python`` on Linux ``arch`` (wheels only)."""
+    return ["--only-binary=:all:", "--implementation", "cp", "--python-version", python,
+            "--platform", f"{CONTROLLER_PLATFORM}_{arch}"]
+
+
+def gather_controller(dest: Path, opts: ControllerOptions, matrix: cm.Matrix, log: Log = _quiet) -> dict:
     """npuenv's wheel and every wheel it needs on the controller (its ``controller`` extra:
-    Ansible, pytest-testinfra), for this Python and platform, with a hash-pinned requirements.txt."""
-    build_dir = dest.parent / "npuenv-wheel"
-    own = project_wheel(build_dir, log)
-    dest.mkdir(parents=True, exist_ok=True)
-    args = ["download", "--only-binary=:all:", "-d", str(dest)]
+    Ansible, pytest-testinfra), for each of controller_targets, with a hash-pinned requirements.txt
+    that serves them all (one version of each package; a wheel only some targets need is marked so)."""
+    own = project_wheel(dest.parent / "npuenv-wheel", log)
+    targets = controller_targets(WheelInfo.read(own).requires_python, matrix)
+    args = ["download"]
     for d in opts.find_links:
         if not Path(d).is_dir():
             raise UserError(f"--controller-wheels {d} is not a directory")
@@ -330,26 +351,57 @@ def gather_controller(dest: Path, opts: ControllerOptions, log: Log = _quiet) ->
     lock = PROJECT_ROOT / "requirements.lock"
     if lock.is_file():
         args += ["-c", str(lock)]  # the versions this project is tested with
-    log("bundle: gathering the controller's packages (npuenv, Ansible, pytest-testinfra)")
-    proc = run_pip(args + [f"npuenv[{CONTROLLER_EXTRA}] @ {own.as_uri()}"], pip_env(), log)
-    if proc.returncode != 0:
-        where = "the --controller-wheels folders" if opts.offline else "the package index"
-        raise UserError(f"pip could not gather the controller's packages from {where} (pip download exited "
-                        f"{proc.returncode}):\n{pip_tail(proc)}\npass --controller-wheels DIR (a folder with "
-                        f"those wheels) with --offline, or --no-controller to leave them out")
-    wheels = [WheelInfo.read(p) for p in sorted(dest.glob("*.whl"))]
-    lines = [f"# The controller's packages: npuenv and what it needs (Python {_python()}).",
+    log(f"bundle: gathering the controller's packages (npuenv, Ansible, pytest-testinfra) for "
+        f"{len(targets)} Python/arch pairs")
+    wanted = f"npuenv[{CONTROLLER_EXTRA}] @ {own.as_uri()}"
+    pins = dest.parent / "controller-pins.txt"
+    used: dict[str, set[tuple[str, str]]] = {}   # wheel file -> the targets it serves
+    for python, arch in targets:
+        got = dest.parent / f"controller-{python}-{arch}"
+        proc = run_pip(args + target_args(python, arch) + ["-d", str(got), wanted], pip_env(), log)
+        if proc.returncode != 0:
+            where = "the --controller-wheels folders" if opts.offline else "the package index"
+            raise UserError(f"pip could not gather the controller's packages for Python {python} on {arch} from "
+                            f"{where} (pip download exited {proc.returncode}):\n{pip_tail(proc)}\npass "
+                            f"--controller-wheels DIR (a folder with those wheels) with --offline, or "
+                            f"--no-controller to leave them out")
+        for wheel in got.glob("*.whl"):
+            used.setdefault(wheel.name, set()).add((python, arch))
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(wheel, dest / wheel.name)
+        if not pins.exists():   # every later target gets the versions the first one got
+            pins.write_text("".join(f"{w.metadata_name}=={w.version}\n" for w in map(WheelInfo.read,
+                                                                                    got.glob("*.whl"))))
+            args += ["-c", str(pins)]
+    (dest / "requirements.txt").write_text(requirements(dest, used, targets), encoding="utf-8")
+    return {"path": CONTROLLER, "pythons": sorted({p for p, _ in targets}, key=Version),
+            "archs": sorted({a for _, a in targets}), "platform": CONTROLLER_PLATFORM,
+            "wheels": sorted(used)}
+
+
+def requirements(folder: Path, used: dict[str, set[tuple[str, str]]], targets: list[tuple[str, str]]) -> str:
+    """requirements.txt for the wheels in ``folder``: each project pinned with the hashes of its
+    wheels, and an environment marker when it serves only some ``targets``."""
+    projects: dict[str, list[WheelInfo]] = {}
+    for name in sorted(used):
+        info = WheelInfo.read(folder / name)
+        projects.setdefault(info.name, []).append(info)
+    lines = ["# The controller's packages: npuenv and what it needs, for CPython "
+             f"{', '.join(sorted({p for p, _ in targets}, key=Version))} on {', '.join(sorted({a for _, a in targets}))}.",
              f"#   python3 -m venv {VENV} && {VENV}/bin/pip install --no-index --find-links {CONTROLLER} "
              f"-r {CONTROLLER}/requirements.txt   (see {USAGE})", ""]
-    for w in sorted(wheels, key=lambda w: w.name):
-        lines += [f"{w.metadata_name}=={w.version} \\", f"    --hash=sha256:{w.sha256}"]
-    (dest / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"path": CONTROLLER, "python": _python(), "platform": sysconfig.get_platform(),
-            "wheels": sorted(w.filename for w in wheels)}
-
-
-def _python() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
+    for project, wheels in sorted(projects.items()):
+        versions = {w.version for w in wheels}
+        if len(versions) != 1:
+            raise UserError(f"the controller's targets got {project} at several versions "
+                            f"({', '.join(map(str, sorted(versions)))}); pin one in requirements.lock")
+        served = set().union(*(used[w.filename] for w in wheels))
+        marker = "" if served == set(targets) else " ; " + " or ".join(
+            f'(python_version == "{p}" and platform_machine == "{a}")' for p, a in sorted(served))
+        lines.append(f"{wheels[0].metadata_name}=={wheels[0].version}{marker} \\")
+        lines += [f"    --hash=sha256:{h} \\" for h in sorted({w.sha256 for w in wheels})]
+        lines[-1] = lines[-1].removesuffix(" \\")
+    return "\n".join(lines) + "\n"
 
 
 def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -381,9 +433,10 @@ PLACEHOLDERS = ("INVENTORY",)
 def render_usage(stack: Stack, top: str, controller: dict | None = None) -> str:
     if controller:
         venv = f"""\
-3. The controller (Python {controller['python']}, {controller['platform']}): a virtual environment beside this folder,
-   made from the packages in {CONTROLLER}/, then the bundle checked again by npuenv:
-     {PROMPT}python{controller['python']} -m venv {VENV}
+3. The controller: a virtual environment beside this folder, made from the packages in {CONTROLLER}/
+   (for CPython {', '.join(controller['pythons'])} on {' or '.join(controller['archs'])} Linux with glibc 2.17 or later:
+   python3 must be one of those), then the bundle checked again by npuenv:
+     {PROMPT}python3 -m venv {VENV}
      {PROMPT}{VENV}/bin/pip install --no-index --find-links {CONTROLLER} -r {CONTROLLER}/requirements.txt
      {PROMPT}{VENV}/bin/npuenv bundle verify .
 4. Roll out (INVENTORY: your inventory; copy {SOURCE}/playbooks/inventory/example, whose npuenv_row names

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import compat_matrix as cm
 from tests.conftest import ROOT, reachable
 from tests.fixtures.wheelhouse.synth import make_stack_wheels
 from tests.integration.conftest import stack_for
@@ -58,23 +59,27 @@ def write_inventory(path: Path, names: list[str], access: sim_nodes.SshAccess, *
 
 
 def controller_wheels() -> Path:
-    """npuenv's dependencies, its controller extra and its build backend, as wheels at the versions of
-    requirements.lock: fetched once (the lists are read from pyproject.toml)."""
+    """npuenv's dependencies and its controller extra, as wheels at the versions of requirements.lock for
+    each Python and arch a bundle carries them for (bundle.controller_targets), and its build backend for
+    this Python: fetched once (the lists are read from pyproject.toml)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    wanted = (project["project"]["dependencies"] + project["project"]["optional-dependencies"]["controller"]
-              + project["build-system"]["requires"])
+    wanted = project["project"]["dependencies"] + project["project"]["optional-dependencies"]["controller"]
+    targets = bundle.controller_targets(project["project"]["requires-python"], cm.load_matrix())
     lock = ROOT / "requirements.lock"
-    key = hashlib.sha256((json.dumps(wanted) + lock.read_text()).encode()).hexdigest()[:16]
-    done = CONTROLLER_CACHE / f".complete-{key}"
+    key = hashlib.sha256((json.dumps([wanted, targets, project["build-system"]]) + lock.read_text()).encode())
+    done = CONTROLLER_CACHE / f".complete-{key.hexdigest()[:16]}"
     if done.exists():
         return CONTROLLER_CACHE
     if not reachable("pypi.org"):
         pytest.skip("pypi.org cannot be reached to fetch the controller's wheels (ansible-core, pytest-testinfra) "
                     "once into .cache/wheels/controller")
     CONTROLLER_CACHE.mkdir(parents=True, exist_ok=True)
-    got = subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-d", str(CONTROLLER_CACHE),
-                          "-c", str(lock), *wanted], capture_output=True, text=True)
-    assert got.returncode == 0, got.stderr[-3000:]
+    fetches = [["--only-binary=:all:", *project["build-system"]["requires"]]]
+    fetches += [[*bundle.target_args(python, arch), *wanted] for python, arch in targets]
+    for args in fetches:
+        got = subprocess.run([sys.executable, "-m", "pip", "download", "-d", str(CONTROLLER_CACHE), "-c", str(lock),
+                              *args], capture_output=True, text=True)
+        assert got.returncode == 0, got.stderr[-3000:]
     done.touch()
     return CONTROLLER_CACHE
 
@@ -250,7 +255,26 @@ def usage_script(commands: list[str], **values: str) -> str:
     return script
 
 
-def test_the_bundles_usage_runs_word_for_word_offline(node, inputs, tmp_path):
+# Debian 13's python3 (3.13), a controller on another Python than this one; setup-engine.sh makes it.
+SETUP_ENGINE = ROOT / "tests" / "sim" / "setup-engine.sh"
+OTHER_PYTHON_IMAGE = re.search(r'OTHER_PYTHON_IMAGE="\$\{OTHER_PYTHON_IMAGE:-([^}]+)\}"', SETUP_ENGINE.read_text())[1]
+
+
+def here(script: str, env: dict, cwd: Path) -> list[str]:
+    return ["bash", "-c", script]
+
+
+def on_other_python(script: str, env: dict, cwd: Path) -> list[str]:
+    """``script`` run in OTHER_PYTHON_IMAGE with its python3, in the same folder: /tmp (the test's
+    folders, the node's SSH key and known_hosts) at its own path, the host's loopback (the node's sshd)."""
+    if subprocess.run(["podman", "image", "exists", OTHER_PYTHON_IMAGE]).returncode != 0:
+        pytest.fail(f"{OTHER_PYTHON_IMAGE} is missing: `make engine` ({SETUP_ENGINE.relative_to(ROOT)}) makes it")
+    return ["podman", "run", "--rm", "--network", "host", "-v", "/tmp:/tmp", "-w", str(cwd),
+            *[f"--env={k}={v}" for k, v in env.items()], OTHER_PYTHON_IMAGE, "bash", "-c", script]
+
+
+@pytest.mark.parametrize("runner, python", [(here, "3.11"), (on_other_python, "3.13")], ids=["here", "python3.13"])
+def test_the_bundles_usage_runs_word_for_word_offline(node, inputs, tmp_path, runner, python):
     archive = tmp_path / "made" / "bundle.tar"
     make_bundle(inputs, controller_wheels(), archive)
     env = offline_env(tmp_path)
@@ -265,8 +289,10 @@ def test_the_bundles_usage_runs_word_for_word_offline(node, inputs, tmp_path):
     # The one change to USAGE.txt's words: its rollout runs in check mode here (test_fleet rolls a whole
     # stack out for real); the node is left as it was, and validation finds no driver on it.
     commands = [c + " --check" if " deploy " in c else c for c in commands]
-    flow = run(["bash", "-c", usage_script(commands, INVENTORY=str(inventory))], site, env)
+    flow = run(runner(usage_script(commands, INVENTORY=str(inventory)), env, site), site, env)
     out = flow.stdout + flow.stderr
+    venv = site / bundle.VENV.removeprefix("../")
+    assert f"version = {python}." in (venv / "pyvenv.cfg").read_text(), out[-3000:]
     results = site / bundle.OUTPUTS.removeprefix("../") / "validation" / "results.json"
     assert flow.returncode == 1 and results.is_file(), out[-6000:]   # validate's exit: a check failed
     assert recap(flow.stdout)[name]["failed"] == 0 and recap(flow.stdout)[name]["changed"] > 0, out[-4000:]
@@ -274,5 +300,5 @@ def test_the_bundles_usage_runs_word_for_word_offline(node, inputs, tmp_path):
     status = {r["check"]: r["status"] for r in json.loads(results.read_text())["results"]}
     assert status["driver_version"] == "failed" and "error" not in status.values(), status
     # the flow left the bundle's folder as it was: verified again, it is whole
-    again = run([site / bundle.VENV.removeprefix("../") / "bin" / "npuenv", "bundle", "verify", top], site, env)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = run(runner(f"{venv}/bin/npuenv bundle verify {top}", env, site), site, env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
