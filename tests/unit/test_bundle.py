@@ -59,7 +59,8 @@ def archive(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "bundle.tar"
     before = checkout_build_state()
     assert main(make_args(inputs, out)) == 0
-    # the checkout the wheel was built from is left as it was (an editable install's egg-info stays)
+    # the checkout the wheel was built from is left as it was: no build/ nor *.egg-info written (an older
+    # editable install's egg-info stays)
     assert checkout_build_state() == before
     return out
 
