@@ -9,7 +9,8 @@ A bundle holds, under one top folder::
                       their SHA256SUMS: the site's installer cache
     wheelhouse/       the nodes' offline wheelhouse (see wheelhouse.py)
     controller/       npuenv's wheel and what it needs on the controller (Ansible,
-                      pytest-testinfra), with a hash-pinned requirements.txt
+                      pytest-testinfra) for every CPython and arch of controller_targets,
+                      with one hash-pinned requirements.txt
     source/           playbooks/, compat_matrix/ and validation/: the playbooks and the
                       packages their plugins import, to read or to run with
                       ansible-playbook (PYTHONPATH=source). In a folder of their own, so
