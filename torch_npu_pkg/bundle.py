@@ -9,7 +9,8 @@ A bundle holds, under one top folder::
                       their SHA256SUMS: the site's installer cache
     wheelhouse/       the nodes' offline wheelhouse (see wheelhouse.py)
     controller/       npuenv's wheel and what it needs on the controller (Ansible,
-                      pytest-testinfra), with a hash-pinned requirements.txt
+                      pytest-testinfra) for every CPython and arch of controller_targets,
+                      with one hash-pinned requirements.txt
     source/           playbooks/, compat_matrix/ and validation/: the playbooks and the
                       packages their plugins import, to read or to run with
                       ansible-playbook (PYTHONPATH=source). In a folder of their own, so
@@ -34,12 +35,14 @@ import os
 import shutil
 import stat
 import sys
-import sysconfig
 import tarfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 import compat_matrix as cm
 from compat_matrix import Stack, UserError, checksums, outputs
@@ -247,7 +250,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
         entries.append((f"collection/{built.name}", built))
         controller_info = None
         if controller.include:
-            controller_info = gather_controller(work / CONTROLLER, controller, log)
+            controller_info = gather_controller(work / CONTROLLER, controller, matrix or cm.load_matrix(), log)
             entries += [(f"{CONTROLLER}/{p.name}", p) for p in sorted((work / CONTROLLER).iterdir())]
         log(f"bundle: hashing {len(entries)} files")
         hashes = {arc: sha256_file(src) for arc, src in entries}
@@ -296,26 +299,19 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
 # --- the controller's packages -------------------------------------------------------
 
 def project_wheel(dest: Path, log: Log = _quiet) -> Path:
-    """npuenv's own wheel, built into ``dest`` from a copy of this project's source tree (setuptools
-    writes build/ and *.egg-info where it builds: the checkout is left as it was)."""
+    """npuenv's own wheel, built into ``dest`` from this project's source tree (the build backend,
+    hatchling, writes nothing into the tree: the checkout is left as it was, and may be read-only)."""
     pyproject = PROJECT_ROOT / "pyproject.toml"
     if not pyproject.is_file():
         raise UserError(f"npuenv runs from an installed copy ({PROJECT_ROOT}), not from its source tree, so its "
                         f"wheel cannot be built here; make the bundle from the npuenv checkout, or pass "
                         f"--no-controller (the site then installs npuenv itself)")
-    packages = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]["include"]
-    src = dest.parent / "npuenv-source"
-    src.mkdir(parents=True)
-    for entry in sorted(PROJECT_ROOT.iterdir()):
-        if entry.name in ("pyproject.toml", "README.md"):
-            shutil.copy2(entry, src / entry.name)
-        elif entry.is_dir() and any(fnmatch.fnmatchcase(entry.name, p.split(".")[0]) for p in packages):
-            shutil.copytree(entry, src / entry.name, ignore=shutil.ignore_patterns(*SKIP_NAMES, "*.pyc"))
+    backend = tomllib.loads(pyproject.read_text(encoding="utf-8"))["build-system"]["build-backend"]
     dest.mkdir(parents=True, exist_ok=True)
     args = ["wheel", "--no-deps", "-w", str(dest)]
-    if importlib.util.find_spec("setuptools") is not None:
+    if importlib.util.find_spec(backend.partition(".")[0]) is not None:
         args.append("--no-build-isolation")  # the build backend is here: no index needed for it
-    proc = run_pip(args + [str(src)], pip_env(), log)
+    proc = run_pip(args + [str(PROJECT_ROOT)], pip_env(), log)
     built = sorted(dest.glob("npuenv-*.whl"))
     if proc.returncode != 0 or len(built) != 1:
         raise UserError(f"building npuenv's wheel from {PROJECT_ROOT} failed (pip wheel exited "
@@ -323,13 +319,32 @@ def project_wheel(dest: Path, log: Log = _quiet) -> Path:
     return built[0]
 
 
-def gather_controller(dest: Path, opts: ControllerOptions, log: Log = _quiet) -> dict:
+# The controller's wheels are manylinux2014 ones (glibc 2.17 or later: every Linux the matrix's
+# OSes ship), for each Python and arch of controller_targets.
+CONTROLLER_PLATFORM = "manylinux2014"
+
+
+def controller_targets(requires_python: str | None, matrix: cm.Matrix) -> list[tuple[str, str]]:
+    """(Python, arch) pairs the bundle's controller wheels are for: every Python a matrix row supports
+    that npuenv's Requires-Python allows, on every arch of the matrix."""
+    allowed = SpecifierSet(requires_python or "")
+    pythons = sorted({v for row in matrix.rows for v in row.python if Version(v) in allowed}, key=Version)
+    return [(py, arch) for py in pythons for arch in matrix.platforms.archs]
+
+
+def target_args(python: str, arch: str) -> list[str]:
+    """pip download's options for CPython ``python`` on Linux ``arch`` (wheels only)."""
+    return ["--only-binary=:all:", "--implementation", "cp", "--python-version", python,
+            "--platform", f"{CONTROLLER_PLATFORM}_{arch}"]
+
+
+def gather_controller(dest: Path, opts: ControllerOptions, matrix: cm.Matrix, log: Log = _quiet) -> dict:
     """npuenv's wheel and every wheel it needs on the controller (its ``controller`` extra:
-    Ansible, pytest-testinfra), for this Python and platform, with a hash-pinned requirements.txt."""
-    build_dir = dest.parent / "npuenv-wheel"
-    own = project_wheel(build_dir, log)
-    dest.mkdir(parents=True, exist_ok=True)
-    args = ["download", "--only-binary=:all:", "-d", str(dest)]
+    Ansible, pytest-testinfra), for each of controller_targets, with a hash-pinned requirements.txt
+    that serves them all (one version of each package; a wheel only some targets need is marked so)."""
+    own = project_wheel(dest.parent / "npuenv-wheel", log)
+    targets = controller_targets(WheelInfo.read(own).requires_python, matrix)
+    args = ["download"]
     for d in opts.find_links:
         if not Path(d).is_dir():
             raise UserError(f"--controller-wheels {d} is not a directory")
@@ -341,26 +356,57 @@ def gather_controller(dest: Path, opts: ControllerOptions, log: Log = _quiet) ->
     lock = PROJECT_ROOT / "requirements.lock"
     if lock.is_file():
         args += ["-c", str(lock)]  # the versions this project is tested with
-    log("bundle: gathering the controller's packages (npuenv, Ansible, pytest-testinfra)")
-    proc = run_pip(args + [f"npuenv[{CONTROLLER_EXTRA}] @ {own.as_uri()}"], pip_env(), log)
-    if proc.returncode != 0:
-        where = "the --controller-wheels folders" if opts.offline else "the package index"
-        raise UserError(f"pip could not gather the controller's packages from {where} (pip download exited "
-                        f"{proc.returncode}):\n{pip_tail(proc)}\npass --controller-wheels DIR (a folder with "
-                        f"those wheels) with --offline, or --no-controller to leave them out")
-    wheels = [WheelInfo.read(p) for p in sorted(dest.glob("*.whl"))]
-    lines = [f"# The controller's packages: npuenv and what it needs (Python {_python()}).",
-             f"#   python3 -m venv venv && venv/bin/pip install --no-index --find-links {CONTROLLER} "
-             f"-r {CONTROLLER}/requirements.txt", ""]
-    for w in sorted(wheels, key=lambda w: w.name):
-        lines += [f"{w.metadata_name}=={w.version} \\", f"    --hash=sha256:{w.sha256}"]
-    (dest / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"path": CONTROLLER, "python": _python(), "platform": sysconfig.get_platform(),
-            "wheels": sorted(w.filename for w in wheels)}
+    log(f"bundle: gathering the controller's packages (npuenv, Ansible, pytest-testinfra) for "
+        f"{len(targets)} Python/arch pairs")
+    wanted = f"npuenv[{CONTROLLER_EXTRA}] @ {own.as_uri()}"
+    pins = dest.parent / "controller-pins.txt"
+    used: dict[str, set[tuple[str, str]]] = {}   # wheel file -> the targets it serves
+    for python, arch in targets:
+        got = dest.parent / f"controller-{python}-{arch}"
+        proc = run_pip(args + target_args(python, arch) + ["-d", str(got), wanted], pip_env(), log)
+        if proc.returncode != 0:
+            where = "the --controller-wheels folders" if opts.offline else "the package index"
+            raise UserError(f"pip could not gather the controller's packages for Python {python} on {arch} from "
+                            f"{where} (pip download exited {proc.returncode}):\n{pip_tail(proc)}\npass "
+                            f"--controller-wheels DIR (a folder with those wheels) with --offline, or "
+                            f"--no-controller to leave them out")
+        for wheel in got.glob("*.whl"):
+            used.setdefault(wheel.name, set()).add((python, arch))
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(wheel, dest / wheel.name)
+        if not pins.exists():   # every later target gets the versions the first one got
+            pins.write_text("".join(f"{w.metadata_name}=={w.version}\n" for w in map(WheelInfo.read,
+                                                                                    got.glob("*.whl"))))
+            args += ["-c", str(pins)]
+    (dest / "requirements.txt").write_text(requirements(dest, used, targets), encoding="utf-8")
+    return {"path": CONTROLLER, "pythons": sorted({p for p, _ in targets}, key=Version),
+            "archs": sorted({a for _, a in targets}), "platform": CONTROLLER_PLATFORM,
+            "wheels": sorted(used)}
 
 
-def _python() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
+def requirements(folder: Path, used: dict[str, set[tuple[str, str]]], targets: list[tuple[str, str]]) -> str:
+    """requirements.txt for the wheels in ``folder``: each project pinned with the hashes of its
+    wheels, and an environment marker when it serves only some ``targets``."""
+    projects: dict[str, list[WheelInfo]] = {}
+    for name in sorted(used):
+        info = WheelInfo.read(folder / name)
+        projects.setdefault(info.name, []).append(info)
+    lines = ["# The controller's packages: npuenv and what it needs, for CPython "
+             f"{', '.join(sorted({p for p, _ in targets}, key=Version))} on {', '.join(sorted({a for _, a in targets}))}.",
+             f"#   python3 -m venv {VENV} && {VENV}/bin/pip install --no-index --find-links {CONTROLLER} "
+             f"-r {CONTROLLER}/requirements.txt   (see {USAGE})", ""]
+    for project, wheels in sorted(projects.items()):
+        versions = {w.version for w in wheels}
+        if len(versions) != 1:
+            raise UserError(f"the controller's targets got {project} at several versions "
+                            f"({', '.join(map(str, sorted(versions)))}); pin one in requirements.lock")
+        served = set().union(*(used[w.filename] for w in wheels))
+        marker = "" if served == set(targets) else " ; " + " or ".join(
+            f'(python_version == "{p}" and platform_machine == "{a}")' for p, a in sorted(served))
+        lines.append(f"{wheels[0].metadata_name}=={wheels[0].version}{marker} \\")
+        lines += [f"    --hash=sha256:{h} \\" for h in sorted({w.sha256 for w in wheels})]
+        lines[-1] = lines[-1].removesuffix(" \\")
+    return "\n".join(lines) + "\n"
 
 
 def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -377,36 +423,72 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+# USAGE.txt's commands are its lines that start with PROMPT (after their indentation), continued
+# by a trailing backslash: the tests run them as written. They run in the folder the archive was
+# unpacked in, then in the bundle's top folder.
+PROMPT = "$ "
+# The controller's virtual environment, beside the bundle's folder: inside it, every file of the venv
+# would be a file the bundle does not list (`bundle verify` refuses those).
+VENV = "../npuenv-venv"
+OUTPUTS = "../npuenv-out"   # where deploy's logs and validate's reports go: beside the folder too
+# What the site names in the commands itself.
+PLACEHOLDERS = ("INVENTORY",)
+
+
 def render_usage(stack: Stack, top: str, controller: dict | None = None) -> str:
     if controller:
         venv = f"""\
-3. The controller:      python{controller['python']} -m venv venv   (the packages are for Python {controller['python']}, {controller['platform']})
-                        venv/bin/pip install --no-index --find-links {CONTROLLER} -r {CONTROLLER}/requirements.txt
-4. Roll out:            venv/bin/npuenv deploy -i INVENTORY -e npuenv_installer_cache=$PWD/{INSTALLERS} \\
-                            -e npuenv_wheelhouse=$PWD/{WHEELHOUSE}
-                        (INVENTORY: copy {SOURCE}/playbooks/inventory/example; its npuenv_row names row {stack.row.torch_npu},
-                        Python {stack.python}, chip {stack.chip})
-5. Validate:            venv/bin/npuenv validate --target 'ansible://npu_nodes?inventory=INVENTORY' \\
-                            --lock {LOCK_FILE}
+3. The controller: a virtual environment beside this folder, made from the packages in {CONTROLLER}/
+   (for CPython {', '.join(controller['pythons'])} on {' or '.join(controller['archs'])} Linux with glibc 2.17 or later:
+   python3 must be one of those), then the bundle checked again by npuenv:
+     {PROMPT}python3 -m venv {VENV}
+     {PROMPT}{VENV}/bin/pip install --no-index --find-links {CONTROLLER} -r {CONTROLLER}/requirements.txt
+     {PROMPT}{VENV}/bin/npuenv bundle verify .
+4. Roll out (INVENTORY: your inventory; copy {SOURCE}/playbooks/inventory/example, whose npuenv_row names
+   row {stack.row.torch_npu}, Python {stack.python}, chip {stack.chip}):
+     {PROMPT}{VENV}/bin/npuenv deploy -i INVENTORY -e npuenv_installer_cache=$PWD/{INSTALLERS} \\
+           -e npuenv_wheelhouse=$PWD/{WHEELHOUSE} --log-dir {OUTPUTS}/deploy
+5. Validate:
+     {PROMPT}{VENV}/bin/npuenv validate --target 'ansible://npu_nodes?inventory=INVENTORY' --lock {LOCK_FILE} \\
+           --out {OUTPUTS}/validation
 """
     else:
         venv = f"""\
-3. The controller:      this bundle carries no controller packages (made with --no-controller): install
-                        npuenv on the controller, then point its playbooks at {INSTALLERS}/ and {WHEELHOUSE}/.
+3. The controller: this bundle carries no controller packages (made with --no-controller): install
+   npuenv on the controller, then point its playbooks at {INSTALLERS}/ and {WHEELHOUSE}/.
 """
     return f"""\
 npuenv offline bundle: torch_npu {stack.row.torch_npu}, torch {stack.row.torch}, CANN {stack.row.cann},
-Python {stack.python}, {stack.arch}, chip {stack.chip}. Nothing here needs a network.
+Python {stack.python}, {stack.arch}, {stack.os}, chip {stack.chip}. Nothing here needs a network.
+The commands are the lines that start with "{PROMPT.strip()}"; run them in order, from the folder this
+bundle was unpacked in.
 
-1. Check it:            cd {top} && sha256sum -c SHA256SUMS
-                        (or, with npuenv installed: npuenv bundle verify {top})
-2. Python packages:     the nodes' wheelhouse is {WHEELHOUSE}/ (the playbooks push it); by hand:
-                        pip install --no-index --find-links {WHEELHOUSE} -r {WHEELHOUSE}/requirements.txt
+1. Check it:
+     {PROMPT}cd {top} && sha256sum -c --quiet SHA256SUMS
+2. Python packages: the nodes' wheelhouse is {WHEELHOUSE}/ (the playbooks push it); by hand, on a node:
+     pip install --no-index --find-links {WHEELHOUSE} -r {WHEELHOUSE}/requirements.txt
 {venv}
 {INSTALLERS}/ holds the stack's .run packages and their SHA256SUMS; {SOURCE}/ holds the playbooks and the
 matrix this bundle was made from (also inside npuenv's wheel in {CONTROLLER}/). {LOCK_FILE} is the stack's
 lock (`npuenv lock show {LOCK_FILE}`): the installers here are the ones it pins.
 """
+
+
+def usage_commands(usage: str) -> list[str]:
+    """USAGE.txt's commands, in order: each PROMPT line with its continuation lines."""
+    commands, current = [], None
+    for line in usage.splitlines():
+        text = line.strip()
+        if current is not None:
+            current += "\n" + text
+        elif text.startswith(PROMPT):
+            current = text[len(PROMPT):]
+        else:
+            continue
+        if not current.endswith("\\"):
+            commands.append(current)
+            current = None
+    return commands
 
 
 # --- verifying ------------------------------------------------------------------
@@ -579,6 +661,7 @@ def verify_dir(root: Path) -> list[str]:
         return [why]
     hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(data)
     sums_data = None
+    venvs = set()
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
         for name in sorted(dirnames + filenames):
@@ -588,6 +671,12 @@ def verify_dir(root: Path) -> list[str]:
             rel = p.relative_to(root).as_posix()
             if p.is_symlink():
                 problems.append(f"{rel}: a symbolic link; a bundle holds plain files only (not followed)")
+                continue
+            if name in dirnames and _stray_venv(p, rel, manifest):
+                problems.append(f"{rel}/: a Python virtual environment inside the bundle's folder, which is not "
+                                f"part of the bundle; not read (make it outside the folder, as {USAGE} does: "
+                                f"python3 -m venv {VENV})")
+                venvs.add(name)
                 continue
             if name in dirnames or rel == BUNDLE_MANIFEST:
                 continue
@@ -612,7 +701,8 @@ def verify_dir(root: Path) -> list[str]:
                     refused.add(rel)
                 else:
                     hashes[rel] = digest
-        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
+        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink() and d not in venvs)
+        venvs.clear()
     problems += _check(hashes, refused, sums_data, manifest, str(root))
     house = root / WHEELHOUSE   # always this folder: the manifest's word is not followed
     # Only a wheelhouse whose every file the bundle vouched for (sizes included) is read further.
@@ -622,6 +712,14 @@ def verify_dir(root: Path) -> list[str]:
         except UserError as e:
             problems.append(f"{WHEELHOUSE}: {e}")
     return problems
+
+
+def _stray_venv(folder: Path, rel: str, manifest: dict) -> bool:
+    """Whether ``folder`` is a virtual environment (its pyvenv.cfg) holding nothing the manifest lists:
+    one problem for it, not one for each of its thousands of files."""
+    marker = folder / "pyvenv.cfg"
+    return marker.is_file() and not marker.is_symlink() and \
+        not any(f.startswith(rel + "/") for f in manifest["files"])
 
 
 def _check(hashes: dict[str, str], refused: set[str], sums_data: bytes | None, manifest: dict,

@@ -199,7 +199,8 @@ def cmd_bundle_make(args) -> int:
     print(f"  lock {made['lock']['digest']} ({made['lock']['file']}: `npuenv lock show`)")
     if made["controller"]:
         c = made["controller"]
-        print(f"  controller: {len(c['wheels'])} wheels (npuenv, Ansible, pytest-testinfra) for Python {c['python']}")
+        print(f"  controller: {len(c['wheels'])} wheels (npuenv, Ansible, pytest-testinfra) for CPython "
+              f"{', '.join(c['pythons'])} on {', '.join(c['archs'])}")
     print(f"  check it at the site: tar -xf {Path(args.out).name} && cd {made['top']} && sha256sum -c SHA256SUMS")
     return 0
 
@@ -290,7 +291,8 @@ def register(sub) -> None:
                      help="bundle this lock's stack: its entry for the wheelhouse's arch (and --os), its installers "
                      "(each checked by sha256); the bundle carries the lock either way (without --lock, the one made "
                      "from the wheelhouse's row and these installers)")
-    g = p.add_argument_group("the controller's packages (npuenv, Ansible, pytest-testinfra, for this Python)")
+    g = p.add_argument_group("the controller's packages (npuenv, Ansible, pytest-testinfra), for every CPython of "
+                             "the matrix that npuenv supports, on every arch of the matrix")
     g.add_argument("--controller-wheels", action="append", type=Path, metavar="DIR",
                    help="a local folder of wheels to take them from (repeatable)")
     g.add_argument("--offline", action="store_true", help="ask no package index: only --controller-wheels")

@@ -3,9 +3,12 @@
 * `pip install .` (not editable) into a fresh virtual environment outside the
   checkout: `npuenv image render`, `npuenv deploy --check` against a simulated
   node and `npuenv validate` work from the installed copy alone;
-* an air-gapped site: a bundle unpacked in a clean folder, a fresh virtual
+* `pip install` from the checkout mounted read-only: the build writes nothing
+  into the source tree;
+* an air-gapped site: a bundle unpacked in a clean folder and the commands of
+  its USAGE.txt run as written (the rollout in check mode): a fresh virtual
   environment made only from the bundle's own wheels with pip's index turned
-  off, and `deploy --check` and `validate` run from there.
+  off, `bundle verify`, `deploy` and `validate`.
 
 The controller's wheels (npuenv's dependencies and its `controller` extra:
 ansible-core, pytest-testinfra) are fetched once from PyPI into
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,13 +31,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+import compat_matrix as cm
 from tests.conftest import ROOT, reachable
 from tests.fixtures.wheelhouse.synth import make_stack_wheels
 from tests.integration.conftest import stack_for
 from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
+from torch_npu_pkg import bundle
 
 ROW, PYTHON, ARCH, CHIP = "2.13.0", "3.11", "x86_64", "910b"
+NODE_OS = "debian12"   # the simulated nodes' OS: the bundle's lock must have an entry for it
 PREFIX = sim_nodes.checkout_prefix("npu-sim-i")
 CONTROLLER_CACHE = ROOT / ".cache" / "wheels" / "controller"
 
@@ -52,23 +59,27 @@ def write_inventory(path: Path, names: list[str], access: sim_nodes.SshAccess, *
 
 
 def controller_wheels() -> Path:
-    """npuenv's dependencies, its controller extra and its build backend, as wheels at the versions of
-    requirements.lock: fetched once (the lists are read from pyproject.toml)."""
+    """npuenv's dependencies and its controller extra, as wheels at the versions of requirements.lock for
+    each Python and arch a bundle carries them for (bundle.controller_targets), and its build backend for
+    this Python: fetched once (the lists are read from pyproject.toml)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    wanted = (project["project"]["dependencies"] + project["project"]["optional-dependencies"]["controller"]
-              + project["build-system"]["requires"])
+    wanted = project["project"]["dependencies"] + project["project"]["optional-dependencies"]["controller"]
+    targets = bundle.controller_targets(project["project"]["requires-python"], cm.load_matrix())
     lock = ROOT / "requirements.lock"
-    key = hashlib.sha256((json.dumps(wanted) + lock.read_text()).encode()).hexdigest()[:16]
-    done = CONTROLLER_CACHE / f".complete-{key}"
+    key = hashlib.sha256((json.dumps([wanted, targets, project["build-system"]]) + lock.read_text()).encode())
+    done = CONTROLLER_CACHE / f".complete-{key.hexdigest()[:16]}"
     if done.exists():
         return CONTROLLER_CACHE
     if not reachable("pypi.org"):
         pytest.skip("pypi.org cannot be reached to fetch the controller's wheels (ansible-core, pytest-testinfra) "
                     "once into .cache/wheels/controller")
     CONTROLLER_CACHE.mkdir(parents=True, exist_ok=True)
-    got = subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-d", str(CONTROLLER_CACHE),
-                          "-c", str(lock), *wanted], capture_output=True, text=True)
-    assert got.returncode == 0, got.stderr[-3000:]
+    fetches = [["--only-binary=:all:", *project["build-system"]["requires"]]]
+    fetches += [[*bundle.target_args(python, arch), *wanted] for python, arch in targets]
+    for args in fetches:
+        got = subprocess.run([sys.executable, "-m", "pip", "download", "-d", str(CONTROLLER_CACHE), "-c", str(lock),
+                              *args], capture_output=True, text=True)
+        assert got.returncode == 0, got.stderr[-3000:]
     done.touch()
     return CONTROLLER_CACHE
 
@@ -165,6 +176,33 @@ def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: tuple,
     assert (out / "report.html").is_file()
 
 
+# Runs its arguments with the folder $1 mounted read-only, in a mount namespace of its own: the tests
+# run as root, which file modes do not stop, and the mount is seen by nothing else.
+READ_ONLY = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+
+
+def read_only(folder: Path, cmd: list) -> list[str]:
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", READ_ONLY, "sh", str(folder),
+            *map(str, cmd)]
+
+
+def test_pip_install_from_a_read_only_checkout(tmp_path):
+    wheels = controller_wheels()
+    env = offline_env(tmp_path)
+    probe = run(read_only(ROOT, ["touch", ROOT / "pyproject.toml"]), tmp_path, env)
+    assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe.stderr
+    bin_dir = fresh_venv(tmp_path / "venv", env)
+    # pip builds in an isolated environment with the build backend from the wheels folder, as a user's pip would
+    install = run(read_only(ROOT, [bin_dir / "python", "-m", "pip", "install", "--no-index", "--find-links", wheels,
+                                   ROOT]), tmp_path, env)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    site_packages = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
+    assert (site_packages / "playbooks" / "library" / "npuenv_files.py").is_file()
+    shown = run([bin_dir / "npuenv", "matrix", "resolve", "--row", ROW, "--python", PYTHON, "--arch", ARCH,
+                 "--format", "text"], tmp_path, env)
+    assert shown.returncode == 0 and "2.13.0" in shown.stdout, shown.stderr
+
+
 def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_path):
     wheels = controller_wheels()
     env = offline_env(tmp_path)
@@ -199,25 +237,68 @@ def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_p
     check_deploy_and_validate(bin_dir, site, env, node, inputs["installers"], inputs["wheelhouse"], push=True)
 
 
-def test_an_unpacked_bundle_runs_offline_from_its_own_wheels(node, inputs, tmp_path):
-    wheels = controller_wheels()
-    archive = tmp_path / "made" / "bundle.tar"
+def make_bundle(inputs: dict, wheels: Path, archive: Path) -> None:
     made = subprocess.run([sys.executable, "-m", "npuenv", "bundle", "make", "--wheelhouse", str(inputs["wheelhouse"]),
                            "--installers", str(inputs["installers"]), "--out", str(archive),
-                           "--controller-wheels", str(wheels), "--offline"], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           "--controller-wheels", str(wheels), "--offline", "--os", NODE_OS], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert made.returncode == 0, made.stderr[-3000:]
 
+
+def usage_script(commands: list[str], **values: str) -> str:
+    """USAGE.txt's commands as one shell script that stops at the first failure, each placeholder
+    given its value (plain paths: they stand where USAGE.txt wrote the placeholder, quotes and all)."""
+    script = "set -eu\n" + "\n".join(commands) + "\n"
+    for name, value in values.items():
+        assert name in bundle.PLACEHOLDERS and re.fullmatch(r"[\w/.-]+", value), (name, value)
+        script = script.replace(name, value)
+    return script
+
+
+# Debian 13's python3 (3.13), a controller on another Python than this one; setup-engine.sh makes it.
+SETUP_ENGINE = ROOT / "tests" / "sim" / "setup-engine.sh"
+OTHER_PYTHON_IMAGE = re.search(r'OTHER_PYTHON_IMAGE="\$\{OTHER_PYTHON_IMAGE:-([^}]+)\}"', SETUP_ENGINE.read_text())[1]
+
+
+def here(script: str, env: dict, cwd: Path) -> list[str]:
+    return ["bash", "-c", script]
+
+
+def on_other_python(script: str, env: dict, cwd: Path) -> list[str]:
+    """``script`` run in OTHER_PYTHON_IMAGE with its python3, in the same folder: /tmp (the test's
+    folders, the node's SSH key and known_hosts) at its own path, the host's loopback (the node's sshd)."""
+    if subprocess.run(["podman", "image", "exists", OTHER_PYTHON_IMAGE]).returncode != 0:
+        pytest.fail(f"{OTHER_PYTHON_IMAGE} is missing: `make engine` ({SETUP_ENGINE.relative_to(ROOT)}) makes it")
+    return ["podman", "run", "--rm", "--network", "host", "-v", "/tmp:/tmp", "-w", str(cwd),
+            *[f"--env={k}={v}" for k, v in env.items()], OTHER_PYTHON_IMAGE, "bash", "-c", script]
+
+
+@pytest.mark.parametrize("runner, python", [(here, "3.11"), (on_other_python, "3.13")], ids=["here", "python3.13"])
+def test_the_bundles_usage_runs_word_for_word_offline(node, inputs, tmp_path, runner, python):
+    archive = tmp_path / "made" / "bundle.tar"
+    make_bundle(inputs, controller_wheels(), archive)
     env = offline_env(tmp_path)
     site = tmp_path / "site"
     site.mkdir()
     subprocess.run(["tar", "-xf", str(archive), "-C", str(site)], check=True)
     (top,) = list(site.iterdir())
-    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=top).returncode == 0
-    # USAGE.txt's steps, as written there
-    bin_dir = fresh_venv(top / "venv", env)
-    install = run([bin_dir / "pip", "install", "--no-index", "--find-links", "controller", "-r",
-                   "controller/requirements.txt"], top, env)
-    assert install.returncode == 0, install.stderr[-3000:]
-    assert run([bin_dir / "npuenv", "bundle", "verify", archive], top, env).returncode == 0
-    check_deploy_and_validate(bin_dir, top, env, node, top / "installers", top / "wheelhouse", push=False)
+    commands = bundle.usage_commands((top / "USAGE.txt").read_text())
+    name, access = node
+    inventory = write_inventory(site / "inventory.yml", [name], access, installers=top / "installers",
+                                wheelhouse=top / "wheelhouse")
+    # The one change to USAGE.txt's words: its rollout runs in check mode here (test_fleet rolls a whole
+    # stack out for real); the node is left as it was, and validation finds no driver on it.
+    commands = [c + " --check" if " deploy " in c else c for c in commands]
+    flow = run(runner(usage_script(commands, INVENTORY=str(inventory)), env, site), site, env)
+    out = flow.stdout + flow.stderr
+    venv = site / bundle.VENV.removeprefix("../")
+    assert f"version = {python}." in (venv / "pyvenv.cfg").read_text(), out[-3000:]
+    results = site / bundle.OUTPUTS.removeprefix("../") / "validation" / "results.json"
+    assert flow.returncode == 1 and results.is_file(), out[-6000:]   # validate's exit: a check failed
+    assert recap(flow.stdout)[name]["failed"] == 0 and recap(flow.stdout)[name]["changed"] > 0, out[-4000:]
+    assert subprocess.run(["podman", "exec", name, "test", "-e", "/usr/local/Ascend/driver"]).returncode == 1
+    status = {r["check"]: r["status"] for r in json.loads(results.read_text())["results"]}
+    assert status["driver_version"] == "failed" and "error" not in status.values(), status
+    # the flow left the bundle's folder as it was: verified again, it is whole
+    again = run(runner(f"{venv}/bin/npuenv bundle verify {top}", env, site), site, env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -11,6 +11,11 @@ set -euo pipefail
 
 BASE_IMAGE="${BASE_IMAGE:-localhost/debian:bookworm}"
 SUITE="${SUITE:-bookworm}"
+# A controller on another Python than the one that makes the bundles (Debian 13's python3 is 3.13):
+# the bundle's USAGE.txt is run there too (tests/integration/test_install.py reads the name here).
+OTHER_PYTHON_IMAGE="${OTHER_PYTHON_IMAGE:-localhost/debian:trixie-python}"
+OTHER_PYTHON_SUITE="${OTHER_PYTHON_SUITE:-trixie}"
+OTHER_PYTHON_PACKAGES="python3,python3-venv,openssh-client"
 PACKAGES=(podman buildah runc catatonit debootstrap uidmap fuse-overlayfs slirp4netns iproute2 openssh-client chromium
           docker-registry apache2-utils prometheus)
 
@@ -47,13 +52,21 @@ fi
 # (engine_conf.py says what it changed).
 python3 "$(dirname "$0")/engine_conf.py" /etc/containers/containers.conf
 
-if ! podman image exists "$BASE_IMAGE"; then
-    log "building $BASE_IMAGE with debootstrap (about 30 s)"
+ROOTFS_DIRS=()
+trap 'rm -rf "${ROOTFS_DIRS[@]}"' EXIT
+# debootstrap_image IMAGE SUITE [PACKAGES]: a minimal Debian SUITE from the mirror apt uses, as IMAGE.
+debootstrap_image() {
+    local image="$1" suite="$2" include="${3:+--include=$3}" mirror rootfs
+    podman image exists "$image" && return 0
+    log "building $image with debootstrap (about 30 s)"
     mirror="$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)"
     mirror="${mirror:-http://deb.debian.org/debian}"
     rootfs="$(mktemp -d)"
-    trap 'rm -rf "$rootfs"' EXIT
-    debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >/dev/null
-    tar -C "$rootfs" -c . | podman import --quiet - "$BASE_IMAGE" >/dev/null
-fi
-log "ready: $(podman --version), base image $BASE_IMAGE"
+    ROOTFS_DIRS+=("$rootfs")
+    debootstrap --variant=minbase $include "$suite" "$rootfs" "$mirror" >/dev/null
+    tar -C "$rootfs" -c . | podman import --quiet - "$image" >/dev/null
+    rm -rf "$rootfs"
+}
+debootstrap_image "$BASE_IMAGE" "$SUITE"
+debootstrap_image "$OTHER_PYTHON_IMAGE" "$OTHER_PYTHON_SUITE" "$OTHER_PYTHON_PACKAGES"
+log "ready: $(podman --version), base image $BASE_IMAGE, another Python in $OTHER_PYTHON_IMAGE"

@@ -59,7 +59,8 @@ def archive(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "bundle.tar"
     before = checkout_build_state()
     assert main(make_args(inputs, out)) == 0
-    # the checkout the wheel was built from is left as it was (an editable install's egg-info stays)
+    # the checkout the wheel was built from is left as it was: no build/ nor *.egg-info written (an older
+    # editable install's egg-info stays)
     assert checkout_build_state() == before
     return out
 
@@ -107,15 +108,63 @@ def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages
     manifest = json.loads((unpacked / "MANIFEST.json").read_text())
     names = sorted(p.name for p in (unpacked / "controller").glob("*.whl"))
     assert sorted(parse_wheel_filename(n)[0] for n in names) == ["ansible-core", "cyclonedx-python-lib", "jinja2",
-                                                                  "npuenv", "packaging", "prometheus-client", "pytest",
+                                                                  "npuenv", "packaging", "prometheus-client", "pygments", "pytest",
                                                                   "pytest-testinfra", "pyyaml"]
-    assert manifest["controller"]["wheels"] == names and manifest["controller"]["python"] == PYTHON
+    assert manifest["controller"]["wheels"] == names
+    # wheels for the matrix's Pythons that npuenv's requires-python (>=3.11) allows, on both arches
+    assert {"3.11", "3.12", "3.13"} <= set(manifest["controller"]["pythons"]) and \
+        "3.10" not in manifest["controller"]["pythons"]
+    assert manifest["controller"]["archs"] == ["aarch64", "x86_64"]
     reqs = (unpacked / "controller" / "requirements.txt").read_text()
     npuenv_wheel = next((unpacked / "controller").glob("npuenv-*.whl"))
     assert f"npuenv==0.1.0 \\\n    --hash=sha256:{checksums.sha256_file(npuenv_wheel)}" in reqs
-    usage = (unpacked / "USAGE.txt").read_text()
-    assert "venv/bin/pip install --no-index --find-links controller -r controller/requirements.txt" in usage
-    assert "--lock npuenv.lock.json" in usage
+    commands = bundle.usage_commands((unpacked / "USAGE.txt").read_text())
+    assert commands[0] == f"cd {unpacked.name} && sha256sum -c --quiet SHA256SUMS"
+    assert f"{bundle.VENV}/bin/pip install --no-index --find-links controller -r controller/requirements.txt" \
+        in commands
+    assert f"{bundle.VENV}/bin/npuenv bundle verify ." in commands
+    assert "--lock npuenv.lock.json" in commands[-1]
+    # the venv is made outside the bundle's folder (tests/integration/test_install.py runs the commands)
+    assert not (unpacked / bundle.VENV).resolve().is_relative_to(unpacked)
+
+
+def test_controller_requirements_mark_a_wheel_only_some_targets_need(tmp_path):
+    from tests.fixtures.wheelhouse.synth import make_wheel
+
+    targets = [("3.11", "x86_64"), ("3.12", "x86_64")]
+    yaml11, yaml12 = (make_wheel(tmp_path, "pyyaml", "6.0.3", tag=f"cp3{m}-cp3{m}-manylinux2014_x86_64")
+                      for m in (11, 12))
+    tomli = make_wheel(tmp_path, "tomli", "2.0.0")
+    used = {yaml11.name: {targets[0]}, yaml12.name: {targets[1]}, tomli.name: {targets[0]}}
+    text = bundle.requirements(tmp_path, used, targets)
+    hashes = sorted(checksums.sha256_file(w) for w in (yaml11, yaml12))
+    # one requirement serving both targets with the hash of each one's wheel; tomli only where it was needed
+    assert f"pyyaml==6.0.3 \\\n    --hash=sha256:{hashes[0]} \\\n    --hash=sha256:{hashes[1]}\n" in text
+    assert f'tomli==2.0.0 ; (python_version == "3.11" and platform_machine == "x86_64") \\\n    ' \
+           f"--hash=sha256:{checksums.sha256_file(tomli)}\n" in text
+    used[make_wheel(tmp_path, "tomli", "2.0.1").name] = {targets[1]}
+    with pytest.raises(cm.UserError, match=r"tomli at several versions \(2.0.0, 2.0.1\)"):
+        bundle.requirements(tmp_path, used, targets)
+
+
+def test_usage_commands_are_the_prompt_lines_with_their_continuations():
+    usage = "1. Do:\n     $ a \\\n         b\n   not this\n  $ c 'd e'\n$x\n"
+    assert bundle.usage_commands(usage) == ["a \\\nb", "c 'd e'"]
+
+
+def test_a_venv_inside_the_bundle_folder_is_one_problem_that_says_where_it_belongs(unpacked, capsys):
+    venv = unpacked / "venv"   # what following an older USAGE.txt left: thousands of files the bundle does not list
+    for i in range(200):
+        (venv / "lib" / f"m{i}").mkdir(parents=True)
+        (venv / "lib" / f"m{i}" / "__init__.py").write_text("")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert main(["bundle", "verify", str(unpacked)]) == 1
+    err = capsys.readouterr().err
+    assert "venv/: a Python virtual environment inside the bundle's folder" in err
+    assert f"python3 -m venv {bundle.VENV}" in err and "venv/lib" not in err
+    (venv / "pyvenv.cfg").unlink()   # not a venv: every file is refused, as any stray file is
+    assert main(["bundle", "verify", str(unpacked)]) == 1
+    assert "venv/lib/m0/__init__.py: not in MANIFEST.json; not read" in capsys.readouterr().err
 
 
 def test_installers_without_sums_or_unlisted_are_not_bundled(inputs, tmp_path, capsys):

@@ -36,6 +36,10 @@ def test_the_collection_has_npuenvs_version_and_needs_its_ansible_core():
                 if Requirement(r).name == "ansible-core")
     runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())
     assert floors(SpecifierSet(runtime["requires_ansible"])) == floors(core.specifier)
+    # each role's galaxy_info says the same floor (ansible-galaxy shows it)
+    for meta in sorted((COLLECTION / "roles").glob("*/meta/main.yml")):
+        stated = yaml.safe_load(meta.read_text())["galaxy_info"]["min_ansible_version"]
+        assert floors(SpecifierSet(f">={stated}")) == floors(core.specifier), meta
 
 
 def yaml_files():
