@@ -11,6 +11,8 @@ A bundle holds, under one top folder::
     controller/       npuenv's wheel and what it needs on the controller (Ansible,
                       pytest-testinfra) for every CPython and arch of controller_targets,
                       with one hash-pinned requirements.txt
+    collection/       the roles and plugins as the npuenv.ascend Ansible collection's
+                      tarball, for playbooks of the site's own (ansible-galaxy collection install)
     source/           playbooks/, compat_matrix/ and validation/: the playbooks and the
                       packages their plugins import, to read or to run with
                       ansible-playbook (PYTHONPATH=source). In a folder of their own, so
@@ -58,6 +60,7 @@ from .wheels import WheelInfo
 BUNDLE_MANIFEST = "MANIFEST.json"
 SUMS = checksums.SUMS_FILE
 USAGE = "USAGE.txt"
+COLLECTION = "collection"   # the npuenv.ascend collection's tarball (playbooks/collection.py builds it)
 LOCK_FILE = lock_mod.DEFAULT_FILE   # the lock the bundle is of (npuenv lock show; --lock of every command)
 INSTALLERS, WHEELHOUSE, CONTROLLER, SOURCE = "installers", "wheelhouse", "controller", "source"
 CONTROLLER_EXTRA = "controller"   # pyproject.toml's optional dependencies the controller needs
@@ -246,8 +249,8 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
             entries += [(f"{SOURCE}/{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
         # the roles and plugins as the npuenv.ascend collection, for playbooks of the site's own
         from playbooks import collection
-        built = collection.build(work / "collection", log)
-        entries.append((f"collection/{built.name}", built))
+        built = collection.build(work / COLLECTION, log)
+        entries.append((f"{COLLECTION}/{built.name}", built))
         controller_info = None
         if controller.include:
             controller_info = gather_controller(work / CONTROLLER, controller, matrix or cm.load_matrix(), log)
@@ -470,7 +473,9 @@ bundle was unpacked in.
 {venv}
 {INSTALLERS}/ holds the stack's .run packages and their SHA256SUMS; {SOURCE}/ holds the playbooks and the
 matrix this bundle was made from (also inside npuenv's wheel in {CONTROLLER}/). {LOCK_FILE} is the stack's
-lock (`npuenv lock show {LOCK_FILE}`): the installers here are the ones it pins.
+lock (`npuenv lock show {LOCK_FILE}`): the installers here are the ones it pins. {COLLECTION}/ holds the
+roles and plugins as the npuenv.ascend collection, for playbooks of your own: `ansible-galaxy collection
+install --offline {COLLECTION}/npuenv-ascend-*.tar.gz -p ./collections` in your playbook's folder.
 """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import shutil
 import subprocess
@@ -105,6 +106,9 @@ def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages
         info = json.load(collection.extractfile("MANIFEST.json"))["collection_info"]
         assert (info["namespace"], info["name"], tarball.name) == ("npuenv", "ascend", "npuenv-ascend-0.1.0.tar.gz")
         assert {"roles/preflight/tasks/main.yml", "plugins/modules/npuenv_files.py"} <= set(collection.getnames())
+    # USAGE.txt's install command names that tarball
+    [named] = re.findall(r"--offline (\S+) -p", " ".join((unpacked / "USAGE.txt").read_text().split()))
+    assert [p.relative_to(unpacked) for p in unpacked.glob(named)] == [tarball.relative_to(unpacked)]
     manifest = json.loads((unpacked / "MANIFEST.json").read_text())
     names = sorted(p.name for p in (unpacked / "controller").glob("*.whl"))
     assert sorted(parse_wheel_filename(n)[0] for n in names) == ["ansible-core", "cyclonedx-python-lib", "jinja2",
