@@ -1,2 +1,3 @@
-"""Ansible content (site.yml, validate.yml, roles, plugins) and the small
-Python layer that runs it for `npuenv deploy` and `make deploy`."""
+"""Ansible content (site.yml, validate.yml, status.yml, roles, plugins) and what `npuenv deploy` and
+`npuenv status` do with it: rollout.py (gated batches) and status.py. They run Ansible through
+ansible_run and check the nodes with validation, both below them."""
