@@ -1,0 +1,79 @@
+"""The layers (pyproject.toml [tool.importlinter], ARCHITECTURE.md): `lint-imports` keeps every
+contract on this checkout, and breaks the one that a wrong-way import breaks, naming the import.
+
+lint-imports puts the folder it runs in first on the path, so it reads the checkout it runs in (and
+the copies below), never the installed one."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+
+
+def lint_imports(where: Path) -> subprocess.CompletedProcess:
+    assert LINT_IMPORTS.is_file(), f"{LINT_IMPORTS} is missing: run `make setup` (import-linter, the dev extra)"
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=where, capture_output=True, text=True,
+                          timeout=300)
+
+
+def contract_names() -> list[str]:
+    return [c["name"] for c in CONFIG["contracts"]]
+
+
+def test_every_contract_is_kept():
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    for name in contract_names():
+        assert f"{name} KEPT" in " ".join(done.stdout.split())
+    assert f"Contracts: {len(contract_names())} kept, 0 broken." in done.stdout
+
+
+@pytest.fixture(scope="module")
+def checkout_copy(tmp_path_factory) -> Path:
+    """The Python files of every package the contracts name, and pyproject.toml."""
+    copy = tmp_path_factory.mktemp("layers")
+    shutil.copy2(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    for package in CONFIG["root_packages"]:
+        for path in (ROOT / package).rglob("*.py"):
+            if "__pycache__" not in path.parts:
+                dest = copy / path.relative_to(ROOT)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, dest)
+    return copy
+
+
+# (file, the wrong-way import added to it, the contract it breaks, the import as lint-imports names it)
+WRONG_WAY = [
+    ("compat_matrix/errors.py", "import npuenv.args", "layers", "compat_matrix.errors -> npuenv.args"),
+    ("validation/targets.py", "from playbooks import rollout", "layers", "validation.targets -> playbooks.rollout"),
+    ("torch_npu_pkg/cli.py", "import images.engine", "layers", "torch_npu_pkg.cli -> images.engine"),
+    ("ansible_run/run.py", "import torch_npu_pkg.wheels", "layers", "ansible_run.run -> torch_npu_pkg.wheels"),
+    ("images/render.py", "import tests.sim.installers", "product", "images.render -> tests.sim.installers"),
+    ("bench/bench_matrix.py", "from tests.integration import conftest", "bench",
+     "bench.bench_matrix -> tests.integration.conftest"),
+]
+
+
+@pytest.mark.parametrize("module, line, contract, shown", WRONG_WAY, ids=[w[0] for w in WRONG_WAY])
+def test_a_wrong_way_import_breaks_its_contract(checkout_copy, module, line, contract, shown):
+    path = checkout_copy / module
+    kept = path.read_text()
+    try:
+        path.write_text(f"{kept}\n{line}\n")
+        done = lint_imports(checkout_copy)
+    finally:
+        path.write_text(kept)
+    out = " ".join(done.stdout.split())
+    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-2000:]
+    name = next(c["name"] for c in CONFIG["contracts"] if c["id"] == contract)
+    assert f"{name} BROKEN" in out and "Contracts: 2 kept, 1 broken." in out
+    assert shown in out
