@@ -78,8 +78,9 @@ test-scenario: setup ## run the fleet scenarios (8 simulated nodes moved between
 test-unit: $(INSTALLED) ## run the fast unit tests only
 	$(PY) -m pytest -m "not integration" tests
 
-lint: $(INSTALLED) ## lint the matrix
+lint: $(INSTALLED) ## lint the matrix and the layers (lint-imports: pyproject.toml [tool.importlinter])
 	$(NPUENV) matrix lint
+	$(call quote,$(value VENV)/bin/lint-imports)
 
 resolve: $(INSTALLED) ## resolve a row: make resolve TORCH=2.4 PYTHON=3.10 ARCH=aarch64
 	$(NPUENV) matrix resolve $(ROW_ARGS) --format text

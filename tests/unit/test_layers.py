@@ -77,3 +77,32 @@ def test_a_wrong_way_import_breaks_its_contract(checkout_copy, module, line, con
     name = next(c["name"] for c in CONFIG["contracts"] if c["id"] == contract)
     assert f"{name} BROKEN" in out and "Contracts: 2 kept, 1 broken." in out
     assert shown in out
+
+
+# --- the Ansible plugins: Ansible loads them from their files, so lint-imports does not see them ---------
+
+def project_imports(path: Path) -> set[str]:
+    """The packages of this project that a file imports (anywhere in it, functions too)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module)
+    return {n.split(".")[0] for n in names} & set(CONFIG["root_packages"])
+
+
+def test_the_ansible_plugins_import_only_what_the_bundle_carries_beside_the_playbooks():
+    """A plugin runs in ansible-playbook on the controller, an air-gapped site's too, where the
+    bundle's source trees are all of npuenv there is (torch_npu_pkg/bundle.py SOURCE_TREES); modules
+    (library/) run on the nodes and import none of it."""
+    from torch_npu_pkg.bundle import SOURCE_TREES
+
+    plugins = sorted((ROOT / "playbooks" / "plugins").rglob("*.py"))
+    modules = sorted((ROOT / "playbooks").glob("**/library/*.py"))
+    assert plugins and modules
+    found = {p.relative_to(ROOT).as_posix(): project_imports(p) for p in plugins}
+    assert set().union(*found.values()) <= set(SOURCE_TREES) - {"playbooks"}, found
+    assert {p.relative_to(ROOT).as_posix(): project_imports(p) for p in modules if project_imports(p)} == {}
