@@ -106,3 +106,14 @@ def test_the_ansible_plugins_import_only_what_the_bundle_carries_beside_the_play
     found = {p.relative_to(ROOT).as_posix(): project_imports(p) for p in plugins}
     assert set().union(*found.values()) <= set(SOURCE_TREES) - {"playbooks"}, found
     assert {p.relative_to(ROOT).as_posix(): project_imports(p) for p in modules if project_imports(p)} == {}
+
+
+def test_architecture_md_draws_the_layers_of_the_contract():
+    """ARCHITECTURE.md's picture of the layers, top to bottom, is the contract's list."""
+    import re
+
+    picture = (ROOT / "ARCHITECTURE.md").read_text().split("```")[1]
+    layers = next(c["layers"] for c in CONFIG["contracts"] if c["id"] == "layers")
+    names = "|".join(re.escape(n.strip()) for layer in layers for n in layer.split("|"))
+    drawn = [m.group(0) for m in re.finditer(rf"^(?:{names})(?: \| (?:{names}))*(?=\s|$)", picture, re.M)]
+    assert drawn == layers
