@@ -28,6 +28,7 @@ import pytest
 from filelock import FileLock
 
 import compat_matrix as cm
+from compat_matrix.checksums import sha256_file
 from images import build, render, run
 from npuenv.cli import main
 from tests.conftest import ROOT
