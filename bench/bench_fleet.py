@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import compat_matrix as cm  # noqa: E402
-from playbooks.run import MAX_FORKS, PLAYBOOK_DIR, ansible_command, ansible_env, run_folder  # noqa: E402
+from ansible_run.run import MAX_FORKS, PLAYBOOK_DIR, ansible_command, ansible_env, run_folder  # noqa: E402
 from tests.sim import installers as sim_installers, nodes as sim_nodes  # noqa: E402
 from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
 

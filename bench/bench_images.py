@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import compat_matrix as cm  # noqa: E402
 from images import build, render  # noqa: E402
-from tests.integration.test_images import _rebuilt_torch_npu, make_wheelhouse  # noqa: E402
+from tests.sim.inputs import make_wheelhouse, rebuilt_torch_npu  # noqa: E402
 from tests.sim import installers as sim_installers  # noqa: E402
 
 ROW, PYTHON, ARCH, OS = "2.13.0", "3.11", "x86_64", "debian12"
@@ -227,7 +227,7 @@ def run() -> dict:
         house = make_wheelhouse(stack, tmp / "wheelhouse")
         installers = tmp / "installers"
         sim_installers.make_installers(stack, installers)
-        changed = _rebuilt_torch_npu(house, tmp / "wheelhouse-rebuilt")
+        changed = rebuilt_torch_npu(house, tmp / "wheelhouse-rebuilt")
         with private_store(tmp / "store", base) as graph:
             cold_s, cold = timed_build(stack, installers, house, f"{TAG}:cold", tmp / "cold.cdx.json")
             same_s, _ = timed_build(stack, installers, house, f"{TAG}:same", tmp / "same.cdx.json")

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import compat_matrix as cm  # noqa: E402
 from compat_matrix import lock as lock_mod  # noqa: E402
-from tests.integration.conftest import row_lock  # noqa: E402
+from tests.sim.inputs import row_lock  # noqa: E402
 from tests.sim import installers as sim_installers, nodes as sim_nodes  # noqa: E402
 from tests.sim.cann_runtime.build import build_runtime_for_wheel  # noqa: E402
 

@@ -34,7 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from playbooks.run import PLAYBOOK_DIR, ansible_command, ansible_env, close_masters  # noqa: E402
+from ansible_run.run import PLAYBOOK_DIR, ansible_command, ansible_env, close_masters  # noqa: E402
 from tests.sim import nodes as sim_nodes  # noqa: E402
 
 ROW = "2.13.0"

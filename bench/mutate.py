@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "out" / "mutation"
 RESULTS = ROOT / "bench" / "results"
 EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.md"
-PACKAGES = ("compat_matrix", "validation", "images", "torch_npu_pkg", "playbooks", "npuenv")
+PACKAGES = ("compat_matrix", "validation", "images", "torch_npu_pkg", "playbooks", "ansible_run", "npuenv")
 LINKED = (*PACKAGES, "tests", "pyproject.toml", "Makefile")
 GOAL = 0.90
 # Functions that verify checksums and hashes (the Dockerfile's own checks are shell in a

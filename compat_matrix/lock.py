@@ -474,7 +474,7 @@ def use_matrix(path: Path | str | None) -> None:
 
 
 def matrix_env() -> dict[str, str]:
-    """{MATRIX_ENV: the matrix in use}, for the environment of every Ansible run (playbooks/run.py's
+    """{MATRIX_ENV: the matrix in use}, for the environment of every Ansible run (ansible_run/run.py's
     ansible_env): the playbooks' lookups resolve in the matrix the command uses, never another."""
     from .loader import DEFAULT_MATRIX
     return {MATRIX_ENV: _matrix_in_use or str(DEFAULT_MATRIX)}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import compat_matrix as cm
-from compat_matrix import outputs
+from compat_matrix import outputs, refs
 from compat_matrix.cli_options import add_constraint_args, add_lock_arg, constraints_from, load, lock_from
 
 from compat_matrix import lock as lock_mod
@@ -105,7 +105,7 @@ def _print_push(result: registry.PushResult) -> None:
 def cmd_build(args) -> int:
     for option, ref in (("--tag", args.tag), ("--base-image", args.base_image)):
         if ref is not None:
-            engines.check_image_ref(ref, option)
+            refs.check_image_ref(ref, option)
     if args.user_ids is not None:
         builder.parse_user_ids(args.user_ids)
     access = None
@@ -138,7 +138,7 @@ def cmd_push(args) -> int:
     registry.split_repository(args.repository)
     access = _access(args)
     if args.image is not None:
-        image = engines.check_image_ref(args.image, "--image")
+        image = refs.check_image_ref(args.image, "--image")
     else:
         stack = _stack(args)
         if stack is None:
@@ -149,7 +149,7 @@ def cmd_push(args) -> int:
 
 
 def _run_inputs(args, stack: cm.Stack) -> tuple[str, list[int]]:
-    image = engines.check_image_ref(args.image, "--image") if args.image is not None else \
+    image = refs.check_image_ref(args.image, "--image") if args.image is not None else \
         render.image_name(stack, args.cann_only)
     ids, where = run.device_ids(stack, args.npus, Path(args.dev_dir))
     _log(f"NPU devices: {', '.join(map(str, ids))} ({where})")
@@ -162,7 +162,7 @@ def _command(args) -> list[str]:
 
 def cmd_run_cmd(args) -> int:
     if args.name is not None:
-        engines.check_container_name(args.name, "--name")
+        refs.check_container_name(args.name, "--name")
     stack = _stack(args)
     if stack is None:
         return 1

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from compat_matrix import UserError, outputs
+from compat_matrix import UserError, outputs, refs
 
 from . import engine as engines
 from . import render
@@ -119,7 +119,7 @@ def auth_json(registry: str, user: str, password: str) -> str:
 def split_repository(repository: str, option: str = "REGISTRY/REPO") -> tuple[str, str]:
     """'harbor.example.com:8443/ai/npuenv' -> ('harbor.example.com:8443', 'ai/npuenv'). The
     registry must be named: a bare name would go to docker.io."""
-    engines.check_image_ref(repository, option)
+    refs.check_image_ref(repository, option)
     if "@" in repository or ":" in repository.rsplit("/", 1)[-1]:
         raise UserError(f"{option} {repository!r}: give the repository without a tag or digest (the tags say "
                         f"what the image is: {', '.join(load_push_tags())})")
@@ -300,7 +300,7 @@ def push(image: str, repository: str, *, engine: str | None = None, access: Acce
 
 def pull(ref: str, *, engine: str | None = None, access: Access = Access(), log: Log = _quiet) -> None:
     """Pull ``ref`` into the engine's store; a failure is a UserError with the engine's reason."""
-    engines.check_image_ref(ref, "image")
+    refs.check_image_ref(ref, "image")
     access.check()
     eng = engines.find(engine)
     registry = registry_of(ref)

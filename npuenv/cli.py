@@ -199,7 +199,8 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from playbooks import ansible_options, rollout
+    from ansible_run import ansible_options
+    from playbooks import rollout
 
     plan = rollout.prepare(args.inventory, lock_path=args.lock, limit=args.limit, batch_size=args.batch_size,
                            gate=args.gate, gate_backend=args.gate_backend, allow_busy=args.allow_busy,
@@ -209,8 +210,9 @@ def cmd_deploy(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from playbooks import ansible_options, status
-    from playbooks import run as playbooks_run
+    from ansible_run import ansible_options
+    from ansible_run import run as playbooks_run
+    from playbooks import status
 
     # status.yml reads the nodes with sudo: -K asked once, the vault and forks options as validate's
     with playbooks_run.session(ansible_options.Given.from_args(args)):
@@ -218,7 +220,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_collection_build(args) -> int:
-    from playbooks import collection
+    from ansible_run import collection
 
     print(collection.build(args.out))
     return 0
@@ -251,8 +253,8 @@ def cmd_facts(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from playbooks import ansible_options
-    from playbooks import run as playbooks_run
+    from ansible_run import ansible_options
+    from ansible_run import run as playbooks_run
     from validation import run
 
     options = validate_options.suite_arguments(vars(args))
@@ -298,7 +300,8 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from playbooks import ansible_options, rollout
+    from ansible_run import ansible_options
+    from playbooks import rollout
 
     parser = Parser(prog="npuenv", description="Environment suite for Ascend NPU clusters.")
     parser.add_argument("--version", action=_Version,

@@ -1,2 +1,4 @@
 """Ansible content (site.yml, validate.yml, status.yml, and the roles and plugins as the npuenv.ascend
-collection under collections/) and the small Python layer that runs it for `npuenv deploy` and `make deploy`."""
+collection under collections/) and what `npuenv deploy` and `npuenv status` do with it: rollout.py (gated
+batches) and status.py. They run Ansible through ansible_run and check the nodes with validation, both below
+them."""

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import compat_matrix as cm
+from ansible_run import run
+from ansible_run.ansible_options import Given
 from compat_matrix import interrupts, outputs
 from compat_matrix.render import aligned
 from compat_matrix import lock as lock_mod
@@ -44,8 +46,7 @@ from validation import identity
 from validation.node import LEVELS
 from validation.targets import AnsibleTarget, unsafe_yaml
 
-from . import run, status
-from .ansible_options import Given
+from . import status
 
 PLAYBOOK = "site.yml"
 GATES = (*LEVELS, "none")

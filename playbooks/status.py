@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ansible_run import run
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
 from compat_matrix.render import aligned
@@ -31,8 +32,6 @@ from compat_matrix.errors import UserError
 from validation import artefact as artefact_mod
 from validation import document, identity
 from validation.targets import unsafe_yaml
-
-from . import run
 
 PLAYBOOK = "status.yml"
 

@@ -1,4 +1,3 @@
-import socket
 import sys
 from pathlib import Path
 
@@ -8,6 +7,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.sim.inputs import reachable  # noqa: E402,F401 (the tests import it from here)
+
 
 @pytest.fixture(autouse=True)
 def _no_npuenv_option_variables(monkeypatch):
@@ -16,15 +17,6 @@ def _no_npuenv_option_variables(monkeypatch):
     from compat_matrix.cli_options import ENV_OPTIONS
     for env in ENV_OPTIONS.values():
         monkeypatch.delenv(env.var, raising=False)
-
-
-def reachable(host: str, port: int = 443) -> bool:
-    """Whether a registry answers, for tests that need it (they skip, saying so, when not)."""
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-        return True
-    except OSError:
-        return False
 
 
 def alive(pid: int) -> bool:

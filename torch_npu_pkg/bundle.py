@@ -60,7 +60,7 @@ from .wheels import WheelInfo
 BUNDLE_MANIFEST = "MANIFEST.json"
 SUMS = checksums.SUMS_FILE
 USAGE = "USAGE.txt"
-COLLECTION = "collection"   # the npuenv.ascend collection's tarball (playbooks/collection.py builds it)
+COLLECTION = "collection"   # the npuenv.ascend collection's tarball (ansible_run/collection.py builds it)
 LOCK_FILE = lock_mod.DEFAULT_FILE   # the lock the bundle is of (npuenv lock show; --lock of every command)
 INSTALLERS, WHEELHOUSE, CONTROLLER, SOURCE = "installers", "wheelhouse", "controller", "source"
 CONTROLLER_EXTRA = "controller"   # pyproject.toml's optional dependencies the controller needs
@@ -248,7 +248,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
         for name, folder in SOURCE_TREES.items():
             entries += [(f"{SOURCE}/{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
         # the roles and plugins as the npuenv.ascend collection, for playbooks of the site's own
-        from playbooks import collection
+        from ansible_run import collection
         built = collection.build(work / COLLECTION, log)
         entries.append((f"{COLLECTION}/{built.name}", built))
         controller_info = None

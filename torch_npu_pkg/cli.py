@@ -15,9 +15,9 @@ from pathlib import Path
 
 import compat_matrix as cm
 from compat_matrix import outputs, render
-from images.engine import check_image_ref
 from compat_matrix import lock as lock_mod
 from compat_matrix.interrupts import interruptible
+from compat_matrix.refs import check_image_ref
 from compat_matrix.resolver import host_arch
 from compat_matrix.cli_options import (RawDescriptionHelpFormatter, add_constraint_args, add_env_argument, add_lock_arg,
                                       constraints_from, load, lock_from)

@@ -1,7 +1,8 @@
 """The field's known failures: a symptom seen in a check's output -> the likely
-cause and the fix. Checks call ``explain(text)`` on what they saw. DCMI return
-codes (-8005, -8020, ...) and CANN's error codes (EI0006, EL0004, ...) are
-explained from the tables in validation.codes."""
+cause and the fix. Checks call ``explain(text)`` on what they saw; the workloads
+name the same cause and fix (validation.workloads.source() writes KNOWN into
+their scripts). DCMI return codes (-8005, -8020, ...) and CANN's error codes
+(EI0006, EL0004, ...) are explained from the tables in validation.codes."""
 from __future__ import annotations
 
 import re

@@ -118,7 +118,7 @@ class AnsibleTransport:
         self.inventory, self.pattern, self.hosts, self.hostvars = inventory, pattern, hosts, hostvars
 
     def run(self, artefact: Path, args: dict[str, list[str]], done: Done | None = None) -> dict[str, Outcome]:
-        from playbooks import run as playbooks_run
+        from ansible_run import run as playbooks_run
 
         with tempfile.TemporaryDirectory(prefix="npuenv-validate-") as tmp:
             tree = Path(tmp) / "tree"
@@ -407,7 +407,7 @@ def _parse_image(target: str) -> ImageTarget:
 
 
 def _parse_ansible(target: str) -> AnsibleTarget:
-    from playbooks import run as playbooks_run
+    from ansible_run import run as playbooks_run
 
     try:
         parts = urlsplit(target)
@@ -486,7 +486,7 @@ def ssh_inventory(targets: list[str | SshTarget], directory: Path) -> Path:
 
 def ansible_transport(target: AnsibleTarget) -> tuple[AnsibleTransport, dict]:
     """ansible://PATTERN?inventory=F -> the transport and the npuenv_row of its first host."""
-    from playbooks import run as playbooks_run
+    from ansible_run import run as playbooks_run
 
     inventory = target.inventory or os.environ.get("ANSIBLE_INVENTORY")
     if not inventory:
@@ -533,7 +533,7 @@ def plan(targets: list[str | Target], host_root: str, run_args: list[str], clean
                 hint = lock_mod.constraints_from_mapping(row, lock_mod.inventory_name)
     if ssh:
         inventory = ssh_inventory(ssh, workdir)
-        from playbooks import run as playbooks_run
+        from ansible_run import run as playbooks_run
         listing = playbooks_run.read_inventory(inventory)
         transports.append(AnsibleTransport(inventory, playbooks_run.FLEET_GROUP,
                                            playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP),

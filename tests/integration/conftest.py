@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import compat_matrix as cm
-from compat_matrix import lock as lock_mod
 from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
 from tests.sim import state as sim_state
@@ -34,16 +33,6 @@ def matrix():
 
 def stack_for(matrix, torch_npu: str, **kw) -> cm.Stack:
     return cm.resolve(matrix, cm.Constraints(torch_npu=torch_npu, arch=kw.pop("arch", "x86_64"), **kw)).stack
-
-
-def row_lock(torch_npu: str, installers: Path, wheelhouses: list[Path] = ()) -> lock_mod.Lock:
-    """A lock of the row (Python 3.11, x86_64, debian12: the simulated nodes) whose firmware is named,
-    as an operator names it when one folder holds several rows' firmware (npuenv lock --installer)."""
-    constraints = cm.Constraints(torch_npu="==" + torch_npu, python="3.11", arch="x86_64", os="debian12")
-    stack = cm.resolve(cm.load_matrix(), constraints).stack
-    firmware = sim_installers.package_names(sim_installers.release_of(stack))["firmware"]
-    return lock_mod.make(cm.load_matrix(), constraints, installers=installers, wheelhouses=list(wheelhouses),
-                         pinned_installers={"firmware": firmware})
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbooks import collection
+from ansible_run import collection
 from tests.sim import nodes as sim_nodes
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,7 +30,7 @@ import yaml
 
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
-from tests.integration.conftest import row_lock
+from tests.sim.inputs import row_lock
 from tests.integration.test_upgrade_rollback import A_CHECKS, A_TAGS, active, records
 from tests.sim import faults as sim_faults
 from tests.sim import installers as sim_installers

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -32,13 +31,12 @@ import compat_matrix as cm
 from compat_matrix.checksums import sha256_file
 from images import build, render, run
 from npuenv.cli import main
-from tests.conftest import ROOT, reachable
+from tests.conftest import ROOT
 from tests.sim import installers as sim_installers
 from tests.sim import state as sim_state
 from tests.sim.cann_runtime.build import build_runtime
+from tests.sim.inputs import make_wheelhouse, rebuilt_torch_npu, torch_npu_wheel
 from torch_npu_pkg import wheelhouse as wh
-from torch_npu_pkg.sources import PyPISource
-from torch_npu_pkg.wheels import Target
 
 pytestmark = pytest.mark.integration
 
@@ -46,8 +44,6 @@ M = cm.load_matrix()
 OS, PYTHON, ARCH = "debian12", "3.11", "x86_64"
 CURRENT, LEGACY = "2.13.0", "2.8.0"
 TAG = "localhost/npuenv-test-images"
-CACHE = ROOT / ".cache" / "wheels"
-CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def stack_for(torch_npu: str) -> cm.Stack:
@@ -64,55 +60,6 @@ def podman(*args: str, check: bool = True, timeout: int = 300) -> subprocess.Com
 
 
 # --- inputs and builds, once per session ---------------------------------------------
-
-def torch_npu_wheel(stack: cm.Stack) -> Path:
-    """The real torch_npu wheel, cached in .cache/wheels (shared with the other tests)."""
-    have = sorted(CACHE.glob(f"torch_npu-{stack.row.torch_npu}-cp311-cp311-manylinux_2_28_{ARCH}.whl"))
-    if have:
-        return have[0]
-    if not reachable("pypi.org"):
-        pytest.skip("the real torch_npu wheel comes from PyPI, which cannot be reached")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    stage = CACHE / f".stage-{os.getpid()}"
-    try:
-        fetched = PyPISource().fetch(stack, Target.for_stack(stack), stage, print)
-        dest = CACHE / fetched.path.name
-        os.replace(fetched.path, dest)
-        return dest
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-# The wheels of the last wheelhouse built with PyPI reachable: a later build without PyPI uses them.
-DEPS_CACHE = CACHE / "wheelhouse-deps"
-
-
-def make_wheelhouse(stack: cm.Stack, out: Path, online: bool | None = None) -> Path:
-    """The row's wheelhouse, built by the current code: its dependencies from PyPI when it can be
-    reached (and cached for later), else from the wheels an earlier run cached (pip --no-index)."""
-    source = os.environ.get("TORCH_SOURCE") or \
-        ("/opt/wheels" if list(Path("/opt/wheels").glob(f"torch-{stack.row.torch}+cpu-cp311-*.whl")) else CPU_INDEX)
-    online = reachable("pypi.org") if online is None else online
-    if not online and not any(DEPS_CACHE.glob("*.whl")):
-        pytest.skip(f"PyPI cannot be reached and no earlier run cached the wheelhouse's dependencies in "
-                    f"{DEPS_CACHE}: run the image tests once with PyPI reachable")
-    torch_npu_wheel(stack)
-    # No CPU torchvision here: keep PyPI's build, as the wheelhouse test does (recorded in its notes).
-    torchvision = "index" if source != CPU_INDEX else "auto"
-    if online:
-        wh.build(stack, wh.Options(out=out, torch_source=source, sources=[f"dir:{CACHE}", "pypi"],
-                                   torchvision=torchvision))
-        DEPS_CACHE.mkdir(parents=True, exist_ok=True)
-        for wheel in out.glob("*.whl"):
-            if not (DEPS_CACHE / wheel.name).exists():
-                tmp = DEPS_CACHE / f".{wheel.name}.{os.getpid()}"
-                shutil.copy2(wheel, tmp)
-                os.replace(tmp, DEPS_CACHE / wheel.name)   # atomic: another test may read the cache meanwhile
-    else:
-        wh.build(stack, wh.Options(out=out, torch_source=source, sources=[f"dir:{CACHE}"], offline=True,
-                                   find_links=[DEPS_CACHE], torchvision=torchvision))
-    return out
-
 
 def make_current_installers(stack: cm.Stack, out: Path) -> Path:
     """The simulated installers, the toolkit's and NNAL's carrying the simulated CANN runtime
@@ -322,26 +269,6 @@ def test_installers_and_wheels_are_in_no_layer(images, tmp_path):
     assert not re.search(r"(COPY|ADD) [^\n]*\.(run|whl)", history)
 
 
-def _rebuilt_torch_npu(house: Path, out: Path) -> Path:
-    """A copy of the wheelhouse whose torch_npu wheel has other bytes (a rebuilt wheel of the
-    same version: a new zip comment) and whose manifest, sums, index and pins follow it."""
-    shutil.copytree(house, out, copy_function=os.link)
-    manifest = json.loads((out / wh.MANIFEST).read_text())
-    record = next(w for w in manifest["wheels"] if w["role"] == "torch_npu")
-    wheel = out / record["file"]
-    data = wheel.read_bytes()
-    wheel.unlink()
-    wheel.write_bytes(data)
-    with zipfile.ZipFile(wheel, "a") as z:
-        z.comment = f"npuenv test rebuild {uuid.uuid4()}".encode()
-    record.update(sha256=sha256_file(wheel), size=wheel.stat().st_size)
-    shutil.rmtree(out / wh.INDEX)
-    for name in (wh.SUMS, wh.REQUIREMENTS, wh.MANIFEST):
-        (out / name).unlink()  # hard links to the original: replace, do not write through
-    wh.write_files(out, manifest)
-    return out
-
-
 def _uncached_steps(output: str) -> list[str]:
     """The build steps that ran rather than came from the cache. buildah builds a stage
     when a later one first needs it (COPY --from), printing its steps inside that step:
@@ -361,7 +288,7 @@ def _uncached_steps(output: str) -> list[str]:
 
 def test_a_torch_npu_change_rebuilds_only_the_python_layer(images, tmp_path):
     stack = stack_for(CURRENT)
-    house = _rebuilt_torch_npu(Path(images["house"]), tmp_path / "wheelhouse")
+    house = rebuilt_torch_npu(Path(images["house"]), tmp_path / "wheelhouse")
     assert wh.verify(house) == []
     again = build.build(stack, Path(images["installers"]["current"]), house, tag=f"{TAG}:rebuilt", engine="podman",
                         sbom=tmp_path / "rebuilt.cdx.json")

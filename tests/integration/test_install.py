@@ -221,8 +221,8 @@ def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_p
     site_packages = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
     assert (site_packages / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "roles" / "python_stack" / "tasks" / "main.yml").is_file()
     assert not (site_packages / "npuenv").joinpath("__editable__").exists()
-    where = run([bin_dir / "python", "-c", "import playbooks.run, compat_matrix; "
-                 "print(playbooks.run.PLAYBOOK_DIR, compat_matrix.__file__)"], tmp_path, env)
+    where = run([bin_dir / "python", "-c", "import ansible_run.run, compat_matrix; "
+                 "print(ansible_run.run.PLAYBOOK_DIR, compat_matrix.__file__)"], tmp_path, env)
     assert where.stdout.split() == [str(site_packages / "playbooks"), str(site_packages / "compat_matrix" /
                                                                        "__init__.py")], where.stderr
 

@@ -13,7 +13,7 @@ from unittest import mock
 import pytest
 import yaml
 
-from playbooks import run as playbook_run
+from ansible_run import run as playbook_run
 
 # What a role does first when it has been handed a bad value: its own checks.
 ROLE_FIRST_TASK = {

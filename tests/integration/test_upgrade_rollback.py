@@ -6,7 +6,7 @@ back to A (one node losing power in the middle of its toolkit install) and
 forward to B again with a cache that lacks what the node keeps side by side.
 
 The installers of both rows lie in ONE folder: each run takes the files its
-lock names (by sha256). site.yml runs through playbooks.run.run_playbook with
+lock names (by sha256). site.yml runs through ansible_run.run.run_playbook with
 the lock as the extra var npuenv_lock (compat_matrix.lock.make). Row A's
 Python stack cannot be built here (only a CPU torch 2.13.0 wheel exists), so A
 is deployed without the python tag and validated on the checks that do not
@@ -29,8 +29,8 @@ import yaml
 
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
-from playbooks import run as playbook_run
-from tests.integration.conftest import row_lock
+from ansible_run import run as playbook_run
+from tests.sim.inputs import row_lock
 from tests.sim import faults as sim_faults
 from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes

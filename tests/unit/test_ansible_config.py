@@ -1,4 +1,4 @@
-"""The user's Ansible configuration wins over the project's (playbooks/run.py config_env): their
+"""The user's Ansible configuration wins over the project's (ansible_run/run.py config_env): their
 ANSIBLE_* variables always, their ansible.cfg (ANSIBLE_CONFIG, ./ansible.cfg, ~/.ansible.cfg) for what it
 sets, the project's settings for the rest; npuenv's roles and plugins folders always first; host key
 checking on unless the user turns it off (and deploy says so); retry files in a folder of the user's.
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from compat_matrix.errors import UserError
-from playbooks import run
+from ansible_run import run
 from tests.unit.test_rollout import deploy, fleet, lock_a  # noqa: F401 (the fixtures)
 
 PROJECT = str(run.PLAYBOOK_DIR / "ansible.cfg")

@@ -1,4 +1,4 @@
-"""`npuenv deploy`'s pass-through ansible-playbook options (playbooks/ansible_options.py): parsed, checked
+"""`npuenv deploy`'s pass-through ansible-playbook options (ansible_run/ansible_options.py): parsed, checked
 on the controller (a vault password file that cannot serve is exit 2 naming it), and handed to each
 Ansible call of the run as argv elements: vault options to every call, forks to every ansible-playbook,
 verbosity and --start-at-task to the batches' site.yml only; -K asked once for the whole deploy. The
@@ -16,7 +16,8 @@ import pytest
 
 from compat_matrix.errors import UserError
 from npuenv import cli
-from playbooks import ansible_options, rollout, run
+from ansible_run import ansible_options, run
+from playbooks import rollout
 from tests.unit.test_deploy_args import fakes, site  # noqa: F401 (the fixture)
 from tests.unit.test_rollout import deploy, fleet, lock_a  # noqa: F401 (the fixtures)
 

@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from playbooks import run
+from ansible_run import run
 from tests.conftest import ROOT
 from tests.unit.test_playbook_plugins import PLUGINS, plugin
 

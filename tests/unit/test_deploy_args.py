@@ -20,7 +20,7 @@ import pytest
 
 from compat_matrix.errors import UserError
 from npuenv import cli
-from playbooks import run
+from ansible_run import run
 from tests.conftest import ROOT, alive
 from validation.explain import explain
 
@@ -193,7 +193,7 @@ DRIVER = """\
 import sys
 sys.path.insert(0, {root!r})
 from compat_matrix.errors import UserError
-from playbooks import run
+from ansible_run import run
 run.ansible_command = lambda name: {playbook!r}
 run.fleet = lambda inventory, limit=None: (["node-0"], dict())
 try:  # one batch's site.yml, as npuenv deploy runs it
@@ -437,7 +437,7 @@ PLAYBOOK_DRIVER = """\
 import sys
 sys.path.insert(0, {root!r})
 from compat_matrix.errors import UserError
-from playbooks import run
+from ansible_run import run
 run.ansible_command = lambda name: {playbook!r}
 run.fleet = lambda inventory, limit=None: (["node-0"], dict())
 try:

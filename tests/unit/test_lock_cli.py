@@ -12,7 +12,7 @@ import pytest
 import compat_matrix as cm
 from compat_matrix import lock
 from npuenv.cli import main
-from playbooks import run as playbooks_run
+from ansible_run import run as playbooks_run
 
 # The vendor's file names for two rows in one folder (written out, not derived from platforms.yaml).
 ROW_2_13 = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleError
 
-from playbooks import run as playbook_run
+from ansible_run import run as playbook_run
 from tests.conftest import ROOT
 
 PLUGINS = ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "plugins"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from playbooks.run import role_input_kinds
+from ansible_run.run import role_input_kinds
 from tests.conftest import ROOT
 from tests.unit.test_playbook_plugins import plugin
 

@@ -18,7 +18,8 @@ from compat_matrix import interrupts
 from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
 from npuenv import cli
-from playbooks import rollout, run, status
+from ansible_run import run
+from playbooks import rollout, status
 from playbooks.collections.ansible_collections.npuenv.ascend.plugins.callback import npuenv_outcomes
 from tests.unit import status_fakes as fakes
 
@@ -43,7 +44,7 @@ class FakeFleet:
         self.interrupt_at_batch: int | None = None
         self.target: lock_mod.Lock | None = None
 
-    # playbooks.run.run_playbook
+    # ansible_run.run.run_playbook
     def run_playbook(self, playbook, inventory, *, check=False, tags=None, limit=None, extra_vars=None,
                      capture=False, env=None, hosts=None, log=None, **kw):
         hosts = hosts or limit.split(",")

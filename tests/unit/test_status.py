@@ -14,7 +14,8 @@ import pytest
 import compat_matrix as cm
 from compat_matrix.errors import UserError
 from npuenv import cli
-from playbooks import run, status
+from ansible_run import run
+from playbooks import status
 from tests.unit import status_fakes as fakes
 from validation import document, facts as facts_mod, node
 

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import compat_matrix as cm
-from playbooks import run as playbooks_run
+from ansible_run import run as playbooks_run
 from validation import run, targets
 from validation.merge import Outcome
 

@@ -152,7 +152,7 @@ def test_a_path_that_ssh_or_ansible_would_read_as_syntax_is_refused(tmp_path, na
 
 
 def test_ssh_targets_become_one_inventory_that_ansible_reads_back_unchanged(tmp_path):
-    from playbooks import run as playbooks_run
+    from ansible_run import run as playbooks_run
 
     (tmp_path / "my cfg").write_text("Host *\n")
     good = [targets.parse(f"ssh://ops@10.0.0.11:2222?ssh_config={tmp_path}/my cfg"),

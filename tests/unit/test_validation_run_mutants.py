@@ -328,7 +328,7 @@ def test_validate_starts_images_with_the_host_root_and_run_args_and_reaches_ssh_
     import subprocess
     from pathlib import Path
 
-    from playbooks import run as playbooks_run
+    from ansible_run import run as playbooks_run
 
     root = tmp_path / "host"
     (root / "dev").mkdir(parents=True)

@@ -16,7 +16,7 @@ import pytest
 
 import compat_matrix as cm
 from compat_matrix.errors import UserError
-from playbooks import run as playbooks_run
+from ansible_run import run as playbooks_run
 from validation import targets
 from validation.targets import ImageLock, ImageTarget
 

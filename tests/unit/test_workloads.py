@@ -219,6 +219,21 @@ def test_window_ends_split_the_timed_steps_evenly():
     assert ends(4, 5, 1) == [5]
 
 
+def test_a_workload_names_a_known_failure_as_the_suite_does():
+    """One table of known failures: a workload's own diagnosis is validation/explain.py's cause and fix,
+    written into its script (it runs with stdlib + torch only)."""
+    from validation.explain import KNOWN, explain
+
+    ns: dict = {}
+    exec(compile(workloads.source("smoke"), "smoke.py", "exec"), ns)
+    assert ns["_NPUENV_KNOWN"] == [(k.pattern, k.cause, k.fix) for k in KNOWN]
+    for text in ("ModuleNotFoundError: No module named 'decorator'", "ImportError: libtorch_npu.so: undefined symbol: x",
+                 "OSError: LIBHCCL.so: CANNOT OPEN SHARED OBJECT FILE: No such file or directory"):
+        assert ns["diagnose"](text) == "%s: %s" % explain(text)
+    # what the table does not know, the workload does not guess at either (its error names the module)
+    assert explain("No module named 'torch_npu'") is None and ns["diagnose"]("No module named 'torch_npu'") == ""
+
+
 # -- migrate ----------------------------------------------------------------------------------
 
 

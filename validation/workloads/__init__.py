@@ -8,12 +8,14 @@ own Python, fed over stdin::
     subprocess.run(["python3", "-", "--backend", "auto", "--max-bytes", "64M"], input=text, ...)
 
 How the text is made: the shared helpers live in ``_common.py``; ``script(name)``
-joins ``_common.py`` and ``<name>.py`` into one source and wraps it in a four-line
-runner that carries the source as a string literal and ``exec``s it. Carrying its
-own source lets a multi-process workload (allreduce, ddp) start its per-device
-workers from stdin too, by feeding them the same text. Running a workload file
-directly (``python3 validation/workloads/smoke.py``) also works: it loads
-``_common.py`` from next to itself.
+joins ``_common.py``, the known failures of ``validation/explain.py`` (the one
+table of them, which ``_common.diagnose`` reads) and ``<name>.py`` into one
+source and wraps it in a four-line runner that carries the source as a string
+literal and ``exec``s it. Carrying its own source lets a multi-process workload
+(allreduce, ddp) start its per-device workers from stdin too, by feeding them the
+same text. Running a workload file directly (``python3
+validation/workloads/smoke.py``) also works: it loads ``_common.py`` from next to
+itself (without the known failures: its errors then name no cause).
 
 Contract, for every workload:
 
@@ -90,11 +92,18 @@ def _wrap(name: str, source: str) -> str:
     ) % (name, name, source, fname, fname, fname)
 
 
+def known_failures() -> str:
+    """validation/explain.py's known failures as the source line that _common.diagnose() reads."""
+    from validation.explain import KNOWN
+
+    return "_NPUENV_KNOWN = %r\n" % ([(k.pattern, k.cause, k.fix) for k in KNOWN],)
+
+
 def source(name: str) -> str:
-    """The joined source (helpers + workload) before wrapping."""
+    """The joined source (helpers, the known failures, workload) before wrapping."""
     common = (HERE / "_common.py").read_text()
     body = source_path(name).read_text()
-    return common.rstrip("\n") + "\n\n" + body
+    return common.rstrip("\n") + "\n\n" + known_failures() + "\n\n" + body
 
 
 def script(name: str) -> str:

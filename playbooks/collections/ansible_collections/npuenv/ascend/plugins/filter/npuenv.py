@@ -54,13 +54,10 @@ def hccn_todo(state, device_ips, netmask, netdetect_address):
 
 
 def key_values(text):
-    """KEY=VALUE lines (version.info, ascend_install.info) -> dict."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
+    """KEY=VALUE lines (version.info, ascend_install.info) -> dict, read as validation reads them."""
+    from validation import facts
+
+    return facts.key_values(text)
 
 
 def identity_probe(root):

@@ -1,11 +1,17 @@
 """Run the project's playbooks with the project's Ansible settings under the user's own (see
-ansible_env), after checking that the inventory can be read and names the hosts the run is meant for."""
+ansible_env), after checking that the inventory can be read and names the hosts the run is meant for.
+
+The playbooks folder is this module's data: it reads the playbooks, the roles' inputs.yml and the
+filter plugin that checks those inputs, as Ansible does, and imports no module of the playbooks
+package (whose rollout and status sit above validation, which runs validate.yml through here)."""
 from __future__ import annotations
 
 import concurrent.futures
 import configparser
 import fnmatch
+import functools
 import getpass
+import importlib.util
 import json
 import os
 import re
@@ -26,7 +32,8 @@ from compat_matrix.lock import matrix_env
 
 from .ansible_options import Given
 
-PLAYBOOK_DIR = Path(__file__).resolve().parent
+# playbooks/ beside this package (in a checkout and in site-packages alike).
+PLAYBOOK_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 # The roles and plugins: the npuenv.ascend collection, in the layout Ansible finds on a collections path
 # (the project's ansible.cfg names PLAYBOOK_DIR/collections) and `make collection` builds from.
 COLLECTION_DIR = PLAYBOOK_DIR / "collections" / "ansible_collections" / "npuenv" / "ascend"
@@ -585,13 +592,22 @@ def _templated(value) -> bool:
     return isinstance(value, list) and any(map(_templated, value))
 
 
+@functools.cache
+def _input_filter():
+    """The roles' own input check, plugins/filter/npuenv_inputs.py, loaded from its file as Ansible loads it."""
+    path = COLLECTION_DIR / "plugins" / "filter" / "npuenv_inputs.py"
+    spec = importlib.util.spec_from_file_location("npuenv_inputs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def role_input_problems(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> list[str]:
     """What the roles' own input checks (the collection's plugins/filter/npuenv_inputs.py) would refuse, host by host,
     before Ansible starts: each variable as the host gets it (an extra variable wins over the
     inventory's; one that neither sets keeps the role's default). A value holding a Jinja template
     is left to the role, which renders it first."""
-    from .collections.ansible_collections.npuenv.ascend.plugins.filter import npuenv_inputs
-
+    npuenv_inputs = _input_filter()
     kinds = role_inputs(playbook)
     found: dict[str, list[str]] = {}
     for host in hosts:

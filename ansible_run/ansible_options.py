@@ -10,7 +10,7 @@ site.yml per batch, each batch's gate, the read-back), so
     playbooks   every ansible-playbook (forks: how many hosts at once, a limit on the controller's load)
     site.yml    only the deploy's own runs of site.yml, whose output is the deploy's log (verbosity,
                 start-at-task: the other playbooks have none of site.yml's tasks)
-    npuenv      npuenv itself acts on it: -K asks for the password once (playbooks/run.py session),
+    npuenv      npuenv itself acts on it: -K asks for the password once (ansible_run/run.py session),
                 never once per run
 """
 from __future__ import annotations
