@@ -129,3 +129,40 @@ def test_the_tree_watch_stops_with_the_playbook_also_when_it_is_interrupted(monk
         targets.AnsibleTransport(tmp_path / "inv.yml", "all", ["h1"]).run(tmp_path / "a.pyz", {"h1": []},
                                                                           lambda h, o: None)
     assert [t.name for t in set(threading.enumerate()) - before] == []
+
+
+def test_the_phase_across_nodes_says_so_and_counts_its_own_hosts(monkeypatch, tmp_path, capsys):
+    from validation.merge import FLEET_CHECKS
+
+    class Fleet:
+        fleet_member, hosts = True, ["n0", "n1", "n2"]
+
+        def run(self, artefact_path, args, done=None):
+            fleet = any("--fleet" in a for a in args.values())
+            records = [dict(rec(c), level="full") for c in FLEET_CHECKS] if fleet else [rec("npu_health")]
+            out = {h: Outcome("ran", document=doc(*records)) for h in args if h != "n2"}
+            return {**out, "n2": Outcome("unreachable", "gone")} if "n2" in args else out
+
+    planned(monkeypatch, Fleet())
+    run.validate(["local"], "full", cm.Constraints(torch_npu="2.13.0"), tmp_path / "out")
+    lines = [line.rsplit(" (", 1)[0] for line in capsys.readouterr().err.splitlines()]
+    assert lines[-3:] == ["npuenv: the checks across nodes, on the 2 that ran: a line each as it finishes",
+                          "npuenv: [1/2] n0: 2 passed", "npuenv: [2/2] n1: 2 passed"]
+
+
+def test_one_host_is_one_host(monkeypatch, tmp_path, capsys):
+    planned(monkeypatch, type("One", (), {"fleet_member": True, "hosts": ["a"], "run": lambda self, p, args, done=None:
+                                          {"a": Outcome("ran", document=doc())}})())
+    run.validate(["local"], "quick", cm.Constraints(torch_npu="2.13.0"), tmp_path / "out")
+    assert capsys.readouterr().err.splitlines()[0] == ("npuenv: checking 1 host at the quick level: a line each as "
+                                                       "it finishes")
+
+
+def test_each_line_says_how_long_since_the_phase_started(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(run.time, "monotonic", lambda: now[0])
+    told = []
+    progress = run.Progress(told.append, 2)
+    now[0] = 103.4
+    progress("a", Outcome("unreachable", "x"))
+    assert told == ["[1/2] a: unreachable: x (3 s)"]
