@@ -254,6 +254,7 @@ def test_expected_stack_is_the_rows_environment_and_the_modules_cann_needs():
      "--only allreduce_across_nodes (a full check): --level quick does not run it; pass --level full"),
     ({"straggler_margin": -1.0}, "--straggler-margin: -1 is out of range; give at least 0.0 and less than 1.0"),
     ({"fleet_port": 0}, "--fleet-port: 0 is out of range; give 1 to 65535"),
+    ({"straggler_min_peers": 1}, "--straggler-min-peers: 1 is out of range; give 2 or more"),
 ])
 def test_a_wrong_option_is_named_before_anything_runs(tmp_path, monkeypatch, kwargs, message):
     monkeypatch.setattr(run, "plan", lambda *a, **k: pytest.fail("planned a run for a wrong option"))
@@ -443,3 +444,29 @@ def test_when_nothing_was_checked_and_the_metrics_cannot_be_written_the_message_
         run.validate(["local"], "quick", cm.Constraints(torch_npu=ROW), tmp_path / "out")
     assert str(e.value) == (f"no check ran on any target (a: unreachable Connection refused); cannot write "
                             f"{tmp_path}/out/metrics.prom: No space left on device")
+
+
+def trained(samples_per_s: float) -> dict:
+    """A node's document whose train check measured ``samples_per_s`` five times."""
+    return doc(dict(rec("train"), level="standard", data={"samples_per_s": samples_per_s,
+                                                          "samples_per_s_repeats": [samples_per_s] * 5}))
+
+
+def flagged(tmp_path, transports, **kwargs) -> list[str]:
+    out = tmp_path / "out"
+    run.validate(["local"], "standard", cm.Constraints(torch_npu=ROW), out, quiet=True, **kwargs)
+    return [s["host"] for s in json.loads((out / "results.json").read_text())["stragglers"]]
+
+
+def test_a_slow_node_is_a_straggler_only_among_enough_peers_of_its_kind(tmp_path, monkeypatch):
+    nodes = Recorder(["n0", "n1", "n2", "n3"], {"n0": trained(20.0), **{h: trained(100.0) for h in ("n1", "n2", "n3")}})
+    monkeypatch.setattr(run, "plan", lambda *a, **k: ([nodes], {}))
+    assert flagged(tmp_path / "a", [nodes], straggler_min_peers=4) == ["n0"]
+    assert flagged(tmp_path / "b", [nodes], straggler_min_peers=5) == []     # four hosts are too few peers
+
+    # An image runs in a container on the controller: slow as it may be, it is no node's peer.
+    image = Recorder(["image:x"], {"image:x": trained(20.0)})
+    image.fleet_member = False
+    healthy = Recorder(["n1", "n2", "n3", "n4"], {h: trained(100.0) for h in ("n1", "n2", "n3", "n4")})
+    monkeypatch.setattr(run, "plan", lambda *a, **k: ([healthy, image], {}))
+    assert flagged(tmp_path / "c", [healthy, image], straggler_min_peers=4) == []
