@@ -63,6 +63,12 @@ def run(cmd: list[str], *, own_group: bool = False, **kwargs) -> subprocess.Comp
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def stopping() -> bool:
+    """Whether an interrupt is ending the command: a child that ends now was stopped, and what it
+    says is no result."""
+    return _State.fired is not None
+
+
 def _end_children() -> None:
     with _CHILDREN_LOCK:
         children = list(_CHILDREN.items())

@@ -588,7 +588,8 @@ def run_phase(transports: list, artefact: Path, args: dict[str, list[str]],
 
     def tell(host: str, outcome: Outcome) -> None:
         with lock:
-            if done is None or host in told:
+            # A run the interrupt ended came back with no result: that is no host's outcome to tell.
+            if done is None or host in told or interrupts.stopping():
                 return
             told.add(host)
             done(host, outcome)

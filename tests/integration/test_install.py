@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 import compat_matrix as cm
+from ansible_run.run import COLLECTION_DIR
 from tests.conftest import ROOT, reachable
 from tests.fixtures.wheelhouse.synth import make_stack_wheels
 from tests.integration.conftest import stack_for
@@ -197,7 +198,7 @@ def test_pip_install_from_a_read_only_checkout(tmp_path):
                                    ROOT]), tmp_path, env)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     site_packages = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
-    assert (site_packages / "playbooks" / "library" / "npuenv_files.py").is_file()
+    assert (site_packages / COLLECTION_DIR.relative_to(ROOT) / "plugins" / "modules" / "npuenv_files.py").is_file()
     shown = run([bin_dir / "npuenv", "matrix", "resolve", "--row", ROW, "--python", PYTHON, "--arch", ARCH,
                  "--format", "text"], tmp_path, env)
     assert shown.returncode == 0 and "2.13.0" in shown.stdout, shown.stderr

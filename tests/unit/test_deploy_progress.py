@@ -1,4 +1,4 @@
-"""`npuenv deploy`'s progress (playbooks/plugins/callback/npuenv_progress.py): a line per finished
+"""`npuenv deploy`'s progress (the collection's plugins/callback/npuenv_progress.py): a line per finished
 task, and a task that runs long says, while it runs, on which hosts it is still running."""
 from __future__ import annotations
 

@@ -166,3 +166,24 @@ def test_each_line_says_how_long_since_the_phase_started(monkeypatch):
     now[0] = 103.4
     progress("a", Outcome("unreachable", "x"))
     assert told == ["[1/2] a: unreachable: x (3 s)"]
+
+
+
+def test_a_run_the_interrupt_ended_is_not_told_as_a_hosts_result(tmp_path, monkeypatch):
+    """The signal ends the node's command (interrupts ends the children), which comes back with no
+    result: that is no line for the host (the interrupt's own line says what happened)."""
+    from compat_matrix import interrupts
+
+    class Stopped:
+        fleet_member, hosts = True, ["a"]
+
+        def run(self, artefact_path, args, done=None):
+            monkeypatch.setattr(interrupts._State, "fired", 15)   # as the handler does before ending the children
+            return {"a": Outcome("error", "the validation artefact gave no result (exit 0): exit 0, no output")}
+
+    told = []
+    out = targets.run_phase([Stopped()], tmp_path / "x.pyz", {"a": []}, lambda h, o: told.append(h))
+    assert told == [] and out["a"].status == "error"
+    assert interrupts.stopping()
+    monkeypatch.undo()
+    assert not interrupts.stopping()
