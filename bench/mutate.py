@@ -24,13 +24,16 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "out" / "mutation"
 RESULTS = ROOT / "bench" / "results"
 EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.md"
-PACKAGES = ("compat_matrix", "validation", "images", "torch_npu_pkg", "playbooks", "ansible_run", "npuenv")
+# The project's packages, as the wheel holds them (pyproject.toml)
+PACKAGES = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+                 ["packages"])
 LINKED = (*PACKAGES, "tests", "pyproject.toml", "Makefile")
 GOAL = 0.90
 # Functions that verify checksums and hashes (the Dockerfile's own checks are shell in a
