@@ -131,14 +131,15 @@ class AnsibleTransport:
                                           "validation_node_args": {h: args[h] for h in wanted}}))
             # The tree callback keeps each host's last result (unreachable ones
             # too, with SSH's own reason); only failures and the recap are shown.
-            with TreeWatch(tree, wanted, done):
+            with TreeWatch(tree, wanted, done) as watch:
                 p = playbooks_run.run_playbook(
                     "validate.yml", self.inventory, limit=self.pattern, extra_vars=[f"@{extra}"], capture=True,
                     hosts=wanted, hostvars=self.hostvars,
                     env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
                          "ANSIBLE_CALLBACK_TREE_DIR": str(tree),
                          "ANSIBLE_DISPLAY_OK_HOSTS": "false", "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false"})
-            return {host: tree_outcome(tree / host) or Outcome(
+            # A result the watch has read is not read again (a node's document may be hundreds of KB).
+            return {host: watch.read.get(host) or tree_outcome(tree / host) or Outcome(
                         "error", f"ansible-playbook gave no result for {host} (exit {p.returncode}): "
                                  f"{(p.stdout + p.stderr).strip()[-1500:]}")
                     for host in wanted}
@@ -166,6 +167,7 @@ class TreeWatch:
 
     def __init__(self, tree: Path, hosts: list[str], done: Done | None):
         self.tree, self.waiting, self.done = tree, list(hosts), done
+        self.read: dict[str, Outcome] = {}   # the outcomes told so far
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="npuenv-tree-watch", daemon=True)
 
@@ -185,6 +187,7 @@ class TreeWatch:
                 outcome = tree_outcome(self.tree / host)
                 if outcome is not None:
                     self.waiting.remove(host)
+                    self.read[host] = outcome
                     self.done(host, outcome)
 
 

@@ -111,10 +111,20 @@ def test_the_tree_of_one_playbook_run_tells_each_host_as_ansible_writes_it(monke
         return subprocess.CompletedProcess([], 4, "", "")
 
     monkeypatch.setattr(playbooks_run, "run_playbook", run_playbook)
+    whole_reads = []
+    real = targets.tree_outcome
+
+    def tree_outcome(path):
+        outcome = real(path)
+        if outcome is not None:
+            whole_reads.append(path.name)
+        return outcome
+    monkeypatch.setattr(targets, "tree_outcome", tree_outcome)
     (tmp_path / "a.pyz").write_bytes(b"PK")
     out = targets.AnsibleTransport(tmp_path / "inv.yml", "all", ["h1", "h2"]).run(
         tmp_path / "a.pyz", {"h1": [], "h2": []}, done)
     assert out["h1"].status == "unreachable" and out["h2"].status == "ran"
+    assert whole_reads.count("h1") == 1 and whole_reads.count("h2") == 1   # each result read once
     assert [h for h, *_ in told] in (["h1"], ["h1", "h2"])   # h2's is told here or by run_phase, once
 
 
