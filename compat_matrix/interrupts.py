@@ -52,15 +52,22 @@ def run(cmd: list[str], *, own_group: bool = False, **kwargs) -> subprocess.Comp
     leads a process group, and all of the group is terminated: what it started (an
     inventory script that ansible-inventory runs) does not outlive it."""
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=own_group, **kwargs) as proc:
-        with _CHILDREN_LOCK:
-            _CHILDREN[proc] = own_group
-        try:
-            out, err = proc.communicate()
-        finally:
-            with _CHILDREN_LOCK:
-                _CHILDREN.pop(proc, None)
+                          start_new_session=own_group, **kwargs) as proc, ended_on_interrupt(proc, own_group):
+        out, err = proc.communicate()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@contextmanager
+def ended_on_interrupt(proc: subprocess.Popen, own_group: bool = False):
+    """Within the block an interrupt terminates ``proc`` (its process group with ``own_group``):
+    otherwise leaving a ``with Popen`` waits for the child to finish on its own."""
+    with _CHILDREN_LOCK:
+        _CHILDREN[proc] = own_group
+    try:
+        yield proc
+    finally:
+        with _CHILDREN_LOCK:
+            _CHILDREN.pop(proc, None)
 
 
 def stopping() -> bool:

@@ -10,15 +10,21 @@ import json
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from compat_matrix import UserError
+from compat_matrix import UserError, interrupts
+
+from .progress import Progress
 
 # Preference when the user names none: the daemonless engines first (they need
 # no service and build as the invoking user).
 ENGINES = ("podman", "buildah", "docker")
 INFO_TIMEOUT_S = 30
+# podman/buildah print each stage's image id when the stage is committed: "--> 7f010646f59"
+STAGE_ID_RE = re.compile(r"^--> ([0-9a-f]{11,64})\b")
 
 @dataclass(frozen=True)
 class Engine:
@@ -46,6 +52,42 @@ class Engine:
         for key, value in build_args.items():
             cmd += ["--build-arg", f"{key}={value}"]
         return cmd + [context]
+
+    @contextmanager
+    def removing_stopped_builds(self, progress: Progress, base_ref: str) -> Iterator[None]:
+        """Remove the working containers of a build in the block that a signal stopped: podman 4.3
+        and buildah 1.28 leave them behind (``buildah containers`` lists them, and the base image
+        cannot be removed while they exist); a failed build removes its own. A container counts
+        as this build's when it appeared while the build ran and was made from the base image or
+        from a stage image the build printed. docker's BuildKit keeps no such containers."""
+        if self.name == "docker":
+            yield
+            return
+        before = {c["id"] for c in self._builders()}
+        base = (self.inspect(base_ref) or {}).get("id", "")
+        try:
+            yield
+        except interrupts.Interrupted:
+            stages = [m.group(1) for m in map(STAGE_ID_RE.match, progress.lines) if m]
+            ours = [c["id"] for c in self._builders() if c["id"] not in before and c["imageid"]
+                    and (c["imageid"] == base or any(c["imageid"].startswith(s) for s in stages))]
+            if ours:
+                subprocess.run([self.path, "rm", *ours] if self.name == "buildah"
+                               else [self.path, "rm", "--force", *ours], capture_output=True)
+            raise
+
+    def _builders(self) -> list[dict]:
+        """The build (working) containers in the local store: id and image id."""
+        cmd = ([self.path, "containers", "--json"] if self.name == "buildah"
+               else [self.path, "ps", "--all", "--external", "--format", "json"])
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            return []
+        found = json.loads(done.stdout or "[]") or []
+        if self.name == "buildah":
+            return [{"id": c.get("id", ""), "imageid": c.get("imageid", "")} for c in found]
+        return [{"id": c.get("Id", ""), "imageid": c.get("ImageID", "")} for c in found
+                if c.get("State") == "storage"]
 
     def command(self, *args: str) -> list[str]:
         """An image-store command (tag, inspect, rmi); buildah spells some differently."""

@@ -14,6 +14,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from compat_matrix import interrupts
+
 Log = Callable[[str], None]
 # podman/buildah: "[2/4] STEP 3/9: RUN ..." (multi-stage) or "STEP 3/9: RUN ..." (one stage).
 STEP_RE = re.compile(r"^((?:\[\d+/\d+\] )?STEP \d+/\d+: \S+)")
@@ -30,6 +32,7 @@ class Progress:
         self.log, self.clock = log, clock
         self.phases: dict[str, float] = {}
         self.steps: list[tuple[str, float]] = []     # every engine build step run, with its time
+        self.lines: list[str] = []                   # the output of the last run, as far as it came
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -46,7 +49,7 @@ class Progress:
     def run(self, cmd: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
         """Run ``cmd``, passing each output line on as it comes, with the time of each build step
         that took STEP_REPORT_S or more; returns (exit code, all output)."""
-        lines: list[str] = []
+        lines = self.lines = []   # kept on the object: what a stopped engine printed tells what it left
         step, step_started = None, 0.0
 
         def close_step() -> None:
@@ -58,7 +61,7 @@ class Progress:
                 self.log(f"npuenv:   {step} took {seconds(took)}")
 
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                              env=env) as proc:
+                              env=env) as proc, interrupts.ended_on_interrupt(proc):
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
