@@ -107,8 +107,9 @@ resolve: $(INSTALLED) ## resolve a row: make resolve TORCH=2.4 PYTHON=3.10 ARCH=
 matrix-table: $(INSTALLED) ## regenerate the README's support table from the matrix
 	$(NPUENV) matrix table --update README.md
 
-role-docs: $(INSTALLED) ## regenerate the roles' README variable tables from their argument specs
+role-docs: $(INSTALLED) ## regenerate the roles' README variable tables (from their argument specs) and their copies of image templates
 	$(PY) -m ansible_run.role_docs
+	$(PY) -m images.role_templates
 
 bench: $(INSTALLED) ## run the benchmarks under bench/
 	$(PY) bench/run.py
