@@ -85,6 +85,11 @@ class Platforms:
         return self.data["install_root"]
 
     @property
+    def npuenv_files(self) -> dict:
+        """Where npuenv puts the Python stack's venv and the login profile script."""
+        return self.data["npuenv_files"]
+
+    @property
     def archs(self) -> dict:
         return self.data["archs"]
 

@@ -260,7 +260,7 @@ def environment(stack: Stack, cann_only: bool) -> list[tuple[str, str]]:
     env = list(scalars.items())
     for key, items in lists.items():
         if key == "PATH":
-            items = ([] if cann_only else [m["venv"] + "/bin"]) + items + [m["system_path"]]
+            items = ([] if cann_only else [stack.platforms.npuenv_files["venv"] + "/bin"]) + items + [m["system_path"]]
         env.append((key, ":".join(items)))
     return env
 
@@ -292,9 +292,9 @@ def context(stack: Stack, cann_only: bool = False, lock: Lock | None = None) -> 
         "stages": m["stages"],
         "mounts": m["mounts"],
         "user": m["user"],
-        "venv": m["venv"],
+        "venv": stack.platforms.npuenv_files["venv"],
         "entrypoint": m["entrypoint"],
-        "profile_script": m["profile_script"],
+        "profile_script": stack.platforms.npuenv_files["profile_script"],
         "packages": packages,
         "install_packages": spec["install_packages"],
         "python": py,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+import compat_matrix as cm
 from ansible_run import role_docs
 
 ROLE_DIRS = role_docs.role_dirs()
@@ -112,3 +113,20 @@ def test_a_readme_without_the_markers_is_refused(tmp_path):
     (role / "README.md").write_text("# r\n")
     with pytest.raises(ValueError, match="no generated variables block"):
         role_docs.rendered_readme(role)
+
+
+# The roles' defaults that copy platforms.yaml's npuenv_files: they stay literal because site.yml checks
+# every role's inputs before the lock gives the stack.
+NPUENV_FILE_DEFAULTS = {("python_stack", "python_stack_venv"): "venv",
+                        ("ascend_env", "ascend_env_profile"): "profile_script"}
+
+
+@pytest.mark.parametrize("role,name", NPUENV_FILE_DEFAULTS, ids=lambda part: part)
+def test_role_default_is_the_platforms_file(role, name):
+    files = cm.load_platforms().npuenv_files
+    assert role_docs.argument_spec(role_docs.ROLES_DIR / role)[name]["default"] == files[NPUENV_FILE_DEFAULTS[role, name]]
+
+
+def test_the_profile_puts_the_platforms_venv_first_when_python_stack_is_not_in_the_play():
+    template = (role_docs.ROLES_DIR / "ascend_env" / "templates" / "npuenv-ascend.sh.j2").read_text()
+    assert f"python_stack_venv | default('{cm.load_platforms().npuenv_files['venv']}')" in template
