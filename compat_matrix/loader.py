@@ -69,6 +69,7 @@ _PLATFORMS_SHAPE = schema.Shape(
             "packages": (schema.MapOf(schema.Choice(("driver", "firmware")), schema.STR), True),
             "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),
             "device_nodes": (schema.ListOf(schema.STR), True),
+            "run_user": (schema.STR, True),
             "paths": (schema.MapOf(schema.STR, schema.STR), True),
             "source": (schema.URL, True),
         }, "hdk"), True),

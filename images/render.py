@@ -276,6 +276,12 @@ def _jinja() -> jinja2.Environment:
     return env
 
 
+def image_user(stack: Stack) -> dict:
+    """The image's non-root user: the driver's account name (the device nodes' group), the manifest's ids."""
+    name = stack.platforms.hdk["run_user"]
+    return {"name": name, "home": f"/home/{name}", **load_manifest()["user"]}
+
+
 def context(stack: Stack, cann_only: bool = False, lock: Lock | None = None) -> dict:
     """Everything the templates use."""
     m = load_manifest()
@@ -291,7 +297,7 @@ def context(stack: Stack, cann_only: bool = False, lock: Lock | None = None) -> 
         "install": m["package_managers"][family],
         "stages": m["stages"],
         "mounts": m["mounts"],
-        "user": m["user"],
+        "user": image_user(stack),
         "venv": stack.platforms.npuenv_files["venv"],
         "entrypoint": m["entrypoint"],
         "profile_script": stack.platforms.npuenv_files["profile_script"],

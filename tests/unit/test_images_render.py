@@ -185,12 +185,13 @@ def test_atb_abi_follows_the_rows_torch(torch_npu, arch, abi):
 
 
 def test_user_labels_and_entrypoint():
-    user = render.load_manifest()["user"]
     for row, os_name, arch, chip in ALL[::9]:
         stack, text = rendered(row.torch_npu, os_name, arch, chip)
         final = stages(text)[-1][2]
+        user = stack.platforms.hdk["run_user"]
         assert ("USER", "${USER_UID}:${USER_GID}") in final
-        assert f"useradd -l -u \"${{USER_UID}}\" -g {user['name']}" in text
+        assert f"useradd -l -u \"${{USER_UID}}\" -g {user} -d /home/{user} -m -s /bin/bash {user}" in text
+        assert ("WORKDIR", f"/home/{user}") in final
         assert ("ENTRYPOINT", f'["{render.load_manifest()["entrypoint"]}"]') in final
         labels = dict(re.findall(r'([\w.-]+)="((?:[^"\\]|\\.)*)"', final[-1][1]))
         assert labels["org.opencontainers.image.version"] == row.torch_npu

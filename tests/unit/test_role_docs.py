@@ -115,16 +115,21 @@ def test_a_readme_without_the_markers_is_refused(tmp_path):
         role_docs.rendered_readme(role)
 
 
-# The roles' defaults that copy platforms.yaml's npuenv_files: they stay literal because site.yml checks
-# every role's inputs before the lock gives the stack.
-NPUENV_FILE_DEFAULTS = {("python_stack", "python_stack_venv"): "venv",
-                        ("ascend_env", "ascend_env_profile"): "profile_script"}
+# The roles' defaults that copy platforms.yaml's facts (role, variable -> its place there): they stay
+# literal because site.yml checks every role's inputs before the lock gives the stack.
+PLATFORM_DEFAULTS = {("python_stack", "python_stack_venv"): ("npuenv_files", "venv"),
+                     ("ascend_env", "ascend_env_profile"): ("npuenv_files", "profile_script"),
+                     ("hccn", "hccn_conf"): ("hdk", "paths", "hccn_conf"),
+                     ("npu_driver", "npu_driver_user"): ("hdk", "run_user"),
+                     ("npu_driver", "npu_driver_group"): ("hdk", "run_user")}
 
 
-@pytest.mark.parametrize("role,name", NPUENV_FILE_DEFAULTS, ids=lambda part: part)
-def test_role_default_is_the_platforms_file(role, name):
-    files = cm.load_platforms().npuenv_files
-    assert role_docs.argument_spec(role_docs.ROLES_DIR / role)[name]["default"] == files[NPUENV_FILE_DEFAULTS[role, name]]
+@pytest.mark.parametrize("role,name", PLATFORM_DEFAULTS, ids=lambda part: part)
+def test_role_default_is_the_platforms_fact(role, name):
+    fact = cm.load_platforms().data
+    for key in PLATFORM_DEFAULTS[role, name]:
+        fact = fact[key]
+    assert role_docs.argument_spec(role_docs.ROLES_DIR / role)[name]["default"] == fact
 
 
 def test_the_profile_puts_the_platforms_venv_first_when_python_stack_is_not_in_the_play():
