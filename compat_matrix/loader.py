@@ -35,7 +35,7 @@ _PLATFORMS_SHAPE = schema.Shape(
     fields={
         "install_root": (schema.STR, True),
         "install_records": (schema.MapOf(schema.STR, schema.STR), True),
-        "npuenv_files": (schema.Shape({"venv": (schema.STR, True), "profile_script": (schema.STR, True)},
+        "npuenv_files": (schema.Shape({k: (schema.STR, True) for k in ("venv", "profile_script", "installers_stage")},
                                       "npuenv_files"), True),
         "archs": (schema.MapOf(schema.STR, schema.Shape({"aliases": (schema.ListOf(schema.STR, nonempty=False), False)}, "arch")), True),
         "chips": (schema.MapOf(schema.STR, schema.Shape({

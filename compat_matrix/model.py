@@ -86,7 +86,7 @@ class Platforms:
 
     @property
     def npuenv_files(self) -> dict:
-        """Where npuenv puts the Python stack's venv and the login profile script."""
+        """Where npuenv puts the Python stack's venv, the login profile script and the staged installers."""
         return self.data["npuenv_files"]
 
     @property

@@ -119,6 +119,8 @@ def test_a_readme_without_the_markers_is_refused(tmp_path):
 # literal because site.yml checks every role's inputs before the lock gives the stack.
 PLATFORM_DEFAULTS = {("python_stack", "python_stack_venv"): ("npuenv_files", "venv"),
                      ("ascend_env", "ascend_env_profile"): ("npuenv_files", "profile_script"),
+                     ("cann", "cann_stage_dir"): ("npuenv_files", "installers_stage"),
+                     ("npu_driver", "npu_driver_stage_dir"): ("npuenv_files", "installers_stage"),
                      ("hccn", "hccn_conf"): ("hdk", "paths", "hccn_conf"),
                      ("npu_driver", "npu_driver_user"): ("hdk", "run_user"),
                      ("npu_driver", "npu_driver_group"): ("hdk", "run_user")}
