@@ -49,7 +49,7 @@ ROW_ARGS = $(call opt,--row,ROW) $(call opt,--torch,TORCH) $(call opt,--cann,CAN
            $(call opt,--arch,ARCH) $(call opt,--chip,CHIP) $(call opt,--os,OS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup engine test test-scenario test-unit test-lowest lint resolve matrix-table bench sim-installers sim-nodes sim-clean demo lock deploy status validate
+.PHONY: help setup engine test test-scenario test-unit test-lowest lint resolve matrix-table role-docs bench sim-installers sim-nodes sim-clean demo lock deploy status validate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(foreach f,$(MAKEFILE_LIST),$(call quote,$(f))) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -106,6 +106,10 @@ resolve: $(INSTALLED) ## resolve a row: make resolve TORCH=2.4 PYTHON=3.10 ARCH=
 
 matrix-table: $(INSTALLED) ## regenerate the README's support table from the matrix
 	$(NPUENV) matrix table --update README.md
+
+role-docs: $(INSTALLED) ## regenerate the roles' README variable tables (from their argument specs) and their copies of image templates
+	$(PY) -m ansible_run.role_docs
+	$(PY) -m images.role_templates
 
 bench: $(INSTALLED) ## run the benchmarks under bench/
 	$(PY) bench/run.py

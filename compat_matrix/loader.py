@@ -35,6 +35,8 @@ _PLATFORMS_SHAPE = schema.Shape(
     fields={
         "install_root": (schema.STR, True),
         "install_records": (schema.MapOf(schema.STR, schema.STR), True),
+        "npuenv_files": (schema.Shape({k: (schema.STR, True) for k in ("venv", "profile_script", "installers_stage")},
+                                      "npuenv_files"), True),
         "archs": (schema.MapOf(schema.STR, schema.Shape({"aliases": (schema.ListOf(schema.STR, nonempty=False), False)}, "arch")), True),
         "chips": (schema.MapOf(schema.STR, schema.Shape({
             "description": (schema.STR, True),
@@ -67,6 +69,7 @@ _PLATFORMS_SHAPE = schema.Shape(
             "packages": (schema.MapOf(schema.Choice(("driver", "firmware")), schema.STR), True),
             "env_paths": (schema.MapOf(schema.STR, schema.ListOf(schema.STR)), True),
             "device_nodes": (schema.ListOf(schema.STR), True),
+            "run_user": (schema.STR, True),
             "paths": (schema.MapOf(schema.STR, schema.STR), True),
             "source": (schema.URL, True),
         }, "hdk"), True),

@@ -85,6 +85,11 @@ class Platforms:
         return self.data["install_root"]
 
     @property
+    def npuenv_files(self) -> dict:
+        """Where npuenv puts the Python stack's venv, the login profile script and the staged installers."""
+        return self.data["npuenv_files"]
+
+    @property
     def archs(self) -> dict:
         return self.data["archs"]
 

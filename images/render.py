@@ -260,7 +260,7 @@ def environment(stack: Stack, cann_only: bool) -> list[tuple[str, str]]:
     env = list(scalars.items())
     for key, items in lists.items():
         if key == "PATH":
-            items = ([] if cann_only else [m["venv"] + "/bin"]) + items + [m["system_path"]]
+            items = ([] if cann_only else [stack.platforms.npuenv_files["venv"] + "/bin"]) + items + [m["system_path"]]
         env.append((key, ":".join(items)))
     return env
 
@@ -274,6 +274,12 @@ def _jinja() -> jinja2.Environment:
     # A shell parameter expansion; with a message, the shell stops with it when the variable is unset.
     env.filters["var"] = lambda name, unset=None: "${" + name + (f":?{unset}" if unset else "") + "}"
     return env
+
+
+def image_user(stack: Stack) -> dict:
+    """The image's non-root user: the driver's account name (the device nodes' group), the manifest's ids."""
+    name = stack.platforms.hdk["run_user"]
+    return {"name": name, "home": f"/home/{name}", **load_manifest()["user"]}
 
 
 def context(stack: Stack, cann_only: bool = False, lock: Lock | None = None) -> dict:
@@ -291,10 +297,10 @@ def context(stack: Stack, cann_only: bool = False, lock: Lock | None = None) -> 
         "install": m["package_managers"][family],
         "stages": m["stages"],
         "mounts": m["mounts"],
-        "user": m["user"],
-        "venv": m["venv"],
+        "user": image_user(stack),
+        "venv": stack.platforms.npuenv_files["venv"],
         "entrypoint": m["entrypoint"],
-        "profile_script": m["profile_script"],
+        "profile_script": stack.platforms.npuenv_files["profile_script"],
         "packages": packages,
         "install_packages": spec["install_packages"],
         "python": py,

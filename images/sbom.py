@@ -89,7 +89,7 @@ def os_query(stack: Stack) -> dict:
 
 def probe_command(stack: Stack, cann_only: bool) -> list[str]:
     """The command the build runs inside the image to read its contents."""
-    venv = "" if cann_only else render.load_manifest()["venv"]
+    venv = "" if cann_only else stack.platforms.npuenv_files["venv"]
     return [render.python_plan(stack).bin, "-c", PROBE, json.dumps(os_query(stack)["command"]), venv]
 
 

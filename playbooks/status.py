@@ -273,7 +273,8 @@ def assess(probed: Probed, named: lock_mod.Lock | None, platforms: cm.Platforms)
                            f"{short(node.deploying.get('from_lock_digest') or 'none')}) started "
                            f"{node.deploying.get('started', 'at an unknown time')} and did not finish")
     if not record and recorded is None and deploying is None:
-        add(NEVER_DEPLOYED, "no deploy records (/etc/npuenv): npuenv never deployed this node")
+        folder = posixpath.dirname(platforms.data["install_records"]["node_record"])
+        add(NEVER_DEPLOYED, f"no deploy records ({folder}): npuenv never deployed this node")
     target = named or (recorded if recorded is not None and recorded.digest == digest else None)
     if named is not None and digest is not None and digest != named.digest:
         add(OTHER_LOCK, f"runs lock {short(digest)}, not {short(named.digest)}")

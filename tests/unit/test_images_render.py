@@ -150,7 +150,7 @@ def test_final_stage_copies_only_the_installed_trees_then_the_python_stack():
         # after torch_npu's layer only the user and the labels: each step after a changed one is a new commit
         assert kinds[pip_runs[1] + 1:] == ["USER", "LABEL"], "labels last: they never invalidate a layer"
         deps, npu = final[pip_runs[0]][1], final[pip_runs[1]][1]
-        assert "-r /tmp/python-deps.txt" in deps and f"{render.load_manifest()['venv']}/bin/python -c \"import torch\"" in deps
+        assert "-r /tmp/python-deps.txt" in deps and f"{cm.load_platforms().npuenv_files['venv']}/bin/python -c \"import torch\"" in deps
         assert "--no-index" in npu and "--no-deps" in npu and "--find-links /wheelhouse -r /tmp/torch-npu.txt" in npu
         assert "--require-hashes" in npu and "--mount=type=bind,from=wheelhouse,target=/wheelhouse" in npu
         assert f"sha256sum /wheelhouse/requirements.txt)\" != \"${{{render.WHEELHOUSE_ARG}" in npu
@@ -168,7 +168,7 @@ def test_cann_environment_is_baked_in():
         for key, value in scalars.items():
             assert env[key] == value
         assert env["LD_LIBRARY_PATH"].split(":") == lists["LD_LIBRARY_PATH"]
-        assert env["PATH"].split(":")[0] == render.load_manifest()["venv"] + "/bin"
+        assert env["PATH"].split(":")[0] == cm.load_platforms().npuenv_files["venv"] + "/bin"
         assert env["PATH"].endswith(render.load_manifest()["system_path"])
         assert "TORCH_DEVICE_BACKEND_AUTOLOAD" not in env, "autoload must stay on at run time"
 
@@ -185,12 +185,13 @@ def test_atb_abi_follows_the_rows_torch(torch_npu, arch, abi):
 
 
 def test_user_labels_and_entrypoint():
-    user = render.load_manifest()["user"]
     for row, os_name, arch, chip in ALL[::9]:
         stack, text = rendered(row.torch_npu, os_name, arch, chip)
         final = stages(text)[-1][2]
+        user = stack.platforms.hdk["run_user"]
         assert ("USER", "${USER_UID}:${USER_GID}") in final
-        assert f"useradd -l -u \"${{USER_UID}}\" -g {user['name']}" in text
+        assert f"useradd -l -u \"${{USER_UID}}\" -g {user} -d /home/{user} -m -s /bin/bash {user}" in text
+        assert ("WORKDIR", f"/home/{user}") in final
         assert ("ENTRYPOINT", f'["{render.load_manifest()["entrypoint"]}"]') in final
         labels = dict(re.findall(r'([\w.-]+)="((?:[^"\\]|\\.)*)"', final[-1][1]))
         assert labels["org.opencontainers.image.version"] == row.torch_npu
@@ -231,7 +232,7 @@ def test_os_family_commands():
 def test_cann_only_has_no_python_stack():
     stack, text = rendered("2.8.0", "debian12", "x86_64", "a3", cann_only=True)
     assert "wheelhouse" not in text.split("FROM runtime AS image")[1]
-    assert "pip install" not in text and render.load_manifest()["venv"] not in text
+    assert "pip install" not in text and cm.load_platforms().npuenv_files["venv"] not in text
     assert "Atlas-A3-cann-kernels_8.3.RC1_linux-x86_64.run" in text
     assert 'io.npuenv.stack.cann_only="true"' in text
 

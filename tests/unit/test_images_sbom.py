@@ -112,7 +112,7 @@ def test_openeuler_reads_rpm_and_the_probe_runs_the_images_python():
     assert query["command"][:2] == ["rpm", "-qa"] and query["purl_type"] == "rpm"
     cmd = sbom.probe_command(stack, cann_only=False)
     assert cmd[0] == render.python_plan(stack).bin and json.loads(cmd[3]) == query["command"]
-    assert cmd[4] == render.load_manifest()["venv"]
+    assert cmd[4] == cm.load_platforms().npuenv_files["venv"]
     assert sbom.probe_command(stack, cann_only=True)[4] == "", "no venv to read"
     probe = json.dumps({"os_release": {"ID": "openEuler", "VERSION_ID": "24.03"},
                         "os_packages": "installed\tbash\t5.2.15-9.oe2403\tx86_64\n", "python": None})
