@@ -233,7 +233,7 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
         d.mkdir()
     log(f"wheelhouse for torch_npu {row.torch_npu} (torch {row.torch}, torchvision {row.torchvision}), "
         f"{target.describe()}")
-    torch_f, sources, direct, origins, notes = _fetch_direct(stack, target, torch_source, sources, opts, stage, log)
+    sources, direct, origins, notes = _fetch_direct(stack, target, torch_source, sources, opts, stage, log)
     roots = _root_requirements(direct, opts.torchvision, stack)
     root_reqs = [Requirement(r.split(" @ ")[0]) for r in roots]   # "torch @ file:..." is asked for as torch
     find_links = [s.dir for s in sources if s.kind == "dir" and s.dir.is_dir()]
@@ -265,8 +265,8 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
 def _fetch_direct(stack: Stack, target: Target, torch_source: TorchSource, sources, opts: Options, stage: Path,
                   log: Log) -> tuple:
     """Fetch and check the wheels asked for by file: torch, torch_npu and torchvision when the torch source
-    has it. Returns torch's fetch, the torch_npu sources as used, the wheels and their sources by project
-    name, and the notes so far."""
+    has it. Returns the torch_npu sources as used, the wheels and their sources by project name, and the
+    notes so far."""
     row = stack.row
     torch_f = torch_source.fetch("torch", row.torch, target, stage, log)
     torch_w = WheelInfo.read(torch_f.path)
@@ -287,7 +287,7 @@ def _fetch_direct(stack: Stack, target: Target, torch_source: TorchSource, sourc
     origins = {"torch": torch_f.source, "torch-npu": npu_src, "torchvision": tv_src}
     if tv_w is not None:
         direct["torchvision"] = tv_w
-    return torch_f, sources, direct, origins, notes
+    return sources, direct, origins, notes
 
 
 def _root_requirements(direct: dict[str, WheelInfo], torchvision: str, stack: Stack) -> list[str]:
