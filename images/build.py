@@ -206,27 +206,12 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
     Three phases: the engine builds the Dockerfile (untagged); the SBOM is assembled from the
     inputs and from what the built image holds; a label-only step adds what only the build knows
     (date, input checksums, base digest, the SBOM's file and sha256) and tags the result."""
-    if house is None and not cann_only:
-        raise UserError("--wheelhouse DIR is needed for the Python stack (make one with `npuenv wheelhouse "
-                        "build`); or pass --cann-only for an image with the CANN layers only")
-    if house is not None and cann_only:
-        raise UserError("--cann-only builds no Python stack: leave out --wheelhouse")
-    tag = tag or render.image_name(stack, cann_only)
-    if not _TAG_RE.match(tag):
-        raise UserError(f"--tag {tag!r} is not a valid image reference (e.g. registry.example/team/npu:2.13.0)")
-    sbom_path = outputs.check_file_output(Path(sbom) if sbom else default_sbom_path(tag), "--sbom")
+    tag, sbom_path = _check_request(stack, house, cann_only, tag, sbom)
     files = render.render(stack, cann_only, lock)  # a stack the templates cannot serve fails before any work
     check_arch(stack)
     eng = engines.find(engine)
-    build_args = check_installers(stack, installers)
-    installer_records = [{"kind": kind, "file": name, "sha256": build_args[arg]}
-                         for kind, name, arg in needed_installers(stack)]
-    contexts = {render.load_manifest()["mounts"]["installers"]["context"]: str(Path(installers).resolve())}
-    wheelhouse_manifest = None
-    if house is not None:
-        build_args.update(check_wheelhouse(stack, house))
-        contexts[render.load_manifest()["mounts"]["wheelhouse"]["context"]] = str(Path(house).resolve())
-        wheelhouse_manifest = wh.load_manifest(house)
+    build_args, contexts, installer_records = _checked_inputs(stack, installers, house)
+    wheelhouse_manifest = None if house is None else wh.load_manifest(house)
     if lock is not None:
         check_against_lock(stack, lock, build_args, house, installers)
     elif make_lock is not None:
@@ -243,27 +228,11 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
 
     with tempfile.TemporaryDirectory(prefix="npuenv-image-") as tmp:
         ctx = render.write_context(files, Path(tmp) / "context")
-        iidfile = Path(tmp) / "image-id"
-        cmd = eng.build_command(dockerfile=str(ctx / render.DOCKERFILE), context=str(ctx), contexts=contexts,
-                                build_args=build_args, platform=oci_platform(stack), iidfile=str(iidfile),
-                                no_cache=no_cache)
-        log(f"building {tag} with {eng.name} ({oci_platform(stack)})")
-        with progress.phase(f"{eng.name} build"):
-            code, output = progress.run(cmd)
-            if code != 0:
-                tail = "\n".join(output.splitlines()[-25:])
-                raise UserError(f"{eng.name} build failed (exit {code}); nothing was tagged. Last lines:\n{tail}")
-            built_id = iidfile.read_text().strip().removeprefix("sha256:")
-
+        built_id, output = _engine_build(eng, stack, ctx, contexts, build_args, tag, no_cache, progress, log)
         with progress.phase("SBOM: reading the built image"):
-            base = eng.inspect(base_ref) or {}
-            probe = eng.run_in_image(built_id, sbom_mod.probe_command(stack, cann_only))
-            if probe.returncode != 0:
-                raise UserError(f"reading the built image {built_id[:12]} for its SBOM failed (exit "
-                                f"{probe.returncode}); nothing was tagged:\n{probe.stderr.strip()[-2000:]}")
-            contents = sbom_mod.parse_probe(probe.stdout)
+            base_digest, contents = _read_image(eng, built_id, base_ref, stack, cann_only)
             inputs = sbom_mod.Inputs(image=tag, image_id=built_id, created=created, base_image=base_ref,
-                                     base_digest=base.get("digest", ""), installers=installer_records,
+                                     base_digest=base_digest, installers=installer_records,
                                      wheelhouse=wheelhouse_manifest)
             sbom_text = sbom_mod.assemble(stack, cann_only, inputs, contents)
         labels = render.build_labels(
@@ -284,6 +253,60 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
     return BuildResult(image_id=final_id, tag=tag, engine=eng.name, seconds=seconds, output=output,
                        build_args=build_args, sbom=sbom_path, labels=labels, phases=dict(progress.phases),
                        steps=list(progress.steps), lock=lock)
+
+
+def _check_request(stack: Stack, house: Path | None, cann_only: bool, tag: str | None,
+                   sbom: Path | None) -> tuple[str, Path]:
+    """The options agree with each other; returns the image's tag and the SBOM's path."""
+    if house is None and not cann_only:
+        raise UserError("--wheelhouse DIR is needed for the Python stack (make one with `npuenv wheelhouse "
+                        "build`); or pass --cann-only for an image with the CANN layers only")
+    if house is not None and cann_only:
+        raise UserError("--cann-only builds no Python stack: leave out --wheelhouse")
+    tag = tag or render.image_name(stack, cann_only)
+    if not _TAG_RE.match(tag):
+        raise UserError(f"--tag {tag!r} is not a valid image reference (e.g. registry.example/team/npu:2.13.0)")
+    return tag, outputs.check_file_output(Path(sbom) if sbom else default_sbom_path(tag), "--sbom")
+
+
+def _checked_inputs(stack: Stack, installers: Path, house: Path | None) -> tuple[dict, dict, list[dict]]:
+    """The installers (and the wheelhouse) checked: the build arguments they give, the build contexts
+    that mount them, and a record of each installer."""
+    build_args = check_installers(stack, installers)
+    installer_records = [{"kind": kind, "file": name, "sha256": build_args[arg]}
+                         for kind, name, arg in needed_installers(stack)]
+    contexts = {render.load_manifest()["mounts"]["installers"]["context"]: str(Path(installers).resolve())}
+    if house is not None:
+        build_args.update(check_wheelhouse(stack, house))
+        contexts[render.load_manifest()["mounts"]["wheelhouse"]["context"]] = str(Path(house).resolve())
+    return build_args, contexts, installer_records
+
+
+def _engine_build(eng: engines.Engine, stack: Stack, ctx: Path, contexts: dict, build_args: dict, tag: str,
+                  no_cache: bool, progress: Progress, log: Log) -> tuple[str, str]:
+    """The engine builds the rendered context, untagged; returns the image's id and the engine's output."""
+    iidfile = ctx.parent / "image-id"   # beside the context, not in it
+    cmd = eng.build_command(dockerfile=str(ctx / render.DOCKERFILE), context=str(ctx), contexts=contexts,
+                            build_args=build_args, platform=oci_platform(stack), iidfile=str(iidfile),
+                            no_cache=no_cache)
+    log(f"building {tag} with {eng.name} ({oci_platform(stack)})")
+    with progress.phase(f"{eng.name} build"):
+        code, output = progress.run(cmd)
+        if code != 0:
+            tail = "\n".join(output.splitlines()[-25:])
+            raise UserError(f"{eng.name} build failed (exit {code}); nothing was tagged. Last lines:\n{tail}")
+        return iidfile.read_text().strip().removeprefix("sha256:"), output
+
+
+def _read_image(eng: engines.Engine, built_id: str, base_ref: str, stack: Stack,
+                cann_only: bool) -> tuple[str, sbom_mod.ImageContents]:
+    """What the SBOM needs from the engine: the base image's digest and what the built image holds."""
+    base = eng.inspect(base_ref) or {}
+    probe = eng.run_in_image(built_id, sbom_mod.probe_command(stack, cann_only))
+    if probe.returncode != 0:
+        raise UserError(f"reading the built image {built_id[:12]} for its SBOM failed (exit "
+                        f"{probe.returncode}); nothing was tagged:\n{probe.stderr.strip()[-2000:]}")
+    return base.get("digest", ""), sbom_mod.parse_probe(probe.stdout)
 
 
 def _add_labels(eng: engines.Engine, image_id: str, labels: dict[str, str], tag: str, workdir: Path,

@@ -231,27 +231,7 @@ def register(subparsers) -> None:
                                                    "profile script) to DIR instead")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("build", help="build the image with podman, buildah or docker; tag it on success")
-    add_constraint_args(p)
-    add_lock_arg(p)
-    p.add_argument("--installers", required=True, metavar="DIR",
-                   help="the vendor's .run packages and their SHA256SUMS")
-    p.add_argument("--wheelhouse", metavar="DIR", help="the row's wheelhouse (npuenv wheelhouse build)")
-    p.add_argument("--cann-only", action="store_true", help="the CANN layers only: no wheelhouse, no Python stack")
-    p.add_argument("--tag", help="image reference (default: localhost/npuenv-torch-npu:<row>-cann<v>-py<v>-<os>-...)")
-    p.add_argument("--engine", choices=engines.ENGINES, help="default: the first that works of "
-                                                             + ", ".join(engines.ENGINES))
-    p.add_argument("--base-image", help="another base image of the same OS (a mirror), instead of platforms.yaml's")
-    p.add_argument("--user-ids", metavar="UID:GID",
-                   help="HwHiAiUser's ids in the image; match the host's (`id HwHiAiUser`) so that it may open "
-                        "the devices (default 1000:1000)")
-    p.add_argument("--build-date", help="the created label (default: SOURCE_DATE_EPOCH, else now)")
-    p.add_argument("--no-cache", action="store_true", help="rebuild every layer")
-    p.add_argument("--sbom", metavar="FILE", help="where the image's SBOM (CycloneDX JSON) goes (default: "
-                                                  f"{builder.SBOM_DIR}/<name>_<tag>{sbom.SUFFIX})")
-    p.add_argument("--push", metavar="REGISTRY/REPO", help="push the image once built (as `npuenv image push`)")
-    _registry_options(p)
-    p.set_defaults(func=cmd_build)
+    _register_build(sub)
 
     p = sub.add_parser("push", help="push a row's image to a registry under tags that say what it is")
     add_constraint_args(p)
@@ -279,3 +259,27 @@ def register(subparsers) -> None:
     p.add_argument("--service", default="npu", help="the service's name (default npu)")
     p.add_argument("--output", metavar="FILE", help="write the compose file to FILE")
     p.set_defaults(func=cmd_compose)
+
+
+def _register_build(sub) -> None:
+    p = sub.add_parser("build", help="build the image with podman, buildah or docker; tag it on success")
+    add_constraint_args(p)
+    add_lock_arg(p)
+    p.add_argument("--installers", required=True, metavar="DIR",
+                   help="the vendor's .run packages and their SHA256SUMS")
+    p.add_argument("--wheelhouse", metavar="DIR", help="the row's wheelhouse (npuenv wheelhouse build)")
+    p.add_argument("--cann-only", action="store_true", help="the CANN layers only: no wheelhouse, no Python stack")
+    p.add_argument("--tag", help="image reference (default: localhost/npuenv-torch-npu:<row>-cann<v>-py<v>-<os>-...)")
+    p.add_argument("--engine", choices=engines.ENGINES, help="default: the first that works of "
+                                                             + ", ".join(engines.ENGINES))
+    p.add_argument("--base-image", help="another base image of the same OS (a mirror), instead of platforms.yaml's")
+    p.add_argument("--user-ids", metavar="UID:GID",
+                   help="HwHiAiUser's ids in the image; match the host's (`id HwHiAiUser`) so that it may open "
+                        "the devices (default 1000:1000)")
+    p.add_argument("--build-date", help="the created label (default: SOURCE_DATE_EPOCH, else now)")
+    p.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    p.add_argument("--sbom", metavar="FILE", help="where the image's SBOM (CycloneDX JSON) goes (default: "
+                                                  f"{builder.SBOM_DIR}/<name>_<tag>{sbom.SUFFIX})")
+    p.add_argument("--push", metavar="REGISTRY/REPO", help="push the image once built (as `npuenv image push`)")
+    _registry_options(p)
+    p.set_defaults(func=cmd_build)

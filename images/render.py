@@ -179,14 +179,13 @@ def sha256_text(text: str) -> str:
 
 # --- labels --------------------------------------------------------------------
 
-def _flatten(prefix: str, value, out: dict) -> None:
+def _flatten(prefix: str, value) -> dict[str, str]:
+    """``value`` as labels under ``prefix``: nested fields dotted, lists comma-joined."""
     if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}", v, out)
-    elif isinstance(value, (list, tuple)):
-        out[prefix] = ",".join(map(str, value))
-    else:
-        out[prefix] = "" if value is None else " ".join(str(value).split())
+        return {label: text for k, v in value.items() for label, text in _flatten(f"{prefix}.{k}", v).items()}
+    if isinstance(value, (list, tuple)):
+        return {prefix: ",".join(map(str, value))}
+    return {prefix: "" if value is None else " ".join(str(value).split())}
 
 
 def stack_fields(stack: Stack) -> dict:
@@ -209,10 +208,10 @@ def labels(stack: Stack, cann_only: bool, lock: Lock | None = None) -> dict[str,
         "org.opencontainers.image.vendor": m["vendor"],
     }
     row = stack.row.to_dict()
-    _flatten(f"{ns}.row", row, out)
+    out.update(_flatten(f"{ns}.row", row))
     choices = {"python": stack.python, "arch": stack.arch, "chip": stack.chip, "os": stack.os,
                "base_image": base, "packaging": stack.row.packaging, "cann_only": str(cann_only).lower()}
-    _flatten(f"{ns}.stack", choices, out)
+    out.update(_flatten(f"{ns}.stack", choices))
     if lock is not None:
         out[LOCK_LABEL] = lock.digest
     return out

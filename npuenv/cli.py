@@ -300,15 +300,27 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ansible_run import ansible_options
-    from playbooks import rollout
-
     parser = Parser(prog="npuenv", description="Environment suite for Ascend NPU clusters.")
     parser.add_argument("--version", action=_Version,
                         help="print npuenv's version, the compatibility matrix's date and the lock format, and exit")
     add_env_argument(parser, "matrix", "--matrix", metavar="FILE", help="matrix YAML to use instead of the bundled one")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_matrix(sub)
+    _add_lock(sub)
+    p = sub.add_parser("facts", help="what is installed here: devices, driver, firmware, CANN, torch, torch_npu")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--root", default="/", help="read the files under DIR instead (an unpacked image, a mounted disk)")
+    p.set_defaults(func=cmd_facts)
+    _add_validate(sub)
+    _add_deploy(sub)
+    _add_status(sub)
+    _add_collection(sub)
+    wheelhouse_cli.register(sub)  # npuenv wheelhouse ... / npuenv bundle ...
+    images_cli.register(sub)  # npuenv image render|build|run-cmd|compose
+    return parser
 
+
+def _add_matrix(sub) -> None:
     m = sub.add_parser("matrix", help="the compatibility matrix").add_subparsers(dest="matrix_cmd", required=True)
     p = m.add_parser("list", help="list rows (filterable by the constraints)")
     add_constraint_args(p)
@@ -342,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--recorded", metavar="DIR", help="replay PyPI answers saved with --record")
     g.add_argument("--record", metavar="DIR", help="save PyPI's answers to DIR")
     p.set_defaults(func=cmd_matrix_verify)
+
+
+def _add_lock(sub) -> None:
     p = sub.add_parser("lock", help="resolve a row once into a lock file that every command takes",
                        description="Resolve row constraints once into a lock: the row, every version, one entry per "
                                    "arch/OS with its resolved stack, each vendor installer pinned by name, sha256 and "
@@ -370,11 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", dest="lock_format", choices=("text", "json"), default="text")
     s.set_defaults(func=cmd_lock_diff)
 
-    p = sub.add_parser("facts", help="what is installed here: devices, driver, firmware, CANN, torch, torch_npu")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--root", default="/", help="read the files under DIR instead (an unpacked image, a mounted disk)")
-    p.set_defaults(func=cmd_facts)
 
+def _add_validate(sub) -> None:
+    from ansible_run import ansible_options
     p = sub.add_parser("validate", help="run the post-install validation suite and write the reports",
                        description="Each host is checked against --lock, or the row constraints resolved as `npuenv "
                                    "lock` resolves them, or, with neither, the lock it records itself (a node: the "
@@ -412,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     ansible_options.add_to(p, ansible_options.FOR_VALIDATE, "passed to ansible-playbook (ansible:// targets)")
     p.set_defaults(func=cmd_validate)
 
+
+def _add_deploy(sub) -> None:
+    from ansible_run import ansible_options
+    from playbooks import rollout
     p = sub.add_parser("deploy", help="roll a lock out to the fleet in batches, each validated before the next",
                        description="Roll one lock (--lock, or the one made from the inventory's npuenv_row, "
                        "npuenv_installer_cache and npuenv_wheelhouse) out with Ansible (playbooks/site.yml), "
@@ -445,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     ansible_options.add_to(p)
     p.set_defaults(func=cmd_deploy)
 
+
+def _add_status(sub) -> None:
+    from ansible_run import ansible_options
     p = sub.add_parser("status", help="which lock each node runs and what drifts from it (facts only, no workload)",
                        description="Read every node of the inventory (one task each: installed versions, npu-smi's "
                        "process table, the deploy records under /etc/npuenv) and compare it with --lock, or with "
@@ -458,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     ansible_options.add_to(p, ansible_options.FOR_VALIDATE, "passed to ansible-playbook")
     p.set_defaults(func=cmd_status)
 
+
+def _add_collection(sub) -> None:
     p = sub.add_parser("collection", help="the npuenv.ascend Ansible collection (the roles and plugins)")
     s = p.add_subparsers(dest="collection_cmd", required=True).add_parser(
         "build", help="build its tarball, for `ansible-galaxy collection install` into playbooks of your own",
@@ -465,10 +487,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "ansible-galaxy into --out, replacing a tarball of the same version there, and print its path.")
     s.add_argument("--out", default="out/collection", metavar="DIR", help="folder of the tarball (default: %(default)s)")
     s.set_defaults(func=cmd_collection_build)
-
-    wheelhouse_cli.register(sub)  # npuenv wheelhouse ... / npuenv bundle ...
-    images_cli.register(sub)  # npuenv image render|build|run-cmd|compose
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -428,42 +428,19 @@ def deploy(plan: Plan, log_base: Path, out=None) -> int:
             with tempfile.TemporaryDirectory(prefix="npuenv-deploy-") as tmp, \
                     run.session(plan.ansible, retry_dir=folder):
                 workdir = Path(tmp)
-                lock_vars = workdir / "lock-vars.yml"
-                # !unsafe: nothing in the lock is ever rendered as a template by Ansible.
-                lock_vars.write_text(unsafe_yaml({"npuenv_lock": plan.lock.data}))
-                log.line(f"deploy {plan.lock.summary()} to {len(plan.hosts)} host(s) of {plan.inventory}; log "
-                         f"folder {folder}")
-                off = run.host_key_checking_off()
-                if off:
-                    log.line(f"host key checking is off ({off}): a host is not proven to be the machine its name "
-                             f"says; remove that setting to turn it back on")
-                t0 = time.monotonic()
-                probed = status.read_facts(plan.inventory, plan.hosts, extra_vars=plan.extra_vars)
-                eligible = preflight(plan, probed, platforms, results)
-                log.line(f"preflight ({time.monotonic() - t0:.1f} s): {len(eligible)} of {len(plan.hosts)} host(s) "
-                         f"to deploy" + "".join(f"\n  {r.host}: {r.outcome}: {r.cause}" for r in results.values()
-                                                if r.outcome != NOT_ATTEMPTED))
+                lock_vars = _begin(plan, folder, workdir, log)
+                eligible = _preflight_logged(plan, platforms, results, log)
                 # A preview shows every host at once; a real run goes batch by batch.
                 groups = [eligible] if plan.check and eligible else batches(eligible, plan.batch_size)
                 for number, batch in enumerate(groups, 1):
                     current = batch
                     log.line(f"\n=== batch {number}/{len(groups)}: {', '.join(batch)}")
                     deploy_batch(plan, number, batch, lock_vars, log, results, workdir)
-                    done = [h for h in batch if results[h].outcome in (CHANGED, UNCHANGED)]
-                    if not plan.check and plan.gate != "none" and done:
-                        log.line(f"=== batch {number}: gate {plan.gate} on {', '.join(done)}")
-                        gate_batch(plan, number, done, folder, log, results)
-                    elif plan.gate == "none":
-                        for h in done:
-                            results[h].gate = "none"
+                    _gate(plan, number, batch, folder, log, results)
                     bad = [h for h in batch if results[h].outcome in (FAILED, UNREACHABLE)]
                     if bad and not plan.check:
                         stopped_at = number
-                        for later in groups[number:]:
-                            for h in later:
-                                results[h].cause = (f"the roll stopped after batch {number} failed "
-                                                    f"({', '.join(bad[:3])})")
-                        log.line(f"=== batch {number} failed ({', '.join(bad)}): the roll stops here")
+                        _stop(number, bad, groups[number:], log, results)
                         break
                 current = []
                 read_back(plan, platforms, results)
@@ -490,6 +467,50 @@ def deploy(plan: Plan, log_base: Path, out=None) -> int:
                             f"says where each host is; run the rerun command to converge them",)
         raise interrupted
     return data["exit"]
+
+
+def _begin(plan: Plan, folder: Path, workdir: Path, log: Log) -> Path:
+    """Write the lock as the playbook's extra vars and log what is about to happen; returns the vars file."""
+    lock_vars = workdir / "lock-vars.yml"
+    # !unsafe: nothing in the lock is ever rendered as a template by Ansible.
+    lock_vars.write_text(unsafe_yaml({"npuenv_lock": plan.lock.data}))
+    log.line(f"deploy {plan.lock.summary()} to {len(plan.hosts)} host(s) of {plan.inventory}; log "
+             f"folder {folder}")
+    off = run.host_key_checking_off()
+    if off:
+        log.line(f"host key checking is off ({off}): a host is not proven to be the machine its name "
+                 f"says; remove that setting to turn it back on")
+    return lock_vars
+
+
+def _preflight_logged(plan: Plan, platforms: cm.Platforms, results: dict[str, HostResult], log: Log) -> list[str]:
+    """Read every host's facts and keep the hosts fit to deploy (``preflight``), saying why the others are not."""
+    t0 = time.monotonic()
+    probed = status.read_facts(plan.inventory, plan.hosts, extra_vars=plan.extra_vars)
+    eligible = preflight(plan, probed, platforms, results)
+    log.line(f"preflight ({time.monotonic() - t0:.1f} s): {len(eligible)} of {len(plan.hosts)} host(s) "
+             f"to deploy" + "".join(f"\n  {r.host}: {r.outcome}: {r.cause}" for r in results.values()
+                                    if r.outcome != NOT_ATTEMPTED))
+    return eligible
+
+
+def _gate(plan: Plan, number: int, batch: list[str], folder: Path, log: Log, results: dict[str, HostResult]) -> None:
+    """Validate the batch's deployed hosts with the plan's gate (not in a preview)."""
+    done = [h for h in batch if results[h].outcome in (CHANGED, UNCHANGED)]
+    if not plan.check and plan.gate != "none" and done:
+        log.line(f"=== batch {number}: gate {plan.gate} on {', '.join(done)}")
+        gate_batch(plan, number, done, folder, log, results)
+    elif plan.gate == "none":
+        for h in done:
+            results[h].gate = "none"
+
+
+def _stop(number: int, bad: list[str], later: list[list[str]], log: Log, results: dict[str, HostResult]) -> None:
+    """The roll stops after a failed batch: the ``later`` batches' hosts say why they were not attempted."""
+    for batch in later:
+        for h in batch:
+            results[h].cause = f"the roll stopped after batch {number} failed ({', '.join(bad[:3])})"
+    log.line(f"=== batch {number} failed ({', '.join(bad)}): the roll stops here")
 
 
 def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, gate=None,

@@ -290,44 +290,71 @@ def build_wheel(stack: Stack, opts: BuildOptions, target: Target, log: Log = _qu
     """Check out (or take) the source tree, run the vendor's build, return the new wheel and its provenance."""
     if opts.runner not in RUNNERS:
         raise UserError(f"unknown build runner {opts.runner!r}; use one of: {', '.join(RUNNERS)}")
-    row = stack.row
     toolchain = toolchain_for(stack)
-    image = image_id = None
-    if opts.runner == "podman":   # before any checkout: a clone of the real tree takes a while
-        if shutil.which(opts.engine) is None:
-            raise UserError(f"{opts.engine} is not installed; use --build-runner local or install podman")
-        image = opts.image or builder_image_name(stack, toolchain)
-        inspect = subprocess.run([opts.engine, "image", "inspect", "--format", "{{.Id}}", image],
-                                 capture_output=True, text=True)
-        if inspect.returncode != 0:
-            raise UserError(f"builder image {image} is not present; build it first with "
-                            f"`npuenv wheelhouse builder-image` (render it with `npuenv wheelhouse containerfile`) "
-                            f"or name another with --builder-image")
-        image_id = inspect.stdout.strip()
+    image, image_id = _builder_image(stack, opts, toolchain)   # before any checkout: a clone takes a while
     work = Path(opts.work_dir) if opts.work_dir else Path(tempfile.mkdtemp(prefix="npuenv-torch-npu-build-"))
     work.mkdir(parents=True, exist_ok=True)
+    tree, info = _source_tree(stack.row, opts, work, log)
+    if info.dirty:
+        log(f"warning: {tree} has uncommitted changes; the provenance records the tree as dirty")
+    before = _dist_wheels(tree)
+    run = _run_build(stack, opts, tree, work, image, log)
+    built = _new_wheel(tree, before, target, run.log_path)
+    wheel_path = work / built.name
+    shutil.copy2(built, wheel_path)
+    if not opts.source_tree:
+        shutil.rmtree(tree.parent, ignore_errors=True)   # our own clone; the wheel and the log are kept
+    return wheel_path, _provenance(stack, opts, info, toolchain, (image, image_id), run, wheel_path)
+
+
+def _builder_image(stack: Stack, opts: BuildOptions, toolchain: Toolchain) -> tuple[str | None, str | None]:
+    """The builder image's name and id for the podman runner (None, None for the local one)."""
+    if opts.runner != "podman":
+        return None, None
+    if shutil.which(opts.engine) is None:
+        raise UserError(f"{opts.engine} is not installed; use --build-runner local or install podman")
+    image = opts.image or builder_image_name(stack, toolchain)
+    inspect = subprocess.run([opts.engine, "image", "inspect", "--format", "{{.Id}}", image],
+                             capture_output=True, text=True)
+    if inspect.returncode != 0:
+        raise UserError(f"builder image {image} is not present; build it first with "
+                        f"`npuenv wheelhouse builder-image` (render it with `npuenv wheelhouse containerfile`) "
+                        f"or name another with --builder-image")
+    return image, inspect.stdout.strip()
+
+
+def _source_tree(row: Row, opts: BuildOptions, work: Path, log: Log) -> tuple[Path, SourceInfo]:
+    """The tree to build: the one given with --source-tree, or a fresh clone of the row's source under ``work``."""
     if opts.source_tree:
         tree = Path(opts.source_tree).resolve()
         if not tree.is_dir():
             raise UserError(f"--source-tree {tree} does not exist")
-        info = source_info(tree, repo=opts.repo)
-    else:
-        repo = opts.repo or default_repo(row)
-        ref = opts.ref or default_ref(row)
-        if not repo:
-            raise UserError(f"matrix row torch_npu {row.torch_npu} names no source repository; pass --source-repo URL")
-        if not ref:
-            raise UserError(f"matrix row torch_npu {row.torch_npu} has no adapter tag or branch to build from "
-                            f"(its adapter is {row.adapter}); pass --source-ref TAG")
-        dest = Path(tempfile.mkdtemp(prefix="src-", dir=work)) / "pytorch"
-        info = checkout(repo, ref, dest, log)
-        tree = dest
-    if info.dirty:
-        log(f"warning: {tree} has uncommitted changes; the provenance records the tree as dirty")
+        return tree, source_info(tree, repo=opts.repo)
+    repo = opts.repo or default_repo(row)
+    ref = opts.ref or default_ref(row)
+    if not repo:
+        raise UserError(f"matrix row torch_npu {row.torch_npu} names no source repository; pass --source-repo URL")
+    if not ref:
+        raise UserError(f"matrix row torch_npu {row.torch_npu} has no adapter tag or branch to build from "
+                        f"(its adapter is {row.adapter}); pass --source-ref TAG")
+    dest = Path(tempfile.mkdtemp(prefix="src-", dir=work)) / "pytorch"
+    return dest, checkout(repo, ref, dest, log)
 
+
+@dataclass
+class _Run:
+    """One run of the vendor's build: its log and when it ran."""
+    log_path: Path
+    text: str
+    started: dt.datetime
+    finished: dt.datetime
+
+
+def _run_build(stack: Stack, opts: BuildOptions, tree: Path, work: Path, image: str | None, log: Log) -> _Run:
+    """Run the vendor's build in ``tree`` with the chosen runner, logging to a file under ``work``."""
+    row = stack.row
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     log_path = work / f"build-{row.torch_npu}-{python_tag(stack.python)}-{stack.arch}-{stamp}.log"
-    before = _dist_wheels(tree)
     b = builder_facts()["builder"]
     install_torch = opts.runner == "podman" and opts.install_torch and opts.torch_wheel is not None
     script = _build_script(stack, install_torch)
@@ -353,10 +380,16 @@ def build_wheel(stack: Stack, opts: BuildOptions, target: Target, log: Log = _qu
         raise UserError(f"the torch_npu source build failed: `{' '.join(b['build_command']).format(python=stack.python)}` "
                         f"exited {rc} in {tree} ({opts.runner} runner{', image ' + image if image else ''}).\n"
                         f"Last lines of the log:\n{_tail(text)}\nFull log: {log_path}")
+    return _Run(log_path, text, started, finished)
+
+
+def _new_wheel(tree: Path, before: dict[Path, float], target: Target, log_path: Path) -> Path:
+    """The one wheel for ``target`` that the build added (or rewrote) under the tree's dist folder."""
+    glob = builder_facts()["builder"]["dist_glob"]
     after = _dist_wheels(tree)
     new = sorted(p for p, mtime in after.items() if before.get(p) != mtime)
     if not new:
-        raise UserError(f"the torch_npu source build exited 0 but left no new wheel under {tree}/{b['dist_glob']}; "
+        raise UserError(f"the torch_npu source build exited 0 but left no new wheel under {tree}/{glob}; "
                         f"full log: {log_path}")
     fitting = []
     refusals = []
@@ -371,29 +404,29 @@ def build_wheel(stack: Stack, opts: BuildOptions, target: Target, log: Log = _qu
         found = ", ".join(p.name for p in new)
         raise UserError(f"the source build produced {len(fitting)} wheels for {target.describe()} "
                         f"(new under dist/: {found}){': ' + '; '.join(refusals) if refusals else ''}")
-    wheel_path = fitting[0]
-    wheel_copy = work / wheel_path.name
-    shutil.copy2(wheel_path, wheel_copy)
-    if not opts.source_tree:
-        shutil.rmtree(tree.parent, ignore_errors=True)   # our own clone; the wheel and the log are kept
-    wheel_path = wheel_copy
-    probe = re.search(r"npuenv-toolchain gcc=(\S+) cmake=(\S+)", text)
-    provenance = {
+    return fitting[0]
+
+
+def _provenance(stack: Stack, opts: BuildOptions, info: SourceInfo, toolchain: Toolchain,
+                image: tuple[str | None, str | None], run: _Run, wheel_path: Path) -> dict:
+    """Where the wheel came from and how it was built; ``image`` is the builder image's name and id."""
+    b = builder_facts()["builder"]
+    probe = re.search(r"npuenv-toolchain gcc=(\S+) cmake=(\S+)", run.text)
+    return {
         "kind": "source-build",
         "source": info.to_dict(),
         "runner": opts.runner,
-        "builder_image": image,
-        "builder_image_id": image_id,
+        "builder_image": image[0],
+        "builder_image_id": image[1],
         "base_image": toolchain.fill(b["base_image"]) if opts.runner == "podman" else None,
         "toolchain": {"guide": toolchain.to_dict(),
                       "used": {"gcc": probe.group(1) if probe else "unknown",
                                "cmake": probe.group(2) if probe else "unknown"}},
         "command": " ".join(b["build_command"]).format(python=stack.python),
         "python": stack.python,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": finished.isoformat(timespec="seconds"),
-        "log": str(log_path),
+        "started": run.started.isoformat(timespec="seconds"),
+        "finished": run.finished.isoformat(timespec="seconds"),
+        "log": str(run.log_path),
         "wheel": wheel_path.name,
         "sha256": sha256_file(wheel_path),
     }
-    return wheel_path, provenance

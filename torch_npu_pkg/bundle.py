@@ -211,15 +211,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
     mode = _mode(out)
     controller = controller or ControllerOptions()
     wheelhouse_dir = Path(wheelhouse_dir)
-    house = wheelhouse.load_manifest(wheelhouse_dir)
-    for key in ("torch_npu", "python", "arch"):
-        want = {"torch_npu": stack.row.torch_npu, "python": stack.python, "arch": stack.arch}[key]
-        if house["stack"][key] != want:
-            raise UserError(f"{wheelhouse_dir} was built for {key} {house['stack'][key]}, the bundle's stack has {want}")
-    problems = wheelhouse.verify(wheelhouse_dir)
-    if problems:
-        raise UserError(f"{wheelhouse_dir} fails verification; rebuild it (make wheelhouse):\n  "
-                        + "\n  ".join(problems))
+    house = _checked_wheelhouse(wheelhouse_dir, stack)
     checked = check_installers(stack, installers, skip_installers, chosen_installers)
     if lock is not None:
         check_lock(lock, stack, checked, tuple(skip_installers), wheelhouse_dir)
@@ -237,24 +229,7 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
     try:
         with deferred():  # a signal cannot fall between making the folder and knowing its name
             work = wheelhouse.make_work_dir(out)
-        entries: list[tuple[str, Path]] = [(r["file"], r["_src"]) for r in inst_records]
-        if inst_records:
-            # installers/ is the site's installer cache (playbooks, image builds): its own SHA256SUMS
-            inst_sums = work / f"{INSTALLERS}-{SUMS}"
-            inst_sums.write_text(checksums.format_sums({Path(r["file"]).name: r["sha256"] for r in inst_records}),
-                                 encoding="utf-8")
-            entries.append((f"{INSTALLERS}/{SUMS}", inst_sums))
-        entries += [(f"{WHEELHOUSE}/{p.relative_to(wheelhouse_dir).as_posix()}", p) for p in _tree(wheelhouse_dir)]
-        for name, folder in SOURCE_TREES.items():
-            entries += [(f"{SOURCE}/{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
-        # the roles and plugins as the npuenv.ascend collection, for playbooks of the site's own
-        from ansible_run import collection
-        built = collection.build(work / COLLECTION, log)
-        entries.append((f"{COLLECTION}/{built.name}", built))
-        controller_info = None
-        if controller.include:
-            controller_info = gather_controller(work / CONTROLLER, controller, matrix or cm.load_matrix(), log)
-            entries += [(f"{CONTROLLER}/{p.name}", p) for p in sorted((work / CONTROLLER).iterdir())]
+        entries, controller_info = _gather(work, wheelhouse_dir, inst_records, controller, matrix, log)
         log(f"bundle: hashing {len(entries)} files")
         hashes = {arc: sha256_file(src) for arc, src in entries}
         sizes = {arc: src.stat().st_size for arc, src in entries}
@@ -262,34 +237,16 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
         hashes[USAGE], sizes[USAGE] = checksums.sha256_bytes(usage), len(usage)
         lock_bytes = lock_mod.render(lock).encode("utf-8")
         hashes[LOCK_FILE], sizes[LOCK_FILE] = checksums.sha256_bytes(lock_bytes), len(lock_bytes)
-        manifest = {
-            "format": FORMAT,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "created_by": CREATED_BY,
-            "top": top,
-            "stack": {"torch_npu": stack.row.torch_npu, "torch": stack.row.torch,
-                      "torchvision": stack.row.torchvision, "cann": stack.row.cann, "python": stack.python,
-                      "arch": stack.arch, "chip": stack.chip, "os": stack.os, "hdk": stack.row.hdk["version"]},
-            "installers": [{k: v for k, v in r.items() if k != "_src"} for r in inst_records],
-            "skipped_installers": list(skip_installers),
-            "lock": {lock_mod.FORMAT_KEY: lock_mod.FORMAT, "digest": lock.digest, "file": LOCK_FILE},
-            "wheelhouse": {"path": WHEELHOUSE, "wheels": len(house["wheels"]), "notes": house.get("notes", [])},
-            "source": {name: f"{SOURCE}/{name}" for name in SOURCE_TREES},
-            "controller": controller_info,
-            "files": {arc: {"sha256": h, "size": sizes[arc]} for arc, h in sorted(hashes.items())},
-        }
+        manifest = _bundle_manifest(stack, top, inst_records, skip_installers, lock, house, controller_info,
+                                    {arc: {"sha256": h, "size": sizes[arc]} for arc, h in sorted(hashes.items())})
         manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
         hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(manifest_bytes)
-        sums_bytes = checksums.format_sums(hashes).encode("utf-8")
         archive = work / "bundle.partial"
         log(f"bundle: writing {len(entries) + 4} files")
-        with tarfile.open(archive, mode, dereference=True) as tar:
-            _add_bytes(tar, f"{top}/{BUNDLE_MANIFEST}", manifest_bytes)
-            _add_bytes(tar, f"{top}/{SUMS}", sums_bytes)
-            _add_bytes(tar, f"{top}/{USAGE}", usage)
-            _add_bytes(tar, f"{top}/{LOCK_FILE}", lock_bytes)
-            for arc, src in entries:
-                tar.add(src, arcname=f"{top}/{arc}", recursive=False, filter=_normalise)
+        # the manifest first: verify() judges every later member by it before reading a byte of it
+        written = {BUNDLE_MANIFEST: manifest_bytes, SUMS: checksums.format_sums(hashes).encode("utf-8"),
+                   USAGE: usage, LOCK_FILE: lock_bytes}
+        _write_archive(archive, mode, top, written, entries)
         with deferred():
             os.replace(archive, out)
     finally:
@@ -297,6 +254,75 @@ def make(out: Path, wheelhouse_dir: Path, installers: Path, stack: Stack, *, ski
             shutil.rmtree(work, ignore_errors=True)
     log(f"bundle ready: {out} ({len(entries) + 4} files, {out.stat().st_size // (1 << 20)} MiB)")
     return manifest
+
+
+def _checked_wheelhouse(wheelhouse_dir: Path, stack: Stack) -> dict:
+    """The wheelhouse's manifest, once the wheelhouse is known to be the stack's and whole."""
+    house = wheelhouse.load_manifest(wheelhouse_dir)
+    for key in ("torch_npu", "python", "arch"):
+        want = {"torch_npu": stack.row.torch_npu, "python": stack.python, "arch": stack.arch}[key]
+        if house["stack"][key] != want:
+            raise UserError(f"{wheelhouse_dir} was built for {key} {house['stack'][key]}, the bundle's stack has {want}")
+    problems = wheelhouse.verify(wheelhouse_dir)
+    if problems:
+        raise UserError(f"{wheelhouse_dir} fails verification; rebuild it (make wheelhouse):\n  "
+                        + "\n  ".join(problems))
+    return house
+
+
+def _gather(work: Path, wheelhouse_dir: Path, inst_records: list[dict], controller: ControllerOptions,
+            matrix: cm.Matrix | None, log: Log) -> tuple[list[tuple[str, Path]], dict | None]:
+    """Every file the bundle carries as (path in the bundle, file here), those made for it written under
+    ``work``; and what the controller's packages are (None when left out)."""
+    entries: list[tuple[str, Path]] = [(r["file"], r["_src"]) for r in inst_records]
+    if inst_records:
+        # installers/ is the site's installer cache (playbooks, image builds): its own SHA256SUMS
+        inst_sums = work / f"{INSTALLERS}-{SUMS}"
+        inst_sums.write_text(checksums.format_sums({Path(r["file"]).name: r["sha256"] for r in inst_records}),
+                             encoding="utf-8")
+        entries.append((f"{INSTALLERS}/{SUMS}", inst_sums))
+    entries += [(f"{WHEELHOUSE}/{p.relative_to(wheelhouse_dir).as_posix()}", p) for p in _tree(wheelhouse_dir)]
+    for name, folder in SOURCE_TREES.items():
+        entries += [(f"{SOURCE}/{name}/{p.relative_to(folder).as_posix()}", p) for p in _tree(folder)]
+    # the roles and plugins as the npuenv.ascend collection, for playbooks of the site's own
+    from ansible_run import collection
+    built = collection.build(work / COLLECTION, log)
+    entries.append((f"{COLLECTION}/{built.name}", built))
+    controller_info = None
+    if controller.include:
+        controller_info = gather_controller(work / CONTROLLER, controller, matrix or cm.load_matrix(), log)
+        entries += [(f"{CONTROLLER}/{p.name}", p) for p in sorted((work / CONTROLLER).iterdir())]
+    return entries, controller_info
+
+
+def _bundle_manifest(stack: Stack, top: str, inst_records: list[dict], skip_installers: tuple[str, ...], lock: Lock,
+              house: dict, controller_info: dict | None, files: dict[str, dict]) -> dict:
+    return {
+        "format": FORMAT,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_by": CREATED_BY,
+        "top": top,
+        "stack": {"torch_npu": stack.row.torch_npu, "torch": stack.row.torch,
+                  "torchvision": stack.row.torchvision, "cann": stack.row.cann, "python": stack.python,
+                  "arch": stack.arch, "chip": stack.chip, "os": stack.os, "hdk": stack.row.hdk["version"]},
+        "installers": [{k: v for k, v in r.items() if k != "_src"} for r in inst_records],
+        "skipped_installers": list(skip_installers),
+        "lock": {lock_mod.FORMAT_KEY: lock_mod.FORMAT, "digest": lock.digest, "file": LOCK_FILE},
+        "wheelhouse": {"path": WHEELHOUSE, "wheels": len(house["wheels"]), "notes": house.get("notes", [])},
+        "source": {name: f"{SOURCE}/{name}" for name in SOURCE_TREES},
+        "controller": controller_info,
+        "files": files,
+    }
+
+
+def _write_archive(archive: Path, mode: str, top: str, written: dict[str, bytes],
+                   entries: list[tuple[str, Path]]) -> None:
+    """The tar archive under ``top``/: the ``written`` files in their order, then the gathered ones."""
+    with tarfile.open(archive, mode, dereference=True) as tar:
+        for arc, data in written.items():
+            _add_bytes(tar, f"{top}/{arc}", data)
+        for arc, src in entries:
+            tar.add(src, arcname=f"{top}/{arc}", recursive=False, filter=_normalise)
 
 
 # --- the controller's packages -------------------------------------------------------
@@ -540,11 +566,30 @@ def _refusal(manifest: dict, rel: str, size: int) -> str | None:
     return None
 
 
-def _stopped(problems: list[str]) -> bool:
-    if len(problems) < MAX_PROBLEMS:
-        return False
-    problems.append(f"stopped after {MAX_PROBLEMS} problems: this is not the bundle its {BUNDLE_MANIFEST} describes")
-    return True
+@dataclass
+class _Tally:
+    """What reading a bundle found: each file's sha256 by its path under the top folder, the files
+    refused unread, SHA256SUMS' bytes and the problems; ``stopped`` once reading gave up."""
+    problems: list[str] = field(default_factory=list)
+    hashes: dict[str, str] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)
+    sums_data: bytes | None = None
+    stopped: bool = False
+
+    def refuse(self, rel: str, why: str) -> None:
+        self.problems.append(why)
+        self.refused.add(rel)
+
+    def stop(self, why: str) -> None:
+        self.problems.append(why)
+        self.stopped = True
+
+    def full(self) -> bool:
+        """Whether enough problems are known to stop reading (and then stopped, saying so)."""
+        if len(self.problems) < MAX_PROBLEMS:
+            return False
+        self.stop(f"stopped after {MAX_PROBLEMS} problems: this is not the bundle its {BUNDLE_MANIFEST} describes")
+        return True
 
 
 def verify(path: Path) -> list[str]:
@@ -565,76 +610,96 @@ def verify(path: Path) -> list[str]:
         tar = tarfile.open(path, "r:*")
     except (tarfile.TarError, OSError) as e:
         raise UserError(f"{path} is not a tar archive: {e}") from None
-    problems, hashes, refused = [], {}, set()
-    manifest, top, sums_data = None, None, None
-    budget = 0
     try:
         with tar:
-            for count, member in enumerate(tar):   # each step skips a member's data: stop before a costly one
-                if _stopped(problems):
-                    return problems
-                if manifest is None and count >= MAX_PROBLEMS:
-                    return problems + [f"no {BUNDLE_MANIFEST} among the archive's first {MAX_PROBLEMS} members; this "
-                                       f"is not an npuenv bundle (`{CREATED_BY}` writes {BUNDLE_MANIFEST} first)"]
-                name = member.name
-                rel = checksums.safe_relative(name)
-                if manifest is None and member.isfile() and rel and rel.partition("/")[2] == BUNDLE_MANIFEST:
-                    if member.size > outputs.MAX_INPUT_BYTES:
-                        return problems + [f"{name}: {member.size} bytes, more than the {outputs.MAX_INPUT_BYTES} "
-                                           f"a manifest may have; not read"]
-                    top = rel.partition("/")[0]
-                    data = tar.extractfile(member).read()
-                    manifest, why = _load_manifest(data)
-                    if why:
-                        return problems + [why]
-                    hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(data)
-                    # What reading the archive may cost: the files listed, their headers, a SHA256SUMS.
-                    budget = outputs.MAX_INPUT_BYTES + sum(
-                        (_listed_size(manifest, f) or 0) + 2 * tarfile.BLOCKSIZE for f in manifest["files"])
-                    continue
-                if manifest is None and (member.size or (member.isfile() and rel is not None)):
-                    return problems + [f"{name}: comes before {BUNDLE_MANIFEST}, so it cannot be checked before it "
-                                       f"is read (`{CREATED_BY}` writes {BUNDLE_MANIFEST} first); not read further"]
-                if rel is None:
-                    problems.append(f"{name}: an unsafe path in the archive (absolute or with '..'); not followed")
-                elif member.isdir():
-                    pass
-                elif not member.isfile():
-                    problems.append(f"{name}: not a plain file (links and devices do not belong in a bundle)")
-                else:
-                    first, _, inner = rel.partition("/")
-                    why = None
-                    if first != top or not inner:
-                        why = f"{name}: outside the bundle's top folder {top}/; not read"
-                    elif inner in hashes or inner in refused:
-                        why = f"{name}: in the archive twice; not read again"
-                    elif inner == SUMS:
-                        if member.size > outputs.MAX_INPUT_BYTES:
-                            why = f"{name}: {member.size} bytes, more than the {outputs.MAX_INPUT_BYTES} a {SUMS} " \
-                                  f"may have; not read"
-                        else:
-                            sums_data = tar.extractfile(member).read()
-                            hashes[SUMS] = checksums.sha256_bytes(sums_data)
-                    else:
-                        why = _refusal(manifest, inner, member.size)
-                        if why is None:
-                            hashes[inner] = checksums.sha256_fileobj(tar.extractfile(member))
-                    if why:
-                        problems.append(why)
-                        if first == top:
-                            refused.add(inner)
-                if manifest is not None:
-                    budget -= member.size + tarfile.BLOCKSIZE
-                    if budget < 0:
-                        return problems + [f"the archive holds more than its {BUNDLE_MANIFEST} lists; stopped "
-                                           f"reading at {name}"]
+            tally, manifest, top = _read_archive(tar)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise UserError(f"{path}: the archive is damaged ({e})") from None
+    if tally.stopped:
+        return tally.problems
     if manifest is None:
-        return problems + [f"{BUNDLE_MANIFEST} is missing; this is not an npuenv bundle"]
-    if manifest.get("top") != top:
-        problems.append(f"{BUNDLE_MANIFEST} says the top folder is {manifest.get('top')!r}, the archive's is {top!r}")
-    return problems + _check(hashes, refused, sums_data, manifest, str(path))
+        return tally.problems + [f"{BUNDLE_MANIFEST} is missing; this is not an npuenv bundle"]
+    wrong_top = [] if manifest.get("top") == top else [
+        f"{BUNDLE_MANIFEST} says the top folder is {manifest.get('top')!r}, the archive's is {top!r}"]
+    return tally.problems + wrong_top + _check(tally.hashes, tally.refused, tally.sums_data, manifest, str(path))
+
+
+def _read_archive(tar: tarfile.TarFile) -> tuple[_Tally, dict | None, str | None]:
+    """Read the archive's members in turn, each judged by the manifest before its data is read;
+    returns the tally, the manifest and the top folder (None, None when no manifest came first)."""
+    tally = _Tally()
+    manifest, top, budget = None, None, 0
+    for count, member in enumerate(tar):   # each step skips a member's data: stop before a costly one
+        if tally.full():
+            break
+        if manifest is None and count >= MAX_PROBLEMS:
+            tally.stop(f"no {BUNDLE_MANIFEST} among the archive's first {MAX_PROBLEMS} members; this "
+                       f"is not an npuenv bundle (`{CREATED_BY}` writes {BUNDLE_MANIFEST} first)")
+            break
+        name = member.name
+        rel = checksums.safe_relative(name)
+        if manifest is None and member.isfile() and rel and rel.partition("/")[2] == BUNDLE_MANIFEST:
+            manifest, data, why = _archive_manifest(tar, member)
+            if why:
+                tally.stop(why)
+                break
+            top = rel.partition("/")[0]
+            tally.hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(data)
+            # What reading the archive may cost: the files listed, their headers, a SHA256SUMS.
+            budget = outputs.MAX_INPUT_BYTES + sum(
+                (_listed_size(manifest, f) or 0) + 2 * tarfile.BLOCKSIZE for f in manifest["files"])
+            continue
+        if manifest is None and (member.size or (member.isfile() and rel is not None)):
+            tally.stop(f"{name}: comes before {BUNDLE_MANIFEST}, so it cannot be checked before it "
+                       f"is read (`{CREATED_BY}` writes {BUNDLE_MANIFEST} first); not read further")
+            break
+        if rel is None:
+            tally.problems.append(f"{name}: an unsafe path in the archive (absolute or with '..'); not followed")
+        elif not member.isdir() and not member.isfile():
+            tally.problems.append(f"{name}: not a plain file (links and devices do not belong in a bundle)")
+        elif member.isfile():
+            first, _, inner = rel.partition("/")
+            why = _archive_refusal(member, first, inner, top, manifest, tally)
+            if why is None and inner == SUMS:
+                tally.sums_data = tar.extractfile(member).read()
+                tally.hashes[SUMS] = checksums.sha256_bytes(tally.sums_data)
+            elif why is None:
+                tally.hashes[inner] = checksums.sha256_fileobj(tar.extractfile(member))
+            elif first == top:
+                tally.refuse(inner, why)
+            else:
+                tally.problems.append(why)
+        if manifest is not None:
+            budget -= member.size + tarfile.BLOCKSIZE
+            if budget < 0:
+                tally.stop(f"the archive holds more than its {BUNDLE_MANIFEST} lists; stopped reading at {name}")
+                break
+    return tally, manifest, top
+
+
+def _archive_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> tuple[dict | None, bytes | None, str | None]:
+    """The manifest member read: (manifest, its bytes, None), or why it cannot be."""
+    if member.size > outputs.MAX_INPUT_BYTES:
+        return None, None, (f"{member.name}: {member.size} bytes, more than the {outputs.MAX_INPUT_BYTES} "
+                            f"a manifest may have; not read")
+    data = tar.extractfile(member).read()
+    manifest, why = _load_manifest(data)
+    return manifest, data, why
+
+
+def _archive_refusal(member: tarfile.TarInfo, first: str, inner: str, top: str | None, manifest: dict,
+                     tally: _Tally) -> str | None:
+    """Why a file member (``first``/``inner``) is not read, or None to read it."""
+    name = member.name
+    if first != top or not inner:
+        return f"{name}: outside the bundle's top folder {top}/; not read"
+    if inner in tally.hashes or inner in tally.refused:
+        return f"{name}: in the archive twice; not read again"
+    if inner == SUMS:
+        if member.size > outputs.MAX_INPUT_BYTES:
+            return f"{name}: {member.size} bytes, more than the {outputs.MAX_INPUT_BYTES} a {SUMS} may have; not read"
+        return None
+    return _refusal(manifest, inner, member.size)
 
 
 def _hash_at_most(path: Path, size: int) -> str | None:
@@ -653,7 +718,6 @@ def _hash_at_most(path: Path, size: int) -> str | None:
 
 def verify_dir(root: Path) -> list[str]:
     root = Path(root)
-    problems, hashes, refused = [], {}, set()
     manifest_path = root / BUNDLE_MANIFEST
     if manifest_path.is_symlink() or not manifest_path.exists():
         return [f"{BUNDLE_MANIFEST} is missing; this is not an npuenv bundle"]
@@ -664,51 +728,10 @@ def verify_dir(root: Path) -> list[str]:
     manifest, why = _load_manifest(data)
     if why:
         return [why]
-    hashes[BUNDLE_MANIFEST] = checksums.sha256_bytes(data)
-    sums_data = None
-    venvs = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        for name in sorted(dirnames + filenames):
-            if _stopped(problems):
-                return problems
-            p = base / name
-            rel = p.relative_to(root).as_posix()
-            if p.is_symlink():
-                problems.append(f"{rel}: a symbolic link; a bundle holds plain files only (not followed)")
-                continue
-            if name in dirnames and _stray_venv(p, rel, manifest):
-                problems.append(f"{rel}/: a Python virtual environment inside the bundle's folder, which is not "
-                                f"part of the bundle; not read (make it outside the folder, as {USAGE} does: "
-                                f"python3 -m venv {VENV})")
-                venvs.add(name)
-                continue
-            if name in dirnames or rel == BUNDLE_MANIFEST:
-                continue
-            st = p.stat()
-            if not stat.S_ISREG(st.st_mode):
-                problems.append(f"{rel}: not a plain file (a pipe, socket or device); a bundle holds plain files only")
-            elif rel == SUMS:
-                try:
-                    sums_data = outputs.read_bytes(p, f"the bundle's {SUMS}")
-                except UserError as e:
-                    problems.append(str(e))
-                    refused.add(rel)
-                    continue
-                hashes[SUMS] = checksums.sha256_bytes(sums_data)
-            else:
-                why = _refusal(manifest, rel, st.st_size)
-                digest = None if why else _hash_at_most(p, st.st_size)
-                if why is None and digest is None:
-                    why = f"{rel}: not a plain file (a pipe, socket or device); a bundle holds plain files only"
-                if why:
-                    problems.append(why)
-                    refused.add(rel)
-                else:
-                    hashes[rel] = digest
-        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink() and d not in venvs)
-        venvs.clear()
-    problems += _check(hashes, refused, sums_data, manifest, str(root))
+    tally = _read_dir(root, manifest, checksums.sha256_bytes(data))
+    if tally.stopped:
+        return tally.problems
+    problems = tally.problems + _check(tally.hashes, tally.refused, tally.sums_data, manifest, str(root))
     house = root / WHEELHOUSE   # always this folder: the manifest's word is not followed
     # Only a wheelhouse whose every file the bundle vouched for (sizes included) is read further.
     if not problems and house.is_dir() and not house.is_symlink() and (house / wheelhouse.MANIFEST).is_file():
@@ -717,6 +740,54 @@ def verify_dir(root: Path) -> list[str]:
         except UserError as e:
             problems.append(f"{WHEELHOUSE}: {e}")
     return problems
+
+
+def _read_dir(root: Path, manifest: dict, manifest_hash: str) -> _Tally:
+    """Walk an unpacked bundle, each file judged by the manifest before it is read; links are not
+    followed and a stray virtual environment is one problem, not read."""
+    tally = _Tally(hashes={BUNDLE_MANIFEST: manifest_hash})
+    venvs = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            if tally.full():
+                return tally
+            p = base / name
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                tally.problems.append(f"{rel}: a symbolic link; a bundle holds plain files only (not followed)")
+                continue
+            if name in dirnames and _stray_venv(p, rel, manifest):
+                tally.problems.append(f"{rel}/: a Python virtual environment inside the bundle's folder, which is "
+                                      f"not part of the bundle; not read (make it outside the folder, as {USAGE} "
+                                      f"does: python3 -m venv {VENV})")
+                venvs.add(name)
+                continue
+            if name in dirnames or rel == BUNDLE_MANIFEST:
+                continue
+            st = p.stat()
+            if not stat.S_ISREG(st.st_mode):
+                tally.problems.append(f"{rel}: not a plain file (a pipe, socket or device); a bundle holds plain "
+                                      f"files only")
+            elif rel == SUMS:
+                try:
+                    tally.sums_data = outputs.read_bytes(p, f"the bundle's {SUMS}")
+                except UserError as e:
+                    tally.refuse(rel, str(e))
+                    continue
+                tally.hashes[SUMS] = checksums.sha256_bytes(tally.sums_data)
+            else:
+                why = _refusal(manifest, rel, st.st_size)
+                digest = None if why else _hash_at_most(p, st.st_size)
+                if why is None and digest is None:
+                    why = f"{rel}: not a plain file (a pipe, socket or device); a bundle holds plain files only"
+                if why:
+                    tally.refuse(rel, why)
+                else:
+                    tally.hashes[rel] = digest
+        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink() and d not in venvs)
+        venvs.clear()
+    return tally
 
 
 def _stray_venv(folder: Path, rel: str, manifest: dict) -> bool:

@@ -221,8 +221,32 @@ def cmd_bundle_verify(args) -> int:
 
 def register(sub) -> None:
     """Add ``wheelhouse`` and ``bundle`` to the ``npuenv`` command's subparsers."""
+    _register_wheelhouse(sub)
+    _register_bundle(sub)
+
+
+def _register_wheelhouse(sub) -> None:
     w = sub.add_parser("wheelhouse", help="the offline wheelhouse of a row (CPU torch, torch_npu, torchvision, "
                                           "CANN Python deps)").add_subparsers(dest="wheelhouse_cmd", required=True)
+    _register_wheelhouse_build(w)
+
+    p = w.add_parser("verify", help="check a wheelhouse: checksums, requirements, index, tags, torch pins")
+    p.add_argument("dir", type=Path)
+    p.set_defaults(func=cmd_wheelhouse_verify)
+
+    p = w.add_parser("containerfile", help="render the torch_npu builder image's Containerfile for a row")
+    add_constraint_args(p)
+    p.add_argument("--output", "-o", help="write it to this file instead of stdout")
+    p.set_defaults(func=cmd_wheelhouse_containerfile)
+
+    p = w.add_parser("builder-image", help="build the torch_npu builder image for a row (needs quay.io)")
+    add_constraint_args(p)
+    p.add_argument("--engine", choices=("podman", "docker"), default="podman")
+    p.add_argument("--tag", help="image tag (default: derived from the toolchain)")
+    p.set_defaults(func=cmd_wheelhouse_builder_image)
+
+
+def _register_wheelhouse_build(w) -> None:
     p = w.add_parser("build", help="fetch or build every wheel of a row into an offline wheelhouse",
                      formatter_class=RawDescriptionHelpFormatter,
                      description="Sources of torch_npu are tried in the order given: dir:PATH (a local directory), "
@@ -247,7 +271,11 @@ def register(sub) -> None:
     p.add_argument("--torchvision", choices=wheelhouse.TORCHVISION_POLICIES, default="auto",
                    help="auto: the torch source's CPU build, else the index's if it is a CPU build; torch-source: "
                         "only the torch source's; index: the index's even if it is a CUDA build; none: leave it out")
-    g = p.add_argument_group("source build (--source build)")
+    _add_source_build_args(p.add_argument_group("source build (--source build)"))
+    p.set_defaults(func=cmd_wheelhouse_build)
+
+
+def _add_source_build_args(g) -> None:
     g.add_argument("--build-runner", choices=builder.RUNNERS, default="podman",
                    help="podman: in the builder image; local: with this host's toolchain")
     g.add_argument("--builder-image", help="builder image (default: the one `wheelhouse builder-image` builds)")
@@ -258,23 +286,9 @@ def register(sub) -> None:
     g.add_argument("--build-network", help="podman --network for the build container (e.g. none)")
     g.add_argument("--builder-has-torch", action="store_true",
                    help="the builder image already has the row's torch; do not install the torch source's into it")
-    p.set_defaults(func=cmd_wheelhouse_build)
 
-    p = w.add_parser("verify", help="check a wheelhouse: checksums, requirements, index, tags, torch pins")
-    p.add_argument("dir", type=Path)
-    p.set_defaults(func=cmd_wheelhouse_verify)
 
-    p = w.add_parser("containerfile", help="render the torch_npu builder image's Containerfile for a row")
-    add_constraint_args(p)
-    p.add_argument("--output", "-o", help="write it to this file instead of stdout")
-    p.set_defaults(func=cmd_wheelhouse_containerfile)
-
-    p = w.add_parser("builder-image", help="build the torch_npu builder image for a row (needs quay.io)")
-    add_constraint_args(p)
-    p.add_argument("--engine", choices=("podman", "docker"), default="podman")
-    p.add_argument("--tag", help="image tag (default: derived from the toolchain)")
-    p.set_defaults(func=cmd_wheelhouse_builder_image)
-
+def _register_bundle(sub) -> None:
     b = sub.add_parser("bundle", help="one archive for an air-gapped site").add_subparsers(dest="bundle_cmd",
                                                                                            required=True)
     p = b.add_parser("make", help="installers + wheelhouse + playbooks + matrix in one archive with SHA256SUMS")

@@ -33,6 +33,7 @@ from packaging.version import Version
 
 from compat_matrix import Stack, UserError, checksums, outputs
 from compat_matrix.versions import python_version
+from compat_matrix.model import Row
 
 from . import builder
 from .wheels import CHUNK, Target, WheelError, WheelInfo, check_tags
@@ -317,38 +318,8 @@ class ReleaseSource:
 
     def fetch(self, stack: Stack, target: Target, stage: Path, log: Log) -> Fetched:
         row = stack.row
-        if self.offline:
-            raise NotHere("offline: the release page is not asked")
-        if row.wheel["index"] != "release_page":
-            raise NotHere(f"the matrix names no release page for torch_npu {row.torch_npu} "
-                          f"(its wheel is on {row.wheel['index']})")
-        where = self.release_of(row.wheel["url"])
-        if where is None:
-            raise NotHere(f"the matrix's wheel URL {row.wheel['url']} is not a GitHub release or tag page")
-        owner, repo, tag = where
-        api_url = f"{self.api}/repos/{owner}/{repo}/releases/tags/{tag}"
-        try:
-            release = json.loads(self._get(api_url, "application/vnd.github+json"))
-        except urllib.error.HTTPError as e:
-            raise NotHere(f"{api_url}: HTTP {e.code} (no release {tag} with assets)") from None
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise NotHere(f"cannot read {api_url}: {getattr(e, 'reason', e)}") from None
-        assets, other = [], []
-        for asset in release.get("assets") or []:
-            name = asset.get("name", "")
-            try:
-                project, version, _b, tags = parse_wheel_filename(name)
-            except InvalidWheelFilename:
-                continue
-            if project != "torch-npu":
-                continue
-            if Version(version.public) != Version(row.torch_npu):
-                other.append(name)
-                continue
-            if not (frozenset(tags) & target.tags):
-                other.append(name)
-                continue
-            assets.append(asset)
+        tag, release = self._release(row)
+        assets, other = _release_wheels(release, row.torch_npu, target)
         if not assets:
             have = f" (it has {', '.join(other)})" if other else ""
             raise NotHere(f"release {tag} has no torch_npu {row.torch_npu} wheel for {target.describe()}{have}")
@@ -358,13 +329,7 @@ class ReleaseSource:
         path = dest / asset["name"]
         url = asset.get("browser_download_url")
         log(f"torch_npu: downloading {url}")
-        try:
-            req = urllib.request.Request(url, headers={"User-Agent": "npuenv"})
-            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp, open(path, "wb") as out:
-                for chunk in iter(lambda: resp.read(CHUNK), b""):
-                    out.write(chunk)
-        except (urllib.error.URLError, OSError) as e:
-            raise NotHere(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+        self._download(url, path)
         actual = checksums.sha256_file(path)
         if asset.get("size") is not None and path.stat().st_size != asset["size"]:
             raise WheelError(f"{url}: size mismatch: the release says {asset['size']} bytes, "
@@ -378,6 +343,54 @@ class ReleaseSource:
             checksum_source = "release asset digest"
         return Fetched(path, {"kind": "release", "location": row.wheel["url"], "url": url,
                               "checksum_source": checksum_source})
+
+    def _release(self, row: Row) -> tuple[str, dict]:
+        """The row's release tag and the API's description of that release."""
+        if self.offline:
+            raise NotHere("offline: the release page is not asked")
+        if row.wheel["index"] != "release_page":
+            raise NotHere(f"the matrix names no release page for torch_npu {row.torch_npu} "
+                          f"(its wheel is on {row.wheel['index']})")
+        where = self.release_of(row.wheel["url"])
+        if where is None:
+            raise NotHere(f"the matrix's wheel URL {row.wheel['url']} is not a GitHub release or tag page")
+        owner, repo, tag = where
+        api_url = f"{self.api}/repos/{owner}/{repo}/releases/tags/{tag}"
+        try:
+            return tag, json.loads(self._get(api_url, "application/vnd.github+json"))
+        except urllib.error.HTTPError as e:
+            raise NotHere(f"{api_url}: HTTP {e.code} (no release {tag} with assets)") from None
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise NotHere(f"cannot read {api_url}: {getattr(e, 'reason', e)}") from None
+
+    @staticmethod
+    def _download(url: str, path: Path) -> None:
+        try:
+            req = urllib.request.Request(url, headers={"User-Agent": "npuenv"})
+            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp, open(path, "wb") as out:
+                for chunk in iter(lambda: resp.read(CHUNK), b""):
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError) as e:
+            raise NotHere(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+
+
+def _release_wheels(release: dict, torch_npu: str, target: Target) -> tuple[list[dict], list[str]]:
+    """The release's assets that are torch_npu ``torch_npu``'s wheel for ``target``, and the names of
+    its other torch_npu wheels."""
+    assets, other = [], []
+    for asset in release.get("assets") or []:
+        name = asset.get("name", "")
+        try:
+            project, version, _b, tags = parse_wheel_filename(name)
+        except InvalidWheelFilename:
+            continue
+        if project != "torch-npu":
+            continue
+        if Version(version.public) != Version(torch_npu) or not (frozenset(tags) & target.tags):
+            other.append(name)
+            continue
+        assets.append(asset)
+    return assets, other
 
 
 class BuildSource:

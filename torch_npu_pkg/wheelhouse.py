@@ -184,24 +184,25 @@ def _torchvision_from_source(policy, torch_source, stack, target, stage, log) ->
     return None, None
 
 
-def _check_torchvision(wheel: WheelInfo, policy: str, stack: Stack, target: Target, notes: list[str]) -> dict:
+def _check_torchvision(wheel: WheelInfo, policy: str, stack: Stack, target: Target) -> tuple[dict, list[str]]:
+    """The manifest's facts about torchvision's wheel, and the note a CUDA build kept by --torchvision
+    index gets."""
     check_tags(wheel, target)
     check_version(wheel, stack.row.torchvision, "torchvision")
     pin = check_torch_pin(wheel, stack, target, required=True)
     cuda = cuda_linked_libraries(wheel)
     info = {"requires_torch": pin, "cuda_linked": dict(cuda)}
-    if cuda:
-        member, libs = next(iter(cuda.items()))
-        why = (f"{wheel.filename} is a CUDA build ({member} links {', '.join(libs)}): with the CPU torch its "
-               f"operators do not load and `import torchvision` fails")
-        if policy == "index":   # the torch source is not asked then: the build came from the index
-            notes.append(why + "; kept because --torchvision index was given. Put the CPU build "
-                         f"(torchvision=={stack.row.torchvision}+cpu) in the torch source to fix it.")
-        else:
-            raise WheelError(why + f". Put torchvision {stack.row.torchvision}'s CPU build in the torch source "
-                             f"(PyTorch's CPU index has it), or pass --torchvision index to keep this build anyway, "
-                             f"or --torchvision none to leave torchvision out")
-    return info
+    if not cuda:
+        return info, []
+    member, libs = next(iter(cuda.items()))
+    why = (f"{wheel.filename} is a CUDA build ({member} links {', '.join(libs)}): with the CPU torch its "
+           f"operators do not load and `import torchvision` fails")
+    if policy != "index":   # with index the torch source is not asked: the build came from the index
+        raise WheelError(why + f". Put torchvision {stack.row.torchvision}'s CPU build in the torch source "
+                         f"(PyTorch's CPU index has it), or pass --torchvision index to keep this build anyway, "
+                         f"or --torchvision none to leave torchvision out")
+    return info, [why + "; kept because --torchvision index was given. Put the CPU build "
+                  f"(torchvision=={stack.row.torchvision}+cpu) in the torch source to fix it."]
 
 
 def _download(roots: list[str], target: Target, dest: Path, opts: Options, find_links: list[Path],
@@ -230,10 +231,43 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
     stage, dl, house = tmp / "stage", tmp / "download", tmp / "house"
     for d in (stage, dl, house):
         d.mkdir()
-    notes: list[str] = []
     log(f"wheelhouse for torch_npu {row.torch_npu} (torch {row.torch}, torchvision {row.torchvision}), "
         f"{target.describe()}")
+    sources, direct, origins, notes = _fetch_direct(stack, target, torch_source, sources, opts, stage, log)
+    roots = _root_requirements(direct, opts.torchvision, stack)
+    root_reqs = [Requirement(r.split(" @ ")[0]) for r in roots]   # "torch @ file:..." is asked for as torch
+    find_links = [s.dir for s in sources if s.kind == "dir" and s.dir.is_dir()]
+    find_links += [Path(d).resolve() for d in opts.find_links]
+    result = _resolve(roots, root_reqs, direct, target, tmp, dl, opts, find_links, log)
+    if result.conflicts:
+        raise WheelError("the wheelhouse's wheels do not agree: " + "; ".join(result.conflicts))
+    notes += _check_prereleases(result.chosen, direct, opts.pre)
 
+    # torchvision fetched by pip from the index is checked like the rest.
+    if "torchvision" in result.chosen:
+        tv_info, tv_notes = _check_torchvision(result.chosen["torchvision"], opts.torchvision, stack, target)
+        notes += tv_notes
+        origins["torchvision"] = {**(origins.get("torchvision") or _pip_source(opts)), **tv_info}
+    for wheel in result.chosen.values():
+        check_tags(wheel, target)
+    for wheel in result.unused:
+        log(f"dependencies: leaving out {wheel.filename} (not needed on the target)")
+
+    cann_names = {canonicalize_name(Requirement(r).name) for r in stack.platforms.cann_python_deps}
+    records = _stage_wheels(result, house, origins, cann_names, opts)
+    manifest = _manifest(stack, target, root_reqs, torch_source, sources, opts, records, notes)
+    for note in notes:
+        log(f"note: {note}")
+    write_files(house, manifest)
+    return manifest
+
+
+def _fetch_direct(stack: Stack, target: Target, torch_source: TorchSource, sources, opts: Options, stage: Path,
+                  log: Log) -> tuple:
+    """Fetch and check the wheels asked for by file: torch, torch_npu and torchvision when the torch source
+    has it. Returns the torch_npu sources as used, the wheels and their sources by project name, and the
+    notes so far."""
+    row = stack.row
     torch_f = torch_source.fetch("torch", row.torch, target, stage, log)
     torch_w = WheelInfo.read(torch_f.path)
     check_tags(torch_w, target)
@@ -243,27 +277,34 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
 
     npu_w, npu_src = _fetch_torch_npu(sources, stack, target, stage, log)
 
+    notes: list[str] = []
     tv_w, tv_src = (None, None)
     if opts.torchvision != "none":
         tv_w, tv_src = _torchvision_from_source(opts.torchvision, torch_source, stack, target, stage, log)
     else:
         notes.append("torchvision left out (--torchvision none)")
-
     direct = {"torch": torch_w, "torch-npu": npu_w}
-    roots = [f"torch @ {torch_w.path.as_uri()}", f"torch-npu @ {npu_w.path.as_uri()}"]
+    origins = {"torch": torch_f.source, "torch-npu": npu_src, "torchvision": tv_src}
     if tv_w is not None:
         direct["torchvision"] = tv_w
-        roots.append(f"torchvision @ {tv_w.path.as_uri()}")
-    elif opts.torchvision in ("auto", "index"):
-        roots.append(f"torchvision=={row.torchvision}")
-    cann = list(stack.platforms.cann_python_deps)
-    roots += cann
-    find_links = [s.dir for s in sources if s.kind == "dir" and s.dir.is_dir()]
-    find_links += [Path(d).resolve() for d in opts.find_links]
+    return sources, direct, origins, notes
 
+
+def _root_requirements(direct: dict[str, WheelInfo], torchvision: str, stack: Stack) -> list[str]:
+    """What pip is asked for: the direct wheels by file, torchvision from the index when the policy lets
+    it, and CANN's Python dependencies."""
+    roots = [f"{name} @ {wheel.path.as_uri()}" for name, wheel in direct.items()]
+    if "torchvision" not in direct and torchvision in ("auto", "index"):
+        roots.append(f"torchvision=={stack.row.torchvision}")
+    return roots + list(stack.platforms.cann_python_deps)
+
+
+def _resolve(roots: list[str], root_reqs: list[Requirement], direct: dict[str, WheelInfo], target: Target,
+             tmp: Path, dl: Path, opts: Options, find_links: list[Path], log: Log) -> closure.Closure:
+    """Download the roots and their dependencies into ``dl`` until every one the target's markers
+    ask for is there; returns the closure over what was downloaded."""
     log(f"dependencies: resolving {len(roots)} requirements for {target.describe()}")
     _download(roots, target, dl, opts, find_links, None, log)
-    root_reqs = [Requirement(r.split(" @ ")[0]) for r in roots]   # "torch @ file:..." is asked for as torch
     env = target.marker_env
     for round_ in range(MAX_ROUNDS):
         wheels = [WheelInfo.read(p) for p in sorted(dl.glob("*.whl"))]
@@ -273,7 +314,7 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
         available = closure.index_wheels(wheels, prefer=prefer)
         result = closure.compute(root_reqs, available, env)
         if not result.missing:
-            break
+            return result
         log(f"dependencies: {len(result.missing)} more for the target's markers: "
             f"{', '.join(str(r) for r in result.missing)}")
         pins = tmp / f"constraints-{round_}.txt"
@@ -281,43 +322,42 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
                                 if w.name not in direct), encoding="utf-8")
         # The markers were judged for the target already; pip would judge them for this host.
         _download([_without_marker(r) for r in result.missing], target, dl, opts, find_links, pins, log)
-    else:
-        raise UserError("dependencies still missing for the target after "
-                        f"{MAX_ROUNDS} rounds: {', '.join(str(r) for r in result.missing)}")
-    if result.conflicts:
-        raise WheelError("the wheelhouse's wheels do not agree: " + "; ".join(result.conflicts))
-    _check_prereleases(result.chosen, direct, opts.pre, notes)
+    raise UserError("dependencies still missing for the target after "
+                    f"{MAX_ROUNDS} rounds: {', '.join(str(r) for r in result.missing)}")
 
-    # torchvision fetched by pip from the index is checked like the rest.
-    if "torchvision" in result.chosen:
-        tv_info = _check_torchvision(result.chosen["torchvision"], opts.torchvision, stack, target, notes)
-        tv_src = {**(tv_src or {"kind": "pip", "location": _index_description(opts)}), **tv_info}
-    for wheel in result.chosen.values():
-        check_tags(wheel, target)
-    for wheel in result.unused:
-        log(f"dependencies: leaving out {wheel.filename} (not needed on the target)")
 
-    cann_names = {canonicalize_name(Requirement(r).name) for r in cann}
+def _pip_source(opts: Options) -> dict:
+    return {"kind": "pip", "location": _index_description(opts)}
+
+
+_ROLES = {"torch": "torch", "torch-npu": "torch_npu", "torchvision": "torchvision"}
+
+
+def _stage_wheels(result: closure.Closure, house: Path, origins: dict[str, dict], cann_names: set[str],
+                  opts: Options) -> list[dict]:
+    """Put the chosen wheels into ``house``; returns the manifest's record of each."""
     records = []
     for name, wheel in sorted(result.chosen.items()):
         if _same_fs(wheel.path, house):
             os.link(wheel.path, house / wheel.filename)
         else:
             shutil.copy2(wheel.path, house / wheel.filename)
-        if name == "torch":
-            role, source = "torch", torch_f.source
-        elif name == "torch-npu":
-            role, source = "torch_npu", npu_src
-        elif name == "torchvision":
-            role, source = "torchvision", tv_src
+        if name in _ROLES:
+            role, source = _ROLES[name], origins[name]
         else:
             role = "cann-python-dep" if name in cann_names else "dependency"
-            source = {"kind": "pip", "location": _index_description(opts)}
+            source = _pip_source(opts)
         records.append({"file": wheel.filename, "project": wheel.metadata_name, "name": name,
                         "version": str(wheel.version), "sha256": wheel.sha256, "size": wheel.size, "role": role,
                         "requires_python": wheel.requires_python, "required_by": result.required_by.get(name, []),
                         "source": source})
-    manifest = {
+    return records
+
+
+def _manifest(stack: Stack, target: Target, root_reqs: list[Requirement], torch_source: TorchSource, sources,
+              opts: Options, records: list[dict], notes: list[str]) -> dict:
+    row = stack.row
+    return {
         "format": FORMAT,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "created_by": "npuenv wheelhouse build",
@@ -334,23 +374,18 @@ def _build_in(tmp: Path, stack: Stack, target: Target, torch_source: TorchSource
         "install": {"find_links": "pip install --no-index --find-links DIR -r DIR/requirements.txt",
                     "index": "pip install --index-url file://DIR/simple -r DIR/requirements.txt"},
     }
-    for note in notes:
-        log(f"note: {note}")
-    write_files(house, manifest)
-    return manifest
 
 
-def _check_prereleases(chosen: dict[str, WheelInfo], direct: dict[str, WheelInfo], allowed: bool,
-                       notes: list[str]) -> None:
+def _check_prereleases(chosen: dict[str, WheelInfo], direct: dict[str, WheelInfo], allowed: bool) -> list[str]:
     """pip takes a pre-release when no final release fits (PEP 440); the wheelhouse does not,
-    unless asked. The row's own torch, torch_npu and torchvision are what the matrix names."""
+    unless asked. The row's own torch, torch_npu and torchvision are what the matrix names.
+    Returns the note that records pre-releases accepted, if any."""
     pre = sorted(w.filename for name, w in chosen.items() if w.version.is_prerelease and name not in direct)
     if pre and not allowed:
         raise WheelError(f"pip chose pre-release wheels, because no final release of them fits the target: "
                          f"{', '.join(pre)}. Pin a final release the target can use (--find-links DIR with that "
                          f"wheel), or pass --pre to accept pre-releases")
-    if pre:
-        notes.append(f"pre-release dependencies accepted (--pre): {', '.join(pre)}")
+    return [f"pre-release dependencies accepted (--pre): {', '.join(pre)}"] if pre else []
 
 
 def _without_marker(req: Requirement) -> str:
@@ -527,7 +562,27 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
         problems.append(f"{house / SUMS} is missing")
     target = Target(python=manifest["target"]["python"], arch=manifest["target"]["arch"],
                     row_platforms=tuple(manifest["target"]["row_platforms"]))
-    wheels = {}
+    wheel_problems, wheels = _verify_wheels(house, listed, sums, target)
+    problems += wheel_problems
+    for extra in sorted(set(sums) - set(listed)):
+        problems.append(f"{SUMS} lists {extra}, which {MANIFEST} does not")
+    problems += _verify_requirements(house, expected[REQUIREMENTS], listed)
+    problems += _verify_index(house, expected)
+    for rel, want in sorted(expected.items()):
+        if rel.endswith(PROVENANCE_SUFFIX) and (house / rel).is_file() and \
+                outputs.read_bytes(house / rel, "a wheel's provenance") != want:
+            problems.append(f"{rel}: differs from the provenance {MANIFEST} records")
+    problems += _verify_dependencies(house, manifest, wheels, target)
+    if matrix is not None:
+        problems += _verify_against_matrix(manifest, matrix)
+    return problems
+
+
+def _verify_wheels(house: Path, listed: dict[str, dict], sums: dict[str, str],
+                   target: Target) -> tuple[list[str], dict[str, WheelInfo]]:
+    """Each listed wheel against its manifest entry, SHA256SUMS and the target; returns the problems
+    and the wheels that could be read, by project name."""
+    problems, wheels = [], {}
     for name, entry in listed.items():
         path = house / name
         if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
@@ -547,14 +602,12 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
             wheels[wheel.name] = wheel
         except WheelError as e:
             problems.append(str(e))
-    for extra in sorted(set(sums) - set(listed)):
-        problems.append(f"{SUMS} lists {extra}, which {MANIFEST} does not")
-    problems += _verify_requirements(house, expected[REQUIREMENTS], listed)
-    problems += _verify_index(house, expected)
-    for rel, want in sorted(expected.items()):
-        if rel.endswith(PROVENANCE_SUFFIX) and (house / rel).is_file() and \
-                outputs.read_bytes(house / rel, "a wheel's provenance") != want:
-            problems.append(f"{rel}: differs from the provenance {MANIFEST} records")
+    return problems, wheels
+
+
+def _verify_dependencies(house: Path, manifest: dict, wheels: dict[str, WheelInfo], target: Target) -> list[str]:
+    """torch_npu and torchvision pin the row's torch, and every requirement the target needs has a wheel."""
+    problems = []
     torch = manifest["stack"]["torch"]
     for name in ("torch-npu", "torchvision"):
         wheel = wheels.get(name)
@@ -572,15 +625,20 @@ def verify(house: Path, matrix: cm.Matrix | None = None) -> list[str]:
         result = closure.compute(roots, wheels, target.marker_env)
         for req in result.missing:
             problems.append(f"incomplete: {req} is needed on the target but has no wheel")
-    if matrix is not None:
-        row = matrix.find(manifest["stack"]["torch_npu"])
-        if row is None:
-            problems.append(f"the matrix has no row torch_npu {manifest['stack']['torch_npu']} any more")
-        elif row.torch != torch or row.torchvision != manifest["stack"]["torchvision"]:
-            problems.append(f"the matrix row torch_npu {row.torch_npu} now says torch {row.torch} / torchvision "
-                            f"{row.torchvision}; the wheelhouse was built for torch {torch} / torchvision "
-                            f"{manifest['stack']['torchvision']}: rebuild it")
     return problems
+
+
+def _verify_against_matrix(manifest: dict, matrix: cm.Matrix) -> list[str]:
+    """The matrix still has the wheelhouse's row, with the same torch and torchvision."""
+    stack = manifest["stack"]
+    row = matrix.find(stack["torch_npu"])
+    if row is None:
+        return [f"the matrix has no row torch_npu {stack['torch_npu']} any more"]
+    if row.torch != stack["torch"] or row.torchvision != stack["torchvision"]:
+        return [f"the matrix row torch_npu {row.torch_npu} now says torch {row.torch} / torchvision "
+                f"{row.torchvision}; the wheelhouse was built for torch {stack['torch']} / torchvision "
+                f"{stack['torchvision']}: rebuild it"]
+    return []
 
 
 def _unexpected(house: Path, expected: dict, listed: dict) -> list[str]:

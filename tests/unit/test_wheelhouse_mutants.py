@@ -389,15 +389,13 @@ def test_pre_release_dependencies_are_refused_unless_asked_for():
               "torch": Pre("torch-1.0rc1.whl", True)}
     direct = {"torch": chosen["torch"]}
     with pytest.raises(wheelhouse.WheelError) as e:
-        wheelhouse._check_prereleases(chosen, direct, False, [])
+        wheelhouse._check_prereleases(chosen, direct, False)
     assert str(e.value) == ("pip chose pre-release wheels, because no final release of them fits the target: "
                             "a-1.0rc1.whl, b-1.0rc1.whl. Pin a final release the target can use (--find-links DIR "
                             "with that wheel), or pass --pre to accept pre-releases")
-    notes: list[str] = []
-    wheelhouse._check_prereleases(chosen, direct, True, notes)
-    assert notes == ["pre-release dependencies accepted (--pre): a-1.0rc1.whl, b-1.0rc1.whl"]
-    wheelhouse._check_prereleases({"c": chosen["c"], "torch": chosen["torch"]}, direct, False, notes)
-    assert len(notes) == 1
+    assert wheelhouse._check_prereleases(chosen, direct, True) == [
+        "pre-release dependencies accepted (--pre): a-1.0rc1.whl, b-1.0rc1.whl"]
+    assert wheelhouse._check_prereleases({"c": chosen["c"], "torch": chosen["torch"]}, direct, False) == []
 
 
 def test_a_wheelhouse_that_cannot_be_moved_where_there_was_none_says_why(tmp_path):

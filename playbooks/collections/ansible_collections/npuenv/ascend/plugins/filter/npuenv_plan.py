@@ -45,6 +45,7 @@ and compat_matrix/data/platforms.yaml):
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from ansible.errors import AnsibleFilterError
 
@@ -232,90 +233,38 @@ def _keep(candidates: list[str], target: str, previous: str | None, keep: int, n
     return [v for v in candidates if v not in kept[:max(keep, 1)] and v != target]
 
 
+class _Toolkits(NamedTuple):
+    """What the toolkit's steps are decided from (a NamedTuple: Ansible's dataclass patch needs the module
+    in sys.modules, and a plugin loaded from its file need not be)."""
+    generation: str          # the locked CANN's layout
+    version: str             # the locked CANN
+    lay: dict                # both layouts' paths and scripts (layouts())
+    other: list[dict]        # the toolkits on disk in the other layout
+    target: dict | None      # the locked version on disk (None: not there)
+    previous: str | None     # the version running now
+    ok: bool                 # the locked version is complete and running: nothing to do
+    install: dict            # the step that installs the locked version
+
+
 def plan_cann(state: dict, stack: dict, installers: dict, options: dict) -> tuple[list[dict], list[str]]:
     """(steps, notes) for the toolkit, the kernels/ops package and NNAL."""
-    steps: list[dict] = []
-    notes: list[str] = []
     generation, version = stack["packaging"], stack["cann"]
     keep = int(options.get("keep", 2))
     lay = layouts(stack)
-    here = lay[generation]
     toolkits = state.get("toolkits") or []
-    other = [t for t in toolkits if t["generation"] != generation]
-    mine = [t for t in toolkits if t["generation"] == generation]
     target = _toolkit_state(state, generation, version)
     previous = active_toolkit(state, generation)
-    toolkit_ok = toolkit_complete(state, target) and previous == version and \
-        ((state.get("active") or {}).get(generation) or {}).get("env_script")
-
-    def uninstall(t, why):
-        script = lay[t["generation"]]["toolkit_uninstall"].format(cann=t["version"])
-        if not t.get("uninstall"):
-            raise AnsibleFilterError(f"CANN {t['version']} ({t['generation']} layout) must be removed first ({why}), "
-                                     f"but {script} is missing; uninstall it with its installer's --uninstall")
-        return _script_step("toolkit", "uninstall", script, f"would remove CANN {t['version']} ({script})",
-                            why=why, version=t["version"])
-
-    toolkit_installed = False   # a toolkit install or upgrade: the kernels/ops package comes again
-    gone = set()                # versions the steps remove (an --upgrade removes the running one)
-    install = _installer_step("toolkit", "install", "toolkit", _flags(stack, "toolkit"), installers, version=version,
-                              why=f"CANN {version} is not installed completely")
+    tk = _Toolkits(
+        generation=generation, version=version, lay=lay,
+        other=[t for t in toolkits if t["generation"] != generation], target=target, previous=previous,
+        ok=bool(toolkit_complete(state, target) and previous == version
+                and ((state.get("active") or {}).get(generation) or {}).get("env_script")),
+        install=_installer_step("toolkit", "install", "toolkit", _flags(stack, "toolkit"), installers,
+                                version=version, why=f"CANN {version} is not installed completely"))
     if generation == "ascend-toolkit":
-        if other:
-            # Back from 8.5+: the newer layout is uninstalled, then the older version installed
-            # (8.5.0 release note); this needs the installers.
-            for t in sorted(other, key=lambda t: _version_key(t["version"])):
-                steps.append(uninstall(t, f"CANN {t['version']} ({t['generation']} layout) cannot go back to "
-                                          f"{version} with --upgrade: it is uninstalled, then {version} installed"))
-            steps.append({**install, "why": f"back to CANN {version} from the {other[0]['generation']} layout"})
-            toolkit_installed = True
-            previous = None
-        elif toolkit_ok:
-            pass
-        elif toolkit_complete(state, target) and target.get("switch"):
-            steps.append(_script_step(
-                "toolkit", "switch", here["version_switch"].format(cann=version),
-                f"would switch CANN {previous or 'none'} -> {version} "
-                f"({here['version_switch'].format(cann=version)}; no installer needed)",
-                why=f"CANN {version} is on disk beside {previous or 'nothing running'}", version=version))
-        else:
-            steps.append(install)
-            toolkit_installed = True
+        steps, toolkit_installed, gone = _legacy_toolkit_steps(state, tk)
     else:
-        legacy_running = active_toolkit(state, "ascend-toolkit")
-        if other and legacy_running:
-            steps.append({**_installer_step("toolkit", "upgrade", "toolkit", _flags(stack, "toolkit_upgrade"),
-                                            installers, version=version), "replaces": legacy_running,
-                          "why": f"CANN {legacy_running} (ascend-toolkit layout) -> {version}: the way into 8.5+ is "
-                                 f"--upgrade, which removes every ascend-toolkit version (no way back without "
-                                 f"{legacy_running}'s installers)"})
-            toolkit_installed = True
-        elif other:
-            for t in sorted(other, key=lambda t: _version_key(t["version"])):
-                steps.append(uninstall(t, f"CANN {t['version']} is on disk but not running; 8.5+ installs only "
-                                          f"once every older version is uninstalled"))
-            steps.append(install)
-            toolkit_installed = True
-        elif toolkit_ok:
-            pass
-        elif previous and previous != version and _version_key(version) > _version_key(previous):
-            steps.append({**_installer_step("toolkit", "upgrade", "toolkit", _flags(stack, "toolkit_upgrade"),
-                                            installers, version=version), "replaces": previous,
-                          "why": f"CANN {previous} -> {version} (--upgrade; no way back without {previous}'s "
-                                 f"installers)"})
-            toolkit_installed = True
-            gone.add(previous)
-        elif previous and previous != version:
-            gone.add(previous)
-            running = _toolkit_state(state, generation, previous) or {"generation": generation, "version": previous,
-                                                                        "uninstall": False}
-            steps.append(uninstall(running, f"CANN {previous} cannot go back to {version} with --upgrade (8.5.0 "
-                                            f"release note): it is uninstalled, then {version} installed"))
-            steps.append({**install, "why": f"back to CANN {version} from {previous}"})
-            toolkit_installed = True
-        else:
-            steps.append(install)
-            toolkit_installed = True
+        steps, toolkit_installed, gone = _toolkit_steps(state, stack, installers, tk)
 
     # The kernels (<= 8.3) or ops (8.5+) package of the chip, after its toolkit.
     if toolkit_installed or not kernels_complete(state, target):
@@ -325,28 +274,111 @@ def plan_cann(state: dict, stack: dict, installers: dict, options: dict) -> tupl
                                      if toolkit_installed
                                      else f"the {stack['chip']} kernels/ops package of CANN {version} is missing"))
 
-    # Old toolkit versions of this layout beyond `keep`, after the target runs.
-    if not other:
-        order = _pairs(_legacy_cfg(state).get("toolkit_installed_version")) if generation == "ascend-toolkit" else []
-        candidates = [t["version"] for t in mine if t["version"] != version and t["version"] not in gone]
-        newest = list(reversed(order)) + sorted((v for v in candidates if v not in order), key=_version_key,
-                                                reverse=True)
-        for v in _keep(candidates, version, previous, keep, newest):
-            t = _toolkit_state(state, generation, v)
-            script = here["toolkit_uninstall"].format(cann=v)
-            if t.get("uninstall"):
-                steps.append(_script_step("toolkit", "remove", script, f"would remove CANN {v} ({script})",
-                                          why=f"beyond cann_keep_versions={keep}", version=v))
-            else:
-                notes.append(f"CANN {v} is beyond cann_keep_versions={keep} but has no {script}; left in place")
-
+    notes: list[str] = []
+    if not tk.other:
+        mine = [t for t in toolkits if t["generation"] == generation]
+        removals, notes = _old_toolkits(state, tk, mine, gone, keep)
+        steps += removals
     if options.get("nnal", True):
-        steps += _plan_nnal(state, stack, here, installers, keep, notes)
+        nnal_steps, nnal_notes = _plan_nnal(state, stack, lay[generation], installers, keep)
+        steps += nnal_steps
+        notes += nnal_notes
     return steps, notes
 
 
-def _plan_nnal(state, stack, here, installers, keep, notes) -> list[dict]:
-    steps = []
+def _uninstall(lay: dict, t: dict, why: str) -> dict:
+    """The step that removes toolkit ``t`` with its own uninstall script."""
+    script = lay[t["generation"]]["toolkit_uninstall"].format(cann=t["version"])
+    if not t.get("uninstall"):
+        raise AnsibleFilterError(f"CANN {t['version']} ({t['generation']} layout) must be removed first ({why}), "
+                                 f"but {script} is missing; uninstall it with its installer's --uninstall")
+    return _script_step("toolkit", "uninstall", script, f"would remove CANN {t['version']} ({script})",
+                        why=why, version=t["version"])
+
+
+def _oldest_first(toolkits: list[dict]) -> list[dict]:
+    return sorted(toolkits, key=lambda t: _version_key(t["version"]))
+
+
+def _legacy_toolkit_steps(state: dict, tk: _Toolkits) -> tuple[list[dict], bool, set[str]]:
+    """(steps, whether they install a toolkit, the versions they remove) for an ascend-toolkit (<= 8.3)
+    stack, whose versions live side by side."""
+    version, previous, here = tk.version, tk.previous, tk.lay[tk.generation]
+    if tk.other:
+        # Back from 8.5+: the newer layout is uninstalled, then the older version installed
+        # (8.5.0 release note); this needs the installers.
+        steps = [_uninstall(tk.lay, t, f"CANN {t['version']} ({t['generation']} layout) cannot go back to "
+                                       f"{version} with --upgrade: it is uninstalled, then {version} installed")
+                 for t in _oldest_first(tk.other)]
+        return steps + [{**tk.install, "why": f"back to CANN {version} from the {tk.other[0]['generation']} layout"}], \
+            True, set()
+    if tk.ok:
+        return [], False, set()
+    if toolkit_complete(state, tk.target) and tk.target.get("switch"):
+        return [_script_step(
+            "toolkit", "switch", here["version_switch"].format(cann=version),
+            f"would switch CANN {previous or 'none'} -> {version} "
+            f"({here['version_switch'].format(cann=version)}; no installer needed)",
+            why=f"CANN {version} is on disk beside {previous or 'nothing running'}", version=version)], False, set()
+    return [tk.install], True, set()
+
+
+def _toolkit_steps(state: dict, stack: dict, installers: dict, tk: _Toolkits) -> tuple[list[dict], bool, set[str]]:
+    """(steps, whether they install a toolkit, the versions they remove) for a cann-<v> (8.5+) stack,
+    which keeps one version."""
+    version, previous = tk.version, tk.previous
+    legacy_running = active_toolkit(state, "ascend-toolkit")
+    if tk.other and legacy_running:
+        return [{**_installer_step("toolkit", "upgrade", "toolkit", _flags(stack, "toolkit_upgrade"),
+                                   installers, version=version), "replaces": legacy_running,
+                 "why": f"CANN {legacy_running} (ascend-toolkit layout) -> {version}: the way into 8.5+ is "
+                        f"--upgrade, which removes every ascend-toolkit version (no way back without "
+                        f"{legacy_running}'s installers)"}], True, set()
+    if tk.other:
+        steps = [_uninstall(tk.lay, t, f"CANN {t['version']} is on disk but not running; 8.5+ installs only "
+                                       f"once every older version is uninstalled")
+                 for t in _oldest_first(tk.other)]
+        return steps + [tk.install], True, set()
+    if tk.ok:
+        return [], False, set()
+    if previous and previous != version and _version_key(version) > _version_key(previous):
+        return [{**_installer_step("toolkit", "upgrade", "toolkit", _flags(stack, "toolkit_upgrade"),
+                                   installers, version=version), "replaces": previous,
+                 "why": f"CANN {previous} -> {version} (--upgrade; no way back without {previous}'s "
+                        f"installers)"}], True, {previous}
+    if previous and previous != version:
+        running = _toolkit_state(state, tk.generation, previous) or {"generation": tk.generation,
+                                                                     "version": previous, "uninstall": False}
+        return [_uninstall(tk.lay, running, f"CANN {previous} cannot go back to {version} with --upgrade (8.5.0 "
+                                            f"release note): it is uninstalled, then {version} installed"),
+                {**tk.install, "why": f"back to CANN {version} from {previous}"}], True, {previous}
+    return [tk.install], True, set()
+
+
+def _old_toolkits(state: dict, tk: _Toolkits, mine: list[dict], gone: set[str],
+                  keep: int) -> tuple[list[dict], list[str]]:
+    """Steps that remove this layout's old toolkit versions beyond ``keep`` (after the target runs),
+    and a note for each that has no uninstall script."""
+    here = tk.lay[tk.generation]
+    order = _pairs(_legacy_cfg(state).get("toolkit_installed_version")) if tk.generation == "ascend-toolkit" else []
+    candidates = [t["version"] for t in mine if t["version"] != tk.version and t["version"] not in gone]
+    newest = list(reversed(order)) + sorted((v for v in candidates if v not in order), key=_version_key,
+                                            reverse=True)
+    steps, notes = [], []
+    for v in _keep(candidates, tk.version, tk.previous, keep, newest):
+        t = _toolkit_state(state, tk.generation, v)
+        script = here["toolkit_uninstall"].format(cann=v)
+        if t.get("uninstall"):
+            steps.append(_script_step("toolkit", "remove", script, f"would remove CANN {v} ({script})",
+                                      why=f"beyond cann_keep_versions={keep}", version=v))
+        else:
+            notes.append(f"CANN {v} is beyond cann_keep_versions={keep} but has no {script}; left in place")
+    return steps, notes
+
+
+def _plan_nnal(state, stack, here, installers, keep) -> tuple[list[dict], list[str]]:
+    """(steps, notes) for NNAL."""
+    steps, notes = [], []
     nnal = _nnal(state)
     version = stack["cann"]
     for backup in nnal.get("recover") or []:
@@ -377,7 +409,7 @@ def _plan_nnal(state, stack, here, installers, keep, notes) -> list[dict]:
     complete = bool(target and target.get("complete"))
     env_ok = nnal.get("env_script") and not removed and not recovered
     if complete and active == version and env_ok:
-        return steps
+        return steps, notes
     if complete and target.get("switch"):
         script = here["nnal_switch"].format(cann=version)
         steps.append(_script_step("nnal", "switch", script,
@@ -387,7 +419,7 @@ def _plan_nnal(state, stack, here, installers, keep, notes) -> list[dict]:
         steps.append(_installer_step("nnal", "install", "nnal", _flags(stack, "nnal"), installers, version=version,
                                      say_extra=" (with the toolkit's set_env.sh sourced)",
                                      why=f"NNAL {version} is not installed completely"))
-    return steps
+    return steps, notes
 
 
 # ------------------------------------------------------------------ the whole plan
