@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat_matrix import Stack, UserError, checksums, outputs
+from compat_matrix import Stack, UserError, checksums, interrupts, outputs
 from compat_matrix import lock as lock_mod
 from compat_matrix.lock import Lock
 from torch_npu_pkg import wheelhouse as wh
@@ -226,33 +226,39 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
     progress = Progress(log)
     started = time.monotonic()
 
-    with tempfile.TemporaryDirectory(prefix="npuenv-image-") as tmp:
-        ctx = render.write_context(files, Path(tmp) / "context")
-        built_id, output = _engine_build(eng, stack, ctx, contexts, build_args, tag, no_cache, progress, log)
-        with progress.phase("SBOM: reading the built image"):
-            base_digest, contents = _read_image(eng, built_id, base_ref, stack, cann_only)
-            inputs = sbom_mod.Inputs(image=tag, image_id=built_id, created=created, base_image=base_ref,
-                                     base_digest=base_digest, installers=installer_records,
-                                     wheelhouse=wheelhouse_manifest)
-            sbom_text = sbom_mod.assemble(stack, cann_only, inputs, contents)
-        labels = render.build_labels(
-            created=created, base_name=base_ref, base_digest=inputs.base_digest,
-            installer_sums={i["kind"]: i["sha256"] for i in installer_records},
-            requirements_sha256=build_args.get(render.WHEELHOUSE_ARG),
-            sbom={"file": sbom_path.name, "sha256": render.sha256_text(sbom_text), "format": sbom_mod.FORMAT})
-
-        with progress.phase("labels and tag"):
-            final_id = _add_labels(eng, built_id, labels, tag, Path(tmp) / "labels", progress)
-    try:
-        outputs.write_text(sbom_path, sbom_text, "--sbom")
-    except BaseException:
-        subprocess.run(eng.command("rmi", tag), capture_output=True)  # nothing tagged without its SBOM
-        raise
+    with interrupts.interruptible(f"image build {tag}"):
+        with tempfile.TemporaryDirectory(prefix="npuenv-image-") as tmp:
+            ctx = render.write_context(files, Path(tmp) / "context")
+            built_id, output = _engine_build(eng, stack, ctx, contexts, build_args, tag, base_ref, no_cache,
+                                             progress, log)
+            with progress.phase("SBOM: reading the built image"):
+                base_digest, contents = _read_image(eng, built_id, base_ref, stack, cann_only)
+                inputs = sbom_mod.Inputs(image=tag, image_id=built_id, created=created, base_image=base_ref,
+                                         base_digest=base_digest, installers=installer_records,
+                                         wheelhouse=wheelhouse_manifest)
+                sbom_text = sbom_mod.assemble(stack, cann_only, inputs, contents)
+            labels = _labels(inputs, build_args, sbom_path.name, sbom_text)
+            with progress.phase("labels and tag"):
+                final_id = _add_labels(eng, built_id, labels, tag, Path(tmp) / "labels", progress)
+        try:
+            outputs.write_text(sbom_path, sbom_text, "--sbom")
+        except BaseException:
+            subprocess.run(eng.command("rmi", tag), capture_output=True)  # nothing tagged without its SBOM
+            raise
     seconds = time.monotonic() - started
     log(f"npuenv: built {tag} ({final_id[:12]}) in {seconds:.0f} s: {progress.summary()}; SBOM {sbom_path}")
     return BuildResult(image_id=final_id, tag=tag, engine=eng.name, seconds=seconds, output=output,
                        build_args=build_args, sbom=sbom_path, labels=labels, phases=dict(progress.phases),
                        steps=list(progress.steps), lock=lock)
+
+
+def _labels(inputs: sbom_mod.Inputs, build_args: dict, sbom_name: str, sbom_text: str) -> dict[str, str]:
+    """What only the build knows, as the image's labels: date, input checksums, base, the SBOM."""
+    return render.build_labels(
+        created=inputs.created, base_name=inputs.base_image, base_digest=inputs.base_digest,
+        installer_sums={i["kind"]: i["sha256"] for i in inputs.installers},
+        requirements_sha256=build_args.get(render.WHEELHOUSE_ARG),
+        sbom={"file": sbom_name, "sha256": render.sha256_text(sbom_text), "format": sbom_mod.FORMAT})
 
 
 def _check_request(stack: Stack, house: Path | None, cann_only: bool, tag: str | None,
@@ -283,14 +289,14 @@ def _checked_inputs(stack: Stack, installers: Path, house: Path | None) -> tuple
 
 
 def _engine_build(eng: engines.Engine, stack: Stack, ctx: Path, contexts: dict, build_args: dict, tag: str,
-                  no_cache: bool, progress: Progress, log: Log) -> tuple[str, str]:
+                  base_ref: str, no_cache: bool, progress: Progress, log: Log) -> tuple[str, str]:
     """The engine builds the rendered context, untagged; returns the image's id and the engine's output."""
     iidfile = ctx.parent / "image-id"   # beside the context, not in it
     cmd = eng.build_command(dockerfile=str(ctx / render.DOCKERFILE), context=str(ctx), contexts=contexts,
                             build_args=build_args, platform=oci_platform(stack), iidfile=str(iidfile),
                             no_cache=no_cache)
     log(f"building {tag} with {eng.name} ({oci_platform(stack)})")
-    with progress.phase(f"{eng.name} build"):
+    with progress.phase(f"{eng.name} build"), eng.removing_stopped_builds(progress, base_ref):
         code, output = progress.run(cmd)
         if code != 0:
             tail = "\n".join(output.splitlines()[-25:])
@@ -318,7 +324,8 @@ def _add_labels(eng: engines.Engine, image_id: str, labels: dict[str, str], tag:
     iidfile = workdir / "image-id"
     cmd = eng.build_command(dockerfile=str(workdir / render.DOCKERFILE), context=str(workdir), contexts={},
                             build_args={}, platform=None, iidfile=str(iidfile), tag=tag)
-    code, output = progress.run(cmd)
+    with eng.removing_stopped_builds(progress, image_id):
+        code, output = progress.run(cmd)
     if code != 0:
         tail = "\n".join(output.splitlines()[-10:])
         raise UserError(f"the image built ({image_id[:12]}) but its label-only step failed (exit {code}); "

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,28 +57,27 @@ class Engine:
     @contextmanager
     def removing_stopped_builds(self, progress: Progress, base_ref: str) -> Iterator[None]:
         """Remove the working containers of a build in the block that a signal stopped: podman 4.3
-        and buildah 1.28 leave them behind (``buildah containers`` lists them, and the base image
-        cannot be removed while they exist); a failed build removes its own. A container counts
-        as this build's when it appeared while the build ran and was made from the base image or
-        from a stage image the build printed. docker's BuildKit keeps no such containers."""
-        if self.name == "docker":
-            yield
-            return
-        before = {c["id"] for c in self._builders()}
-        base = (self.inspect(base_ref) or {}).get("id", "")
+        and buildah 1.28 leave them behind (``buildah containers`` lists them, and they pin the
+        base image); a build that fails removes its own. A container is this build's when it was
+        made from a stage image the build printed, or (podman, which tells when a container was
+        made) from the base image since the build began. docker's BuildKit keeps no such containers."""
+        began = int(time.time())
         try:
             yield
         except interrupts.Interrupted:
-            stages = [m.group(1) for m in map(STAGE_ID_RE.match, progress.lines) if m]
-            ours = [c["id"] for c in self._builders() if c["id"] not in before and c["imageid"]
-                    and (c["imageid"] == base or any(c["imageid"].startswith(s) for s in stages))]
-            if ours:
-                subprocess.run([self.path, "rm", *ours] if self.name == "buildah"
-                               else [self.path, "rm", "--force", *ours], capture_output=True)
+            if self.name != "docker":
+                base = (self.inspect(base_ref) or {}).get("id", "")   # now: the build may have pulled it
+                stages = [m.group(1) for m in map(STAGE_ID_RE.match, progress.lines) if m]
+                ours = [c["id"] for c in self._builders() if c["image"] and (
+                    any(c["image"].startswith(s) for s in stages) or (c["image"] == base and c["made"] >= began))]
+                if ours:
+                    subprocess.run([self.path, "rm", *ours] if self.name == "buildah"
+                                   else [self.path, "rm", "--force", *ours], capture_output=True)
             raise
 
     def _builders(self) -> list[dict]:
-        """The build (working) containers in the local store: id and image id."""
+        """The build (working) containers in the local store: id, image id and when it was made
+        (0 where the engine does not say)."""
         cmd = ([self.path, "containers", "--json"] if self.name == "buildah"
                else [self.path, "ps", "--all", "--external", "--format", "json"])
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -85,9 +85,9 @@ class Engine:
             return []
         found = json.loads(done.stdout or "[]") or []
         if self.name == "buildah":
-            return [{"id": c.get("id", ""), "imageid": c.get("imageid", "")} for c in found]
-        return [{"id": c.get("Id", ""), "imageid": c.get("ImageID", "")} for c in found
-                if c.get("State") == "storage"]
+            return [{"id": c.get("id", ""), "image": c.get("imageid", ""), "made": 0} for c in found]
+        return [{"id": c.get("Id", ""), "image": c.get("ImageID", ""), "made": c.get("Created") or 0}
+                for c in found if c.get("State") == "storage"]
 
     def command(self, *args: str) -> list[str]:
         """An image-store command (tag, inspect, rmi); buildah spells some differently."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 import compat_matrix as cm
+from compat_matrix import interrupts
 from compat_matrix.checksums import sha256_file
 from images import build, engine, render, run
 from npuenv.cli import main
@@ -402,3 +404,33 @@ def test_makefile_targets_call_the_cli():
         assert "## " in head, f"{target} has no help text"
         body = text.split(head, 1)[1].split("\n\n")[0]
         assert call in body, f"make {target} does not call `npuenv {call}`"
+
+
+# A podman whose build prints a stage's image id and runs on, and that lists two working
+# containers: one made from that stage, one from an image the build never printed (another build's).
+STOPPED_PODMAN = r"""
+case "$1" in
+  build) echo "[1/2] STEP 2/2: RUN echo one"; echo "--> 7f010646f59"; echo "[2/2] STEP 2/2: RUN sleep"
+         sleep 30; echo "podman build ran to its end" >> "$(dirname "$0")/calls.log";;
+  ps) echo '[{"Id": "c0ffee", "ImageID": "7f010646f59f254d", "State": "storage", "Created": 1},
+             {"Id": "0ther5", "ImageID": "5e1f0000aaaa", "State": "storage", "Created": 1}]';;
+  image) echo '[{"Id": "93cd39d2e523", "Digest": "", "Labels": {}}]';;
+esac
+exit 0
+"""
+
+
+def test_a_build_stopped_by_a_signal_removes_its_working_containers_only(installers, tmp_path, monkeypatch):
+    stack, directory, made = installers
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "podman", STOPPED_PODMAN)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+    def operator(line: str) -> None:   # SIGTERM once the second stage runs, as an operator would send it
+        if "RUN sleep" in line:
+            os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(interrupts.Interrupted) as stopped:
+        build.build(stack, directory, None, cann_only=True, tag="localhost/x:y", log=operator)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert [c for c in calls(bin_dir) if c.startswith("podman rm")] == ["podman rm --force c0ffee"]
+    assert "podman build ran to its end" not in calls(bin_dir), "the command waited for the engine's build"
