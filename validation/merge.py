@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from . import document, explain
 from .artefact import MIN_PYTHON
-from .document import BAD, ERROR, FAILED, PASSED, REACHABLE, SKIPPED, SUITE
+from .document import REACHABLE, SUITE
+from .model import BAD, ERROR, FAILED, FULL, PASSED, QUICK, SKIPPED, CheckResult
 from .report import FLEET, executed, host_failure
 
 # The checks of the fleet phase (marked `fleet` in the suite).
@@ -61,7 +62,7 @@ def _host_record(host: str, check: str, status: str, summary: str, expected: str
     (unless ``known_failure`` is False: what ``found`` quotes then is no symptom)."""
     known = explain.explain(found) if known_failure else None
     cause, fix = known if known else (cause, fix)
-    return host_failure(host, check, "quick", summary, summary, expected, found, cause, fix, status)
+    return host_failure(host, check, QUICK, summary, summary, expected, found, cause, fix, status)
 
 
 def records_of(host: str, outcome: Outcome) -> list[dict]:
@@ -137,14 +138,11 @@ def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
                    f"none of the {len(members)} nodes took part")
         if skipped:
             message += "; skipped on " + "; ".join(f"{h} ({_quote(why)})" for h, why in skipped.items())
-        rec = {"host": FLEET, "check": check, "level": "full", "status": status, "duration_s": 0.0,
-               "message": message, "data": None}
-        if bad:
-            rec["failure"] = {"summary": rec["message"], "expected": f"every one of the {len(members)} nodes passes",
-                              "found": "; ".join(bad), "cause": "the nodes named here failed, hung or could not "
-                              "be reached while the others waited for them",
-                              "fix": "fix or drain the named nodes, then validate the fleet again"}
-        out.append(rec)
+        failure = {"summary": message, "expected": f"every one of the {len(members)} nodes passes",
+                   "found": "; ".join(bad), "cause": "the nodes named here failed, hung or could not be reached "
+                   "while the others waited for them",
+                   "fix": "fix or drain the named nodes, then validate the fleet again"} if bad else None
+        out.append(CheckResult(FLEET, check, FULL, status, message=message, failure=failure).to_dict())
     return out
 
 

@@ -1,0 +1,48 @@
+"""The result model (validation/model.py): a check's record as JSON holds it and back, and the levels and
+backends that every parser, marker and schema takes from it."""
+from __future__ import annotations
+
+import pytest
+
+from npuenv import cli
+from validation import document, model, node
+from validation.model import CheckResult
+
+FAILURE = dict(zip(model.FAILURE_FIELDS, ("NPU 3 is Critical", "OK", "Critical", "a fault", "reseat it")))
+
+
+def test_a_record_is_written_in_its_fields_order_with_a_failure_only_when_there_is_one():
+    passed = CheckResult("a", "driver", model.QUICK)
+    assert list(passed.to_dict().items()) == [("host", "a"), ("check", "driver"), ("level", "quick"),
+                                              ("status", "passed"), ("duration_s", 0.0), ("message", ""),
+                                              ("data", None)]
+    failed = CheckResult("a", "npu_health", model.QUICK, model.FAILED, 1.5, "NPU 3 is Critical", {"npu": 3}, FAILURE)
+    assert failed.to_dict()["failure"] == FAILURE and list(failed.to_dict())[-1] == "failure"
+    assert (passed.bad, failed.bad, CheckResult("a", "b", model.QUICK, model.ERROR).bad) == (False, True, True)
+
+
+def test_a_record_reads_back_as_written_and_takes_the_defaults_results_json_leaves_out():
+    failed = CheckResult("a", "npu_health", model.FULL, model.FAILED, 1.5, "NPU 3 is Critical", [1, 2], FAILURE)
+    assert CheckResult.from_dict(failed.to_dict()) == failed
+    slim = {"host": "b", "check": "train", "level": "standard", "status": "skipped"}
+    assert CheckResult.from_dict(slim) == CheckResult("b", "train", model.STANDARD, model.SKIPPED)
+    assert model.RECORD_DEFAULTS == {"message": "", "duration_s": 0.0, "data": None}
+
+
+def test_the_levels_are_the_models_in_the_node_the_cli_and_the_schema():
+    assert tuple(node.LEVELS) == model.LEVELS == ("quick", "standard", "full")
+    # each level runs its own checks and those of the levels before it
+    assert node.LEVELS == {"quick": "quick", "standard": "quick or standard", "full": "quick or standard or full"}
+    level = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["validate"]._actions
+                 if a.dest == "level")
+    assert (tuple(level.choices), level.default) == (model.LEVELS, model.DEFAULT_LEVEL)
+    with pytest.raises(document.DocumentError) as e:
+        document._level("thorough", "level")
+    assert str(e.value) == "level: 'thorough' is not one of quick, standard, full"
+    assert model.LEVELS_TEXT == "quick, standard or full"
+
+
+def test_the_backends_are_the_models_in_the_cli():
+    backend = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["validate"]._actions
+                   if a.dest == "backend")
+    assert (tuple(backend.choices), backend.default) == (model.BACKENDS, model.AUTO)
