@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import document, explain
 from .artefact import MIN_PYTHON
 from .document import REACHABLE, SUITE
-from .model import BAD, ERROR, FAILED, FULL, PASSED, QUICK, SKIPPED, CheckResult
+from .model import BAD, ERROR, FAILED, FULL, PASSED, QUICK, SKIPPED, CheckResult, HostResult
 from .report import FLEET, executed, host_failure
 
 # The checks of the fleet phase (marked `fleet` in the suite).
@@ -166,8 +166,8 @@ def fleet_args(phase1: dict[str, Outcome], members: list[str], base: list[str], 
 def exit_status(result: dict) -> int:
     """1 when a check failed (the fleet's included) or a host did not pass (report.fleet_result's verdict:
     failed, unreachable, in error, not checked), else 0."""
-    failed = any(r["status"] in BAD for r in result["results"]) or \
-        any(s["status"] != PASSED for s in result["host_status"].values())
+    failed = any(CheckResult.from_dict(r).bad for r in result["results"]) or \
+        any(HostResult.from_dict(s).status != PASSED for s in result["host_status"].values())
     return 1 if failed else 0
 
 

@@ -29,6 +29,11 @@ PASSED, WARNING, FAILED, ERROR, SKIPPED = "passed", "warning", "failed", "error"
 STATUSES = (PASSED, WARNING, FAILED, ERROR, SKIPPED)
 BAD = (FAILED, ERROR)   # the outcomes that fail a host
 
+# A host's verdict: its checks passed or failed, it was not reached, the suite could not run there, or
+# the suite ran and no check executed (every one skipped: skipped is not passed, DESIGN.md 6).
+UNREACHABLE, NOT_CHECKED = "unreachable", "not_checked"
+HOST_STATES = (PASSED, FAILED, UNREACHABLE, ERROR, NOT_CHECKED)
+
 # What a failed check says: each a text.
 FAILURE_FIELDS = ("summary", "expected", "found", "cause", "fix")
 
@@ -72,6 +77,23 @@ class CheckResult:
     def bad(self) -> bool:
         """Whether it fails its host."""
         return self.status in BAD
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """What one host's run came to (results.json's host_status): its verdict (HOST_STATES), why it was
+    not reached or could not run the suite, and the Python and the time its node reported."""
+    status: str
+    reason: str = ""
+    python: str | None = None
+    duration_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "reason": self.reason, "python": self.python, "duration_s": self.duration_s}
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> HostResult:
+        return cls(entry["status"], entry.get("reason", ""), entry.get("python"), entry.get("duration_s"))
 
 
 # A record's fields that results.json leaves out at these values (most checks say nothing when they pass).

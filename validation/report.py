@@ -28,8 +28,8 @@ from compat_matrix.errors import UserError
 from . import document, stragglers as stragglers_mod
 from .document import (CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, FLEET, REACHABLE, STRAGGLER,
                        SUITE, SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK, TLS_ACROSS_NODES, TLS_NODE_CHECK)
-from .model import (BAD, ERROR, FAILED, PASSED, RECORD_DEFAULTS, RESULTS_KEY, RESULTS_VERSION, SKIPPED, STANDARD,
-                    WARNING, CheckResult)
+from .model import (BAD, ERROR, FAILED, HOST_STATES, NOT_CHECKED, PASSED, RECORD_DEFAULTS, RESULTS_KEY,
+                    RESULTS_VERSION, SKIPPED, STANDARD, UNREACHABLE, WARNING, CheckResult, HostResult)
 
 
 STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", SKIPPED: "SKIP"}
@@ -57,10 +57,6 @@ FIGURES = {
                                    "allreduce_busbw_bytes_per_second", 1e9,
                                    lambda d: _largest(d).get("busbw_gbps_repeats")),
 }
-# A host's verdict: its checks passed or failed, it was not reached, the suite could not run there, or
-# the suite ran and no check executed (every one skipped: skipped is not passed, DESIGN.md 6).
-UNREACHABLE, NOT_CHECKED = "unreachable", "not_checked"
-HOST_STATES = (PASSED, FAILED, UNREACHABLE, ERROR, NOT_CHECKED)
 NOT_CHECKED_TEXT = ("no check ran on this host: each check it was given was skipped (each skip says why); "
                     "choose checks that apply to it, or validate at a higher --level")
 # The Prometheus report, and its metrics that alerts on unreachable and failing hosts read.
@@ -342,11 +338,12 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
     status = {}
     for h in hosts:
         document_ = getattr(outcomes.get(h), "document", None) or {}
-        status[h] = {"status": host_status(by_host.get(h, [])), "reason": getattr(outcomes.get(h), "reason", ""),
-                     "python": document_.get("python"), "duration_s": document_.get("duration_s")}
+        status[h] = HostResult(host_status(by_host.get(h, [])), getattr(outcomes.get(h), "reason", ""),
+                               document_.get("python"), document_.get("duration_s")).to_dict()
     ran = _hosts_that_ran(records, hosts)
     summary = {s: sum(1 for v in status.values() if v["status"] == s) for s in HOST_STATES}
-    result = {RESULTS_KEY: RESULTS_VERSION, "hosts": hosts, "host_status": status, "summary": {"hosts": len(hosts), **summary},
+    result = {RESULTS_KEY: RESULTS_VERSION, "hosts": hosts, "host_status": status,
+              "summary": {"hosts": len(hosts), **summary},
               "failures": finding_groups(records, BAD, ran), "warnings": finding_groups(records, (WARNING,), ran),
               "figures": figures(records), "bandwidth": bandwidth_spread(records),
               "stragglers": slow, "straggler_margin": straggler_margin, "not_compared": found.not_compared,
@@ -474,6 +471,12 @@ def terminal(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _verdict(result: dict, host: str, records: list[dict]) -> str:
+    """A host's verdict as fleet_result judged it; the fleet's (which it does not judge) from its records."""
+    known = result["host_status"].get(host)
+    return HostResult.from_dict(known).status if known else host_status(records)
+
+
 def _per_host(lines: list[str], result: dict, shared_keys: set[tuple[str, str]]) -> None:
     """Each host with something of its own to say; the others on one line."""
     lines.append("per host:")
@@ -483,7 +486,7 @@ def _per_host(lines: list[str], result: dict, shared_keys: set[tuple[str, str]])
         records = by_host.get(host, [])
         if not records and host == FLEET:   # no fleet phase (a host without records is shown: not checked)
             continue
-        verdict = (result["host_status"].get(host) or {"status": host_status(records)})["status"]
+        verdict = _verdict(result, host, records)
         own = [r for r in records if r["status"] in (*BAD, WARNING) and (r["check"], _cause(r)) not in shared_keys]
         if not own and verdict != NOT_CHECKED and host != FLEET:
             quiet.setdefault(verdict, []).append(host)
@@ -563,8 +566,7 @@ def html_page(result: dict) -> str:
                                                          if len(g["hosts"]) > NAMED else "")}
               for status, g in _groups(result)]
     by_host = _by_host(result["results"])
-    hosts = [_host_view(h, by_host.get(h, []), (result["host_status"].get(h) or {}).get("status")
-                        or host_status(by_host.get(h, [])), shared_keys)
+    hosts = [_host_view(h, by_host.get(h, []), _verdict(result, h, by_host.get(h, [])), shared_keys)
              for h in [*result["hosts"], *([FLEET] if FLEET in by_host else [])]]
     # The hosts that differ first: those that did not pass, then those with findings of their own.
     hosts.sort(key=lambda h: (h["status"] == PASSED, not h["own"]))
@@ -584,7 +586,8 @@ def junit_xml(result: dict) -> str:
     for host in [*result["hosts"], FLEET]:
         records = [CheckResult.from_dict(r) for r in by_host.get(host, [])]
         # A host none of whose checks ran gets an error case of its own: CI reads a suite of skips as green.
-        unchecked = (result["host_status"].get(host) or {}).get("status") == NOT_CHECKED
+        known = result["host_status"].get(host)   # the fleet has none
+        unchecked = bool(known) and HostResult.from_dict(known).status == NOT_CHECKED
         if not records and not unchecked:
             continue
         suite = ET.SubElement(root, "testsuite", name=host, tests=str(len(records) + unchecked),
@@ -640,9 +643,10 @@ def prometheus_text(result: dict) -> str:
     for r in map(CheckResult.from_dict, result["results"]):
         if r.status != SKIPPED and r.check not in CONTROLLER_CHECKS:
             check.add_metric([r.host, r.check, *labels.values()], float(r.status in (PASSED, WARNING)))
-    for host, st in result["host_status"].items():
-        host_up.add_metric([host], float(st["status"] not in (UNREACHABLE, ERROR)))
-        host_ok.add_metric([host], float(st["status"] == PASSED))
+    for host, entry in result["host_status"].items():
+        verdict = HostResult.from_dict(entry).status
+        host_up.add_metric([host], float(verdict not in (UNREACHABLE, ERROR)))
+        host_ok.add_metric([host], float(verdict == PASSED))
     for name, by_host in result["figures"].items():
         for host, value in by_host.items():
             fig[name].add_metric([host], value * FIGURES[name].per_unit)

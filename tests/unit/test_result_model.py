@@ -46,3 +46,10 @@ def test_the_backends_are_the_models_in_the_cli():
     backend = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["validate"]._actions
                    if a.dest == "backend")
     assert (tuple(backend.choices), backend.default) == (model.BACKENDS, model.AUTO)
+
+
+def test_a_hosts_result_is_written_and_read_back_whole():
+    reached = model.HostResult(model.FAILED, "", "3.11.7", 12.5)
+    assert reached.to_dict() == {"status": "failed", "reason": "", "python": "3.11.7", "duration_s": 12.5}
+    assert model.HostResult.from_dict(reached.to_dict()) == reached
+    assert model.HostResult.from_dict({"status": "unreachable"}) == model.HostResult(model.UNREACHABLE)
