@@ -28,7 +28,7 @@ import re
 from compat_matrix.lock import FORMAT as LOCK_FORMAT
 from compat_matrix.lock import FORMAT_KEY as LOCK_FORMAT_KEY
 
-from .model import FAILURE_FIELDS, LEVELS, STATUSES
+from .model import FAILURE_FIELDS, LEVELS, REACHABLE, STATUSES, SUITE
 
 # The document's format: node.py writes it, the controller accepts only its own.
 FORMAT_KEY = "format"
@@ -36,8 +36,9 @@ FORMAT_VERSION = 1
 
 # The host name of records about the whole fleet (the checks that need every node).
 FLEET = "fleet"
-# The controller's own checks (about a host as a whole): no node may send them.
-REACHABLE, SUITE, STRAGGLER = "reachable", "suite", "straggler"
+# The controller's own checks (beside model.py's REACHABLE and SUITE, about a host as a whole): no node may
+# send them.
+STRAGGLER = "straggler"
 TLS_ACROSS_NODES, CABLING_ACROSS_NODES = "tls_across_nodes", "cabling_across_nodes"
 SUPER_POD_ACROSS_NODES = "super_pod_across_nodes"
 # Checks the controller makes from what every node reported; no node may report them.

@@ -34,6 +34,9 @@ BAD = (FAILED, ERROR)   # the outcomes that fail a host
 UNREACHABLE, NOT_CHECKED = "unreachable", "not_checked"
 HOST_STATES = (PASSED, FAILED, UNREACHABLE, ERROR, NOT_CHECKED)
 
+# The controller's records of a host as a whole: it was not reached, the suite could not run there.
+REACHABLE, SUITE = "reachable", "suite"
+
 # What a failed check says: each a text.
 FAILURE_FIELDS = ("summary", "expected", "found", "cause", "fix")
 
@@ -77,6 +80,11 @@ class CheckResult:
     def bad(self) -> bool:
         """Whether it fails its host."""
         return self.status in BAD
+
+    @property
+    def executed(self) -> bool:
+        """Whether the check ran: not a skip, not the controller's record of the host."""
+        return self.status in (PASSED, FAILED, WARNING) and self.check not in (REACHABLE, SUITE)
 
 
 @dataclass(frozen=True)

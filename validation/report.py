@@ -26,10 +26,10 @@ from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 from . import document, stragglers as stragglers_mod
-from .document import (CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, FLEET, REACHABLE, STRAGGLER,
-                       SUITE, SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK, TLS_ACROSS_NODES, TLS_NODE_CHECK)
-from .model import (BAD, ERROR, FAILED, HOST_STATES, NOT_CHECKED, PASSED, RECORD_DEFAULTS, RESULTS_KEY,
-                    RESULTS_VERSION, SKIPPED, STANDARD, UNREACHABLE, WARNING, CheckResult, HostResult)
+from .document import (CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, FLEET, STRAGGLER,
+                       SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK, TLS_ACROSS_NODES, TLS_NODE_CHECK)
+from .model import (BAD, ERROR, FAILED, HOST_STATES, NOT_CHECKED, PASSED, REACHABLE, RECORD_DEFAULTS, RESULTS_KEY,
+                    RESULTS_VERSION, SKIPPED, STANDARD, SUITE, UNREACHABLE, WARNING, CheckResult, HostResult)
 
 
 STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", SKIPPED: "SKIP"}
@@ -77,8 +77,8 @@ def load(path: Path) -> dict:
 
 
 def executed(record: dict) -> bool:
-    """Whether a record is of a check that executed: not a skip, not the controller's record of the host."""
-    return record["status"] in (PASSED, FAILED, WARNING) and record["check"] not in (REACHABLE, SUITE)
+    """Whether a record is of a check that executed (CheckResult.executed)."""
+    return CheckResult.from_dict(record).executed
 
 
 def host_status(records: list[dict]) -> str:

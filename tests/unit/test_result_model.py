@@ -53,3 +53,12 @@ def test_a_hosts_result_is_written_and_read_back_whole():
     assert reached.to_dict() == {"status": "failed", "reason": "", "python": "3.11.7", "duration_s": 12.5}
     assert model.HostResult.from_dict(reached.to_dict()) == reached
     assert model.HostResult.from_dict({"status": "unreachable"}) == model.HostResult(model.UNREACHABLE)
+
+
+@pytest.mark.parametrize("check, status, executed", [
+    ("driver", model.PASSED, True), ("driver", model.WARNING, True), ("driver", model.FAILED, True),
+    ("driver", model.SKIPPED, False), ("driver", model.ERROR, False),   # a setup error: the check never ran
+    (model.REACHABLE, model.FAILED, False), (model.SUITE, model.PASSED, False),   # the controller's, of a host
+])
+def test_a_check_executed_when_it_ran_to_a_verdict_and_is_no_record_of_the_controllers(check, status, executed):
+    assert CheckResult("a", check, model.QUICK, status).executed is executed
