@@ -94,6 +94,8 @@ MODULES = {
     "compat_matrix/interrupts.py": ["tests/unit/test_interrupts_unit.py"],
     "compat_matrix/lock.py": ["tests/unit/test_lock.py", "tests/unit/test_lock_cli.py", "tests/unit/test_lock_readback.py"],
     "validation/document.py": ["tests/unit/test_hostile_node.py", "tests/unit/test_validation_run.py"],
+    "validation/model.py": ["tests/unit/test_result_model.py", "tests/unit/test_report.py",
+                            "tests/unit/test_validation_merge_mutants.py"],
     "playbooks/collections/ansible_collections/npuenv/ascend/plugins/lookup/npuenv_stack.py": ["tests/unit/test_playbook_plugins.py"],
     "playbooks/collections/ansible_collections/npuenv/ascend/plugins/lookup/npuenv_installers.py": ["tests/unit/test_playbook_plugins.py"],
     "playbooks/collections/ansible_collections/npuenv/ascend/plugins/filter/npuenv.py": ["tests/unit/test_playbook_plugins.py"],

@@ -54,6 +54,7 @@ DEFAULT_GATE = "quick"
 # At most this many nodes change at once unless told otherwise (an upgrade's blast radius).
 DEFAULT_BATCH = 10
 DEFAULT_LOG_DIR = "out/deploy"
+SUMMARY_KEY, SUMMARY_FORMAT = "npuenv_deploy_summary", 1   # summary.json's kind and format, its first key
 # The inventory's variables a lock is made from when --lock is not given; they must be one for the run.
 LOCK_SOURCES = ("npuenv_row", "npuenv_installer_cache", "npuenv_wheelhouse")
 # A refusal of a node whose NPUs run processes names the variable that overrides it (the preflight role).
@@ -373,7 +374,8 @@ def exit_code(plan: Plan, results: list[HostResult]) -> int:
 def summary(plan: Plan, results: list[HostResult], folder: Path, started: float, stopped_at: int | None) -> dict:
     rerun = [r.host for r in results if (r.outcome not in DONE if plan.check else r.needs_rerun(plan.partial))]
     counts = {o: sum(1 for r in results if r.outcome == o) for o in OUTCOMES}
-    return {"lock": {"digest": plan.lock.digest, "row": plan.lock.row, "file": str(folder / "lock.json")},
+    return {SUMMARY_KEY: SUMMARY_FORMAT,
+            "lock": {"digest": plan.lock.digest, "row": plan.lock.row, "file": str(folder / "lock.json")},
             "check": plan.check, "gate": "none" if plan.check else plan.gate, "batch_size": plan.batch_size,
             "partial": plan.tags or None, "start_at_task": plan.ansible.start_at_task,
             "hosts": [asdict(r) | {"needs_rerun": r.host in rerun} for r in results],

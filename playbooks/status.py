@@ -34,6 +34,9 @@ from validation import document, identity
 from validation.targets import unsafe_yaml
 
 PLAYBOOK = "status.yml"
+# The JSON report's kind and format (--format json): its own key, as the lock's and results.json's.
+FORMAT_KEY = "npuenv_status"
+FORMAT = 1
 
 # A node's state as status reports it.
 OK, DRIFT, UNREACHABLE, ERROR = "ok", "drift", "unreachable", "error"
@@ -312,7 +315,8 @@ def drift_groups(nodes: list[NodeStatus]) -> list[dict]:
 
 
 def to_json(nodes: list[NodeStatus], named: lock_mod.Lock | None) -> dict:
-    return {"lock": {"digest": named.digest, "row": named.row} if named else None, "summary": summary(nodes),
+    return {FORMAT_KEY: FORMAT, "lock": {"digest": named.digest, "row": named.row} if named else None,
+            "summary": summary(nodes),
             "drift": drift_groups(nodes), "nodes": [n.to_dict() for n in nodes]}
 
 

@@ -28,19 +28,17 @@ import re
 from compat_matrix.lock import FORMAT as LOCK_FORMAT
 from compat_matrix.lock import FORMAT_KEY as LOCK_FORMAT_KEY
 
+from .model import FAILURE_FIELDS, LEVELS, REACHABLE, STATUSES, SUITE
+
 # The document's format: node.py writes it, the controller accepts only its own.
 FORMAT_KEY = "format"
 FORMAT_VERSION = 1
 
-# A check's outcome.
-PASSED, WARNING, FAILED, ERROR, SKIPPED = "passed", "warning", "failed", "error", "skipped"
-STATUSES = (PASSED, WARNING, FAILED, ERROR, SKIPPED)
-BAD = (FAILED, ERROR)   # the outcomes that fail a host
-
 # The host name of records about the whole fleet (the checks that need every node).
 FLEET = "fleet"
-# The controller's own checks (about a host as a whole): no node may send them.
-REACHABLE, SUITE, STRAGGLER = "reachable", "suite", "straggler"
+# The controller's own checks (beside model.py's REACHABLE and SUITE, about a host as a whole): no node may
+# send them.
+STRAGGLER = "straggler"
 TLS_ACROSS_NODES, CABLING_ACROSS_NODES = "tls_across_nodes", "cabling_across_nodes"
 SUPER_POD_ACROSS_NODES = "super_pod_across_nodes"
 # Checks the controller makes from what every node reported; no node may report them.
@@ -210,9 +208,7 @@ def _one_of(choices):
     return valid
 
 
-def _level(value, path):
-    from .node import LEVELS   # here, not at the top: node.py imports this module
-    return _one_of(tuple(LEVELS))(value, path)
+_level = _one_of(LEVELS)
 
 
 def _format(value, path):
@@ -312,9 +308,6 @@ def _check_name(value, path):
     if value in CONTROLLER_CHECKS:
         raise DocumentError(path, f"'{value}' is a check of the controller's own, not of a node")
     return value
-
-
-FAILURE_FIELDS = ("summary", "expected", "found", "cause", "fix")
 
 
 def _failure(value, path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from . import document, explain
 from .artefact import MIN_PYTHON
-from .document import BAD, ERROR, FAILED, PASSED, REACHABLE, SKIPPED, SUITE
+from .model import ERROR, FAILED, FULL, PASSED, QUICK, REACHABLE, SKIPPED, SUITE, CheckResult, HostResult
 from .report import FLEET, executed, host_failure
 
 # The checks of the fleet phase (marked `fleet` in the suite).
@@ -32,6 +32,10 @@ class Outcome:
     reason: str = ""            # why it is unreachable or in error
     document: dict = field(default_factory=dict)  # the node's JSON (node.py), checked by document.py
     refused: str = ""           # what is wrong with the node's document, when the controller refused it
+
+    def records(self) -> list[CheckResult]:
+        """The records the node sent (document.py checked them); none unless it ran."""
+        return [CheckResult.from_dict(r) for r in self.document.get("results", [])] if self.status == "ran" else []
 
 
 def judge(rc: int, stdout: str, stderr: str) -> Outcome:
@@ -61,7 +65,7 @@ def _host_record(host: str, check: str, status: str, summary: str, expected: str
     (unless ``known_failure`` is False: what ``found`` quotes then is no symptom)."""
     known = explain.explain(found) if known_failure else None
     cause, fix = known if known else (cause, fix)
-    return host_failure(host, check, "quick", summary, summary, expected, found, cause, fix, status)
+    return host_failure(host, check, QUICK, summary, summary, expected, found, cause, fix, status)
 
 
 def records_of(host: str, outcome: Outcome) -> list[dict]:
@@ -90,9 +94,9 @@ def records_of(host: str, outcome: Outcome) -> list[dict]:
     return [{**r, "host": host} for r in outcome.document.get("results", [])]
 
 
-def _mine(outcome: Outcome, check: str) -> list[dict]:
+def _mine(outcome: Outcome, check: str) -> list[CheckResult]:
     """A member's own records of a fleet check (none when it did not run)."""
-    return [r for r in outcome.document.get("results", []) if r["check"] == check] if outcome.status == "ran" else []
+    return [r for r in outcome.records() if r.check == check]
 
 
 def _own_failure(outcome: Outcome, check: str, ran: bool) -> str | None:
@@ -103,8 +107,8 @@ def _own_failure(outcome: Outcome, check: str, ran: bool) -> str | None:
     mine = _mine(outcome, check)
     if not mine:
         return "it sent no result for this check" if ran else None
-    bad = [r for r in mine if r["status"] in BAD]
-    return bad[0]["message"][:200] if bad else None
+    bad = [r for r in mine if r.bad]
+    return bad[0].message[:200] if bad else None
 
 
 def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
@@ -114,22 +118,19 @@ def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
     that failed by its own account."""
     out = []
     for check in FLEET_CHECKS:
-        ran = any(r["check"] == check for h in members if phase[h].status == "ran"
-                  for r in phase[h].document.get("results", []))
+        ran = any(r.check == check for h in members for r in phase[h].records())
         failed = {h: why for h in members if (why := _own_failure(phase[h], check, ran)) is not None}
         if not ran and not failed:
             continue
-        waited_for = {members[n] for h in members if phase[h].status == "ran"
-                      for r in phase[h].document.get("results", [])
-                      if r["check"] == check and isinstance(r.get("data"), dict)
-                      for n in r["data"].get("stuck_nodes", []) if 0 <= n < len(members)}
+        waited_for = {members[n] for h in members for r in _mine(phase[h], check) if isinstance(r.data, dict)
+                      for n in r.data.get("stuck_nodes", []) if 0 <= n < len(members)}
         bad = [f"{h} (the other nodes waited for it: it never reached the collective; {failed[h]})"
                for h in members if h in failed and h in waited_for]
         bad += [f"{h} ({failed[h]})" for h in members if h in failed and h not in waited_for]
         # Skipped is not passed: a member that only skipped the check took no part in it.
-        skipped = {h: mine[0]["message"] for h in members if h not in failed
-                   and (mine := _mine(phase[h], check)) and not any(map(executed, mine))}
-        took_part = sum(1 for h in members if h not in failed and any(map(executed, _mine(phase[h], check))))
+        skipped = {h: mine[0].message for h in members if h not in failed
+                   and (mine := _mine(phase[h], check)) and not any(r.executed for r in mine)}
+        took_part = sum(1 for h in members if h not in failed and any(r.executed for r in _mine(phase[h], check)))
         status = FAILED if bad else PASSED if took_part else SKIPPED
         message = (f"{len(bad)} of {len(members)} node(s) failed: " + "; ".join(bad) if bad else
                    f"all {len(members)} nodes took part" if not skipped else
@@ -137,14 +138,11 @@ def fleet_records(phase: dict[str, Outcome], members: list[str]) -> list[dict]:
                    f"none of the {len(members)} nodes took part")
         if skipped:
             message += "; skipped on " + "; ".join(f"{h} ({_quote(why)})" for h, why in skipped.items())
-        rec = {"host": FLEET, "check": check, "level": "full", "status": status, "duration_s": 0.0,
-               "message": message, "data": None}
-        if bad:
-            rec["failure"] = {"summary": rec["message"], "expected": f"every one of the {len(members)} nodes passes",
-                              "found": "; ".join(bad), "cause": "the nodes named here failed, hung or could not "
-                              "be reached while the others waited for them",
-                              "fix": "fix or drain the named nodes, then validate the fleet again"}
-        out.append(rec)
+        failure = {"summary": message, "expected": f"every one of the {len(members)} nodes passes",
+                   "found": "; ".join(bad), "cause": "the nodes named here failed, hung or could not be reached "
+                   "while the others waited for them",
+                   "fix": "fix or drain the named nodes, then validate the fleet again"} if bad else None
+        out.append(CheckResult(FLEET, check, FULL, status, message=message, failure=failure).to_dict())
     return out
 
 
@@ -168,8 +166,8 @@ def fleet_args(phase1: dict[str, Outcome], members: list[str], base: list[str], 
 def exit_status(result: dict) -> int:
     """1 when a check failed (the fleet's included) or a host did not pass (report.fleet_result's verdict:
     failed, unreachable, in error, not checked), else 0."""
-    failed = any(r["status"] in BAD for r in result["results"]) or \
-        any(s["status"] != PASSED for s in result["host_status"].values())
+    failed = any(CheckResult.from_dict(r).bad for r in result["results"]) or \
+        any(HostResult.from_dict(s).status != PASSED for s in result["host_status"].values())
     return 1 if failed else 0
 
 

@@ -36,16 +36,16 @@ from pathlib import Path
 
 from compat_matrix import interrupts
 
-from . import identity
+from . import identity, model
 from .document import FACTS_KEY, FACTS_VERSION, FORMAT_KEY, FORMAT_VERSION
 
 SUITE = Path(__file__).resolve().parent / "suite"
 # The unpacked artefact on a node (the folder that holds validation/), and the archive's copy in it.
 ARTEFACT_ROOT = SUITE.parent.parent
 LIBRARY_ARCHIVE = "npuenv-validate.pyz"
-# Which checks each level runs (pytest marker expressions). Checks that need
-# every node at once carry the `fleet` mark and run in their own phase.
-LEVELS = {"quick": "quick", "standard": "quick or standard", "full": "quick or standard or full"}
+# Which checks each level runs (pytest marker expressions: its own mark and those of the levels
+# before it). Checks that need every node at once carry the `fleet` mark and run in their own phase.
+LEVELS = {level: " or ".join(model.LEVELS[:i + 1]) for i, level in enumerate(model.LEVELS)}
 FLEET_MARK = "fleet"
 EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 # Rank 0's rendezvous port for the checks across nodes.
@@ -92,7 +92,7 @@ def suite_checks() -> dict[str, Check]:
             name = node.name.removeprefix("test_")
             if not levels or name in checks:
                 raise ValueError(f"{path.name}: {node.name} " + ("is defined twice in the suite" if name in checks
-                                 else "has no level mark (pytest.mark.quick, standard or full)"))
+                                 else f"has no level mark (pytest.mark.{model.LEVELS_TEXT})"))
             checks[name] = Check(name, levels[0], FLEET_MARK in marks | module_marks)
     return checks
 
@@ -140,9 +140,9 @@ def addresses() -> list[str]:
     return p.stdout.split()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="npuenv-validate.pyz", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--level", choices=tuple(LEVELS), default="quick")
+    parser.add_argument("--level", choices=tuple(LEVELS), default=model.DEFAULT_LEVEL)
     parser.add_argument("--only", action="append", type=check_name, help="run only this check (repeatable)")
     parser.add_argument("--fleet", action="store_true", help="run the checks that need every node at once")
     parser.add_argument("--stack", type=Path, help="the stack JSON to match (default: the one in the artefact)")
@@ -154,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
                         "lock must have (an image's label)")
     parser.add_argument("--facts", action="store_true", help="run no check: print what is installed, the deploy "
                         "records and the settings they name, as one JSON document (npuenv status)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args, suite_options = parser.parse_known_args(argv)
     if args.facts:
         print(json.dumps(facts_document()))
@@ -162,39 +167,82 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         parser.error(problem)
     started = time.time()
+    out = _head(args)
+    with tempfile.TemporaryDirectory(prefix="npuenv-results-") as tmp:
+        stack = _stack_file(args, out, Path(tmp))
+        if stack is None:
+            # No stack to check against: the document says why (the identity above still goes back).
+            print(json.dumps(out))
+            return EXIT_ERROR
+        proc, records, problem = _run_checks(args, suite_options, stack, Path(tmp))
+    if records is not None:
+        out["results"] = records
+    return _finish(args, out, proc, records is not None, problem, started)
+
+
+def _head(args: argparse.Namespace) -> dict:
+    """The document before the suite runs: which node this is, what it was asked, no result yet."""
     # machine_id and host_keys say which machine this is: the controller refuses
     # two targets that reach one machine (validation/identity.py).
-    out = {FORMAT_KEY: FORMAT_VERSION,
-           "hostname": socket.gethostname(), "addresses": addresses(), **identity.read(),
-           "python": sys.version.split()[0], "level": args.level, "fleet": args.fleet, "results": []}
+    return {FORMAT_KEY: FORMAT_VERSION,
+            "hostname": socket.gethostname(), "addresses": addresses(), **identity.read(),
+            "python": sys.version.split()[0], "level": args.level, "fleet": args.fleet, "results": []}
+
+
+def _stack_file(args: argparse.Namespace, out: dict, tmp: Path) -> Path | None:
+    """The stack JSON the suite matches: --stack, the lock's entry for this node (written into ``tmp``;
+    ``out`` says which lock), or the artefact's own. None when the lock gives none (``out``'s error says why)."""
     # Absolute: pytest runs in a folder of its own.
     stack = args.stack.resolve() if args.stack else ARTEFACT_ROOT / "npuenv-stack.json"
-    with tempfile.TemporaryDirectory(prefix="npuenv-results-") as tmp:
-        if args.lock or args.recorded_lock:
-            from compat_matrix.errors import UserError
-            try:
-                expected, out["lock"] = expectation(args.lock, args.lock_digest)
-            except UserError as e:
-                # No stack to check against: the document says why (the identity above still goes back).
-                out["error"] = str(e)
-                print(json.dumps(out))
-                return EXIT_ERROR
-            stack = Path(tmp) / "npuenv-stack.json"
-            stack.write_text(json.dumps(expected))
-        results = Path(tmp) / "results.json"
-        # Only the artefact's plugins: none the node's Python happens to have
-        # installed (there are no entry points in the artefact, so testinfra is named).
-        command = [*python_running("pytest", ARTEFACT_ROOT), "-p", "testinfra.plugin",
-                   *suite_command(args.level, "local://", stack, results, fleet=args.fleet, only=args.only,
-                                  options=suite_options)]
-        env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-        # pytest's own output goes to stderr: stdout carries only the JSON. It runs in the private
-        # folder, which the checks' commands inherit as theirs (not the unpacked artefact).
-        proc = run_suite(command, env, cwd=tmp)
-        sys.stderr.write(proc.stdout)
-        results_written = results.exists()
-        if results_written:
-            out["results"] = json.loads(results.read_text())["results"]
+    if args.lock or args.recorded_lock:
+        from compat_matrix.errors import UserError
+        try:
+            expected, out["lock"] = expectation(args.lock, args.lock_digest)
+        except UserError as e:
+            out["error"] = str(e)
+            return None
+        stack = tmp / "npuenv-stack.json"
+        stack.write_text(json.dumps(expected))
+    return stack
+
+
+def _run_checks(args: argparse.Namespace, suite_options: list[str], stack: Path,
+                tmp: Path) -> tuple[subprocess.CompletedProcess, list[dict] | None, str | None]:
+    """pytest's run of the suite in ``tmp``, the records it wrote (None when none) and what is wrong with
+    its results file (None when nothing is)."""
+    results = tmp / "results.json"
+    # Only the artefact's plugins: none the node's Python happens to have
+    # installed (there are no entry points in the artefact, so testinfra is named).
+    command = [*python_running("pytest", ARTEFACT_ROOT), "-p", "testinfra.plugin",
+               *suite_command(args.level, "local://", stack, results, fleet=args.fleet, only=args.only,
+                              options=suite_options)]
+    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    # pytest's own output goes to stderr: stdout carries only the JSON. It runs in the private
+    # folder, which the checks' commands inherit as theirs (not the unpacked artefact).
+    proc = run_suite(command, env, cwd=str(tmp))
+    sys.stderr.write(proc.stdout)
+    if not results.exists():
+        return proc, None, None
+    try:
+        return proc, suite_results(results), None
+    except ValueError as e:
+        return proc, None, str(e)
+
+
+def suite_results(path: Path) -> list[dict]:
+    """The records of the file the suite's plugin (results.py) wrote; ValueError when it is of another format."""
+    data = json.loads(path.read_text())
+    if data.get(model.SUITE_RESULTS_KEY) != model.SUITE_RESULTS_VERSION:
+        raise ValueError(f"{path.name} is not of the suite results' format {model.SUITE_RESULTS_VERSION} "
+                         f"({model.SUITE_RESULTS_KEY} is {data.get(model.SUITE_RESULTS_KEY)!r}): the artefact is "
+                         f"broken; rebuild it")
+    return data["results"]
+
+
+def _finish(args: argparse.Namespace, out: dict, proc: subprocess.CompletedProcess, results_written: bool,
+            problem: str | None, started: float) -> int:
+    """Print the document, with why the suite could not run when it could not (``problem``, else pytest's
+    output); the exit code."""
     out["pytest_exit"] = proc.returncode
     out["duration_s"] = round(time.time() - started, 2)
     # pytest exits 1 for failed checks, and also when it could not start at all:
@@ -204,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     other_phase = bool(args.only) and all(suite_checks()[n].fleet != args.fleet for n in args.only)
     ran = (proc.returncode in (0, 1) or (proc.returncode == 5 and other_phase)) and results_written
     if not ran:
-        out["error"] = f"the suite could not run (pytest exit {proc.returncode}): " + proc.stdout.strip()[-1500:]
+        out["error"] = problem or f"the suite could not run (pytest exit {proc.returncode}): " + \
+            proc.stdout.strip()[-1500:]
     print(json.dumps(out))
     return {0: EXIT_PASSED, 1: EXIT_FAILED, 5: EXIT_PASSED}[proc.returncode] if ran else EXIT_ERROR
 

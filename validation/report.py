@@ -26,9 +26,10 @@ from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 from . import document, stragglers as stragglers_mod
-from .document import (BAD, CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, ERROR, FAILED, FLEET, PASSED,
-                       SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK,
-                       REACHABLE, SKIPPED, STRAGGLER, SUITE, TLS_ACROSS_NODES, TLS_NODE_CHECK, WARNING)
+from .document import (CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, FLEET, STRAGGLER,
+                       SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK, TLS_ACROSS_NODES, TLS_NODE_CHECK)
+from .model import (BAD, ERROR, FAILED, HOST_STATES, NOT_CHECKED, PASSED, REACHABLE, RECORD_DEFAULTS, RESULTS_KEY,
+                    RESULTS_VERSION, SKIPPED, STANDARD, SUITE, UNREACHABLE, WARNING, CheckResult, HostResult)
 
 
 STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", SKIPPED: "SKIP"}
@@ -56,10 +57,6 @@ FIGURES = {
                                    "allreduce_busbw_bytes_per_second", 1e9,
                                    lambda d: _largest(d).get("busbw_gbps_repeats")),
 }
-# A host's verdict: its checks passed or failed, it was not reached, the suite could not run there, or
-# the suite ran and no check executed (every one skipped: skipped is not passed, DESIGN.md 6).
-UNREACHABLE, NOT_CHECKED = "unreachable", "not_checked"
-HOST_STATES = (PASSED, FAILED, UNREACHABLE, ERROR, NOT_CHECKED)
 NOT_CHECKED_TEXT = ("no check ran on this host: each check it was given was skipped (each skip says why); "
                     "choose checks that apply to it, or validate at a higher --level")
 # The Prometheus report, and its metrics that alerts on unreachable and failing hosts read.
@@ -67,21 +64,21 @@ METRICS = "metrics.prom"
 HOST_REACHABLE, HOST_PASSED = "npuenv_validation_host_reachable", "npuenv_validation_host_passed"
 
 
-# A record's fields that results.json leaves out at these values (most checks say nothing when they pass).
-RECORD_DEFAULTS = {"message": "", "duration_s": 0.0, "data": None}
-
-
 def load(path: Path) -> dict:
     """A results.json as fleet_result made it: each record's fields that were left out at their defaults
-    put back."""
+    put back. UserError when it is not of the format this version writes."""
     data = json.loads(Path(path).read_text())
+    found = data.get(RESULTS_KEY) if isinstance(data, dict) else None
+    if type(found) is not int or found != RESULTS_VERSION:
+        raise UserError(f"{path}: not a results.json of format {RESULTS_VERSION} ({RESULTS_KEY} is {found!r}): "
+                        f"another version of npuenv wrote it; validate again to write one this version reads")
     data["results"] = [{**RECORD_DEFAULTS, **r} for r in data.get("results", [])]
     return data
 
 
 def executed(record: dict) -> bool:
-    """Whether a record is of a check that executed: not a skip, not the controller's record of the host."""
-    return record["status"] in (PASSED, FAILED, WARNING) and record["check"] not in (REACHABLE, SUITE)
+    """Whether a record is of a check that executed (CheckResult.executed)."""
+    return CheckResult.from_dict(record).executed
 
 
 def host_status(records: list[dict]) -> str:
@@ -134,18 +131,17 @@ def samples(records: list[dict]) -> dict[str, dict[str, list[float]]]:
 
 def straggler_record(s: dict, margin: float) -> dict:
     """The warning on a straggler's host, saying how sure it is."""
-    return {"host": s["host"], "check": STRAGGLER, "level": "standard", "status": WARNING, "duration_s": 0.0,
-            "data": s, "message": f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the median "
-                                  f"{s['median']:.3g} of its {s['peers']['hosts']} {s['peers']['group']} peers (more "
-                                  f"than {margin:.0%} below); {s['confidence']}: {s['why']}"}
+    return CheckResult(s["host"], STRAGGLER, STANDARD, WARNING, data=s,
+                       message=f"{s['figure']} {s['value']:.3g} {s['unit']} is {s['ratio']:.2f}x the median "
+                               f"{s['median']:.3g} of its {s['peers']['hosts']} {s['peers']['group']} peers (more "
+                               f"than {margin:.0%} below); {s['confidence']}: {s['why']}").to_dict()
 
 
 def host_failure(host: str, check: str, level: str, message: str, summary: str, expected: str, found: str,
                  cause: str, fix: str, status: str = FAILED) -> dict:
     """A record the controller writes about a host (no node sent it): what failed and why."""
-    return {"host": host, "check": check, "level": level, "status": status, "duration_s": 0.0,
-            "message": message, "data": None,
-            "failure": {"summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}}
+    return CheckResult(host, check, level, status, message=message, failure={
+        "summary": summary, "expected": expected, "found": found, "cause": cause, "fix": fix}).to_dict()
 
 
 def tls_across_nodes(records: list[dict]) -> list[dict]:
@@ -160,7 +156,7 @@ def tls_across_nodes(records: list[dict]) -> list[dict]:
     # The fewer are the odd ones out; when the fleet is split evenly, every node is.
     odd = {s for s, n in counts.items() if n <= counts["on" if s == "off" else "off"]}
     found = ", ".join(f"TLS {s} on {n} node(s)" for s, n in counts.items())
-    return [host_failure(h, TLS_ACROSS_NODES, "standard", f"this node's NPU ports have TLS {s}; {found}",
+    return [host_failure(h, TLS_ACROSS_NODES, STANDARD, f"this node's NPU ports have TLS {s}; {found}",
                          f"TLS is {s} here and not on every other node",
                          "one TLS setting on the NPU ports of every node", found,
                          "ranks whose TLS settings differ cannot set up HCCL links between them (EI0006, socket "
@@ -185,7 +181,7 @@ def cabling_across_nodes(records: list[dict]) -> list[dict]:
         mine = [(sp, on) for sp, on in sorted(shared.items()) if any(h == host for h, _ in on)]
         found = "; ".join(f"switch port {sp} seen from " + ", ".join(f"{h} port {p}" for h, p in on)
                           for sp, on in mine)
-        out.append(host_failure(host, CABLING_ACROSS_NODES, "standard", found,
+        out.append(host_failure(host, CABLING_ACROSS_NODES, STANDARD, found,
                                 f"{len(mine)} switch port(s) this node shares with others",
                                 "every NPU port of the fleet on a switch port of its own", found,
                                 "two nodes' NPU ports see one switch port over LLDP: a cable is in the wrong switch "
@@ -220,7 +216,7 @@ def super_pod_across_nodes(records: list[dict]) -> list[dict]:
                  if str(state[host].get("size")) != usual else [])
             if problems:
                 found = "; ".join(problems)
-                out.append(host_failure(host, SUPER_POD_ACROSS_NODES, "standard", f"super pod {pod}: {found}",
+                out.append(host_failure(host, SUPER_POD_ACROSS_NODES, STANDARD, f"super pod {pod}: {found}",
                                         f"this node's place in super pod {pod} is not its own",
                                         "a Server Index of its own for every server of a super pod, one pod size",
                                         found,
@@ -342,11 +338,12 @@ def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
     status = {}
     for h in hosts:
         document_ = getattr(outcomes.get(h), "document", None) or {}
-        status[h] = {"status": host_status(by_host.get(h, [])), "reason": getattr(outcomes.get(h), "reason", ""),
-                     "python": document_.get("python"), "duration_s": document_.get("duration_s")}
+        status[h] = HostResult(host_status(by_host.get(h, [])), getattr(outcomes.get(h), "reason", ""),
+                               document_.get("python"), document_.get("duration_s")).to_dict()
     ran = _hosts_that_ran(records, hosts)
     summary = {s: sum(1 for v in status.values() if v["status"] == s) for s in HOST_STATES}
-    result = {"hosts": hosts, "host_status": status, "summary": {"hosts": len(hosts), **summary},
+    result = {RESULTS_KEY: RESULTS_VERSION, "hosts": hosts, "host_status": status,
+              "summary": {"hosts": len(hosts), **summary},
               "failures": finding_groups(records, BAD, ran), "warnings": finding_groups(records, (WARNING,), ran),
               "figures": figures(records), "bandwidth": bandwidth_spread(records),
               "stragglers": slow, "straggler_margin": straggler_margin, "not_compared": found.not_compared,
@@ -400,9 +397,9 @@ def _names(hosts: list[str]) -> str:
     return ", ".join(map(_line, hosts[:NAMED])) + (f" and {len(hosts) - NAMED} more" if len(hosts) > NAMED else "")
 
 
-def _detail(lines: list[str], r: dict) -> None:
-    lines.append(f"    {STATUS_MARK[r['status']]} {_line(r['check'])}: {_line(r['message'])}")
-    f = r.get("failure")
+def _detail(lines: list[str], r: CheckResult) -> None:
+    lines.append(f"    {STATUS_MARK[r.status]} {_line(r.check)}: {_line(r.message)}")
+    f = r.failure
     if f:
         for key in ("expected", "found", "cause", "fix"):
             lines.append(f"         {key + ':':<9} {_line(f[key])}")
@@ -474,6 +471,12 @@ def terminal(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _verdict(result: dict, host: str, records: list[dict]) -> str:
+    """A host's verdict as fleet_result judged it; the fleet's (which it does not judge) from its records."""
+    known = result["host_status"].get(host)
+    return HostResult.from_dict(known).status if known else host_status(records)
+
+
 def _per_host(lines: list[str], result: dict, shared_keys: set[tuple[str, str]]) -> None:
     """Each host with something of its own to say; the others on one line."""
     lines.append("per host:")
@@ -483,7 +486,7 @@ def _per_host(lines: list[str], result: dict, shared_keys: set[tuple[str, str]])
         records = by_host.get(host, [])
         if not records and host == FLEET:   # no fleet phase (a host without records is shown: not checked)
             continue
-        verdict = (result["host_status"].get(host) or {"status": host_status(records)})["status"]
+        verdict = _verdict(result, host, records)
         own = [r for r in records if r["status"] in (*BAD, WARNING) and (r["check"], _cause(r)) not in shared_keys]
         if not own and verdict != NOT_CHECKED and host != FLEET:
             quiet.setdefault(verdict, []).append(host)
@@ -493,7 +496,7 @@ def _per_host(lines: list[str], result: dict, shared_keys: set[tuple[str, str]])
                      + "  ".join(f"{v} {k}" for k, v in counts.items() if v))
         if verdict == NOT_CHECKED and host != FLEET:
             lines.append(f"    {NOT_CHECKED_TEXT}")
-        for r in own:
+        for r in map(CheckResult.from_dict, own):
             _detail(lines, r)
     for verdict, hosts in quiet.items():
         word = "OK" if verdict == PASSED else verdict.upper().replace("_", " ")
@@ -563,8 +566,7 @@ def html_page(result: dict) -> str:
                                                          if len(g["hosts"]) > NAMED else "")}
               for status, g in _groups(result)]
     by_host = _by_host(result["results"])
-    hosts = [_host_view(h, by_host.get(h, []), (result["host_status"].get(h) or {}).get("status")
-                        or host_status(by_host.get(h, [])), shared_keys)
+    hosts = [_host_view(h, by_host.get(h, []), _verdict(result, h, by_host.get(h, [])), shared_keys)
              for h in [*result["hosts"], *([FLEET] if FLEET in by_host else [])]]
     # The hosts that differ first: those that did not pass, then those with findings of their own.
     hosts.sort(key=lambda h: (h["status"] == PASSED, not h["own"]))
@@ -582,26 +584,27 @@ def junit_xml(result: dict) -> str:
     root = ET.Element("testsuites", name="npuenv-validation")
     by_host = _by_host(result["results"])
     for host in [*result["hosts"], FLEET]:
-        records = by_host.get(host, [])
+        records = [CheckResult.from_dict(r) for r in by_host.get(host, [])]
         # A host none of whose checks ran gets an error case of its own: CI reads a suite of skips as green.
-        unchecked = (result["host_status"].get(host) or {}).get("status") == NOT_CHECKED
+        known = result["host_status"].get(host)   # the fleet has none
+        unchecked = bool(known) and HostResult.from_dict(known).status == NOT_CHECKED
         if not records and not unchecked:
             continue
         suite = ET.SubElement(root, "testsuite", name=host, tests=str(len(records) + unchecked),
-                              failures=str(sum(r["status"] == FAILED for r in records)),
-                              errors=str(sum(r["status"] == ERROR for r in records) + unchecked),
-                              skipped=str(sum(r["status"] == SKIPPED for r in records)),
-                              time=f"{sum(r['duration_s'] for r in records):.3f}")
+                              failures=str(sum(r.status == FAILED for r in records)),
+                              errors=str(sum(r.status == ERROR for r in records) + unchecked),
+                              skipped=str(sum(r.status == SKIPPED for r in records)),
+                              time=f"{sum(r.duration_s for r in records):.3f}")
         for r in records:
-            case = ET.SubElement(suite, "testcase", classname=host, name=r["check"], time=f"{r['duration_s']:.3f}")
-            f = r.get("failure") or {}
+            case = ET.SubElement(suite, "testcase", classname=host, name=r.check, time=f"{r.duration_s:.3f}")
+            f = r.failure or {}
             detail = "\n".join(f"{k}: {f[k]}" for k in ("expected", "found", "cause", "fix") if k in f)
-            if r["status"] in BAD:
-                ET.SubElement(case, "failure" if r["status"] == FAILED else "error", message=r["message"]).text = detail
-            elif r["status"] == SKIPPED:
-                ET.SubElement(case, "skipped", message=r["message"])
-            elif r["status"] == WARNING:
-                ET.SubElement(case, "system-out").text = "warning: " + r["message"]
+            if r.bad:
+                ET.SubElement(case, "failure" if r.status == FAILED else "error", message=r.message).text = detail
+            elif r.status == SKIPPED:
+                ET.SubElement(case, "skipped", message=r.message)
+            elif r.status == WARNING:
+                ET.SubElement(case, "system-out").text = "warning: " + r.message
         if unchecked:
             case = ET.SubElement(suite, "testcase", classname=host, name=SUITE, time="0.000")
             ET.SubElement(case, "error", message=NOT_CHECKED_TEXT)
@@ -637,12 +640,13 @@ def prometheus_text(result: dict) -> str:
                              "more than the margin and their spread", labels=["host", "figure"])
     finished = GaugeMetricFamily("npuenv_validation_last_run_timestamp_seconds", "when the validation run ended",
                                  value=result["finished"])
-    for r in result["results"]:
-        if r["status"] != SKIPPED and r["check"] not in CONTROLLER_CHECKS:
-            check.add_metric([r["host"], r["check"], *labels.values()], float(r["status"] in (PASSED, WARNING)))
-    for host, st in result["host_status"].items():
-        host_up.add_metric([host], float(st["status"] not in (UNREACHABLE, ERROR)))
-        host_ok.add_metric([host], float(st["status"] == PASSED))
+    for r in map(CheckResult.from_dict, result["results"]):
+        if r.status != SKIPPED and r.check not in CONTROLLER_CHECKS:
+            check.add_metric([r.host, r.check, *labels.values()], float(r.status in (PASSED, WARNING)))
+    for host, entry in result["host_status"].items():
+        verdict = HostResult.from_dict(entry).status
+        host_up.add_metric([host], float(verdict not in (UNREACHABLE, ERROR)))
+        host_ok.add_metric([host], float(verdict == PASSED))
     for name, by_host in result["figures"].items():
         for host, value in by_host.items():
             fig[name].add_metric([host], value * FIGURES[name].per_unit)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .document import ERROR, FAILED, FLEET, PASSED, SKIPPED, WARNING, fit
-from .node import LEVELS
+from .document import FLEET, fit
+from .model import ERROR, FAILED, LEVELS, SKIPPED, SUITE_RESULTS_KEY, SUITE_RESULTS_VERSION, WARNING, CheckResult
 
 PROP_FAILURE = "npuenv_failure"
 PROP_WARNING = "npuenv_warning"
@@ -42,10 +42,8 @@ class Collector:
             return
         props = dict(report.user_properties)
         check = report.nodeid.split("::")[-1].split("[")[0].removeprefix("test_")
-        rec = self.records.setdefault(report.nodeid, {
-            "host": _host_of(report.nodeid), "check": check,
-            "level": next((k for k in LEVELS if k in report.keywords), next(iter(LEVELS))),
-            "status": PASSED, "duration_s": 0.0, "message": "", "data": None})
+        rec = self.records.setdefault(report.nodeid, CheckResult(
+            _host_of(report.nodeid), check, next((k for k in LEVELS if k in report.keywords), LEVELS[0])).to_dict())
         rec["duration_s"] = round(rec["duration_s"] + report.duration, 3)
         if PROP_DATA in props:
             rec["data"] = json.loads(props[PROP_DATA])
@@ -66,7 +64,7 @@ class Collector:
         # make the controller refuse the whole node.
         results = sorted((fit(r) for r in self.records.values()), key=lambda r: (r["host"], r["check"]))
         hosts = sorted({r["host"] for r in results})
-        payload = {"started": self.started, "duration_s": round(time.time() - self.started, 1),
+        payload = {SUITE_RESULTS_KEY: SUITE_RESULTS_VERSION, "started": self.started, "duration_s": round(time.time() - self.started, 1),
                    "hosts": hosts, "results": results}
         extra = getattr(session.config, "_npuenv_meta", None)
         if extra:

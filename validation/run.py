@@ -21,8 +21,6 @@ target was unreachable; 2 bad input, or nothing could be checked at all.
 """
 from __future__ import annotations
 
-from __future__ import annotations
-
 import sys
 import tempfile
 import time
@@ -40,7 +38,8 @@ from . import document, identity, report
 from .merge import FLEET_CHECKS, Outcome, checks_ran, exit_status, fleet_args, fleet_records, records_of
 from . import options
 from . import targets as targets_mod
-from .node import FLEET_PORT, LEVELS, check_name, level_problem
+from .model import AUTO, FULL, LEVELS, LEVELS_TEXT
+from .node import FLEET_PORT, check_name, level_problem
 from .node import expected_stack as node_expected_stack
 from .targets import plan, run_phase
 
@@ -157,7 +156,7 @@ class Progress:
 
 
 def validate(targets: list[str], level: str, constraints: cm.Constraints, out_dir: Path, *,
-             backend: str = "auto", host_root: str = "/", run_args: list[str] | None = None,
+             backend: str = AUTO, host_root: str = "/", run_args: list[str] | None = None,
              suite_options: list[str] | None = None, only: list[str] | None = None,
              straggler_margin: float = report.STRAGGLER_MARGIN,
              straggler_min_peers: int = report.stragglers_mod.MIN_PEERS, fleet_port: int = FLEET_PORT,
@@ -166,9 +165,54 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
     """Run the suite on every target and write the reports. The hosts are checked against ``lock``
     (a Lock or its file), else ``constraints`` resolved into one, else each host's own recorded lock
     (``expectations``); each host against the lock's entry for its own arch and OS."""
+    parsed, only = _checked_inputs(targets, level, only, host_root, straggler_margin, straggler_min_peers,
+                                   fleet_port)
+    out_dir = outputs.check_dir_output(Path(out_dir), "--out")
+    if lock is not None and not isinstance(lock, lock_mod.Lock):
+        lock = lock_mod.load(lock)
+    if lock is not None and constraints.given():
+        raise UserError(f"--lock and row constraints ({constraints.describe()}): give one or the other")
+    the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
+    say = (lambda m: None) if quiet else (lambda m: print(f"npuenv: {m}", file=sys.stderr, flush=True))
+    # An interrupt ends the targets' runs and removes what was started (image containers, temporary files).
+    with interrupts.interruptible("validate"), ExitStack() as cleanup:
+        workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
+        transports, hints = plan(parsed, host_root, run_args or [], cleanup, workdir)
+        hosts = [h for t in transports for h in t.hosts]
+        expect, locks = expectations(hosts, hints, constraints, lock, the_matrix, log=say)
+        # The whole locks travel: each node takes the entry of its own arch and OS (node.py).
+        artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", None,
+                                      {d: lk.data for d, lk in locks.items()})
+        base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]
+        for check in only:
+            base += ["--only", check]
+        say(f"checking {len(hosts)} host{'s' if len(hosts) > 1 else ''} at the {level} level: a line each as it "
+            f"finishes")
+        phase1 = run_phase(transports, artefact, {h: expect[h] + base for h in hosts}, Progress(say, len(hosts)))
+        _refuse_clashes(transports, phase1, out_dir)
+        records = [r for h in hosts for r in records_of(h, phase1[h])]
+        if level == FULL and (not only or set(only) & set(FLEET_CHECKS)):
+            records += _fleet_phase(transports, artefact, phase1, expect, base, fleet_port, say)
+        meta = {"level": level, "backend": backend, "targets": [str(t) for t in parsed],  # the parsed, safe form
+                **lock_meta(hosts, phase1, locks)}
+        data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta,
+                                   peers=peer_groups(transports, phase1), straggler_min_peers=straggler_min_peers)
+        if not checks_ran(records):
+            _nothing_checked(data, hosts, phase1, out_dir)
+        # All reports or none (an earlier run's are removed then), also when interrupted.
+        written = report.write_all(data, out_dir)
+    if not quiet:
+        report.show(report.terminal(data), sys.stdout)
+        print("reports: " + ", ".join(str(p) for p in written))
+    return exit_status(data)
+
+
+def _checked_inputs(targets: list[str], level: str, only: list[str] | None, host_root: str,
+                    straggler_margin: float, straggler_min_peers: int, fleet_port: int) -> tuple[list, list[str]]:
+    """The targets parsed and the --only checks, every input checked before anything starts (the CLI's parser
+    has checked most already); UserError names the first that is wrong."""
     if level not in LEVELS:
-        raise UserError(f"unknown level '{level}'; use quick, standard or full")
-    # Every input is checked before anything starts (the CLI's parser has checked most already).
+        raise UserError(f"unknown level '{level}'; use {LEVELS_TEXT}")
     parsed = [targets_mod.parse(t) for t in targets]
     only = [options.checked("--only", check_name, name) for name in only or []]
     problem = level_problem(only, level)
@@ -180,70 +224,45 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
     if any(isinstance(t, targets_mod.ImageTarget) for t in parsed) and not Path(host_root).is_dir():
         raise UserError(f"--host-root {host_root}: no such folder; give the folder the host's /dev and NPU driver "
                         f"are under (default /)")
-    out_dir = outputs.check_dir_output(Path(out_dir), "--out")
-    if lock is not None and not isinstance(lock, lock_mod.Lock):
-        lock = lock_mod.load(lock)
-    if lock is not None and constraints.given():
-        raise UserError(f"--lock and row constraints ({constraints.describe()}): give one or the other")
-    the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
-    # An interrupt ends the targets' runs and removes what was started (image containers, temporary files).
-    with interrupts.interruptible("validate"), ExitStack() as cleanup:
-        workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="npuenv-validate-")))
-        transports, hints = plan(parsed, host_root, run_args or [], cleanup, workdir)
-        hosts = [h for t in transports for h in t.hosts]
-        say = (lambda m: None) if quiet else (lambda m: print(f"npuenv: {m}", file=sys.stderr, flush=True))
-        expect, locks = expectations(hosts, hints, constraints, lock, the_matrix, log=say)
-        # The whole locks travel: each node takes the entry of its own arch and OS (node.py).
-        artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", None,
-                                      {d: lk.data for d, lk in locks.items()})
-        base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]
-        for check in only or []:
-            base += ["--only", check]
-        say(f"checking {len(hosts)} host{'s' if len(hosts) > 1 else ''} at the {level} level: a line each as it "
-            f"finishes")
-        phase1 = run_phase(transports, artefact, {h: expect[h] + base for h in hosts}, Progress(say, len(hosts)))
-        # Two targets that reach one machine would be reported as two hosts that passed: refused before
-        # anything is reported. (Image targets are containers started for this run, not machines.)
-        clashes = identity.clashes({h: phase1[h].document for t in transports if t.fleet_member for h in t.hosts})
-        if clashes:
-            report.remove_all(out_dir)
-            raise UserError(f"targets that reach one machine: {'; '.join(clashes)}; {identity.FIX}; "
-                            f"nothing was reported")
-        records = [r for h in hosts for r in records_of(h, phase1[h])]
-        members = [h for t in transports if t.fleet_member for h in t.hosts if phase1[h].status == "ran"]
-        wants_fleet = level == "full" and (not only or set(only) & set(FLEET_CHECKS))
-        if wants_fleet and len(members) >= 2:
-            say(f"the checks across nodes, on the {len(members)} that ran: a line each as it finishes")
-            phase2 = run_phase(transports, artefact, {h: expect[h] + a for h, a in
-                                                      fleet_args(phase1, members, base, fleet_port).items()},
-                               Progress(say, len(members)))
-            for h in members:
-                records += records_of(h, phase2[h])
-            records += fleet_records(phase2, members)
-        meta = {"level": level, "backend": backend, "targets": [str(t) for t in parsed],  # the parsed, safe form
-                **lock_meta(hosts, phase1, locks)}
-        if not checks_ran(records):
-            # Nothing was checked: metrics.prom alone says so, each host at passed 0 (an alert on
-            # it fires; a missing file would not), and no report of an earlier run stays to be read
-            # as this run's verdict.
-            data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta,
-                                    peers=peer_groups(transports, phase1), straggler_min_peers=straggler_min_peers)
-            try:
-                [metrics] = report.write_all(data, out_dir, names=(report.METRICS,))
-                written = f"{metrics} records it ({report.HOST_PASSED} 0 for each host)"
-            except interrupts.Interrupted:
-                raise
-            except UserError as e:
-                written = str(e)
-            reasons = "; ".join(report.one_line(f"{h}: {phase1[h].status} {phase1[h].reason[:300]}".strip()
-                                                if phase1[h].status != "ran" else f"{h}: every check was skipped")
-                                for h in hosts)
-            raise UserError(f"no check ran on any target ({reasons}); {written}")
-        data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta,
-                                    peers=peer_groups(transports, phase1), straggler_min_peers=straggler_min_peers)
-        # All reports or none (an earlier run's are removed then), also when interrupted.
-        written = report.write_all(data, out_dir)
-    if not quiet:
-        report.show(report.terminal(data), sys.stdout)
-        print("reports: " + ", ".join(str(p) for p in written))
-    return exit_status(data)
+    return parsed, only
+
+
+def _refuse_clashes(transports: list, phase1: dict[str, Outcome], out_dir: Path) -> None:
+    """Two targets that reach one machine would be reported as two hosts that passed: refused before
+    anything is reported. (Image targets are containers started for this run, not machines.)"""
+    clashes = identity.clashes({h: phase1[h].document for t in transports if t.fleet_member for h in t.hosts})
+    if clashes:
+        report.remove_all(out_dir)
+        raise UserError(f"targets that reach one machine: {'; '.join(clashes)}; {identity.FIX}; "
+                        f"nothing was reported")
+
+
+def _fleet_phase(transports: list, artefact: Path, phase1: dict[str, Outcome], expect: dict[str, list[str]],
+                 base: list[str], fleet_port: int, say) -> list[dict]:
+    """The records of the checks across nodes, run on the nodes that ran the first phase (none when
+    fewer than two did)."""
+    members = [h for t in transports if t.fleet_member for h in t.hosts if phase1[h].status == "ran"]
+    if len(members) < 2:
+        return []
+    say(f"the checks across nodes, on the {len(members)} that ran: a line each as it finishes")
+    phase2 = run_phase(transports, artefact, {h: expect[h] + a for h, a in
+                                              fleet_args(phase1, members, base, fleet_port).items()},
+                       Progress(say, len(members)))
+    return [r for h in members for r in records_of(h, phase2[h])] + fleet_records(phase2, members)
+
+
+def _nothing_checked(data: dict, hosts: list[str], phase1: dict[str, Outcome], out_dir: Path) -> None:
+    """Raise the UserError of a run where no check ran. metrics.prom alone says so, each host at passed 0
+    (an alert on it fires; a missing file would not), and no report of an earlier run stays to be read as
+    this run's verdict."""
+    try:
+        [metrics] = report.write_all(data, out_dir, names=(report.METRICS,))
+        written = f"{metrics} records it ({report.HOST_PASSED} 0 for each host)"
+    except interrupts.Interrupted:
+        raise
+    except UserError as e:
+        written = str(e)
+    reasons = "; ".join(report.one_line(f"{h}: {phase1[h].status} {phase1[h].reason[:300]}".strip()
+                                        if phase1[h].status != "ran" else f"{h}: every check was skipped")
+                        for h in hosts)
+    raise UserError(f"no check ran on any target ({reasons}); {written}")

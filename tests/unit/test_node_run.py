@@ -11,6 +11,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from validation import artefact, node
 
 
@@ -54,3 +56,25 @@ def test_unpacking_keeps_the_libraries_in_the_archive_and_puts_this_pythons_byte
     p = subprocess.run(node.python_running("ownpkg.show", root), capture_output=True, text=True, cwd=tmp_path,
                        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert p.stdout == "2 1 archive archive\n", p.stderr
+
+
+RECORD = {"host": "local://", "check": "driver", "level": "quick", "status": "passed", "duration_s": 0.1,
+          "message": "", "data": None}
+
+
+@pytest.mark.parametrize("version, code, results, error", [
+    (1, node.EXIT_PASSED, [RECORD], None),
+    (2, node.EXIT_ERROR, [], "results.json is not of the suite results' format 1 (npuenv_suite_results is 2): "
+                             "the artefact is broken; rebuild it"),
+])
+def test_the_node_reads_the_suites_results_of_its_own_format_only(tmp_path, monkeypatch, capsys, version, code,
+                                                                    results, error):
+    def run_suite(command, env, cwd=None):   # the suite's plugin writes its file; pytest says all passed
+        [path] = [a.split("=", 1)[1] for a in command if a.startswith("--npuenv-results=")]
+        Path(path).write_text(json.dumps({"npuenv_suite_results": version, "results": [RECORD]}))
+        return subprocess.CompletedProcess(command, 0, "1 passed\n")
+    monkeypatch.setattr(node, "run_suite", run_suite)
+    monkeypatch.setattr(node, "addresses", lambda: [])
+    assert node.main(["--stack", str(tmp_path / "stack.json")]) == code
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["results"], doc.get("error"), doc["pytest_exit"]) == (results, error, 0)

@@ -641,5 +641,20 @@ def test_the_plot_scales_sizes_that_do_not_start_at_one_byte():
 
 
 def test_load_reads_a_results_json_without_records(tmp_path):
-    (tmp_path / "results.json").write_text('{"summary": {}}')
-    assert report.load(tmp_path / "results.json") == {"summary": {}, "results": []}
+    (tmp_path / "results.json").write_text('{"npuenv_results": 1, "summary": {}}')
+    assert report.load(tmp_path / "results.json") == {"npuenv_results": 1, "summary": {}, "results": []}
+
+
+def test_results_json_carries_its_format_first(tmp_path, result):
+    assert report.results_json(result).startswith('{"npuenv_results":1,"hosts":')
+
+
+@pytest.mark.parametrize("head, shown", [('"summary": {}', "None"), ('"npuenv_results": 2', "2"),
+                                         ('"npuenv_results": "1"', "'1'"), ('"npuenv_results": true', "True")])
+def test_load_refuses_a_results_json_of_another_format(tmp_path, head, shown):
+    path = tmp_path / "results.json"
+    path.write_text("{" + head + ', "results": []}')
+    with pytest.raises(UserError) as e:
+        report.load(path)
+    assert str(e.value) == (f"{path}: not a results.json of format 1 (npuenv_results is {shown}): another version "
+                            f"of npuenv wrote it; validate again to write one this version reads")

@@ -136,7 +136,8 @@ def test_errors_skips_warnings_and_data(pytester):
 
 def test_document_shape(pytester):
     _, doc = run_suite(pytester)
-    assert set(doc) == {"started", "duration_s", "hosts", "results"}
+    assert set(doc) == {"npuenv_suite_results", "started", "duration_s", "hosts", "results"}
+    assert doc["npuenv_suite_results"] == 1   # its format, which node.py checks
     assert doc["hosts"] == ["fleet", "podman://node-a", "podman://node-b"]
     assert [(r["host"], r["check"]) for r in doc["results"]] == sorted((r["host"], r["check"]) for r in doc["results"])
     for r in doc["results"]:
@@ -197,7 +198,7 @@ def test_duration_is_the_checks_own_and_the_document_is_indented(pytester):
     for _ in range(2):   # the folder is made once and then reused
         pytester.runpytest("-p", "validation.results", f"--npuenv-results={out}").assert_outcomes(passed=2)
     text = out.read_text()
-    assert text.startswith('{\n "started": ')
+    assert text.startswith('{\n "npuenv_suite_results": 1,\n "started": ')
     doc = json.loads(text)
     timed = records(doc)[("fleet", "timed")]
     assert 0.45 <= timed["duration_s"] < 0.75, timed   # the call only (0.5 s): setup and teardown passed

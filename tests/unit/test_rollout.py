@@ -135,6 +135,7 @@ def deploy(fleet, *args) -> tuple[int, dict, Path]:
     code = cli.main(["deploy", "-i", "hosts.yml", "--lock", str(fleet.lock_file), *args])
     folders = sorted((fleet.tmp / "out" / "deploy").iterdir())
     summary = json.loads((folders[-1] / "summary.json").read_text())
+    assert list(summary.items())[0] == ("npuenv_deploy_summary", 1)   # its format, first
     return code, summary, folders[-1]
 
 

@@ -250,6 +250,7 @@ def test_150_nodes_merge_into_one_table_and_document(lock_a, lock_b):
     nodes = [status.assess(probed[h], lock_a, PLATFORMS) for h in hosts]
     count = {k: sum(1 for v in expected.values() if v == k) for k in set(expected.values())}
     data = status.to_json(nodes, lock_a)
+    assert list(data)[0] == "npuenv_status" and data["npuenv_status"] == 1   # its format, first
     assert data["summary"] == {"nodes": 150, "ok": count["ok"] + count["busy"],
                                "drift": count["never"] + count["other"] + count["setting"],
                                "unreachable": count["unreachable"], "error": 0, "busy": count["busy"]}
