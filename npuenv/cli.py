@@ -19,7 +19,8 @@ from compat_matrix.resolver import filter_rows, normalise, unknown_row_message
 from images import cli as images_cli
 from torch_npu_pkg import cli as wheelhouse_cli
 from validation import options as validate_options
-from validation.node import FLEET_PORT, LEVELS, check_name
+from validation import model
+from validation.node import FLEET_PORT, check_name
 from validation.report import STRAGGLER_MARGIN
 from validation.stragglers import MIN_PEERS
 
@@ -397,11 +398,11 @@ def _add_validate(sub) -> None:
                    help="local | podman://NAME | image:REF[?ca_cert=F&cert_dir=D&authfile=F&creds_from_env=1] | "
                    "ssh://USER@HOST[:PORT][?ssh_identity_file=KEY&ssh_config=FILE] | ansible://GROUP?inventory=PATH "
                    "(repeatable; all are validated at once)")
-    add_env_argument(p, "validate_level", "--level", choices=tuple(LEVELS), default="quick",
+    add_env_argument(p, "validate_level", "--level", choices=model.LEVELS, default=model.DEFAULT_LEVEL,
                      help="how deep the checks go (validation/README.md lists each level's checks)")
     add_constraint_args(p)
     add_lock_arg(p, picks_entry=False)
-    p.add_argument("--backend", choices=validate_options.BACKENDS, default="auto",
+    p.add_argument("--backend", choices=model.BACKENDS, default=model.AUTO,
                    help="device for the workloads (auto: npu with HCCL, else cuda with NCCL, else cpu with gloo; "
                    "default: %(default)s)")
     add_env_argument(p, "validate_out", "--out", type=validate_options.nonempty_path, default="out/validation",
@@ -445,7 +446,7 @@ def _add_deploy(sub) -> None:
     p.add_argument("--gate", choices=rollout.GATES, default=None,
                    help="the validation level each batch must pass before the next starts; none: no gate "
                    f"(default: {rollout.DEFAULT_GATE}; none with --tags, a partial run)")
-    p.add_argument("--gate-backend", choices=validate_options.BACKENDS, default="auto",
+    p.add_argument("--gate-backend", choices=model.BACKENDS, default=model.AUTO,
                    help="the gate's workload device, as validate --backend (default: %(default)s)")
     p.add_argument("--allow-busy", action="store_true",
                    help="deploy also to hosts whose NPUs run processes (without it they are skipped, untouched)")

@@ -43,14 +43,14 @@ from compat_matrix.render import aligned
 from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
 from validation import identity
-from validation.node import LEVELS
+from validation.model import AUTO, LEVELS, QUICK
 from validation.targets import AnsibleTarget, unsafe_yaml
 
 from . import status
 
 PLAYBOOK = "site.yml"
 GATES = (*LEVELS, "none")
-DEFAULT_GATE = "quick"
+DEFAULT_GATE = QUICK
 # At most this many nodes change at once unless told otherwise (an upgrade's blast radius).
 DEFAULT_BATCH = 10
 DEFAULT_LOG_DIR = "out/deploy"
@@ -97,7 +97,7 @@ class Plan:
     hosts: list[str]
     batch_size: int = DEFAULT_BATCH
     gate: str = DEFAULT_GATE
-    gate_backend: str = "auto"
+    gate_backend: str = AUTO
     allow_busy: bool = False
     check: bool = False
     tags: list[str] | None = None
@@ -351,7 +351,7 @@ def rerun_command(plan: Plan, folder: Path, hosts: list[str]) -> str:
     cmd = ["npuenv"] + (["--matrix", str(Path(plan.matrix).absolute())] if plan.matrix else [])
     cmd += ["deploy", "-i", str(plan.inventory), "--lock", str((folder / "lock.json").absolute()),
             "--limit", ",".join(hosts), "--batch-size", str(plan.batch_size), "--gate", plan.gate]
-    if plan.gate_backend != "auto":
+    if plan.gate_backend != AUTO:
         cmd += ["--gate-backend", plan.gate_backend]
     if plan.allow_busy:
         cmd.append("--allow-busy")
@@ -516,7 +516,7 @@ def _stop(number: int, bad: list[str], later: list[list[str]], log: Log, results
 
 
 def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, gate=None,
-            gate_backend="auto", allow_busy=False, check=False, tags=None, extra_vars=None,
+            gate_backend=AUTO, allow_busy=False, check=False, tags=None, extra_vars=None,
             ansible: Given | None = None, log_dir=None, matrix=None) -> Plan:
     """Every input checked (UserError: exit 2, nothing started), the hosts listed and the lock had.
     ``gate`` None: DEFAULT_GATE, or none for a partial run (--tags, --start-at-task), which leaves the

@@ -17,7 +17,6 @@ from typing import Callable
 
 from compat_matrix.errors import UserError
 
-from .model import BACKENDS  # noqa: F401 (the backends are the model's; the options name them here too)
 # TCP ports a rendezvous can listen on (0 would be "any port", which the other nodes cannot know).
 PORT_RANGE = (1, 65535)
 # No collective legitimately takes a day: a larger value is a typo.

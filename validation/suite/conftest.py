@@ -10,7 +10,7 @@ import pytest
 
 from validation import explain, facts as facts_mod, workloads
 from validation import options as suite_options
-from validation.model import AUTO, LEVELS
+from validation.model import AUTO, BACKENDS, LEVELS
 from validation.node import FLEET_PORT
 from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 
@@ -18,7 +18,7 @@ from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 def pytest_addoption(parser):
     g = parser.getgroup("npuenv")
     g.addoption("--npuenv-stack", help="JSON file: the resolved matrix row the hosts must match")
-    g.addoption("--npuenv-backend", default=AUTO, choices=suite_options.BACKENDS)
+    g.addoption("--npuenv-backend", default=AUTO, choices=BACKENDS)
     # The same names, defaults and ranges as `npuenv validate`'s options (validation/options.py).
     for option in suite_options.SUITE_OPTIONS:
         g.addoption(f"--npuenv-{option.name}", type=option.parse, default=option.default, help=option.help)
