@@ -42,8 +42,8 @@ from compat_matrix import interrupts, outputs
 from compat_matrix.render import aligned
 from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
-from validation import identity
-from validation.model import AUTO, LEVELS, QUICK
+from validation import identity, report
+from validation.model import AUTO, LEVELS, PASSED, QUICK
 from validation.targets import AnsibleTarget, unsafe_yaml
 
 from . import status
@@ -322,11 +322,11 @@ def gate_batch(plan: Plan, number: int, hosts: list[str], folder: Path, log: Log
             results[h].gate, results[h].outcome = "failed", FAILED
             results[h].cause = short(f"gate {plan.gate}: {e}")
         return
-    data = json.loads((out_dir / "results.json").read_text())
+    data = report.load(out_dir / "results.json")
     for h in hosts:
         r = results[h]
         state = (data["host_status"].get(h) or {}).get("status")
-        if state == "passed":
+        if state == PASSED:
             r.gate = "passed"
             continue
         failing = [f"{g['check']}: {g['cause']}" for g in data.get("failures", []) if h in g.get("hosts", [])]

@@ -20,6 +20,7 @@ from compat_matrix.errors import UserError
 from npuenv import cli
 from ansible_run import run
 from playbooks import rollout, status
+from validation import model
 from playbooks.collections.ansible_collections.npuenv.ascend.plugins.callback import npuenv_outcomes
 from tests.unit import status_fakes as fakes
 
@@ -107,7 +108,8 @@ class FakeFleet:
         failures = [{"check": "npu_health", "cause": "NPU 3 reports Critical", "hosts": [h]}
                     for h in hosts if self.gate_finds.get(h) == "failed"]
         Path(out_dir).mkdir(parents=True)
-        (Path(out_dir) / "results.json").write_text(json.dumps({"host_status": status_of, "failures": failures}))
+        (Path(out_dir) / "results.json").write_text(json.dumps({model.RESULTS_KEY: model.RESULTS_VERSION,
+                                                                "host_status": status_of, "failures": failures}))
         return 1 if failures else 0
 
 
