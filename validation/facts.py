@@ -187,7 +187,8 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
     if probe.can_run:
         facts["npu_smi"], facts["devices"] = _npu_smi_info(probe)
         if facts["devices"] and device_details:
-            _device_details(probe, facts, npu_smi_path())
+            facts["npu_smi"], facts["devices"], facts["topology"] = _device_details(
+                probe, facts["npu_smi"], facts["devices"], npu_smi_path())
     lazy = {"boards": lambda: _boards(probe, npu_smi_path, facts["devices"]),
             "hccs": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "hccs", "hccs", vendor_tools.parse_hccs),
             "super_pod": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "spod-info", "spod",
@@ -310,33 +311,40 @@ def _ecc(chip: int):
     return read
 
 
-def _device_details(probe: Probe, facts: dict, smi: str) -> None:
-    """Each chip's health codes, temperatures, power, HBM and ECC, and the
-    topology, from npu-smi's sub-commands (one shell call)."""
+def _device_details(probe: Probe, npu_smi_facts: dict, devices: list[dict],
+                    smi: str) -> tuple[dict, list[dict], dict]:
+    """Each chip's health codes, temperatures, power, HBM and ECC, and the topology, from
+    npu-smi's sub-commands (one shell call): the npu_smi facts (with a mapping error, if any),
+    the devices with their details added and their logic ids filled in, and the topology."""
     commands = {"topo": f"{smi} info -t topo", "mapping": f"{smi} info -m"}
-    for d in facts["devices"]:
+    for d in devices:
         where = f"-i {d['npu']} -c {d['chip']}"
         for kind in ("health", "temp", "power", "memory", "ecc"):
             commands[f"{kind} {d['npu']} {d['chip']}"] = f"{smi} info -t {kind} {where}"
     out = run_sections(probe, commands)
-    facts["topology"] = _read(vendor_tools.parse_topo, out["topo"][1])
+    topology = _read(vendor_tools.parse_topo, out["topo"][1])
     mapping = _read(vendor_tools.parse_mapping, out["mapping"][1])
     if isinstance(mapping, dict):   # {"error": why}
-        facts["npu_smi"]["mapping_error"] = mapping["error"]
+        npu_smi_facts = {**npu_smi_facts, "mapping_error": mapping["error"]}
+        logic_ids = {}
     else:
         logic_ids = {(m["npu"], m["chip"]): m["logic_id"] for m in mapping}
-        for d in facts["devices"]:
-            if d["logic_id"] is None:
-                d["logic_id"] = logic_ids.get((d["npu"], d["chip"]))
-    for d in facts["devices"]:
+    detailed = []
+    for d in devices:
         key = f"{d['npu']} {d['chip']}"
-        d["health_detail"] = _read(vendor_tools.parse_health, out[f"health {key}"][1])
-        d["sensors"] = {
-            "temp_c": _read(_chip_values(vendor_tools.TEMPERATURE_KEYS, d["chip"]), out[f"temp {key}"][1]),
-            "power_w": _read(_chip_values(vendor_tools.POWER_KEYS, d["chip"]), out[f"power {key}"][1]),
-            "hbm_temp_c": _read(_chip_values(vendor_tools.HBM_TEMPERATURE_KEYS, d["chip"]), out[f"memory {key}"][1]),
-        }
-        d["ecc"] = _read(_ecc(d["chip"]), out[f"ecc {key}"][1])
+        logic_id = d["logic_id"] if d["logic_id"] is not None else logic_ids.get((d["npu"], d["chip"]))
+        detailed.append({
+            **d, "logic_id": logic_id,
+            "health_detail": _read(vendor_tools.parse_health, out[f"health {key}"][1]),
+            "sensors": {
+                "temp_c": _read(_chip_values(vendor_tools.TEMPERATURE_KEYS, d["chip"]), out[f"temp {key}"][1]),
+                "power_w": _read(_chip_values(vendor_tools.POWER_KEYS, d["chip"]), out[f"power {key}"][1]),
+                "hbm_temp_c": _read(_chip_values(vendor_tools.HBM_TEMPERATURE_KEYS, d["chip"]),
+                                    out[f"memory {key}"][1]),
+            },
+            "ecc": _read(_ecc(d["chip"]), out[f"ecc {key}"][1]),
+        })
+    return npu_smi_facts, detailed, topology
 
 
 def _boards(probe: Probe, npu_smi_path, devices: list[dict]) -> list[dict]:
