@@ -171,19 +171,8 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
     needs none); ``python`` is the interpreter whose torch, torch_npu and torchvision are read."""
     platforms = platforms or cm.load_platforms()
     root = platforms.install_root
-    install_info = key_values(probe.read(platforms.hdk["paths"]["install_info"]))
-    driver_root = install_info.get("Driver_Install_Path_Param", root)
-    driver = key_values(probe.read(f"{driver_root}/driver/version.info"))
-    firmware = key_values(probe.read(f"{driver_root}/firmware/version.info"))
     facts = {
-        "install_info": install_info,
-        # compatible_version: the CANN inner versions ([V100R001C23],...) the driver supports;
-        # Innerversion: its own (hicann/driver itf_ver.conf, compatible_version.conf).
-        "driver": {"version": driver.get("Version"), "package_version": driver.get("package_version"),
-                   "innerversion": driver.get("Innerversion"), "compatible_version": driver.get("compatible_version")}
-        if driver else None,
-        "firmware": {"version": firmware.get("Version"), "package_version": firmware.get("package_version")}
-        if firmware else None,
+        **_driver_facts(probe, platforms),
         "devices": [],
         "npu_smi": None,
         "cann": _cann(probe, platforms),
@@ -196,27 +185,10 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
     }
     npu_smi_path = functools.cache(lambda: _npu_smi_command(probe))   # looked up once, when first needed
     if probe.can_run:
-        rc, text = npu_smi(probe)
-        if rc == 127:
-            facts["npu_smi"] = {"error": "npu-smi not found (no driver on this host)"}
-        else:
-            try:
-                info = vendor_tools.parse_npu_smi_info(text)
-                facts["npu_smi"] = {"version": info.version,
-                                    "unread_rows": [dataclasses.asdict(u) for u in info.unread_rows()]}
-                # The table prints a chip's logic id only on 310/310P ("Device"); elsewhere
-                # `npu-smi info -m` says it (_device_details), not the chip's place in the table.
-                facts["devices"] = [{"npu": c.npu, "chip": c.chip, "phy_id": c.phy_id, "name": c.name,
-                                     "logic_id": c.device_id,
-                                     "health": c.health, "bus_id": c.bus_id, "temp_c": c.temp_c,
-                                     "power_w": c.power_w, "hbm_mb": c.hbm_mb, "aicore_pct": c.aicore_pct}
-                                    for c in info.chips]
-                facts["npu_smi"]["processes"] = [{"npu": p.npu, "chip": p.chip, "pid": p.pid, "name": p.name}
-                                                 for p in info.processes]
-            except vendor_tools.VendorOutputError as e:
-                facts["npu_smi"] = {"error": str(e)}
+        facts["npu_smi"], facts["devices"] = _npu_smi_info(probe)
         if facts["devices"] and device_details:
-            _device_details(probe, facts, npu_smi_path())
+            facts["npu_smi"], facts["devices"], facts["topology"] = _device_details(
+                probe, facts["npu_smi"], facts["devices"], npu_smi_path())
     lazy = {"boards": lambda: _boards(probe, npu_smi_path, facts["devices"]),
             "hccs": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "hccs", "hccs", vendor_tools.parse_hccs),
             "super_pod": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "spod-info", "spod",
@@ -226,6 +198,46 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
     if network:
         facts["network"] = lazy.pop("network")()
     return Facts(facts, lazy)
+
+
+def _driver_facts(probe: Probe, platforms: cm.Platforms) -> dict:
+    """The HDK's install record and the driver's and firmware's version files."""
+    install_info = key_values(probe.read(platforms.hdk["paths"]["install_info"]))
+    driver_root = install_info.get("Driver_Install_Path_Param", platforms.install_root)
+    driver = key_values(probe.read(f"{driver_root}/driver/version.info"))
+    firmware = key_values(probe.read(f"{driver_root}/firmware/version.info"))
+    return {
+        "install_info": install_info,
+        # compatible_version: the CANN inner versions ([V100R001C23],...) the driver supports;
+        # Innerversion: its own (hicann/driver itf_ver.conf, compatible_version.conf).
+        "driver": {"version": driver.get("Version"), "package_version": driver.get("package_version"),
+                   "innerversion": driver.get("Innerversion"), "compatible_version": driver.get("compatible_version")}
+        if driver else None,
+        "firmware": {"version": firmware.get("Version"), "package_version": firmware.get("package_version")}
+        if firmware else None,
+    }
+
+
+def _npu_smi_info(probe: Probe) -> tuple[dict, list[dict]]:
+    """``npu-smi info``'s table: what it says of itself (version, unread rows, processes, or
+    {"error": why}) and one entry per chip (none where it could not be read)."""
+    rc, text = npu_smi(probe)
+    if rc == 127:
+        return {"error": "npu-smi not found (no driver on this host)"}, []
+    try:
+        info = vendor_tools.parse_npu_smi_info(text)
+    except vendor_tools.VendorOutputError as e:
+        return {"error": str(e)}, []
+    # The table prints a chip's logic id only on 310/310P ("Device"); elsewhere
+    # `npu-smi info -m` says it (_device_details), not the chip's place in the table.
+    devices = [{"npu": c.npu, "chip": c.chip, "phy_id": c.phy_id, "name": c.name,
+                "logic_id": c.device_id,
+                "health": c.health, "bus_id": c.bus_id, "temp_c": c.temp_c,
+                "power_w": c.power_w, "hbm_mb": c.hbm_mb, "aicore_pct": c.aicore_pct}
+               for c in info.chips]
+    summary = {"version": info.version, "unread_rows": [dataclasses.asdict(u) for u in info.unread_rows()],
+               "processes": [{"npu": p.npu, "chip": p.chip, "pid": p.pid, "name": p.name} for p in info.processes]}
+    return summary, devices
 
 
 # ------------------------------------------------ per-device vendor queries
@@ -299,33 +311,40 @@ def _ecc(chip: int):
     return read
 
 
-def _device_details(probe: Probe, facts: dict, smi: str) -> None:
-    """Each chip's health codes, temperatures, power, HBM and ECC, and the
-    topology, from npu-smi's sub-commands (one shell call)."""
+def _device_details(probe: Probe, npu_smi_facts: dict, devices: list[dict],
+                    smi: str) -> tuple[dict, list[dict], dict]:
+    """Each chip's health codes, temperatures, power, HBM and ECC, and the topology, from
+    npu-smi's sub-commands (one shell call): the npu_smi facts (with a mapping error, if any),
+    the devices with their details added and their logic ids filled in, and the topology."""
     commands = {"topo": f"{smi} info -t topo", "mapping": f"{smi} info -m"}
-    for d in facts["devices"]:
+    for d in devices:
         where = f"-i {d['npu']} -c {d['chip']}"
         for kind in ("health", "temp", "power", "memory", "ecc"):
             commands[f"{kind} {d['npu']} {d['chip']}"] = f"{smi} info -t {kind} {where}"
     out = run_sections(probe, commands)
-    facts["topology"] = _read(vendor_tools.parse_topo, out["topo"][1])
+    topology = _read(vendor_tools.parse_topo, out["topo"][1])
     mapping = _read(vendor_tools.parse_mapping, out["mapping"][1])
     if isinstance(mapping, dict):   # {"error": why}
-        facts["npu_smi"]["mapping_error"] = mapping["error"]
+        npu_smi_facts = {**npu_smi_facts, "mapping_error": mapping["error"]}
+        logic_ids = {}
     else:
         logic_ids = {(m["npu"], m["chip"]): m["logic_id"] for m in mapping}
-        for d in facts["devices"]:
-            if d["logic_id"] is None:
-                d["logic_id"] = logic_ids.get((d["npu"], d["chip"]))
-    for d in facts["devices"]:
+    detailed = []
+    for d in devices:
         key = f"{d['npu']} {d['chip']}"
-        d["health_detail"] = _read(vendor_tools.parse_health, out[f"health {key}"][1])
-        d["sensors"] = {
-            "temp_c": _read(_chip_values(vendor_tools.TEMPERATURE_KEYS, d["chip"]), out[f"temp {key}"][1]),
-            "power_w": _read(_chip_values(vendor_tools.POWER_KEYS, d["chip"]), out[f"power {key}"][1]),
-            "hbm_temp_c": _read(_chip_values(vendor_tools.HBM_TEMPERATURE_KEYS, d["chip"]), out[f"memory {key}"][1]),
-        }
-        d["ecc"] = _read(_ecc(d["chip"]), out[f"ecc {key}"][1])
+        logic_id = d["logic_id"] if d["logic_id"] is not None else logic_ids.get((d["npu"], d["chip"]))
+        detailed.append({
+            **d, "logic_id": logic_id,
+            "health_detail": _read(vendor_tools.parse_health, out[f"health {key}"][1]),
+            "sensors": {
+                "temp_c": _read(_chip_values(vendor_tools.TEMPERATURE_KEYS, d["chip"]), out[f"temp {key}"][1]),
+                "power_w": _read(_chip_values(vendor_tools.POWER_KEYS, d["chip"]), out[f"power {key}"][1]),
+                "hbm_temp_c": _read(_chip_values(vendor_tools.HBM_TEMPERATURE_KEYS, d["chip"]),
+                                    out[f"memory {key}"][1]),
+            },
+            "ecc": _read(_ecc(d["chip"]), out[f"ecc {key}"][1]),
+        })
+    return npu_smi_facts, detailed, topology
 
 
 def _boards(probe: Probe, npu_smi_path, devices: list[dict]) -> list[dict]:

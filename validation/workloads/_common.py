@@ -662,157 +662,211 @@ def launch_workers(run: Run, nproc: int, timeout: float, startup_timeout: float)
     not started within startup_timeout. Returns {"results", "events", "error",
     "timed_out", "exit_codes", "failures", "hello"} (hello: each rank's backend info).
     """
-    be = run.backend
     text = own_script()
-    port = _free_port()
-    argv = [a for a in sys.argv[1:]] + ["--backend", be.name]
-    lines = queue.Queue()
-    procs = []
-    base = dict(os.environ)
-    base.update({
-        "NPUENV_WORKER": "1", "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "TORCH_DEVICE_BACKEND_AUTOLOAD": "0",
-        "PYTHONUNBUFFERED": "1",
-    })
-    if not be.is_accelerator:
-        base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-        base.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    for rank in range(nproc):
-        env = dict(base, RANK=str(rank), LOCAL_RANK=str(rank))
+    group = _WorkerGroup(run.backend, nproc, timeout, startup_timeout)
+    group.start(text)
+    group.supervise()
+    group.reap()
+    return group.outcome()
+
+
+class _WorkerGroup:
+    """launch_workers' workers: their processes, what each has said so far, and why the group ended."""
+
+    def __init__(self, backend: Backend, nproc: int, timeout: float, startup_timeout: float):
+        self.backend = backend
+        self.nproc = nproc
+        self.timeout = timeout
+        self.startup_timeout = startup_timeout
+        self.lines = queue.Queue()  # (rank, line of its output); (rank, None) when its output ends
+        self.procs = []
+        self.started = None
+        self.last_seen = [None] * nproc  # monotonic time of the last event (None: not started yet)
+        self.last_step = ["starting Python and importing torch"] * nproc
+        self.tails = [[] for _ in range(nproc)]
+        self.results = {}
+        self.hello = {}
+        self.events = []
+        self.eof = [False] * nproc
+        self.error = None
+        self.timed_out = False
+        self.first_failure_at = None
+        self.first_failed = None
+        self.kill_deadline = None
+
+    def start(self, text: str) -> None:
+        """Start one worker per rank, each fed ``text`` on its stdin, its output read by a thread."""
+        port = _free_port()
+        argv = [a for a in sys.argv[1:]] + ["--backend", self.backend.name]
+        base = self._environment(port)
+        for rank in range(self.nproc):
+            self._spawn(rank, argv, dict(base, RANK=str(rank), LOCAL_RANK=str(rank)), text)
+        self.started = time.monotonic()
+
+    def _environment(self, port: int) -> dict:
+        """The torchrun-style environment every worker shares (each adds its RANK and LOCAL_RANK)."""
+        base = dict(os.environ)
+        base.update({
+            "NPUENV_WORKER": "1", "WORLD_SIZE": str(self.nproc), "LOCAL_WORLD_SIZE": str(self.nproc),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "TORCH_DEVICE_BACKEND_AUTOLOAD": "0",
+            "PYTHONUNBUFFERED": "1",
+        })
+        if not self.backend.is_accelerator:
+            base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.nproc)))
+            base.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        return base
+
+    def _spawn(self, rank: int, argv: list, env: dict, text: str) -> None:
         p = subprocess.Popen([sys.executable, "-"] + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, env=env)
-        procs.append(p)
+        self.procs.append(p)
 
-        def feed(p=p):
+        def feed():
             try:
                 p.stdin.write(text.encode())
                 p.stdin.close()
             except OSError:
                 pass
 
-        def read(p=p, rank=rank):
+        def read():
             for raw in iter(p.stdout.readline, b""):
-                lines.put((rank, raw.decode("utf-8", "replace").rstrip("\n")))
-            lines.put((rank, None))
+                self.lines.put((rank, raw.decode("utf-8", "replace").rstrip("\n")))
+            self.lines.put((rank, None))
 
         threading.Thread(target=feed, daemon=True).start()
         threading.Thread(target=read, daemon=True).start()
 
-    started = time.monotonic()
-    last_seen = [None] * nproc  # monotonic time of the last event (None: not started yet)
-    last_step = ["starting Python and importing torch"] * nproc
-    tails = [[] for _ in range(nproc)]
-    results = {}
-    hello = {}
-    events = []
-    eof = [False] * nproc
-    error = None
-    timed_out = False
-    first_failure_at = None
-    first_failed = None
-
-    kill_deadline = None
-
-    def kill_all(spare=None):
-        for r, p in enumerate(procs):
+    def kill_all(self, spare=None) -> None:
+        for r, p in enumerate(self.procs):
             if r != spare and p.poll() is None:
                 try:
                     p.kill()
                 except OSError:
                     pass
 
-    while not all(eof):
+    def supervise(self) -> None:
+        """Read the workers' output until every one has closed it, ending the group at the first
+        sign of trouble (self.error says which)."""
+        while not all(self.eof):
+            try:
+                rank, line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                rank, line = None, None
+            now = time.monotonic()
+            if rank is not None:
+                self._take(rank, line, now)
+            if self.error is not None:
+                if self.kill_deadline is not None and now > self.kill_deadline:
+                    self.kill_all()
+                continue
+            self._check(now)
+
+    def _take(self, rank: int, line, now: float) -> None:
+        """One line of a worker's output: the end of it, an event, or text to pass on to stderr."""
+        if line is None:
+            self.eof[rank] = True
+        elif line.startswith(EVENT_PREFIX):
+            self._event(rank, line[len(EVENT_PREFIX):], now)
+        else:
+            self.tails[rank].append(line)
+            del self.tails[rank][:-30]
+            try:
+                sys.stderr.write("[rank %d] %s\n" % (rank, line))
+            except OSError:
+                pass
+
+    def _event(self, rank: int, payload: str, now: float) -> None:
         try:
-            rank, line = lines.get(timeout=0.1)
-        except queue.Empty:
-            rank, line = None, None
-        now = time.monotonic()
-        if rank is not None:
-            if line is None:
-                eof[rank] = True
-            elif line.startswith(EVENT_PREFIX):
-                try:
-                    ev = json.loads(line[len(EVENT_PREFIX):])
-                except ValueError:
-                    ev = {"kind": "garbled"}
-                last_seen[rank] = now
-                kind = ev.get("kind")
-                if kind == "step":
-                    last_step[rank] = ev.get("label", "?")
-                elif kind == "result":
-                    results[rank] = ev
-                elif kind == "hello":
-                    hello[rank] = ev.get("info") or {}
-                elif kind == "timeout" and error is None:
-                    label = ev.get("label", "?")
-                    waiting = sorted(r for r in range(nproc) if last_step[r] == label or r == rank)
-                    others = ["rank %d (last step: %s)" % (r, last_step[r]) for r in range(nproc) if r not in waiting]
-                    error = "%s did not complete within %g s on %d ranks" % (label, timeout, nproc)
-                    if ev.get("hint"):
-                        error += ": " + ev["hint"]
-                    error += " [waiting in it: rank %s" % ", ".join(str(r) for r in waiting)
-                    error += "; elsewhere: %s]" % "; ".join(others) if others else "]"
-                    timed_out = True
-                    # the reporting rank exits by itself (exit code 124); stop the rest now
-                    kill_all(spare=rank)
-                    kill_deadline = now + 2.0
-                elif kind not in ("hb",):
-                    events.append(dict(ev, rank=rank))
-            else:
-                tails[rank].append(line)
-                del tails[rank][:-30]
-                try:
-                    sys.stderr.write("[rank %d] %s\n" % (rank, line))
-                except OSError:
-                    pass
-        if error is not None:
-            if kill_deadline is not None and now > kill_deadline:
-                kill_all()
-            continue
-        # a worker exited badly: give the others 2 s to report theirs, then stop the group
-        for r, p in enumerate(procs):
+            ev = json.loads(payload)
+        except ValueError:
+            ev = {"kind": "garbled"}
+        self.last_seen[rank] = now
+        kind = ev.get("kind")
+        if kind == "step":
+            self.last_step[rank] = ev.get("label", "?")
+        elif kind == "result":
+            self.results[rank] = ev
+        elif kind == "hello":
+            self.hello[rank] = ev.get("info") or {}
+        elif kind == "timeout" and self.error is None:
+            self.error = self._timeout_error(rank, ev)
+            self.timed_out = True
+            # the reporting rank exits by itself (exit code 124); stop the rest now
+            self.kill_all(spare=rank)
+            self.kill_deadline = now + 2.0
+        elif kind not in ("hb",):
+            self.events.append(dict(ev, rank=rank))
+
+    def _timeout_error(self, rank: int, ev: dict) -> str:
+        """A worker's timed-out step, with the ranks waiting in it and where the others are."""
+        label = ev.get("label", "?")
+        waiting = sorted(r for r in range(self.nproc) if self.last_step[r] == label or r == rank)
+        others = ["rank %d (last step: %s)" % (r, self.last_step[r]) for r in range(self.nproc) if r not in waiting]
+        error = "%s did not complete within %g s on %d ranks" % (label, self.timeout, self.nproc)
+        if ev.get("hint"):
+            error += ": " + ev["hint"]
+        error += " [waiting in it: rank %s" % ", ".join(str(r) for r in waiting)
+        error += "; elsewhere: %s]" % "; ".join(others) if others else "]"
+        return error
+
+    def _check(self, now: float) -> None:
+        """End the group 2 s after a worker exits badly (the others may report theirs meanwhile),
+        or at once when a live worker has not started in time or has stopped responding."""
+        for r, p in enumerate(self.procs):
             rc = p.poll()
-            if rc not in (None, 0) and first_failure_at is None:
-                first_failure_at, first_failed = now, r
-        if first_failure_at is not None and now - first_failure_at > 2.0:
-            error = "worker failure"
-            kill_all()
-            continue
-        for r, p in enumerate(procs):
+            if rc not in (None, 0) and self.first_failure_at is None:
+                self.first_failure_at, self.first_failed = now, r
+        if self.first_failure_at is not None and now - self.first_failure_at > 2.0:
+            self.error = "worker failure"
+            self.kill_all()
+            return
+        for r, p in enumerate(self.procs):
             if p.poll() is not None:
                 continue
-            if last_seen[r] is None and now - started > startup_timeout:
-                error = ("rank %d did not start within %g s (importing torch%s): the host is overloaded or "
-                         "the import hangs" % (r, startup_timeout, "/torch_npu" if be.name == "npu" else ""))
-                timed_out = True
-            elif last_seen[r] is not None and now - last_seen[r] > timeout + 10:
-                error = ("rank %d stopped responding for %.0f s during %s: the process is wedged"
-                         % (r, now - last_seen[r], last_step[r]))
-                timed_out = True
-            if error is not None:
-                kill_all()
-                break
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    exit_codes = [p.returncode for p in procs]
-    failures = []
-    for r, rc in enumerate(exit_codes):
-        res = results.get(r, {}).get("result") or {}
-        if rc != 0 and not timed_out:
-            failures.append({"rank": r, "exit_code": rc, "error": res.get("error"),
-                             "last_step": last_step[r], "output_tail": "\n".join(tails[r][-12:])})
-    failures.sort(key=lambda f: f["rank"] != first_failed)  # the first to fail leads
-    if error == "worker failure" or (error is None and (failures or len(results) < nproc)):
-        if failures:
-            f = failures[0]
-            why = f["error"] or (f["output_tail"].splitlines() or ["no output"])[-1]
-            error = "rank %d exited with code %s during %s: %s" % (f["rank"], f["exit_code"], f["last_step"], why)
-        else:
-            missing = [r for r in range(nproc) if r not in results]
-            error = "ranks %s ended without a result" % missing
-    return {"results": results, "events": events, "error": error, "timed_out": timed_out,
-            "exit_codes": exit_codes, "failures": failures, "hello": hello}
+            stalled = self._stalled(r, now)
+            if stalled is not None:
+                self.error, self.timed_out = stalled, True
+                self.kill_all()
+                return
+
+    def _stalled(self, r: int, now: float):
+        """Why live worker r counts as hung (not started in time, or silent past timeout + 10 s), or None."""
+        if self.last_seen[r] is None and now - self.started > self.startup_timeout:
+            return ("rank %d did not start within %g s (importing torch%s): the host is overloaded or "
+                    "the import hangs" % (r, self.startup_timeout, "/torch_npu" if self.backend.name == "npu" else ""))
+        if self.last_seen[r] is not None and now - self.last_seen[r] > self.timeout + 10:
+            return ("rank %d stopped responding for %.0f s during %s: the process is wedged"
+                    % (r, now - self.last_seen[r], self.last_step[r]))
+        return None
+
+    def reap(self) -> None:
+        """Wait for every worker to exit: 30 s each, then kill it."""
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def outcome(self) -> dict:
+        exit_codes = [p.returncode for p in self.procs]
+        failures = []
+        for r, rc in enumerate(exit_codes):
+            res = self.results.get(r, {}).get("result") or {}
+            if rc != 0 and not self.timed_out:
+                failures.append({"rank": r, "exit_code": rc, "error": res.get("error"),
+                                 "last_step": self.last_step[r], "output_tail": "\n".join(self.tails[r][-12:])})
+        failures.sort(key=lambda f: f["rank"] != self.first_failed)  # the first to fail leads
+        return {"results": self.results, "events": self.events, "error": self._final_error(failures),
+                "timed_out": self.timed_out, "exit_codes": exit_codes, "failures": failures, "hello": self.hello}
+
+    def _final_error(self, failures: list) -> str | None:
+        """The group's error: the one that ended it, else the first failed rank's, else the ranks with no result."""
+        if self.error == "worker failure" or (self.error is None and (failures or len(self.results) < self.nproc)):
+            if failures:
+                f = failures[0]
+                why = f["error"] or (f["output_tail"].splitlines() or ["no output"])[-1]
+                return "rank %d exited with code %s during %s: %s" % (f["rank"], f["exit_code"], f["last_step"], why)
+            missing = [r for r in range(self.nproc) if r not in self.results]
+            return "ranks %s ended without a result" % missing
+        return self.error

@@ -84,18 +84,66 @@ def pattern_weights(n):
 
 def sweep(run, de, sizes):
     """One rank's part of the sweep. Returns the rows (complete on every rank)."""
-    args, be, wd = run.args, run.backend, run.watchdog
+    rows = []
+    run.partial["rows"] = rows  # a timed-out step still reports the rows done so far
+    for i, nbytes in enumerate(sizes):
+        last = i == len(sizes) - 1
+        label = "all_reduce of %s" % human_bytes(nbytes)
+        figures = rank_figures(run, de, i, nbytes, label, last)
+        row = size_row(nbytes, exchange_figures(run, de, figures, label), last, run.args.bare)
+        rows.append(row)
+        if de["rank"] == 0:
+            emit_event("row", row=row)
+    return rows
+
+
+def filled_buffers(run, de, nbytes, label):
+    """This rank's buffer of its pattern, and the sum every rank's buffers add up to."""
+    be, wd = run.backend, run.watchdog
     torch = be.torch
+    dev, count = be.device(de["local_rank"]), nbytes // 4
+    weight, total, period = pattern_weights(de["world_size"])
+    wd.watch("filling buffers for " + label, be.stuck_hint())
+    idx = (torch.arange(count, device=dev, dtype=torch.int32) % period + 1).to(torch.float32)
+    buf = idx * float(weight(de["rank"]))
+    expected = idx * float(total)
+    del idx
+    be.synchronize()
+    wd.done()
+    return buf, expected
+
+
+def hang_forever(rank, label):
+    """--hang-rank: this rank never joins the first all_reduce, so the others wait in it."""
+    emit_event("step", label="hang-rank fault: rank %d skips %s" % (rank, label))
+    sys.stderr.write("allreduce: --hang-rank %d: skipping %s, sleeping\n" % (rank, label))
+    sys.stderr.flush()
+    while True:
+        time.sleep(3600)
+
+
+def rank_figures(run, de, i, nbytes, label, last):
+    """This rank's figures for size i: [seconds per all_reduce, elements that summed wrong,
+    seconds per bare all_reduce (0.0 without --bare)] + the largest size's other repeat windows."""
+    args, be, wd = run.args, run.backend, run.watchdog
     import torch.distributed as dist
 
-    dev = be.device(de["local_rank"])
-    n, rank = de["world_size"], de["rank"]
-    bus_factor = 2.0 * (n - 1) / n
-    weight, total, period = pattern_weights(n)
-    rows = []
-    run.partial["rows"] = rows
+    buf, expected = filled_buffers(run, de, nbytes, label)
+    if args.hang_rank == de["rank"] and i == 0:
+        hang_forever(de["rank"], label)
+    if args.corrupt_rank == de["rank"]:
+        buf[nbytes // 4 // 2] += 1.0  # the middle element
+    wd.watch(label, HANG_HINT)
+    dist.all_reduce(buf)
+    be.synchronize()
+    mismatches = int(be.torch.ne(buf, expected).sum())
+    for _ in range(args.warmup):
+        wd.watch(label, HANG_HINT)
+        dist.all_reduce(buf)
+    be.synchronize()
+    wd.done()
 
-    def timed(buf, label, watch_each):
+    def timed(watch_each):
         barrier(run, "barrier before timing " + label)
         if not watch_each:
             wd.watch("bare " + label, HANG_HINT)
@@ -108,68 +156,52 @@ def sweep(run, de, sizes):
         wd.done()
         return (time.perf_counter() - t0) / args.iters
 
-    for i, nbytes in enumerate(sizes):
-        count = nbytes // 4
-        label = "all_reduce of %s" % human_bytes(nbytes)
-        wd.watch("filling buffers for " + label, be.stuck_hint())
-        idx = (torch.arange(count, device=dev, dtype=torch.int32) % period + 1).to(torch.float32)
-        buf = idx * float(weight(rank))
-        expected = idx * float(total)
-        del idx
-        be.synchronize()
-        wd.done()
-        if args.hang_rank == rank and i == 0:
-            emit_event("step", label="hang-rank fault: rank %d skips %s" % (rank, label))
-            sys.stderr.write("allreduce: --hang-rank %d: skipping %s, sleeping\n" % (rank, label))
-            sys.stderr.flush()
-            while True:
-                time.sleep(3600)
-        if args.corrupt_rank == rank:
-            buf[count // 2] += 1.0
-        wd.watch(label, HANG_HINT)
-        dist.all_reduce(buf)
-        be.synchronize()
-        mismatches = int(torch.ne(buf, expected).sum())
-        for _ in range(args.warmup):
-            wd.watch(label, HANG_HINT)
-            dist.all_reduce(buf)
-        be.synchronize()
-        wd.done()
-        times = {}
-        order = ("suite", "bare") if i % 2 == 0 else ("bare", "suite")
-        for kind in order:
-            if kind == "suite":
-                times[kind] = timed(buf, label, True)
-            elif args.bare:
-                times[kind] = timed(buf, label, False)
-        # Only the largest size is compared across hosts: only it pays for the repeats.
-        more = [timed(buf, label, True) for _ in range(args.repeats - 1)] if i == len(sizes) - 1 else []
-        wd.watch("result exchange after " + label, HANG_HINT)
-        stats = torch.tensor([times["suite"], float(mismatches), times.get("bare", 0.0)] + more,
-                             dtype=torch.float32, device=dev)
-        gathered = [torch.zeros_like(stats) for _ in range(n)]
-        dist.all_gather(gathered, stats)
-        g = torch.stack(gathered).cpu().tolist()
-        wd.done()
-        t = max(r[0] for r in g)
-        algbw = nbytes / t / 1e9
-        bad = [r for r in range(n) if g[r][1] > 0]
-        row = {"bytes": nbytes, "count": count, "time_s": t, "algbw_gbps": algbw, "busbw_gbps": algbw * bus_factor,
-               "correct": not bad, "mismatches": int(sum(r[1] for r in g)), "bad_ranks": bad}
-        if i == len(sizes) - 1:
-            # Each window's time is its slowest rank's, as the row's own (column 0) is.
-            windows = [0] + list(range(3, 3 + len(more)))
-            row["busbw_gbps_repeats"] = [sig(nbytes / max(r[w] for r in g) / 1e9 * bus_factor) for w in windows]
-        if args.bare:
-            bt = max(r[2] for r in g)
-            row["bare_time_s"] = bt
-            row["bare_algbw_gbps"] = nbytes / bt / 1e9
-            row["bare_busbw_gbps"] = row["bare_algbw_gbps"] * bus_factor
-        rows.append(row)
-        if rank == 0:
-            emit_event("row", row=row)
-        del buf, expected
-    return rows
+    times = {}
+    order = ("suite", "bare") if i % 2 == 0 else ("bare", "suite")
+    for kind in order:
+        if kind == "suite":
+            times[kind] = timed(True)
+        elif args.bare:
+            times[kind] = timed(False)
+    # Only the largest size is compared across hosts: only it pays for the repeats.
+    more = [timed(True) for _ in range(args.repeats - 1)] if last else []
+    return [times["suite"], float(mismatches), times.get("bare", 0.0)] + more
+
+
+def exchange_figures(run, de, figures, label):
+    """Every rank's figures (all_gather): one list per rank, in rank order."""
+    be, wd = run.backend, run.watchdog
+    torch = be.torch
+    import torch.distributed as dist
+
+    wd.watch("result exchange after " + label, HANG_HINT)
+    stats = torch.tensor(figures, dtype=torch.float32, device=be.device(de["local_rank"]))
+    gathered = [torch.zeros_like(stats) for _ in range(de["world_size"])]
+    dist.all_gather(gathered, stats)
+    g = torch.stack(gathered).cpu().tolist()
+    wd.done()
+    return g
+
+
+def size_row(nbytes, g, last, bare):
+    """One size's row from every rank's figures (g[rank], as rank_figures lists them)."""
+    n = len(g)
+    bus_factor = 2.0 * (n - 1) / n
+    t = max(r[0] for r in g)
+    algbw = nbytes / t / 1e9
+    bad = [r for r in range(n) if g[r][1] > 0]
+    row = {"bytes": nbytes, "count": nbytes // 4, "time_s": t, "algbw_gbps": algbw, "busbw_gbps": algbw * bus_factor,
+           "correct": not bad, "mismatches": int(sum(r[1] for r in g)), "bad_ranks": bad}
+    if last:
+        # Each window's time is its slowest rank's, as the row's own (column 0) is.
+        windows = [0] + list(range(3, len(g[0])))
+        row["busbw_gbps_repeats"] = [sig(nbytes / max(r[w] for r in g) / 1e9 * bus_factor) for w in windows]
+    if bare:
+        bt = max(r[2] for r in g)
+        row["bare_time_s"] = bt
+        row["bare_algbw_gbps"] = nbytes / bt / 1e9
+        row["bare_busbw_gbps"] = row["bare_algbw_gbps"] * bus_factor
+    return row
 
 
 def summarize(rows, args, n):

@@ -143,9 +143,8 @@ def same_optimizer_state(torch, a, b):
     return True
 
 
-def cnn_body(run):
-    args, be = run.args, run.backend
-    torch = be.torch
+def check_cnn_args(args):
+    """Refuse option values the run cannot use, naming the option."""
     for opt in ("steps", "batch_size", "dataset_size"):
         if getattr(args, opt) < 1:
             raise UsageError("--%s must be at least 1" % opt.replace("_", "-"))
@@ -155,29 +154,25 @@ def cnn_body(run):
         raise UsageError("--warmup-steps must be between 0 and --steps - 1 (%d)" % (args.steps - 1))
     if args.dataset_size < args.batch_size:
         raise UsageError("--dataset-size (%d) must be at least --batch-size (%d)" % (args.dataset_size, args.batch_size))
-    index = args.device_index if args.device_index is not None else int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def cnn_device(be, device_index):
+    """The device to train on: --device-index, else LOCAL_RANK, else 0 (made current on an accelerator)."""
+    index = device_index if device_index is not None else int(os.environ.get("LOCAL_RANK", "0"))
     if be.is_accelerator:
         if not 0 <= index < be.device_count:
             raise UsageError("--device-index %d: only %d %s device(s) are visible" % (index, be.device_count, be.name))
         be.set_device(index)
-    device = be.device(index)
-    wd = run.start_watchdog(args.timeout)
+    return be.device(index)
+
+
+def timed_training(run, trainer, device, images, labels, ends):
+    """Train --steps steps under the watchdog. Returns the losses (on the device), the clock
+    when the steps after warm-up began and the clock at the end of each window."""
+    args, be, wd = run.args, run.backend, run.watchdog
     hint = be.stuck_hint()
-
-    wd.watch("moving the dataset to %s" % device, hint)
-    images, labels = make_dataset(torch, args.dataset_size, args.seed)
-    images, labels = images.to(device), labels.to(device)
-    trainer = Trainer(be, device, args.seed, args.lr, not args.no_amp)
     bs, nb = args.batch_size, args.dataset_size // args.batch_size
-    ends = window_ends(args.warmup_steps, args.steps, args.windows)
-    run.partial.update({
-        "device": str(device), "steps": args.steps, "batch_size": bs, "warmup_steps": args.warmup_steps,
-        "dataset_size": args.dataset_size, "windows": len(ends),
-        "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype is not None else None,
-        "grad_scaler": trainer.use_scaler,
-    })
-
-    losses = torch.zeros(args.steps, device=device)
+    losses = be.torch.zeros(args.steps, device=device)
     marks = []  # the clock at the end of each window, its steps done on the device
     t0 = time.perf_counter()
     for i in range(args.steps):
@@ -194,6 +189,13 @@ def cnn_body(run):
     wd.watch("finishing the training steps (device synchronize)", hint)
     be.synchronize()
     marks.append(time.perf_counter())
+    return losses, t0, marks
+
+
+def training_figures(args, ends, losses, t0, marks):
+    """The loss curve and the throughput of timed_training's run, as reported, and the
+    unrounded samples/s (the bare loop's ratio is taken from it)."""
+    bs = args.batch_size
     train_time = marks[-1] - t0
     # The figure is the whole run's rate (all timed samples over all their time), as the bare
     # loop measures it, so the two compare. The windows' rates are its repeats: the controller
@@ -206,12 +208,17 @@ def cnn_body(run):
     loss_values = [float(v) for v in losses.cpu().tolist()]
     finite = all(v == v and abs(v) != float("inf") for v in loss_values)
     fell = loss_fell(loss_values)
-    run.partial.update({"first_loss": loss_values[0], "last_loss": loss_values[-1], "losses": loss_values,
-                        "losses_finite": finite, "loss_fell": fell, "samples_per_s": round(samples_per_s, 2),
-                        "samples_per_s_repeats": repeats,
-                        "train_time_s": round(train_time, 4)})
+    figures = {"first_loss": loss_values[0], "last_loss": loss_values[-1], "losses": loss_values,
+               "losses_finite": finite, "loss_fell": fell, "samples_per_s": round(samples_per_s, 2),
+               "samples_per_s_repeats": repeats,
+               "train_time_s": round(train_time, 4)}
+    return figures, samples_per_s
 
-    wd.watch("checkpoint save and reload", "writing or reading the temporary checkpoint hangs")
+
+def checkpoint_reload(be, device, trainer, args):
+    """Save the trained model, optimizer and scaler to a temporary file, load them into a fresh
+    Trainer and compare outputs on a fixed batch and the optimizer state: the result's checkpoint fields."""
+    torch = be.torch
     g = torch.Generator().manual_seed(99)
     fixed = torch.randn(32, 1, 28, 28, generator=g).to(device)
     fd, path = tempfile.mkstemp(prefix="npuenv-ckpt-", suffix=".pt")
@@ -221,7 +228,6 @@ def cnn_body(run):
                     "scaler": trainer.scaler.state_dict(), "step": args.steps}, path)
         ckpt_bytes = os.path.getsize(path)
         fresh = Trainer(be, device, args.seed + 1, args.lr, not args.no_amp)
-        trainer.model.eval()
         fresh.model.eval()
         with torch.no_grad():
             reference = trainer.model(fixed)
@@ -242,30 +248,65 @@ def cnn_body(run):
     identical = bool(torch.equal(reference, after))
     opt_identical = same_optimizer_state(torch, trainer.opt, fresh.opt)
     scale = float(trainer.scaler.get_scale()) if trainer.use_scaler else None
-    result = {
+    return {
         "grad_scale_final": scale,
         "checkpoint_bytes": ckpt_bytes,
         "checkpoint_differs_before_load": differs_before,
         "checkpoint_identical": identical,
         "optimizer_state_identical": opt_identical,
     }
+
+
+def cnn_problems(figures, result):
+    """What went wrong, from the reported figures and checkpoint fields (empty: all held)."""
+    problems = []
+    if not figures["losses_finite"]:
+        problems.append("the loss became NaN/inf")
+    elif not figures["loss_fell"]:
+        problems.append("the loss did not fall (first %.4g, last %.4g)" % (figures["first_loss"], figures["last_loss"]))
+    if not result["checkpoint_differs_before_load"]:
+        problems.append("a freshly initialised model already matched the trained one")
+    if not result["checkpoint_identical"]:
+        problems.append("the reloaded checkpoint gives different outputs on a fixed batch")
+    if not result["optimizer_state_identical"]:
+        problems.append("the reloaded optimizer state differs")
+    return problems
+
+
+def cnn_body(run):
+    args, be = run.args, run.backend
+    torch = be.torch
+    check_cnn_args(args)
+    device = cnn_device(be, args.device_index)
+    wd = run.start_watchdog(args.timeout)
+    hint = be.stuck_hint()
+
+    wd.watch("moving the dataset to %s" % device, hint)
+    images, labels = make_dataset(torch, args.dataset_size, args.seed)
+    images, labels = images.to(device), labels.to(device)
+    trainer = Trainer(be, device, args.seed, args.lr, not args.no_amp)
+    ends = window_ends(args.warmup_steps, args.steps, args.windows)
+    # run.partial is what a timed-out step still reports: each step adds what it learnt
+    run.partial.update({
+        "device": str(device), "steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup_steps,
+        "dataset_size": args.dataset_size, "windows": len(ends),
+        "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype is not None else None,
+        "grad_scaler": trainer.use_scaler,
+    })
+    losses, t0, marks = timed_training(run, trainer, device, images, labels, ends)
+    figures, samples_per_s = training_figures(args, ends, losses, t0, marks)
+    run.partial.update(figures)
+
+    wd.watch("checkpoint save and reload", "writing or reading the temporary checkpoint hangs")
+    trainer.model.eval()  # the reference outputs are the trained model's, in eval mode like the reloaded one
+    result = checkpoint_reload(be, device, trainer, args)
     if args.bare:
         wd.watch("the bare training loop", hint)
         bare = bare_loop(be, device, args, images, labels)
         result["bare_samples_per_s"] = round(bare, 2)
         result["throughput_ratio"] = round(samples_per_s / bare, 4)
     wd.done()
-    problems = []
-    if not finite:
-        problems.append("the loss became NaN/inf")
-    elif not fell:
-        problems.append("the loss did not fall (first %.4g, last %.4g)" % (loss_values[0], loss_values[-1]))
-    if not differs_before:
-        problems.append("a freshly initialised model already matched the trained one")
-    if not identical:
-        problems.append("the reloaded checkpoint gives different outputs on a fixed batch")
-    if not opt_identical:
-        problems.append("the reloaded optimizer state differs")
+    problems = cnn_problems(figures, result)
     result["ok"] = not problems
     result["error"] = "; ".join(problems) or None
     return result
