@@ -7,6 +7,7 @@ import pytest
 from npuenv import cli
 from validation import document, model, node
 from validation.model import CheckResult
+from validation.workloads import _common
 
 FAILURE = dict(zip(model.FAILURE_FIELDS, ("NPU 3 is Critical", "OK", "Critical", "a fault", "reseat it")))
 
@@ -45,6 +46,13 @@ def test_the_levels_are_the_models_in_the_node_the_cli_and_the_schema():
 def test_the_backends_are_the_models_in_the_cli():
     backend = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["validate"]._actions
                    if a.dest == "backend")
+    assert (tuple(backend.choices), backend.default) == (model.BACKENDS, model.AUTO)
+
+
+def test_the_workloads_offer_the_models_backends():
+    """The workload scripts run with the standard library and torch alone, so they spell the backends
+    out; this keeps them the model's."""
+    backend = next(a for a in _common.Run("smoke").parser("a workload", 60)._actions if a.dest == "backend")
     assert (tuple(backend.choices), backend.default) == (model.BACKENDS, model.AUTO)
 
 
