@@ -21,7 +21,14 @@ from pathlib import Path
 import compat_matrix as cm
 from compat_matrix import outputs
 
-from . import vendor_tools
+from .vendor_tools.common import VendorOutputError
+from .vendor_tools.hccn_tool import (parse_fec, parse_gateway, parse_hccn_conf, parse_ip, parse_link, parse_link_stat,
+                                     parse_lldp, parse_net_health, parse_netdetect, parse_optical, parse_route,
+                                     parse_speed, parse_stat, parse_tls)
+from .vendor_tools.kernel_log import parse_kernel_log
+from .vendor_tools.npu_smi import (HBM_TEMPERATURE_KEYS, POWER_KEYS, TEMPERATURE_KEYS, Topology, ecc_counts,
+                                   parse_board, parse_chip_report, parse_hccs, parse_health, parse_mapping,
+                                   parse_mcu_version, parse_npu_smi_info, parse_spod_info, parse_topo)
 
 # Where the driver installs npu-smi when it is not on PATH.
 NPU_SMI_FALLBACKS = ("/usr/local/bin/npu-smi", "/usr/local/sbin/npu-smi")
@@ -190,9 +197,9 @@ def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool =
             facts["npu_smi"], facts["devices"], facts["topology"] = _device_details(
                 probe, facts["npu_smi"], facts["devices"], npu_smi_path())
     lazy = {"boards": lambda: _boards(probe, npu_smi_path, facts["devices"]),
-            "hccs": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "hccs", "hccs", vendor_tools.parse_hccs),
+            "hccs": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "hccs", "hccs", parse_hccs),
             "super_pod": lambda: _per_chip(probe, npu_smi_path, facts["devices"], "spod-info", "spod",
-                                           vendor_tools.parse_spod_info),
+                                           parse_spod_info),
             "kernel_log": lambda: _kernel_log(probe),
             "network": lambda: _network(probe, platforms, facts["devices"]) if facts["devices"] else []}
     if network:
@@ -225,8 +232,8 @@ def _npu_smi_info(probe: Probe) -> tuple[dict, list[dict]]:
     if rc == 127:
         return {"error": "npu-smi not found (no driver on this host)"}, []
     try:
-        info = vendor_tools.parse_npu_smi_info(text)
-    except vendor_tools.VendorOutputError as e:
+        info = parse_npu_smi_info(text)
+    except VendorOutputError as e:
         return {"error": str(e)}, []
     # The table prints a chip's logic id only on 310/310P ("Device"); elsewhere
     # `npu-smi info -m` says it (_device_details), not the chip's place in the table.
@@ -280,12 +287,12 @@ def _read(parser, text: str):
     """A parser's result as plain (JSON) data, or {"error": why}: a fact that could not be read says so."""
     try:
         return json.loads(json.dumps(_plain(parser(text))))
-    except vendor_tools.VendorOutputError as e:
+    except VendorOutputError as e:
         return {"error": str(e)}
 
 
 def _plain(result):
-    if isinstance(result, vendor_tools.Topology):
+    if isinstance(result, Topology):
         return {"devices": result.devices, "cpu_affinity": result.cpu_affinity, "legend": result.legend,
                 "links": {a: {b: result.links[(a, b)] for b in result.devices if (a, b) in result.links}
                           for a in result.devices},
@@ -299,15 +306,15 @@ def _plain(result):
 
 def _chip_values(parser_keys: tuple[str, ...], chip: int):
     def read(text):
-        return vendor_tools.parse_chip_report(text).number(parser_keys, chip)
+        return parse_chip_report(text).number(parser_keys, chip)
     return read
 
 
 def _ecc(chip: int):
     def read(text):
-        report = vendor_tools.parse_chip_report(text)
+        report = parse_chip_report(text)
         return {memory: dataclasses.asdict(counts) for memory in ("HBM", "DDR")
-                if (counts := vendor_tools.ecc_counts(report, memory, chip)) is not None}
+                if (counts := ecc_counts(report, memory, chip)) is not None}
     return read
 
 
@@ -322,8 +329,8 @@ def _device_details(probe: Probe, npu_smi_facts: dict, devices: list[dict],
         for kind in ("health", "temp", "power", "memory", "ecc"):
             commands[f"{kind} {d['npu']} {d['chip']}"] = f"{smi} info -t {kind} {where}"
     out = run_sections(probe, commands)
-    topology = _read(vendor_tools.parse_topo, out["topo"][1])
-    mapping = _read(vendor_tools.parse_mapping, out["mapping"][1])
+    topology = _read(parse_topo, out["topo"][1])
+    mapping = _read(parse_mapping, out["mapping"][1])
     if isinstance(mapping, dict):   # {"error": why}
         npu_smi_facts = {**npu_smi_facts, "mapping_error": mapping["error"]}
         logic_ids = {}
@@ -335,11 +342,11 @@ def _device_details(probe: Probe, npu_smi_facts: dict, devices: list[dict],
         logic_id = d["logic_id"] if d["logic_id"] is not None else logic_ids.get((d["npu"], d["chip"]))
         detailed.append({
             **d, "logic_id": logic_id,
-            "health_detail": _read(vendor_tools.parse_health, out[f"health {key}"][1]),
+            "health_detail": _read(parse_health, out[f"health {key}"][1]),
             "sensors": {
-                "temp_c": _read(_chip_values(vendor_tools.TEMPERATURE_KEYS, d["chip"]), out[f"temp {key}"][1]),
-                "power_w": _read(_chip_values(vendor_tools.POWER_KEYS, d["chip"]), out[f"power {key}"][1]),
-                "hbm_temp_c": _read(_chip_values(vendor_tools.HBM_TEMPERATURE_KEYS, d["chip"]),
+                "temp_c": _read(_chip_values(TEMPERATURE_KEYS, d["chip"]), out[f"temp {key}"][1]),
+                "power_w": _read(_chip_values(POWER_KEYS, d["chip"]), out[f"power {key}"][1]),
+                "hbm_temp_c": _read(_chip_values(HBM_TEMPERATURE_KEYS, d["chip"]),
                                     out[f"memory {key}"][1]),
             },
             "ecc": _read(_ecc(d["chip"]), out[f"ecc {key}"][1]),
@@ -359,8 +366,8 @@ def _boards(probe: Probe, npu_smi_path, devices: list[dict]) -> list[dict]:
         commands[f"board {npu}"] = f"{smi} info -t board -i {npu}"
         commands[f"mcu {npu}"] = f"{smi} upgrade -b mcu -i {npu}"
     out = run_sections(probe, commands)
-    return [{"npu": npu, "board": _read(vendor_tools.parse_board, out[f"board {npu}"][1]),
-             "mcu": _read(vendor_tools.parse_mcu_version, out[f"mcu {npu}"][1])} for npu in cards]
+    return [{"npu": npu, "board": _read(parse_board, out[f"board {npu}"][1]),
+             "mcu": _read(parse_mcu_version, out[f"mcu {npu}"][1])} for npu in cards]
 
 
 def _per_chip(probe: Probe, npu_smi_path, devices: list[dict], kind: str, key: str, parser) -> list[dict]:
@@ -380,7 +387,7 @@ def _kernel_log(probe: Probe) -> list[dict] | dict:
     rc, out, err = probe.run("dmesg")
     if rc != 0:
         return {"error": (err or out).strip()[-300:] or f"dmesg exited {rc}"}
-    return _read(vendor_tools.parse_kernel_log, out)
+    return _read(parse_kernel_log, out)
 
 
 def network_port(device: dict, index: int) -> int:
@@ -389,19 +396,19 @@ def network_port(device: dict, index: int) -> int:
 
 
 HCCN_QUERIES = {  # what the checks read of each NPU port, and how
-    "link": ("-link -g", vendor_tools.parse_link),
-    "speed": ("-speed -g", vendor_tools.parse_speed),
-    "fec": ("-fec -g", vendor_tools.parse_fec),
-    "net_health": ("-net_health -g", vendor_tools.parse_net_health),
-    "ip": ("-ip -g", vendor_tools.parse_ip),
-    "optical": ("-optical -g", vendor_tools.parse_optical),
-    "link_stat": ("-link_stat -g", vendor_tools.parse_link_stat),
-    "stat": ("-stat -g", vendor_tools.parse_stat),
-    "gateway": ("-gateway -g", vendor_tools.parse_gateway),
-    "routes": ("-route -g", vendor_tools.parse_route),
-    "netdetect": ("-netdetect -g", vendor_tools.parse_netdetect),
-    "tls": ("-tls -g", vendor_tools.parse_tls),
-    "lldp": ("-lldp -g", vendor_tools.parse_lldp),
+    "link": ("-link -g", parse_link),
+    "speed": ("-speed -g", parse_speed),
+    "fec": ("-fec -g", parse_fec),
+    "net_health": ("-net_health -g", parse_net_health),
+    "ip": ("-ip -g", parse_ip),
+    "optical": ("-optical -g", parse_optical),
+    "link_stat": ("-link_stat -g", parse_link_stat),
+    "stat": ("-stat -g", parse_stat),
+    "gateway": ("-gateway -g", parse_gateway),
+    "routes": ("-route -g", parse_route),
+    "netdetect": ("-netdetect -g", parse_netdetect),
+    "tls": ("-tls -g", parse_tls),
+    "lldp": ("-lldp -g", parse_lldp),
 }
 
 
@@ -415,7 +422,7 @@ def read_ports(probe: Probe, hccn: str, ports: list[int], queries: tuple[str, ..
 def _hccn_conf(probe: Probe, platforms: cm.Platforms) -> dict | None:
     """/etc/hccn.conf as port ("0", ...) -> {key: value}; None when there is none, {"error": why} unreadable."""
     text = probe.read(platforms.hdk["paths"]["hccn_conf"])
-    return None if text is None else _read(vendor_tools.parse_hccn_conf, text)
+    return None if text is None else _read(parse_hccn_conf, text)
 
 
 def _network(probe: Probe, platforms: cm.Platforms, devices: list[dict]) -> list[dict]:

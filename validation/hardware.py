@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from . import codes
-from .vendor_tools import OPTICAL_LANE_KEY, OPTICAL_THRESHOLD_KEY
+from .vendor_tools.hccn_tool import OPTICAL_LANE_KEY, OPTICAL_THRESHOLD_KEY
 
 # ------------------------------------------------------------------ thresholds
 
@@ -461,7 +461,7 @@ def link_flap_findings(ports: list[dict]) -> list[Finding]:
 
 def packet_error_findings(before: dict, after: dict) -> list[Finding]:
     """before/after: port -> {"stat": counters or {"error"}}; growth of any error counter fails."""
-    from .vendor_tools import error_counters
+    from .vendor_tools.hccn_tool import error_counters
 
     found = []
     for port, first in before.items():

@@ -30,8 +30,8 @@ from tests.sim import installers as sim_installers
 from tests.sim import nodes as sim_nodes
 from tests.sim import state as sim_state
 from tests.sim.cann_runtime.build import build_runtime_for_wheel
-from validation import vendor_tools
 from validation.run import expected_stack
+from validation.vendor_tools import npu_smi
 
 # The tests of this module share one fleet (`make test` keeps each file on one
 # worker, --dist loadfile), deployed once by module fixtures: fresh_fleet (nodes
@@ -204,7 +204,7 @@ def test_converged_nodes_match_the_row(fleet):
         assert env.returncode == 0, env.stderr
         assert env.stdout.splitlines()[0] == s.environment()[0]["ASCEND_HOME_PATH"]
         assert env.stdout.splitlines()[-1] == f"{s.row.torch_npu} 8"
-        info = vendor_tools.parse_npu_smi_info(host.check_output("npu-smi info"))
+        info = npu_smi.parse_npu_smi_info(host.check_output("npu-smi info"))
         assert len(info.chips) == 8 and {c.health for c in info.chips} == {"OK"}
         assert host.file("/etc/hccn.conf").contains("^address_0=10.30.0.")
 

@@ -10,7 +10,7 @@ import pytest
 import testinfra
 
 from tests.sim import nodes as sim_nodes
-from validation import vendor_tools
+from validation.vendor_tools import npu_smi
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ groupadd HwHiAiUser; useradd -g HwHiAiUser -d /home/HwHiAiUser -m HwHiAiUser -s 
     sim_nodes.run_in(node, "bash", "-c", script)
 
     host = testinfra.get_host(f"podman://{node}")
-    info = vendor_tools.parse_npu_smi_info(host.check_output("npu-smi info"))
+    info = npu_smi.parse_npu_smi_info(host.check_output("npu-smi info"))
     assert info.version == "24.1.0"
     assert len(info.chips) == 8 and {c.health for c in info.chips} == {"OK"}
     assert host.file("/usr/local/Ascend/driver/version.info").contains("^Version=24.1.0$")
@@ -56,7 +56,7 @@ groupadd HwHiAiUser; useradd -g HwHiAiUser -d /home/HwHiAiUser -m HwHiAiUser -s 
 
     # a fault injected into node 0's hardware shows in its npu-smi
     sim_nodes.update_state(state_root, node, 3, health="Critical")
-    info = vendor_tools.parse_npu_smi_info(host.check_output("npu-smi info"))
+    info = npu_smi.parse_npu_smi_info(host.check_output("npu-smi info"))
     assert [c.health for c in info.chips if c.npu == 3] == ["Critical"]
 
 

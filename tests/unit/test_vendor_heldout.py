@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from validation import codes, explain, vendor_tools as vt
+from validation import codes, explain
+from validation.vendor_tools import hccl_test, hccn_tool, npu_smi
 
 HELDOUT = Path(__file__).resolve().parents[2] / "tests/fixtures/vendor_samples/heldout"
 EXPECTED = {k: v for k, v in json.loads((HELDOUT / "EXPECTED.json").read_text()).items() if not k.startswith("_")}
 
 
 def check_npu_smi_info(text, want):
-    info = vt.parse_npu_smi_info(text)
+    info = npu_smi.parse_npu_smi_info(text)
     assert info.version == want["version"]
     if "npu_smi_version" in want:
         assert info.npu_smi_version == want["npu_smi_version"]
@@ -38,7 +39,7 @@ def check_npu_smi_info(text, want):
 
 
 def check_topo(text, want):
-    topo = vt.parse_topo(text)
+    topo = npu_smi.parse_topo(text)
     assert topo.devices == want["devices"]
     for a, b, kind in want["links"]:
         assert topo.link(a, b) == kind
@@ -49,7 +50,7 @@ def check_topo(text, want):
 
 
 def check_chip_report(text, want):
-    report = vt.parse_chip_report(text)
+    report = npu_smi.parse_chip_report(text)
     assert report.npu == want["npu"]
     values = report.values(want["chip"])
     for key, value in want["values"].items():
@@ -59,13 +60,13 @@ def check_chip_report(text, want):
 
 
 def check_board(text, want):
-    board = vt.parse_board(text)
+    board = npu_smi.parse_board(text)
     for key, value in want["values"].items():
         assert board[key] == value
 
 
 def check_lldp(text, want):
-    n = vt.parse_lldp(text)
+    n = hccn_tool.parse_lldp(text)
     assert n.port_id == want["port_id"] and n.mgmt_ipv4 == want["mgmt_ipv4"]
     assert want["system_description_contains"] in n.system_description
     for tlv, lines in want["tlvs"].items():
@@ -73,27 +74,27 @@ def check_lldp(text, want):
 
 
 def check_route(text, want):
-    routes = vt.parse_route(text)
+    routes = hccn_tool.parse_route(text)
     assert len(routes) == want["routes"]
     default = next(r for r in routes if r.destination == "default")
     assert (default.gateway, default.iface) == (want["default_gateway"], want["default_iface"])
 
 
 def check_ping(text, want):
-    r = vt.parse_ping(text)
+    r = hccn_tool.parse_ping(text)
     assert (r.target, r.transmitted, r.received) == (want["target"], want["transmitted"], want["received"])
 
 
 def check_hccn_error(text, want):
-    assert vt.hccn_error(text).message == want["message"]
+    assert hccn_tool.hccn_error(text).message == want["message"]
 
 
 def check_gateway(text, want):
-    assert vt.parse_gateway(text) == vt.Gateway(want["gateway"], want["iface"])
+    assert hccn_tool.parse_gateway(text) == hccn_tool.Gateway(want["gateway"], want["iface"])
 
 
 def check_hccl_test(text, want):
-    r = vt.parse_hccl_test(text)
+    r = hccl_test.parse_hccl_test(text)
     assert len(r.rows) == want["rows"]
     if "last" in want:
         last = r.rows[-1]
@@ -108,7 +109,7 @@ def check_hccl_test(text, want):
 
 
 def check_npu_smi_error(text, want):
-    error = vt.npu_smi_error(text)
+    error = npu_smi.npu_smi_error(text)
     assert list(error.codes) == want["codes"]
     if "explanation_contains" in want:
         assert want["explanation_contains"] in " ".join(explain.explain(text))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.sim import state as sim_state
-from validation import hardware, vendor_tools as vt
+from validation import hardware
+from validation.vendor_tools import common, hccn_tool, kernel_log, npu_smi
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "tests/fixtures/vendor_samples"
@@ -66,7 +67,7 @@ def host(tmp_path):
     return make
 
 
-def state_from_info(info: vt.NpuSmiInfo, chip: str) -> dict:
+def state_from_info(info: npu_smi.NpuSmiInfo, chip: str) -> dict:
     """The device state equivalent to a parsed ``npu-smi info`` capture."""
     cards = {}
     for logic, c in enumerate(info.chips):
@@ -100,7 +101,7 @@ def state_910a(cards=8):
 # ------------------------------------------------- real samples: npu-smi info
 
 def test_910b2_23_0_7_table():
-    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B2_23.0.7_8npu_no_process.txt"))
+    info = npu_smi.parse_npu_smi_info(sample("npu-smi_info_910B2_23.0.7_8npu_no_process.txt"))
     assert (info.npu_smi_version, info.version) == ("23.0.7", "23.0.7")
     assert info.npu_ids() == list(range(8)) and len(info.chips) == 8
     c0 = info.chip(0)
@@ -112,7 +113,7 @@ def test_910b2_23_0_7_table():
 
 
 def test_910b3_24_1_rc1_table_without_process_section():
-    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B3_24.1.rc1.b030_8npu_no_proc_section.txt"))
+    info = npu_smi.parse_npu_smi_info(sample("npu-smi_info_910B3_24.1.rc1.b030_8npu_no_proc_section.txt"))
     assert info.version == "24.1.rc1.b030"
     assert not info.has_process_section
     assert info.chip(6).power_w == 103.8 and info.chip(6).temp_c == 45
@@ -120,22 +121,22 @@ def test_910b3_24_1_rc1_table_without_process_section():
 
 
 def test_910b4_25_0_rc1_table():
-    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B4_25.0.rc1.1_8npu_no_process.txt"))
+    info = npu_smi.parse_npu_smi_info(sample("npu-smi_info_910B4_25.0.rc1.1_8npu_no_process.txt"))
     assert info.version == "25.0.rc1.1" and {c.name for c in info.chips} == {"910B4"}
     assert info.chip(0).hbm_mb == (2654, 32768) and info.chip(7).hbm_mb == (2653, 32768)
     assert info.chip(3).power_w == 89.1
 
 
 def test_910b3_25_2_0_table_with_a_process():
-    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt"))
+    info = npu_smi.parse_npu_smi_info(sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt"))
     c4 = info.chip(4)
     assert (c4.power_w, c4.temp_c, c4.aicore_pct, c4.hbm_mb) == (139.7, 45, 25, (21784, 65536))
-    assert info.processes == [vt.NpuProcess(npu=4, chip=0, pid=1601114, name="python", mem_mb=18429)]
+    assert info.processes == [npu_smi.NpuProcess(npu=4, chip=0, pid=1601114, name="python", mem_mb=18429)]
     assert info.processes_on(0) == []
 
 
 def test_a3_table_two_dies_per_npu():
-    info = vt.parse_npu_smi_info(sample("npu-smi_info_A3_Ascend910_24.1.rc3.7_8npu_16chip.txt"))
+    info = npu_smi.parse_npu_smi_info(sample("npu-smi_info_A3_Ascend910_24.1.rc3.7_8npu_16chip.txt"))
     assert info.version == "24.1.rc3.7" and len(info.chips) == 16 and info.npu_ids() == list(range(8))
     assert [c.phy_id for c in info.chips] == list(range(16))
     assert info.chip(0, 0).power_w == 178.5 and info.chip(0, 1).power_w is None  # "-" on die 1
@@ -145,7 +146,7 @@ def test_a3_table_two_dies_per_npu():
 
 
 def test_310p_duo_table_with_a_critical_chip():
-    info = vt.parse_npu_smi_info(sample("npu-smi_info_310P3_300IDuo_25.0.rc1.b033_4card_Critical.txt"))
+    info = npu_smi.parse_npu_smi_info(sample("npu-smi_info_310P3_300IDuo_25.0.rc1.b033_4card_Critical.txt"))
     assert info.version == "25.0.rc1.b033" and info.npu_ids() == [1, 2, 4, 5] and len(info.chips) == 8
     bad = info.chip(4, 0)
     assert (bad.health, bad.device_id, bad.memory_mb, bad.hbm_mb, bad.power_w, bad.temp_c) == (
@@ -158,31 +159,31 @@ def test_310p_duo_table_with_a_critical_chip():
 # ------------------------------------------------- real samples: sub-commands
 
 def test_list_mapping_board_health_topo_samples():
-    listed = vt.parse_npu_smi_list(sample("npu-smi_info_-l_910B4_8npu.txt"))
+    listed = npu_smi.parse_npu_smi_list(sample("npu-smi_info_-l_910B4_8npu.txt"))
     assert listed.total_count == 8 and listed.chip_counts == {n: 1 for n in range(8)}
 
-    mcu = vt.parse_mapping(sample("npu-smi_info_-m_910B4_8npu_with_mcu.txt"))
+    mcu = npu_smi.parse_mapping(sample("npu-smi_info_-m_910B4_8npu_with_mcu.txt"))
     assert len(mcu) == 16
-    assert mcu[0] == vt.ChipMapping(0, 0, 0, "Ascend 910B4") and mcu[15] == vt.ChipMapping(7, 1, None, "Mcu")
-    a910 = vt.parse_mapping(sample("npu-smi_info_-m_910A_8npu.txt"))
+    assert mcu[0] == npu_smi.ChipMapping(0, 0, 0, "Ascend 910B4") and mcu[15] == npu_smi.ChipMapping(7, 1, None, "Mcu")
+    a910 = npu_smi.parse_mapping(sample("npu-smi_info_-m_910A_8npu.txt"))
     assert [(m.npu, m.logic_id, m.name) for m in a910][7] == (7, 7, "Ascend 910A")
 
-    board = vt.parse_board(sample("npu-smi_info_-t_board_-i_0_910A_23.0.5.txt"))
+    board = npu_smi.parse_board(sample("npu-smi_info_-t_board_-i_0_910A_23.0.5.txt"))
     assert board["Software Version"] == "23.0.5" and board["Firmware Version"] == "7.1.0.7.220"
     assert board["PCI Device ID"] == "0xD801" and board["PCIe Bus Info"] == "0000:61:00.0"
     assert board["Chip Count"] == "1"
-    chip = vt.parse_board(sample("npu-smi_info_-t_board_-i_0_-c_0_910A.txt"))
+    chip = npu_smi.parse_board(sample("npu-smi_info_-t_board_-i_0_-c_0_910A.txt"))
     assert chip["Chip Name"] == "910A" and chip["NDie ID"].startswith("27216594 ")
 
-    ok = vt.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_OK.txt"))
-    assert ok == vt.Health("OK", (), ()) and ok.ok
-    alarm = vt.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt"))
+    ok = npu_smi.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_OK.txt"))
+    assert ok == npu_smi.Health("OK", (), ()) and ok.ok
+    alarm = npu_smi.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt"))
     assert alarm.status == "Alarm" and not alarm.ok
     assert alarm.error_codes == ("A4025021", "8C03A000", "8C084E00")
     assert alarm.error_info[0] == "ascend_monitor adda heart beat lost error" and len(alarm.error_info) == 3
     assert alarm.error_info[2].startswith("node type=adda, sensor type=Heartbeat Sensor")
 
-    topo = vt.parse_topo(sample("npu-smi_info_-t_topo_910B3_8npu.txt"))
+    topo = npu_smi.parse_topo(sample("npu-smi_info_-t_topo_910B3_8npu.txt"))
     assert topo.devices == [f"NPU{i}" for i in range(8)]
     assert topo.link("NPU3", "NPU3") == "X" and topo.link("NPU0", "NPU7") == "HCCS"
     assert {topo.link(a, b) for a in topo.devices for b in topo.devices if a != b} == {"HCCS"}
@@ -190,58 +191,58 @@ def test_list_mapping_board_health_topo_samples():
 
 
 def test_error_samples():
-    e = vt.npu_smi_error(sample("npu-smi_error_-8005_dcmi_init.txt"))
+    e = npu_smi.npu_smi_error(sample("npu-smi_error_-8005_dcmi_init.txt"))
     assert e.code == -8005 and "the NPU driver is not loaded" in e.describe() and "without the reboot" in e.describe()
     for name in ("npu-smi_error_-8020_device_used.txt", "npu-smi_error_-8020_device_used_ret4.txt"):
-        assert vt.npu_smi_error(sample(name)).code == -8020
-    bad = vt.npu_smi_error(sample("npu-smi_error_invalid_card_id.txt"))
+        assert npu_smi.npu_smi_error(sample(name)).code == -8020
+    bad = npu_smi.npu_smi_error(sample("npu-smi_error_invalid_card_id.txt"))
     assert (bad.message, bad.parameter, bad.code) == ("Invalid card id.", "-i", None)
-    assert vt.npu_smi_error(sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt")) is None
-    with pytest.raises(vt.VendorToolFailure) as exc:
-        vt.parse_npu_smi_info(sample("npu-smi_error_-8020_device_used_ret4.txt"))
+    assert npu_smi.npu_smi_error(sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt")) is None
+    with pytest.raises(common.VendorToolFailure) as exc:
+        npu_smi.parse_npu_smi_info(sample("npu-smi_error_-8020_device_used_ret4.txt"))
     assert exc.value.error.code == -8020 and "occupied" in str(exc.value)
-    with pytest.raises(vt.VendorToolFailure):
-        vt.parse_board(sample("npu-smi_error_invalid_card_id.txt"))
+    with pytest.raises(common.VendorToolFailure):
+        npu_smi.parse_board(sample("npu-smi_error_invalid_card_id.txt"))
 
 
 def test_hccn_samples():
-    assert vt.parse_link(sample("hccn_tool_-link_-g_UP.txt")) == "UP"
+    assert hccn_tool.parse_link(sample("hccn_tool_-link_-g_UP.txt")) == "UP"
     for state in ("Success", "Fault", "Init"):
-        assert vt.parse_net_health(sample(f"hccn_tool_-net_health_-g_{state}.txt")) == state
-    assert vt.parse_net_health(sample("hccn_tool_-net_health_-g_Socket_failed_fixture.txt")) == "Socket failed"
-    assert vt.parse_ip(sample("hccn_tool_-ip_-g_mindcluster_fixture.txt")) == vt.IpConfig(
+        assert hccn_tool.parse_net_health(sample(f"hccn_tool_-net_health_-g_{state}.txt")) == state
+    assert hccn_tool.parse_net_health(sample("hccn_tool_-net_health_-g_Socket_failed_fixture.txt")) == "Socket failed"
+    assert hccn_tool.parse_ip(sample("hccn_tool_-ip_-g_mindcluster_fixture.txt")) == hccn_tool.IpConfig(
         "192.161.200.10", "255.255.255.0")
-    assert vt.parse_ip(sample("hccn_tool_-ip_-g_mindxdl_doc.txt")).address == "10.xx.xx.10"
-    assert vt.parse_ip("Get ipconf failed, because no ip was preset there!\n") is None
-    assert vt.parse_netdetect("netdetect address: 11.12.165.1\n") == "11.12.165.1"
-    assert vt.parse_netdetect("netdetect addr: 11.12.165.1\n") == "11.12.165.1"
+    assert hccn_tool.parse_ip(sample("hccn_tool_-ip_-g_mindxdl_doc.txt")).address == "10.xx.xx.10"
+    assert hccn_tool.parse_ip("Get ipconf failed, because no ip was preset there!\n") is None
+    assert hccn_tool.parse_netdetect("netdetect address: 11.12.165.1\n") == "11.12.165.1"
+    assert hccn_tool.parse_netdetect("netdetect addr: 11.12.165.1\n") == "11.12.165.1"
     # Huawei's own lldp reader looks for the TLV title alone on a line, then the value.
-    lldp = vt.parse_lldp("System Name TLV\n\tleaf-3\nPort ID TLV\n\tIfname: 400GE1/1/5:1\n"
-                         "System Description TLV\n\tHuawei Versatile Routing Platform Software\n")
+    lldp = hccn_tool.parse_lldp("System Name TLV\n\tleaf-3\nPort ID TLV\n\tIfname: 400GE1/1/5:1\n"
+                                "System Description TLV\n\tHuawei Versatile Routing Platform Software\n")
     assert (lldp.system_name, lldp.port_id) == ("leaf-3", "400GE1/1/5:1") and "Routing" in lldp.system_description
-    assert vt.parse_lldp("") is None
+    assert hccn_tool.parse_lldp("") is None
 
 
 def test_an_unreadable_row_is_named_and_the_other_chips_are_still_read():
     text = sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt").replace(
         "| 0           0    / 0          3407 / 65536         |",
         "| 0           0    / 0          3407 / sixty-four    |")
-    info = vt.parse_npu_smi_info(text)
+    info = npu_smi.parse_npu_smi_info(text)
     assert info.npu_ids() == [1, 2, 3, 4, 5, 6, 7] and len(info.chips) == 7
     [bad] = info.unreadable
     assert bad.lineno == 8 and "sixty-four" in bad.line and "HBM-Usage is not a number" in bad.reason
     assert info.processes[0].pid == 1601114
-    with pytest.raises(vt.VendorOutputError, match="no npu-smi info table") as exc:
-        vt.parse_npu_smi_info("bash: npu-smi: command not found\n")
+    with pytest.raises(common.VendorOutputError, match="no npu-smi info table") as exc:
+        npu_smi.parse_npu_smi_info("bash: npu-smi: command not found\n")
     assert exc.value.lineno == 1
-    with pytest.raises(vt.VendorOutputError, match="no npu-smi info table"):
-        vt.parse_npu_smi_info("")
-    with pytest.raises(vt.VendorOutputError, match="link status"):
-        vt.parse_link("link status: MAYBE\n")
-    with pytest.raises(vt.VendorOutputError, match="expected 'key : value'"):
-        vt.parse_health("\tHealth Status                  : OK\nsegmentation fault\n")
-    with pytest.raises(vt.VendorOutputError, match="summary"):
-        vt.parse_ping("device 0 PING 10.0.0.2\n")
+    with pytest.raises(common.VendorOutputError, match="no npu-smi info table"):
+        npu_smi.parse_npu_smi_info("")
+    with pytest.raises(common.VendorOutputError, match="link status"):
+        hccn_tool.parse_link("link status: MAYBE\n")
+    with pytest.raises(common.VendorOutputError, match="expected 'key : value'"):
+        npu_smi.parse_health("\tHealth Status                  : OK\nsegmentation fault\n")
+    with pytest.raises(common.VendorOutputError, match="summary"):
+        hccn_tool.parse_ping("device 0 PING 10.0.0.2\n")
 
 
 # ------------------------------------ simulator == real sample, line for line
@@ -256,24 +257,24 @@ TABLES = [("npu-smi_info_910B2_23.0.7_8npu_no_process.txt", "910b"),
 @pytest.mark.parametrize("name, chip", TABLES)
 def test_simulated_info_table_equals_the_real_capture(host, name, chip):
     text = sample(name)
-    info = vt.parse_npu_smi_info(text)
+    info = npu_smi.parse_npu_smi_info(text)
     out = host(state_from_info(info, chip), driver=info.version).npu_smi("info")
     assert out.returncode == 0, out.stdout
     assert out.stdout.splitlines() == text.splitlines()
-    assert vt.parse_npu_smi_info(out.stdout) == info
+    assert npu_smi.parse_npu_smi_info(out.stdout) == info
 
 
 def test_simulated_table_prefix_equals_a_capture_cut_before_the_process_section(host):
     text = sample("npu-smi_info_910B3_24.1.rc1.b030_8npu_no_proc_section.txt")
-    info = vt.parse_npu_smi_info(text)
+    info = npu_smi.parse_npu_smi_info(text)
     out = host(state_from_info(info, "910b"), driver="24.1.rc1.b030").npu_smi("info").stdout
     lines = text.splitlines()
     assert out.splitlines()[:len(lines)] == lines
-    assert vt.parse_npu_smi_info(out).chips == info.chips
+    assert npu_smi.parse_npu_smi_info(out).chips == info.chips
 
 
 def test_simulated_list_and_mapping_equal_the_captures(host):
-    info = vt.parse_npu_smi_info(sample("npu-smi_info_910B4_25.0.rc1.1_8npu_no_process.txt"))
+    info = npu_smi.parse_npu_smi_info(sample("npu-smi_info_910B4_25.0.rc1.1_8npu_no_process.txt"))
     b4 = host(state_from_info(info, "910b"), driver="25.0.rc1.1")
     listed = b4.npu_smi("info", "-l").stdout
     assert listed.startswith("\tTotal Count")  # a TAB; the blog rendered it as 8 spaces
@@ -294,7 +295,7 @@ def test_simulated_board_health_topo_equal_the_captures(host):
     assert a910.npu_smi("info", "-t", "health", "-i", "0", "-c", "0").stdout.rstrip("\n") == sample(
         "npu-smi_info_-t_health_-i_0_-c_0_OK.txt")
 
-    alarm = vt.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt"))
+    alarm = npu_smi.parse_health(sample("npu-smi_info_-t_health_-i_0_-c_0_Alarm.txt"))
     st = sim_state.with_changes(state_910a(), 0, health="Alarm", error_codes=list(alarm.error_codes),
                                 error_info=list(alarm.error_info))
     sick = host(st, driver="23.0.7")
@@ -350,7 +351,7 @@ def test_every_field_of_a_faulty_state_reads_back(host, chip):
     sim = host(st)
     out = sim.npu_smi("info")
     assert out.returncode == 0
-    info = vt.parse_npu_smi_info(out.stdout)
+    info = npu_smi.parse_npu_smi_info(out.stdout)
     assert info.npu_ids() == [card["npu"] for card in st["npus"]] and info.unreadable == []
     for die, row in zip(sim_state.chips(st), info.chips, strict=True):
         assert (row.health, row.temp_c, row.aicore_pct, row.bus_id, row.name) == (
@@ -366,25 +367,25 @@ def test_every_field_of_a_faulty_state_reads_back(host, chip):
     # Per die, and per card (the worst die of the card, with every die's codes).
     die1 = sim_state.by_logic_id(st, 1)
     card_of_1 = next(c["npu"] for c in st["npus"] if die1 in c["chips"])
-    health = vt.parse_health(sim.npu_smi("info", "-t", "health", "-i", str(card_of_1),
-                                         "-c", str(die1["chip"])).stdout)
-    assert health == vt.Health("Alarm", ("A4025021",), ("heart beat lost",))
-    card0 = vt.parse_health(sim.npu_smi("info", "-t", "health", "-i", str(st["npus"][0]["npu"])).stdout)
+    health = npu_smi.parse_health(sim.npu_smi("info", "-t", "health", "-i", str(card_of_1),
+                                              "-c", str(die1["chip"])).stdout)
+    assert health == npu_smi.Health("Alarm", ("A4025021",), ("heart beat lost",))
+    card0 = npu_smi.parse_health(sim.npu_smi("info", "-t", "health", "-i", str(st["npus"][0]["npu"])).stdout)
     assert card0.status == ("Alarm" if len(st["npus"][0]["chips"]) == 2 else "Warning")
 
 
 def test_simulated_list_mapping_board_follow_the_state(host):
     st = sim_state.default_state("a3", npus=2)
     sim = host(st)
-    assert vt.parse_npu_smi_list(sim.npu_smi("info", "-l").stdout) == vt.NpuList(2, {0: 2, 1: 2})
-    mapping = vt.parse_mapping(sim.npu_smi("info", "-m").stdout)
+    assert npu_smi.parse_npu_smi_list(sim.npu_smi("info", "-l").stdout) == npu_smi.NpuList(2, {0: 2, 1: 2})
+    mapping = npu_smi.parse_mapping(sim.npu_smi("info", "-m").stdout)
     assert [(m.npu, m.chip, m.logic_id) for m in mapping] == [(0, 0, 0), (0, 1, 1), (1, 0, 2), (1, 1, 3)]
-    board = vt.parse_board(sim.npu_smi("info", "-t", "board", "-i", "1").stdout)
+    board = npu_smi.parse_board(sim.npu_smi("info", "-t", "board", "-i", "1").stdout)
     assert (board["PCI Device ID"], board["Chip Count"], board["Software Version"]) == ("0xD803", "2", "25.2.0")
     assert board["Firmware Version"] == "7.7.0.1.231" and board["PCIe Bus Info"] == st["npus"][1]["chips"][0]["bus_id"]
-    chip = vt.parse_board(sim.npu_smi("info", "-t", "board", "-i", "1", "-c", "1").stdout)
+    chip = npu_smi.parse_board(sim.npu_smi("info", "-t", "board", "-i", "1", "-c", "1").stdout)
     assert chip["Chip ID"] == "1" and chip["PCIe Bus Info"] == st["npus"][1]["chips"][1]["bus_id"]
-    topo = vt.parse_topo(sim.npu_smi("info", "-t", "topo").stdout)
+    topo = npu_smi.parse_topo(sim.npu_smi("info", "-t", "topo").stdout)
     assert topo.devices == ["NPU0", "NPU1", "NPU2", "NPU3"]
     assert (topo.link("NPU0", "NPU1"), topo.link("NPU0", "NPU3")) == ("SIO", "HCCS_SW")  # dies of a card, cards
     assert topo.legend["SIO"] == "Path traversing the SIO bus" and "NA" in topo.legend
@@ -394,21 +395,21 @@ def test_npu_smi_failures_parse_to_what_was_injected(host):
     st = sim_state.default_state("910b")
     sim = host(sim_state.with_changes(st, 5, busy=-8020))
     out = sim.npu_smi("info")
-    assert out.returncode == 255 and vt.npu_smi_error(out.stdout).code == -8020
-    with pytest.raises(vt.VendorToolFailure) as exc:
-        vt.parse_npu_smi_info(out.stdout)
+    assert out.returncode == 255 and npu_smi.npu_smi_error(out.stdout).code == -8020
+    with pytest.raises(common.VendorToolFailure) as exc:
+        npu_smi.parse_npu_smi_info(out.stdout)
     assert exc.value.error.code == -8020
 
     bare = host(st, driver=None)  # driver not installed
-    assert vt.npu_smi_error(bare.npu_smi("info").stdout).code == -8005
+    assert npu_smi.npu_smi_error(bare.npu_smi("info").stdout).code == -8005
 
     healthy = host(st)
     bad_card = healthy.npu_smi("info", "-t", "health", "-i", "8", "-c", "0")
-    assert bad_card.returncode == 1 and vt.npu_smi_error(bad_card.stdout).parameter == "-i"
+    assert bad_card.returncode == 1 and npu_smi.npu_smi_error(bad_card.stdout).parameter == "-i"
     bad_chip = healthy.npu_smi("info", "-t", "board", "-i", "0", "-c", "1")
-    assert bad_chip.returncode == 1 and vt.npu_smi_error(bad_chip.stdout).parameter == "-c"
+    assert bad_chip.returncode == 1 and npu_smi.npu_smi_error(bad_chip.stdout).parameter == "-c"
     bad_type = healthy.npu_smi("info", "-t", "bogus", "-i", "0")
-    assert bad_type.returncode == 1 and vt.npu_smi_error(bad_type.stdout).parameter == "-t"
+    assert bad_type.returncode == 1 and npu_smi.npu_smi_error(bad_type.stdout).parameter == "-t"
     assert healthy.npu_smi("watch").returncode == 1
 
 
@@ -417,14 +418,14 @@ def test_only_devices_passed_into_the_container_are_visible(host):
     sim = host(st)
     for n in range(2, 8):
         (sim.root / f"dev/davinci{n}").unlink()
-    info = vt.parse_npu_smi_info(sim.npu_smi("info").stdout)
+    info = npu_smi.parse_npu_smi_info(sim.npu_smi("info").stdout)
     assert info.npu_ids() == [0, 1]
-    assert vt.npu_smi_error(sim.npu_smi("info", "-t", "board", "-i", "5").stdout).parameter == "-i"
+    assert npu_smi.npu_smi_error(sim.npu_smi("info", "-t", "board", "-i", "5").stdout).parameter == "-i"
     gone = sim.hccn(5, "-link", "-g")
-    assert gone.returncode == 1 and vt.hccn_error(gone.stdout).message == "Get invalid device id."
+    assert gone.returncode == 1 and hccn_tool.hccn_error(gone.stdout).message == "Get invalid device id."
     for n in range(2):
         (sim.root / f"dev/davinci{n}").unlink()
-    assert vt.npu_smi_error(sim.npu_smi("info").stdout).code == -8005
+    assert npu_smi.npu_smi_error(sim.npu_smi("info").stdout).code == -8005
 
 
 # ------------------------------------------------------------------ hccn_tool
@@ -434,23 +435,23 @@ def test_hccn_faults_parse_to_what_was_injected(host):
     st = sim_state.with_changes(st, 2, link="DOWN", net_health="Fault", ip="10.0.0.3", netmask="255.255.255.0")
     st = sim_state.with_changes(st, 3, net_health="Detect ip set")
     sim = host(st)
-    assert vt.parse_link(sim.hccn(0, "-link", "-g").stdout) == "UP"
-    assert vt.parse_link(sim.hccn(2, "-link", "-g").stdout) == "DOWN"
-    assert vt.parse_net_health(sim.hccn(2, "-net_health", "-g").stdout) == "Fault"
-    assert vt.parse_net_health(sim.hccn(3, "-net_health", "-g").stdout) == "Detect ip set"
-    assert vt.parse_lldp(sim.hccn(2, "-lldp", "-g").stdout) is None  # no neighbour over a down link
+    assert hccn_tool.parse_link(sim.hccn(0, "-link", "-g").stdout) == "UP"
+    assert hccn_tool.parse_link(sim.hccn(2, "-link", "-g").stdout) == "DOWN"
+    assert hccn_tool.parse_net_health(sim.hccn(2, "-net_health", "-g").stdout) == "Fault"
+    assert hccn_tool.parse_net_health(sim.hccn(3, "-net_health", "-g").stdout) == "Detect ip set"
+    assert hccn_tool.parse_lldp(sim.hccn(2, "-lldp", "-g").stdout) is None  # no neighbour over a down link
     down = sim.hccn(2, "-ping", "-g", "address", "10.0.0.3")
     assert down.returncode == 255
-    with pytest.raises(vt.VendorToolFailure, match="Link status is down"):
-        vt.parse_ping(down.stdout)
+    with pytest.raises(common.VendorToolFailure, match="Link status is down"):
+        hccn_tool.parse_ping(down.stdout)
     unset = sim.hccn(0, "-ip", "-g")
-    assert unset.returncode == 255 and vt.parse_ip(unset.stdout) is None
+    assert unset.returncode == 255 and hccn_tool.parse_ip(unset.stdout) is None
 
     no_driver = host(st, nodes=False)
     failed = no_driver.hccn(0, "-link", "-g")
     assert failed.returncode == 255
-    with pytest.raises(vt.VendorToolFailure, match="Command execute failed"):
-        vt.parse_link(failed.stdout)
+    with pytest.raises(common.VendorToolFailure, match="Command execute failed"):
+        hccn_tool.parse_link(failed.stdout)
 
 
 def test_hccn_set_commands_persist_into_the_state(host):
@@ -458,20 +459,20 @@ def test_hccn_set_commands_persist_into_the_state(host):
     out = sim.hccn(0, "-ip", "-s", "address", "192.168.1.8", "netmask", "255.255.255.0")
     assert (out.returncode, out.stdout) == (0, "")
     assert sim_state.by_logic_id(sim.state(), 0)["ip"] == "192.168.1.8"
-    assert vt.parse_ip(sim.hccn(0, "-ip", "-g").stdout) == vt.IpConfig("192.168.1.8", "255.255.255.0")
+    assert hccn_tool.parse_ip(sim.hccn(0, "-ip", "-g").stdout) == hccn_tool.IpConfig("192.168.1.8", "255.255.255.0")
 
     clash = sim.hccn(1, "-ip", "-s", "address", "192.168.1.8", "netmask", "255.255.255.0")
-    assert clash.returncode == 1 and "conflicted" in vt.hccn_error(clash.stdout).message
+    assert clash.returncode == 1 and "conflicted" in hccn_tool.hccn_error(clash.stdout).message
     bad = sim.hccn(1, "-ip", "-s", "address", "192.168.1.300", "netmask", "255.255.255.0")
-    assert bad.returncode == 1 and vt.hccn_error(bad.stdout).message == "The ip address you configured is invalid!"
+    assert bad.returncode == 1 and hccn_tool.hccn_error(bad.stdout).message == "The ip address you configured is invalid!"
     assert sim.hccn(1, "-ip", "-s", "address", "192.168.1.9").returncode == 1  # netmask missing
 
-    assert vt.parse_netdetect(sim.hccn(0, "-netdetect", "-g").stdout) is None
+    assert hccn_tool.parse_netdetect(sim.hccn(0, "-netdetect", "-g").stdout) is None
     assert sim.hccn(0, "-netdetect", "-s", "address", "192.168.1.1").stdout == ""
-    assert vt.parse_netdetect(sim.hccn(0, "-netdetect", "-g").stdout) == "192.168.1.1"
+    assert hccn_tool.parse_netdetect(sim.hccn(0, "-netdetect", "-g").stdout) == "192.168.1.1"
     assert sim_state.by_logic_id(sim.state(), 0)["netdetect"] == "192.168.1.1"
 
-    lldp = vt.parse_lldp(sim.hccn(3, "-lldp", "-g").stdout)
+    lldp = hccn_tool.parse_lldp(sim.hccn(3, "-lldp", "-g").stdout)
     assert (lldp.system_name, lldp.port_id, lldp.chassis_id) == ("sim-leaf-0", "200GE1/0/12", "sim-leaf-0")
     assert "Routing" in lldp.system_description
 
@@ -483,13 +484,13 @@ def test_hccn_ping_answers_from_the_state(host):
     st = sim_state.with_changes(st, 2, link="DOWN")
     st["peers"] = ["10.0.1.1"]
     sim = host(st)
-    ok = vt.parse_ping(sim.hccn(0, "-ping", "-g", "address", "10.0.0.2").stdout)
-    assert ok == vt.PingResult("10.0.0.2", 3, 3, 0.0) and ok.ok
-    assert vt.parse_ping(sim.hccn(1, "-ping", "-g", "address", "10.0.1.1", "pkt", "5").stdout).received == 5
+    ok = hccn_tool.parse_ping(sim.hccn(0, "-ping", "-g", "address", "10.0.0.2").stdout)
+    assert ok == hccn_tool.PingResult("10.0.0.2", 3, 3, 0.0) and ok.ok
+    assert hccn_tool.parse_ping(sim.hccn(1, "-ping", "-g", "address", "10.0.1.1", "pkt", "5").stdout).received == 5
     for target in ("10.0.0.3", "10.9.9.9"):  # a down peer, an unknown address
         lost = sim.hccn(0, "-ping", "-g", "address", target)
         assert lost.returncode == 0 and "100.00% packet loss" in lost.stdout
-        assert not vt.parse_ping(lost.stdout).ok and vt.parse_ping(lost.stdout).received == 0
+        assert not hccn_tool.parse_ping(lost.stdout).ok and hccn_tool.parse_ping(lost.stdout).received == 0
     assert "no ip was preset" in sim.hccn(4, "-ping", "-g", "address", "10.0.0.2").stdout
 
 
@@ -560,17 +561,17 @@ def test_simulated_sub_commands_read_back_what_was_injected(host):
     st = sim_state.default_state("a3", npus=2)
     st = sim_state.with_changes(st, 3, temp_c=91, hbm_temp_c=88, ecc={"double_bit": 2, "single_bit_isolated_pages": 1})
     sim = host(st)
-    temp = vt.parse_chip_report(sim.npu_smi("info", "-t", "temp", "-i", "1", "-c", "1").stdout)
-    assert temp.number(vt.TEMPERATURE_KEYS, 1) == 91 and temp.mcu == {}        # A3: no MCU block
-    both = vt.parse_chip_report(sim.npu_smi("info", "-t", "power", "-i", "1").stdout)
-    assert (both.chip_count, both.number(vt.POWER_KEYS, 0), both.number(vt.POWER_KEYS, 1)) == (2, 162.0, None)
-    memory = vt.parse_chip_report(sim.npu_smi("info", "-t", "memory", "-i", "1", "-c", "1").stdout)
-    assert memory.number(vt.HBM_TEMPERATURE_KEYS, 1) == 88
-    ecc = vt.parse_chip_report(sim.npu_smi("info", "-t", "ecc", "-i", "1", "-c", "1").stdout)
-    assert vt.ecc_counts(ecc, "HBM", 1) == vt.EccCounts(0, 2, 0, 0, 1, 0)
-    common = vt.parse_chip_report(sim.npu_smi("info", "-t", "common", "-i", "0").stdout)
-    assert common.number(vt.TEMPERATURE_KEYS, 1) == st["npus"][0]["chips"][1]["temp_c"]
-    usages = vt.parse_chip_report(sim.npu_smi("info", "-t", "usages", "-i", "0", "-c", "0").stdout)
+    temp = npu_smi.parse_chip_report(sim.npu_smi("info", "-t", "temp", "-i", "1", "-c", "1").stdout)
+    assert temp.number(npu_smi.TEMPERATURE_KEYS, 1) == 91 and temp.mcu == {}        # A3: no MCU block
+    both = npu_smi.parse_chip_report(sim.npu_smi("info", "-t", "power", "-i", "1").stdout)
+    assert (both.chip_count, both.number(npu_smi.POWER_KEYS, 0), both.number(npu_smi.POWER_KEYS, 1)) == (2, 162.0, None)
+    memory = npu_smi.parse_chip_report(sim.npu_smi("info", "-t", "memory", "-i", "1", "-c", "1").stdout)
+    assert memory.number(npu_smi.HBM_TEMPERATURE_KEYS, 1) == 88
+    ecc = npu_smi.parse_chip_report(sim.npu_smi("info", "-t", "ecc", "-i", "1", "-c", "1").stdout)
+    assert npu_smi.ecc_counts(ecc, "HBM", 1) == npu_smi.EccCounts(0, 2, 0, 0, 1, 0)
+    common = npu_smi.parse_chip_report(sim.npu_smi("info", "-t", "common", "-i", "0").stdout)
+    assert common.number(npu_smi.TEMPERATURE_KEYS, 1) == st["npus"][0]["chips"][1]["temp_c"]
+    usages = npu_smi.parse_chip_report(sim.npu_smi("info", "-t", "usages", "-i", "0", "-c", "0").stdout)
     assert usages.values(0)["HBM Capacity(MB)"] == "65536"
 
 
@@ -578,7 +579,7 @@ def test_simulated_dcmi_failure_of_a_container_without_its_mounts(host):
     sim = host(sim_state.default_state("910b"))
     (sim.root / "usr/local/Ascend/driver/lib64").mkdir(parents=True)   # driver libraries, no /usr/local/dcmi
     out = sim.npu_smi("info")
-    assert out.returncode == 255 and vt.npu_smi_error(out.stdout).codes == (-8020, -9005)
+    assert out.returncode == 255 and npu_smi.npu_smi_error(out.stdout).codes == (-8020, -9005)
     assert out.stdout.splitlines()[1:] == (HELDOUT / "npu-smi_error_-8020_-9005_container_easyr1.txt").read_text().splitlines()
     (sim.root / "usr/local/dcmi").mkdir(parents=True)
     (sim.root / "etc").mkdir()
@@ -592,19 +593,19 @@ def test_simulated_hccn_port_queries(host):
                                 stat={"mac_rx_fcs_err_pkt_num": 5}, stat_growth={"mac_rx_fcs_err_pkt_num": 3},
                                 ip="10.0.2.5", netmask="255.255.255.0")
     sim = host(st)
-    healthy = vt.parse_optical(sim.hccn(0, "-optical", "-g").stdout)
+    healthy = hccn_tool.parse_optical(sim.hccn(0, "-optical", "-g").stdout)
     assert healthy.present and len(healthy.rx_power_mw) == 4 and healthy.rx_power_low_mw == 0.1445
-    assert not vt.parse_optical(sim.hccn(2, "-optical", "-g").stdout).present
-    stat = vt.parse_link_stat(sim.hccn(2, "-link_stat", "-g").stdout)
+    assert not hccn_tool.parse_optical(sim.hccn(2, "-optical", "-g").stdout).present
+    stat = hccn_tool.parse_link_stat(sim.hccn(2, "-link_stat", "-g").stdout)
     assert (stat.device, stat.up_count, stat.down_count) == (2, 1, 1)
-    first = vt.parse_stat(sim.hccn(2, "-stat", "-g").stdout)["mac_rx_fcs_err_pkt_num"]
-    assert vt.parse_stat(sim.hccn(2, "-stat", "-g").stdout)["mac_rx_fcs_err_pkt_num"] == first + 3 == 11
-    assert vt.parse_gateway(sim.hccn(2, "-gateway", "-g").stdout) == vt.Gateway(None, "eth2")
+    first = hccn_tool.parse_stat(sim.hccn(2, "-stat", "-g").stdout)["mac_rx_fcs_err_pkt_num"]
+    assert hccn_tool.parse_stat(sim.hccn(2, "-stat", "-g").stdout)["mac_rx_fcs_err_pkt_num"] == first + 3 == 11
+    assert hccn_tool.parse_gateway(sim.hccn(2, "-gateway", "-g").stdout) == hccn_tool.Gateway(None, "eth2")
     assert sim.hccn(2, "-gateway", "-s", "gateway", "10.0.2.1").stdout == ""
-    routes = vt.parse_route(sim.hccn(2, "-route", "-g").stdout)
+    routes = hccn_tool.parse_route(sim.hccn(2, "-route", "-g").stdout)
     assert [(r.destination, r.gateway, r.iface) for r in routes] == [
         ("default", "10.0.2.1", "eth2"), ("10.0.2.0", None, "eth2"), ("127.0.0.1", None, "lo")]
-    lldp = vt.parse_lldp(sim.hccn(0, "-lldp", "-g").stdout)
+    lldp = hccn_tool.parse_lldp(sim.hccn(0, "-lldp", "-g").stdout)
     assert lldp.system_description.splitlines()[-1] == "Huawei switch" and "Maximum Frame Size TLV" in lldp.tlvs
     # the route table's layout is the captured one
     capture = (HELDOUT / "hccn_tool_-route_-g_blog.txt").read_text().splitlines()
@@ -616,11 +617,11 @@ def test_a_fault_that_comes_with_new_firmware_shows_only_once_that_firmware_runs
     state = sim_state.with_changes(sim_state.default_state("910b"), 2, with_firmware={
         "7.8.0.2.212": {"health": "Alarm", "error_codes": ["80E01801"]}})
     sim = host(state, driver="26.1.0", firmware="7.7.0.1.231")
-    assert [c.health for c in vt.parse_npu_smi_info(sim.npu_smi("info").stdout).chips] == ["OK"] * 8
+    assert [c.health for c in npu_smi.parse_npu_smi_info(sim.npu_smi("info").stdout).chips] == ["OK"] * 8
     (sim.state_path.parent / "firmware.pending").write_text("7.8.0.2.212\n")   # flashed, not yet booted
     assert "Alarm" not in sim.npu_smi("info").stdout
     (sim.state_path.parent / "firmware.pending").rename(sim.state_path.parent / "firmware.running")
-    health = [c.health for c in vt.parse_npu_smi_info(sim.npu_smi("info").stdout).chips]
+    health = [c.health for c in npu_smi.parse_npu_smi_info(sim.npu_smi("info").stdout).chips]
     assert health == ["OK", "OK", "Alarm", "OK", "OK", "OK", "OK", "OK"]
     assert "80E01801" in sim.npu_smi("info", "-t", "health", "-i", "2").stdout
 
@@ -628,22 +629,23 @@ def test_a_fault_that_comes_with_new_firmware_shows_only_once_that_firmware_runs
 def test_optical_power_without_lane_numbers_is_read_and_judged():
     """MindCluster's fault-diag guide prints the powers without lane numbers; its Tx power is above the
     module's high threshold, which must not pass as 'no readings'."""
-    optical = vt.parse_optical(sample("hccn_tool_-optical_-g_no_lane_numbers_mindcluster_doc.txt"))
+    optical = hccn_tool.parse_optical(sample("hccn_tool_-optical_-g_no_lane_numbers_mindcluster_doc.txt"))
     assert (optical.tx_power_mw, optical.rx_power_mw) == ((4.4035,), (1.0189,))
     assert (optical.tx_power_low_mw, optical.tx_power_high_mw) == (0.2818, 3.5481)
     port = {"port": 0, "optical": dict(vars(optical), present=True)}
     assert hardware.optical_findings([port]) == [
         hardware.Finding("fail", "port 0", "Tx power lane 0 4.4035 mW above the module's high threshold 3.5481 mW")]
     # NA is no reading (the tool prints it so for a module it cannot read)
-    assert vt.parse_optical("optical info:\npresent              : present\nTx Power             : NA\n").tx_power_mw == ()
+    optical = hccn_tool.parse_optical("optical info:\npresent              : present\nTx Power             : NA\n")
+    assert optical.tx_power_mw == ()
 
 
 def test_ip_of_a_port_that_prints_nothing_is_no_address():
     """MindCluster's collection fixture: `hccn_tool -i 2 -ip -g` answered with nothing."""
     collected = sample("mindcluster_faultdiag_fixture_npu_info_before.txt")
     answer = collected.split("hccn_tool -i 2 -ip -g\n", 1)[1].split("/usr/local/bin/npu-smi", 1)[0]
-    assert answer == "\n\n" and vt.parse_ip(answer) is None
-    assert vt.parse_ip("") is None
+    assert answer == "\n\n" and hccn_tool.parse_ip(answer) is None
+    assert hccn_tool.parse_ip("") is None
 
 
 def test_health_error_information_wrapped_in_a_copy_keeps_the_codes():
@@ -654,64 +656,64 @@ def test_health_error_information_wrapped_in_a_copy_keeps_the_codes():
     wrapped = "".join(line[:80] + "\n" + (line[80:] + "\n" if line[80:] else "")
                       for line in published.expandtabs(8).splitlines())
     assert any(not line.strip().startswith((":", "Health", "Error")) for line in wrapped.splitlines() if line.strip())
-    health = vt.parse_health(wrapped)
+    health = npu_smi.parse_health(wrapped)
     assert health.status == "Alarm" and health.error_codes == ("A4025021", "8C03A000", "8C084E00")
     # every piece of the message is kept, in order (where the terminal cut a word is not known)
-    assert "".join(health.error_info) == "".join(vt.parse_health(published).error_info)
+    assert "".join(health.error_info) == "".join(npu_smi.parse_health(published).error_info)
     # a line wrapped inside a message that holds ': ' is still the message
     text = "\tHealth Status : Alarm\n\tError Code : 80E01801\n\tError Information : node type=x\nevent: lost\n"
-    assert vt.parse_health(text) == vt.Health("Alarm", ("80E01801",), ("node type=x", "event: lost"))
+    assert npu_smi.parse_health(text) == npu_smi.Health("Alarm", ("80E01801",), ("node type=x", "event: lost"))
 
 
 def test_tls_switch_lines_and_certificates():
     """The switch line of MindCluster's guide and the whole answer of the Ascend 950 HCCN Tool guide
     (its switch line, then the certificate blocks)."""
     switch = sample("hccn_tool_-tls_-g_switch_lines_mindcluster_doc.txt")
-    assert vt.parse_tls(switch) == vt.Tls(False, {})
-    assert vt.parse_tls(switch.replace("switch[0]", "switch[1]")) == vt.Tls(True, {})
+    assert hccn_tool.parse_tls(switch) == hccn_tool.Tls(False, {})
+    assert hccn_tool.parse_tls(switch.replace("switch[0]", "switch[1]")) == hccn_tool.Tls(True, {})
     whole = sample("hccn_tool_-tls_-g_certificates_950_doc.txt")
-    assert vt.parse_tls(whole) == vt.Tls(False, {"pub cert": 0, "ca1 cert": 0, "ca2 cert": 0, "crl": 1})
+    assert hccn_tool.parse_tls(whole) == hccn_tool.Tls(False, {"pub cert": 0, "ca1 cert": 0, "ca2 cert": 0, "crl": 1})
     # the HCCL guide: "no certificate found" means TLS is off
-    assert vt.parse_tls("no certificate found\n") == vt.Tls(False, {})
-    with pytest.raises(vt.VendorOutputError, match="no 'tls switch\\[N\\]' line"):
-        vt.parse_tls(whole.split("\n", 1)[1])
-    with pytest.raises(vt.VendorOutputError, match="not a line of hccn_tool -tls -g"):
-        vt.parse_tls(switch + "subject[/CN=x]\n")      # a certificate field outside a certificate
+    assert hccn_tool.parse_tls("no certificate found\n") == hccn_tool.Tls(False, {})
+    with pytest.raises(common.VendorOutputError, match="no 'tls switch\\[N\\]' line"):
+        hccn_tool.parse_tls(whole.split("\n", 1)[1])
+    with pytest.raises(common.VendorOutputError, match="not a line of hccn_tool -tls -g"):
+        hccn_tool.parse_tls(switch + "subject[/CN=x]\n")      # a certificate field outside a certificate
 
 
 def test_the_simulated_tls_answers_in_the_vendors_layout(host):
     st = sim_state.with_changes(sim_state.default_state("910b", npus=2), 1, tls=1, tls_cert_expiry=2)
     sim = host(st)
-    assert vt.parse_tls(sim.hccn(0, "-tls", "-g").stdout) == vt.Tls(False, {"pub cert": 0, "ca1 cert": 0})
-    assert vt.parse_tls(sim.hccn(1, "-tls", "-g").stdout) == vt.Tls(True, {"pub cert": 2, "ca1 cert": 2})
+    assert hccn_tool.parse_tls(sim.hccn(0, "-tls", "-g").stdout) == hccn_tool.Tls(False, {"pub cert": 0, "ca1 cert": 0})
+    assert hccn_tool.parse_tls(sim.hccn(1, "-tls", "-g").stdout) == hccn_tool.Tls(True, {"pub cert": 2, "ca1 cert": 2})
 
 
 def test_hccn_conf_as_published():
     """A 910B1 node's /etc/hccn.conf (arthurchiao.art; ports 1-6 elided by the publisher)."""
-    conf = vt.parse_hccn_conf(sample("hccn.conf_910B1_arthurchiao_elided.txt"))
+    conf = hccn_tool.parse_hccn_conf(sample("hccn.conf_910B1_arthurchiao_elided.txt"))
     assert sorted(conf) == [0, 7]
     assert conf[0] == {"address": "29.1.137.205", "netmask": "255.255.0.0", "netdetect": "29.1.0.1",
                        "gateway": "29.1.0.1", "send_arp_status": "1"}
     assert conf[7]["address"] == "29.1.170.143"
     # the role's own header comment is no setting; anything else is named
-    assert vt.parse_hccn_conf("# Ansible managed\naddress_2=10.0.0.5\n") == {2: {"address": "10.0.0.5"}}
-    with pytest.raises(vt.VendorOutputError, match="expected '<key>_<port>=<value>' \\(line 2: 'address=1'\\)"):
-        vt.parse_hccn_conf("address_0=1\naddress=1\n")
+    assert hccn_tool.parse_hccn_conf("# Ansible managed\naddress_2=10.0.0.5\n") == {2: {"address": "10.0.0.5"}}
+    with pytest.raises(common.VendorOutputError, match="expected '<key>_<port>=<value>' \\(line 2: 'address=1'\\)"):
+        hccn_tool.parse_hccn_conf("address_0=1\naddress=1\n")
 
 
 def test_published_tables_with_masked_names_short_rows_and_elided_rows_are_read_whole():
     """MindCluster's fault-diag guide masks the chip name as 'xxx' (its rows then one character short,
     the banner shorter still) and elides rows with '...'; a blog elides NPUs 2-6. Every chip shown is
     read, and no row of them is reported unreadable."""
-    masked = vt.parse_npu_smi_info(sample("npu-smi_info_23.0.rc2.3_masked_names_mindcluster_doc.txt"))
+    masked = npu_smi.parse_npu_smi_info(sample("npu-smi_info_23.0.rc2.3_masked_names_mindcluster_doc.txt"))
     assert (masked.npu_smi_version, masked.version) == ("23.0.rc3", "23.0.rc2.3")
     assert masked.npu_ids() == list(range(8)) and {c.name for c in masked.chips} == {"xxx"}
     assert masked.chip(0).hugepages == (1123, 1123) and masked.chip(0).hbm_mb == (30710, 32768)
     assert masked.chip(1).bus_id == "0000:81:00.0" and masked.unread_rows() == []
-    elided = vt.parse_npu_smi_info(sample("npu-smi_info_24.1.rc1_elided_rows_mindcluster_doc.txt"))
+    elided = npu_smi.parse_npu_smi_info(sample("npu-smi_info_24.1.rc1_elided_rows_mindcluster_doc.txt"))
     assert elided.npu_ids() == [7] and elided.chip(7).memory_mb == (2505, 15567) and elided.unread_rows() == []
     assert elided.has_process_section and elided.processes == []
-    blog = vt.parse_npu_smi_info(sample("npu-smi_info_910B1_23.0.rc2_elided_rows_arthurchiao.txt"))
+    blog = npu_smi.parse_npu_smi_info(sample("npu-smi_info_910B1_23.0.rc2_elided_rows_arthurchiao.txt"))
     assert blog.npu_ids() == [0, 1, 7] and blog.chip(7).hbm_mb == (4174, 65536) and blog.unread_rows() == []
     assert [u.reason for u in blog.unreadable] == ["elided in the published copy"]
 
@@ -724,76 +726,77 @@ def test_the_validation_readme_counts_the_published_outputs_the_tests_hold():
 def test_port_speed_and_fec_mode_as_the_tools_print_them():
     """-speed -g: MindCluster's example (100GE) and the source's 'Unknown!'; -fec -g: the 910A modes
     (MindCluster's doc and fixture) and the 910B/910C tool's line that no mode is reported."""
-    assert vt.parse_speed(sample("hccn_tool_-speed_-g_mindcluster.txt")) == 100000
-    assert vt.parse_speed(sample("hccn_tool_-speed_-g_unknown_source.txt")) is None
-    assert vt.parse_speed("Speed: 200000 Mb/s\n") == 200000
-    assert vt.parse_fec(sample("hccn_tool_-fec_-g.txt")) == "rs"
-    assert vt.parse_fec(sample("hccn_tool_-fec_-g_no_FEC_910A_fixture.txt")) == "no"
-    assert vt.parse_fec("fec mode: auto FEC mode\n") == "auto"
-    assert vt.parse_fec(sample("hccn_tool_-fec_-g_910B_not_switchable_source.txt")) is None
-    for parser, text in ((vt.parse_speed, "Speed: fast\n"), (vt.parse_speed, "Speed: 200000 Mb/s\nDuplex: Full\n"),
-                         (vt.parse_fec, "fec mode: base-r FEC mode\n"), (vt.parse_fec, "")):
-        with pytest.raises(vt.VendorOutputError):
+    assert hccn_tool.parse_speed(sample("hccn_tool_-speed_-g_mindcluster.txt")) == 100000
+    assert hccn_tool.parse_speed(sample("hccn_tool_-speed_-g_unknown_source.txt")) is None
+    assert hccn_tool.parse_speed("Speed: 200000 Mb/s\n") == 200000
+    assert hccn_tool.parse_fec(sample("hccn_tool_-fec_-g.txt")) == "rs"
+    assert hccn_tool.parse_fec(sample("hccn_tool_-fec_-g_no_FEC_910A_fixture.txt")) == "no"
+    assert hccn_tool.parse_fec("fec mode: auto FEC mode\n") == "auto"
+    assert hccn_tool.parse_fec(sample("hccn_tool_-fec_-g_910B_not_switchable_source.txt")) is None
+    for parser, text in ((hccn_tool.parse_speed, "Speed: fast\n"),
+                         (hccn_tool.parse_speed, "Speed: 200000 Mb/s\nDuplex: Full\n"),
+                         (hccn_tool.parse_fec, "fec mode: base-r FEC mode\n"), (hccn_tool.parse_fec, "")):
+        with pytest.raises(common.VendorOutputError):
             parser(text)
-    with pytest.raises(vt.VendorToolFailure, match="Device ID is out of the valid range"):
-        vt.parse_speed("Device ID is out of the valid range.\nCmd execute failed!\n")
+    with pytest.raises(common.VendorToolFailure, match="Device ID is out of the valid range"):
+        hccn_tool.parse_speed("Device ID is out of the valid range.\nCmd execute failed!\n")
 
 
 def test_mcu_version_as_npu_smi_upgrade_prints_it():
     """A 910B4 node's factory MCU (a blog), and what a device without the component answers (the manual)."""
-    assert vt.parse_mcu_version(sample("npu-smi_upgrade_-b_mcu_-i_0_910B4_factory_blog.txt")) == "23.3.13"
-    assert vt.parse_mcu_version(sample("npu-smi_upgrade_-b_bootloader_not_supported_doc.txt")) is None
+    assert npu_smi.parse_mcu_version(sample("npu-smi_upgrade_-b_mcu_-i_0_910B4_factory_blog.txt")) == "23.3.13"
+    assert npu_smi.parse_mcu_version(sample("npu-smi_upgrade_-b_bootloader_not_supported_doc.txt")) is None
     for text in ("", "\tVersion                        : \n", "\tVersion : 1\n\tVersion : 2\n", "garbled\n"):
-        with pytest.raises(vt.VendorOutputError):
-            vt.parse_mcu_version(text)
-    with pytest.raises(vt.VendorToolFailure):
-        vt.parse_mcu_version(sample("npu-smi_error_-8005_dcmi_init.txt"))
+        with pytest.raises(common.VendorOutputError):
+            npu_smi.parse_mcu_version(text)
+    with pytest.raises(common.VendorToolFailure):
+        npu_smi.parse_mcu_version(sample("npu-smi_error_-8005_dcmi_init.txt"))
 
 
 def test_hccs_links_as_npu_smi_prints_them():
     """A third-party collector's copy (three ports, counters only), the driver's print code rendered for a
     healthy 910B chip, and the manual's answer of a chip without HCCS."""
-    short = vt.parse_hccs(sample("npu-smi_info_-t_hccs_910B_3_ports_parser_test.txt"))
+    short = npu_smi.parse_hccs(sample("npu-smi_info_-t_hccs_910B_3_ports_parser_test.txt"))
     assert short.healthy is True and short.first_error_lane is None
     assert short.ports["rx packets"] == ("2091328898", "760745014", "4126456722")
     assert short.ports["error count"] == ("0", "0", "0") and "lane mode" not in short.ports
-    full = vt.parse_hccs(sample("npu-smi_info_-t_hccs_910B_7_ports_source.txt"))
+    full = npu_smi.parse_hccs(sample("npu-smi_info_-t_hccs_910B_7_ports_source.txt"))
     assert full.ports["lane mode"] == ("4",) * 7 and full.ports["link lane list"] == ("1111",) * 7
     assert full.ports["link speed"] == ("224",) * 7 and full.first_error_lane is None
-    assert vt.parse_hccs(sample("npu-smi_info_-t_hccs_not_supported_doc.txt")) is None
+    assert npu_smi.parse_hccs(sample("npu-smi_info_-t_hccs_not_supported_doc.txt")) is None
     nok = "\thccs health status             : NOK\n\thccs lane mode                 : [4  0]\n" \
           "\thccs first error lane          : 2\n"
-    assert vt.parse_hccs(nok) == vt.Hccs(False, {"lane mode": ("4", "0")}, "2")
+    assert npu_smi.parse_hccs(nok) == npu_smi.Hccs(False, {"lane mode": ("4", "0")}, "2")
     for text in ("\thccs health status : MAYBE\n\thccs lane mode : [4]\n", "\thccs lane mode : [4 4]\n"
                  "\thccs error count : [0]\n", "\thccs health status : OK\n", "\tlane mode : [4]\n"):
-        with pytest.raises(vt.VendorOutputError):
-            vt.parse_hccs(text)
-    with pytest.raises(vt.VendorToolFailure, match="Failed to query"):
-        vt.parse_hccs('Failed to query "hccs" result.\n')
+        with pytest.raises(common.VendorOutputError):
+            npu_smi.parse_hccs(text)
+    with pytest.raises(common.VendorToolFailure, match="Failed to query"):
+        npu_smi.parse_hccs('Failed to query "hccs" result.\n')
 
 
 def test_the_drivers_kernel_log_lines_and_the_rest_of_the_kernels():
     """The driver's lines of published logs: syslog form with the older [ERROR] first (MindCluster's
     heartbeat fixture), raw dmesg without a level (a blog's Atlas 800I, after a stack trace), a process
     teardown (Ascend/samples issue 16); the newer order puts the level after the module (driver dmc_log.h)."""
-    [lost] = vt.parse_kernel_log(sample("kernel_log_heartbeat_lost_mindcluster_fixture.txt"))
+    [lost] = kernel_log.parse_kernel_log(sample("kernel_log_heartbeat_lost_mindcluster_fixture.txt"))
     assert lost.seconds == "1197.584409" and lost.error
     assert lost.tags == ("ERROR", "drv_soft_fault", "heart_beat_judge 318")
     assert lost.message.startswith("Heartbeat lost! (device=1; old_count=1104;")
-    abnormal = vt.parse_kernel_log(sample("kernel_log_device_abnormal_atlas800i_blog.txt"))
+    abnormal = kernel_log.parse_kernel_log(sample("kernel_log_device_abnormal_atlas800i_blog.txt"))
     assert [(k.seconds, k.tags[0], k.error) for k in abnormal] == [("456.343559", "drv_pcie", False),
                                                                   ("456.365571", "devdrv", False)]
     assert abnormal[0].message == "Device is abnormal. (dev_id=5; msg_type=3; common_type=5)"
-    teardown = vt.parse_kernel_log(sample("kernel_log_process_teardown_samples_issue16.txt"))
+    teardown = kernel_log.parse_kernel_log(sample("kernel_log_process_teardown_samples_issue16.txt"))
     assert len(teardown) == 8 and not any(k.error for k in teardown)
     assert teardown[2].text() == ("[ascend] [davinci_intf] [drv_davinci_intf_sub_call_release 348] "
                                   "Release module success. (module_name=\"SVM\"; pid=42394)")
-    [newer] = vt.parse_kernel_log("[   12.000001] [ascend] [devmm] [ERROR] [devmm_pin_user_pages_fast 124] "
-                                  "<VLLM::Worker_TP:670605,670605> Get_user_pages_fast fail.\n")
+    [newer] = kernel_log.parse_kernel_log("[   12.000001] [ascend] [devmm] [ERROR] [devmm_pin_user_pages_fast 124] "
+                                          "<VLLM::Worker_TP:670605,670605> Get_user_pages_fast fail.\n")
     assert newer.error and newer.tags[0] == "devmm" and newer.message == "Get_user_pages_fast fail."
-    assert vt.parse_kernel_log("[    0.000000] Linux version 6.1.0\nplain text\n") == []
+    assert kernel_log.parse_kernel_log("[    0.000000] Linux version 6.1.0\nplain text\n") == []
     # no timestamp (a journal line), no process tag: the message keeps what looks like one later on
-    [bare] = vt.parse_kernel_log("kernel: [ascend] [tsdrv] [ERROR] hdc connect down, devid(3) <not a tag>\n")
+    [bare] = kernel_log.parse_kernel_log("kernel: [ascend] [tsdrv] [ERROR] hdc connect down, devid(3) <not a tag>\n")
     assert (bare.seconds, bare.tags) == (None, ("tsdrv", "ERROR"))
     assert bare.message == "hdc connect down, devid(3) <not a tag>"
 
@@ -801,10 +804,11 @@ def test_the_drivers_kernel_log_lines_and_the_rest_of_the_kernels():
 def test_super_pod_info_as_the_guide_prints_it():
     """hicann/shmem's super-pod guide (alignment collapsed by its author), the driver's aligned form
     without SDID (950), and what goes wrong."""
-    assert vt.parse_spod_info(sample("npu-smi_info_-t_spod-info_A3_shmem_doc.txt")) == vt.SuperPod(0, 384, 4, 16777216)
+    assert npu_smi.parse_spod_info(sample("npu-smi_info_-t_spod-info_A3_shmem_doc.txt")) == \
+        npu_smi.SuperPod(0, 384, 4, 16777216)
     aligned = "\tSuper Pod Size                 : 8\n\tSuper Pod ID                   : 3\n"
-    assert vt.parse_spod_info(aligned) == vt.SuperPod(3, 8, None, None)
-    assert vt.parse_spod_info("This device does not support querying spod-info.\n") is None
+    assert npu_smi.parse_spod_info(aligned) == npu_smi.SuperPod(3, 8, None, None)
+    assert npu_smi.parse_spod_info("This device does not support querying spod-info.\n") is None
     for text in ("Super Pod ID : 0\n", "Super Pod Size : many\nSuper Pod ID : 0\n", "Rack : 1\nSuper Pod ID : 0\n"):
-        with pytest.raises(vt.VendorOutputError):
-            vt.parse_spod_info(text)
+        with pytest.raises(common.VendorOutputError):
+            npu_smi.parse_spod_info(text)

@@ -8,7 +8,9 @@ import shlex
 import pytest
 import testinfra
 
-from validation import facts as facts_mod, vendor_tools, workloads
+from validation import facts as facts_mod, workloads
+from validation.vendor_tools.common import VendorOutputError
+from validation.vendor_tools.hccn_tool import parse_ping
 from validation.suite.test_standard import _answered, _completed, allreduce, check_allreduce, device_ips
 
 pytestmark = pytest.mark.full
@@ -103,8 +105,8 @@ def ping_peer(probe, hccn: str, own: dict, peer: dict, name: str) -> list[str]:
             continue
         _, out, _ = probe.run(f"{hccn} -i {dev} -ping -g address {shlex.quote(target)}")
         try:
-            ok = vendor_tools.parse_ping(out).ok
-        except vendor_tools.VendorOutputError:
+            ok = parse_ping(out).ok
+        except VendorOutputError:
             ok = False
         if not ok:
             failures.append(f"{name} device {dev} -> {target}")

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from validation import codes, explain, facts as facts_mod, hardware, vendor_tools
+from validation import codes, explain, facts as facts_mod, hardware
+from validation.vendor_tools.hccl_test import parse_hccl_test
 
 
 def _devices(facts, check):
@@ -278,7 +279,7 @@ def test_hccl_test(facts, probe, stack, options, check):
     command = (f"OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout {options['timeout'] + 120} "
                f"mpirun -n {n} {shlex.quote(binary)} {spec['args']} -p {n}")
     rc, out, err = probe.run(command)
-    result = vendor_tools.parse_hccl_test(out + err)
+    result = parse_hccl_test(out + err)
     errors = result.errors
     detail = "; ".join(f"{e.location} retcode {e.retcode} ({codes.HCCL_RESULTS.get(e.retcode, 'unknown')})"
                        + (f" in {e.stage}" if e.stage else "") for e in errors[:4])

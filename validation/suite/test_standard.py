@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from validation import facts as facts_mod, vendor_tools
+from validation import facts as facts_mod
+from validation.vendor_tools.common import VendorOutputError
+from validation.vendor_tools.hccn_tool import parse_link, parse_net_health
 
 pytestmark = pytest.mark.standard
 
@@ -95,12 +97,12 @@ def test_npu_network(probe, facts, stack, check):
         _, link_out, link_err = probe.run(f"{hccn} -i {dev} -link -g")
         _, health_out, health_err = probe.run(f"{hccn} -i {dev} -net_health -g")
         try:
-            link = vendor_tools.parse_link(link_out)
-        except vendor_tools.VendorOutputError:
+            link = parse_link(link_out)
+        except VendorOutputError:
             link = (link_out + link_err).strip() or "no answer"
         try:
-            health = vendor_tools.parse_net_health(health_out)
-        except vendor_tools.VendorOutputError:
+            health = parse_net_health(health_out)
+        except VendorOutputError:
             health = (health_out + health_err).strip() or "no answer"
         if link != "UP" or health != "Success":
             bad.append(f"device {dev}: link {link}, net health {health}")

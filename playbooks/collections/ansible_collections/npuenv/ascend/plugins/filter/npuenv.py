@@ -1,5 +1,5 @@
 """Filters that read the vendor tools' output with the product's parsers
-(validation.vendor_tools), so the playbooks and validation agree."""
+(validation.vendor_tools.npu_smi and .hccn_tool), so the playbooks and validation agree."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,11 +8,11 @@ from ansible.errors import AnsibleFilterError
 
 
 def _parse(parser, text):
-    from validation import vendor_tools
+    from validation.vendor_tools import common, npu_smi
 
     try:
-        result = getattr(vendor_tools, parser)(text)
-    except vendor_tools.VendorOutputError as e:
+        result = getattr(npu_smi, parser)(text)
+    except common.VendorOutputError as e:
         raise AnsibleFilterError(f"{parser}: {e}") from None
     return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
 
@@ -26,17 +26,17 @@ def hccn_survey(text):
     """The hccn role's survey ("@@ip N", "@@netdetect N", "@@link N", "@@health N"
     sections) -> {N: {ip: {address, netmask} | None, netdetect, link, health}};
     a value the tool could not give is None."""
-    from validation import vendor_tools
+    from validation.vendor_tools import common, hccn_tool
 
-    parsers = {"ip": vendor_tools.parse_ip, "netdetect": vendor_tools.parse_netdetect,
-               "link": vendor_tools.parse_link, "health": vendor_tools.parse_net_health}
+    parsers = {"ip": hccn_tool.parse_ip, "netdetect": hccn_tool.parse_netdetect,
+               "link": hccn_tool.parse_link, "health": hccn_tool.parse_net_health}
     out: dict[int, dict] = {}
     for section in text.split("@@")[1:]:
         header, _, body = section.partition("\n")
         what, device = header.split()
         try:
             value = parsers[what](body)
-        except vendor_tools.VendorOutputError:
+        except common.VendorOutputError:
             value = None
         if dataclasses.is_dataclass(value):
             value = dataclasses.asdict(value)
