@@ -45,6 +45,10 @@ CHECKSUM_FUNCTIONS = {
     "images/render.py": ["python_deps", "sha256_text"],
 }
 
+# The vendor_tools package's tests are per topic, not per module: each module is judged by all of them.
+VENDOR_TOOLS_TESTS = ["tests/unit/test_vendor_tools.py", "tests/unit/test_vendor_variations.py",
+                      "tests/unit/test_vendor_heldout.py", "tests/unit/test_vendor_tools_mutants.py"]
+
 # module -> the unit tests that judge it (mutmut runs only those reaching the mutated function)
 MODULES = {
     "compat_matrix/resolver.py": ["tests/unit/test_resolver_rules.py", "tests/unit/test_matrix_resolve.py",
@@ -78,8 +82,11 @@ MODULES = {
     "validation/hardware.py": ["tests/unit/test_hardware_checks.py", "tests/unit/test_hardware_findings.py"],
     "validation/suite/test_hardware.py": ["tests/unit/test_hardware_checks.py"],
     "compat_matrix/checksums.py": ["tests/unit/test_checksums.py", "tests/unit/test_bundle_verify.py"],
-    "validation/vendor_tools.py": ["tests/unit/test_vendor_tools.py", "tests/unit/test_vendor_variations.py",
-                                   "tests/unit/test_vendor_heldout.py", "tests/unit/test_vendor_tools_mutants.py"],
+    "validation/vendor_tools/common.py": VENDOR_TOOLS_TESTS,
+    "validation/vendor_tools/npu_smi.py": VENDOR_TOOLS_TESTS,
+    "validation/vendor_tools/kernel_log.py": VENDOR_TOOLS_TESTS,
+    "validation/vendor_tools/hccn_tool.py": VENDOR_TOOLS_TESTS,
+    "validation/vendor_tools/hccl_test.py": VENDOR_TOOLS_TESTS,
     # the xdist case runs pytest in a subprocess, where mutmut's trampolines find no settings
     "validation/results.py": ["tests/unit/test_results_plugin.py", "tests/unit/test_results_mutants.py", "-k", "not xdist"],
     # the interrupted build runs npuenv in a subprocess, where mutmut's trampolines find no settings
