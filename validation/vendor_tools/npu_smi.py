@@ -182,6 +182,83 @@ _HEALTH_WORD = re.compile(r"[A-Za-z][A-Za-z ]*")
 _CHIP_SECOND_ROW = re.compile(r"\d+(\s+\d+)?")
 _NO_PROCESSES = re.compile(r"No running processes found in NPU \d+")
 _ELIDED, _NOT_TABLE = "elided in the published copy", "not part of the npu-smi table"
+_FIRST_ROW_ALONE = "a chip's first row without its second"
+
+
+@dataclass
+class _InfoReader:
+    """What parse_npu_smi_info has read so far, fed one line at a time.
+
+    ``pending`` holds a chip's first row until its second row comes; ``section``
+    says whether the device or the process table is being read."""
+    versions: tuple[str, str] | None = None
+    chips: list[NpuChip] = field(default_factory=list)
+    processes: list[NpuProcess] = field(default_factory=list)
+    unreadable: list[Unread] = field(default_factory=list)
+    section: str | None = None
+    second_header: str | None = None
+    pending: tuple | None = None
+    has_processes: bool = False
+
+    def drop_pending(self) -> None:
+        if self.pending is not None:
+            self.unreadable.append(Unread(self.pending[0], self.pending[1], _FIRST_ROW_ALONE))
+            self.pending = None
+
+    def read_line(self, n: int, raw: str) -> None:
+        line = raw.strip()
+        if _RULE.fullmatch(line):  # rules separate rows; only the rows carry data
+            return
+        if not line.startswith("|"):
+            self.unreadable.append(Unread(n, raw, _ELIDED if line in ELISIONS else _NOT_TABLE))
+        elif not line.endswith("|") or len(line) == 1:
+            self.drop_pending()
+            self.unreadable.append(Unread(n, raw, "a row cut short"))
+        else:
+            self.read_row(n, raw, [c.strip() for c in line[1:-1].split("|")])
+
+    def read_row(self, n: int, raw: str, cells: list[str]) -> None:
+        """One ``|``-delimited row: the banner, a header, a chip row or a process row."""
+        head = cells[0].split()
+        banner = re.fullmatch(r"npu-smi\s+(\S+)\s+Version:\s*(\S+)", cells[0]) if len(cells) == 1 else None
+        if banner:
+            self.versions = banner.groups()
+        elif head[:2] == ["NPU", "Name"]:
+            self.section = "devices"
+        elif head[:1] == ["Chip"] and cells[1:2] == ["Bus-Id"]:
+            self.second_header = head[1] if len(head) > 1 else None
+        elif head[:2] == ["NPU", "Chip"] and cells[1:2] == ["Process id"]:
+            self.drop_pending()
+            self.section, self.has_processes = "processes", True
+        elif len(cells) == 1 and _NO_PROCESSES.fullmatch(cells[0]):
+            self.section, self.has_processes = "processes", True
+        elif len(cells) == 3 and self.section != "processes":
+            self.read_chip_row(n, raw, cells)
+        elif len(cells) in (4, 5) and self.section != "devices":
+            try:
+                self.processes.append(_process_row(n, raw, cells))
+                self.has_processes = True
+            except VendorOutputError as e:
+                self.unreadable.append(Unread(n, raw, str(e)))
+        else:
+            self.unreadable.append(Unread(n, raw, f"a row of {len(cells)} cells where the table has none"))
+
+    def read_chip_row(self, n: int, raw: str, cells: list[str]) -> None:
+        """A chip's first row waits in ``pending``; its second completes the chip."""
+        first_row = (len(cells[0].split()) >= 2 and cells[0].split()[0].isdigit()
+                     and _HEALTH_WORD.fullmatch(cells[1]) and not _BUS_ID.fullmatch(cells[1]))
+        if first_row:
+            self.drop_pending()
+            self.pending = (n, raw, cells)
+        elif _CHIP_SECOND_ROW.fullmatch(cells[0]) and _BUS_ID.fullmatch(cells[1]) and self.pending is not None:
+            try:
+                self.chips.append(_chip_rows(self.pending, (n, raw, cells), self.second_header))
+            except VendorOutputError as e:
+                self.unreadable.append(Unread(e.lineno or n, e.line or raw, str(e)))
+            self.pending = None
+        else:
+            self.unreadable.append(Unread(n, raw, "a chip's second row without its first"
+                                          if _CHIP_SECOND_ROW.fullmatch(cells[0]) else "not a chip row"))
 
 
 def parse_npu_smi_info(text: str) -> NpuSmiInfo:
@@ -191,75 +268,17 @@ def parse_npu_smi_info(text: str) -> NpuSmiInfo:
     Raises only when no chip or process could be read at all.
     """
     _raise_if_npu_smi_failed(text)
-    versions: tuple[str, str] | None = None
-    chips: list[NpuChip] = []
-    processes: list[NpuProcess] = []
-    unreadable: list[Unread] = []
-    section = second_header = pending = None
-    has_processes = False
-
-    def drop_pending(reason):
-        nonlocal pending
-        if pending is not None:
-            unreadable.append(Unread(pending[0], pending[1], reason))
-            pending = None
-
+    reader = _InfoReader()
     for n, raw in _lines(text):
-        line = raw.strip()
-        if _RULE.fullmatch(line):  # rules separate rows; only the rows carry data
-            continue
-        if not line.startswith("|"):
-            why = _ELIDED if line in ELISIONS else _NOT_TABLE
-            unreadable.append(Unread(n, raw, why))
-            continue
-        if not line.endswith("|") or len(line) == 1:
-            drop_pending("a chip's first row without its second")
-            unreadable.append(Unread(n, raw, "a row cut short"))
-            continue
-        cells = [c.strip() for c in line[1:-1].split("|")]
-        head = cells[0].split()
-        banner = re.fullmatch(r"npu-smi\s+(\S+)\s+Version:\s*(\S+)", cells[0]) if len(cells) == 1 else None
-        if banner:
-            versions = banner.groups()
-        elif head[:2] == ["NPU", "Name"]:
-            section = "devices"
-        elif head[:1] == ["Chip"] and cells[1:2] == ["Bus-Id"]:
-            second_header = head[1] if len(head) > 1 else None
-        elif head[:2] == ["NPU", "Chip"] and cells[1:2] == ["Process id"]:
-            drop_pending("a chip's first row without its second")
-            section, has_processes = "processes", True
-        elif len(cells) == 1 and _NO_PROCESSES.fullmatch(cells[0]):
-            section, has_processes = "processes", True
-        elif len(cells) == 3 and section != "processes":
-            first_row = (len(cells[0].split()) >= 2 and cells[0].split()[0].isdigit()
-                         and _HEALTH_WORD.fullmatch(cells[1]) and not _BUS_ID.fullmatch(cells[1]))
-            if first_row:
-                drop_pending("a chip's first row without its second")
-                pending = (n, raw, cells)
-            elif _CHIP_SECOND_ROW.fullmatch(cells[0]) and _BUS_ID.fullmatch(cells[1]) and pending is not None:
-                try:
-                    chips.append(_chip_rows(pending, (n, raw, cells), second_header))
-                except VendorOutputError as e:
-                    unreadable.append(Unread(e.lineno or n, e.line or raw, str(e)))
-                pending = None
-            else:
-                unreadable.append(Unread(n, raw, "a chip's second row without its first"
-                                         if _CHIP_SECOND_ROW.fullmatch(cells[0]) else "not a chip row"))
-        elif len(cells) in (4, 5) and section != "devices":
-            try:
-                processes.append(_process_row(n, raw, cells))
-                has_processes = True
-            except VendorOutputError as e:
-                unreadable.append(Unread(n, raw, str(e)))
-        else:
-            unreadable.append(Unread(n, raw, f"a row of {len(cells)} cells where the table has none"))
-    drop_pending("a chip's first row without its second")
-    if not chips and not processes:
-        first = unreadable[0] if unreadable else None
+        reader.read_line(n, raw)
+    reader.drop_pending()
+    if not reader.chips and not reader.processes:
+        first = reader.unreadable[0] if reader.unreadable else None
         raise VendorOutputError("no npu-smi info table with chips found",
                                 first.line if first else text[:200], first.lineno if first else None)
+    versions = reader.versions
     return NpuSmiInfo(versions[0] if versions else None, versions[1] if versions else None,
-                      chips, processes, has_processes, unreadable)
+                      reader.chips, reader.processes, reader.has_processes, reader.unreadable)
 
 
 # ------------------------------------------------- npu-smi key/value outputs
