@@ -157,7 +157,7 @@ def test_torch_imports_in_plain_and_login_shells(images):
     login = in_image(images["full"]["tag"], f"command -v python; python -c '{probe}'",
                      "-e", "TORCH_DEVICE_BACKEND_AUTOLOAD=0", login=True)
     assert plain.split()[-2:] == ["2.13.0+cpu", "3.0"]
-    assert login.split()[0] == render.load_manifest()["venv"] + "/bin/python"
+    assert login.split()[0] == stack_for(CURRENT).platforms.npuenv_files["venv"] + "/bin/python"
     assert login.split()[-2:] == ["2.13.0+cpu", "3.0"]
 
 
@@ -329,7 +329,7 @@ def test_legacy_cann_only_image(images):
         basename "$(dirname "$(readlink -f {p['toolkit_latest']}/runtime)")"
         for f in {p['env_script']} {p['nnal_env_script']}; do test -f $f && echo "file $f"; done
         for d in {p['toolkit_home']} {p['kernels_dir']} {p['nnal_dir']}; do test -d $d && echo "dir $d"; done
-        test -e {render.load_manifest()['venv']} || echo no-venv
+        test -e {stack.platforms.npuenv_files['venv']} || echo no-venv
         python3 -c 'import sys; print("python %d.%d" % sys.version_info[:2])'
         env""", login=True)
     lines = out.splitlines()

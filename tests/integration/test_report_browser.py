@@ -15,7 +15,7 @@ import pytest
 
 from tests.sim.fleet_documents import Fleet
 from tests.unit.check_fakes import stack
-from validation import report
+from validation import node, report
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -70,8 +70,8 @@ def fresh_results(tmp_path: Path) -> dict:
                         "--rootdir", str(suite), "-c", os.devnull, f"--npuenv-stack={tmp_path / 'stack.json'}",
                         f"--npuenv-results={results}", "-q"], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stdout + p.stderr   # one check fails: the Critical NPU
-    raw = report.load(results)
-    return report.fleet_result(raw["results"], raw["hosts"], {})   # merged as `npuenv validate` merges it
+    hosts = json.loads(results.read_text())["hosts"]
+    return report.fleet_result(node.suite_results(results), hosts, {})   # merged as `npuenv validate` merges it
 
 
 def render(tmp_path, result, fragment=""):

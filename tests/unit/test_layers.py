@@ -5,6 +5,7 @@ lint-imports puts the folder it runs in first on the path, so it reads the check
 the copies below), never the installed one."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +22,11 @@ CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlin
 
 def lint_imports(where: Path) -> subprocess.CompletedProcess:
     assert LINT_IMPORTS.is_file(), f"{LINT_IMPORTS} is missing: run `make setup` (import-linter, the dev extra)"
+    # Without PYTHONPATH: a second checkout on it would be a second portion of the namespace
+    # packages tests/ and bench/, and which one grimp reads would be chance.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=where, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def contract_names() -> list[str]:
