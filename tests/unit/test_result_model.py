@@ -61,6 +61,8 @@ def test_a_hosts_result_is_written_and_read_back_whole():
     assert reached.to_dict() == {"status": "failed", "reason": "", "python": "3.11.7", "duration_s": 12.5}
     assert model.HostResult.from_dict(reached.to_dict()) == reached
     assert model.HostResult.from_dict({"status": "unreachable"}) == model.HostResult(model.UNREACHABLE)
+    told = model.HostResult(model.UNREACHABLE, "ssh: connect to host n7 port 22: No route to host")
+    assert model.HostResult.from_dict(told.to_dict()).reason == told.reason
 
 
 @pytest.mark.parametrize("check, status, executed", [
