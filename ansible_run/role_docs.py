@@ -6,18 +6,18 @@ a unit test checks that they are current).
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import yaml
+
+from compat_matrix.render import splice
 
 from .run import COLLECTION_DIR
 
 ROLES_DIR = COLLECTION_DIR / "roles"
 BEGIN = "<!-- role-variables:begin (generated from meta/argument_specs.yml by `make role-docs`; do not edit) -->"
 END = "<!-- role-variables:end -->"
-_BLOCK = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
 
 
 def argument_spec(role_dir: Path) -> dict:
@@ -59,17 +59,11 @@ def variables_table(options: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(document: str, table: str) -> str:
-    """``document`` with its generated block replaced by ``table``."""
-    if not _BLOCK.search(document):
-        raise ValueError(f"no generated variables block; add the two lines\n{BEGIN}\n{END}")
-    return _BLOCK.sub(lambda _: f"{BEGIN}\n{table}{END}", document)
-
-
 def rendered_readme(role_dir: Path) -> str:
     """The role's README.md with its variables table as the argument spec renders it."""
     readme = role_dir / "README.md"
-    return splice(readme.read_text(encoding="utf-8"), variables_table(argument_spec(role_dir)))
+    return splice(readme.read_text(encoding="utf-8"), variables_table(argument_spec(role_dir)), BEGIN, END,
+                  "variables")
 
 
 def role_dirs(roles_dir: Path = ROLES_DIR) -> list[Path]:

@@ -38,12 +38,14 @@ def markdown_table(matrix: Matrix) -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(document: str, table: str) -> str:
-    """Replace the generated block of ``document`` with ``table``."""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+def splice(document: str, table: str, begin: str = BEGIN, end: str = END,
+           block: str = "support table") -> str:
+    """Replace the generated block of ``document`` (from the line ``begin`` to the line ``end``) with
+    ``table``; ValueError naming the ``block`` when there is none."""
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(document):
-        raise ValueError(f"the document has no generated support table block; add the two lines\n{BEGIN}\n{END}")
-    return pattern.sub(lambda _: f"{BEGIN}\n{table}{END}", document)
+        raise ValueError(f"the document has no generated {block} block; add the two lines\n{begin}\n{end}")
+    return pattern.sub(lambda _: f"{begin}\n{table}{end}", document)
 
 
 def table_is_current(matrix: Matrix, path: Path) -> bool:
