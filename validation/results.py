@@ -64,8 +64,8 @@ class Collector:
         # make the controller refuse the whole node.
         results = sorted((fit(r) for r in self.records.values()), key=lambda r: (r["host"], r["check"]))
         hosts = sorted({r["host"] for r in results})
-        payload = {SUITE_RESULTS_KEY: SUITE_RESULTS_VERSION, "started": self.started, "duration_s": round(time.time() - self.started, 1),
-                   "hosts": hosts, "results": results}
+        payload = {SUITE_RESULTS_KEY: SUITE_RESULTS_VERSION, "started": self.started,
+                   "duration_s": round(time.time() - self.started, 1), "hosts": hosts, "results": results}
         extra = getattr(session.config, "_npuenv_meta", None)
         if extra:
             payload.update(extra)
