@@ -17,7 +17,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Collection, NamedTuple
 
 import jinja2
 
@@ -321,16 +321,21 @@ def bandwidth_spread(records: list[dict]) -> dict[str, dict]:
 
 def fleet_result(records: list[dict], hosts: list[str], outcomes: dict, *,
                  straggler_margin: float = STRAGGLER_MARGIN, peers: dict[str, str] | None = None,
-                 straggler_min_peers: int = stragglers_mod.MIN_PEERS, meta: dict | None = None) -> dict:
+                 straggler_min_peers: int = stragglers_mod.MIN_PEERS, meta: dict | None = None,
+                 machines: Collection[str] | None = None) -> dict:
     """The merged result: records plus per-host status, failures and warnings grouped
     by check and cause, figures, the bandwidth's spread and stragglers among ``peers``
     (host -> its peer group: stragglers.py; each straggler also a warning record on its
     host, and the groups too small to compare named), and ``meta`` (the run's level, row,
-    targets); made safe for every report. Linear in the number of records (fleets of thousands)."""
+    targets); made safe for every report. The checks across nodes compare the records of
+    ``machines`` only (every host when None): an image target is a container on one of them,
+    and sees that machine's ports. Linear in the number of records (fleets of thousands)."""
     found = stragglers_mod.find(samples(records), peers or {}, straggler_margin, min_peers=straggler_min_peers)
     slow = [{**s, "unit": FIGURES[s["figure"]].unit} for s in found.stragglers]
-    records = list(records) + tls_across_nodes(records) + cabling_across_nodes(records) + \
-        super_pod_across_nodes(records) + [straggler_record(s, straggler_margin) for s in slow]
+    members = set(hosts if machines is None else machines)
+    of_machines = [r for r in records if r["host"] in members]
+    records = list(records) + tls_across_nodes(of_machines) + cabling_across_nodes(of_machines) + \
+        super_pod_across_nodes(of_machines) + [straggler_record(s, straggler_margin) for s in slow]
     place = {h: i for i, h in enumerate(hosts)}
     records.sort(key=lambda r: (r["host"] == FLEET, place.get(r["host"], 0), r["check"]))
     by_host = _by_host(records)

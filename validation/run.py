@@ -120,6 +120,12 @@ def lock_meta(hosts: list[str], outcomes: dict, locks: dict[str, lock_mod.Lock])
     return meta
 
 
+def machines(transports: list) -> list[str]:
+    """The hosts that are machines of the fleet, in the targets' order: not the image targets, which are
+    containers started for this run on a machine (the controller, or a node whose host root they mount)."""
+    return [h for t in transports if t.fleet_member for h in t.hosts]
+
+
 def peer_groups(transports: list, outcomes: dict) -> dict[str, str]:
     """host -> its peers for the straggler comparison (stragglers.py): the kind of target (a node, or an
     image run in a container on the controller, which shares the controller's CPUs) and the chip its lock
@@ -196,7 +202,8 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         meta = {"level": level, "backend": backend, "targets": [str(t) for t in parsed],  # the parsed, safe form
                 **lock_meta(hosts, phase1, locks)}
         data = report.fleet_result(records, hosts, phase1, straggler_margin=straggler_margin, meta=meta,
-                                   peers=peer_groups(transports, phase1), straggler_min_peers=straggler_min_peers)
+                                   peers=peer_groups(transports, phase1), straggler_min_peers=straggler_min_peers,
+                                   machines=machines(transports))
         if not checks_ran(records):
             _nothing_checked(data, hosts, phase1, out_dir)
         # All reports or none (an earlier run's are removed then), also when interrupted.
@@ -230,7 +237,7 @@ def _checked_inputs(targets: list[str], level: str, only: list[str] | None, host
 def _refuse_clashes(transports: list, phase1: dict[str, Outcome], out_dir: Path) -> None:
     """Two targets that reach one machine would be reported as two hosts that passed: refused before
     anything is reported. (Image targets are containers started for this run, not machines.)"""
-    clashes = identity.clashes({h: phase1[h].document for t in transports if t.fleet_member for h in t.hosts})
+    clashes = identity.clashes({h: phase1[h].document for h in machines(transports)})
     if clashes:
         report.remove_all(out_dir)
         raise UserError(f"targets that reach one machine: {'; '.join(clashes)}; {identity.FIX}; "
@@ -241,7 +248,7 @@ def _fleet_phase(transports: list, artefact: Path, phase1: dict[str, Outcome], e
                  base: list[str], fleet_port: int, say) -> list[dict]:
     """The records of the checks across nodes, run on the nodes that ran the first phase (none when
     fewer than two did)."""
-    members = [h for t in transports if t.fleet_member for h in t.hosts if phase1[h].status == "ran"]
+    members = [h for h in machines(transports) if phase1[h].status == "ran"]
     if len(members) < 2:
         return []
     say(f"the checks across nodes, on the {len(members)} that ran: a line each as it finishes")

@@ -486,6 +486,39 @@ def test_nodes_whose_npu_ports_see_one_switch_port_fail_on_the_controller():
     assert report.cabling_across_nodes([rec("n0", "npu_cabling", data={"cabling": {"0": "s 1", "1": "s 1"}})]) == []
 
 
+def test_the_checks_across_nodes_leave_out_an_image_run_on_one_of_the_nodes():
+    # The image target mounts n0's host root: it sees n0's ports, TLS and super pod place. It is not a
+    # machine of the fleet, so it shares nothing with n0; two real nodes on one switch port still fail.
+    def node(host, switch_port, tls, index):
+        return [rec(host, "npu_cabling", data={"cabling": {"0": switch_port}}),
+                rec(host, "npu_tls", data={"tls": tls}),
+                rec(host, "super_pod", data={"super_pod": {"pod": 0, "size": 384, "server_index": index}})]
+
+    records = node("n0", "leaf-1 1", "on", 0) + node("img", "leaf-1 1", "on", 0) + node("n1", "leaf-1 2", "on", 1)
+    hosts = ["n0", "img", "n1"]
+    assert not any(r["check"].endswith("_across_nodes")
+                   for r in report.fleet_result(records, hosts, {}, machines=["n0", "n1"])["results"])
+    # the same records with the image counted as a machine: each check flags it beside n0
+    flagged = {(r["check"], r["host"]) for r in report.fleet_result(records, hosts, {})["results"]
+               if r["check"].endswith("_across_nodes")}
+    assert flagged == {(c, h) for c in ("cabling_across_nodes", "super_pod_across_nodes") for h in ("n0", "img")}
+    shared = node("n0", "leaf-1 1", "on", 0) + node("img", "leaf-1 1", "on", 0) + node("n1", "leaf-1 1", "on", 1)
+    result = report.fleet_result(shared, hosts, {}, machines=["n0", "n1"])
+    assert {r["host"] for r in result["results"] if r["check"] == "cabling_across_nodes"} == {"n0", "n1"}
+    assert result["host_status"]["img"]["status"] == "passed"
+
+
+def test_the_machines_are_the_targets_that_are_fleet_members_in_their_order():
+    class Node:
+        def __init__(self, *hosts):
+            self.fleet_member, self.hosts = True, list(hosts)
+
+    class Image:
+        fleet_member, hosts = False, ["img"]
+
+    assert run.machines([Node("b", "a"), Image(), Node("c")]) == ["b", "a", "c"]
+
+
 def test_nodes_of_a_super_pod_that_share_a_server_index_or_disagree_on_its_size_fail_on_the_controller():
     def pod(host, pod_id, size, index):
         return rec(host, "super_pod", data={"super_pod": {"pod": pod_id, "size": size, "server_index": index}})
