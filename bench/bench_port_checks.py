@@ -1,7 +1,7 @@
 """What the standard-level checks of issue #21 cost a node, measured in one run.
 
 The standard level reads every NPU port with hccn_tool in one shell call
-(validation/facts.py read_ports). The checks added for #21 add five queries
+(validation/node/facts.py read_ports). The checks added for #21 add five queries
 per port to that call (TLS, LLDP cabling, netdetect for /etc/hccn.conf, speed
 and FEC), and read per card the board and MCU, per chip its HCCS links, and
 the kernel log once (Facts' lazy readers: one shell call each). This measures
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.sim import state as sim_state  # noqa: E402
-from validation import facts as facts_mod  # noqa: E402
+from validation.node import facts as facts_mod  # noqa: E402
 
 NEW_PORT_QUERIES = ("tls", "lldp", "netdetect", "speed", "fec")
 NEW_READS = ("boards", "hccs", "kernel_log")      # the facts read only when a check asks (facts.Facts)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from validation import workloads  # noqa: E402
+from validation.node import workloads  # noqa: E402
 
 BACKEND = os.environ.get("BENCH_BACKEND", "cpu")
 REPEATS = 3

@@ -18,9 +18,9 @@ from compat_matrix.errors import UserError
 from compat_matrix.resolver import filter_rows, normalise, unknown_row_message
 from images import cli as images_cli
 from torch_npu_pkg import cli as wheelhouse_cli
-from validation import options as validate_options
-from validation import model
-from validation.node import FLEET_PORT, check_name
+from validation.node import options as validate_options
+from validation.node import model
+from validation.node.runner import FLEET_PORT, check_name
 from validation.report import STRAGGLER_MARGIN
 from validation.stragglers import MIN_PEERS
 
@@ -72,7 +72,7 @@ def cmd_matrix_resolve(args) -> int:
                                    "packaging", "packages", "sources", "inferred")}, indent=2))
     else:
         if args.format == "json":
-            # What the validation suite compares a host with (`pytest validation/suite/... --npuenv-stack=FILE`):
+            # What the validation suite compares a host with (`pytest validation/node/suite/... --npuenv-stack=FILE`):
             # the resolved stack, the environment its env scripts export and the Python modules CANN needs.
             from validation.run import expected_stack
 
@@ -230,7 +230,7 @@ def cmd_collection_build(args) -> int:
 # --- validation -------------------------------------------------------------
 
 def cmd_facts(args) -> int:
-    from validation import facts
+    from validation.node import facts
 
     if not Path(args.root).is_dir():
         raise UserError(f"--root {args.root}: no such folder; give the folder an image or disk is unpacked or "

@@ -42,8 +42,9 @@ from compat_matrix import interrupts, outputs
 from compat_matrix.render import aligned
 from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
-from validation import identity, report
-from validation.model import AUTO, LEVELS, PASSED, QUICK
+from validation import report
+from validation.node import identity
+from validation.node.model import AUTO, LEVELS, PASSED, QUICK
 from validation.targets import AnsibleTarget, unsafe_yaml
 
 from . import status

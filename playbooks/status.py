@@ -5,7 +5,7 @@ installed (driver, firmware, the CANN toolkit and its kernels, NNAL, torch,
 torch_npu and torchvision in the Python the deploy recorded), npu-smi's process
 table, the node's deploy records (platforms.yaml install_records) and the live
 values of the kernel parameters the deploy set. No workload runs. The controller
-reads each node's document as untrusted input (validation/document.py check_facts)
+reads each node's document as untrusted input (validation/node/document.py check_facts)
 and compares it with the lock named, or with the node's own recorded lock.
 
 Drift (exit 1): a node never deployed (no records), a half-finished deploy (the
@@ -30,7 +30,7 @@ from compat_matrix import lock as lock_mod
 from compat_matrix.render import aligned
 from compat_matrix.errors import UserError
 from validation import artefact as artefact_mod
-from validation import document, identity
+from validation.node import document, identity
 from validation.targets import unsafe_yaml
 
 PLAYBOOK = "status.yml"

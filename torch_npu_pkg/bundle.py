@@ -526,7 +526,7 @@ def usage_commands(usage: str) -> list[str]:
 # Required members of every bundle, besides what its manifest lists.
 REQUIRED = (USAGE, f"{WHEELHOUSE}/{wheelhouse.MANIFEST}", f"{WHEELHOUSE}/{wheelhouse.SUMS}",
             f"{WHEELHOUSE}/{wheelhouse.REQUIREMENTS}", f"{SOURCE}/playbooks/site.yml",
-            f"{SOURCE}/compat_matrix/data/matrix.yaml", f"{SOURCE}/validation/vendor_tools/npu_smi.py")
+            f"{SOURCE}/compat_matrix/data/matrix.yaml", f"{SOURCE}/validation/node/vendor_tools/npu_smi.py")
 # Problems listed before verifying stops: a bundle with more is not the bundle its manifest
 # describes, and reading on would only cost time.
 MAX_PROBLEMS = 100

@@ -1,5 +1,6 @@
 """Post-install validation of an Ascend host, fleet or image: the host matches its
 matrix row, devices are visible and healthy, a model trains, collectives connect.
 
-``vendor_tools`` reads the vendor's command output, one module per tool (npu-smi, hccn_tool, ...).
+``node/`` runs on the host (the artefact carries it); the modules here run on the controller: they
+pack the artefact, reach the targets, merge what the nodes send and write the reports.
 """

@@ -6,7 +6,7 @@ Python) and the stack the node must match.
 The node runs it with its own python3 (`python3 npuenv-validate.pyz --level
 quick`); it unpacks its own packages into a private temporary directory (the
 libraries are imported from the archive), runs the testinfra suite against
-``local://`` and prints one JSON document on stdout (validation/node.py).
+``local://`` and prints one JSON document on stdout (validation/node/runner.py).
 Nothing is installed on the node and nothing is left behind.
 """
 from __future__ import annotations
@@ -22,21 +22,11 @@ from pathlib import Path
 
 from compat_matrix.checksums import sha256_bytes, sha256_file
 
-# Top-level packages and modules the node needs, all pure Python. The libraries: pytest, its own
-# dependencies (pluggy, iniconfig, packaging, pygments), testinfra, PyYAML's pure-Python loader
-# (compat_matrix reads the vendor layout from platforms.yaml) and pytest's `py` compatibility shim;
-# the node imports them from the archive itself (zipimport: a few hundred files it need not write).
-LIBRARIES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "testinfra", "yaml")
-MODULES = ("py",)
-# Ours, unpacked on the node: pytest collects the suite from files, the workloads run as files and
-# compat_matrix reads its data from files.
-PACKAGES = (*LIBRARIES, "compat_matrix", "validation")
+from .node.layout import LIBRARIES, LOCKS_NAME, MODULES, OURS, STACK_NAME
+
+PACKAGES = (*LIBRARIES, *OURS)
 # pytest's oldest supported Python; the node entry refuses older ones with a message.
 MIN_PYTHON = (3, 10)
-STACK_NAME = "npuenv-stack.json"
-# The locks the hosts are checked against, by digest ({compat_matrix.lock.FORMAT_KEY: ..., "locks": {...}}):
-# each node takes the entry of its own arch and OS (node.py --lock DIGEST).
-LOCKS_NAME = "npuenv-locks.json"
 
 MAIN = """\
 # npuenv validation artefact: python3 THIS.pyz --help
@@ -46,7 +36,7 @@ if sys.version_info < {min_python!r}:
                      '{min_text} or newer); point ansible_python_interpreter at a newer Python"}}\\n'
                      % sys.version_info[:2])
     sys.exit(2)
-from validation.node import run_from_archive
+from validation.node.runner import run_from_archive
 sys.exit(run_from_archive(sys.argv[0]))
 """
 
@@ -60,15 +50,20 @@ def _source_root(name: str) -> Path:
 
 
 def _files(name: str):
-    """(path on disk, path in the archive) for every file of a package or module."""
+    """(path on disk, path in the archive) for every file of a package or module; a subpackage
+    (``validation.node``) comes with its parents' ``__init__.py`` and none of their other modules."""
     root = _source_root(name)
     if root.is_file():
         yield root, root.name
         return
+    parents = name.split(".")[:-1]
+    for i in range(1, len(parents) + 1):
+        parent = ".".join(parents[:i])
+        yield _source_root(parent) / "__init__.py", f"{parent.replace('.', '/')}/__init__.py"
     for path in sorted(root.rglob("*")):
         if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".so", ".pyd", ".pyc", ".c", ".h"):
             continue
-        yield path, f"{name}/{path.relative_to(root).as_posix()}"
+        yield path, f"{name.replace('.', '/')}/{path.relative_to(root).as_posix()}"
 
 
 # Modules no node imports get no bytecode: pygments' lexers of other languages (pytest, which needs

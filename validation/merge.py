@@ -3,16 +3,16 @@ outcome (its node document, or why there is none) becomes its records; the
 fleet phase's records are judged across all nodes; each node's arguments for
 the fleet phase come from what the others reported in the first.
 
-What a node sends is untrusted (validation/document.py checks it first): its
+What a node sends is untrusted (validation/node/document.py checks it first): its
 records only ever speak for itself, and what it says about its peers is a hint
 that never makes another node fail."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import document, explain
 from .artefact import MIN_PYTHON
-from .model import ERROR, FAILED, FULL, PASSED, QUICK, REACHABLE, SKIPPED, SUITE, CheckResult, HostResult
+from .node import document, explain
+from .node.model import ERROR, FAILED, FULL, PASSED, QUICK, REACHABLE, SKIPPED, SUITE, CheckResult, HostResult
 from .report import FLEET, executed, host_failure
 
 # The checks of the fleet phase (marked `fleet` in the suite).

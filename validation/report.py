@@ -24,11 +24,13 @@ import jinja2
 from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
-from . import document, stragglers as stragglers_mod
-from .document import (CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, FLEET, STRAGGLER,
-                       SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK, TLS_ACROSS_NODES, TLS_NODE_CHECK)
-from .model import (BAD, ERROR, FAILED, HOST_STATES, NOT_CHECKED, PASSED, REACHABLE, RECORD_DEFAULTS, RESULTS_KEY,
-                    RESULTS_VERSION, SKIPPED, STANDARD, SUITE, UNREACHABLE, WARNING, CheckResult, HostResult)
+from . import stragglers as stragglers_mod
+from .node import document
+from .node.document import (CABLING_ACROSS_NODES, CABLING_NODE_CHECK, CONTROLLER_CHECKS, FLEET, STRAGGLER,
+                            SUPER_POD_ACROSS_NODES, SUPER_POD_NODE_CHECK, TLS_ACROSS_NODES, TLS_NODE_CHECK)
+from .node.model import (BAD, ERROR, FAILED, HOST_STATES, NOT_CHECKED, PASSED, REACHABLE, RECORD_DEFAULTS,
+                         RESULTS_KEY, RESULTS_VERSION, SKIPPED, STANDARD, SUITE, UNREACHABLE, WARNING, CheckResult,
+                         HostResult)
 
 
 STATUS_MARK = {PASSED: "PASS", WARNING: "WARN", FAILED: "FAIL", ERROR: "ERROR", SKIPPED: "SKIP"}

@@ -33,14 +33,12 @@ from compat_matrix import interrupts, outputs
 from compat_matrix import lock as lock_mod
 from compat_matrix.errors import UserError
 
-from . import artefact as artefact_mod
-from . import document, identity, report
+from . import artefact as artefact_mod, report, targets as targets_mod
 from .merge import FLEET_CHECKS, Outcome, checks_ran, exit_status, fleet_args, fleet_records, records_of
-from . import options
-from . import targets as targets_mod
-from .model import AUTO, FULL, LEVELS, LEVELS_TEXT
-from .node import FLEET_PORT, check_name, level_problem
-from .node import expected_stack as node_expected_stack
+from .node import document, identity, options
+from .node.model import AUTO, FULL, LEVELS, LEVELS_TEXT
+from .node.runner import FLEET_PORT, check_name, level_problem
+from .node.runner import expected_stack as node_expected_stack
 from .targets import plan, run_phase
 
 

@@ -2,7 +2,7 @@
 noise explains, and how sure that is. Pure functions: the report calls them.
 
 A host's figure (the train check's samples/s, the all_reduce busbw at the largest size)
-comes from its node as a few repeats, the timed windows of one run (validation/workloads).
+comes from its node as a few repeats, the timed windows of one run (validation/node/workloads).
 Hosts are compared only with their peers, the hosts of one group the caller names (target
 kind and chip, e.g. "ssh/910b"): an image run in a container on the controller is not a
 node, nor is a 310P a 910B.

@@ -29,8 +29,8 @@ from compat_matrix import interrupts, outputs
 from compat_matrix.errors import UserError
 
 from . import artefact as artefact_mod
-from . import options
 from .merge import Outcome, judge
+from .node import options
 
 
 @dataclass(frozen=True)

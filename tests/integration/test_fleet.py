@@ -31,7 +31,7 @@ from tests.sim import nodes as sim_nodes
 from tests.sim import state as sim_state
 from tests.sim.cann_runtime.build import build_runtime_for_wheel
 from validation.run import expected_stack
-from validation.vendor_tools import npu_smi
+from validation.node.vendor_tools import npu_smi
 
 # The tests of this module share one fleet (`make test` keeps each file on one
 # worker, --dist loadfile), deployed once by module fixtures: fresh_fleet (nodes
@@ -345,10 +345,11 @@ def test_an_ssh_target_and_pytest_testinfra_directly(fleet, tmp_path):
 
     stack = tmp_path / "stack.json"
     stack.write_text(json.dumps(expected_stack(fleet.stack)))
+    suite = ROOT / "validation" / "node" / "suite"
     direct = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "validation" / "suite" / "test_quick.py"), "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", str(suite / "test_quick.py"), "-p", "no:cacheprovider",
          "-q", f"--hosts=ssh://{sim_nodes.LOGIN_USER}@127.0.0.1:{port}", f"--ssh-config={config}", "--sudo",
-         f"--npuenv-stack={stack}", "--rootdir", str(ROOT / "validation" / "suite"), "-c", os.devnull],
+         f"--npuenv-stack={stack}", "--rootdir", str(suite), "-c", os.devnull],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert direct.returncode == 0, direct.stdout[-3000:]
     assert re.search(r"^\d+ passed", direct.stdout.strip().splitlines()[-1]), direct.stdout[-500:]

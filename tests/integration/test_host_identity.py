@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.sim import nodes as sim_nodes
-from validation import identity
+from validation.node import identity
 
 ROW = "2.13.0"
 PREFIX = sim_nodes.checkout_prefix("npu-sim-id")

@@ -1,6 +1,6 @@
 """The HTML fleet report, rendered by a real browser (headless Chromium), of a
 results.json the current code writes: the suite's real checks run under pytest
-with the results plugin (validation/results.py) for two hosts, one of them
+with the results plugin (validation/node/results.py) for two hosts, one of them
 with a Critical NPU; facts and workload results are recorded ones
 (tests/unit/check_fakes.py), so no node is needed."""
 import html
@@ -15,7 +15,8 @@ import pytest
 
 from tests.sim.fleet_documents import Fleet
 from tests.unit.check_fakes import stack
-from validation import node, report
+from validation import report
+from validation.node import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -47,8 +48,8 @@ def workload(node):
 '''
 CHECKS = '''
 import pytest
-from validation.suite.test_quick import test_driver_version, test_firmware_pairs_with_driver, test_npu_health
-from validation.suite.test_standard import test_allreduce_local
+from validation.node.suite.test_quick import test_driver_version, test_firmware_pairs_with_driver, test_npu_health
+from validation.node.suite.test_standard import test_allreduce_local
 
 pytest.mark.quick(test_driver_version)
 pytest.mark.quick(test_firmware_pairs_with_driver)
@@ -65,13 +66,13 @@ def fresh_results(tmp_path: Path) -> dict:
     (tmp_path / "stack.json").write_text(json.dumps(stack()))
     results = tmp_path / "results.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "pytest", str(suite), "-p", "validation.results",
-                        "-p", "validation.suite.conftest", "-p", "no:cacheprovider", "-p", "no:xdist",
+    p = subprocess.run([sys.executable, "-m", "pytest", str(suite), "-p", "validation.node.results",
+                        "-p", "validation.node.suite.conftest", "-p", "no:cacheprovider", "-p", "no:xdist",
                         "--rootdir", str(suite), "-c", os.devnull, f"--npuenv-stack={tmp_path / 'stack.json'}",
                         f"--npuenv-results={results}", "-q"], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stdout + p.stderr   # one check fails: the Critical NPU
     hosts = json.loads(results.read_text())["hosts"]
-    return report.fleet_result(node.suite_results(results), hosts, {})   # merged as `npuenv validate` merges it
+    return report.fleet_result(runner.suite_results(results), hosts, {})   # merged as `npuenv validate` merges it
 
 
 def render(tmp_path, result, fragment=""):

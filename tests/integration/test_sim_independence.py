@@ -25,9 +25,9 @@ from compat_matrix.errors import UserError
 from images import build as image_build
 from tests.unit.check_fakes import run_check
 from tests.sim import installers as sim_installers
-from validation import facts as facts_mod
+from validation.node import facts as facts_mod
 from validation.run import expected_stack
-from validation.suite import test_quick as q
+from validation.node.suite import test_quick as q
 
 ROW = "2.13.0"   # CANN 9.1.0 (cann-<v> layout), HDK 26.1.0
 RELEASE = sim_installers.Release(cann="9.1.0", hdk="26.1.0", chip="910b", arch="x86_64")

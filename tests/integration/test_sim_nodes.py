@@ -10,7 +10,7 @@ import pytest
 import testinfra
 
 from tests.sim import nodes as sim_nodes
-from validation.vendor_tools import npu_smi
+from validation.node.vendor_tools import npu_smi
 
 
 @pytest.fixture(scope="module")

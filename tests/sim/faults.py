@@ -93,7 +93,7 @@ def _install(node: Node, path: str, flags: str):
 
 
 HARDWARE = {"driver_version", "install_info", "cann_toolkit", "nnal"}
-# The hardware checks of validation/suite/test_hardware.py that run on every
+# The hardware checks of validation/node/suite/test_hardware.py that run on every
 # simulated node (npu_routes needs device IPs and hccl_test an installed
 # hccl_test, so they are left out here).
 SENSORS = {"npu_temperature", "hbm_ecc", "npu_topology"}

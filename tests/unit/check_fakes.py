@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import compat_matrix as cm
-from validation import facts as facts_mod
-from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
+from validation.node import facts as facts_mod
+from validation.node.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 from validation.run import expected_stack
-from validation.suite.conftest import Checker, CheckFailed
+from validation.node.suite.conftest import Checker, CheckFailed
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "vendor_samples"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
-from validation import document
+from validation.node import document
 
 ROW = "2.13.0"
 MATRIX = cm.load_matrix()

@@ -92,7 +92,7 @@ def test_a_bundle_carries_what_the_playbooks_import_and_the_controllers_packages
     assert main(["bundle", "verify", str(archive)]) == 0
     assert main(["bundle", "verify", str(unpacked)]) == 0
     # the filter plugin's imports
-    assert all((unpacked / "source" / "validation" / "vendor_tools" / f"{m}.py").is_file()
+    assert all((unpacked / "source" / "validation" / "node" / "vendor_tools" / f"{m}.py").is_file()
                for m in ("__init__", "common", "npu_smi", "hccn_tool"))
     # installers/ serves as the site's installer cache: sha256sum -c there passes
     assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=unpacked / "installers").returncode == 0

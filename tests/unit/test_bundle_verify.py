@@ -33,7 +33,7 @@ NOT_FOLLOWED = "an unsafe path in the archive (absolute or with '..'); not follo
 WHOLE = {name: f"{name}\n".encode() for name in (
     "USAGE.txt", "wheelhouse/manifest.json", "wheelhouse/SHA256SUMS", "wheelhouse/requirements.txt",
     "wheelhouse/torch_npu-2.13.0-cp311-cp311-manylinux_2_17_x86_64.whl", "source/playbooks/site.yml",
-    "source/compat_matrix/data/matrix.yaml", "source/validation/vendor_tools/npu_smi.py")}
+    "source/compat_matrix/data/matrix.yaml", "source/validation/node/vendor_tools/npu_smi.py")}
 
 
 def sha(data: bytes) -> str:

@@ -17,11 +17,11 @@ import pytest
 from tests.unit.check_fakes import (HCCN, FakeProbe, answer_node, failed, healthy_facts, network_facts, options,
                                     passed, run_check, sample, stack)
 from tests.unit.test_checks_standard import ALLREDUCE_OK, LOOK_CLOSER, FakeWorkload, envelope, row
-from validation import facts as facts_mod, workloads
+from validation.node import facts as facts_mod, workloads
 
 with warnings.catch_warnings():  # the fleet mark is registered by the suite's own conftest
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    from validation.suite import test_full as full
+    from validation.node.suite import test_full as full
 
 # ------------------------------------------------------------------ DDP
 
@@ -112,7 +112,7 @@ def test_ddp_runs_one_process_per_device_unless_told():
 # ------------------------------------------------------------------ the all_reduce across nodes
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLREDUCE_FILE = str(ROOT / "validation/workloads/allreduce.py")
+ALLREDUCE_FILE = str(ROOT / "validation/node/workloads/allreduce.py")
 SWEEP = "--backend cpu --min-bytes 1024 --max-bytes 1048576 --factor 4 --iters 5 --warmup 2 --timeout 60"
 # How every node's rank is launched (180 s: the workload's 60 s timeout and 120 s to start and join)
 TORCHRUN = r"^timeout 180 python3 -m torch\.distributed\.run "
@@ -133,7 +133,7 @@ NEVER_JOINED = ("[W socket.cpp:601] [c10d] The client socket has timed out after
 
 
 def fleet_node(rank=1, size=2, master="10.0.0.5", **changes):
-    """The options of a node in the fleet phase (validation/node.py --fleet)."""
+    """The options of a node in the fleet phase (validation/node/runner.py --fleet)."""
     return options(fleet_size=size, fleet_rank=rank, fleet_master=master, **changes)
 
 

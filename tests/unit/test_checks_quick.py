@@ -17,8 +17,8 @@ import pytest
 
 from tests.unit.check_fakes import (LEGACY_ROW, FakeProbe, failed, healthy_facts, options, passed, run_check,
                                     sample, stack)
-from validation import facts as facts_mod
-from validation.suite import test_quick as q
+from validation.node import facts as facts_mod
+from validation.node.suite import test_quick as q
 
 HDK_FIX = "install the row's HDK driver and firmware (make deploy TAGS=driver)"
 WANTED_DRIVER = "driver 25.2.X .. newer (paired with CANN 9.1.0: 26.1.0)"
@@ -29,7 +29,7 @@ CANN_ENV_FIX = ("source the toolkit's set_env.sh (the ascend_env profile script 
                 "or install the CANN toolkit of the row")
 ENV_VARS_CAUSE = "the CANN environment variables are missing or point to a path that does not exist"
 ENV_VARS_FIX = "source the toolkit's set_env.sh of the installed CANN version"
-# validation/codes.py's DCMI entries the checks lean on, written out: -8005 is a driver
+# validation/node/codes.py's DCMI entries the checks lean on, written out: -8005 is a driver
 # that is not loaded (installed or upgraded without the reboot), -8020 a device held
 # elsewhere, -8020 with -9005 a container without the driver's DCMI mounts (issue #15).
 DRIVER_NOT_LOADED_CAUSE = ("the NPU driver is not loaded: it was installed or upgraded without the reboot it needs, "

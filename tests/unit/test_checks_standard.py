@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.check_fakes import (FakeProbe, failed, healthy_facts, network_facts, options, passed, run_check,
                                     sample, stack)
-from validation.suite import test_standard as s
+from validation.node.suite import test_standard as s
 
 # A failure no known one explains: its cause quotes what the check saw, its fix says how to look closer.
 LOOK_CLOSER = ("run the check alone to see its whole output (npuenv validate --target HOST --only CHECK) "
@@ -27,7 +27,7 @@ class FakeWorkload:
 
 
 def envelope(**fields) -> dict:
-    """The fields every workload's JSON carries (validation/workloads/_common.py's envelope)."""
+    """The fields every workload's JSON carries (validation/node/workloads/_common.py's envelope)."""
     return {"ok": True, "error": None, "timed_out": False, "backend": "npu", "device_type": "npu",
             "device_count": 8, **fields}
 

@@ -1,8 +1,8 @@
-"""validation.codes read as a table: the meaning of each DCMI code the vendor's tools print,
+"""validation.node.codes read as a table: the meaning of each DCMI code the vendor's tools print,
 and the fault levels of `npu-smi info -t health` error codes as npu-smi prints them."""
 from __future__ import annotations
 
-from validation import codes
+from validation.node import codes
 
 
 def test_dcmi_meaning_of_single_codes_from_the_vendor_table():

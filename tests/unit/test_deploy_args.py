@@ -22,7 +22,7 @@ from compat_matrix.errors import UserError
 from npuenv import cli
 from ansible_run import run
 from tests.conftest import ROOT, alive
-from validation.explain import explain
+from validation.node.explain import explain
 
 # What every run passes last (the last -e wins): one SSH master per inventory name, and where site.yml
 # reports a refused run.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.check_fakes import sample
-from validation.explain import KNOWN, explain
+from validation.node.explain import KNOWN, explain
 
 CANN_ENV = ("the CANN environment is not sourced (or the toolkit is missing): the loader cannot find CANN's libraries",
             "source the toolkit's set_env.sh (the ascend_env profile script does this for login shells), "
@@ -15,7 +15,7 @@ SKEW = ("torch, torch_npu and CANN versions do not match (a library was built ag
         "install the exact torch / torch_npu / CANN versions of one matrix row (npuenv matrix resolve ...)")
 DRIVER_OLD = ("the NPU driver is older than this CANN needs",
               "upgrade the driver and firmware to the row's HDK (make deploy TAGS=driver)")
-# DCMI codes, explained from validation/codes.py's one table (issue #15): -8020 is a device
+# DCMI codes, explained from validation/node/codes.py's one table (issue #15): -8020 is a device
 # held elsewhere; -8020 followed by -9005 a container without the driver's DCMI mounts;
 # -8005 a driver that is not loaded (installed or upgraded without the reboot).
 HELD = ("another process or container holds the device (the driver lets one container namespace open a device)",
@@ -92,7 +92,7 @@ def test_device_or_resource_busy_is_a_device_held_elsewhere():
 
 
 def test_codes_are_found_in_every_spelling_and_bare_only_when_the_table_knows_them():
-    from validation import codes
+    from validation.node import codes
     assert codes.dcmi_codes_in("dcmi init failed, error code: -8255\nretCode=-8008; ret is -8005; ret code: -1234") == \
         [-8255, -8008, -8005, -1234]
     # standing alone, only a code of the table counts (a negative offset is no code)
@@ -139,7 +139,7 @@ def test_every_entry_has_a_cause_and_a_fix_of_its_own():
 
 
 def test_every_dcmi_code_has_a_cause_a_fix_and_a_source_of_its_own():
-    from validation import codes
+    from validation.node import codes
     entries = codes.DCMI_CODES
     assert len({e.cause for e in entries}) == len({e.fix for e in entries}) == len({e.codes for e in entries}) == \
         len(entries)

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.unit.check_fakes import HCCN, NPU_SMI, FakeProbe, answer_node, chip_mapping, key_value_lines, sample
-from validation import facts as facts_mod
+from validation.node import facts as facts_mod
 
 DRIVER_INFO = """Version=24.1.rc3
 ascendhal_version=7.35.23
@@ -415,7 +415,7 @@ def test_this_machine_answers_bytes_that_are_no_utf8_replaced():
 
 
 def test_the_suite_reads_the_machine_it_runs_on_directly_and_other_hosts_through_testinfra():
-    from validation.suite.conftest import probe_for
+    from validation.node.suite.conftest import probe_for
 
     def host(name, sudo=False):
         return SimpleNamespace(backend=SimpleNamespace(NAME=name, sudo=sudo))
@@ -483,7 +483,7 @@ def test_host_probe_glob_lists_what_exists():
 def test_checks_pass_on_what_collect_reads(tmp_path, layout):
     """The quick checks that read files agree with collect(): no shape drift between the two."""
     from tests.unit.check_fakes import LEGACY_ROW, run_check, stack
-    from validation.suite import test_quick as q
+    from validation.node.suite import test_quick as q
     facts = facts_mod.collect(facts_mod.LocalProbe(str(installed_tree(tmp_path, layout=layout))))
     # the tree's 8.5.0 / 8.0.0 installs stand for the rows' versions
     s = stack(LEGACY_ROW) if layout == "ascend-toolkit" else stack()

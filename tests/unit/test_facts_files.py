@@ -3,7 +3,7 @@ the driver's version.info (package_version), NNAE without a toolkit, NNAL's own
 ``key : value`` version file (the ``latest`` link is not a version)."""
 import os
 
-from validation import facts as facts_mod
+from validation.node import facts as facts_mod
 
 # Driver version.info, NNAE install.info: the mind-cluster fault-diagnosis fixture
 # (tests/fixtures/vendor_samples/mindcluster_faultdiag_fixture_npu_info_after.txt).

@@ -15,13 +15,13 @@ import warnings
 
 from tests.sim import state as sim_state
 from tests.unit.check_fakes import sample
-from validation import facts as facts_mod, hardware
-from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
+from validation.node import facts as facts_mod, hardware
+from validation.node.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 
 with warnings.catch_warnings():  # the level marks are registered by the suite's own conftest
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    from validation.suite import test_hardware as hw, test_quick, test_standard
-    from validation.suite.conftest import CheckFailed, Checker
+    from validation.node.suite import test_hardware as hw, test_quick, test_standard
+    from validation.node.suite.conftest import CheckFailed, Checker
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tests/sim/tools"

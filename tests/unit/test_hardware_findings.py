@@ -1,13 +1,13 @@
-"""validation.hardware's judgements called on hand-written facts (the shapes validation/facts.py gives),
+"""validation.node.hardware's judgements called on hand-written facts (the shapes validation/node/facts.py gives),
 each with the exact findings: the verdict, the place and what was found. Thresholds are the module's
 (project policy, CANN DCMI ECC guidance); fault levels are MindCluster's default faultCode.json
-(validation/codes.py). test_hardware_checks.py runs the same judgements on the simulator's facts."""
+(validation/node/codes.py). test_hardware_checks.py runs the same judgements on the simulator's facts."""
 from __future__ import annotations
 
 import pytest
 
-from validation import codes, hardware
-from validation.hardware import Finding
+from validation.node import codes, hardware
+from validation.node.hardware import Finding
 
 CHIP0, CHIP1 = "NPU 0 chip 0", "NPU 1 chip 0"
 
@@ -142,7 +142,7 @@ def test_topology_not_read_or_of_an_unknown_chip():
     assert hardware.topology_findings({"error": "npu-smi: not found"}, devices, "910b") == [
         Finding("fail", "npu-smi info -t topo", "not read: npu-smi: not found")]
     assert hardware.topology_findings(matrix(1, None), devices, "310b") == [
-        Finding("fail", "topology", "no expected topology for chip '310b' in validation/hardware.py")]
+        Finding("fail", "topology", "no expected topology for chip '310b' in validation/node/hardware.py")]
 
 
 def test_topology_of_910b_every_pair_over_hccs():

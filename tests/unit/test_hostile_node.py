@@ -1,4 +1,4 @@
-"""The controller trusts nothing a node sends (validation/document.py): the
+"""The controller trusts nothing a node sends (validation/node/document.py): the
 node document's schema and strict parsing, the sanitisers, and `npuenv
 validate` on a fleet of two healthy nodes and a third that sends crafted
 documents. Whatever it sends, the healthy nodes' verdicts and the reports stay
@@ -14,12 +14,13 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import compat_matrix as cm
-from validation import document, merge, report, run
+from validation import merge, report, run
+from validation.node import document
 from validation.merge import Outcome
 
-# A key line as node.py sends it (validation/identity.py: type and key, comment dropped).
+# A key line as node.py sends it (validation/node/identity.py: type and key, comment dropped).
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-# Each node is a machine of its own (validation/identity.py refuses two targets on one machine).
+# Each node is a machine of its own (validation/node/identity.py refuses two targets on one machine).
 MACHINE_IDS = {"n0": "3d1219c7c4c5404aaa1f6d2a48adfda4", "n1": "5c0f7e6b2a1d4f3e8b9a0c1d2e3f4a5b",
                "evil": "e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0"}
 
@@ -419,7 +420,7 @@ def test_a_nodes_own_records_are_fitted_into_the_schema_before_they_are_sent(tmp
     the controller refuse an honest node."""
     from types import SimpleNamespace
 
-    from validation.results import Collector
+    from validation.node.results import Collector
 
     collector = Collector(tmp_path / "results.json")
     collector.records["test_train[local]"] = rec("train", "failed", "loss " + "x" * 20_000,

@@ -57,14 +57,18 @@ def checkout_copy(tmp_path_factory) -> Path:
 
 # (file, the wrong-way import added to it, the contract it breaks, the import as lint-imports names it)
 WRONG_WAY = [
-    ("compat_matrix/errors.py", "import npuenv.args", "layers", "compat_matrix.errors -> npuenv.args"),
+    ("compat_matrix/pypi.py", "import npuenv.args", "layers", "compat_matrix.pypi -> npuenv.args"),
     ("validation/targets.py", "from playbooks import rollout", "layers", "validation.targets -> playbooks.rollout"),
     ("torch_npu_pkg/cli.py", "import images.engine", "layers", "torch_npu_pkg.cli -> images.engine"),
     ("ansible_run/run.py", "import torch_npu_pkg.wheels", "layers", "ansible_run.run -> torch_npu_pkg.wheels"),
     ("images/render.py", "import tests.sim.installers", "product", "images.render -> tests.sim.installers"),
     ("bench/bench_matrix.py", "from tests.integration import conftest", "bench",
      "bench.bench_matrix -> tests.integration.conftest"),
+    ("validation/node/facts.py", "from validation import report", "node-side",
+     "validation.node.facts -> validation.report"),
+    ("validation/node/codes.py", "import images.render", "node-only-matrix", "validation.node.codes -> images.render"),
 ]
+KEPT_BUT_ONE = f"Contracts: {len(CONFIG['contracts']) - 1} kept, 1 broken."
 
 
 @pytest.mark.parametrize("module, line, contract, shown", WRONG_WAY, ids=[w[0] for w in WRONG_WAY])
@@ -79,8 +83,23 @@ def test_a_wrong_way_import_breaks_its_contract(checkout_copy, module, line, con
     out = " ".join(done.stdout.split())
     assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-2000:]
     name = next(c["name"] for c in CONFIG["contracts"] if c["id"] == contract)
-    assert f"{name} BROKEN" in out and "Contracts: 2 kept, 1 broken." in out
+    assert f"{name} BROKEN" in out and KEPT_BUT_ONE in out
     assert shown in out
+
+
+def test_a_new_module_of_validation_must_be_placed_on_a_side(checkout_copy):
+    """The node-side contract is exhaustive: a module added to validation/ and not named in it breaks it
+    (the artefact would not carry it, or the controller's code would travel)."""
+    path = checkout_copy / "validation" / "fleet_extra.py"
+    try:
+        path.write_text("X = 1\n")
+        done = lint_imports(checkout_copy)
+    finally:
+        path.unlink()
+    out = " ".join(done.stdout.split())
+    name = next(c["name"] for c in CONFIG["contracts"] if c["id"] == "node-side")
+    assert done.returncode == 1 and f"{name} BROKEN" in out and KEPT_BUT_ONE in out, out[-3000:]
+    assert "validation.fleet_extra" in out
 
 
 # --- the Ansible plugins: Ansible loads them from their files, so lint-imports does not see them ---------

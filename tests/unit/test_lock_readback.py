@@ -20,8 +20,9 @@ from compat_matrix import lock
 from compat_matrix.errors import UserError
 from images import render
 from npuenv.cli import main
-from validation import artefact, node, run, targets
+from validation import artefact, run, targets
 from validation.merge import Outcome, judge
+from validation.node import layout, runner
 
 M = cm.load_matrix()
 PLATFORMS = M.platforms
@@ -33,7 +34,7 @@ def made(**constraints) -> lock.Lock:
 
 
 def image_root(tmp_path: Path, lock_text: str | None, os_release: str) -> Path:
-    """A machine's (or an image's) files as node.expectation reads them: its os-release and the recorded lock."""
+    """A machine's (or an image's) files as runner.expectation reads them: its os-release and the recorded lock."""
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "etc" / "os-release").write_text(os_release)
@@ -53,9 +54,9 @@ UBUNTU = 'NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n'
 def test_each_node_is_checked_against_the_entry_of_its_own_arch_and_os(tmp_path, monkeypatch):
     """One lock, two platforms: a Debian x86_64 node and an Ubuntu aarch64 node each get their own stack."""
     two = made()
-    monkeypatch.setattr(node, "locks_shipped", lambda: {two.digest: two.data})
-    debian = node.expectation(two.digest, root=image_root(tmp_path / "a", None, DEBIAN), arch="x86_64")
-    ubuntu = node.expectation(two.digest, root=image_root(tmp_path / "b", None, UBUNTU), arch="aarch64")
+    monkeypatch.setattr(runner, "locks_shipped", lambda: {two.digest: two.data})
+    debian = runner.expectation(two.digest, root=image_root(tmp_path / "a", None, DEBIAN), arch="x86_64")
+    ubuntu = runner.expectation(two.digest, root=image_root(tmp_path / "b", None, UBUNTU), arch="aarch64")
     (d_stack, d_info), (u_stack, u_info) = debian, ubuntu
     assert (d_stack["arch"], d_stack["os"], u_stack["arch"], u_stack["os"]) == ("x86_64", "debian12", "aarch64",
                                                                                   "ubuntu22.04")
@@ -71,19 +72,20 @@ def test_each_node_is_checked_against_the_entry_of_its_own_arch_and_os(tmp_path,
 
 def test_a_node_no_entry_fits_gets_an_error_naming_its_platform_and_the_locks(tmp_path, monkeypatch):
     one = made(arch="x86_64", os="ubuntu22.04")
-    monkeypatch.setattr(node, "locks_shipped", lambda: {one.digest: one.data})
+    monkeypatch.setattr(runner, "locks_shipped", lambda: {one.digest: one.data})
     with pytest.raises(UserError) as e:
-        node.expectation(one.digest, root=image_root(tmp_path, None, DEBIAN), arch="x86_64")
+        runner.expectation(one.digest, root=image_root(tmp_path, None, DEBIAN), arch="x86_64")
     assert str(e.value) == (f"the lock {one.digest[:19]} has no entry for this machine's platform x86_64/debian12 "
                             f"(x86_64, debian 12); it has x86_64/ubuntu22.04: lock again with --arch x86_64 --os "
                             f"debian12 (or without --arch/--os for every platform)")
     with pytest.raises(UserError, match=r"this machine \(x86_64, centos 7\) runs an OS the matrix does not support"):
-        node.expectation(one.digest, root=image_root(tmp_path / "c", None, "ID=centos\nVERSION_ID=7\n"), arch="x86_64")
+        runner.expectation(one.digest, root=image_root(tmp_path / "c", None, "ID=centos\nVERSION_ID=7\n"),
+                           arch="x86_64")
 
 
 def test_a_node_without_a_recorded_lock_was_never_deployed(tmp_path):
     with pytest.raises(UserError) as e:
-        node.expectation(None, root=image_root(tmp_path, None, DEBIAN), arch="x86_64")
+        runner.expectation(None, root=image_root(tmp_path, None, DEBIAN), arch="x86_64")
     assert str(e.value) == ("never deployed by npuenv: this machine has no /etc/npuenv/lock.json (the lock a deploy "
                             "or an image build records); pass --lock or --row")
 
@@ -96,9 +98,9 @@ def test_the_artefact_ships_whole_locks_and_the_node_reports_the_one_it_used(tmp
         pytest.skip(f"this machine ({here.described}) is no platform of the matrix")
     fits, other = made(), made(arch=here.arch, os=next(o for o in PLATFORMS.operating_systems if o != here.os))
     pyz = artefact.build(tmp_path / "v.pyz", None, {fits.digest: fits.data, other.digest: other.data})
-    shipped = json.loads(zipfile.ZipFile(pyz).read(artefact.LOCKS_NAME))
+    shipped = json.loads(zipfile.ZipFile(pyz).read(layout.LOCKS_NAME))
     assert shipped == {lock.FORMAT_KEY: lock.FORMAT, "locks": {fits.digest: fits.data, other.digest: other.data}}
-    assert artefact.STACK_NAME not in zipfile.ZipFile(pyz).namelist()
+    assert layout.STACK_NAME not in zipfile.ZipFile(pyz).namelist()
     p = subprocess.run([sys.executable, str(pyz), "--lock", fits.digest, "--level", "quick", "--only", "nnal"],
                        capture_output=True, text=True, timeout=300)
     doc = judge(p.returncode, p.stdout, p.stderr).document
@@ -125,8 +127,8 @@ class Recorder:
 
     def run(self, artefact_path, args, done=None):
         self.args.update(args)
-        self.shipped = json.loads(zipfile.ZipFile(artefact_path).read(artefact.LOCKS_NAME)) \
-            if artefact.LOCKS_NAME in zipfile.ZipFile(artefact_path).namelist() else None
+        self.shipped = json.loads(zipfile.ZipFile(artefact_path).read(layout.LOCKS_NAME)) \
+            if layout.LOCKS_NAME in zipfile.ZipFile(artefact_path).namelist() else None
         out = {}
         for h, argv in args.items():
             info = self.locks.get(h)
@@ -273,13 +275,13 @@ def test_an_a3_image_is_read_back_as_an_a3_from_the_lock_it_holds(tmp_path, caps
     (root / "etc" / "os-release").write_text(DEBIAN)
     # the labels the controller reads from the image say it holds a lock
     assert targets.image_lock({render.LOCK_LABEL: label}) == targets.ImageLock(label, None)
-    expected, said = node.expectation(None, label, root=root, arch="x86_64")
+    expected, said = runner.expectation(None, label, root=root, arch="x86_64")
     assert expected["chip"] == "a3" and expected["npus_per_node"] * expected["dies_per_npu"] == 16
     assert (said["source"], said["digest"], said["entry"]) == ("recorded", label, "x86_64/debian12")
     with pytest.raises(UserError, match=r"/etc/npuenv/lock.json is the lock sha256:[0-9a-f]{12}, but the image's "
                                         r"label sha256:000000000000 names another: the file was changed after the "
                                         r"build"):
-        node.expectation(None, "sha256:" + "0" * 64, root=root, arch="x86_64")
+        runner.expectation(None, "sha256:" + "0" * 64, root=root, arch="x86_64")
 
 
 FAKE_PODMAN = r"""

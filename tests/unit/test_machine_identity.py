@@ -1,4 +1,4 @@
-"""Which machine a host is (validation/identity.py): read on the node, compared
+"""Which machine a host is (validation/node/identity.py): read on the node, compared
 on the controller, and two names for one machine refused by `npuenv validate`
 (here) and by site.yml's first play (its filter, here; end to end in
 tests/integration/test_host_identity.py)."""
@@ -15,7 +15,8 @@ import compat_matrix as cm
 from compat_matrix.errors import UserError
 from tests.conftest import ROOT
 from tests.unit.test_playbook_plugins import plugin
-from validation import identity, report, run
+from validation import report, run
+from validation.node import identity
 from validation.merge import Outcome
 
 MID_A, MID_B = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"

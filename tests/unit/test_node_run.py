@@ -1,4 +1,4 @@
-"""How the artefact runs the suite on a node (validation/node.py): what the checks start sees the
+"""How the artefact runs the suite on a node (validation/node/runner.py): what the checks start sees the
 node's Python, not the artefact's own packages; the libraries are imported from the archive and
 the bytecode shipped for this Python is what runs."""
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from validation import artefact, node
+from validation import artefact
+
+from validation.node import layout, runner
 
 
 def test_python_in_the_checks_imports_the_nodes_packages_not_the_artefacts(tmp_path):
@@ -48,12 +50,12 @@ def test_unpacking_keeps_the_libraries_in_the_archive_and_puts_this_pythons_byte
             zf.writestr(name, data)
     root = tmp_path / "root"
     root.mkdir()
-    node.unpack(str(archive), root)
+    runner.unpack(str(archive), root)
     tag = sys.implementation.cache_tag
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
-        "__main__.py", "npuenv-stack.json", node.LIBRARY_ARCHIVE, "ownpkg/__init__.py",
+        "__main__.py", "npuenv-stack.json", layout.LIBRARY_ARCHIVE, "ownpkg/__init__.py",
         f"ownpkg/__pycache__/x.{tag}.pyc", "ownpkg/show.py", "ownpkg/x.py", "ownpkg/y.py"]
-    p = subprocess.run(node.python_running("ownpkg.show", root), capture_output=True, text=True, cwd=tmp_path,
+    p = subprocess.run(runner.python_running("ownpkg.show", root), capture_output=True, text=True, cwd=tmp_path,
                        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert p.stdout == "2 1 archive archive\n", p.stderr
 
@@ -63,8 +65,8 @@ RECORD = {"host": "local://", "check": "driver", "level": "quick", "status": "pa
 
 
 @pytest.mark.parametrize("version, code, results, error", [
-    (1, node.EXIT_PASSED, [RECORD], None),
-    (2, node.EXIT_ERROR, [], "results.json is not of the suite results' format 1 (npuenv_suite_results is 2): "
+    (1, runner.EXIT_PASSED, [RECORD], None),
+    (2, runner.EXIT_ERROR, [], "results.json is not of the suite results' format 1 (npuenv_suite_results is 2): "
                              "the artefact is broken; rebuild it"),
 ])
 def test_the_node_reads_the_suites_results_of_its_own_format_only(tmp_path, monkeypatch, capsys, version, code,
@@ -73,8 +75,8 @@ def test_the_node_reads_the_suites_results_of_its_own_format_only(tmp_path, monk
         [path] = [a.split("=", 1)[1] for a in command if a.startswith("--npuenv-results=")]
         Path(path).write_text(json.dumps({"npuenv_suite_results": version, "results": [RECORD]}))
         return subprocess.CompletedProcess(command, 0, "1 passed\n")
-    monkeypatch.setattr(node, "run_suite", run_suite)
-    monkeypatch.setattr(node, "addresses", lambda: [])
-    assert node.main(["--stack", str(tmp_path / "stack.json")]) == code
+    monkeypatch.setattr(runner, "run_suite", run_suite)
+    monkeypatch.setattr(runner, "addresses", lambda: [])
+    assert runner.main(["--stack", str(tmp_path / "stack.json")]) == code
     doc = json.loads(capsys.readouterr().out)
     assert (doc["results"], doc.get("error"), doc["pytest_exit"]) == (results, error, 0)

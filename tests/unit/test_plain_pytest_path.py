@@ -24,7 +24,7 @@ def readme_commands() -> list[str]:
 
 
 def stack_keys_read_by_the_suite() -> set[str]:
-    text = "".join(p.read_text() for p in (ROOT / "validation" / "suite").glob("*.py"))
+    text = "".join(p.read_text() for p in (ROOT / "validation" / "node" / "suite").glob("*.py"))
     return set(re.findall(r"""\bstack\[["']([a-z_]+)["']\]""", text))
 
 
@@ -38,7 +38,7 @@ def test_the_readme_commands_write_the_stack_and_run_the_suite_with_it(tmp_path)
     assert stack_keys_read_by_the_suite() <= set(stack), stack_keys_read_by_the_suite() - set(stack)
     (tmp_path / "stack.json").write_text(run.stdout)
 
-    assert suite.startswith("pytest validation/suite/test_quick.py ") and REMOTE in suite
+    assert suite.startswith("pytest validation/node/suite/test_quick.py ") and REMOTE in suite
     argv = shlex.split(suite.replace(REMOTE, "--hosts=local://").replace("=stack.json", f"={tmp_path / 'stack.json'}"))
     junit = tmp_path / "junit.xml"
     run = subprocess.run([sys.executable, "-m", *argv, "-p", "no:cacheprovider", f"--junitxml={junit}", "-q"],
@@ -47,7 +47,7 @@ def test_the_readme_commands_write_the_stack_and_run_the_suite_with_it(tmp_path)
     cases = ET.parse(junit).getroot().iter("testcase")
     problems = [(c.get("name"), e.get("message", "")[:300]) for c in cases for e in c
                 if e.tag in ("failure", "error")
-                and not e.get("message", "").startswith("validation.suite.conftest.CheckFailed")]
+                and not e.get("message", "").startswith("validation.node.suite.conftest.CheckFailed")]
     # This machine has no NPU: checks fail, each with its verdict; none stops at the stack file.
     assert not problems, problems
 

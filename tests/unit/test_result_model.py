@@ -1,13 +1,13 @@
-"""The result model (validation/model.py): a check's record as JSON holds it and back, and the levels and
+"""The result model (validation/node/model.py): a check's record as JSON holds it and back, and the levels and
 backends that every parser, marker and schema takes from it."""
 from __future__ import annotations
 
 import pytest
 
 from npuenv import cli
-from validation import document, model, node
-from validation.model import CheckResult
-from validation.workloads import _common
+from validation.node import document, model, runner
+from validation.node.model import CheckResult
+from validation.node.workloads import _common
 
 FAILURE = dict(zip(model.FAILURE_FIELDS, ("NPU 3 is Critical", "OK", "Critical", "a fault", "reseat it")))
 
@@ -31,9 +31,9 @@ def test_a_record_reads_back_as_written_and_takes_the_defaults_results_json_leav
 
 
 def test_the_levels_are_the_models_in_the_node_the_cli_and_the_schema():
-    assert tuple(node.LEVELS) == model.LEVELS == ("quick", "standard", "full")
+    assert tuple(runner.LEVELS) == model.LEVELS == ("quick", "standard", "full")
     # each level runs its own checks and those of the levels before it
-    assert node.LEVELS == {"quick": "quick", "standard": "quick or standard", "full": "quick or standard or full"}
+    assert runner.LEVELS == {"quick": "quick", "standard": "quick or standard", "full": "quick or standard or full"}
     level = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["validate"]._actions
                  if a.dest == "level")
     assert (tuple(level.choices), level.default) == (model.LEVELS, model.DEFAULT_LEVEL)

@@ -1,4 +1,4 @@
-"""The results plugin (validation/results.py) inside a real pytest run
+"""The results plugin (validation/node/results.py) inside a real pytest run
 (pytester): one record per host and check with its status, failure, warning,
 data and level, and the JSON document's shape; the same under pytest-xdist."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITE = '''
 import json
 import pytest
-from validation.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
+from validation.node.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 
 HOSTS = pytest.mark.parametrize("node", ["podman://node-a", "podman://node-b"])
 FAILURE = {"summary": "NPU 3 is Critical", "expected": "Health OK", "found": "3/0=Critical",
@@ -79,7 +79,7 @@ def run_suite(pytester, *args, subprocess=False):
     pytester.makepyfile(test_suite=SUITE)
     pytester.makeini("[pytest]\nmarkers =\n    quick\n    standard\n    full\n")
     out = pytester.path / "out" / "results.json"
-    argv = ["-p", "validation.results", f"--npuenv-results={out}", "-p", "no:cacheprovider", *args]
+    argv = ["-p", "validation.node.results", f"--npuenv-results={out}", "-p", "no:cacheprovider", *args]
     result = pytester.runpytest_subprocess(*argv) if subprocess else pytester.runpytest(*argv)
     return result, json.loads(out.read_text())
 
@@ -155,7 +155,7 @@ def test_runner_metadata_is_merged(pytester):
 
 def test_without_the_option_nothing_is_written(pytester):
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
-    pytester.runpytest("-p", "validation.results", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest("-p", "validation.node.results", "-p", "no:cacheprovider").assert_outcomes(passed=1)
     assert not list(pytester.path.rglob("*.json"))
 
 
@@ -196,7 +196,7 @@ def test_duration_is_the_checks_own_and_the_document_is_indented(pytester):
     pytester.makepyfile(test_timed=TIMED)
     out = pytester.path / "deep" / "er" / "results.json"
     for _ in range(2):   # the folder is made once and then reused
-        pytester.runpytest("-p", "validation.results", f"--npuenv-results={out}").assert_outcomes(passed=2)
+        pytester.runpytest("-p", "validation.node.results", f"--npuenv-results={out}").assert_outcomes(passed=2)
     text = out.read_text()
     assert text.startswith('{\n "npuenv_suite_results": 1,\n "started": ')
     doc = json.loads(text)
@@ -221,5 +221,5 @@ def pytest_runtest_makereport(item, call):
 ''')
     pytester.makepyfile(test_x="def test_x():\n    assert False\n")
     out = pytester.path / "results.json"
-    pytester.runpytest("-p", "validation.results", f"--npuenv-results={out}")
+    pytester.runpytest("-p", "validation.node.results", f"--npuenv-results={out}")
     assert records(json.loads(out.read_text()))[("fleet", "x")]["message"] == "z" * 500   # its last line, cut

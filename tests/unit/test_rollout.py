@@ -20,7 +20,7 @@ from compat_matrix.errors import UserError
 from npuenv import cli
 from ansible_run import run
 from playbooks import rollout, status
-from validation import model
+from validation.node import model
 from playbooks.collections.ansible_collections.npuenv.ascend.plugins.callback import npuenv_outcomes
 from tests.unit import status_fakes as fakes
 

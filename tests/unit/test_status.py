@@ -1,6 +1,6 @@
 """`npuenv status` (playbooks/status.py): each node's facts document checked as untrusted input,
 compared with a lock or with the node's own recorded lock, every kind of drift named, the fleet's
-table and JSON at 150 nodes, and the exit codes; the node side (validation/facts.py status_facts,
+table and JSON at 150 nodes, and the exit codes; the node side (validation/node/facts.py status_facts,
 node.py --facts) on fake probes. Ansible's results are recorded tree-callback files."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from npuenv import cli
 from ansible_run import run
 from playbooks import status
 from tests.unit import status_fakes as fakes
-from validation import document, facts as facts_mod, node
+from validation.node import document, facts as facts_mod, runner
 
 PLATFORMS = cm.load_platforms()
 
@@ -411,7 +411,7 @@ def test_the_live_kernel_parameters_of_this_machine_are_read():
 
 
 def test_the_facts_mode_prints_a_document_the_controller_accepts(capsys):
-    assert node.main(["--facts"]) == 0
+    assert runner.main(["--facts"]) == 0
     doc = document.read_facts(capsys.readouterr().out)
     assert doc[document.FACTS_KEY] == 1 and set(doc) >= set(document.FACTS_REQUIRED)
 

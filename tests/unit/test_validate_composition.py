@@ -4,7 +4,7 @@ has none of the controller's packages. The integration tests (tests/integration/
 test_validate_targets.py) do the same on simulated nodes; these pin it without podman or SSH.
 
 The targets are fakes of validation.targets' transports: each records the arguments every phase gave its
-hosts and answers with node documents as validation/node.py prints them."""
+hosts and answers with node documents as validation/node/runner.py prints them."""
 from __future__ import annotations
 
 import json

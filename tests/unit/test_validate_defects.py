@@ -23,9 +23,10 @@ import pytest
 import compat_matrix as cm
 from npuenv import cli
 from tests.unit.check_fakes import FakeProbe, FakeRequest, failed
-from validation import artefact, node, run
-from validation.suite import test_quick as q
-from validation.suite.conftest import Checker, CheckFailed
+from validation import artefact, run
+from validation.node import runner
+from validation.node.suite import test_quick as q
+from validation.node.suite.conftest import Checker, CheckFailed
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_ending_the_suite_ends_the_processes_that_left_its_process_group(tmp_pat
         while len(processes_under(tmp_path)) < 3:  # the two sleepers and timeout
             assert time.monotonic() < deadline, processes_under(tmp_path)
             time.sleep(0.05)
-        node._end_session(proc)
+        runner._end_session(proc)
         assert proc.poll() is not None
         assert processes_under(tmp_path) == {}
     finally:  # what a failure would leave running

@@ -1,4 +1,4 @@
-"""`npuenv validate`'s options, checked once (validation/options.py) by the CLI,
+"""`npuenv validate`'s options, checked once (validation/node/options.py) by the CLI,
 by the library and by the suite on the node: a value out of range ends with
 exit 2 and the option's name; --only takes the suite's check names (read from
 its source) and the node selects exactly those."""
@@ -17,10 +17,11 @@ import pytest
 import compat_matrix as cm
 from compat_matrix.errors import UserError
 from npuenv import cli
-from validation import merge, node, report, results, run
+from validation import merge, report, run
+from validation.node import runner, results
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECK_NAMES = ", ".join(sorted(node.suite_checks()))
+CHECK_NAMES = ", ".join(sorted(runner.suite_checks()))
 
 
 @pytest.fixture
@@ -83,13 +84,13 @@ def test_the_defaults_are_written_once_and_shown_in_help(monkeypatch, capsys):
     assert seen["suite_options"] == ["--npuenv-timeout=60", "--npuenv-max-bytes=1073741824",
                                      "--npuenv-busbw-floor=0.0"]
     assert (seen["straggler_margin"], seen["fleet_port"], seen["args"][3]) == \
-        (report.STRAGGLER_MARGIN, node.FLEET_PORT, Path("out/validation"))
+        (report.STRAGGLER_MARGIN, runner.FLEET_PORT, Path("out/validation"))
     with pytest.raises(SystemExit):
         cli.main(["validate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("seconds after which a collective counts as hung (default: 60)", "(default: 1073741824)",
                   "at the largest size (default: 0.0)", f"default: {report.STRAGGLER_MARGIN})",
-                  f"(default: {node.FLEET_PORT})", "(default: out/validation; env: NPUENV_VALIDATE_OUT)",
+                  f"(default: {runner.FLEET_PORT})", "(default: out/validation; env: NPUENV_VALIDATE_OUT)",
                   "each level's checks) (default: quick; env: NPUENV_VALIDATE_LEVEL)", "with gloo; default: auto)"):
         assert shown in text, shown
 
@@ -99,8 +100,8 @@ def test_the_defaults_are_written_once_and_shown_in_help(monkeypatch, capsys):
     ("--npuenv-fleet-port=70000", "argument --npuenv-fleet-port: 70000 is out of range; give 1 to 65535"),
 ])
 def test_the_suite_on_the_node_refuses_the_same_values(option, message):
-    p = subprocess.run([sys.executable, "-m", "pytest", str(node.SUITE), "--collect-only", "-q", "-p",
-                        "no:cacheprovider", "--rootdir", str(node.SUITE), "-c", os.devnull, option],
+    p = subprocess.run([sys.executable, "-m", "pytest", str(runner.SUITE), "--collect-only", "-q", "-p",
+                        "no:cacheprovider", "--rootdir", str(runner.SUITE), "-c", os.devnull, option],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 4 and message in p.stderr, p.stdout + p.stderr
 
@@ -146,17 +147,17 @@ def test_the_check_names_and_levels_are_those_pytest_collects(tmp_path):
     """The names come from the suite's source (ast): the same set pytest collects, each check's
     lowest level and fleet mark as pytest sees them; merge.py's fleet checks are those."""
     (tmp_path / "list_items.py").write_text(textwrap.dedent(COLLECTED))
-    p = subprocess.run([sys.executable, "-m", "pytest", str(node.SUITE), "--collect-only", "-q", "-p",
-                        "no:cacheprovider", "-p", "list_items", "--rootdir", str(node.SUITE), "-c", os.devnull],
+    p = subprocess.run([sys.executable, "-m", "pytest", str(runner.SUITE), "--collect-only", "-q", "-p",
+                        "no:cacheprovider", "-p", "list_items", "--rootdir", str(runner.SUITE), "-c", os.devnull],
                        capture_output=True, text=True, cwd=ROOT, timeout=300,
                        env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"})
     items = {line.split()[1]: line.split()[2].split(",") for line in p.stdout.splitlines() if line.startswith("ITEM")}
-    assert len(items) == len(node.suite_checks()) >= 30, p.stdout[-2000:] + p.stderr[-2000:]
+    assert len(items) == len(runner.suite_checks()) >= 30, p.stdout[-2000:] + p.stderr[-2000:]
     for function, marks in items.items():
-        check = node.suite_checks()[function.removeprefix("test_")]
-        assert check.level == next(level for level in node.LEVELS if level in marks), function
+        check = runner.suite_checks()[function.removeprefix("test_")]
+        assert check.level == next(level for level in runner.LEVELS if level in marks), function
         assert check.fleet == ("fleet" in marks), function
-    assert set(merge.FLEET_CHECKS) == {c.name for c in node.suite_checks().values() if c.fleet}
+    assert set(merge.FLEET_CHECKS) == {c.name for c in runner.suite_checks().values() if c.fleet}
 
 
 def test_a_checks_own_mark_wins_and_a_check_without_a_level_or_defined_twice_is_a_mistake(tmp_path, monkeypatch):
@@ -164,23 +165,23 @@ def test_a_checks_own_mark_wins_and_a_check_without_a_level_or_defined_twice_is_
                                         "@pytest.mark.fleet\n@pytest.mark.full\ndef test_w(): pass\n")
     (tmp_path / "helpers.py").write_text("import pytest\n@pytest.mark.full\ndef test_v(): pass\n")
     (tmp_path / "test_b.py").write_text("import pytest\n@pytest.mark.full\ndef test_y(): pass\ndef test_z(): pass\n")
-    monkeypatch.setattr(node, "SUITE", tmp_path)
-    node.suite_checks.cache_clear()
+    monkeypatch.setattr(runner, "SUITE", tmp_path)
+    runner.suite_checks.cache_clear()
     try:
         (tmp_path / "test_b.py").rename(tmp_path / "b.py")
-        assert node.suite_checks() == {"x": node.Check("x", "quick", False), "w": node.Check("w", "full", True)}
+        assert runner.suite_checks() == {"x": runner.Check("x", "quick", False), "w": runner.Check("w", "full", True)}
         (tmp_path / "b.py").rename(tmp_path / "test_b.py")
-        node.suite_checks.cache_clear()
+        runner.suite_checks.cache_clear()
         with pytest.raises(ValueError) as e:
-            node.suite_checks()
+            runner.suite_checks()
         assert str(e.value) == "test_b.py: test_z has no level mark (pytest.mark.quick, standard or full)"
         (tmp_path / "test_b.py").write_text("import pytest\n@pytest.mark.full\ndef test_x(): pass\n")
-        node.suite_checks.cache_clear()
+        runner.suite_checks.cache_clear()
         with pytest.raises(ValueError) as e:
-            node.suite_checks()
+            runner.suite_checks()
         assert str(e.value) == "test_b.py: test_x is defined twice in the suite"
     finally:
-        node.suite_checks.cache_clear()
+        runner.suite_checks.cache_clear()
 
 
 def test_the_node_selects_checks_by_their_exact_names():
@@ -194,13 +195,13 @@ def test_the_node_selects_checks_by_their_exact_names():
     results.pytest_collection_modifyitems(config, kept)
     assert [i.originalname for i in kept] == ["test_train", "test_nnal", "test_train"]
     assert [i.originalname for i in deselected] == ["test_train_more", "test_retrain"]
-    assert node.suite_command("quick", "local://", Path("s"), Path("r"), only=["train", "nnal"])[-2:] == [
+    assert runner.suite_command("quick", "local://", Path("s"), Path("r"), only=["train", "nnal"])[-2:] == [
         "--npuenv-only=train", "--npuenv-only=nnal"]
-    assert "-k" not in node.suite_command("quick", "local://", Path("s"), Path("r"), only=["train"])
+    assert "-k" not in runner.suite_command("quick", "local://", Path("s"), Path("r"), only=["train"])
 
 
 def test_the_suite_collects_exactly_the_named_checks(tmp_path):
-    command = node.suite_command("full", "local://", tmp_path / "stack.json", tmp_path / "r.json",
+    command = runner.suite_command("full", "local://", tmp_path / "stack.json", tmp_path / "r.json",
                                  only=["allreduce_local", "train"], options=["--collect-only"])
     p = subprocess.run([sys.executable, "-m", "pytest", *command], capture_output=True, text=True, cwd=ROOT,
                        timeout=300)
@@ -216,5 +217,5 @@ def test_the_suite_collects_exactly_the_named_checks(tmp_path):
 ])
 def test_the_artefact_refuses_the_same_names(capsys, argv, message):
     with pytest.raises(SystemExit) as e:
-        node.main(argv)
+        runner.main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """The validation runner's merge, exit codes and reports, on hand-written node
-results (what validation/node.py prints), and the artefact run on this machine."""
+results (what validation/node/runner.py prints), and the artefact run on this machine."""
 from __future__ import annotations
 
 import importlib.util
@@ -395,9 +395,12 @@ def pyz(tmp_path_factory):
 def test_the_artefact_carries_what_the_node_needs_and_only_its_own_bytecode(pyz):
     names = zipfile.ZipFile(pyz).namelist()
     for needed in ("__main__.py", "npuenv-stack.json", "pytest/__init__.py", "testinfra/plugin.py",
-                   "validation/suite/test_quick.py", "validation/workloads/allreduce.py", "yaml/__init__.py",
-                   "compat_matrix/data/platforms.yaml", "validation/node.pyc", "_pytest/python.pyc"):
+                   "validation/node/suite/test_quick.py", "validation/node/workloads/allreduce.py", "yaml/__init__.py",
+                   "compat_matrix/data/platforms.yaml", "validation/node/runner.pyc", "_pytest/python.pyc"):
         assert needed in names
+    # of validation, its node side alone: the controller's modules stay on the controller
+    assert sorted(n for n in names if n.startswith("validation/") and not n.startswith("validation/node/")) == [
+        "validation/__init__.py", "validation/__init__.pyc"]
     assert not [n for n in names if n.endswith(".so") or "__pycache__" in n]
     # bytecode only beside its source, compiled by this Python (artefact.bytecode)
     pycs = [n for n in names if n.endswith(".pyc")]
@@ -415,7 +418,7 @@ def test_the_artefact_runs_here_and_leaves_nothing_behind(pyz, tmp_path):
                         "--only", "nnal"], capture_output=True, text=True, env=env, timeout=300)
     out = json.loads(p.stdout)
     assert p.returncode == 1, p.stderr[-2000:]
-    # the controller accepts the real document (validation/document.py's schema)
+    # the controller accepts the real document (validation/node/document.py's schema)
     judged = merge.judge(p.returncode, p.stdout, p.stderr)
     assert (judged.status, judged.reason, judged.document["format"]) == ("ran", "", 1)
     assert {r["check"]: r["status"] for r in out["results"]} == {"driver_version": "failed", "nnal": "failed"}

@@ -385,7 +385,7 @@ def test_validate_starts_images_with_the_host_root_and_run_args_and_reaches_ssh_
 
 
 def test_two_pairs_of_names_for_one_machine_are_each_named(tmp_path, monkeypatch):
-    from validation import identity
+    from validation.node import identity
 
     mids = {"a": "1" * 32, "b": "1" * 32, "c": "2" * 32, "d": "2" * 32}
     docs = {h: doc(machine_id=m) for h, m in mids.items()}

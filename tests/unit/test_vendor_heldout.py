@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from validation import codes, explain
-from validation.vendor_tools import hccl_test, hccn_tool, npu_smi
+from validation.node import codes, explain
+from validation.node.vendor_tools import hccl_test, hccn_tool, npu_smi
 
 HELDOUT = Path(__file__).resolve().parents[2] / "tests/fixtures/vendor_samples/heldout"
 EXPECTED = {k: v for k, v in json.loads((HELDOUT / "EXPECTED.json").read_text()).items() if not k.startswith("_")}

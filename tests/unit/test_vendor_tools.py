@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.sim import state as sim_state
-from validation import hardware
-from validation.vendor_tools import common, hccn_tool, kernel_log, npu_smi
+from validation.node import hardware
+from validation.node.vendor_tools import common, hccn_tool, kernel_log, npu_smi
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "tests/fixtures/vendor_samples"

@@ -1,7 +1,8 @@
-"""validation.vendor_tools' modules: what each parser says about output it cannot read (the message, the line and its
-number), and the corners of the vendor's formats (FORMAT_NOTES.md) that the whole-sample tests do not reach.
+"""validation.node.vendor_tools' modules: what each parser says about output it cannot read (the message,
+the line and its number), and the corners of the vendor's formats (FORMAT_NOTES.md) that the whole-sample
+tests do not reach.
 
-Found by mutation testing (bench/mutate.py run validation/vendor_tools/<module>.py). Layouts follow
+Found by mutation testing (bench/mutate.py run validation/node/vendor_tools/<module>.py). Layouts follow
 tests/fixtures/vendor_samples/FORMAT_NOTES.md; a message is "<what> (line N: '<the line>')" when the parser
 knows the line's number, "<what>: '<text>'" when it only has the text.
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from validation.vendor_tools import common, hccl_test, hccn_tool, kernel_log, npu_smi
+from validation.node.vendor_tools import common, hccl_test, hccn_tool, kernel_log, npu_smi
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "vendor_samples"
 

@@ -3,8 +3,8 @@ example built from the formats in FORMAT_NOTES.md (values invented here), and
 the one table of DCMI codes."""
 import pytest
 
-from validation import codes, explain
-from validation.vendor_tools import common, hccl_test, hccn_tool, npu_smi
+from validation.node import codes, explain
+from validation.node.vendor_tools import common, hccl_test, hccn_tool, npu_smi
 
 RULE = "+" + "-" * 96 + "+"
 INNER = "+---------------------------+---------------+----------------------------------------------------+"
@@ -100,7 +100,7 @@ def test_one_bad_row_costs_only_its_chip():
         (6, "Temp(C) is not a number: 'hot' (line 6: '| 1     910B3               | OK            | 80.0"
             "        hot               0    / 0             |')"),
         (12, "a chip's first row without its second"), (14, "a row cut short")]
-    # every one of them is a row that held a chip: the check reports them (validation/suite/test_quick.py)
+    # every one of them is a row that held a chip: the check reports them (validation/node/suite/test_quick.py)
     assert info.unread_rows() == info.unreadable
     # a prompt and a publisher's elision around the same table are not rows
     noisy = npu_smi.parse_npu_smi_info("\n".join(["[root@node ~]# npu-smi info", *lines[:2], "...", *lines[2:]]))

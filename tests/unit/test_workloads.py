@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from validation import workloads
+from validation.node import workloads
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PY = ROOT / ".venv" / "bin" / "python"
@@ -220,9 +220,9 @@ def test_window_ends_split_the_timed_steps_evenly():
 
 
 def test_a_workload_names_a_known_failure_as_the_suite_does():
-    """One table of known failures: a workload's own diagnosis is validation/explain.py's cause and fix,
+    """One table of known failures: a workload's own diagnosis is validation/node/explain.py's cause and fix,
     written into its script (it runs with stdlib + torch only)."""
-    from validation.explain import KNOWN, explain
+    from validation.node.explain import KNOWN, explain
 
     ns: dict = {}
     exec(compile(workloads.source("smoke"), "smoke.py", "exec"), ns)
@@ -405,7 +405,7 @@ def test_torchrun_style_workers_name_the_rank_that_hangs(tmp_path):
 
 
 def test_workload_file_runs_directly_for_development(tmp_path):
-    """`python validation/workloads/ddp.py` loads _common.py itself and launches its workers."""
+    """`python validation/node/workloads/ddp.py` loads _common.py itself and launches its workers."""
     env = {k: v for k, v in os.environ.items() if k not in _STRIP}
     proc = subprocess.run([PY, str(workloads.source_path("ddp")), "--backend", "cpu", "--steps", "3"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)

@@ -1,5 +1,5 @@
 """Filters that read the vendor tools' output with the product's parsers
-(validation.vendor_tools.npu_smi and .hccn_tool), so the playbooks and validation agree."""
+(validation.node.vendor_tools.npu_smi and .hccn_tool), so the playbooks and validation agree."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,7 @@ from ansible.errors import AnsibleFilterError
 
 
 def _parse(parser, text):
-    from validation.vendor_tools import common, npu_smi
+    from validation.node.vendor_tools import common, npu_smi
 
     try:
         result = getattr(npu_smi, parser)(text)
@@ -26,7 +26,7 @@ def hccn_survey(text):
     """The hccn role's survey ("@@ip N", "@@netdetect N", "@@link N", "@@health N"
     sections) -> {N: {ip: {address, netmask} | None, netdetect, link, health}};
     a value the tool could not give is None."""
-    from validation.vendor_tools import common, hccn_tool
+    from validation.node.vendor_tools import common, hccn_tool
 
     parsers = {"ip": hccn_tool.parse_ip, "netdetect": hccn_tool.parse_netdetect,
                "link": hccn_tool.parse_link, "health": hccn_tool.parse_net_health}
@@ -55,14 +55,14 @@ def hccn_todo(state, device_ips, netmask, netdetect_address):
 
 def key_values(text):
     """KEY=VALUE lines (version.info, ascend_install.info) -> dict, read as validation reads them."""
-    from validation import facts
+    from validation.node import facts
 
     return facts.key_values(text)
 
 
 def identity_probe(root):
     """The command (argv) that prints the machine-id and SSH host keys of the host it runs on (under ``root``)."""
-    from validation import identity
+    from validation.node import identity
 
     return identity.probe_argv(root)
 
@@ -71,7 +71,7 @@ def identity_refusal(outputs):
     """{host: the identity probe's output} -> why these hosts cannot be rolled out
     together, '' when each is a machine of its own: inventory names that share a
     machine-id or an SSH host key, or (among two hosts or more) hosts with neither."""
-    from validation import identity
+    from validation.node import identity
 
     found = {host: identity.parse(text) for host, text in outputs.items()}
     clashes = identity.clashes(found)

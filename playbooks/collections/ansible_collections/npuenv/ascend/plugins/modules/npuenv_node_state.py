@@ -74,7 +74,7 @@ def read_text(path, limit=MAX_TEXT):
 
 
 def key_values(text):
-    # validation.facts.key_values, which this module cannot import: a module runs on the node alone.
+    # validation.node.facts.key_values, which this module cannot import: a module runs on the node alone.
     out = {}
     for line in (text or "").splitlines():
         key, sep, value = line.partition("=")
