@@ -35,8 +35,9 @@ _PLATFORMS_SHAPE = schema.Shape(
     fields={
         "install_root": (schema.STR, True),
         "install_records": (schema.MapOf(schema.STR, schema.STR), True),
-        "npuenv_files": (schema.Shape({k: (schema.STR, True) for k in ("venv", "profile_script", "installers_stage")},
-                                      "npuenv_files"), True),
+        "npuenv_files": (schema.Shape({k: (schema.STR, True) for k in (
+            "venv", "profile_script", "installers_stage", "wheelhouse_stage", "artefact_cache", "status_cache")},
+            "npuenv_files"), True),
         "archs": (schema.MapOf(schema.STR, schema.Shape({"aliases": (schema.ListOf(schema.STR, nonempty=False), False)}, "arch")), True),
         "chips": (schema.MapOf(schema.STR, schema.Shape({
             "description": (schema.STR, True),

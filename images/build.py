@@ -118,12 +118,12 @@ def check_arch(stack: Stack) -> None:
                         f"{stack.arch} host")
 
 
-def parse_user_ids(text: str) -> tuple[str, str]:
-    """'1001:1001' -> ('1001', '1001'): HwHiAiUser's uid and gid in the image."""
+def parse_user_ids(text: str, user: str) -> tuple[str, str]:
+    """'1001:1001' -> ('1001', '1001'): the uid and gid in the image of ``user``, the account the driver
+    runs as (render.image_user)."""
     m = re.fullmatch(r"(\d+):(\d+)", text.strip())
     if not m or m.group(1) == "0":
-        raise UserError(f"--user-ids {text!r}: give the host's HwHiAiUser ids as UID:GID (`id HwHiAiUser`), "
-                        f"not root's")
+        raise UserError(f"--user-ids {text!r}: give the host's {user} ids as UID:GID (`id {user}`), not root's")
     return m.group(1), m.group(2)
 
 
@@ -221,7 +221,7 @@ def build(stack: Stack, installers: Path, house: Path | None, *, cann_only: bool
     if base_image:
         build_args["BASE_IMAGE"] = base_image
     if user_ids:
-        build_args["USER_UID"], build_args["USER_GID"] = parse_user_ids(user_ids)
+        build_args["USER_UID"], build_args["USER_GID"] = parse_user_ids(user_ids, render.image_user(stack)["name"])
     created = date or build_date()
     progress = Progress(log)
     started = time.monotonic()

@@ -107,7 +107,7 @@ def cmd_build(args) -> int:
         if ref is not None:
             refs.check_image_ref(ref, option)
     if args.user_ids is not None:
-        builder.parse_user_ids(args.user_ids)
+        builder.parse_user_ids(args.user_ids, cm.load_platforms().hdk["run_user"])
     access = None
     if args.push is not None:
         registry.split_repository(args.push, "--push")
@@ -273,9 +273,10 @@ def _register_build(sub) -> None:
     p.add_argument("--engine", choices=engines.ENGINES, help="default: the first that works of "
                                                              + ", ".join(engines.ENGINES))
     p.add_argument("--base-image", help="another base image of the same OS (a mirror), instead of platforms.yaml's")
+    user, manifest = cm.load_platforms().hdk["run_user"], render.load_manifest()["user"]
     p.add_argument("--user-ids", metavar="UID:GID",
-                   help="HwHiAiUser's ids in the image; match the host's (`id HwHiAiUser`) so that it may open "
-                        "the devices (default 1000:1000)")
+                   help=f"{user}'s ids in the image; match the host's (`id {user}`) so that it may open the devices "
+                        f"(default {manifest['uid']}:{manifest['gid']})")
     p.add_argument("--build-date", help="the created label (default: SOURCE_DATE_EPOCH, else now)")
     p.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     p.add_argument("--sbom", metavar="FILE", help="where the image's SBOM (CycloneDX JSON) goes (default: "

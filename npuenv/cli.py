@@ -466,9 +466,10 @@ def _add_deploy(sub) -> None:
 
 def _add_status(sub) -> None:
     from ansible_run import ansible_options
+    records = Path(cm.load_platforms().data["install_records"]["node_record"]).parent
     p = sub.add_parser("status", help="which lock each node runs and what drifts from it (facts only, no workload)",
                        description="Read every node of the inventory (one task each: installed versions, npu-smi's "
-                       "process table, the deploy records under /etc/npuenv) and compare it with --lock, or with "
+                       f"process table, the deploy records under {records}) and compare it with --lock, or with "
                        "the lock the node recorded when none is named. Exit 0: every node read and none drifts; 1: "
                        "a node drifts (never deployed, half-upgraded, another lock, a package or setting changed) "
                        "or could not be read; 2: bad input.")

@@ -182,10 +182,15 @@ def node(tmp_path) -> Node:
     return Node(tmp_path)
 
 
+# The account the driver installs for, as preflight passes the npu_driver role's (Ascend's default
+# names both HwHiAiUser; a group of another name shows which option goes where).
+DRIVER_ACCOUNT = {"driver_user": "HwHiAiUser", "driver_group": "HwHiAiGroup"}
+
+
 def plan(node: Node, row: str, **options) -> dict:
     stack = stack_of(row, node.root)
     pins = options.pop("pins", None) or pins_of(stack)
-    return plan_mod.plan(node.read(stack), stack, pins, {"keep": 2, "nnal": True, **options})
+    return plan_mod.plan(node.read(stack), stack, pins, {"keep": 2, "nnal": True, **DRIVER_ACCOUNT, **options})
 
 
 def steps(p: dict) -> list[tuple[str, str]]:
@@ -212,7 +217,7 @@ def test_a_bare_node_gets_driver_then_firmware_then_cann_in_order(node):
     p = plan(node, ROW_B)
     assert [s["say"] for s in p["steps"]] == [
         "would run Ascend-hdk-910b-npu-driver_26.1.0_linux-x86_64.run --full --install-for-all --quiet "
-        "--install-username=HwHiAiUser --install-usergroup=HwHiAiUser",
+        "--install-username=HwHiAiUser --install-usergroup=HwHiAiGroup",
         "would run Ascend-hdk-910b-npu-firmware_7.8.1.1.200.run --full --quiet and reboot",
         "would run Ascend-cann-toolkit_9.1.0_linux-x86_64.run --install --install-for-all --quiet",
         "would run Ascend-cann-910b-ops_9.1.0_linux-x86_64.run --install --install-for-all --quiet",
@@ -393,7 +398,7 @@ def test_free_space_is_asked_per_path_for_what_the_run_writes_there(node):
     pins = pins_of(stack, sizes={"driver": 400 << 20, "firmware": 100 << 20, "toolkit": 2 << 30,
                                  "kernels": 3 << 30, "nnal": 500 << 20})
     state = node.read(stack)
-    p = plan_mod.plan(state, stack, pins, {"keep": 2})
+    p = plan_mod.plan(state, stack, pins, {"keep": 2, **DRIVER_ACCOUNT})
     paths = {"install_root": stack["paths"]["install_root"], "venv": "/opt/npuenv/venv",
              "wheelhouse_dest": "/var/cache/npuenv/wheelhouse",
              "stage_dirs": {k: "/var/cache/npuenv/installers" for k in pins}}

@@ -121,6 +121,7 @@ PLATFORM_DEFAULTS = {("python_stack", "python_stack_venv"): ("npuenv_files", "ve
                      ("ascend_env", "ascend_env_profile"): ("npuenv_files", "profile_script"),
                      ("cann", "cann_stage_dir"): ("npuenv_files", "installers_stage"),
                      ("npu_driver", "npu_driver_stage_dir"): ("npuenv_files", "installers_stage"),
+                     ("python_stack", "python_stack_wheelhouse_dest"): ("npuenv_files", "wheelhouse_stage"),
                      ("hccn", "hccn_conf"): ("hdk", "paths", "hccn_conf"),
                      ("npu_driver", "npu_driver_user"): ("hdk", "run_user"),
                      ("npu_driver", "npu_driver_group"): ("hdk", "run_user")}
@@ -137,3 +138,28 @@ def test_role_default_is_the_platforms_fact(role, name):
 def test_the_profile_puts_the_platforms_venv_first_when_python_stack_is_not_in_the_play():
     template = (role_docs.ROLES_DIR / "ascend_env" / "templates" / "npuenv-ascend.sh.j2").read_text()
     assert f"python_stack_venv | default('{cm.load_platforms().npuenv_files['venv']}')" in template
+
+
+def test_the_plugins_artefact_folders_are_the_platforms_facts():
+    """npuenv_artefact keeps the artefact in root's artefact_cache, npuenv_facts in status_cache; their
+    module documentation (text Ansible reads) says the same."""
+    import importlib.util
+
+    files = cm.load_platforms().npuenv_files
+    plugins = role_docs.ROLES_DIR.parent / "plugins"
+
+    def loaded(name: str):
+        spec = importlib.util.spec_from_file_location(f"plugin_{name}", plugins / "action" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def documented(name: str) -> dict:
+        spec = importlib.util.spec_from_file_location(f"doc_{name}", plugins / "modules" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return yaml.safe_load(module.DOCUMENTATION)["options"]["folder"]
+
+    assert loaded("npuenv_facts").ActionModule.FOLDER == documented("npuenv_facts")["default"] == files["status_cache"]
+    assert loaded("npuenv_artefact").DEFAULT_FOLDER.startswith(f"d={files['artefact_cache']};")
+    assert f"By default {files['artefact_cache']} for root," in documented("npuenv_artefact")["description"]

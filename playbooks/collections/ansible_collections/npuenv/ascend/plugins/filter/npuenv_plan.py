@@ -131,8 +131,7 @@ def plan_hdk(state: dict, stack: dict, installers: dict, options: dict) -> list[
     want_firmware = firmware_version(installers["firmware"]["name"], stack["packages"]["firmware"]) \
         if "firmware" in installers else None
     force = _flags(stack, "driver_force") if options.get("busy") and options.get("allow_busy") else []
-    user = options.get("driver_user", "HwHiAiUser")
-    group = options.get("driver_group", "HwHiAiUser")
+    user, group = options["driver_user"], options["driver_group"]   # the npu_driver role's (hdk.run_user)
     firmware_needed = want_firmware is not None and firmware != want_firmware
     firmware_step = _installer_step(
         "firmware", "upgrade" if firmware else "install", "firmware",
