@@ -9,6 +9,11 @@ from packaging.version import Version
 
 from .versions import VendorVersion, in_range, python_version
 
+# What `npuenv matrix list` and `matrix show` print as JSON: rows as Row.to_dict() gives them, under
+# keys of their own with the format's version (a reader refuses another).
+ROWS_KEY, ROW_KEY = "npuenv_matrix_rows", "npuenv_matrix_row"
+ROWS_VERSION = 1
+
 
 @dataclass(frozen=True)
 class Row:

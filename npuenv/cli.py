@@ -15,6 +15,7 @@ from pathlib import Path
 import compat_matrix as cm
 from compat_matrix import lock, outputs, pypi, render
 from compat_matrix.errors import UserError
+from compat_matrix.model import ROW_KEY, ROWS_KEY, ROWS_VERSION
 from compat_matrix.resolver import filter_rows, normalise, unknown_row_message
 from images import cli as images_cli
 from torch_npu_pkg import cli as wheelhouse_cli
@@ -40,7 +41,7 @@ def cmd_matrix_list(args) -> int:
     if args.status:
         rows = [r for r in rows if r.status == args.status]
     if args.format == "json":
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        print(json.dumps({ROWS_KEY: ROWS_VERSION, "rows": [r.to_dict() for r in rows]}, indent=2))
         return 0
     table = [("torch_npu", "torch", "torchvision", "CANN", "Python", "HDK", "status")]
     table += [(r.torch_npu, r.torch, r.torchvision, r.cann, ", ".join(r.python_sorted), r.hdk["version"], r.status)
@@ -54,7 +55,7 @@ def cmd_matrix_show(args) -> int:
     row = matrix.find(args.torch_npu_version)
     if row is None:
         raise cm.MatrixError([cm.Problem("<constraints>", 0, unknown_row_message(args.torch_npu_version))])
-    print(json.dumps(row.to_dict(), indent=2))
+    print(json.dumps({ROW_KEY: ROWS_VERSION, **row.to_dict()}, indent=2))
     return 0
 
 
@@ -237,7 +238,7 @@ def cmd_facts(args) -> int:
                         f"mounted at (default /)")
     data = facts.collect(facts.LocalProbe(args.root))
     if args.format == "json":
-        print(json.dumps(data, indent=2))
+        print(json.dumps({facts.HOST_FACTS_KEY: facts.HOST_FACTS_VERSION, **data}, indent=2))
         return 0
     driver = (data["driver"] or {}).get("version", "none")
     firmware = (data["firmware"] or {}).get("version", "none")

@@ -145,10 +145,10 @@ def test_a_bad_value_is_refused_as_on_the_command_line(monkeypatch, capsys):
 def test_the_matrix_variable_chooses_the_matrix(tmp_path):
     small = a_matrix(tmp_path, rows=("2.9.0", "2.1.0.post8"))
     run = npuenv("matrix", "list", "--format", "json", env={"NPUENV_MATRIX": str(small)})
-    assert [r["torch_npu"] for r in json.loads(run.stdout)] == ["2.9.0", "2.1.0.post8"]
+    assert [r["torch_npu"] for r in json.loads(run.stdout)["rows"]] == ["2.9.0", "2.1.0.post8"]
     run = npuenv("--matrix", str(cm.DEFAULT_MATRIX), "matrix", "list", "--format", "json",
                  env={"NPUENV_MATRIX": str(small)})
-    assert len(json.loads(run.stdout)) == len(cm.load_matrix().rows)
+    assert len(json.loads(run.stdout)["rows"]) == len(cm.load_matrix().rows)
 
 
 def test_row_constraints_on_the_command_line_replace_the_lock_of_the_environment(monkeypatch, tmp_path):
@@ -189,3 +189,20 @@ def test_no_variable_is_one_that_the_shell_export_of_a_stack_sets():
     exported = set(re.findall(r"^export (NPUENV_\w+)=", stack.export("shell"), re.M))
     assert "NPUENV_TORCH_NPU" in exported and not exported & set(ENV_VARS)
     assert len(set(ENV_VARS)) == len(ENV_VARS) and all(v.startswith("NPUENV_") for v in ENV_VARS)
+
+
+@pytest.mark.parametrize("command, key", [
+    (["matrix", "list", "--format", "json"], "npuenv_matrix_rows"),
+    (["matrix", "show", "2.13.0"], "npuenv_matrix_row"),
+    (["matrix", "resolve", "--row", "2.13.0", "--python", "3.11", "--arch", "x86_64", "--format", "json"],
+     "npuenv_expected_stack"),
+    (["facts", "--format", "json", "--root", "{tmp}"], "npuenv_host_facts"),
+], ids=lambda part: part[1] if isinstance(part, list) else None)
+def test_every_json_the_cli_prints_names_its_kind_and_format(tmp_path, command, key):
+    """A reader (a script, the suite's --npuenv-stack) can tell each document from the others and refuse
+    a format it does not know."""
+    run = npuenv(*[part.replace("{tmp}", str(tmp_path)) for part in command])
+    assert run.returncode == 0, run.stderr
+    document = json.loads(run.stdout)
+    assert document[key] == 1
+    assert not {k for k in document if k.startswith("npuenv_") and k != key}

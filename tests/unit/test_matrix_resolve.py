@@ -130,10 +130,12 @@ def test_exports_shell_and_ansible_agree_with_json():
 
 def test_list_filters_and_show():
     run = npuenv("matrix", "list", "--cann", "8.5.0", "--format", "json")
-    rows = json.loads(run.stdout)
-    assert rows and all(r["cann"] == "8.5.0" for r in rows)
+    listed = json.loads(run.stdout)
+    assert listed["npuenv_matrix_rows"] == 1
+    assert listed["rows"] and all(r["cann"] == "8.5.0" for r in listed["rows"])
     run = npuenv("matrix", "show", "2.9.0")
-    assert json.loads(run.stdout)["cann"] == "8.5.0"
+    shown = json.loads(run.stdout)
+    assert (shown["npuenv_matrix_row"], shown["cann"]) == (1, "8.5.0")
     run = npuenv("matrix", "show", "9.9.9")
     assert run.returncode == 2 and "unknown row: no torch_npu 9.9.9 in the matrix" in run.stderr
 

@@ -22,7 +22,7 @@ def test_python_in_the_checks_imports_the_nodes_packages_not_the_artefacts(tmp_p
     """The artefact carries packages (validation, pytest, yaml: one of CANN's Python dependencies);
     python3 in a check must not import them, neither through PYTHONPATH nor from its working
     directory: a node that lacks one fails cann_python_deps."""
-    pyz = artefact.build(tmp_path / "v.pyz", {"cann_python_modules": ["json", "validation"]})
+    pyz = artefact.build(tmp_path / "v.pyz", {"npuenv_expected_stack": 1, "cann_python_modules": ["json", "validation"]})
     # A login shell's /etc/profile puts the system's python3 first: it has no `validation` of its own.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     p = subprocess.run([sys.executable, str(pyz), "--level", "quick", "--only", "cann_python_deps"],

@@ -4,6 +4,7 @@ exit 2 and the option's name; --only takes the suite's check names (read from
 its source) and the node selects exactly those."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -104,6 +105,21 @@ def test_the_suite_on_the_node_refuses_the_same_values(option, message):
                         "no:cacheprovider", "--rootdir", str(runner.SUITE), "-c", os.devnull, option],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 4 and message in p.stderr, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("content, found", [
+    ({"torch_npu": "2.13.0"}, "None"), ({"npuenv_expected_stack": 2, "torch_npu": "2.13.0"}, "2"), (["2.13.0"], "'list'")])
+def test_the_suite_refuses_a_stack_file_of_another_format(tmp_path, content, found):
+    """A stack written by hand or by another npuenv is refused before any check compares a host with it."""
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps(content))
+    p = subprocess.run([sys.executable, "-m", "pytest", str(runner.SUITE / "test_quick.py"), "-q", "-p",
+                        "no:cacheprovider", "--rootdir", str(runner.SUITE), "-c", os.devnull, "--hosts=local://",
+                        f"--npuenv-stack={path}", "-k", "driver_version"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert (f"--npuenv-stack {path}: not a stack of format 1 (npuenv_expected_stack is {found}); write it with "
+            f"`npuenv matrix resolve --format json`") in " ".join((p.stdout + p.stderr).split())
 
 
 @pytest.mark.parametrize("kwargs, message", [

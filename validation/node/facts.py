@@ -170,6 +170,11 @@ class Facts(dict):
         return self[key] if key in self or key in self._lazy else default
 
 
+# `npuenv facts --format json`: collect()'s answer under a key of its own, with its format's version.
+HOST_FACTS_KEY = "npuenv_host_facts"
+HOST_FACTS_VERSION = 1
+
+
 def collect(probe: Probe, platforms: cm.Platforms | None = None, network: bool = True, *,
             device_details: bool = True, python: str = "python3") -> dict:
     """Everything the checks read, as a ``Facts`` that reads the boards, HCCS, super pod and the

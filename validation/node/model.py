@@ -44,9 +44,13 @@ FAILURE_FIELDS = ("summary", "expected", "found", "cause", "fix")
 # document of npuenv (a node's, a lock) is taken for one.
 RESULTS_KEY = "npuenv_results"
 RESULTS_VERSION = 1
-# The file the suite's pytest plugin (results.py) writes on a node for node.py to read.
+# The file the suite's pytest plugin (results.py) writes on a node for runner.py to read.
 SUITE_RESULTS_KEY = "npuenv_suite_results"
 SUITE_RESULTS_VERSION = 1
+# The stack a host is compared with (runner.expected_stack, `npuenv matrix resolve --format json`),
+# which the suite reads from --npuenv-stack.
+STACK_KEY = "npuenv_expected_stack"
+STACK_VERSION = 1
 
 
 @dataclass(frozen=True)

@@ -261,7 +261,8 @@ def _finish(args: argparse.Namespace, out: dict, proc: subprocess.CompletedProce
 def expected_stack(entry_stack: dict, platforms) -> dict:
     """What the suite compares a host with: a lock entry's stack (Stack.with_environment()) plus the
     Python modules CANN needs."""
-    return {**entry_stack, "cann_python_modules": sorted(set(platforms.cann_python_deps.values()))}
+    return {model.STACK_KEY: model.STACK_VERSION, **entry_stack,
+            "cann_python_modules": sorted(set(platforms.cann_python_deps.values()))}
 
 
 def locks_shipped() -> dict[str, dict]:

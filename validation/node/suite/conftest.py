@@ -10,7 +10,7 @@ import pytest
 
 from validation.node import explain, facts as facts_mod, workloads
 from validation.node import options as suite_options
-from validation.node.model import AUTO, BACKENDS, LEVELS
+from validation.node.model import AUTO, BACKENDS, LEVELS, STACK_KEY, STACK_VERSION
 from validation.node.runner import FLEET_PORT
 from validation.node.results import PROP_DATA, PROP_FAILURE, PROP_WARNING
 
@@ -52,7 +52,12 @@ def stack(pytestconfig) -> dict:
     if not path:
         pytest.exit("the suite needs --npuenv-stack (run it through `npuenv validate`)", returncode=4)
     with open(path) as f:
-        return json.load(f)
+        data = json.load(f)
+    if not isinstance(data, dict) or data.get(STACK_KEY) != STACK_VERSION:
+        found = data.get(STACK_KEY) if isinstance(data, dict) else type(data).__name__
+        pytest.exit(f"--npuenv-stack {path}: not a stack of format {STACK_VERSION} ({STACK_KEY} is {found!r}); "
+                    f"write it with `npuenv matrix resolve --format json`", returncode=4)
+    return data
 
 
 @pytest.fixture(scope="session")
