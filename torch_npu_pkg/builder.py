@@ -407,12 +407,18 @@ def _new_wheel(tree: Path, before: dict[Path, float], target: Target, log_path: 
     return fitting[0]
 
 
+# A built wheel's provenance (kept beside it, wheelhouse PROVENANCE_SUFFIX): its kind and format.
+PROVENANCE_KEY = "npuenv_provenance"
+PROVENANCE_VERSION = 1
+
+
 def _provenance(stack: Stack, opts: BuildOptions, info: SourceInfo, toolchain: Toolchain,
                 image: tuple[str | None, str | None], run: _Run, wheel_path: Path) -> dict:
     """Where the wheel came from and how it was built; ``image`` is the builder image's name and id."""
     b = builder_facts()["builder"]
     probe = re.search(r"npuenv-toolchain gcc=(\S+) cmake=(\S+)", run.text)
     return {
+        PROVENANCE_KEY: PROVENANCE_VERSION,
         "kind": "source-build",
         "source": info.to_dict(),
         "runner": opts.runner,

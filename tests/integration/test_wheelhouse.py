@@ -212,7 +212,7 @@ def test_source_build_on_this_host(tmp_path, standin_repo, offline_sources):
     prov = rec["source"]["provenance"]
     assert prov["source"]["ref"] == standin_repo["good"] and prov["source"]["commit"] == standin_repo["good_commit"]
     assert prov["source"]["submodules"] == {"third_party/op-plugin": standin_repo["sub_commit"]}
-    assert prov["source"]["dirty"] is False
+    assert prov["source"]["dirty"] is False and prov["npuenv_provenance"] == 1
     assert prov["command"] == f"bash ci/build.sh --python={PYTHON}" and prov["runner"] == "local"
     assert prov["sha256"] == rec["sha256"] == sha256_file(out / rec["file"])
     host_gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout.strip() \
