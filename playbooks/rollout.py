@@ -232,26 +232,36 @@ class Log:
         self.file.close()
 
 
-def preflight(plan: Plan, probed: dict[str, status.Probed], platforms: cm.Platforms,
-              results: dict[str, HostResult]) -> list[str]:
-    """Judge every host before anything changes; the hosts the batches take (the others' results set)."""
+# What a step of the roll found: host -> the HostResult fields to set (deploy sets them; no step writes
+# into the results it is given).
+Updates = dict[str, dict]
+
+
+def apply(results: dict[str, HostResult], updates: Updates) -> None:
+    for h, fields in updates.items():
+        results[h] = replace(results[h], **fields)
+
+
+def preflight(plan: Plan, probed: dict[str, status.Probed], platforms: cm.Platforms) -> tuple[list[str], Updates]:
+    """Judge every host before anything changes: the hosts the batches take, and why each other one is not
+    taken (its outcome and cause)."""
     clashes = status.identity_clashes(probed)
     if clashes:
         raise UserError(f"inventory names that reach one machine: {'; '.join(clashes)}; {identity.FIX}; nothing was "
                         f"changed on any host")
-    eligible = []
+    eligible, refused = [], {}
     for h in plan.hosts:
-        p, r = probed[h], results[h]
+        p = probed[h]
         if p.status == status.UNREACHABLE:
-            r.outcome, r.cause = UNREACHABLE, short(f"preflight: {p.reason}")
+            refused[h] = {"outcome": UNREACHABLE, "cause": short(f"preflight: {p.reason}")}
             continue
         if p.status != "ran":
-            r.outcome, r.cause = FAILED, short(f"preflight: its facts could not be read: {p.reason}")
+            refused[h] = {"outcome": FAILED, "cause": short(f"preflight: its facts could not be read: {p.reason}")}
             continue
         try:
             lock_mod.entry_for(plan.lock, platforms, status.machine_of(p.facts, platforms))
         except UserError as e:
-            r.outcome, r.cause = FAILED, short("preflight: " + str(e).replace("this machine", "the host"))
+            refused[h] = {"outcome": FAILED, "cause": short("preflight: " + str(e).replace("this machine", "the host"))}
             continue
         processes = p.facts["npu_smi"]["processes"]
         records = p.facts["records"]
@@ -260,15 +270,14 @@ def preflight(plan: Plan, probed: dict[str, status.Probed], platforms: cm.Platfo
         # A busy node already at the lock goes on: the roles change nothing there, or refuse it themselves.
         if processes and not plan.allow_busy and not at_lock:
             shown = ", ".join(f"NPU {x['npu']} pid {x['pid']} {x['name']}" for x in processes[:4])
-            r.outcome, r.cause = SKIPPED, short(f"NPUs in use ({len(processes)} process(es): {shown}); left "
-                                                f"untouched (--allow-busy deploys anyway)")
+            refused[h] = {"outcome": SKIPPED, "cause": short(f"NPUs in use ({len(processes)} process(es): {shown}); "
+                                                             f"left untouched (--allow-busy deploys anyway)")}
             continue
         eligible.append(h)
-    return eligible
+    return eligible, refused
 
 
-def deploy_batch(plan: Plan, number: int, hosts: list[str], lock_vars: Path, log: Log,
-                 results: dict[str, HostResult], workdir: Path) -> None:
+def deploy_batch(plan: Plan, number: int, hosts: list[str], lock_vars: Path, log: Log, workdir: Path) -> Updates:
     """site.yml on one batch; each host's outcome from the run's recap and failing task."""
     outcomes_file = workdir / f"outcomes-{number}.json"
     forced = {"npuenv_serial": "100%", "npuenv_max_fail_percentage": 100, BUSY_OVERRIDE: plan.allow_busy}
@@ -287,26 +296,26 @@ def deploy_batch(plan: Plan, number: int, hosts: list[str], lock_vars: Path, log
     except UserError as e:
         returncode, refused = None, str(e)
     seen = json.loads(outcomes_file.read_text()) if outcomes_file.exists() else {}
-    for h in hosts:
-        r, o = results[h], seen.get(h)
-        r.batch = number
-        if refused is not None:
-            r.outcome, r.cause = FAILED, short(f"refused: {refused}")
-        elif o is None:
-            r.outcome, r.cause = FAILED, short(f"ansible-playbook gave no result for it (exit {returncode})")
-        elif o.get("unreachable"):
-            r.outcome, r.cause = UNREACHABLE, short(o.get("message") or "unreachable")
-        elif o.get("failures"):
-            why = f"{o.get('failed_task', '?')}: {o.get('message', '')}"
-            busy = BUSY_OVERRIDE in o.get("message", "")
-            r.outcome, r.cause = (SKIPPED if busy else FAILED), short(why)
-        else:
-            r.changed = int(o.get("changed", 0))
-            r.outcome = (WOULD_CHANGE if plan.check else CHANGED) if r.changed else UNCHANGED
+    return {h: {"batch": number, **_batch_outcome(plan, seen.get(h), refused, returncode)} for h in hosts}
 
 
-def gate_batch(plan: Plan, number: int, hosts: list[str], folder: Path, log: Log,
-               results: dict[str, HostResult]) -> None:
+def _batch_outcome(plan: Plan, o: dict | None, refused: str | None, returncode: int | None) -> dict:
+    """One host's outcome of its batch: from the outcomes callback's record ``o`` of it."""
+    if refused is not None:
+        return {"outcome": FAILED, "cause": short(f"refused: {refused}")}
+    if o is None:
+        return {"outcome": FAILED, "cause": short(f"ansible-playbook gave no result for it (exit {returncode})")}
+    if o.get("unreachable"):
+        return {"outcome": UNREACHABLE, "cause": short(o.get("message") or "unreachable")}
+    if o.get("failures"):
+        busy = BUSY_OVERRIDE in o.get("message", "")
+        return {"outcome": SKIPPED if busy else FAILED,
+                "cause": short(f"{o.get('failed_task', '?')}: {o.get('message', '')}")}
+    changed = int(o.get("changed", 0))
+    return {"changed": changed, "outcome": (WOULD_CHANGE if plan.check else CHANGED) if changed else UNCHANGED}
+
+
+def gate_batch(plan: Plan, number: int, hosts: list[str], folder: Path, log: Log) -> Updates:
     """`npuenv validate` at the gate level on the batch's hosts that deployed, against the run's lock."""
     from validation import run as validation_run
 
@@ -319,32 +328,32 @@ def gate_batch(plan: Plan, number: int, hosts: list[str], folder: Path, log: Log
     except interrupts.Interrupted:
         raise
     except UserError as e:  # nothing could be checked (every host unreachable), or refused
-        for h in hosts:
-            results[h].gate, results[h].outcome = "failed", FAILED
-            results[h].cause = short(f"gate {plan.gate}: {e}")
-        return
+        return {h: {"gate": "failed", "outcome": FAILED, "cause": short(f"gate {plan.gate}: {e}")} for h in hosts}
     data = report.load(out_dir / "results.json")
+    updates = {}
     for h in hosts:
-        r = results[h]
         state = (data["host_status"].get(h) or {}).get("status")
         if state == PASSED:
-            r.gate = "passed"
+            updates[h] = {"gate": "passed"}
             continue
         failing = [f"{g['check']}: {g['cause']}" for g in data.get("failures", []) if h in g.get("hosts", [])]
         reason = "; ".join(failing) or (data["host_status"].get(h) or {}).get("reason", "")
-        r.gate, r.outcome = "failed", FAILED
-        r.cause = short(f"gate {plan.gate} {state or 'no result'}: {reason}")
+        updates[h] = {"gate": "failed", "outcome": FAILED,
+                      "cause": short(f"gate {plan.gate} {state or 'no result'}: {reason}")}
+    return updates
 
 
-def read_back(plan: Plan, platforms: cm.Platforms, results: dict[str, HostResult]) -> None:
+def read_back(plan: Plan, platforms: cm.Platforms) -> Updates:
     """The lock each host is at now, from its records (all hosts of the run, one task each)."""
     probed = status.read_facts(plan.inventory, plan.hosts, extra_vars=plan.extra_vars)
+    updates = {}
     for h in plan.hosts:
         node = status.assess(probed[h], plan.lock, platforms)
-        r = results[h]
-        r.at = node.at if node.state not in (status.UNREACHABLE, status.ERROR) else \
-            f"unknown ({node.state}: {short(node.reason, 120)})"
-        r.at_lock = bool(node.lock and node.lock.get("digest") == plan.lock.digest and node.deploying is None)
+        updates[h] = {"at": node.at if node.state not in (status.UNREACHABLE, status.ERROR) else
+                      f"unknown ({node.state}: {short(node.reason, 120)})",
+                      "at_lock": bool(node.lock and node.lock.get("digest") == plan.lock.digest
+                                      and node.deploying is None)}
+    return updates
 
 
 def rerun_command(plan: Plan, folder: Path, hosts: list[str]) -> str:
@@ -432,31 +441,30 @@ def deploy(plan: Plan, log_base: Path, out=None) -> int:
                     run.session(plan.ansible, retry_dir=folder):
                 workdir = Path(tmp)
                 lock_vars = _begin(plan, folder, workdir, log)
-                eligible = _preflight_logged(plan, platforms, results, log)
+                eligible, refused_hosts = _preflight_logged(plan, platforms, log)
+                apply(results, refused_hosts)
                 # A preview shows every host at once; a real run goes batch by batch.
                 groups = [eligible] if plan.check and eligible else batches(eligible, plan.batch_size)
                 for number, batch in enumerate(groups, 1):
                     current = batch
                     log.line(f"\n=== batch {number}/{len(groups)}: {', '.join(batch)}")
-                    deploy_batch(plan, number, batch, lock_vars, log, results, workdir)
-                    _gate(plan, number, batch, folder, log, results)
+                    apply(results, deploy_batch(plan, number, batch, lock_vars, log, workdir))
+                    apply(results, _gate(plan, number, batch, folder, log, results))
                     bad = [h for h in batch if results[h].outcome in (FAILED, UNREACHABLE)]
                     if bad and not plan.check:
                         stopped_at = number
-                        _stop(number, bad, groups[number:], log, results)
+                        apply(results, _stop(number, bad, groups[number:], log))
                         break
                 current = []
-                read_back(plan, platforms, results)
+                apply(results, read_back(plan, platforms))
         except interrupts.Interrupted as e:
             interrupted = e
-            for h in current:
-                results[h].outcome = FAILED
-                results[h].cause = (f"interrupted by {signal.Signals(e.signum).name} during its batch: it may be "
-                                    f"part way through a task")
+            apply(results, {h: {"outcome": FAILED, "cause": f"interrupted by {signal.Signals(e.signum).name} during "
+                                                          f"its batch: it may be part way through a task"}
+                            for h in current})
         except UserError as e:  # refused before batch 1 (two names for one machine): nothing changed
             refused = e
-            for r in results.values():
-                r.cause = r.cause or short(f"refused: {e}")
+            apply(results, {h: {"cause": r.cause or short(f"refused: {e}")} for h, r in results.items()})
         try:
             data = summary(plan, list(results.values()), folder, started, stopped_at)
             outputs.write_text(folder / "summary.json", json.dumps(data, indent=1) + "\n")
@@ -486,34 +494,31 @@ def _begin(plan: Plan, folder: Path, workdir: Path, log: Log) -> Path:
     return lock_vars
 
 
-def _preflight_logged(plan: Plan, platforms: cm.Platforms, results: dict[str, HostResult], log: Log) -> list[str]:
+def _preflight_logged(plan: Plan, platforms: cm.Platforms, log: Log) -> tuple[list[str], Updates]:
     """Read every host's facts and keep the hosts fit to deploy (``preflight``), saying why the others are not."""
     t0 = time.monotonic()
     probed = status.read_facts(plan.inventory, plan.hosts, extra_vars=plan.extra_vars)
-    eligible = preflight(plan, probed, platforms, results)
+    eligible, refused = preflight(plan, probed, platforms)
     log.line(f"preflight ({time.monotonic() - t0:.1f} s): {len(eligible)} of {len(plan.hosts)} host(s) "
-             f"to deploy" + "".join(f"\n  {r.host}: {r.outcome}: {r.cause}" for r in results.values()
-                                    if r.outcome != NOT_ATTEMPTED))
-    return eligible
+             f"to deploy" + "".join(f"\n  {h}: {r['outcome']}: {r['cause']}" for h, r in refused.items()))
+    return eligible, refused
 
 
-def _gate(plan: Plan, number: int, batch: list[str], folder: Path, log: Log, results: dict[str, HostResult]) -> None:
+def _gate(plan: Plan, number: int, batch: list[str], folder: Path, log: Log,
+          results: dict[str, HostResult]) -> Updates:
     """Validate the batch's deployed hosts with the plan's gate (not in a preview)."""
     done = [h for h in batch if results[h].outcome in (CHANGED, UNCHANGED)]
     if not plan.check and plan.gate != "none" and done:
         log.line(f"=== batch {number}: gate {plan.gate} on {', '.join(done)}")
-        gate_batch(plan, number, done, folder, log, results)
-    elif plan.gate == "none":
-        for h in done:
-            results[h].gate = "none"
+        return gate_batch(plan, number, done, folder, log)
+    return {h: {"gate": "none"} for h in done} if plan.gate == "none" else {}
 
 
-def _stop(number: int, bad: list[str], later: list[list[str]], log: Log, results: dict[str, HostResult]) -> None:
+def _stop(number: int, bad: list[str], later: list[list[str]], log: Log) -> Updates:
     """The roll stops after a failed batch: the ``later`` batches' hosts say why they were not attempted."""
-    for batch in later:
-        for h in batch:
-            results[h].cause = f"the roll stopped after batch {number} failed ({', '.join(bad[:3])})"
     log.line(f"=== batch {number} failed ({', '.join(bad)}): the roll stops here")
+    why = f"the roll stopped after batch {number} failed ({', '.join(bad[:3])})"
+    return {h: {"cause": why} for batch in later for h in batch}
 
 
 def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, gate=None,
