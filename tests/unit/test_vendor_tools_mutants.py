@@ -151,6 +151,24 @@ def test_lines_that_are_not_table_rows():
     assert info.has_process_section is False
 
 
+def test_rows_that_look_like_a_header_in_one_cell_only_are_reported_not_taken():
+    # a header is known by two cells; a row matching one of them is damaged output and is listed as
+    # unreadable, never read as a header that would change how the rows after it are read
+    bus_only = "| 0     x                   | Bus-Id        | 0           0    / 0          3407 / 65536      |"
+    process_only = "| 0 0 | Process id | python | 100 |"
+    banner_in_a_row = "| npu-smi 9.9.9 Version: 9.9.9 | OK | 1 |"
+    info = npu_smi.parse_npu_smi_info(table(*GOOD, bus_only, banner_in_a_row, PROC_HEAD, process_only))
+    assert [(u.lineno, u.line) for u in info.unreadable] == [(9, bus_only), (10, banner_in_a_row),
+                                                             (12, process_only)]
+    assert (info.npu_smi_version, info.version) == ("25.2.0", "25.2.0") and [c.npu for c in info.chips] == [0]
+
+
+def test_an_error_information_line_continued_after_a_colon_keeps_its_own_colons():
+    health = npu_smi.parse_health("\tHealth Status : Alarm\n\tError Code : 80E01801\n"
+                                  "\tError Information : heart beat lost\n\t                  : code: 80E18008\n")
+    assert health.error_info == ("heart beat lost", "code: 80E18008")
+
+
 def test_chip_rows_that_lost_their_partner():
     lone_second = second(bus="0000:C9:00.0")
     junk = "| x | y | z |"
@@ -423,6 +441,9 @@ def test_topology_lines_it_cannot_read():
     ]
     assert topo.cpu_affinity["NPU7"] == "48-71" and "NPU0" not in topo.cpu_affinity
     assert ("GPU0", "NPU0") not in topo.links
+    # a meaning is free text after the first '=', itself holding any
+    legend = npu_smi.parse_topo("\t   NPU0\nNPU0   X\nLegend:\n  SIO  = on-chip link (HCCS=off)\n").legend
+    assert legend == {"SIO": "on-chip link (HCCS=off)"}
 
 
 def test_topology_rows_without_the_cpu_affinity_cell():
@@ -555,6 +576,14 @@ def test_optical_sample_fields():
     assert optical.values["vendor org unique id"] == "0xac 0x4a 0x0"
 
 
+def test_optical_lanes_stop_at_eight():
+    # QSFP-DD and OSFP modules carry 8 lanes at most: a ninth numbered line is not a lane of the module
+    lines = "".join(f"Tx Power{n} : {n + 1}.0 mW\nRx Power{n} : {n + 1}.5 mW\n" for n in range(9))
+    optical = hccn_tool.parse_optical("optical info:\npresent : present\n" + lines)
+    assert optical.tx_power_mw == tuple(float(n) for n in range(1, 9))
+    assert optical.rx_power_mw == tuple(n + 0.5 for n in range(1, 9))
+
+
 def test_optical_errors_and_a_value_holding_a_colon():
     text = "optical info:\npresent              : present\nvendor time          : 12:30\n"
     assert hccn_tool.parse_optical(text).values == {"present": "present", "vendor time": "12:30"}
@@ -583,7 +612,9 @@ def test_link_stat_reads_the_sample_and_names_bad_lines():
 
 def test_stat_errors():
     for text, lineno in (("packet statistics:\nmac_rx_fcs_err_pkt_num:many\n", 2),
-                         ("packet statistics:\nmac_tx_total_pkt_num 12\n", 2)):
+                         ("packet statistics:\nmac_tx_total_pkt_num 12\n", 2),
+                         # a counter's name holds no colon: the value is all after the first one
+                         ("packet statistics:\nmac:rx_pkt_num:12\n", 2)):
         line = text.splitlines()[lineno - 1]
         assert error(hccn_tool.parse_stat, text) == (at("expected 'counter:<number>'", lineno, line), lineno, line)
     text = "packet statistics:\n"
@@ -638,6 +669,7 @@ def test_hccl_test_errors_are_the_parsed_errors():
     (hccn_tool.parse_ping, "device 0 PING " + "1" * 250 + "\n", "no 'packets transmitted, received, packet loss' summary"),
     (hccn_tool.parse_route, "Routing table:\n" * 20, "no routing table header"),
     (hccn_tool.parse_stat, "packet statistics:\n" * 15, "no packet statistics"),
+    (hccn_tool.parse_tls, "dev_id:3, [pub cert] info:\n\t subject[/CN=" + "s" * 250 + "]\n", "no 'tls switch[N]' line"),
 ])
 def test_a_long_output_without_what_was_asked_for_is_quoted_up_to_200_characters(parse, text, message):
     assert len(text) > 200
