@@ -12,7 +12,7 @@ artefacts built in this run: one from this tree and one from BASELINE's (the tre
   to $NPU_SIM_CPU_LOG; a real npu-smi is a C program costing milliseconds), scaled by what a
   tool's own figure leaves out (its exec and its interpreter's exit: simulator_scale, measured on
   the node in this run), and product_cpu_s the rest: the product's own cost;
-- per phase: the artefact's start before pytest (unpacking, two Python starts, node.py), pytest's
+- per phase: the artefact's start before pytest (unpacking, two Python starts, node/runner.py), pytest's
   start (imports, plugins, conftest), collection, the facts, each check, the end; each as
   CPU-seconds with the simulator's share (bench/node_quick_plugin.py, loaded into a copy of each
   artefact with `-p`);

@@ -30,7 +30,7 @@ class Outcome:
     """What came back from one target in one phase."""
     status: str                 # "ran", "unreachable" or "error"
     reason: str = ""            # why it is unreachable or in error
-    document: dict = field(default_factory=dict)  # the node's JSON (node.py), checked by document.py
+    document: dict = field(default_factory=dict)  # the node's JSON (node/runner.py), checked by document.py
     refused: str = ""           # what is wrong with the node's document, when the controller refused it
 
     def records(self) -> list[CheckResult]:

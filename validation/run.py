@@ -3,7 +3,7 @@ one fleet report.
 
 The suite runs on each target itself: the validation artefact (artefact.py, a
 zipapp with the suite, the workloads, pytest and testinfra) is copied there and
-run by the target's python3, which prints one JSON document (node.py). How it
+run by the target's python3, which prints one JSON document (node/runner.py). How it
 gets there depends on the target:
 
   local                          this machine
@@ -184,7 +184,7 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         transports, hints = plan(parsed, host_root, run_args or [], cleanup, workdir)
         hosts = [h for t in transports for h in t.hosts]
         expect, locks = expectations(hosts, hints, constraints, lock, the_matrix, log=say)
-        # The whole locks travel: each node takes the entry of its own arch and OS (node.py).
+        # The whole locks travel: each node takes the entry of its own arch and OS (node/runner.py).
         artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", None,
                                       {d: lk.data for d, lk in locks.items()})
         base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]

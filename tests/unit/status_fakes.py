@@ -1,4 +1,4 @@
-"""Facts documents as `node.py --facts` prints them, and the locks they are compared with, for the
+"""Facts documents as `node/runner.py --facts` prints them, and the locks they are compared with, for the
 unit tests of `npuenv status` and the rollout (no node, no Ansible)."""
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from validation import merge, report, run
 from validation.node import document
 from validation.merge import Outcome
 
-# A key line as node.py sends it (validation/node/identity.py: type and key, comment dropped).
+# A key line as node/runner.py sends it (validation/node/identity.py: type and key, comment dropped).
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 # Each node is a machine of its own (validation/node/identity.py refuses two targets on one machine).
 MACHINE_IDS = {"n0": "3d1219c7c4c5404aaa1f6d2a48adfda4", "n1": "5c0f7e6b2a1d4f3e8b9a0c1d2e3f4a5b",
@@ -38,7 +38,7 @@ def host_key(name: str) -> str:
 
 
 def node_doc(address="192.0.2.10", device_ip="10.20.0.10", name="evil", **changes):
-    """A document as node.py prints it after phase 1, for a healthy node."""
+    """A document as node/runner.py prints it after phase 1, for a healthy node."""
     doc = {"format": 1, "hostname": "atlas", "addresses": [address, "fd00::10"],
            "machine_id": MACHINE_IDS[name], "host_keys": [host_key(name)], "python": "3.11.2",
            "level": "full", "fleet": False,

@@ -137,7 +137,7 @@ def test_errors_skips_warnings_and_data(pytester):
 def test_document_shape(pytester):
     _, doc = run_suite(pytester)
     assert set(doc) == {"npuenv_suite_results", "started", "duration_s", "hosts", "results"}
-    assert doc["npuenv_suite_results"] == 1   # its format, which node.py checks
+    assert doc["npuenv_suite_results"] == 1   # its format, which node/runner.py checks
     assert doc["hosts"] == ["fleet", "podman://node-a", "podman://node-b"]
     assert [(r["host"], r["check"]) for r in doc["results"]] == sorted((r["host"], r["check"]) for r in doc["results"])
     for r in doc["results"]:

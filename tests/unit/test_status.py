@@ -1,7 +1,7 @@
 """`npuenv status` (playbooks/status.py): each node's facts document checked as untrusted input,
 compared with a lock or with the node's own recorded lock, every kind of drift named, the fleet's
 table and JSON at 150 nodes, and the exit codes; the node side (validation/node/facts.py status_facts,
-node.py --facts) on fake probes. Ansible's results are recorded tree-callback files."""
+node/runner.py --facts) on fake probes. Ansible's results are recorded tree-callback files."""
 from __future__ import annotations
 
 import json

@@ -29,7 +29,7 @@ def rec(host, check, status="passed", message="", data=None, failure=None):
 
 
 def doc(*records, **extra):
-    """A node document as node.py prints it (format 1)."""
+    """A node document as node/runner.py prints it (format 1)."""
     return {"format": 1, "hostname": "x", "addresses": ["192.168.1.10"], "python": "3.11.2", "level": "quick",
             "fleet": False, "results": [dict(r, host="local://") for r in records], "pytest_exit": 0,
             "duration_s": 1.5, **extra}

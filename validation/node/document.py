@@ -15,7 +15,7 @@ would obey them), no character XML 1.0 forbids, no non-finite number (strict
 JSON has none), each text bounded in length. Each report then escapes what its
 format needs (HTML, XML attributes, the terminal's newlines).
 
-This module is also packed into the validation artefact: node.py reads the
+This module is also packed into the validation artefact: runner.py reads the
 format version from here, results.py fits its records into the limits.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from compat_matrix.lock import FORMAT_KEY as LOCK_FORMAT_KEY
 
 from .model import FAILURE_FIELDS, LEVELS, REACHABLE, STATUSES, SUITE
 
-# The document's format: node.py writes it, the controller accepts only its own.
+# The document's format: runner.py writes it, the controller accepts only its own.
 FORMAT_KEY = "format"
 FORMAT_VERSION = 1
 
@@ -350,13 +350,13 @@ def _lock_format(value, path):
     return value
 
 
-# What a node says of the lock it was checked against (node.py expectation()).
+# What a node says of the lock it was checked against (runner.py expectation()).
 LOCK_INFO = _object({LOCK_FORMAT_KEY: _lock_format, "digest": _lock_digest, "entry": _text(MAX_NAME),
                      "source": _one_of(("given", "recorded")), **{k: _text(MAX_NAME) for k in
                                                                    ("torch_npu", "torch", "cann", "python", "chip")}},
                     (LOCK_FORMAT_KEY, "digest", "entry", "source"))
 
-# The document node.py prints (a key of its `out` dict each): the required ones
+# The document runner.py prints (a key of its `out` dict each): the required ones
 # when the suite ran, and what the controller checks each one with.
 FIELDS = {
     FORMAT_KEY: _format,
@@ -387,7 +387,7 @@ def check(doc) -> dict:
     return _object(FIELDS, required)(doc, "")
 
 
-# --- the facts document (node.py --facts: what `npuenv status` and the rollout read) --------
+# --- the facts document (runner.py --facts: what `npuenv status` and the rollout read) --------
 
 # Its own kind and format: a validation document is never taken for one, nor one for it.
 FACTS_KEY = "npuenv_facts"

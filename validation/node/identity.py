@@ -70,7 +70,7 @@ def parse(text: str) -> dict:
 
 
 def read(root: str = "/") -> dict:
-    """This machine's identity (node.py puts it in the node's document)."""
+    """This machine's identity (runner.py puts it in the node's document)."""
     try:
         p = subprocess.run(probe_argv(root), capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):

@@ -1,6 +1,6 @@
 """The validation result model: the levels, the workload backends, a check's
 statuses and one check's record, each defined here once; every writer and
-reader of results (the pytest plugin, node.py, the merge, the reports) takes
+reader of results (the pytest plugin, runner.py, the merge, the reports) takes
 them from here.
 
 A record travels as a JSON object (the node document, results.json);
