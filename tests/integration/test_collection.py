@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_run import collection
+from ansible_run import collection, role_docs
 from tests.sim import nodes as sim_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PREFIX = sim_nodes.checkout_prefix("npu-sim-coll")
-SYSCTL_FILE = "/etc/sysctl.d/90-npuenv-cluster.conf"   # the cluster_tuning role's default
+# where the cluster_tuning role writes when the play names no file (its argument spec's default)
+SYSCTL_FILE = role_docs.argument_spec(role_docs.ROLES_DIR / "cluster_tuning")["cluster_tuning_sysctl_file"]["default"]
 SOMAXCONN = 4096
 
 PLAY = [{"name": "Tune my NPU nodes with npuenv's role", "hosts": "npu_nodes", "become": True,
