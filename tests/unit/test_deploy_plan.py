@@ -473,3 +473,12 @@ def test_the_node_record_is_rewritten_only_when_more_than_its_time_changed():
     assert not plan_mod.record_changed(old, {"npuenv_node": 1, "lock_digest": "sha256:a"})
     assert plan_mod.record_changed(old, {"npuenv_node": 1, "lock_digest": "sha256:b"})
     assert plan_mod.record_changed(None, {"npuenv_node": 1})
+
+
+@pytest.mark.parametrize("text", ["Version=24.1.0\n", " Version = 25.0.rc1.1 \nno separator here\n\n", "a=b=c",
+                                  "=x\nk=\n", "", None])
+def test_the_node_state_modules_copy_of_key_values_reads_as_facts_does(text):
+    # a module runs on the node alone and cannot import validation: its copy is held equal here
+    from validation.node import facts
+
+    assert state_mod.key_values(text) == facts.key_values(text)
