@@ -513,7 +513,7 @@ def _cann(probe: Probe, platforms: cm.Platforms) -> list[dict]:
     return found
 
 
-def _python(probe: Probe, interpreter: str = "python3") -> dict:
+def _python(probe: Probe, interpreter: str) -> dict:
     if probe.can_run:
         rc, out, err = probe.run(f"{shlex.quote(interpreter)} -c {shlex.quote(_PY_VERSIONS)}")
         if rc == 0 and out.strip():
