@@ -4,6 +4,8 @@ ids, npu-smi's fallback name, unread table rows and topology lines, NNAE found t
 the Python asked for, and a batched shell call that died."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.unit.check_fakes import NPU_SMI, FakeProbe, chip_mapping, sample
@@ -115,3 +117,71 @@ def test_a_version_cfg_without_the_toolkits_running_line_says_none_runs(tmp_path
     write(root, "/usr/local/Ascend/ascend-toolkit/latest/version.cfg", "# version: 1.0\n")
     [cann] = facts_mod.collect(facts_mod.LocalProbe(str(root)))["cann"]
     assert (cann["version"], cann["running"]) == ("8.0.0", None)
+
+
+def test_status_facts_are_the_installed_versions_the_process_table_the_records_and_the_settings(tmp_path):
+    """What `npuenv status` compares with a lock, whole: read without sensors or ports (no per-chip or
+    per-port query is answered here, so asking one fails the test)."""
+    from tests.unit.test_facts import installed_tree
+
+    tree = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
+    files = {p: tree.read(p) for pattern in ("/etc/*", "/usr/local/Ascend/*/version.info",
+                                             "/usr/local/Ascend/cann/*-linux/*",
+                                             "/usr/local/Ascend/cann/opp/built-in/op_impl/ai_core/tbe/kernel/*")
+             for p in tree.glob(pattern)}
+    node = {"python": "/opt/npuenv/venv/bin/python3", "settings": {"sysctl": {"net.core.somaxconn": 4096}}}
+    files.update({"/etc/npuenv/node.json": json.dumps(node), "/etc/npuenv/lock.json": "[1]",
+                  "/etc/npuenv/deploying.json": "{" + " " * (facts_mod.MAX_RECORD_BYTES + 1) + "}",
+                  "/proc/sys/net/core/somaxconn": "4096\n"})
+    probe = FakeProbe(files=files)
+    probe.answer(r"^npu-smi info$", 0, sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt"))
+    probe.answer(r"^/opt/npuenv/venv/bin/python3 -c ", 0, '{"torch": "2.4.0", "torch_npu": null, "torchvision": null}\n')
+    got = facts_mod.status_facts(probe)
+    assert got["installed"] == {
+        "driver": "24.1.rc3", "firmware": "7.5.0.1.129", "firmware_package": "24.1.rc3",
+        "cann": [{"generation": "cann", "version": "8.5.0", "kernels": ["ascend910b"]}], "nnal": [],
+        "python": {"interpreter": "/opt/npuenv/venv/bin/python3", "torch": "2.4.0", "torch_npu": None,
+                   "torchvision": None},
+        "left_out": []}
+    assert got["npu_smi"] == {"error": None, "processes": [{"npu": 4, "chip": 0, "pid": 1601114, "name": "python"}]}
+    assert got["records"] == {"lock": None, "node_record": node, "deploying": None}
+    assert got["record_errors"] == {
+        "lock": "/etc/npuenv/lock.json: not a JSON object",
+        "deploying": f"/etc/npuenv/deploying.json: more than {facts_mod.MAX_RECORD_BYTES} bytes"}
+    assert got["sysctl"] == {"net.core.somaxconn": "4096"}
+
+
+def test_npu_smis_failure_is_what_status_facts_say_of_it(tmp_path):
+    probe = FakeProbe(files={})
+    probe.answer(r"^npu-smi info$", 1, "", "dcmi module initialize failed. ret is -8005\n")
+    probe.answer(r"^python3 -c ", 0, '{"torch": null, "torch_npu": null, "torchvision": null}\n')
+    smi = facts_mod.status_facts(probe)["npu_smi"]
+    assert smi["processes"] == [] and "-8005" in smi["error"]
+
+
+def test_an_os_release_without_version_id_has_none():
+    # Debian testing and sid ship no VERSION_ID (os-release(5): it is optional)
+    assert facts_mod.os_release(FakeProbe(files={"/etc/os-release": 'ID=debian\nPRETTY_NAME="trixie/sid"\n'})) == {
+        "id": "debian", "version_id": None}
+
+
+def test_a_record_of_exactly_the_largest_size_is_read():
+    platforms = facts_mod.cm.load_platforms()
+    path = platforms.data["install_records"]["node_record"]
+    text = '{"a": "' + "x" * (facts_mod.MAX_RECORD_BYTES - 9) + '"}'
+    assert len(text) == facts_mod.MAX_RECORD_BYTES
+    records, errors = facts_mod.read_records(FakeProbe(files={path: text}), platforms)
+    assert records["node_record"] == {"a": "x" * (facts_mod.MAX_RECORD_BYTES - 9)} and errors == {}
+
+
+def test_status_reads_the_first_256_recorded_settings_each_as_sysctl_prints_it():
+    wanted = {"net.ipv4.tcp_rmem": "4096 131072 6291456", **{f"net.core.x{i}": 1 for i in range(300)}}
+    node = {"python": "/opt/x\n/bin/python3", "settings": {"sysctl": wanted}}
+    probe = FakeProbe(files={"/etc/npuenv/node.json": json.dumps(node),
+                             "/proc/sys/net/ipv4/tcp_rmem": "4096\t131072\t6291456\n"})
+    probe.answer(r"npu-smi info$", 127, "", "not found")   # on PATH and in the driver's places
+    probe.answer(r"^python3 -c ", 0, '{"torch": null, "torch_npu": null, "torchvision": null}\n')
+    got = facts_mod.status_facts(probe)
+    assert len(got["sysctl"]) == 256 and got["sysctl"]["net.ipv4.tcp_rmem"] == "4096 131072 6291456"
+    # a recorded interpreter holding a newline is not run: python3 is
+    assert got["installed"]["python"]["interpreter"] == "python3"
