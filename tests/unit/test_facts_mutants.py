@@ -185,3 +185,12 @@ def test_status_reads_the_first_256_recorded_settings_each_as_sysctl_prints_it()
     assert len(got["sysctl"]) == 256 and got["sysctl"]["net.ipv4.tcp_rmem"] == "4096 131072 6291456"
     # a recorded interpreter holding a newline is not run: python3 is
     assert got["installed"]["python"]["interpreter"] == "python3"
+
+
+@pytest.mark.parametrize("manifest, left_out", [('["torchvision left out"]', []), ("{not json", []),
+                                                ('{"notes": ["torchvision left out (--torchvision none)"]}',
+                                                 ["torchvision"])])
+def test_what_the_wheelhouse_left_out_is_read_from_its_manifests_notes_only(manifest, left_out):
+    platforms = facts_mod.cm.load_platforms()
+    path = platforms.data["install_records"]["wheelhouse_manifest"]
+    assert facts_mod.wheelhouse_left_out(FakeProbe(files={path: manifest}), platforms) == left_out
