@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from compat_matrix import UserError, outputs, refs
+from compat_matrix import UserError, interrupts, outputs, refs
 
 from . import engine as engines
 from . import render
@@ -265,6 +265,19 @@ def push(image: str, repository: str, *, engine: str | None = None, access: Acce
         raise UserError(f"no image {image} in {eng.name}'s store; build it with `npuenv image build` (make image)")
     tags = tags_for(info["labels"], info["id"], image)
     progress = Progress(log)
+    # An interrupt stops the engine and removes the private folders (the auth file of --creds-from-env too).
+    with interrupts.interruptible(f"image push {image}"):
+        digest = _push_tags(eng, info, image, repository, tags, access, progress)
+    seconds = sum(progress.phases.values())
+    log(f"npuenv: pushed {image} as {', '.join(f'{repository}:{t}' for t in tags)} ({digest}) in "
+        f"{seconds:.0f} s")
+    return PushResult(repository=repository, tags=tags, digest=digest, seconds=seconds, phases=progress.phases)
+
+
+def _push_tags(eng: engines.Engine, info: dict, image: str, repository: str, tags: list[str], access: Access,
+               progress: Progress) -> str:
+    """Push the image under each tag; the one manifest digest they all got."""
+    registry, _ = split_repository(repository)
     digest = ""
     done: list[str] = []
     with engine_options(eng, access, registry) as (opts, env), \
@@ -292,10 +305,7 @@ def push(image: str, repository: str, *, engine: str | None = None, access: Acce
                                 f"two different manifests for one image; push again")
             digest = digest or got
             done.append(tag)
-    seconds = sum(progress.phases.values())
-    log(f"npuenv: pushed {image} as {', '.join(f'{repository}:{t}' for t in tags)} ({digest}) in "
-        f"{seconds:.0f} s")
-    return PushResult(repository=repository, tags=tags, digest=digest, seconds=seconds, phases=progress.phases)
+    return digest
 
 
 def pull(ref: str, *, engine: str | None = None, access: Access = Access(), log: Log = _quiet) -> None:
@@ -305,7 +315,8 @@ def pull(ref: str, *, engine: str | None = None, access: Access = Access(), log:
     eng = engines.find(engine)
     registry = registry_of(ref)
     progress = Progress(log)
-    with engine_options(eng, access, registry) as (opts, env), progress.phase(f"pull {ref}"):
+    with interrupts.interruptible(f"image pull {ref}"), engine_options(eng, access, registry) as (opts, env), \
+            progress.phase(f"pull {ref}"):
         code, output = progress.run(eng.pull_command(ref, opts), env)
         if code != 0:
             raise UserError(f"cannot pull {ref}: {explain(output, registry, 'pull')}")

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import signal
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import compat_matrix as cm
+from compat_matrix import interrupts
 from images import registry
 
 IMAGE_ID = "e0c96d65f113a72fdd3c7c9375deaf07dafcd7961bd41eb24958563b6634efa9"
@@ -145,10 +149,12 @@ case "$1" in
          printf '[{"Id": "%s", "Digest": "", "Labels": %s}]\n' "$IMAGE_ID" "$LABELS";;
   push) for a; do [ "$prev" = --digestfile ] && df="$a"; [ "$prev" = --authfile ] && cat "$a" >> "$LOG.auth"
                   prev="$a"; done
+        if [ -n "$SLOW_PUSH" ]; then echo "Copying blob sha256:5e1f"; sleep 30; echo "push ran to its end" >> "$LOG"; fi
         n=$(grep -c '^podman push' "$LOG")
         if [ -n "$PUSH_ERROR" ] && [ "$n" -ge "${PUSH_FAIL_AT:-1}" ]; then echo "$PUSH_ERROR"; exit 125; fi
         echo "Writing manifest to image destination"; echo "$DIGEST" > "$df";;
   pull) for a; do [ "$prev" = --authfile ] && cat "$a" >> "$LOG.auth"; prev="$a"; done
+        if [ -n "$SLOW_PUSH" ]; then echo "Copying blob sha256:5e1f"; sleep 30; echo "push ran to its end" >> "$LOG"; fi
         if [ -n "$PULL_ERROR" ]; then echo "Trying to pull $3..."; echo "$PULL_ERROR" >&2; exit 125; fi
         echo "Trying to pull ..."; echo "Writing manifest to image destination";;
 esac
@@ -324,3 +330,29 @@ def test_pull_of_a_missing_image_or_a_bad_reference(engines, monkeypatch):
 def test_pull_picks_the_engine_asked_for(engines):
     registry.pull("r.example/ai/npu:1", engine="docker")
     assert calls(engines, "pull") == ["docker pull r.example/ai/npu:1"]
+
+
+@pytest.mark.parametrize("action", ["push", "pull"])
+def test_a_push_or_pull_stopped_by_a_signal_stops_the_engine_and_leaves_no_private_file(
+        engines, monkeypatch, tmp_path, action):
+    """SIGTERM while the engine copies a blob: the engine is stopped, not waited for, and the private
+    folders (the auth file made from NPUENV_REGISTRY_* among them) are removed."""
+    monkeypatch.setenv(USER, "robot")
+    monkeypatch.setenv(PASSWORD, "pw")
+    monkeypatch.setenv("SLOW_PUSH", "1")
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+
+    def operator(line: str) -> None:
+        if "Copying blob" in line:
+            os.kill(os.getpid(), signal.SIGTERM)
+    access = registry.Access(creds_from_env=True)
+    with pytest.raises(interrupts.Interrupted) as stopped:
+        if action == "push":
+            registry.push("localhost/x:1", "r.example/ai/npu", engine="podman", access=access, log=operator)
+        else:
+            registry.pull("r.example/ai/npu:1", engine="podman", access=access, log=operator)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert list(private.iterdir()) == []
+    assert "push ran to its end" not in engines.read_text(), "the command waited for the engine"
