@@ -267,17 +267,16 @@ def push(image: str, repository: str, *, engine: str | None = None, access: Acce
     progress = Progress(log)
     # An interrupt stops the engine and removes the private folders (the auth file of --creds-from-env too).
     with interrupts.interruptible(f"image push {image}"):
-        digest = _push_tags(eng, info, image, repository, tags, access, progress)
+        digest = _push_tags(eng, info, image, repository, registry, tags, access, progress)
     seconds = sum(progress.phases.values())
     log(f"npuenv: pushed {image} as {', '.join(f'{repository}:{t}' for t in tags)} ({digest}) in "
         f"{seconds:.0f} s")
     return PushResult(repository=repository, tags=tags, digest=digest, seconds=seconds, phases=progress.phases)
 
 
-def _push_tags(eng: engines.Engine, info: dict, image: str, repository: str, tags: list[str], access: Access,
-               progress: Progress) -> str:
-    """Push the image under each tag; the one manifest digest they all got."""
-    registry, _ = split_repository(repository)
+def _push_tags(eng: engines.Engine, info: dict, image: str, repository: str, registry: str, tags: list[str],
+               access: Access, progress: Progress) -> str:
+    """Push the image under each tag of ``repository`` (in ``registry``); the one manifest digest they all got."""
     digest = ""
     done: list[str] = []
     with engine_options(eng, access, registry) as (opts, env), \

@@ -193,15 +193,19 @@ PY_VERSIONS = r"^python3 -c 'import importlib\.metadata as m, json"
 TABLE_910B3 = sample("npu-smi_info_910B3_25.2.0_8npu_with_process.txt")
 
 
+def tree_files(tmp_path) -> dict[str, str | None]:
+    """The files of installed_tree that collect() reads, by their path on the host."""
+    tree = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
+    patterns = ("/etc/*", "/usr/local/Ascend/*/version.info", "/usr/local/Ascend/cann/*-linux/*",
+                "/usr/local/Ascend/cann/opp/built-in/op_impl/ai_core/tbe/kernel/*", "/usr/local/Ascend/nnal/atb/*/atb")
+    return {p: tree.read(p) for pattern in patterns for p in tree.glob(pattern)}
+
+
 def running_host(tmp_path, npu_smi_answer=(0, TABLE_910B3, ""), **node):
     """Files from the installed tree; commands from a table: npu-smi info answers
     ``npu_smi_answer``, the per-chip and per-port queries a healthy node's answers
     (check_fakes.answer_node, ``node`` passed on)."""
-    tree = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
-    patterns = ("/etc/*", "/usr/local/Ascend/*/version.info", "/usr/local/Ascend/cann/*-linux/*",
-                "/usr/local/Ascend/cann/opp/built-in/op_impl/ai_core/tbe/kernel/*", "/usr/local/Ascend/nnal/atb/*/atb")
-    files = {p: tree.read(p) for pattern in patterns for p in tree.glob(pattern)}
-    probe = answer_node(FakeProbe(files=files), **node)
+    probe = answer_node(FakeProbe(files=tree_files(tmp_path)), **node)
     probe.answer(PY_VERSIONS, 0, '{"torch": "2.4.0+cpu", "torch_npu": "2.4.0.post2", "torchvision": null}\n')
     probe.answer(r"^npu-smi info$", *npu_smi_answer)
     return probe

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.unit.check_fakes import NPU_SMI, FakeProbe, chip_mapping, sample
-from tests.unit.test_facts import running_host
+from tests.unit.test_facts import running_host, tree_files
 from validation.node import facts as facts_mod
 
 
@@ -122,13 +122,7 @@ def test_a_version_cfg_without_the_toolkits_running_line_says_none_runs(tmp_path
 def test_status_facts_are_the_installed_versions_the_process_table_the_records_and_the_settings(tmp_path):
     """What `npuenv status` compares with a lock, whole: read without sensors or ports (no per-chip or
     per-port query is answered here, so asking one fails the test)."""
-    from tests.unit.test_facts import installed_tree
-
-    tree = facts_mod.LocalProbe(str(installed_tree(tmp_path)))
-    files = {p: tree.read(p) for pattern in ("/etc/*", "/usr/local/Ascend/*/version.info",
-                                             "/usr/local/Ascend/cann/*-linux/*",
-                                             "/usr/local/Ascend/cann/opp/built-in/op_impl/ai_core/tbe/kernel/*")
-             for p in tree.glob(pattern)}
+    files = tree_files(tmp_path)
     node = {"python": "/opt/npuenv/venv/bin/python3", "settings": {"sysctl": {"net.core.somaxconn": 4096}}}
     files.update({"/etc/npuenv/node.json": json.dumps(node), "/etc/npuenv/lock.json": "[1]",
                   "/etc/npuenv/deploying.json": "{" + " " * (facts_mod.MAX_RECORD_BYTES + 1) + "}",
