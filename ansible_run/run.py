@@ -333,7 +333,8 @@ def read_inventory(inventory: str | Path | None, limit: str | None = None) -> di
     if limit:
         cmd += ["--limit", limit]
     with interrupts.interruptible(f"reading the inventory {path}"):
-        # A group of its own: an inventory script it runs ends with it when npuenv is interrupted.
+        # A group of its own: an inventory script it runs ends with it when npuenv is interrupted. From the
+        # playbooks' folder, so that group_vars and host_vars beside them count, as in ansible-playbook.
         p = interrupts.run(cmd, env=ansible_env(), cwd=PLAYBOOK_DIR, own_group=True)
     if p.returncode != 0:
         # Ansible tries every inventory plugin and reports each; the first
@@ -440,6 +441,9 @@ TMP_MAX = 50
 # What site.yml writes into the run's folder when inventory names share one
 # machine (its first play): the run was refused, not a host failure.
 IDENTITY_REFUSAL = "identity-refused.txt"
+# site.yml's tags for what npuenv may have checked before Ansible starts: every role's input checks
+# (run_playbook), and the comparison of the hosts' identities (npuenv deploy's preflight).
+INPUTS_TAG, IDENTITY_TAG = "npuenv_inputs", "npuenv_identity"
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # KEY=VALUE, several separated by spaces; a value quoted as YAML quotes it may hold spaces.
 _PAIR = re.compile(r"""([^\s=]*)=("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|\S*)(?:\s+|$)""")
@@ -602,44 +606,52 @@ def _input_filter():
     return module
 
 
-def role_input_problems(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> list[str]:
+def role_input_problems(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> tuple[list[str], bool]:
     """What the roles' own input checks (the collection's plugins/filter/npuenv_inputs.py) would refuse, host by host,
     before Ansible starts: each variable as the host gets it (an extra variable wins over the
-    inventory's; one that neither sets keeps the role's default). A value holding a Jinja template
-    is left to the role, which renders it first."""
+    inventory's; one that neither sets keeps the role's default, which tests/unit/test_role_inputs.py
+    holds to its rule). A value holding a Jinja template is left to the role, which renders it first;
+    the second value says whether none was, i.e. every value the roles would check was checked here."""
     npuenv_inputs = _input_filter()
     kinds = role_inputs(playbook)
     found: dict[str, list[str]] = {}
+    complete = True
     for host in hosts:
         values = {**(hostvars.get(host) or {}), **extra}
         for name in kinds.keys() & values.keys():
-            if not _templated(values[name]):
-                for problem in npuenv_inputs.input_problems({name: [kinds[name], values[name]]}):
-                    found.setdefault(f"{problem} (set {'by -e' if name in extra else 'in the inventory'})",
-                                     []).append(host)
+            if _templated(values[name]):
+                complete = False
+                continue
+            for problem in npuenv_inputs.input_problems({name: [kinds[name], values[name]]}):
+                found.setdefault(f"{problem} (set {'by -e' if name in extra else 'in the inventory'})",
+                                 []).append(host)
     shown = 5
     return [f"{', '.join(h[:shown])}{f' and {len(h) - shown} more' if len(h) > shown else ''}: {problem}"
-            for problem, h in sorted(found.items())]
+            for problem, h in sorted(found.items())], complete
 
 
-def check_role_inputs(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> None:
-    """UserError (exit 2) naming each host, variable and rule that role_input_problems finds."""
-    problems = role_input_problems(playbook, hosts, hostvars, extra)
+def check_role_inputs(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> bool:
+    """UserError (exit 2) naming each host, variable and rule that role_input_problems finds; else
+    whether every value was checked here (none left to the roles)."""
+    problems, complete = role_input_problems(playbook, hosts, hostvars, extra)
     if problems:
         raise UserError("the roles would refuse these values, so nothing was run on any host:\n  "
                         + "\n  ".join(problems) + "\nfix them in the inventory or in the -e given, "
                         "then run the same command again")
+    return complete
 
 
 def playbook_command(playbook: str, inventory: str | Path, forks: int, run_dir: Path, *, check: bool = False,
-                     tags: list[str] | None = None, limit: str | None = None, extra_vars: list[str] | None = None,
-                     ask_become_pass: bool = False) -> list[str]:
+                     tags: list[str] | None = None, skip_tags: list[str] | None = None, limit: str | None = None,
+                     extra_vars: list[str] | None = None, ask_become_pass: bool = False) -> list[str]:
     """The ansible-playbook command line of one run whose private folder is ``run_dir``."""
     cmd = [ansible_command("ansible-playbook"), playbook, "-i", str(Path(inventory).resolve()), "--forks", str(forks)]
     if check:
         cmd += ["--check", "--diff"]
     if tags:
         cmd += ["--tags", ",".join(tags)]
+    if skip_tags:
+        cmd += ["--skip-tags", ",".join(skip_tags)]
     if limit:
         cmd += ["--limit", limit]
     if ask_become_pass:
@@ -717,9 +729,9 @@ def _stream(proc: subprocess.Popen, log) -> int:
 
 
 def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = False, tags: list[str] | None = None,
-                 limit: str | None = None, extra_vars: list[str] | None = None, capture: bool = False,
-                 env: dict[str, str] | None = None, ask_become_pass: bool = False, hosts: list[str] | None = None,
-                 hostvars: dict | None = None, log=None) -> subprocess.CompletedProcess:
+                 skip_tags: list[str] | None = None, limit: str | None = None, extra_vars: list[str] | None = None,
+                 capture: bool = False, env: dict[str, str] | None = None, ask_become_pass: bool = False,
+                 hosts: list[str] | None = None, hostvars: dict | None = None, log=None) -> subprocess.CompletedProcess:
     """ansible-playbook PLAYBOOK -i INVENTORY from the playbooks directory (ansible_env's settings), with
     one fork per host of the run up to MAX_FORKS (or the session's -f), the session's pass-through options. UserError
     when site.yml refused inventory names that reach one machine.
@@ -731,8 +743,10 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
 
     The values the playbook's roles check first (their tasks/inputs.yml) are checked here too, on
     every host of the run, so that a bad one is exit 2 before Ansible starts rather than a failure
-    of each host (the roles keep their checks, for ansible-playbook run by hand); only a vault file
-    among the -e, whose values npuenv cannot read, leaves them to the roles."""
+    of each host. When that checked every value, the playbook's own checks of them (tag
+    INPUTS_TAG) are skipped: each costs the controller a worker per host and role. They stay for
+    ansible-playbook run by hand, for a value holding a template, and for a vault file among the
+    -e, whose values npuenv cannot read. ``skip_tags``: what the caller has checked itself."""
     extra = extra_vars_values(extra_vars)  # a bad -e is refused before anything runs
     if not hosts:
         hosts, hostvars = fleet(inventory, limit)
@@ -741,13 +755,15 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
         if unknown:
             raise UserError(f"--tags {','.join(unknown)} matches nothing in {playbook}; "
                             f"its tags are: {', '.join(sorted(playbook_tags(playbook)))}")
-    if extra is not None and role_inputs(playbook):
-        check_role_inputs(playbook, hosts, fleet(inventory)[1] if hostvars is None else hostvars, extra)
+    skip_tags = list(skip_tags or [])
+    if extra is not None and role_inputs(playbook) and \
+            check_role_inputs(playbook, hosts, fleet(inventory)[1] if hostvars is None else hostvars, extra):
+        skip_tags.append(INPUTS_TAG)
     try:
         # The interrupt handling outlasts the run's folder: a second signal does not cut its cleanup short.
         with interrupts.interruptible(f"ansible-playbook {playbook}"), run_folder() as folder:
             forks = min(len(hosts), forks_cap())   # -f N, or the user's own forks: at most so many at once
-            cmd = playbook_command(playbook, inventory, forks, folder, check=check, tags=tags,
+            cmd = playbook_command(playbook, inventory, forks, folder, check=check, tags=tags, skip_tags=skip_tags,
                                    limit=limit, extra_vars=extra_vars, ask_become_pass=ask_become_pass)
             run_env = ansible_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(folder), **(env or {}))
             if capture:  # from any thread, and ended by an interrupt of the command (npuenv validate)

@@ -285,7 +285,9 @@ def deploy_batch(plan: Plan, number: int, hosts: list[str], lock_vars: Path, log
         forced["npuenv_deploy_partial"] = True
     try:
         # The batch is the unit of the roll: within it no host is stopped part way because others failed.
-        p = run.run_playbook(PLAYBOOK, plan.inventory, check=plan.check, tags=plan.tags, limit=",".join(hosts),
+        # site.yml's identity check is skipped: the preflight compared every host of the run.
+        p = run.run_playbook(PLAYBOOK, plan.inventory, check=plan.check, tags=plan.tags,
+                             skip_tags=[run.IDENTITY_TAG], limit=",".join(hosts),
                              hosts=hosts, hostvars=plan.hostvars,
                              extra_vars=[*plan.extra_vars, f"@{lock_vars}", json.dumps(forced)],
                              log=log.write, env={"ANSIBLE_CALLBACKS_ENABLED": f"{run.COLLECTION}.npuenv_outcomes",

@@ -41,7 +41,7 @@ def inventory(tmp_path, host_vars: dict) -> str:
 def run(playbook: str, inv: str):
     """The playbook as ansible-playbook run by hand meets the values: npuenv's own check of them on the
     controller (tests/unit/test_deploy_args.py) is set aside, so that the roles' checks are what is tested."""
-    with mock.patch.object(playbook_run, "role_input_problems", lambda *args: []):
+    with mock.patch.object(playbook_run, "role_input_problems", lambda *args: ([], False)):
         result = playbook_run.run_playbook(playbook, inv, check=True, capture=True)
     return result.returncode, result.stdout + result.stderr
 
@@ -66,6 +66,19 @@ def test_site_refuses_a_shell_character_before_any_role_runs(tmp_path, variable,
     assert rc == playbook_run.HOST_FAILED, out[-3000:]
     assert message.format(marker=marker) in out
     assert "Lock | Take the lock of this deploy" not in out  # nothing after the checks ran
+    assert not marker.exists()
+
+
+def test_a_value_npuenv_cannot_check_before_ansible_renders_it_is_refused_by_the_roles(tmp_path):
+    """Through npuenv (its own check not set aside): a template is left to the roles, whose checks then
+    run, refuse the rendered value, and nothing after them runs."""
+    payload, marker = marker_payload(tmp_path)
+    inv = inventory(tmp_path, {"hccn_device_ips": "{{ my_ips }}", "my_ips": [f"192.168.100.101{payload}"]})
+    result = playbook_run.run_playbook("site.yml", inv, check=True, capture=True)
+    out = result.stdout + result.stderr
+    assert result.returncode == playbook_run.HOST_FAILED, out[-3000:]
+    assert f"hccn_device_ips[0]: '192.168.100.101; touch {marker}' is not an IPv4 address" in out, out[-3000:]
+    assert "Lock | Take the lock of this deploy" not in out
     assert not marker.exists()
 
 

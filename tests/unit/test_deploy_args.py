@@ -147,8 +147,9 @@ def test_deploy_runs_with_a_folder_of_its_own_and_closes_its_ssh_masters(fakes, 
     record, ssh_log, tmp = fakes
     assert site(tmp_path / "hosts.yml", ask_become_pass=True, extra_vars=["preflight_min_free_mb=1000"]) == 0
     got = json.loads(record.read_text())
-    assert got["argv"] == ["site.yml", "-i", str(tmp_path / "hosts.yml"), "--forks", "2", "--ask-become-pass",
-                           "-e", '{"preflight_min_free_mb": 1000}',
+    # npuenv checked every role input itself (none is a template), so the roles' own checks are skipped
+    assert got["argv"] == ["site.yml", "-i", str(tmp_path / "hosts.yml"), "--forks", "2", "--skip-tags",
+                           "npuenv_inputs", "--ask-become-pass", "-e", '{"preflight_min_free_mb": 1000}',
                            "-e", json.dumps({"ansible_control_path": CONTROL_PATH,
                                              "npuenv_identity_report": f"{got['folder']}/identity-refused.txt"})]
     assert got["folder"].startswith(f"{tmp}/npuenv-run-")
@@ -382,16 +383,30 @@ def test_a_value_the_roles_refuse_is_refused_before_ansible_starts(fakes, tmp_pa
     assert not record.exists() and list(tmp.iterdir()) == []   # ansible-playbook never started, no folder made
 
 
-@pytest.mark.parametrize("hostvars,extra", [
-    ({"node-0": {"ascend_env_profile": "/etc/passwd"}}, ["ascend_env_profile=/etc/profile.d/npuenv-x.sh"]),
-    ({"node-0": {"ascend_env_profile": "{{ my_profile }}"}}, []),   # a template: the role renders and checks it
-    ({"node-0": {"unrelated_path": "/etc/passwd", "hccn_conf": "/etc/hccn.conf"}}, []),
+@pytest.mark.parametrize("hostvars,extra,checked_here", [
+    ({"node-0": {"ascend_env_profile": "/etc/passwd"}}, ["ascend_env_profile=/etc/profile.d/npuenv-x.sh"], True),
+    # a template: the role renders and checks it, so the roles' checks run
+    ({"node-1": {"hccn_device_ips": ["10.0.0.1"]}, "node-0": {"ascend_env_profile": "{{ my_profile }}"}}, [], False),
+    ({"node-0": {"unrelated_path": "/etc/passwd", "hccn_conf": "/etc/hccn.conf"}}, [], True),
+    ({"node-0": {"unrelated_path": "{{ x }}"}}, [], True),   # a template no role checks
 ])
-def test_values_the_roles_accept_or_must_render_first_reach_ansible(fakes, tmp_path, monkeypatch, hostvars, extra):
+def test_values_the_roles_accept_or_must_render_first_reach_ansible(fakes, tmp_path, monkeypatch, hostvars, extra,
+                                                                    checked_here):
     record, _, _ = fakes
     monkeypatch.setattr(run, "fleet", lambda inventory, limit=None: (["node-0", "node-1"], hostvars))
     assert run.run_playbook("site.yml", tmp_path / "hosts.yml", extra_vars=extra).returncode == 0
-    assert record.exists()
+    argv = json.loads(record.read_text())["argv"]
+    assert ("--skip-tags" in argv and argv[argv.index("--skip-tags") + 1] == run.INPUTS_TAG) is checked_here, argv
+
+
+def test_a_vault_file_leaves_the_checks_to_the_roles_and_a_callers_skip_is_kept(fakes, tmp_path, monkeypatch):
+    record, _, _ = fakes
+    vault = tmp_path / "secrets.yml"
+    vault.write_text(run.VAULT_HEADER + "1.1;AES256\n6162\n")
+    assert run.run_playbook("site.yml", tmp_path / "hosts.yml", extra_vars=[f"@{vault}"],
+                            skip_tags=[run.IDENTITY_TAG]).returncode == 0
+    argv = json.loads(record.read_text())["argv"]
+    assert argv[argv.index("--skip-tags") + 1] == run.IDENTITY_TAG
 
 
 def test_npuenv_deploy_reads_each_hosts_variables_merged_and_refuses_with_exit_2(tmp_path, monkeypatch, capsys):
@@ -416,6 +431,19 @@ def test_npuenv_deploy_reads_each_hosts_variables_merged_and_refuses_with_exit_2
     assert cli.main(["deploy", "-i", str(tmp_path / "hosts.yml"), "-e", "npu_driver_group=-x"]) == 2
     assert "\n  n0, n1, n2: npu_driver_group: '-x' is not a user or group name" in capsys.readouterr().err
     assert not started.exists()
+
+
+def test_group_vars_beside_the_playbooks_are_checked_as_ansible_playbook_reads_them(tmp_path, monkeypatch):
+    """ansible-playbook reads group_vars beside the playbook too: npuenv's check sees them, or a value
+    there would pass unchecked once the roles' own checks are skipped."""
+    (tmp_path / "hosts.yml").write_text("all:\n  children:\n    npu_nodes:\n      hosts:\n        n0:\n")
+    playbooks = tmp_path / "playbooks"
+    (playbooks / "group_vars").mkdir(parents=True)
+    (playbooks / "site.yml").write_text((run.PLAYBOOK_DIR / "site.yml").read_text())
+    (playbooks / "group_vars" / "npu_nodes.yml").write_text("npu_driver_stage_dir: /tmp/x\n")
+    monkeypatch.setattr(run, "PLAYBOOK_DIR", playbooks)
+    hosts, hostvars = run.fleet(tmp_path / "hosts.yml")
+    assert hostvars["n0"]["npu_driver_stage_dir"] == "/tmp/x"
 
 
 def test_a_caller_that_names_the_hosts_gets_their_values_checked_too(fakes, tmp_path, monkeypatch):

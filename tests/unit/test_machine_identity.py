@@ -15,6 +15,7 @@ import compat_matrix as cm
 from compat_matrix.errors import UserError
 from tests.conftest import ROOT
 from tests.unit.test_playbook_plugins import plugin
+from ansible_run import run as playbook_run
 from validation import report, run
 from validation.node import identity
 from validation.merge import Outcome
@@ -228,3 +229,6 @@ def test_site_checks_identity_first_on_all_hosts_at_once_with_every_tag_and_in_c
     assert tell["check_mode"] is False and tell["delegate_to"] == "localhost" and tell["run_once"] is True
     assert refuse["ansible.builtin.assert"]["that"] == "npuenv_identity_refusal | length == 0"
     assert "run_once" not in refuse and "roles" in plays[1]
+    # npuenv deploy skips these four by their tag (its preflight compared every host of the run) and nothing else
+    assert [t.get("tags") for t in first["tasks"][:4]] == [[playbook_run.IDENTITY_TAG]] * 4
+    assert all(playbook_run.IDENTITY_TAG not in t.get("tags", []) for t in first["tasks"][4:])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ansible_run.run import role_input_kinds
+from ansible_run.run import INPUTS_TAG, role_input_kinds
 from tests.conftest import ROOT
 from tests.unit.test_playbook_plugins import plugin
 
@@ -110,12 +110,24 @@ def test_roles_check_their_inputs_first_and_site_checks_them_all(role):
     assert first.get("ansible.builtin.import_tasks") == "inputs.yml"
     # site.yml's first play checks every role's inputs on every host, before the lock is taken and
     # before the play that changes anything starts
-    first, rollout = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
-    checked = next(task for task in first["tasks"]
+    play, rollout = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
+    checked = next(task for task in play["tasks"]
                    if task.get("ansible.builtin.import_role") == {"name": f"npuenv.ascend.{role}", "tasks_from": "inputs"})
-    names = [task["name"] for task in first["tasks"]]
+    names = [task["name"] for task in play["tasks"]]
     assert names.index(checked["name"]) < names.index("Lock | Take the lock and check every host has an entry")
-    assert "roles" in rollout and "roles" not in first
+    assert "roles" in rollout and "roles" not in play
+    # both carry the tag npuenv skips when it has checked every value itself (ansible_run/run.py)
+    assert INPUTS_TAG in first["tags"] and INPUTS_TAG in checked["tags"]
+
+
+@pytest.mark.parametrize("role", CHECKED_ROLES)
+def test_every_checked_default_passes_its_rule_as_it_is(role):
+    """npuenv checks on the controller the values the inventory and -e set, and skips the roles' own
+    checks when it checked every one: a default it does not see must pass, and hold no template."""
+    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    for name, kind in checked_kinds(role).items():
+        assert "{{" not in str(defaults[name]) and "{%" not in str(defaults[name]), name
+        assert problems(kind, defaults[name], name) == [], (name, defaults[name])
 
 
 # --- paths on the node: only where the roles own things --------------------------

@@ -46,8 +46,8 @@ class FakeFleet:
         self.target: lock_mod.Lock | None = None
 
     # ansible_run.run.run_playbook
-    def run_playbook(self, playbook, inventory, *, check=False, tags=None, limit=None, extra_vars=None,
-                     capture=False, env=None, hosts=None, log=None, **kw):
+    def run_playbook(self, playbook, inventory, *, check=False, tags=None, skip_tags=None, limit=None,
+                     extra_vars=None, capture=False, env=None, hosts=None, log=None, **kw):
         hosts = hosts or limit.split(",")
         if playbook == status.PLAYBOOK:
             self.reads.append(list(hosts))
@@ -61,7 +61,8 @@ class FakeFleet:
             return subprocess.CompletedProcess([], 0, "", "")
         assert playbook == rollout.PLAYBOOK
         password = run.ansible_env().get("ANSIBLE_BECOME_PASSWORD_FILE")
-        self.site_runs.append({"hosts": list(hosts), "check": check, "tags": tags, "extra_vars": extra_vars,
+        self.site_runs.append({"hosts": list(hosts), "check": check, "tags": tags, "skip_tags": skip_tags,
+                               "extra_vars": extra_vars,
                                "ask": kw.get("ask_become_pass", False),
                                "password": (password, Path(password).read_text()) if password else None})
         if self.interrupt_at_batch == len(self.site_runs):
@@ -161,8 +162,10 @@ def test_every_host_converges_batch_by_batch_and_the_run_is_ok(fleet, lock_a, ca
     assert [r["hosts"] for r in fleet.site_runs] == [["npu-0", "npu-1", "npu-2"], ["npu-3", "npu-4", "npu-5"],
                                                      ["npu-6"]]
     assert fleet.gates == [["npu-0", "npu-1", "npu-2"], ["npu-3", "npu-4", "npu-5"], ["npu-6"]]
-    # the whole run is read before batch 1 and after the last
+    # the whole run is read before batch 1 (its identities compared there, so no batch compares them again)
+    # and after the last
     assert fleet.reads == [fleet.hosts, fleet.hosts]
+    assert [r["skip_tags"] for r in fleet.site_runs] == [[run.IDENTITY_TAG]] * 3
     assert all(h["outcome"] == "changed" and h["gate"] == "passed" and h["at_lock"] for h in summary["hosts"])
     assert summary["rerun"] is None and summary["exit"] == 0
     assert summary["hosts"][0]["at"] == f"{lock_a.digest[:19]} torch_npu 2.13.0 (CANN 9.1.0)"
