@@ -439,11 +439,9 @@ def test_group_vars_beside_the_playbooks_are_checked_as_ansible_playbook_reads_t
     (tmp_path / "hosts.yml").write_text("all:\n  children:\n    npu_nodes:\n      hosts:\n        n0:\n")
     playbooks = tmp_path / "playbooks"
     (playbooks / "group_vars").mkdir(parents=True)
-    (playbooks / "site.yml").write_text((run.PLAYBOOK_DIR / "site.yml").read_text())
     (playbooks / "group_vars" / "npu_nodes.yml").write_text("npu_driver_stage_dir: /tmp/x\n")
     monkeypatch.setattr(run, "PLAYBOOK_DIR", playbooks)
-    hosts, hostvars = run.fleet(tmp_path / "hosts.yml")
-    assert hostvars["n0"]["npu_driver_stage_dir"] == "/tmp/x"
+    assert run.fleet(tmp_path / "hosts.yml")[1]["n0"]["npu_driver_stage_dir"] == "/tmp/x"
 
 
 def test_a_caller_that_names_the_hosts_gets_their_values_checked_too(fakes, tmp_path, monkeypatch):
