@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -104,9 +105,12 @@ def isolated_args() -> list[str]:
 
 
 def run_pip(args: list[str], env: dict, log: Log = _quiet) -> subprocess.CompletedProcess:
+    """pip with a temporary folder of its own (TMPDIR), removed afterwards: when npuenv is
+    interrupted, subprocess.run kills pip, which then cannot remove its own pip-* folders."""
     cmd = [sys.executable, "-m", "pip", *args]
     log("  $ pip " + " ".join(args))
-    return subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="npuenv-pip-") as tmp:
+        return subprocess.run(cmd, env={**env, "TMPDIR": tmp}, capture_output=True, text=True)
 
 
 def pip_tail(proc: subprocess.CompletedProcess, lines: int = PIP_TAIL_LINES) -> str:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,10 +222,12 @@ def test_check_mode_then_an_interrupted_run_converges(fresh_fleet):
     host = podman_host(name)
     assert not host.file("/usr/local/Ascend/driver").exists, "check mode changed the node"
 
-    # Kill the play in the middle of the CANN install, then run it again.
+    # Kill the play in the middle of the CANN install, then run it again. SIGKILL leaves npuenv's
+    # private folders behind (nothing can remove them): they go to a TMPDIR of the test's, removed after.
+    killed_tmp = tempfile.mkdtemp(prefix="kill-", dir="/tmp")  # short: the SSH control sockets are in it
     proc = subprocess.Popen([*NPUENV, "deploy", "--inventory", str(inventory), "--tags", "driver,cann,env"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=dict(os.environ, TMPDIR=killed_tmp))
     seen = ""
     deadline = time.time() + 300
     for line in proc.stdout:
@@ -232,6 +236,7 @@ def test_check_mode_then_an_interrupted_run_converges(fresh_fleet):
             break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    shutil.rmtree(killed_tmp)
     assert "CANN | Install the toolkit" in seen, seen[-2000:]
     again = deploy(inventory, "--tags", "driver,cann,env")
     assert again.returncode == 0, again.stdout[-3000:]

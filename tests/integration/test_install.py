@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,15 +86,19 @@ def controller_wheels() -> Path:
     return CONTROLLER_CACHE
 
 
-def offline_env(tmp: Path) -> dict:
+@pytest.fixture
+def offline_env(tmp_path):
     """No index, no pip configuration, no PYTHONPATH, no checkout on any path, no Ansible collection."""
+    tmp = tmp_path
     (tmp / "home").mkdir(exist_ok=True)
-    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp / "home"), "LANG": "C.UTF-8",
+    # ssh's ControlPersist socket path must fit a Unix socket name (108 bytes): not under pytest's tmp
+    control = tempfile.mkdtemp(prefix="cp-", dir="/tmp")
+    yield {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp / "home"), "LANG": "C.UTF-8",
             "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_INDEX_URL": "http://127.0.0.1:9/",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1", "NO_PROXY": "*",
             "ANSIBLE_COLLECTIONS_PATH": str(tmp / "collections"), "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
-            # ssh's ControlPersist socket path must fit a Unix socket name (108 bytes): not under pytest's tmp
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": tempfile.mkdtemp(prefix="cp-", dir="/tmp")}
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": control}
+    shutil.rmtree(control, ignore_errors=True)
 
 
 def fresh_venv(path: Path, env: dict) -> Path:
@@ -187,9 +192,9 @@ def read_only(folder: Path, cmd: list) -> list[str]:
             *map(str, cmd)]
 
 
-def test_pip_install_from_a_read_only_checkout(tmp_path):
+def test_pip_install_from_a_read_only_checkout(tmp_path, offline_env):
     wheels = controller_wheels()
-    env = offline_env(tmp_path)
+    env = offline_env
     probe = run(read_only(ROOT, ["touch", ROOT / "pyproject.toml"]), tmp_path, env)
     assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe.stderr
     bin_dir = fresh_venv(tmp_path / "venv", env)
@@ -204,9 +209,9 @@ def test_pip_install_from_a_read_only_checkout(tmp_path):
     assert shown.returncode == 0 and "2.13.0" in shown.stdout, shown.stderr
 
 
-def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_path):
+def test_pip_install_outside_the_checkout_runs_every_command(node, inputs, tmp_path, offline_env):
     wheels = controller_wheels()
-    env = offline_env(tmp_path)
+    env = offline_env
     # the project as a fresh clone has it: tracked files and new ones git does not ignore
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
                            check=True).stdout.decode().split("\0")
@@ -275,10 +280,10 @@ def on_other_python(script: str, env: dict, cwd: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("runner, python", [(here, "3.11"), (on_other_python, "3.13")], ids=["here", "python3.13"])
-def test_the_bundles_usage_runs_word_for_word_offline(node, inputs, tmp_path, runner, python):
+def test_the_bundles_usage_runs_word_for_word_offline(node, inputs, tmp_path, runner, python, offline_env):
     archive = tmp_path / "made" / "bundle.tar"
     make_bundle(inputs, controller_wheels(), archive)
-    env = offline_env(tmp_path)
+    env = offline_env
     site = tmp_path / "site"
     site.mkdir()
     subprocess.run(["tar", "-xf", str(archive), "-C", str(site)], check=True)

@@ -347,12 +347,15 @@ def _processes_mentioning(text: str) -> list[str]:
 def test_an_interrupted_build_leaves_nothing_behind(tmp_path, sources, sig):
     torch_dir, deps, _ = sources
     out = tmp_path / "house"
+    tmpdir = tmp_path / "tmp"   # npuenv's and pip's temporary folders
+    tmpdir.mkdir()
     index = _BlockingIndex()
     try:
         args = [a for a in build_args(out, torch_dir, deps) if a != "--offline"] + ["--index-url", index.url]
         proc = subprocess.Popen([sys.executable, "-m", "npuenv", *args], cwd=tmp_path, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PYTHONPATH": str(ROOT)})
+                                env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PYTHONPATH": str(ROOT),
+                                     "TMPDIR": str(tmpdir)})
         assert index.asked.wait(120), "pip never asked the index"
         (work,) = list(tmp_path.glob(".house.tmp-*"))   # mid-build: pip is downloading into it
         assert (work / "download").is_dir()
@@ -364,7 +367,8 @@ def test_an_interrupted_build_leaves_nothing_behind(tmp_path, sources, sig):
     assert f"npuenv: wheelhouse build {out}: interrupted by {sig.name}; its temporary files are removed and " \
            f"nothing was written" in err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["torch-source", "wheels"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp", "torch-source", "wheels"]
+    assert list(tmpdir.iterdir()) == []   # pip's pip-download-* and pip-build-tracker-* among them
     assert _processes_mentioning(str(work)) == [], "pip was left running"
 
 
