@@ -243,6 +243,16 @@ def wheelhouse_digest(directory: Path) -> str:
     return "sha256:" + checksums.sha256_bytes(data)
 
 
+def wheelhouse_problem(lock_data: dict, arch: str, house: Path) -> str:
+    """Why ``house`` is not the wheelhouse the lock recorded for ``arch`` ('' when it is, or when the
+    lock records none for that arch): every command that installs from a wheelhouse checks it."""
+    recorded = (lock_data.get("wheelhouses") or {}).get(arch)
+    if not recorded:
+        return ""
+    digest = wheelhouse_digest(house)
+    return "" if digest == recorded else f"{house} has digest {digest}, the lock recorded {recorded} for {arch}"
+
+
 def parse_installer_choices(items, option: str = "--installer") -> dict[str, str]:
     """``["firmware=NAME", ...]`` (the --installer KIND=NAME options) as {kind: name}."""
     chosen = {}

@@ -183,10 +183,9 @@ def check_against_lock(stack: Stack, lock: Lock, sums: dict[str, str], house: Pa
         elif sums.get(arg) != pin["sha256"]:
             problems.append(f"{kind}: {name} has sha256 {sums.get(arg)} in {Path(installers) / SUMS}, the lock pins "
                             f"{pin['sha256']}")
-    recorded = (lock.data.get("wheelhouses") or {}).get(stack.arch)
-    if house is not None and recorded and lock_mod.wheelhouse_digest(house) != recorded:
-        problems.append(f"wheelhouse: {house} has digest {lock_mod.wheelhouse_digest(house)}, the lock recorded "
-                        f"{recorded} for {stack.arch}")
+    wrong_house = lock_mod.wheelhouse_problem(lock.data, stack.arch, house) if house is not None else ""
+    if wrong_house:
+        problems.append(f"wheelhouse: {wrong_house}")
     if problems:
         raise UserError(f"the inputs are not the lock {lock.digest[:19]}'s (it was made from other files); nothing "
                         f"was built:\n  " + "\n  ".join(problems) + "\nbuild with the installers and wheelhouse the "

@@ -191,10 +191,9 @@ def check_lock(lock: Lock, stack: Stack, records: dict, skip: tuple[str, ...], w
         elif rec is None or Path(rec["file"]).name != pin["name"] or rec["sha256"] != pin["sha256"]:
             found = f"{Path(rec['file']).name} (sha256 {rec['sha256']})" if rec else "nothing"
             problems.append(f"{kind}: the lock pins {pin['name']} (sha256 {pin['sha256']}), the folder gives {found}")
-    recorded = (lock.data.get("wheelhouses") or {}).get(stack.arch)
-    if recorded and lock_mod.wheelhouse_digest(wheelhouse_dir) != recorded:
-        problems.append(f"wheelhouse: {wheelhouse_dir} has digest {lock_mod.wheelhouse_digest(wheelhouse_dir)}, the "
-                        f"lock recorded {recorded} for {stack.arch}")
+    wrong_house = lock_mod.wheelhouse_problem(lock.data, stack.arch, wheelhouse_dir)
+    if wrong_house:
+        problems.append(f"wheelhouse: {wrong_house}")
     if problems:
         raise UserError(f"the bundle's inputs are not those of the lock {lock.digest[:19]}; nothing was bundled:\n  "
                         + "\n  ".join(problems) + "\nuse the installers and wheelhouse the lock was made from, or make "

@@ -176,3 +176,26 @@ def test_the_lock_lookup_checks_a_given_lock_and_makes_one_from_the_row_otherwis
     with pytest.raises(AnsibleError) as info:
         lock_lookup()
     assert "give npuenv_lock (a lock from `npuenv lock`), or npuenv_row and npuenv_installer_cache" in str(info.value)
+
+
+def test_a_hosts_wheelhouse_must_be_the_one_the_lock_recorded_for_its_arch(tmp_path):
+    check = plugin("filter", "npuenv_plan").FilterModule().filters()["npuenv_wheelhouse_check"]
+    sums = "ab" * 32 + "  torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl\n"
+    locked, other, empty = tmp_path / "locked", tmp_path / "other", tmp_path / "empty"
+    for folder, text in ((locked, sums), (other, sums.replace("ab", "cd"))):
+        folder.mkdir()
+        (folder / "SHA256SUMS").write_text(text)
+    empty.mkdir()
+    digest = "sha256:" + hashlib.sha256(sums.encode()).hexdigest()
+    lock = {"digest": "sha256:" + "0" * 64, "wheelhouses": {"x86_64": digest}}
+    assert check(str(locked), lock, "x86_64") == {"sums": sums, "problem": ""}
+    wrong = check(str(other), lock, "x86_64")
+    assert wrong["sums"] == sums.replace("ab", "cd")
+    assert wrong["problem"].startswith(f"the wheelhouse {other} has digest sha256:"
+                                       f"{hashlib.sha256(wrong['sums'].encode()).hexdigest()}, the lock recorded "
+                                       f"{digest} for x86_64: give the wheelhouse the lock was made from")
+    assert "SHA256SUMS" in check(str(empty), lock, "x86_64")["problem"]
+    assert check(str(empty), lock, "x86_64")["sums"] == ""
+    # A lock that records no wheelhouse for the arch (made without --wheelhouse) leaves it to the push's own check.
+    assert check(str(other), lock, "aarch64")["problem"] == ""
+    assert check(str(other), {"digest": lock["digest"]}, "x86_64")["problem"] == ""

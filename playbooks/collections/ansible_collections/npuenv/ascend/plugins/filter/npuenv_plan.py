@@ -572,19 +572,37 @@ def lock_entries(lock_data: dict, facts: dict) -> dict:
 
 # ------------------------------------------------------------------ the Python stack
 
+def wheelhouse_check(directory: str, lock_data: dict, arch: str) -> dict:
+    """{sums, problem} of a host's wheelhouse on the controller: its SHA256SUMS ('' without one; a
+    node whose staged SHA256SUMS differs gets it pushed), and why it is not the wheelhouse the lock
+    recorded for the host's arch ('' when it is). Per host, and cheap: one small file read."""
+    from pathlib import Path
+
+    from compat_matrix import checksums, lock
+    from compat_matrix.errors import UserError
+
+    sums = Path(directory) / checksums.SUMS_FILE
+    try:
+        problem = lock.wheelhouse_problem(lock_data, arch, Path(directory))
+    except UserError as e:
+        problem = str(e)
+    if problem:
+        problem = (f"the wheelhouse {problem}: give the wheelhouse the lock was made from (npuenv_wheelhouse), "
+                   f"or make a new lock from this one (`npuenv lock --wheelhouse DIR`)")
+    return {"sums": sums.read_text(errors="replace") if sums.is_file() else "", "problem": problem}
+
+
 def wheelhouse_size(directory: str) -> dict:
-    """{bytes, installed, sums} of the controller's wheelhouse: what its files take, what its wheels
-    take installed (the sizes their zip directories list), and its SHA256SUMS ('' without one); a
-    node whose staged SHA256SUMS differs gets it pushed."""
+    """{bytes, installed} of the controller's wheelhouse: what its files take, and what its wheels
+    take installed (the sizes their zip directories list)."""
     import zipfile
     from pathlib import Path
 
     from compat_matrix import checksums
 
     folder = Path(directory)
-    sums = folder / checksums.SUMS_FILE
-    if not sums.is_file():
-        return {"bytes": 0, "installed": 0, "sums": ""}
+    if not (folder / checksums.SUMS_FILE).is_file():
+        return {"bytes": 0, "installed": 0}
     total = installed = 0
     for path in folder.iterdir():
         if not path.is_file():
@@ -596,7 +614,7 @@ def wheelhouse_size(directory: str) -> dict:
                     installed += sum(i.file_size for i in wheel.infolist())
             except (OSError, zipfile.BadZipFile):
                 installed += path.stat().st_size
-    return {"bytes": total, "installed": installed, "sums": sums.read_text(errors="replace")}
+    return {"bytes": total, "installed": installed}
 
 
 # ------------------------------------------------------------------ records, tuning
@@ -641,5 +659,6 @@ class FilterModule:
             "npuenv_deploy_complete": deploy_complete,
             "npuenv_sysctl_drift": sysctl_drift,
             "npuenv_wheelhouse_size": wheelhouse_size,
+            "npuenv_wheelhouse_check": wheelhouse_check,
             "npuenv_record_changed": record_changed,
         }
