@@ -55,6 +55,23 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class HashingWriter:
+    """A binary file being written, whose sha256 is taken as it is written (no second read)."""
+
+    def __init__(self, raw):
+        self.raw, self._digest = raw, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self.raw.write(data)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 def format_sums(digests: dict[str, str]) -> str:
     """SHA256SUMS text for {name: sha256}, as ``sha256sum`` writes it, sorted by name."""
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,32 @@ def test_a_hosts_wheelhouse_must_be_the_one_the_lock_recorded_for_its_arch(tmp_p
     # A lock that records no wheelhouse for the arch (made without --wheelhouse) leaves it to the push's own check.
     assert check(str(other), lock, "aarch64")["problem"] == ""
     assert check(str(other), {"digest": lock["digest"]}, "x86_64")["problem"] == ""
+
+
+def test_the_wheelhouse_pack_writes_one_archive_per_folder_with_its_sha256_and_root_as_owner(tmp_path):
+    import tarfile
+
+    pack = plugin("action", "npuenv_pack").pack
+    houses = []
+    for name in ("x86_64", "aarch64"):
+        house = tmp_path / name
+        (house / "simple" / "torch").mkdir(parents=True)
+        (house / f"torch-{name}.whl").write_bytes(name.encode() * 1000)
+        (house / "simple" / "torch" / "index.html").write_text(name)
+        if os.geteuid() == 0:   # files of another user than root, as a controller's are
+            for path in (house, *house.rglob("*")):
+                os.lchown(path, 1000, 1000)
+        houses.append(str(house))
+    (tmp_path / "scratch").mkdir()
+    made = pack(houses, str(tmp_path / "scratch"))
+    assert Path(made["path"]).parent == tmp_path / "scratch" and Path(made["path"]).name.startswith("npuenv-wheelhouse-")
+    assert [a["folder"] for a in made["archives"]] == houses
+    for archive, name in zip(made["archives"], ("x86_64", "aarch64")):
+        data = Path(archive["path"]).read_bytes()
+        assert archive["sha256"] == hashlib.sha256(data).hexdigest()
+        with tarfile.open(archive["path"]) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            assert sorted(members) == [".", "./simple", "./simple/torch", "./simple/torch/index.html",
+                                       f"./torch-{name}.whl"]
+            assert {(m.uid, m.gid, m.uname, m.gname) for m in members.values()} == {(0, 0, "root", "root")}
+            assert tar.extractfile(f"./torch-{name}.whl").read() == name.encode() * 1000
