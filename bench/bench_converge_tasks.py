@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -150,6 +151,7 @@ def run() -> dict:
                 print(f"{variant}, {count} node(s): {json.dumps(shown)}", file=sys.stderr, flush=True)
     finally:
         sim_nodes.remove_nodes(names)
+        shutil.rmtree(tmp, ignore_errors=True)   # the wheelhouse, the nodes' state: hundreds of MB
     return summarize(runs)
 
 

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -190,6 +191,7 @@ def run() -> dict:
             print(f"{count} node(s): {json.dumps(r)}", file=sys.stderr, flush=True)
     finally:
         sim_nodes.remove_nodes(names)
+        shutil.rmtree(tmp, ignore_errors=True)   # the wheelhouse, the nodes' state: hundreds of MB
     return summarize(runs)
 
 

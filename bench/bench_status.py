@@ -22,6 +22,7 @@ import ctypes
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def run() -> dict:
             print(f"{count} node(s): {json.dumps(shown)}", file=sys.stderr, flush=True)
     finally:
         sim_nodes.remove_nodes(names)
+        shutil.rmtree(tmp, ignore_errors=True)   # the wheelhouse, the nodes' state: hundreds of MB
     return summarize(runs, deployed)
 
 

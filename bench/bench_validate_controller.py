@@ -26,6 +26,7 @@ import json
 import os
 import resource
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,7 @@ def run() -> dict:
                   file=sys.stderr, flush=True)
     finally:
         sim_nodes.remove_nodes(names)
+        shutil.rmtree(tmp, ignore_errors=True)   # the wheelhouse, the nodes' state: hundreds of MB
         if baseline:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)],
                            capture_output=True)
