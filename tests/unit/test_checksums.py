@@ -188,3 +188,14 @@ def test_no_other_copy_of_the_sums_reader():
         if re.search(r"^\s*(import hashlib|from hashlib)", text, re.M) or '"SHA256SUMS"' in text:
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_the_hashing_writer_writes_every_byte_and_hashes_them_as_written(tmp_path):
+    parts = [b"ustar", b"", b"x" * 100_000, b"\0" * 3]
+    with open(tmp_path / "a.tar", "wb") as raw:
+        out = checksums.HashingWriter(raw)
+        assert [out.write(p) for p in parts] == [len(p) for p in parts]
+        assert out.tell() == sum(map(len, parts))
+    data = b"".join(parts)
+    assert (tmp_path / "a.tar").read_bytes() == data
+    assert out.hexdigest() == hashlib.sha256(data).hexdigest()

@@ -147,3 +147,18 @@ def test_a_platform_the_lock_lacks_is_named(matrix):
     with pytest.raises(UserError, match="does not pin the toolkit installer for x86_64/debian12; lock again with "
                                         "--installers DIR"):
         made.installer("x86_64", "debian12", "toolkit")
+
+
+def test_a_wheelhouse_is_the_locks_only_when_its_sha256sums_is_the_one_recorded_for_the_arch(tmp_path):
+    import hashlib
+
+    (tmp_path / "SHA256SUMS").write_text("ab" * 32 + "  torch.whl\n")
+    digest = "sha256:" + hashlib.sha256(("ab" * 32 + "  torch.whl\n").encode()).hexdigest()
+    other = "sha256:" + "0" * 64
+    assert lock.wheelhouse_problem({"wheelhouses": {"x86_64": digest}}, "x86_64", tmp_path) == ""
+    assert lock.wheelhouse_problem({"wheelhouses": {"x86_64": other}}, "x86_64", tmp_path) == \
+        f"{tmp_path} has digest {digest}, the lock recorded {other} for x86_64"
+    assert lock.wheelhouse_problem({"wheelhouses": {"x86_64": other}}, "aarch64", tmp_path) == ""
+    assert lock.wheelhouse_problem({}, "x86_64", tmp_path) == ""
+    with pytest.raises(UserError, match="SHA256SUMS"):
+        lock.wheelhouse_problem({"wheelhouses": {"x86_64": other}}, "x86_64", tmp_path / "none")
