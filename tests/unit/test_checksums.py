@@ -199,3 +199,25 @@ def test_the_hashing_writer_writes_every_byte_and_hashes_them_as_written(tmp_pat
     data = b"".join(parts)
     assert (tmp_path / "a.tar").read_bytes() == data
     assert out.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_listed_pipe_is_refused_unread_and_a_missing_file_is_named_missing(tmp_path):
+    os.mkfifo(tmp_path / "a.run")
+    sums = {"a.run": "0" * 64, "b.run": "0" * 64}
+    assert checksums.problem(tmp_path / "a.run", "a.run", sums, "SUMS") == \
+        "a.run is not a regular file (a pipe, socket or device); put the file SUMS lists in its place"
+    assert checksums.problem(tmp_path / "b.run", "b.run", sums, "SUMS") == "b.run is listed in SUMS but missing"
+
+
+@pytest.mark.parametrize("limit", [1, 2, checksums.CHUNK + 1])
+def test_the_sha256_of_the_next_limit_bytes_covers_exactly_them(limit):
+    import io
+
+    data = bytes(range(256)) * (2 * checksums.CHUNK // 256 + 1)
+    assert checksums.sha256_fileobj(io.BytesIO(data), limit) == hashlib.sha256(data[:limit]).hexdigest()
+
+
+def test_a_long_bad_line_is_quoted_to_80_characters():
+    with pytest.raises(checksums.ChecksumError) as e:
+        checksums.parse_sums(b"x" * 100 + b"\n", "SUMS")
+    assert str(e.value).startswith(f"SUMS:1: not a sha256sum line ({'x' * 80!r}); each line is ")
