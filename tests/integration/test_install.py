@@ -89,14 +89,14 @@ def controller_wheels() -> Path:
 @pytest.fixture
 def offline_env(tmp_path):
     """No index, no pip configuration, no PYTHONPATH, no checkout on any path, no Ansible collection."""
-    tmp = tmp_path
-    (tmp / "home").mkdir(exist_ok=True)
+    (tmp_path / "home").mkdir(exist_ok=True)
     # ssh's ControlPersist socket path must fit a Unix socket name (108 bytes): not under pytest's tmp
     control = tempfile.mkdtemp(prefix="cp-", dir="/tmp")
-    yield {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp / "home"), "LANG": "C.UTF-8",
+    yield {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8",
             "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_INDEX_URL": "http://127.0.0.1:9/",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1", "NO_PROXY": "*",
-            "ANSIBLE_COLLECTIONS_PATH": str(tmp / "collections"), "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
+            "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
             "ANSIBLE_SSH_CONTROL_PATH_DIR": control}
     shutil.rmtree(control, ignore_errors=True)
 

@@ -235,26 +235,25 @@ def test_the_progress_callback_preloads_every_library_module_the_plugins_import(
     """Ansible forks a worker per task and host; what its main process imported, each worker has.
     Every npuenv module a filter, lookup or action imports must be imported by the stdout callback
     (which the main process loads first), or each worker imports it again (~0.07 CPU-s each)."""
+    import ast
     import json
-    import re
     import subprocess
     import sys
 
-    wanted = set()
+    wanted = set()   # each module imported, and M.N for each "from M import N" (N a module, or a name in M)
     for path in PLUGINS.rglob("*.py"):
-        for line in path.read_text().splitlines():
-            m = re.match(r"\s*from ((?:compat_matrix|validation)[\w.]*) import ([\w, ]+)", line) or \
-                re.match(r"\s*import ((?:compat_matrix|validation)[\w.]*)", line)
-            if m:
-                wanted.add(m.group(1))
-                wanted.update(f"{m.group(1)}.{n.strip()}" for n in (m.groups()[1:] or [""])[0].split(",") if n.strip())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                wanted.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                wanted.update([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+    wanted = {m for m in wanted if m.split(".")[0] in ("compat_matrix", "validation")}
     assert {"compat_matrix.lock", "validation.node.vendor_tools.npu_smi"} <= wanted
     code = (f"import importlib.util, json, sys\nspec = importlib.util.spec_from_file_location('cb', "
             f"{str(PLUGINS / 'callback' / 'npuenv_progress.py')!r})\nspec.loader.exec_module("
             f"importlib.util.module_from_spec(spec))\nprint(json.dumps(sorted(sys.modules)))")
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                            check=True, cwd=ROOT).stdout))
-    # ("from M import N": N is a module, or a name in M, which then needs only M)
     assert {m for m in wanted if _is_module(m)} - loaded == set()
 
 
