@@ -61,3 +61,45 @@ def test_each_host_of_a_batch_gets_its_own_wheelhouse(tmp_path):
         else:
             assert not got.exists(), h
     assert list(scratch.iterdir()) == []   # the archives' private folder is removed
+
+
+BAD_PACKS = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: "{{ item.what }}"
+      npuenv.ascend.npuenv_pack:
+        folders: "{{ item.folders | default(omit) }}"
+        under: "{{ item.under | default(omit) }}"
+        remove: "{{ item.remove | default(omit) }}"
+      loop:
+        - {what: not a folder, folders: ["{{ tmp }}/none"], under: "{{ tmp }}"}
+        - {what: no list, folders: "{{ tmp }}", under: "{{ tmp }}"}
+        - {what: relative under, folders: [], under: scratch}
+        - {what: no such under, folders: [], under: "{{ tmp }}/none"}
+        - {what: a folder it did not make, remove: "{{ tmp }}"}
+      register: packs
+      ignore_errors: true
+    - name: What each said
+      ansible.builtin.copy:
+        content: "{{ packs.results | map(attribute='msg') | list | to_json }}"
+        dest: "{{ tmp }}/said.json"
+        mode: "0600"
+"""
+
+
+def test_the_pack_refuses_what_it_cannot_pack_or_did_not_make_and_says_which(tmp_path):
+    (tmp_path / "packs.yml").write_text(BAD_PACKS)
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(run.PLAYBOOK_DIR / "collections"),
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")}
+    done = subprocess.run([run.ansible_command("ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           "-e", json.dumps({"tmp": str(tmp_path), "ansible_python_interpreter": sys.executable}), str(tmp_path / "packs.yml")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert json.loads((tmp_path / "said.json").read_text()) == [
+        f"npuenv_pack: folders must be a list of the controller's folders, not ['{tmp_path}/none']",
+        f"npuenv_pack: folders must be a list of the controller's folders, not '{tmp_path}'",
+        "npuenv_pack: under 'scratch' is not a folder of the controller",
+        f"npuenv_pack: under '{tmp_path}/none' is not a folder of the controller",
+        f"npuenv_pack: {tmp_path} is not a folder npuenv_pack made"]
+    assert tmp_path.is_dir()   # refused, not removed
