@@ -2,8 +2,9 @@
 as the separate tasks it replaced did. The lock's entries found once for all
 hosts; a staged installer checked against its sha256 in the task that runs it;
 npuenv's small files written (folders made) or removed in one module call; the
-node read in one module call (tools, kernel headers, npu-smi); the hccn role's
-set-and-survey script."""
+node read in one module call (tools, kernel headers, npu-smi); the kernel
+settings persisted and set in one module call; the hccn role's set-and-survey
+script."""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +12,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,20 @@ import yaml
 
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
+from playbooks.collections.ansible_collections.npuenv.ascend.plugins.module_utils import npuenv_atomic
 from tests.conftest import ROOT
 from tests.unit.test_deploy_plan import stack_of
 from tests.unit.test_playbook_plugins import plugin
 
 plan_mod = plugin("filter", "npuenv_plan")
 npuenv_filters = plugin("filter", "npuenv")
+
+
+COLLECTIONS = ROOT / "playbooks" / "collections"
+PLUGINS = COLLECTIONS / "ansible_collections" / "npuenv" / "ascend" / "plugins"
+# The modules import their module_utils by the collection's name, as Ansible ships them.
+sys.modules.setdefault("ansible_collections.npuenv.ascend.plugins.module_utils.npuenv_atomic",
+                       npuenv_atomic)
 
 
 def module(path: Path):
@@ -33,9 +43,10 @@ def module(path: Path):
     return mod
 
 
-MODULES = ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "plugins" / "modules"
+MODULES = PLUGINS / "modules"
 files_mod = module(MODULES / "npuenv_files.py")
 state_mod = module(MODULES / "npuenv_node_state.py")
+sysctl_mod = module(MODULES / "npuenv_sysctl.py")
 
 
 # --- the lock's entries, once for all hosts ----------------------------------------
@@ -216,3 +227,183 @@ def test_the_survey_fails_without_the_tool_except_in_check_mode(tmp_path):
     found = run(["/bin/bash", "-c", script, "hccn-survey", str(tool), "1", "run"])
     assert json.dumps(npuenv_filters.hccn_survey(found.stdout)[0]) == json.dumps(
         {"ip": None, "netdetect": None, "link": "UP", "health": "Success"})
+
+
+# --- the kernel settings, persisted and set in one call ---------------------------------
+
+def fake_sysctl(tmp_path: Path) -> Path:
+    """A sysctl that keeps the live values in files (a key without one is one the kernel lacks) and
+    answers -n and -w as procps' sysctl does, logging each write."""
+    live = tmp_path / "proc"
+    live.mkdir()
+    tool = tmp_path / "bin" / "sysctl"
+    tool.parent.mkdir()
+    tool.write_text(f"""#!/bin/bash
+mode=$1; shift 2   # -n or -w, then --
+for arg in "$@"; do
+  key=${{arg%%=*}}; f={live}/$key
+  if [ ! -f "$f" ]; then echo "sysctl: cannot stat /proc/sys/${{key//.//}}: No such file or directory" >&2; exit 255; fi
+  if [ "$mode" = -w ]; then printf '%s\\n' "${{arg#*=}}" > "$f"; echo "$arg" >> {tmp_path}/writes;
+  else cat "$f"; fi
+done
+""")
+    tool.chmod(0o755)
+    return live
+
+
+def run_sysctl_module(tmp_path: Path, settings: dict, check: bool = False) -> tuple[int, dict]:
+    """The module run as Ansible runs it on a node: its arguments in a file, the fake sysctl on PATH."""
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"settings": settings, "path": str(tmp_path / "etc/90-npuenv.conf"),
+                                                        "_ansible_check_mode": check, "_ansible_diff": True}}))
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(COLLECTIONS)}
+    p = subprocess.run([sys.executable, str(MODULES / "npuenv_sysctl.py"), str(args)], capture_output=True, text=True,
+                       env=env)
+    return p.returncode, json.loads(p.stdout)
+
+
+SETTINGS = {"net.core.somaxconn": 65535, "net.ipv4.ip_local_reserved_ports": "60000-60015",
+            "net.ipv4.tcp_rmem": "4096 87380 6291456"}
+
+
+def test_the_file_is_written_the_differing_live_values_set_and_a_second_run_changes_nothing(tmp_path):
+    live = fake_sysctl(tmp_path)
+    (live / "net.core.somaxconn").write_text("4096\n")
+    (live / "net.ipv4.ip_local_reserved_ports").write_text("60000-60015\n")
+    (live / "net.ipv4.tcp_rmem").write_text("4096\t87380\t6291456\n")   # as the kernel prints it: tabs
+    rc, out = run_sysctl_module(tmp_path, SETTINGS)
+    assert rc == 0 and out["changed"] and out["file_changed"], out
+    assert out["set"] == {"net.core.somaxconn": "65535"}
+    assert (tmp_path / "writes").read_text() == "net.core.somaxconn=65535\n"
+    conf = tmp_path / "etc/90-npuenv.conf"
+    assert conf.read_text().splitlines()[1:] == ["net.core.somaxconn = 65535",
+                                                 "net.ipv4.ip_local_reserved_ports = 60000-60015",
+                                                 "net.ipv4.tcp_rmem = 4096 87380 6291456"]
+    assert conf.read_text().startswith("# ") and conf.stat().st_mode & 0o777 == 0o644
+    assert out["diff"]["before"] == "" and out["diff"]["after"] == conf.read_text()
+    rc, again = run_sysctl_module(tmp_path, SETTINGS)
+    assert rc == 0 and not again["changed"] and again["set"] == {} and not again["file_changed"], again
+    assert sorted(p.name for p in conf.parent.iterdir()) == ["90-npuenv.conf"]   # no temp file left
+
+
+def test_a_live_value_changed_since_is_set_again_and_a_changed_mode_rewrites_the_file(tmp_path):
+    live = fake_sysctl(tmp_path)
+    for key, value in SETTINGS.items():
+        (live / key).write_text(f"{value}\n")
+    assert run_sysctl_module(tmp_path, SETTINGS)[1]["set"] == {}
+    (live / "net.ipv4.ip_local_reserved_ports").write_text("\n")   # a restart without the file, another tool
+    (tmp_path / "etc/90-npuenv.conf").chmod(0o600)
+    rc, out = run_sysctl_module(tmp_path, SETTINGS)
+    assert rc == 0 and out["set"] == {"net.ipv4.ip_local_reserved_ports": "60000-60015"} and out["file_changed"]
+    assert (tmp_path / "etc/90-npuenv.conf").stat().st_mode & 0o777 == 0o644
+
+
+def test_check_mode_says_what_would_change_and_changes_nothing(tmp_path):
+    live = fake_sysctl(tmp_path)
+    for key in SETTINGS:
+        (live / key).write_text("1\n")
+    rc, out = run_sysctl_module(tmp_path, SETTINGS, check=True)
+    assert rc == 0 and out["changed"] and out["file_changed"] and out["set"] == {k: str(v) for k, v in SETTINGS.items()}
+    assert not (tmp_path / "etc").exists() and not (tmp_path / "writes").exists()
+    assert (live / "net.core.somaxconn").read_text() == "1\n"
+
+
+def test_a_key_the_kernel_lacks_fails_with_sysctls_message(tmp_path):
+    live = fake_sysctl(tmp_path)
+    (live / "net.core.somaxconn").write_text("65535\n")
+    rc, out = run_sysctl_module(tmp_path, {"net.core.somaxconn": 65535, "net.core.no_such_key": 1})
+    assert rc == 1 and out["failed"]
+    assert out["msg"] == ("npuenv_sysctl: sysctl -w failed (exit 255): sysctl: cannot stat "
+                          "/proc/sys/net/core/no_such_key: No such file or directory")
+
+
+@pytest.mark.parametrize("key", ["net.core.somaxconn=1", "net core", "", "-w"])
+def test_a_key_that_is_no_sysctl_key_is_refused_before_anything_is_written(tmp_path, key):
+    fake_sysctl(tmp_path)
+    rc, out = run_sysctl_module(tmp_path, {key: 1})
+    assert rc == 1 and out["msg"] == f"npuenv_sysctl: {key!r} is not a sysctl key"
+    assert not (tmp_path / "etc").exists()
+
+
+def test_whitespace_counts_as_one_blank_when_live_values_are_compared():
+    assert sysctl_mod.drift(SETTINGS, {"net.core.somaxconn": "65535\n", "net.ipv4.ip_local_reserved_ports": "60000-60015",
+                                       "net.ipv4.tcp_rmem": " 4096\t87380  6291456\n"}) == {}
+    assert sysctl_mod.drift(SETTINGS, {"net.core.somaxconn": None}) == {k: str(v) for k, v in SETTINGS.items()}
+
+
+# --- the NPUs' health, read and judged in one task -----------------------------------------
+
+health = plugin("action", "npuenv_npu_health")
+VENDOR_SAMPLES = ROOT / "tests" / "fixtures" / "vendor_samples"
+
+
+def test_npu_health_names_each_chip_in_a_failing_state_and_counts_the_healthy():
+    critical = (VENDOR_SAMPLES / "npu-smi_info_310P3_300IDuo_25.0.rc1.b033_4card_Critical.txt").read_text()
+    assert health.verdict(0, critical, ["Alarm", "Critical"]) == (
+        True, "unhealthy NPUs after the install: NPU 4 chip 0 is Critical; "
+              "see `npu-smi info -t health -i <npu>` for the error codes")
+    assert health.verdict(0, critical, ["Alarm"]) == (False, "8 NPU chips healthy")
+    ok = (VENDOR_SAMPLES / "npu-smi_info_910B2_23.0.7_8npu_no_process.txt").read_text()
+    assert health.verdict(0, ok, ["Alarm", "Critical"]) == (False, "8 NPU chips healthy")
+
+
+def test_npu_health_fails_when_npu_smi_fails_or_prints_no_device_table():
+    not_loaded = (VENDOR_SAMPLES / "npu-smi_error_-8005_dcmi_init.txt").read_text()
+    failed, msg = health.verdict(1, not_loaded, ["Alarm"])
+    assert failed and msg == f"npu-smi info failed (rc 1): {not_loaded.strip()}"
+    failed, msg = health.verdict(0, "", ["Alarm"])
+    assert failed and msg == "npu-smi info: no npu-smi info table with chips found: ''"
+    failed, msg = health.verdict(0, not_loaded, ["Alarm"])
+    assert failed and msg.startswith("npu-smi info: ") and "-8005" in msg
+
+
+# --- the login environment, read and compared in one command -------------------------------------
+
+ENV_VARS = yaml.safe_load((PLUGINS.parent / "roles" / "ascend_env" / "vars" / "main.yml").read_text())
+
+
+@pytest.fixture
+def login(tmp_path):
+    """A profile that leads to a toolkit at CANN 8.5.0 and an NNAL under nnal/8.5.0; the check's argv."""
+    toolkit = tmp_path / "ascend-toolkit" / "latest"
+    (toolkit / "share/info/toolkit").mkdir(parents=True)
+    (toolkit / "share/info/toolkit/ascend_install.info").write_text("version=8.3.RC1\nversion=8.5.0\n")
+    atb = tmp_path / "nnal" / "8.5.0" / "atb" / "latest" / "atb" / "cxx_abi_1"
+    atb.mkdir(parents=True)
+    (tmp_path / "atb-link").symlink_to(atb)
+    profile = tmp_path / "profile.sh"
+    profile.write_text(f"export ASCEND_TOOLKIT_HOME={toolkit}\nexport ATB_HOME_PATH={tmp_path / 'atb-link'}\n"
+                       f"echo noise from the profile\n")
+
+    def check(cann="8.5.0", nnal=str(tmp_path / "nnal" / "8.5.0")):
+        return run(["/bin/bash", "-c", ENV_VARS["ascend_env_login_check"], "ascend-env-check", str(profile),
+                    "/share/info/toolkit/ascend_install.info", cann, nnal])
+    return check, profile, toolkit, atb
+
+
+def test_a_login_shell_at_the_locks_cann_and_nnal_passes(login):
+    check, _, _, atb = login
+    p = check()
+    assert p.returncode == 0 and p.stdout == f"login shell: CANN 8.5.0, NNAL {atb}\n" and p.stderr == ""
+
+
+def test_a_login_shell_at_another_cann_or_nnal_fails_saying_what_it_found(login, tmp_path):
+    check, profile, toolkit, atb = login
+    p = check(cann="8.3.RC1")
+    assert p.returncode == 1 and p.stderr == (
+        f"{profile} leads a login shell to CANN 8.5.0 (ASCEND_TOOLKIT_HOME={toolkit}) and NNAL {atb}, not the "
+        f"lock's CANN 8.3.RC1 and {tmp_path}/nnal/8.5.0; deploy the cann tag too (it makes the lock's version "
+        f"the running one)\n")
+    other_nnal = check(nnal=str(tmp_path / "nnal" / "8.5"))   # a folder whose name starts the same is not it
+    assert other_nnal.returncode == 1 and f"and NNAL {atb}, not the lock's CANN 8.5.0 and {tmp_path}/nnal/8.5;" \
+        in other_nnal.stderr
+
+
+def test_without_nnal_only_the_cann_is_compared_and_a_login_that_sets_nothing_fails(login):
+    check, profile, _, _ = login
+    assert check(nnal="").returncode == 0
+    profile.write_text("true\n")
+    p = check(nnal="")
+    assert p.returncode == 1 and p.stderr.startswith(
+        f"{profile} leads a login shell to CANN none (ASCEND_TOOLKIT_HOME=unset) and NNAL none, not the lock's "
+        f"CANN 8.5.0; deploy")

@@ -459,15 +459,6 @@ def test_only_a_run_of_every_component_brings_the_node_to_its_lock():
     assert not plan_mod.deploy_complete(["all"], ["python"])
 
 
-def test_live_kernel_settings_that_drifted_are_found():
-    wanted = {"net.core.somaxconn": 65535, "net.ipv4.ip_local_reserved_ports": "60000-60015",
-              "net.ipv4.tcp_rmem": "4096 87380 6291456"}
-    assert plan_mod.sysctl_drift(wanted, "65535\n60000-60015\n4096\t87380\t6291456\n") == {}
-    assert plan_mod.sysctl_drift(wanted, "4096\n60000-60015\n4096\t87380\t6291456\n") == {
-        "net.core.somaxconn": "65535"}
-    assert plan_mod.sysctl_drift(wanted, "") == {k: str(v) for k, v in wanted.items()}
-
-
 def test_the_node_record_is_rewritten_only_when_more_than_its_time_changed():
     old = {"npuenv_node": 1, "lock_digest": "sha256:a", "deployed_at": "2026-01-01T00:00:00Z"}
     assert not plan_mod.record_changed(old, {"npuenv_node": 1, "lock_digest": "sha256:a"})

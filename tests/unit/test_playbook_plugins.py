@@ -132,7 +132,6 @@ def test_hccn_survey_and_todo_filters():
     assert state[1]["ip"] is None and state[1]["link"] == "DOWN" and state[1]["health"] == "Init"
     todo = f["npuenv_hccn_todo"](state, ["10.0.0.1", "10.0.1.1"], "255.255.255.0", "10.0.0.254")
     assert todo == {"ip": [1], "netdetect": [1]}
-    assert f["npuenv_key_values"]("Version=24.1.0\nfoo=bar=baz\n") == {"Version": "24.1.0", "foo": "bar=baz"}
 
 
 def test_deploy_exit_codes():

@@ -53,13 +53,6 @@ def hccn_todo(state, device_ips, netmask, netdetect_address):
     return {"ip": ip, "netdetect": netdetect}
 
 
-def key_values(text):
-    """KEY=VALUE lines (version.info, ascend_install.info) -> dict, read as validation reads them."""
-    from validation.node import facts
-
-    return facts.key_values(text)
-
-
 def identity_probe(root):
     """The command (argv) that prints the machine-id and SSH host keys of the host it runs on (under ``root``)."""
     from validation.node import identity
@@ -113,7 +106,6 @@ class FilterModule:
             "npuenv_identity_probe": identity_probe,
             "npuenv_identity_refusal": identity_refusal,
             "npuenv_npu_smi_info": npu_smi_info,
-            "npuenv_key_values": key_values,
             "npuenv_hccn_survey": hccn_survey,
             "npuenv_hccn_todo": hccn_todo,
         }

@@ -624,18 +624,6 @@ def deploy_complete(run_tags: list[str], skip_tags: list[str]) -> bool:
     return all((tag in run_tags or "all" in run_tags) and tag not in skip_tags for tag in ROLE_TAGS)
 
 
-def sysctl_drift(wanted: dict, live: str) -> dict:
-    """{key: wanted value} of the settings whose live value (``sysctl -n`` of the keys, one line
-    each, in order) differs; whitespace counts as one blank, as sysctl reads it."""
-    lines = live.splitlines()
-    drift = {}
-    for i, (key, value) in enumerate(wanted.items()):
-        now = lines[i] if i < len(lines) else None
-        if now is None or " ".join(now.split()) != " ".join(str(value).split()):
-            drift[key] = str(value)
-    return drift
-
-
 def record_changed(old: dict | None, new: dict) -> bool:
     """Whether the node record differs from the one on the node, its time aside."""
     if not isinstance(old, dict):
@@ -657,7 +645,6 @@ class FilterModule:
             "npuenv_lock_entries": lock_entries,
             "npuenv_firmware_version": firmware_version,
             "npuenv_deploy_complete": deploy_complete,
-            "npuenv_sysctl_drift": sysctl_drift,
             "npuenv_wheelhouse_size": wheelhouse_size,
             "npuenv_wheelhouse_check": wheelhouse_check,
             "npuenv_record_changed": record_changed,

@@ -31,36 +31,9 @@ changed_paths:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-
-MAX_BEFORE = 1 << 20  # a diff shows at most this much of the file it replaces
-
-
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read(MAX_BEFORE + 1).decode("utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def _write(path, content, mode):
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".npuenv-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ansible_collections.npuenv.ascend.plugins.module_utils.npuenv_atomic import read, write
 
 
 class Refused(ValueError):
@@ -78,7 +51,7 @@ def apply(files, check_mode):
         if entry.get("state") == "absent":
             if os.path.lexists(path):
                 changed.append(path)
-                diffs.append({"before_header": path, "after_header": path, "before": _read(path) or "", "after": ""})
+                diffs.append({"before_header": path, "after_header": path, "before": read(path) or "", "after": ""})
                 if not check_mode:
                     os.unlink(path)
             continue
@@ -86,13 +59,13 @@ def apply(files, check_mode):
         if not isinstance(content, str):
             raise Refused(f"npuenv_files: {path}: give its content (text) or state: absent")
         mode = int(str(entry.get("mode", "0644")), 8)
-        before = _read(path) if os.path.isfile(path) and not os.path.islink(path) else None
+        before = read(path) if os.path.isfile(path) and not os.path.islink(path) else None
         if before == content and (os.stat(path).st_mode & 0o7777) == mode:
             continue
         changed.append(path)
         diffs.append({"before_header": path, "after_header": path, "before": before or "", "after": content})
         if not check_mode:
-            _write(path, content, mode)
+            write(path, content, mode)
     return changed, diffs
 
 
