@@ -158,6 +158,7 @@ def check_deploy_and_validate(bin_dir: Path, site: Path, env: dict, node: tuple,
     assert deploy.returncode == 0, deploy.stdout[-4000:] + deploy.stderr[-2000:]
     r = recap(deploy.stdout)[node]
     assert r["failed"] == 0 and r["unreachable"] == 0 and r["changed"] > 0
+    assert re.search(r"Python stack \| Report the wheelhouse that would be pushed .*\(changed 1\)", deploy.stdout)
     bare = subprocess.run(["podman", "exec", node, "test", "-e", "/usr/local/Ascend/driver"])
     assert bare.returncode == 1, "check mode changed the node"
 

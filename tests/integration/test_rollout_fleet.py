@@ -185,20 +185,24 @@ def test_status_names_a_setting_changed_by_hand_until_a_deploy_puts_it_back(flee
         assert kept[1].startswith("root 600 /var/cache/npuenv/status/npuenv-validate-") and kept[2] == "0", kept
 
 
-def test_a_wheelhouse_other_than_the_locks_is_refused_before_anything_changes(fleet, rerun):
+@pytest.mark.parametrize("fault", ["other SHA256SUMS", "no requirements.txt"])
+def test_a_wheelhouse_other_than_the_locks_or_unbuilt_is_refused_before_anything_changes(fleet, rerun, fault):
     """The lock records the wheelhouse's digest for x86_64; a host whose inventory names another
-    wheelhouse (here the same wheels, one line fewer in SHA256SUMS) fails its preflight, unchanged."""
+    wheelhouse (here the same wheels, one line fewer in SHA256SUMS), or one without its
+    requirements.txt, fails its preflight, unchanged."""
     inventory = yaml.safe_load(fleet.inventory.read_text())
     group = inventory["all"]["children"]["npu_nodes"]
     locked = Path(group["vars"]["npuenv_wheelhouse"])
-    other = fleet.tmp / "wheelhouse-not-locked"
+    other = fleet.tmp / f"wheelhouse-{fault.split()[0]}"
     other.mkdir()
+    left_out = "SHA256SUMS" if fault == "other SHA256SUMS" else "requirements.txt"
     for entry in locked.iterdir():
-        if entry.name != "SHA256SUMS":
+        if entry.name != left_out:
             (other / entry.name).symlink_to(entry)
-    (other / "SHA256SUMS").write_text("".join((locked / "SHA256SUMS").read_text().splitlines(keepends=True)[1:]))
+    if fault == "other SHA256SUMS":
+        (other / "SHA256SUMS").write_text("".join((locked / "SHA256SUMS").read_text().splitlines(keepends=True)[1:]))
     group["hosts"][fleet.names[0]]["npuenv_wheelhouse"] = str(other)
-    changed = fleet.tmp / "inventory-other-wheelhouse.yml"
+    changed = fleet.tmp / f"inventory-{fault.split()[0]}-wheelhouse.yml"
     changed.write_text(yaml.safe_dump(inventory))
     run = npuenv("deploy", "-i", str(changed), "--lock", str(fleet.lock), "--limit", fleet.names[0],
                  "--gate", "none", "--log-dir", str(fleet.logs))
@@ -207,8 +211,14 @@ def test_a_wheelhouse_other_than_the_locks_is_refused_before_anything_changes(fl
     (host,) = summary["hosts"]
     assert (host["host"], host["outcome"]) == (fleet.names[0], "failed")
     assert host["cause"].startswith("Preflight | Check the node can be deployed"), host["cause"]
-    assert f"the wheelhouse {other} has digest sha256:" in host["cause"], host["cause"]
-    recorded = json.loads(fleet.lock.read_text())["wheelhouses"]["x86_64"]
-    assert f", the lock recorded {recorded} for x86_64: give the wheelhouse the lock was made from" in run.stdout
+    if fault == "other SHA256SUMS":
+        assert f"the wheelhouse {other} has digest sha256:" in host["cause"], host["cause"]
+        recorded = json.loads(fleet.lock.read_text())["wheelhouses"]["x86_64"]
+        assert f", the lock recorded {recorded} for x86_64: give the wheelhouse the lock was made from" in run.stdout
+    else:
+        stack = json.loads(fleet.lock.read_text())["row"]
+        assert (f"{other} has no requirements.txt; build the wheelhouse first: make wheelhouse "
+                f"ROW={stack['torch_npu']} PYTHON={stack['python']} ARCH=x86_64 OUT={other}") in run.stdout, \
+            run.stdout[-4000:]
     code, data = status(fleet, "--lock", str(fleet.lock))
     assert code == 0 and data["nodes"][0]["state"] == "ok", data   # still at the lock, not marked as deploying
