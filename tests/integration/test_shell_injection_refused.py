@@ -14,14 +14,15 @@ import pytest
 import yaml
 
 from ansible_run import run as playbook_run
+from ansible_run.role_docs import ROLES_DIR as ROLES
 
 # What a role does first when it has been handed a bad value: its own checks.
 ROLE_FIRST_TASK = {
     "preflight": "Lock | Take the lock of this deploy",
-    "npu_driver": "NPU driver | Check the role has the node's plan",
-    "cann": "CANN | Check the role has the node's plan",
+    "npu_driver": "NPU driver | Create the driver's run group",
+    "cann": "CANN | Stage the installers of the plan",
     "hccn": "HCCN | Read the NPU network state of every device",
-    "python_stack": "Python stack | Check the role has the node's Python",
+    "python_stack": "Python stack | Decide whether the wheelhouse must be pushed",
     "ascend_env": "Ascend env | Write the login profile script",
     "cluster_tuning": "Cluster tuning | Persist the kernel network settings",
 }
@@ -97,7 +98,9 @@ def test_site_with_good_inputs_gets_past_the_checks(tmp_path):
 def role_playbook(tmp_path, role: str) -> str:
     path = tmp_path / f"only-{role}.yml"
     path.write_text(yaml.safe_dump([{"hosts": "npu_nodes", "gather_facts": False,
-                                     "vars": {"npuenv_stack": {}, "npuenv_installers": {}},
+                                     # what the preflight role hands on (the roles' argument specs require it)
+                                     "vars": {"npuenv_stack": {}, "npuenv_installers": {}, "npuenv_plan": {},
+                                              "npuenv_python": "/usr/bin/python3", "npuenv_state": {}},
                                      "roles": [f"npuenv.ascend.{role}"]}]))
     return str(path)
 
@@ -125,4 +128,6 @@ def test_each_role_refuses_a_bad_value_before_its_first_task(tmp_path, role, var
     assert rc == playbook_run.HOST_FAILED, out[-3000:]
     assert message.format(marker=marker) in out, out[-3000:]
     assert ROLE_FIRST_TASK[role] not in out
+    # the name is the role's own (a task renamed would make the line above pass whatever ran)
+    assert ROLE_FIRST_TASK[role] in "".join(f.read_text() for f in (ROLES / role / "tasks").glob("*.yml"))
     assert not marker.exists()

@@ -328,7 +328,8 @@ def test_a_converged_node_reports_no_change_and_a_drifted_setting_is_set_again(f
     r = recap(drifted_b.stdout)
     assert r[fleet.names[0]]["changed"] == 0, drifted_b.stdout[-3000:]
     assert r[fleet.names[1]]["changed"] == 1, drifted_b.stdout[-3000:]
-    assert re.search(r"Cluster tuning \| Apply the settings whose live value differs  \(changed 1", drifted_b.stdout)
+    assert re.search(r"Cluster tuning \| Persist the kernel network settings and set the live ones that differ  "
+                     r"\(changed 1", drifted_b.stdout)
     assert host(fleet.names[1]).run("sysctl -n net.core.somaxconn").stdout.strip() == "65535"
 
 

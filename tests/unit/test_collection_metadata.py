@@ -89,3 +89,10 @@ def test_a_bare_name_is_found_by_the_check():
 def test_the_playbooks_roles_are_the_collections(playbook):
     roles = run.playbook_roles(playbook)
     assert roles and all(r.startswith(PREFIX) and run.role_dir(r).is_dir() for r in roles)
+
+
+def test_the_collections_readme_names_every_module_action_lookup_and_callback():
+    """The README's list of plugins is written by hand: a plugin added without it fails here."""
+    readme = (COLLECTION / "README.md").read_text()
+    plugins = {p.stem for kind in ("modules", "action", "lookup", "callback") for p in (PLUGINS / kind).glob("*.py")}
+    assert plugins and {p for p in plugins if f"`npuenv.ascend.{p}`" not in readme} == set()
