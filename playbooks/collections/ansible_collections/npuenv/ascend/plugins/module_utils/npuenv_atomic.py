@@ -34,3 +34,10 @@ def write(path, content, mode):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def compare(path, content, mode):
+    """(the file's text now, None when it is no plain file; whether ``content`` with ``mode`` must be
+    written: its content or its mode differs)."""
+    before = read(path) if os.path.isfile(path) and not os.path.islink(path) else None
+    return before, before != content or (os.stat(path).st_mode & 0o7777) != mode

@@ -33,7 +33,7 @@ changed_paths:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.npuenv.ascend.plugins.module_utils.npuenv_atomic import read, write
+from ansible_collections.npuenv.ascend.plugins.module_utils.npuenv_atomic import compare, read, write
 
 
 class Refused(ValueError):
@@ -59,8 +59,8 @@ def apply(files, check_mode):
         if not isinstance(content, str):
             raise Refused(f"npuenv_files: {path}: give its content (text) or state: absent")
         mode = int(str(entry.get("mode", "0644")), 8)
-        before = read(path) if os.path.isfile(path) and not os.path.islink(path) else None
-        if before == content and (os.stat(path).st_mode & 0o7777) == mode:
+        before, differs = compare(path, content, mode)
+        if not differs:
             continue
         changed.append(path)
         diffs.append({"before_header": path, "after_header": path, "before": before or "", "after": content})

@@ -36,7 +36,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.npuenv.ascend.plugins.module_utils.npuenv_atomic import read, write
+from ansible_collections.npuenv.ascend.plugins.module_utils.npuenv_atomic import compare, write
 
 HEADER = "# Ansible managed (npuenv.ascend.npuenv_sysctl): a deploy overwrites changes made here\n"
 MODE = 0o644
@@ -70,8 +70,7 @@ def main():
         module.fail_json(msg=f"npuenv_sysctl: {bad[0]!r} is not a sysctl key" if bad else
                          f"npuenv_sysctl: {path!r} is not an absolute path")
     text = content(settings)
-    before = read(path) if os.path.isfile(path) and not os.path.islink(path) else None
-    file_changed = before != text or (os.stat(path).st_mode & 0o7777) != MODE
+    before, file_changed = compare(path, text, MODE)
     if file_changed and not module.check_mode:
         try:
             write(path, text, MODE)
@@ -85,7 +84,7 @@ def main():
     if differ and not module.check_mode:
         rc, out, err = module.run_command(["sysctl", "-w", "--"] + [f"{k}={v}" for k, v in differ.items()])
         if rc != 0:
-            module.fail_json(msg=f"npuenv_sysctl: sysctl -w failed (exit {rc}): {(err or out).strip()}", set={})
+            module.fail_json(msg=f"npuenv_sysctl: sysctl -w failed (exit {rc}): {(err or out).strip()}")
     diff = {"before_header": path, "after_header": path, "before": before or "", "after": text} if file_changed else {}
     module.exit_json(changed=file_changed or bool(differ), file_changed=file_changed, set=differ, diff=diff)
 
