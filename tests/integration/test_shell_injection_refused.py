@@ -21,7 +21,7 @@ ROLE_FIRST_TASK = {
     "preflight": "Lock | Take the lock of this deploy",
     "npu_driver": "NPU driver | Create the driver's run group",
     "cann": "CANN | Stage the installers of the plan",
-    "hccn": "HCCN | Read the NPU network state of every device",
+    "hccn": "HCCN | Set the device IPs and netdetect addresses that differ, write the configuration and check the links",
     "python_stack": "Python stack | Decide whether the wheelhouse must be pushed",
     "ascend_env": "Ascend env | Write the login profile script",
     "cluster_tuning": "Cluster tuning | Persist the kernel network settings",

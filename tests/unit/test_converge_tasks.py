@@ -3,13 +3,13 @@ as the separate tasks it replaced did. The lock's entries found once for all
 hosts; a staged installer checked against its sha256 in the task that runs it;
 npuenv's small files written (folders made) or removed in one module call; the
 node read in one module call (tools, kernel headers, npu-smi); the kernel
-settings persisted and set in one module call; the hccn role's set-and-survey
-script."""
+settings persisted and set in one module call; the hccn role in one action."""
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import json
+import shlex
 import os
 import subprocess
 import sys
@@ -175,58 +175,188 @@ def test_the_node_read_names_missing_tools_the_kernel_headers_and_npu_smis_answe
     assert no_driver["rc"] is None and no_driver["stdout"] == ""
 
 
-# --- the hccn role's scripts ----------------------------------------------------------
+# --- the hccn role in one task ----------------------------------------------------------
 
-HCCN_VARS = yaml.safe_load((ROOT / "playbooks" / "collections" / "ansible_collections" / "npuenv" / "ascend" / "roles" / "hccn" / "vars" / "main.yml").read_text())
+hccn = plugin("action", "npuenv_hccn")
+IPS = ["10.0.0.5", "10.0.1.5"]
 
 
 def fake_hccn_tool(tmp_path: Path) -> Path:
-    """An hccn_tool that keeps each device's settings in files and answers -g as the 910B tool does."""
+    """An hccn_tool that keeps each device's settings in files and answers -g as the 910B tool does
+    (a device's link from its file "link", UP without it; its net health from its file "health", else
+    Success once it has a netdetect address to probe and Init before); -s on a device with a file
+    "refuse" fails as the tool does."""
     tool = tmp_path / "hccn_tool"
     tool.write_text(f"""#!/bin/bash
 d={tmp_path}/dev$2; mkdir -p "$d"
 case "$3 $4" in
+  "-ip -s"|"-netdetect -s") if [ -f "$d/refuse" ]; then echo "Set ip failed"; exit 1; fi ;;&
   "-ip -s") echo "$6 $8" > "$d/ip"; echo "ip set: $@" >> {tmp_path}/log ;;
   "-netdetect -s") echo "$6" > "$d/nd"; echo "netdetect set: $@" >> {tmp_path}/log ;;
   "-ip -g") if [ -f "$d/ip" ]; then read a m < "$d/ip"; echo "ipaddr:$a"; echo "netmask:$m";
             else echo "Get ipconf failed, because no ip was preset there!"; fi ;;
   "-netdetect -g") echo "netdetect address: $(cat "$d/nd" 2>/dev/null || echo 0.0.0.0)" ;;
-  "-link -g") echo "link status: UP" ;;
-  "-net_health -g") echo "net health status: Success" ;;
+  "-link -g") echo "link status: $(cat "$d/link" 2>/dev/null || echo UP)" ;;
+  "-net_health -g") if [ -f "$d/health" ]; then h=$(cat "$d/health"); elif [ -f "$d/nd" ]; then h=Success;
+                    else h=Init; fi; echo "net health status: $h" ;;
 esac
 """)
     tool.chmod(0o755)
     return tool
 
 
-def test_the_set_script_sets_what_differs_then_reads_every_device_again(tmp_path):
-    tool = fake_hccn_tool(tmp_path)
-    argv = ["/bin/bash", "-c", HCCN_VARS["hccn_set_script"] + HCCN_VARS["hccn_survey_script"], "hccn-set", str(tool),
-            "2", "255.255.255.0", "10.0.0.254", "1", "10.0.1.5", "--", "0", "1"]
-    p = run(argv)
-    assert p.returncode == 0, p.stderr
-    assert (tmp_path / "log").read_text().splitlines() == [
-        "ip set: -i 1 -ip -s address 10.0.1.5 netmask 255.255.255.0",
-        "netdetect set: -i 0 -netdetect -s address 10.0.0.254",
-        "netdetect set: -i 1 -netdetect -s address 10.0.0.254"]
-    state = npuenv_filters.hccn_survey(p.stdout)
-    assert state[0]["ip"] is None and state[1]["ip"] == {"address": "10.0.1.5", "netmask": "255.255.255.0"}
-    assert state[0]["netdetect"] == state[1]["netdetect"] == "10.0.0.254"
-    assert {state[i]["link"] for i in (0, 1)} == {"UP"}
+def converge_hccn(tmp_path: Path, check: bool = False, **args) -> dict:
+    """The action's work with its commands run here and /etc/hccn.conf written by npuenv_files' own code."""
+    def execute(argv):
+        p = run(argv)
+        return p.returncode, p.stdout, p.stderr
+
+    def write_files(files):   # as the module answers
+        try:
+            changed, diffs = files_mod.apply(files, check)
+        except OSError as e:
+            return {"failed": True, "msg": f"npuenv_files: {e}"}
+        return {"changed": bool(changed), "diff": diffs}
+
+    given = {"tool": str(tmp_path / "hccn_tool"), "device_ips": IPS, "netmask": "255.255.255.0",
+             "netdetect_address": "10.0.0.254", "conf": str(tmp_path / "etc" / "hccn.conf"), "check_health": True,
+             **args}
+    return hccn.converge(given, check, execute, write_files)
 
 
-def test_the_survey_fails_without_the_tool_except_in_check_mode(tmp_path):
-    script = HCCN_VARS["hccn_tool_script"] + HCCN_VARS["hccn_survey_script"]
-    missing = str(tmp_path / "no" / "hccn_tool")
-    real = run(["/bin/bash", "-c", script, "hccn-survey", missing, "8", "run"])
-    assert real.returncode == 1 and real.stderr.strip() == (
-        f"{missing} is missing: the NPU driver is not installed (run the driver tag first)")
-    check = run(["/bin/bash", "-c", script, "hccn-survey", missing, "8", "check"])
-    assert check.returncode == 0 and check.stdout == "" and npuenv_filters.hccn_survey(check.stdout) == {}
-    tool = fake_hccn_tool(tmp_path)
-    found = run(["/bin/bash", "-c", script, "hccn-survey", str(tool), "1", "run"])
-    assert json.dumps(npuenv_filters.hccn_survey(found.stdout)[0]) == json.dumps(
-        {"ip": None, "netdetect": None, "link": "UP", "health": "Success"})
+def set_calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_hccn_sets_what_differs_writes_the_conf_and_a_second_run_changes_nothing(tmp_path):
+    fake_hccn_tool(tmp_path)
+    (tmp_path / "dev0").mkdir()
+    (tmp_path / "dev0" / "ip").write_text("10.0.0.5 255.255.255.0\n")   # device 0's IP is already right
+    out = converge_hccn(tmp_path)
+    assert out["changed"] and not out["failed"], out
+    assert out["set"] == {"ip": [1], "netdetect": [0, 1]}
+    assert set_calls(tmp_path) == ["ip set: -i 1 -ip -s address 10.0.1.5 netmask 255.255.255.0",
+                                   "netdetect set: -i 0 -netdetect -s address 10.0.0.254",
+                                   "netdetect set: -i 1 -netdetect -s address 10.0.0.254"]
+    conf = tmp_path / "etc" / "hccn.conf"
+    assert conf.read_text().splitlines()[1:] == [
+        "address_0=10.0.0.5", "netmask_0=255.255.255.0", "netdetect_0=10.0.0.254",
+        "address_1=10.0.1.5", "netmask_1=255.255.255.0", "netdetect_1=10.0.0.254"]
+    assert conf.read_text().startswith("# ") and conf.stat().st_mode & 0o777 == 0o644
+    # validation reads the file the role writes (the driver's keys, as a 910B1 node's published file has them)
+    from validation.node.vendor_tools import hccn_tool
+    assert hccn_tool.parse_hccn_conf(conf.read_text())[1] == {"address": "10.0.1.5", "netmask": "255.255.255.0",
+                                                              "netdetect": "10.0.0.254"}
+    assert out["msg"] == "2 NPU network device(s) up and healthy"
+    again = converge_hccn(tmp_path)
+    assert not again["changed"] and again["set"] == {} and not again["failed"], again
+    assert len(set_calls(tmp_path)) == 3
+    conf_only = converge_hccn(tmp_path, netdetect_address="")   # no netdetect wanted: none set, the file changes
+    assert conf_only["set"] == {} and conf_only["changed"] and "netdetect_0" not in conf.read_text()
+    assert not converge_hccn(tmp_path, netdetect_address="")["changed"]
+
+
+def test_hccn_judges_the_health_the_devices_have_after_they_are_set(tmp_path):
+    """Net health needs a netdetect address to probe: Init before the set, Success after it."""
+    fake_hccn_tool(tmp_path)
+    out = converge_hccn(tmp_path)
+    assert not out["failed"] and out["set"] == {"ip": [0, 1], "netdetect": [0, 1]}, out
+
+
+def test_hccn_counts_a_link_it_could_not_read_as_down_and_fails_when_the_conf_cannot_be_written(tmp_path):
+    assert hccn.health_problem({0: {"link": None, "health": "Success"}, 1: {"link": "UP", "health": "Success"}},
+                               2).startswith("NPU network not ready: link down on device(s) 0; net health not "
+                                             "Success on device(s) none")
+    assert hccn.health_problem({0: {"link": "UP", "health": "Success"}}, 2).startswith(
+        "NPU network not ready: link down on device(s) 1; net health not Success on device(s) 1 ")
+    fake_hccn_tool(tmp_path)
+    (tmp_path / "etc").write_text("a file where the folder should be")
+    out = converge_hccn(tmp_path)
+    assert out["failed"] and out["msg"].startswith("npuenv_files: ") and out["set"], out
+
+
+def test_hccn_fails_naming_the_devices_whose_link_is_down_or_health_is_bad(tmp_path):
+    fake_hccn_tool(tmp_path)
+    (tmp_path / "dev1").mkdir()
+    (tmp_path / "dev1" / "link").write_text("DOWN\n")
+    (tmp_path / "dev0").mkdir()
+    (tmp_path / "dev0" / "health").write_text("Init\n")
+    out = converge_hccn(tmp_path)
+    assert out["failed"] and out["msg"] == (
+        "NPU network not ready: link down on device(s) 1; net health not Success on device(s) 0 (check the "
+        "cabling and the switch port, then `hccn_tool -i N -net_health -g`)")
+    assert (tmp_path / "etc" / "hccn.conf").exists()   # set and written first: the links are the cabling's
+    assert not converge_hccn(tmp_path, check_health=False)["failed"]
+
+
+def test_hccn_fails_without_the_tool_or_when_setting_fails(tmp_path):
+    out = converge_hccn(tmp_path)
+    missing = tmp_path / "hccn_tool"
+    assert out["failed"] and out["msg"] == (
+        f"hccn_tool survey failed (rc 1): {missing} is missing: the NPU driver is not installed (run the driver "
+        f"tag first)")
+    assert not (tmp_path / "etc").exists()
+    fake_hccn_tool(tmp_path)
+    (tmp_path / "dev1").mkdir()
+    (tmp_path / "dev1" / "refuse").write_text("")
+    out = converge_hccn(tmp_path)
+    assert out["failed"] and out["msg"].startswith("hccn_tool could not set {'ip': [0, 1], 'netdetect': [0, 1]} "
+                                                   "(rc 1): ") and out["msg"].endswith("Set ip failed")
+    assert not (tmp_path / "etc").exists()
+
+
+def test_hccn_in_check_mode_reads_says_what_it_would_set_and_changes_nothing(tmp_path):
+    before_driver = converge_hccn(tmp_path, check=True)   # no hccn_tool yet: the run would install the driver
+    assert before_driver["changed"] and not before_driver.get("failed"), before_driver
+    assert before_driver["set"] == {"ip": [0, 1], "netdetect": [0, 1]}
+    fake_hccn_tool(tmp_path)
+    (tmp_path / "dev1").mkdir()
+    (tmp_path / "dev1" / "link").write_text("DOWN\n")
+    out = converge_hccn(tmp_path, check=True)
+    assert out["changed"] and not out.get("failed") and out["set"] == {"ip": [0, 1], "netdetect": [0, 1]}
+    assert set_calls(tmp_path) == [] and not (tmp_path / "etc").exists()
+    assert out["diff"][0]["after"].splitlines()[1] == "address_0=10.0.0.5"
+
+
+def test_hccn_survey_reads_each_devices_sections_and_todo_names_what_differs():
+    text = ("@@ip 0\nipaddr:10.0.0.1\nnetmask:255.255.255.0\n"
+            "@@netdetect 0\nnetdetect address: 10.0.0.254\n@@link 0\nlink status: UP\n"
+            "@@health 0\nnet health status: Success\n"
+            "@@ip 1\nGet ipconf failed, because no ip was preset there!\n"
+            "@@netdetect 1\nnetdetect address: 0.0.0.0\n@@link 1\nlink status: DOWN\n"
+            "@@health 1\nnet health status: Init\n")
+    state = hccn.survey(text)
+    assert state[0] == {"ip": {"address": "10.0.0.1", "netmask": "255.255.255.0"}, "netdetect": "10.0.0.254",
+                        "link": "UP", "health": "Success"}
+    assert state[1]["ip"] is None and state[1]["link"] == "DOWN" and state[1]["health"] == "Init"
+    assert hccn.todo(state, ["10.0.0.1", "10.0.1.1"], "255.255.255.0", "10.0.0.254") == {"ip": [1], "netdetect": [1]}
+    assert hccn.todo(state, ["10.0.0.1", "10.0.1.1"], "255.255.0.0", "") == {"ip": [0, 1], "netdetect": []}
+
+
+def test_hccn_values_stay_single_arguments(tmp_path):
+    """What reaches the node's shell is argv, quoted whole: an address holding shell text is one argument."""
+    argv = hccn.set_argv("/usr/local/Ascend/driver/tools/hccn_tool", 2, "255.255.255.0", "10.0.0.254; touch x",
+                         ["10.0.0.5", "10.0.1.5$(id)"], {"ip": [1], "netdetect": [0]})
+    assert shlex.split(shlex.join(argv)) == argv
+    assert argv[4:] == ["/usr/local/Ascend/driver/tools/hccn_tool", "2", "255.255.255.0", "10.0.0.254; touch x",
+                        "1", "10.0.1.5$(id)", "--", "0"]
+
+
+GOOD_HCCN = {"tool": "/usr/local/Ascend/driver/tools/hccn_tool", "device_ips": IPS, "netmask": "255.255.255.0",
+             "netdetect_address": "", "conf": "/etc/hccn.conf"}
+
+
+@pytest.mark.parametrize("bad, named", [
+    ({"device_ips": ["10.0.0.5; touch x"]}, "device_ips"), ({"device_ips": []}, "device_ips"),
+    ({"netmask": "255.0.255.0"}, "netmask"), ({"netdetect_address": "$(id)"}, "netdetect_address"),
+    ({"tool": "hccn_tool"}, "tool 'hccn_tool' is not an absolute path"), ({"conf": None}, "conf None")])
+def test_hccn_refuses_values_that_are_not_what_they_name(bad, named):
+    from ansible.errors import AnsibleActionFail
+    assert hccn._checked(GOOD_HCCN)["check_health"] is True
+    with pytest.raises(AnsibleActionFail) as info:
+        hccn._checked({**GOOD_HCCN, **bad})
+    assert str(info.value).startswith("npuenv_hccn: ") and named in str(info.value)
 
 
 # --- the kernel settings, persisted and set in one call ---------------------------------

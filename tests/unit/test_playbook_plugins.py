@@ -118,22 +118,6 @@ def test_a_file_replaced_after_it_was_checked_is_checked_again(tmp_path):
     assert "checksum mismatch" in str(info.value)
 
 
-def test_hccn_survey_and_todo_filters():
-    f = plugin("filter", "npuenv").FilterModule().filters()
-    text = ("@@ip 0\nipaddr:10.0.0.1\nnetmask:255.255.255.0\n"
-            "@@netdetect 0\nnetdetect address: 10.0.0.254\n@@link 0\nlink status: UP\n"
-            "@@health 0\nnet health status: Success\n"
-            "@@ip 1\nGet ipconf failed, because no ip was preset there!\n"
-            "@@netdetect 1\nnetdetect address: 0.0.0.0\n@@link 1\nlink status: DOWN\n"
-            "@@health 1\nnet health status: Init\n")
-    state = f["npuenv_hccn_survey"](text)
-    assert state[0] == {"ip": {"address": "10.0.0.1", "netmask": "255.255.255.0"}, "netdetect": "10.0.0.254",
-                        "link": "UP", "health": "Success"}
-    assert state[1]["ip"] is None and state[1]["link"] == "DOWN" and state[1]["health"] == "Init"
-    todo = f["npuenv_hccn_todo"](state, ["10.0.0.1", "10.0.1.1"], "255.255.255.0", "10.0.0.254")
-    assert todo == {"ip": [1], "netdetect": [1]}
-
-
 def test_deploy_exit_codes():
     assert playbook_run.exit_code(0) == 0
     assert playbook_run.exit_code(2) == 1   # a host failed

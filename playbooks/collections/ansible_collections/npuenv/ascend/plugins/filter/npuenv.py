@@ -1,5 +1,5 @@
 """Filters that read the vendor tools' output with the product's parsers
-(validation.node.vendor_tools.npu_smi and .hccn_tool), so the playbooks and validation agree."""
+(validation.node.vendor_tools.npu_smi), so the playbooks and validation agree."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,37 +20,6 @@ def _parse(parser, text):
 def npu_smi_info(text):
     """`npu-smi info` output -> {version, chips: [{npu, chip, health, ...}], processes}."""
     return _parse("parse_npu_smi_info", text)
-
-
-def hccn_survey(text):
-    """The hccn role's survey ("@@ip N", "@@netdetect N", "@@link N", "@@health N"
-    sections) -> {N: {ip: {address, netmask} | None, netdetect, link, health}};
-    a value the tool could not give is None."""
-    from validation.node.vendor_tools import common, hccn_tool
-
-    parsers = {"ip": hccn_tool.parse_ip, "netdetect": hccn_tool.parse_netdetect,
-               "link": hccn_tool.parse_link, "health": hccn_tool.parse_net_health}
-    out: dict[int, dict] = {}
-    for section in text.split("@@")[1:]:
-        header, _, body = section.partition("\n")
-        what, device = header.split()
-        try:
-            value = parsers[what](body)
-        except common.VendorOutputError:
-            value = None
-        if dataclasses.is_dataclass(value):
-            value = dataclasses.asdict(value)
-        out.setdefault(int(device), {})[what] = value
-    return out
-
-
-def hccn_todo(state, device_ips, netmask, netdetect_address):
-    """Devices whose IP (or netdetect address, when one is wanted) differs from the inventory."""
-    ip = [i for i, want in enumerate(device_ips)
-          if (state.get(i, {}).get("ip") or {}) != {"address": want, "netmask": netmask}]
-    netdetect = [i for i in range(len(device_ips))
-                 if netdetect_address and state.get(i, {}).get("netdetect") != netdetect_address]
-    return {"ip": ip, "netdetect": netdetect}
 
 
 def identity_probe(root):
@@ -106,6 +75,4 @@ class FilterModule:
             "npuenv_identity_probe": identity_probe,
             "npuenv_identity_refusal": identity_refusal,
             "npuenv_npu_smi_info": npu_smi_info,
-            "npuenv_hccn_survey": hccn_survey,
-            "npuenv_hccn_todo": hccn_todo,
         }
