@@ -322,7 +322,8 @@ def gate_batch(plan: Plan, number: int, hosts: list[str], folder: Path, log: Log
     from validation import run as validation_run
 
     out_dir = folder / f"batch-{number}"
-    target = AnsibleTarget(",".join(hosts), str(plan.inventory))
+    # The hosts and their variables as the deploy read them: the inventory is not read again per batch.
+    target = AnsibleTarget(",".join(hosts), str(plan.inventory), known=(tuple(hosts), plan.hostvars))
     try:
         with redirect_stdout(log), redirect_stderr(log):   # its progress lines too, into deploy.log
             validation_run.validate([target], plan.gate, cm.Constraints(), out_dir, backend=plan.gate_backend,

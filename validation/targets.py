@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -280,6 +280,9 @@ class SshTarget:
 class AnsibleTarget:
     pattern: str
     inventory: str | None = None  # None: $ANSIBLE_INVENTORY
+    # (the hosts the pattern selects, the inventory's hostvars) when the caller has read the inventory
+    # already (npuenv deploy's gate, once per batch): it is not read again.
+    known: tuple[tuple[str, ...], dict] | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         query = {"inventory": self.inventory} if self.inventory else {}
@@ -494,9 +497,12 @@ def ansible_transport(target: AnsibleTarget) -> tuple[AnsibleTransport, dict]:
     inventory = target.inventory or os.environ.get("ANSIBLE_INVENTORY")
     if not inventory:
         raise UserError(f"{target}: name the inventory: ansible://{target.pattern}?inventory=PATH")
-    listing = playbooks_run.read_inventory(inventory, limit=target.pattern)
-    hostvars = listing.get("_meta", {}).get("hostvars", {})
-    hosts = playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP)
+    if target.known is not None:
+        hosts, hostvars = list(target.known[0]), target.known[1]
+    else:
+        listing = playbooks_run.read_inventory(inventory, limit=target.pattern)
+        hostvars = listing.get("_meta", {}).get("hostvars", {})
+        hosts = playbooks_run.group_members(listing, playbooks_run.FLEET_GROUP)
     if not hosts:
         raise UserError(f"{target}: no host of the group '{playbooks_run.FLEET_GROUP}' in {inventory} "
                         f"matches '{target.pattern}'")

@@ -408,6 +408,17 @@ def test_an_ansible_target_reads_its_inventory_and_the_first_hosts_row(monkeypat
     assert targets.ansible_transport(targets.AnsibleTarget("grp", "inv.yml"))[1] == {}
 
 
+def test_an_ansible_target_whose_hosts_are_known_does_not_read_the_inventory_again(monkeypatch, tmp_path):
+    """npuenv deploy's gate: the hosts and variables as the deploy read them, once for every batch."""
+    monkeypatch.setattr(playbooks_run, "read_inventory", lambda inv, limit=None: pytest.fail("read again"))
+    (tmp_path / "inv.yml").write_text("")
+    hostvars = {"b2": {"npuenv_row": {"row": "2.13.0"}}, "b1": {}, "other": {"npuenv_row": {"row": "2.12.0"}}}
+    known = targets.AnsibleTarget("b2,b1", str(tmp_path / "inv.yml"), known=(("b2", "b1"), hostvars))
+    transport, row = targets.ansible_transport(known)
+    assert (transport.hosts, transport.hostvars, row) == (["b2", "b1"], hostvars, {"row": "2.13.0"})
+    assert known == targets.AnsibleTarget("b2,b1", str(tmp_path / "inv.yml")) and "known" not in repr(known)
+
+
 def test_an_ansible_target_without_an_inventory_takes_ansible_inventory_or_says_how(monkeypatch, tmp_path):
     monkeypatch.delenv("ANSIBLE_INVENTORY", raising=False)
     with pytest.raises(UserError) as e:
