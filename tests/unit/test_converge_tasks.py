@@ -354,6 +354,7 @@ GOOD_HCCN = {"tool": "/usr/local/Ascend/driver/tools/hccn_tool", "device_ips": I
 def test_hccn_refuses_values_that_are_not_what_they_name(bad, named):
     from ansible.errors import AnsibleActionFail
     assert hccn._checked(GOOD_HCCN)["check_health"] is True
+    assert hccn._checked({**GOOD_HCCN, "check_health": "false"})["check_health"] is False
     with pytest.raises(AnsibleActionFail) as info:
         hccn._checked({**GOOD_HCCN, **bad})
     assert str(info.value).startswith("npuenv_hccn: ") and named in str(info.value)

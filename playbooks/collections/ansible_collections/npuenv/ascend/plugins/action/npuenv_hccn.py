@@ -11,6 +11,7 @@ import ipaddress
 import shlex
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 # Without the driver's hccn_tool: a failure saying so, except in check mode ($3) on a node whose
@@ -168,7 +169,7 @@ def _checked(args: dict) -> dict:
         fail(f"device_ips {ips!r}, netmask {netmask!r} and netdetect_address {address!r} must be IPv4 addresses, a "
              f"netmask and an address or ''")
     return {**paths, "device_ips": ips, "netmask": netmask, "netdetect_address": address or "",
-            "check_health": bool(args.get("check_health", True))}
+            "check_health": boolean(args.get("check_health", True), strict=False)}
 
 
 class ActionModule(ActionBase):
@@ -188,6 +189,5 @@ class ActionModule(ActionBase):
             return self._execute_module(module_name="npuenv.ascend.npuenv_files", module_args={"files": files},
                                         task_vars=task_vars)
 
-        result.update(converge(args, bool(self._task.check_mode), execute,
-                               write_files))
+        result.update(converge(args, bool(self._task.check_mode), execute, write_files))
         return result
