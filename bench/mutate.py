@@ -110,6 +110,7 @@ MODULES = {
     "playbooks/collections/ansible_collections/npuenv/ascend/plugins/lookup/npuenv_stack.py": ["tests/unit/test_playbook_plugins.py"],
     "playbooks/collections/ansible_collections/npuenv/ascend/plugins/lookup/npuenv_installers.py": ["tests/unit/test_playbook_plugins.py"],
     "playbooks/collections/ansible_collections/npuenv/ascend/plugins/filter/npuenv.py": ["tests/unit/test_playbook_plugins.py"],
+    "playbooks/collections/ansible_collections/npuenv/ascend/plugins/action/npuenv_hccn.py": ["tests/unit/test_converge_tasks.py"],
 }
 
 

@@ -20,6 +20,7 @@ import yaml
 
 import compat_matrix as cm
 from compat_matrix import lock as lock_mod
+from playbooks.collections.ansible_collections.npuenv.ascend.plugins.action import npuenv_hccn as hccn
 from playbooks.collections.ansible_collections.npuenv.ascend.plugins.module_utils import npuenv_atomic
 from tests.conftest import ROOT
 from tests.unit.test_deploy_plan import stack_of
@@ -177,7 +178,6 @@ def test_the_node_read_names_missing_tools_the_kernel_headers_and_npu_smis_answe
 
 # --- the hccn role in one task ----------------------------------------------------------
 
-hccn = plugin("action", "npuenv_hccn")
 IPS = ["10.0.0.5", "10.0.1.5"]
 
 
@@ -186,13 +186,13 @@ def fake_hccn_tool(tmp_path: Path) -> Path:
     (a device's link from its file "link", UP without it; its net health from its file "health", else
     Success once it has a netdetect address to probe and Init before); -s on a device with a file
     "refuse" fails as the tool does."""
-    tool = tmp_path / "hccn_tool"
+    tool, here = tmp_path / "hccn_tool", shlex.quote(str(tmp_path))
     tool.write_text(f"""#!/bin/bash
-d={tmp_path}/dev$2; mkdir -p "$d"
+d={here}/dev$2; mkdir -p "$d"
 case "$3 $4" in
   "-ip -s"|"-netdetect -s") if [ -f "$d/refuse" ]; then echo "Set ip failed"; exit 1; fi ;;&
-  "-ip -s") echo "$6 $8" > "$d/ip"; echo "ip set: $@" >> {tmp_path}/log ;;
-  "-netdetect -s") echo "$6" > "$d/nd"; echo "netdetect set: $@" >> {tmp_path}/log ;;
+  "-ip -s") echo "$6 $8" > "$d/ip"; echo "ip set: $@" >> {here}/log ;;
+  "-netdetect -s") echo "$6" > "$d/nd"; echo "netdetect set: $@" >> {here}/log ;;
   "-ip -g") if [ -f "$d/ip" ]; then read a m < "$d/ip"; echo "ipaddr:$a"; echo "netmask:$m";
             else echo "Get ipconf failed, because no ip was preset there!"; fi ;;
   "-netdetect -g") echo "netdetect address: $(cat "$d/nd" 2>/dev/null || echo 0.0.0.0)" ;;
@@ -255,6 +255,11 @@ def test_hccn_sets_what_differs_writes_the_conf_and_a_second_run_changes_nothing
     conf_only = converge_hccn(tmp_path, netdetect_address="")   # no netdetect wanted: none set, the file changes
     assert conf_only["set"] == {} and conf_only["changed"] and "netdetect_0" not in conf.read_text()
     assert not converge_hccn(tmp_path, netdetect_address="")["changed"]
+    (tmp_path / "dev1" / "ip").write_text("10.0.1.9 255.255.255.0\n")   # changed by hand; the file still right
+    by_hand = converge_hccn(tmp_path, netdetect_address="")
+    assert by_hand["changed"] and by_hand["set"] == {"ip": [1], "netdetect": []} and "diff" not in by_hand, by_hand
+    moved = converge_hccn(tmp_path, netdetect_address="10.0.0.253")   # only the netdetect address differs
+    assert moved["changed"] and moved["set"] == {"ip": [], "netdetect": [0, 1]}
 
 
 def test_hccn_judges_the_health_the_devices_have_after_they_are_set(tmp_path):
@@ -270,6 +275,9 @@ def test_hccn_counts_a_link_it_could_not_read_as_down_and_fails_when_the_conf_ca
                                              "Success on device(s) none")
     assert hccn.health_problem({0: {"link": "UP", "health": "Success"}}, 2).startswith(
         "NPU network not ready: link down on device(s) 1; net health not Success on device(s) 1 ")
+    assert hccn.health_problem({0: {"link": "UP", "health": "Init"}, 1: {"link": "UP", "health": None}}, 2).startswith(
+        "NPU network not ready: link down on device(s) none; net health not Success on device(s) 0, 1 ")
+    assert hccn.health_problem({}, 2).startswith("NPU network not ready: link down on device(s) 0, 1; ")
     fake_hccn_tool(tmp_path)
     (tmp_path / "etc").write_text("a file where the folder should be")
     out = converge_hccn(tmp_path)
@@ -317,6 +325,7 @@ def test_hccn_in_check_mode_reads_says_what_it_would_set_and_changes_nothing(tmp
     assert out["changed"] and not out.get("failed") and out["set"] == {"ip": [0, 1], "netdetect": [0, 1]}
     assert set_calls(tmp_path) == [] and not (tmp_path / "etc").exists()
     assert out["diff"][0]["after"].splitlines()[1] == "address_0=10.0.0.5"
+    assert out["msg"] == "2 NPU network device(s) read; health not checked"
 
 
 def test_hccn_survey_reads_each_devices_sections_and_todo_names_what_differs():
@@ -325,8 +334,10 @@ def test_hccn_survey_reads_each_devices_sections_and_todo_names_what_differs():
             "@@health 0\nnet health status: Success\n"
             "@@ip 1\nGet ipconf failed, because no ip was preset there!\n"
             "@@netdetect 1\nnetdetect address: 0.0.0.0\n@@link 1\nlink status: DOWN\n"
-            "@@health 1\nnet health status: Init\n")
+            "@@health 1\nnet health status: Init\n"
+            "@@link 2\nsomething this parser does not know\n")
     state = hccn.survey(text)
+    assert state[2] == {"link": None}
     assert state[0] == {"ip": {"address": "10.0.0.1", "netmask": "255.255.255.0"}, "netdetect": "10.0.0.254",
                         "link": "UP", "health": "Success"}
     assert state[1]["ip"] is None and state[1]["link"] == "DOWN" and state[1]["health"] == "Init"
@@ -343,6 +354,55 @@ def test_hccn_values_stay_single_arguments(tmp_path):
                         "1", "10.0.1.5$(id)", "--", "0"]
 
 
+def test_hccn_as_ansible_runs_it_quotes_each_value_for_the_nodes_shell_and_writes_with_npuenv_files(tmp_path):
+    """ActionModule.run with its two ways to the node stood in for: each command line is run by a
+    shell here (as the node's is), the module by npuenv_files' own code."""
+    from types import SimpleNamespace
+
+    folder = tmp_path / "a b$(touch pwned)"
+    folder.mkdir()
+    fake_hccn_tool(folder)
+    sent, modules = [], []
+
+    def low_level(cmd, sudoable=False):
+        sent.append(sudoable)
+        p = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, cwd=tmp_path)
+        return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+
+    def execute_module(module_name, module_args, task_vars):
+        assert task_vars == {"inventory_hostname": "npu-0"}   # the host's, for the module's interpreter
+        modules.append(module_name)
+        changed, diffs = files_mod.apply(module_args["files"], task.check_mode)
+        return {"changed": bool(changed), "diff": diffs}
+
+    def action(check=False, **args):
+        nonlocal task
+        task = SimpleNamespace(args=args, async_val=0, check_mode=check, action="npuenv.ascend.npuenv_hccn")
+        made = hccn.ActionModule(task, SimpleNamespace(_shell=SimpleNamespace(tmpdir="/unused")), None, None, None)
+        made._low_level_execute_command, made._execute_module = low_level, execute_module
+        return made.run(task_vars={"inventory_hostname": "npu-0"})
+
+    task = None
+
+    args = {"tool": str(folder / "hccn_tool"), "device_ips": IPS, "netmask": "255.255.255.0",
+            "netdetect_address": "10.0.0.254", "conf": str(tmp_path / "etc" / "hccn.conf")}
+    missing = action(**{**args, "tool": str(tmp_path / "none" / "hccn_tool")})
+    assert missing["failed"] and missing["msg"].endswith("none/hccn_tool is missing: the NPU driver is not installed "
+                                                         "(run the driver tag first)")
+    preview = action(check=True, **args)
+    assert preview["changed"] and set_calls(folder) == [] and not (tmp_path / "etc").exists()
+    sent.clear()
+    out = action(**args)
+    assert not out["failed"] and out["changed"] and out["set"] == {"ip": [0, 1], "netdetect": [0, 1]}, out
+    assert sent == [True, True] and modules == ["npuenv.ascend.npuenv_files"] * 2   # the preview's and this
+    assert len(set_calls(folder)) == 4 and not (tmp_path / "pwned").exists()
+    assert (tmp_path / "etc" / "hccn.conf").read_text().count("address_") == 2
+    assert not action(**args)["changed"] and sent == [True, True, True]   # the survey alone
+    from ansible.errors import AnsibleActionFail
+    with pytest.raises(AnsibleActionFail, match="Invalid options for npuenv.ascend.npuenv_hccn: netmaks"):
+        action(**args, netmaks="255.255.0.0")
+
+
 GOOD_HCCN = {"tool": "/usr/local/Ascend/driver/tools/hccn_tool", "device_ips": IPS, "netmask": "255.255.255.0",
              "netdetect_address": "", "conf": "/etc/hccn.conf"}
 
@@ -350,10 +410,13 @@ GOOD_HCCN = {"tool": "/usr/local/Ascend/driver/tools/hccn_tool", "device_ips": I
 @pytest.mark.parametrize("bad, named", [
     ({"device_ips": ["10.0.0.5; touch x"]}, "device_ips"), ({"device_ips": []}, "device_ips"),
     ({"netmask": "255.0.255.0"}, "netmask"), ({"netdetect_address": "$(id)"}, "netdetect_address"),
-    ({"tool": "hccn_tool"}, "tool 'hccn_tool' is not an absolute path"), ({"conf": None}, "conf None")])
+    ({"tool": "hccn_tool"}, "tool 'hccn_tool' is not an absolute path"), ({"conf": None}, "conf None"),
+    ({"check_health": "maybe"}, "check_health 'maybe' is not a boolean")])
 def test_hccn_refuses_values_that_are_not_what_they_name(bad, named):
     from ansible.errors import AnsibleActionFail
-    assert hccn._checked(GOOD_HCCN)["check_health"] is True
+    assert hccn._checked({**GOOD_HCCN, "netdetect_address": "10.0.0.254"}) == {**GOOD_HCCN, "netdetect_address": "10.0.0.254",
+                                                                               "check_health": True}
+    assert hccn._checked(GOOD_HCCN)["netdetect_address"] == ""
     assert hccn._checked({**GOOD_HCCN, "check_health": "false"})["check_health"] is False
     with pytest.raises(AnsibleActionFail) as info:
         hccn._checked({**GOOD_HCCN, **bad})

@@ -134,9 +134,9 @@ def converge(args: dict, check: bool, execute, write_files) -> dict:
                 return {**result, "failed": True, "msg": f"hccn_tool could not set {need} (rc {rc}): "
                                                          f"{(out + err).strip()[-SHOWN:]}"}
             state = survey(out)
-    written = write_files([{"path": args["conf"], "content": conf_text(ips, netmask, address), "mode": "0644"}])
+    written = write_files([{"path": args["conf"], "content": conf_text(ips, netmask, address)}])   # mode 0644
     if written.get("failed"):
-        return {**result, "failed": True, "msg": written.get("msg", f"{args['conf']} could not be written")}
+        return {**result, "failed": True, "msg": written.get("msg")}
     result["changed"] = result["changed"] or bool(written.get("changed"))
     if written.get("diff"):
         result["diff"] = written["diff"]
@@ -168,8 +168,12 @@ def _checked(args: dict) -> dict:
     except (ValueError, TypeError):
         fail(f"device_ips {ips!r}, netmask {netmask!r} and netdetect_address {address!r} must be IPv4 addresses, a "
              f"netmask and an address or ''")
+    try:
+        check_health = boolean(args.get("check_health", True))
+    except TypeError:
+        fail(f"check_health {args.get('check_health')!r} is not a boolean")
     return {**paths, "device_ips": ips, "netmask": netmask, "netdetect_address": address or "",
-            "check_health": boolean(args.get("check_health", True), strict=False)}
+            "check_health": check_health}
 
 
 class ActionModule(ActionBase):
@@ -183,7 +187,7 @@ class ActionModule(ActionBase):
 
         def execute(argv):   # each value quoted whole: one argument of the script, never its text
             answer = self._low_level_execute_command(shlex.join(argv), sudoable=True)
-            return answer["rc"], answer.get("stdout", ""), answer.get("stderr", "")
+            return answer["rc"], answer["stdout"], answer["stderr"]
 
         def write_files(files):
             return self._execute_module(module_name="npuenv.ascend.npuenv_files", module_args={"files": files},
