@@ -386,15 +386,25 @@ def fleet(inventory: str | Path | None, limit: str | None = None, group: str = F
     return hosts, hostvars
 
 
+def _role_imports(playbook: str) -> list[dict]:
+    """The roles a playbook's plays run whole, as {role, tags}: its plays' roles and the tasks that
+    import a role's main entry point (site.yml imports its roles, so that their specs' check can be
+    turned off)."""
+    found = []
+    for play in yaml.safe_load((PLAYBOOK_DIR / playbook).read_text()) or []:
+        for role in play.get("roles", []):
+            found.append({"role": role["role"], "tags": role.get("tags", [])} if isinstance(role, dict) else
+                         {"role": role, "tags": []})
+        for task in play.get("tasks", []):
+            imported = task.get("ansible.builtin.import_role")
+            if isinstance(imported, dict) and "tasks_from" not in imported:
+                found.append({"role": imported["name"], "tags": task.get("tags", [])})
+    return found
+
+
 def playbook_tags(playbook: str) -> set[str]:
     """The tags a playbook's roles carry (site.yml tags each role with its component)."""
-    plays = yaml.safe_load((PLAYBOOK_DIR / playbook).read_text()) or []
-    tags: set[str] = set()
-    for play in plays:
-        for role in play.get("roles", []):
-            if isinstance(role, dict):
-                tags.update(role.get("tags", []))
-    return tags - {"always"}
+    return {tag for role in _role_imports(playbook) for tag in role["tags"]} - {"always"}
 
 
 def task_names(playbook: str) -> set[str]:
@@ -444,6 +454,8 @@ IDENTITY_REFUSAL = "identity-refused.txt"
 # site.yml's tags for what npuenv may have checked before Ansible starts: every role's input checks
 # (run_playbook), and the comparison of the hosts' identities (npuenv deploy's preflight).
 INPUTS_TAG, IDENTITY_TAG = "npuenv_inputs", "npuenv_identity"
+# The extra variable that turns off the roles' own argument spec checks (site.yml's imports read it).
+ROLESPEC_VAR = "npuenv_rolespec_validate"
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # KEY=VALUE, several separated by spaces; a value quoted as YAML quotes it may hold spaces.
 _PAIR = re.compile(r"""([^\s=]*)=("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|\S*)(?:\s+|$)""")
@@ -558,8 +570,7 @@ _ROLE_INPUT_ENTRY = re.compile(r"'\w+': \[")
 
 
 def playbook_roles(playbook: str) -> list[str]:
-    plays = yaml.safe_load((PLAYBOOK_DIR / playbook).read_text()) or []
-    return [r["role"] if isinstance(r, dict) else r for play in plays for r in play.get("roles", [])]
+    return [role["role"] for role in _role_imports(playbook)]
 
 
 def role_dir(role: str) -> Path:
@@ -606,6 +617,12 @@ def _input_filter():
     return module
 
 
+def _by_hosts(found: dict[str, list[str]], shown: int = 5) -> list[str]:
+    """{problem: hosts} as lines, each naming its first hosts."""
+    return [f"{', '.join(h[:shown])}{f' and {len(h) - shown} more' if len(h) > shown else ''}: {problem}"
+            for problem, h in sorted(found.items())]
+
+
 def role_input_problems(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> tuple[list[str], bool]:
     """What the roles' own input checks (the collection's plugins/filter/npuenv_inputs.py) would refuse, host by host,
     before Ansible starts: each variable as the host gets it (an extra variable wins over the
@@ -625,20 +642,65 @@ def role_input_problems(playbook: str, hosts: list[str], hostvars: dict, extra: 
             for problem in npuenv_inputs.input_problems({name: [kinds[name], values[name]]}):
                 found.setdefault(f"{problem} (set {'by -e' if name in extra else 'in the inventory'})",
                                  []).append(host)
-    shown = 5
-    return [f"{', '.join(h[:shown])}{f' and {len(h) - shown} more' if len(h) > shown else ''}: {problem}"
-            for problem, h in sorted(found.items())], complete
+    return _by_hosts(found), complete
 
 
-def check_role_inputs(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> bool:
-    """UserError (exit 2) naming each host, variable and rule that role_input_problems finds; else
-    whether every value was checked here (none left to the roles)."""
-    problems, complete = role_input_problems(playbook, hosts, hostvars, extra)
-    if problems:
+def _role_defaults(role: str) -> dict:
+    path = role_dir(role) / "defaults" / "main.yml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def role_spec_problems(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> tuple[list[str], bool]:
+    """What the argument specs of the playbook's roles would refuse, host by host, with Ansible's own
+    validator, before Ansible starts; and whether every value was checked here: not when a required
+    value is missing, or a value (or the variable a default names, "{{ other }}") holds a template the
+    role would render first. The playbook's own variables (site.yml hands the roles the preflight's
+    facts) are the product's values, not the inventory's: not checked."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    from .role_docs import argument_spec
+
+    plays = yaml.safe_load((PLAYBOOK_DIR / playbook).read_text()) or []
+    wired = {name for play in plays for name in (play.get("vars") or {})}
+    found: dict[str, list[str]] = {}
+    complete = True
+    for role in playbook_roles(playbook):
+        options, defaults = argument_spec(role_dir(role)), _role_defaults(role)
+        for host in hosts:
+            values = {**(hostvars.get(host) or {}), **extra}
+            given = {}
+            for name in options.keys() - wired:
+                default = defaults.get(name)
+                alias = re.fullmatch(r"\{\{ *(\w+) *\}\}", default) if isinstance(default, str) else None
+                source = name if name in values else alias.group(1) if alias and alias.group(1) in values else None
+                if source is None:
+                    continue
+                if _templated(values[source]):
+                    complete = False
+                    continue
+                given[name] = values[source]
+            # What neither sets is the role's default (held to its spec by tests/unit/test_role_inputs.py);
+            # a required one without a default is left to the role, whose check says so in its own words.
+            if any(o.get("required") and n not in given and n not in wired and n not in defaults
+                   for n, o in options.items()):
+                complete = False
+            spec = {name: {**option, "required": False} for name, option in options.items()}
+            for problem in ArgumentSpecValidator(spec).validate(given).error_messages:
+                found.setdefault(f"{role}: {problem}", []).append(host)
+    return _by_hosts(found), complete
+
+
+def check_role_inputs(playbook: str, hosts: list[str], hostvars: dict, extra: dict) -> tuple[bool, bool]:
+    """UserError (exit 2) naming each host, variable and rule that role_input_problems or
+    role_spec_problems finds; else whether every value was checked here against the roles' input
+    rules, and against their argument specs (none left to the roles)."""
+    problems, inputs_complete = role_input_problems(playbook, hosts, hostvars, extra)
+    spec_problems, specs_complete = role_spec_problems(playbook, hosts, hostvars, extra)
+    if problems or spec_problems:
         raise UserError("the roles would refuse these values, so nothing was run on any host:\n  "
-                        + "\n  ".join(problems) + "\nfix them in the inventory or in the -e given, "
+                        + "\n  ".join(problems + spec_problems) + "\nfix them in the inventory or in the -e given, "
                         "then run the same command again")
-    return complete
+    return inputs_complete, specs_complete
 
 
 def playbook_command(playbook: str, inventory: str | Path, forks: int, run_dir: Path, *, check: bool = False,
@@ -744,9 +806,10 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
     The values the playbook's roles check first (their tasks/inputs.yml) are checked here too, on
     every host of the run, so that a bad one is exit 2 before Ansible starts rather than a failure
     of each host. When that checked every value, the playbook's own checks of them (tag
-    INPUTS_TAG) are skipped: each costs the controller a worker per host and role. They stay for
-    ansible-playbook run by hand, for a value holding a template, and for a vault file among the
-    -e, whose values npuenv cannot read. ``skip_tags``: what the caller has checked itself."""
+    INPUTS_TAG) are skipped: each costs the controller a worker per host and role; so are the roles'
+    argument spec checks (ROLESPEC_VAR) when every value was also checked against every spec here.
+    They stay for ansible-playbook run by hand, for a value holding a template, and for a vault file
+    among the -e, whose values npuenv cannot read. ``skip_tags``: what the caller has checked itself."""
     extra = extra_vars_values(extra_vars)  # a bad -e is refused before anything runs
     if not hosts:
         hosts, hostvars = fleet(inventory, limit)
@@ -755,10 +818,14 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
         if unknown:
             raise UserError(f"--tags {','.join(unknown)} matches nothing in {playbook}; "
                             f"its tags are: {', '.join(sorted(playbook_tags(playbook)))}")
-    skip_tags = list(skip_tags or [])
-    if extra is not None and role_inputs(playbook) and \
-            check_role_inputs(playbook, hosts, fleet(inventory)[1] if hostvars is None else hostvars, extra):
-        skip_tags.append(INPUTS_TAG)
+    skip_tags, extra_vars = list(skip_tags or []), list(extra_vars or [])
+    if extra is not None and role_inputs(playbook):
+        inputs_checked, specs_checked = check_role_inputs(
+            playbook, hosts, fleet(inventory)[1] if hostvars is None else hostvars, extra)
+        if inputs_checked:
+            skip_tags.append(INPUTS_TAG)
+        if inputs_checked and specs_checked:
+            extra_vars.append(json.dumps({ROLESPEC_VAR: False}))
     try:
         # The interrupt handling outlasts the run's folder: a second signal does not cut its cleanup short.
         with interrupts.interruptible(f"ansible-playbook {playbook}"), run_folder() as folder:

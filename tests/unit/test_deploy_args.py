@@ -500,3 +500,61 @@ def test_sigterm_during_run_playbook_ends_ansible_playbook_and_removes_the_runs_
     assert not alive(got["pid"])
     assert ssh_log.read_text() == f"-o ControlPath={got['folder']}/0123456789ab -O exit npuenv-run\n"
     assert list(tmp.iterdir()) == []   # the run's folder is gone
+
+
+# --- the roles' argument specs, checked before Ansible starts --------------------------------------
+
+SPEC_OFF = json.dumps({run.ROLESPEC_VAR: False})
+CACHE = {"npuenv_installer_cache": "/srv/installers"}   # what the roles require of every inventory
+
+
+@pytest.mark.parametrize("hostvars,extra,off", [
+    ({"node-0": CACHE, "node-1": CACHE}, [], True),
+    # what site.yml hands the roles itself (its play's variables win over the inventory's): not checked
+    ({"node-0": CACHE, "node-1": {**CACHE, "npuenv_plan": "the play sets its own"}}, [], True),
+    # a required value missing: the role's own spec check says so in its words
+    ({"node-0": CACHE, "node-1": {}}, [], False),
+    # a template, or one in the variable a default names ({{ npuenv_wheelhouse }}): the role renders it first
+    ({"node-0": CACHE, "node-1": {**CACHE, "cann_keep_versions": "{{ keep }}"}}, [], False),
+    ({"node-0": CACHE, "node-1": {**CACHE, "npuenv_wheelhouse": "{{ house }}"}}, [], False),
+    ({"node-0": CACHE, "node-1": {**CACHE, "npuenv_wheelhouse": "/srv/wheelhouse"}}, ["cann_keep_versions=3"], True),
+])
+def test_the_roles_spec_checks_are_turned_off_only_when_every_value_was_checked_here(fakes, tmp_path, monkeypatch,
+                                                                                     hostvars, extra, off):
+    record, _, _ = fakes
+    monkeypatch.setattr(run, "fleet", lambda inventory, limit=None: (["node-0", "node-1"], hostvars))
+    assert run.run_playbook("site.yml", tmp_path / "hosts.yml", extra_vars=extra).returncode == 0
+    argv = json.loads(record.read_text())["argv"]
+    assert (SPEC_OFF in argv) is off, argv
+
+
+@pytest.mark.parametrize("hostvars,extra,message", [
+    ({"node-1": {**CACHE, "python_stack_mode": "conda"}}, [],
+     "node-1: npuenv.ascend.python_stack: value of python_stack_mode must be one of: venv, system, got: conda"),
+    ({"node-0": CACHE, "node-1": CACHE}, ["cann_keep_versions=many"],
+     "node-0, node-1: npuenv.ascend.cann: argument 'cann_keep_versions' is of type str and we were unable to "
+     "convert to int"),
+    ({"node-0": {**CACHE, "hccn_check_health": "perhaps"}}, [],
+     "node-0: npuenv.ascend.hccn: argument 'hccn_check_health' is of type str and we were unable to convert to bool"),
+])
+def test_a_value_a_roles_spec_refuses_is_exit_2_before_ansible_starts(fakes, tmp_path, monkeypatch, capsys, hostvars,
+                                                                      extra, message):
+    record, _, tmp = fakes
+    monkeypatch.setattr(run, "fleet", lambda inventory, limit=None: (list(hostvars), hostvars))
+    assert site(tmp_path / "hosts.yml", extra_vars=extra) == 2
+    err = capsys.readouterr().err
+    assert f"\n  {message}" in err and err.startswith("npuenv: the roles would refuse these values"), err
+    assert not record.exists() and list(tmp.iterdir()) == []
+
+
+def test_site_imports_each_role_with_its_spec_check_switched_by_npuenv(tmp_path):
+    """What ansible-playbook itself makes of site.yml: each role's spec check is a task, unless the
+    variable npuenv passes turns it off (and only then)."""
+    def listed(*extra):
+        done = subprocess.run([run.ansible_command("ansible-playbook"), "site.yml", "--list-tasks", "-i", "localhost,",
+                               *extra], cwd=run.PLAYBOOK_DIR, env=run.ansible_env(), capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.count("Validating arguments against arg spec 'main'")
+    assert listed() == len(run.playbook_roles("site.yml")) == 8
+    assert listed("-e", SPEC_OFF) == 0

@@ -115,7 +115,8 @@ def test_roles_check_their_inputs_first_and_site_checks_them_all(role):
                    if task.get("ansible.builtin.import_role") == {"name": f"npuenv.ascend.{role}", "tasks_from": "inputs"})
     names = [task["name"] for task in play["tasks"]]
     assert names.index(checked["name"]) < names.index("Lock | Take the lock and check every host has an entry")
-    assert "roles" in rollout and "roles" not in play
+    imported = [task["ansible.builtin.import_role"]["name"] for task in rollout["tasks"]]
+    assert f"npuenv.ascend.{role}" in imported and "roles" not in play
     # both carry the tag npuenv skips when it has checked every value itself (ansible_run/run.py)
     assert INPUTS_TAG in first["tags"] and INPUTS_TAG in checked["tags"]
 
