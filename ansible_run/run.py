@@ -679,7 +679,7 @@ def role_spec_problems(playbook: str, hosts: list[str], hostvars: dict, extra: d
                     complete = False
                     continue
                 given[name] = values[source]
-            # What neither sets is the role's default (held to its spec by tests/unit/test_role_inputs.py);
+            # What neither sets is the role's default (the spec's own: tests/unit/test_role_docs.py);
             # a required one without a default is left to the role, whose check says so in its own words.
             if any(o.get("required") and n not in given and n not in wired and n not in defaults
                    for n, o in options.items()):
