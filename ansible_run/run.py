@@ -407,6 +407,9 @@ def playbook_tags(playbook: str) -> set[str]:
     return {tag for role in _role_imports(playbook) for tag in role["tags"]} - {"always"}
 
 
+_IMPORTS = ("ansible.builtin.import_role", "ansible.builtin.import_tasks", "import_role", "import_tasks")
+
+
 def task_names(playbook: str) -> set[str]:
     """The names of the tasks of a playbook's plays and of its roles' task files (also as Ansible names
     a role's task, 'ROLE : NAME'): what --start-at-task may name."""
@@ -416,7 +419,8 @@ def task_names(playbook: str) -> set[str]:
         for task in tasks or []:
             if not isinstance(task, dict):
                 continue
-            if isinstance(task.get("name"), str):
+            # a static import is no task when the play runs: Ansible could not start at it
+            if isinstance(task.get("name"), str) and not any(k in task for k in _IMPORTS):
                 names.add(task["name"])
                 if role:
                     names.add(f"{role} : {task['name']}")

@@ -6,6 +6,7 @@ command lines are recorded by a stand-in ansible-playbook (test_deploy_args) or 
 (test_rollout)."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -210,7 +211,8 @@ def test_a_start_at_task_that_names_no_task_is_refused_before_anything_runs(flee
     err = capsys.readouterr().err
     assert err.startswith("npuenv: --start-at-task 'Python | Install the wheels': no task of site.yml or its roles "
                           "has this name (ansible-playbook would run nothing); give a name as `ansible-playbook "
-                          "site.yml --list-tasks` prints it, e.g. '"), err
+                          "site.yml --list-tasks` prints it, e.g. "), err
+    assert ast.literal_eval(err.strip().split("e.g. ", 1)[1]) in run.task_names("site.yml")   # a name it takes
     assert fleet.site_runs == [] and fleet.reads == []
     for name in ("Python stack | Install the pinned wheels, offline", "npuenv.ascend.python_stack : Python stack | "
                  "Install the pinned wheels, offline", "CANN | Install the toolkit*"):   # as Ansible matches: the name, or a pattern
@@ -241,3 +243,11 @@ def test_status_takes_the_options_its_ansible_run_uses(vault, monkeypatch):
     assert cli.main(["status", "-i", "hosts.yml", "-K", "-f", "4", "--vault-password-file", "vault.txt"]) == 0
     assert seen == [(4, ["--vault-password-file", str(vault / "vault.txt")], "s3cret\n")] and len(asked) == 1
     assert cli.main(["status", "-i", "hosts.yml", "--vault-password-file", "missing.txt"]) == 2
+
+
+def test_start_at_task_may_name_the_tasks_ansible_runs_not_the_imports_that_bring_them():
+    names = run.task_names("site.yml")
+    assert "HCCN | Set the device IPs and netdetect addresses that differ, write the configuration and check the links" \
+        in names and "npuenv.ascend.hccn : HCCN | Check the role's inputs" in names
+    assert "Run the hccn role" not in names and "Check the hccn role's inputs" not in names
+    assert "Lock | Read the hosts' arch and OS" in names
