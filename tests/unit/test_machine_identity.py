@@ -228,7 +228,7 @@ def test_site_checks_identity_first_on_all_hosts_at_once_with_every_tag_and_in_c
     assert "ansible_play_hosts" in compare["ansible.builtin.set_fact"]["npuenv_identity_refusal"]
     assert tell["check_mode"] is False and tell["delegate_to"] == "localhost" and tell["run_once"] is True
     assert refuse["ansible.builtin.assert"]["that"] == "npuenv_identity_refusal | length == 0"
-    assert "run_once" not in refuse and "roles" in plays[1]
+    assert "run_once" not in refuse and "ansible.builtin.import_role" in plays[1]["tasks"][0]   # the roles' play
     # npuenv deploy skips these four by their tag (its preflight compared every host of the run) and nothing else
     assert [t.get("tags") for t in first["tasks"][:4]] == [[playbook_run.IDENTITY_TAG]] * 4
     assert all(playbook_run.IDENTITY_TAG not in t.get("tags", []) for t in first["tasks"][4:])
