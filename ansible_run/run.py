@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from compat_matrix import interrupts, outputs
+from compat_matrix.checksums import sha256_bytes
 from compat_matrix.errors import UserError
 from compat_matrix.lock import matrix_env
 
@@ -258,6 +259,8 @@ class _Session:
     given: Given = Given()
     retry_dir: Path | None = None
     become_file: Path | None = None
+    # The session's SSH control sockets: its runs share their masters (run_playbook).
+    connections: Path | None = None
 
 
 _SESSION = _Session()
@@ -269,11 +272,13 @@ def session(given: Given | None = None, retry_dir: Path | None = None):
     pass-through options (ansible_options), checked first (UserError); retry files go to ``retry_dir``
     unless the user names a folder. With -K the sudo password is asked once, here, and reaches every
     run through ANSIBLE_BECOME_PASSWORD_FILE: a file only this user can read, in a private folder,
-    removed afterwards (never in argv, never asked again per run)."""
+    removed afterwards (never in argv, never asked again per run). Its runs share their SSH
+    connections (see run_playbook); the masters are closed when it ends."""
     global _SESSION
     given = (given or Given()).checked()
     before = _SESSION
-    with tempfile.TemporaryDirectory(prefix="npuenv-become-") if given.ask_become_pass else _nothing() as folder:
+    with tempfile.TemporaryDirectory(prefix="npuenv-become-") if given.ask_become_pass else _nothing() as folder, \
+            control_folder("npuenv-ssh-") as connections:
         become = None
         if folder:
             password = getpass.getpass("BECOME password (sudo on the hosts): ")
@@ -282,7 +287,7 @@ def session(given: Given | None = None, retry_dir: Path | None = None):
             with os.fdopen(fd, "w") as f:
                 f.write(password + "\n")
         # Absolute: Ansible runs in the playbooks folder, where a relative one would land.
-        _SESSION = _Session(given, Path(retry_dir).absolute() if retry_dir else None, become)
+        _SESSION = _Session(given, Path(retry_dir).absolute() if retry_dir else None, become, connections)
         try:
             yield given
         finally:
@@ -405,6 +410,14 @@ def _role_imports(playbook: str) -> list[dict]:
 def playbook_tags(playbook: str) -> set[str]:
     """The tags a playbook's roles carry (site.yml tags each role with its component)."""
     return {tag for role in _role_imports(playbook) for tag in role["tags"]} - {"always"}
+
+
+def check_tags(playbook: str, tags: list[str] | None) -> None:
+    """UserError naming each of ``tags`` (--tags) that no role of the playbook carries."""
+    unknown = sorted(set(tags or []) - playbook_tags(playbook))
+    if unknown:
+        raise UserError(f"--tags {','.join(unknown)} matches nothing in {playbook}; "
+                        f"its tags are: {', '.join(sorted(playbook_tags(playbook)))}")
 
 
 _IMPORTS = ("ansible.builtin.import_role", "ansible.builtin.import_tasks", "import_role", "import_tasks")
@@ -670,6 +683,8 @@ def role_spec_problems(playbook: str, hosts: list[str], hostvars: dict, extra: d
     complete = True
     for role in playbook_roles(playbook):
         options, defaults = argument_spec(role_dir(role)), _role_defaults(role)
+        # Required values are the role's own check (below); every other rule is checked here.
+        validator = ArgumentSpecValidator({name: {**option, "required": False} for name, option in options.items()})
         for host in hosts:
             values = {**(hostvars.get(host) or {}), **extra}
             given = {}
@@ -688,8 +703,7 @@ def role_spec_problems(playbook: str, hosts: list[str], hostvars: dict, extra: d
             if any(o.get("required") and n not in given and n not in wired and n not in defaults
                    for n, o in options.items()):
                 complete = False
-            spec = {name: {**option, "required": False} for name, option in options.items()}
-            for problem in ArgumentSpecValidator(spec).validate(given).error_messages:
+            for problem in validator.validate(given).error_messages:
                 found.setdefault(f"{role}: {problem}", []).append(host)
     return _by_hosts(found), complete
 
@@ -709,8 +723,12 @@ def check_role_inputs(playbook: str, hosts: list[str], hostvars: dict, extra: di
 
 def playbook_command(playbook: str, inventory: str | Path, forks: int, run_dir: Path, *, check: bool = False,
                      tags: list[str] | None = None, skip_tags: list[str] | None = None, limit: str | None = None,
-                     extra_vars: list[str] | None = None, ask_become_pass: bool = False) -> list[str]:
-    """The ansible-playbook command line of one run whose private folder is ``run_dir``."""
+                     extra_vars: list[str] | None = None, ask_become_pass: bool = False,
+                     connection: str) -> list[str]:
+    """The ansible-playbook command line of one run whose private folder is ``run_dir``; ``connection``:
+    its connection_key (hex)."""
+    if not re.fullmatch(r"[0-9a-f]*", connection):
+        raise ValueError(f"connection key {connection!r} is not hex")
     cmd = [ansible_command("ansible-playbook"), playbook, "-i", str(Path(inventory).resolve()), "--forks", str(forks)]
     if check:
         cmd += ["--check", "--diff"]
@@ -724,10 +742,10 @@ def playbook_command(playbook: str, inventory: str | Path, forks: int, run_dir: 
         cmd += ["--ask-become-pass"]
     cmd += _SESSION.given.argv(playbook)   # the pass-through options of the command (session)
     # Each inventory name gets its own SSH master, so that two names never share
-    # one connection (nor the host key check of the first); last, because the
-    # last -e wins: the user's cannot undo it.
+    # one connection (nor the host key check of the first), and so does each
+    # connection key; last, because the last -e wins: the user's cannot undo it.
     return cmd + extra_vars_args(extra_vars) + ["-e", json.dumps({
-        "ansible_control_path": "%(directory)s/{{ (inventory_hostname | hash('sha1'))[:12] }}",
+        "ansible_control_path": f"%(directory)s/{{{{ (('{connection}' ~ inventory_hostname) | hash('sha1'))[:12] }}}}",
         "npuenv_identity_report": str(run_dir / IDENTITY_REFUSAL)})]
 
 
@@ -747,20 +765,33 @@ def close_masters(run_dir: Path) -> None:
 
 
 @contextmanager
-def run_folder():
-    """A private folder for one ansible-playbook run: its SSH control sockets
-    (connections are shared within the run, never with another run, whose
-    known_hosts may differ) and what the playbook tells npuenv. Afterwards,
-    also after an interrupt, the SSH masters are closed and it is removed."""
+def control_folder(prefix: str):
+    """A private folder for SSH control sockets (and what a run's playbook tells npuenv). Afterwards,
+    also after an interrupt, the SSH masters whose sockets are in it are closed and it is removed."""
     base = tempfile.gettempdir()
     with interrupts.deferred():  # made and recorded for the cleanup as one step
-        folder = Path(tempfile.mkdtemp(prefix="npuenv-run-",
+        folder = Path(tempfile.mkdtemp(prefix=prefix,
                                        dir=base if len(base) <= TMP_MAX and "%" not in base else SHORT_TMP))
     try:
         yield folder
     finally:
         close_masters(folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_folder():
+    """A private folder for one ansible-playbook run: what the playbook tells npuenv, and its SSH
+    control sockets when it runs outside a session."""
+    return control_folder("npuenv-run-")
+
+
+def connection_key(inventory: str | Path, extra_vars: list[str] | None) -> str:
+    """What a run's SSH connections depend on besides the host's name: the inventory and the user's -e
+    (either may set a host's address, user, key or known_hosts). Runs of one session with the same key
+    share their masters, and only they: each SSH connection costs the controller about 0.1 CPU-s
+    (bench/bench_ssh_setup.py), and a deploy makes four runs per batch. Hex: safe in a template."""
+    given = json.dumps([str(Path(inventory).resolve()), list(extra_vars or [])])
+    return sha256_bytes(given.encode())[:16]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -797,15 +828,17 @@ def _stream(proc: subprocess.Popen, log) -> int:
 def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = False, tags: list[str] | None = None,
                  skip_tags: list[str] | None = None, limit: str | None = None, extra_vars: list[str] | None = None,
                  capture: bool = False, env: dict[str, str] | None = None, ask_become_pass: bool = False,
-                 hosts: list[str] | None = None, hostvars: dict | None = None, log=None) -> subprocess.CompletedProcess:
+                 hosts: list[str] | None = None, hostvars: dict | None = None, log=None,
+                 npuenv_vars: list[str] | None = None) -> subprocess.CompletedProcess:
     """ansible-playbook PLAYBOOK -i INVENTORY from the playbooks directory (ansible_env's settings), with
     one fork per host of the run up to MAX_FORKS (or the session's -f), the session's pass-through options. UserError
     when site.yml refused inventory names that reach one machine.
 
-    ``hosts``: the hosts ``limit`` selects, and ``hostvars`` the inventory's variables (fleet()),
-    when the caller has read the inventory already (each ansible-inventory costs the controller a
-    CPU-second; without ``hostvars`` it is read for the check below). ``log``: called with each line of
-    ansible-playbook's output instead of it going to the terminal.
+    ``hosts``: the hosts ``limit`` selects, and ``hostvars`` the inventory's variables (fleet()), when the
+    caller has read the inventory already (an ansible-inventory costs a CPU-second; without ``hostvars``
+    it is read for the check below). ``log``: called with each line of ansible-playbook's output instead
+    of the terminal. ``extra_vars``: the user's -e; ``npuenv_vars``: npuenv's own (the lock, the
+    artefact). Within a session, runs with the same inventory and user's -e share their SSH masters.
 
     The values the playbook's roles check first (their tasks/inputs.yml) are checked here too, on
     every host of the run, so that a bad one is exit 2 before Ansible starts rather than a failure
@@ -814,15 +847,12 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
     argument spec checks (ROLESPEC_VAR) when every value was also checked against every spec here.
     They stay for ansible-playbook run by hand, for a value holding a template, and for a vault file
     among the -e, whose values npuenv cannot read. ``skip_tags``: what the caller has checked itself."""
+    connection, extra_vars = connection_key(inventory, extra_vars), [*(extra_vars or []), *(npuenv_vars or [])]
     extra = extra_vars_values(extra_vars)  # a bad -e is refused before anything runs
     if not hosts:
         hosts, hostvars = fleet(inventory, limit)
-    if tags:
-        unknown = sorted(set(tags) - playbook_tags(playbook))
-        if unknown:
-            raise UserError(f"--tags {','.join(unknown)} matches nothing in {playbook}; "
-                            f"its tags are: {', '.join(sorted(playbook_tags(playbook)))}")
-    skip_tags, extra_vars = list(skip_tags or []), list(extra_vars or [])
+    check_tags(playbook, tags)
+    skip_tags = list(skip_tags or [])
     if extra is not None and role_inputs(playbook):
         inputs_checked, specs_checked = check_role_inputs(
             playbook, hosts, fleet(inventory)[1] if hostvars is None else hostvars, extra)
@@ -835,8 +865,9 @@ def run_playbook(playbook: str, inventory: str | Path | None, *, check: bool = F
         with interrupts.interruptible(f"ansible-playbook {playbook}"), run_folder() as folder:
             forks = min(len(hosts), forks_cap())   # -f N, or the user's own forks: at most so many at once
             cmd = playbook_command(playbook, inventory, forks, folder, check=check, tags=tags, skip_tags=skip_tags,
-                                   limit=limit, extra_vars=extra_vars, ask_become_pass=ask_become_pass)
-            run_env = ansible_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(folder), **(env or {}))
+                                   limit=limit, extra_vars=extra_vars, ask_become_pass=ask_become_pass,
+                                   connection=connection)
+            run_env = ansible_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(_SESSION.connections or folder), **(env or {}))
             if capture:  # from any thread, and ended by an interrupt of the command (npuenv validate)
                 return interrupts.run(cmd, cwd=PLAYBOOK_DIR, env=run_env)
             if log is not None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import compat_matrix as cm
-from compat_matrix import lock, outputs, pypi, render
+from compat_matrix import interrupts, lock, outputs, pypi, render
 from compat_matrix.errors import UserError
 from compat_matrix.model import ROW_KEY, ROWS_KEY, ROWS_VERSION
 from compat_matrix.resolver import filter_rows, normalise, unknown_row_message
@@ -216,8 +216,9 @@ def cmd_status(args) -> int:
     from ansible_run import run as playbooks_run
     from playbooks import status
 
-    # status.yml reads the nodes with sudo: -K asked once, the vault and forks options as validate's
-    with playbooks_run.session(ansible_options.Given.from_args(args)):
+    # status.yml reads the nodes with sudo: -K asked once, the vault and forks options as validate's;
+    # an interrupt closes the session's SSH masters too
+    with interrupts.interruptible("status"), playbooks_run.session(ansible_options.Given.from_args(args)):
         return status.status(args.inventory, args.lock, fmt=args.format, limit=args.limit, matrix=args.matrix)
 
 
@@ -261,8 +262,10 @@ def cmd_validate(args) -> int:
 
     options = validate_options.suite_arguments(vars(args))
     given = lock_from(args, picks_entry=False)   # each host takes its own entry: no --arch/--os beside it
-    # ansible:// targets: -K asked once, the vault and forks options for each Ansible run; retry files in --out
-    with playbooks_run.session(ansible_options.Given.from_args(args), retry_dir=Path(args.out)):
+    # ansible:// targets: -K asked once, the vault and forks options for each Ansible run; retry files in --out;
+    # an interrupt closes the session's SSH masters too
+    with interrupts.interruptible("validate"), \
+            playbooks_run.session(ansible_options.Given.from_args(args), retry_dir=Path(args.out)):
         return run.validate(args.target, args.level, constraints_from(args), Path(args.out), backend=args.backend,
                             host_root=args.host_root, run_args=args.run_arg or [], suite_options=options,
                             only=args.only, straggler_margin=args.straggler_margin,

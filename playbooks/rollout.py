@@ -289,7 +289,7 @@ def deploy_batch(plan: Plan, number: int, hosts: list[str], lock_vars: Path, log
         p = run.run_playbook(PLAYBOOK, plan.inventory, check=plan.check, tags=plan.tags,
                              skip_tags=[run.IDENTITY_TAG], limit=",".join(hosts),
                              hosts=hosts, hostvars=plan.hostvars,
-                             extra_vars=[*plan.extra_vars, f"@{lock_vars}", json.dumps(forced)],
+                             extra_vars=plan.extra_vars, npuenv_vars=[f"@{lock_vars}", json.dumps(forced)],
                              log=log.write, env={"ANSIBLE_CALLBACKS_ENABLED": f"{run.COLLECTION}.npuenv_outcomes",
                                                  "NPUENV_OUTCOMES": str(outcomes_file)})
         returncode, refused = p.returncode, None
@@ -540,11 +540,7 @@ def prepare(inventory, *, lock_path=None, limit=None, batch_size=DEFAULT_BATCH, 
         run.check_start_at_task(PLAYBOOK, ansible.start_at_task)
     extra_vars = list(extra_vars or [])
     run.extra_vars_values(extra_vars)
-    if tags:
-        unknown = sorted(set(tags) - run.playbook_tags(PLAYBOOK))
-        if unknown:
-            raise UserError(f"--tags {','.join(unknown)} matches nothing in {PLAYBOOK}; its tags are: "
-                            f"{', '.join(sorted(run.playbook_tags(PLAYBOOK)))}")
+    run.check_tags(PLAYBOOK, tags)
     the_matrix = cm.load_matrix(matrix) if matrix else cm.load_matrix()
     given = lock_mod.load(lock_path) if lock_path else None
     with run.session(replace(ansible, ask_become_pass=False)):   # encrypted group_vars need the vault options

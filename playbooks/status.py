@@ -108,7 +108,7 @@ def read_facts(inventory: str | Path, hosts: list[str], *, extra_vars: list[str]
         extra.write_text(unsafe_yaml({"npuenv_status_artefact": str(artefact), "npuenv_status_digest": digest}))
         # The tree callback keeps each host's result (unreachable ones with SSH's own reason).
         p = run.run_playbook(PLAYBOOK, inventory, limit=",".join(hosts), hosts=hosts, capture=True,
-                             extra_vars=[*(extra_vars or []), f"@{extra}"],
+                             extra_vars=extra_vars, npuenv_vars=[f"@{extra}"],
                              env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
                                   "ANSIBLE_CALLBACK_TREE_DIR": str(tree), **(env or {})})
         return {h: judge(h, tree / h, p) for h in hosts}

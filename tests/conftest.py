@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,20 @@ def _no_npuenv_option_variables(monkeypatch):
     from compat_matrix.cli_options import ENV_OPTIONS
     for env in ENV_OPTIONS.values():
         monkeypatch.delenv(env.var, raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _artefact_cache(tmp_path_factory):
+    """The validation artefacts the tests build are kept in a folder of the test run, not in the user's
+    cache (validation/artefact.py); the npuenv processes the tests start inherit it."""
+    from validation.artefact import CACHE_ENV
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("artefact-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
 
 
 def alive(pid: int) -> bool:

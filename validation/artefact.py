@@ -17,10 +17,12 @@ import marshal
 import os
 import re
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
 from compat_matrix.checksums import sha256_bytes, sha256_file
+from compat_matrix.errors import UserError
 
 from .node.layout import LIBRARIES, LOCKS_NAME, MODULES, OURS, STACK_NAME
 
@@ -142,9 +144,11 @@ def build(out: Path, stack: dict | None, locks: dict[str, dict] | None = None) -
 
 
 # Built artefacts kept on the controller: building one zips a few thousand files (a CPU-second),
-# which `npuenv status` would otherwise spend on every run.
+# which `npuenv status` and `npuenv validate` would otherwise spend on every run.
 CACHE_ENV = "NPUENV_CACHE_DIR"
 CACHE_KEEP = 4
+# Beyond the newest CACHE_KEEP, one used this recently stays: another run may be sending it now.
+CACHE_IN_USE_S = 24 * 3600
 
 
 def cache_dir() -> Path:
@@ -153,10 +157,11 @@ def cache_dir() -> Path:
     return Path(base) / "artefacts"
 
 
-def _source_key(stack: dict) -> str:
-    """What the artefact's bytes depend on: the entry point, the stack and every packed file (its
-    name, size and modification time; a changed file gives a new key)."""
-    parts = [MAIN, json.dumps(stack, sort_keys=True), importlib.util.MAGIC_NUMBER.hex()]   # the bytecode's Python
+def _source_key(stack: dict | None, locks: dict[str, dict] | None) -> str:
+    """What the artefact's bytes depend on: the entry point, the stack, the locks and every packed file
+    (its name, size and modification time; a changed file gives a new key)."""
+    parts = [MAIN, json.dumps([stack, locks], sort_keys=True),
+             importlib.util.MAGIC_NUMBER.hex()]   # the bytecode's Python
     for name in (*PACKAGES, *MODULES):
         for path, arcname in _files(name):
             st = path.stat()
@@ -164,24 +169,40 @@ def _source_key(stack: dict) -> str:
     return sha256_bytes("".join(parts).encode())[:24]
 
 
-def cached(stack: dict, directory: Path | None = None) -> Path:
-    """The artefact for ``stack``, built once and kept in the cache folder (the newest CACHE_KEEP)."""
+def cached(stack: dict | None, directory: Path | None = None, locks: dict[str, dict] | None = None) -> Path:
+    """The artefact for ``stack`` and ``locks`` (as build() takes them), built once and kept in the cache
+    folder (the newest CACHE_KEEP, and those used in the last CACHE_IN_USE_S); UserError when that
+    folder cannot be written."""
     directory = Path(directory) if directory else cache_dir()
-    path = directory / f"npuenv-validate-{_source_key(stack)}.pyz"
+    path = directory / f"npuenv-validate-{_source_key(stack, locks)}.pyz"
     if path.is_file():
+        try:
+            os.utime(path)   # its time is when it was last used
+        except OSError:
+            pass             # a cache of someone else's: it is only read
         return path
-    directory.mkdir(parents=True, exist_ok=True)
-    # Built beside its place under a private name, then moved: two runs at once each get a whole file.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".build-", suffix=".pyz")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # Built beside its place under a private name, then moved: two runs at once each get a whole file.
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".build-", suffix=".pyz")
+    except OSError as e:
+        raise UserError(f"cannot write the validation artefact's cache folder {directory}: {e.strerror}; set "
+                        f"{CACHE_ENV} to a folder you can write") from None
     os.close(fd)
     try:
-        build(Path(tmp), stack)
+        build(Path(tmp), stack, locks)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    older = sorted(directory.glob("npuenv-validate-*.pyz"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in older[CACHE_KEEP:]:
-        old.unlink(missing_ok=True)
+    now, ages = time.time(), []
+    for kept in directory.glob("npuenv-validate-*.pyz"):
+        try:
+            ages.append((now - kept.stat().st_mtime, kept))
+        except FileNotFoundError:
+            continue   # another run removed it meanwhile
+    for age, old in sorted(ages)[CACHE_KEEP:]:
+        if age > CACHE_IN_USE_S:
+            old.unlink(missing_ok=True)
     return path
 
 

@@ -185,8 +185,7 @@ def validate(targets: list[str], level: str, constraints: cm.Constraints, out_di
         hosts = [h for t in transports for h in t.hosts]
         expect, locks = expectations(hosts, hints, constraints, lock, the_matrix, log=say)
         # The whole locks travel: each node takes the entry of its own arch and OS (node/runner.py).
-        artefact = artefact_mod.build(workdir / "npuenv-validate.pyz", None,
-                                      {d: lk.data for d, lk in locks.items()})
+        artefact = artefact_mod.cached(None, locks={d: lk.data for d, lk in locks.items()})
         base = ["--level", level, f"--npuenv-backend={backend}", *(suite_options or [])]
         for check in only:
             base += ["--only", check]

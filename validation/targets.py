@@ -133,7 +133,7 @@ class AnsibleTransport:
             # too, with SSH's own reason); only failures and the recap are shown.
             with TreeWatch(tree, wanted, done) as watch:
                 p = playbooks_run.run_playbook(
-                    "validate.yml", self.inventory, limit=self.pattern, extra_vars=[f"@{extra}"], capture=True,
+                    "validate.yml", self.inventory, limit=self.pattern, npuenv_vars=[f"@{extra}"], capture=True,
                     hosts=wanted, hostvars=self.hostvars,
                     env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
                          "ANSIBLE_CALLBACK_TREE_DIR": str(tree),

@@ -95,6 +95,12 @@ def status(f: Rollout, *args) -> tuple[int, dict]:
     return p.returncode, json.loads(p.stdout)
 
 
+def logins(name: str) -> int:
+    """How many SSH logins the node's sshd has accepted (it logs each to its container's output)."""
+    logged = sim_nodes.podman("logs", name)
+    return (logged.stdout + logged.stderr).count("Accepted publickey for ")
+
+
 def summary_of(run: subprocess.CompletedProcess) -> tuple[dict, Path]:
     folder = Path(run.stdout.rsplit("log: ", 1)[1].split()[0]).parent
     return json.loads((folder / "summary.json").read_text()), folder
@@ -171,9 +177,12 @@ def test_status_names_a_setting_changed_by_hand_until_a_deploy_puts_it_back(flee
                                                                     "65535"}]}
     text = npuenv("status", "-i", str(fleet.inventory))
     assert text.returncode == 1 and f"setting: 1 node(s): {fleet.names[0]}" in text.stdout
+    before = {name: logins(name) for name in fleet.names}
     again = npuenv("deploy", "-i", str(fleet.inventory), "--lock", str(fleet.lock), "--batch-size", "3",
-                   "--gate", "none", "--log-dir", str(fleet.logs))
+                   "--gate", "quick", "--gate-backend", "cpu", "--log-dir", str(fleet.logs))
     assert again.returncode == 0, again.stdout[-4000:]
+    # The preflight, the batch, the read-back and the gate: four playbook runs, one SSH login per node.
+    assert {name: logins(name) - before[name] for name in fleet.names} == {name: 1 for name in fleet.names}
     code, data = status(fleet, "--lock", str(fleet.lock))
     assert code == 0 and all(n["state"] == "ok" for n in data["nodes"]), data
     # each node keeps one copy of the artefact, root's, and status leaves no temporary folder behind

@@ -141,7 +141,7 @@ def test_every_batch_of_a_deploy_gets_them_and_the_password_is_asked_once(fleet,
     def recording(playbook, inventory, **kw):
         env = run.ansible_env()
         password = Path(env["ANSIBLE_BECOME_PASSWORD_FILE"])
-        calls.append((playbook, run.playbook_command(playbook, inventory, 1, vault), password,
+        calls.append((playbook, run.playbook_command(playbook, inventory, 1, vault, connection=""), password,
                       (password.read_text(), password.stat().st_mode & 0o777, password.parent.stat().st_mode & 0o077)))
         return fake(playbook, inventory, **kw)
 
@@ -172,7 +172,7 @@ def test_validate_takes_the_options_its_ansible_runs_use(vault, monkeypatch):
 
     def validate(targets, level, constraints, out_dir, **kw):
         env = run.ansible_env()
-        seen.append((run.session_options().forks, run.playbook_command("validate.yml", "hosts.yml", 1, vault)[6:8],
+        seen.append((run.session_options().forks, run.playbook_command("validate.yml", "hosts.yml", 1, vault, connection="")[6:8],
                      env["ANSIBLE_RETRY_FILES_SAVE_PATH"],
                      Path(env["ANSIBLE_BECOME_PASSWORD_FILE"]).read_text()))
         return 0
@@ -196,11 +196,11 @@ def test_a_deploy_that_starts_at_a_task_is_partial_and_records_no_lock(fleet, ca
     # not at the lock, yet what was asked was done: no rerun needed, exit 0
     assert code == 0 and summary["gate"] == "none" and fleet.gates == [] and summary["rerun"] is None
     assert summary["at_lock"] == 6
-    assert all(json.loads(r["extra_vars"][-1]).get("npuenv_deploy_partial") is True for r in fleet.site_runs)
+    assert all(json.loads(r["npuenv_vars"][-1]).get("npuenv_deploy_partial") is True for r in fleet.site_runs)
     assert ("a partial run (--start-at-task 'Python stack | Install the pinned wheels, offline') brings no host to the lock: deploy "
             "without --start-at-task for that") in (folder / "deploy.log").read_text()
     code, summary, _ = deploy(fleet)
-    assert "npuenv_deploy_partial" not in fleet.site_runs[-1]["extra_vars"][-1] and summary["gate"] == "quick"
+    assert "npuenv_deploy_partial" not in fleet.site_runs[-1]["npuenv_vars"][-1] and summary["gate"] == "quick"
     assert code == 1 and summary["rerun"]   # a whole deploy that leaves npu-0 short of the lock
 
 
@@ -235,7 +235,7 @@ def test_status_takes_the_options_its_ansible_run_uses(vault, monkeypatch):
 
     def read_fleet(inventory, lock_path=None, **kw):
         env = run.ansible_env()
-        seen.append((run.session_options().forks, run.playbook_command(status.PLAYBOOK, "hosts.yml", 1, vault)[6:8],
+        seen.append((run.session_options().forks, run.playbook_command(status.PLAYBOOK, "hosts.yml", 1, vault, connection="")[6:8],
                      Path(env["ANSIBLE_BECOME_PASSWORD_FILE"]).read_text()))
         return 0
 

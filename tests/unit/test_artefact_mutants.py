@@ -13,11 +13,13 @@ import py_compile
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from compat_matrix.errors import UserError
 from compat_matrix.lock import FORMAT, FORMAT_KEY
 from validation import artefact
 
@@ -220,6 +222,40 @@ def test_the_cache_keeps_the_four_newest_artefacts(small, tmp_path):
     new = artefact.cached({}, folder)
     assert cached_names(folder) == sorted([new.name, "npuenv-validate-old0.pyz", "npuenv-validate-old1.pyz",
                                            "npuenv-validate-old2.pyz", "unrelated.txt"])
+
+
+def test_an_artefact_used_lately_stays_beyond_the_four_newest_and_using_one_renews_it(small, tmp_path):
+    """Two runs at once: one may be sending an artefact while the other's build prunes the cache."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    now = time.time()
+    for name, age in [("new0", 10), ("new1", 20), ("new2", 30), ("in-use", 3600), ("stale", artefact.CACHE_IN_USE_S + 60)]:
+        kept = folder / f"npuenv-validate-{name}.pyz"
+        kept.write_bytes(b"old")
+        os.utime(kept, (now - age, now - age))
+    first = artefact.cached({"a": 1}, folder)
+    assert cached_names(folder) == sorted([first.name] + [f"npuenv-validate-{n}.pyz"
+                                                          for n in ("new0", "new1", "new2", "in-use")])
+    os.utime(first, (now - artefact.CACHE_IN_USE_S - 120,) * 2)
+    assert artefact.cached({"a": 1}, folder) == first and time.time() - first.stat().st_mtime < 60   # used: renewed
+
+
+def test_an_unwritable_cache_folder_is_a_user_error_naming_the_setting(small, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match=f"cannot write the validation artefact's cache folder {blocker}/artefacts: "
+                                        f"Not a directory; set NPUENV_CACHE_DIR to a folder you can write"):
+        artefact.cached({}, blocker / "artefacts")
+
+
+def test_the_locks_are_part_of_the_key(small, tmp_path):
+    folder = tmp_path / "cache"
+    first = artefact.cached(None, folder, locks={"d1": {"row": 1}})
+    assert artefact.cached(None, folder, locks={"d1": {"row": 1}}) == first
+    second = artefact.cached(None, folder, locks={"d1": {"row": 2}})
+    assert second != first
+    with zipfile.ZipFile(second) as zf:
+        assert json.loads(zf.read("npuenv-locks.json"))["locks"] == {"d1": {"row": 2}}
 
 
 def test_a_failed_build_leaves_nothing_in_the_cache(small, tmp_path, monkeypatch):

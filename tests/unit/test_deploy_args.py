@@ -5,6 +5,7 @@ removed afterwards, also when the run is interrupted. ansible-playbook and
 ssh are stand-ins here that record what they were given."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,9 +25,15 @@ from ansible_run import run
 from tests.conftest import ROOT, alive
 from validation.node.explain import explain
 
-# What every run passes last (the last -e wins): one SSH master per inventory name, and where site.yml
-# reports a refused run.
-CONTROL_PATH = "%(directory)s/{{ (inventory_hostname | hash('sha1'))[:12] }}"
+# What every run passes last (the last -e wins): one SSH master per inventory name and connection key, and
+# where site.yml reports a refused run.
+def control_path(key: str) -> str:
+    return "%(directory)s/{{ (('" + key + "' ~ inventory_hostname) | hash('sha1'))[:12] }}"
+
+
+def key_of(inventory: Path, extra_vars: list[str]) -> str:
+    """The connection key as run_playbook's docstring defines it: the inventory's real path and the user's -e."""
+    return hashlib.sha256(json.dumps([str(inventory.resolve()), extra_vars]).encode()).hexdigest()[:16]
 
 
 @pytest.mark.parametrize("given,passed", [
@@ -70,14 +77,16 @@ def test_the_playbook_command_line(monkeypatch, tmp_path):
     monkeypatch.setattr(run, "ansible_command", lambda name: f"/venv/bin/{name}")
     cmd = run.playbook_command("site.yml", tmp_path / "hosts.yml", 3, tmp_path / "run", check=True,
                                tags=["driver", "cann"], limit="node-1", extra_vars=["preflight_min_free_mb=1000"],
-                               ask_become_pass=True)
+                               ask_become_pass=True, connection="0123456789abcdef")
     assert cmd == ["/venv/bin/ansible-playbook", "site.yml", "-i", str(tmp_path / "hosts.yml"), "--forks", "3",
                    "--check", "--diff", "--tags", "driver,cann", "--limit", "node-1", "--ask-become-pass",
                    "-e", '{"preflight_min_free_mb": 1000}',
-                   "-e", json.dumps({"ansible_control_path": CONTROL_PATH,
+                   "-e", json.dumps({"ansible_control_path": control_path("0123456789abcdef"),
                                      "npuenv_identity_report": str(tmp_path / "run" / "identity-refused.txt")})]
-    plain = run.playbook_command("site.yml", tmp_path / "hosts.yml", 1, tmp_path / "run")
+    plain = run.playbook_command("site.yml", tmp_path / "hosts.yml", 1, tmp_path / "run", connection="ab")
     assert "--ask-become-pass" not in plain and "--check" not in plain and len(plain) == 8
+    with pytest.raises(ValueError, match="not hex"):   # it lands inside a template
+        run.playbook_command("site.yml", tmp_path / "hosts.yml", 1, tmp_path / "run", connection="' ~ x ~ '")
 
 
 # --- a run with stand-ins for ansible-playbook and ssh --------------------------------
@@ -88,7 +97,8 @@ FAKE_PLAYBOOK = """\
 # master's socket there, and then does what FAKE_DOES says.
 import json, os, signal, socket, sys, time
 folder = os.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"]
-socket.socket(socket.AF_UNIX).bind(os.path.join(folder, "0123456789ab"))
+if not os.path.exists(os.path.join(folder, "0123456789ab")):   # a master another run left is used
+    socket.socket(socket.AF_UNIX).bind(os.path.join(folder, "0123456789ab"))
 with open({record!r}, "w") as f:
     json.dump({{"argv": sys.argv[1:], "folder": folder, "pid": os.getpid()}}, f)
 does = os.environ.get("FAKE_DOES", "")
@@ -150,7 +160,8 @@ def test_deploy_runs_with_a_folder_of_its_own_and_closes_its_ssh_masters(fakes, 
     # npuenv checked every role input itself (none is a template), so the roles' own checks are skipped
     assert got["argv"] == ["site.yml", "-i", str(tmp_path / "hosts.yml"), "--forks", "2", "--skip-tags",
                            "npuenv_inputs", "--ask-become-pass", "-e", '{"preflight_min_free_mb": 1000}',
-                           "-e", json.dumps({"ansible_control_path": CONTROL_PATH,
+                           "-e", json.dumps({"ansible_control_path": control_path(
+                                                 key_of(tmp_path / "hosts.yml", ["preflight_min_free_mb=1000"])),
                                              "npuenv_identity_report": f"{got['folder']}/identity-refused.txt"})]
     assert got["folder"].startswith(f"{tmp}/npuenv-run-")
     assert ssh_log.read_text() == f"-o ControlPath={got['folder']}/0123456789ab -O exit npuenv-run\n"
@@ -164,6 +175,41 @@ def test_each_run_has_its_own_folder(fakes, tmp_path):
         assert site(tmp_path / "hosts.yml") == 0
         folders.append(json.loads(record.read_text())["folder"])
     assert folders[0] != folders[1]
+
+
+def test_the_runs_of_a_session_share_their_ssh_masters_per_inventory_and_user_vars(fakes, tmp_path):
+    """A deploy's preflight, batch, read-back and gate connect to each host once: the session keeps the
+    control sockets, and closes the masters when it ends. A run with another inventory or other -e (either
+    may change a host's address, user or known_hosts) gets masters of its own."""
+    record, ssh_log, tmp = fakes
+    seen = []
+    with run.session():
+        for inventory, extra in [("hosts.yml", []), ("hosts.yml", []), ("hosts.yml", ["ansible_user=ops"]),
+                                 ("other.yml", [])]:
+            assert site(tmp_path / inventory, extra_vars=extra) == 0
+            got = json.loads(record.read_text())
+            seen.append((got["folder"], json.loads(got["argv"][-1])["ansible_control_path"]))
+        folder = seen[0][0]
+        assert folder.startswith(f"{tmp}/npuenv-ssh-") and {f for f, _ in seen} == {folder}
+        assert not ssh_log.exists()  # nothing closed yet: the masters outlive the runs
+    assert [path for _, path in seen] == [control_path(key_of(tmp_path / "hosts.yml", [])),
+                                          control_path(key_of(tmp_path / "hosts.yml", [])),
+                                          control_path(key_of(tmp_path / "hosts.yml", ["ansible_user=ops"])),
+                                          control_path(key_of(tmp_path / "other.yml", []))]
+    assert len(set(seen)) == 3
+    assert ssh_log.read_text() == f"-o ControlPath={folder}/0123456789ab -O exit npuenv-run\n"
+    assert list(tmp.iterdir()) == []  # the session's folder and every run's are gone
+
+
+def test_npuenvs_own_vars_do_not_part_the_connections(fakes, tmp_path):
+    record, _, _ = fakes
+    paths = []
+    for own in ([], ['{"npuenv_serial": "100%"}']):
+        assert site(tmp_path / "hosts.yml", extra_vars=["preflight_min_free_mb=1000"], npuenv_vars=own) == 0
+        argv = json.loads(record.read_text())["argv"]
+        paths.append(json.loads(argv[-1])["ansible_control_path"])
+        assert argv[-4 - 2 * len(own):-2] == ["-e", '{"preflight_min_free_mb": 1000}', *(["-e", *own] if own else [])]
+    assert paths[0] == paths[1] == control_path(key_of(tmp_path / "hosts.yml", ["preflight_min_free_mb=1000"]))
 
 
 def test_a_folder_in_a_long_tmpdir_goes_to_tmp_instead(fakes, tmp_path, monkeypatch):

@@ -47,7 +47,7 @@ class FakeFleet:
 
     # ansible_run.run.run_playbook
     def run_playbook(self, playbook, inventory, *, check=False, tags=None, skip_tags=None, limit=None,
-                     extra_vars=None, capture=False, env=None, hosts=None, log=None, **kw):
+                     extra_vars=None, capture=False, env=None, hosts=None, log=None, npuenv_vars=None, **kw):
         hosts = hosts or limit.split(",")
         if playbook == status.PLAYBOOK:
             self.reads.append(list(hosts))
@@ -62,12 +62,13 @@ class FakeFleet:
         assert playbook == rollout.PLAYBOOK
         password = run.ansible_env().get("ANSIBLE_BECOME_PASSWORD_FILE")
         self.site_runs.append({"hosts": list(hosts), "check": check, "tags": tags, "skip_tags": skip_tags,
-                               "extra_vars": extra_vars,
+                               "extra_vars": extra_vars, "npuenv_vars": npuenv_vars,
                                "ask": kw.get("ask_become_pass", False),
                                "password": (password, Path(password).read_text()) if password else None})
         if self.interrupt_at_batch == len(self.site_runs):
             raise interrupts.Interrupted(signal.SIGTERM, "ansible-playbook site.yml")
-        lock_file = next(e for e in extra_vars if e.startswith("@"))[1:]
+        # npuenv's own, apart from the user's -e: they do not part the hosts' SSH connections (run.connection_key)
+        lock_file = next(e for e in npuenv_vars if e.startswith("@"))[1:]
         assert "npuenv_lock:" in Path(lock_file).read_text() and "!unsafe" in Path(lock_file).read_text()
         outcomes = {}
         for h in hosts:
@@ -246,7 +247,7 @@ def test_allow_busy_deploys_a_busy_host_and_tells_the_roles(fleet):
     fleet.nodes["npu-2"] = fakes.facts(2, deployed=False, processes=[1])
     code, summary, _ = deploy(fleet, "--batch-size", "7", "--allow-busy")
     assert code == 0 and outcome(summary)["npu-2"] == (1, "changed", "passed")
-    forced = json.loads(fleet.site_runs[0]["extra_vars"][-1])
+    forced = json.loads(fleet.site_runs[0]["npuenv_vars"][-1])
     assert forced == {"npuenv_serial": "100%", "npuenv_max_fail_percentage": 100, "npuenv_allow_busy": True}
 
 
@@ -355,7 +356,7 @@ def test_the_rerun_command_works_as_printed(fleet, capsys):
     fleet.site_runs.clear()
     assert cli.main(argv[1:]) == 0
     assert [r["hosts"] for r in fleet.site_runs] == [["npu-2", "npu-4"], ["npu-5", "npu-6"]]
-    assert fleet.site_runs[0]["extra_vars"][0] == "preflight_min_free_mb=10"
+    assert fleet.site_runs[0]["extra_vars"] == ["preflight_min_free_mb=10"]
 
 
 def test_each_run_has_a_log_folder_of_its_own_with_everything_in_it(fleet, lock_a, monkeypatch):

@@ -289,8 +289,9 @@ def fake_fleet(monkeypatch, tmp_path):
     ("unreachable", msg)), and records the calls."""
     docs, calls = {}, []
 
-    def run_playbook(playbook, inventory, *, limit=None, hosts=None, extra_vars=None, capture=False, env=None, **kw):
-        calls.append({"playbook": playbook, "hosts": hosts, "extra_vars": extra_vars})
+    def run_playbook(playbook, inventory, *, limit=None, hosts=None, extra_vars=None, capture=False, env=None,
+                     npuenv_vars=None, **kw):
+        calls.append({"playbook": playbook, "hosts": hosts, "extra_vars": extra_vars, "npuenv_vars": npuenv_vars})
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir(parents=True, exist_ok=True)
         for h in hosts:
@@ -317,7 +318,7 @@ def test_status_reads_each_node_once_and_exits_by_what_it_found(fake_fleet, lock
     assert out.startswith("compared with: torch_npu 2.13.0") and "2 node(s): 2 at the lock, 0 drifting" in out
     assert [c["playbook"] for c in calls] == ["status.yml"] and calls[0]["hosts"] == ["n0", "n1"]
     # the artefact is named with its digest, and every value reaches Ansible !unsafe
-    vars_file = Path(calls[0]["extra_vars"][-1][1:])
+    vars_file = Path(calls[0]["npuenv_vars"][-1][1:])
     assert not vars_file.exists()   # the run's temporary folder is gone
 
     docs["n2"] = ("unreachable", "Failed to connect to the host via ssh: Connection refused")

@@ -4,13 +4,14 @@ meta says of the locks, what is printed, and the messages of refused input."""
 from __future__ import annotations
 
 import json
+import zipfile
 
 import pytest
 
 import compat_matrix as cm
 from compat_matrix import lock
 from compat_matrix.errors import UserError
-from validation import run, targets
+from validation import artefact, run, targets
 from validation.merge import Outcome
 
 M = cm.load_matrix()
@@ -309,8 +310,8 @@ def test_an_interrupted_run_says_validate_was_interrupted_and_leaves_no_work_fol
     assert str(e.value) == ("validate: interrupted by SIGTERM; its temporary files are removed and nothing was "
                             "written")
     [artefact_path] = seen
-    assert artefact_path.parent.parent == tmp_path / "tmp"
-    assert artefact_path.parent.name.startswith("npuenv-validate-")
+    # the artefact is the controller's cached one (kept, whole, for the next run); the work folder is gone
+    assert artefact_path.parent == artefact.cache_dir() and zipfile.is_zipfile(artefact_path)
     assert list((tmp_path / "tmp").iterdir()) == []
     assert not (tmp_path / "out" / "results.json").exists()
 
@@ -355,7 +356,7 @@ def test_validate_starts_images_with_the_host_root_and_run_args_and_reaches_ssh_
         groups = json.loads(Path(inventory).read_text())["all"]["children"]
         return {**groups, "_meta": {"hostvars": groups["npu_nodes"]["hosts"]}}
 
-    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env, hosts, hostvars):
+    def run_playbook(playbook, inventory, *, limit, npuenv_vars, capture, env, hosts, hostvars):
         assert hosts == ["ops@n1:22"] and hostvars["ops@n1:22"]["ansible_user"] == "ops"   # the inventory read once
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir()
@@ -374,7 +375,7 @@ def test_validate_starts_images_with_the_host_root_and_run_args_and_reaches_ssh_
     assert started[4:6] == ["--device", f"{root}/dev/davinci0:/dev/davinci0"]
     assert started[-7:] == ["--cpus", "2", "--entrypoint", "sleep", "--", "localhost/t:1", "infinity"]
     [copied] = [c for c in calls if c[0] == "cp"]
-    assert Path(copied[1]).name == "npuenv-validate.pyz"
+    assert Path(copied[1]).parent == artefact.cache_dir()             # the controller's cached artefact
     assert calls[-1] == ["rm", "-f", "-t", "0", name]           # the container is removed at the end
     [inventory] = inventories
     assert inventory.name == "ssh-inventory.yml" and inventory.parent.name.startswith("npuenv-validate-")

@@ -322,11 +322,11 @@ def test_local_runs_the_artefact_with_npuenvs_python_and_shows_the_tail_of_an_er
 def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_hosts_result(monkeypatch, tmp_path):
     seen = {}
 
-    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env, hosts, hostvars):
+    def run_playbook(playbook, inventory, *, limit, npuenv_vars, capture, env, hosts, hostvars):
         seen.update(playbook=playbook, inventory=inventory, limit=limit, capture=capture, env=env, hosts=hosts,
                     hostvars=hostvars)
         assert Path(env["ANSIBLE_CALLBACK_TREE_DIR"]).parent.name.startswith("npuenv-validate-")
-        [at] = extra_vars
+        [at] = npuenv_vars
         seen["vars"] = Path(at.removeprefix("@")).read_text()
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir()
@@ -365,7 +365,7 @@ def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_h
 
 
 def test_an_ansible_result_without_a_message_is_quoted_whole_to_1500_characters(monkeypatch, tmp_path):
-    def run_playbook(playbook, inventory, *, limit, extra_vars, capture, env, hosts, hostvars):
+    def run_playbook(playbook, inventory, *, limit, npuenv_vars, capture, env, hosts, hostvars):
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir()
         (tree / "h1").write_text(json.dumps({"changed": False, "x": "y" * 2000}))
