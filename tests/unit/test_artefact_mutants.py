@@ -240,6 +240,26 @@ def test_an_artefact_used_lately_stays_beyond_the_four_newest_and_using_one_rene
     assert artefact.cached({"a": 1}, folder) == first and time.time() - first.stat().st_mtime < 60   # used: renewed
 
 
+def test_an_artefact_another_run_removes_during_the_pruning_is_passed_over(small, tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "npuenv-validate-gone.pyz").symlink_to(folder / "nowhere")   # listed, then stat() finds nothing
+    for i in range(5):
+        old = folder / f"npuenv-validate-stale{i}.pyz"
+        old.write_bytes(b"old")
+        os.utime(old, (1_000_000 - i, 1_000_000 - i))
+    gone, real_glob = folder / "npuenv-validate-gone.pyz", Path.glob
+
+    def gone_first(self, pattern):   # the vanished one listed first, so that every other comes after it
+        found = list(real_glob(self, pattern))
+        return iter([gone] + [p for p in found if p != gone] if self == folder else found)
+
+    monkeypatch.setattr(Path, "glob", gone_first)
+    new = artefact.cached({"a": 1}, folder)
+    assert cached_names(folder) == sorted([new.name, "npuenv-validate-gone.pyz", "npuenv-validate-stale0.pyz",
+                                           "npuenv-validate-stale1.pyz", "npuenv-validate-stale2.pyz"])
+
+
 def test_an_unwritable_cache_folder_is_a_user_error_naming_the_setting(small, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
