@@ -156,6 +156,9 @@ def test_throttle_writes_the_kernels_format_and_restores_it(tmp_path, v2, files,
     assert limit.read() == own
     # the least a file takes: 1 ms of quota, weight 2 (v1) or 1 (v2)
     assert list(limit.values_for(0.001).values()) == (["1000 50000", "1"] if v2 else ["1000", "2"])
+    with limit.throttle(0.15, weighted=False):   # the limit alone: the weight stays the node's own
+        assert limit.read() == {**own, **{f: v for f, v in throttled.items() if f in ("cpu.max", "cpu.cfs_quota_us")}}
+    assert limit.read() == own
     with pytest.raises(ValueError, match="cpus must be more than 0, not 0"):
         with limit.throttle(0):
             pass

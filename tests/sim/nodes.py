@@ -299,16 +299,20 @@ class CpuLimit:
     def read(self) -> dict[str, str]:
         return {f: (self.dir / f).read_text().strip() for f in self.files}
 
-    def values_for(self, cpus: float) -> dict[str, str]:
-        """What the files take for a node of ``cpus`` CPUs: never more than that,
-        and that fraction of a node's default weight, so that also when the CPUs
-        are contended (the limit does not bind) it gets that fraction of a node's share."""
+    def values_for(self, cpus: float, weighted: bool = True) -> dict[str, str]:
+        """What the files take for a node of ``cpus`` CPUs: never more than that, and
+        (``weighted``) that fraction of a node's default weight, so that also when the
+        CPUs are contended (the limit does not bind) it gets that fraction of a node's
+        share. Unweighted, the node keeps its weight: a limit well below its share of a
+        busy machine binds whatever else runs, so the node runs at that speed throughout."""
         limit, weight = self.files
         period = int(self.read()[limit].split()[1] if self.v2 else (self.dir / "cpu.cfs_period_us").read_text())
         quota = max(1000, round(cpus * period))  # the kernel's least quota is 1 ms
         default_weight, least_weight = (100, 1) if self.v2 else (1024, 2)
-        return {limit: f"{quota} {period}" if self.v2 else str(quota),
-                weight: str(max(least_weight, round(cpus * default_weight)))}
+        values = {limit: f"{quota} {period}" if self.v2 else str(quota)}
+        if weighted:
+            values[weight] = str(max(least_weight, round(cpus * default_weight)))
+        return values
 
     def write(self, values: dict[str, str]) -> None:
         for file, value in values.items():
@@ -323,13 +327,13 @@ class CpuLimit:
         raise RuntimeError(f"no nr_throttled in {self.dir / 'cpu.stat'}")
 
     @contextmanager
-    def throttle(self, cpus: float) -> Iterator["CpuLimit"]:
+    def throttle(self, cpus: float, weighted: bool = True) -> Iterator["CpuLimit"]:
         """The node has ``cpus`` CPUs (values_for) in the with-block; then the
         files get back what they had, also when the block fails, read back to be sure."""
         if not 0 < cpus:
             raise ValueError(f"cpus must be more than 0, not {cpus}")
         saved = self.read()
-        self.write(self.values_for(cpus))
+        self.write(self.values_for(cpus, weighted))
         try:
             yield self
         finally:
@@ -340,10 +344,10 @@ class CpuLimit:
                     raise RuntimeError(f"the CPU limits in {self.dir} read {self.read()} after restoring {saved}")
 
 
-def throttle(name: str, cpus: float):
+def throttle(name: str, cpus: float, weighted: bool = True):
     """``with throttle(name, 0.1):`` the running node has a tenth of a CPU inside
     the block, and its own share back after it (see CpuLimit)."""
-    return CpuLimit.of(name).throttle(cpus)
+    return CpuLimit.of(name).throttle(cpus, weighted)
 
 
 def state_file(state_root: Path, name: str) -> Path:

@@ -88,6 +88,36 @@ def test_the_controllers_current_bytecode_is_reused_and_stale_bytecode_is_not(tm
     assert artefact.bytecode(source, b"X = (\n", "m.py") is None   # no bytecode for what does not compile here
 
 
+def test_the_controllers_hash_based_bytecode_is_reused_when_it_names_the_sources_hash(tmp_path):
+    """A pyc of PEP 552's unchecked-hash kind (flags 1, little-endian) is current when it names the
+    source's hash, whatever the file's time; here it holds other code, to tell which is shipped."""
+    source = tmp_path / "h.py"
+    source.write_text("X = 1\n")
+    other = marshal.dumps(compile("X = 2\n", "h.py", "exec"))
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    cached.parent.mkdir(exist_ok=True)
+    header = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+    cached.write_bytes(header + importlib.util.source_hash(b"X = 1\n") + other)
+    space: dict = {}
+    exec(marshal.loads(artefact.bytecode(source, b"X = 1\n", "h.py")[16:]), space)
+    assert space["X"] == 2                                          # reused
+    cached.write_bytes(header + importlib.util.source_hash(b"X = 3\n") + other)
+    exec(marshal.loads(artefact.bytecode(source, b"X = 1\n", "h.py")[16:]), space)
+    assert space["X"] == 1                                          # another source's: compiled
+    another_python = bytes([importlib.util.MAGIC_NUMBER[0] ^ 1]) + importlib.util.MAGIC_NUMBER[1:]
+    cached.write_bytes(another_python + (1).to_bytes(4, "little") + importlib.util.source_hash(b"X = 1\n") + other)
+    exec(marshal.loads(artefact.bytecode(source, b"X = 1\n", "h.py")[16:]), space)
+    assert space["X"] == 1                                          # another Python's: compiled
+
+
+def test_bytecode_compiled_here_takes_none_of_this_modules_future_imports(tmp_path):
+    """artefact.py has `from __future__ import annotations`; a node module compiled here must not
+    inherit it (its annotations stay evaluated, as when the node compiles it)."""
+    space: dict = {}
+    exec(marshal.loads(artefact.bytecode(tmp_path / "a.py", b"x: int = 1\n", "a.py")[16:]), space)
+    assert space["__annotations__"] == {"x": int}
+
+
 def test_only_the_lexers_pytest_loads_get_bytecode():
     assert [n for n in ("pygments/lexers/__init__.py", "pygments/lexers/_mapping.py", "pygments/lexers/python.py",
                         "pygments/lexers/diff.py", "pygments/lexers/rust.py", "pygments/lexers/pythonx.py",
