@@ -788,7 +788,7 @@ def run_folder():
 def connection_key(inventory: str | Path, extra_vars: list[str] | None) -> str:
     """What a run's SSH connections depend on besides the host's name: the inventory and the user's -e
     (either may set a host's address, user, key or known_hosts). Runs of one session with the same key
-    share their masters, and only they: each SSH connection costs the controller about 0.1 CPU-s
+    share their masters, and only they: each SSH connection costs the controller about 0.08 CPU-s
     (bench/bench_ssh_setup.py), and a deploy makes four runs per batch. Hex: safe in a template."""
     given = json.dumps([str(Path(inventory).resolve()), list(extra_vars or [])])
     return sha256_bytes(given.encode())[:16]
