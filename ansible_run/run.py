@@ -414,10 +414,13 @@ def playbook_tags(playbook: str) -> set[str]:
 
 def check_tags(playbook: str, tags: list[str] | None) -> None:
     """UserError naming each of ``tags`` (--tags) that no role of the playbook carries."""
-    unknown = sorted(set(tags or []) - playbook_tags(playbook))
+    if not tags:
+        return   # no playbook to read
+    known = playbook_tags(playbook)
+    unknown = sorted(set(tags) - known)
     if unknown:
         raise UserError(f"--tags {','.join(unknown)} matches nothing in {playbook}; "
-                        f"its tags are: {', '.join(sorted(playbook_tags(playbook)))}")
+                        f"its tags are: {', '.join(sorted(known))}")
 
 
 _IMPORTS = ("ansible.builtin.import_role", "ansible.builtin.import_tasks", "import_role", "import_tasks")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ansible_run import run as playbooks_run  # noqa: E402
-from bench_fleet import adopting, reap_adopted  # noqa: E402
+from bench_fleet import adopting, children_cpu, reap_adopted  # noqa: E402
 from playbooks import status  # noqa: E402
 from tests.sim import nodes as sim_nodes  # noqa: E402
 
@@ -38,11 +37,6 @@ NODES = int(os.environ.get("BENCH_SSH_NODES", "8"))
 CONNECTIONS = 10
 READS = 4
 PREFIX = sim_nodes.checkout_prefix("npu-sim-bs")
-
-
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def connection_cpu(access: sim_nodes.SshAccess, host: dict, kex: str | None) -> float:
