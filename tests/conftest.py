@@ -1,5 +1,6 @@
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,16 @@ def _artefact_cache(tmp_path_factory):
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = before
+
+
+@pytest.fixture(autouse=True)
+def _no_fake_in_the_artefact_cache(_artefact_cache):
+    """A test that fakes artefact.build beneath artefact.cached stores its fake under the real key, and a
+    later test of the same worker is sent it: fail the test that did it, not the one that finds it."""
+    yield
+    from validation.artefact import cache_dir
+    fakes = [p.name for p in cache_dir().glob("npuenv-validate-*.pyz") if not zipfile.is_zipfile(p)]
+    assert not fakes, f"this test left a fake artefact in the controller's cache: {fakes}; fake artefact.cached"
 
 
 def alive(pid: int) -> bool:

@@ -249,7 +249,8 @@ class Fleet:
 
 def validate(monkeypatch, tmp_path, fleet: Fleet):
     monkeypatch.setattr(run, "plan", lambda *a, **k: ([fleet], {}))
-    monkeypatch.setattr(run.artefact_mod, "build", lambda path, *_: path)   # the fake nodes need none
+    # the fake nodes need no artefact; a stand-in path keeps the controller's cache free of fakes
+    monkeypatch.setattr(run.artefact_mod, "cached", lambda *a, **k: tmp_path / "v.pyz")
     return run.validate(["ansible://npu_nodes?inventory=hosts.yml"], "full", cm.Constraints(torch_npu="2.13.0"),
                         tmp_path / "out")
 

@@ -60,11 +60,12 @@ class Target:
 
 
 @pytest.fixture
-def targets(monkeypatch):
-    """validate() with these fake targets and a stand-in artefact (building the real one zips the suite)."""
+def targets(monkeypatch, tmp_path):
+    """validate() with these fake targets and a stand-in artefact (building the real one zips the suite;
+    a fake built into the cache would be found there by the next test that wants the real one)."""
     chosen: list[Target] = []
     monkeypatch.setattr(run, "plan", lambda *a, **k: (chosen, {}))
-    monkeypatch.setattr(run.artefact_mod, "build", lambda out, stack, locks=None: Path(out))
+    monkeypatch.setattr(run.artefact_mod, "cached", lambda *a, **k: tmp_path / "v.pyz")
     return chosen
 
 
