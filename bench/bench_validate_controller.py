@@ -5,8 +5,8 @@ one run, the two alternated so that both see the same machine.
 Per fleet size (BENCH_COUNTS, default 1,4) it prints, as the median of BENCH_ROUNDS runs (default 3):
 
 - ``<which>_cpu_s_per_node_<N>``: user + system CPU of `npuenv` and everything it waited for
-  (ansible-inventory, ansible-playbook, its workers, ssh clients), divided by N. The SSH masters are not
-  in it: ControlPersist detaches them, so no rusage reaches npuenv (bench_fleet.py counts them);
+  (ansible-inventory, ansible-playbook, its workers, ssh clients) and of the SSH masters it started
+  (ControlPersist detaches them; bench_fleet.adopting counts them), divided by N;
 - ``<which>_marginal_cpu_s_per_node``: what one node more costs, (CPU at the largest N - at the
   smallest) / (difference in N), and ``<which>_fixed_cpu_s``: what a run costs whatever its size;
 - ``<which>_cpu_s_per_node_16_estimated``: fixed / 16 + marginal, the issue's 16-node figure, when 16
@@ -14,7 +14,8 @@ Per fleet size (BENCH_COUNTS, default 1,4) it prints, as the median of BENCH_ROU
 - ``current_first_run_cpu_s_per_node_<N>``: this checkout's first run on nodes that do not have its
   artefact yet (it is sent then), against the cached runs that follow;
 - ``ansible_floor_cpu_s_per_node``: the marginal CPU per node of a play of one `raw: "true"` task over
-  the same connections, what any one-task play costs per node;
+  the same connections, what any one-task play costs per node (its masters, left running for the
+  next play, not counted);
 - ratios current / baseline.
 
 The nodes are started fresh and never deployed (the suite fails there quickly: the controller's work
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import shutil
 import subprocess
@@ -40,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 from ansible_run.run import PLAYBOOK_DIR, ansible_command, ansible_env  # noqa: E402
 from tests.sim import nodes as sim_nodes  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_fleet import adopting, children_cpu, reap_adopted  # noqa: E402
+
 ROW = "2.13.0"
 COUNTS = tuple(int(c) for c in os.environ.get("BENCH_COUNTS", "1,4").split(","))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -49,18 +52,16 @@ PREFIX = sim_nodes.checkout_prefix("npu-sim-bv")
 GOAL_NODES = 16
 
 
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def validate_cpu(checkout: Path, inventory: Path, out: Path) -> float:
-    """Controller CPU-seconds of one quick validation run from ``checkout`` (its code, its playbooks)."""
+    """Controller CPU-seconds of one quick validation run from ``checkout`` (its code, its playbooks), the
+    SSH masters it left in the background included."""
     cpu0 = children_cpu()
-    p = subprocess.run([sys.executable, "-m", "npuenv", "validate",
-                        "--target", f"ansible://npu_nodes?inventory={inventory}", "--row", ROW, "--backend", "cpu",
-                        "--level", "quick", "--out", str(out)],
-                       cwd=checkout, capture_output=True, text=True)
+    with adopting():
+        p = subprocess.run([sys.executable, "-m", "npuenv", "validate",
+                            "--target", f"ansible://npu_nodes?inventory={inventory}", "--row", ROW,
+                            "--backend", "cpu", "--level", "quick", "--out", str(out)],
+                           cwd=checkout, capture_output=True, text=True)
+    reap_adopted()
     cpu = children_cpu() - cpu0
     results = out / "results.json"
     # Undeployed nodes fail their checks (exit 1); anything else (unreachable, no result) spoils the figure.
