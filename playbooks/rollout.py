@@ -322,8 +322,10 @@ def gate_batch(plan: Plan, number: int, hosts: list[str], folder: Path, log: Log
     from validation import run as validation_run
 
     out_dir = folder / f"batch-{number}"
-    # The hosts and their variables as the deploy read them: the inventory is not read again per batch.
-    target = AnsibleTarget(",".join(hosts), str(plan.inventory), known=(tuple(hosts), plan.hostvars))
+    # The hosts and their variables as the deploy read them: the inventory is not read again per batch;
+    # reached with the deploy's -e, as the batch was (and over its SSH connections).
+    target = AnsibleTarget(",".join(hosts), str(plan.inventory), known=(tuple(hosts), plan.hostvars),
+                           extra_vars=tuple(plan.extra_vars))
     try:
         with redirect_stdout(log), redirect_stderr(log):   # its progress lines too, into deploy.log
             validation_run.validate([target], plan.gate, cm.Constraints(), out_dir, backend=plan.gate_backend,

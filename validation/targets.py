@@ -113,9 +113,11 @@ class AnsibleTransport:
     ansible-playbook (validate.yml), all at once."""
     fleet_member = True
 
-    def __init__(self, inventory: Path, pattern: str, hosts: list[str], hostvars: dict | None = None):
+    def __init__(self, inventory: Path, pattern: str, hosts: list[str], hostvars: dict | None = None,
+                 extra_vars: tuple[str, ...] = ()):
         # hostvars: the inventory's variables, as read to find the hosts (run_playbook would read it again).
         self.inventory, self.pattern, self.hosts, self.hostvars = inventory, pattern, hosts, hostvars
+        self.extra_vars = extra_vars   # the user's -e (AnsibleTarget.extra_vars)
 
     def run(self, artefact: Path, args: dict[str, list[str]], done: Done | None = None) -> dict[str, Outcome]:
         from ansible_run import run as playbooks_run
@@ -133,7 +135,8 @@ class AnsibleTransport:
             # too, with SSH's own reason); only failures and the recap are shown.
             with TreeWatch(tree, wanted, done) as watch:
                 p = playbooks_run.run_playbook(
-                    "validate.yml", self.inventory, limit=self.pattern, npuenv_vars=[f"@{extra}"], capture=True,
+                    "validate.yml", self.inventory, limit=self.pattern, extra_vars=list(self.extra_vars),
+                    npuenv_vars=[f"@{extra}"], capture=True,
                     hosts=wanted, hostvars=self.hostvars,
                     env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
                          "ANSIBLE_CALLBACK_TREE_DIR": str(tree),
@@ -283,6 +286,9 @@ class AnsibleTarget:
     # (the hosts the pattern selects, the inventory's hostvars) when the caller has read the inventory
     # already (npuenv deploy's gate, once per batch): it is not read again.
     known: tuple[tuple[str, ...], dict] | None = field(default=None, compare=False, repr=False)
+    # The -e of the command that validates its hosts (npuenv deploy's gate): they are reached as that
+    # command reached them (ansible_user, a become password file), over its SSH connections.
+    extra_vars: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __str__(self) -> str:
         query = {"inventory": self.inventory} if self.inventory else {}
@@ -507,7 +513,7 @@ def ansible_transport(target: AnsibleTarget) -> tuple[AnsibleTransport, dict]:
         raise UserError(f"{target}: no host of the group '{playbooks_run.FLEET_GROUP}' in {inventory} "
                         f"matches '{target.pattern}'")
     row = hostvars.get(hosts[0], {}).get("npuenv_row") or {}
-    return AnsibleTransport(Path(inventory).resolve(), target.pattern, hosts, hostvars), row
+    return AnsibleTransport(Path(inventory).resolve(), target.pattern, hosts, hostvars, target.extra_vars), row
 
 
 def plan(targets: list[str | Target], host_root: str, run_args: list[str], cleanup: ExitStack,

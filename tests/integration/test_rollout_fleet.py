@@ -178,10 +178,13 @@ def test_status_names_a_setting_changed_by_hand_until_a_deploy_puts_it_back(flee
     text = npuenv("status", "-i", str(fleet.inventory))
     assert text.returncode == 1 and f"setting: 1 node(s): {fleet.names[0]}" in text.stdout
     before = {name: logins(name) for name in fleet.names}
+    # The user named on the command line, as an operator does: every run of the deploy reaches the nodes so.
     again = npuenv("deploy", "-i", str(fleet.inventory), "--lock", str(fleet.lock), "--batch-size", "3",
-                   "--gate", "quick", "--gate-backend", "cpu", "--log-dir", str(fleet.logs))
+                   "--gate", "quick", "--gate-backend", "cpu", "--log-dir", str(fleet.logs),
+                   "-e", f"ansible_user={sim_nodes.LOGIN_USER}")
     assert again.returncode == 0, again.stdout[-4000:]
-    # The preflight, the batch, the read-back and the gate: four playbook runs, one SSH login per node.
+    # The preflight, the batch, the read-back and the gate (with the deploy's -e too): four playbook runs,
+    # one SSH login per node.
     assert {name: logins(name) - before[name] for name in fleet.names} == {name: 1 for name in fleet.names}
     code, data = status(fleet, "--lock", str(fleet.lock))
     assert code == 0 and all(n["state"] == "ok" for n in data["nodes"]), data

@@ -41,6 +41,7 @@ class FakeFleet:
         self.hostvars: dict[str, dict] = {h: {} for h in hosts}
         self.site_runs: list[dict] = []
         self.gates: list[list[str]] = []
+        self.gate_extra_vars: list[tuple[str, ...]] = []
         self.reads: list[list[str]] = []
         self.interrupt_at_batch: int | None = None
         self.target: lock_mod.Lock | None = None
@@ -106,6 +107,7 @@ class FakeFleet:
         hosts = target.pattern.split(",")
         assert target.known == (tuple(hosts), self.hostvars)   # as the deploy read the inventory: not read again
         self.gates.append(hosts)
+        self.gate_extra_vars.append(target.extra_vars)
         print(f"validation at {level}: {len(hosts)} host(s)")
         status_of = {h: {"status": self.gate_finds.get(h, "passed"), "reason": ""} for h in hosts}
         failures = [{"check": "npu_health", "cause": "NPU 3 reports Critical", "hosts": [h]}
@@ -351,6 +353,8 @@ def test_the_rerun_command_works_as_printed(fleet, capsys):
     assert lock_mod.load(argv[argv.index("--lock") + 1]).digest == fleet.target.digest
     assert argv[argv.index("--limit") + 1] == "npu-2,npu-4,npu-5,npu-6"    # npu-3 passed in npu-2's batch
     assert argv[argv.index("--gate") + 1] == "standard" and argv[argv.index("-e") + 1] == "preflight_min_free_mb=10"
+    # the gates reached their hosts with the deploy's -e, as its batches did
+    assert fleet.gate_extra_vars == [("preflight_min_free_mb=10",)] * 2
     # the installer is fixed; the command, as printed, converges exactly those hosts
     del fleet.deploy_does["npu-2"]
     fleet.site_runs.clear()

@@ -98,7 +98,7 @@ def test_the_tree_of_one_playbook_run_tells_each_host_as_ansible_writes_it(monke
         told.append((host, outcome.status, outcome.reason))
         h1_told.set()
 
-    def run_playbook(playbook, inventory, *, limit, npuenv_vars, capture, env, hosts, hostvars):
+    def run_playbook(playbook, inventory, *, limit, extra_vars, npuenv_vars, capture, env, hosts, hostvars):
         tree = targets.Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir()
         whole = json.dumps({"unreachable": True, "msg": "Failed to connect to h1"})

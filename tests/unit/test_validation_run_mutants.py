@@ -356,7 +356,7 @@ def test_validate_starts_images_with_the_host_root_and_run_args_and_reaches_ssh_
         groups = json.loads(Path(inventory).read_text())["all"]["children"]
         return {**groups, "_meta": {"hostvars": groups["npu_nodes"]["hosts"]}}
 
-    def run_playbook(playbook, inventory, *, limit, npuenv_vars, capture, env, hosts, hostvars):
+    def run_playbook(playbook, inventory, *, limit, extra_vars, npuenv_vars, capture, env, hosts, hostvars):
         assert hosts == ["ops@n1:22"] and hostvars["ops@n1:22"]["ansible_user"] == "ops"   # the inventory read once
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir()

@@ -322,9 +322,9 @@ def test_local_runs_the_artefact_with_npuenvs_python_and_shows_the_tail_of_an_er
 def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_hosts_result(monkeypatch, tmp_path):
     seen = {}
 
-    def run_playbook(playbook, inventory, *, limit, npuenv_vars, capture, env, hosts, hostvars):
+    def run_playbook(playbook, inventory, *, limit, extra_vars, npuenv_vars, capture, env, hosts, hostvars):
         seen.update(playbook=playbook, inventory=inventory, limit=limit, capture=capture, env=env, hosts=hosts,
-                    hostvars=hostvars)
+                    hostvars=hostvars, extra_vars=extra_vars)
         assert Path(env["ANSIBLE_CALLBACK_TREE_DIR"]).parent.name.startswith("npuenv-validate-")
         [at] = npuenv_vars
         seen["vars"] = Path(at.removeprefix("@")).read_text()
@@ -347,6 +347,7 @@ def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_h
         "validate.yml", tmp_path / "inv.yml", "npu_nodes:!h9", True)
     # the hosts that run, in inventory order, and the variables already read: no second ansible-inventory
     assert seen["hosts"] == ["h4", "h1", "h2", "h3"] and seen["hostvars"] is hostvars
+    assert seen["extra_vars"] == []   # the user gave no -e: npuenv's own variables go apart (npuenv_vars)
     env = dict(seen["env"])
     assert env.pop("ANSIBLE_CALLBACK_TREE_DIR").endswith("/tree")
     assert env == {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree", "ANSIBLE_DISPLAY_OK_HOSTS": "false",
@@ -365,7 +366,7 @@ def test_ansible_runs_validate_yml_for_the_hosts_with_arguments_and_reads_each_h
 
 
 def test_an_ansible_result_without_a_message_is_quoted_whole_to_1500_characters(monkeypatch, tmp_path):
-    def run_playbook(playbook, inventory, *, limit, npuenv_vars, capture, env, hosts, hostvars):
+    def run_playbook(playbook, inventory, *, limit, extra_vars, npuenv_vars, capture, env, hosts, hostvars):
         tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
         tree.mkdir()
         (tree / "h1").write_text(json.dumps({"changed": False, "x": "y" * 2000}))
@@ -417,6 +418,30 @@ def test_an_ansible_target_whose_hosts_are_known_does_not_read_the_inventory_aga
     transport, row = targets.ansible_transport(known)
     assert (transport.hosts, transport.hostvars, row) == (["b2", "b1"], hostvars, {"row": "2.13.0"})
     assert known == targets.AnsibleTarget("b2,b1", str(tmp_path / "inv.yml")) and "known" not in repr(known)
+
+
+def test_an_ansible_target_reaches_its_hosts_with_the_callers_extra_vars(monkeypatch, tmp_path):
+    """npuenv deploy's gate: its hosts are reached with the deploy's -e (its ansible_user, say), not as the
+    inventory alone says; the values stay out of the target's text and repr (a password may be among them)."""
+    given = ("ansible_user=ops", "ansible_become_password=s3cret")
+    target = targets.AnsibleTarget("b1", str(tmp_path / "inv.yml"), known=(("b1",), {}), extra_vars=given)
+    transport, _ = targets.ansible_transport(target)
+    assert transport.extra_vars == given
+    assert "s3cret" not in repr(target) + str(target) and target == targets.AnsibleTarget("b1", str(tmp_path / "inv.yml"))
+    seen = []
+
+    def run_playbook(playbook, inventory, *, extra_vars, npuenv_vars, env, **kw):
+        seen.append((extra_vars, npuenv_vars))
+        tree = Path(env["ANSIBLE_CALLBACK_TREE_DIR"])
+        tree.mkdir()
+        (tree / "b1").write_text(json.dumps({"rc": 0, "stdout": json.dumps(DOC)}))
+        return subprocess.CompletedProcess([], 0, "", "")
+
+    monkeypatch.setattr(playbooks_run, "run_playbook", run_playbook)
+    (tmp_path / "a.pyz").write_bytes(b"PK")
+    assert transport.run(tmp_path / "a.pyz", {"b1": []})["b1"].status == "ran"
+    [(extra_vars, npuenv_vars)] = seen
+    assert extra_vars == list(given) and not set(given) & set(npuenv_vars)
 
 
 def test_an_ansible_target_without_an_inventory_takes_ansible_inventory_or_says_how(monkeypatch, tmp_path):
