@@ -77,7 +77,7 @@ MODULES = {
                                "tests/unit/test_node_run.py"],
     "validation/targets.py": ["tests/unit/test_validation_run.py", "tests/unit/test_validate_target_parsing.py",
                               "tests/unit/test_lock_readback.py", "tests/unit/test_validation_targets_mutants.py",
-                              "tests/unit/test_validate_progress.py"],
+                              "tests/unit/test_validate_progress.py", "tests/unit/test_validation_run_mutants.py"],
     "validation/report.py": ["tests/unit/test_report.py", "tests/unit/test_validation_run.py"],
     "validation/stragglers.py": ["tests/unit/test_stragglers.py", "tests/unit/test_validation_run.py"],
     "validation/node/codes.py": ["tests/unit/test_explain.py", "tests/unit/test_checks_quick.py",
