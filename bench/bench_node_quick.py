@@ -16,7 +16,10 @@ artefacts built in this run: one from this tree and one from BASELINE's (the tre
   start (imports, plugins, conftest), collection, the facts, each check, the end; each as
   CPU-seconds with the simulator's share (bench/node_quick_plugin.py, loaded into a copy of each
   artefact with `-p`);
-- per simulated tool call: how many of each and their CPU-seconds.
+- per simulated tool call: how many of each and their CPU-seconds;
+- the floor: what the commands the quick level exists to run cost alone, each in a python3 of
+  its own in the node's login environment as the checks run them (`import torch, torch_npu`,
+  CANN's Python dependencies, `python3 -m pip check`), and product_cpu_s over that floor.
 
 BENCH_NODE_QUICK_BASELINE names the baseline commit (default below); REPEATS the runs per artefact.
 """
@@ -36,11 +39,13 @@ sys.path.insert(0, str(HERE))
 
 import bench_fleet  # noqa: E402  (its node set-up and its measure of a node's CPU)
 from bench_fleet import ROOT  # noqa: E402
+from compat_matrix.loader import load_platforms  # noqa: E402
 from tests.sim import nodes as sim_nodes  # noqa: E402
 
 # The tree before issue 22's node-side work (its artefact is built here from `git archive`).
 BASELINE = os.environ.get("BENCH_NODE_QUICK_BASELINE", "b3fdadb")
 REPEATS = int(os.environ.get("REPEATS", "3"))
+GOAL_CPU_S = 3.0   # issue 22's aim for a node's quick level
 PREFIX = sim_nodes.checkout_prefix("npu-sim-bq")
 PLUGIN = HERE / "node_quick_plugin.py"
 # In the node: the artefact, the simulated tools' log and the plugin's output.
@@ -60,6 +65,12 @@ for _ in range(calls):
     subprocess.run(["npu-smi", "info", "-t", "temp", "-i", "0", "-c", "0"], stdout=subprocess.DEVNULL, check=True,
                    env=dict(os.environ, NPU_SIM_CPU_LOG=log))
 print((waited() - start) / sum(json.loads(line)["cpu_s"] for line in open(log)))
+"""
+# A command's CPU-seconds as its parent waits for it (argv after the script's name).
+WAITED = """import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(used.ru_utime + used.ru_stime)
 """
 
 
@@ -87,6 +98,26 @@ def simulator_scale(node: str) -> float:
     p = sim_nodes.podman("exec", node, "bash", "-lc", 'exec python3 -c "$1" "$2" "$3"', "scale", SCALE,
                          REMOTE["log"], str(CALIBRATION_CALLS))
     return float(p.stdout.strip())
+
+
+def floor_commands() -> dict[str, list[str]]:
+    """What the quick level cannot leave out, as its checks run it: the row's imports (a job's
+    first line; CANN's dependencies as listed in the matrix) and pip's own check."""
+    modules = sorted(set(load_platforms().cann_python_deps.values()))
+    return {"import torch, torch_npu": ["python3", "-c", "import torch, torch_npu"],
+            "import CANN's Python dependencies": ["python3", "-c", "import torch, torch_npu, " + ", ".join(modules)],
+            "pip check": ["python3", "-m", "pip", "check"]}
+
+
+def floor(node: str) -> dict:
+    """Median CPU-seconds of each floor command on ``node`` (the dependencies less torch's import)."""
+    spent = {}
+    for name, argv in floor_commands().items():
+        runs = [float(sim_nodes.podman("exec", node, "bash", "-lc", 'exec python3 -c "$@"', "floor", WAITED,
+                                       *argv).stdout.strip()) for _ in range(REPEATS)]
+        spent[name] = statistics.median(runs)
+    spent["import CANN's Python dependencies"] -= spent["import torch, torch_npu"]
+    return {name: round(cpu, 3) for name, cpu in spent.items()}
 
 
 def run_once(node: str, scale: float) -> dict:
@@ -139,7 +170,7 @@ def measure_node(node: str, tmp: Path) -> dict:
                  "now": build_artefact(ROOT, tmp / "now.pyz")}
     scale = simulator_scale(node)
     runs = {which: measure(node, path, scale) for which, path in artefacts.items()}
-    return {"simulator_scale": round(scale, 3), **runs}
+    return {"simulator_scale": round(scale, 3), "floor": floor(node), **runs}
 
 
 def table(runs: dict) -> str:
@@ -151,6 +182,7 @@ def table(runs: dict) -> str:
         lines.append(f"{name:28} {b[0]:9.3f} {b[1]:7.3f} {n[0]:9.3f} {n[1]:7.3f}")
     for key in ("node_cpu_s", "simulator_cpu_s", "product_cpu_s"):
         lines.append(f"{key:28} {runs['baseline'][key]:9.3f} {'':7} {runs['now'][key]:9.3f}")
+    lines += [f"floor: {name:34} {cpu:9.3f}" for name, cpu in runs["floor"].items()]
     lines.append("simulated tool calls (now): " + "; ".join(
         f"{k} x{c} {s:.3f} s" for k, (c, s) in runs["now"]["tool_calls"].items()))
     return "\n".join(lines)
@@ -165,6 +197,11 @@ def summarize(runs: dict) -> dict:
     for key in ("node_cpu_s", "product_cpu_s"):
         out[f"{key}_now_to_baseline_ratio"] = round(runs["now"][key] / runs["baseline"][key], 2)
     out["simulator_share_now"] = round(runs["now"]["simulator_cpu_s"] / runs["now"]["node_cpu_s"], 2)
+    out["floor_cpu_s"] = round(sum(runs["floor"].values()), 3)
+    out["product_cpu_s_now_to_floor_ratio"] = round(runs["now"]["product_cpu_s"] / out["floor_cpu_s"], 2)
+    out["floor_cpu_s_to_goal_ratio"] = round(out["floor_cpu_s"] / GOAL_CPU_S, 2)
+    for name, cpu in runs["floor"].items():
+        out["floor_cpu_s_" + "_".join(name.replace(",", "").replace("'s", "").lower().split())] = cpu
     for which in ("baseline", "now"):
         for name, (cpu, sim) in runs[which]["phases"].items():
             out[f"cpu_s_{name.replace(' ', '_')}_{which}"] = cpu
