@@ -54,6 +54,7 @@ class CallbackModule(DefaultCallback):
     def __init__(self):
         super().__init__()
         self._current = None
+        self._current_uuid = None   # the Ansible task (its _uuid) of the current line
         self._started = 0.0
         self._counts: dict[str, int] = {}
         self._running: list[str] = []
@@ -89,10 +90,15 @@ class CallbackModule(DefaultCallback):
             self._current = None
         self._display.display(line)
 
-    def _start_task(self, name: str) -> None:
+    def _start_task(self, task, name: str) -> None:
+        # ansible-core 2.19 announces a meta task (flush_handlers) once per host: one task is one line,
+        # not a line per host.
+        if self._current is not None and task._uuid == self._current_uuid:
+            return
         self._finish_task()
         with self._lock:
             self._current, self._started, self._running = name, time.monotonic(), []
+            self._current_uuid = task._uuid
             self._counts = {"changed": 0, "ok": 0, "skipped": 0, "failed": 0, "unreachable": 0}
         if not self._heart.is_alive() and not self._stop.is_set():
             self._heart.start()
@@ -107,10 +113,10 @@ class CallbackModule(DefaultCallback):
 
     # Task boundaries: nothing printed when a task starts.
     def v2_playbook_on_task_start(self, task, is_conditional):
-        self._start_task(task.get_name().strip())
+        self._start_task(task, task.get_name().strip())
 
     def v2_playbook_on_handler_task_start(self, task):
-        self._start_task("handler: " + task.get_name().strip())
+        self._start_task(task, "handler: " + task.get_name().strip())
 
     def v2_playbook_on_play_start(self, play):
         self._finish_task()
