@@ -293,6 +293,11 @@ def test_npu_smi_not_run_is_no_pass():
 
 
 HEALTH_CODES_FIX = "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
+# Where the codes were read and none names the fault: the device logs, with the driver's own tool
+# (msnpureport sits beside hccn_tool in {root}/driver/tools).
+DEVICE_LOGS_FIX = ("no error code names the fault: export the device logs with "
+                   "`/usr/local/Ascend/driver/tools/msnpureport -f` (as root, in a writable folder) for the "
+                   "vendor's support; reset or replace the card")
 FAULT_LEVELS_SOURCE = "Ascend/mind-cluster docs: default faultCode.json of Container Manager (NPU fault levels)"
 
 
@@ -306,7 +311,7 @@ def test_critical_and_alarm_npus_fail():
                      "found": f"NPU 3 chip 0: {health} with no error code",
                      "cause": f"the device reports a fault (Alarm or Critical): NPU 3 chip 0: {health} with no "
                               "error code",
-                     "fix": HEALTH_CODES_FIX}
+                     "fix": DEVICE_LOGS_FIX}
 
 
 def test_unhealthy_npu_is_explained_by_its_error_codes():
@@ -327,12 +332,12 @@ def test_unhealthy_npu_is_explained_by_its_error_codes():
                  "found": found, "cause": "the device reports a fault (Alarm or Critical): " + found,
                  "fix": "stop the jobs on the card, then reset it: npu-smi set -t reset -i <npu> -c <chip> "
                         f"(fault level RestartNPU, {FAULT_LEVELS_SOURCE})"}
-    # a code no level lists is named as such, and the generic fix stays
+    # a code no level lists is named as such, and the fix is the device logs
     facts["devices"][3]["health_detail"]["error_codes"] = ["12345678"]
     f = failed(q.test_npu_health, facts=facts, stack=stack(), options=options())
     assert f["found"] == ("NPU 3 chip 0: Alarm: 12345678 (not in the fault-code table) "
                           "[ascend_monitor adda heart beat lost error]")
-    assert f["fix"] == HEALTH_CODES_FIX
+    assert f["fix"] == DEVICE_LOGS_FIX
 
 
 def test_unhealthy_npu_whose_codes_could_not_be_read_says_so():

@@ -10,6 +10,7 @@ from validation.node import codes, hardware
 from validation.node.hardware import Finding
 
 CHIP0, CHIP1 = "NPU 0 chip 0", "NPU 1 chip 0"
+TOOLS = "/opt/Ascend/driver/tools"   # the driver's tools folder of a host installed under /opt/Ascend
 
 
 def dev(npu=0, chip=0, **extra):
@@ -65,13 +66,23 @@ def test_health_fix_is_the_worst_levels_fix_of_the_unhealthy_chips():
     devices = [dev(0, health="OK", health_detail={"error_codes": ["80E3A201"]}),    # SeparateNPU on a healthy chip
                dev(1, health="Alarm", health_detail={"error_codes": ["A4025021", "8C03A000", "80E01801"]}),
                dev(2, health="Alarm")]
-    assert hardware.health_fix(devices) == ("stop the jobs on the card, then reset it: npu-smi set -t reset -i <npu> "
+    assert hardware.health_fix(devices, TOOLS) == ("stop the jobs on the card, then reset it: npu-smi set -t reset -i <npu> "
                                             f"-c <chip> (fault level RestartNPU, {source})")
-    assert hardware.health_fix([dev(1, health="Warning", health_detail={"error_codes": ["A4025021"]})]) == (
+    assert hardware.health_fix([dev(1, health="Warning", health_detail={"error_codes": ["A4025021"]})], TOOLS) == (
         f"no action needed; keep an eye on it (fault level NotHandleFault, {source})")
-    generic = "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
-    assert hardware.health_fix([dev(0, health="Alarm", health_detail={"error_codes": ["12345678"]})]) == generic
-    assert hardware.health_fix([dev(0, health="OK", health_detail={"error_codes": ["80E3A201"]})]) == generic
+    logs = (f"no error code names the fault: export the device logs with `{TOOLS}/msnpureport -f` (as root, "
+            "in a writable folder) for the vendor's support; reset or replace the card")
+    read = "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
+    # codes read, none of them in the table (or none at all): the device logs
+    assert hardware.health_fix([dev(0, health="Alarm", health_detail={"error_codes": ["12345678"]})], TOOLS) == logs
+    assert hardware.health_fix([dev(0, health="Critical", health_detail={"error_codes": []})], TOOLS) == logs
+    # a healthy chip's code asks for nothing
+    assert hardware.health_fix([dev(0, health="OK", health_detail={"error_codes": ["80E3A201"]}),
+                                dev(1, health="Alarm", health_detail={"error_codes": []})], TOOLS) == logs
+    # an unhealthy chip whose codes were not read: read them first
+    unread = dev(2, health="Critical", health_detail={"error": "the tool reported an error: Invalid card id."})
+    assert hardware.health_fix([dev(1, health="Alarm", health_detail={"error_codes": []}), unread], TOOLS) == read
+    assert hardware.health_fix([dev(2, health="Critical")], TOOLS) == read
 
 
 # ------------------------------------------------------------------- sensors

@@ -135,18 +135,26 @@ def health_findings(devices: list[dict]) -> list[Finding]:
     return found
 
 
-def health_fix(devices: list[dict]) -> str:
-    """The fix the worst error code asks for (MindCluster's fault levels), else a generic one."""
+def health_fix(devices: list[dict], driver_tools: str) -> str:
+    """The fix the worst error code asks for (MindCluster's fault levels); else, where a chip's codes
+    were not read, reading them; else (no code, or none the table knows) the device logs for the
+    vendor's support. ``driver_tools``: the driver's tools folder (where hccn_tool is)."""
     order = list(codes.FAULT_LEVELS)
     worst = None
-    for d in devices:
-        for code in (d.get("health_detail") or {}).get("error_codes", []) if codes.health_verdict(d["health"]) != "pass" else []:
+    unhealthy = [d for d in devices if codes.health_verdict(d["health"]) != "pass"]
+    for d in unhealthy:
+        for code in (d.get("health_detail") or {}).get("error_codes", []):
             level = codes.fault_level(code)
             if level and (worst is None or order.index(level.name) < order.index(worst.name)):
                 worst = level
     if worst:
         return f"{worst.fix} (fault level {worst.name}, {codes.FAULT_CODE_SOURCE})"
-    return "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
+    if any(not d.get("health_detail") or _unread(d["health_detail"]) for d in unhealthy):
+        return "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
+    # msnpureport -f exports the devices' logs (CANN 8.0 troubleshooting guide, "How Do I Determine the
+    # Start and End Time of the Host Process Based on the Device Log?": {driver}/tools/msnpureport -f).
+    return (f"no error code names the fault: export the device logs with `{driver_tools}/msnpureport -f` (as root, "
+            "in a writable folder) for the vendor's support; reset or replace the card")
 
 
 # ----------------------------------------------------------------- sensors

@@ -3,6 +3,7 @@ visible and healthy, and torch_npu imports against the installed CANN."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from shlex import quote
 
@@ -114,7 +115,7 @@ def test_npu_health(facts, stack, options, check):
     check(not bad, "unhealthy NPU(s): " + ", ".join(f"NPU {d['npu']} chip {d['chip']} {d['health']}" for d in bad),
           expected="Health OK on every chip", found=hardware.listing(hardware.health_findings(bad)),
           cause="the device reports a fault (Alarm or Critical): " + hardware.listing(hardware.health_findings(bad)),
-          fix=hardware.health_fix(bad))
+          fix=hardware.health_fix(bad, os.path.dirname(stack["paths"]["hccn_tool"])))
     rows = smi.get("unread_rows") or []
     check(not rows, f"npu-smi info: {len(rows)} row(s) of the device table could not be read",
           expected="every chip row in npu-smi info's layout",
