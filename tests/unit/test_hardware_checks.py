@@ -267,7 +267,7 @@ def test_health_check_explains_each_error_code(healthy):
     sick["devices"][6].update(health="Critical")
     sick["devices"][6]["health_detail"] = {"status": "Critical", "error_codes": ["80E18402", "A4025021"],
                                            "error_info": ["hbm multi-bit ecc"]}
-    stack = {"npus_per_node": 8}
+    stack = {"npus_per_node": 8, **STACK_910B}
     status, failure, _ = outcome(test_quick.test_npu_health, sick, stack, {"devices": None})
     assert failure["cause"] == ("the device reports a fault (Alarm or Critical): NPU 6 chip 0: Critical: 80E18402 "
                                 "(SeparateNPU: the fault cannot be cured by a reset), A4025021 (NotHandleFault: a fault "
