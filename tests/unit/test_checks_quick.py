@@ -914,19 +914,42 @@ def test_without_the_drivers_list_a_newer_driver_passes_with_a_warning_that_says
                                 "driver lists no compatible_version, so its support for CANN 9.1.0 was not verified"]
 
 
+def test_a_newer_driver_is_verified_or_said_unverified_only_where_the_row_leaves_it_open():
+    # the row's own HDK, no compatible_version: nothing to say
+    assert passed(q.test_driver_version, facts=healthy_facts(), stack=stack()).warnings == []
+    # newer, but under the row's maximum: the range verified it
+    s = stack()
+    s["hdk"]["max"] = "27.0.X"
+    assert passed(q.test_driver_version, facts=healthy_facts(driver={"version": "26.2.0"}), stack=s).warnings == []
+    # newer, no maximum, a list of trains, but a toolkit without its innerversion: nothing to look up
+    listing = {**DRIVER_25_3, "version": "26.2.0"}
+    outcome = passed(q.test_driver_version, facts=healthy_facts(driver=listing), stack=stack())
+    assert outcome.warnings == ["driver 26.2.0 is newer than the row's HDK 26.1.0: the row sets no maximum and the "
+                                "active toolkit names no innerversion, so its support for CANN 9.1.0 was not verified"]
+
+
 def test_a_toolkit_version_cfg_does_not_run_fails():
     # latest's links lead to 8.3.RC1's install-info, but version.cfg says 8.2.RC1 runs (a switch cut short)
     half = {**CANN_8_3, "running": "8.2.RC1"}
     f = failed(q.test_cann_toolkit, facts=healthy_facts(cann=[half]), stack=stack(ROW_8_3))
-    assert f["summary"] == ("CANN 8.3.RC1's install-info is behind /usr/local/Ascend/ascend-toolkit/latest, but "
-                            "latest/version.cfg runs 8.2.RC1")
-    assert f["found"] == "toolkit_running_version names 8.2.RC1"
+    assert f == {"summary": "CANN 8.3.RC1's install-info is behind /usr/local/Ascend/ascend-toolkit/latest, but "
+                            "latest/version.cfg runs 8.2.RC1",
+                 "expected": "toolkit_running_version=[...:8.3.RC1] in /usr/local/Ascend/ascend-toolkit/latest/"
+                             "version.cfg",
+                 "found": "toolkit_running_version names 8.2.RC1",
+                 "cause": "latest's links and its version.cfg disagree (a version switch or install that stopped "
+                          "midway)",
+                 "fix": "deploy the row again (it makes the version the running one with the vendor's "
+                        "create_version_softlink.sh)"}
 
 
 def test_an_active_toolkit_without_its_env_script_fails():
     f = failed(q.test_cann_toolkit, facts=healthy_facts(cann=[{**CANN_8_3, "env_script": False}]),
                stack=stack(ROW_8_3))
-    assert f["summary"] == "CANN 8.3.RC1 is active but /usr/local/Ascend/ascend-toolkit/set_env.sh is missing"
+    assert f == {"summary": "CANN 8.3.RC1 is active but /usr/local/Ascend/ascend-toolkit/set_env.sh is missing",
+                 "expected": "/usr/local/Ascend/ascend-toolkit/set_env.sh", "found": "missing",
+                 "cause": "the toolkit's install stopped before it wrote its env script",
+                 "fix": "deploy the row again (the toolkit is installed again)"}
 
 
 def test_an_nnal_on_disk_that_is_not_the_active_one_fails():
@@ -943,4 +966,17 @@ def test_an_nnal_on_disk_that_is_not_the_active_one_fails():
 def test_an_active_nnal_without_its_env_script_fails():
     active = {"version": "9.1.0", "entry_point": "/usr/local/Ascend/nnal/atb/latest", "env_script": False}
     f = failed(q.test_nnal, facts=healthy_facts(nnal_active=active), stack=stack())
-    assert f["summary"] == "NNAL 9.1.0 is active but /usr/local/Ascend/nnal/atb/set_env.sh is missing"
+    assert f == {"summary": "NNAL 9.1.0 is active but /usr/local/Ascend/nnal/atb/set_env.sh is missing",
+                 "expected": "/usr/local/Ascend/nnal/atb/set_env.sh", "found": "missing",
+                 "cause": "an NNAL version was uninstalled (its uninstall.sh removes set_env.sh) or an upgrade "
+                          "stopped midway",
+                 "fix": "deploy the row again (the switch to the version writes set_env.sh)"}
+
+
+def test_an_nnal_whose_entry_point_leads_nowhere_fails_saying_so():
+    # nnal/atb/latest missing or dangling: no active version at all
+    active = {"version": None, "entry_point": "/usr/local/Ascend/nnal/atb/latest", "env_script": False}
+    f = failed(q.test_nnal, facts=healthy_facts(nnal_active=active), stack=stack())
+    assert (f["summary"], f["found"]) == (
+        "NNAL 9.1.0 is installed but not the active one: /usr/local/Ascend/nnal/atb/latest leads to no version",
+        "/usr/local/Ascend/nnal/atb/latest leads to NNAL none (on disk: 9.1.0)")

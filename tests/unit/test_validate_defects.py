@@ -24,6 +24,7 @@ import compat_matrix as cm
 from npuenv import cli
 from tests.unit.check_fakes import FakeProbe, FakeRequest, failed
 from validation import artefact, run
+from validation.node import facts as facts_mod
 from validation.node import runner
 from validation.node.suite import test_quick as q
 from validation.node.suite.conftest import Checker, CheckFailed
@@ -163,11 +164,13 @@ def test_torch_npu_libraries_without_torch_fails_saying_so(absent, summary, foun
 
 def test_torch_npu_libraries_with_no_library_listed_is_not_a_pass():
     f = failed(q.test_torch_npu_libraries, probe=FakeProbe().answer(LIBRARIES, 0, ""))
-    assert (f["summary"], f["found"]) == ("no shared library of torch_npu was found to check",
-                                          "none under its package folder")
+    assert f == {"summary": "no shared library of torch_npu was found to check",
+                 "expected": "torch_npu's lib/*.so files", "found": "none under its package folder",
+                 "cause": "a torch_npu without its compiled libraries (a broken or source-only install)",
+                 "fix": "reinstall torch_npu from the row's wheelhouse (make deploy TAGS=python)"}
 
 
-class ShellProbe:
+class ShellProbe(facts_mod.Probe):
     """This machine through sh (not a login shell: PATH stays the test's)."""
     is_local = True
 
@@ -207,3 +210,67 @@ def test_torch_npu_libraries_under_a_path_with_a_space_are_listed(tmp_path):
     (site / "torch_npu" / "__init__.py").write_text("")
     shutil.copy(_ctypes.__file__, site / "torch_npu" / "lib" / "libtorch_npu.so")  # it needs libffi
     q.test_torch_npu_libraries(ShellProbe(python3_on_path(tmp_path, site)), Checker(FakeRequest()))  # passes
+
+
+def python_site(tmp_path: Path, modules: dict[str, str]) -> Path:
+    """A site folder of modules (name -> source) for python3_on_path."""
+    site = tmp_path / "site"
+    for name, source in modules.items():
+        path = site.joinpath(*name.split(".")).with_suffix(".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    return site
+
+
+# A torch whose NPU module answers as torch_npu's does, and one dependency of CANN that cannot load.
+NPU_TORCH = {"torch": "class npu:\n    is_available = staticmethod(lambda: True)\n"
+                      "    device_count = staticmethod(lambda: 8)\n",
+             "torch_npu": "", "decorator": "", "sympy": "raise ImportError('libgmp.so.10: cannot open shared object')"}
+
+
+def test_torch_npu_and_cann_deps_are_imported_by_one_real_python3(tmp_path):
+    probe = ShellProbe(python3_on_path(tmp_path, python_site(tmp_path, NPU_TORCH)))
+    answers, rc, out, err = q.python_imports(probe, ["decorator", "sympy", "absl"])
+    assert rc == 0, err
+    assert answers == {"torch_npu": {"available": True, "count": 8},
+                       "cann_python_modules": {"sympy": "ImportError: libgmp.so.10: cannot open shared object",
+                                               "absl": "ModuleNotFoundError: No module named 'absl'"}}
+    stack = {"cann_python_modules": ["decorator", "sympy"]}
+    with pytest.raises(CheckFailed) as e:
+        q.test_cann_python_deps(probe, stack, Checker(FakeRequest()))
+    assert "found:    sympy: ImportError: libgmp.so.10: cannot open shared object\n" in str(e.value)
+    facts = {"devices": [{}] * 8}
+    q.test_torch_npu_import(probe, facts, stack, Checker(FakeRequest()))   # passes: 8 of 8
+
+
+def test_a_torch_npu_that_raises_is_a_failure_and_the_deps_are_imported_alone(tmp_path):
+    site = python_site(tmp_path, {**NPU_TORCH, "torch_npu": "raise RuntimeError('libascendcl.so: not found')"})
+    probe = ShellProbe(python3_on_path(tmp_path, site))
+    answers, rc, _, err = q.python_imports(probe, ["decorator"])
+    assert rc == 0, err
+    assert answers["torch_npu"]["error"].splitlines()[-1] == "RuntimeError: libascendcl.so: not found"
+    assert answers["cann_python_modules"] == {}
+    with pytest.raises(CheckFailed) as e:
+        q.test_torch_npu_import(probe, {"devices": []}, {"cann_python_modules": ["decorator"]},
+                                Checker(FakeRequest()))
+    assert str(e.value).startswith("import torch_npu fails\n  expected: import torch_npu succeeds\n"
+                                   "  found:    RuntimeError: libascendcl.so: not found\n")
+
+
+def test_a_python3_that_dies_in_torch_npu_fails_the_import_and_still_checks_the_deps(tmp_path):
+    # torch_npu ends the process (as a crash in its native code would): no answer, its output the reason
+    dies = ("import os, sys\nprint('npu init: device 0')\nprint('npu init failed: drvErr=87')\nsys.stdout.flush()\n"
+            "os._exit(134)")
+    site = python_site(tmp_path, {**NPU_TORCH, "torch_npu": dies})
+    probe = ShellProbe(python3_on_path(tmp_path, site))
+    with pytest.raises(CheckFailed) as e:
+        q.test_torch_npu_import(probe, {"devices": []}, {"cann_python_modules": ["decorator"]},
+                                Checker(FakeRequest()))
+    assert "  found:    npu init failed: drvErr=87\n" in str(e.value)
+    # the dependencies, imported by a python3 of their own, without torch's backend autoload
+    with pytest.raises(CheckFailed) as e:
+        q.test_cann_python_deps(probe, {"cann_python_modules": ["decorator", "sympy", "absl"]},
+                                Checker(FakeRequest()))
+    assert ("found:    sympy: ImportError: libgmp.so.10: cannot open shared object; "
+            "absl: ModuleNotFoundError: No module named 'absl'\n") in str(e.value)
+    q.test_cann_python_deps(probe, {"cann_python_modules": ["decorator"]}, Checker(FakeRequest()))   # passes
