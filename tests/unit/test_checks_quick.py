@@ -296,7 +296,7 @@ HEALTH_CODES_FIX = "read `npu-smi info -t health -i <npu> -c <chip>` for the err
 # Where the codes were read and none names the fault: the device logs, with the driver's own tool
 # (msnpureport sits beside hccn_tool in {root}/driver/tools).
 DEVICE_LOGS_FIX = ("no error code names the fault: export the device logs with "
-                   "`/usr/local/Ascend/driver/tools/msnpureport -f` (as root, in a writable folder) for the "
+                   "`/usr/local/Ascend/driver/tools/msnpureport -f` (in a folder you can write) for the "
                    "vendor's support; reset or replace the card")
 FAULT_LEVELS_SOURCE = "Ascend/mind-cluster docs: default faultCode.json of Container Manager (NPU fault levels)"
 

@@ -70,8 +70,8 @@ def test_health_fix_is_the_worst_levels_fix_of_the_unhealthy_chips():
                                             f"-c <chip> (fault level RestartNPU, {source})")
     assert hardware.health_fix([dev(1, health="Warning", health_detail={"error_codes": ["A4025021"]})], TOOLS) == (
         f"no action needed; keep an eye on it (fault level NotHandleFault, {source})")
-    logs = (f"no error code names the fault: export the device logs with `{TOOLS}/msnpureport -f` (as root, "
-            "in a writable folder) for the vendor's support; reset or replace the card")
+    logs = (f"no error code names the fault: export the device logs with `{TOOLS}/msnpureport -f` (in a folder "
+            "you can write) for the vendor's support; reset or replace the card")
     read = "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
     # codes read, none of them in the table (or none at all): the device logs
     assert hardware.health_fix([dev(0, health="Alarm", health_detail={"error_codes": ["12345678"]})], TOOLS) == logs

@@ -153,8 +153,8 @@ def health_fix(devices: list[dict], driver_tools: str) -> str:
         return "read `npu-smi info -t health -i <npu> -c <chip>` for the error codes; reset or replace the card"
     # msnpureport -f exports the devices' logs (CANN 8.0 troubleshooting guide, "How Do I Determine the
     # Start and End Time of the Host Process Based on the Device Log?": {driver}/tools/msnpureport -f).
-    return (f"no error code names the fault: export the device logs with `{driver_tools}/msnpureport -f` (as root, "
-            "in a writable folder) for the vendor's support; reset or replace the card")
+    return (f"no error code names the fault: export the device logs with `{driver_tools}/msnpureport -f` (in a folder "
+            "you can write) for the vendor's support; reset or replace the card")
 
 
 # ----------------------------------------------------------------- sensors
