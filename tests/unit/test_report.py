@@ -93,6 +93,10 @@ def test_a_host_whose_every_check_skipped_is_not_checked_in_every_report():
     assert {k: suites["b"].get(k) for k in ("tests", "errors", "skipped", "failures")} == \
         {"tests": "3", "errors": "1", "skipped": "2", "failures": "0"}
     assert suites["b"].find("testcase[@name='suite']/error").get("message") == report.NOT_CHECKED_TEXT
+    assert {k: suites["b"].find("testcase[@name='suite']").get(k) for k in ("classname", "time")} == \
+        {"classname": "b", "time": "0.000"}
+    assert report.junit_xml(result).startswith("<?xml version='1.0' encoding='utf-8'?>\n"
+                                               '<testsuites name="npuenv-validation"><testsuite name="a" ')
     assert {k: suites["c"].get(k) for k in ("tests", "errors")} == {"tests": "1", "errors": "1"}
     assert suites["a"].get("errors") == "0" and suites["a"].find("testcase[@name='suite']") is None
     families = {f.name: f for f in text_string_to_metric_families(report.prometheus_text(result))}
@@ -238,6 +242,23 @@ def test_junit_suites_count_and_carry_each_verdict(result):
     assert b.find("testcase[@name='straggler']/system-out").text.startswith("warning: train_samples_per_s 40")
     assert suites["e"].get("errors") == "1" and suites["e"].find("testcase/error").get("message") == "python3 is 3.8"
     assert b.find("testcase[@name='train']/*") is None   # a pass carries nothing
+
+
+def test_prometheus_help_texts_and_a_result_without_its_row():
+    text = report.prometheus_text(report.fleet_result([rec("c", "train", data={"samples_per_s": 5.0})], ["c"], {}))
+    assert [line for line in text.splitlines() if line.startswith("# HELP")] == [
+        "# HELP npuenv_validation_check_passed 1 when the check passed (or only warned), 0 when it failed",
+        "# HELP npuenv_validation_host_reachable 1 when the host was reached and ran the suite",
+        "# HELP npuenv_validation_host_passed 1 when the host's checks ran and passed",
+        "# HELP npuenv_validation_train_samples_per_second train_samples_per_s measured by the train check, in "
+        "base units (1 per samples/s)",
+        "# HELP npuenv_validation_allreduce_busbw_bytes_per_second allreduce_busbw_gbps measured by the "
+        "allreduce_local check, in base units (1e+09 per GB/s)",
+        "# HELP npuenv_validation_straggler 1 when the host's figure is below its peers' median by more than the "
+        "margin and their spread",
+        "# HELP npuenv_validation_last_run_timestamp_seconds when the validation run ended"]
+    # no meta (no row): its labels are empty, not "None"
+    assert 'npuenv_validation_check_passed{cann="",check="train",host="c",level="",torch_npu=""} 1.0' in text
 
 
 def test_prometheus_text_has_every_host_and_check(result):
@@ -472,6 +493,48 @@ def test_an_interrupt_while_writing_leaves_no_report_and_no_temporary_folder(tmp
     with pytest.raises(interrupts.Interrupted), interrupts.interruptible("validate"):
         report.write_all(result, out)
     assert left(tmp_path) == ["out"]
+
+
+def test_remove_all_where_there_is_no_report_does_nothing(tmp_path):
+    report.remove_all(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def stuck(out, *names):
+    """Reports that unlink cannot remove: folders (with a file) in their place."""
+    for name in names:
+        (out / name).unlink()
+        (out / name).mkdir()
+        (out / name / "x").write_text("")
+
+
+def test_reports_that_cannot_be_removed_are_named_and_the_others_removed(tmp_path):
+    out = tmp_path / "out"
+    earlier_run(out)
+    stuck(out, "junit.xml", "metrics.prom")
+    with pytest.raises(UserError) as e:
+        report.remove_all(out)
+    assert str(e.value) == (f"the reports of an earlier run could not be removed: {out / 'junit.xml'} (Is a "
+                            f"directory), {out / 'metrics.prom'} (Is a directory); remove them by hand so that "
+                            "nobody takes them for this run's")
+    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "metrics.prom", "notes.txt"]
+
+
+def test_an_unexpected_error_and_a_report_that_stays_are_both_said(tmp_path, result, monkeypatch):
+    out = tmp_path / "out"
+    earlier_run(out)
+    stuck(out, "metrics.prom")
+
+    def denied(*args):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(report.outputs, "write_files", denied)
+    with pytest.raises(UserError) as e:
+        report.write_all(result, out)
+    assert str(e.value) == (f"the reports were not written: {out}: PermissionError: [Errno 13] Permission denied; "
+                            f"the reports of an earlier run could not be removed: {out / 'metrics.prom'} (Is a "
+                            "directory); remove them by hand so that nobody takes them for this run's")
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.prom", "notes.txt"]
 
 
 def test_write_all_with_some_reports_removes_the_others(tmp_path, result):
