@@ -389,8 +389,9 @@ def _rows_table(lines: list[str], name: str, rows: list[dict]) -> None:
     lines.append(f"all_reduce {_line(name)}:")
     lines.append(f"  {'bytes':>12} {'algbw GB/s':>11} {'busbw GB/s':>11} ok")
     for row in rows:
-        lines.append(f"  {row['bytes']:>12} {row['algbw_gbps']:>11.3f} {row['busbw_gbps']:>11.3f} "
-                     f"{'yes' if row.get('correct', True) else 'NO'}")
+        # yes only where the node said the sum was right; a row that says nothing (or not a boolean) is "-"
+        ok = {True: "yes", False: "NO"}[row["correct"]] if isinstance(row.get("correct"), bool) else "-"
+        lines.append(f"  {row['bytes']:>12} {row['algbw_gbps']:>11.3f} {row['busbw_gbps']:>11.3f} {ok}")
 
 
 # Hosts named on one line of the terminal report; the others are counted.

@@ -415,6 +415,18 @@ def test_bandwidth_rows_of_another_shape_are_left_out(sizes):
     assert "allreduce_local: bus bandwidth over 1 host(s)" in report.html_page(r)
 
 
+def test_a_bandwidth_row_whose_result_was_wrong_says_so():
+    rows = [{"bytes": 1024, "algbw_gbps": 1.0, "busbw_gbps": 1.0, "correct": False},
+            {"bytes": 4096, "algbw_gbps": 2.0, "busbw_gbps": 2.0, "correct": True},
+            {"bytes": 16384, "algbw_gbps": 3.0, "busbw_gbps": 3.0},                   # it says nothing
+            {"bytes": 65536, "algbw_gbps": 4.0, "busbw_gbps": 4.0, "correct": "false"}]   # nor here
+    text = report.terminal(report.fleet_result([rec("a", "allreduce_local", data={"sizes": rows})], ["a"], {}))
+    assert text[text.index("all_reduce a allreduce_local:"):].splitlines()[1:6] == [
+        "         bytes  algbw GB/s  busbw GB/s ok", "          1024       1.000       1.000 NO",
+        "          4096       2.000       2.000 yes", "         16384       3.000       3.000 -",
+        "         65536       4.000       4.000 -"]
+
+
 # --- all reports or none ------------------------------------------------------------
 
 def earlier_run(out):
