@@ -390,7 +390,8 @@ def _rows_table(lines: list[str], name: str, rows: list[dict]) -> None:
     lines.append(f"  {'bytes':>12} {'algbw GB/s':>11} {'busbw GB/s':>11} ok")
     for row in rows:
         # yes only where the node said the sum was right; a row that says nothing (or not a boolean) is "-"
-        ok = {True: "yes", False: "NO"}[row["correct"]] if isinstance(row.get("correct"), bool) else "-"
+        correct = row.get("correct")
+        ok = "yes" if correct is True else "NO" if correct is False else "-"
         lines.append(f"  {row['bytes']:>12} {row['algbw_gbps']:>11.3f} {row['busbw_gbps']:>11.3f} {ok}")
 
 
